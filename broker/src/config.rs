@@ -1,0 +1,189 @@
+//! Broker configuration: one typed struct, every field a clap flag with a `STROM_*` env var.
+//! Names follow Kafka's (`num.partitions` is `--num-partitions`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct BrokerConfig {
+    /// Run one process holding both the metadata controller and the broker (the embedded,
+    /// single-node default).
+    #[arg(long, env = "STROM_DEV")]
+    pub dev: bool,
+
+    /// This broker's id (Kafka's node.id).
+    #[arg(long, env = "STROM_NODE_ID", default_value_t = 1)]
+    pub node_id: i32,
+
+    /// Where partition logs and metadata live.
+    #[arg(long, env = "STROM_DATA_DIR", default_value = "./strom-data")]
+    pub data_dir: PathBuf,
+
+    /// Address the Kafka protocol listener binds.
+    #[arg(long, env = "STROM_KAFKA_LISTEN", default_value = "127.0.0.1:9092")]
+    pub kafka_listen: SocketAddr,
+
+    /// host:port clients are told to connect to (Kafka's advertised.listeners); defaults to
+    /// --kafka-listen, which must then not be a wildcard address.
+    #[arg(long, env = "STROM_ADVERTISED_KAFKA")]
+    pub advertised_kafka: Option<String>,
+
+    /// Address the HTTP API binds.
+    #[arg(long, env = "STROM_HTTP_LISTEN", default_value = "127.0.0.1:9644")]
+    pub http_listen: SocketAddr,
+
+    /// Create a topic when a client first asks for it in Metadata or Produce
+    /// (auto.create.topics.enable).
+    #[arg(long, env = "STROM_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+
+    /// Partitions of an auto-created topic, or of one created with -1 (num.partitions).
+    #[arg(long, env = "STROM_NUM_PARTITIONS", default_value_t = 1)]
+    pub num_partitions: u32,
+
+    /// Replicas of an auto-created topic (default.replication.factor).
+    #[arg(long, env = "STROM_DEFAULT_REPLICATION_FACTOR", default_value_t = 1)]
+    pub default_replication_factor: u16,
+
+    /// Largest record batch accepted, in bytes (message.max.bytes; Kafka's default).
+    #[arg(long, env = "STROM_MESSAGE_MAX_BYTES", default_value_t = 1_048_588)]
+    pub message_max_bytes: usize,
+
+    /// Largest request frame accepted, in bytes (socket.request.max.bytes).
+    #[arg(
+        long,
+        env = "STROM_SOCKET_REQUEST_MAX_BYTES",
+        default_value_t = 104_857_600
+    )]
+    pub socket_request_max_bytes: usize,
+
+    /// Block cache of the log store, in MiB.
+    #[arg(long, env = "STROM_BLOCK_CACHE_MB", default_value_t = 64)]
+    pub block_cache_mb: usize,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{flag}: {reason}")]
+    Invalid { flag: &'static str, reason: String },
+}
+
+impl BrokerConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |flag, reason: &str| {
+            Err(ConfigError::Invalid {
+                flag,
+                reason: reason.to_string(),
+            })
+        };
+        if !self.dev {
+            return invalid(
+                "--dev",
+                "only the single-node mode exists so far: start with --dev \
+                 (a multi-node cluster needs the metadata quorum, which is not built yet)",
+            );
+        }
+        if self.node_id < 0 {
+            return invalid("--node-id", "must be 0 or more");
+        }
+        if self.num_partitions == 0 {
+            return invalid("--num-partitions", "must be at least 1");
+        }
+        if self.default_replication_factor == 0 {
+            return invalid("--default-replication-factor", "must be at least 1");
+        }
+        if self.message_max_bytes < 128 {
+            return invalid("--message-max-bytes", "must be at least 128");
+        }
+        if self.socket_request_max_bytes < self.message_max_bytes {
+            return invalid(
+                "--socket-request-max-bytes",
+                "must be at least --message-max-bytes",
+            );
+        }
+        if self.socket_request_max_bytes > i32::MAX as usize {
+            return invalid("--socket-request-max-bytes", "must fit in 31 bits");
+        }
+        self.advertised().map(|_| ())
+    }
+
+    /// The (host, port) clients are told to use.
+    pub fn advertised(&self) -> Result<(String, u16), ConfigError> {
+        match &self.advertised_kafka {
+            Some(a) => {
+                let (host, port) = a.rsplit_once(':').ok_or_else(|| ConfigError::Invalid {
+                    flag: "--advertised-kafka",
+                    reason: format!("'{a}' is not host:port"),
+                })?;
+                let port = port.parse().map_err(|_| ConfigError::Invalid {
+                    flag: "--advertised-kafka",
+                    reason: format!("'{port}' is not a port"),
+                })?;
+                if host.is_empty() {
+                    return Err(ConfigError::Invalid {
+                        flag: "--advertised-kafka",
+                        reason: "the host is empty".into(),
+                    });
+                }
+                Ok((host.to_string(), port))
+            }
+            None if self.kafka_listen.ip().is_unspecified() => Err(ConfigError::Invalid {
+                flag: "--advertised-kafka",
+                reason: "required when --kafka-listen is a wildcard address".into(),
+            }),
+            None => Ok((self.kafka_listen.ip().to_string(), self.kafka_listen.port())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: BrokerConfig,
+    }
+
+    fn parse(args: &[&str]) -> BrokerConfig {
+        Cli::try_parse_from(std::iter::once("strom-broker").chain(args.iter().copied()))
+            .expect("parse")
+            .config
+    }
+
+    #[test]
+    fn defaults_are_valid_in_dev_mode() {
+        let c = parse(&["--dev"]);
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.advertised(), Ok(("127.0.0.1".to_string(), 9092)));
+        assert!(c.auto_create_topics);
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(parse(&[]).validate().is_err(), "--dev is required for now");
+        assert!(parse(&["--dev", "--num-partitions", "0"])
+            .validate()
+            .is_err());
+        assert!(parse(&["--dev", "--kafka-listen", "0.0.0.0:9092"])
+            .validate()
+            .is_err());
+        assert!(parse(&[
+            "--dev",
+            "--kafka-listen",
+            "0.0.0.0:9092",
+            "--advertised-kafka",
+            "h:1"
+        ])
+        .validate()
+        .is_ok());
+        assert!(parse(&["--dev", "--advertised-kafka", "nohost"])
+            .validate()
+            .is_err());
+        assert!(!parse(&["--dev", "--auto-create-topics", "false"]).auto_create_topics);
+    }
+}

@@ -1,0 +1,206 @@
+//! Fetch (4-13). Reads up to the high watermark, honouring max_bytes, per-partition max bytes
+//! and min_bytes; when there is too little data it parks on the partitions' watch channels
+//! until an append wakes it or max_wait_ms passes. No polling loop.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::{select_all, Future};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::ResponseError;
+use strom_storage::TopicPartition;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::topic_name;
+use crate::log::PartitionLog;
+use crate::metrics::Metrics;
+use crate::Broker;
+
+/// The longest a fetch may park, whatever it asks for.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+struct Wanted {
+    index: i32,
+    log: Result<Arc<PartitionLog>, ResponseError>,
+    offset: i64,
+    max_bytes: usize,
+    leader_epoch: i32,
+}
+
+struct WantedTopic {
+    name: TopicName,
+    topic_id: Uuid,
+    partitions: Vec<Wanted>,
+}
+
+pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
+    let image = broker.image();
+    let topics: Vec<WantedTopic> = req
+        .topics
+        .iter()
+        .map(|t| {
+            let topic = if version >= 13 {
+                image.topic_by_id(&t.topic_id)
+            } else {
+                image.topic(t.topic.as_str())
+            };
+            let unknown = if version >= 13 {
+                ResponseError::UnknownTopicId
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            };
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let log = topic.ok_or(unknown).and_then(|topic| {
+                        let meta = usize::try_from(p.partition)
+                            .ok()
+                            .and_then(|i| topic.partitions.get(i))
+                            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+                        if meta.leader != broker.node_id {
+                            return Err(ResponseError::NotLeaderOrFollower);
+                        }
+                        broker
+                            .logs
+                            .partition(&image, TopicPartition::new(topic.topic_id, meta.partition))
+                            .map_err(|e| e.kafka_error())?
+                            .ok_or(ResponseError::NotLeaderOrFollower)
+                    });
+                    Wanted {
+                        index: p.partition,
+                        log,
+                        offset: p.fetch_offset,
+                        max_bytes: p.partition_max_bytes.max(0) as usize,
+                        leader_epoch: p.current_leader_epoch,
+                    }
+                })
+                .collect();
+            WantedTopic {
+                name: topic.map_or_else(|| t.topic.clone(), |t| topic_name(&t.name)),
+                topic_id: topic.map_or(t.topic_id, |t| t.topic_id),
+                partitions,
+            }
+        })
+        .collect();
+
+    let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = Instant::now() + max_wait;
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_bytes = if req.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        req.max_bytes as usize
+    };
+
+    loop {
+        // Subscribe before reading, so an append between the read and the wait still wakes us.
+        let mut watchers: Vec<watch::Receiver<i64>> = topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| p.log.as_ref().ok().map(|l| l.subscribe()))
+            .collect();
+        let (response, bytes, errors) = read_once(&topics, max_bytes, version);
+        let now = Instant::now();
+        if bytes >= min_bytes || errors || now >= deadline || watchers.is_empty() {
+            Metrics::add(&broker.metrics.fetch_bytes, bytes as u64);
+            return response;
+        }
+        let changes: Vec<Pin<Box<dyn Future<Output = _> + Send + '_>>> = watchers
+            .iter_mut()
+            .map(|w| Box::pin(w.changed()) as Pin<Box<dyn Future<Output = _> + Send + '_>>)
+            .collect();
+        if tokio::time::timeout_at(deadline, select_all(changes))
+            .await
+            .is_err()
+        {
+            // Timed out: answer with whatever there is now.
+            let (response, bytes, _) = read_once(&topics, max_bytes, version);
+            Metrics::add(&broker.metrics.fetch_bytes, bytes as u64);
+            return response;
+        }
+    }
+}
+
+/// One pass over the wanted partitions: the response, its record bytes, and whether any
+/// partition had an error (which answers at once, as Kafka does).
+fn read_once(
+    topics: &[WantedTopic],
+    max_bytes: usize,
+    version: i16,
+) -> (FetchResponse, usize, bool) {
+    let mut total = 0usize;
+    let mut errors = false;
+    let responses = topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let base = PartitionData::default()
+                        .with_partition_index(p.index)
+                        .with_aborted_transactions(Some(vec![]));
+                    let log = match &p.log {
+                        Ok(log) => log,
+                        Err(e) => {
+                            errors = true;
+                            return base
+                                .with_error_code(e.code())
+                                .with_high_watermark(-1)
+                                .with_last_stable_offset(-1)
+                                .with_log_start_offset(-1);
+                        }
+                    };
+                    if let Err(e) = log.check_leader_epoch(p.leader_epoch) {
+                        errors = true;
+                        return base.with_error_code(e.code()).with_high_watermark(-1);
+                    }
+                    let budget = max_bytes.saturating_sub(total);
+                    if budget == 0 && total > 0 {
+                        let hw = log.high_watermark();
+                        let start = log.state().log_start_offset;
+                        return base
+                            .with_high_watermark(hw)
+                            .with_last_stable_offset(hw)
+                            .with_log_start_offset(start)
+                            .with_records(Some(Default::default()));
+                    }
+                    match log.read(p.offset, p.max_bytes.min(budget).max(1)) {
+                        Ok(r) => {
+                            total += r.records.len();
+                            base.with_high_watermark(r.high_watermark)
+                                .with_last_stable_offset(r.high_watermark)
+                                .with_log_start_offset(r.log_start_offset)
+                                .with_records(Some(r.records))
+                        }
+                        Err(e) => {
+                            errors = true;
+                            let hw = log.high_watermark();
+                            base.with_error_code(e.code())
+                                .with_high_watermark(hw)
+                                .with_last_stable_offset(hw)
+                                .with_log_start_offset(log.state().log_start_offset)
+                        }
+                    }
+                })
+                .collect();
+            let mut r = FetchableTopicResponse::default().with_partitions(partitions);
+            if version >= 13 {
+                r = r.with_topic_id(t.topic_id);
+            } else {
+                r = r.with_topic(t.name.clone());
+            }
+            r
+        })
+        .collect();
+    (
+        FetchResponse::default().with_responses(responses),
+        total,
+        errors,
+    )
+}

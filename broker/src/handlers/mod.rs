@@ -1,0 +1,128 @@
+//! One module per Kafka API. [`handle`] turns a request frame into a response frame (or into
+//! nothing, for `acks=0` produce), or into a [`ProtocolError`] that closes the connection.
+
+mod api_versions;
+mod create_topics;
+mod delete_topics;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use metadata_quorum::controller::{validate_topic_name, NewTopic};
+use metadata_quorum::MetadataImage;
+use tracing::{info, warn};
+
+use crate::error::ProtocolError;
+use crate::metrics::Metrics;
+use crate::protocol::{self, versions};
+use crate::Broker;
+
+pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Bytes>, ProtocolError> {
+    let pre = protocol::preamble(&frame)?;
+    let api_key = ApiKey::try_from(pre.api_key).map_err(|_| ProtocolError::UnknownApiKey {
+        api_key: pre.api_key,
+    })?;
+    let Some((min, max)) = versions::supported(api_key) else {
+        return Err(ProtocolError::UnsupportedApi {
+            api: versions::name(api_key),
+        });
+    };
+    if pre.version < min || pre.version > max {
+        if api_key == ApiKey::ApiVersions {
+            // KIP-511: answer an ApiVersions we cannot parse in v0, with our versions, so
+            // the client can retry with one we speak.
+            let body = ResponseKind::ApiVersions(versions::api_versions_response(
+                ResponseError::UnsupportedVersion.code(),
+            ));
+            return protocol::encode_response(api_key, 0, pre.correlation_id, &body).map(Some);
+        }
+        return Err(ProtocolError::UnsupportedVersion {
+            api: versions::name(api_key),
+            version: pre.version,
+            min,
+            max,
+        });
+    }
+    let request = protocol::decode_request(api_key, pre.version, frame)?;
+    Metrics::add(&broker.metrics.requests, 1);
+    let version = request.version;
+    let response = match request.body {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
+        RequestKind::Produce(r) => {
+            let acks = r.acks;
+            let response = produce::handle(broker, r, version);
+            if acks == 0 {
+                return Ok(None);
+            }
+            ResponseKind::Produce(response)
+        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(create_topics::handle(broker, r, version))
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version))
+        }
+        _ => {
+            return Err(ProtocolError::UnsupportedApi {
+                api: versions::name(api_key),
+            })
+        }
+    };
+    protocol::encode_response(api_key, version, pre.correlation_id, &response).map(Some)
+}
+
+pub(crate) fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// Creates the named topics that do not exist yet (when auto-creation is on and the name is
+/// valid) and returns the image to answer from.
+pub(crate) fn auto_create(broker: &Broker, names: &[&str]) -> Arc<MetadataImage> {
+    let image = broker.image();
+    if !broker.config.auto_create_topics {
+        return image;
+    }
+    let missing: Vec<NewTopic> = names
+        .iter()
+        .filter(|n| image.topic(n).is_none() && validate_topic_name(n).is_ok())
+        .map(|n| NewTopic {
+            name: n.to_string(),
+            num_partitions: -1,
+            replication_factor: -1,
+            ..Default::default()
+        })
+        .collect();
+    if missing.is_empty() {
+        return image;
+    }
+    match broker.controller.create_topics(&missing, false) {
+        Ok(results) => {
+            for (t, r) in missing.iter().zip(results) {
+                match r {
+                    Ok(c) => {
+                        info!(topic = %c.name, partitions = c.num_partitions, "topic auto-created")
+                    }
+                    Err(e) => warn!(topic = %t.name, error = %e, "auto-creation refused"),
+                }
+            }
+        }
+        Err(e) => warn!(error = %e, "auto-creation failed"),
+    }
+    broker.image()
+}

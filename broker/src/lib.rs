@@ -1,0 +1,164 @@
+//! # broker: the Strom broker
+//!
+//! ```text
+//!   TCP :9092 --> server::connection (frames, in-order answers)
+//!                      |
+//!                      v
+//!                 protocol (decode) --> handlers::<api> --> log::PartitionLog --> LogStore
+//!                                          |                                     (RocksDB)
+//!                                          +--> metadata (image reads, controller writes)
+//!   TCP :9644 --> http (axum, JSON)  ------^
+//! ```
+//!
+//! [`Broker::start`] builds the pieces from a [`BrokerConfig`] and runs them; the binary
+//! `strom-broker` only parses flags and calls it.
+
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod log;
+pub mod metrics;
+pub mod protocol;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use metadata_quorum::controller::TopicDefaults;
+use metadata_quorum::{Endpoint, LocalController, MetadataImage};
+use strom_storage::{RocksLogStore, RocksOptions};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+pub use config::BrokerConfig;
+
+/// Everything a request handler can reach.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub node_id: i32,
+    pub controller: LocalController,
+    pub logs: log::LogManager,
+    pub metrics: metrics::Metrics,
+}
+
+impl Broker {
+    /// The current metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.controller.image()
+    }
+
+    /// Opens storage and metadata under the data dir, binds both listeners and serves until
+    /// `shutdown` turns true. Returns the bound addresses through `bound` as soon as they are
+    /// known (tests bind port 0).
+    pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir)?;
+        let (host, port) = config.advertised()?;
+        let kafka = TcpListener::bind(config.kafka_listen).await?;
+        let http = TcpListener::bind(config.http_listen).await?;
+        let kafka_addr = kafka.local_addr()?;
+        let http_addr = http.local_addr()?;
+        // With port 0 the advertised port is the one the OS gave.
+        let port = if port == 0 { kafka_addr.port() } else { port };
+
+        let store = RocksLogStore::open(
+            &config.data_dir.join("logs"),
+            &RocksOptions {
+                block_cache_bytes: config.block_cache_mb << 20,
+                ..RocksOptions::default()
+            },
+        )?;
+        let logs = log::LogManager::open(config.node_id, Arc::new(store))?;
+        let controller = LocalController::open(
+            &config.data_dir.join("metadata"),
+            config.node_id,
+            vec![
+                Endpoint {
+                    name: "kafka".into(),
+                    host: host.clone(),
+                    port,
+                },
+                Endpoint {
+                    name: "http".into(),
+                    host: http_addr.ip().to_string(),
+                    port: http_addr.port(),
+                },
+            ],
+            TopicDefaults {
+                num_partitions: config.num_partitions,
+                replication_factor: config.default_replication_factor,
+            },
+        )?;
+        let broker = Arc::new(Broker {
+            node_id: config.node_id,
+            config,
+            controller,
+            logs,
+            metrics: metrics::Metrics::default(),
+        });
+        broker.logs.sync(&broker.image());
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(follow_metadata(broker.clone(), shutdown_rx.clone()));
+        tasks.spawn(server::serve(broker.clone(), kafka, shutdown_rx.clone()));
+        tasks.spawn(http::serve(broker.clone(), http, shutdown_rx));
+        info!(
+            node_id = broker.node_id,
+            kafka = %kafka_addr,
+            advertised = %format!("{host}:{port}"),
+            http = %http_addr,
+            cluster_id = %broker.image().cluster_id,
+            "broker started"
+        );
+        Ok(RunningBroker {
+            broker,
+            kafka_addr,
+            http_addr,
+            shutdown: shutdown_tx,
+            tasks,
+        })
+    }
+}
+
+/// A started broker: its addresses and the means to stop it.
+pub struct RunningBroker {
+    pub broker: Arc<Broker>,
+    pub kafka_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl RunningBroker {
+    /// Stops accepting, lets open requests finish, and waits for every task.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while let Some(r) = self.tasks.join_next().await {
+            if let Err(e) = r {
+                warn!(error = %e, "a broker task ended abnormally");
+            }
+        }
+        info!("broker stopped");
+    }
+}
+
+/// Keeps partition logs in step with every new metadata image.
+async fn follow_metadata(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut images = broker.controller.subscribe();
+    loop {
+        tokio::select! {
+            changed = images.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let image = images.borrow_and_update().clone();
+                broker.logs.sync(&image);
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

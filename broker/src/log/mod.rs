@@ -1,0 +1,406 @@
+//! Partition logs: offsets, appends, reads and the waiting of long-poll fetches.
+//!
+//! A [`PartitionLog`] serialises appends to one partition behind a mutex (offset assignment
+//! must be a total order), hands the bytes to the [`LogStore`] in one atomic write, then
+//! publishes the new end offset on a watch channel that parked fetches wait on.
+
+pub mod batch;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::RecordBatchDecoder;
+use metadata_quorum::MetadataImage;
+use parking_lot::{Mutex, RwLock};
+use strom_storage::{LogStore, PartitionState, StoredBatch, TopicPartition, WriteBatch};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::error::LogError;
+use batch::BatchView;
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// What a read returns: the batches and the partition's offsets at the time.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// An offset found by timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub timestamp: i64,
+    pub offset: i64,
+}
+
+pub struct PartitionLog {
+    tp: TopicPartition,
+    store: Arc<dyn LogStore>,
+    state: Mutex<PartitionState>,
+    leader_epoch: i32,
+    /// The high watermark, which parked fetches watch. With one replica it is the log end.
+    high_watermark: watch::Sender<i64>,
+}
+
+impl PartitionLog {
+    fn new(tp: TopicPartition, store: Arc<dyn LogStore>, state: PartitionState) -> Self {
+        let (high_watermark, _) = watch::channel(state.log_end_offset);
+        Self {
+            tp,
+            store,
+            state: Mutex::new(state),
+            leader_epoch: 0,
+            high_watermark,
+        }
+    }
+
+    pub fn topic_partition(&self) -> TopicPartition {
+        self.tp
+    }
+
+    pub fn state(&self) -> PartitionState {
+        *self.state.lock()
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// A receiver woken whenever the high watermark moves.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    /// Checks a client's `current_leader_epoch` (-1: unknown, accept).
+    pub fn check_leader_epoch(&self, requested: i32) -> Result<(), LogError> {
+        let current = self.leader_epoch;
+        if requested < 0 || requested == current {
+            Ok(())
+        } else if requested < current {
+            Err(LogError::FencedLeaderEpoch { requested, current })
+        } else {
+            Err(LogError::UnknownLeaderEpoch { requested, current })
+        }
+    }
+
+    /// Appends validated batches, giving them consecutive offsets, in one durable write.
+    pub fn append(&self, batches: &[BatchView]) -> Result<AppendInfo, LogError> {
+        let mut state = self.state.lock();
+        let mut write = WriteBatch::new(*state);
+        for b in batches {
+            let base_offset = write.state().log_end_offset;
+            write.push(StoredBatch {
+                base_offset,
+                last_offset: base_offset + b.last_offset_delta as i64,
+                max_timestamp: b.max_timestamp,
+                data: b.with_offset(base_offset, self.leader_epoch),
+            })?;
+        }
+        let info = AppendInfo {
+            base_offset: state.log_end_offset,
+            last_offset: write.state().log_end_offset - 1,
+            log_start_offset: state.log_start_offset,
+        };
+        let next = write.state();
+        self.store.append(self.tp, write)?;
+        *state = next;
+        drop(state);
+        self.high_watermark.send_replace(next.log_end_offset);
+        Ok(info)
+    }
+
+    /// Reads from `offset` up to `max_bytes` (at least one batch) below the high watermark.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        let state = self.state();
+        let hw = self.high_watermark();
+        if offset < state.log_start_offset || offset > hw {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: state.log_start_offset,
+                log_end: hw,
+            });
+        }
+        let batches = self.store.read(self.tp, offset, hw, max_bytes)?;
+        let records = match batches.len() {
+            0 => Bytes::new(),
+            1 => batches.into_iter().next().unwrap_or_default(),
+            _ => {
+                let mut buf = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
+                for b in &batches {
+                    buf.extend_from_slice(b);
+                }
+                buf.freeze()
+            }
+        };
+        Ok(ReadResult {
+            records,
+            high_watermark: hw,
+            log_start_offset: state.log_start_offset,
+        })
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp`, as ListOffsets
+    /// asks. The time index names the batch; only that batch is decoded.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<TimestampOffset>, LogError> {
+        let Some(entry) = self.store.lookup_timestamp(self.tp, timestamp)? else {
+            return Ok(None);
+        };
+        self.find_in_batch(entry.base_offset, |ts| ts >= timestamp)
+    }
+
+    /// The offset of the record with the largest timestamp (ListOffsets MAX_TIMESTAMP).
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<TimestampOffset>, LogError> {
+        let Some(entry) = self.store.last_time_index_entry(self.tp)? else {
+            return Ok(None);
+        };
+        self.find_in_batch(entry.base_offset, |ts| ts == entry.timestamp)
+    }
+
+    fn find_in_batch(
+        &self,
+        base_offset: i64,
+        pred: impl Fn(i64) -> bool,
+    ) -> Result<Option<TimestampOffset>, LogError> {
+        let hw = self.high_watermark();
+        let batches = self.store.read(self.tp, base_offset, hw, 1)?;
+        let Some(mut data) = batches.into_iter().next() else {
+            return Ok(None);
+        };
+        let set = RecordBatchDecoder::decode(&mut data).map_err(|e| LogError::CorruptMessage {
+            reason: format!("stored batch at {base_offset} does not decode: {e}"),
+        })?;
+        Ok(set
+            .records
+            .iter()
+            .find(|r| pred(r.timestamp) && r.offset < hw)
+            .map(|r| TimestampOffset {
+                timestamp: r.timestamp,
+                offset: r.offset,
+            }))
+    }
+}
+
+/// Every partition log this broker holds, kept in step with the metadata image.
+pub struct LogManager {
+    node_id: i32,
+    store: Arc<dyn LogStore>,
+    partitions: RwLock<HashMap<TopicPartition, Arc<PartitionLog>>>,
+}
+
+impl LogManager {
+    /// Recovers every partition the store holds.
+    pub fn open(node_id: i32, store: Arc<dyn LogStore>) -> Result<Self, LogError> {
+        let mut partitions = HashMap::new();
+        for (tp, state) in store.partitions()? {
+            partitions.insert(tp, Arc::new(PartitionLog::new(tp, store.clone(), state)));
+        }
+        info!(partitions = partitions.len(), "partition logs recovered");
+        Ok(Self {
+            node_id,
+            store,
+            partitions: RwLock::new(partitions),
+        })
+    }
+
+    /// The log of `tp`, creating it if `image` says this broker hosts it.
+    pub fn partition(
+        &self,
+        image: &MetadataImage,
+        tp: TopicPartition,
+    ) -> Result<Option<Arc<PartitionLog>>, LogError> {
+        if let Some(p) = self.partitions.read().get(&tp) {
+            return Ok(Some(p.clone()));
+        }
+        let hosted = image
+            .topic_by_id(&tp.topic_id)
+            .and_then(|t| t.partitions.get(tp.partition as usize))
+            .is_some_and(|p| p.replicas.contains(&self.node_id));
+        if !hosted {
+            return Ok(None);
+        }
+        let mut partitions = self.partitions.write();
+        if let Some(p) = partitions.get(&tp) {
+            return Ok(Some(p.clone()));
+        }
+        let state = self.store.create_partition(tp)?;
+        let log = Arc::new(PartitionLog::new(tp, self.store.clone(), state));
+        partitions.insert(tp, log.clone());
+        Ok(Some(log))
+    }
+
+    /// The log of `tp` if this broker already holds it.
+    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<PartitionLog>> {
+        self.partitions.read().get(tp).cloned()
+    }
+
+    /// Creates logs for partitions the image assigns here and deletes logs of topics that no
+    /// longer exist.
+    pub fn sync(&self, image: &MetadataImage) {
+        for topic in image.topics() {
+            for p in &topic.partitions {
+                let tp = TopicPartition::new(topic.topic_id, p.partition);
+                if let Err(e) = self.partition(image, tp) {
+                    warn!(%tp, topic = %topic.name, error = %e, "could not create partition log");
+                }
+            }
+        }
+        let gone: Vec<TopicPartition> = self
+            .partitions
+            .read()
+            .keys()
+            .filter(|tp| image.topic_by_id(&tp.topic_id).is_none())
+            .copied()
+            .collect();
+        for tp in gone {
+            self.partitions.write().remove(&tp);
+            match self.store.delete_partition(tp) {
+                Ok(()) => info!(%tp, "partition log deleted"),
+                Err(e) => warn!(%tp, error = %e, "could not delete partition log"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batch::tests::encode_batch;
+    use kafka_protocol::records::Compression;
+    use metadata_quorum::{MetadataRecord, PartitionRecord};
+    use strom_storage::MemoryLogStore;
+    use uuid::Uuid;
+
+    fn image_with_topic(id: Uuid) -> MetadataImage {
+        MetadataImage::default()
+            .replay(&[MetadataRecord::CreateTopic {
+                name: "t".into(),
+                topic_id: id,
+                partitions: vec![PartitionRecord {
+                    replicas: vec![1],
+                    isr: vec![1],
+                    leader: 1,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                }],
+                configs: Default::default(),
+            }])
+            .expect("replay")
+    }
+
+    fn setup() -> (LogManager, Arc<PartitionLog>, MetadataImage) {
+        let id = Uuid::from_u128(7);
+        let image = image_with_topic(id);
+        let logs = LogManager::open(1, Arc::new(MemoryLogStore::new())).expect("open");
+        let p = logs
+            .partition(&image, TopicPartition::new(id, 0))
+            .expect("partition")
+            .expect("hosted");
+        (logs, p, image)
+    }
+
+    #[test]
+    fn appends_get_consecutive_offsets_and_read_back() {
+        let (_, p, _) = setup();
+        for i in 0..3 {
+            let b = encode_batch(5, 1000 * i, Compression::None);
+            let views = batch::parse_batches(&b, 1 << 20).expect("valid");
+            let info = p.append(&views).expect("append");
+            assert_eq!(info.base_offset, 5 * i);
+            assert_eq!(info.last_offset, 5 * i + 4);
+        }
+        assert_eq!(p.high_watermark(), 15);
+        let r = p.read(7, 1 << 20).expect("read");
+        let sets = RecordBatchDecoder::decode_all(&mut r.records.clone()).expect("decode");
+        let offsets: Vec<i64> = sets
+            .iter()
+            .flat_map(|s| s.records.iter().map(|r| r.offset))
+            .collect();
+        assert_eq!(offsets, (5..15).collect::<Vec<_>>());
+        assert!(p.read(15, 1 << 20).expect("read at end").records.is_empty());
+        assert!(matches!(
+            p.read(16, 100),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        assert!(matches!(
+            p.read(-1, 100),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn timestamp_lookup_finds_the_first_record_at_or_after() {
+        let (_, p, _) = setup();
+        for base in [1000, 2000, 1500] {
+            let b = encode_batch(10, base, Compression::Zstd);
+            p.append(&batch::parse_batches(&b, 1 << 20).expect("valid"))
+                .expect("append");
+        }
+        // batch 0: offsets 0-9 ts 1000-1009, batch 1: 10-19 ts 2000-2009, batch 2: 20-29 ts 1500-1509
+        let at = |ts| {
+            p.offset_for_timestamp(ts)
+                .expect("lookup")
+                .map(|t| t.offset)
+        };
+        assert_eq!(at(0), Some(0));
+        assert_eq!(at(1005), Some(5));
+        assert_eq!(at(1010), Some(10));
+        assert_eq!(at(2009), Some(19));
+        assert_eq!(at(2010), None);
+        let max = p.offset_of_max_timestamp().expect("max").expect("some");
+        assert_eq!((max.offset, max.timestamp), (19, 2009));
+    }
+
+    #[test]
+    fn waiting_readers_are_woken_by_appends() {
+        let (_, p, _) = setup();
+        let mut rx = p.subscribe();
+        rx.borrow_and_update();
+        let b = encode_batch(1, 0, Compression::None);
+        p.append(&batch::parse_batches(&b, 1 << 20).expect("valid"))
+            .expect("append");
+        assert!(rx.has_changed().expect("alive"));
+        assert_eq!(*rx.borrow(), 1);
+    }
+
+    #[test]
+    fn sync_drops_deleted_topics() {
+        let (logs, p, image) = setup();
+        let tp = p.topic_partition();
+        let after = image
+            .replay(&[MetadataRecord::DeleteTopic {
+                topic_id: tp.topic_id,
+            }])
+            .expect("replay");
+        logs.sync(&after);
+        assert!(logs.get(&tp).is_none());
+        assert!(logs.partition(&after, tp).expect("lookup").is_none());
+    }
+
+    #[test]
+    fn leader_epoch_checks() {
+        let (_, p, _) = setup();
+        assert!(p.check_leader_epoch(-1).is_ok());
+        assert!(p.check_leader_epoch(0).is_ok());
+        assert!(matches!(
+            p.check_leader_epoch(1),
+            Err(LogError::UnknownLeaderEpoch { .. })
+        ));
+    }
+}

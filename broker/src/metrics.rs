@@ -1,0 +1,66 @@
+//! Counters served at `/metrics` in the Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections_opened: AtomicU64,
+    pub connections_closed_on_error: AtomicU64,
+    pub requests: AtomicU64,
+    pub produce_records: AtomicU64,
+    pub produce_bytes: AtomicU64,
+    pub fetch_bytes: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn render(&self, partitions: usize, topics: usize) -> String {
+        let mut out = String::new();
+        let counters = [
+            (
+                "strom_connections_opened_total",
+                "Kafka connections accepted",
+                &self.connections_opened,
+            ),
+            (
+                "strom_connections_closed_on_error_total",
+                "Kafka connections closed because of bad input",
+                &self.connections_closed_on_error,
+            ),
+            (
+                "strom_requests_total",
+                "Kafka requests answered",
+                &self.requests,
+            ),
+            (
+                "strom_produce_records_total",
+                "records appended",
+                &self.produce_records,
+            ),
+            (
+                "strom_produce_bytes_total",
+                "record batch bytes appended",
+                &self.produce_bytes,
+            ),
+            (
+                "strom_fetch_bytes_total",
+                "record batch bytes served by Fetch",
+                &self.fetch_bytes,
+            ),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# HELP strom_partitions partition logs held\n# TYPE strom_partitions gauge\nstrom_partitions {partitions}");
+        let _ = writeln!(out, "# HELP strom_topics topics in the metadata image\n# TYPE strom_topics gauge\nstrom_topics {topics}");
+        out
+    }
+}

@@ -1,0 +1,91 @@
+//! The APIs and versions this broker speaks, and the ApiVersions answer built from them.
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+
+/// (api, lowest advertised version, highest version).
+///
+/// Produce is advertised from v0 as Kafka 4 does: librdkafka turns off compression when the
+/// broker's minimum Produce version is above 0 (KAFKA-18659). Versions 0-2 are parsed and
+/// answered with UNSUPPORTED_VERSION, as Kafka 4 answers them.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 11),
+    (ApiKey::Fetch, 4, 13),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+];
+
+/// The lowest Produce version that carries v2 record batches and is really served.
+pub const PRODUCE_MIN_SERVED: i16 = 3;
+
+pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// A readable name for logs and errors.
+pub fn name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        _ => "other",
+    }
+}
+
+/// The ApiVersions response body listing [`SUPPORTED`].
+pub fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(error_code)
+        .with_api_keys(
+            SUPPORTED
+                .iter()
+                .map(|(k, min, max)| {
+                    ApiVersion::default()
+                        .with_api_key(*k as i16)
+                        .with_min_version(*min)
+                        .with_max_version(*max)
+                })
+                .collect(),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_advertised_range_is_one_the_crate_can_decode() {
+        for (key, min, max) in SUPPORTED {
+            let crate_range = key.valid_versions();
+            let served_min = if *key == ApiKey::Produce {
+                PRODUCE_MIN_SERVED
+            } else {
+                *min
+            };
+            assert!(
+                crate_range.min <= served_min && *max <= crate_range.max,
+                "{key:?}"
+            );
+        }
+    }
+}

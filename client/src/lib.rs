@@ -1,0 +1,151 @@
+//! # strom-client: talking Kafka to Strom (and to any Kafka broker)
+//!
+//! This first piece is [`Connection`]: one TCP connection that sends typed requests from the
+//! `kafka-protocol` crate and returns their typed responses, in order. The producer, consumer
+//! and admin clients and the `strom` CLI are built on it.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), strom_client::ClientError> {
+//! use kafka_protocol::messages::MetadataRequest;
+//! let mut conn = strom_client::Connection::connect("127.0.0.1:9092").await?;
+//! let metadata = conn.send(MetadataRequest::default().with_topics(None), 12).await?;
+//! println!("{} brokers", metadata.brokers.len());
+//! # Ok(()) }
+//! ```
+
+use bytes::{Buf, BufMut, BytesMut};
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, ToSocketAddrs};
+
+/// Largest response accepted, in bytes.
+pub const MAX_RESPONSE_BYTES: usize = 256 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connection failed: {source}")]
+    Io {
+        #[from]
+        source: std::io::Error,
+    },
+    #[error("could not encode the request: {reason}")]
+    Encode { reason: String },
+    #[error("malformed response: {reason}")]
+    Decode { reason: String },
+    #[error("response for correlation id {got}, expected {expected}")]
+    CorrelationMismatch { expected: i32, got: i32 },
+    #[error("the broker closed the connection")]
+    Closed,
+}
+
+/// One connection to a broker. Requests are answered in the order they are sent.
+pub struct Connection {
+    stream: TcpStream,
+    next_correlation_id: i32,
+    client_id: StrBytes,
+}
+
+impl Connection {
+    pub async fn connect(addr: impl ToSocketAddrs) -> Result<Self, ClientError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self::from_stream(stream))
+    }
+
+    /// Wraps an already connected stream.
+    pub fn from_stream(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            next_correlation_id: 1,
+            client_id: StrBytes::from_static_str("strom-client"),
+        }
+    }
+
+    /// Sends `request` at `version` and waits for its response.
+    pub async fn send<R: Request>(
+        &mut self,
+        request: R,
+        version: i16,
+    ) -> Result<R::Response, ClientError> {
+        let correlation_id = self.write_request(&request, version).await?;
+        self.read_response::<R>(version, correlation_id).await
+    }
+
+    /// Sends `request` without waiting (for `acks=0` produce, or to pipeline).
+    pub async fn write_request<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<i32, ClientError> {
+        let correlation_id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let encode = |e: anyhow::Error| ClientError::Encode {
+            reason: e.to_string(),
+        };
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(self.client_id.clone()))
+            .encode(&mut buf, R::header_version(version))
+            .map_err(encode)?;
+        request.encode(&mut buf, version).map_err(encode)?;
+        let len = (buf.len() - 4) as i32;
+        buf[0..4].copy_from_slice(&len.to_be_bytes());
+        self.stream.write_all(&buf).await?;
+        Ok(correlation_id)
+    }
+
+    /// Reads the next response, which must answer `correlation_id`.
+    pub async fn read_response<R: Request>(
+        &mut self,
+        version: i16,
+        correlation_id: i32,
+    ) -> Result<R::Response, ClientError> {
+        let mut frame = self.read_frame().await?;
+        let decode = |e: anyhow::Error| ClientError::Decode {
+            reason: e.to_string(),
+        };
+        let header = ResponseHeader::decode(&mut frame, R::Response::header_version(version))
+            .map_err(decode)?;
+        if header.correlation_id != correlation_id {
+            return Err(ClientError::CorrelationMismatch {
+                expected: correlation_id,
+                got: header.correlation_id,
+            });
+        }
+        R::Response::decode(&mut frame, version).map_err(decode)
+    }
+
+    /// Reads one raw response frame (without its length prefix).
+    pub async fn read_frame(&mut self) -> Result<bytes::Bytes, ClientError> {
+        let mut len = [0u8; 4];
+        match self.stream.read_exact(&mut len).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(ClientError::Closed)
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let len = i32::from_be_bytes(len);
+        if len < 0 || len as usize > MAX_RESPONSE_BYTES {
+            return Err(ClientError::Decode {
+                reason: format!("response length {len}"),
+            });
+        }
+        let mut frame = BytesMut::zeroed(len as usize);
+        self.stream.read_exact(&mut frame).await?;
+        Ok(frame.freeze())
+    }
+}
+
+/// Reads the correlation id at the front of a response frame.
+pub fn correlation_id(frame: &[u8]) -> Option<i32> {
+    let mut b = frame.get(0..4)?;
+    Some(b.get_i32())
+}

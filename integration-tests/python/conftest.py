@@ -1,0 +1,125 @@
+"""Fixtures that run a real strom-broker process for the real-client tests.
+
+The binary comes from $STROM_BROKER_BIN (scripts/test.sh sets it) or the cargo target dir.
+Every broker gets its own data dir and free 127.0.0.1 ports; tests may kill -9 it and start
+it again on the same data dir.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def broker_binary() -> str:
+    explicit = os.environ.get("STROM_BROKER_BIN")
+    if explicit:
+        return explicit
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    path = target / "debug" / "strom-broker"
+    if not path.exists():
+        pytest.fail(f"{path} does not exist: run `cargo build --bins` or set STROM_BROKER_BIN")
+    return str(path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=30.0, what="condition"):
+    """Polls `predicate` until it returns a truthy value or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - polling through transient failures
+            last_error = e
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}; last error: {last_error!r}")
+
+
+class Broker:
+    def __init__(self, data_dir: Path, extra_args=()):
+        self.data_dir = data_dir
+        self.kafka_port = free_port()
+        self.http_port = free_port()
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [
+                broker_binary(),
+                "--dev",
+                "--data-dir", str(self.data_dir),
+                "--kafka-listen", self.bootstrap,
+                "--http-listen", f"127.0.0.1:{self.http_port}",
+                *self.extra_args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self._ready, what=f"broker on {self.bootstrap} (log: {self.log_path})")
+        return self
+
+    def _ready(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"broker exited with {self.proc.returncode}; see {self.log_path}")
+        with socket.create_connection(("127.0.0.1", self.kafka_port), timeout=1):
+            pass
+        return self.http("/v1/cluster")
+
+    def http(self, path: str):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
+            return json.loads(r.read())
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def restart_after_kill9(self):
+        self.kill9()
+        return self.start()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    b = Broker(tmp_path_factory.mktemp("strom") / "data").start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def fresh_broker(tmp_path):
+    """A broker of the test's own, for tests that kill or restart it."""
+    b = Broker(tmp_path / "data").start()
+    yield b
+    b.stop()

@@ -1,0 +1,265 @@
+//! Bad input over a raw socket: each case must close (or answer) only the offending
+//! connection, allocate nothing proportional to a claimed size, and leave the broker serving
+//! a connection opened before it and one opened after it.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use integration_tests::BrokerProcess;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, MetadataRequest, ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use strom_client::{ClientError, Connection};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as i32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+/// A request header v1 (api key, version, correlation id, client id) followed by `body`.
+fn request(api_key: i16, version: i16, body: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&api_key.to_be_bytes());
+    b.extend_from_slice(&version.to_be_bytes());
+    b.extend_from_slice(&7i32.to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(body);
+    frame(&b)
+}
+
+/// Sends `bytes` and expects the broker to close the connection without answering.
+async fn expect_closed(broker: &BrokerProcess, bytes: &[u8]) {
+    let mut s = TcpStream::connect(broker.kafka).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("the broker should close the connection, not hang")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "expected a close, got {n} bytes");
+}
+
+async fn still_serves(conn: &mut Connection) {
+    let r = conn
+        .send(MetadataRequest::default().with_topics(None), 12)
+        .await
+        .expect("metadata on a healthy connection");
+    assert_eq!(r.brokers.len(), 1);
+}
+
+fn batch(n: usize) -> Bytes {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32, // the encoder batches records whose offset - sequence is constant
+            timestamp: 1000 + i as i64,
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from(vec![b'v'; 100])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode");
+    buf.freeze()
+}
+
+fn produce(topic: &str, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_close_only_their_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut broker = BrokerProcess::start(&dir.path().join("data"), &[]).expect("start");
+    let mut before = Connection::connect(broker.kafka).await.expect("connect");
+    still_serves(&mut before).await;
+
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("negative length", (-1i32).to_be_bytes().to_vec()),
+        (
+            "length over socket.request.max.bytes",
+            (200i32 << 20).to_be_bytes().to_vec(),
+        ),
+        ("frame shorter than a header", frame(&[0, 3])),
+        ("garbage", frame(&[0xde; 64])),
+        ("unknown api key", request(999, 0, &[])),
+        ("unsupported metadata version", request(3, 99, &[])),
+        ("unsupported fetch version", request(1, 2, &[])),
+        ("api strom does not serve", request(10, 0, &[])),
+        ("truncated metadata body", request(3, 1, &[0, 0, 0, 5, 0])),
+        // Metadata v0 claiming 2^31-1 topics in a few bytes: the patched decoder refuses it
+        // before allocating (unpatched, this aborts the process).
+        (
+            "array count lie",
+            request(3, 0, &[0x7f, 0xff, 0xff, 0xff, 0, 1, b'a']),
+        ),
+        (
+            "string length lie",
+            request(3, 0, &[0, 0, 0, 1, 0x7f, 0xff, b'a']),
+        ),
+    ];
+    for (what, bytes) in &cases {
+        expect_closed(&broker, bytes).await;
+        assert!(broker.is_running(), "broker died on: {what}");
+        still_serves(&mut before).await;
+        let mut after = Connection::connect(broker.kafka)
+            .await
+            .expect("connect after");
+        still_serves(&mut after).await;
+    }
+
+    // A peer that announces 90 MiB and sends 10 bytes is parked, not served a 90 MiB buffer;
+    // everyone else carries on.
+    let mut liar = TcpStream::connect(broker.kafka).await.expect("connect");
+    liar.write_all(&(90i32 << 20).to_be_bytes())
+        .await
+        .expect("write");
+    liar.write_all(&[0u8; 10]).await.expect("write");
+    still_serves(&mut before).await;
+    drop(liar);
+    broker.kill9().expect("kill");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apiversions_fallback_and_pipelined_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("data"), &[]).expect("start");
+
+    // KIP-511: an ApiVersions version we do not speak gets a v0 answer with
+    // UNSUPPORTED_VERSION and our version ranges.
+    let mut raw = TcpStream::connect(broker.kafka).await.expect("connect");
+    raw.write_all(&request(18, 77, &[])).await.expect("write");
+    let mut conn = Connection::from_stream(raw);
+    let frame = conn.read_frame().await.expect("an answer, not a close");
+    assert_eq!(strom_client::correlation_id(&frame), Some(7));
+    let mut body = frame.slice(4..);
+    let resp = kafka_protocol::messages::ApiVersionsResponse::decode(&mut body, 0)
+        .expect("a v0 ApiVersions response");
+    assert_eq!(resp.error_code, 35);
+    assert!(resp
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == 18 && k.max_version == 3));
+
+    // Requests pipelined on one connection are answered in order.
+    let mut conn = Connection::connect(broker.kafka).await.expect("connect");
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let id = if i % 2 == 0 {
+            conn.write_request(&ApiVersionsRequest::default(), 3).await
+        } else {
+            conn.write_request(&MetadataRequest::default().with_topics(None), 9)
+                .await
+        };
+        ids.push(id.expect("write"));
+    }
+    for (i, id) in ids.into_iter().enumerate() {
+        if i % 2 == 0 {
+            conn.read_response::<ApiVersionsRequest>(3, id)
+                .await
+                .expect("in order");
+        } else {
+            conn.read_response::<MetadataRequest>(9, id)
+                .await
+                .expect("in order");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_batches_get_error_codes_and_write_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("data"), &["--message-max-bytes", "2000"])
+        .expect("start");
+    let mut conn = Connection::connect(broker.kafka).await.expect("connect");
+    let code = |r: kafka_protocol::messages::ProduceResponse| {
+        r.responses[0].partition_responses[0].error_code
+    };
+
+    let good = conn
+        .send(produce("bad-batches", batch(3)), 9)
+        .await
+        .expect("produce");
+    assert_eq!(code(good), 0);
+
+    let mut corrupt = BytesMut::from(&batch(3)[..]);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    let r = conn
+        .send(produce("bad-batches", corrupt.freeze()), 9)
+        .await
+        .expect("answered");
+    assert_eq!(code(r), 2, "CORRUPT_MESSAGE");
+
+    let r = conn
+        .send(produce("bad-batches", batch(30)), 9)
+        .await
+        .expect("answered");
+    assert_eq!(code(r), 10, "MESSAGE_TOO_LARGE");
+
+    let r = conn
+        .send(produce("bad-batches", Bytes::from_static(&[1, 2, 3])), 9)
+        .await
+        .expect("answered");
+    assert_eq!(code(r), 2, "CORRUPT_MESSAGE for a stub of a batch");
+
+    // Produce v2 is parsed and refused as Kafka 4 refuses it. The crate cannot encode v2, but
+    // v2 is v3 without the transactional id (a null string, two bytes) in front.
+    let mut v3 = BytesMut::new();
+    produce("bad-batches", batch(1))
+        .encode(&mut v3, 3)
+        .expect("encode");
+    let mut raw = TcpStream::connect(broker.kafka).await.expect("connect");
+    raw.write_all(&request(0, 2, &v3[2..]))
+        .await
+        .expect("write");
+    let mut old = Connection::from_stream(raw);
+    let mut frame = old.read_frame().await.expect("an answer");
+    let _correlation = frame.split_to(4);
+    let r = ProduceResponse::decode(&mut frame, 3).expect("v2 response has the v3 layout");
+    assert_eq!(code(r), 35, "UNSUPPORTED_VERSION");
+
+    // Nothing but the first batch was written.
+    let r = conn
+        .send(produce("bad-batches", batch(1)), 9)
+        .await
+        .expect("produce");
+    assert_eq!(r.responses[0].partition_responses[0].base_offset, 3);
+
+    // The connection is still good after all of it.
+    let r: Result<_, ClientError> = conn
+        .send(MetadataRequest::default().with_topics(None), 12)
+        .await;
+    assert!(r.is_ok());
+}

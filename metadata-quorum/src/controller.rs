@@ -1,0 +1,490 @@
+//! Controller logic as pure functions: an image and a request in, the records to append and
+//! the response out (Kafka's `ControllerResult`). Nothing here does I/O, so every decision is
+//! unit-tested by looking at the records it produces.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use uuid::Uuid;
+
+use crate::{Endpoint, MetadataError, MetadataImage, MetadataRecord, PartitionRecord};
+
+/// Records to append and the answer to give once they are committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControllerResult<T> {
+    pub records: Vec<MetadataRecord>,
+    pub response: T,
+}
+
+/// Broker-wide defaults for topics created without explicit values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicDefaults {
+    pub num_partitions: u32,
+    pub replication_factor: u16,
+}
+
+/// A topic to create, as CreateTopics or auto-creation asks for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1: the broker default.
+    pub num_partitions: i32,
+    /// -1: the broker default.
+    pub replication_factor: i16,
+    /// Explicit replicas per partition; empty to let the controller assign them.
+    pub assignments: BTreeMap<u32, Vec<i32>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedTopic {
+    pub name: String,
+    pub topic_id: Uuid,
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// The topic configs Strom knows, with Kafka's names. Anything else is INVALID_CONFIG.
+pub const TOPIC_CONFIGS: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "delete.retention.ms",
+    "file.delete.delay.ms",
+    "flush.messages",
+    "flush.ms",
+    "index.interval.bytes",
+    "max.compaction.lag.ms",
+    "max.message.bytes",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
+    "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "min.insync.replicas",
+    "preallocate",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.index.bytes",
+    "segment.jitter.ms",
+    "segment.ms",
+    "unclean.leader.election.enable",
+];
+
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+/// Kafka's topic name rules: 1..=249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
+    let invalid = |reason: &str| MetadataError::InvalidTopic {
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    if name.is_empty() {
+        return Err(invalid("the name is empty"));
+    }
+    if name == "." || name == ".." {
+        return Err(invalid("'.' and '..' are not allowed"));
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return Err(invalid("longer than 249 characters"));
+    }
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-')
+    {
+        return Err(invalid(
+            "only ASCII letters, digits, '.', '_' and '-' are allowed",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), MetadataError> {
+    for (key, value) in configs {
+        if !TOPIC_CONFIGS.contains(&key.as_str()) {
+            return Err(MetadataError::InvalidConfig {
+                key: key.clone(),
+                reason: "unknown topic config".into(),
+            });
+        }
+        let numeric =
+            key.ends_with(".ms") || key.ends_with(".bytes") || key == "min.insync.replicas";
+        if numeric && value.parse::<i64>().is_err() {
+            return Err(MetadataError::InvalidConfig {
+                key: key.clone(),
+                reason: format!("'{value}' is not an integer"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Decides the topics to create. Live brokers are the unfenced ones; replicas are spread
+/// round-robin over them starting at a per-topic offset so leaders spread too.
+pub fn create_topics(
+    image: &MetadataImage,
+    topics: &[NewTopic],
+    defaults: TopicDefaults,
+    mut new_id: impl FnMut() -> Uuid,
+) -> ControllerResult<Vec<Result<CreatedTopic, MetadataError>>> {
+    let live: Vec<i32> = image.live_brokers().map(|b| b.broker_id).collect();
+    let mut records = Vec::new();
+    let mut response = Vec::with_capacity(topics.len());
+    let mut seen = BTreeSet::new();
+    for (n, t) in topics.iter().enumerate() {
+        let result = plan_topic(image, t, defaults, &live, image.topics().count() + n)
+            .and_then(|plan| {
+                if !seen.insert(t.name.clone()) {
+                    return Err(MetadataError::TopicAlreadyExists {
+                        name: t.name.clone(),
+                    });
+                }
+                Ok(plan)
+            })
+            .map(|partitions| {
+                let topic_id = new_id();
+                let created = CreatedTopic {
+                    name: t.name.clone(),
+                    topic_id,
+                    num_partitions: partitions.len() as i32,
+                    replication_factor: partitions.first().map_or(0, |p| p.replicas.len() as i16),
+                    configs: t.configs.clone(),
+                };
+                records.push(MetadataRecord::CreateTopic {
+                    name: t.name.clone(),
+                    topic_id,
+                    partitions,
+                    configs: t.configs.clone(),
+                });
+                created
+            });
+        response.push(result);
+    }
+    ControllerResult { records, response }
+}
+
+fn plan_topic(
+    image: &MetadataImage,
+    t: &NewTopic,
+    defaults: TopicDefaults,
+    live: &[i32],
+    spread: usize,
+) -> Result<Vec<PartitionRecord>, MetadataError> {
+    validate_topic_name(&t.name)?;
+    if image.topic(&t.name).is_some() {
+        return Err(MetadataError::TopicAlreadyExists {
+            name: t.name.clone(),
+        });
+    }
+    validate_configs(&t.configs)?;
+    let assignments: Vec<Vec<i32>> = if !t.assignments.is_empty() {
+        if t.num_partitions != -1 || t.replication_factor != -1 {
+            return Err(MetadataError::InvalidReplicaAssignment {
+                reason: "give either an assignment or partitions and replication factor".into(),
+            });
+        }
+        let expected: Vec<u32> = (0..t.assignments.len() as u32).collect();
+        if t.assignments.keys().copied().collect::<Vec<_>>() != expected {
+            return Err(MetadataError::InvalidReplicaAssignment {
+                reason: "partitions must be numbered 0..n without gaps".into(),
+            });
+        }
+        for replicas in t.assignments.values() {
+            let distinct: BTreeSet<_> = replicas.iter().collect();
+            if replicas.is_empty() || distinct.len() != replicas.len() {
+                return Err(MetadataError::InvalidReplicaAssignment {
+                    reason: "each partition needs distinct replicas".into(),
+                });
+            }
+            if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
+                return Err(MetadataError::InvalidReplicaAssignment {
+                    reason: format!("broker {b} is not registered"),
+                });
+            }
+        }
+        t.assignments.values().cloned().collect()
+    } else {
+        let partitions = match t.num_partitions {
+            -1 => defaults.num_partitions as i32,
+            n if n < 1 => {
+                return Err(MetadataError::InvalidPartitions {
+                    partitions: n,
+                    reason: "must be at least 1".into(),
+                })
+            }
+            n => n,
+        };
+        if partitions > 100_000 {
+            return Err(MetadataError::InvalidPartitions {
+                partitions,
+                reason: "more than 100000 partitions in one topic".into(),
+            });
+        }
+        let rf = match t.replication_factor {
+            -1 => defaults.replication_factor as i32,
+            n => n as i32,
+        };
+        if rf < 1 || rf as usize > live.len() {
+            return Err(MetadataError::InvalidReplicationFactor {
+                replication_factor: rf,
+                reason: format!("must be between 1 and the {} live broker(s)", live.len()),
+            });
+        }
+        (0..partitions as usize)
+            .map(|p| {
+                (0..rf as usize)
+                    .map(|r| live[(spread + p + r) % live.len()])
+                    .collect()
+            })
+            .collect()
+    };
+    Ok(assignments
+        .into_iter()
+        .map(|replicas| {
+            // The first live replica leads; every live replica starts in sync.
+            let isr: Vec<i32> = replicas
+                .iter()
+                .copied()
+                .filter(|b| live.contains(b))
+                .collect();
+            PartitionRecord {
+                leader: isr.first().copied().unwrap_or(-1),
+                isr,
+                replicas,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            }
+        })
+        .collect())
+}
+
+/// A topic to delete, by name or id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicRef {
+    Name(String),
+    Id(Uuid),
+}
+
+/// Decides which topics to delete; the response carries each one's (name, id).
+pub fn delete_topics(
+    image: &MetadataImage,
+    topics: &[TopicRef],
+) -> ControllerResult<Vec<Result<(String, Uuid), MetadataError>>> {
+    let mut records = Vec::new();
+    let mut deleted = BTreeSet::new();
+    let response = topics
+        .iter()
+        .map(|t| {
+            let topic = match t {
+                TopicRef::Name(name) => image
+                    .topic(name)
+                    .ok_or_else(|| MetadataError::UnknownTopic { name: name.clone() }),
+                TopicRef::Id(id) => image
+                    .topic_by_id(id)
+                    .ok_or(MetadataError::UnknownTopicId { topic_id: *id }),
+            }?;
+            if deleted.insert(topic.topic_id) {
+                records.push(MetadataRecord::DeleteTopic {
+                    topic_id: topic.topic_id,
+                });
+            }
+            Ok((topic.name.clone(), topic.topic_id))
+        })
+        .collect();
+    ControllerResult { records, response }
+}
+
+/// Registers a broker starting up (a new incarnation every start).
+pub fn register_broker(
+    broker_id: i32,
+    incarnation: Uuid,
+    endpoints: Vec<Endpoint>,
+    rack: Option<String>,
+) -> ControllerResult<()> {
+    ControllerResult {
+        records: vec![MetadataRecord::RegisterBroker {
+            broker_id,
+            incarnation,
+            endpoints,
+            rack,
+        }],
+        response: (),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULTS: TopicDefaults = TopicDefaults {
+        num_partitions: 1,
+        replication_factor: 1,
+    };
+
+    fn cluster(brokers: &[i32]) -> MetadataImage {
+        let records: Vec<_> = brokers
+            .iter()
+            .map(|b| MetadataRecord::RegisterBroker {
+                broker_id: *b,
+                incarnation: Uuid::nil(),
+                endpoints: vec![],
+                rack: None,
+            })
+            .collect();
+        MetadataImage::default().replay(&records).expect("replay")
+    }
+
+    fn ids() -> impl FnMut() -> Uuid {
+        let mut n = 0u128;
+        move || {
+            n += 1;
+            Uuid::from_u128(n)
+        }
+    }
+
+    fn topic(name: &str, partitions: i32, rf: i16) -> NewTopic {
+        NewTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: rf,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn spreads_replicas_and_leaders_over_live_brokers() {
+        let image = cluster(&[1, 2, 3]);
+        let r = create_topics(&image, &[topic("t", 3, 2)], DEFAULTS, ids());
+        let Some(MetadataRecord::CreateTopic { partitions, .. }) = r.records.first() else {
+            panic!("expected a CreateTopic record, got {:?}", r.records);
+        };
+        let replicas: Vec<_> = partitions.iter().map(|p| p.replicas.clone()).collect();
+        assert_eq!(replicas, vec![vec![1, 2], vec![2, 3], vec![3, 1]]);
+        let leaders: Vec<_> = partitions.iter().map(|p| p.leader).collect();
+        assert_eq!(leaders, vec![1, 2, 3]);
+        assert!(partitions.iter().all(|p| p.isr == p.replicas));
+        let created = r.response[0].as_ref().expect("created");
+        assert_eq!((created.num_partitions, created.replication_factor), (3, 2));
+    }
+
+    #[test]
+    fn defaults_apply_for_minus_one() {
+        let image = cluster(&[1]);
+        let defaults = TopicDefaults {
+            num_partitions: 4,
+            replication_factor: 1,
+        };
+        let r = create_topics(&image, &[topic("t", -1, -1)], defaults, ids());
+        assert_eq!(r.response[0].as_ref().map(|c| c.num_partitions), Ok(4));
+    }
+
+    #[test]
+    fn refuses_bad_requests_without_records() {
+        let image = cluster(&[1])
+            .replay(
+                &create_topics(&cluster(&[1]), &[topic("exists", 1, 1)], DEFAULTS, ids()).records,
+            )
+            .expect("replay");
+        let cases = [
+            (topic("exists", 1, 1), 36),
+            (topic("bad/name", 1, 1), 17),
+            (topic("..", 1, 1), 17),
+            (topic(&"x".repeat(250), 1, 1), 17),
+            (topic("zero", 0, 1), 37),
+            (topic("rf", 1, 2), 38),
+            (topic("rf0", 1, 0), 38),
+        ];
+        for (t, code) in cases {
+            let r = create_topics(&image, std::slice::from_ref(&t), DEFAULTS, ids());
+            assert!(r.records.is_empty(), "{}: no records", t.name);
+            assert_eq!(
+                r.response[0].as_ref().map_err(|e| e.kafka_code()).err(),
+                Some(code),
+                "{}",
+                t.name
+            );
+        }
+        let mut bad_config = topic("cfg", 1, 1);
+        bad_config
+            .configs
+            .insert("no.such.config".into(), "1".into());
+        let r = create_topics(&image, &[bad_config], DEFAULTS, ids());
+        assert!(r.records.is_empty());
+        assert_eq!(
+            r.response[0].as_ref().map_err(|e| e.kafka_code()).err(),
+            Some(40)
+        );
+        let mut bad_value = topic("cfg", 1, 1);
+        bad_value
+            .configs
+            .insert("retention.ms".into(), "soon".into());
+        let r = create_topics(&image, &[bad_value], DEFAULTS, ids());
+        assert_eq!(
+            r.response[0].as_ref().map_err(|e| e.kafka_code()).err(),
+            Some(40)
+        );
+    }
+
+    #[test]
+    fn duplicate_names_in_one_request_create_once() {
+        let image = cluster(&[1]);
+        let r = create_topics(
+            &image,
+            &[topic("d", 1, 1), topic("d", 1, 1)],
+            DEFAULTS,
+            ids(),
+        );
+        assert_eq!(r.records.len(), 1);
+        assert!(r.response[0].is_ok());
+        assert!(r.response[1].is_err());
+        image.replay(&r.records).expect("the records apply");
+    }
+
+    #[test]
+    fn explicit_assignment_is_checked() {
+        let image = cluster(&[1, 2]);
+        let mut t = topic("a", -1, -1);
+        t.assignments = BTreeMap::from([(0, vec![2, 1]), (1, vec![1])]);
+        let r = create_topics(&image, &[t.clone()], DEFAULTS, ids());
+        let Some(MetadataRecord::CreateTopic { partitions, .. }) = r.records.first() else {
+            panic!("expected a CreateTopic record");
+        };
+        assert_eq!(partitions[0].leader, 2);
+        assert_eq!(partitions[1].replicas, vec![1]);
+        t.assignments.insert(2, vec![9]);
+        let r = create_topics(&image, &[t], DEFAULTS, ids());
+        assert!(r.records.is_empty());
+    }
+
+    #[test]
+    fn delete_by_name_and_id() {
+        let base = cluster(&[1]);
+        let image = base
+            .replay(
+                &create_topics(
+                    &base,
+                    &[topic("a", 1, 1), topic("b", 1, 1)],
+                    DEFAULTS,
+                    ids(),
+                )
+                .records,
+            )
+            .expect("replay");
+        let b_id = image.topic("b").expect("b").topic_id;
+        let r = delete_topics(
+            &image,
+            &[
+                TopicRef::Name("a".into()),
+                TopicRef::Id(b_id),
+                TopicRef::Name("zz".into()),
+            ],
+        );
+        assert_eq!(r.records.len(), 2);
+        assert_eq!(
+            r.response[2].as_ref().map_err(|e| e.kafka_code()).err(),
+            Some(3)
+        );
+        let after = image.replay(&r.records).expect("replay");
+        assert_eq!(after.topics().count(), 0);
+    }
+}

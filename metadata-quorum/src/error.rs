@@ -1,0 +1,63 @@
+//! Errors of the metadata layer, each with the Kafka error code a client can act on.
+
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetadataError {
+    #[error("topic '{name}' already exists")]
+    TopicAlreadyExists { name: String },
+    #[error("topic '{name}' does not exist")]
+    UnknownTopic { name: String },
+    #[error("topic id {topic_id} does not exist")]
+    UnknownTopicId { topic_id: Uuid },
+    #[error("invalid topic name '{name}': {reason}")]
+    InvalidTopic { name: String, reason: String },
+    #[error("invalid number of partitions {partitions}: {reason}")]
+    InvalidPartitions { partitions: i32, reason: String },
+    #[error("invalid replication factor {replication_factor}: {reason}")]
+    InvalidReplicationFactor {
+        replication_factor: i32,
+        reason: String,
+    },
+    #[error("invalid replica assignment: {reason}")]
+    InvalidReplicaAssignment { reason: String },
+    #[error("invalid config '{key}': {reason}")]
+    InvalidConfig { key: String, reason: String },
+    #[error("record cannot be applied: {reason}")]
+    InvalidRecord { reason: String },
+    #[error("metadata log failed: {message}")]
+    Log { message: String },
+}
+
+impl MetadataError {
+    /// The Kafka protocol error code for this error.
+    pub fn kafka_code(&self) -> i16 {
+        match self {
+            MetadataError::TopicAlreadyExists { .. } => 36,
+            MetadataError::UnknownTopic { .. } => 3,
+            MetadataError::UnknownTopicId { .. } => 100,
+            MetadataError::InvalidTopic { .. } => 17,
+            MetadataError::InvalidPartitions { .. } => 37,
+            MetadataError::InvalidReplicationFactor { .. } => 38,
+            MetadataError::InvalidReplicaAssignment { .. } => 39,
+            MetadataError::InvalidConfig { .. } => 40,
+            MetadataError::InvalidRecord { .. } | MetadataError::Log { .. } => -1,
+        }
+    }
+
+    /// A stable snake_case code for JSON APIs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MetadataError::TopicAlreadyExists { .. } => "topic_already_exists",
+            MetadataError::UnknownTopic { .. } => "unknown_topic",
+            MetadataError::UnknownTopicId { .. } => "unknown_topic_id",
+            MetadataError::InvalidTopic { .. } => "invalid_topic",
+            MetadataError::InvalidPartitions { .. } => "invalid_partitions",
+            MetadataError::InvalidReplicationFactor { .. } => "invalid_replication_factor",
+            MetadataError::InvalidReplicaAssignment { .. } => "invalid_replica_assignment",
+            MetadataError::InvalidConfig { .. } => "invalid_config",
+            MetadataError::InvalidRecord { .. } => "invalid_record",
+            MetadataError::Log { .. } => "metadata_log_failed",
+        }
+    }
+}

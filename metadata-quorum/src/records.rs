@@ -1,0 +1,86 @@
+//! The metadata records: the only way cluster state changes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A listener a broker can be reached at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// "kafka" for the Kafka protocol, "http" for the HTTP API.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// One partition's replicas and leadership as a record carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// -1 when the partition has no leader (offline).
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataRecord {
+    /// The first record of every metadata log: names the cluster.
+    InitCluster {
+        cluster_id: String,
+    },
+    /// A broker (re)starting. A new incarnation replaces the previous registration.
+    RegisterBroker {
+        broker_id: i32,
+        incarnation: Uuid,
+        endpoints: Vec<Endpoint>,
+        rack: Option<String>,
+    },
+    FenceBroker {
+        broker_id: i32,
+    },
+    UnfenceBroker {
+        broker_id: i32,
+    },
+    CreateTopic {
+        name: String,
+        topic_id: Uuid,
+        partitions: Vec<PartitionRecord>,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        topic_id: Uuid,
+    },
+    PartitionChange {
+        topic_id: Uuid,
+        partition: u32,
+        leader: i32,
+        isr: Vec<i32>,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    },
+    /// Sets (`Some`) or removes (`None`) one topic config.
+    ConfigChange {
+        topic_id: Uuid,
+        key: String,
+        value: Option<String>,
+    },
+}
+
+impl MetadataRecord {
+    /// A short name for logs and the HTTP event stream.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            MetadataRecord::InitCluster { .. } => "InitCluster",
+            MetadataRecord::RegisterBroker { .. } => "RegisterBroker",
+            MetadataRecord::FenceBroker { .. } => "FenceBroker",
+            MetadataRecord::UnfenceBroker { .. } => "UnfenceBroker",
+            MetadataRecord::CreateTopic { .. } => "CreateTopic",
+            MetadataRecord::DeleteTopic { .. } => "DeleteTopic",
+            MetadataRecord::PartitionChange { .. } => "PartitionChange",
+            MetadataRecord::ConfigChange { .. } => "ConfigChange",
+        }
+    }
+}

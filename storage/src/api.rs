@@ -1,0 +1,211 @@
+//! The engine-free storage contract.
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+/// Identifies one partition of one topic. Topics are keyed by id, not name, so a topic that is
+/// deleted and created again under the same name never sees the old data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic_id: Uuid,
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    pub fn new(topic_id: Uuid, partition: u32) -> Self {
+        Self {
+            topic_id,
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic_id, self.partition)
+    }
+}
+
+/// What the store remembers about a partition besides its batches. It is persisted in the same
+/// atomic write as the batches it accounts for, so after a crash it always matches the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionState {
+    /// First offset still in the log.
+    pub log_start_offset: i64,
+    /// Offset the next appended record gets.
+    pub log_end_offset: i64,
+    /// Largest record timestamp seen so far (-1 when none), driving the time index.
+    pub max_timestamp: i64,
+    /// Bytes of batch data held.
+    pub size_bytes: u64,
+}
+
+impl PartitionState {
+    /// An empty partition whose first record will get `start_offset`.
+    pub const fn empty(start_offset: i64) -> Self {
+        Self {
+            log_start_offset: start_offset,
+            log_end_offset: start_offset,
+            max_timestamp: -1,
+            size_bytes: 0,
+        }
+    }
+
+    pub(crate) const ENCODED_LEN: usize = 32;
+
+    pub(crate) fn encode(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut out = [0u8; Self::ENCODED_LEN];
+        out[0..8].copy_from_slice(&self.log_start_offset.to_be_bytes());
+        out[8..16].copy_from_slice(&self.log_end_offset.to_be_bytes());
+        out[16..24].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        out[24..32].copy_from_slice(&self.size_bytes.to_be_bytes());
+        out
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StorageError> {
+        if bytes.len() != Self::ENCODED_LEN {
+            return Err(StorageError::Corrupt {
+                what: format!("partition state of {} bytes", bytes.len()),
+            });
+        }
+        let field = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+            b
+        };
+        Ok(Self {
+            log_start_offset: i64::from_be_bytes(field(0)),
+            log_end_offset: i64::from_be_bytes(field(1)),
+            max_timestamp: i64::from_be_bytes(field(2)),
+            size_bytes: u64::from_be_bytes(field(3)),
+        })
+    }
+}
+
+/// A batch handed to the store: its bytes are already final (offsets assigned, CRC valid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBatch {
+    pub base_offset: i64,
+    /// Offset of the last record in the batch (`base_offset + last_offset_delta`).
+    pub last_offset: i64,
+    /// The batch's `maxTimestamp` field.
+    pub max_timestamp: i64,
+    pub data: Bytes,
+}
+
+/// An entry of the time index: the first batch whose records reach `timestamp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeIndexEntry {
+    pub timestamp: i64,
+    pub base_offset: i64,
+}
+
+/// One atomic append to a partition: batches, the time index entries they create, and the
+/// partition state after them. Build it with [`WriteBatch::new`] and [`WriteBatch::push`],
+/// which keep the three consistent.
+#[derive(Debug, Clone)]
+pub struct WriteBatch {
+    pub(crate) batches: Vec<StoredBatch>,
+    pub(crate) index: Vec<TimeIndexEntry>,
+    pub(crate) state: PartitionState,
+}
+
+impl WriteBatch {
+    /// Starts an append on top of the partition's current state.
+    pub fn new(current: PartitionState) -> Self {
+        Self {
+            batches: Vec::new(),
+            index: Vec::new(),
+            state: current,
+        }
+    }
+
+    /// Adds a batch. It must start exactly at the current log end offset.
+    pub fn push(&mut self, batch: StoredBatch) -> Result<(), StorageError> {
+        if batch.base_offset != self.state.log_end_offset || batch.last_offset < batch.base_offset {
+            return Err(StorageError::NonContiguous {
+                expected: self.state.log_end_offset,
+                base_offset: batch.base_offset,
+                last_offset: batch.last_offset,
+            });
+        }
+        if batch.max_timestamp > self.state.max_timestamp {
+            self.state.max_timestamp = batch.max_timestamp;
+            self.index.push(TimeIndexEntry {
+                timestamp: batch.max_timestamp,
+                base_offset: batch.base_offset,
+            });
+        }
+        self.state.log_end_offset = batch.last_offset + 1;
+        self.state.size_bytes += batch.data.len() as u64;
+        self.batches.push(batch);
+        Ok(())
+    }
+
+    /// The partition state once this write is applied.
+    pub fn state(&self) -> PartitionState {
+        self.state
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage engine failed: {message}")]
+    Engine { message: String },
+    #[error("stored data is corrupt: {what}")]
+    Corrupt { what: String },
+    #[error("batch {base_offset}..={last_offset} does not continue the log at {expected}")]
+    NonContiguous {
+        expected: i64,
+        base_offset: i64,
+        last_offset: i64,
+    },
+    #[error("partition {partition} does not exist in the store")]
+    UnknownPartition { partition: TopicPartition },
+}
+
+/// The contract every storage engine fulfils. Methods are synchronous: engines answer from
+/// memory or the OS page cache in microseconds; callers on an async runtime call them inline.
+pub trait LogStore: Send + Sync + 'static {
+    /// Creates an empty partition (idempotent: an existing partition is left as it is) and
+    /// returns its state.
+    fn create_partition(&self, tp: TopicPartition) -> Result<PartitionState, StorageError>;
+
+    /// Applies `write` atomically and durably against a process crash: once this returns, a
+    /// restart finds every batch of it, or (if it failed) none.
+    fn append(&self, tp: TopicPartition, write: WriteBatch) -> Result<(), StorageError>;
+
+    /// Batches of `tp` starting with the one that holds `offset`, in order, stopping before any
+    /// batch that starts at or after `end_offset`, and once `max_bytes` are collected. The first
+    /// batch is returned even when it alone exceeds `max_bytes`, so a reader always progresses.
+    fn read(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        end_offset: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<Bytes>, StorageError>;
+
+    /// The first time index entry whose timestamp is at or after `timestamp`.
+    fn lookup_timestamp(
+        &self,
+        tp: TopicPartition,
+        timestamp: i64,
+    ) -> Result<Option<TimeIndexEntry>, StorageError>;
+
+    /// The time index entry with the largest timestamp.
+    fn last_time_index_entry(
+        &self,
+        tp: TopicPartition,
+    ) -> Result<Option<TimeIndexEntry>, StorageError>;
+
+    /// Every partition the store holds, with its state: what a broker recovers at start-up.
+    fn partitions(&self) -> Result<Vec<(TopicPartition, PartitionState)>, StorageError>;
+
+    /// Removes a partition and all its data.
+    fn delete_partition(&self, tp: TopicPartition) -> Result<(), StorageError>;
+}

@@ -1,0 +1,307 @@
+//! The conformance suite every [`LogStore`] engine must pass. Engines call [`run`] from their
+//! own tests with a factory that makes a fresh, empty store; persistent engines also call
+//! [`survives_reopen`].
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::{LogStore, PartitionState, StoredBatch, TimeIndexEntry, TopicPartition, WriteBatch};
+
+/// A stand-in record batch: 61 header bytes (only `lastOffsetDelta` matters to the store)
+/// plus `payload` filler bytes.
+pub fn fake_batch(
+    base_offset: i64,
+    records: i32,
+    max_timestamp: i64,
+    payload: usize,
+) -> StoredBatch {
+    let mut data = vec![0u8; 61 + payload];
+    data[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    data[23..27].copy_from_slice(&(records - 1).to_be_bytes());
+    data[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+    StoredBatch {
+        base_offset,
+        last_offset: base_offset + records as i64 - 1,
+        max_timestamp,
+        data: Bytes::from(data),
+    }
+}
+
+fn tp(topic: u128, partition: u32) -> TopicPartition {
+    TopicPartition::new(Uuid::from_u128(topic), partition)
+}
+
+/// Appends `batches` (given as (records, max_timestamp, payload)) and returns them.
+fn append<S: LogStore>(
+    store: &S,
+    t: TopicPartition,
+    batches: &[(i32, i64, usize)],
+) -> Vec<StoredBatch> {
+    let state = store
+        .partitions()
+        .expect("partitions")
+        .into_iter()
+        .find(|(p, _)| *p == t)
+        .map(|(_, s)| s)
+        .expect("partition exists");
+    let mut write = WriteBatch::new(state);
+    let mut out = Vec::new();
+    for (records, ts, payload) in batches {
+        let b = fake_batch(write.state().log_end_offset, *records, *ts, *payload);
+        write.push(b.clone()).expect("contiguous");
+        out.push(b);
+    }
+    store.append(t, write).expect("append");
+    out
+}
+
+fn offsets(read: &[Bytes]) -> Vec<i64> {
+    read.iter()
+        .map(|b| i64::from_be_bytes(b[0..8].try_into().expect("8 bytes")))
+        .collect()
+}
+
+/// Runs every case, each on a fresh store from `make`.
+pub fn run<S: LogStore, F: FnMut() -> S>(mut make: F) {
+    create_is_idempotent(&make());
+    append_then_read_back(&make());
+    read_starts_inside_a_batch(&make());
+    read_honours_end_offset_and_max_bytes(&make());
+    partitions_are_isolated(&make());
+    time_index_is_monotonic(&make());
+    write_batch_rejects_gaps();
+    delete_partition_removes_only_it(&make());
+}
+
+fn create_is_idempotent<S: LogStore>(store: &S) {
+    let t = tp(1, 0);
+    assert_eq!(
+        store.create_partition(t).expect("create"),
+        PartitionState::empty(0)
+    );
+    append(store, t, &[(3, 10, 5)]);
+    let again = store.create_partition(t).expect("create again");
+    assert_eq!(
+        again.log_end_offset, 3,
+        "re-creating must not reset a partition"
+    );
+    assert_eq!(store.partitions().expect("partitions").len(), 1);
+}
+
+fn append_then_read_back<S: LogStore>(store: &S) {
+    let t = tp(2, 0);
+    store.create_partition(t).expect("create");
+    let written = append(store, t, &[(1, 5, 10), (4, 6, 10), (2, 7, 10)]);
+    let read = store.read(t, 0, i64::MAX, usize::MAX).expect("read");
+    assert_eq!(
+        read,
+        written.iter().map(|b| b.data.clone()).collect::<Vec<_>>()
+    );
+    let (_, state) = store
+        .partitions()
+        .expect("partitions")
+        .into_iter()
+        .find(|(p, _)| *p == t)
+        .expect("state");
+    assert_eq!(state.log_end_offset, 7);
+    assert_eq!(state.log_start_offset, 0);
+    assert_eq!(state.max_timestamp, 7);
+    assert_eq!(state.size_bytes, 3 * 71);
+    assert!(store
+        .read(t, 7, i64::MAX, usize::MAX)
+        .expect("read at end")
+        .is_empty());
+    assert!(store
+        .read(t, 100, i64::MAX, usize::MAX)
+        .expect("read past end")
+        .is_empty());
+}
+
+fn read_starts_inside_a_batch<S: LogStore>(store: &S) {
+    let t = tp(3, 0);
+    store.create_partition(t).expect("create");
+    append(store, t, &[(5, 1, 0), (5, 2, 0), (5, 3, 0)]);
+    assert_eq!(
+        offsets(&store.read(t, 7, i64::MAX, usize::MAX).expect("read")),
+        vec![5, 10]
+    );
+    assert_eq!(
+        offsets(&store.read(t, 10, i64::MAX, usize::MAX).expect("read")),
+        vec![10]
+    );
+    assert_eq!(
+        offsets(&store.read(t, 14, i64::MAX, usize::MAX).expect("read")),
+        vec![10]
+    );
+    assert_eq!(
+        offsets(&store.read(t, 0, i64::MAX, usize::MAX).expect("read")),
+        vec![0, 5, 10]
+    );
+}
+
+fn read_honours_end_offset_and_max_bytes<S: LogStore>(store: &S) {
+    let t = tp(4, 0);
+    store.create_partition(t).expect("create");
+    append(store, t, &[(2, 1, 100), (2, 2, 100), (2, 3, 100)]); // 161 bytes each
+                                                                // Batches starting at or after end_offset are not returned.
+    assert_eq!(
+        offsets(&store.read(t, 0, 4, usize::MAX).expect("read")),
+        vec![0, 2]
+    );
+    assert!(store.read(t, 4, 4, usize::MAX).expect("read").is_empty());
+    // The first batch comes back even when larger than max_bytes; later ones only if they fit.
+    assert_eq!(
+        offsets(&store.read(t, 0, i64::MAX, 1).expect("read")),
+        vec![0]
+    );
+    assert_eq!(
+        offsets(&store.read(t, 0, i64::MAX, 322).expect("read")),
+        vec![0, 2]
+    );
+    assert_eq!(
+        offsets(&store.read(t, 0, i64::MAX, 400).expect("read")),
+        vec![0, 2]
+    );
+}
+
+fn partitions_are_isolated<S: LogStore>(store: &S) {
+    let (a0, a1, b0) = (tp(5, 0), tp(5, 1), tp(6, 0));
+    for t in [a0, a1, b0] {
+        store.create_partition(t).expect("create");
+    }
+    append(store, a0, &[(1, 1, 1)]);
+    append(store, b0, &[(1, 1, 2), (1, 2, 2)]);
+    // a1 is empty: no read may spill over from a neighbour, before or after it.
+    assert!(store
+        .read(a1, 0, i64::MAX, usize::MAX)
+        .expect("read")
+        .is_empty());
+    assert!(store
+        .read(a1, 5, i64::MAX, usize::MAX)
+        .expect("read")
+        .is_empty());
+    assert_eq!(store.lookup_timestamp(a1, 0).expect("lookup"), None);
+    assert_eq!(store.last_time_index_entry(a1).expect("last"), None);
+    assert_eq!(
+        store.read(b0, 0, i64::MAX, usize::MAX).expect("read").len(),
+        2
+    );
+    assert_eq!(
+        store.read(a0, 0, i64::MAX, usize::MAX).expect("read").len(),
+        1
+    );
+}
+
+fn time_index_is_monotonic<S: LogStore>(store: &S) {
+    let t = tp(7, 0);
+    store.create_partition(t).expect("create");
+    // max timestamps 100, 90 (not indexed: older), 150, 150 (not indexed), 200
+    append(store, t, &[(2, 100, 0), (2, 90, 0), (2, 150, 0)]);
+    append(store, t, &[(2, 150, 0), (2, 200, 0)]);
+    let at = |ts| store.lookup_timestamp(t, ts).expect("lookup");
+    assert_eq!(
+        at(-5),
+        Some(TimeIndexEntry {
+            timestamp: 100,
+            base_offset: 0
+        })
+    );
+    assert_eq!(
+        at(100),
+        Some(TimeIndexEntry {
+            timestamp: 100,
+            base_offset: 0
+        })
+    );
+    assert_eq!(
+        at(101),
+        Some(TimeIndexEntry {
+            timestamp: 150,
+            base_offset: 4
+        })
+    );
+    assert_eq!(
+        at(151),
+        Some(TimeIndexEntry {
+            timestamp: 200,
+            base_offset: 8
+        })
+    );
+    assert_eq!(at(201), None);
+    assert_eq!(
+        store.last_time_index_entry(t).expect("last"),
+        Some(TimeIndexEntry {
+            timestamp: 200,
+            base_offset: 8
+        })
+    );
+}
+
+fn write_batch_rejects_gaps() {
+    let mut write = WriteBatch::new(PartitionState::empty(10));
+    assert!(
+        write.push(fake_batch(11, 1, 0, 0)).is_err(),
+        "a gap is refused"
+    );
+    assert!(
+        write.push(fake_batch(9, 1, 0, 0)).is_err(),
+        "an overlap is refused"
+    );
+    write.push(fake_batch(10, 3, 0, 0)).expect("contiguous");
+    assert_eq!(write.state().log_end_offset, 13);
+    assert!(!write.is_empty());
+}
+
+fn delete_partition_removes_only_it<S: LogStore>(store: &S) {
+    let (x, y) = (tp(8, 0), tp(8, 1));
+    for t in [x, y] {
+        store.create_partition(t).expect("create");
+        append(store, t, &[(3, 5, 5)]);
+    }
+    store.delete_partition(x).expect("delete");
+    assert!(store
+        .read(x, 0, i64::MAX, usize::MAX)
+        .expect("read")
+        .is_empty());
+    assert_eq!(store.lookup_timestamp(x, 0).expect("lookup"), None);
+    assert_eq!(store.partitions().expect("partitions").len(), 1);
+    assert_eq!(
+        store.read(y, 0, i64::MAX, usize::MAX).expect("read").len(),
+        1
+    );
+    // A re-created partition starts empty.
+    assert_eq!(
+        store.create_partition(x).expect("create"),
+        PartitionState::empty(0)
+    );
+}
+
+/// Writes, drops the store, opens it again with `open`, and checks that everything is back.
+pub fn survives_reopen<S: LogStore, F: FnMut() -> S>(mut open: F) {
+    let t = tp(9, 3);
+    let written = {
+        let store = open();
+        store.create_partition(t).expect("create");
+        let mut w = append(&store, t, &[(2, 10, 3), (3, 20, 3)]);
+        w.extend(append(&store, t, &[(1, 30, 3)]));
+        w
+    };
+    let store = open();
+    let parts = store.partitions().expect("partitions");
+    assert_eq!(parts.len(), 1);
+    assert_eq!(parts[0].0, t);
+    assert_eq!(parts[0].1.log_end_offset, 6);
+    assert_eq!(parts[0].1.max_timestamp, 30);
+    let read = store.read(t, 0, i64::MAX, usize::MAX).expect("read");
+    assert_eq!(
+        read,
+        written.iter().map(|b| b.data.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.lookup_timestamp(t, 15).expect("lookup"),
+        Some(TimeIndexEntry {
+            timestamp: 20,
+            base_offset: 2
+        })
+    );
+}

@@ -1,0 +1,147 @@
+//! The in-memory engine: the same contract over ordered maps, for tests of the layers above.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::{
+    keys, LogStore, PartitionState, StorageError, TimeIndexEntry, TopicPartition, WriteBatch,
+};
+
+#[derive(Default)]
+struct Inner {
+    log: BTreeMap<(TopicPartition, i64), Bytes>,
+    index: BTreeMap<(TopicPartition, i64), i64>,
+    state: HashMap<TopicPartition, PartitionState>,
+}
+
+/// Holds everything in memory; nothing survives a drop.
+#[derive(Default)]
+pub struct MemoryLogStore {
+    inner: RwLock<Inner>,
+}
+
+impl MemoryLogStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl LogStore for MemoryLogStore {
+    fn create_partition(&self, tp: TopicPartition) -> Result<PartitionState, StorageError> {
+        let mut inner = self.inner.write();
+        Ok(*inner
+            .state
+            .entry(tp)
+            .or_insert_with(|| PartitionState::empty(0)))
+    }
+
+    fn append(&self, tp: TopicPartition, write: WriteBatch) -> Result<(), StorageError> {
+        let mut inner = self.inner.write();
+        for b in write.batches {
+            inner.log.insert((tp, b.base_offset), b.data);
+        }
+        for e in write.index {
+            inner.index.insert((tp, e.timestamp), e.base_offset);
+        }
+        inner.state.insert(tp, write.state);
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        end_offset: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<Bytes>, StorageError> {
+        let inner = self.inner.read();
+        let mut out = Vec::new();
+        if offset >= end_offset {
+            return Ok(out);
+        }
+        let start = inner
+            .log
+            .range((tp, i64::MIN)..=(tp, offset))
+            .next_back()
+            .map(|((_, base), _)| *base)
+            .unwrap_or(0);
+        let mut total = 0usize;
+        for ((_, base), data) in inner.log.range((tp, start)..(tp, end_offset)) {
+            let last = base
+                + keys::last_offset_delta(data).ok_or_else(|| StorageError::Corrupt {
+                    what: format!("batch at offset {base} is truncated"),
+                })?;
+            if last < offset {
+                continue;
+            }
+            if !out.is_empty() && total + data.len() > max_bytes {
+                break;
+            }
+            total += data.len();
+            out.push(data.clone());
+            if total >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn lookup_timestamp(
+        &self,
+        tp: TopicPartition,
+        timestamp: i64,
+    ) -> Result<Option<TimeIndexEntry>, StorageError> {
+        let inner = self.inner.read();
+        Ok(inner
+            .index
+            .range((tp, timestamp)..=(tp, i64::MAX))
+            .next()
+            .map(|((_, ts), off)| TimeIndexEntry {
+                timestamp: *ts,
+                base_offset: *off,
+            }))
+    }
+
+    fn last_time_index_entry(
+        &self,
+        tp: TopicPartition,
+    ) -> Result<Option<TimeIndexEntry>, StorageError> {
+        let inner = self.inner.read();
+        Ok(inner
+            .index
+            .range((tp, i64::MIN)..=(tp, i64::MAX))
+            .next_back()
+            .map(|((_, ts), off)| TimeIndexEntry {
+                timestamp: *ts,
+                base_offset: *off,
+            }))
+    }
+
+    fn partitions(&self) -> Result<Vec<(TopicPartition, PartitionState)>, StorageError> {
+        let inner = self.inner.read();
+        let mut out: Vec<_> = inner.state.iter().map(|(k, v)| (*k, *v)).collect();
+        out.sort_by_key(|(tp, _)| *tp);
+        Ok(out)
+    }
+
+    fn delete_partition(&self, tp: TopicPartition) -> Result<(), StorageError> {
+        let mut inner = self.inner.write();
+        inner.log.retain(|(t, _), _| *t != tp);
+        inner.index.retain(|(t, _), _| *t != tp);
+        inner.state.remove(&tp);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance;
+
+    #[test]
+    fn conformance_suite() {
+        conformance::run(MemoryLogStore::new);
+    }
+}
