@@ -265,11 +265,18 @@ pub enum TopicRef {
     Id(Uuid),
 }
 
-/// Decides which topics to delete; the response carries each one's (name, id).
+/// A topic a DeleteTopics request removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedTopic {
+    pub name: String,
+    pub topic_id: Uuid,
+}
+
+/// Decides which topics to delete.
 pub fn delete_topics(
     image: &MetadataImage,
     topics: &[TopicRef],
-) -> ControllerResult<Vec<Result<(String, Uuid), MetadataError>>> {
+) -> ControllerResult<Vec<Result<DeletedTopic, MetadataError>>> {
     let mut records = Vec::new();
     let mut deleted = BTreeSet::new();
     let response = topics
@@ -288,7 +295,10 @@ pub fn delete_topics(
                     topic_id: topic.topic_id,
                 });
             }
-            Ok((topic.name.clone(), topic.topic_id))
+            Ok(DeletedTopic {
+                name: topic.name.clone(),
+                topic_id: topic.topic_id,
+            })
         })
         .collect();
     ControllerResult { records, response }

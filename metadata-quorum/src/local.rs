@@ -9,7 +9,9 @@ use tokio::sync::watch;
 use tracing::info;
 use uuid::Uuid;
 
-use crate::controller::{self, ControllerResult, CreatedTopic, NewTopic, TopicDefaults, TopicRef};
+use crate::controller::{
+    self, ControllerResult, CreatedTopic, DeletedTopic, NewTopic, TopicDefaults, TopicRef,
+};
 use crate::{Endpoint, LoggedRecord, MetadataError, MetadataImage, MetadataLog, MetadataRecord};
 
 struct State {
@@ -99,7 +101,7 @@ impl LocalController {
     pub fn delete_topics(
         &self,
         topics: &[TopicRef],
-    ) -> Result<Vec<Result<(String, Uuid), MetadataError>>, MetadataError> {
+    ) -> Result<Vec<Result<DeletedTopic, MetadataError>>, MetadataError> {
         let mut state = self.state.lock();
         let result = controller::delete_topics(&state.image, topics);
         self.commit_locked(&mut state, result)

@@ -36,9 +36,9 @@ pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
         .iter()
         .zip(results)
         .map(|(r, result)| match result {
-            Ok((name, id)) => DeletableTopicResult::default()
-                .with_name(Some(topic_name(&name)))
-                .with_topic_id(id),
+            Ok(d) => DeletableTopicResult::default()
+                .with_name(Some(topic_name(&d.name)))
+                .with_topic_id(d.topic_id),
             Err((code, message)) => {
                 let base = match r {
                     TopicRef::Name(n) => {

@@ -77,7 +77,7 @@ mod tests {
     fn a_lying_length_reserves_nothing() {
         let mut c = FrameCodec::new(100 << 20);
         let mut buf = BytesMut::with_capacity(16);
-        buf.extend_from_slice(&((100 << 20) as i32).to_be_bytes());
+        buf.extend_from_slice(&(100i32 << 20).to_be_bytes());
         buf.extend_from_slice(&[0; 6]);
         assert_eq!(c.decode(&mut buf).expect("ok"), None);
         assert!(buf.capacity() < 1024, "capacity {} grew", buf.capacity());
