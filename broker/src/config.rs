@@ -13,6 +13,26 @@ pub struct BrokerConfig {
     #[arg(long, env = "STROM_DEV")]
     pub dev: bool,
 
+    /// Controllers to join, as host:port,... (their --listen addresses). Not with --dev.
+    #[arg(long, env = "STROM_QUORUM", value_delimiter = ',')]
+    pub quorum: Vec<String>,
+
+    /// In --dev mode, the address of the embedded single-voter controller.
+    #[arg(long, env = "STROM_QUORUM_LISTEN", default_value = "127.0.0.1:9093")]
+    pub quorum_listen: SocketAddr,
+
+    /// In --dev mode, how long a silent broker keeps its session (broker.session.timeout.ms).
+    #[arg(long, env = "STROM_BROKER_SESSION_TIMEOUT_MS", default_value_t = 3000)]
+    pub broker_session_timeout_ms: u64,
+
+    /// How often this broker heartbeats the controller (broker.heartbeat.interval.ms).
+    #[arg(
+        long,
+        env = "STROM_BROKER_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 500
+    )]
+    pub broker_heartbeat_interval_ms: u64,
+
     /// This broker's id (Kafka's node.id).
     #[arg(long, env = "STROM_NODE_ID", default_value_t = 1)]
     pub node_id: i32,
@@ -78,11 +98,30 @@ impl BrokerConfig {
                 reason: reason.to_string(),
             })
         };
-        if !self.dev {
+        match (self.dev, self.quorum.is_empty()) {
+            (true, false) => {
+                return invalid(
+                    "--quorum",
+                    "not with --dev, which embeds its own controller",
+                )
+            }
+            (false, true) => {
+                return invalid(
+                    "--quorum",
+                    "give the controllers (host:port,...) or start a single node with --dev",
+                )
+            }
+            _ => {}
+        }
+        if self.quorum.iter().any(|q| !q.contains(':')) {
+            return invalid("--quorum", "each controller is host:port");
+        }
+        if self.broker_heartbeat_interval_ms == 0
+            || self.broker_heartbeat_interval_ms >= self.broker_session_timeout_ms
+        {
             return invalid(
-                "--dev",
-                "only the single-node mode exists so far: start with --dev \
-                 (a multi-node cluster needs the metadata quorum, which is not built yet)",
+                "--broker-heartbeat-interval-ms",
+                "must be above 0 and below --broker-session-timeout-ms",
             );
         }
         if self.node_id < 0 {
@@ -165,7 +204,17 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        assert!(parse(&[]).validate().is_err(), "--dev is required for now");
+        assert!(
+            parse(&[]).validate().is_err(),
+            "--dev or --quorum is required"
+        );
+        assert!(parse(&["--quorum", "127.0.0.1:9093,127.0.0.1:9094"])
+            .validate()
+            .is_ok());
+        assert!(parse(&["--dev", "--quorum", "127.0.0.1:9093"])
+            .validate()
+            .is_err());
+        assert!(parse(&["--quorum", "nohostport"]).validate().is_err());
         assert!(parse(&["--dev", "--num-partitions", "0"])
             .validate()
             .is_err());

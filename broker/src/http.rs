@@ -8,7 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use metadata_quorum::quorum::api;
 use serde_json::{json, Value};
 use strom_storage::TopicPartition;
 use tokio::net::TcpListener;
@@ -73,44 +73,21 @@ async fn cluster(State(b): State<Arc<Broker>>) -> Json<Value> {
     let image = b.image();
     Json(json!({
         "cluster_id": image.cluster_id,
-        "controller_id": b.node_id,
+        "broker_id": b.node_id,
         "metadata_offset": image.offset,
-        "quorum": {
-            "kind": "local",
-            "voters": [{"id": b.node_id, "state": "leader"}],
-        },
+        "quorum": b.controller.quorum_addrs(),
+        "mode": if b.config.dev { "dev" } else { "cluster" },
         "brokers": image.brokers.len(),
         "topics": image.topics().count(),
     }))
 }
 
 async fn brokers(State(b): State<Arc<Broker>>) -> Json<Value> {
-    let image = b.image();
-    Json(json!(image
-        .brokers
-        .values()
-        .map(|br| json!({
-            "id": br.broker_id,
-            "state": if br.fenced { "fenced" } else { "alive" },
-            "incarnation": br.incarnation,
-            "endpoints": br.endpoints,
-            "rack": br.rack,
-        }))
-        .collect::<Vec<_>>()))
+    Json(api::brokers_json(&b.image(), |_| None))
 }
 
 async fn topics(State(b): State<Arc<Broker>>) -> Json<Value> {
-    let image = b.image();
-    Json(json!(image
-        .topics()
-        .map(|t| json!({
-            "name": t.name,
-            "topic_id": t.topic_id,
-            "partitions": t.partitions.len(),
-            "replication_factor": t.partitions.first().map_or(0, |p| p.replicas.len()),
-            "internal": t.is_internal(),
-        }))
-        .collect::<Vec<_>>()))
+    Json(api::topics_json(&b.image()))
 }
 
 async fn topic(
@@ -123,67 +100,27 @@ async fn topic(
         code: "unknown_topic",
         message: format!("topic '{name}' does not exist"),
     })?;
-    let partitions: Vec<Value> = t
-        .partitions
-        .iter()
-        .map(|p| {
-            let log = b.logs.get(&TopicPartition::new(t.topic_id, p.partition));
-            let state = log.as_ref().map(|l| l.state());
-            json!({
-                "partition": p.partition,
-                "leader": p.leader,
-                "replicas": p.replicas,
-                "isr": p.isr,
-                "leader_epoch": p.leader_epoch,
-                "partition_epoch": p.partition_epoch,
-                "log_start_offset": state.map(|s| s.log_start_offset),
-                "log_end_offset": state.map(|s| s.log_end_offset),
-                "high_watermark": log.as_ref().map(|l| l.high_watermark()),
-                "size_bytes": state.map(|s| s.size_bytes),
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "name": t.name,
-        "topic_id": t.topic_id,
-        "internal": t.is_internal(),
-        "configs": t.configs,
-        "partitions": partitions,
+    Ok(Json(api::topic_json(t, |partition| {
+        // Offsets of the partitions this broker holds a log for.
+        let log = b.logs.get(&TopicPartition::new(t.topic_id, partition))?;
+        let state = log.state();
+        Some(json!({
+            "log_start_offset": state.log_start_offset,
+            "log_end_offset": state.log_end_offset,
+            "high_watermark": log.high_watermark(),
+            "size_bytes": state.size_bytes,
+        }))
     })))
-}
-
-#[derive(Debug, Deserialize)]
-struct EventsQuery {
-    #[serde(default)]
-    from: u64,
-    #[serde(default = "default_limit")]
-    limit: usize,
-}
-
-fn default_limit() -> usize {
-    1000
-}
-
-#[derive(Serialize)]
-struct EventsPage {
-    next: u64,
-    events: Vec<metadata_quorum::LoggedRecord>,
 }
 
 async fn events(
     State(b): State<Arc<Broker>>,
-    Query(q): Query<EventsQuery>,
-) -> Result<Json<EventsPage>, ApiError> {
-    let events = b
-        .controller
-        .events(q.from, q.limit.min(10_000))
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: e.code(),
-            message: e.to_string(),
-        })?;
-    let next = events.last().map_or(q.from, |e| e.offset + 1);
-    Ok(Json(EventsPage { next, events }))
+    Query(q): Query<api::EventsQuery>,
+) -> Json<api::EventsPage> {
+    Json(api::EventsPage::new(
+        q.from,
+        b.controller.events(q.from, q.limit.min(10_000)),
+    ))
 }
 
 async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {

@@ -11,7 +11,9 @@
 //! ```
 //!
 //! [`Broker::start`] builds the pieces from a [`BrokerConfig`] and runs them; the binary
-//! `strom-broker` only parses flags and calls it.
+//! `strom-broker` only parses flags and calls it. Metadata comes from the Raft quorum through
+//! a [`RemoteController`]; `--dev` starts a single-voter quorum inside this process and talks
+//! to it the same way, so there is one code path.
 
 pub mod config;
 pub mod error;
@@ -22,11 +24,15 @@ pub mod metrics;
 pub mod protocol;
 pub mod server;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use metadata_quorum::controller::TopicDefaults;
-use metadata_quorum::{Endpoint, LocalController, MetadataImage};
+use metadata_quorum::quorum::client::{BrokerRegistration, RemoteController};
+use metadata_quorum::quorum::{QuorumConfig, QuorumNode, RunningQuorum};
+use metadata_quorum::{Endpoint, MetadataImage};
 use strom_storage::{RocksLogStore, RocksOptions};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -39,7 +45,7 @@ pub use config::BrokerConfig;
 pub struct Broker {
     pub config: BrokerConfig,
     pub node_id: i32,
-    pub controller: LocalController,
+    pub controller: Arc<RemoteController>,
     pub logs: log::LogManager,
     pub metrics: metrics::Metrics,
 }
@@ -50,9 +56,8 @@ impl Broker {
         self.controller.image()
     }
 
-    /// Opens storage and metadata under the data dir, binds both listeners and serves until
-    /// `shutdown` turns true. Returns the bound addresses through `bound` as soon as they are
-    /// known (tests bind port 0).
+    /// Opens storage, joins the quorum (in `--dev` mode, one embedded in this process), binds
+    /// both listeners and serves until [`RunningBroker::shutdown`].
     pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)?;
@@ -72,26 +77,49 @@ impl Broker {
             },
         )?;
         let logs = log::LogManager::open(config.node_id, Arc::new(store))?;
-        let controller = LocalController::open(
-            &config.data_dir.join("metadata"),
-            config.node_id,
-            vec![
-                Endpoint {
-                    name: "kafka".into(),
-                    host: host.clone(),
-                    port,
+
+        let (embedded, quorum) = if config.dev {
+            let q = QuorumNode::start(QuorumConfig {
+                node_id: 1,
+                listen: config.quorum_listen,
+                voters: BTreeMap::from([(1, config.quorum_listen.to_string())]),
+                data_dir: config.data_dir.join("quorum"),
+                broker_session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
+                topic_defaults: TopicDefaults {
+                    num_partitions: config.num_partitions,
+                    replication_factor: config.default_replication_factor,
                 },
-                Endpoint {
-                    name: "http".into(),
-                    host: http_addr.ip().to_string(),
-                    port: http_addr.port(),
-                },
-            ],
-            TopicDefaults {
-                num_partitions: config.num_partitions,
-                replication_factor: config.default_replication_factor,
+                heartbeat_interval: Duration::from_millis(100),
+                election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
+            })
+            .await?;
+            let addr = q.addr.to_string();
+            (Some(q), vec![addr])
+        } else {
+            (None, config.quorum.clone())
+        };
+        let controller = RemoteController::connect(
+            quorum,
+            BrokerRegistration {
+                broker_id: config.node_id,
+                endpoints: vec![
+                    Endpoint {
+                        name: "kafka".into(),
+                        host: host.clone(),
+                        port,
+                    },
+                    Endpoint {
+                        name: "http".into(),
+                        host: http_addr.ip().to_string(),
+                        port: http_addr.port(),
+                    },
+                ],
+                rack: None,
+                heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
             },
-        )?;
+            Duration::from_secs(60),
+        )
+        .await?;
         let broker = Arc::new(Broker {
             node_id: config.node_id,
             config,
@@ -118,6 +146,7 @@ impl Broker {
             broker,
             kafka_addr,
             http_addr,
+            embedded,
             shutdown: shutdown_tx,
             tasks,
         })
@@ -129,6 +158,7 @@ pub struct RunningBroker {
     pub broker: Arc<Broker>,
     pub kafka_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    embedded: Option<RunningQuorum>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -141,6 +171,10 @@ impl RunningBroker {
             if let Err(e) = r {
                 warn!(error = %e, "a broker task ended abnormally");
             }
+        }
+        self.broker.controller.stop();
+        if let Some(q) = self.embedded.take() {
+            q.shutdown().await;
         }
         info!("broker stopped");
     }

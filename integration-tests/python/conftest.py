@@ -56,6 +56,7 @@ class Broker:
         self.data_dir = data_dir
         self.kafka_port = free_port()
         self.http_port = free_port()
+        self.quorum_port = free_port()
         self.extra_args = list(extra_args)
         self.proc = None
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
@@ -73,6 +74,7 @@ class Broker:
                 "--data-dir", str(self.data_dir),
                 "--kafka-listen", self.bootstrap,
                 "--http-listen", f"127.0.0.1:{self.http_port}",
+                "--quorum-listen", f"127.0.0.1:{self.quorum_port}",
                 *self.extra_args,
             ],
             stdout=log,

@@ -60,6 +60,7 @@ pub struct BrokerProcess {
     pub data_dir: PathBuf,
     pub kafka: SocketAddr,
     pub http: SocketAddr,
+    pub quorum: SocketAddr,
     extra_args: Vec<String>,
     child: Option<Child>,
 }
@@ -71,6 +72,7 @@ impl BrokerProcess {
             data_dir: data_dir.to_path_buf(),
             kafka: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
             http: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+            quorum: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
@@ -91,6 +93,8 @@ impl BrokerProcess {
             .arg(self.kafka.to_string())
             .arg("--http-listen")
             .arg(self.http.to_string())
+            .arg("--quorum-listen")
+            .arg(self.quorum.to_string())
             .args(&self.extra_args)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))

@@ -1,8 +1,9 @@
 //! Errors of the metadata layer, each with the Kafka error code a client can act on.
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum MetadataError {
     #[error("topic '{name}' already exists")]
     TopicAlreadyExists { name: String },
@@ -27,6 +28,8 @@ pub enum MetadataError {
     InvalidRecord { reason: String },
     #[error("metadata log failed: {message}")]
     Log { message: String },
+    #[error("no active controller can take the change: {reason}")]
+    NotController { reason: String },
 }
 
 impl MetadataError {
@@ -41,6 +44,7 @@ impl MetadataError {
             MetadataError::InvalidReplicationFactor { .. } => 38,
             MetadataError::InvalidReplicaAssignment { .. } => 39,
             MetadataError::InvalidConfig { .. } => 40,
+            MetadataError::NotController { .. } => 41,
             MetadataError::InvalidRecord { .. } | MetadataError::Log { .. } => -1,
         }
     }
@@ -58,6 +62,7 @@ impl MetadataError {
             MetadataError::InvalidConfig { .. } => "invalid_config",
             MetadataError::InvalidRecord { .. } => "invalid_record",
             MetadataError::Log { .. } => "metadata_log_failed",
+            MetadataError::NotController { .. } => "not_controller",
         }
     }
 }

@@ -90,7 +90,14 @@ impl MetadataImage {
 
     fn apply(&mut self, record: &MetadataRecord) -> Result<(), MetadataError> {
         match record {
-            MetadataRecord::InitCluster { cluster_id } => self.cluster_id = cluster_id.clone(),
+            MetadataRecord::InitCluster { cluster_id } => {
+                if !self.cluster_id.is_empty() {
+                    return Err(MetadataError::InvalidRecord {
+                        reason: format!("the cluster is already named {}", self.cluster_id),
+                    });
+                }
+                self.cluster_id = cluster_id.clone();
+            }
             MetadataRecord::RegisterBroker {
                 broker_id,
                 incarnation,

@@ -1,29 +1,30 @@
-//! # metadata-quorum: cluster metadata as a log of records
+//! # metadata-quorum: cluster metadata as a Raft-replicated log of records
 //!
 //! Every change to cluster state (a broker registering, a topic created, a partition's leader
-//! moving) is one [`MetadataRecord`] appended to the metadata log and replayed, in order, into
-//! an immutable [`MetadataImage`]. Brokers never mutate metadata: they read images.
+//! moving) is one [`MetadataRecord`], decided by the active controller (the Raft leader) with
+//! the pure functions in [`controller`], committed through openraft, and replayed in order into
+//! an immutable [`MetadataImage`] on every controller and every broker.
 //!
 //! ```text
-//!  request --> controller::*  (pure: image + request -> records + response)
-//!                   |
-//!                   v records
-//!             MetadataLog (append, durable) --> replay into MetadataImage --> watch channel
-//!                                                                            (brokers, HTTP)
+//!  broker --ControllerRequest (HTTP, bincode)--> any controller --forward--> active controller
+//!                                                                               |
+//!                                        controller::* (image + request -> records + response)
+//!                                                                               |
+//!                                                  openraft: replicate, commit, apply
+//!                                                                               v
+//!  broker <--records after offset N (long-poll)-- state machine: records -> MetadataImage
 //! ```
 //!
-//! In this stage the log is local ([`LocalController`], one node, RocksDB); the controller
-//! logic and the records are exactly what the Raft quorum replicates later.
+//! - [`quorum::QuorumNode`]: one controller (openraft node, RocksDB log, snapshots, HTTP).
+//! - [`quorum::client::RemoteController`]: what a broker uses to register, heartbeat, follow
+//!   the metadata log and forward admin requests.
 
 pub mod controller;
 mod error;
 mod image;
-mod local;
-mod log;
+pub mod quorum;
 mod records;
 
 pub use error::MetadataError;
 pub use image::{BrokerImage, MetadataImage, PartitionImage, TopicImage};
-pub use local::LocalController;
-pub use log::{LoggedRecord, MetadataLog};
-pub use records::{Endpoint, MetadataRecord, PartitionRecord};
+pub use records::{Endpoint, LoggedRecord, MetadataRecord, PartitionRecord};

@@ -84,3 +84,11 @@ impl MetadataRecord {
         }
     }
 }
+
+/// A record as the metadata log holds it: its offset and when it was committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedRecord {
+    pub offset: u64,
+    pub timestamp_ms: i64,
+    pub record: MetadataRecord,
+}

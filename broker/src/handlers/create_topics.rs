@@ -14,7 +14,11 @@ use crate::Broker;
 /// Kafka's ConfigSource.DYNAMIC_TOPIC_CONFIG.
 const SOURCE_TOPIC: i8 = 1;
 
-pub fn handle(broker: &Broker, req: CreateTopicsRequest, _version: i16) -> CreateTopicsResponse {
+pub async fn handle(
+    broker: &Broker,
+    req: CreateTopicsRequest,
+    _version: i16,
+) -> CreateTopicsResponse {
     let topics: Vec<NewTopic> = req
         .topics
         .iter()
@@ -39,13 +43,17 @@ pub fn handle(broker: &Broker, req: CreateTopicsRequest, _version: i16) -> Creat
                 .collect::<BTreeMap<_, _>>(),
         })
         .collect();
-    let results = match broker.controller.create_topics(&topics, req.validate_only) {
+    let n = topics.len();
+    let results = match broker
+        .controller
+        .create_topics(topics, req.validate_only)
+        .await
+    {
         Ok(r) => r
             .into_iter()
             .map(|r| r.map_err(|e| (e.kafka_code(), e.to_string())))
             .collect(),
-        Err(e) => topics
-            .iter()
+        Err(e) => (0..n)
             .map(|_| Err((e.kafka_code(), e.to_string())))
             .collect::<Vec<_>>(),
     };

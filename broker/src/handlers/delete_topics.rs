@@ -7,7 +7,11 @@ use metadata_quorum::controller::TopicRef;
 use super::{str_bytes, topic_name};
 use crate::Broker;
 
-pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn handle(
+    broker: &Broker,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     let refs: Vec<TopicRef> = if version >= 6 {
         req.topics
             .iter()
@@ -22,7 +26,7 @@ pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
             .map(|n| TopicRef::Name(n.to_string()))
             .collect()
     };
-    let results = match broker.controller.delete_topics(&refs) {
+    let results = match broker.controller.delete_topics(refs.clone()).await {
         Ok(r) => r
             .into_iter()
             .map(|r| r.map_err(|e| (e.kafka_code(), e.to_string())))

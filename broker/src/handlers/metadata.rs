@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::{auto_create, str_bytes, topic_name};
 use crate::Broker;
 
-pub fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let wanted: Option<Vec<(Option<String>, Uuid)>> = match req.topics {
         None => None,
@@ -27,7 +27,7 @@ pub fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataRe
     let image = match &wanted {
         Some(list) if allow_auto => {
             let names: Vec<&str> = list.iter().filter_map(|(n, _)| n.as_deref()).collect();
-            auto_create(broker, &names)
+            auto_create(broker, &names).await
         }
         _ => broker.image(),
     };

@@ -55,10 +55,12 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Bytes>,
     let version = request.version;
     let response = match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
-        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(broker, r, version)),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::handle(broker, r, version).await)
+        }
         RequestKind::Produce(r) => {
             let acks = r.acks;
-            let response = produce::handle(broker, r, version);
+            let response = produce::handle(broker, r, version).await;
             if acks == 0 {
                 return Ok(None);
             }
@@ -69,10 +71,10 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Bytes>,
             ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(create_topics::handle(broker, r, version))
+            ResponseKind::CreateTopics(create_topics::handle(broker, r, version).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version))
+            ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version).await)
         }
         _ => {
             return Err(ProtocolError::UnsupportedApi {
@@ -93,7 +95,7 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
 
 /// Creates the named topics that do not exist yet (when auto-creation is on and the name is
 /// valid) and returns the image to answer from.
-pub(crate) fn auto_create(broker: &Broker, names: &[&str]) -> Arc<MetadataImage> {
+pub(crate) async fn auto_create(broker: &Broker, names: &[&str]) -> Arc<MetadataImage> {
     let image = broker.image();
     if !broker.config.auto_create_topics {
         return image;
@@ -111,7 +113,11 @@ pub(crate) fn auto_create(broker: &Broker, names: &[&str]) -> Arc<MetadataImage>
     if missing.is_empty() {
         return image;
     }
-    match broker.controller.create_topics(&missing, false) {
+    match broker
+        .controller
+        .create_topics(missing.clone(), false)
+        .await
+    {
         Ok(results) => {
             for (t, r) in missing.iter().zip(results) {
                 match r {

@@ -21,7 +21,7 @@ fn error(index: i32, e: ResponseError, message: Option<String>) -> PartitionProd
         .with_error_message(message.map(str_bytes))
 }
 
-pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResponse {
+pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResponse {
     let refuse_all = if version < PRODUCE_MIN_SERVED {
         Some((
             ResponseError::UnsupportedVersion,
@@ -59,7 +59,7 @@ pub fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResp
     }
 
     let names: Vec<&str> = req.topic_data.iter().map(|t| t.name.as_str()).collect();
-    let image = auto_create(broker, &names);
+    let image = auto_create(broker, &names).await;
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for t in &req.topic_data {
         let topic = image.topic(t.name.as_str());

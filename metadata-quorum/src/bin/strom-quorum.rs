@@ -1,0 +1,105 @@
+//! `strom-quorum`: one controller of the metadata quorum.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use metadata_quorum::controller::TopicDefaults;
+use metadata_quorum::quorum::{QuorumConfig, QuorumNode};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "strom-quorum",
+    version,
+    about = "A controller of Strom's Raft metadata quorum"
+)]
+struct Cli {
+    /// This controller's id; must appear in --voters.
+    #[arg(long, env = "STROM_NODE_ID")]
+    node_id: u64,
+    /// Where the Raft log and metadata snapshots live.
+    #[arg(long, env = "STROM_DATA_DIR", default_value = "./strom-quorum-data")]
+    data_dir: PathBuf,
+    /// Address to bind (Raft RPC, controller RPC, HTTP API).
+    #[arg(long, env = "STROM_LISTEN", default_value = "127.0.0.1:9093")]
+    listen: SocketAddr,
+    /// Every voter, as id@host:port,... (Kafka's controller.quorum.voters).
+    #[arg(long, env = "STROM_VOTERS")]
+    voters: String,
+    /// A broker silent for this long is fenced (broker.session.timeout.ms).
+    #[arg(long, env = "STROM_BROKER_SESSION_TIMEOUT_MS", default_value_t = 3000)]
+    broker_session_timeout_ms: u64,
+    /// Partitions of topics created without a count (num.partitions).
+    #[arg(long, env = "STROM_NUM_PARTITIONS", default_value_t = 1)]
+    num_partitions: u32,
+    /// Replicas of topics created without a factor (default.replication.factor).
+    #[arg(long, env = "STROM_DEFAULT_REPLICATION_FACTOR", default_value_t = 1)]
+    default_replication_factor: u16,
+    /// Log output format.
+    #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_env("STROM_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    if cli.log_format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    let voters = match QuorumConfig::parse_voters(&cli.voters) {
+        Ok(v) if v.contains_key(&cli.node_id) => v,
+        Ok(_) => {
+            eprintln!("error: --node-id {} is not in --voters", cli.node_id);
+            std::process::exit(2);
+        }
+        Err(e) => {
+            eprintln!("error: --voters: {e}");
+            std::process::exit(2);
+        }
+    };
+    if cli.num_partitions == 0 || cli.default_replication_factor == 0 {
+        eprintln!("error: --num-partitions and --default-replication-factor must be at least 1");
+        std::process::exit(2);
+    }
+    let running = QuorumNode::start(QuorumConfig {
+        node_id: cli.node_id,
+        listen: cli.listen,
+        voters,
+        data_dir: cli.data_dir,
+        broker_session_timeout: Duration::from_millis(cli.broker_session_timeout_ms),
+        topic_defaults: TopicDefaults {
+            num_partitions: cli.num_partitions,
+            replication_factor: cli.default_replication_factor,
+        },
+        heartbeat_interval: Duration::from_millis(100),
+        election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
+    })
+    .await?;
+    shutdown_signal().await;
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

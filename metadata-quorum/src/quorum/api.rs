@@ -1,0 +1,323 @@
+//! A controller's HTTP server: Raft RPC and controller RPC (bincode), the metadata long-poll
+//! for brokers, and the public JSON API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::warn;
+
+use super::log_store::{decode, encode};
+use super::rpc::{ControllerError, ControllerRequest};
+use super::types::TypeConfig;
+use super::QuorumNode;
+use crate::{LoggedRecord, MetadataImage, TopicImage};
+
+/// Marks a request one controller forwarded to another (never forwarded twice).
+pub const FORWARDED_HEADER: &str = "x-strom-forwarded";
+/// Longest a metadata long-poll may wait.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+pub fn router(node: Arc<QuorumNode>) -> Router {
+    Router::new()
+        .route("/raft/append", post(raft_append))
+        .route("/raft/vote", post(raft_vote))
+        .route("/raft/snapshot", post(raft_snapshot))
+        .route("/controller", post(controller))
+        .route("/controller/records", get(records))
+        .route("/v1/cluster", get(cluster))
+        .route("/v1/brokers", get(brokers))
+        .route("/v1/topics", get(topics))
+        .route("/v1/topics/{name}", get(topic))
+        .route("/v1/metadata/events", get(events))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            json_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint".into(),
+            )
+        })
+        .with_state(node)
+}
+
+pub async fn serve(
+    node: Arc<QuorumNode>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let result = axum::serve(listener, router(node))
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        })
+        .await;
+    if let Err(e) = result {
+        warn!(error = %e, "controller http server failed");
+    }
+}
+
+/// A JSON error: `{"error": {"code", "message"}}` with an HTTP status.
+pub fn json_error(status: StatusCode, code: &str, message: String) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+fn bincode_response<T: Serialize>(v: &T) -> Response {
+    match encode(v) {
+        Ok(b) => ([(header::CONTENT_TYPE, "application/octet-stream")], b).into_response(),
+        Err(e) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encode_failed",
+            e.to_string(),
+        ),
+    }
+}
+
+fn bad_body(e: impl std::fmt::Display) -> Response {
+    json_error(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        format!("undecodable body: {e}"),
+    )
+}
+
+async fn raft_append(State(node): State<Arc<QuorumNode>>, body: Bytes) -> Response {
+    match decode::<AppendEntriesRequest<TypeConfig>>(&body) {
+        Ok(req) => bincode_response(&node.raft.append_entries(req).await),
+        Err(e) => bad_body(e),
+    }
+}
+
+async fn raft_vote(State(node): State<Arc<QuorumNode>>, body: Bytes) -> Response {
+    match decode::<VoteRequest<u64>>(&body) {
+        Ok(req) => bincode_response(&node.raft.vote(req).await),
+        Err(e) => bad_body(e),
+    }
+}
+
+async fn raft_snapshot(State(node): State<Arc<QuorumNode>>, body: Bytes) -> Response {
+    match decode::<InstallSnapshotRequest<TypeConfig>>(&body) {
+        Ok(req) => bincode_response(&node.raft.install_snapshot(req).await),
+        Err(e) => bad_body(e),
+    }
+}
+
+async fn controller(
+    State(node): State<Arc<QuorumNode>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req: ControllerRequest = match decode(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_body(e),
+    };
+    let forwarded = headers.contains_key(FORWARDED_HEADER);
+    let result: Result<_, ControllerError> = node.handle(req, forwarded).await;
+    bincode_response(&result)
+}
+
+#[derive(Debug, Deserialize)]
+struct RecordsQuery {
+    #[serde(default)]
+    from: u64,
+    #[serde(default)]
+    wait_ms: u64,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    1000
+}
+
+/// Records from `from` on; when there are none yet, waits up to `wait_ms` for some.
+async fn records(State(node): State<Arc<QuorumNode>>, Query(q): Query<RecordsQuery>) -> Response {
+    let limit = q.limit.clamp(1, 10_000);
+    let mut images = node.state.subscribe();
+    let mut out = node.state.records(q.from, limit);
+    if out.is_empty() && q.wait_ms > 0 {
+        let wait = Duration::from_millis(q.wait_ms).min(MAX_WAIT);
+        let _ = tokio::time::timeout(wait, async {
+            while images.changed().await.is_ok() {
+                if images.borrow_and_update().offset > q.from {
+                    break;
+                }
+            }
+        })
+        .await;
+        out = node.state.records(q.from, limit);
+    }
+    bincode_response(&out)
+}
+
+async fn cluster(State(node): State<Arc<QuorumNode>>) -> Json<Value> {
+    let m = node.raft.metrics().borrow().clone();
+    let image = node.image();
+    let leader = m.current_leader;
+    Json(json!({
+        "cluster_id": image.cluster_id,
+        "node_id": node.id,
+        "controller_id": leader,
+        "metadata_offset": image.offset,
+        "raft": {
+            "state": format!("{:?}", m.state),
+            "term": m.current_term,
+            "last_log_index": m.last_log_index,
+            "last_applied": m.last_applied.map(|l| l.index),
+        },
+        "voters": node.voters().into_iter().map(|(id, addr)| json!({
+            "id": id,
+            "addr": addr,
+            "role": if Some(id) == leader { "leader" } else { "follower" },
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+async fn brokers(State(node): State<Arc<QuorumNode>>) -> Json<Value> {
+    let ages = node.heartbeat_ages();
+    let leader = node.is_leader();
+    Json(brokers_json(&node.image(), |id| {
+        if leader {
+            ages.get(&id).copied()
+        } else {
+            None
+        }
+    }))
+}
+
+/// The brokers of an image as JSON; `heartbeat_age_ms` where known.
+pub fn brokers_json(image: &MetadataImage, heartbeat_age_ms: impl Fn(i32) -> Option<u64>) -> Value {
+    json!(image
+        .brokers
+        .values()
+        .map(|b| json!({
+            "id": b.broker_id,
+            "state": if b.fenced { "fenced" } else { "alive" },
+            "incarnation": b.incarnation,
+            "endpoints": b.endpoints,
+            "rack": b.rack,
+            "last_heartbeat_ms_ago": heartbeat_age_ms(b.broker_id),
+        }))
+        .collect::<Vec<_>>())
+}
+
+/// The topic list of an image as JSON.
+pub fn topics_json(image: &MetadataImage) -> Value {
+    json!(image
+        .topics()
+        .map(|t| json!({
+            "name": t.name,
+            "topic_id": t.topic_id,
+            "partitions": t.partitions.len(),
+            "replication_factor": t.partitions.first().map_or(0, |p| p.replicas.len()),
+            "internal": t.is_internal(),
+        }))
+        .collect::<Vec<_>>())
+}
+
+/// One topic as JSON; `extra` adds fields to each partition (a broker adds log offsets).
+pub fn topic_json(t: &TopicImage, extra: impl Fn(u32) -> Option<Value>) -> Value {
+    let partitions: Vec<Value> = t
+        .partitions
+        .iter()
+        .map(|p| {
+            let mut v = json!({
+                "partition": p.partition,
+                "leader": p.leader,
+                "replicas": p.replicas,
+                "isr": p.isr,
+                "leader_epoch": p.leader_epoch,
+                "partition_epoch": p.partition_epoch,
+            });
+            if let (Some(Value::Object(add)), Value::Object(base)) = (extra(p.partition), &mut v) {
+                base.extend(add);
+            }
+            v
+        })
+        .collect();
+    json!({
+        "name": t.name,
+        "topic_id": t.topic_id,
+        "internal": t.is_internal(),
+        "configs": t.configs,
+        "partitions": partitions,
+    })
+}
+
+async fn topics(State(node): State<Arc<QuorumNode>>) -> Json<Value> {
+    Json(topics_json(&node.image()))
+}
+
+async fn topic(State(node): State<Arc<QuorumNode>>, Path(name): Path<String>) -> Response {
+    match node.image().topic(&name) {
+        Some(t) => Json(topic_json(t, |_| None)).into_response(),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            "unknown_topic",
+            format!("topic '{name}' does not exist"),
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    #[serde(default)]
+    pub from: u64,
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+/// A page of the metadata event history.
+#[derive(Debug, Serialize)]
+pub struct EventsPage {
+    pub next: u64,
+    pub events: Vec<LoggedRecord>,
+}
+
+impl EventsPage {
+    pub fn new(from: u64, events: Vec<LoggedRecord>) -> Self {
+        Self {
+            next: events.last().map_or(from, |e| e.offset + 1),
+            events,
+        }
+    }
+}
+
+async fn events(
+    State(node): State<Arc<QuorumNode>>,
+    Query(q): Query<EventsQuery>,
+) -> Json<EventsPage> {
+    Json(EventsPage::new(
+        q.from,
+        node.state.records(q.from, q.limit.min(10_000)),
+    ))
+}
+
+async fn metrics(State(node): State<Arc<QuorumNode>>) -> impl IntoResponse {
+    let m = node.raft.metrics().borrow().clone();
+    let image = node.image();
+    let body = format!(
+        "# HELP strom_controller_is_leader 1 on the active controller\n# TYPE strom_controller_is_leader gauge\nstrom_controller_is_leader {}\n\
+         # HELP strom_raft_term current raft term\n# TYPE strom_raft_term gauge\nstrom_raft_term {}\n\
+         # HELP strom_metadata_offset records applied\n# TYPE strom_metadata_offset gauge\nstrom_metadata_offset {}\n\
+         # HELP strom_brokers_fenced fenced brokers\n# TYPE strom_brokers_fenced gauge\nstrom_brokers_fenced {}\n",
+        u8::from(node.is_leader()),
+        m.current_term,
+        image.offset,
+        image.brokers.values().filter(|b| b.fenced).count(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}

@@ -1,0 +1,356 @@
+//! What a broker uses to talk to the quorum: register, heartbeat, follow the metadata log
+//! into a local [`MetadataImage`], and send admin changes (any controller forwards them to the
+//! active one).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use super::api::FORWARDED_HEADER;
+use super::log_store::{decode, encode};
+use super::rpc::{ControllerError, ControllerRequest, ControllerResponse};
+use crate::controller::{CreatedTopic, DeletedTopic, NewTopic, TopicRef};
+use crate::{Endpoint, LoggedRecord, MetadataError, MetadataImage};
+
+/// Sends one controller request to the controller at `addr`.
+pub async fn call_controller(
+    http: &reqwest::Client,
+    addr: &str,
+    req: &ControllerRequest,
+    forwarded: bool,
+) -> Result<ControllerResponse, ControllerError> {
+    let body = encode(req).map_err(|e| ControllerError::Internal {
+        reason: e.to_string(),
+    })?;
+    let mut builder = http
+        .post(format!("http://{addr}/controller"))
+        .timeout(Duration::from_secs(15))
+        .body(body);
+    if forwarded {
+        builder = builder.header(FORWARDED_HEADER, "1");
+    }
+    let resp = builder
+        .send()
+        .await
+        .map_err(|e| ControllerError::Unreachable {
+            reason: format!("{addr}: {e}"),
+        })?;
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| ControllerError::Unreachable {
+            reason: format!("{addr}: {e}"),
+        })?;
+    decode::<Result<ControllerResponse, ControllerError>>(&bytes).map_err(|e| {
+        ControllerError::Internal {
+            reason: format!("undecodable answer from {addr}: {e}"),
+        }
+    })?
+}
+
+/// How a broker joins the quorum.
+#[derive(Debug, Clone)]
+pub struct BrokerRegistration {
+    pub broker_id: i32,
+    pub endpoints: Vec<Endpoint>,
+    pub rack: Option<String>,
+    pub heartbeat_interval: Duration,
+}
+
+struct Local {
+    records: Vec<LoggedRecord>,
+}
+
+/// A broker's link to the quorum, with the metadata image it follows.
+pub struct RemoteController {
+    addrs: Vec<String>,
+    preferred: AtomicUsize,
+    http: reqwest::Client,
+    registration: BrokerRegistration,
+    incarnation: Mutex<Uuid>,
+    images: watch::Sender<Arc<MetadataImage>>,
+    local: Mutex<Local>,
+    stop: watch::Sender<bool>,
+}
+
+impl RemoteController {
+    /// Registers with the quorum (retrying until `timeout`), catches up with the metadata
+    /// log, and starts following it and heartbeating.
+    pub async fn connect(
+        addrs: Vec<String>,
+        registration: BrokerRegistration,
+        timeout: Duration,
+    ) -> Result<Arc<Self>, ControllerError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .build()
+            .map_err(|e| ControllerError::Internal {
+                reason: e.to_string(),
+            })?;
+        let (images, _) = watch::channel(Arc::new(MetadataImage::default()));
+        let rc = Arc::new(Self {
+            addrs,
+            preferred: AtomicUsize::new(0),
+            http,
+            registration,
+            incarnation: Mutex::new(Uuid::new_v4()),
+            images,
+            local: Mutex::new(Local {
+                records: Vec::new(),
+            }),
+            stop: watch::channel(false).0,
+        });
+        let deadline = tokio::time::Instant::now() + timeout;
+        let offset = loop {
+            match rc.register().await {
+                Ok(offset) => break offset,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    debug!(error = %e, "registration failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        // Catch up with at least our own registration before serving anything.
+        while rc.image().offset < offset {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ControllerError::Unreachable {
+                    reason: "could not catch up with the metadata log".into(),
+                });
+            }
+            if let Err(e) = rc.fetch_records(Duration::from_millis(500)).await {
+                debug!(error = %e, "metadata fetch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        tokio::spawn(rc.clone().follow());
+        tokio::spawn(rc.clone().heartbeats());
+        Ok(rc)
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.images.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.images.subscribe()
+    }
+
+    /// The records this broker has applied, from `from` on.
+    pub fn events(&self, from: u64, limit: usize) -> Vec<LoggedRecord> {
+        let local = self.local.lock();
+        local
+            .records
+            .iter()
+            .skip(from as usize)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
+    pub fn quorum_addrs(&self) -> &[String] {
+        &self.addrs
+    }
+
+    /// Sends a request to a reachable controller, starting with the last one that answered.
+    async fn call(&self, req: &ControllerRequest) -> Result<ControllerResponse, ControllerError> {
+        let n = self.addrs.len();
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut last_err = ControllerError::Unreachable {
+            reason: "no controller address".into(),
+        };
+        for i in 0..n {
+            let idx = (first + i) % n;
+            match call_controller(&self.http, &self.addrs[idx], req, false).await {
+                Err(e @ ControllerError::Unreachable { .. }) => last_err = e,
+                other => {
+                    self.preferred.store(idx, Ordering::Relaxed);
+                    return other;
+                }
+            }
+        }
+        Err(last_err)
+    }
+
+    async fn register(&self) -> Result<u64, ControllerError> {
+        let incarnation = Uuid::new_v4();
+        *self.incarnation.lock() = incarnation;
+        let r = &self.registration;
+        match self
+            .call(&ControllerRequest::RegisterBroker {
+                broker_id: r.broker_id,
+                incarnation,
+                endpoints: r.endpoints.clone(),
+                rack: r.rack.clone(),
+            })
+            .await?
+        {
+            ControllerResponse::Registered { metadata_offset } => {
+                info!(broker_id = r.broker_id, %incarnation, "registered with the quorum");
+                Ok(metadata_offset)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Long-polls records after our offset and applies them to the image.
+    async fn fetch_records(&self, wait: Duration) -> Result<usize, ControllerError> {
+        let from = self.image().offset;
+        let n = self.addrs.len();
+        let idx = self.preferred.load(Ordering::Relaxed) % n;
+        let addr = &self.addrs[idx];
+        let url = format!(
+            "http://{addr}/controller/records?from={from}&wait_ms={}",
+            wait.as_millis()
+        );
+        let result = async {
+            let resp = self
+                .http
+                .get(&url)
+                .timeout(wait + Duration::from_secs(5))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+            decode::<Vec<LoggedRecord>>(&bytes).map_err(|e| e.to_string())
+        }
+        .await;
+        let records = match result {
+            Ok(r) => r,
+            Err(reason) => {
+                self.preferred.store((idx + 1) % n, Ordering::Relaxed);
+                return Err(ControllerError::Unreachable {
+                    reason: format!("{addr}: {reason}"),
+                });
+            }
+        };
+        // A controller that is behind us has nothing new; only records continuing ours apply.
+        let fresh: Vec<LoggedRecord> = records.into_iter().filter(|r| r.offset >= from).collect();
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let image = self.image();
+        let next = image.replay(fresh.iter().map(|r| &r.record)).map_err(|e| {
+            ControllerError::Internal {
+                reason: format!("metadata does not apply: {e}"),
+            }
+        })?;
+        let count = fresh.len();
+        self.local.lock().records.extend(fresh);
+        self.images.send_replace(Arc::new(next));
+        Ok(count)
+    }
+
+    /// Stops following the metadata log and heartbeating.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    async fn follow(self: Arc<Self>) {
+        let mut stop = self.stop.subscribe();
+        loop {
+            let fetched = tokio::select! {
+                r = self.fetch_records(Duration::from_secs(5)) => r,
+                _ = stop.changed() => return,
+            };
+            if let Err(e) = fetched {
+                debug!(error = %e, "metadata follow failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    async fn heartbeats(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.registration.heartbeat_interval);
+        let mut stop = self.stop.subscribe();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            let incarnation = *self.incarnation.lock();
+            let req = ControllerRequest::Heartbeat {
+                broker_id: self.registration.broker_id,
+                incarnation,
+            };
+            match self.call(&req).await {
+                Ok(ControllerResponse::Heartbeat { unknown: true, .. }) => {
+                    warn!("the controller does not know this broker; registering again");
+                    if let Err(e) = self.register().await {
+                        warn!(error = %e, "re-registration failed");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => debug!(error = %e, "heartbeat failed"),
+            }
+        }
+    }
+
+    /// Waits until the local image has reached `offset` (or `timeout` passes).
+    async fn wait_for_offset(&self, offset: u64, timeout: Duration) {
+        let mut rx = self.images.subscribe();
+        let _ = tokio::time::timeout(timeout, async {
+            while rx.borrow_and_update().offset < offset {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    pub async fn create_topics(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Result<Vec<Result<CreatedTopic, MetadataError>>, ControllerError> {
+        match self
+            .call(&ControllerRequest::CreateTopics {
+                topics,
+                validate_only,
+            })
+            .await?
+        {
+            ControllerResponse::CreateTopics {
+                results,
+                metadata_offset,
+            } => {
+                self.wait_for_offset(metadata_offset, Duration::from_secs(10))
+                    .await;
+                Ok(results)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn delete_topics(
+        &self,
+        topics: Vec<TopicRef>,
+    ) -> Result<Vec<Result<DeletedTopic, MetadataError>>, ControllerError> {
+        match self
+            .call(&ControllerRequest::DeleteTopics { topics })
+            .await?
+        {
+            ControllerResponse::DeleteTopics {
+                results,
+                metadata_offset,
+            } => {
+                self.wait_for_offset(metadata_offset, Duration::from_secs(10))
+                    .await;
+                Ok(results)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(r: ControllerResponse) -> ControllerError {
+    ControllerError::Internal {
+        reason: format!("unexpected answer {r:?}"),
+    }
+}

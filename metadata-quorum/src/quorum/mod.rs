@@ -1,0 +1,504 @@
+//! One controller of the metadata quorum.
+//!
+//! ```text
+//!            +------------------- QuorumNode -------------------+
+//!  HTTP ---> | api: /raft/* (openraft RPC)                      |
+//!            |      /controller (broker RPC, forwarded to leader)|
+//!            |      /controller/records (metadata long-poll)     |
+//!            |      /v1/* (JSON), /metrics                       |
+//!            | raft: LogStore (RocksDB) + StateMachine (image)   |
+//!            | liveness: heartbeats -> fence/unfence (leader)    |
+//!            +---------------------------------------------------+
+//! ```
+
+pub mod api;
+pub mod client;
+mod log_store;
+mod network;
+pub mod rpc;
+mod state_machine;
+pub mod types;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState};
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::controller::{self, ControllerResult as Decision, TopicDefaults};
+use crate::MetadataImage;
+use rpc::{ControllerError, ControllerRequest, ControllerResponse};
+pub use state_machine::MetadataState;
+use types::{NodeId, Proposal, Raft};
+
+/// Configuration of one controller.
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    pub node_id: NodeId,
+    /// Address the HTTP server binds (Raft RPC, controller RPC, JSON API).
+    pub listen: SocketAddr,
+    /// Every voter: id -> host:port (this node included).
+    pub voters: BTreeMap<NodeId, String>,
+    pub data_dir: PathBuf,
+    /// A broker that has not heartbeat for this long is fenced.
+    pub broker_session_timeout: Duration,
+    pub topic_defaults: TopicDefaults,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: (Duration, Duration),
+}
+
+impl QuorumConfig {
+    /// Parses `1@host:port,2@host:port,...`.
+    pub fn parse_voters(s: &str) -> Result<BTreeMap<NodeId, String>, String> {
+        let mut out = BTreeMap::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (id, addr) = part
+                .split_once('@')
+                .ok_or_else(|| format!("'{part}' is not id@host:port"))?;
+            let id: NodeId = id.parse().map_err(|_| format!("'{id}' is not a node id"))?;
+            if !addr.contains(':') {
+                return Err(format!("'{addr}' is not host:port"));
+            }
+            if out.insert(id, addr.to_string()).is_some() {
+                return Err(format!("voter {id} is listed twice"));
+            }
+        }
+        if out.is_empty() {
+            return Err("no voters".into());
+        }
+        Ok(out)
+    }
+}
+
+/// Why a controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("raft log store: {0}")]
+    LogStore(#[from] rocksdb::Error),
+    #[error("state machine: {0}")]
+    StateMachine(#[from] types::StorageError),
+    #[error("raft config: {0}")]
+    Config(#[from] openraft::ConfigError),
+    #[error("raft: {0}")]
+    Raft(#[from] openraft::error::Fatal<NodeId>),
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Heartbeat bookkeeping of the active controller. Not replicated: a new leader gives every
+/// broker a fresh session.
+#[derive(Default)]
+struct Liveness {
+    last_seen: HashMap<i32, Instant>,
+    leader_since: Option<Instant>,
+}
+
+pub struct QuorumNode {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub state: Arc<MetadataState>,
+    config: QuorumConfig,
+    http: reqwest::Client,
+    write_lock: tokio::sync::Mutex<()>,
+    liveness: Mutex<Liveness>,
+}
+
+/// A running controller: its node, bound address and the means to stop it.
+pub struct RunningQuorum {
+    pub node: Arc<QuorumNode>,
+    pub addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningQuorum {
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let _ = self.node.raft.shutdown().await;
+        info!(node_id = self.node.id, "controller stopped");
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl QuorumNode {
+    /// Opens storage, starts openraft, initializes the cluster on first start, and serves HTTP.
+    pub async fn start(config: QuorumConfig) -> Result<RunningQuorum, StartError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let log_store = log_store::LogStore::open(&config.data_dir.join("raft-log"))?;
+        let (sm, state) = state_machine::StateMachine::open(&config.data_dir.join("state"))?;
+        let raft_config = openraft::Config {
+            cluster_name: "strom".into(),
+            heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: config.election_timeout.0.as_millis() as u64,
+            election_timeout_max: config.election_timeout.1.as_millis() as u64,
+            install_snapshot_timeout: 5_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5_000),
+            max_in_snapshot_log_to_keep: 1_000,
+            ..Default::default()
+        };
+        let raft_config = Arc::new(raft_config.validate()?);
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_millis(500))
+            .build()?;
+        let raft = Raft::new(
+            config.node_id,
+            raft_config,
+            network::HttpNetwork::new(http.clone()),
+            log_store,
+            sm,
+        )
+        .await?;
+        if !raft.is_initialized().await? {
+            let members: BTreeMap<NodeId, BasicNode> = config
+                .voters
+                .iter()
+                .map(|(id, a)| (*id, BasicNode { addr: a.clone() }))
+                .collect();
+            // Every voter initializes with the same membership; openraft accepts that.
+            if let Err(e) = raft.initialize(members).await {
+                info!(error = %e, "membership already initialized");
+            }
+        }
+        let node = Arc::new(QuorumNode {
+            id: config.node_id,
+            raft,
+            state,
+            config,
+            http,
+            write_lock: tokio::sync::Mutex::new(()),
+            liveness: Mutex::new(Liveness::default()),
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(api::serve(node.clone(), listener, shutdown_rx.clone())),
+            tokio::spawn(node.clone().leader_duties(shutdown_rx)),
+        ];
+        info!(node_id = node.id, %addr, voters = ?node.config.voters, "controller started");
+        Ok(RunningQuorum {
+            node,
+            addr,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.state.image()
+    }
+
+    /// The active controller as this node sees it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    fn leader_addr(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&leader)?.clone();
+        Some((leader, node.addr))
+    }
+
+    /// Handles a controller request here if this node leads, or forwards it to the leader.
+    pub async fn handle(
+        &self,
+        req: ControllerRequest,
+        forwarded: bool,
+    ) -> Result<ControllerResponse, ControllerError> {
+        if !self.is_leader() {
+            return match (self.leader_addr(), forwarded) {
+                (Some((leader, addr)), false) if leader != self.id => {
+                    client::call_controller(&self.http, &addr, &req, true).await
+                }
+                (leader, _) => Err(ControllerError::NotController {
+                    leader: leader.map(|(id, _)| id),
+                }),
+            };
+        }
+        match req {
+            ControllerRequest::RegisterBroker {
+                broker_id,
+                incarnation,
+                endpoints,
+                rack,
+            } => {
+                let (_, offset) = self
+                    .propose(|image| {
+                        controller::register_broker(image, broker_id, incarnation, endpoints, rack)
+                    })
+                    .await?;
+                self.liveness
+                    .lock()
+                    .last_seen
+                    .insert(broker_id, Instant::now());
+                info!(broker_id, %incarnation, "broker registered");
+                Ok(ControllerResponse::Registered {
+                    metadata_offset: offset,
+                })
+            }
+            ControllerRequest::Heartbeat {
+                broker_id,
+                incarnation,
+            } => self.heartbeat(broker_id, incarnation).await,
+            ControllerRequest::CreateTopics {
+                topics,
+                validate_only,
+            } => {
+                let defaults = self.config.topic_defaults;
+                let (results, metadata_offset) = self
+                    .propose(|image| {
+                        let mut r =
+                            controller::create_topics(image, &topics, defaults, Uuid::new_v4);
+                        if validate_only {
+                            r.records.clear();
+                        }
+                        r
+                    })
+                    .await?;
+                Ok(ControllerResponse::CreateTopics {
+                    results,
+                    metadata_offset,
+                })
+            }
+            ControllerRequest::DeleteTopics { topics } => {
+                let (results, metadata_offset) = self
+                    .propose(|image| controller::delete_topics(image, &topics))
+                    .await?;
+                Ok(ControllerResponse::DeleteTopics {
+                    results,
+                    metadata_offset,
+                })
+            }
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        broker_id: i32,
+        incarnation: Uuid,
+    ) -> Result<ControllerResponse, ControllerError> {
+        let image = self.image();
+        let Some(b) = image
+            .brokers
+            .get(&broker_id)
+            .filter(|b| b.incarnation == incarnation)
+        else {
+            return Ok(ControllerResponse::Heartbeat {
+                unknown: true,
+                fenced: true,
+            });
+        };
+        self.liveness
+            .lock()
+            .last_seen
+            .insert(broker_id, Instant::now());
+        if b.fenced {
+            info!(broker_id, "fenced broker is heartbeating again; unfencing");
+            self.propose(|image| controller::unfence_broker(image, broker_id))
+                .await?;
+        }
+        Ok(ControllerResponse::Heartbeat {
+            unknown: false,
+            fenced: false,
+        })
+    }
+
+    /// Decides against the current image and commits the records, one decision at a time.
+    async fn propose<T>(
+        &self,
+        decide: impl FnOnce(&MetadataImage) -> Decision<T>,
+    ) -> Result<(T, u64), ControllerError> {
+        let _one_at_a_time = self.write_lock.lock().await;
+        // Confirms leadership with a quorum and waits until everything committed is applied,
+        // so the decision sees the latest image.
+        match tokio::time::timeout(Duration::from_secs(5), self.raft.ensure_linearizable()).await {
+            Err(_) => {
+                return Err(ControllerError::NoQuorum {
+                    reason: "a quorum did not confirm leadership within 5 s".into(),
+                })
+            }
+            Ok(Err(e)) => return Err(check_leader_error(e)),
+            Ok(Ok(_)) => {}
+        }
+        let image = self.image();
+        let decision = decide(&image);
+        if decision.records.is_empty() {
+            return Ok((decision.response, image.offset));
+        }
+        let proposal = Proposal {
+            records: decision.records,
+            timestamp_ms: now_ms(),
+        };
+        let written =
+            tokio::time::timeout(Duration::from_secs(5), self.raft.client_write(proposal))
+                .await
+                .map_err(|_| ControllerError::NoQuorum {
+                    reason: "the proposal was not committed within 5 s".into(),
+                })?
+                .map_err(client_write_error)?;
+        if let Some(e) = written.data.error {
+            return Err(ControllerError::Internal { reason: e });
+        }
+        Ok((decision.response, written.data.metadata_offset))
+    }
+
+    /// What only the active controller does, checked every 100 ms: name the cluster, and fence
+    /// brokers whose session lapsed.
+    async fn leader_duties(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if !self.is_leader() {
+                self.liveness.lock().leader_since = None;
+                continue;
+            }
+            let image = self.image();
+            let expired: Vec<i32> = {
+                let mut l = self.liveness.lock();
+                let now = Instant::now();
+                if l.leader_since.is_none() {
+                    // A new active controller: every broker gets a full session from now.
+                    l.leader_since = Some(now);
+                    l.last_seen.clear();
+                    info!(node_id = self.id, "became the active controller");
+                }
+                let since = l.leader_since.unwrap_or(now);
+                image
+                    .live_brokers()
+                    .filter(|b| {
+                        let seen = l.last_seen.get(&b.broker_id).copied().unwrap_or(since);
+                        now.duration_since(seen) > self.config.broker_session_timeout
+                    })
+                    .map(|b| b.broker_id)
+                    .collect()
+            };
+            if image.cluster_id.is_empty() {
+                let cluster_id = Uuid::new_v4().simple().to_string();
+                match self
+                    .propose(|img| Decision {
+                        records: if img.cluster_id.is_empty() {
+                            vec![crate::MetadataRecord::InitCluster { cluster_id }]
+                        } else {
+                            vec![]
+                        },
+                        response: (),
+                    })
+                    .await
+                {
+                    Ok(_) => info!(cluster_id = %self.image().cluster_id, "cluster named"),
+                    Err(e) => warn!(error = %e, "could not name the cluster"),
+                }
+            }
+            for broker_id in expired {
+                warn!(
+                    broker_id,
+                    timeout_ms = self.config.broker_session_timeout.as_millis() as u64,
+                    "broker session lapsed; fencing"
+                );
+                if let Err(e) = self
+                    .propose(|img| controller::fence_broker(img, broker_id))
+                    .await
+                {
+                    warn!(broker_id, error = %e, "could not fence broker");
+                }
+            }
+        }
+    }
+
+    /// Voters and what this node knows of them, for the JSON API.
+    pub fn voters(&self) -> Vec<(NodeId, String)> {
+        self.config
+            .voters
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    }
+
+    /// Milliseconds since each broker's last heartbeat, known only to the active controller.
+    pub fn heartbeat_ages(&self) -> BTreeMap<i32, u64> {
+        let l = self.liveness.lock();
+        let now = Instant::now();
+        l.last_seen
+            .iter()
+            .map(|(b, t)| (*b, now.duration_since(*t).as_millis() as u64))
+            .collect()
+    }
+
+    /// Members of the current Raft membership.
+    pub fn members(&self) -> BTreeSet<NodeId> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+}
+
+fn check_leader_error(
+    e: RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>,
+) -> ControllerError {
+    match e {
+        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
+            ControllerError::NotController {
+                leader: f.leader_id,
+            }
+        }
+        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => ControllerError::NoQuorum {
+            reason: q.to_string(),
+        },
+        RaftError::Fatal(f) => ControllerError::Internal {
+            reason: f.to_string(),
+        },
+    }
+}
+
+fn client_write_error(
+    e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+) -> ControllerError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            ControllerError::NotController {
+                leader: f.leader_id,
+            }
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            ControllerError::Internal {
+                reason: c.to_string(),
+            }
+        }
+        RaftError::Fatal(f) => ControllerError::Internal {
+            reason: f.to_string(),
+        },
+    }
+}

@@ -1,0 +1,75 @@
+//! Controller RPC between brokers and controllers: one bincode request, one bincode answer,
+//! over `POST /controller`. Followers forward to the active controller.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::controller::{CreatedTopic, DeletedTopic, NewTopic, TopicRef};
+use crate::{Endpoint, MetadataError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    RegisterBroker {
+        broker_id: i32,
+        incarnation: Uuid,
+        endpoints: Vec<Endpoint>,
+        rack: Option<String>,
+    },
+    Heartbeat {
+        broker_id: i32,
+        incarnation: Uuid,
+    },
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    },
+    DeleteTopics {
+        topics: Vec<TopicRef>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerResponse {
+    Registered {
+        metadata_offset: u64,
+    },
+    Heartbeat {
+        /// The controller does not know this incarnation: register again.
+        unknown: bool,
+        fenced: bool,
+    },
+    CreateTopics {
+        results: Vec<Result<CreatedTopic, MetadataError>>,
+        metadata_offset: u64,
+    },
+    DeleteTopics {
+        results: Vec<Result<DeletedTopic, MetadataError>>,
+        metadata_offset: u64,
+    },
+}
+
+/// Why a controller request failed as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum ControllerError {
+    #[error("this controller is not the active one (leader: {leader:?})")]
+    NotController { leader: Option<u64> },
+    #[error("the quorum cannot commit: {reason}")]
+    NoQuorum { reason: String },
+    #[error("no controller reachable: {reason}")]
+    Unreachable { reason: String },
+    #[error("controller failed: {reason}")]
+    Internal { reason: String },
+}
+
+impl ControllerError {
+    /// The Kafka error code a client gets for a metadata change that failed this way.
+    pub fn kafka_code(&self) -> i16 {
+        match self {
+            ControllerError::NotController { .. } => 41,
+            ControllerError::NoQuorum { .. } | ControllerError::Unreachable { .. } => 7, // REQUEST_TIMED_OUT
+            ControllerError::Internal { .. } => -1,
+        }
+    }
+}
+
+pub type ControllerResult = Result<ControllerResponse, ControllerError>;
