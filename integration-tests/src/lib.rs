@@ -1,9 +1,11 @@
 //! # integration-tests: real Strom processes on 127.0.0.1
 //!
-//! [`BrokerProcess`] starts the `strom-broker` binary on free loopback ports with its own data
-//! dir, waits (by polling, with a deadline) until it answers, and can kill -9 and restart it.
-//! The binary is `$STROM_BROKER_BIN`, or `strom-broker` next to the test executable's target
-//! dir (build it first: `cargo build --bins`).
+//! [`BrokerProcess`] starts the `strom-broker` binary (in `--dev` mode, or joining a quorum) on
+//! free loopback ports with its own data dir; [`ControllerProcess`] starts `strom-quorum`;
+//! [`Cluster`] starts N of one and M of the other. Every process can be killed with SIGKILL,
+//! paused with SIGSTOP, resumed and restarted; readiness is polled with a deadline.
+//! Binaries are `$STROM_BROKER_BIN` / `$STROM_QUORUM_BIN`, or the ones next to the test
+//! executable's target dir (build them first: `cargo build --bins`).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -12,18 +14,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-/// The broker binary under test.
-pub fn broker_binary() -> anyhow::Result<PathBuf> {
-    if let Ok(p) = std::env::var("STROM_BROKER_BIN") {
+/// A Strom binary under test: `$<env>`, or `name` in the test executable's target dir.
+pub fn binary(name: &str, env: &str) -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var(env) {
         return Ok(PathBuf::from(p));
     }
-    // target/<profile>/deps/<test-exe> -> target/<profile>/strom-broker
+    // target/<profile>/deps/<test-exe> (or examples/<exe>) -> target/<profile>/<name>
     let exe = std::env::current_exe()?;
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .context("test executable has no target dir")?;
-    let bin = profile_dir.join("strom-broker");
+    let bin = profile_dir.join(name);
     if !bin.exists() {
         bail!(
             "{} does not exist: run `cargo build --bins` first",
@@ -31,6 +33,14 @@ pub fn broker_binary() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(bin)
+}
+
+pub fn broker_binary() -> anyhow::Result<PathBuf> {
+    binary("strom-broker", "STROM_BROKER_BIN")
+}
+
+pub fn quorum_binary() -> anyhow::Result<PathBuf> {
+    binary("strom-quorum", "STROM_QUORUM_BIN")
 }
 
 /// A free port on 127.0.0.1 (bound and released; good enough on a test machine).
@@ -56,82 +66,307 @@ pub fn wait_for<T>(
     }
 }
 
-pub struct BrokerProcess {
-    pub data_dir: PathBuf,
-    pub kafka: SocketAddr,
-    pub http: SocketAddr,
-    pub quorum: SocketAddr,
-    extra_args: Vec<String>,
+/// Blocks until `addr` accepts TCP connections.
+pub fn wait_listening(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    wait_for(timeout, &format!("{addr} to accept connections"), || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+    })
+    .map(drop)
+}
+
+/// GET a JSON document from `http://addr/path`, blocking (for harness polling).
+pub fn http_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .context("no http body")?;
+    Ok(serde_json::from_str(body)?)
+}
+
+/// A process under test, with the signals a failure test needs.
+struct Proc {
     child: Option<Child>,
 }
 
-impl BrokerProcess {
-    /// Starts a broker in `--dev` mode with `extra_args` and waits until it answers.
-    pub fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
-        let mut b = Self {
-            data_dir: data_dir.to_path_buf(),
-            kafka: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
-            http: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
-            quorum: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            child: None,
-        };
-        b.spawn()?;
-        Ok(b)
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
+impl Proc {
+    fn spawn(cmd: &mut Command, log: &Path) -> anyhow::Result<Self> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.data_dir.with_extension("log"))?;
-        let child = Command::new(broker_binary()?)
-            .arg("--dev")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--kafka-listen")
-            .arg(self.kafka.to_string())
-            .arg("--http-listen")
-            .arg(self.http.to_string())
-            .arg("--quorum-listen")
-            .arg(self.quorum.to_string())
-            .args(&self.extra_args)
+            .open(log)?;
+        let child = cmd
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
-            .context("spawning strom-broker")?;
-        self.child = Some(child);
-        let kafka = self.kafka;
-        wait_for(
-            Duration::from_secs(30),
-            "the broker to accept connections",
-            || TcpStream::connect_timeout(&kafka, Duration::from_millis(200)).ok(),
-        )?;
+            .with_context(|| format!("spawning {cmd:?}"))?;
+        Ok(Self { child: Some(child) })
+    }
+
+    fn signal(&self, sig: &str) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.as_ref().map(Child::id) {
+            let status = Command::new("kill")
+                .arg(sig)
+                .arg(pid.to_string())
+                .status()?;
+            if !status.success() {
+                bail!("kill {sig} {pid} failed");
+            }
+        }
         Ok(())
     }
 
-    /// True while the process runs.
-    pub fn is_running(&mut self) -> bool {
+    fn running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
-    /// SIGKILL, no goodbye.
-    pub fn kill9(&mut self) -> anyhow::Result<()> {
+    fn kill9(&mut self) -> anyhow::Result<()> {
         if let Some(mut c) = self.child.take() {
             c.kill()?;
             c.wait()?;
         }
         Ok(())
     }
+}
 
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill9()?;
-        self.spawn()
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.kill9();
     }
 }
 
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.kill9();
+/// What every harness process can be made to suffer.
+macro_rules! faults {
+    () => {
+        /// SIGKILL, no goodbye.
+        pub fn kill9(&mut self) -> anyhow::Result<()> {
+            match self.proc.take() {
+                Some(mut p) => p.kill9(),
+                None => Ok(()),
+            }
+        }
+
+        pub fn restart(&mut self) -> anyhow::Result<()> {
+            self.kill9()?;
+            self.spawn()
+        }
+
+        /// SIGSTOP: the process holds its sockets but does nothing.
+        pub fn pause(&self) -> anyhow::Result<()> {
+            self.proc.as_ref().map_or(Ok(()), |p| p.signal("-STOP"))
+        }
+
+        /// SIGCONT after [`Self::pause`].
+        pub fn resume(&self) -> anyhow::Result<()> {
+            self.proc.as_ref().map_or(Ok(()), |p| p.signal("-CONT"))
+        }
+
+        pub fn is_running(&mut self) -> bool {
+            self.proc.as_mut().is_some_and(Proc::running)
+        }
+    };
+}
+
+/// One `strom-broker`.
+pub struct BrokerProcess {
+    pub data_dir: PathBuf,
+    pub kafka: SocketAddr,
+    pub http: SocketAddr,
+    args: Vec<String>,
+    proc: Option<Proc>,
+}
+
+impl BrokerProcess {
+    /// Starts a broker in `--dev` mode with `extra_args` and waits until it answers.
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let mut args = vec![
+            "--dev".to_string(),
+            "--quorum-listen".to_string(),
+            format!("127.0.0.1:{}", free_port()?),
+        ];
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        Self::start_with(data_dir, args)
+    }
+
+    /// Starts a broker with `args` besides its data dir and listeners.
+    pub fn start_with(data_dir: &Path, args: Vec<String>) -> anyhow::Result<Self> {
+        let mut b = Self {
+            data_dir: data_dir.to_path_buf(),
+            kafka: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+            http: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+            args,
+            proc: None,
+        };
+        b.spawn()?;
+        Ok(b)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(broker_binary()?);
+        cmd.arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--kafka-listen")
+            .arg(self.kafka.to_string())
+            .arg("--http-listen")
+            .arg(self.http.to_string())
+            .args(&self.args);
+        self.proc = Some(Proc::spawn(&mut cmd, &self.data_dir.with_extension("log"))?);
+        // The HTTP API comes up once the broker has joined the quorum and caught up.
+        let http = self.http;
+        wait_for(Duration::from_secs(60), "the broker to serve", || {
+            http_json(http, "/v1/cluster").ok()
+        })?;
+        Ok(())
+    }
+
+    faults!();
+}
+
+/// One `strom-quorum` controller.
+pub struct ControllerProcess {
+    pub id: u64,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    voters: String,
+    args: Vec<String>,
+    proc: Option<Proc>,
+}
+
+impl ControllerProcess {
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(quorum_binary()?);
+        cmd.arg("--node-id")
+            .arg(self.id.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .arg("--voters")
+            .arg(&self.voters)
+            .args(&self.args);
+        self.proc = Some(Proc::spawn(&mut cmd, &self.data_dir.with_extension("log"))?);
+        wait_listening(self.addr, Duration::from_secs(30))
+    }
+
+    faults!();
+
+    /// This controller's `/v1/cluster` document.
+    pub fn cluster(&self) -> anyhow::Result<serde_json::Value> {
+        http_json(self.addr, "/v1/cluster")
+    }
+}
+
+/// N controllers and M brokers on 127.0.0.1, each with its own data dir under a root.
+pub struct Cluster {
+    pub controllers: Vec<ControllerProcess>,
+    pub brokers: Vec<BrokerProcess>,
+}
+
+impl Cluster {
+    /// Starts `controllers` controllers and `brokers` brokers (ids from 1) and waits until
+    /// every broker is registered and alive. `controller_args` and `broker_args` are extra
+    /// flags for each.
+    pub fn start(
+        root: &Path,
+        controllers: u64,
+        brokers: i32,
+        controller_args: &[&str],
+        broker_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut ports = Vec::new();
+        for _ in 0..controllers {
+            ports.push(free_port()?);
+        }
+        let voters = (1..=controllers)
+            .zip(&ports)
+            .map(|(id, p)| format!("{id}@127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cs = Vec::new();
+        for (id, port) in (1..=controllers).zip(&ports) {
+            let mut c = ControllerProcess {
+                id,
+                addr: SocketAddr::from(([127, 0, 0, 1], *port)),
+                data_dir: root.join(format!("controller-{id}")),
+                voters: voters.clone(),
+                args: controller_args.iter().map(|s| s.to_string()).collect(),
+                proc: None,
+            };
+            c.spawn()?;
+            cs.push(c);
+        }
+        let quorum = cs
+            .iter()
+            .map(|c| c.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut bs = Vec::new();
+        for id in 1..=brokers {
+            let mut args = vec![
+                "--node-id".to_string(),
+                id.to_string(),
+                "--quorum".to_string(),
+                quorum.clone(),
+            ];
+            args.extend(broker_args.iter().map(|s| s.to_string()));
+            bs.push(BrokerProcess::start_with(
+                &root.join(format!("broker-{id}")),
+                args,
+            )?);
+        }
+        let cluster = Self {
+            controllers: cs,
+            brokers: bs,
+        };
+        cluster.wait_brokers_alive(brokers as usize, Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    /// A running controller.
+    pub fn any_controller(&mut self) -> anyhow::Result<&ControllerProcess> {
+        let idx = self
+            .controllers
+            .iter_mut()
+            .position(|c| c.is_running())
+            .context("no controller is running")?;
+        Ok(&self.controllers[idx])
+    }
+
+    /// The active controller's id, once a running controller reports itself as leader.
+    pub fn active_controller(&mut self, timeout: Duration) -> anyhow::Result<u64> {
+        let addrs: Vec<SocketAddr> = self
+            .controllers
+            .iter_mut()
+            .filter_map(|c| c.is_running().then_some(c.addr))
+            .collect();
+        wait_for(timeout, "an active controller", || {
+            addrs.iter().find_map(|a| {
+                let doc = http_json(*a, "/v1/cluster").ok()?;
+                let leader = doc["controller_id"].as_u64()?;
+                (doc["raft"]["state"] == "Leader" && doc["node_id"].as_u64() == Some(leader))
+                    .then_some(leader)
+            })
+        })
+    }
+
+    /// Waits until at least `n` brokers are registered and alive, as a controller sees them.
+    pub fn wait_brokers_alive(&self, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        let addrs: Vec<SocketAddr> = self.controllers.iter().map(|c| c.addr).collect();
+        wait_for(timeout, &format!("{n} live brokers"), || {
+            addrs.iter().find_map(|a| {
+                let doc = http_json(*a, "/v1/brokers").ok()?;
+                let alive = doc
+                    .as_array()?
+                    .iter()
+                    .filter(|b| b["state"] == "alive")
+                    .count();
+                (alive >= n).then_some(())
+            })
+        })
     }
 }

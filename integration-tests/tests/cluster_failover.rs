@@ -1,0 +1,244 @@
+//! 3 controllers + 3 brokers as real processes: topic creation with RF 3, active controller
+//! killed, a partition-leading broker killed and restarted, two controllers down.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use integration_tests::{http_json, wait_for, Cluster};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    CreateTopicsRequest, MetadataRequest, MetadataResponse, ProduceRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use strom_client::Connection;
+
+const SESSION_MS: &str = "1500";
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+async fn create_topic(broker: SocketAddr, topic: &str, partitions: i32, rf: i16) -> i16 {
+    let mut conn = Connection::connect(broker).await.expect("connect");
+    let r = conn
+        .send(
+            CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(name(topic))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(rf)]),
+            7,
+        )
+        .await
+        .expect("create topics answered");
+    r.topics[0].error_code
+}
+
+async fn metadata(broker: SocketAddr, topic: &str) -> MetadataResponse {
+    let mut conn = Connection::connect(broker).await.expect("connect");
+    conn.send(
+        MetadataRequest::default()
+            .with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(name(topic))),
+            ]))
+            .with_allow_auto_topic_creation(false),
+        12,
+    )
+    .await
+    .expect("metadata")
+}
+
+/// partition -> (leader, leader_epoch, isr) as a broker reports it.
+async fn leaders(broker: SocketAddr, topic: &str) -> BTreeMap<i32, (i32, i32, Vec<i32>)> {
+    let md = metadata(broker, topic).await;
+    md.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                p.partition_index,
+                (
+                    p.leader_id.0,
+                    p.leader_epoch,
+                    p.isr_nodes.iter().map(|b| b.0).collect(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn batch() -> Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: 0,
+        timestamp: 1,
+        key: None,
+        value: Some(Bytes::from_static(b"still here")),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [&record],
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode");
+    buf.freeze()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_and_brokers_fail_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::start(
+        dir.path(),
+        3,
+        3,
+        &["--broker-session-timeout-ms", SESSION_MS],
+        &["--broker-heartbeat-interval-ms", "250"],
+    )
+    .expect("cluster");
+    let b1 = cluster.brokers[0].kafka;
+    let b2 = cluster.brokers[1].kafka;
+
+    // Topics with RF 3 spread leadership over the three brokers.
+    assert_eq!(create_topic(b1, "rf3", 6, 3).await, 0);
+    assert_eq!(
+        create_topic(b1, "rf4", 1, 4).await,
+        38,
+        "INVALID_REPLICATION_FACTOR with 3 brokers"
+    );
+    let before = leaders(b2, "rf3").await;
+    assert_eq!(before.len(), 6);
+    assert!(before
+        .values()
+        .all(|(l, _, isr)| isr.len() == 3 && isr.contains(l)));
+    let md = metadata(b2, "rf3").await;
+    assert_eq!(md.brokers.len(), 3, "all live brokers are listed");
+
+    // Kill the active controller: another takes over, no metadata is lost, changes work again.
+    let active = cluster
+        .active_controller(Duration::from_secs(10))
+        .expect("active");
+    cluster.controllers[(active - 1) as usize]
+        .kill9()
+        .expect("kill controller");
+    let killed_at = Instant::now();
+    let next = cluster
+        .active_controller(Duration::from_secs(10))
+        .expect("new active");
+    assert_ne!(next, active);
+    println!("new active controller after {:?}", killed_at.elapsed());
+    let survivor = cluster.any_controller().expect("survivor").addr;
+    let topics = http_json(survivor, "/v1/topics").expect("topics");
+    assert!(topics
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|t| t["name"] == "rf3"));
+    assert_eq!(create_topic(b2, "after-failover", 2, 3).await, 0);
+
+    // Kill broker 1: every partition it led gets a new leader from its ISR, with a higher epoch.
+    cluster.brokers[0].kill9().expect("kill broker");
+    let killed_at = Instant::now();
+    let led: Vec<i32> = before
+        .iter()
+        .filter(|(_, (l, _, _))| *l == 1)
+        .map(|(p, _)| *p)
+        .collect();
+    assert!(!led.is_empty(), "broker 1 led something: {before:?}");
+    let moved = wait_for(
+        Duration::from_secs(15),
+        "leaders to move off broker 1",
+        || {
+            let now = futures_lite_block(leaders(b2, "rf3"));
+            led.iter()
+                .all(|p| {
+                    let (leader, epoch, isr) = &now[p];
+                    *leader != 1 && *leader > 0 && isr.contains(leader) && *epoch > before[p].1
+                })
+                .then_some(now)
+        },
+    )
+    .expect("failover");
+    println!("partition leaders moved after {:?}", killed_at.elapsed());
+    assert!(moved.values().all(|(l, _, _)| *l != 1));
+    let over_http = http_json(survivor, "/v1/topics/rf3").expect("topic");
+    for p in over_http["partitions"].as_array().expect("partitions") {
+        assert_ne!(p["leader"], 1, "the controller agrees: {p}");
+    }
+    let brokers = http_json(survivor, "/v1/brokers").expect("brokers");
+    assert!(brokers
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|b| b["id"] == 1 && b["state"] == "fenced"));
+
+    // Restart it: it registers again and is alive.
+    cluster.brokers[0].restart().expect("restart broker");
+    cluster
+        .wait_brokers_alive(3, Duration::from_secs(15))
+        .expect("rejoined");
+
+    // Two of three controllers down: metadata changes are refused with an error, while the
+    // partitions that exist keep taking writes.
+    let second = cluster
+        .active_controller(Duration::from_secs(10))
+        .expect("active");
+    cluster.controllers[(second - 1) as usize]
+        .kill9()
+        .expect("kill second controller");
+    let code = create_topic(b2, "no-quorum", 1, 1).await;
+    assert!(
+        code == 7 || code == 41,
+        "REQUEST_TIMED_OUT or NOT_CONTROLLER, got {code}"
+    );
+    let led_by_b2 = leaders(b2, "rf3")
+        .await
+        .into_iter()
+        .find(|(_, (l, _, _))| *l == 2)
+        .map(|(p, _)| p);
+    if let Some(p) = led_by_b2 {
+        let mut conn = Connection::connect(b2).await.expect("connect");
+        let r = conn
+            .send(
+                ProduceRequest::default()
+                    .with_acks(1)
+                    .with_timeout_ms(5000)
+                    .with_topic_data(vec![TopicProduceData::default()
+                        .with_name(name("rf3"))
+                        .with_partition_data(vec![PartitionProduceData::default()
+                            .with_index(p)
+                            .with_records(Some(batch()))])]),
+                9,
+            )
+            .await
+            .expect("produce");
+        assert_eq!(
+            r.responses[0].partition_responses[0].error_code, 0,
+            "existing partitions keep working"
+        );
+    }
+}
+
+/// Runs a future to completion from the synchronous polling closure of `wait_for`.
+fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
