@@ -89,8 +89,9 @@ impl Broker {
                     num_partitions: config.num_partitions,
                     replication_factor: config.default_replication_factor,
                 },
-                heartbeat_interval: Duration::from_millis(100),
-                election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
+                // One voter: elections are instant; these only pace its own timers.
+                heartbeat_interval: Duration::from_millis(50),
+                election_timeout: (Duration::from_millis(300), Duration::from_millis(500)),
             })
             .await?;
             let addr = q.addr.to_string();

@@ -20,6 +20,10 @@ use strom_client::Connection;
 
 const SESSION_MS: &str = "1500";
 
+/// The cluster tests run one at a time: two 5-6 process clusters on 2 cores would make
+/// heartbeat timing, not the code under test, decide the outcome.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
@@ -106,6 +110,7 @@ fn batch() -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controllers_and_brokers_fail_over() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = Cluster::start(
         dir.path(),
@@ -241,4 +246,105 @@ async fn controllers_and_brokers_fail_over() {
 /// Runs a future to completion from the synchronous polling closure of `wait_for`.
 fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+/// (term, node) pairs of every controller that says it leads, as observed.
+fn observe_leaders(
+    cluster: &mut Cluster,
+    seen: &mut BTreeMap<u64, std::collections::BTreeSet<u64>>,
+) {
+    for c in cluster.controllers.iter_mut() {
+        if !c.is_running() {
+            continue;
+        }
+        if let Ok(doc) = c.cluster() {
+            if doc["raft"]["state"] == "Leader" {
+                if let (Some(term), Some(node)) =
+                    (doc["raft"]["term"].as_u64(), doc["node_id"].as_u64())
+                {
+                    seen.entry(term).or_default().insert(node);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_controller_and_broker_recover() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::start(
+        dir.path(),
+        3,
+        2,
+        &["--broker-session-timeout-ms", SESSION_MS],
+        &["--broker-heartbeat-interval-ms", "250"],
+    )
+    .expect("cluster");
+    let mut leaders_by_term = BTreeMap::new();
+
+    // SIGSTOP the active controller past the election timeout: another is elected; SIGCONT it:
+    // it rejoins as a follower. Never two leaders in one term.
+    let first = cluster
+        .active_controller(Duration::from_secs(10))
+        .expect("active");
+    observe_leaders(&mut cluster, &mut leaders_by_term);
+    cluster.controllers[(first - 1) as usize]
+        .pause()
+        .expect("pause");
+    let second = wait_for(
+        Duration::from_secs(10),
+        "a new leader while the old one sleeps",
+        || {
+            observe_leaders(&mut cluster, &mut leaders_by_term);
+            let ids: Vec<u64> = cluster
+                .controllers
+                .iter()
+                .filter(|c| c.id != first)
+                .filter_map(|c| c.cluster().ok())
+                .filter(|d| d["raft"]["state"] == "Leader")
+                .filter_map(|d| d["node_id"].as_u64())
+                .collect();
+            ids.first().copied()
+        },
+    )
+    .expect("re-election");
+    assert_ne!(second, first);
+    cluster.controllers[(first - 1) as usize]
+        .resume()
+        .expect("resume");
+    wait_for(
+        Duration::from_secs(10),
+        "the old leader to step down",
+        || {
+            observe_leaders(&mut cluster, &mut leaders_by_term);
+            let doc = cluster.controllers[(first - 1) as usize].cluster().ok()?;
+            (doc["raft"]["state"] == "Follower" && doc["controller_id"].as_u64() == Some(second))
+                .then_some(())
+        },
+    )
+    .expect("old leader follows");
+    for (term, nodes) in &leaders_by_term {
+        assert_eq!(nodes.len(), 1, "term {term} had leaders {nodes:?}");
+    }
+
+    // SIGSTOP a broker past its session: it is fenced; SIGCONT it: its heartbeats unfence it.
+    cluster.brokers[1].pause().expect("pause broker");
+    let any = cluster.any_controller().expect("controller").addr;
+    let state_of_2 = |addr| {
+        let doc = http_json(addr, "/v1/brokers").ok()?;
+        doc.as_array()?
+            .iter()
+            .find(|b| b["id"] == 2)
+            .map(|b| b["state"].as_str().unwrap_or("").to_string())
+    };
+    wait_for(Duration::from_secs(10), "broker 2 fenced", || {
+        (state_of_2(any)? == "fenced").then_some(())
+    })
+    .expect("fenced");
+    cluster.brokers[1].resume().expect("resume broker");
+    wait_for(Duration::from_secs(10), "broker 2 alive again", || {
+        (state_of_2(any)? == "alive").then_some(())
+    })
+    .expect("unfenced");
 }

@@ -37,6 +37,13 @@ struct Cli {
     /// Replicas of topics created without a factor (default.replication.factor).
     #[arg(long, env = "STROM_DEFAULT_REPLICATION_FACTOR", default_value_t = 1)]
     default_replication_factor: u16,
+    /// Raft heartbeat interval of the active controller.
+    #[arg(long, env = "STROM_RAFT_HEARTBEAT_MS", default_value_t = 50)]
+    raft_heartbeat_ms: u64,
+    /// Longest a follower waits for the leader before standing for election; each wait is
+    /// drawn from 60-100% of it. Followers also refuse votes this long after hearing a leader.
+    #[arg(long, env = "STROM_RAFT_ELECTION_TIMEOUT_MS", default_value_t = 500)]
+    raft_election_timeout_ms: u64,
     /// Log output format.
     #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -66,6 +73,12 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    if cli.raft_heartbeat_ms == 0
+        || cli.raft_heartbeat_ms * 3 > cli.raft_election_timeout_ms * 3 / 5
+    {
+        eprintln!("error: --raft-election-timeout-ms must be at least 5 x --raft-heartbeat-ms");
+        std::process::exit(2);
+    }
     if cli.num_partitions == 0 || cli.default_replication_factor == 0 {
         eprintln!("error: --num-partitions and --default-replication-factor must be at least 1");
         std::process::exit(2);
@@ -80,8 +93,11 @@ async fn main() -> anyhow::Result<()> {
             num_partitions: cli.num_partitions,
             replication_factor: cli.default_replication_factor,
         },
-        heartbeat_interval: Duration::from_millis(100),
-        election_timeout: (Duration::from_millis(400), Duration::from_millis(800)),
+        heartbeat_interval: Duration::from_millis(cli.raft_heartbeat_ms),
+        election_timeout: (
+            Duration::from_millis(cli.raft_election_timeout_ms * 3 / 5),
+            Duration::from_millis(cli.raft_election_timeout_ms),
+        ),
     })
     .await?;
     shutdown_signal().await;

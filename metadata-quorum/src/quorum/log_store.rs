@@ -1,6 +1,9 @@
 //! The Raft log and vote in RocksDB. Every write is synced before it is acknowledged to
 //! openraft: a vote or entry a node has promised must survive a power cut.
 
+// openraft's storage traits return its (large) StorageError; the helpers here share it.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::Path;

@@ -248,15 +248,16 @@ impl QuorumNode {
                 endpoints,
                 rack,
             } => {
+                // A fresh session starts now, before the fencing check can run again.
+                self.liveness
+                    .lock()
+                    .last_seen
+                    .insert(broker_id, Instant::now());
                 let (_, offset) = self
                     .propose(|image| {
                         controller::register_broker(image, broker_id, incarnation, endpoints, rack)
                     })
                     .await?;
-                self.liveness
-                    .lock()
-                    .last_seen
-                    .insert(broker_id, Instant::now());
                 info!(broker_id, %incarnation, "broker registered");
                 Ok(ControllerResponse::Registered {
                     metadata_offset: offset,
@@ -419,19 +420,41 @@ impl QuorumNode {
                 }
             }
             for broker_id in expired {
-                warn!(
-                    broker_id,
-                    timeout_ms = self.config.broker_session_timeout.as_millis() as u64,
-                    "broker session lapsed; fencing"
-                );
-                if let Err(e) = self
-                    .propose(|img| controller::fence_broker(img, broker_id))
-                    .await
-                {
+                // Decided again under the write lock: a registration or heartbeat that landed
+                // since the check above keeps the broker alive.
+                let result = self
+                    .propose(|img| {
+                        if !self.session_lapsed(broker_id) {
+                            return Decision {
+                                records: vec![],
+                                response: (),
+                            };
+                        }
+                        warn!(
+                            broker_id,
+                            timeout_ms = self.config.broker_session_timeout.as_millis() as u64,
+                            "broker session lapsed; fencing"
+                        );
+                        controller::fence_broker(img, broker_id)
+                    })
+                    .await;
+                if let Err(e) = result {
                     warn!(broker_id, error = %e, "could not fence broker");
                 }
             }
         }
+    }
+
+    fn session_lapsed(&self, broker_id: i32) -> bool {
+        let l = self.liveness.lock();
+        let now = Instant::now();
+        let seen = l
+            .last_seen
+            .get(&broker_id)
+            .copied()
+            .or(l.leader_since)
+            .unwrap_or(now);
+        now.duration_since(seen) > self.config.broker_session_timeout
     }
 
     /// Voters and what this node knows of them, for the JSON API.

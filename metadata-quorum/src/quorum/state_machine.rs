@@ -5,6 +5,9 @@
 //! entries after the last snapshot on start-up (the log store keeps the committed index), and
 //! snapshots are written to `snapshot.bin` atomically (write, fsync, rename).
 
+// openraft's storage traits return its (large) StorageError; the helpers here share it.
+#![allow(clippy::result_large_err)]
+
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
