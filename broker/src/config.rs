@@ -79,6 +79,35 @@ pub struct BrokerConfig {
     )]
     pub socket_request_max_bytes: usize,
 
+    /// Default retention of a partition's batches by age, in ms (log.retention.ms; -1: forever).
+    #[arg(
+        long,
+        env = "STROM_LOG_RETENTION_MS",
+        default_value_t = 604_800_000,
+        allow_negative_numbers = true
+    )]
+    pub log_retention_ms: i64,
+
+    /// Default retention of a partition by size, in bytes (log.retention.bytes; -1: no limit).
+    #[arg(long, env = "STROM_LOG_RETENTION_BYTES", default_value_t = -1, allow_negative_numbers = true)]
+    pub log_retention_bytes: i64,
+
+    /// Default cleanup.policy: delete, compact, or compact,delete (log.cleanup.policy).
+    #[arg(long, env = "STROM_LOG_CLEANUP_POLICY", default_value = "delete")]
+    pub log_cleanup_policy: String,
+
+    /// Default min.insync.replicas for acks=all.
+    #[arg(long, env = "STROM_MIN_INSYNC_REPLICAS", default_value_t = 1)]
+    pub min_insync_replicas: u16,
+
+    /// How often retention and compaction look at every partition (log.retention.check.interval.ms).
+    #[arg(
+        long,
+        env = "STROM_LOG_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 300_000
+    )]
+    pub log_retention_check_interval_ms: u64,
+
     /// Block cache of the log store, in MiB.
     #[arg(long, env = "STROM_BLOCK_CACHE_MB", default_value_t = 64)]
     pub block_cache_mb: usize,
@@ -142,10 +171,33 @@ impl BrokerConfig {
                 "must be at least --message-max-bytes",
             );
         }
+        for (name, value) in self.topic_config_defaults() {
+            if let Err(e) = metadata_quorum::configs::validate(name, &value) {
+                return Err(ConfigError::Invalid {
+                    flag: "a topic default",
+                    reason: e.to_string(),
+                });
+            }
+        }
+        if self.log_retention_check_interval_ms == 0 {
+            return invalid("--log-retention-check-interval-ms", "must be above 0");
+        }
         if self.socket_request_max_bytes > i32::MAX as usize {
             return invalid("--socket-request-max-bytes", "must fit in 31 bits");
         }
         self.advertised().map(|_| ())
+    }
+
+    /// Topic configs whose broker-wide default comes from a flag, by topic config name.
+    pub fn topic_config_defaults(&self) -> Vec<(&'static str, String)> {
+        use metadata_quorum::configs as c;
+        vec![
+            (c::RETENTION_MS, self.log_retention_ms.to_string()),
+            (c::RETENTION_BYTES, self.log_retention_bytes.to_string()),
+            (c::CLEANUP_POLICY, self.log_cleanup_policy.clone()),
+            (c::MIN_INSYNC_REPLICAS, self.min_insync_replicas.to_string()),
+            (c::MAX_MESSAGE_BYTES, self.message_max_bytes.to_string()),
+        ]
     }
 
     /// The (host, port) clients are told to use.

@@ -23,6 +23,7 @@ pub mod log;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
+pub mod topic_config;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -133,6 +134,7 @@ impl Broker {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         tasks.spawn(follow_metadata(broker.clone(), shutdown_rx.clone()));
+        tasks.spawn(clean_logs(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(server::serve(broker.clone(), kafka, shutdown_rx.clone()));
         tasks.spawn(http::serve(broker.clone(), http, shutdown_rx));
         info!(
@@ -178,6 +180,59 @@ impl RunningBroker {
             q.shutdown().await;
         }
         info!("broker stopped");
+    }
+}
+
+/// Every `log.retention.check.interval.ms`: retention and compaction of every partition log,
+/// by its topic's effective configs, on a blocking thread (RocksDB I/O and batch decoding).
+async fn clean_logs(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis(broker.config.log_retention_check_interval_ms);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let b = broker.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || clean_once(&b)).await {
+            warn!(error = %e, "log cleaner task failed");
+        }
+    }
+}
+
+fn clean_once(broker: &Broker) {
+    use metadata_quorum::configs as c;
+    let image = broker.image();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    for log in broker.logs.all() {
+        let tp = log.topic_partition();
+        let Some(topic) = image.topic_by_id(&tp.topic_id) else {
+            continue;
+        };
+        let t = Some(topic.as_ref());
+        let cfg = |name| topic_config::int(&broker.config, t, name).unwrap_or(-1);
+        let policy = topic_config::value(&broker.config, t, c::CLEANUP_POLICY).unwrap_or_default();
+        let (delete, compact) = c::cleanup_policy(&policy);
+        if compact {
+            if let Err(e) = log.compact(
+                now_ms,
+                cfg(c::MIN_COMPACTION_LAG_MS).max(0),
+                cfg(c::DELETE_RETENTION_MS).max(0),
+            ) {
+                warn!(%tp, error = %e, "compaction failed");
+            }
+        }
+        if delete {
+            if let Err(e) =
+                log.apply_retention(now_ms, cfg(c::RETENTION_MS), cfg(c::RETENTION_BYTES))
+            {
+                warn!(%tp, error = %e, "retention failed");
+            }
+        }
     }
 }
 

@@ -11,7 +11,8 @@ from conftest import wait_until
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 PER_CODEC = 2000  # 5 codecs x 2000 = 10,000 records
-BASE_TS = 1_700_000_000_000
+# An hour ago: recent enough that the default retention (7 days) keeps every record.
+BASE_TS = int(time.time() * 1000) - 3_600_000
 
 
 def produce(bootstrap, topic, records, **config):

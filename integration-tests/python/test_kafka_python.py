@@ -1,5 +1,6 @@
 """kafka-python (pure Python client) against a live Strom broker."""
 
+import time
 import uuid
 
 import pytest
@@ -7,7 +8,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
-BASE_TS = 1_700_000_000_000
+# An hour ago: recent enough that the default retention (7 days) keeps every record.
+BASE_TS = int(time.time() * 1000) - 3_600_000
 
 
 @pytest.mark.parametrize("codec", [None, "gzip", "snappy", "lz4", "zstd"])

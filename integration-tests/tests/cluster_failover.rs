@@ -8,9 +8,14 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use integration_tests::{http_json, wait_for, Cluster};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, MetadataRequest, MetadataResponse, ProduceRequest, TopicName,
+    CreateTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest, MetadataRequest,
+    MetadataResponse, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -137,6 +142,54 @@ async fn controllers_and_brokers_fail_over() {
         .all(|(l, _, isr)| isr.len() == 3 && isr.contains(l)));
     let md = metadata(b2, "rf3").await;
     assert_eq!(md.brokers.len(), 3, "all live brokers are listed");
+
+    // A config change made through one broker is seen by every broker, without a restart.
+    let mut conn = Connection::connect(b1).await.expect("connect");
+    let altered = conn
+        .send(
+            IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("rf3"))
+                    .with_configs(vec![AlterableConfig::default()
+                        .with_name(StrBytes::from_static_str("retention.ms"))
+                        .with_config_operation(0)
+                        .with_value(Some(StrBytes::from_static_str("3600000")))]),
+            ]),
+            1,
+        )
+        .await
+        .expect("alter");
+    assert_eq!(altered.responses[0].error_code, 0);
+    for b in &cluster.brokers {
+        let addr = b.kafka;
+        wait_for(
+            Duration::from_secs(10),
+            "the config on every broker",
+            || {
+                let described = futures_lite_block(async {
+                    let mut c = Connection::connect(addr).await.ok()?;
+                    c.send(
+                        DescribeConfigsRequest::default().with_resources(vec![
+                            DescribeConfigsResource::default()
+                                .with_resource_type(2)
+                                .with_resource_name(StrBytes::from_static_str("rf3"))
+                                .with_configuration_keys(Some(vec![StrBytes::from_static_str(
+                                    "retention.ms",
+                                )])),
+                        ]),
+                        4,
+                    )
+                    .await
+                    .ok()
+                })?;
+                let entry = described.results.first()?.configs.first()?;
+                (entry.value.as_deref() == Some("3600000") && entry.config_source == 1)
+                    .then_some(())
+            },
+        )
+        .expect("config visible");
+    }
 
     // Kill the active controller: another takes over, no metadata is lost, changes work again.
     let active = cluster

@@ -45,33 +45,6 @@ pub struct CreatedTopic {
     pub configs: BTreeMap<String, String>,
 }
 
-/// The topic configs Strom knows, with Kafka's names. Anything else is INVALID_CONFIG.
-pub const TOPIC_CONFIGS: &[&str] = &[
-    "cleanup.policy",
-    "compression.type",
-    "delete.retention.ms",
-    "file.delete.delay.ms",
-    "flush.messages",
-    "flush.ms",
-    "index.interval.bytes",
-    "max.compaction.lag.ms",
-    "max.message.bytes",
-    "message.timestamp.after.max.ms",
-    "message.timestamp.before.max.ms",
-    "message.timestamp.type",
-    "min.cleanable.dirty.ratio",
-    "min.compaction.lag.ms",
-    "min.insync.replicas",
-    "preallocate",
-    "retention.bytes",
-    "retention.ms",
-    "segment.bytes",
-    "segment.index.bytes",
-    "segment.jitter.ms",
-    "segment.ms",
-    "unclean.leader.election.enable",
-];
-
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 
 /// Kafka's topic name rules: 1..=249 of `[a-zA-Z0-9._-]`, and not `.` or `..`.
@@ -101,23 +74,9 @@ pub fn validate_topic_name(name: &str) -> Result<(), MetadataError> {
 }
 
 fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), MetadataError> {
-    for (key, value) in configs {
-        if !TOPIC_CONFIGS.contains(&key.as_str()) {
-            return Err(MetadataError::InvalidConfig {
-                key: key.clone(),
-                reason: "unknown topic config".into(),
-            });
-        }
-        let numeric =
-            key.ends_with(".ms") || key.ends_with(".bytes") || key == "min.insync.replicas";
-        if numeric && value.parse::<i64>().is_err() {
-            return Err(MetadataError::InvalidConfig {
-                key: key.clone(),
-                reason: format!("'{value}' is not an integer"),
-            });
-        }
-    }
-    Ok(())
+    configs
+        .iter()
+        .try_for_each(|(k, v)| crate::configs::validate(k, v))
 }
 
 /// Decides the topics to create. Live brokers are the unfenced ones; replicas are spread
@@ -303,6 +262,239 @@ pub fn delete_topics(
         })
         .collect();
     ControllerResult { records, response }
+}
+
+/// One change of AlterConfigs (replace: `Set`s plus `Delete`s of everything else) or
+/// IncrementalAlterConfigs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigOp {
+    Set {
+        key: String,
+        value: String,
+    },
+    Delete {
+        key: String,
+    },
+    /// Adds to a list config (cleanup.policy).
+    Append {
+        key: String,
+        value: String,
+    },
+    /// Removes from a list config.
+    Subtract {
+        key: String,
+        value: String,
+    },
+}
+
+/// Decides the ConfigChange records for one topic. With `replace`, configs not set by `ops`
+/// go back to their defaults (AlterConfigs); otherwise only `ops` apply (Incremental).
+pub fn alter_topic_configs(
+    image: &MetadataImage,
+    topic: &str,
+    ops: &[ConfigOp],
+    replace: bool,
+) -> ControllerResult<Result<(), MetadataError>> {
+    let decide = || -> Result<Vec<MetadataRecord>, MetadataError> {
+        let t = image
+            .topic(topic)
+            .ok_or_else(|| MetadataError::UnknownTopic {
+                name: topic.to_string(),
+            })?;
+        let mut next = if replace {
+            BTreeMap::new()
+        } else {
+            t.configs.clone()
+        };
+        for op in ops {
+            match op {
+                ConfigOp::Set { key, value } => {
+                    crate::configs::validate(key, value)?;
+                    next.insert(key.clone(), value.trim().to_string());
+                }
+                ConfigOp::Delete { key } => {
+                    crate::configs::lookup(key).ok_or_else(|| MetadataError::InvalidConfig {
+                        key: key.clone(),
+                        reason: "unknown topic config".into(),
+                    })?;
+                    next.remove(key);
+                }
+                ConfigOp::Append { key, value } | ConfigOp::Subtract { key, value } => {
+                    let d = crate::configs::lookup(key).ok_or_else(|| {
+                        MetadataError::InvalidConfig {
+                            key: key.clone(),
+                            reason: "unknown topic config".into(),
+                        }
+                    })?;
+                    if d.ty != crate::configs::ConfigType::List {
+                        return Err(MetadataError::InvalidConfig {
+                            key: key.clone(),
+                            reason: "APPEND and SUBTRACT work on list configs only".into(),
+                        });
+                    }
+                    let current = next.get(key).map_or(d.default, String::as_str).to_string();
+                    let mut items: Vec<String> = current
+                        .split(',')
+                        .map(|i| i.trim().to_string())
+                        .filter(|i| !i.is_empty())
+                        .collect();
+                    for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+                        let present = items.iter().any(|i| i == v);
+                        match op {
+                            ConfigOp::Append { .. } if !present => items.push(v.to_string()),
+                            ConfigOp::Subtract { .. } => items.retain(|i| i != v),
+                            _ => {}
+                        }
+                    }
+                    if items.is_empty() {
+                        next.remove(key);
+                    } else {
+                        let joined = items.join(",");
+                        crate::configs::validate(key, &joined)?;
+                        next.insert(key.clone(), joined);
+                    }
+                }
+            }
+        }
+        let mut records = Vec::new();
+        for (k, v) in &next {
+            if t.configs.get(k) != Some(v) {
+                records.push(MetadataRecord::ConfigChange {
+                    topic_id: t.topic_id,
+                    key: k.clone(),
+                    value: Some(v.clone()),
+                });
+            }
+        }
+        for k in t.configs.keys() {
+            if !next.contains_key(k) {
+                records.push(MetadataRecord::ConfigChange {
+                    topic_id: t.topic_id,
+                    key: k.clone(),
+                    value: None,
+                });
+            }
+        }
+        Ok(records)
+    };
+    match decide() {
+        Ok(records) => ControllerResult {
+            records,
+            response: Ok(()),
+        },
+        Err(e) => ControllerResult {
+            records: vec![],
+            response: Err(e),
+        },
+    }
+}
+
+/// Grows a topic to `total` partitions (CreatePartitions). New partitions are spread over the
+/// live brokers like the first ones, or placed as `assignments` says.
+pub fn create_partitions(
+    image: &MetadataImage,
+    topic: &str,
+    total: i32,
+    assignments: Option<&[Vec<i32>]>,
+) -> ControllerResult<Result<(), MetadataError>> {
+    let decide = || -> Result<Vec<MetadataRecord>, MetadataError> {
+        let t = image
+            .topic(topic)
+            .ok_or_else(|| MetadataError::UnknownTopic {
+                name: topic.to_string(),
+            })?;
+        let current = t.partitions.len() as i32;
+        if total <= current {
+            return Err(MetadataError::InvalidPartitions {
+                partitions: total,
+                reason: format!(
+                    "topic '{topic}' already has {current} partitions; the count can only grow"
+                ),
+            });
+        }
+        if total > 100_000 {
+            return Err(MetadataError::InvalidPartitions {
+                partitions: total,
+                reason: "more than 100000 partitions in one topic".into(),
+            });
+        }
+        let adding = (total - current) as usize;
+        let rf = t.partitions.first().map_or(1, |p| p.replicas.len());
+        let live: Vec<i32> = image.live_brokers().map(|b| b.broker_id).collect();
+        let replicas: Vec<Vec<i32>> = match assignments {
+            Some(a) => {
+                if a.len() != adding {
+                    return Err(MetadataError::InvalidReplicaAssignment {
+                        reason: format!("{} assignments for {adding} new partitions", a.len()),
+                    });
+                }
+                for r in a {
+                    let distinct: BTreeSet<_> = r.iter().collect();
+                    if r.len() != rf || distinct.len() != r.len() {
+                        return Err(MetadataError::InvalidReplicaAssignment {
+                            reason: format!("each new partition needs {rf} distinct replicas"),
+                        });
+                    }
+                    if let Some(b) = r.iter().find(|b| !image.brokers.contains_key(b)) {
+                        return Err(MetadataError::InvalidReplicaAssignment {
+                            reason: format!("broker {b} is not registered"),
+                        });
+                    }
+                }
+                a.to_vec()
+            }
+            None => {
+                if rf > live.len() {
+                    return Err(MetadataError::InvalidReplicationFactor {
+                        replication_factor: rf as i32,
+                        reason: format!("only {} live broker(s)", live.len()),
+                    });
+                }
+                (0..adding)
+                    .map(|i| {
+                        (0..rf)
+                            .map(|r| live[(current as usize + i + r) % live.len()])
+                            .collect()
+                    })
+                    .collect()
+            }
+        };
+        let partitions = replicas
+            .into_iter()
+            .map(|replicas| {
+                let isr: Vec<i32> = replicas
+                    .iter()
+                    .copied()
+                    .filter(|b| live.contains(b))
+                    .collect();
+                PartitionRecord {
+                    leader: isr.first().copied().unwrap_or(-1),
+                    isr: if isr.is_empty() {
+                        replicas.clone()
+                    } else {
+                        isr
+                    },
+                    replicas,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                }
+            })
+            .collect();
+        Ok(vec![MetadataRecord::AddPartitions {
+            topic_id: t.topic_id,
+            partitions,
+        }])
+    };
+    match decide() {
+        Ok(records) => ControllerResult {
+            records,
+            response: Ok(()),
+        },
+        Err(e) => ControllerResult {
+            records: vec![],
+            response: Err(e),
+        },
+    }
 }
 
 /// Fences a broker whose session lapsed: it leaves every ISR it is in (unless it is the last

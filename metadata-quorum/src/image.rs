@@ -157,6 +157,23 @@ impl MetadataImage {
                         })?;
                 self.topics.remove(&name);
             }
+            MetadataRecord::AddPartitions {
+                topic_id,
+                partitions,
+            } => {
+                let topic = self.topic_mut(topic_id)?;
+                let first = topic.partitions.len();
+                topic
+                    .partitions
+                    .extend(partitions.iter().enumerate().map(|(i, p)| PartitionImage {
+                        partition: (first + i) as u32,
+                        replicas: p.replicas.clone(),
+                        isr: p.isr.clone(),
+                        leader: p.leader,
+                        leader_epoch: p.leader_epoch,
+                        partition_epoch: p.partition_epoch,
+                    }));
+            }
             MetadataRecord::PartitionChange {
                 topic_id,
                 partition,

@@ -25,6 +25,7 @@ pub struct PartitionRecord {
     pub partition_epoch: i32,
 }
 
+/// Stored with bincode, which encodes the variant index: add new variants at the end only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataRecord {
     /// The first record of every metadata log: names the cluster.
@@ -67,6 +68,11 @@ pub enum MetadataRecord {
         key: String,
         value: Option<String>,
     },
+    /// New partitions appended to a topic (CreatePartitions).
+    AddPartitions {
+        topic_id: Uuid,
+        partitions: Vec<PartitionRecord>,
+    },
 }
 
 impl MetadataRecord {
@@ -79,6 +85,7 @@ impl MetadataRecord {
             MetadataRecord::UnfenceBroker { .. } => "UnfenceBroker",
             MetadataRecord::CreateTopic { .. } => "CreateTopic",
             MetadataRecord::DeleteTopic { .. } => "DeleteTopic",
+            MetadataRecord::AddPartitions { .. } => "AddPartitions",
             MetadataRecord::PartitionChange { .. } => "PartitionChange",
             MetadataRecord::ConfigChange { .. } => "ConfigChange",
         }

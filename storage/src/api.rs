@@ -93,6 +93,15 @@ pub struct StoredBatch {
     pub data: Bytes,
 }
 
+/// Where a stored batch sits and how big it is, read from its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub size: u64,
+}
+
 /// An entry of the time index: the first batch whose records reach `timestamp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeIndexEntry {
@@ -208,4 +217,33 @@ pub trait LogStore: Send + Sync + 'static {
 
     /// Removes a partition and all its data.
     fn delete_partition(&self, tp: TopicPartition) -> Result<(), StorageError>;
+
+    /// Headers of up to `limit` batches of `tp`, in order, starting with the one that holds
+    /// `offset` and stopping before any that starts at or after `end_offset`.
+    fn batch_infos(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        end_offset: i64,
+        limit: usize,
+    ) -> Result<Vec<BatchInfo>, StorageError>;
+
+    /// Removes every batch starting below `remove_below` (and the time index entries that name
+    /// them) and writes `state`, atomically. Retention and DeleteRecords use it.
+    fn delete_head(
+        &self,
+        tp: TopicPartition,
+        remove_below: i64,
+        state: PartitionState,
+    ) -> Result<(), StorageError>;
+
+    /// Removes the batches starting at `remove`, stores `insert`, and writes `state`, in one
+    /// atomic write: a crash leaves the log before or after, never between (compaction).
+    fn replace_batches(
+        &self,
+        tp: TopicPartition,
+        remove: &[i64],
+        insert: &[StoredBatch],
+        state: PartitionState,
+    ) -> Result<(), StorageError>;
 }

@@ -71,6 +71,86 @@ pub fn run<S: LogStore, F: FnMut() -> S>(mut make: F) {
     time_index_is_monotonic(&make());
     write_batch_rejects_gaps();
     delete_partition_removes_only_it(&make());
+    head_deletion_moves_the_start(&make());
+    replacement_is_atomic_and_keeps_offsets(&make());
+}
+
+fn state_of<S: LogStore>(store: &S, t: TopicPartition) -> PartitionState {
+    store
+        .partitions()
+        .expect("partitions")
+        .into_iter()
+        .find(|(p, _)| *p == t)
+        .map(|(_, s)| s)
+        .expect("partition exists")
+}
+
+fn head_deletion_moves_the_start<S: LogStore>(store: &S) {
+    let t = tp(10, 0);
+    store.create_partition(t).expect("create");
+    append(store, t, &[(2, 10, 9), (2, 20, 9), (2, 30, 9)]); // 70 bytes each, offsets 0-5
+    let infos = store.batch_infos(t, 0, i64::MAX, 10).expect("infos");
+    assert_eq!(
+        infos
+            .iter()
+            .map(|i| (i.base_offset, i.last_offset, i.max_timestamp, i.size))
+            .collect::<Vec<_>>(),
+        vec![(0, 1, 10, 70), (2, 3, 20, 70), (4, 5, 30, 70)]
+    );
+    assert_eq!(
+        store.batch_infos(t, 3, i64::MAX, 1).expect("infos")[0].base_offset,
+        2
+    );
+    assert_eq!(
+        store.batch_infos(t, 0, 4, 10).expect("infos").len(),
+        2,
+        "end offset bounds it"
+    );
+    let mut state = state_of(store, t);
+    state.log_start_offset = 3;
+    state.size_bytes -= 70;
+    store.delete_head(t, 2, state).expect("delete head");
+    assert_eq!(
+        offsets(&store.read(t, 0, i64::MAX, usize::MAX).expect("read")),
+        vec![2, 4]
+    );
+    assert_eq!(state_of(store, t).log_start_offset, 3);
+    assert_eq!(state_of(store, t).size_bytes, 140);
+    // The index no longer names the removed batch.
+    assert_eq!(
+        store.lookup_timestamp(t, 0).expect("lookup"),
+        Some(TimeIndexEntry {
+            timestamp: 20,
+            base_offset: 2
+        })
+    );
+}
+
+fn replacement_is_atomic_and_keeps_offsets<S: LogStore>(store: &S) {
+    let t = tp(11, 0);
+    store.create_partition(t).expect("create");
+    append(store, t, &[(3, 1, 0), (3, 2, 0), (3, 3, 0)]); // offsets 0-2, 3-5, 6-8
+    let mut state = state_of(store, t);
+    // Batch 3-5 shrinks to one record at offset 5 (a compacted batch); batch 0-2 goes.
+    let mut shrunk = fake_batch(5, 1, 2, 0);
+    shrunk.base_offset = 5;
+    state.size_bytes = 61 + 61;
+    store
+        .replace_batches(t, &[0, 3], &[shrunk], state)
+        .expect("replace");
+    assert_eq!(
+        offsets(&store.read(t, 0, i64::MAX, usize::MAX).expect("read")),
+        vec![5, 6]
+    );
+    assert_eq!(
+        offsets(&store.read(t, 4, i64::MAX, usize::MAX).expect("read")),
+        vec![5, 6]
+    );
+    assert_eq!(
+        state_of(store, t).log_end_offset,
+        9,
+        "the end offset does not move"
+    );
 }
 
 fn create_is_idempotent<S: LogStore>(store: &S) {

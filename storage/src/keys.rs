@@ -62,6 +62,12 @@ pub(crate) fn last_offset_delta(batch: &[u8]) -> Option<i64> {
     Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as i64)
 }
 
+/// Reads `maxTimestamp` from a v2 record batch header (bytes 35..43).
+pub(crate) fn max_timestamp(batch: &[u8]) -> Option<i64> {
+    let b: [u8; 8] = batch.get(35..43)?.try_into().ok()?;
+    Some(i64::from_be_bytes(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

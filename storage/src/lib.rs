@@ -31,7 +31,8 @@ mod memory;
 mod rocks;
 
 pub use api::{
-    LogStore, PartitionState, StorageError, StoredBatch, TimeIndexEntry, TopicPartition, WriteBatch,
+    BatchInfo, LogStore, PartitionState, StorageError, StoredBatch, TimeIndexEntry, TopicPartition,
+    WriteBatch,
 };
 pub use memory::MemoryLogStore;
 pub use rocks::{RocksLogStore, RocksOptions};

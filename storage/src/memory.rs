@@ -6,7 +6,8 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use crate::{
-    keys, LogStore, PartitionState, StorageError, TimeIndexEntry, TopicPartition, WriteBatch,
+    keys, BatchInfo, LogStore, PartitionState, StorageError, StoredBatch, TimeIndexEntry,
+    TopicPartition, WriteBatch,
 };
 
 #[derive(Default)]
@@ -131,6 +132,78 @@ impl LogStore for MemoryLogStore {
         inner.log.retain(|(t, _), _| *t != tp);
         inner.index.retain(|(t, _), _| *t != tp);
         inner.state.remove(&tp);
+        Ok(())
+    }
+    fn batch_infos(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        end_offset: i64,
+        limit: usize,
+    ) -> Result<Vec<BatchInfo>, StorageError> {
+        let inner = self.inner.read();
+        let start = inner
+            .log
+            .range((tp, i64::MIN)..=(tp, offset))
+            .next_back()
+            .map(|((_, base), _)| *base)
+            .unwrap_or(0);
+        let mut out = Vec::new();
+        if offset >= end_offset {
+            return Ok(out);
+        }
+        for ((_, base), data) in inner.log.range((tp, start)..(tp, end_offset)) {
+            if out.len() >= limit {
+                break;
+            }
+            let last = base
+                + keys::last_offset_delta(data).ok_or_else(|| StorageError::Corrupt {
+                    what: format!("batch at offset {base} is truncated"),
+                })?;
+            if last >= offset {
+                out.push(BatchInfo {
+                    base_offset: *base,
+                    last_offset: last,
+                    max_timestamp: keys::max_timestamp(data).unwrap_or(-1),
+                    size: data.len() as u64,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete_head(
+        &self,
+        tp: TopicPartition,
+        remove_below: i64,
+        state: PartitionState,
+    ) -> Result<(), StorageError> {
+        let mut inner = self.inner.write();
+        inner
+            .log
+            .retain(|(t, base), _| *t != tp || *base >= remove_below);
+        inner
+            .index
+            .retain(|(t, _), base| *t != tp || *base >= remove_below);
+        inner.state.insert(tp, state);
+        Ok(())
+    }
+
+    fn replace_batches(
+        &self,
+        tp: TopicPartition,
+        remove: &[i64],
+        insert: &[StoredBatch],
+        state: PartitionState,
+    ) -> Result<(), StorageError> {
+        let mut inner = self.inner.write();
+        for base in remove {
+            inner.log.remove(&(tp, *base));
+        }
+        for b in insert {
+            inner.log.insert((tp, b.base_offset), b.data.clone());
+        }
+        inner.state.insert(tp, state);
         Ok(())
     }
 }

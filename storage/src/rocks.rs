@@ -10,7 +10,10 @@ use rocksdb::{
 };
 
 use crate::keys::{self, PARTITION_PREFIX_LEN};
-use crate::{LogStore, PartitionState, StorageError, TimeIndexEntry, TopicPartition, WriteBatch};
+use crate::{
+    BatchInfo, LogStore, PartitionState, StorageError, StoredBatch, TimeIndexEntry, TopicPartition,
+    WriteBatch,
+};
 
 const CF_LOG: &str = "log";
 const CF_TIMEINDEX: &str = "timeindex";
@@ -244,6 +247,122 @@ impl LogStore for RocksLogStore {
             .write_opt(batch, &self.write_options())
             .map_err(engine)
     }
+    fn batch_infos(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        end_offset: i64,
+        limit: usize,
+    ) -> Result<Vec<BatchInfo>, StorageError> {
+        let cf = self.cf(CF_LOG)?;
+        let mut out = Vec::new();
+        if offset >= end_offset || limit == 0 {
+            return Ok(out);
+        }
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(keys::key(tp, 0).to_vec());
+        opts.set_iterate_upper_bound(keys::offset_key(tp, end_offset).to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(cf, opts);
+        it.seek_for_prev(keys::offset_key(tp, offset));
+        if !it.valid() {
+            it.seek_to_first();
+        }
+        while it.valid() && out.len() < limit {
+            let (Some(key), Some(value)) = (it.key(), it.value()) else {
+                break;
+            };
+            let info = batch_info(key, value)?;
+            if info.last_offset >= offset {
+                out.push(info);
+            }
+            it.next();
+        }
+        it.status().map_err(engine)?;
+        Ok(out)
+    }
+
+    fn delete_head(
+        &self,
+        tp: TopicPartition,
+        remove_below: i64,
+        state: PartitionState,
+    ) -> Result<(), StorageError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete_range_cf(
+            self.cf(CF_LOG)?,
+            keys::key(tp, 0),
+            keys::offset_key(tp, remove_below),
+        );
+        // Time index entries naming removed batches are a prefix of the index (both grow).
+        let index = self.cf(CF_TIMEINDEX)?;
+        let (lower, upper) = Self::partition_bounds(tp);
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(upper.to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(index, opts);
+        it.seek(lower);
+        while it.valid() {
+            let (Some(key), Some(value)) = (it.key(), it.value()) else {
+                break;
+            };
+            let base: [u8; 8] = value.try_into().map_err(|_| StorageError::Corrupt {
+                what: "time index value of unexpected length".into(),
+            })?;
+            if i64::from_be_bytes(base) >= remove_below {
+                break;
+            }
+            batch.delete_cf(index, key);
+            it.next();
+        }
+        it.status().map_err(engine)?;
+        batch.put_cf(
+            self.cf(CF_STATE)?,
+            keys::partition_prefix(tp),
+            state.encode(),
+        );
+        self.db
+            .write_opt(batch, &self.write_options())
+            .map_err(engine)
+    }
+
+    fn replace_batches(
+        &self,
+        tp: TopicPartition,
+        remove: &[i64],
+        insert: &[StoredBatch],
+        state: PartitionState,
+    ) -> Result<(), StorageError> {
+        let log = self.cf(CF_LOG)?;
+        let mut batch = rocksdb::WriteBatch::default();
+        for base in remove {
+            batch.delete_cf(log, keys::offset_key(tp, *base));
+        }
+        for b in insert {
+            batch.put_cf(log, keys::offset_key(tp, b.base_offset), &b.data);
+        }
+        batch.put_cf(
+            self.cf(CF_STATE)?,
+            keys::partition_prefix(tp),
+            state.encode(),
+        );
+        self.db
+            .write_opt(batch, &self.write_options())
+            .map_err(engine)
+    }
+}
+
+fn batch_info(key: &[u8], value: &[u8]) -> Result<BatchInfo, StorageError> {
+    let base = keys::decode_suffix(key).ok_or_else(|| StorageError::Corrupt {
+        what: "log key of unexpected length".into(),
+    })? as i64;
+    let delta = keys::last_offset_delta(value).ok_or_else(|| StorageError::Corrupt {
+        what: format!("batch at offset {base} is truncated"),
+    })?;
+    Ok(BatchInfo {
+        base_offset: base,
+        last_offset: base + delta,
+        max_timestamp: keys::max_timestamp(value).unwrap_or(-1),
+        size: value.len() as u64,
+    })
 }
 
 fn read_index_entry(

@@ -11,7 +11,9 @@ use super::{auto_create, str_bytes};
 use crate::log::batch;
 use crate::metrics::Metrics;
 use crate::protocol::versions::PRODUCE_MIN_SERVED;
+use crate::topic_config;
 use crate::Broker;
+use metadata_quorum::configs;
 
 fn error(index: i32, e: ResponseError, message: Option<String>) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
@@ -63,10 +65,13 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for t in &req.topic_data {
         let topic = image.topic(t.name.as_str());
-        let max_bytes = topic
-            .and_then(|t| t.configs.get("max.message.bytes"))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(broker.config.message_max_bytes);
+        let max_bytes = topic_config::int(
+            &broker.config,
+            topic.map(|t| t.as_ref()),
+            configs::MAX_MESSAGE_BYTES,
+        )
+        .and_then(|v| usize::try_from(v).ok())
+        .unwrap_or(broker.config.message_max_bytes);
         let partitions = t
             .partition_data
             .iter()

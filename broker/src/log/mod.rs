@@ -5,6 +5,7 @@
 //! publishes the new end offset on a watch channel that parked fetches wait on.
 
 pub mod batch;
+pub mod cleaner;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -173,27 +174,86 @@ impl PartitionLog {
         self.find_in_batch(entry.base_offset, |ts| ts == entry.timestamp)
     }
 
+    /// The first record at or after `base_offset` (scanning forward a few batches, for logs
+    /// with compaction gaps) whose timestamp satisfies `pred`.
     fn find_in_batch(
         &self,
         base_offset: i64,
         pred: impl Fn(i64) -> bool,
     ) -> Result<Option<TimestampOffset>, LogError> {
         let hw = self.high_watermark();
-        let batches = self.store.read(self.tp, base_offset, hw, 1)?;
-        let Some(mut data) = batches.into_iter().next() else {
-            return Ok(None);
+        let start = self.state().log_start_offset;
+        let mut from = base_offset.max(start);
+        for _ in 0..16 {
+            let batches = self.store.read(self.tp, from, hw, 1)?;
+            let Some(mut data) = batches.into_iter().next() else {
+                return Ok(None);
+            };
+            let set =
+                RecordBatchDecoder::decode(&mut data).map_err(|e| LogError::CorruptMessage {
+                    reason: format!("stored batch at {from} does not decode: {e}"),
+                })?;
+            if let Some(r) = set
+                .records
+                .iter()
+                .find(|r| pred(r.timestamp) && r.offset < hw && r.offset >= start)
+            {
+                return Ok(Some(TimestampOffset {
+                    timestamp: r.timestamp,
+                    offset: r.offset,
+                }));
+            }
+            match set.records.last() {
+                Some(last) => from = last.offset + 1,
+                None => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Moves the log start offset to `offset` (DeleteRecords; -1 means the high watermark)
+    /// and drops every batch wholly below it. Returns the new log start offset.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
+        let mut state = self.state.lock();
+        let hw = self.high_watermark();
+        let offset = if offset == -1 { hw } else { offset };
+        if offset < 0 || offset > hw {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                log_start: state.log_start_offset,
+                log_end: hw,
+            });
+        }
+        if offset <= state.log_start_offset {
+            return Ok(state.log_start_offset);
+        }
+        let mut removed_bytes = 0u64;
+        let mut remove_below = state.log_start_offset;
+        loop {
+            let infos = self
+                .store
+                .batch_infos(self.tp, remove_below, offset, 1024)?;
+            let n = infos.len();
+            for b in &infos {
+                if b.last_offset < offset {
+                    removed_bytes += b.size;
+                    remove_below = b.last_offset + 1;
+                } else {
+                    remove_below = b.base_offset;
+                }
+            }
+            if n < 1024 || infos.last().is_some_and(|b| b.last_offset >= offset) {
+                break;
+            }
+        }
+        let next = PartitionState {
+            log_start_offset: offset,
+            size_bytes: state.size_bytes.saturating_sub(removed_bytes),
+            ..*state
         };
-        let set = RecordBatchDecoder::decode(&mut data).map_err(|e| LogError::CorruptMessage {
-            reason: format!("stored batch at {base_offset} does not decode: {e}"),
-        })?;
-        Ok(set
-            .records
-            .iter()
-            .find(|r| pred(r.timestamp) && r.offset < hw)
-            .map(|r| TimestampOffset {
-                timestamp: r.timestamp,
-                offset: r.offset,
-            }))
+        self.store.delete_head(self.tp, remove_below, next)?;
+        *state = next;
+        Ok(offset)
     }
 }
 
@@ -245,6 +305,11 @@ impl LogManager {
         Ok(Some(log))
     }
 
+    /// Every partition log this broker holds.
+    pub fn all(&self) -> Vec<Arc<PartitionLog>> {
+        self.partitions.read().values().cloned().collect()
+    }
+
     /// The log of `tp` if this broker already holds it.
     pub fn get(&self, tp: &TopicPartition) -> Option<Arc<PartitionLog>> {
         self.partitions.read().get(tp).cloned()
@@ -279,7 +344,7 @@ impl LogManager {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use batch::tests::encode_batch;
     use kafka_protocol::records::Compression;
@@ -304,7 +369,7 @@ mod tests {
             .expect("replay")
     }
 
-    fn setup() -> (LogManager, Arc<PartitionLog>, MetadataImage) {
+    pub(super) fn setup() -> (LogManager, Arc<PartitionLog>, MetadataImage) {
         let id = Uuid::from_u128(7);
         let image = image_with_topic(id);
         let logs = LogManager::open(1, Arc::new(MemoryLogStore::new())).expect("open");

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::api::FORWARDED_HEADER;
 use super::log_store::{decode, encode};
 use super::rpc::{ControllerError, ControllerRequest, ControllerResponse};
-use crate::controller::{CreatedTopic, DeletedTopic, NewTopic, TopicRef};
+use crate::controller::{ConfigOp, CreatedTopic, DeletedTopic, NewTopic, TopicRef};
 use crate::{Endpoint, LoggedRecord, MetadataError, MetadataImage};
 
 /// Sends one controller request to the controller at `addr`.
@@ -346,6 +346,61 @@ impl RemoteController {
             }
             other => Err(unexpected(other)),
         }
+    }
+}
+
+impl RemoteController {
+    /// Sends a change that answers [`ControllerResponse::Changed`] and waits until this
+    /// broker's image has it.
+    async fn change(
+        &self,
+        req: ControllerRequest,
+    ) -> Result<Result<(), MetadataError>, ControllerError> {
+        match self.call(&req).await? {
+            ControllerResponse::Changed {
+                result,
+                metadata_offset,
+            } => {
+                self.wait_for_offset(metadata_offset, Duration::from_secs(10))
+                    .await;
+                Ok(result)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// AlterConfigs (`replace`) or IncrementalAlterConfigs on one topic.
+    pub async fn alter_configs(
+        &self,
+        topic: String,
+        ops: Vec<ConfigOp>,
+        replace: bool,
+        validate_only: bool,
+    ) -> Result<Result<(), MetadataError>, ControllerError> {
+        self.change(ControllerRequest::AlterConfigs {
+            topic,
+            ops,
+            replace,
+            validate_only,
+        })
+        .await
+    }
+
+    /// Grows `topic` to `total` partitions.
+    pub async fn create_partitions(
+        &self,
+        topic: String,
+        total: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<Result<(), MetadataError>, ControllerError> {
+        self.change(ControllerRequest::CreatePartitions {
+            topic,
+            total,
+            assignments,
+            validate_only,
+        })
+        .await
     }
 }
 

@@ -287,6 +287,51 @@ impl QuorumNode {
                     metadata_offset,
                 })
             }
+            ControllerRequest::AlterConfigs {
+                topic,
+                ops,
+                replace,
+                validate_only,
+            } => {
+                let (result, metadata_offset) = self
+                    .propose(|image| {
+                        let mut r = controller::alter_topic_configs(image, &topic, &ops, replace);
+                        if validate_only {
+                            r.records.clear();
+                        }
+                        r
+                    })
+                    .await?;
+                Ok(ControllerResponse::Changed {
+                    result,
+                    metadata_offset,
+                })
+            }
+            ControllerRequest::CreatePartitions {
+                topic,
+                total,
+                assignments,
+                validate_only,
+            } => {
+                let (result, metadata_offset) = self
+                    .propose(|image| {
+                        let mut r = controller::create_partitions(
+                            image,
+                            &topic,
+                            total,
+                            assignments.as_deref(),
+                        );
+                        if validate_only {
+                            r.records.clear();
+                        }
+                        r
+                    })
+                    .await?;
+                Ok(ControllerResponse::Changed {
+                    result,
+                    metadata_offset,
+                })
+            }
             ControllerRequest::DeleteTopics { topics } => {
                 let (results, metadata_offset) = self
                     .propose(|image| controller::delete_topics(image, &topics))

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::controller::{CreatedTopic, DeletedTopic, NewTopic, TopicRef};
+use crate::controller::{ConfigOp, CreatedTopic, DeletedTopic, NewTopic, TopicRef};
 use crate::{Endpoint, MetadataError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,19 @@ pub enum ControllerRequest {
     DeleteTopics {
         topics: Vec<TopicRef>,
     },
+    AlterConfigs {
+        topic: String,
+        ops: Vec<ConfigOp>,
+        /// AlterConfigs (true) replaces every config; IncrementalAlterConfigs (false) doesn't.
+        replace: bool,
+        validate_only: bool,
+    },
+    CreatePartitions {
+        topic: String,
+        total: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +57,11 @@ pub enum ControllerResponse {
     },
     DeleteTopics {
         results: Vec<Result<DeletedTopic, MetadataError>>,
+        metadata_offset: u64,
+    },
+    /// The answer to AlterConfigs and CreatePartitions.
+    Changed {
+        result: Result<(), MetadataError>,
         metadata_offset: u64,
     },
 }

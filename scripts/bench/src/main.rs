@@ -98,6 +98,7 @@ fn consume(args: &Args) -> anyhow::Result<()> {
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "10485760")
         .set("queued.max.messages.kbytes", "1048576")
+        .set("queued.min.messages", "1000000")
         .create()
         .context("creating the consumer")?;
     let (low, high) = consumer.fetch_watermarks(&args.topic, 0, Duration::from_secs(10))?;

@@ -1,0 +1,239 @@
+//! DescribeConfigs (1-4), AlterConfigs (0-2) and IncrementalAlterConfigs (0-1) for topics
+//! (and describing the broker's own defaults). Changes go through the metadata quorum as
+//! ConfigChange records, so every broker sees them without a restart.
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::ResponseError;
+use metadata_quorum::controller::ConfigOp;
+
+use super::str_bytes;
+use crate::topic_config::{self, Resolved};
+use crate::Broker;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+fn entry(
+    r: &Resolved,
+    synonyms: bool,
+    docs: bool,
+    read_only: bool,
+) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(r.def.name))
+        .with_value(Some(str_bytes(r.value.clone())))
+        .with_read_only(read_only)
+        .with_config_source(r.source)
+        .with_config_type(r.def.ty.code())
+        .with_documentation(docs.then(|| str_bytes(r.def.doc)))
+        .with_synonyms(if synonyms {
+            r.synonyms
+                .iter()
+                .map(|(n, v, s)| {
+                    DescribeConfigsSynonym::default()
+                        .with_name(str_bytes(n.clone()))
+                        .with_value(Some(str_bytes(v.clone())))
+                        .with_source(*s)
+                })
+                .collect()
+        } else {
+            vec![]
+        })
+}
+
+pub fn describe(
+    broker: &Broker,
+    req: DescribeConfigsRequest,
+    _version: i16,
+) -> DescribeConfigsResponse {
+    let image = broker.image();
+    let results = req
+        .resources
+        .iter()
+        .map(|res| {
+            let base = DescribeConfigsResult::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone());
+            let (resolved, read_only) = match res.resource_type {
+                RESOURCE_TOPIC => match image.topic(res.resource_name.as_str()) {
+                    Some(t) => (topic_config::resolve_all(&broker.config, Some(t)), false),
+                    None => {
+                        return base
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_error_message(Some(str_bytes(format!(
+                                "topic '{}' does not exist",
+                                res.resource_name.as_str()
+                            ))))
+                    }
+                },
+                RESOURCE_BROKER
+                    if res.resource_name.is_empty()
+                        || res.resource_name.as_str() == broker.node_id.to_string() =>
+                {
+                    (topic_config::resolve_all(&broker.config, None), true)
+                }
+                RESOURCE_BROKER => {
+                    return base
+                        .with_error_code(ResponseError::InvalidRequest.code())
+                        .with_error_message(Some(str_bytes(format!(
+                            "this is broker {}; ask broker {} for its configs",
+                            broker.node_id,
+                            res.resource_name.as_str()
+                        ))))
+                }
+                other => {
+                    return base
+                        .with_error_code(ResponseError::InvalidRequest.code())
+                        .with_error_message(Some(str_bytes(format!(
+                            "resource type {other} is not supported"
+                        ))))
+                }
+            };
+            let wanted = res.configuration_keys.as_ref();
+            let configs = resolved
+                .iter()
+                .filter(|r| wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == r.def.name)))
+                .map(|r| {
+                    let mut e = entry(
+                        r,
+                        req.include_synonyms,
+                        req.include_documentation,
+                        read_only,
+                    );
+                    if res.resource_type == RESOURCE_BROKER {
+                        e = e.with_name(str_bytes(r.def.broker_name));
+                    }
+                    e
+                })
+                .collect();
+            base.with_configs(configs)
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+/// One resource's outcome: (error code, message).
+async fn apply(
+    broker: &Broker,
+    resource_type: i8,
+    name: &str,
+    ops: Vec<ConfigOp>,
+    replace: bool,
+    validate_only: bool,
+) -> (i16, Option<String>) {
+    if resource_type != RESOURCE_TOPIC {
+        return (
+            ResponseError::InvalidRequest.code(),
+            Some(format!(
+                "altering resource type {resource_type} is not supported; broker configs are flags"
+            )),
+        );
+    }
+    match broker
+        .controller
+        .alter_configs(name.to_string(), ops, replace, validate_only)
+        .await
+    {
+        Ok(Ok(())) => (0, None),
+        Ok(Err(e)) => (e.kafka_code(), Some(e.to_string())),
+        Err(e) => (e.kafka_code(), Some(e.to_string())),
+    }
+}
+
+pub async fn alter(
+    broker: &Broker,
+    req: AlterConfigsRequest,
+    _version: i16,
+) -> AlterConfigsResponse {
+    use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for res in &req.resources {
+        let ops = res
+            .configs
+            .iter()
+            .map(|c| match &c.value {
+                Some(v) => ConfigOp::Set {
+                    key: c.name.to_string(),
+                    value: v.to_string(),
+                },
+                None => ConfigOp::Delete {
+                    key: c.name.to_string(),
+                },
+            })
+            .collect();
+        let (code, message) = apply(
+            broker,
+            res.resource_type,
+            res.resource_name.as_str(),
+            ops,
+            true,
+            req.validate_only,
+        )
+        .await;
+        responses.push(
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone())
+                .with_error_code(code)
+                .with_error_message(message.map(str_bytes)),
+        );
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+pub async fn incremental_alter(
+    broker: &Broker,
+    req: IncrementalAlterConfigsRequest,
+    _version: i16,
+) -> IncrementalAlterConfigsResponse {
+    use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for res in &req.resources {
+        let ops: Result<Vec<ConfigOp>, String> = res
+            .configs
+            .iter()
+            .map(|c| {
+                let key = c.name.to_string();
+                let value = c.value.as_ref().map(|v| v.to_string());
+                match (c.config_operation, value) {
+                    (0, Some(value)) => Ok(ConfigOp::Set { key, value }),
+                    (1, _) => Ok(ConfigOp::Delete { key }),
+                    (2, Some(value)) => Ok(ConfigOp::Append { key, value }),
+                    (3, Some(value)) => Ok(ConfigOp::Subtract { key, value }),
+                    (op, None) if op != 1 => {
+                        Err(format!("operation {op} on '{key}' needs a value"))
+                    }
+                    (op, _) => Err(format!("unknown config operation {op}")),
+                }
+            })
+            .collect();
+        let (code, message) = match ops {
+            Ok(ops) => {
+                apply(
+                    broker,
+                    res.resource_type,
+                    res.resource_name.as_str(),
+                    ops,
+                    false,
+                    req.validate_only,
+                )
+                .await
+            }
+            Err(m) => (ResponseError::InvalidConfig.code(), Some(m)),
+        };
+        responses.push(
+            AlterConfigsResourceResponse::default()
+                .with_resource_type(res.resource_type)
+                .with_resource_name(res.resource_name.clone())
+                .with_error_code(code)
+                .with_error_message(message.map(str_bytes)),
+        );
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
