@@ -52,12 +52,13 @@ def wait_until(predicate, timeout=30.0, what="condition"):
 
 
 class Broker:
-    def __init__(self, data_dir: Path, extra_args=()):
+    def __init__(self, data_dir: Path, extra_args=(), env=None):
         self.data_dir = data_dir
         self.kafka_port = free_port()
         self.http_port = free_port()
         self.quorum_port = free_port()
         self.extra_args = list(extra_args)
+        self.env = {**os.environ, **(env or {})}
         self.proc = None
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
 
@@ -79,6 +80,7 @@ class Broker:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            env=self.env,
         )
         wait_until(self._ready, what=f"broker on {self.bootstrap} (log: {self.log_path})")
         return self

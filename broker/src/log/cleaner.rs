@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
 use strom_storage::{PartitionState, StoredBatch};
-use tracing::info;
+use tracing::{debug, info};
 
 use super::PartitionLog;
 use crate::error::LogError;
@@ -106,6 +106,7 @@ impl PartitionLog {
                 batches.push((data, set));
             }
         }
+        debug!(tp = %self.tp, batches = batches.len(), keys = latest.len(), "compaction pass planned");
         // Pass 2: rewrite the old enough batches, never the newest one.
         let mut stats = CompactionStats::default();
         let mut remove = Vec::new();
@@ -184,6 +185,10 @@ impl PartitionLog {
             return Ok(stats);
         }
         let mut state = self.state.lock();
+        if state.log_start_offset != start {
+            // A DeleteRecords moved the head while we read: the plan may name removed batches.
+            return Ok(CompactionStats::default());
+        }
         let next = PartitionState {
             size_bytes: (state.size_bytes + stats.bytes_after).saturating_sub(stats.bytes_before),
             ..*state

@@ -212,48 +212,56 @@ impl PartitionLog {
     }
 
     /// Moves the log start offset to `offset` (DeleteRecords; -1 means the high watermark)
-    /// and drops every batch wholly below it. Returns the new log start offset.
+    /// and drops every batch wholly below it. Returns the new log start offset. The head is
+    /// scanned without the partition lock, so appends and fetches carry on meanwhile; only
+    /// the one RocksDB write happens under it.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
-        let mut state = self.state.lock();
         let hw = self.high_watermark();
         let offset = if offset == -1 { hw } else { offset };
-        if offset < 0 || offset > hw {
-            return Err(LogError::OffsetOutOfRange {
-                offset,
-                log_start: state.log_start_offset,
-                log_end: hw,
-            });
-        }
-        if offset <= state.log_start_offset {
-            return Ok(state.log_start_offset);
-        }
-        let mut removed_bytes = 0u64;
-        let mut remove_below = state.log_start_offset;
         loop {
-            let infos = self
-                .store
-                .batch_infos(self.tp, remove_below, offset, 1024)?;
-            let n = infos.len();
-            for b in &infos {
-                if b.last_offset < offset {
-                    removed_bytes += b.size;
-                    remove_below = b.last_offset + 1;
-                } else {
-                    remove_below = b.base_offset;
+            let seen = self.state();
+            if offset < 0 || offset > hw {
+                return Err(LogError::OffsetOutOfRange {
+                    offset,
+                    log_start: seen.log_start_offset,
+                    log_end: hw,
+                });
+            }
+            if offset <= seen.log_start_offset {
+                return Ok(seen.log_start_offset);
+            }
+            let mut removed_bytes = 0u64;
+            let mut remove_below = seen.log_start_offset;
+            loop {
+                let infos = self
+                    .store
+                    .batch_infos(self.tp, remove_below, offset, 1024)?;
+                for b in &infos {
+                    if b.last_offset < offset {
+                        removed_bytes += b.size;
+                        remove_below = b.last_offset + 1;
+                    } else {
+                        remove_below = b.base_offset;
+                    }
+                }
+                if infos.len() < 1024 || infos.last().is_some_and(|b| b.last_offset >= offset) {
+                    break;
                 }
             }
-            if n < 1024 || infos.last().is_some_and(|b| b.last_offset >= offset) {
-                break;
+            let mut state = self.state.lock();
+            if state.log_start_offset != seen.log_start_offset {
+                // Another deletion moved the head while we scanned: look again.
+                continue;
             }
+            let next = PartitionState {
+                log_start_offset: offset,
+                size_bytes: state.size_bytes.saturating_sub(removed_bytes),
+                ..*state
+            };
+            self.store.delete_head(self.tp, remove_below, next)?;
+            *state = next;
+            return Ok(offset);
         }
-        let next = PartitionState {
-            log_start_offset: offset,
-            size_bytes: state.size_bytes.saturating_sub(removed_bytes),
-            ..*state
-        };
-        self.store.delete_head(self.tp, remove_below, next)?;
-        *state = next;
-        Ok(offset)
     }
 }
 
