@@ -4,7 +4,8 @@
 //!
 //! Each of them `tries` times (default 20), printing every try and the median and worst.
 //!
-//! cargo build --bins && cargo run -p integration-tests --example failover_timing -- [tries] [session_ms]
+//! cargo build --bins && cargo run -p integration-tests --example failover_timing -- \
+//!     [tries] [broker_session_ms] [raft_election_timeout_ms]
 
 use std::time::{Duration, Instant};
 
@@ -78,17 +79,29 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let tries: usize = args.get(1).map_or(Ok(20), |s| s.parse())?;
     let session = args.get(2).cloned().unwrap_or_else(|| "1500".into());
+    let election: u64 = args.get(3).map_or(Ok(500), |s| s.parse())?;
+    let heartbeat = (election / 10).max(10).to_string();
+    let election = election.to_string();
     let dir = tempfile::tempdir()?;
     let mut cluster = Cluster::start(
         dir.path(),
         3,
         3,
-        &["--broker-session-timeout-ms", &session],
+        &[
+            "--broker-session-timeout-ms",
+            &session,
+            "--raft-election-timeout-ms",
+            &election,
+            "--raft-heartbeat-ms",
+            &heartbeat,
+        ],
         &["--broker-heartbeat-interval-ms", "250"],
     )?;
     // A fresh RF-3 topic per try: without replication (yet) a fenced broker never rejoins an
     // ISR, so ISRs only shrink; each try needs one that still has three members.
-    println!("broker session timeout {session} ms, heartbeat 250 ms");
+    println!(
+        "broker session timeout {session} ms, broker heartbeat 250 ms, raft election timeout {election} ms, raft heartbeat {heartbeat} ms"
+    );
 
     let mut broker_ms = Vec::new();
     for i in 0..tries {

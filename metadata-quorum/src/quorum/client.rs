@@ -17,6 +17,9 @@ use super::rpc::{ControllerError, ControllerRequest, ControllerResponse};
 use crate::controller::{ConfigOp, CreatedTopic, DeletedTopic, NewTopic, TopicRef};
 use crate::{Endpoint, LoggedRecord, MetadataError, MetadataImage};
 
+/// How long a metadata change waits for an active controller before it fails.
+const ELECTION_PATIENCE: Duration = Duration::from_secs(5);
+
 /// Sends one controller request to the controller at `addr`.
 pub async fn call_controller(
     http: &reqwest::Client,
@@ -159,6 +162,30 @@ impl RemoteController {
 
     /// Sends a request to a reachable controller, starting with the last one that answered.
     async fn call(&self, req: &ControllerRequest) -> Result<ControllerResponse, ControllerError> {
+        // An election takes a second or two; changes made meanwhile wait for it rather than
+        // fail (heartbeats have their own cadence and do not wait).
+        let patience = match req {
+            ControllerRequest::Heartbeat { .. } => Duration::ZERO,
+            _ => ELECTION_PATIENCE,
+        };
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            match self.call_once(req).await {
+                Err(ControllerError::NotController { .. })
+                | Err(ControllerError::Unreachable { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn call_once(
+        &self,
+        req: &ControllerRequest,
+    ) -> Result<ControllerResponse, ControllerError> {
         let n = self.addrs.len();
         let first = self.preferred.load(Ordering::Relaxed);
         let mut last_err = ControllerError::Unreachable {
