@@ -5,7 +5,7 @@ use metadata_quorum::MetadataError;
 use strom_storage::StorageError;
 
 /// Errors of the partition log layer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {
     #[error("corrupt record batch: {reason}")]
     CorruptMessage { reason: String },
@@ -23,6 +23,20 @@ pub enum LogError {
     FencedLeaderEpoch { requested: i32, current: i32 },
     #[error("leader epoch {requested} is newer than the current {current}")]
     UnknownLeaderEpoch { requested: i32, current: i32 },
+    #[error("producer {producer_id}: sequence {got} where {expected} was expected")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    #[error("producer {producer_id}: epoch {epoch} is older than the current {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
+    #[error("producer {producer_id} is unknown here and starts at sequence {first_seq}, not 0")]
+    UnknownProducerId { producer_id: i64, first_seq: i32 },
     #[error("storage failed: {source}")]
     Storage {
         #[from]
@@ -39,6 +53,9 @@ impl LogError {
             LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
             LogError::FencedLeaderEpoch { .. } => ResponseError::FencedLeaderEpoch,
             LogError::UnknownLeaderEpoch { .. } => ResponseError::UnknownLeaderEpoch,
+            LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+            LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            LogError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
             LogError::Storage { .. } => ResponseError::KafkaStorageError,
         }
     }

@@ -49,6 +49,8 @@ pub struct Broker {
     pub controller: Arc<RemoteController>,
     pub logs: log::LogManager,
     pub metrics: metrics::Metrics,
+    /// The producer id block being handed out: (next, end).
+    pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }
 
 impl Broker {
@@ -128,6 +130,7 @@ impl Broker {
             controller,
             logs,
             metrics: metrics::Metrics::default(),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
         });
         broker.logs.sync(&broker.image());
 

@@ -147,6 +147,17 @@ def test_admin_create_describe_delete(broker):
     assert e.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
 
 
+def test_idempotent_producer(broker):
+    topic = "conf-idempotent"
+    sent = records_for("zstd", 3000)
+    delivered = produce(broker.bootstrap, topic, sent, **{"enable.idempotence": True,
+                                                           "compression.type": "zstd",
+                                                           "max.in.flight.requests.per.connection": 5})
+    assert sorted(o for _, o in delivered) == list(range(3000))
+    got = consume_all(broker.bootstrap, topic, 0, 3000)
+    assert [m.value() for m in got] == [v for _, v, _, _ in sent]
+
+
 def test_acks_zero_and_all(broker):
     for acks in ("0", "all"):
         topic = f"conf-acks-{acks}"

@@ -16,8 +16,8 @@ BASE_TS = int(time.time() * 1000) - 3_600_000
 def test_round_trip_with_codec(broker, codec):
     topic = f"kp-{codec or 'none'}"
     n = 1000
-    # enable_idempotence=False: InitProducerId arrives with the replication work (issue 4).
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=codec, enable_idempotence=False,
+    # kafka-python 3 defaults to enable_idempotence=True (InitProducerId, sequences).
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=codec,
                              linger_ms=5, batch_size=16384)
     futures = [
         producer.send(topic, key=f"k{i % 11}".encode(), value=f"v{i}".encode() * 3,

@@ -497,6 +497,23 @@ pub fn create_partitions(
     }
 }
 
+/// Hands `count` producer ids to a broker (it gives them out in InitProducerId).
+pub fn allocate_producer_ids(
+    image: &MetadataImage,
+    broker_id: i32,
+    count: i64,
+) -> ControllerResult<(i64, i64)> {
+    let first_id = image.next_producer_id;
+    ControllerResult {
+        records: vec![MetadataRecord::AllocateProducerIds {
+            broker_id,
+            first_id,
+            count,
+        }],
+        response: (first_id, count),
+    }
+}
+
 /// Fences a broker whose session lapsed: it leaves every ISR it is in (unless it is the last
 /// member, as KRaft keeps it), and every partition it led gets the first live ISR member as
 /// leader, or goes offline (leader -1). Leader epochs grow whenever the leader changes.

@@ -53,6 +53,8 @@ pub struct MetadataImage {
     pub offset: u64,
     pub cluster_id: String,
     pub brokers: BTreeMap<i32, BrokerImage>,
+    /// The first producer id not yet handed out.
+    pub next_producer_id: i64,
     topics: BTreeMap<String, Arc<TopicImage>>,
     topic_names: HashMap<Uuid, String>,
 }
@@ -156,6 +158,19 @@ impl MetadataImage {
                             topic_id: *topic_id,
                         })?;
                 self.topics.remove(&name);
+            }
+            MetadataRecord::AllocateProducerIds {
+                first_id, count, ..
+            } => {
+                if *first_id != self.next_producer_id || *count <= 0 {
+                    return Err(MetadataError::InvalidRecord {
+                        reason: format!(
+                            "producer ids {first_id}+{count} do not continue at {}",
+                            self.next_producer_id
+                        ),
+                    });
+                }
+                self.next_producer_id = first_id + count;
             }
             MetadataRecord::AddPartitions {
                 topic_id,

@@ -73,6 +73,12 @@ pub enum MetadataRecord {
         topic_id: Uuid,
         partitions: Vec<PartitionRecord>,
     },
+    /// A block of producer ids handed to a broker for InitProducerId.
+    AllocateProducerIds {
+        broker_id: i32,
+        first_id: i64,
+        count: i64,
+    },
 }
 
 impl MetadataRecord {
@@ -86,6 +92,7 @@ impl MetadataRecord {
             MetadataRecord::CreateTopic { .. } => "CreateTopic",
             MetadataRecord::DeleteTopic { .. } => "DeleteTopic",
             MetadataRecord::AddPartitions { .. } => "AddPartitions",
+            MetadataRecord::AllocateProducerIds { .. } => "AllocateProducerIds",
             MetadataRecord::PartitionChange { .. } => "PartitionChange",
             MetadataRecord::ConfigChange { .. } => "ConfigChange",
         }

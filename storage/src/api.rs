@@ -117,6 +117,7 @@ pub struct WriteBatch {
     pub(crate) batches: Vec<StoredBatch>,
     pub(crate) index: Vec<TimeIndexEntry>,
     pub(crate) state: PartitionState,
+    pub(crate) producers: Vec<(i64, Vec<u8>)>,
 }
 
 impl WriteBatch {
@@ -126,7 +127,15 @@ impl WriteBatch {
             batches: Vec::new(),
             index: Vec::new(),
             state: current,
+            producers: Vec::new(),
         }
+    }
+
+    /// Stores the (opaque, caller-encoded) state of producer `producer_id` with this write,
+    /// so idempotence survives a crash exactly as far as the log does.
+    pub fn set_producer_state(&mut self, producer_id: i64, state: Vec<u8>) {
+        self.producers.retain(|(p, _)| *p != producer_id);
+        self.producers.push((producer_id, state));
     }
 
     /// Adds a batch. It must start exactly at the current log end offset.
@@ -161,7 +170,7 @@ impl WriteBatch {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StorageError {
     #[error("storage engine failed: {message}")]
     Engine { message: String },
@@ -211,6 +220,9 @@ pub trait LogStore: Send + Sync + 'static {
         &self,
         tp: TopicPartition,
     ) -> Result<Option<TimeIndexEntry>, StorageError>;
+
+    /// The producer states written with [`WriteBatch::set_producer_state`], by producer id.
+    fn producer_states(&self, tp: TopicPartition) -> Result<Vec<(i64, Vec<u8>)>, StorageError>;
 
     /// Every partition the store holds, with its state: what a broker recovers at start-up.
     fn partitions(&self) -> Result<Vec<(TopicPartition, PartitionState)>, StorageError>;

@@ -73,6 +73,27 @@ pub fn run<S: LogStore, F: FnMut() -> S>(mut make: F) {
     delete_partition_removes_only_it(&make());
     head_deletion_moves_the_start(&make());
     replacement_is_atomic_and_keeps_offsets(&make());
+    producer_state_travels_with_appends(&make());
+}
+
+fn producer_state_travels_with_appends<S: LogStore>(store: &S) {
+    let (t, other) = (tp(12, 0), tp(12, 1));
+    for p in [t, other] {
+        store.create_partition(p).expect("create");
+    }
+    let mut write = WriteBatch::new(state_of(store, t));
+    write.push(fake_batch(0, 1, 1, 0)).expect("push");
+    write.set_producer_state(7, vec![1, 2, 3]);
+    write.set_producer_state(7, vec![4]);
+    write.set_producer_state(1_000_000, vec![9]);
+    store.append(t, write).expect("append");
+    assert_eq!(
+        store.producer_states(t).expect("states"),
+        vec![(7, vec![4]), (1_000_000, vec![9])]
+    );
+    assert!(store.producer_states(other).expect("states").is_empty());
+    store.delete_partition(t).expect("delete");
+    assert!(store.producer_states(t).expect("states").is_empty());
 }
 
 fn state_of<S: LogStore>(store: &S, t: TopicPartition) -> PartitionState {
@@ -363,6 +384,9 @@ pub fn survives_reopen<S: LogStore, F: FnMut() -> S>(mut open: F) {
         let store = open();
         store.create_partition(t).expect("create");
         let mut w = append(&store, t, &[(2, 10, 3), (3, 20, 3)]);
+        let mut write = WriteBatch::new(state_of(&store, t));
+        write.set_producer_state(42, vec![42]);
+        store.append(t, write).expect("producer state only");
         w.extend(append(&store, t, &[(1, 30, 3)]));
         w
     };

@@ -15,6 +15,7 @@ struct Inner {
     log: BTreeMap<(TopicPartition, i64), Bytes>,
     index: BTreeMap<(TopicPartition, i64), i64>,
     state: HashMap<TopicPartition, PartitionState>,
+    producers: BTreeMap<(TopicPartition, i64), Vec<u8>>,
 }
 
 /// Holds everything in memory; nothing survives a drop.
@@ -47,7 +48,19 @@ impl LogStore for MemoryLogStore {
             inner.index.insert((tp, e.timestamp), e.base_offset);
         }
         inner.state.insert(tp, write.state);
+        for (pid, bytes) in write.producers {
+            inner.producers.insert((tp, pid), bytes);
+        }
         Ok(())
+    }
+
+    fn producer_states(&self, tp: TopicPartition) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
+        let inner = self.inner.read();
+        Ok(inner
+            .producers
+            .range((tp, i64::MIN)..=(tp, i64::MAX))
+            .map(|((_, pid), b)| (*pid, b.clone()))
+            .collect())
     }
 
     fn read(
@@ -132,6 +145,7 @@ impl LogStore for MemoryLogStore {
         inner.log.retain(|(t, _), _| *t != tp);
         inner.index.retain(|(t, _), _| *t != tp);
         inner.state.remove(&tp);
+        inner.producers.retain(|(t, _), _| *t != tp);
         Ok(())
     }
     fn batch_infos(

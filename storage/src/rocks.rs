@@ -18,6 +18,7 @@ use crate::{
 const CF_LOG: &str = "log";
 const CF_TIMEINDEX: &str = "timeindex";
 const CF_STATE: &str = "state";
+const CF_PRODUCERS: &str = "producers";
 
 /// Tuning knobs for the RocksDB engine.
 #[derive(Debug, Clone)]
@@ -80,7 +81,8 @@ impl RocksLogStore {
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_LOG, log_opts),
             ColumnFamilyDescriptor::new(CF_TIMEINDEX, small_opts.clone()),
-            ColumnFamilyDescriptor::new(CF_STATE, small_opts),
+            ColumnFamilyDescriptor::new(CF_STATE, small_opts.clone()),
+            ColumnFamilyDescriptor::new(CF_PRODUCERS, small_opts),
         ];
         let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(engine)?;
         Ok(Self {
@@ -138,6 +140,12 @@ impl LogStore for RocksLogStore {
             );
         }
         batch.put_cf(state, keys::partition_prefix(tp), write.state.encode());
+        if !write.producers.is_empty() {
+            let producers = self.cf(CF_PRODUCERS)?;
+            for (pid, bytes) in &write.producers {
+                batch.put_cf(producers, keys::key(tp, *pid as u64), bytes);
+            }
+        }
         self.db
             .write_opt(batch, &self.write_options())
             .map_err(engine)
@@ -219,6 +227,25 @@ impl LogStore for RocksLogStore {
         read_index_entry(&it)
     }
 
+    fn producer_states(&self, tp: TopicPartition) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
+        let cf = self.cf(CF_PRODUCERS)?;
+        let (lower, upper) = Self::partition_bounds(tp);
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(upper.to_vec());
+        let mut out = Vec::new();
+        for item in
+            self.db
+                .iterator_cf_opt(cf, opts, IteratorMode::From(&lower, Direction::Forward))
+        {
+            let (key, value) = item.map_err(engine)?;
+            let pid = keys::decode_suffix(&key).ok_or_else(|| StorageError::Corrupt {
+                what: "producer key of unexpected length".into(),
+            })? as i64;
+            out.push((pid, value.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn partitions(&self) -> Result<Vec<(TopicPartition, PartitionState)>, StorageError> {
         let cf = self.cf(CF_STATE)?;
         let mut out = Vec::new();
@@ -243,6 +270,8 @@ impl LogStore for RocksLogStore {
         batch.delete_range_cf(self.cf(CF_TIMEINDEX)?, lower, upper);
         batch.delete_cf(self.cf(CF_TIMEINDEX)?, upper);
         batch.delete_cf(self.cf(CF_STATE)?, keys::partition_prefix(tp));
+        batch.delete_range_cf(self.cf(CF_PRODUCERS)?, lower, upper);
+        batch.delete_cf(self.cf(CF_PRODUCERS)?, upper);
         self.db
             .write_opt(batch, &self.write_options())
             .map_err(engine)

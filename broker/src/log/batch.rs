@@ -67,6 +67,17 @@ impl BatchView {
         be_i64(&self.bytes, 27)
     }
 
+    pub fn producer_epoch(&self) -> i16 {
+        be_i16(&self.bytes, 51)
+    }
+
+    /// First and last sequence numbers (sequences wrap from i32::MAX to 0).
+    pub fn sequences(&self) -> (i32, i32) {
+        let first = be_i32(&self.bytes, 53);
+        let last = (first as i64 + self.last_offset_delta as i64) % (i32::MAX as i64 + 1);
+        (first, last as i32)
+    }
+
     /// A copy with `baseOffset` and `partitionLeaderEpoch` set, as the log stores it.
     pub fn with_offset(&self, base_offset: i64, leader_epoch: i32) -> Bytes {
         let mut out = BytesMut::from(&self.bytes[..]);

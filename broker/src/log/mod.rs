@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod cleaner;
+pub mod producer;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,21 +49,37 @@ pub struct PartitionLog {
     tp: TopicPartition,
     store: Arc<dyn LogStore>,
     state: Mutex<PartitionState>,
+    /// Idempotent producers' state; locked only while `state` is held.
+    producers: Mutex<HashMap<i64, producer::ProducerEntry>>,
     leader_epoch: i32,
     /// The high watermark, which parked fetches watch. With one replica it is the log end.
     high_watermark: watch::Sender<i64>,
 }
 
 impl PartitionLog {
-    fn new(tp: TopicPartition, store: Arc<dyn LogStore>, state: PartitionState) -> Self {
+    fn new(
+        tp: TopicPartition,
+        store: Arc<dyn LogStore>,
+        state: PartitionState,
+    ) -> Result<Self, LogError> {
         let (high_watermark, _) = watch::channel(state.log_end_offset);
-        Self {
+        let mut producers = HashMap::new();
+        for (pid, bytes) in store.producer_states(tp)? {
+            let entry = producer::ProducerEntry::decode(&bytes).ok_or_else(|| {
+                LogError::CorruptMessage {
+                    reason: format!("producer state of {pid} in {tp} does not decode"),
+                }
+            })?;
+            producers.insert(pid, entry);
+        }
+        Ok(Self {
             tp,
             store,
             state: Mutex::new(state),
+            producers: Mutex::new(producers),
             leader_epoch: 0,
             high_watermark,
-        }
+        })
     }
 
     pub fn topic_partition(&self) -> TopicPartition {
@@ -101,24 +118,71 @@ impl PartitionLog {
     /// Appends validated batches, giving them consecutive offsets, in one durable write.
     pub fn append(&self, batches: &[BatchView]) -> Result<AppendInfo, LogError> {
         let mut state = self.state.lock();
+        let mut producers = self.producers.lock();
         let mut write = WriteBatch::new(*state);
+        let mut updates: Vec<(i64, producer::ProducerEntry)> = Vec::new();
+        let mut answer: Option<(i64, i64)> = None;
         for b in batches {
+            let pid = b.producer_id;
+            let mut seq = None;
+            if pid >= 0 {
+                let current = updates
+                    .iter()
+                    .rev()
+                    .find(|(p, _)| *p == pid)
+                    .map(|(_, e)| e)
+                    .or_else(|| producers.get(&pid));
+                let (first, last) = b.sequences();
+                match producer::check(current, pid, b.producer_epoch(), first, last)? {
+                    producer::SeqCheck::Duplicate(d) => {
+                        // A retry: answer with where it landed the first time.
+                        answer.get_or_insert((d.first_offset, d.last_offset));
+                        continue;
+                    }
+                    producer::SeqCheck::Append => seq = Some((current.cloned(), first, last)),
+                }
+            }
             let base_offset = write.state().log_end_offset;
+            let last_offset = base_offset + b.last_offset_delta as i64;
             write.push(StoredBatch {
                 base_offset,
-                last_offset: base_offset + b.last_offset_delta as i64,
+                last_offset,
                 max_timestamp: b.max_timestamp,
                 data: b.with_offset(base_offset, self.leader_epoch),
             })?;
+            answer.get_or_insert((base_offset, last_offset));
+            if let Some((current, first_seq, last_seq)) = seq {
+                let entry = producer::record(
+                    current.as_ref(),
+                    b.producer_epoch(),
+                    producer::BatchSeq {
+                        first_seq,
+                        last_seq,
+                        first_offset: base_offset,
+                        last_offset,
+                    },
+                );
+                write.set_producer_state(pid, entry.encode());
+                updates.push((pid, entry));
+            }
         }
+        let (base_offset, last_offset) =
+            answer.unwrap_or((state.log_end_offset, state.log_end_offset - 1));
         let info = AppendInfo {
-            base_offset: state.log_end_offset,
-            last_offset: write.state().log_end_offset - 1,
+            base_offset,
+            last_offset,
             log_start_offset: state.log_start_offset,
         };
+        if write.is_empty() {
+            return Ok(info);
+        }
         let next = write.state();
         self.store.append(self.tp, write)?;
         *state = next;
+        for (pid, entry) in updates {
+            producers.insert(pid, entry);
+        }
+        drop(producers);
         drop(state);
         self.high_watermark.send_replace(next.log_end_offset);
         Ok(info)
@@ -277,7 +341,7 @@ impl LogManager {
     pub fn open(node_id: i32, store: Arc<dyn LogStore>) -> Result<Self, LogError> {
         let mut partitions = HashMap::new();
         for (tp, state) in store.partitions()? {
-            partitions.insert(tp, Arc::new(PartitionLog::new(tp, store.clone(), state)));
+            partitions.insert(tp, Arc::new(PartitionLog::new(tp, store.clone(), state)?));
         }
         info!(partitions = partitions.len(), "partition logs recovered");
         Ok(Self {
@@ -308,7 +372,7 @@ impl LogManager {
             return Ok(Some(p.clone()));
         }
         let state = self.store.create_partition(tp)?;
-        let log = Arc::new(PartitionLog::new(tp, self.store.clone(), state));
+        let log = Arc::new(PartitionLog::new(tp, self.store.clone(), state)?);
         partitions.insert(tp, log.clone());
         Ok(Some(log))
     }

@@ -413,6 +413,19 @@ impl RemoteController {
         .await
     }
 
+    /// A block of producer ids for this broker: (first id, count).
+    pub async fn allocate_producer_ids(&self) -> Result<(i64, i64), ControllerError> {
+        match self
+            .call(&ControllerRequest::AllocateProducerIds {
+                broker_id: self.registration.broker_id,
+            })
+            .await?
+        {
+            ControllerResponse::ProducerIds { first_id, count } => Ok((first_id, count)),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Grows `topic` to `total` partitions.
     pub async fn create_partitions(
         &self,

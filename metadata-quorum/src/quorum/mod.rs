@@ -78,6 +78,9 @@ impl QuorumConfig {
     }
 }
 
+/// Producer ids handed to a broker at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
 /// Why a controller could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -331,6 +334,14 @@ impl QuorumNode {
                     result,
                     metadata_offset,
                 })
+            }
+            ControllerRequest::AllocateProducerIds { broker_id } => {
+                let ((first_id, count), _) = self
+                    .propose(|image| {
+                        controller::allocate_producer_ids(image, broker_id, PRODUCER_ID_BLOCK)
+                    })
+                    .await?;
+                Ok(ControllerResponse::ProducerIds { first_id, count })
             }
             ControllerRequest::DeleteTopics { topics } => {
                 let (results, metadata_offset) = self

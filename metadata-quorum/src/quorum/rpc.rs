@@ -39,6 +39,9 @@ pub enum ControllerRequest {
         assignments: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     },
+    AllocateProducerIds {
+        broker_id: i32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +61,10 @@ pub enum ControllerResponse {
     DeleteTopics {
         results: Vec<Result<DeletedTopic, MetadataError>>,
         metadata_offset: u64,
+    },
+    ProducerIds {
+        first_id: i64,
+        count: i64,
     },
     /// The answer to AlterConfigs and CreatePartitions.
     Changed {
