@@ -264,6 +264,22 @@ pub fn delete_topics(
     ControllerResult { records, response }
 }
 
+/// Records to append when a decision succeeded, none (and the error as the answer) if not.
+fn decided(
+    result: Result<Vec<MetadataRecord>, MetadataError>,
+) -> ControllerResult<Result<(), MetadataError>> {
+    match result {
+        Ok(records) => ControllerResult {
+            records,
+            response: Ok(()),
+        },
+        Err(e) => ControllerResult {
+            records: vec![],
+            response: Err(e),
+        },
+    }
+}
+
 /// One change of AlterConfigs (replace: `Set`s plus `Delete`s of everything else) or
 /// IncrementalAlterConfigs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -377,16 +393,7 @@ pub fn alter_topic_configs(
         }
         Ok(records)
     };
-    match decide() {
-        Ok(records) => ControllerResult {
-            records,
-            response: Ok(()),
-        },
-        Err(e) => ControllerResult {
-            records: vec![],
-            response: Err(e),
-        },
-    }
+    decided(decide())
 }
 
 /// Grows a topic to `total` partitions (CreatePartitions). New partitions are spread over the
@@ -485,16 +492,7 @@ pub fn create_partitions(
             partitions,
         }])
     };
-    match decide() {
-        Ok(records) => ControllerResult {
-            records,
-            response: Ok(()),
-        },
-        Err(e) => ControllerResult {
-            records: vec![],
-            response: Err(e),
-        },
-    }
+    decided(decide())
 }
 
 /// Hands `count` producer ids to a broker (it gives them out in InitProducerId).

@@ -5,9 +5,8 @@ use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
-use kafka_protocol::ResponseError;
-use strom_storage::TopicPartition;
 
+use super::leader_log;
 use crate::Broker;
 
 pub fn handle(broker: &Broker, req: DeleteRecordsRequest, _version: i16) -> DeleteRecordsResponse {
@@ -24,26 +23,8 @@ pub fn handle(broker: &Broker, req: DeleteRecordsRequest, _version: i16) -> Dele
                     let base = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
-                    let Some(topic) = topic else {
-                        return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
-                    };
-                    let Some(meta) = usize::try_from(p.partition_index)
-                        .ok()
-                        .and_then(|i| topic.partitions.get(i))
-                    else {
-                        return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
-                    };
-                    if meta.leader != broker.node_id {
-                        return base.with_error_code(ResponseError::NotLeaderOrFollower.code());
-                    }
-                    let log = match broker
-                        .logs
-                        .partition(&image, TopicPartition::new(topic.topic_id, meta.partition))
-                    {
-                        Ok(Some(log)) => log,
-                        Ok(None) => {
-                            return base.with_error_code(ResponseError::NotLeaderOrFollower.code())
-                        }
+                    let log = match leader_log(broker, &image, topic, p.partition_index) {
+                        Ok(log) => log,
                         Err(e) => return base.with_error_code(e.code()),
                     };
                     match log.delete_records_before(p.offset) {

@@ -6,8 +6,8 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
-use strom_storage::TopicPartition;
 
+use super::leader_log;
 use crate::error::LogError;
 use crate::log::TimestampOffset;
 use crate::Broker;
@@ -33,25 +33,9 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                         .with_timestamp(-1)
                         .with_offset(-1);
                     let fail = |e: ResponseError| base.clone().with_error_code(e.code());
-                    let Some(topic) = topic else {
-                        return fail(ResponseError::UnknownTopicOrPartition);
-                    };
-                    let Some(meta) = usize::try_from(p.partition_index)
-                        .ok()
-                        .and_then(|i| topic.partitions.get(i))
-                    else {
-                        return fail(ResponseError::UnknownTopicOrPartition);
-                    };
-                    if meta.leader != broker.node_id {
-                        return fail(ResponseError::NotLeaderOrFollower);
-                    }
-                    let log = match broker
-                        .logs
-                        .partition(&image, TopicPartition::new(topic.topic_id, meta.partition))
-                    {
-                        Ok(Some(log)) => log,
-                        Ok(None) => return fail(ResponseError::NotLeaderOrFollower),
-                        Err(e) => return fail(e.kafka_error()),
+                    let log = match leader_log(broker, &image, topic, p.partition_index) {
+                        Ok(log) => log,
+                        Err(e) => return fail(e),
                     };
                     if version >= 4 {
                         if let Err(e) = log.check_leader_epoch(p.current_leader_epoch) {

@@ -20,7 +20,10 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use metadata_quorum::controller::{validate_topic_name, NewTopic};
-use metadata_quorum::MetadataImage;
+use metadata_quorum::{MetadataImage, TopicImage};
+use strom_storage::TopicPartition;
+
+use crate::log::PartitionLog;
 use tracing::{info, warn};
 
 use crate::error::ProtocolError;
@@ -105,6 +108,29 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Bytes>,
         }
     };
     protocol::encode_response(api_key, version, pre.correlation_id, &response).map(Some)
+}
+
+/// The log of partition `index` of `topic` if this broker leads it; otherwise the error a
+/// client gets (UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER, or a storage error).
+pub(crate) fn leader_log(
+    broker: &Broker,
+    image: &MetadataImage,
+    topic: Option<&Arc<TopicImage>>,
+    index: i32,
+) -> Result<Arc<PartitionLog>, ResponseError> {
+    let topic = topic.ok_or(ResponseError::UnknownTopicOrPartition)?;
+    let meta = usize::try_from(index)
+        .ok()
+        .and_then(|i| topic.partitions.get(i))
+        .ok_or(ResponseError::UnknownTopicOrPartition)?;
+    if meta.leader != broker.node_id {
+        return Err(ResponseError::NotLeaderOrFollower);
+    }
+    broker
+        .logs
+        .partition(image, TopicPartition::new(topic.topic_id, meta.partition))
+        .map_err(|e| e.kafka_error())?
+        .ok_or(ResponseError::NotLeaderOrFollower)
 }
 
 pub(crate) fn topic_name(name: &str) -> TopicName {

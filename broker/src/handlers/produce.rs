@@ -4,10 +4,9 @@
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
-use strom_storage::TopicPartition;
 use tracing::debug;
 
-use super::{auto_create, str_bytes};
+use super::{auto_create, leader_log, str_bytes};
 use crate::log::batch;
 use crate::metrics::Metrics;
 use crate::protocol::versions::PRODUCE_MIN_SERVED;
@@ -76,23 +75,9 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
             .partition_data
             .iter()
             .map(|p| {
-                let Some(topic) = topic else {
-                    return error(p.index, ResponseError::UnknownTopicOrPartition, None);
-                };
-                let Some(meta) = usize::try_from(p.index)
-                    .ok()
-                    .and_then(|i| topic.partitions.get(i))
-                else {
-                    return error(p.index, ResponseError::UnknownTopicOrPartition, None);
-                };
-                if meta.leader != broker.node_id {
-                    return error(p.index, ResponseError::NotLeaderOrFollower, None);
-                }
-                let tp = TopicPartition::new(topic.topic_id, meta.partition);
-                let log = match broker.logs.partition(&image, tp) {
-                    Ok(Some(log)) => log,
-                    Ok(None) => return error(p.index, ResponseError::NotLeaderOrFollower, None),
-                    Err(e) => return error(p.index, e.kafka_error(), Some(e.to_string())),
+                let log = match leader_log(broker, &image, topic, p.index) {
+                    Ok(log) => log,
+                    Err(e) => return error(p.index, e, None),
                 };
                 let Some(records) = &p.records else {
                     return error(p.index, ResponseError::InvalidRecord, Some("records are null".into()));
@@ -111,7 +96,7 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
                             .with_log_start_offset(info.log_start_offset)
                     }
                     Err(e) => {
-                        debug!(topic = %topic.name, partition = p.index, error = %e, "produce refused");
+                        debug!(topic = %t.name.as_str(), partition = p.index, error = %e, "produce refused");
                         error(p.index, e.kafka_error(), Some(e.to_string()))
                     }
                 }
