@@ -12,10 +12,11 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest, MetadataRequest,
-    MetadataResponse, ProduceRequest, TopicName,
+    CreateTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
+    ListOffsetsRequest, MetadataRequest, MetadataResponse, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{
@@ -238,6 +239,34 @@ async fn controllers_and_brokers_fail_over() {
     .expect("failover");
     println!("partition leaders moved after {:?}", killed_at.elapsed());
     assert!(moved.values().all(|(l, _, _)| *l != 1));
+    // The new leader serves clients that know the new epoch (and fences the old one).
+    for p in &led {
+        let (leader, epoch, _) = moved[p];
+        let mut c = Connection::connect(cluster.brokers[(leader - 1) as usize].kafka)
+            .await
+            .expect("connect");
+        let ask = |e: i32| {
+            ListOffsetsRequest::default()
+                .with_replica_id((-1).into())
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(name("rf3"))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(*p)
+                        .with_current_leader_epoch(e)
+                        .with_timestamp(-1)])])
+        };
+        let r = c.send(ask(epoch), 7).await.expect("list offsets");
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 0,
+            "current epoch {epoch} accepted"
+        );
+        assert_eq!(r.topics[0].partitions[0].leader_epoch, epoch);
+        let r = c.send(ask(epoch - 1), 7).await.expect("list offsets");
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 74,
+            "FENCED_LEADER_EPOCH for the old epoch"
+        );
+    }
     let over_http = http_json(survivor, "/v1/topics/rf3").expect("topic");
     for p in over_http["partitions"].as_array().expect("partitions") {
         assert_ne!(p["leader"], 1, "the controller agrees: {p}");

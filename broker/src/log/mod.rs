@@ -9,6 +9,7 @@ pub mod cleaner;
 pub mod producer;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -51,7 +52,9 @@ pub struct PartitionLog {
     state: Mutex<PartitionState>,
     /// Idempotent producers' state; locked only while `state` is held.
     producers: Mutex<HashMap<i64, producer::ProducerEntry>>,
-    leader_epoch: i32,
+    /// The partition's leader epoch as the metadata image has it; stamped on every batch
+    /// appended and checked against clients' `current_leader_epoch`.
+    leader_epoch: AtomicI32,
     /// The high watermark, which parked fetches watch. With one replica it is the log end.
     high_watermark: watch::Sender<i64>,
 }
@@ -77,7 +80,7 @@ impl PartitionLog {
             store,
             state: Mutex::new(state),
             producers: Mutex::new(producers),
-            leader_epoch: 0,
+            leader_epoch: AtomicI32::new(0),
             high_watermark,
         })
     }
@@ -91,7 +94,12 @@ impl PartitionLog {
     }
 
     pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch
+        self.leader_epoch.load(Ordering::Acquire)
+    }
+
+    /// Follows the metadata image's leader epoch for this partition.
+    pub fn set_leader_epoch(&self, epoch: i32) {
+        self.leader_epoch.fetch_max(epoch, Ordering::AcqRel);
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -105,7 +113,7 @@ impl PartitionLog {
 
     /// Checks a client's `current_leader_epoch` (-1: unknown, accept).
     pub fn check_leader_epoch(&self, requested: i32) -> Result<(), LogError> {
-        let current = self.leader_epoch;
+        let current = self.leader_epoch();
         if requested < 0 || requested == current {
             Ok(())
         } else if requested < current {
@@ -148,7 +156,7 @@ impl PartitionLog {
                 base_offset,
                 last_offset,
                 max_timestamp: b.max_timestamp,
-                data: b.with_offset(base_offset, self.leader_epoch),
+                data: b.with_offset(base_offset, self.leader_epoch()),
             })?;
             answer.get_or_insert((base_offset, last_offset));
             if let Some((current, first_seq, last_seq)) = seq {
@@ -360,19 +368,20 @@ impl LogManager {
         if let Some(p) = self.partitions.read().get(&tp) {
             return Ok(Some(p.clone()));
         }
-        let hosted = image
+        let Some(meta) = image
             .topic_by_id(&tp.topic_id)
             .and_then(|t| t.partitions.get(tp.partition as usize))
-            .is_some_and(|p| p.replicas.contains(&self.node_id));
-        if !hosted {
+            .filter(|p| p.replicas.contains(&self.node_id))
+        else {
             return Ok(None);
-        }
+        };
         let mut partitions = self.partitions.write();
         if let Some(p) = partitions.get(&tp) {
             return Ok(Some(p.clone()));
         }
         let state = self.store.create_partition(tp)?;
         let log = Arc::new(PartitionLog::new(tp, self.store.clone(), state)?);
+        log.set_leader_epoch(meta.leader_epoch);
         partitions.insert(tp, log.clone());
         Ok(Some(log))
     }
@@ -393,6 +402,9 @@ impl LogManager {
         for topic in image.topics() {
             for p in &topic.partitions {
                 let tp = TopicPartition::new(topic.topic_id, p.partition);
+                if let Some(log) = self.get(&tp) {
+                    log.set_leader_epoch(p.leader_epoch);
+                }
                 if let Err(e) = self.partition(image, tp) {
                     warn!(%tp, topic = %topic.name, error = %e, "could not create partition log");
                 }
@@ -532,12 +544,37 @@ pub(crate) mod tests {
 
     #[test]
     fn leader_epoch_checks() {
-        let (_, p, _) = setup();
+        let (logs, p, image) = setup();
         assert!(p.check_leader_epoch(-1).is_ok());
         assert!(p.check_leader_epoch(0).is_ok());
         assert!(matches!(
             p.check_leader_epoch(1),
             Err(LogError::UnknownLeaderEpoch { .. })
         ));
+        // A new leader epoch in the metadata reaches the log: clients that learned it from a
+        // Metadata answer are served, older epochs are fenced, new batches carry it.
+        let tp = p.topic_partition();
+        let moved = image
+            .replay(&[MetadataRecord::PartitionChange {
+                topic_id: tp.topic_id,
+                partition: 0,
+                leader: 1,
+                isr: vec![1],
+                leader_epoch: 3,
+                partition_epoch: 1,
+            }])
+            .expect("replay");
+        logs.sync(&moved);
+        assert!(p.check_leader_epoch(3).is_ok());
+        assert!(matches!(
+            p.check_leader_epoch(2),
+            Err(LogError::FencedLeaderEpoch { .. })
+        ));
+        let b = encode_batch(1, 0, Compression::None);
+        p.append(&batch::parse_batches(&b, 1 << 20).expect("valid"))
+            .expect("append");
+        let stored = p.read(0, 1 << 20).expect("read").records;
+        let view = &batch::parse_batches(&stored, 1 << 20).expect("stored batch")[0];
+        assert_eq!(view.partition_leader_epoch(), 3);
     }
 }
