@@ -15,6 +15,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cli;
+pub mod cluster;
+pub mod partitioner;
+
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::{RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
