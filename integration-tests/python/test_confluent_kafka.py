@@ -1,5 +1,6 @@
 """confluent-kafka (librdkafka) against a live Strom broker."""
 
+import signal
 import time
 import uuid
 
@@ -194,3 +195,13 @@ def test_kill9_then_restart_loses_nothing_acknowledged(fresh_broker):
     # And the log keeps going at the right offset after the restart.
     more = produce(fresh_broker.bootstrap, topic, records_for("none", 10))
     assert sorted(o for _, o in more) == list(range(5000, 5010))
+
+
+def test_sigint_shuts_down_cleanly_and_keeps_everything(fresh_broker):
+    topic = "graceful"
+    produce(fresh_broker.bootstrap, topic, records_for("gzip", 500))
+    fresh_broker.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    assert fresh_broker.proc.wait(timeout=15) == 0, "clean exit"
+    fresh_broker.start()
+    got = consume_all(fresh_broker.bootstrap, topic, 0, 500)
+    assert [m.offset() for m in got] == list(range(500))
