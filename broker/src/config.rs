@@ -108,6 +108,15 @@ pub struct BrokerConfig {
     )]
     pub log_retention_check_interval_ms: u64,
 
+    /// How long a new consumer group waits for more members before its first rebalance
+    /// (group.initial.rebalance.delay.ms).
+    #[arg(
+        long,
+        env = "STROM_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
+    pub group_initial_rebalance_delay_ms: u64,
+
     /// Block cache of the log store, in MiB.
     #[arg(long, env = "STROM_BLOCK_CACHE_MB", default_value_t = 64)]
     pub block_cache_mb: usize,

@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod error;
+pub mod group;
 pub mod handlers;
 pub mod http;
 pub mod log;
@@ -49,6 +50,10 @@ pub struct Broker {
     pub controller: Arc<RemoteController>,
     pub logs: log::LogManager,
     pub metrics: metrics::Metrics,
+    /// The group coordinator (for the groups whose offsets partition this broker leads).
+    pub groups: group::GroupCoordinator,
+    /// Which `__consumer_offsets` partitions are loaded into `groups`.
+    pub groups_loaded: group::Loaded,
     /// The producer id block being handed out: (next, end).
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }
@@ -124,6 +129,7 @@ impl Broker {
             Duration::from_secs(60),
         )
         .await?;
+        let config_initial_delay = config.group_initial_rebalance_delay_ms;
         let broker = Arc::new(Broker {
             node_id: config.node_id,
             config,
@@ -131,6 +137,8 @@ impl Broker {
             logs,
             metrics: metrics::Metrics::default(),
             producer_ids: tokio::sync::Mutex::new((0, 0)),
+            groups: group::GroupCoordinator::new(Duration::from_millis(config_initial_delay)),
+            groups_loaded: group::Loaded::default(),
         });
         broker.logs.sync(&broker.image());
 
@@ -138,6 +146,7 @@ impl Broker {
         let mut tasks = JoinSet::new();
         tasks.spawn(follow_metadata(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(clean_logs(broker.clone(), shutdown_rx.clone()));
+        tasks.spawn(tick_groups(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(server::serve(broker.clone(), kafka, shutdown_rx.clone()));
         tasks.spawn(http::serve(broker.clone(), http, shutdown_rx));
         info!(
@@ -183,6 +192,17 @@ impl RunningBroker {
             q.shutdown().await;
         }
         info!("broker stopped");
+    }
+}
+
+/// Completes group joins at their deadlines and expires silent members.
+async fn tick_groups(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => broker.groups.tick(),
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

@@ -1,0 +1,202 @@
+//! Committed offsets, stored as records in `__consumer_offsets` and cached in memory.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use super::state::GroupCoordinator;
+use crate::error::LogError;
+use crate::log::{batch, PartitionLog};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Kafka's offsets.topic.num.partitions.
+pub const OFFSETS_PARTITIONS: i32 = 50;
+
+/// The `__consumer_offsets` partition of a group: Java's `abs(group.hashCode()) % 50`.
+pub fn offsets_partition(group: &str) -> i32 {
+    let mut h: i32 = 0;
+    for unit in group.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(unit as i32);
+    }
+    (h & 0x7fff_ffff) % OFFSETS_PARTITIONS
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct OffsetKey {
+    group: String,
+    topic: String,
+    partition: i32,
+}
+
+/// A committed offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_timestamp: i64,
+}
+
+fn bin<T: Serialize>(v: &T) -> Bytes {
+    Bytes::from(bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap_or_default())
+}
+
+/// Which `__consumer_offsets` partitions have been read into the cache.
+#[derive(Default)]
+pub struct Loaded(Mutex<HashSet<i32>>);
+
+impl GroupCoordinator {
+    /// Appends the commits to the group's `__consumer_offsets` partition, then caches them.
+    pub fn commit(
+        &self,
+        log: &PartitionLog,
+        group: &str,
+        entries: Vec<(String, i32, Committed)>,
+    ) -> Result<(), LogError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<Record> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (topic, partition, c))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32,
+                timestamp: c.commit_timestamp,
+                key: Some(bin(&OffsetKey {
+                    group: group.to_string(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                })),
+                value: Some(bin(c)),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .map_err(|e| LogError::InvalidRecord {
+            reason: e.to_string(),
+        })?;
+        log.append(&batch::parse_batches(&buf.freeze(), usize::MAX)?)?;
+        let mut offsets = self.offsets.lock();
+        let cache = offsets.entry(group.to_string()).or_default();
+        for (topic, partition, c) in entries {
+            cache.insert((topic, partition), c);
+        }
+        Ok(())
+    }
+
+    pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
+        self.offsets
+            .lock()
+            .get(group)?
+            .get(&(topic.to_string(), partition))
+            .cloned()
+    }
+
+    /// Every committed offset of a group.
+    pub fn committed_all(&self, group: &str) -> Vec<(String, i32, Committed)> {
+        self.offsets
+            .lock()
+            .get(group)
+            .map(|m| {
+                m.iter()
+                    .map(|((t, p), c)| (t.clone(), *p, c.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Reads partition `index` of `__consumer_offsets` into the cache, once.
+    pub fn ensure_loaded(
+        &self,
+        loaded: &Loaded,
+        index: i32,
+        log: &Arc<PartitionLog>,
+    ) -> Result<(), LogError> {
+        if loaded.0.lock().contains(&index) {
+            return Ok(());
+        }
+        let mut from = log.state().log_start_offset;
+        let mut n = 0usize;
+        loop {
+            let r = log.read(from, 8 << 20)?;
+            if r.records.is_empty() {
+                break;
+            }
+            let mut data = r.records;
+            let sets = RecordBatchDecoder::decode_all(&mut data).map_err(|e| {
+                LogError::CorruptMessage {
+                    reason: format!("__consumer_offsets batch does not decode: {e}"),
+                }
+            })?;
+            let mut offsets = self.offsets.lock();
+            for rec in sets.into_iter().flat_map(|s| s.records) {
+                from = rec.offset + 1;
+                let Some((key, _)) = rec.key.as_ref().and_then(|k| {
+                    bincode::serde::decode_from_slice::<OffsetKey, _>(
+                        k,
+                        bincode::config::standard(),
+                    )
+                    .ok()
+                }) else {
+                    continue;
+                };
+                let cache = offsets.entry(key.group).or_default();
+                match rec.value.as_ref().and_then(|v| {
+                    bincode::serde::decode_from_slice::<Committed, _>(
+                        v,
+                        bincode::config::standard(),
+                    )
+                    .ok()
+                }) {
+                    Some((c, _)) => {
+                        cache.insert((key.topic, key.partition), c);
+                    }
+                    None => {
+                        cache.remove(&(key.topic, key.partition));
+                    }
+                }
+                n += 1;
+            }
+        }
+        loaded.0.lock().insert(index);
+        info!(partition = index, records = n, "group offsets loaded");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_matches_java_string_hash() {
+        // "hello".hashCode() == 99162322 in Java; 99162322 % 50 == 22.
+        assert_eq!(offsets_partition("hello"), 22);
+        // A negative hash: "polygenelubricants".hashCode() == Integer.MIN_VALUE -> 0.
+        assert_eq!(offsets_partition("polygenelubricants"), 0);
+        assert!((0..50).contains(&offsets_partition("my-consumer-group")));
+    }
+}

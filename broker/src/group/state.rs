@@ -1,0 +1,688 @@
+//! Group membership state and its transitions.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tracing::info;
+
+use super::offsets::Committed;
+
+const UNKNOWN_MEMBER_ID: i16 = 25;
+const ILLEGAL_GENERATION: i16 = 22;
+const REBALANCE_IN_PROGRESS: i16 = 27;
+const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+const MEMBER_ID_REQUIRED: i16 = 79;
+const INVALID_SESSION_TIMEOUT: i16 = 26;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+impl GroupState {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+        }
+    }
+}
+
+/// What a JoinGroup gets back.
+#[derive(Debug, Clone, Default)]
+pub struct JoinOutcome {
+    pub error: i16,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// (member id, group instance id, metadata): for the leader only.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+/// What a SyncGroup gets back.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOutcome {
+    pub error: i16,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+struct Member {
+    instance_id: Option<String>,
+    client_id: String,
+    host: String,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    protocols: Vec<(String, Bytes)>,
+    assignment: Bytes,
+    last_heartbeat: Instant,
+    join_waiter: Option<oneshot::Sender<JoinOutcome>>,
+    sync_waiter: Option<oneshot::Sender<SyncOutcome>>,
+}
+
+struct Group {
+    state: GroupState,
+    generation: i32,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    leader: Option<String>,
+    members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, not joined yet.
+    pending: HashSet<String>,
+    /// When the join phase ends at the latest.
+    join_deadline: Instant,
+    /// A group formed from Empty waits the initial delay even when everyone has joined.
+    initial_join: bool,
+}
+
+impl Group {
+    fn new() -> Self {
+        Self {
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending: HashSet::new(),
+            join_deadline: Instant::now(),
+            initial_join: false,
+        }
+    }
+}
+
+/// A description of one group for DescribeGroups and the HTTP API.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub generation: i32,
+    /// (member id, instance id, client id, host, metadata, assignment)
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+/// A group's committed offsets by (topic, partition).
+pub type GroupOffsets = BTreeMap<(String, i32), Committed>;
+
+pub struct GroupCoordinator {
+    groups: Mutex<HashMap<String, Group>>,
+    pub(super) offsets: Mutex<HashMap<String, GroupOffsets>>,
+    initial_delay: Duration,
+}
+
+/// Arguments of a JoinGroup.
+pub struct JoinRequest {
+    pub group_id: String,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// v4+: a new member must first obtain its id (MEMBER_ID_REQUIRED).
+    pub require_known_member_id: bool,
+}
+
+pub enum Reply<T> {
+    Now(T),
+    Later(oneshot::Receiver<T>),
+}
+
+impl GroupCoordinator {
+    pub fn new(initial_delay: Duration) -> Self {
+        Self {
+            groups: Mutex::new(HashMap::new()),
+            offsets: Mutex::new(HashMap::new()),
+            initial_delay,
+        }
+    }
+
+    pub fn join(&self, req: JoinRequest) -> Reply<JoinOutcome> {
+        let now = Instant::now();
+        let fail = |error: i16, member_id: String| {
+            Reply::Now(JoinOutcome {
+                error,
+                member_id,
+                generation: -1,
+                ..Default::default()
+            })
+        };
+        if req.session_timeout < Duration::from_millis(1000)
+            || req.session_timeout > Duration::from_secs(1800)
+        {
+            return fail(INVALID_SESSION_TIMEOUT, req.member_id);
+        }
+        let mut groups = self.groups.lock();
+        let g = groups
+            .entry(req.group_id.clone())
+            .or_insert_with(Group::new);
+        let mut member_id = req.member_id.clone();
+        if member_id.is_empty() {
+            member_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
+            if req.require_known_member_id {
+                g.pending.insert(member_id.clone());
+                return fail(MEMBER_ID_REQUIRED, member_id);
+            }
+        } else if !g.members.contains_key(&member_id) && !g.pending.contains(&member_id) {
+            return fail(UNKNOWN_MEMBER_ID, member_id);
+        }
+        if !g.members.is_empty() {
+            let same_type = g.protocol_type.as_deref() == Some(req.protocol_type.as_str());
+            let shared = req.protocols.iter().any(|(p, _)| {
+                g.members
+                    .values()
+                    .filter(|m| !m.protocols.is_empty())
+                    .all(|m| m.protocols.iter().any(|(q, _)| q == p))
+            });
+            if !same_type || !shared {
+                return fail(INCONSISTENT_GROUP_PROTOCOL, member_id);
+            }
+        }
+        g.pending.remove(&member_id);
+        g.protocol_type = Some(req.protocol_type.clone());
+        let (tx, rx) = oneshot::channel();
+        let known = g.members.contains_key(&member_id);
+        let unchanged = known
+            && g.state == GroupState::Stable
+            && g.members
+                .get(&member_id)
+                .is_some_and(|m| m.protocols == req.protocols);
+        let member = g
+            .members
+            .entry(member_id.clone())
+            .or_insert_with(|| Member {
+                instance_id: req.instance_id.clone(),
+                client_id: req.client_id.clone(),
+                host: req.host.clone(),
+                session_timeout: req.session_timeout,
+                rebalance_timeout: req.rebalance_timeout,
+                protocols: vec![],
+                assignment: Bytes::new(),
+                last_heartbeat: now,
+                join_waiter: None,
+                sync_waiter: None,
+            });
+        member.protocols = req.protocols;
+        member.session_timeout = req.session_timeout;
+        member.rebalance_timeout = req.rebalance_timeout;
+        member.last_heartbeat = now;
+        member.join_waiter = Some(tx);
+        if unchanged && g.leader.as_deref() != Some(member_id.as_str()) {
+            // A follower rejoining a stable group with the same protocols: answer at once.
+            complete_join_for(g, &member_id);
+            return Reply::Later(rx);
+        }
+        match g.state {
+            GroupState::PreparingRebalance => {}
+            GroupState::Empty => {
+                g.initial_join = true;
+                g.join_deadline = now + self.initial_delay;
+                g.state = GroupState::PreparingRebalance;
+            }
+            GroupState::Stable | GroupState::CompletingRebalance => prepare_rebalance(g, now),
+        }
+        maybe_complete_join(&req.group_id, g, now);
+        Reply::Later(rx)
+    }
+
+    pub fn sync(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Reply<SyncOutcome> {
+        let fail = |error: i16| {
+            Reply::Now(SyncOutcome {
+                error,
+                ..Default::default()
+            })
+        };
+        let mut groups = self.groups.lock();
+        let Some(g) = groups.get_mut(group_id) else {
+            return fail(UNKNOWN_MEMBER_ID);
+        };
+        if !g.members.contains_key(member_id) {
+            return fail(UNKNOWN_MEMBER_ID);
+        }
+        if generation != g.generation {
+            return fail(ILLEGAL_GENERATION);
+        }
+        match g.state {
+            GroupState::Empty | GroupState::PreparingRebalance => fail(REBALANCE_IN_PROGRESS),
+            GroupState::Stable => Reply::Now(SyncOutcome {
+                error: 0,
+                protocol_type: g.protocol_type.clone(),
+                protocol_name: g.protocol.clone(),
+                assignment: g
+                    .members
+                    .get(member_id)
+                    .map(|m| m.assignment.clone())
+                    .unwrap_or_default(),
+            }),
+            GroupState::CompletingRebalance => {
+                let (tx, rx) = oneshot::channel();
+                if let Some(m) = g.members.get_mut(member_id) {
+                    m.sync_waiter = Some(tx);
+                    m.last_heartbeat = Instant::now();
+                }
+                if g.leader.as_deref() == Some(member_id) {
+                    let given: HashMap<String, Bytes> = assignments.into_iter().collect();
+                    for (id, m) in g.members.iter_mut() {
+                        m.assignment = given.get(id).cloned().unwrap_or_default();
+                    }
+                    g.state = GroupState::Stable;
+                    info!(
+                        group = group_id,
+                        generation = g.generation,
+                        members = g.members.len(),
+                        "group stable"
+                    );
+                    let (pt, pn) = (g.protocol_type.clone(), g.protocol.clone());
+                    for m in g.members.values_mut() {
+                        if let Some(w) = m.sync_waiter.take() {
+                            let _ = w.send(SyncOutcome {
+                                error: 0,
+                                protocol_type: pt.clone(),
+                                protocol_name: pn.clone(),
+                                assignment: m.assignment.clone(),
+                            });
+                        }
+                    }
+                }
+                Reply::Later(rx)
+            }
+        }
+    }
+
+    pub fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+        let mut groups = self.groups.lock();
+        let Some(g) = groups.get_mut(group_id) else {
+            return UNKNOWN_MEMBER_ID;
+        };
+        let state = g.state;
+        let current = g.generation;
+        let Some(m) = g.members.get_mut(member_id) else {
+            return UNKNOWN_MEMBER_ID;
+        };
+        m.last_heartbeat = Instant::now();
+        if state == GroupState::PreparingRebalance {
+            return REBALANCE_IN_PROGRESS;
+        }
+        if generation != current {
+            return ILLEGAL_GENERATION;
+        }
+        0
+    }
+
+    /// Removes members; returns an error code per member.
+    pub fn leave(&self, group_id: &str, members: &[String]) -> Vec<i16> {
+        let mut groups = self.groups.lock();
+        let Some(g) = groups.get_mut(group_id) else {
+            return members.iter().map(|_| UNKNOWN_MEMBER_ID).collect();
+        };
+        let codes = members
+            .iter()
+            .map(|id| match g.members.remove(id) {
+                Some(m) => {
+                    info!(group = group_id, member = %id, "member left");
+                    fail_waiters(m);
+                    0
+                }
+                None => UNKNOWN_MEMBER_ID,
+            })
+            .collect();
+        after_removal(group_id, g, Instant::now());
+        codes
+    }
+
+    /// Checks that `member_id` at `generation` may commit (generation -1: a standalone commit).
+    pub fn validate_commit(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+        if generation < 0 {
+            return 0;
+        }
+        let groups = self.groups.lock();
+        let Some(g) = groups.get(group_id) else {
+            return ILLEGAL_GENERATION;
+        };
+        if !g.members.contains_key(member_id) {
+            return UNKNOWN_MEMBER_ID;
+        }
+        if g.state == GroupState::PreparingRebalance {
+            return REBALANCE_IN_PROGRESS;
+        }
+        if generation != g.generation {
+            return ILLEGAL_GENERATION;
+        }
+        0
+    }
+
+    /// Completes joins at their deadline and expires silent members.
+    pub fn tick(&self) {
+        self.tick_at(Instant::now());
+    }
+
+    /// [`Self::tick`] as if the time were `now` (tests drive time with it).
+    pub fn tick_at(&self, now: Instant) {
+        let mut groups = self.groups.lock();
+        for (id, g) in groups.iter_mut() {
+            let expired: Vec<String> = g
+                .members
+                .iter()
+                .filter(|(_, m)| {
+                    m.join_waiter.is_none()
+                        && now.duration_since(m.last_heartbeat) > m.session_timeout
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for m in &expired {
+                info!(group = %id, member = %m, "member session expired");
+                if let Some(member) = g.members.remove(m) {
+                    fail_waiters(member);
+                }
+            }
+            if !expired.is_empty() {
+                after_removal(id, g, now);
+            }
+            maybe_complete_join(id, g, now);
+        }
+    }
+
+    pub fn list(&self) -> Vec<(String, &'static str, String)> {
+        let groups = self.groups.lock();
+        let mut ids: Vec<String> = groups.keys().cloned().collect();
+        for g in self.offsets.lock().keys() {
+            if !ids.contains(g) {
+                ids.push(g.clone());
+            }
+        }
+        ids.sort();
+        ids.into_iter()
+            .map(|id| {
+                let (state, pt) = groups.get(&id).map_or(("Empty", String::new()), |g| {
+                    (g.state.name(), g.protocol_type.clone().unwrap_or_default())
+                });
+                (id, state, pt)
+            })
+            .collect()
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let groups = self.groups.lock();
+        let g = groups.get(group_id)?;
+        Some(GroupDescription {
+            group_id: group_id.to_string(),
+            state: g.state.name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: g.protocol.clone().unwrap_or_default(),
+            generation: g.generation,
+            members: g
+                .members
+                .iter()
+                .map(|(id, m)| {
+                    let meta = g
+                        .protocol
+                        .as_ref()
+                        .and_then(|p| m.protocols.iter().find(|(n, _)| n == p))
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default();
+                    (
+                        id.clone(),
+                        m.instance_id.clone(),
+                        m.client_id.clone(),
+                        m.host.clone(),
+                        meta,
+                        m.assignment.clone(),
+                    )
+                })
+                .collect(),
+        })
+    }
+}
+
+fn fail_waiters(m: Member) {
+    if let Some(w) = m.join_waiter {
+        let _ = w.send(JoinOutcome {
+            error: UNKNOWN_MEMBER_ID,
+            generation: -1,
+            ..Default::default()
+        });
+    }
+    if let Some(w) = m.sync_waiter {
+        let _ = w.send(SyncOutcome {
+            error: UNKNOWN_MEMBER_ID,
+            ..Default::default()
+        });
+    }
+}
+
+fn prepare_rebalance(g: &mut Group, now: Instant) {
+    let timeout = g
+        .members
+        .values()
+        .map(|m| m.rebalance_timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(60));
+    g.state = GroupState::PreparingRebalance;
+    g.join_deadline = now + timeout;
+    g.initial_join = false;
+    for m in g.members.values_mut() {
+        if let Some(w) = m.sync_waiter.take() {
+            let _ = w.send(SyncOutcome {
+                error: REBALANCE_IN_PROGRESS,
+                ..Default::default()
+            });
+        }
+    }
+}
+
+fn after_removal(id: &str, g: &mut Group, now: Instant) {
+    if g.members.is_empty() {
+        g.state = GroupState::Empty;
+        g.generation += 1;
+        g.leader = None;
+        g.protocol = None;
+        return;
+    }
+    match g.state {
+        GroupState::Stable | GroupState::CompletingRebalance => prepare_rebalance(g, now),
+        _ => {}
+    }
+    maybe_complete_join(id, g, now);
+}
+
+fn maybe_complete_join(id: &str, g: &mut Group, now: Instant) {
+    if g.state != GroupState::PreparingRebalance {
+        return;
+    }
+    let all_joined = g.members.values().all(|m| m.join_waiter.is_some());
+    let due = now >= g.join_deadline;
+    if !(due || (all_joined && !g.initial_join)) {
+        return;
+    }
+    // Members that did not rejoin in time are out.
+    let gone: Vec<String> = g
+        .members
+        .iter()
+        .filter(|(_, m)| m.join_waiter.is_none())
+        .map(|(k, _)| k.clone())
+        .collect();
+    for m in gone {
+        if let Some(member) = g.members.remove(&m) {
+            fail_waiters(member);
+        }
+    }
+    g.generation += 1;
+    g.initial_join = false;
+    if g.members.is_empty() {
+        g.state = GroupState::Empty;
+        g.leader = None;
+        return;
+    }
+    let leader = match &g.leader {
+        Some(l) if g.members.contains_key(l) => l.clone(),
+        _ => g.members.keys().next().cloned().unwrap_or_default(),
+    };
+    // The first protocol of the leader's list that every member supports.
+    let protocol = g.members.get(&leader).and_then(|l| {
+        l.protocols.iter().map(|(p, _)| p.clone()).find(|p| {
+            g.members
+                .values()
+                .all(|m| m.protocols.iter().any(|(q, _)| q == p))
+        })
+    });
+    g.leader = Some(leader);
+    g.protocol = protocol;
+    g.state = GroupState::CompletingRebalance;
+    info!(group = id, generation = g.generation, members = g.members.len(), protocol = ?g.protocol, "rebalance: join complete");
+    let ids: Vec<String> = g.members.keys().cloned().collect();
+    for m in ids {
+        complete_join_for(g, &m);
+    }
+}
+
+/// Sends the JoinGroup answer to one waiting member.
+fn complete_join_for(g: &mut Group, member_id: &str) {
+    let leader = g.leader.clone().unwrap_or_default();
+    let members: Vec<(String, Option<String>, Bytes)> = if leader == member_id {
+        g.members
+            .iter()
+            .map(|(id, m)| {
+                let meta = g
+                    .protocol
+                    .as_ref()
+                    .and_then(|p| m.protocols.iter().find(|(n, _)| n == p))
+                    .map(|(_, b)| b.clone())
+                    .unwrap_or_default();
+                (id.clone(), m.instance_id.clone(), meta)
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    let outcome = JoinOutcome {
+        error: 0,
+        generation: g.generation,
+        protocol_type: g.protocol_type.clone(),
+        protocol_name: g.protocol.clone(),
+        leader,
+        member_id: member_id.to_string(),
+        members,
+    };
+    if let Some(w) = g
+        .members
+        .get_mut(member_id)
+        .and_then(|m| m.join_waiter.take())
+    {
+        let _ = w.send(outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(c: &GroupCoordinator, member: &str) -> Reply<JoinOutcome> {
+        c.join(JoinRequest {
+            group_id: "g".into(),
+            member_id: member.into(),
+            instance_id: None,
+            client_id: "c".into(),
+            host: "h".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+            require_known_member_id: true,
+        })
+    }
+
+    fn now<T>(r: Reply<T>) -> T {
+        match r {
+            Reply::Now(v) => v,
+            Reply::Later(mut rx) => rx.try_recv().expect("answered"),
+        }
+    }
+
+    #[test]
+    fn two_members_form_a_stable_group() {
+        // A new group waits its initial delay for more members before the first rebalance.
+        let c = GroupCoordinator::new(Duration::from_secs(3));
+        let a = now(join(&c, "")).member_id;
+        let b = now(join(&c, "")).member_id;
+        let mut ra = match join(&c, &a) {
+            Reply::Later(rx) => rx,
+            Reply::Now(o) => panic!("answered before the delay: {o:?}"),
+        };
+        let rb = join(&c, &b);
+        c.tick();
+        assert!(ra.try_recv().is_err(), "still within the initial delay");
+        c.tick_at(Instant::now() + Duration::from_secs(4));
+        let ra = Reply::Now(ra.try_recv().expect("joined at the deadline"));
+        let (ja, jb) = (now(ra), now(rb));
+        assert_eq!((ja.error, jb.error), (0, 0));
+        assert_eq!(ja.generation, jb.generation);
+        let leader = ja.leader.clone();
+        let (lead, follow) = if leader == a {
+            (a.clone(), b.clone())
+        } else {
+            (b.clone(), a.clone())
+        };
+        let lj = if leader == a { &ja } else { &jb };
+        assert_eq!(lj.members.len(), 2, "the leader sees every member");
+        let follower_sync = c.sync("g", ja.generation, &follow, vec![]);
+        let leader_sync = c.sync(
+            "g",
+            ja.generation,
+            &lead,
+            vec![
+                (lead.clone(), Bytes::from_static(b"p0")),
+                (follow.clone(), Bytes::from_static(b"p1")),
+            ],
+        );
+        assert_eq!(now(leader_sync).assignment, Bytes::from_static(b"p0"));
+        assert_eq!(now(follower_sync).assignment, Bytes::from_static(b"p1"));
+        assert_eq!(c.heartbeat("g", ja.generation, &a), 0);
+        assert_eq!(c.heartbeat("g", ja.generation - 1, &a), ILLEGAL_GENERATION);
+        assert_eq!(c.heartbeat("g", ja.generation, "nobody"), UNKNOWN_MEMBER_ID);
+        // A member leaves: the other is told to rebalance.
+        assert_eq!(c.leave("g", std::slice::from_ref(&b)), vec![0]);
+        assert_eq!(c.heartbeat("g", ja.generation, &a), REBALANCE_IN_PROGRESS);
+        let again = now(join(&c, &a));
+        assert_eq!(again.generation, ja.generation + 1);
+        assert_eq!(again.leader, a);
+    }
+
+    #[test]
+    fn stale_commits_are_fenced() {
+        let c = GroupCoordinator::new(Duration::ZERO);
+        let a = now(join(&c, "")).member_id;
+        let j = now(join(&c, &a));
+        assert_eq!(c.validate_commit("g", j.generation, &a), 0);
+        assert_eq!(
+            c.validate_commit("g", j.generation + 5, &a),
+            ILLEGAL_GENERATION
+        );
+        assert_eq!(
+            c.validate_commit("g", -1, ""),
+            0,
+            "standalone commits are allowed"
+        );
+        assert_eq!(now(join(&c, "made-up")).error, UNKNOWN_MEMBER_ID);
+    }
+}

@@ -1,0 +1,492 @@
+//! The classic consumer group protocol: FindCoordinator (0-4), JoinGroup (0-9),
+//! SyncGroup (0-5), Heartbeat (0-4), LeaveGroup (0-5), OffsetCommit (2-9), OffsetFetch (1-9),
+//! ListGroups (0-4), DescribeGroups (0-5). The coordinator of a group is the leader of its
+//! `__consumer_offsets` partition.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+use metadata_quorum::controller::NewTopic;
+use tracing::warn;
+
+use super::{leader_log, str_bytes, topic_name};
+use crate::group::{
+    offsets_partition, Committed, JoinRequest, Reply, OFFSETS_PARTITIONS, OFFSETS_TOPIC,
+};
+use crate::log::PartitionLog;
+use crate::Broker;
+
+const NOT_COORDINATOR: i16 = 16;
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+
+/// Creates `__consumer_offsets` (compacted, RF = min(3, live brokers)) if it is missing.
+async fn ensure_offsets_topic(broker: &Broker) {
+    let image = broker.image();
+    if image.topic(OFFSETS_TOPIC).is_some() {
+        return;
+    }
+    let rf = image.live_brokers().count().clamp(1, 3) as i16;
+    let topic = NewTopic {
+        name: OFFSETS_TOPIC.into(),
+        num_partitions: OFFSETS_PARTITIONS,
+        replication_factor: rf,
+        configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+        ..Default::default()
+    };
+    if let Err(e) = broker.controller.create_topics(vec![topic], false).await {
+        warn!(error = %e, "could not create __consumer_offsets");
+    }
+}
+
+/// The offsets partition log of `group` if this broker coordinates it, loaded.
+fn coordinator_log(broker: &Broker, group: &str) -> Result<Arc<PartitionLog>, i16> {
+    let image = broker.image();
+    let index = offsets_partition(group);
+    let log =
+        leader_log(broker, &image, image.topic(OFFSETS_TOPIC), index).map_err(|e| match e {
+            ResponseError::NotLeaderOrFollower => NOT_COORDINATOR,
+            _ => COORDINATOR_NOT_AVAILABLE,
+        })?;
+    broker
+        .groups
+        .ensure_loaded(&broker.groups_loaded, index, &log)
+        .map_err(|_| COORDINATOR_NOT_AVAILABLE)?;
+    Ok(log)
+}
+
+pub async fn find_coordinator(
+    broker: &Broker,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    ensure_offsets_topic(broker).await;
+    let image = broker.image();
+    let keys: Vec<String> = if version >= 4 {
+        req.coordinator_keys.iter().map(|k| k.to_string()).collect()
+    } else {
+        vec![req.key.to_string()]
+    };
+    let coordinators: Vec<Coordinator> = keys
+        .iter()
+        .map(|key| {
+            let base = Coordinator::default().with_key(str_bytes(key.clone()));
+            if req.key_type != 0 {
+                return base
+                    .with_node_id((-1).into())
+                    .with_error_code(COORDINATOR_NOT_AVAILABLE)
+                    .with_error_message(Some(str_bytes("transactions are not supported")));
+            }
+            let leader = image
+                .topic(OFFSETS_TOPIC)
+                .and_then(|t| t.partitions.get(offsets_partition(key) as usize))
+                .map_or(-1, |p| p.leader);
+            match image.brokers.get(&leader).and_then(|b| b.endpoint("kafka")) {
+                Some(e) => base
+                    .with_node_id(leader.into())
+                    .with_host(str_bytes(e.host.clone()))
+                    .with_port(e.port as i32),
+                None => base
+                    .with_node_id((-1).into())
+                    .with_error_code(COORDINATOR_NOT_AVAILABLE),
+            }
+        })
+        .collect();
+    if version >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let c = coordinators.into_iter().next().unwrap_or_default();
+    FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        .with_error_message(c.error_message)
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port)
+}
+
+pub async fn join(
+    broker: &Broker,
+    req: JoinGroupRequest,
+    version: i16,
+    client_id: &str,
+) -> JoinGroupResponse {
+    let fail = |code: i16, member: String| {
+        JoinGroupResponse::default()
+            .with_error_code(code)
+            .with_generation_id(-1)
+            .with_member_id(str_bytes(member))
+    };
+    if let Err(code) = coordinator_log(broker, req.group_id.as_str()) {
+        return fail(code, req.member_id.to_string());
+    }
+    let rebalance = if version >= 1 {
+        req.rebalance_timeout_ms
+    } else {
+        req.session_timeout_ms
+    };
+    let reply = broker.groups.join(JoinRequest {
+        group_id: req.group_id.to_string(),
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+        client_id: client_id.to_string(),
+        host: String::new(),
+        session_timeout: Duration::from_millis(req.session_timeout_ms.max(0) as u64),
+        rebalance_timeout: Duration::from_millis(rebalance.max(0) as u64),
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect(),
+        require_known_member_id: version >= 4,
+    });
+    let outcome = match reply {
+        Reply::Now(o) => o,
+        Reply::Later(rx) => match rx.await {
+            Ok(o) => o,
+            Err(_) => return fail(COORDINATOR_NOT_AVAILABLE, req.member_id.to_string()),
+        },
+    };
+    JoinGroupResponse::default()
+        .with_error_code(outcome.error)
+        .with_generation_id(outcome.generation)
+        .with_protocol_type(outcome.protocol_type.map(str_bytes))
+        .with_protocol_name(outcome.protocol_name.map(str_bytes))
+        .with_leader(str_bytes(outcome.leader))
+        .with_member_id(str_bytes(outcome.member_id))
+        .with_members(
+            outcome
+                .members
+                .into_iter()
+                .map(|(id, instance, metadata)| {
+                    JoinGroupResponseMember::default()
+                        .with_member_id(str_bytes(id))
+                        .with_group_instance_id(instance.map(str_bytes))
+                        .with_metadata(metadata)
+                })
+                .collect(),
+        )
+}
+
+pub async fn sync(broker: &Broker, req: SyncGroupRequest, _version: i16) -> SyncGroupResponse {
+    if let Err(code) = coordinator_log(broker, req.group_id.as_str()) {
+        return SyncGroupResponse::default().with_error_code(code);
+    }
+    let reply = broker.groups.sync(
+        req.group_id.as_str(),
+        req.generation_id,
+        req.member_id.as_str(),
+        req.assignments
+            .iter()
+            .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+            .collect(),
+    );
+    let outcome = match reply {
+        Reply::Now(o) => o,
+        Reply::Later(rx) => rx.await.unwrap_or_default(),
+    };
+    SyncGroupResponse::default()
+        .with_error_code(outcome.error)
+        .with_protocol_type(outcome.protocol_type.map(str_bytes))
+        .with_protocol_name(outcome.protocol_name.map(str_bytes))
+        .with_assignment(outcome.assignment)
+}
+
+pub fn heartbeat(broker: &Broker, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
+    let code = match coordinator_log(broker, req.group_id.as_str()) {
+        Err(code) => code,
+        Ok(_) => broker.groups.heartbeat(
+            req.group_id.as_str(),
+            req.generation_id,
+            req.member_id.as_str(),
+        ),
+    };
+    HeartbeatResponse::default().with_error_code(code)
+}
+
+pub fn leave(broker: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    if let Err(code) = coordinator_log(broker, req.group_id.as_str()) {
+        return LeaveGroupResponse::default().with_error_code(code);
+    }
+    let ids: Vec<String> = if version >= 3 {
+        req.members
+            .iter()
+            .map(|m| m.member_id.to_string())
+            .collect()
+    } else {
+        vec![req.member_id.to_string()]
+    };
+    let codes = broker.groups.leave(req.group_id.as_str(), &ids);
+    if version >= 3 {
+        LeaveGroupResponse::default().with_members(
+            ids.iter()
+                .zip(&codes)
+                .map(|(id, code)| {
+                    MemberResponse::default()
+                        .with_member_id(str_bytes(id.clone()))
+                        .with_error_code(*code)
+                })
+                .collect(),
+        )
+    } else {
+        LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0))
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub fn offset_commit(
+    broker: &Broker,
+    req: OffsetCommitRequest,
+    _version: i16,
+) -> OffsetCommitResponse {
+    let group = req.group_id.to_string();
+    let code = match coordinator_log(broker, &group) {
+        Err(code) => Err(code),
+        Ok(log) => match broker.groups.validate_commit(
+            &group,
+            req.generation_id_or_member_epoch,
+            req.member_id.as_str(),
+        ) {
+            0 => Ok(log),
+            code => Err(code),
+        },
+    };
+    let entries: Vec<(String, i32, Committed)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.to_string(),
+                    p.partition_index,
+                    Committed {
+                        offset: p.committed_offset,
+                        leader_epoch: p.committed_leader_epoch,
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                        commit_timestamp: now_ms(),
+                    },
+                )
+            })
+        })
+        .collect();
+    let code = match code {
+        Err(c) => c,
+        Ok(log) => match broker.groups.commit(&log, &group, entries) {
+            Ok(()) => 0,
+            Err(e) => e.code(),
+        },
+    };
+    OffsetCommitResponse::default().with_topics(
+        req.topics
+            .iter()
+            .map(|t| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+/// A topic's partitions with their committed offsets (None: nothing committed).
+type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
+
+/// Committed offsets of `group` for the asked partitions (None: every committed one).
+fn fetch_group(
+    broker: &Broker,
+    group: &str,
+    asked: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<Vec<TopicOffsets>, i16> {
+    coordinator_log(broker, group)?;
+    Ok(match asked {
+        Some(topics) => topics
+            .into_iter()
+            .map(|(t, parts)| {
+                let rows = parts
+                    .into_iter()
+                    .map(|p| (p, broker.groups.committed(group, &t, p)))
+                    .collect();
+                (t, rows)
+            })
+            .collect(),
+        None => {
+            let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
+            for (t, p, c) in broker.groups.committed_all(group) {
+                by_topic.entry(t).or_default().push((p, Some(c)));
+            }
+            by_topic.into_iter().collect()
+        }
+    })
+}
+
+pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = req
+            .groups
+            .iter()
+            .map(|g| {
+                let asked = g.topics.as_ref().map(|ts| {
+                    ts.iter()
+                        .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+                        .collect()
+                });
+                match fetch_group(broker, g.group_id.as_str(), asked) {
+                    Err(code) => OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_error_code(code),
+                    Ok(rows) => OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id.clone())
+                        .with_topics(
+                            rows.into_iter()
+                                .map(|(t, parts)| {
+                                    OffsetFetchResponseTopics::default()
+                                        .with_name(topic_name(&t))
+                                        .with_partitions(
+                                            parts
+                                                .into_iter()
+                                                .map(|(p, c)| {
+                                                    let c = c.unwrap_or(Committed {
+                                                        offset: -1,
+                                                        leader_epoch: -1,
+                                                        metadata: None,
+                                                        commit_timestamp: 0,
+                                                    });
+                                                    OffsetFetchResponsePartitions::default()
+                                                        .with_partition_index(p)
+                                                        .with_committed_offset(c.offset)
+                                                        .with_committed_leader_epoch(c.leader_epoch)
+                                                        .with_metadata(Some(str_bytes(
+                                                            c.metadata.unwrap_or_default(),
+                                                        )))
+                                                })
+                                                .collect(),
+                                        )
+                                })
+                                .collect(),
+                        ),
+                }
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let asked = req.topics.as_ref().map(|ts| {
+        ts.iter()
+            .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
+            .collect()
+    });
+    match fetch_group(broker, req.group_id.as_str(), asked) {
+        Err(code) => OffsetFetchResponse::default().with_error_code(code),
+        Ok(rows) => OffsetFetchResponse::default().with_topics(
+            rows.into_iter()
+                .map(|(t, parts)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(topic_name(&t))
+                        .with_partitions(
+                            parts
+                                .into_iter()
+                                .map(|(p, c)| {
+                                    let c = c.unwrap_or(Committed {
+                                        offset: -1,
+                                        leader_epoch: -1,
+                                        metadata: None,
+                                        commit_timestamp: 0,
+                                    });
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(c.offset)
+                                        .with_committed_leader_epoch(c.leader_epoch)
+                                        .with_metadata(Some(str_bytes(
+                                            c.metadata.unwrap_or_default(),
+                                        )))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ),
+    }
+}
+
+pub fn list_groups(broker: &Broker, _req: ListGroupsRequest, _version: i16) -> ListGroupsResponse {
+    ListGroupsResponse::default().with_groups(
+        broker
+            .groups
+            .list()
+            .into_iter()
+            .map(|(id, state, pt)| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(str_bytes(id)))
+                    .with_protocol_type(str_bytes(pt))
+                    .with_group_state(str_bytes(state))
+            })
+            .collect(),
+    )
+}
+
+pub fn describe_groups(
+    broker: &Broker,
+    req: DescribeGroupsRequest,
+    _version: i16,
+) -> DescribeGroupsResponse {
+    DescribeGroupsResponse::default().with_groups(
+        req.groups
+            .iter()
+            .map(|g| {
+                let base = DescribedGroup::default().with_group_id(g.clone());
+                if let Err(code) = coordinator_log(broker, g.as_str()) {
+                    return base.with_error_code(code);
+                }
+                match broker.groups.describe(g.as_str()) {
+                    None => base.with_group_state(str_bytes("Dead")),
+                    Some(d) => base
+                        .with_group_state(str_bytes(d.state))
+                        .with_protocol_type(str_bytes(d.protocol_type))
+                        .with_protocol_data(str_bytes(d.protocol))
+                        .with_members(
+                            d.members
+                                .into_iter()
+                                .map(|(id, instance, client, host, meta, assignment)| {
+                                    DescribedGroupMember::default()
+                                        .with_member_id(str_bytes(id))
+                                        .with_group_instance_id(instance.map(str_bytes))
+                                        .with_client_id(str_bytes(client))
+                                        .with_client_host(str_bytes(host))
+                                        .with_member_metadata(meta)
+                                        .with_member_assignment(assignment)
+                                })
+                                .collect(),
+                        ),
+                }
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,157 @@
+"""Consumer groups with real clients: shared partitions, rebalances, committed offsets."""
+
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import KafkaConsumer
+
+from conftest import Broker, wait_until
+
+
+@pytest.fixture(scope="module")
+def gbroker(tmp_path_factory):
+    b = Broker(tmp_path_factory.mktemp("strom-groups") / "data",
+               extra_args=["--group-initial-rebalance-delay-ms", "300"]).start()
+    yield b
+    b.stop()
+
+
+def make_topic(b, partitions, n_records):
+    name = f"grp-{uuid.uuid4().hex[:6]}"
+    a = AdminClient({"bootstrap.servers": b.bootstrap})
+    a.create_topics([NewTopic(name, partitions, 1)])[name].result(10)
+    p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 5})
+    for i in range(n_records):
+        p.produce(name, key=b"k%d" % i, value=b"v%d" % i, partition=i % partitions)
+    assert p.flush(30) == 0
+    return name
+
+
+def consumer(b, group, assignor="range"):
+    return Consumer({"bootstrap.servers": b.bootstrap, "group.id": group,
+                     "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                     "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                     "partition.assignment.strategy": assignor})
+
+
+def poll_all(consumers, rounds=1):
+    got = []
+    for _ in range(rounds):
+        for c in consumers:
+            m = c.poll(0.05)
+            if m is not None and not m.error():
+                got.append((c, m))
+    return got
+
+
+@pytest.mark.parametrize("assignor", ["range", "cooperative-sticky"])
+def test_members_share_partitions_commit_and_rebalance(gbroker, assignor):
+    topic = make_topic(gbroker, 6, 600)
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    cs = [consumer(gbroker, group, assignor) for _ in range(3)]
+    for c in cs:
+        c.subscribe([topic])
+    seen = {}
+
+    def balanced():
+        for c, m in poll_all(cs):
+            seen[(m.partition(), m.offset())] = c
+            c.commit(message=m, asynchronous=False)
+        return [len(c.assignment()) for c in cs] == [2, 2, 2]
+    wait_until(balanced, timeout=60, what="three members with two partitions each")
+    parts = [{tp.partition for tp in c.assignment()} for c in cs]
+    assert set().union(*parts) == set(range(6)) and sum(len(p) for p in parts) == 6
+
+    def everything():
+        for c, m in poll_all(cs):
+            seen[(m.partition(), m.offset())] = c
+            c.commit(message=m, asynchronous=False)
+        return len(seen) == 600
+    wait_until(everything, timeout=60, what="all 600 records consumed once")
+    committed = cs[0].committed([tp for c in cs for tp in c.assignment()], timeout=10)
+    assert sorted(tp.offset for tp in committed) == [100] * 6
+
+    # One member leaves: the other two take its partitions.
+    cs[2].close()
+    wait_until(lambda: (poll_all(cs[:2]), [len(c.assignment()) for c in cs[:2]] == [3, 3])[1],
+               timeout=60, what="two members with three partitions each")
+    for c in cs[:2]:
+        c.close()
+
+
+def test_kafka_python_auto_commit_resumes_at_the_committed_offset(gbroker):
+    topic = make_topic(gbroker, 1, 200)
+    group = f"kp-{uuid.uuid4().hex[:6]}"
+
+    def read(n):
+        c = KafkaConsumer(topic, bootstrap_servers=gbroker.bootstrap, group_id=group,
+                          auto_offset_reset="earliest", enable_auto_commit=True,
+                          auto_commit_interval_ms=100, consumer_timeout_ms=15_000)
+        out = []
+        for m in c:
+            out.append(m.offset)
+            if len(out) == n:
+                break
+        c.close(autocommit=True)
+        return out
+
+    assert read(120) == list(range(120))
+    assert read(80) == list(range(120, 200)), "the second consumer resumes where the first committed"
+
+
+def test_committed_offsets_survive_kill9(tmp_path):
+    from confluent_kafka import TopicPartition
+    b = Broker(tmp_path / "data", extra_args=["--group-initial-rebalance-delay-ms", "0"]).start()
+    try:
+        topic = make_topic(b, 2, 10)
+        group = "durable-group"
+        c = consumer(b, group)
+        c.commit(offsets=[TopicPartition(topic, 0, 4), TopicPartition(topic, 1, 7)], asynchronous=False)
+        c.close()
+        b.restart_after_kill9()
+        c = consumer(b, group)
+        got = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+        assert [tp.offset for tp in got] == [4, 7]
+        c.close()
+    finally:
+        b.stop()
+
+
+def test_killed_member_partitions_move_within_the_session_timeout(gbroker, tmp_path):
+    """A member in another process is killed -9; the survivor gets its partitions."""
+    import subprocess
+    import sys
+    topic = make_topic(gbroker, 4, 40)
+    group = f"kill-{uuid.uuid4().hex[:6]}"
+    script = tmp_path / "member.py"
+    script.write_text(
+        "import sys, time\n"
+        "from confluent_kafka import Consumer\n"
+        "c = Consumer({'bootstrap.servers': sys.argv[1], 'group.id': sys.argv[2],\n"
+        "              'session.timeout.ms': 3000, 'heartbeat.interval.ms': 300,\n"
+        "              'auto.offset.reset': 'earliest'})\n"
+        "c.subscribe([sys.argv[3]])\n"
+        "while True:\n"
+        "    c.poll(0.1)\n"
+        "    if c.assignment():\n"
+        "        print('assigned', flush=True)\n")
+    other = subprocess.Popen([sys.executable, str(script), gbroker.bootstrap, group, topic],
+                             stdout=subprocess.PIPE, text=True)
+    survivor = consumer(gbroker, group)
+    survivor.subscribe([topic])
+    try:
+        wait_until(lambda: (survivor.poll(0.1), len(survivor.assignment()) == 2)[1],
+                   timeout=60, what="two members sharing four partitions")
+        assert other.stdout.readline().strip() == "assigned"
+        other.kill()  # SIGKILL: no LeaveGroup, only the session timeout tells
+        other.wait()
+        t0 = time.monotonic()
+        wait_until(lambda: (survivor.poll(0.1), len(survivor.assignment()) == 4)[1],
+                   timeout=30, what="the survivor to own all four partitions")
+        assert time.monotonic() - t0 < 3.0 + 10.0, "session timeout plus a rebalance"
+    finally:
+        other.kill()
+        survivor.close()
