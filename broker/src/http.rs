@@ -42,12 +42,14 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/topics", get(topics))
         .route("/v1/topics/{name}", get(topic))
         .route("/v1/metadata/events", get(events))
+        .route("/v1/groups", get(groups))
+        .route("/v1/groups/{id}", get(group))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
                 code: "not_found",
-                message: "no such endpoint; see /v1/cluster, /v1/brokers, /v1/topics, /v1/metadata/events, /metrics".into(),
+                message: "no such endpoint; see /v1/cluster, /v1/brokers, /v1/topics, /v1/groups, /v1/metadata/events, /metrics".into(),
             }
         })
         .with_state(broker)
@@ -110,6 +112,101 @@ async fn topic(
             "high_watermark": log.high_watermark(),
             "size_bytes": state.size_bytes,
         }))
+    })))
+}
+
+async fn groups(State(b): State<Arc<Broker>>) -> Json<Value> {
+    Json(json!(b
+        .groups
+        .list()
+        .into_iter()
+        .map(|(id, state, protocol_type)| json!({"group_id": id, "state": state, "protocol_type": protocol_type}))
+        .collect::<Vec<_>>()))
+}
+
+/// Decodes a "consumer" protocol assignment into (topic, partitions).
+fn assigned(bytes: &bytes::Bytes) -> Vec<(String, Vec<i32>)> {
+    use kafka_protocol::messages::ConsumerProtocolAssignment;
+    use kafka_protocol::protocol::Decodable;
+    if bytes.len() < 2 {
+        return vec![];
+    }
+    let version = i16::from_be_bytes([bytes[0], bytes[1]]).clamp(0, 3);
+    let mut body = bytes.slice(2..);
+    ConsumerProtocolAssignment::decode(&mut body, version)
+        .map(|a| {
+            a.assigned_partitions
+                .into_iter()
+                .map(|tp| (tp.topic.to_string(), tp.partitions))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn group(
+    State(b): State<Arc<Broker>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let description = b.groups.describe(&id);
+    let committed = b.groups.committed_all(&id);
+    if description.is_none() && committed.is_empty() {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "unknown_group",
+            message: format!("group '{id}' is not known to this broker (ask its coordinator)"),
+        });
+    }
+    let image = b.image();
+    let offsets: Vec<Value> = committed
+        .into_iter()
+        .map(|(topic, partition, c)| {
+            let end = image
+                .topic(&topic)
+                .and_then(|t| {
+                    b.logs
+                        .get(&TopicPartition::new(t.topic_id, partition as u32))
+                })
+                .map(|l| l.high_watermark());
+            json!({
+                "topic": topic,
+                "partition": partition,
+                "committed_offset": c.offset,
+                "metadata": c.metadata,
+                "end_offset": end,
+                "lag": end.map(|e| (e - c.offset).max(0)),
+            })
+        })
+        .collect();
+    let (state, protocol, generation, members) = match description {
+        Some(d) => (
+            d.state,
+            d.protocol,
+            d.generation,
+            d.members
+                .into_iter()
+                .map(|(member, instance, client, host, _, assignment)| {
+                    json!({
+                        "member_id": member,
+                        "group_instance_id": instance,
+                        "client_id": client,
+                        "host": host,
+                        "assignment": assigned(&assignment)
+                            .into_iter()
+                            .map(|(t, p)| json!({"topic": t, "partitions": p}))
+                            .collect::<Vec<_>>(),
+                    })
+                })
+                .collect::<Vec<_>>(),
+        ),
+        None => ("Empty", String::new(), 0, vec![]),
+    };
+    Ok(Json(json!({
+        "group_id": id,
+        "state": state,
+        "protocol": protocol,
+        "generation": generation,
+        "members": members,
+        "offsets": offsets,
     })))
 }
 

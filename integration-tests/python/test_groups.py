@@ -73,6 +73,12 @@ def test_members_share_partitions_commit_and_rebalance(gbroker, assignor):
     wait_until(everything, timeout=60, what="all 600 records consumed once")
     committed = cs[0].committed([tp for c in cs for tp in c.assignment()], timeout=10)
     assert sorted(tp.offset for tp in committed) == [100] * 6
+    doc = gbroker.http(f"/v1/groups/{group}")
+    assert doc["state"] == "Stable" and len(doc["members"]) == 3, doc
+    assigned = sorted(p for m in doc["members"] for a in m["assignment"] for p in a["partitions"])
+    assert assigned == list(range(6)), doc["members"]
+    assert len(doc["offsets"]) == 6 and all(o["lag"] == 0 for o in doc["offsets"]), doc["offsets"]
+    assert any(g["group_id"] == group for g in gbroker.http("/v1/groups"))
 
     # One member leaves: the other two take its partitions.
     cs[2].close()
@@ -155,3 +161,27 @@ def test_killed_member_partitions_move_within_the_session_timeout(gbroker, tmp_p
     finally:
         other.kill()
         survivor.close()
+
+
+def test_admin_lists_describes_and_deletes_groups(gbroker):
+    from confluent_kafka import KafkaException, TopicPartition
+    topic = make_topic(gbroker, 2, 20)
+    group = f"adm-{uuid.uuid4().hex[:6]}"
+    c = consumer(gbroker, group)
+    c.subscribe([topic])
+    wait_until(lambda: (c.poll(0.1), len(c.assignment()) == 2)[1], timeout=60, what="assignment")
+    c.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+    admin = AdminClient({"bootstrap.servers": gbroker.bootstrap})
+    listed = admin.list_consumer_groups().result(10)
+    assert group in [g.group_id for g in listed.valid]
+    described = admin.describe_consumer_groups([group])[group].result(10)
+    assert len(described.members) == 1
+    assert {tp.partition for tp in described.members[0].assignment.topic_partitions} == {0, 1}
+    with pytest.raises(KafkaException) as e:
+        admin.delete_consumer_groups([group])[group].result(10)
+    assert "NON_EMPTY_GROUP" in str(e.value) or e.value.args[0].code() == 68
+    c.close()
+    admin.delete_consumer_groups([group])[group].result(10)
+    fresh = consumer(gbroker, group)
+    assert fresh.committed([TopicPartition(topic, 0)], timeout=10)[0].offset < 0, "offsets deleted"
+    fresh.close()

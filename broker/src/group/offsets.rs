@@ -107,6 +107,68 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// Writes tombstones for committed offsets and drops them from the cache.
+    pub fn delete_offsets(
+        &self,
+        log: &PartitionLog,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(), LogError> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let records: Vec<Record> = partitions
+            .iter()
+            .enumerate()
+            .map(|(i, (topic, partition))| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: i as i32,
+                timestamp: now,
+                key: Some(bin(&OffsetKey {
+                    group: group.to_string(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                })),
+                value: None,
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .map_err(|e| LogError::InvalidRecord {
+            reason: e.to_string(),
+        })?;
+        log.append(&batch::parse_batches(&buf.freeze(), usize::MAX)?)?;
+        let mut offsets = self.offsets.lock();
+        if let Some(cache) = offsets.get_mut(group) {
+            for (t, p) in partitions {
+                cache.remove(&(t.clone(), *p));
+            }
+            if cache.is_empty() {
+                offsets.remove(group);
+            }
+        }
+        Ok(())
+    }
+
     pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
         self.offsets
             .lock()

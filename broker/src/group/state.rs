@@ -403,6 +403,47 @@ impl GroupCoordinator {
         }
     }
 
+    /// Forgets an empty group's membership state. NON_EMPTY_GROUP (68) while it has members,
+    /// GROUP_ID_NOT_FOUND (69) when nothing is known of it.
+    pub fn remove_group(&self, group_id: &str) -> i16 {
+        let mut groups = self.groups.lock();
+        let has_offsets = self.offsets.lock().contains_key(group_id);
+        match groups.get(group_id) {
+            Some(g) if !g.members.is_empty() => 68,
+            Some(_) => {
+                groups.remove(group_id);
+                0
+            }
+            None if has_offsets => 0,
+            None => 69,
+        }
+    }
+
+    /// Whether a member of the group currently has `topic` assigned (decoded from the
+    /// "consumer" protocol assignment).
+    pub fn consumes(&self, group_id: &str, topic: &str) -> bool {
+        use kafka_protocol::messages::ConsumerProtocolAssignment;
+        use kafka_protocol::protocol::Decodable;
+        let groups = self.groups.lock();
+        let Some(g) = groups.get(group_id) else {
+            return false;
+        };
+        g.members.values().any(|m| {
+            if m.assignment.len() < 2 {
+                return false;
+            }
+            let version = i16::from_be_bytes([m.assignment[0], m.assignment[1]]).clamp(0, 3);
+            let mut body = m.assignment.slice(2..);
+            ConsumerProtocolAssignment::decode(&mut body, version)
+                .map(|a| {
+                    a.assigned_partitions
+                        .iter()
+                        .any(|tp| tp.topic.as_str() == topic)
+                })
+                .unwrap_or(false)
+        })
+    }
+
     pub fn list(&self) -> Vec<(String, &'static str, String)> {
         let groups = self.groups.lock();
         let mut ids: Vec<String> = groups.keys().cloned().collect();

@@ -436,12 +436,14 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
     }
 }
 
-pub fn list_groups(broker: &Broker, _req: ListGroupsRequest, _version: i16) -> ListGroupsResponse {
+pub fn list_groups(broker: &Broker, req: ListGroupsRequest, _version: i16) -> ListGroupsResponse {
+    let states: Vec<String> = req.states_filter.iter().map(|s| s.to_string()).collect();
     ListGroupsResponse::default().with_groups(
         broker
             .groups
             .list()
             .into_iter()
+            .filter(|(_, state, _)| states.is_empty() || states.iter().any(|s| s == state))
             .map(|(id, state, pt)| {
                 ListedGroup::default()
                     .with_group_id(GroupId(str_bytes(id)))
@@ -489,4 +491,88 @@ pub fn describe_groups(
             })
             .collect(),
     )
+}
+
+pub fn delete_groups(
+    broker: &Broker,
+    req: DeleteGroupsRequest,
+    _version: i16,
+) -> DeleteGroupsResponse {
+    use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+    DeleteGroupsResponse::default().with_results(
+        req.groups_names
+            .iter()
+            .map(|g| {
+                let group = g.as_str();
+                let code = match coordinator_log(broker, group) {
+                    Err(code) => code,
+                    Ok(log) => match broker.groups.remove_group(group) {
+                        0 => {
+                            let all: Vec<(String, i32)> = broker
+                                .groups
+                                .committed_all(group)
+                                .into_iter()
+                                .map(|(t, p, _)| (t, p))
+                                .collect();
+                            match broker.groups.delete_offsets(&log, group, &all) {
+                                Ok(()) => 0,
+                                Err(e) => e.code(),
+                            }
+                        }
+                        code => code,
+                    },
+                };
+                DeletableGroupResult::default()
+                    .with_group_id(g.clone())
+                    .with_error_code(code)
+            })
+            .collect(),
+    )
+}
+
+pub fn offset_delete(
+    broker: &Broker,
+    req: OffsetDeleteRequest,
+    _version: i16,
+) -> OffsetDeleteResponse {
+    use kafka_protocol::messages::offset_delete_response::{
+        OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+    };
+    let group = req.group_id.as_str();
+    let log = match coordinator_log(broker, group) {
+        Ok(log) => log,
+        Err(code) => return OffsetDeleteResponse::default().with_error_code(code),
+    };
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let busy = broker.groups.consumes(group, t.name.as_str());
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = if busy {
+                        86 // GROUP_SUBSCRIBED_TO_TOPIC
+                    } else {
+                        match broker.groups.delete_offsets(
+                            &log,
+                            group,
+                            &[(t.name.to_string(), p.partition_index)],
+                        ) {
+                            Ok(()) => 0,
+                            Err(e) => e.code(),
+                        }
+                    };
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
 }
