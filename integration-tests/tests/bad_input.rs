@@ -257,6 +257,22 @@ async fn bad_batches_get_error_codes_and_write_nothing() {
         .expect("produce");
     assert_eq!(r.responses[0].partition_responses[0].base_offset, 3);
 
+    // Clients cannot write the coordinator's internal topic.
+    let fc = conn
+        .send(
+            kafka_protocol::messages::FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_static_str("some-group")),
+            3,
+        )
+        .await
+        .expect("find coordinator");
+    assert_eq!(fc.error_code, 0, "the coordinator exists once asked for");
+    let r = conn
+        .send(produce("__consumer_offsets", batch(1)), 9)
+        .await
+        .expect("answered");
+    assert_eq!(code(r), 17, "INVALID_TOPIC_EXCEPTION");
+
     // The connection is still good after all of it.
     let r: Result<_, ClientError> = conn
         .send(MetadataRequest::default().with_topics(None), 12)

@@ -186,7 +186,12 @@ pub(crate) async fn auto_create(broker: &Broker, names: &[&str]) -> Arc<Metadata
     }
     let missing: Vec<NewTopic> = names
         .iter()
-        .filter(|n| image.topic(n).is_none() && validate_topic_name(n).is_ok())
+        .filter(|n| {
+            // __consumer_offsets is made by the group coordinator, with its own layout.
+            image.topic(n).is_none()
+                && validate_topic_name(n).is_ok()
+                && **n != crate::group::OFFSETS_TOPIC
+        })
         .map(|n| NewTopic {
             name: n.to_string(),
             num_partitions: -1,

@@ -75,6 +75,13 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
             .partition_data
             .iter()
             .map(|p| {
+                if topic.is_some_and(|t| t.name == crate::group::OFFSETS_TOPIC) {
+                    return error(
+                        p.index,
+                        ResponseError::InvalidTopicException,
+                        Some("__consumer_offsets is written by the group coordinator only".into()),
+                    );
+                }
                 let log = match leader_log(broker, &image, topic, p.index) {
                     Ok(log) => log,
                     Err(e) => return error(p.index, e, None),
