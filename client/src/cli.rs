@@ -60,6 +60,32 @@ pub enum Command {
     /// Load tests, like kafka-producer-perf-test / kafka-consumer-perf-test.
     #[command(subcommand)]
     Perf(PerfCommand),
+    /// List, describe and reset consumer groups.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum GroupsCommand {
+    List,
+    /// Members, assignments, committed offsets and lag.
+    Describe {
+        group: String,
+    },
+    /// Move an empty group's committed offsets (a dry run unless --execute).
+    ResetOffsets {
+        group: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, group = "to")]
+        to_earliest: bool,
+        #[arg(long, group = "to")]
+        to_latest: bool,
+        #[arg(long, group = "to")]
+        to_offset: Option<i64>,
+        #[arg(long)]
+        execute: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -242,6 +268,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Produce(a) => produce(&mut client, a).await,
         Command::Consume(a) => consume(&mut client, a).await,
         Command::Perf(p) => perf(&mut client, p).await,
+        Command::Groups(g) => groups(&mut client, g).await,
     }
 }
 
@@ -860,4 +887,246 @@ async fn perf(client: &mut ClusterClient, cmd: PerfCommand) -> Result<(), CliErr
         }
     }
     Ok(())
+}
+
+/// The coordinator broker of `group`.
+async fn coordinator(client: &mut ClusterClient, group: &str) -> Result<i32, CliError> {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    client.metadata(None).await?;
+    let r = client
+        .any()
+        .await?
+        .send(
+            FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string())),
+            3,
+        )
+        .await?;
+    if r.error_code != 0 {
+        return Err(kafka(
+            r.error_code,
+            r.error_message.as_deref(),
+            "is the cluster up?",
+        ));
+    }
+    Ok(r.node_id.0)
+}
+
+/// (topic, partition, committed offset) of a group.
+async fn committed_offsets(
+    client: &mut ClusterClient,
+    coord: i32,
+    group: &str,
+) -> Result<Vec<(String, i32, i64)>, CliError> {
+    use kafka_protocol::messages::{GroupId, OffsetFetchRequest};
+    let r = client
+        .broker(coord)
+        .await?
+        .send(
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+                .with_topics(None),
+            7,
+        )
+        .await?;
+    if r.error_code != 0 {
+        return Err(kafka(r.error_code, None, ""));
+    }
+    let mut out: Vec<(String, i32, i64)> = r
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.name.to_string(), p.partition_index, p.committed_offset))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+async fn groups(client: &mut ClusterClient, cmd: GroupsCommand) -> Result<(), CliError> {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetCommitRequest,
+    };
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        GroupsCommand::List => {
+            let md = client.metadata(None).await?;
+            let mut all = std::collections::BTreeSet::new();
+            for b in &md.brokers {
+                let r = client
+                    .broker(b.node_id.0)
+                    .await?
+                    .send(ListGroupsRequest::default(), 4)
+                    .await?;
+                for g in r.groups {
+                    all.insert(format!(
+                        "{} {}",
+                        g.group_id.as_str(),
+                        g.group_state.as_str()
+                    ));
+                }
+            }
+            for g in all {
+                let _ = writeln!(out, "{g}");
+            }
+        }
+        GroupsCommand::Describe { group } => {
+            let coord = coordinator(client, &group).await?;
+            let d = client
+                .broker(coord)
+                .await?
+                .send(
+                    DescribeGroupsRequest::default()
+                        .with_groups(vec![GroupId(StrBytes::from_string(group.clone()))]),
+                    5,
+                )
+                .await?;
+            let g = d
+                .groups
+                .first()
+                .ok_or_else(|| CliError::Input("empty answer".into()))?;
+            if g.error_code != 0 {
+                return Err(kafka(g.error_code, None, ""));
+            }
+            let _ = writeln!(
+                out,
+                "group {group} state {} protocol {} members {}",
+                g.group_state.as_str(),
+                g.protocol_data.as_str(),
+                g.members.len()
+            );
+            for m in &g.members {
+                let _ = writeln!(
+                    out,
+                    "  member {} client {} assignment {}",
+                    m.member_id.as_str(),
+                    m.client_id.as_str(),
+                    describe_assignment(&m.member_assignment)
+                );
+            }
+            let md = client.metadata(None).await?;
+            for (topic, partition, offset) in committed_offsets(client, coord, &group).await? {
+                let end = match leaders(&md, &topic)
+                    .ok()
+                    .and_then(|l| l.get(&partition).copied())
+                {
+                    Some(leader) => list_offset(client, leader, &topic, partition, -1)
+                        .await
+                        .ok(),
+                    None => None,
+                };
+                let lag = end.map_or("?".to_string(), |e| (e - offset).max(0).to_string());
+                let _ = writeln!(
+                    out,
+                    "  {topic} {partition} committed {offset} end {} lag {lag}",
+                    end.map_or("?".into(), |e| e.to_string())
+                );
+            }
+        }
+        GroupsCommand::ResetOffsets {
+            group,
+            topic,
+            to_earliest,
+            to_latest,
+            to_offset,
+            execute,
+        } => {
+            if !(to_earliest || to_latest || to_offset.is_some()) {
+                return Err(CliError::Input(
+                    "say where to: --to-earliest, --to-latest or --to-offset N".into(),
+                ));
+            }
+            let md = client.metadata(Some(&[topic.as_str()])).await?;
+            let leaders = leaders(&md, &topic)?;
+            let mut plan = Vec::new();
+            for (p, leader) in &leaders {
+                let target = match to_offset {
+                    Some(n) => n,
+                    None => {
+                        list_offset(
+                            client,
+                            *leader,
+                            &topic,
+                            *p,
+                            if to_earliest { -2 } else { -1 },
+                        )
+                        .await?
+                    }
+                };
+                plan.push((*p, target));
+            }
+            for (p, target) in &plan {
+                let _ = writeln!(out, "{topic} {p} -> {target}");
+            }
+            if !execute {
+                let _ = writeln!(out, "(dry run: add --execute to apply)");
+                return Ok(());
+            }
+            let coord = coordinator(client, &group).await?;
+            let req = OffsetCommitRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.clone())))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(vec![OffsetCommitRequestTopic::default()
+                    .with_name(topic_name(&topic))
+                    .with_partitions(
+                        plan.iter()
+                            .map(|(p, o)| {
+                                OffsetCommitRequestPartition::default()
+                                    .with_partition_index(*p)
+                                    .with_committed_offset(*o)
+                            })
+                            .collect(),
+                    )]);
+            let r = client.broker(coord).await?.send(req, 8).await?;
+            if let Some(code) = r
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .map(|p| p.error_code)
+                .find(|c| *c != 0)
+            {
+                return Err(kafka(code, None, "stop the group's consumers first"));
+            }
+            let _ = writeln!(
+                out,
+                "reset {} partition(s) of {topic} for {group}",
+                plan.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// "topic:p,p topic:p" from a consumer-protocol assignment.
+fn describe_assignment(bytes: &Bytes) -> String {
+    use kafka_protocol::messages::ConsumerProtocolAssignment;
+    use kafka_protocol::protocol::Decodable;
+    if bytes.len() < 2 {
+        return "-".into();
+    }
+    let version = i16::from_be_bytes([bytes[0], bytes[1]]).clamp(0, 3);
+    let mut body = bytes.slice(2..);
+    match ConsumerProtocolAssignment::decode(&mut body, version) {
+        Ok(a) => a
+            .assigned_partitions
+            .iter()
+            .map(|tp| {
+                format!(
+                    "{}:{}",
+                    tp.topic.as_str(),
+                    tp.partitions
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(_) => "(not a consumer assignment)".into(),
+    }
 }

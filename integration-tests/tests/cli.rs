@@ -232,6 +232,78 @@ fn every_subcommand_and_bad_arguments() {
     ))
     .starts_with("5000 records consumed"));
 
+    // Groups: reset offsets (dry run, then for real), list, describe with lag.
+    let dry = ok(&strom(
+        &broker,
+        &[
+            "groups",
+            "reset-offsets",
+            "g1",
+            "--topic",
+            "cli",
+            "--to-latest",
+        ],
+        None,
+    ));
+    assert!(dry.contains("(dry run"), "{dry}");
+    assert!(ok(&strom(
+        &broker,
+        &[
+            "groups",
+            "reset-offsets",
+            "g1",
+            "--topic",
+            "cli",
+            "--to-latest",
+            "--execute"
+        ],
+        None
+    ))
+    .contains("reset 3 partition(s)"));
+    assert!(ok(&strom(&broker, &["groups", "list"], None))
+        .lines()
+        .any(|l| l.starts_with("g1 ")));
+    let described = ok(&strom(&broker, &["groups", "describe", "g1"], None));
+    let lags: Vec<&str> = described
+        .lines()
+        .filter(|l| l.contains(" committed "))
+        .collect();
+    assert_eq!(lags.len(), 3, "{described}");
+    assert!(lags.iter().all(|l| l.ends_with("lag 0")), "{described}");
+    ok(&strom(
+        &broker,
+        &[
+            "groups",
+            "reset-offsets",
+            "g1",
+            "--topic",
+            "cli",
+            "--to-earliest",
+            "--execute",
+        ],
+        None,
+    ));
+    let described = ok(&strom(&broker, &["groups", "describe", "g1"], None));
+    let total_lag: i64 = described
+        .lines()
+        .filter_map(|l| {
+            l.rsplit_once("lag ")
+                .and_then(|(_, n)| n.parse::<i64>().ok())
+        })
+        .sum();
+    // From the earliest offsets (0), the lag is everything in the topic: the 30 lines plus
+    // the 20,000 perf records in partition 0.
+    assert_eq!(total_lag, 20_030, "{described}");
+    fails(
+        &strom(
+            &broker,
+            &["groups", "reset-offsets", "g1", "--topic", "cli"],
+            None,
+        ),
+        1,
+        "say where to",
+    );
+
     fails(
         &strom(
             &broker,

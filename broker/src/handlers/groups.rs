@@ -468,6 +468,10 @@ pub fn describe_groups(
                     return base.with_error_code(code);
                 }
                 match broker.groups.describe(g.as_str()) {
+                    // A group known only by its committed offsets is Empty, as in Kafka.
+                    None if !broker.groups.committed_all(g.as_str()).is_empty() => {
+                        base.with_group_state(str_bytes("Empty"))
+                    }
                     None => base.with_group_state(str_bytes("Dead")),
                     Some(d) => base
                         .with_group_state(str_bytes(d.state))
