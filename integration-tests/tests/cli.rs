@@ -264,6 +264,7 @@ fn every_subcommand_and_bad_arguments() {
         .lines()
         .any(|l| l.starts_with("g1 ")));
     let described = ok(&strom(&broker, &["groups", "describe", "g1"], None));
+    assert!(described.starts_with("group g1 state Empty"), "{described}");
     let lags: Vec<&str> = described
         .lines()
         .filter(|l| l.contains(" committed "))
