@@ -185,3 +185,38 @@ def test_admin_lists_describes_and_deletes_groups(gbroker):
     fresh = consumer(gbroker, group)
     assert fresh.committed([TopicPartition(topic, 0)], timeout=10)[0].offset < 0, "offsets deleted"
     fresh.close()
+
+
+def test_static_member_restarts_without_a_rebalance_and_a_fourth_member_spreads(gbroker):
+    topic = make_topic(gbroker, 6, 60)
+    group = f"static-{uuid.uuid4().hex[:6]}"
+    assigns = []
+
+    def static(instance):
+        c = Consumer({"bootstrap.servers": gbroker.bootstrap, "group.id": group,
+                      "group.instance.id": instance, "session.timeout.ms": 30000,
+                      "auto.offset.reset": "earliest"})
+        c.subscribe([topic])
+        return c
+
+    dynamic = consumer(gbroker, group)
+    dynamic.subscribe([topic], on_assign=lambda c, ps: assigns.append(sorted(p.partition for p in ps)))
+    a = static("member-a")
+    wait_until(lambda: (poll_all([a, dynamic]), [len(c.assignment()) for c in (a, dynamic)] == [3, 3])[1],
+               timeout=60, what="two members with three partitions each")
+    mine = sorted(tp.partition for tp in a.assignment())
+    rebalances = len(assigns)
+    a.close()  # a static member does not leave the group on close
+    a = static("member-a")
+    wait_until(lambda: (poll_all([a, dynamic]), sorted(tp.partition for tp in a.assignment()) == mine)[1],
+               timeout=60, what="the restarted static member to get its partitions back")
+    poll_all([a, dynamic], rounds=5)
+    assert len(assigns) == rebalances, "the other member saw no rebalance"
+
+    # A new member joins: the six partitions spread over three.
+    c = consumer(gbroker, group)
+    c.subscribe([topic])
+    wait_until(lambda: (poll_all([a, dynamic, c]), sorted(len(x.assignment()) for x in (a, dynamic, c)) == [2, 2, 2])[1],
+               timeout=60, what="three members with two partitions each")
+    for x in (a, dynamic, c):
+        x.close()

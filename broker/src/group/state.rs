@@ -16,6 +16,7 @@ const REBALANCE_IN_PROGRESS: i16 = 27;
 const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 const MEMBER_ID_REQUIRED: i16 = 79;
 const INVALID_SESSION_TIMEOUT: i16 = 26;
+const FENCED_INSTANCE_ID: i16 = 82;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupState {
@@ -172,6 +173,41 @@ impl GroupCoordinator {
             .entry(req.group_id.clone())
             .or_insert_with(Group::new);
         let mut member_id = req.member_id.clone();
+        // Static membership (KIP-345): a known group.instance.id takes its place back.
+        if let Some(instance) = &req.instance_id {
+            let holder = g
+                .members
+                .iter()
+                .find(|(_, m)| m.instance_id.as_deref() == Some(instance.as_str()))
+                .map(|(id, _)| id.clone());
+            match holder {
+                Some(old) if !member_id.is_empty() && member_id != old => {
+                    return fail(FENCED_INSTANCE_ID, member_id);
+                }
+                Some(old) if member_id.is_empty() => {
+                    // A restarted static member: new member id, same place, same assignment.
+                    let new_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
+                    if let Some(mut m) = g.members.remove(&old) {
+                        if let Some(w) = m.join_waiter.take() {
+                            let _ = w.send(JoinOutcome {
+                                error: FENCED_INSTANCE_ID,
+                                generation: -1,
+                                ..Default::default()
+                            });
+                        }
+                        m.last_heartbeat = now;
+                        g.members.insert(new_id.clone(), m);
+                    }
+                    let was_leader = g.leader.as_deref() == Some(old.as_str());
+                    if was_leader {
+                        g.leader = Some(new_id.clone());
+                    }
+                    info!(group = %req.group_id, %instance, member = %new_id, "static member rejoined");
+                    member_id = new_id;
+                }
+                _ => {}
+            }
+        }
         if member_id.is_empty() {
             member_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
             if req.require_known_member_id {
@@ -328,6 +364,17 @@ impl GroupCoordinator {
             return ILLEGAL_GENERATION;
         }
         0
+    }
+
+    /// The member id a static member (group.instance.id) holds now.
+    pub fn member_for_instance(&self, group_id: &str, instance: &str) -> Option<String> {
+        let groups = self.groups.lock();
+        groups
+            .get(group_id)?
+            .members
+            .iter()
+            .find(|(_, m)| m.instance_id.as_deref() == Some(instance))
+            .map(|(id, _)| id.clone())
     }
 
     /// Removes members; returns an error code per member.
@@ -707,6 +754,67 @@ mod tests {
         let again = now(join(&c, &a));
         assert_eq!(again.generation, ja.generation + 1);
         assert_eq!(again.leader, a);
+    }
+
+    #[test]
+    fn a_restarted_static_member_takes_its_place_back_without_a_rebalance() {
+        let c = GroupCoordinator::new(Duration::ZERO);
+        let static_join = |member: &str| {
+            c.join(JoinRequest {
+                group_id: "s".into(),
+                member_id: member.into(),
+                instance_id: Some("instance-1".into()),
+                client_id: "c".into(),
+                host: "h".into(),
+                session_timeout: Duration::from_secs(10),
+                rebalance_timeout: Duration::from_secs(10),
+                protocol_type: "consumer".into(),
+                protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+                require_known_member_id: false,
+            })
+        };
+        let leader = now(join_group(&c, "s", "")).member_id;
+        let leader_join = now(join_group(&c, "s", &leader));
+        assert_eq!(leader_join.error, 0);
+        // The new member's join starts a rebalance; it completes when the leader rejoins.
+        let pending = static_join("");
+        let lj = now(join_group(&c, "s", &leader));
+        let first = now(pending);
+        assert_eq!(first.error, 0);
+        let gen = lj.generation;
+        assert_eq!(first.generation, gen);
+        now(c.sync(
+            "s",
+            gen,
+            &leader,
+            vec![(first.member_id.clone(), Bytes::from_static(b"a1"))],
+        ));
+        // The static member restarts: a new member id, no new generation, same assignment.
+        let again = now(static_join(""));
+        assert_eq!(again.error, 0);
+        assert_ne!(again.member_id, first.member_id);
+        assert_eq!(again.generation, gen, "no rebalance");
+        assert_eq!(
+            now(c.sync("s", gen, &again.member_id, vec![])).assignment,
+            Bytes::from_static(b"a1")
+        );
+        // The old incarnation is fenced.
+        assert_eq!(now(static_join(&first.member_id)).error, FENCED_INSTANCE_ID);
+    }
+
+    fn join_group(c: &GroupCoordinator, group: &str, member: &str) -> Reply<JoinOutcome> {
+        c.join(JoinRequest {
+            group_id: group.into(),
+            member_id: member.into(),
+            instance_id: None,
+            client_id: "c".into(),
+            host: "h".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+            require_known_member_id: true,
+        })
     }
 
     #[test]

@@ -225,7 +225,14 @@ pub fn leave(broker: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGrou
     let ids: Vec<String> = if version >= 3 {
         req.members
             .iter()
-            .map(|m| m.member_id.to_string())
+            .map(|m| match (&m.group_instance_id, m.member_id.is_empty()) {
+                // A static member may leave by its instance id alone.
+                (Some(instance), true) => broker
+                    .groups
+                    .member_for_instance(req.group_id.as_str(), instance.as_str())
+                    .unwrap_or_default(),
+                _ => m.member_id.to_string(),
+            })
             .collect()
     } else {
         vec![req.member_id.to_string()]
