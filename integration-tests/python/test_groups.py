@@ -201,6 +201,10 @@ def test_static_member_restarts_without_a_rebalance_and_a_fourth_member_spreads(
 
     dynamic = consumer(gbroker, group)
     dynamic.subscribe([topic], on_assign=lambda c, ps: assigns.append(sorted(p.partition for p in ps)))
+    # The dynamic member forms the group first, so it leads: a static *leader* that restarts
+    # does trigger a rebalance (the leader must see the members again).
+    wait_until(lambda: (poll_all([dynamic]), len(dynamic.assignment()) == 6)[1],
+               timeout=60, what="the first member to own the topic")
     a = static("member-a")
     wait_until(lambda: (poll_all([a, dynamic]), [len(c.assignment()) for c in (a, dynamic)] == [3, 3])[1],
                timeout=60, what="two members with three partitions each")
