@@ -60,6 +60,8 @@ pub struct SyncOutcome {
 }
 
 struct Member {
+    /// When it joined the group: the longest-standing member leads, as in Kafka.
+    joined_at: Instant,
     instance_id: Option<String>,
     client_id: String,
     host: String,
@@ -242,6 +244,7 @@ impl GroupCoordinator {
             .members
             .entry(member_id.clone())
             .or_insert_with(|| Member {
+                joined_at: now,
                 instance_id: req.instance_id.clone(),
                 client_id: req.client_id.clone(),
                 host: req.host.clone(),
@@ -624,7 +627,12 @@ fn maybe_complete_join(id: &str, g: &mut Group, now: Instant) {
     }
     let leader = match &g.leader {
         Some(l) if g.members.contains_key(l) => l.clone(),
-        _ => g.members.keys().next().cloned().unwrap_or_default(),
+        _ => g
+            .members
+            .iter()
+            .min_by_key(|(_, m)| m.joined_at)
+            .map(|(id, _)| id.clone())
+            .unwrap_or_default(),
     };
     // The first protocol of the leader's list that every member supports.
     let protocol = g.members.get(&leader).and_then(|l| {
