@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --no-python
 source scripts/env.sh
-cargo build --release --bin strom-broker
+RUSTFLAGS="$(release_rustflags)" cargo build --release --bin strom-broker --bin strom
 (cd scripts/bench && cargo build --release)
 
 data=$(mktemp -d)

@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --no-python
 source scripts/env.sh
-exec cargo run --release --bin strom-broker -- --dev "$@"
+RUSTFLAGS="$(release_rustflags)" exec cargo run --release --bin strom-broker -- --dev "$@"
