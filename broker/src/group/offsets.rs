@@ -60,10 +60,42 @@ impl GroupCoordinator {
         group: &str,
         entries: Vec<(String, i32, Committed)>,
     ) -> Result<(), LogError> {
-        if entries.is_empty() {
+        let changes = entries
+            .into_iter()
+            .map(|(t, p, c)| (t, p, Some(c)))
+            .collect();
+        self.write_offsets(log, group, changes)
+    }
+
+    /// Writes tombstones for committed offsets and drops them from the cache.
+    pub fn delete_offsets(
+        &self,
+        log: &PartitionLog,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<(), LogError> {
+        let changes = partitions
+            .iter()
+            .map(|(t, p)| (t.clone(), *p, None))
+            .collect();
+        self.write_offsets(log, group, changes)
+    }
+
+    /// One batch of offset records (a `None` is a tombstone) through the log, then the cache.
+    fn write_offsets(
+        &self,
+        log: &PartitionLog,
+        group: &str,
+        changes: Vec<(String, i32, Option<Committed>)>,
+    ) -> Result<(), LogError> {
+        if changes.is_empty() {
             return Ok(());
         }
-        let records: Vec<Record> = entries
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let records: Vec<Record> = changes
             .iter()
             .enumerate()
             .map(|(i, (topic, partition, c))| Record {
@@ -76,13 +108,13 @@ impl GroupCoordinator {
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
                 sequence: i as i32,
-                timestamp: c.commit_timestamp,
+                timestamp: c.as_ref().map_or(now, |c| c.commit_timestamp),
                 key: Some(bin(&OffsetKey {
                     group: group.to_string(),
                     topic: topic.clone(),
                     partition: *partition,
                 })),
-                value: Some(bin(c)),
+                value: c.as_ref().map(bin),
                 headers: Default::default(),
             })
             .collect();
@@ -101,70 +133,14 @@ impl GroupCoordinator {
         log.append(&batch::parse_batches(&buf.freeze(), usize::MAX)?)?;
         let mut offsets = self.offsets.lock();
         let cache = offsets.entry(group.to_string()).or_default();
-        for (topic, partition, c) in entries {
-            cache.insert((topic, partition), c);
+        for (topic, partition, c) in changes {
+            match c {
+                Some(c) => cache.insert((topic, partition), c),
+                None => cache.remove(&(topic, partition)),
+            };
         }
-        Ok(())
-    }
-
-    /// Writes tombstones for committed offsets and drops them from the cache.
-    pub fn delete_offsets(
-        &self,
-        log: &PartitionLog,
-        group: &str,
-        partitions: &[(String, i32)],
-    ) -> Result<(), LogError> {
-        if partitions.is_empty() {
-            return Ok(());
-        }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        let records: Vec<Record> = partitions
-            .iter()
-            .enumerate()
-            .map(|(i, (topic, partition))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: now,
-                key: Some(bin(&OffsetKey {
-                    group: group.to_string(),
-                    topic: topic.clone(),
-                    partition: *partition,
-                })),
-                value: None,
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| LogError::InvalidRecord {
-            reason: e.to_string(),
-        })?;
-        log.append(&batch::parse_batches(&buf.freeze(), usize::MAX)?)?;
-        let mut offsets = self.offsets.lock();
-        if let Some(cache) = offsets.get_mut(group) {
-            for (t, p) in partitions {
-                cache.remove(&(t.clone(), *p));
-            }
-            if cache.is_empty() {
-                offsets.remove(group);
-            }
+        if cache.is_empty() {
+            offsets.remove(group);
         }
         Ok(())
     }
