@@ -208,6 +208,23 @@ pub trait LogStore: Send + Sync + 'static {
         max_bytes: usize,
     ) -> Result<Vec<Bytes>, StorageError>;
 
+    /// [`LogStore::read`] appending the batches to `out` (one copy from the engine, no
+    /// per-batch buffers); returns how many batches it appended.
+    fn read_into(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        end_offset: i64,
+        max_bytes: usize,
+        out: &mut bytes::BytesMut,
+    ) -> Result<usize, StorageError> {
+        let batches = self.read(tp, offset, end_offset, max_bytes)?;
+        for b in &batches {
+            out.extend_from_slice(b);
+        }
+        Ok(batches.len())
+    }
+
     /// The first time index entry whose timestamp is at or after `timestamp`.
     fn lookup_timestamp(
         &self,

@@ -208,6 +208,16 @@ fn append_then_read_back<S: LogStore>(store: &S) {
     assert_eq!(state.log_start_offset, 0);
     assert_eq!(state.max_timestamp, 7);
     assert_eq!(state.size_bytes, 3 * 71);
+    // read_into appends exactly what read returns, in one buffer.
+    for (from, max) in [(0, usize::MAX), (1, 80), (6, 1)] {
+        let batches = store.read(t, from, i64::MAX, max).expect("read");
+        let mut buf = bytes::BytesMut::new();
+        let n = store
+            .read_into(t, from, i64::MAX, max, &mut buf)
+            .expect("read_into");
+        assert_eq!(n, batches.len());
+        assert_eq!(buf.freeze(), batches.concat());
+    }
     assert!(store
         .read(t, 7, i64::MAX, usize::MAX)
         .expect("read at end")

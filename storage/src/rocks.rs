@@ -158,46 +158,24 @@ impl LogStore for RocksLogStore {
         end_offset: i64,
         max_bytes: usize,
     ) -> Result<Vec<Bytes>, StorageError> {
-        let cf = self.cf(CF_LOG)?;
         let mut out = Vec::new();
-        if offset >= end_offset {
-            return Ok(out);
-        }
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_lower_bound(keys::key(tp, 0).to_vec());
-        opts.set_iterate_upper_bound(keys::offset_key(tp, end_offset).to_vec());
-        let mut it = self.db.raw_iterator_cf_opt(cf, opts);
-        // The batch holding `offset` is the last one starting at or before it.
-        it.seek_for_prev(keys::offset_key(tp, offset));
-        if !it.valid() {
-            it.seek_to_first();
-        }
-        let mut total = 0usize;
-        while it.valid() {
-            let (Some(key), Some(value)) = (it.key(), it.value()) else {
-                break;
-            };
-            let base = keys::decode_suffix(key).ok_or_else(|| StorageError::Corrupt {
-                what: "log key of unexpected length".into(),
-            })? as i64;
-            let last = base
-                + keys::last_offset_delta(value).ok_or_else(|| StorageError::Corrupt {
-                    what: format!("batch at offset {base} is truncated"),
-                })?;
-            if last >= offset {
-                if !out.is_empty() && total + value.len() > max_bytes {
-                    break;
-                }
-                total += value.len();
-                out.push(Bytes::copy_from_slice(value));
-                if total >= max_bytes {
-                    break;
-                }
-            }
-            it.next();
-        }
-        it.status().map_err(engine)?;
+        self.scan(tp, offset, end_offset, max_bytes, |v| {
+            out.push(Bytes::copy_from_slice(v))
+        })?;
         Ok(out)
+    }
+
+    fn read_into(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        end_offset: i64,
+        max_bytes: usize,
+        out: &mut bytes::BytesMut,
+    ) -> Result<usize, StorageError> {
+        self.scan(tp, offset, end_offset, max_bytes, |v| {
+            out.extend_from_slice(v)
+        })
     }
 
     fn lookup_timestamp(
@@ -376,6 +354,60 @@ impl LogStore for RocksLogStore {
         self.db
             .write_opt(batch, &self.write_options())
             .map_err(engine)
+    }
+}
+
+impl RocksLogStore {
+    /// Walks the batches a read returns, handing each value to `take`; returns the count.
+    fn scan(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        end_offset: i64,
+        max_bytes: usize,
+        mut take: impl FnMut(&[u8]),
+    ) -> Result<usize, StorageError> {
+        let cf = self.cf(CF_LOG)?;
+        let mut count = 0usize;
+        if offset >= end_offset {
+            return Ok(0);
+        }
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(keys::key(tp, 0).to_vec());
+        opts.set_iterate_upper_bound(keys::offset_key(tp, end_offset).to_vec());
+        let mut it = self.db.raw_iterator_cf_opt(cf, opts);
+        // The batch holding `offset` is the last one starting at or before it.
+        it.seek_for_prev(keys::offset_key(tp, offset));
+        if !it.valid() {
+            it.seek_to_first();
+        }
+        let mut total = 0usize;
+        while it.valid() {
+            let (Some(key), Some(value)) = (it.key(), it.value()) else {
+                break;
+            };
+            let base = keys::decode_suffix(key).ok_or_else(|| StorageError::Corrupt {
+                what: "log key of unexpected length".into(),
+            })? as i64;
+            let last = base
+                + keys::last_offset_delta(value).ok_or_else(|| StorageError::Corrupt {
+                    what: format!("batch at offset {base} is truncated"),
+                })?;
+            if last >= offset {
+                if count > 0 && total + value.len() > max_bytes {
+                    break;
+                }
+                total += value.len();
+                take(value);
+                count += 1;
+                if total >= max_bytes {
+                    break;
+                }
+            }
+            it.next();
+        }
+        it.status().map_err(engine)?;
+        Ok(count)
     }
 }
 

@@ -207,18 +207,12 @@ impl PartitionLog {
                 log_end: hw,
             });
         }
-        let batches = self.store.read(self.tp, offset, hw, max_bytes)?;
-        let records = match batches.len() {
-            0 => Bytes::new(),
-            1 => batches.into_iter().next().unwrap_or_default(),
-            _ => {
-                let mut buf = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
-                for b in &batches {
-                    buf.extend_from_slice(b);
-                }
-                buf.freeze()
-            }
-        };
+        // One copy, engine to response buffer; sized for what is there, not what is asked.
+        let available = state.size_bytes.min(max_bytes as u64) as usize;
+        let mut buf = BytesMut::with_capacity(available.min(64 << 20));
+        self.store
+            .read_into(self.tp, offset, hw, max_bytes, &mut buf)?;
+        let records = buf.freeze();
         Ok(ReadResult {
             records,
             high_watermark: hw,
