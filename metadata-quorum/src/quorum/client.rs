@@ -336,64 +336,62 @@ impl RemoteController {
         topics: Vec<NewTopic>,
         validate_only: bool,
     ) -> Result<Vec<Result<CreatedTopic, MetadataError>>, ControllerError> {
-        match self
-            .call(&ControllerRequest::CreateTopics {
-                topics,
-                validate_only,
-            })
-            .await?
-        {
+        let req = ControllerRequest::CreateTopics {
+            topics,
+            validate_only,
+        };
+        self.change_and_follow(req, |r| match r {
             ControllerResponse::CreateTopics {
                 results,
                 metadata_offset,
-            } => {
-                self.wait_for_offset(metadata_offset, Duration::from_secs(10))
-                    .await;
-                Ok(results)
-            }
-            other => Err(unexpected(other)),
-        }
+            } => Ok((results, metadata_offset)),
+            other => Err(other),
+        })
+        .await
     }
 
     pub async fn delete_topics(
         &self,
         topics: Vec<TopicRef>,
     ) -> Result<Vec<Result<DeletedTopic, MetadataError>>, ControllerError> {
-        match self
-            .call(&ControllerRequest::DeleteTopics { topics })
-            .await?
-        {
+        let req = ControllerRequest::DeleteTopics { topics };
+        self.change_and_follow(req, |r| match r {
             ControllerResponse::DeleteTopics {
                 results,
                 metadata_offset,
-            } => {
-                self.wait_for_offset(metadata_offset, Duration::from_secs(10))
-                    .await;
-                Ok(results)
-            }
-            other => Err(unexpected(other)),
-        }
+            } => Ok((results, metadata_offset)),
+            other => Err(other),
+        })
+        .await
     }
-}
 
-impl RemoteController {
-    /// Sends a change that answers [`ControllerResponse::Changed`] and waits until this
-    /// broker's image has it.
+    /// Sends a metadata change, takes (answer, metadata offset) out of the response, and
+    /// waits until this broker's image has reached that offset, so the change is visible here
+    /// when the caller answers its client.
+    async fn change_and_follow<T>(
+        &self,
+        req: ControllerRequest,
+        take: impl FnOnce(ControllerResponse) -> Result<(T, u64), ControllerResponse>,
+    ) -> Result<T, ControllerError> {
+        let (answer, metadata_offset) = take(self.call(&req).await?).map_err(unexpected)?;
+        self.wait_for_offset(metadata_offset, Duration::from_secs(10))
+            .await;
+        Ok(answer)
+    }
+
+    /// A change answered with [`ControllerResponse::Changed`].
     async fn change(
         &self,
         req: ControllerRequest,
     ) -> Result<Result<(), MetadataError>, ControllerError> {
-        match self.call(&req).await? {
+        self.change_and_follow(req, |r| match r {
             ControllerResponse::Changed {
                 result,
                 metadata_offset,
-            } => {
-                self.wait_for_offset(metadata_offset, Duration::from_secs(10))
-                    .await;
-                Ok(result)
-            }
-            other => Err(unexpected(other)),
-        }
+            } => Ok((result, metadata_offset)),
+            other => Err(other),
+        })
+        .await
     }
 
     /// AlterConfigs (`replace`) or IncrementalAlterConfigs on one topic.
