@@ -44,6 +44,18 @@ pub struct Committed {
     pub commit_timestamp: i64,
 }
 
+impl Committed {
+    /// What OffsetFetch answers for a partition with no commit: offset -1.
+    pub fn none() -> Self {
+        Committed {
+            offset: -1,
+            leader_epoch: -1,
+            metadata: None,
+            commit_timestamp: 0,
+        }
+    }
+}
+
 fn bin<T: Serialize>(v: &T) -> Bytes {
     Bytes::from(bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap_or_default())
 }

@@ -381,12 +381,7 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
                                             parts
                                                 .into_iter()
                                                 .map(|(p, c)| {
-                                                    let c = c.unwrap_or(Committed {
-                                                        offset: -1,
-                                                        leader_epoch: -1,
-                                                        metadata: None,
-                                                        commit_timestamp: 0,
-                                                    });
+                                                    let c = c.unwrap_or_else(Committed::none);
                                                     OffsetFetchResponsePartitions::default()
                                                         .with_partition_index(p)
                                                         .with_committed_offset(c.offset)
@@ -421,12 +416,7 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
                             parts
                                 .into_iter()
                                 .map(|(p, c)| {
-                                    let c = c.unwrap_or(Committed {
-                                        offset: -1,
-                                        leader_epoch: -1,
-                                        metadata: None,
-                                        commit_timestamp: 0,
-                                    });
+                                    let c = c.unwrap_or_else(Committed::none);
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(p)
                                         .with_committed_offset(c.offset)
