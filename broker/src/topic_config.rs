@@ -66,7 +66,53 @@ pub fn value(config: &BrokerConfig, topic: Option<&TopicImage>, name: &str) -> O
     configs::lookup(name).map(|d| resolve(config, topic, d).value)
 }
 
-/// The effective value parsed as an integer (for numeric configs).
+/// The effective value parsed as an integer (numeric configs). Allocation-free: the produce
+/// path asks this for every request.
 pub fn int(config: &BrokerConfig, topic: Option<&TopicImage>, name: &str) -> Option<i64> {
-    value(config, topic, name).and_then(|v| v.trim().parse().ok())
+    if let Some(v) = topic.and_then(|t| t.configs.get(name)) {
+        return v.trim().parse().ok();
+    }
+    let flag = match name {
+        configs::RETENTION_MS => Some(config.log_retention_ms),
+        configs::RETENTION_BYTES => Some(config.log_retention_bytes),
+        configs::MIN_INSYNC_REPLICAS => Some(config.min_insync_replicas as i64),
+        configs::MAX_MESSAGE_BYTES => Some(config.message_max_bytes as i64),
+        _ => None,
+    };
+    flag.or_else(|| configs::lookup(name)?.default.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use metadata_quorum::configs::ConfigType;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: BrokerConfig,
+    }
+
+    #[test]
+    fn the_fast_integer_path_agrees_with_describe() {
+        let config = Cli::try_parse_from([
+            "b",
+            "--dev",
+            "--log-retention-ms",
+            "1234",
+            "--message-max-bytes",
+            "5000",
+        ])
+        .expect("parse")
+        .config;
+        for d in configs::TOPIC_CONFIGS
+            .iter()
+            .filter(|d| matches!(d.ty, ConfigType::Int | ConfigType::Long))
+        {
+            let described: i64 = resolve(&config, None, d).value.parse().expect("numeric");
+            assert_eq!(int(&config, None, d.name), Some(described), "{}", d.name);
+        }
+        assert_eq!(int(&config, None, configs::RETENTION_MS), Some(1234));
+    }
 }
