@@ -693,19 +693,25 @@ fn complete_join_for(g: &mut Group, member_id: &str) {
 mod tests {
     use super::*;
 
-    fn join(c: &GroupCoordinator, member: &str) -> Reply<JoinOutcome> {
-        c.join(JoinRequest {
-            group_id: "g".into(),
+    /// A JoinGroup of a consumer using "range", dynamic unless `instance` is given.
+    fn request(group: &str, member: &str, instance: Option<&str>) -> JoinRequest {
+        JoinRequest {
+            group_id: group.into(),
             member_id: member.into(),
-            instance_id: None,
+            instance_id: instance.map(Into::into),
             client_id: "c".into(),
             host: "h".into(),
             session_timeout: Duration::from_secs(10),
             rebalance_timeout: Duration::from_secs(10),
             protocol_type: "consumer".into(),
             protocols: vec![("range".into(), Bytes::from_static(b"m"))],
-            require_known_member_id: true,
-        })
+            // Static members (and pre-v4 clients) join without the MEMBER_ID_REQUIRED step.
+            require_known_member_id: instance.is_none(),
+        }
+    }
+
+    fn join(c: &GroupCoordinator, member: &str) -> Reply<JoinOutcome> {
+        c.join(request("g", member, None))
     }
 
     fn now<T>(r: Reply<T>) -> T {
@@ -767,20 +773,7 @@ mod tests {
     #[test]
     fn a_restarted_static_member_takes_its_place_back_without_a_rebalance() {
         let c = GroupCoordinator::new(Duration::ZERO);
-        let static_join = |member: &str| {
-            c.join(JoinRequest {
-                group_id: "s".into(),
-                member_id: member.into(),
-                instance_id: Some("instance-1".into()),
-                client_id: "c".into(),
-                host: "h".into(),
-                session_timeout: Duration::from_secs(10),
-                rebalance_timeout: Duration::from_secs(10),
-                protocol_type: "consumer".into(),
-                protocols: vec![("range".into(), Bytes::from_static(b"m"))],
-                require_known_member_id: false,
-            })
-        };
+        let static_join = |member: &str| c.join(request("s", member, Some("instance-1")));
         let leader = now(join_group(&c, "s", "")).member_id;
         let leader_join = now(join_group(&c, "s", &leader));
         assert_eq!(leader_join.error, 0);
@@ -811,18 +804,7 @@ mod tests {
     }
 
     fn join_group(c: &GroupCoordinator, group: &str, member: &str) -> Reply<JoinOutcome> {
-        c.join(JoinRequest {
-            group_id: group.into(),
-            member_id: member.into(),
-            instance_id: None,
-            client_id: "c".into(),
-            host: "h".into(),
-            session_timeout: Duration::from_secs(10),
-            rebalance_timeout: Duration::from_secs(10),
-            protocol_type: "consumer".into(),
-            protocols: vec![("range".into(), Bytes::from_static(b"m"))],
-            require_known_member_id: true,
-        })
+        c.join(request(group, member, None))
     }
 
     #[test]
