@@ -117,6 +117,21 @@ pub struct BrokerConfig {
     )]
     pub group_initial_rebalance_delay_ms: u64,
 
+    /// A follower not caught up with the leader for this long leaves the ISR
+    /// (replica.lag.time.max.ms).
+    #[arg(long, env = "STROM_REPLICA_LAG_TIME_MAX_MS", default_value_t = 30_000)]
+    pub replica_lag_time_max_ms: u64,
+
+    /// How long a follower's fetch waits at the leader for new records
+    /// (replica.fetch.wait.max.ms).
+    #[arg(long, env = "STROM_REPLICA_FETCH_WAIT_MAX_MS", default_value_t = 500)]
+    pub replica_fetch_wait_max_ms: u64,
+
+    /// TESTING ONLY, loses data: answer acks=all as soon as the leader has the batch, before
+    /// the in-sync replicas do. It exists so the consistency checker can prove it notices.
+    #[arg(long, hide = true)]
+    pub unsafe_ack_before_replication: bool,
+
     /// Block cache of the log store, in MiB.
     #[arg(long, env = "STROM_BLOCK_CACHE_MB", default_value_t = 64)]
     pub block_cache_mb: usize,
@@ -150,6 +165,17 @@ impl BrokerConfig {
                 )
             }
             _ => {}
+        }
+        if self.replica_lag_time_max_ms == 0 {
+            return invalid("--replica-lag-time-max-ms", "must be above 0");
+        }
+        if self.replica_fetch_wait_max_ms == 0
+            || self.replica_fetch_wait_max_ms >= self.replica_lag_time_max_ms
+        {
+            return invalid(
+                "--replica-fetch-wait-max-ms",
+                "must be above 0 and below --replica-lag-time-max-ms",
+            );
         }
         if self.quorum.iter().any(|q| !q.contains(':')) {
             return invalid("--quorum", "each controller is host:port");

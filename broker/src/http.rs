@@ -42,6 +42,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/topics", get(topics))
         .route("/v1/topics/{name}", get(topic))
         .route("/v1/metadata/events", get(events))
+        .route("/v1/replicas", get(replicas))
         .route("/v1/groups", get(groups))
         .route("/v1/groups/{id}", get(group))
         .route("/metrics", get(metrics))
@@ -49,7 +50,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
             ApiError {
                 status: StatusCode::NOT_FOUND,
                 code: "not_found",
-                message: "no such endpoint; see /v1/cluster, /v1/brokers, /v1/topics, /v1/groups, /v1/metadata/events, /metrics".into(),
+                message: "no such endpoint; see /v1/cluster, /v1/brokers, /v1/topics, /v1/replicas, /v1/groups, /v1/metadata/events, /metrics".into(),
             }
         })
         .with_state(broker)
@@ -69,6 +70,75 @@ pub async fn serve(
     if let Err(e) = result {
         warn!(error = %e, "http server failed");
     }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ReplicasQuery {
+    /// Adds a CRC-32C over every stored batch that ends below this offset, so replicas'
+    /// logs can be compared byte for byte.
+    digest_below: Option<i64>,
+}
+
+/// This broker's replicas: role, offsets, epoch cache, and as leader its followers' progress.
+async fn replicas(
+    State(b): State<Arc<Broker>>,
+    Query(q): Query<ReplicasQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let image = b.image();
+    let now = crate::log::now_ms();
+    let mut out = Vec::new();
+    let mut logs = b.logs.all();
+    logs.sort_by_key(|l| l.topic_partition());
+    for log in logs {
+        let tp = log.topic_partition();
+        let topic = image
+            .topic_by_id(&tp.topic_id)
+            .map_or_else(String::new, |t| t.name.clone());
+        let state = log.state();
+        let mut doc = json!({
+            "topic": topic,
+            "partition": tp.partition,
+            "leader_epoch": log.leader_epoch(),
+            "log_start_offset": state.log_start_offset,
+            "log_end_offset": state.log_end_offset,
+            "high_watermark": log.high_watermark(),
+            "epochs": log.epoch_entries().iter().map(|e| json!([e.epoch, e.start_offset])).collect::<Vec<_>>(),
+        });
+        match log.role() {
+            crate::log::Role::Leader(l) => {
+                doc["role"] = json!("leader");
+                doc["isr"] = json!(l.isr);
+                doc["pending_isr"] = json!(l.pending_isr);
+                doc["followers"] = l
+                    .replicas
+                    .iter()
+                    .filter_map(|r| {
+                        let f = l.follower(*r)?;
+                        Some(json!({
+                            "broker": r,
+                            "log_end_offset": f.log_end_offset,
+                            "caught_up_ms_ago": now - f.last_caught_up_ms,
+                        }))
+                    })
+                    .collect();
+            }
+            crate::log::Role::Follower { leader, .. } => {
+                doc["role"] = json!("follower");
+                doc["leader"] = json!(leader);
+            }
+            crate::log::Role::None => doc["role"] = json!("none"),
+        }
+        if let Some(below) = q.digest_below {
+            let digest = log.digest_below(below).map_err(|e| ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "storage_error",
+                message: e.to_string(),
+            })?;
+            doc["digest"] = json!(digest);
+        }
+        out.push(doc);
+    }
+    Ok(Json(Value::Array(out)))
 }
 
 async fn cluster(State(b): State<Arc<Broker>>) -> Json<Value> {

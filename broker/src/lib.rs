@@ -23,6 +23,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
+pub mod replica;
 pub mod server;
 pub mod topic_config;
 
@@ -56,12 +57,20 @@ pub struct Broker {
     pub groups_loaded: group::Loaded,
     /// The producer id block being handed out: (next, end).
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Follower fetchers, one per leader this broker replicates from.
+    pub replicas: replica::ReplicaManager,
 }
 
 impl Broker {
     /// The current metadata image.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.controller.image()
+    }
+
+    /// Brings partition logs, leadership and follower fetchers in step with `image`.
+    pub fn sync_partitions(&self, image: &MetadataImage) {
+        self.logs.sync(image);
+        self.replicas.sync(image, &self.logs, &self.controller);
     }
 
     /// Opens storage, joins the quorum (in `--dev` mode, one embedded in this process), binds
@@ -130,6 +139,10 @@ impl Broker {
         )
         .await?;
         let config_initial_delay = config.group_initial_rebalance_delay_ms;
+        let replicas = replica::ReplicaManager::new(replica::FetcherConfig {
+            node_id: config.node_id,
+            max_wait: Duration::from_millis(config.replica_fetch_wait_max_ms),
+        });
         let broker = Arc::new(Broker {
             node_id: config.node_id,
             config,
@@ -139,14 +152,16 @@ impl Broker {
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             groups: group::GroupCoordinator::new(Duration::from_millis(config_initial_delay)),
             groups_loaded: group::Loaded::default(),
+            replicas,
         });
-        broker.logs.sync(&broker.image());
+        broker.sync_partitions(&broker.image());
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         tasks.spawn(follow_metadata(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(clean_logs(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(tick_groups(broker.clone(), shutdown_rx.clone()));
+        tasks.spawn(maintain_isr(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(server::serve(broker.clone(), kafka, shutdown_rx.clone()));
         tasks.spawn(http::serve(broker.clone(), http, shutdown_rx));
         info!(
@@ -187,11 +202,78 @@ impl RunningBroker {
                 warn!(error = %e, "a broker task ended abnormally");
             }
         }
+        self.broker.replicas.stop();
+        for log in self.broker.logs.all() {
+            if let Err(e) = log.checkpoint_high_watermark() {
+                warn!(tp = %log.topic_partition(), error = %e, "high watermark checkpoint failed");
+            }
+        }
         self.broker.controller.stop();
         if let Some(q) = self.embedded.take() {
             q.shutdown().await;
         }
         info!("broker stopped");
+    }
+}
+
+/// Leader duties of replication: sends due ISR changes to the controller (AlterPartition)
+/// and checkpoints moved high watermarks once a second.
+async fn maintain_isr(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let lag = broker.config.replica_lag_time_max_ms;
+    let period = Duration::from_millis((lag / 4).clamp(10, 250));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_checkpoint = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = log::now_ms();
+        let mut changes = Vec::new();
+        let mut logs = Vec::new();
+        for l in broker.logs.all() {
+            if let Some(c) = l.isr_change_due(now, lag as i64) {
+                info!(
+                    tp = %l.topic_partition(),
+                    new_isr = ?c.new_isr,
+                    partition_epoch = c.partition_epoch,
+                    "proposing ISR change"
+                );
+                changes.push(c);
+                logs.push(l);
+            }
+        }
+        if !changes.is_empty() {
+            match broker.controller.alter_partition(changes).await {
+                Ok((results, _)) => {
+                    for (l, r) in logs.iter().zip(results) {
+                        if let Err(e) = r {
+                            warn!(tp = %l.topic_partition(), error = %e, "ISR change refused");
+                            l.isr_change_failed();
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "ISR change not sent");
+                    for l in &logs {
+                        l.isr_change_failed();
+                    }
+                }
+            }
+        }
+        if last_checkpoint.elapsed() >= Duration::from_secs(1) {
+            last_checkpoint = tokio::time::Instant::now();
+            let b = broker.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for l in b.logs.all() {
+                    if let Err(e) = l.checkpoint_high_watermark() {
+                        warn!(tp = %l.topic_partition(), error = %e, "high watermark checkpoint failed");
+                    }
+                }
+            })
+            .await;
+        }
     }
 }
 
@@ -269,7 +351,7 @@ async fn follow_metadata(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool
                     return;
                 }
                 let image = images.borrow_and_update().clone();
-                broker.logs.sync(&image);
+                broker.sync_partitions(&image);
             }
             _ = shutdown.changed() => return,
         }

@@ -7,6 +7,9 @@
 //! Binaries are `$STROM_BROKER_BIN` / `$STROM_QUORUM_BIN`, or the ones next to the test
 //! executable's target dir (build them first: `cargo build --bins`).
 
+pub mod checker;
+pub mod producer;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

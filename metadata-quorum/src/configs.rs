@@ -70,6 +70,7 @@ pub const RETENTION_MS: &str = "retention.ms";
 pub const RETENTION_BYTES: &str = "retention.bytes";
 pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
+pub const UNCLEAN_LEADER_ELECTION_ENABLE: &str = "unclean.leader.election.enable";
 pub const DELETE_RETENTION_MS: &str = "delete.retention.ms";
 pub const MIN_COMPACTION_LAG_MS: &str = "min.compaction.lag.ms";
 pub const MESSAGE_TIMESTAMP_TYPE: &str = "message.timestamp.type";
@@ -108,7 +109,7 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("segment.index.bytes", "log.index.size.max.bytes", ConfigType::Int, "10485760", 4, "accepted; no index files"),
     def("segment.jitter.ms", "log.roll.jitter.ms", ConfigType::Long, "0", 0, "accepted; no segments"),
     def(SEGMENT_MS, "log.roll.ms", ConfigType::Long, "604800000", 1, "accepted; Strom has no segment files: retention works per batch"),
-    def("unclean.leader.election.enable", "unclean.leader.election.enable", ConfigType::Boolean, "false", 0, "accepted; unclean election is not implemented"),
+    def(UNCLEAN_LEADER_ELECTION_ENABLE, "unclean.leader.election.enable", ConfigType::Boolean, "false", 0, "with no live ISR member, elect a live replica outside the ISR (may lose acknowledged writes)"),
 ];
 
 pub fn lookup(name: &str) -> Option<&'static ConfigDef> {

@@ -512,6 +512,136 @@ pub fn allocate_producer_ids(
     }
 }
 
+/// One ISR change a partition leader asks for (AlterPartition), stamped with the epochs the
+/// leader knows, so a change decided on stale state is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsrChange {
+    pub topic_id: Uuid,
+    pub partition: u32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
+}
+
+/// A partition's leadership after an accepted change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leadership {
+    pub leader: i32,
+    pub isr: Vec<i32>,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+/// AlterPartition: the leader `broker_id` shrinks or expands ISRs. Each change must come from
+/// the current leader at the current leader and partition epochs; the ISR must hold the
+/// leader, only replicas, no duplicates, and every member it adds must be a live (registered,
+/// unfenced) broker. An accepted change bumps the partition epoch and keeps leader and leader
+/// epoch.
+pub fn alter_partition(
+    image: &MetadataImage,
+    broker_id: i32,
+    changes: &[IsrChange],
+) -> ControllerResult<Vec<Result<Leadership, MetadataError>>> {
+    let mut records = Vec::new();
+    let mut seen = BTreeSet::new();
+    let response = changes
+        .iter()
+        .map(|c| {
+            let topic = image
+                .topic_by_id(&c.topic_id)
+                .ok_or(MetadataError::UnknownTopicId {
+                    topic_id: c.topic_id,
+                })?;
+            let p = topic.partitions.get(c.partition as usize).ok_or(
+                MetadataError::UnknownPartition {
+                    topic_id: c.topic_id,
+                    partition: c.partition,
+                },
+            )?;
+            if p.leader != broker_id {
+                return Err(MetadataError::NotLeader {
+                    broker_id,
+                    leader: p.leader,
+                });
+            }
+            if c.leader_epoch != p.leader_epoch {
+                return Err(MetadataError::FencedLeaderEpoch {
+                    requested: c.leader_epoch,
+                    current: p.leader_epoch,
+                });
+            }
+            if c.partition_epoch != p.partition_epoch || !seen.insert((c.topic_id, c.partition)) {
+                return Err(MetadataError::InvalidUpdateVersion {
+                    requested: c.partition_epoch,
+                    current: p.partition_epoch,
+                });
+            }
+            let unique: BTreeSet<i32> = c.new_isr.iter().copied().collect();
+            if unique.len() != c.new_isr.len() || !unique.contains(&broker_id) {
+                return Err(MetadataError::InvalidIsr {
+                    reason: format!("{:?} must name the leader {broker_id} once", c.new_isr),
+                });
+            }
+            if let Some(b) = c.new_isr.iter().find(|b| !p.replicas.contains(b)) {
+                return Err(MetadataError::InvalidIsr {
+                    reason: format!("{b} is not a replica of the partition"),
+                });
+            }
+            for b in c.new_isr.iter().filter(|b| !p.isr.contains(b)) {
+                match image.brokers.get(b) {
+                    Some(x) if !x.fenced => {}
+                    Some(_) => {
+                        return Err(MetadataError::IneligibleReplica {
+                            broker_id: *b,
+                            reason: "it is fenced".into(),
+                        })
+                    }
+                    None => {
+                        return Err(MetadataError::IneligibleReplica {
+                            broker_id: *b,
+                            reason: "it is not registered".into(),
+                        })
+                    }
+                }
+            }
+            // Replica order, as Kafka lists ISRs.
+            let isr: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| unique.contains(r))
+                .collect();
+            let mut partition_epoch = p.partition_epoch;
+            if isr != p.isr {
+                partition_epoch += 1;
+                records.push(MetadataRecord::PartitionChange {
+                    topic_id: c.topic_id,
+                    partition: c.partition,
+                    leader: p.leader,
+                    isr: isr.clone(),
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch,
+                });
+            }
+            Ok(Leadership {
+                leader: p.leader,
+                isr,
+                leader_epoch: p.leader_epoch,
+                partition_epoch,
+            })
+        })
+        .collect();
+    ControllerResult { records, response }
+}
+
+/// Whether `topic` allows electing a replica outside the ISR when no ISR member is alive.
+fn unclean_allowed(topic: &crate::TopicImage) -> bool {
+    topic
+        .configs
+        .get(crate::configs::UNCLEAN_LEADER_ELECTION_ENABLE)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
 /// Fences a broker whose session lapsed: it leaves every ISR it is in (unless it is the last
 /// member, as KRaft keeps it), and every partition it led gets the first live ISR member as
 /// leader, or goes offline (leader -1). Leader epochs grow whenever the leader changes.
@@ -536,11 +666,18 @@ pub fn fence_broker(image: &MetadataImage, broker_id: i32) -> ControllerResult<(
             if isr.is_empty() {
                 isr = p.isr.clone();
             }
-            let leader = if p.leader == broker_id || p.leader < 0 {
+            let mut leader = if p.leader == broker_id || p.leader < 0 {
                 isr.iter().copied().find(alive).unwrap_or(-1)
             } else {
                 p.leader
             };
+            if leader < 0 && unclean_allowed(topic) {
+                // Unclean: a live replica outside the ISR leads; what only the ISR held is lost.
+                if let Some(r) = p.replicas.iter().copied().find(alive) {
+                    leader = r;
+                    isr = vec![r];
+                }
+            }
             records.push(MetadataRecord::PartitionChange {
                 topic_id: topic.topic_id,
                 partition: p.partition,
@@ -579,16 +716,24 @@ fn elect_offline(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for topic in image.topics() {
         for p in &topic.partitions {
-            if p.leader < 0 && p.isr.contains(&broker_id) {
-                records.push(MetadataRecord::PartitionChange {
-                    topic_id: topic.topic_id,
-                    partition: p.partition,
-                    leader: broker_id,
-                    isr: p.isr.clone(),
-                    leader_epoch: p.leader_epoch + 1,
-                    partition_epoch: p.partition_epoch + 1,
-                });
+            if p.leader >= 0 {
+                continue;
             }
+            let isr = if p.isr.contains(&broker_id) {
+                p.isr.clone()
+            } else if p.replicas.contains(&broker_id) && unclean_allowed(topic) {
+                vec![broker_id]
+            } else {
+                continue;
+            };
+            records.push(MetadataRecord::PartitionChange {
+                topic_id: topic.topic_id,
+                partition: p.partition,
+                leader: broker_id,
+                isr,
+                leader_epoch: p.leader_epoch + 1,
+                partition_epoch: p.partition_epoch + 1,
+            });
         }
     }
     records
@@ -822,6 +967,130 @@ mod tests {
             fence_broker(&after, 1).records.is_empty(),
             "fencing twice does nothing"
         );
+    }
+
+    fn change(image: &MetadataImage, new_isr: &[i32]) -> IsrChange {
+        let t = image.topic("t").expect("t");
+        let p = &t.partitions[0];
+        IsrChange {
+            topic_id: t.topic_id,
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr: new_isr.to_vec(),
+        }
+    }
+
+    #[test]
+    fn alter_partition_checks_leader_epochs_and_eligibility() {
+        let base = cluster(&[1, 2, 3]);
+        let image = base
+            .replay(&create_topics(&base, &[topic("t", 1, 3)], DEFAULTS, ids()).records)
+            .expect("replay");
+        let p0 = image.topic("t").expect("t").partitions[0].clone();
+        let leader = p0.leader;
+        let others: Vec<i32> = p0
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| *r != leader)
+            .collect();
+
+        // The leader shrinks the ISR: partition epoch +1, leader epoch kept, replica order.
+        let r = alter_partition(&image, leader, &[change(&image, &[others[0], leader])]);
+        let after = image.replay(&r.records).expect("replay");
+        let p1 = &after.topic("t").expect("t").partitions[0];
+        let mut expected: Vec<i32> = vec![leader, others[0]];
+        expected.sort_by_key(|b| p0.replicas.iter().position(|r| r == b));
+        assert_eq!(p1.isr, expected);
+        assert_eq!(p1.partition_epoch, p0.partition_epoch + 1);
+        assert_eq!(p1.leader_epoch, p0.leader_epoch);
+        assert_eq!(r.response[0].as_ref().expect("ok").isr, expected);
+
+        // The same change again carries a stale partition epoch.
+        let stale = alter_partition(&after, leader, &[change(&image, &[leader])]);
+        assert!(stale.records.is_empty());
+        assert!(matches!(
+            stale.response[0],
+            Err(MetadataError::InvalidUpdateVersion { .. })
+        ));
+        // Not the leader; a stale leader epoch; an ISR without the leader or with a stranger.
+        let cases = [
+            (others[0], change(&after, &[others[0]]), 6),
+            (
+                leader,
+                IsrChange {
+                    leader_epoch: p1.leader_epoch - 1,
+                    ..change(&after, &[leader])
+                },
+                74,
+            ),
+            (leader, change(&after, &[others[0]]), 42),
+            (leader, change(&after, &[leader, 9]), 42),
+            (leader, change(&after, &[leader, leader]), 42),
+        ];
+        for (broker, c, code) in cases {
+            let r = alter_partition(&after, broker, std::slice::from_ref(&c));
+            assert!(r.records.is_empty(), "{c:?}");
+            assert_eq!(
+                r.response[0].as_ref().expect_err("refused").kafka_code(),
+                code,
+                "{c:?}"
+            );
+        }
+        // A fenced broker cannot be added back; once unfenced it can.
+        let fenced = after
+            .replay(&[MetadataRecord::FenceBroker {
+                broker_id: others[1],
+            }])
+            .expect("replay");
+        let full = [leader, others[0], others[1]];
+        let r = alter_partition(&fenced, leader, &[change(&fenced, &full)]);
+        assert!(matches!(
+            r.response[0],
+            Err(MetadataError::IneligibleReplica { .. })
+        ));
+        let r = alter_partition(&after, leader, &[change(&after, &full)]);
+        let back = after.replay(&r.records).expect("replay");
+        assert_eq!(back.topic("t").expect("t").partitions[0].isr, p0.replicas);
+        // Two changes to one partition in one request: only the first applies.
+        let twice = alter_partition(
+            &after,
+            leader,
+            &[change(&after, &full), change(&after, &[leader])],
+        );
+        assert_eq!(twice.records.len(), 1);
+        assert!(twice.response[1].is_err());
+    }
+
+    #[test]
+    fn unclean_election_only_when_enabled() {
+        let base = cluster(&[1, 2, 3]);
+        let mut t = topic("t", -1, -1);
+        t.assignments = BTreeMap::from([(0, vec![1, 2, 3])]);
+        let image = base
+            .replay(&create_topics(&base, &[t], DEFAULTS, ids()).records)
+            .expect("replay");
+        // The ISR shrinks to the leader alone, then the leader dies: offline.
+        let r = alter_partition(&image, 1, &[change(&image, &[1])]);
+        let image = image.replay(&r.records).expect("replay");
+        let dead = image
+            .replay(&fence_broker(&image, 1).records)
+            .expect("replay");
+        assert_eq!(dead.topic("t").expect("t").partitions[0].leader, -1);
+        // With unclean election enabled, the same failure elects a live out-of-sync replica.
+        let unclean = image
+            .replay(&[MetadataRecord::ConfigChange {
+                topic_id: image.topic("t").expect("t").topic_id,
+                key: crate::configs::UNCLEAN_LEADER_ELECTION_ENABLE.into(),
+                value: Some("true".into()),
+            }])
+            .expect("replay");
+        let after = unclean
+            .replay(&fence_broker(&unclean, 1).records)
+            .expect("replay");
+        let p = &after.topic("t").expect("t").partitions[0];
+        assert_eq!((p.leader, p.isr.clone()), (2, vec![2]));
     }
 
     #[test]

@@ -30,6 +30,18 @@ pub enum MetadataError {
     Log { message: String },
     #[error("no active controller can take the change: {reason}")]
     NotController { reason: String },
+    #[error("partition {partition} of topic {topic_id} does not exist")]
+    UnknownPartition { topic_id: Uuid, partition: u32 },
+    #[error("broker {broker_id} does not lead the partition (leader: {leader})")]
+    NotLeader { broker_id: i32, leader: i32 },
+    #[error("leader epoch {requested} is not the current {current}")]
+    FencedLeaderEpoch { requested: i32, current: i32 },
+    #[error("partition epoch {requested} is not the current {current}")]
+    InvalidUpdateVersion { requested: i32, current: i32 },
+    #[error("replica {broker_id} cannot join the ISR: {reason}")]
+    IneligibleReplica { broker_id: i32, reason: String },
+    #[error("invalid ISR: {reason}")]
+    InvalidIsr { reason: String },
 }
 
 impl MetadataError {
@@ -46,6 +58,12 @@ impl MetadataError {
             MetadataError::InvalidConfig { .. } => 40,
             MetadataError::NotController { .. } => 41,
             MetadataError::InvalidRecord { .. } | MetadataError::Log { .. } => -1,
+            MetadataError::UnknownPartition { .. } => 3,
+            MetadataError::NotLeader { .. } => 6,
+            MetadataError::FencedLeaderEpoch { .. } => 74,
+            MetadataError::InvalidUpdateVersion { .. } => 95,
+            MetadataError::IneligibleReplica { .. } => 107,
+            MetadataError::InvalidIsr { .. } => 42, // INVALID_REQUEST
         }
     }
 
@@ -63,6 +81,12 @@ impl MetadataError {
             MetadataError::InvalidRecord { .. } => "invalid_record",
             MetadataError::Log { .. } => "metadata_log_failed",
             MetadataError::NotController { .. } => "not_controller",
+            MetadataError::UnknownPartition { .. } => "unknown_partition",
+            MetadataError::NotLeader { .. } => "not_leader",
+            MetadataError::FencedLeaderEpoch { .. } => "fenced_leader_epoch",
+            MetadataError::InvalidUpdateVersion { .. } => "invalid_update_version",
+            MetadataError::IneligibleReplica { .. } => "ineligible_replica",
+            MetadataError::InvalidIsr { .. } => "invalid_isr",
         }
     }
 }

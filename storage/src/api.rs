@@ -38,6 +38,9 @@ pub struct PartitionState {
     pub max_timestamp: i64,
     /// Bytes of batch data held.
     pub size_bytes: u64,
+    /// The high watermark as last checkpointed: records below it were replicated to every
+    /// in-sync replica. Never above `log_end_offset`.
+    pub high_watermark: i64,
 }
 
 impl PartitionState {
@@ -48,10 +51,13 @@ impl PartitionState {
             log_end_offset: start_offset,
             max_timestamp: -1,
             size_bytes: 0,
+            high_watermark: start_offset,
         }
     }
 
-    pub(crate) const ENCODED_LEN: usize = 32;
+    pub(crate) const ENCODED_LEN: usize = 40;
+    /// The layout before the high watermark was stored (single-replica logs).
+    const ENCODED_LEN_V0: usize = 32;
 
     pub(crate) fn encode(&self) -> [u8; Self::ENCODED_LEN] {
         let mut out = [0u8; Self::ENCODED_LEN];
@@ -59,11 +65,12 @@ impl PartitionState {
         out[8..16].copy_from_slice(&self.log_end_offset.to_be_bytes());
         out[16..24].copy_from_slice(&self.max_timestamp.to_be_bytes());
         out[24..32].copy_from_slice(&self.size_bytes.to_be_bytes());
+        out[32..40].copy_from_slice(&self.high_watermark.to_be_bytes());
         out
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StorageError> {
-        if bytes.len() != Self::ENCODED_LEN {
+        if bytes.len() != Self::ENCODED_LEN && bytes.len() != Self::ENCODED_LEN_V0 {
             return Err(StorageError::Corrupt {
                 what: format!("partition state of {} bytes", bytes.len()),
             });
@@ -73,11 +80,18 @@ impl PartitionState {
             b.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
             b
         };
+        let log_end_offset = i64::from_be_bytes(field(1));
         Ok(Self {
             log_start_offset: i64::from_be_bytes(field(0)),
-            log_end_offset: i64::from_be_bytes(field(1)),
+            log_end_offset,
             max_timestamp: i64::from_be_bytes(field(2)),
             size_bytes: u64::from_be_bytes(field(3)),
+            // A single-replica log written before replication: everything was committed.
+            high_watermark: if bytes.len() == Self::ENCODED_LEN {
+                i64::from_be_bytes(field(4)).min(log_end_offset)
+            } else {
+                log_end_offset
+            },
         })
     }
 }
@@ -118,6 +132,14 @@ pub struct WriteBatch {
     pub(crate) index: Vec<TimeIndexEntry>,
     pub(crate) state: PartitionState,
     pub(crate) producers: Vec<(i64, Vec<u8>)>,
+    pub(crate) epochs: Vec<EpochEntry>,
+}
+
+/// An entry of the leader epoch cache (KIP-101): the first offset written in `epoch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEntry {
+    pub epoch: i32,
+    pub start_offset: i64,
 }
 
 impl WriteBatch {
@@ -128,7 +150,21 @@ impl WriteBatch {
             index: Vec::new(),
             state: current,
             producers: Vec::new(),
+            epochs: Vec::new(),
         }
+    }
+
+    /// Records that leader epoch `epoch` starts at `start_offset`, with this write.
+    pub fn set_epoch_start(&mut self, epoch: i32, start_offset: i64) {
+        self.epochs.push(EpochEntry {
+            epoch,
+            start_offset,
+        });
+    }
+
+    /// Sets the high watermark stored with this write (clamped to the log end).
+    pub fn set_high_watermark(&mut self, hw: i64) {
+        self.state.high_watermark = hw;
     }
 
     /// Stores the (opaque, caller-encoded) state of producer `producer_id` with this write,
@@ -162,7 +198,10 @@ impl WriteBatch {
 
     /// The partition state once this write is applied.
     pub fn state(&self) -> PartitionState {
-        self.state
+        PartitionState {
+            high_watermark: self.state.high_watermark.min(self.state.log_end_offset),
+            ..self.state
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -275,4 +314,23 @@ pub trait LogStore: Send + Sync + 'static {
         insert: &[StoredBatch],
         state: PartitionState,
     ) -> Result<(), StorageError>;
+
+    /// The leader epoch cache: every [`EpochEntry`] written, in epoch order.
+    fn leader_epochs(&self, tp: TopicPartition) -> Result<Vec<EpochEntry>, StorageError>;
+
+    /// Writes `state` alone (the high watermark checkpoint).
+    fn write_state(&self, tp: TopicPartition, state: PartitionState) -> Result<(), StorageError>;
+
+    /// Removes every batch whose last offset is at or above `offset` (the log then ends at the
+    /// first removed batch's base offset), the time index and epoch entries that name them,
+    /// replaces all producer states with `producers`, and writes the state that follows from
+    /// `current` (end offset, size, max timestamp, high watermark clamped), atomically: a
+    /// follower discarding a divergent suffix (KIP-101). Returns the state written.
+    fn truncate(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        current: PartitionState,
+        producers: &[(i64, Vec<u8>)],
+    ) -> Result<PartitionState, StorageError>;
 }

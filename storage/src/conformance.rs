@@ -5,7 +5,9 @@
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::{LogStore, PartitionState, StoredBatch, TimeIndexEntry, TopicPartition, WriteBatch};
+use crate::{
+    EpochEntry, LogStore, PartitionState, StoredBatch, TimeIndexEntry, TopicPartition, WriteBatch,
+};
 
 /// A stand-in record batch: 61 header bytes (only `lastOffsetDelta` matters to the store)
 /// plus `payload` filler bytes.
@@ -74,6 +76,103 @@ pub fn run<S: LogStore, F: FnMut() -> S>(mut make: F) {
     head_deletion_moves_the_start(&make());
     replacement_is_atomic_and_keeps_offsets(&make());
     producer_state_travels_with_appends(&make());
+    truncation_removes_a_suffix_atomically(&make());
+}
+
+fn truncation_removes_a_suffix_atomically<S: LogStore>(store: &S) {
+    let (t, other) = (tp(13, 0), tp(13, 1));
+    for p in [t, other] {
+        store.create_partition(p).expect("create");
+    }
+    // Epoch 0: offsets 0-3; epoch 2: offsets 4-8. Timestamps grow at batches 0, 2 and 3.
+    let mut write = WriteBatch::new(state_of(store, t));
+    write.set_epoch_start(0, 0);
+    for (records, ts) in [(2, 10), (2, 5)] {
+        let b = fake_batch(write.state().log_end_offset, records, ts, 9);
+        write.push(b).expect("push");
+    }
+    write.set_producer_state(7, vec![7]);
+    write.set_high_watermark(4);
+    store.append(t, write).expect("append");
+    let mut write = WriteBatch::new(state_of(store, t));
+    write.set_epoch_start(2, 4);
+    for (records, ts) in [(3, 20), (2, 30)] {
+        let b = fake_batch(write.state().log_end_offset, records, ts, 9);
+        write.push(b).expect("push");
+    }
+    write.set_producer_state(8, vec![8]);
+    store.append(t, write).expect("append");
+    append(store, other, &[(1, 1, 0)]);
+    assert_eq!(state_of(store, t).high_watermark, 4);
+    assert_eq!(
+        store.leader_epochs(t).expect("epochs"),
+        vec![
+            EpochEntry {
+                epoch: 0,
+                start_offset: 0
+            },
+            EpochEntry {
+                epoch: 2,
+                start_offset: 4
+            }
+        ]
+    );
+
+    // Truncating at 5 (inside the batch 4-6) removes that batch and the one after it.
+    let before = state_of(store, t);
+    let after = store
+        .truncate(t, 5, before, &[(7, vec![1])])
+        .expect("truncate");
+    assert_eq!(after.log_end_offset, 4);
+    assert_eq!(after.max_timestamp, 10);
+    assert_eq!(after.size_bytes, before.size_bytes - 140);
+    assert_eq!(after.high_watermark, 4);
+    assert_eq!(state_of(store, t), after);
+    assert_eq!(
+        offsets(&store.read(t, 0, i64::MAX, usize::MAX).expect("read")),
+        vec![0, 2]
+    );
+    assert_eq!(store.lookup_timestamp(t, 11).expect("lookup"), None);
+    assert_eq!(
+        store.leader_epochs(t).expect("epochs"),
+        vec![EpochEntry {
+            epoch: 0,
+            start_offset: 0
+        }]
+    );
+    assert_eq!(
+        store.producer_states(t).expect("states"),
+        vec![(7, vec![1])]
+    );
+    // The log continues where it now ends; the neighbour is untouched.
+    append(store, t, &[(1, 40, 0)]);
+    assert_eq!(state_of(store, t).log_end_offset, 5);
+    assert_eq!(state_of(store, other).log_end_offset, 1);
+
+    // Truncating at the end removes nothing; a checkpoint writes the state alone.
+    let now = state_of(store, t);
+    assert_eq!(
+        store.truncate(t, 5, now, &[(7, vec![1])]).expect("noop"),
+        now
+    );
+    let checkpoint = PartitionState {
+        high_watermark: 5,
+        ..now
+    };
+    store.write_state(t, checkpoint).expect("checkpoint");
+    assert_eq!(state_of(store, t), checkpoint);
+    // Truncating everything empties the log at its start.
+    let all = store.truncate(t, 0, checkpoint, &[]).expect("truncate all");
+    assert_eq!(
+        (all.log_start_offset, all.log_end_offset, all.size_bytes),
+        (0, 0, 0)
+    );
+    assert_eq!((all.max_timestamp, all.high_watermark), (-1, 0));
+    assert!(store
+        .read(t, 0, i64::MAX, usize::MAX)
+        .expect("read")
+        .is_empty());
+    assert!(store.leader_epochs(t).expect("epochs").is_empty());
 }
 
 fn producer_state_travels_with_appends<S: LogStore>(store: &S) {
@@ -396,6 +495,8 @@ pub fn survives_reopen<S: LogStore, F: FnMut() -> S>(mut open: F) {
         let mut w = append(&store, t, &[(2, 10, 3), (3, 20, 3)]);
         let mut write = WriteBatch::new(state_of(&store, t));
         write.set_producer_state(42, vec![42]);
+        write.set_epoch_start(3, 5);
+        write.set_high_watermark(5);
         store.append(t, write).expect("producer state only");
         w.extend(append(&store, t, &[(1, 30, 3)]));
         w
@@ -406,6 +507,14 @@ pub fn survives_reopen<S: LogStore, F: FnMut() -> S>(mut open: F) {
     assert_eq!(parts[0].0, t);
     assert_eq!(parts[0].1.log_end_offset, 6);
     assert_eq!(parts[0].1.max_timestamp, 30);
+    assert_eq!(parts[0].1.high_watermark, 5);
+    assert_eq!(
+        store.leader_epochs(t).expect("epochs"),
+        vec![EpochEntry {
+            epoch: 3,
+            start_offset: 5
+        }]
+    );
     let read = store.read(t, 0, i64::MAX, usize::MAX).expect("read");
     assert_eq!(
         read,

@@ -31,8 +31,8 @@ mod memory;
 mod rocks;
 
 pub use api::{
-    BatchInfo, LogStore, PartitionState, StorageError, StoredBatch, TimeIndexEntry, TopicPartition,
-    WriteBatch,
+    BatchInfo, EpochEntry, LogStore, PartitionState, StorageError, StoredBatch, TimeIndexEntry,
+    TopicPartition, WriteBatch,
 };
 pub use memory::MemoryLogStore;
 pub use rocks::{RocksLogStore, RocksOptions};

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use crate::{
-    keys, BatchInfo, LogStore, PartitionState, StorageError, StoredBatch, TimeIndexEntry,
-    TopicPartition, WriteBatch,
+    keys, BatchInfo, EpochEntry, LogStore, PartitionState, StorageError, StoredBatch,
+    TimeIndexEntry, TopicPartition, WriteBatch,
 };
 
 #[derive(Default)]
@@ -16,6 +16,7 @@ struct Inner {
     index: BTreeMap<(TopicPartition, i64), i64>,
     state: HashMap<TopicPartition, PartitionState>,
     producers: BTreeMap<(TopicPartition, i64), Vec<u8>>,
+    epochs: BTreeMap<(TopicPartition, i32), i64>,
 }
 
 /// Holds everything in memory; nothing survives a drop.
@@ -50,6 +51,9 @@ impl LogStore for MemoryLogStore {
         inner.state.insert(tp, write.state);
         for (pid, bytes) in write.producers {
             inner.producers.insert((tp, pid), bytes);
+        }
+        for e in write.epochs {
+            inner.epochs.insert((tp, e.epoch), e.start_offset);
         }
         Ok(())
     }
@@ -146,6 +150,7 @@ impl LogStore for MemoryLogStore {
         inner.index.retain(|(t, _), _| *t != tp);
         inner.state.remove(&tp);
         inner.producers.retain(|(t, _), _| *t != tp);
+        inner.epochs.retain(|(t, _), _| *t != tp);
         Ok(())
     }
     fn batch_infos(
@@ -219,6 +224,104 @@ impl LogStore for MemoryLogStore {
         }
         inner.state.insert(tp, state);
         Ok(())
+    }
+
+    fn leader_epochs(&self, tp: TopicPartition) -> Result<Vec<EpochEntry>, StorageError> {
+        let inner = self.inner.read();
+        Ok(inner
+            .epochs
+            .range((tp, i32::MIN)..=(tp, i32::MAX))
+            .map(|((_, epoch), start)| EpochEntry {
+                epoch: *epoch,
+                start_offset: *start,
+            })
+            .collect())
+    }
+
+    fn write_state(&self, tp: TopicPartition, state: PartitionState) -> Result<(), StorageError> {
+        self.inner.write().state.insert(tp, state);
+        Ok(())
+    }
+
+    fn truncate(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        current: PartitionState,
+        producers: &[(i64, Vec<u8>)],
+    ) -> Result<PartitionState, StorageError> {
+        Self::truncate_inner(&mut self.inner.write(), tp, offset, current, producers)
+    }
+}
+
+impl MemoryLogStore {
+    fn truncate_inner(
+        inner: &mut Inner,
+        tp: TopicPartition,
+        offset: i64,
+        current: PartitionState,
+        producers: &[(i64, Vec<u8>)],
+    ) -> Result<PartitionState, StorageError> {
+        let mut removed = Vec::new();
+        let first = inner
+            .log
+            .range((tp, i64::MIN)..=(tp, offset))
+            .next_back()
+            .map(|((_, base), _)| *base)
+            .unwrap_or(i64::MIN);
+        for ((_, base), data) in inner.log.range((tp, first)..=(tp, i64::MAX)) {
+            let last = base
+                + keys::last_offset_delta(data).ok_or_else(|| StorageError::Corrupt {
+                    what: format!("batch at offset {base} is truncated"),
+                })?;
+            if last >= offset {
+                removed.push((*base, data.len() as u64));
+            }
+        }
+        let end = removed
+            .first()
+            .map_or(current.log_end_offset, |(b, _)| *b)
+            .min(current.log_end_offset);
+        for (base, _) in &removed {
+            inner.log.remove(&(tp, *base));
+        }
+        inner.index.retain(|(t, _), base| *t != tp || *base < end);
+        inner
+            .epochs
+            .retain(|(t, _), start| *t != tp || *start < end);
+        inner.producers.retain(|(t, _), _| *t != tp);
+        for (pid, bytes) in producers {
+            inner.producers.insert((tp, *pid), bytes.clone());
+        }
+        let max_timestamp = inner
+            .index
+            .range((tp, i64::MIN)..=(tp, i64::MAX))
+            .next_back()
+            .map_or(-1, |((_, ts), _)| *ts);
+        let state = truncated_state(
+            current,
+            end,
+            removed.iter().map(|(_, s)| *s).sum(),
+            max_timestamp,
+        );
+        inner.state.insert(tp, state);
+        Ok(state)
+    }
+}
+
+/// The state after a truncation that leaves the log ending at `end`.
+pub(crate) fn truncated_state(
+    current: PartitionState,
+    end: i64,
+    removed_bytes: u64,
+    max_timestamp: i64,
+) -> PartitionState {
+    PartitionState {
+        log_start_offset: current.log_start_offset.min(end),
+        log_end_offset: end,
+        max_timestamp,
+        size_bytes: current.size_bytes.saturating_sub(removed_bytes),
+        high_watermark: current.high_watermark.min(end),
     }
 }
 

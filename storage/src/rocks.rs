@@ -11,14 +11,15 @@ use rocksdb::{
 
 use crate::keys::{self, PARTITION_PREFIX_LEN};
 use crate::{
-    BatchInfo, LogStore, PartitionState, StorageError, StoredBatch, TimeIndexEntry, TopicPartition,
-    WriteBatch,
+    BatchInfo, EpochEntry, LogStore, PartitionState, StorageError, StoredBatch, TimeIndexEntry,
+    TopicPartition, WriteBatch,
 };
 
 const CF_LOG: &str = "log";
 const CF_TIMEINDEX: &str = "timeindex";
 const CF_STATE: &str = "state";
 const CF_PRODUCERS: &str = "producers";
+const CF_EPOCHS: &str = "epochs";
 
 /// Tuning knobs for the RocksDB engine.
 #[derive(Debug, Clone)]
@@ -82,7 +83,8 @@ impl RocksLogStore {
             ColumnFamilyDescriptor::new(CF_LOG, log_opts),
             ColumnFamilyDescriptor::new(CF_TIMEINDEX, small_opts.clone()),
             ColumnFamilyDescriptor::new(CF_STATE, small_opts.clone()),
-            ColumnFamilyDescriptor::new(CF_PRODUCERS, small_opts),
+            ColumnFamilyDescriptor::new(CF_PRODUCERS, small_opts.clone()),
+            ColumnFamilyDescriptor::new(CF_EPOCHS, small_opts),
         ];
         let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(engine)?;
         Ok(Self {
@@ -144,6 +146,16 @@ impl LogStore for RocksLogStore {
             let producers = self.cf(CF_PRODUCERS)?;
             for (pid, bytes) in &write.producers {
                 batch.put_cf(producers, keys::key(tp, *pid as u64), bytes);
+            }
+        }
+        if !write.epochs.is_empty() {
+            let epochs = self.cf(CF_EPOCHS)?;
+            for e in &write.epochs {
+                batch.put_cf(
+                    epochs,
+                    keys::key(tp, e.epoch.max(0) as u64),
+                    e.start_offset.to_be_bytes(),
+                );
             }
         }
         self.db
@@ -250,6 +262,8 @@ impl LogStore for RocksLogStore {
         batch.delete_cf(self.cf(CF_STATE)?, keys::partition_prefix(tp));
         batch.delete_range_cf(self.cf(CF_PRODUCERS)?, lower, upper);
         batch.delete_cf(self.cf(CF_PRODUCERS)?, upper);
+        batch.delete_range_cf(self.cf(CF_EPOCHS)?, lower, upper);
+        batch.delete_cf(self.cf(CF_EPOCHS)?, upper);
         self.db
             .write_opt(batch, &self.write_options())
             .map_err(engine)
@@ -354,6 +368,126 @@ impl LogStore for RocksLogStore {
         self.db
             .write_opt(batch, &self.write_options())
             .map_err(engine)
+    }
+
+    fn leader_epochs(&self, tp: TopicPartition) -> Result<Vec<EpochEntry>, StorageError> {
+        let cf = self.cf(CF_EPOCHS)?;
+        let (lower, upper) = Self::partition_bounds(tp);
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(upper.to_vec());
+        let mut out = Vec::new();
+        for item in
+            self.db
+                .iterator_cf_opt(cf, opts, IteratorMode::From(&lower, Direction::Forward))
+        {
+            let (key, value) = item.map_err(engine)?;
+            let epoch = keys::decode_suffix(&key).ok_or_else(|| StorageError::Corrupt {
+                what: "epoch key of unexpected length".into(),
+            })? as i32;
+            let start: [u8; 8] = value
+                .as_ref()
+                .try_into()
+                .map_err(|_| StorageError::Corrupt {
+                    what: "epoch value of unexpected length".into(),
+                })?;
+            out.push(EpochEntry {
+                epoch,
+                start_offset: i64::from_be_bytes(start),
+            });
+        }
+        Ok(out)
+    }
+
+    fn write_state(&self, tp: TopicPartition, state: PartitionState) -> Result<(), StorageError> {
+        self.db
+            .put_cf_opt(
+                self.cf(CF_STATE)?,
+                keys::partition_prefix(tp),
+                state.encode(),
+                &self.write_options(),
+            )
+            .map_err(engine)
+    }
+
+    fn truncate(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        current: PartitionState,
+        producers: &[(i64, Vec<u8>)],
+    ) -> Result<PartitionState, StorageError> {
+        let log = self.cf(CF_LOG)?;
+        let (lower, upper) = Self::partition_bounds(tp);
+        let mut batch = rocksdb::WriteBatch::default();
+        // Batches to remove: the one holding `offset` (if it reaches it) and all after it.
+        let mut first_removed: Option<i64> = None;
+        let mut removed_bytes = 0u64;
+        {
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_lower_bound(lower.to_vec());
+            opts.set_iterate_upper_bound(upper.to_vec());
+            let mut it = self.db.raw_iterator_cf_opt(log, opts);
+            it.seek_for_prev(keys::offset_key(tp, offset));
+            if !it.valid() {
+                it.seek_to_first();
+            }
+            while it.valid() {
+                let (Some(key), Some(value)) = (it.key(), it.value()) else {
+                    break;
+                };
+                let info = batch_info(key, value)?;
+                if info.last_offset >= offset {
+                    first_removed.get_or_insert(info.base_offset);
+                    removed_bytes += info.size;
+                    batch.delete_cf(log, key);
+                }
+                it.next();
+            }
+            it.status().map_err(engine)?;
+        }
+        let end = first_removed
+            .unwrap_or(current.log_end_offset)
+            .min(current.log_end_offset);
+        // Time index entries naming removed batches are a suffix of the index; the newest
+        // entry left gives the max timestamp.
+        let index = self.cf(CF_TIMEINDEX)?;
+        let mut max_timestamp = -1;
+        {
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_lower_bound(lower.to_vec());
+            let mut it = self.db.raw_iterator_cf_opt(index, opts);
+            it.seek_for_prev(upper);
+            while let Some(entry) = read_index_entry(&it)? {
+                if entry.base_offset < end {
+                    max_timestamp = entry.timestamp;
+                    break;
+                }
+                batch.delete_cf(index, keys::timestamp_key(tp, entry.timestamp));
+                it.prev();
+            }
+        }
+        let epochs = self.cf(CF_EPOCHS)?;
+        for e in self.leader_epochs(tp)? {
+            if e.start_offset >= end {
+                batch.delete_cf(epochs, keys::key(tp, e.epoch.max(0) as u64));
+            }
+        }
+        let producer_cf = self.cf(CF_PRODUCERS)?;
+        batch.delete_range_cf(producer_cf, lower, upper);
+        batch.delete_cf(producer_cf, upper);
+        for (pid, bytes) in producers {
+            batch.put_cf(producer_cf, keys::key(tp, *pid as u64), bytes);
+        }
+        let state = crate::memory::truncated_state(current, end, removed_bytes, max_timestamp);
+        batch.put_cf(
+            self.cf(CF_STATE)?,
+            keys::partition_prefix(tp),
+            state.encode(),
+        );
+        self.db
+            .write_opt(batch, &self.write_options())
+            .map_err(engine)?;
+        Ok(state)
     }
 }
 

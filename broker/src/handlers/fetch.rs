@@ -1,6 +1,9 @@
-//! Fetch (4-13). Reads up to the high watermark, honouring max_bytes, per-partition max bytes
-//! and min_bytes; when there is too little data it parks on the partitions' watch channels
-//! until an append wakes it or max_wait_ms passes. No polling loop.
+//! Fetch (4-13), for consumers and followers alike. Consumers read up to the high watermark;
+//! a follower (`replica_id` >= 0, a registered broker) reads up to the log end, and its fetch
+//! offset tells the leader how far its log reaches, which moves the high watermark.
+//! Honours max_bytes, per-partition max bytes and min_bytes; when there is too little data it
+//! parks on the partitions' watch channels until an append wakes it or max_wait_ms passes.
+//! No polling loop.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::topic_name;
-use crate::log::PartitionLog;
+use crate::log::{PartitionLog, ReadLimit};
 use crate::metrics::Metrics;
 use crate::Broker;
 
@@ -29,6 +32,7 @@ struct Wanted {
     offset: i64,
     max_bytes: usize,
     leader_epoch: i32,
+    limit: ReadLimit,
 }
 
 struct WantedTopic {
@@ -39,6 +43,18 @@ struct WantedTopic {
 
 pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
     let image = broker.image();
+    let replica = req.replica_id.0;
+    if replica >= 0 && !image.brokers.contains_key(&replica) {
+        // Only brokers replicate; anything else claiming a replica id is refused whole.
+        return FetchResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
+    let limit = if replica >= 0 {
+        ReadLimit::LogEnd
+    } else {
+        ReadLimit::HighWatermark
+    };
+    let now = crate::log::now_ms();
     let topics: Vec<WantedTopic> = req
         .topics
         .iter()
@@ -65,11 +81,17 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
                         if meta.leader != broker.node_id {
                             return Err(ResponseError::NotLeaderOrFollower);
                         }
-                        broker
+                        let log = broker
                             .logs
                             .partition(&image, TopicPartition::new(topic.topic_id, meta.partition))
                             .map_err(|e| e.kafka_error())?
-                            .ok_or(ResponseError::NotLeaderOrFollower)
+                            .ok_or(ResponseError::NotLeaderOrFollower)?;
+                        if replica >= 0 {
+                            log.check_leader_epoch(p.current_leader_epoch)
+                                .map_err(|e| e.kafka_error())?;
+                            log.follower_fetched(replica, p.fetch_offset, now)?;
+                        }
+                        Ok(log)
                     });
                     Wanted {
                         index: p.partition,
@@ -77,6 +99,7 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
                         offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes.max(0) as usize,
                         leader_epoch: p.current_leader_epoch,
+                        limit,
                     }
                 })
                 .collect();
@@ -102,7 +125,7 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
         let mut watchers: Vec<watch::Receiver<i64>> = topics
             .iter()
             .flat_map(|t| t.partitions.iter())
-            .filter_map(|p| p.log.as_ref().ok().map(|l| l.subscribe()))
+            .filter_map(|p| p.log.as_ref().ok().map(|l| l.subscribe_for(p.limit)))
             .collect();
         let (response, bytes, errors) = read_once(&topics, max_bytes, version);
         let now = Instant::now();
@@ -170,7 +193,7 @@ fn read_once(
                             .with_log_start_offset(start)
                             .with_records(Some(Default::default()));
                     }
-                    match log.read(p.offset, p.max_bytes.min(budget).max(1)) {
+                    match log.read_up_to(p.offset, p.max_bytes.min(budget).max(1), p.limit) {
                         Ok(r) => {
                             total += r.records.len();
                             base.with_high_watermark(r.high_watermark)

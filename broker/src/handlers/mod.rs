@@ -12,6 +12,7 @@ mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 
 use std::sync::Arc;
@@ -75,6 +76,9 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Bytes>,
             ResponseKind::Produce(response)
         }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r, version))
+        }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))
         }
@@ -166,6 +170,8 @@ pub(crate) fn leader_log(
         .logs
         .partition(image, TopicPartition::new(topic.topic_id, meta.partition))
         .map_err(|e| e.kafka_error())?
+        // The image may be a moment ahead of the log's role: not leader until both agree.
+        .filter(|log| log.is_leader())
         .ok_or(ResponseError::NotLeaderOrFollower)
 }
 

@@ -1,5 +1,12 @@
-//! Produce (3-11 served; 0-2 parsed and refused, as Kafka 4 does). acks 0, 1 and -1: with a
-//! single replica, "all in-sync replicas" is this broker, so -1 answers like 1.
+//! Produce (3-11 served; 0-2 parsed and refused, as Kafka 4 does). acks 0 and 1 answer once
+//! the leader has the batch; acks -1 (all) refuses with NOT_ENOUGH_REPLICAS, appending
+//! nothing, while the ISR is smaller than `min.insync.replicas`, and otherwise answers once
+//! the high watermark has passed the batch: every in-sync replica has it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
 
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -7,7 +14,7 @@ use kafka_protocol::ResponseError;
 use tracing::debug;
 
 use super::{auto_create, leader_log, str_bytes};
-use crate::log::batch;
+use crate::log::{batch, PartitionLog};
 use crate::metrics::Metrics;
 use crate::protocol::versions::PRODUCE_MIN_SERVED;
 use crate::topic_config;
@@ -61,59 +68,152 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
 
     let names: Vec<&str> = req.topic_data.iter().map(|t| t.name.as_str()).collect();
     let image = auto_create(broker, &names).await;
+    let acks_all = req.acks == -1;
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    for t in &req.topic_data {
+    // acks=all answers wait for replication, all partitions at once.
+    let mut waits = Vec::new();
+    for (ti, t) in req.topic_data.iter().enumerate() {
         let topic = image.topic(t.name.as_str());
-        let max_bytes = topic_config::int(
-            &broker.config,
-            topic.map(|t| t.as_ref()),
-            configs::MAX_MESSAGE_BYTES,
-        )
-        .and_then(|v| usize::try_from(v).ok())
-        .unwrap_or(broker.config.message_max_bytes);
-        let partitions = t
-            .partition_data
-            .iter()
-            .map(|p| {
-                if topic.is_some_and(|t| t.name == crate::group::OFFSETS_TOPIC) {
-                    return error(
+        let t_cfg = topic.map(|t| t.as_ref());
+        let max_bytes = topic_config::int(&broker.config, t_cfg, configs::MAX_MESSAGE_BYTES)
+            .and_then(|v| usize::try_from(v).ok())
+            .unwrap_or(broker.config.message_max_bytes);
+        let min_isr = topic_config::int(&broker.config, t_cfg, configs::MIN_INSYNC_REPLICAS)
+            .and_then(|v| usize::try_from(v).ok())
+            .unwrap_or(1);
+        let mut partitions = Vec::with_capacity(t.partition_data.len());
+        for p in &t.partition_data {
+            if topic.is_some_and(|t| t.name == crate::group::OFFSETS_TOPIC) {
+                partitions.push(error(
+                    p.index,
+                    ResponseError::InvalidTopicException,
+                    Some("__consumer_offsets is written by the group coordinator only".into()),
+                ));
+                continue;
+            }
+            let log = match leader_log(broker, &image, topic, p.index) {
+                Ok(log) => log,
+                Err(e) => {
+                    partitions.push(error(p.index, e, None));
+                    continue;
+                }
+            };
+            let Some(records) = &p.records else {
+                partitions.push(error(
+                    p.index,
+                    ResponseError::InvalidRecord,
+                    Some("records are null".into()),
+                ));
+                continue;
+            };
+            if acks_all {
+                let isr = log.isr_len().unwrap_or(0);
+                if isr < min_isr {
+                    partitions.push(error(
                         p.index,
-                        ResponseError::InvalidTopicException,
-                        Some("__consumer_offsets is written by the group coordinator only".into()),
-                    );
+                        ResponseError::NotEnoughReplicas,
+                        Some(format!(
+                            "{isr} in-sync replicas, min.insync.replicas is {min_isr}"
+                        )),
+                    ));
+                    continue;
                 }
-                let log = match leader_log(broker, &image, topic, p.index) {
-                    Ok(log) => log,
-                    Err(e) => return error(p.index, e, None),
-                };
-                let Some(records) = &p.records else {
-                    return error(p.index, ResponseError::InvalidRecord, Some("records are null".into()));
-                };
-                let result = batch::parse_batches(records, max_bytes)
-                    .and_then(|views| log.append(&views).map(|info| (info, views)));
-                match result {
-                    Ok((info, views)) => {
-                        let n: i64 = views.iter().map(|v| v.records_count as i64).sum();
-                        Metrics::add(&broker.metrics.produce_records, n as u64);
-                        Metrics::add(&broker.metrics.produce_bytes, records.len() as u64);
-                        PartitionProduceResponse::default()
-                            .with_index(p.index)
-                            .with_base_offset(info.base_offset)
-                            .with_log_append_time_ms(-1)
-                            .with_log_start_offset(info.log_start_offset)
+            }
+            let result = batch::parse_batches(records, max_bytes)
+                .and_then(|views| log.append(&views).map(|info| (info, views)));
+            match result {
+                Ok((info, views)) => {
+                    let n: i64 = views.iter().map(|v| v.records_count as i64).sum();
+                    Metrics::add(&broker.metrics.produce_records, n as u64);
+                    Metrics::add(&broker.metrics.produce_bytes, records.len() as u64);
+                    let ok = PartitionProduceResponse::default()
+                        .with_index(p.index)
+                        .with_base_offset(info.base_offset)
+                        .with_log_append_time_ms(-1)
+                        .with_log_start_offset(info.log_start_offset);
+                    if acks_all && !broker.config.unsafe_ack_before_replication {
+                        waits.push((ti, partitions.len(), log, info.last_offset + 1, min_isr));
                     }
-                    Err(e) => {
-                        debug!(topic = %t.name.as_str(), partition = p.index, error = %e, "produce refused");
-                        error(p.index, e.kafka_error(), Some(e.to_string()))
-                    }
+                    partitions.push(ok);
                 }
-            })
-            .collect();
+                Err(e) => {
+                    debug!(topic = %t.name.as_str(), partition = p.index, error = %e, "produce refused");
+                    partitions.push(error(p.index, e.kafka_error(), Some(e.to_string())));
+                }
+            }
+        }
         responses.push(
             TopicProduceResponse::default()
                 .with_name(t.name.clone())
                 .with_partition_responses(partitions),
         );
     }
+    let outcomes = join_all(
+        waits
+            .iter()
+            .map(|(_, _, log, required, min_isr)| replicated(log, *required, *min_isr, timeout)),
+    )
+    .await;
+    for ((ti, pi, _, _, _), outcome) in waits.iter().zip(outcomes) {
+        if let Err((e, msg)) = outcome {
+            let index = responses[*ti].partition_responses[*pi].index;
+            responses[*ti].partition_responses[*pi] = error(index, e, Some(msg));
+        }
+    }
     ProduceResponse::default().with_responses(responses)
+}
+
+/// Waits until the high watermark reaches `required` (every in-sync replica holds the batch),
+/// as Kafka's delayed produce does: REQUEST_TIMED_OUT after `timeout`, NOT_LEADER_OR_FOLLOWER
+/// if leadership moves meanwhile, NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below
+/// `min_isr` by then.
+async fn replicated(
+    log: &Arc<PartitionLog>,
+    required: i64,
+    min_isr: usize,
+    timeout: Duration,
+) -> Result<(), (ResponseError, String)> {
+    let epoch = log.leader_epoch();
+    let mut hw = log.subscribe();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if *hw.borrow_and_update() >= required {
+            return match log.isr_len() {
+                Some(n) if n >= min_isr => Ok(()),
+                Some(n) => Err((
+                    ResponseError::NotEnoughReplicasAfterAppend,
+                    format!("written, but the ISR shrank to {n} (min.insync.replicas {min_isr})"),
+                )),
+                None => Err((
+                    ResponseError::NotLeaderOrFollower,
+                    "leadership moved while the batch replicated".into(),
+                )),
+            };
+        }
+        if !log.is_leader() || log.leader_epoch() != epoch {
+            return Err((
+                ResponseError::NotLeaderOrFollower,
+                "leadership moved before the in-sync replicas had the batch".into(),
+            ));
+        }
+        // Woken by the HW; the short tick notices a lost leadership.
+        let tick = tokio::time::Instant::now() + Duration::from_millis(100);
+        match tokio::time::timeout_at(deadline.min(tick), hw.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                return Err((
+                    ResponseError::NotLeaderOrFollower,
+                    "partition closed".into(),
+                ))
+            }
+            Err(_) if tokio::time::Instant::now() >= deadline => {
+                return Err((
+                    ResponseError::RequestTimedOut,
+                    format!("the in-sync replicas did not have the batch within {timeout:?}"),
+                ))
+            }
+            Err(_) => {}
+        }
+    }
 }

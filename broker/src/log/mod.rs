@@ -14,14 +14,40 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
+use metadata_quorum::controller::IsrChange;
 use metadata_quorum::MetadataImage;
+use metadata_quorum::PartitionImage;
 use parking_lot::{Mutex, RwLock};
-use strom_storage::{LogStore, PartitionState, StoredBatch, TopicPartition, WriteBatch};
+use strom_storage::{
+    EpochEntry, LogStore, PartitionState, StoredBatch, TopicPartition, WriteBatch,
+};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::LogError;
+use crate::replica::isr::LeaderState;
 use batch::BatchView;
+
+/// How far a read may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadLimit {
+    /// Consumers: only what every in-sync replica holds.
+    HighWatermark,
+    /// Followers replicating: everything the leader has.
+    LogEnd,
+}
+
+/// This broker's part in a partition, as the metadata image has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Not yet told, or the partition has no leader.
+    None,
+    Leader(LeaderState),
+    Follower {
+        leader: i32,
+        leader_epoch: i32,
+    },
+}
 
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +81,14 @@ pub struct PartitionLog {
     /// The partition's leader epoch as the metadata image has it; stamped on every batch
     /// appended and checked against clients' `current_leader_epoch`.
     leader_epoch: AtomicI32,
-    /// The high watermark, which parked fetches watch. With one replica it is the log end.
+    /// The high watermark, which consumers' fetches and acks=all produces wait on.
     high_watermark: watch::Sender<i64>,
+    /// The log end offset, which followers' fetches wait on.
+    log_end: watch::Sender<i64>,
+    /// The leader epoch cache (KIP-101); locked only while `state` is held, for writes.
+    epochs: Mutex<Vec<EpochEntry>>,
+    /// Leader (with its followers' progress) or follower.
+    role: Mutex<Role>,
 }
 
 impl PartitionLog {
@@ -65,7 +97,9 @@ impl PartitionLog {
         store: Arc<dyn LogStore>,
         state: PartitionState,
     ) -> Result<Self, LogError> {
-        let (high_watermark, _) = watch::channel(state.log_end_offset);
+        let (high_watermark, _) = watch::channel(state.high_watermark.min(state.log_end_offset));
+        let (log_end, _) = watch::channel(state.log_end_offset);
+        let epochs = store.leader_epochs(tp)?;
         let mut producers = HashMap::new();
         for (pid, bytes) in store.producer_states(tp)? {
             let entry = producer::ProducerEntry::decode(&bytes).ok_or_else(|| {
@@ -82,6 +116,9 @@ impl PartitionLog {
             producers: Mutex::new(producers),
             leader_epoch: AtomicI32::new(0),
             high_watermark,
+            log_end,
+            epochs: Mutex::new(epochs),
+            role: Mutex::new(Role::None),
         })
     }
 
@@ -111,6 +148,239 @@ impl PartitionLog {
         self.high_watermark.subscribe()
     }
 
+    pub fn log_end_offset(&self) -> i64 {
+        *self.log_end.borrow()
+    }
+
+    /// A receiver woken whenever the log grows (what followers' fetches wait on).
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
+    }
+
+    /// What [`ReadLimit`] says a fetch waits on.
+    pub fn subscribe_for(&self, limit: ReadLimit) -> watch::Receiver<i64> {
+        match limit {
+            ReadLimit::HighWatermark => self.subscribe(),
+            ReadLimit::LogEnd => self.subscribe_log_end(),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role.lock().clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        matches!(*self.role.lock(), Role::Leader(_))
+    }
+
+    /// The committed ISR's size while this broker leads (what min.insync.replicas is checked
+    /// against), None otherwise.
+    pub fn isr_len(&self) -> Option<usize> {
+        match &*self.role.lock() {
+            Role::Leader(l) => Some(l.isr.len()),
+            _ => None,
+        }
+    }
+
+    /// Follows the metadata image's view of this partition: leads it, follows `meta.leader`,
+    /// or (leader -1) neither. Returns true when this broker now follows a new leader or
+    /// leader epoch (its fetcher must truncate before fetching).
+    pub fn apply_metadata(&self, node_id: i32, meta: &PartitionImage, now_ms: i64) -> bool {
+        self.set_leader_epoch(meta.leader_epoch);
+        let mut role = self.role.lock();
+        if meta.leader == node_id {
+            match &mut *role {
+                Role::Leader(l) if l.leader_epoch == meta.leader_epoch => {
+                    l.update_metadata(meta.partition_epoch, &meta.replicas, &meta.isr, now_ms)
+                }
+                _ => {
+                    info!(
+                        tp = %self.tp,
+                        leader_epoch = meta.leader_epoch,
+                        isr = ?meta.isr,
+                        log_end_offset = self.log_end_offset(),
+                        high_watermark = self.high_watermark(),
+                        "became leader"
+                    );
+                    *role = Role::Leader(LeaderState::new(
+                        node_id,
+                        meta.leader_epoch,
+                        meta.partition_epoch,
+                        &meta.replicas,
+                        &meta.isr,
+                        self.log_end_offset(),
+                        now_ms,
+                    ))
+                }
+            }
+            drop(role);
+            self.advance_high_watermark();
+            return false;
+        }
+        let next = if meta.leader < 0 {
+            Role::None
+        } else {
+            Role::Follower {
+                leader: meta.leader,
+                leader_epoch: meta.leader_epoch,
+            }
+        };
+        if *role == next {
+            return false;
+        }
+        if meta.leader >= 0 {
+            info!(
+                tp = %self.tp,
+                leader = meta.leader,
+                leader_epoch = meta.leader_epoch,
+                "became follower"
+            );
+        }
+        *role = next;
+        meta.leader >= 0
+    }
+
+    /// A follower's fetch from `fetch_offset` reached this leader: its progress moves the
+    /// high watermark. Errors when this broker does not lead or `replica` is not a replica.
+    pub fn follower_fetched(
+        &self,
+        replica: i32,
+        fetch_offset: i64,
+        now_ms: i64,
+    ) -> Result<(), kafka_protocol::ResponseError> {
+        {
+            let mut role = self.role.lock();
+            let Role::Leader(l) = &mut *role else {
+                return Err(kafka_protocol::ResponseError::NotLeaderOrFollower);
+            };
+            if !l.follower_fetched(replica, fetch_offset, self.log_end_offset(), now_ms) {
+                return Err(kafka_protocol::ResponseError::NotLeaderOrFollower);
+            }
+        }
+        self.advance_high_watermark();
+        Ok(())
+    }
+
+    /// As leader, moves the high watermark up to what the maximal ISR holds.
+    fn advance_high_watermark(&self) {
+        let role = self.role.lock();
+        let Role::Leader(l) = &*role else {
+            return;
+        };
+        let candidate = l.high_watermark(self.log_end_offset());
+        drop(role);
+        self.high_watermark.send_if_modified(|hw| {
+            if candidate > *hw {
+                *hw = candidate;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// As follower, takes the leader's high watermark (never past this log's end).
+    pub fn follow_high_watermark(&self, leader_hw: i64) {
+        let hw = leader_hw.min(self.log_end_offset());
+        self.high_watermark.send_if_modified(|cur| {
+            if hw > *cur {
+                *cur = hw;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// As leader, the ISR change due now (marked pending), stamped with the epochs.
+    pub fn isr_change_due(&self, now_ms: i64, max_lag_ms: i64) -> Option<IsrChange> {
+        let mut role = self.role.lock();
+        let Role::Leader(l) = &mut *role else {
+            return None;
+        };
+        let new_isr = l.isr_change(self.high_watermark(), now_ms, max_lag_ms)?;
+        l.proposed(new_isr.clone());
+        Some(IsrChange {
+            topic_id: self.tp.topic_id,
+            partition: self.tp.partition,
+            leader_epoch: l.leader_epoch,
+            partition_epoch: l.partition_epoch,
+            new_isr,
+        })
+    }
+
+    /// The controller refused (or never got) the pending ISR change.
+    pub fn isr_change_failed(&self) {
+        if let Role::Leader(l) = &mut *self.role.lock() {
+            l.change_failed();
+        }
+        self.advance_high_watermark();
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch at or below `epoch` this log knows and the
+    /// offset where it ends (the next epoch's start, or the log end for the latest), or
+    /// (-1, -1) when the log knows no such epoch.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let epochs = self.epochs.lock();
+        let Some(i) = epochs.iter().rposition(|e| e.epoch <= epoch) else {
+            return (-1, -1);
+        };
+        let end = epochs
+            .get(i + 1)
+            .map_or_else(|| self.log_end_offset(), |next| next.start_offset);
+        (epochs[i].epoch, end)
+    }
+
+    /// The leader epoch cache.
+    pub fn epoch_entries(&self) -> Vec<EpochEntry> {
+        self.epochs.lock().clone()
+    }
+
+    /// CRC-32C over the stored bytes of every batch ending below `offset`.
+    pub fn digest_below(&self, offset: i64) -> Result<u32, LogError> {
+        let mut crc = 0u32;
+        let mut from = self.state().log_start_offset;
+        loop {
+            let chunk = self.store.read(self.tp, from, offset, 4 << 20)?;
+            let mut progressed = false;
+            for data in &chunk {
+                let base = i64::from_be_bytes(data[0..8].try_into().unwrap_or_default());
+                let last =
+                    base + i32::from_be_bytes(data[23..27].try_into().unwrap_or_default()) as i64;
+                if last >= offset || last < from {
+                    continue;
+                }
+                crc = crc32c::crc32c_append(crc, data);
+                from = last + 1;
+                progressed = true;
+            }
+            if !progressed {
+                return Ok(crc);
+            }
+        }
+    }
+
+    /// The latest epoch in the leader epoch cache (-1 when empty).
+    pub fn latest_epoch(&self) -> i32 {
+        self.epochs.lock().last().map_or(-1, |e| e.epoch)
+    }
+
+    /// Writes the high watermark to the store if it moved since the last write.
+    pub fn checkpoint_high_watermark(&self) -> Result<(), LogError> {
+        let mut state = self.state.lock();
+        let hw = self.high_watermark().min(state.log_end_offset);
+        if state.high_watermark == hw {
+            return Ok(());
+        }
+        let next = PartitionState {
+            high_watermark: hw,
+            ..*state
+        };
+        self.store.write_state(self.tp, next)?;
+        *state = next;
+        Ok(())
+    }
+
     /// Checks a client's `current_leader_epoch` (-1: unknown, accept).
     pub fn check_leader_epoch(&self, requested: i32) -> Result<(), LogError> {
         let current = self.leader_epoch();
@@ -128,6 +398,10 @@ impl PartitionLog {
         let mut state = self.state.lock();
         let mut producers = self.producers.lock();
         let mut write = WriteBatch::new(*state);
+        write.set_high_watermark(self.high_watermark());
+        let epoch = self.leader_epoch();
+        let mut epochs = self.epochs.lock();
+        let new_epoch = epochs.last().is_none_or(|e| e.epoch < epoch);
         let mut updates: Vec<(i64, producer::ProducerEntry)> = Vec::new();
         let mut answer: Option<(i64, i64)> = None;
         for b in batches {
@@ -152,11 +426,14 @@ impl PartitionLog {
             }
             let base_offset = write.state().log_end_offset;
             let last_offset = base_offset + b.last_offset_delta as i64;
+            if new_epoch && write.is_empty() {
+                write.set_epoch_start(epoch, base_offset);
+            }
             write.push(StoredBatch {
                 base_offset,
                 last_offset,
                 max_timestamp: b.max_timestamp,
-                data: b.with_offset(base_offset, self.leader_epoch()),
+                data: b.with_offset(base_offset, epoch),
             })?;
             answer.get_or_insert((base_offset, last_offset));
             if let Some((current, first_seq, last_seq)) = seq {
@@ -187,31 +464,245 @@ impl PartitionLog {
         let next = write.state();
         self.store.append(self.tp, write)?;
         *state = next;
+        if new_epoch {
+            epochs.push(EpochEntry {
+                epoch,
+                start_offset: base_offset,
+            });
+        }
         for (pid, entry) in updates {
             producers.insert(pid, entry);
         }
+        drop(epochs);
         drop(producers);
         drop(state);
-        self.high_watermark.send_replace(next.log_end_offset);
+        self.log_end.send_replace(next.log_end_offset);
+        self.advance_high_watermark();
         Ok(info)
+    }
+
+    /// Appends batches fetched from the leader as they are (offsets, leader epochs and
+    /// producer fields kept), after checking each one's CRC and that they continue this log.
+    /// Producer state and the epoch cache follow the batches, so a follower that becomes
+    /// leader answers retries and OffsetForLeaderEpoch as the old leader would have.
+    pub fn append_replicated(&self, records: &bytes::Bytes) -> Result<usize, LogError> {
+        let views = batch::parse_batches(records, usize::MAX)?;
+        let mut state = self.state.lock();
+        let mut producers = self.producers.lock();
+        let mut epochs = self.epochs.lock();
+        let mut write = WriteBatch::new(*state);
+        write.set_high_watermark(self.high_watermark());
+        let mut new_epochs: Vec<EpochEntry> = Vec::new();
+        let mut updates: Vec<(i64, producer::ProducerEntry)> = Vec::new();
+        let mut count = 0usize;
+        for b in &views {
+            let base_offset = b.base_offset();
+            let last_offset = base_offset + b.last_offset_delta as i64;
+            if last_offset < write.state().log_end_offset {
+                continue; // already held
+            }
+            let epoch = b.partition_leader_epoch();
+            let latest = new_epochs.last().or(epochs.last()).map_or(-1, |e| e.epoch);
+            if epoch > latest {
+                write.set_epoch_start(epoch, base_offset);
+                new_epochs.push(EpochEntry {
+                    epoch,
+                    start_offset: base_offset,
+                });
+            }
+            write.push(StoredBatch {
+                base_offset,
+                last_offset,
+                max_timestamp: b.max_timestamp,
+                data: b.bytes.clone(),
+            })?;
+            count += 1;
+            if b.producer_id >= 0 {
+                let current = updates
+                    .iter()
+                    .rev()
+                    .find(|(p, _)| *p == b.producer_id)
+                    .map(|(_, e)| e)
+                    .or_else(|| producers.get(&b.producer_id));
+                let (first_seq, last_seq) = b.sequences();
+                let entry = producer::record(
+                    current,
+                    b.producer_epoch(),
+                    producer::BatchSeq {
+                        first_seq,
+                        last_seq,
+                        first_offset: base_offset,
+                        last_offset,
+                    },
+                );
+                write.set_producer_state(b.producer_id, entry.encode());
+                updates.push((b.producer_id, entry));
+            }
+        }
+        if write.is_empty() {
+            return Ok(0);
+        }
+        let next = write.state();
+        self.store.append(self.tp, write)?;
+        *state = next;
+        epochs.extend(new_epochs);
+        for (pid, entry) in updates {
+            producers.insert(pid, entry);
+        }
+        drop(epochs);
+        drop(producers);
+        drop(state);
+        self.log_end.send_replace(next.log_end_offset);
+        Ok(count)
+    }
+
+    /// Discards every record at or above `offset` (a follower's divergent suffix, KIP-101):
+    /// batches, time index, epoch cache entries, and producer state, atomically. The high
+    /// watermark drops to the new end if it was above it.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        let mut state = self.state.lock();
+        if offset >= state.log_end_offset {
+            return Ok(());
+        }
+        let mut producers = self.producers.lock();
+        let mut epochs = self.epochs.lock();
+        let rebuilt = self.producers_below(&producers, offset, state.log_start_offset)?;
+        let encoded: Vec<(i64, Vec<u8>)> = rebuilt.iter().map(|(p, e)| (*p, e.encode())).collect();
+        let before = *state;
+        let next = self.store.truncate(self.tp, offset, before, &encoded)?;
+        *state = next;
+        *producers = rebuilt;
+        epochs.retain(|e| e.start_offset < next.log_end_offset);
+        drop(epochs);
+        drop(producers);
+        drop(state);
+        self.high_watermark.send_if_modified(|hw| {
+            let above = *hw > next.log_end_offset;
+            if above {
+                *hw = next.log_end_offset;
+            }
+            above
+        });
+        self.log_end.send_replace(next.log_end_offset);
+        info!(
+            tp = %self.tp,
+            from = before.log_end_offset,
+            to = next.log_end_offset,
+            "truncated divergent records"
+        );
+        Ok(())
+    }
+
+    /// Empties the log and restarts it at `offset` (a follower whose log ends below the
+    /// leader's log start).
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        let mut state = self.state.lock();
+        let mut producers = self.producers.lock();
+        let mut epochs = self.epochs.lock();
+        self.store.truncate(self.tp, i64::MIN, *state, &[])?;
+        let next = PartitionState::empty(offset);
+        self.store.write_state(self.tp, next)?;
+        *state = next;
+        producers.clear();
+        epochs.clear();
+        drop(epochs);
+        drop(producers);
+        drop(state);
+        self.high_watermark.send_replace(offset);
+        self.log_end.send_replace(offset);
+        info!(tp = %self.tp, offset, "log emptied to restart at the leader's log start");
+        Ok(())
+    }
+
+    /// Producer state as of `offset`: entries keep their batches below it; a producer whose
+    /// remembered batches all lie at or above it is looked up again in the log below.
+    fn producers_below(
+        &self,
+        current: &HashMap<i64, producer::ProducerEntry>,
+        offset: i64,
+        log_start: i64,
+    ) -> Result<HashMap<i64, producer::ProducerEntry>, LogError> {
+        let mut out = HashMap::new();
+        let mut lost = Vec::new();
+        for (pid, e) in current {
+            let mut e = e.clone();
+            e.batches.retain(|b| b.last_offset < offset);
+            if e.batches.is_empty() {
+                lost.push(*pid);
+            } else {
+                out.insert(*pid, e);
+            }
+        }
+        if lost.is_empty() {
+            return Ok(out);
+        }
+        // Rare (a producer's last five batches were all divergent): scan the log below.
+        let mut from = log_start;
+        while from < offset {
+            let chunk = self.store.read(self.tp, from, offset, 4 << 20)?;
+            if chunk.is_empty() {
+                break;
+            }
+            for data in chunk {
+                for b in batch::parse_batches(&data, usize::MAX)? {
+                    let base = b.base_offset();
+                    let last = base + b.last_offset_delta as i64;
+                    from = last + 1;
+                    if !lost.contains(&b.producer_id) || last >= offset {
+                        continue;
+                    }
+                    let (first_seq, last_seq) = b.sequences();
+                    let entry = producer::record(
+                        out.get(&b.producer_id),
+                        b.producer_epoch(),
+                        producer::BatchSeq {
+                            first_seq,
+                            last_seq,
+                            first_offset: base,
+                            last_offset: last,
+                        },
+                    );
+                    out.insert(b.producer_id, entry);
+                }
+            }
+        }
+        debug!(tp = %self.tp, producers = lost.len(), "producer state rebuilt from the log");
+        Ok(out)
     }
 
     /// Reads from `offset` up to `max_bytes` (at least one batch) below the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        self.read_up_to(offset, max_bytes, ReadLimit::HighWatermark)
+    }
+
+    /// Reads from `offset` up to `max_bytes` (at least one batch) below `limit`. An offset
+    /// between the high watermark and the log end is valid and reads nothing for consumers
+    /// (a new leader's HW may trail the old one's for a moment); past the log end it is out
+    /// of range.
+    pub fn read_up_to(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        limit: ReadLimit,
+    ) -> Result<ReadResult, LogError> {
         let state = self.state();
         let hw = self.high_watermark();
-        if offset < state.log_start_offset || offset > hw {
+        if offset < state.log_start_offset || offset > state.log_end_offset {
             return Err(LogError::OffsetOutOfRange {
                 offset,
                 log_start: state.log_start_offset,
-                log_end: hw,
+                log_end: state.log_end_offset,
             });
         }
+        let end = match limit {
+            ReadLimit::HighWatermark => hw,
+            ReadLimit::LogEnd => state.log_end_offset,
+        };
         // One copy, engine to response buffer; sized for what is there, not what is asked.
         let available = state.size_bytes.min(max_bytes as u64) as usize;
         let mut buf = BytesMut::with_capacity(available.min(64 << 20));
         self.store
-            .read_into(self.tp, offset, hw, max_bytes, &mut buf)?;
+            .read_into(self.tp, offset, end, max_bytes, &mut buf)?;
         let records = buf.freeze();
         Ok(ReadResult {
             records,
@@ -331,6 +822,14 @@ impl PartitionLog {
     }
 }
 
+/// Wall-clock milliseconds, the time base of replica lag.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Every partition log this broker holds, kept in step with the metadata image.
 pub struct LogManager {
     node_id: i32,
@@ -375,7 +874,7 @@ impl LogManager {
         }
         let state = self.store.create_partition(tp)?;
         let log = Arc::new(PartitionLog::new(tp, self.store.clone(), state)?);
-        log.set_leader_epoch(meta.leader_epoch);
+        log.apply_metadata(self.node_id, meta, now_ms());
         partitions.insert(tp, log.clone());
         Ok(Some(log))
     }
@@ -397,7 +896,7 @@ impl LogManager {
             for p in &topic.partitions {
                 let tp = TopicPartition::new(topic.topic_id, p.partition);
                 if let Some(log) = self.get(&tp) {
-                    log.set_leader_epoch(p.leader_epoch);
+                    log.apply_metadata(self.node_id, p, now_ms());
                 }
                 if let Err(e) = self.partition(image, tp) {
                     warn!(%tp, topic = %topic.name, error = %e, "could not create partition log");

@@ -14,7 +14,9 @@ use uuid::Uuid;
 use super::api::FORWARDED_HEADER;
 use super::log_store::{decode, encode};
 use super::rpc::{ControllerError, ControllerRequest, ControllerResponse};
-use crate::controller::{ConfigOp, CreatedTopic, DeletedTopic, NewTopic, TopicRef};
+use crate::controller::{
+    ConfigOp, CreatedTopic, DeletedTopic, IsrChange, Leadership, NewTopic, TopicRef,
+};
 use crate::{Endpoint, LoggedRecord, MetadataError, MetadataImage};
 
 /// How long a metadata change waits for an active controller before it fails.
@@ -420,6 +422,27 @@ impl RemoteController {
             .await?
         {
             ControllerResponse::ProducerIds { first_id, count } => Ok((first_id, count)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// AlterPartition: asks for ISR changes of partitions this broker leads. Does not wait
+    /// for the local image: the leader applies a change when its image shows it.
+    pub async fn alter_partition(
+        &self,
+        changes: Vec<IsrChange>,
+    ) -> Result<(Vec<Result<Leadership, MetadataError>>, u64), ControllerError> {
+        match self
+            .call(&ControllerRequest::AlterPartition {
+                broker_id: self.registration.broker_id,
+                changes,
+            })
+            .await?
+        {
+            ControllerResponse::AlterPartition {
+                results,
+                metadata_offset,
+            } => Ok((results, metadata_offset)),
             other => Err(unexpected(other)),
         }
     }

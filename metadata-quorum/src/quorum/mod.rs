@@ -343,6 +343,34 @@ impl QuorumNode {
                     .await?;
                 Ok(ControllerResponse::ProducerIds { first_id, count })
             }
+            ControllerRequest::AlterPartition { broker_id, changes } => {
+                let (results, metadata_offset) = self
+                    .propose(|image| controller::alter_partition(image, broker_id, &changes))
+                    .await?;
+                for (c, r) in changes.iter().zip(&results) {
+                    match r {
+                        Ok(l) => info!(
+                            broker_id,
+                            topic_id = %c.topic_id,
+                            partition = c.partition,
+                            isr = ?l.isr,
+                            partition_epoch = l.partition_epoch,
+                            "ISR changed"
+                        ),
+                        Err(e) => info!(
+                            broker_id,
+                            topic_id = %c.topic_id,
+                            partition = c.partition,
+                            error = %e,
+                            "ISR change refused"
+                        ),
+                    }
+                }
+                Ok(ControllerResponse::AlterPartition {
+                    results,
+                    metadata_offset,
+                })
+            }
             ControllerRequest::DeleteTopics { topics } => {
                 let (results, metadata_offset) = self
                     .propose(|image| controller::delete_topics(image, &topics))

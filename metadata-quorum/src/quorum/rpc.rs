@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::controller::{ConfigOp, CreatedTopic, DeletedTopic, NewTopic, TopicRef};
+use crate::controller::{
+    ConfigOp, CreatedTopic, DeletedTopic, IsrChange, Leadership, NewTopic, TopicRef,
+};
 use crate::{Endpoint, MetadataError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +44,11 @@ pub enum ControllerRequest {
     AllocateProducerIds {
         broker_id: i32,
     },
+    /// A partition leader's ISR changes (Kafka's AlterPartition).
+    AlterPartition {
+        broker_id: i32,
+        changes: Vec<IsrChange>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +76,10 @@ pub enum ControllerResponse {
     /// The answer to AlterConfigs and CreatePartitions.
     Changed {
         result: Result<(), MetadataError>,
+        metadata_offset: u64,
+    },
+    AlterPartition {
+        results: Vec<Result<Leadership, MetadataError>>,
         metadata_offset: u64,
     },
 }

@@ -1,0 +1,251 @@
+//! The consistency checker: a history of sends and acknowledgements, then a full read of the
+//! log, and a verdict. Used by every test that injects faults while producing.
+//!
+//! Each sent record carries a unique value; the checker demands that
+//! - every acknowledged record is in the log (**lost** otherwise),
+//! - at the offset its acknowledgement named (**misplaced** otherwise),
+//! - exactly once (**duplicates** otherwise, acknowledged or not),
+//! - in send order per producer and partition (**reordered** otherwise),
+//! - and that the log holds nothing that was never sent (**phantoms**).
+//!
+//! Records sent but never acknowledged may or may not be there; both are fine.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+/// One record a producer sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub producer: u32,
+    pub partition: i32,
+    /// The producer's send order within the partition.
+    pub seq: u64,
+    pub value: Vec<u8>,
+    /// The offset the broker acknowledged, if it did.
+    pub acked_offset: Option<i64>,
+    /// When the acknowledgement arrived, in ms since the producer started.
+    pub acked_at_ms: Option<u64>,
+}
+
+/// One record as the final read found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub partition: i32,
+    pub offset: i64,
+    pub value: Vec<u8>,
+}
+
+/// The verdict, with up to a few examples of each anomaly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub sent: usize,
+    pub acked: usize,
+    pub read: usize,
+    /// Sent, not acknowledged, yet in the log (allowed).
+    pub unacked_present: usize,
+    pub lost: Vec<String>,
+    pub misplaced: Vec<String>,
+    pub duplicates: Vec<String>,
+    pub reordered: Vec<String>,
+    pub phantoms: Vec<String>,
+}
+
+impl Report {
+    /// True when no anomaly was found.
+    pub fn ok(&self) -> bool {
+        self.lost.is_empty()
+            && self.misplaced.is_empty()
+            && self.duplicates.is_empty()
+            && self.reordered.is_empty()
+            && self.phantoms.is_empty()
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sent {} acked {} read {} (unacked but present {}): lost {}, misplaced {}, \
+             duplicates {}, reordered {}, phantoms {}",
+            self.sent,
+            self.acked,
+            self.read,
+            self.unacked_present,
+            self.lost.len(),
+            self.misplaced.len(),
+            self.duplicates.len(),
+            self.reordered.len(),
+            self.phantoms.len()
+        )?;
+        for (name, v) in [
+            ("lost", &self.lost),
+            ("misplaced", &self.misplaced),
+            ("duplicates", &self.duplicates),
+            ("reordered", &self.reordered),
+            ("phantoms", &self.phantoms),
+        ] {
+            if !v.is_empty() {
+                write!(
+                    f,
+                    "\n  {name}: {}",
+                    v.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn show(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
+}
+
+/// Checks `read` (every record of every partition, from offset 0 to the end) against `sent`.
+pub fn check(sent: &[Sent], read: &[Found]) -> Report {
+    let mut report = Report {
+        sent: sent.len(),
+        acked: sent.iter().filter(|s| s.acked_offset.is_some()).count(),
+        read: read.len(),
+        ..Report::default()
+    };
+    let by_value: HashMap<&[u8], &Sent> = sent.iter().map(|s| (s.value.as_slice(), s)).collect();
+    let mut seen: HashMap<&[u8], Vec<(i32, i64)>> = HashMap::new();
+    for r in read {
+        seen.entry(r.value.as_slice())
+            .or_default()
+            .push((r.partition, r.offset));
+        if !by_value.contains_key(r.value.as_slice()) {
+            report.phantoms.push(format!(
+                "{} at {}:{}",
+                show(&r.value),
+                r.partition,
+                r.offset
+            ));
+        }
+    }
+    for s in sent {
+        let places = seen
+            .get(s.value.as_slice())
+            .map_or(&[][..], |v| v.as_slice());
+        if places.len() > 1 {
+            report
+                .duplicates
+                .push(format!("{} at {places:?}", show(&s.value)));
+        }
+        match (s.acked_offset, places.first()) {
+            (Some(acked), None) => report.lost.push(format!(
+                "{} acked at {}:{acked}",
+                show(&s.value),
+                s.partition
+            )),
+            (Some(acked), Some(&(p, o))) if (p, o) != (s.partition, acked) => {
+                report.misplaced.push(format!(
+                    "{} acked at {}:{acked}, found at {p}:{o}",
+                    show(&s.value),
+                    s.partition
+                ))
+            }
+            (None, Some(_)) => report.unacked_present += 1,
+            _ => {}
+        }
+    }
+    // Send order per (producer, partition): the sequence numbers found must grow with offset.
+    let mut order: BTreeMap<(u32, i32), Vec<(i64, u64)>> = BTreeMap::new();
+    for r in read {
+        if let Some(s) = by_value.get(r.value.as_slice()) {
+            order
+                .entry((s.producer, r.partition))
+                .or_default()
+                .push((r.offset, s.seq));
+        }
+    }
+    for ((producer, partition), mut v) in order {
+        v.sort_unstable();
+        for w in v.windows(2) {
+            if w[1].1 <= w[0].1 {
+                report.reordered.push(format!(
+                    "producer {producer} partition {partition}: seq {} at offset {} after seq {} at {}",
+                    w[1].1, w[1].0, w[0].1, w[0].0
+                ));
+            }
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(seq: u64, acked: Option<i64>) -> Sent {
+        Sent {
+            producer: 1,
+            partition: 0,
+            seq,
+            value: format!("v{seq}").into_bytes(),
+            acked_offset: acked,
+            acked_at_ms: acked.map(|_| 0),
+        }
+    }
+
+    fn found(offset: i64, seq: u64) -> Found {
+        Found {
+            partition: 0,
+            offset,
+            value: format!("v{seq}").into_bytes(),
+        }
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        let s = [
+            sent(0, Some(0)),
+            sent(1, Some(1)),
+            sent(2, None),
+            sent(3, None),
+        ];
+        let r = check(&s, &[found(0, 0), found(1, 1), found(2, 2)]);
+        assert!(r.ok(), "{r}");
+        assert_eq!((r.sent, r.acked, r.read, r.unacked_present), (4, 2, 3, 1));
+    }
+
+    #[test]
+    fn every_anomaly_is_reported() {
+        let s = [
+            sent(0, Some(0)),
+            sent(1, Some(1)),
+            sent(2, Some(2)),
+            sent(3, None),
+        ];
+        // v1 lost, v2 misplaced and duplicated, v3 before v2, and a stranger.
+        let read = [
+            found(0, 0),
+            found(1, 3),
+            found(2, 2),
+            found(5, 2),
+            Found {
+                partition: 0,
+                offset: 6,
+                value: b"stranger".to_vec(),
+            },
+        ];
+        let r = check(&s, &read);
+        assert!(!r.ok());
+        assert_eq!(r.lost.len(), 1, "{r}");
+        assert!(r.lost[0].starts_with("v1"));
+        assert_eq!(
+            r.misplaced.len(),
+            0,
+            "v2 was found first at its acked offset: {r}"
+        );
+        assert_eq!(r.duplicates.len(), 1, "{r}");
+        assert_eq!(
+            r.reordered.len(),
+            2,
+            "v3 before v2, and v2 again after v2: {r}"
+        );
+        assert_eq!(r.phantoms.len(), 1, "{r}");
+        let moved = check(&[sent(0, Some(4))], &[found(3, 0)]);
+        assert_eq!(moved.misplaced.len(), 1, "{moved}");
+    }
+}
