@@ -30,6 +30,16 @@ def broker_binary() -> str:
     return str(path)
 
 
+def quorum_binary() -> str:
+    explicit = os.environ.get("STROM_QUORUM_BIN")
+    if explicit:
+        return explicit
+    path = Path(broker_binary()).parent / "strom-quorum"
+    if not path.exists():
+        pytest.fail(f"{path} does not exist: run `cargo build --bins` or set STROM_QUORUM_BIN")
+    return str(path)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -52,11 +62,16 @@ def wait_until(predicate, timeout=30.0, what="condition"):
 
 
 class Broker:
-    def __init__(self, data_dir: Path, extra_args=(), env=None):
+    def __init__(self, data_dir: Path, extra_args=(), env=None, quorum=None, node_id=1):
+        """A `--dev` broker, or with `quorum` (host:port of controllers) one of a cluster."""
         self.data_dir = data_dir
         self.kafka_port = free_port()
         self.http_port = free_port()
         self.quorum_port = free_port()
+        if quorum is None:
+            self.mode_args = ["--dev", "--quorum-listen", f"127.0.0.1:{self.quorum_port}"]
+        else:
+            self.mode_args = ["--node-id", str(node_id), "--quorum", quorum]
         self.extra_args = list(extra_args)
         self.env = {**os.environ, **(env or {})}
         self.proc = None
@@ -71,11 +86,10 @@ class Broker:
         self.proc = subprocess.Popen(
             [
                 broker_binary(),
-                "--dev",
+                *self.mode_args,
                 "--data-dir", str(self.data_dir),
                 "--kafka-listen", self.bootstrap,
                 "--http-listen", f"127.0.0.1:{self.http_port}",
-                "--quorum-listen", f"127.0.0.1:{self.quorum_port}",
                 *self.extra_args,
             ],
             stdout=log,
@@ -127,3 +141,60 @@ def fresh_broker(tmp_path):
     b = Broker(tmp_path / "data").start()
     yield b
     b.stop()
+
+
+class Cluster:
+    """One controller (`strom-quorum`) and `n` brokers on 127.0.0.1."""
+
+    def __init__(self, root: Path, n=3, broker_args=()):
+        self.root = root
+        self.controller_port = free_port()
+        self.controller = None
+        quorum = f"127.0.0.1:{self.controller_port}"
+        self.brokers = [
+            Broker(root / f"broker-{i}", extra_args=broker_args, quorum=quorum, node_id=i)
+            for i in range(1, n + 1)
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(b.bootstrap for b in self.brokers)
+
+    def start(self):
+        addr = f"127.0.0.1:{self.controller_port}"
+        log = open(self.root / "controller.log", "ab")
+        self.controller = subprocess.Popen(
+            [
+                quorum_binary(),
+                "--node-id", "1",
+                "--data-dir", str(self.root / "controller"),
+                "--listen", addr,
+                "--voters", f"1@{addr}",
+                "--broker-session-timeout-ms", "1500",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        for b in self.brokers:
+            b.start()
+        wait_until(
+            lambda: sum(x["state"] == "alive" for x in self.brokers[0].http("/v1/brokers"))
+            == len(self.brokers),
+            what="every broker registered",
+        )
+        return self
+
+    def stop(self):
+        for b in self.brokers:
+            b.stop()
+        if self.controller and self.controller.poll() is None:
+            self.controller.terminate()
+            self.controller.wait(timeout=15)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path, broker_args=["--broker-heartbeat-interval-ms", "250",
+                                       "--replica-lag-time-max-ms", "3000"]).start()
+    yield c
+    c.stop()
