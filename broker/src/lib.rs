@@ -71,6 +71,14 @@ impl Broker {
     pub fn sync_partitions(&self, image: &MetadataImage) {
         self.logs.sync(image);
         self.replicas.sync(image, &self.logs, &self.controller);
+        // Group coordination follows leadership of the `__consumer_offsets` partitions.
+        if let Some(t) = image.topic(group::OFFSETS_TOPIC) {
+            for p in &t.partitions {
+                if p.leader != self.node_id {
+                    self.groups.unload(&self.groups_loaded, p.partition as i32);
+                }
+            }
+        }
     }
 
     /// Opens storage, joins the quorum (in `--dev` mode, one embedded in this process), binds

@@ -123,3 +123,84 @@ def test_idempotent_librdkafka_producer_loses_nothing_across_leader_kills(cluste
     for part, seq in order.items():
         assert seq == sorted(seq), f"partition {part} out of send order"
     print(f"{kills} leader kills; {len(sent)} sent, {len(delivered)} delivered, {len(found)} read")
+
+
+def test_group_coordinator_failover_keeps_committed_offsets(cluster):
+    """Kill -9 the broker leading the group's __consumer_offsets partition mid-consumption:
+    the consumer finds the new coordinator, the committed offsets are intact, and every
+    record is consumed (duplicates only after the last commit before the kill)."""
+    topic = f"grp-{uuid.uuid4().hex[:8]}"
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=3,
+                                  config={"min.insync.replicas": "2"})])[topic].result(30)
+    total = 3000
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all",
+                  "enable.idempotence": True})
+    for i in range(total):
+        p.produce(topic, value=f"r-{i}".encode(), partition=i % 3)
+    assert p.flush(60) == 0
+
+    def consumer():
+        c = Consumer({
+            "bootstrap.servers": cluster.bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        })
+        c.subscribe([topic])
+        return c
+
+    seen = []
+
+    def consume(c, n, timeout=60):
+        got = 0
+        deadline = time.monotonic() + timeout
+        while got < n and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            seen.append(msg.value())
+            got += 1
+            if got % 100 == 0:
+                c.commit(asynchronous=False)
+        if got % 100:
+            c.commit(asynchronous=False)
+        return got
+
+    c = consumer()
+    assert consume(c, 1500) == 1500
+    committed_before = {tp.partition: tp.offset
+                        for tp in c.committed([TopicPartition(topic, i) for i in range(3)],
+                                              timeout=10)}
+    assert sum(max(o, 0) for o in committed_before.values()) == 1500
+
+    desc = admin.describe_consumer_groups([group])[group].result(10)
+    coordinator = desc.coordinator.id
+    victim = cluster.brokers[coordinator - 1]
+    victim.kill9()
+
+    # The group moves to the new leader of its offsets partition; offsets are there.
+    def new_coordinator():
+        d = admin.describe_consumer_groups([group])[group].result(10)
+        return d.coordinator.id if d.coordinator.id != coordinator else None
+
+    wait_until(new_coordinator, timeout=30, what="a new group coordinator")
+    after = wait_until(
+        lambda: {tp.partition: tp.offset for tp in c.committed(
+            [TopicPartition(topic, i) for i in range(3)], timeout=5)},
+        timeout=30, what="committed offsets from the new coordinator")
+    assert after == committed_before, f"{after} != {committed_before}"
+
+    # Consumption goes on to the end with the same consumer.
+    remaining = total - len(set(seen))
+    consume(c, remaining, timeout=90)
+    c.close()
+    assert len(set(seen)) == total, f"{total - len(set(seen))} records never consumed"
+    # Everything was committed before the kill and after; no duplicates were needed.
+    final = {tp.partition: tp.offset for tp in admin.list_consumer_group_offsets(
+        [__import__("confluent_kafka").ConsumerGroupTopicPartitions(group)])[group]
+        .result(10).topic_partitions}
+    assert sum(final.values()) == total, final
+    victim.start()

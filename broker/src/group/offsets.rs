@@ -13,7 +13,7 @@ use tracing::info;
 
 use super::state::GroupCoordinator;
 use crate::error::LogError;
-use crate::log::{batch, PartitionLog};
+use crate::log::{batch, PartitionLog, ReadLimit};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Kafka's offsets.topic.num.partitions.
@@ -66,12 +66,13 @@ pub struct Loaded(Mutex<HashSet<i32>>);
 
 impl GroupCoordinator {
     /// Appends the commits to the group's `__consumer_offsets` partition, then caches them.
+    /// Returns the log end after the write (what the ISR must reach for it to be durable).
     pub fn commit(
         &self,
         log: &PartitionLog,
         group: &str,
         entries: Vec<(String, i32, Committed)>,
-    ) -> Result<(), LogError> {
+    ) -> Result<i64, LogError> {
         let changes = entries
             .into_iter()
             .map(|(t, p, c)| (t, p, Some(c)))
@@ -85,7 +86,7 @@ impl GroupCoordinator {
         log: &PartitionLog,
         group: &str,
         partitions: &[(String, i32)],
-    ) -> Result<(), LogError> {
+    ) -> Result<i64, LogError> {
         let changes = partitions
             .iter()
             .map(|(t, p)| (t.clone(), *p, None))
@@ -99,9 +100,9 @@ impl GroupCoordinator {
         log: &PartitionLog,
         group: &str,
         changes: Vec<(String, i32, Option<Committed>)>,
-    ) -> Result<(), LogError> {
+    ) -> Result<i64, LogError> {
         if changes.is_empty() {
-            return Ok(());
+            return Ok(log.log_end_offset());
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -142,7 +143,7 @@ impl GroupCoordinator {
         .map_err(|e| LogError::InvalidRecord {
             reason: e.to_string(),
         })?;
-        log.append(&batch::parse_batches(&buf.freeze(), usize::MAX)?)?;
+        let info = log.append(&batch::parse_batches(&buf.freeze(), usize::MAX)?)?;
         let mut offsets = self.offsets.lock();
         let cache = offsets.entry(group.to_string()).or_default();
         for (topic, partition, c) in changes {
@@ -154,7 +155,7 @@ impl GroupCoordinator {
         if cache.is_empty() {
             offsets.remove(group);
         }
-        Ok(())
+        Ok(info.last_offset + 1)
     }
 
     pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
@@ -178,6 +179,19 @@ impl GroupCoordinator {
             .unwrap_or_default()
     }
 
+    /// Forgets every group of `__consumer_offsets` partition `index` (this broker no longer
+    /// leads it): their offsets and members. Leading it again reloads from the log.
+    pub fn unload(&self, loaded: &Loaded, index: i32) {
+        if !loaded.0.lock().remove(&index) {
+            return;
+        }
+        self.offsets
+            .lock()
+            .retain(|group, _| offsets_partition(group) != index);
+        self.forget_groups(|group| offsets_partition(group) == index);
+        info!(partition = index, "group coordinator unloaded");
+    }
+
     /// Reads partition `index` of `__consumer_offsets` into the cache, once.
     pub fn ensure_loaded(
         &self,
@@ -191,7 +205,9 @@ impl GroupCoordinator {
         let mut from = log.state().log_start_offset;
         let mut n = 0usize;
         loop {
-            let r = log.read(from, 8 << 20)?;
+            // To the log end: a new leader's high watermark may trail commits the old leader
+            // already acknowledged.
+            let r = log.read_up_to(from, 8 << 20, ReadLimit::LogEnd)?;
             if r.records.is_empty() {
                 break;
             }

@@ -453,6 +453,11 @@ impl GroupCoordinator {
         }
     }
 
+    /// Drops the membership state of every group `which` names (their coordinator moved).
+    pub fn forget_groups(&self, which: impl Fn(&str) -> bool) {
+        self.groups.lock().retain(|id, _| !which(id));
+    }
+
     /// Forgets an empty group's membership state. NON_EMPTY_GROUP (68) while it has members,
     /// GROUP_ID_NOT_FOUND (69) when nothing is known of it.
     pub fn remove_group(&self, group_id: &str) -> i16 {

@@ -261,7 +261,7 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-pub fn offset_commit(
+pub async fn offset_commit(
     broker: &Broker,
     req: OffsetCommitRequest,
     _version: i16,
@@ -298,8 +298,15 @@ pub fn offset_commit(
         .collect();
     let code = match code {
         Err(c) => c,
+        // Durable once every in-sync replica has it, as Kafka appends commits with acks=all.
         Ok(log) => match broker.groups.commit(&log, &group, entries) {
-            Ok(()) => 0,
+            Ok(end) => {
+                match super::produce::replicated(&log, end, 1, Duration::from_secs(5)).await {
+                    Ok(()) => 0,
+                    Err((ResponseError::NotLeaderOrFollower, _)) => NOT_COORDINATOR,
+                    Err(_) => COORDINATOR_NOT_AVAILABLE,
+                }
+            }
             Err(e) => e.code(),
         },
     };
@@ -516,7 +523,7 @@ pub fn delete_groups(
                                 .map(|(t, p, _)| (t, p))
                                 .collect();
                             match broker.groups.delete_offsets(&log, group, &all) {
-                                Ok(()) => 0,
+                                Ok(_) => 0,
                                 Err(e) => e.code(),
                             }
                         }
@@ -561,7 +568,7 @@ pub fn offset_delete(
                             group,
                             &[(t.name.to_string(), p.partition_index)],
                         ) {
-                            Ok(()) => 0,
+                            Ok(_) => 0,
                             Err(e) => e.code(),
                         }
                     };

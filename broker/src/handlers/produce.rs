@@ -168,7 +168,7 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
 /// as Kafka's delayed produce does: REQUEST_TIMED_OUT after `timeout`, NOT_LEADER_OR_FOLLOWER
 /// if leadership moves meanwhile, NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below
 /// `min_isr` by then.
-async fn replicated(
+pub(crate) async fn replicated(
     log: &Arc<PartitionLog>,
     required: i64,
     min_isr: usize,
