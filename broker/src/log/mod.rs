@@ -1070,4 +1070,216 @@ pub(crate) mod tests {
         let view = &batch::parse_batches(&stored, 1 << 20).expect("stored batch")[0];
         assert_eq!(view.partition_leader_epoch(), 3);
     }
+
+    /// An idempotent batch of `n` records from producer `pid` starting at sequence `seq`.
+    fn idempotent(pid: i64, seq: i32, n: usize) -> bytes::Bytes {
+        use kafka_protocol::records::{
+            Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: pid,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: seq + i as i32,
+                timestamp: 1000 + i as i64,
+                key: None,
+                value: Some(bytes::Bytes::from(format!("v{}", seq + i as i32))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .expect("encode");
+        buf.freeze()
+    }
+
+    /// A log of partition `t` on broker `node` of replicas [1, 2, 3] led by `leader`.
+    fn replica_log(node: i32, leader: i32, leader_epoch: i32) -> Arc<PartitionLog> {
+        let id = Uuid::from_u128(9);
+        let image = MetadataImage::default()
+            .replay(&[MetadataRecord::CreateTopic {
+                name: "r".into(),
+                topic_id: id,
+                partitions: vec![PartitionRecord {
+                    replicas: vec![1, 2, 3],
+                    isr: vec![1, 2, 3],
+                    leader,
+                    leader_epoch,
+                    partition_epoch: 0,
+                }],
+                configs: Default::default(),
+            }])
+            .expect("replay");
+        let logs = LogManager::open(node, Arc::new(MemoryLogStore::new())).expect("open");
+        logs.partition(&image, TopicPartition::new(id, 0))
+            .expect("partition")
+            .expect("hosted")
+    }
+
+    fn append(log: &PartitionLog, b: &bytes::Bytes) -> AppendInfo {
+        log.append(&batch::parse_batches(b, 1 << 20).expect("valid"))
+            .expect("append")
+    }
+
+    #[test]
+    fn the_high_watermark_waits_for_every_in_sync_follower() {
+        let leader = replica_log(1, 1, 4);
+        append(&leader, &encode_batch(10, 0, Compression::None));
+        assert_eq!((leader.log_end_offset(), leader.high_watermark()), (10, 0));
+        // Consumers see nothing above the HW; an offset between HW and log end is valid.
+        assert!(leader.read(0, 1 << 20).expect("read").records.is_empty());
+        assert!(leader.read(5, 1 << 20).expect("read").records.is_empty());
+        assert!(matches!(
+            leader.read(11, 1 << 20),
+            Err(LogError::OffsetOutOfRange { .. })
+        ));
+        // A follower reads to the log end.
+        let r = leader
+            .read_up_to(0, 1 << 20, ReadLimit::LogEnd)
+            .expect("replica read");
+        assert!(!r.records.is_empty());
+        leader.follower_fetched(2, 10, 1).expect("2");
+        assert_eq!(leader.high_watermark(), 0, "3 has not fetched yet");
+        leader.follower_fetched(3, 6, 1).expect("3");
+        assert_eq!(leader.high_watermark(), 6);
+        leader.follower_fetched(3, 10, 2).expect("3");
+        assert_eq!(leader.high_watermark(), 10);
+        assert_eq!(
+            leader.follower_fetched(7, 10, 3),
+            Err(kafka_protocol::ResponseError::NotLeaderOrFollower)
+        );
+    }
+
+    #[test]
+    fn a_follower_copies_batches_epochs_and_producer_state() {
+        let leader = replica_log(1, 1, 4);
+        let follower = replica_log(2, 1, 4);
+        append(&leader, &idempotent(77, 0, 3));
+        append(&leader, &idempotent(77, 3, 2));
+        let data = leader
+            .read_up_to(0, 1 << 20, ReadLimit::LogEnd)
+            .expect("read")
+            .records;
+        assert_eq!(follower.append_replicated(&data).expect("replicate"), 2);
+        // Again: already held, nothing appended.
+        assert_eq!(follower.append_replicated(&data).expect("replicate"), 0);
+        assert_eq!(follower.log_end_offset(), 5);
+        assert_eq!(
+            follower
+                .read_up_to(0, 1 << 20, ReadLimit::LogEnd)
+                .expect("read")
+                .records,
+            data,
+            "byte for byte"
+        );
+        assert_eq!(follower.epoch_entries(), leader.epoch_entries());
+        assert_eq!(follower.end_offset_for_epoch(4), (4, 5));
+        follower.follow_high_watermark(5);
+        assert_eq!(follower.high_watermark(), 5);
+
+        // The follower becomes leader (epoch 5): a retry of the last batch gets its original
+        // offsets; the next sequence appends.
+        let promoted = PartitionImage {
+            partition: 0,
+            replicas: vec![1, 2, 3],
+            isr: vec![2, 3],
+            leader: 2,
+            leader_epoch: 5,
+            partition_epoch: 1,
+        };
+        follower.apply_metadata(2, &promoted, 0);
+        assert!(follower.is_leader());
+        let retry = append(&follower, &idempotent(77, 3, 2));
+        assert_eq!((retry.base_offset, retry.last_offset), (3, 4));
+        assert_eq!(follower.log_end_offset(), 5);
+        let next = append(&follower, &idempotent(77, 5, 1));
+        assert_eq!(next.base_offset, 5);
+        assert_eq!(follower.end_offset_for_epoch(4), (4, 5));
+        assert_eq!(follower.end_offset_for_epoch(5), (5, 6));
+        assert_eq!(follower.end_offset_for_epoch(3), (-1, -1));
+    }
+
+    #[test]
+    fn truncation_drops_the_divergent_suffix_and_its_producer_state() {
+        let log = replica_log(1, 1, 4);
+        append(&log, &idempotent(5, 0, 2)); // 0-1, epoch 4
+        let moved = PartitionImage {
+            partition: 0,
+            replicas: vec![1, 2, 3],
+            isr: vec![1],
+            leader: 1,
+            leader_epoch: 6,
+            partition_epoch: 1,
+        };
+        log.apply_metadata(1, &moved, 0);
+        append(&log, &idempotent(5, 2, 3)); // 2-4, epoch 6
+        append(&log, &idempotent(9, 0, 1)); // 5, epoch 6, another producer
+        assert_eq!(log.high_watermark(), 6, "a one-member ISR commits at once");
+        assert_eq!(log.end_offset_for_epoch(4), (4, 2));
+        assert_eq!(
+            log.end_offset_for_epoch(5),
+            (4, 2),
+            "largest epoch at or below 5"
+        );
+
+        log.truncate_to(2).expect("truncate");
+        assert_eq!((log.log_end_offset(), log.high_watermark()), (2, 2));
+        assert_eq!(log.epoch_entries().len(), 1);
+        assert_eq!(log.end_offset_for_epoch(6), (4, 2));
+        // Producer 5 continues from sequence 2 again; producer 9 is unknown here now.
+        let again = append(&log, &idempotent(5, 2, 3));
+        assert_eq!(again.base_offset, 2);
+        assert!(matches!(
+            log.append(&batch::parse_batches(&idempotent(9, 1, 1), 1 << 20).expect("valid")),
+            Err(LogError::UnknownProducerId { .. })
+        ));
+        // Truncating at or past the end does nothing.
+        log.truncate_to(100).expect("noop");
+        assert_eq!(log.log_end_offset(), 5);
+    }
+
+    #[test]
+    fn a_producer_cut_entirely_is_rebuilt_from_the_log() {
+        let log = replica_log(1, 1, 0);
+        // Seven batches of producer 3: only the last five are remembered.
+        for i in 0..7 {
+            append(&log, &idempotent(3, i, 1));
+        }
+        log.truncate_to(2).expect("truncate");
+        // Sequences 0 and 1 remain; 2 is next, and a retry of 1 is a duplicate.
+        let dup = append(&log, &idempotent(3, 1, 1));
+        assert_eq!(dup.base_offset, 1);
+        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(append(&log, &idempotent(3, 2, 1)).base_offset, 2);
+    }
+
+    #[test]
+    fn the_high_watermark_survives_a_restart() {
+        let store: Arc<dyn LogStore> = Arc::new(MemoryLogStore::new());
+        let image = image_with_topic(Uuid::from_u128(7));
+        let tp = TopicPartition::new(Uuid::from_u128(7), 0);
+        {
+            let logs = LogManager::open(1, store.clone()).expect("open");
+            let p = logs.partition(&image, tp).expect("p").expect("hosted");
+            append(&p, &encode_batch(4, 0, Compression::None));
+            p.checkpoint_high_watermark().expect("checkpoint");
+        }
+        let logs = LogManager::open(2, store).expect("reopen");
+        let p = logs.get(&tp).expect("recovered");
+        assert_eq!(p.high_watermark(), 4);
+        assert!(!p.read(0, 1 << 20).expect("read").records.is_empty());
+    }
 }
