@@ -50,6 +50,12 @@ pub struct BrokerConfig {
     #[arg(long, env = "STROM_ADVERTISED_KAFKA")]
     pub advertised_kafka: Option<String>,
 
+    /// host:port other brokers replicate from (Kafka's inter-broker listener), when it
+    /// differs from what clients use, e.g. inside a container network; defaults to the
+    /// advertised Kafka address.
+    #[arg(long, env = "STROM_ADVERTISED_REPLICATION")]
+    pub advertised_replication: Option<String>,
+
     /// Address the HTTP API binds.
     #[arg(long, env = "STROM_HTTP_LISTEN", default_value = "127.0.0.1:9644")]
     pub http_listen: SocketAddr,
@@ -137,6 +143,25 @@ pub struct BrokerConfig {
     pub block_cache_mb: usize,
 }
 
+/// Parses `host:port` for `flag`.
+pub fn host_port(flag: &'static str, a: &str) -> Result<(String, u16), ConfigError> {
+    let (host, port) = a.rsplit_once(':').ok_or_else(|| ConfigError::Invalid {
+        flag,
+        reason: format!("'{a}' is not host:port"),
+    })?;
+    let port = port.parse().map_err(|_| ConfigError::Invalid {
+        flag,
+        reason: format!("'{port}' is not a port"),
+    })?;
+    if host.is_empty() {
+        return Err(ConfigError::Invalid {
+            flag,
+            reason: "the host is empty".into(),
+        });
+    }
+    Ok((host.to_string(), port))
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{flag}: {reason}")]
@@ -220,6 +245,9 @@ impl BrokerConfig {
         if self.socket_request_max_bytes > i32::MAX as usize {
             return invalid("--socket-request-max-bytes", "must fit in 31 bits");
         }
+        if let Some(r) = &self.advertised_replication {
+            host_port("--advertised-replication", r)?;
+        }
         self.advertised().map(|_| ())
     }
 
@@ -238,23 +266,7 @@ impl BrokerConfig {
     /// The (host, port) clients are told to use.
     pub fn advertised(&self) -> Result<(String, u16), ConfigError> {
         match &self.advertised_kafka {
-            Some(a) => {
-                let (host, port) = a.rsplit_once(':').ok_or_else(|| ConfigError::Invalid {
-                    flag: "--advertised-kafka",
-                    reason: format!("'{a}' is not host:port"),
-                })?;
-                let port = port.parse().map_err(|_| ConfigError::Invalid {
-                    flag: "--advertised-kafka",
-                    reason: format!("'{port}' is not a port"),
-                })?;
-                if host.is_empty() {
-                    return Err(ConfigError::Invalid {
-                        flag: "--advertised-kafka",
-                        reason: "the host is empty".into(),
-                    });
-                }
-                Ok((host.to_string(), port))
-            }
+            Some(a) => host_port("--advertised-kafka", a),
             None if self.kafka_listen.ip().is_unspecified() => Err(ConfigError::Invalid {
                 flag: "--advertised-kafka",
                 reason: "required when --kafka-listen is a wildcard address".into(),

@@ -87,6 +87,11 @@ impl Broker {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)?;
         let (host, port) = config.advertised()?;
+        let replication = config
+            .advertised_replication
+            .as_deref()
+            .map(|r| config::host_port("--advertised-replication", r))
+            .transpose()?;
         let kafka = TcpListener::bind(config.kafka_listen).await?;
         let http = TcpListener::bind(config.http_listen).await?;
         let kafka_addr = kafka.local_addr()?;
@@ -139,7 +144,14 @@ impl Broker {
                         host: http_addr.ip().to_string(),
                         port: http_addr.port(),
                     },
-                ],
+                ]
+                .into_iter()
+                .chain(replication.map(|(host, port)| Endpoint {
+                    name: "replication".into(),
+                    host,
+                    port,
+                }))
+                .collect(),
                 rack: None,
                 heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
             },

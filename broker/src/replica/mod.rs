@@ -236,7 +236,8 @@ async fn fetch_loop(
 
 async fn connect(controller: &RemoteController, leader: i32) -> Option<Connection> {
     let image = controller.image();
-    let endpoint = image.brokers.get(&leader)?.endpoint("kafka")?.clone();
+    let b = image.brokers.get(&leader)?;
+    let endpoint = b.endpoint("replication").or(b.endpoint("kafka"))?.clone();
     let addr = format!("{}:{}", endpoint.host, endpoint.port);
     match tokio::time::timeout(Duration::from_secs(2), Connection::connect(&addr)).await {
         Ok(Ok(c)) => Some(c),
