@@ -135,7 +135,7 @@ pub struct BrokerConfig {
 
     /// TESTING ONLY, loses data: answer acks=all as soon as the leader has the batch, before
     /// the in-sync replicas do. It exists so the consistency checker can prove it notices.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, env = "STROM_UNSAFE_ACK_BEFORE_REPLICATION")]
     pub unsafe_ack_before_replication: bool,
 
     /// Block cache of the log store, in MiB.

@@ -85,6 +85,9 @@ impl Broker {
     /// both listeners and serves until [`RunningBroker::shutdown`].
     pub async fn start(config: BrokerConfig) -> anyhow::Result<RunningBroker> {
         config.validate()?;
+        if config.unsafe_ack_before_replication {
+            warn!("UNSAFE: acks=all is answered before the in-sync replicas have the batch (testing only)");
+        }
         std::fs::create_dir_all(&config.data_dir)?;
         let (host, port) = config.advertised()?;
         let replication = config

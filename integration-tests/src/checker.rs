@@ -100,6 +100,17 @@ fn show(value: &[u8]) -> String {
     String::from_utf8_lossy(value).into_owned()
 }
 
+/// Values a consumer read that the final log does not hold (a consumer must never see a
+/// record that is later lost: it only reads below the high watermark).
+pub fn consumed_outside_log(consumed: &[Vec<u8>], read: &[Found]) -> Vec<String> {
+    let log: std::collections::HashSet<&[u8]> = read.iter().map(|r| r.value.as_slice()).collect();
+    consumed
+        .iter()
+        .filter(|v| !log.contains(v.as_slice()))
+        .map(|v| show(v))
+        .collect()
+}
+
 /// Checks `read` (every record of every partition, from offset 0 to the end) against `sent`.
 pub fn check(sent: &[Sent], read: &[Found]) -> Report {
     let mut report = Report {
@@ -247,5 +258,15 @@ mod tests {
         assert_eq!(r.phantoms.len(), 1, "{r}");
         let moved = check(&[sent(0, Some(4))], &[found(3, 0)]);
         assert_eq!(moved.misplaced.len(), 1, "{moved}");
+    }
+
+    #[test]
+    fn consumed_records_must_be_in_the_final_log() {
+        let log = [found(0, 0), found(1, 1)];
+        assert!(consumed_outside_log(&[b"v0".to_vec(), b"v1".to_vec()], &log).is_empty());
+        assert_eq!(
+            consumed_outside_log(&[b"v1".to_vec(), b"v7".to_vec()], &log),
+            vec!["v7".to_string()]
+        );
     }
 }
