@@ -40,10 +40,22 @@ def quorum_binary() -> str:
     return str(path)
 
 
+_next_port = [20_000 + (os.getpid() % 100) * 120]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port to listen on, below Linux's ephemeral range (32768+): a port bind(0) hands out
+    can be taken again as some outgoing connection's source port before the broker binds it."""
+    for _ in range(12_000):
+        port = 20_000 + (_next_port[0] - 20_000) % 12_000
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
 
 
 def wait_until(predicate, timeout=30.0, what="condition"):

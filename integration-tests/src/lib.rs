@@ -46,9 +46,24 @@ pub fn quorum_binary() -> anyhow::Result<PathBuf> {
     binary("strom-quorum", "STROM_QUORUM_BIN")
 }
 
-/// A free port on 127.0.0.1 (bound and released; good enough on a test machine).
+/// A free port on 127.0.0.1 for a process under test to listen on, taken below Linux's
+/// ephemeral range (32768+): a port the OS hands out for `bind(0)` can be taken again as the
+/// source port of some outgoing connection before the process binds it, which then fails
+/// with "address in use". Ports are handed out in turn from a per-process start, and each is
+/// checked to be bindable now.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = (std::process::id() % 100) * 120;
+    for _ in 0..SPAN {
+        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, or fails after `timeout`.
@@ -90,6 +105,13 @@ pub fn http_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Val
         .map(|(_, b)| b)
         .context("no http body")?;
     Ok(serde_json::from_str(body)?)
+}
+
+/// The last `n` lines of a process log, for failure messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A process under test, with the signals a failure test needs.
@@ -221,9 +243,19 @@ impl BrokerProcess {
         self.proc = Some(Proc::spawn(&mut cmd, &self.data_dir.with_extension("log"))?);
         // The HTTP API comes up once the broker has joined the quorum and caught up.
         let http = self.http;
+        let log = self.data_dir.with_extension("log");
+        let proc = &mut self.proc;
         wait_for(Duration::from_secs(60), "the broker to serve", || {
-            http_json(http, "/v1/cluster").ok()
-        })?;
+            if proc.as_mut().is_some_and(|p| !p.running()) {
+                return Some(None);
+            }
+            http_json(http, "/v1/cluster").ok().map(Some)
+        })
+        .and_then(|r| match r {
+            Some(_) => Ok(()),
+            None => Err(anyhow::anyhow!("the broker exited while starting")),
+        })
+        .with_context(|| format!("broker log {}:\n{}", log.display(), tail(&log, 30)))?;
         Ok(())
     }
 

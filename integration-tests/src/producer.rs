@@ -83,7 +83,9 @@ pub async fn leaders(
         .collect())
 }
 
-fn encode(pid: i64, epoch: i16, base_seq: i32, values: &[Vec<u8>]) -> Bytes {
+/// One record batch of `values` (no keys, timestamps now). With `pid` < 0 it is a plain
+/// batch (no producer id, sequences -1); otherwise an idempotent one from sequence `base_seq`.
+pub fn encode(pid: i64, epoch: i16, base_seq: i32, values: &[Vec<u8>]) -> Bytes {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -99,8 +101,10 @@ fn encode(pid: i64, epoch: i16, base_seq: i32, values: &[Vec<u8>]) -> Bytes {
             producer_id: pid,
             producer_epoch: epoch,
             timestamp_type: TimestampType::Creation,
+            // The encoder keeps records in one batch while offset - sequence stays constant
+            // (a plain producer's -1 sequences give a batch per record).
             offset: i as i64,
-            sequence: base_seq + i as i32,
+            sequence: if pid < 0 { -1 } else { base_seq + i as i32 },
             timestamp: now,
             key: None,
             value: Some(Bytes::from(v.clone())),

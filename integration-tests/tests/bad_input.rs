@@ -279,3 +279,66 @@ async fn bad_batches_get_error_codes_and_write_nothing() {
         .await;
     assert!(r.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_fetches_only_from_registered_brokers() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{BrokerId, FetchRequest, OffsetForLeaderEpochRequest};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("data"), &[]).expect("start");
+    let mut conn = Connection::connect(broker.kafka).await.expect("connect");
+    let r = conn
+        .send(produce("replicas", batch(3)), 9)
+        .await
+        .expect("produce");
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let fetch = |replica: i32| {
+        FetchRequest::default()
+            .with_replica_id(BrokerId(replica))
+            .with_max_wait_ms(0)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("replicas")))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])])
+    };
+    // A replica id no broker registered: refused as a whole, nothing read.
+    let r = conn.send(fetch(42), 12).await.expect("answered");
+    assert_eq!(r.error_code, 31, "CLUSTER_AUTHORIZATION_FAILED");
+    assert!(r.responses.is_empty());
+    // A consumer (replica id -1) reads as before.
+    let r = conn.send(fetch(-1), 12).await.expect("answered");
+    assert_eq!(r.error_code, 0);
+    assert_eq!(r.responses[0].partitions[0].high_watermark, 3);
+    assert!(r.responses[0].partitions[0]
+        .records
+        .as_ref()
+        .is_some_and(|b| !b.is_empty()));
+
+    // OffsetForLeaderEpoch as a client asks it (KIP-320): epoch 0 ends at the log end; a
+    // newer epoch than the broker's is UNKNOWN_LEADER_EPOCH.
+    let ask = |current: i32| {
+        OffsetForLeaderEpochRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![OffsetForLeaderTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("replicas")))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(current)
+                    .with_leader_epoch(0)])])
+    };
+    let r = conn.send(ask(0), 4).await.expect("answered");
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.leader_epoch, p.end_offset), (0, 0, 3));
+    let r = conn.send(ask(5), 4).await.expect("answered");
+    assert_eq!(
+        r.topics[0].partitions[0].error_code, 75,
+        "UNKNOWN_LEADER_EPOCH"
+    );
+    still_serves(&mut conn).await;
+}

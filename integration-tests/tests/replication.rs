@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use integration_tests::checker::{self, Report};
 use integration_tests::producer::{self, ProducerOptions, TestProducer};
 use integration_tests::{http_json, Cluster};
@@ -15,9 +14,6 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{CreateTopicsRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use serde_json::Value;
 use strom_client::Connection;
 
@@ -134,42 +130,6 @@ async fn leadership(c: &mut Cluster, topic: &str, partition: i32) -> Option<(i32
     None
 }
 
-fn batch(values: &[String]) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: -1,
-            timestamp: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
-            key: None,
-            value: Some(Bytes::from(v.clone().into_bytes())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
-}
-
 /// One plain (non-idempotent) produce; the partition's error code (0 on success) or None
 /// when the broker did not answer within `timeout` + 2 s.
 async fn produce(
@@ -187,7 +147,15 @@ async fn produce(
             .with_name(name(topic))
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
-                .with_records(Some(batch(values)))])]);
+                .with_records(Some(producer::encode(
+                    -1,
+                    -1,
+                    -1,
+                    &values
+                        .iter()
+                        .map(|v| v.as_bytes().to_vec())
+                        .collect::<Vec<_>>(),
+                )))])]);
     let resp = tokio::time::timeout(timeout + Duration::from_secs(2), conn.send(req, 9))
         .await
         .ok()?
@@ -259,6 +227,23 @@ async fn heal(c: &mut Cluster, topic: &str, n: i32) {
         (p.len() == n as usize && p.values().all(|(_, isr)| isr.len() == 3)).then_some(())
     })
     .await;
+}
+
+/// A fresh 3+3 cluster with a one-partition RF=3, min.insync.replicas=2 topic, and the index
+/// (into `brokers`) of partition 0's leader.
+async fn cluster_with_topic(
+    dir: &std::path::Path,
+    topic: &str,
+    extra_broker_args: &[&str],
+) -> (Cluster, usize) {
+    let c = start_cluster(dir, extra_broker_args);
+    create_topic(c.brokers[0].kafka, topic, 1, "2").await;
+    let addr = c.brokers[0].kafka;
+    let (leader, _) = until(Duration::from_secs(10), "a leader", || async move {
+        partitions(addr, topic).await?.get(&0).cloned()
+    })
+    .await;
+    (c, (leader - 1) as usize)
 }
 
 fn options(topic: &str, partitions: Vec<i32>, pace_ms: u64) -> ProducerOptions {
@@ -348,15 +333,9 @@ async fn acks_all_loses_nothing_while_leaders_are_killed() {
 async fn a_paused_leader_is_deposed_truncates_and_rejoins() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = start_cluster(dir.path(), &[]);
     let topic = "diverge";
-    create_topic(c.brokers[0].kafka, topic, 1, "2").await;
-    let (old, _) = until(Duration::from_secs(10), "a leader", || {
-        let addr = c.brokers[0].kafka;
-        async move { partitions(addr, topic).await?.get(&0).cloned() }
-    })
-    .await;
-    let old_i = (old - 1) as usize;
+    let (mut c, old_i) = cluster_with_topic(dir.path(), topic, &[]).await;
+    let old = old_i as i32 + 1;
     let followers: Vec<usize> = (0..3).filter(|i| *i != old_i).collect();
     let committed: Vec<String> = (0..10).map(|i| format!("committed-{i}")).collect();
     let leader_addr = c.brokers[old_i].kafka;
@@ -461,15 +440,9 @@ async fn a_paused_leader_is_deposed_truncates_and_rejoins() {
 async fn two_replicas_down_refuses_acks_all_until_they_return() {
     let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = start_cluster(dir.path(), &[]);
     let topic = "quorum";
-    create_topic(c.brokers[0].kafka, topic, 1, "2").await;
-    let (leader, _) = until(Duration::from_secs(10), "a leader", || {
-        let addr = c.brokers[0].kafka;
-        async move { partitions(addr, topic).await?.get(&0).cloned() }
-    })
-    .await;
-    let li = (leader - 1) as usize;
+    let (mut c, li) = cluster_with_topic(dir.path(), topic, &[]).await;
+    let leader = li as i32 + 1;
     let l_addr = c.brokers[li].kafka;
     let l_http = c.brokers[li].http;
     let v = |s: &str| vec![s.to_string()];
@@ -548,15 +521,8 @@ async fn followers_stalled_then_leader_killed(canary: bool) -> Report {
     } else {
         &[]
     };
-    let mut c = start_cluster(dir.path(), extra);
     let topic = "canary";
-    create_topic(c.brokers[0].kafka, topic, 1, "2").await;
-    let (leader, _) = until(Duration::from_secs(10), "a leader", || {
-        let addr = c.brokers[0].kafka;
-        async move { partitions(addr, topic).await?.get(&0).cloned() }
-    })
-    .await;
-    let li = (leader - 1) as usize;
+    let (mut c, li) = cluster_with_topic(dir.path(), topic, extra).await;
     let p = TestProducer::start(kafka_addrs(&c), options(topic, vec![0], 0))
         .await
         .expect("producer");

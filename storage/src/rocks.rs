@@ -218,22 +218,9 @@ impl LogStore for RocksLogStore {
     }
 
     fn producer_states(&self, tp: TopicPartition) -> Result<Vec<(i64, Vec<u8>)>, StorageError> {
-        let cf = self.cf(CF_PRODUCERS)?;
-        let (lower, upper) = Self::partition_bounds(tp);
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(upper.to_vec());
-        let mut out = Vec::new();
-        for item in
-            self.db
-                .iterator_cf_opt(cf, opts, IteratorMode::From(&lower, Direction::Forward))
-        {
-            let (key, value) = item.map_err(engine)?;
-            let pid = keys::decode_suffix(&key).ok_or_else(|| StorageError::Corrupt {
-                what: "producer key of unexpected length".into(),
-            })? as i64;
-            out.push((pid, value.to_vec()));
-        }
-        Ok(out)
+        self.keyed(CF_PRODUCERS, tp, "producer", |id, value| {
+            Ok((id as i64, value.to_vec()))
+        })
     }
 
     fn partitions(&self) -> Result<Vec<(TopicPartition, PartitionState)>, StorageError> {
@@ -371,31 +358,15 @@ impl LogStore for RocksLogStore {
     }
 
     fn leader_epochs(&self, tp: TopicPartition) -> Result<Vec<EpochEntry>, StorageError> {
-        let cf = self.cf(CF_EPOCHS)?;
-        let (lower, upper) = Self::partition_bounds(tp);
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(upper.to_vec());
-        let mut out = Vec::new();
-        for item in
-            self.db
-                .iterator_cf_opt(cf, opts, IteratorMode::From(&lower, Direction::Forward))
-        {
-            let (key, value) = item.map_err(engine)?;
-            let epoch = keys::decode_suffix(&key).ok_or_else(|| StorageError::Corrupt {
-                what: "epoch key of unexpected length".into(),
-            })? as i32;
-            let start: [u8; 8] = value
-                .as_ref()
-                .try_into()
-                .map_err(|_| StorageError::Corrupt {
-                    what: "epoch value of unexpected length".into(),
-                })?;
-            out.push(EpochEntry {
-                epoch,
+        self.keyed(CF_EPOCHS, tp, "epoch", |epoch, value| {
+            let start: [u8; 8] = value.try_into().map_err(|_| StorageError::Corrupt {
+                what: "epoch value of unexpected length".into(),
+            })?;
+            Ok(EpochEntry {
+                epoch: epoch as i32,
                 start_offset: i64::from_be_bytes(start),
-            });
-        }
-        Ok(out)
+            })
+        })
     }
 
     fn write_state(&self, tp: TopicPartition, state: PartitionState) -> Result<(), StorageError> {
@@ -492,6 +463,33 @@ impl LogStore for RocksLogStore {
 }
 
 impl RocksLogStore {
+    /// Every entry of `tp` in column family `cf`, in key order, as `decode(key suffix,
+    /// value)` makes it; `what` names the data in corruption errors.
+    fn keyed<T>(
+        &self,
+        cf: &str,
+        tp: TopicPartition,
+        what: &str,
+        decode: impl Fn(u64, &[u8]) -> Result<T, StorageError>,
+    ) -> Result<Vec<T>, StorageError> {
+        let cf = self.cf(cf)?;
+        let (lower, upper) = Self::partition_bounds(tp);
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(upper.to_vec());
+        let mut out = Vec::new();
+        for item in
+            self.db
+                .iterator_cf_opt(cf, opts, IteratorMode::From(&lower, Direction::Forward))
+        {
+            let (key, value) = item.map_err(engine)?;
+            let suffix = keys::decode_suffix(&key).ok_or_else(|| StorageError::Corrupt {
+                what: format!("{what} key of unexpected length"),
+            })?;
+            out.push(decode(suffix, &value)?);
+        }
+        Ok(out)
+    }
+
     /// Walks the batches a read returns, handing each value to `take`; returns the count.
     fn scan(
         &self,

@@ -408,12 +408,7 @@ impl PartitionLog {
             let pid = b.producer_id;
             let mut seq = None;
             if pid >= 0 {
-                let current = updates
-                    .iter()
-                    .rev()
-                    .find(|(p, _)| *p == pid)
-                    .map(|(_, e)| e)
-                    .or_else(|| producers.get(&pid));
+                let current = latest_entry(&updates, &producers, pid);
                 let (first, last) = b.sequences();
                 match producer::check(current, pid, b.producer_epoch(), first, last)? {
                     producer::SeqCheck::Duplicate(d) => {
@@ -518,12 +513,7 @@ impl PartitionLog {
             })?;
             count += 1;
             if b.producer_id >= 0 {
-                let current = updates
-                    .iter()
-                    .rev()
-                    .find(|(p, _)| *p == b.producer_id)
-                    .map(|(_, e)| e)
-                    .or_else(|| producers.get(&b.producer_id));
+                let current = latest_entry(&updates, &producers, b.producer_id);
                 let (first_seq, last_seq) = b.sequences();
                 let entry = producer::record(
                     current,
@@ -820,6 +810,21 @@ impl PartitionLog {
             return Ok(offset);
         }
     }
+}
+
+/// A producer's entry as of the batches of this write so far (`updates`, newest last), else
+/// as stored.
+fn latest_entry<'a>(
+    updates: &'a [(i64, producer::ProducerEntry)],
+    producers: &'a HashMap<i64, producer::ProducerEntry>,
+    pid: i64,
+) -> Option<&'a producer::ProducerEntry> {
+    updates
+        .iter()
+        .rev()
+        .find(|(p, _)| *p == pid)
+        .map(|(_, e)| e)
+        .or_else(|| producers.get(&pid))
 }
 
 /// Wall-clock milliseconds, the time base of replica lag.
