@@ -134,12 +134,17 @@ impl LeaderState {
         let Some(f) = self.followers.get_mut(&broker) else {
             return false;
         };
+        if fetch_offset > leader_end {
+            // Past this log's end: the follower holds records this leader does not (it has
+            // not truncated yet). Its fetch is answered OFFSET_OUT_OF_RANGE and proves nothing.
+            return true;
+        }
         if fetch_offset >= leader_end {
             f.last_caught_up_ms = now_ms;
         } else if fetch_offset >= f.last_fetch_leader_end && f.last_fetch_leader_end >= 0 {
             f.last_caught_up_ms = f.last_caught_up_ms.max(f.last_fetch_ms);
         }
-        f.log_end_offset = fetch_offset.min(leader_end);
+        f.log_end_offset = fetch_offset;
         f.last_fetch_ms = now_ms;
         f.last_fetch_leader_end = leader_end;
         true
@@ -239,9 +244,10 @@ mod tests {
         assert_eq!(s.high_watermark(120), 90);
         s.follower_fetched(3, 120, 120, 20);
         assert_eq!(s.high_watermark(120), 120);
-        // A fetch offset beyond the leader's end (a diverged follower) counts as the end.
-        s.follower_fetched(3, 500, 120, 30);
+        // A fetch offset beyond the leader's end (a diverged follower) changes nothing.
+        s.follower_fetched(3, 500, 130, 30);
         assert_eq!(s.follower(3).expect("f").log_end_offset, 120);
+        assert_eq!(s.follower(3).expect("f").last_caught_up_ms, 20);
         // Strangers are not followers.
         assert!(!s.follower_fetched(9, 120, 120, 30));
     }
