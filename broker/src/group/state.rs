@@ -808,6 +808,40 @@ mod tests {
         assert_eq!(now(static_join(&first.member_id)).error, FENCED_INSTANCE_ID);
     }
 
+    #[test]
+    fn silent_members_expire_and_laggards_miss_the_rebalance() {
+        let c = GroupCoordinator::new(Duration::ZERO);
+        let t0 = Instant::now();
+        let state = |c: &GroupCoordinator| c.describe("g").map(|d| d.state);
+        let a = now(join(&c, "")).member_id;
+        let first = now(join(&c, &a));
+        // B has a shorter session (5 s) than A (10 s).
+        let short = |member: &str| JoinRequest {
+            session_timeout: Duration::from_secs(5),
+            ..request("g", member, None)
+        };
+        let b = now(c.join(short(""))).member_id;
+        // B's join starts a rebalance that completes when A rejoins.
+        let pending_b = c.join(short(&b));
+        let ja = now(join(&c, &a));
+        let jb = now(pending_b);
+        assert_eq!(ja.generation, first.generation + 1);
+        assert_eq!(state(&c), Some("CompletingRebalance"));
+        now(c.sync("g", ja.generation, &ja.leader, vec![]));
+        assert_eq!(state(&c), Some("Stable"));
+        // B falls silent past its session timeout: it is removed, a rebalance starts.
+        assert_eq!(c.heartbeat("g", jb.generation, &a), 0);
+        c.tick_at(t0 + Duration::from_secs(7));
+        assert_eq!(state(&c), Some("PreparingRebalance"));
+        assert_eq!(c.heartbeat("g", jb.generation, &b), UNKNOWN_MEMBER_ID);
+        assert_eq!(c.heartbeat("g", ja.generation, &a), REBALANCE_IN_PROGRESS);
+        // A neither rejoins within the rebalance timeout (max.poll.interval.ms, 10 s) nor
+        // heartbeats: when the join phase ends it is out too, and the group is empty.
+        c.tick_at(t0 + Duration::from_secs(30));
+        assert_eq!(state(&c), Some("Empty"));
+        assert_eq!(c.heartbeat("g", ja.generation, &a), UNKNOWN_MEMBER_ID);
+    }
+
     fn join_group(c: &GroupCoordinator, group: &str, member: &str) -> Reply<JoinOutcome> {
         c.join(request(group, member, None))
     }
