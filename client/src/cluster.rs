@@ -35,6 +35,12 @@ impl ClusterClient {
         }
     }
 
+    /// Forgets every connection (after a failure), so the next call connects afresh.
+    pub fn reset(&mut self) {
+        self.any = None;
+        self.conns.clear();
+    }
+
     /// A connection to any reachable bootstrap broker.
     pub async fn any(&mut self) -> Result<&mut Connection, ClientError> {
         if self.any.is_none() {

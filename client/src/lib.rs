@@ -18,6 +18,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod partitioner;
+pub mod producer;
 
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::messages::{RequestHeader, ResponseHeader};
