@@ -332,10 +332,7 @@ async fn clean_logs(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
 fn clean_once(broker: &Broker) {
     use metadata_quorum::configs as c;
     let image = broker.image();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now_ms = log::now_ms();
     for log in broker.logs.all() {
         let tp = log.topic_partition();
         let Some(topic) = image.topic_by_id(&tp.topic_id) else {

@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kafka_protocol::error::ParseResponseErrorCode;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
@@ -18,13 +17,12 @@ use kafka_protocol::messages::{
     ProduceRequest,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 
 use crate::cluster::{topic_name, ClusterClient};
+pub use crate::error_name;
 use crate::partitioner::partition_for_key;
-use crate::ClientError;
+use crate::{records, ClientError};
 
 #[derive(Parser)]
 #[command(
@@ -229,23 +227,6 @@ pub enum CliError {
 }
 
 /// Kafka's UPPER_SNAKE name for an error code.
-pub fn error_name(code: i16) -> String {
-    match code.err() {
-        None => "NONE".into(),
-        Some(e) => {
-            let camel = format!("{e:?}");
-            let mut out = String::new();
-            for (i, c) in camel.chars().enumerate() {
-                if c.is_uppercase() && i > 0 {
-                    out.push('_');
-                }
-                out.push(c.to_ascii_uppercase());
-            }
-            out
-        }
-    }
-}
-
 fn kafka(code: i16, message: Option<&str>, hint: &str) -> CliError {
     let mut m = message.unwrap_or("").to_string();
     if !hint.is_empty() {
@@ -435,50 +416,22 @@ fn record(
     ts: i64,
     i: usize,
 ) -> Record {
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: i as i64,
-        sequence: i as i32,
-        timestamp: ts,
-        key,
-        value: Some(value),
-        headers: headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    StrBytes::from_string(k.clone()),
-                    Some(Bytes::from(v.clone())),
-                )
-            })
-            .collect(),
-    }
+    let mut r = records::record(i, key, Some(value), ts);
+    r.headers = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                StrBytes::from_string(k.clone()),
+                Some(Bytes::from(v.clone())),
+            )
+        })
+        .collect();
+    r
 }
 
-fn encode(records: &[Record], compression: Compression) -> Result<Bytes, CliError> {
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .map_err(|e| CliError::Input(format!("could not encode records: {e}")))?;
-    Ok(buf.freeze())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+fn encode(batch: &[Record], compression: Compression) -> Result<Bytes, CliError> {
+    records::encode(batch, compression)
+        .map_err(|e| CliError::Input(format!("could not encode records: {e}")))
 }
 
 /// Sends one batch to the partition's leader; returns its base offset.
@@ -550,7 +503,7 @@ async fn produce(client: &mut ClusterClient, a: ProduceArgs) -> Result<(), CliEr
         });
         let batch = pending.entry(partition).or_default();
         let i = batch.len();
-        batch.push(record(key, value, &a.headers, now_ms(), i));
+        batch.push(record(key, value, &a.headers, records::now_ms(), i));
         total += 1;
         if batch.len() >= a.batch_records {
             let records = std::mem::take(batch);
@@ -788,7 +741,7 @@ async fn perf(client: &mut ClusterClient, cmd: PerfCommand) -> Result<(), CliErr
             let value = Bytes::from(vec![b'x'; record_size]);
             let batch_records = batch_records.max(1);
             let template: Vec<Record> = (0..batch_records)
-                .map(|i| record(None, value.clone(), &[], now_ms(), i))
+                .map(|i| record(None, value.clone(), &[], records::now_ms(), i))
                 .collect();
             let batch = encode(&template, compression.into())?;
             let start = Instant::now();

@@ -19,8 +19,10 @@ pub mod cli;
 pub mod cluster;
 pub mod partitioner;
 pub mod producer;
+pub mod records;
 
 use bytes::{Buf, BufMut, BytesMut};
+use kafka_protocol::error::ParseResponseErrorCode;
 use kafka_protocol::messages::{RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -146,6 +148,24 @@ impl Connection {
         let mut frame = BytesMut::zeroed(len as usize);
         self.stream.read_exact(&mut frame).await?;
         Ok(frame.freeze())
+    }
+}
+
+/// A Kafka error code's name as Kafka spells it (`NOT_LEADER_OR_FOLLOWER`), "NONE" for 0.
+pub fn error_name(code: i16) -> String {
+    match code.err() {
+        None => "NONE".into(),
+        Some(e) => {
+            let camel = format!("{e:?}");
+            let mut out = String::new();
+            for (i, c) in camel.chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_uppercase());
+            }
+            out
+        }
     }
 }
 

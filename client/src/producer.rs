@@ -31,13 +31,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use crate::records::{self, Compression, Record};
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, ProducerId};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use kafka_protocol::ResponseError;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::time::Instant;
@@ -372,7 +370,7 @@ impl Producer {
 fn broker_error(code: i16, message: Option<String>) -> ProducerError {
     ProducerError::Broker {
         code,
-        name: crate::cli::error_name(code),
+        name: crate::error_name(code),
         message,
     }
 }
@@ -469,7 +467,7 @@ async fn partition_worker(
             send_with_retries(&shared, &topic, partition, &encoded, &batch, &mut leader).await;
         match outcome {
             Ok(base_offset) => {
-                sequence = sequence.wrapping_add(batch.len() as i32) & i32::MAX;
+                sequence = ((sequence as i64 + batch.len() as i64) % (i32::MAX as i64 + 1)) as i32;
                 for (i, p) in batch.into_iter().enumerate() {
                     let _ = p.delivery.send(Ok(RecordMetadata {
                         topic: topic.clone(),
@@ -507,48 +505,31 @@ fn encode(
     base_seq: i32,
     compression: Compression,
 ) -> Result<Bytes, ProducerError> {
-    let now = now_ms();
-    let (pid, epoch) = identity.unwrap_or((-1, -1));
-    let records: Vec<Record> = batch
+    let now = records::now_ms();
+    let mut batch: Vec<Record> = batch
         .iter()
         .enumerate()
-        .map(|(i, p)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // One batch: offset - sequence must stay constant for the encoder.
-            sequence: if pid < 0 {
-                i as i32
-            } else {
-                base_seq.wrapping_add(i as i32)
-            },
-            timestamp: p.record.timestamp.unwrap_or(now),
-            key: p.record.key.clone(),
-            value: p.record.value.clone(),
-            headers: p
+        .map(|(i, p)| {
+            let mut r = records::record(
+                i,
+                p.record.key.clone(),
+                p.record.value.clone(),
+                p.record.timestamp.unwrap_or(now),
+            );
+            r.headers = p
                 .record
                 .headers
                 .iter()
                 .map(|(k, v)| (StrBytes::from_string(k.clone()), v.clone()))
-                .collect(),
+                .collect();
+            r
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .map_err(|e| ProducerError::Config(format!("cannot encode the batch: {e}")))?;
-    Ok(buf.freeze())
+    if let Some((pid, epoch)) = identity {
+        records::idempotent(&mut batch, pid, epoch, base_seq);
+    }
+    records::encode(&batch, compression)
+        .map_err(|e| ProducerError::Config(format!("cannot encode the batch: {e}")))
 }
 
 /// Sends one batch until acknowledged, a non-retriable error, or the delivery timeout of its
@@ -626,7 +607,7 @@ async fn send_with_retries(
         match p.error_code {
             0 => return Ok(p.base_offset),
             code if retriable(code) => {
-                last = crate::cli::error_name(code);
+                last = crate::error_name(code);
                 debug!(topic, partition, error = %last, "retrying batch");
                 *leader = None;
                 tokio::time::sleep(config.retry_backoff).await;
@@ -674,11 +655,4 @@ async fn connect_leader(
         .await
         .map_err(|_| ProducerError::Connection(format!("connecting to {addr} timed out")))?
         .map_err(ProducerError::from)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

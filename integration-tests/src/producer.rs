@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -19,10 +19,8 @@ use kafka_protocol::messages::{
     FetchRequest, InitProducerIdRequest, MetadataRequest, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use strom_client::Connection;
+use kafka_protocol::records::RecordBatchDecoder;
+use strom_client::{records, Connection};
 use tokio::sync::Mutex;
 
 use crate::checker::{Found, Sent};
@@ -84,44 +82,18 @@ pub async fn leaders(
 }
 
 /// One record batch of `values` (no keys, timestamps now). With `pid` < 0 it is a plain
-/// batch (no producer id, sequences -1); otherwise an idempotent one from sequence `base_seq`.
+/// batch; otherwise an idempotent one from sequence `base_seq`.
 pub fn encode(pid: i64, epoch: i16, base_seq: i32, values: &[Vec<u8>]) -> Bytes {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    let records: Vec<Record> = values
+    let now = records::now_ms();
+    let mut batch: Vec<_> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            // The encoder keeps records in one batch while offset - sequence stays constant
-            // (a plain producer's -1 sequences give a batch per record).
-            offset: i as i64,
-            sequence: if pid < 0 { -1 } else { base_seq + i as i32 },
-            timestamp: now,
-            key: None,
-            value: Some(Bytes::from(v.clone())),
-            headers: Default::default(),
-        })
+        .map(|(i, v)| records::record(i, None, Some(Bytes::from(v.clone())), now))
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
+    if pid >= 0 {
+        records::idempotent(&mut batch, pid, epoch, base_seq);
+    }
+    records::encode(&batch, records::Compression::None).expect("encode batch")
 }
 
 /// A running producer: one task per partition, until [`TestProducer::stop`].

@@ -12,10 +12,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::protocol::{Decodable, Encodable};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use strom_client::{ClientError, Connection};
+use strom_client::{records, ClientError, Connection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -57,34 +54,13 @@ async fn still_serves(conn: &mut Connection) {
 }
 
 fn batch(n: usize) -> Bytes {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32, // the encoder batches records whose offset - sequence is constant
-            timestamp: 1000 + i as i64,
-            key: Some(Bytes::from_static(b"k")),
-            value: Some(Bytes::from(vec![b'v'; 100])),
-            headers: Default::default(),
+    let batch: Vec<_> = (0..n)
+        .map(|i| {
+            let v = Bytes::from(vec![b'v'; 100]);
+            records::record(i, Some(Bytes::from_static(b"k")), Some(v), 1000 + i as i64)
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    records::encode(&batch, records::Compression::None).expect("encode")
 }
 
 fn produce(topic: &str, records: Bytes) -> ProduceRequest {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use integration_tests::{http_json, wait_for, Cluster};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -19,10 +19,7 @@ use kafka_protocol::messages::{
     ListOffsetsRequest, MetadataRequest, MetadataResponse, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use strom_client::Connection;
+use strom_client::{records, Connection};
 
 const SESSION_MS: &str = "1500";
 
@@ -86,32 +83,8 @@ async fn leaders(broker: SocketAddr, topic: &str) -> BTreeMap<i32, (i32, i32, Ve
 }
 
 fn batch() -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: 0,
-        timestamp: 1,
-        key: None,
-        value: Some(Bytes::from_static(b"still here")),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    let record = records::record(0, None, Some(Bytes::from_static(b"still here")), 1);
+    records::encode(&[record], records::Compression::None).expect("encode")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,45 +1,22 @@
 //! Idempotent produce over the wire: InitProducerId, retries answered with their original
 //! offsets, gaps refused, and the producer state surviving kill -9.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use integration_tests::BrokerProcess;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{InitProducerIdRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
-use strom_client::Connection;
+use strom_client::{records, Connection};
 
 fn batch(pid: i64, epoch: i16, first_seq: i32, n: i32) -> Bytes {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: first_seq + i,
-            timestamp: 1,
-            key: None,
-            value: Some(Bytes::from(format!("seq-{}", first_seq + i))),
-            headers: Default::default(),
+    let mut batch: Vec<_> = (0..n)
+        .map(|i| {
+            let v = Bytes::from(format!("seq-{}", first_seq + i));
+            records::record(i as usize, None, Some(v), 1)
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Lz4,
-        },
-    )
-    .expect("encode");
-    buf.freeze()
+    records::idempotent(&mut batch, pid, epoch, first_seq);
+    records::encode(&batch, records::Compression::Lz4).expect("encode")
 }
 
 /// (error code, base offset) of producing `records` with acks=-1.

@@ -3,12 +3,11 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use strom_client::records;
 use tracing::info;
 
 use super::state::GroupCoordinator;
@@ -104,46 +103,26 @@ impl GroupCoordinator {
         if changes.is_empty() {
             return Ok(log.log_end_offset());
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        let records: Vec<Record> = changes
+        let now = records::now_ms();
+        let batch: Vec<records::Record> = changes
             .iter()
             .enumerate()
-            .map(|(i, (topic, partition, c))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: c.as_ref().map_or(now, |c| c.commit_timestamp),
-                key: Some(bin(&OffsetKey {
+            .map(|(i, (topic, partition, c))| {
+                let key = bin(&OffsetKey {
                     group: group.to_string(),
                     topic: topic.clone(),
                     partition: *partition,
-                })),
-                value: c.as_ref().map(bin),
-                headers: Default::default(),
+                });
+                let ts = c.as_ref().map_or(now, |c| c.commit_timestamp);
+                records::record(i, Some(key), c.as_ref().map(bin), ts)
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .map_err(|e| LogError::InvalidRecord {
-            reason: e.to_string(),
+        let bytes = records::encode(&batch, records::Compression::None).map_err(|e| {
+            LogError::InvalidRecord {
+                reason: e.to_string(),
+            }
         })?;
-        let info = log.append(&batch::parse_batches(&buf.freeze(), usize::MAX)?)?;
+        let info = log.append(&batch::parse_batches(&bytes, usize::MAX)?)?;
         let mut offsets = self.offsets.lock();
         let cache = offsets.entry(group.to_string()).or_default();
         for (topic, partition, c) in changes {

@@ -254,13 +254,6 @@ pub fn leave(broker: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGrou
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 pub async fn offset_commit(
     broker: &Broker,
     req: OffsetCommitRequest,
@@ -290,7 +283,7 @@ pub async fn offset_commit(
                         offset: p.committed_offset,
                         leader_epoch: p.committed_leader_epoch,
                         metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                        commit_timestamp: now_ms(),
+                        commit_timestamp: crate::log::now_ms(),
                     },
                 )
             })

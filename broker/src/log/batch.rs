@@ -166,40 +166,21 @@ pub fn parse_batches(records: &Bytes, max_bytes: usize) -> Result<Vec<BatchView>
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use strom_client::records::{self, Compression};
 
     /// Encodes `n` records with the crate's encoder, as a client would.
     pub(crate) fn encode_batch(n: usize, base_ts: i64, compression: Compression) -> Bytes {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32, // the encoder batches records whose offset - sequence is constant
-                timestamp: base_ts + i as i64,
-                key: Some(Bytes::from(format!("k{i}"))),
-                value: Some(Bytes::from(format!("value-{i}"))),
-                headers: Default::default(),
+        let batch: Vec<_> = (0..n)
+            .map(|i| {
+                records::record(
+                    i,
+                    Some(Bytes::from(format!("k{i}"))),
+                    Some(Bytes::from(format!("value-{i}"))),
+                    base_ts + i as i64,
+                )
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .expect("encode");
-        buf.freeze()
+        records::encode(&batch, compression).expect("encode")
     }
 
     #[test]

@@ -13,8 +13,8 @@
 
 use std::collections::HashMap;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions};
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
 use strom_storage::{PartitionState, StoredBatch};
 use tracing::{debug, info};
 
@@ -163,19 +163,11 @@ impl PartitionLog {
                     r
                 })
                 .collect();
-            let mut out = BytesMut::new();
-            RecordBatchEncoder::encode(
-                &mut out,
-                &records,
-                &RecordEncodeOptions {
-                    version: 2,
-                    compression: set.compression,
-                },
-            )
-            .map_err(|e| LogError::CorruptMessage {
-                reason: format!("compacted batch does not encode: {e}"),
+            let out = strom_client::records::encode(&records, set.compression).map_err(|e| {
+                LogError::CorruptMessage {
+                    reason: format!("compacted batch does not encode: {e}"),
+                }
             })?;
-            let out = out.freeze();
             stats.bytes_after += out.len() as u64;
             for b in split_batches(&out)? {
                 insert.push(b);
@@ -246,38 +238,20 @@ fn split_batches(bytes: &Bytes) -> Result<Vec<StoredBatch>, LogError> {
 mod tests {
     use super::super::tests::setup;
     use super::*;
-    use kafka_protocol::records::{Compression, Record, TimestampType};
+    use strom_client::records::{self, Compression, Record};
 
     fn keyed(offset_hint: i64, key: &str, value: Option<&str>, ts: i64) -> Record {
-        Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: offset_hint,
-            sequence: offset_hint as i32,
-            timestamp: ts,
-            key: Some(Bytes::from(key.to_string())),
-            value: value.map(|v| Bytes::from(v.to_string())),
-            headers: Default::default(),
-        }
+        records::record(
+            offset_hint as usize,
+            Some(Bytes::from(key.to_string())),
+            value.map(|v| Bytes::from(v.to_string())),
+            ts,
+        )
     }
 
-    fn produce(log: &PartitionLog, records: &[Record], c: Compression) {
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: c,
-            },
-        )
-        .expect("encode");
-        let views = super::super::batch::parse_batches(&buf.freeze(), 1 << 20).expect("valid");
+    fn produce(log: &PartitionLog, batch: &[Record], c: Compression) {
+        let bytes = records::encode(batch, c).expect("encode");
+        let views = super::super::batch::parse_batches(&bytes, 1 << 20).expect("valid");
         log.append(&views).expect("append");
     }
 

@@ -828,12 +828,7 @@ fn latest_entry<'a>(
 }
 
 /// Wall-clock milliseconds, the time base of replica lag.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use strom_client::records::now_ms;
 
 /// Every partition log this broker holds, kept in step with the metadata image.
 pub struct LogManager {
@@ -929,8 +924,8 @@ impl LogManager {
 pub(crate) mod tests {
     use super::*;
     use batch::tests::encode_batch;
-    use kafka_protocol::records::Compression;
     use metadata_quorum::{MetadataRecord, PartitionRecord};
+    use strom_client::records::{self, Compression};
     use strom_storage::MemoryLogStore;
     use uuid::Uuid;
 
@@ -1078,37 +1073,14 @@ pub(crate) mod tests {
 
     /// An idempotent batch of `n` records from producer `pid` starting at sequence `seq`.
     fn idempotent(pid: i64, seq: i32, n: usize) -> bytes::Bytes {
-        use kafka_protocol::records::{
-            Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-        };
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: pid,
-                producer_epoch: 0,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: seq + i as i32,
-                timestamp: 1000 + i as i64,
-                key: None,
-                value: Some(bytes::Bytes::from(format!("v{}", seq + i as i32))),
-                headers: Default::default(),
+        let mut batch: Vec<_> = (0..n)
+            .map(|i| {
+                let v = format!("v{}", seq + i as i32);
+                records::record(i, None, Some(bytes::Bytes::from(v)), 1000 + i as i64)
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("encode");
-        buf.freeze()
+        records::idempotent(&mut batch, pid, 0, seq);
+        records::encode(&batch, Compression::None).expect("encode")
     }
 
     /// A log of partition `t` on broker `node` of replicas [1, 2, 3] led by `leader`.
