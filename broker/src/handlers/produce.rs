@@ -197,9 +197,8 @@ pub(crate) async fn replicated(
                 "leadership moved before the in-sync replicas had the batch".into(),
             ));
         }
-        // Woken by the HW; the short tick notices a lost leadership.
-        let tick = tokio::time::Instant::now() + Duration::from_millis(100);
-        match tokio::time::timeout_at(deadline.min(tick), hw.changed()).await {
+        // Woken by every HW move and by a lost leadership (`apply_metadata`).
+        match tokio::time::timeout_at(deadline, hw.changed()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => {
                 return Err((
@@ -207,13 +206,12 @@ pub(crate) async fn replicated(
                     "partition closed".into(),
                 ))
             }
-            Err(_) if tokio::time::Instant::now() >= deadline => {
+            Err(_) => {
                 return Err((
                     ResponseError::RequestTimedOut,
                     format!("the in-sync replicas did not have the batch within {timeout:?}"),
                 ))
             }
-            Err(_) => {}
         }
     }
 }

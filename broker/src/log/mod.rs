@@ -182,12 +182,17 @@ impl PartitionLog {
         }
     }
 
-    /// Follows the metadata image's view of this partition: leads it, follows `meta.leader`,
-    /// or (leader -1) neither. Returns true when this broker now follows a new leader or
-    /// leader epoch (its fetcher must truncate before fetching).
-    pub fn apply_metadata(&self, node_id: i32, meta: &PartitionImage, now_ms: i64) -> bool {
+    /// Follows the metadata image's view of this partition: leads it (at `meta`'s leader
+    /// epoch and ISR), follows `meta.leader`, or (leader -1) neither. Losing a leadership
+    /// wakes everything waiting on the high watermark (acks=all produces), so they answer
+    /// NOT_LEADER_OR_FOLLOWER at once.
+    pub fn apply_metadata(&self, node_id: i32, meta: &PartitionImage, now_ms: i64) {
         self.set_leader_epoch(meta.leader_epoch);
         let mut role = self.role.lock();
+        let led = match &*role {
+            Role::Leader(l) => Some(l.leader_epoch),
+            _ => None,
+        };
         if meta.leader == node_id {
             match &mut *role {
                 Role::Leader(l) if l.leader_epoch == meta.leader_epoch => {
@@ -213,31 +218,30 @@ impl PartitionLog {
                     ))
                 }
             }
-            drop(role);
-            self.advance_high_watermark();
-            return false;
-        }
-        let next = if meta.leader < 0 {
-            Role::None
         } else {
-            Role::Follower {
-                leader: meta.leader,
-                leader_epoch: meta.leader_epoch,
+            let next = if meta.leader < 0 {
+                Role::None
+            } else {
+                Role::Follower {
+                    leader: meta.leader,
+                    leader_epoch: meta.leader_epoch,
+                }
+            };
+            if *role != next && meta.leader >= 0 {
+                info!(
+                    tp = %self.tp,
+                    leader = meta.leader,
+                    leader_epoch = meta.leader_epoch,
+                    "became follower"
+                );
             }
-        };
-        if *role == next {
-            return false;
+            *role = next;
         }
-        if meta.leader >= 0 {
-            info!(
-                tp = %self.tp,
-                leader = meta.leader,
-                leader_epoch = meta.leader_epoch,
-                "became follower"
-            );
+        drop(role);
+        if led.is_some_and(|e| meta.leader != node_id || e != meta.leader_epoch) {
+            self.high_watermark.send_modify(|_| {});
         }
-        *role = next;
-        meta.leader >= 0
+        self.advance_high_watermark();
     }
 
     /// A follower's fetch from `fetch_offset` reached this leader: its progress moves the
@@ -1138,6 +1142,27 @@ pub(crate) mod tests {
             leader.follower_fetched(7, 10, 3),
             Err(kafka_protocol::ResponseError::NotLeaderOrFollower)
         );
+    }
+
+    #[test]
+    fn losing_leadership_wakes_high_watermark_waiters() {
+        let log = replica_log(1, 1, 4);
+        let mut hw = log.subscribe();
+        hw.borrow_and_update();
+        let moved = PartitionImage {
+            partition: 0,
+            replicas: vec![1, 2, 3],
+            isr: vec![2, 3],
+            leader: 2,
+            leader_epoch: 5,
+            partition_epoch: 1,
+        };
+        log.apply_metadata(1, &moved, 0);
+        assert!(
+            hw.has_changed().expect("open"),
+            "an acks=all waiter must wake"
+        );
+        assert!(!log.is_leader());
     }
 
     #[test]
