@@ -19,6 +19,37 @@ struct Inner {
     epochs: BTreeMap<(TopicPartition, i32), i64>,
 }
 
+impl Inner {
+    /// The batches of `tp` from the one holding `offset` up to (not including) any starting
+    /// at `end_offset`: (base offset, last offset, bytes).
+    fn batches(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        end_offset: i64,
+    ) -> impl Iterator<Item = Result<(i64, i64, &Bytes), StorageError>> {
+        let start = self
+            .log
+            .range((tp, i64::MIN)..=(tp, offset))
+            .next_back()
+            .map_or(i64::MIN, |((_, base), _)| *base);
+        let range = if offset < end_offset {
+            Some(self.log.range((tp, start)..(tp, end_offset)))
+        } else {
+            None
+        };
+        range.into_iter().flatten().filter_map(move |((_, base), data)| {
+            match keys::last_offset_delta(data) {
+                None => Some(Err(StorageError::Corrupt {
+                    what: format!("batch at offset {base} is truncated"),
+                })),
+                Some(delta) if base + delta >= offset => Some(Ok((*base, base + delta, data))),
+                Some(_) => None,
+            }
+        })
+    }
+}
+
 /// Holds everything in memory; nothing survives a drop.
 #[derive(Default)]
 pub struct MemoryLogStore {
@@ -76,24 +107,9 @@ impl LogStore for MemoryLogStore {
     ) -> Result<Vec<Bytes>, StorageError> {
         let inner = self.inner.read();
         let mut out = Vec::new();
-        if offset >= end_offset {
-            return Ok(out);
-        }
-        let start = inner
-            .log
-            .range((tp, i64::MIN)..=(tp, offset))
-            .next_back()
-            .map(|((_, base), _)| *base)
-            .unwrap_or(0);
         let mut total = 0usize;
-        for ((_, base), data) in inner.log.range((tp, start)..(tp, end_offset)) {
-            let last = base
-                + keys::last_offset_delta(data).ok_or_else(|| StorageError::Corrupt {
-                    what: format!("batch at offset {base} is truncated"),
-                })?;
-            if last < offset {
-                continue;
-            }
+        for batch in inner.batches(tp, offset, end_offset) {
+            let (_, _, data) = batch?;
             if !out.is_empty() && total + data.len() > max_bytes {
                 break;
             }
@@ -161,34 +177,18 @@ impl LogStore for MemoryLogStore {
         limit: usize,
     ) -> Result<Vec<BatchInfo>, StorageError> {
         let inner = self.inner.read();
-        let start = inner
-            .log
-            .range((tp, i64::MIN)..=(tp, offset))
-            .next_back()
-            .map(|((_, base), _)| *base)
-            .unwrap_or(0);
-        let mut out = Vec::new();
-        if offset >= end_offset {
-            return Ok(out);
-        }
-        for ((_, base), data) in inner.log.range((tp, start)..(tp, end_offset)) {
-            if out.len() >= limit {
-                break;
-            }
-            let last = base
-                + keys::last_offset_delta(data).ok_or_else(|| StorageError::Corrupt {
-                    what: format!("batch at offset {base} is truncated"),
-                })?;
-            if last >= offset {
-                out.push(BatchInfo {
-                    base_offset: *base,
+        inner
+            .batches(tp, offset, end_offset)
+            .take(limit)
+            .map(|b| {
+                b.map(|(base, last, data)| BatchInfo {
+                    base_offset: base,
                     last_offset: last,
                     max_timestamp: keys::max_timestamp(data).unwrap_or(-1),
                     size: data.len() as u64,
-                });
-            }
-        }
-        Ok(out)
+                })
+            })
+            .collect()
     }
 
     fn delete_head(
@@ -262,22 +262,10 @@ impl MemoryLogStore {
         current: PartitionState,
         producers: &[(i64, Vec<u8>)],
     ) -> Result<PartitionState, StorageError> {
-        let mut removed = Vec::new();
-        let first = inner
-            .log
-            .range((tp, i64::MIN)..=(tp, offset))
-            .next_back()
-            .map(|((_, base), _)| *base)
-            .unwrap_or(i64::MIN);
-        for ((_, base), data) in inner.log.range((tp, first)..=(tp, i64::MAX)) {
-            let last = base
-                + keys::last_offset_delta(data).ok_or_else(|| StorageError::Corrupt {
-                    what: format!("batch at offset {base} is truncated"),
-                })?;
-            if last >= offset {
-                removed.push((*base, data.len() as u64));
-            }
-        }
+        let removed: Vec<(i64, u64)> = inner
+            .batches(tp, offset, i64::MAX)
+            .map(|b| b.map(|(base, _, data)| (base, data.len() as u64)))
+            .collect::<Result<_, _>>()?;
         let end = removed
             .first()
             .map_or(current.log_end_offset, |(b, _)| *b)

@@ -391,31 +391,12 @@ impl LogStore for RocksLogStore {
         let (lower, upper) = Self::partition_bounds(tp);
         let mut batch = rocksdb::WriteBatch::default();
         // Batches to remove: the one holding `offset` (if it reaches it) and all after it.
-        let mut first_removed: Option<i64> = None;
-        let mut removed_bytes = 0u64;
-        {
-            let mut opts = ReadOptions::default();
-            opts.set_iterate_lower_bound(lower.to_vec());
-            opts.set_iterate_upper_bound(upper.to_vec());
-            let mut it = self.db.raw_iterator_cf_opt(log, opts);
-            it.seek_for_prev(keys::offset_key(tp, offset));
-            if !it.valid() {
-                it.seek_to_first();
-            }
-            while it.valid() {
-                let (Some(key), Some(value)) = (it.key(), it.value()) else {
-                    break;
-                };
-                let info = batch_info(key, value)?;
-                if info.last_offset >= offset {
-                    first_removed.get_or_insert(info.base_offset);
-                    removed_bytes += info.size;
-                    batch.delete_cf(log, key);
-                }
-                it.next();
-            }
-            it.status().map_err(engine)?;
+        let removed = self.batch_infos(tp, offset, i64::MAX, usize::MAX)?;
+        for b in &removed {
+            batch.delete_cf(log, keys::offset_key(tp, b.base_offset));
         }
+        let first_removed = removed.first().map(|b| b.base_offset);
+        let removed_bytes: u64 = removed.iter().map(|b| b.size).sum();
         let end = first_removed
             .unwrap_or(current.log_end_offset)
             .min(current.log_end_offset);
