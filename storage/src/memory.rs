@@ -38,15 +38,18 @@ impl Inner {
         } else {
             None
         };
-        range.into_iter().flatten().filter_map(move |((_, base), data)| {
-            match keys::last_offset_delta(data) {
-                None => Some(Err(StorageError::Corrupt {
-                    what: format!("batch at offset {base} is truncated"),
-                })),
-                Some(delta) if base + delta >= offset => Some(Ok((*base, base + delta, data))),
-                Some(_) => None,
-            }
-        })
+        range
+            .into_iter()
+            .flatten()
+            .filter_map(
+                move |((_, base), data)| match keys::last_offset_delta(data) {
+                    None => Some(Err(StorageError::Corrupt {
+                        what: format!("batch at offset {base} is truncated"),
+                    })),
+                    Some(delta) if base + delta >= offset => Some(Ok((*base, base + delta, data))),
+                    Some(_) => None,
+                },
+            )
     }
 }
 

@@ -87,9 +87,45 @@ impl BatchView {
     }
 }
 
+/// The header fields of one batch whose length is already known to cover a header.
+fn view(bytes: Bytes) -> BatchView {
+    BatchView {
+        last_offset_delta: be_i32(&bytes, 23),
+        max_timestamp: be_i64(&bytes, 35),
+        records_count: be_i32(&bytes, 57),
+        producer_id: be_i64(&bytes, 43),
+        bytes,
+    }
+}
+
+/// One batch as this broker stored it (one value of the log store): its header, without
+/// the produce-time checks (a compacted batch has fewer records than its offset span).
+pub fn stored(bytes: Bytes) -> Result<BatchView, LogError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(LogError::CorruptMessage {
+            reason: format!(
+                "stored batch of {} bytes is shorter than a header",
+                bytes.len()
+            ),
+        });
+    }
+    Ok(view(bytes))
+}
+
 /// Splits a produce request's `records` into batches and validates each header: magic 2, a
 /// length that fits, a matching CRC-32C, a sane record count, and a size within `max_bytes`.
 pub fn parse_batches(records: &Bytes, max_bytes: usize) -> Result<Vec<BatchView>, LogError> {
+    split(records, max_bytes, true)
+}
+
+/// Splits batches fetched from a partition leader: framing, magic and CRC are checked as for
+/// produced ones, but not the producer's rules — the leader stored them, and a compacted
+/// batch holds fewer records than its offset span.
+pub fn parse_replicated(records: &Bytes) -> Result<Vec<BatchView>, LogError> {
+    split(records, usize::MAX, false)
+}
+
+fn split(records: &Bytes, max_bytes: usize, produced: bool) -> Result<Vec<BatchView>, LogError> {
     let mut out = Vec::with_capacity(1);
     let mut pos = 0usize;
     if records.is_empty() {
@@ -138,6 +174,11 @@ pub fn parse_batches(records: &Bytes, max_bytes: usize) -> Result<Vec<BatchView>
                 ),
             });
         }
+        if !produced {
+            out.push(view(bytes));
+            pos += size;
+            continue;
+        }
         let attributes = be_i16(&bytes, 21) as u16;
         if attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL) != 0 {
             return Err(LogError::InvalidRecord {
@@ -151,13 +192,7 @@ pub fn parse_batches(records: &Bytes, max_bytes: usize) -> Result<Vec<BatchView>
                 reason: format!("{records_count} records with lastOffsetDelta {last_offset_delta}"),
             });
         }
-        out.push(BatchView {
-            last_offset_delta,
-            max_timestamp: be_i64(&bytes, 35),
-            records_count,
-            producer_id: be_i64(&bytes, 43),
-            bytes,
-        });
+        out.push(view(bytes));
         pos += size;
     }
     Ok(out)
@@ -181,6 +216,30 @@ pub(crate) mod tests {
             })
             .collect();
         records::encode(&batch, compression).expect("encode")
+    }
+
+    #[test]
+    fn compacted_batches_replicate_but_are_not_produced() {
+        // Offsets 0 and 2 in one batch: what compaction leaves after dropping offset 1.
+        let kept: Vec<_> = [0usize, 2]
+            .iter()
+            .map(|i| records::record(*i, None, Some(Bytes::from_static(b"v")), 1))
+            .collect();
+        let compacted = records::encode(&kept, Compression::None).expect("encode");
+        assert!(matches!(
+            parse_batches(&compacted, 1 << 20),
+            Err(LogError::InvalidRecord { .. })
+        ));
+        let views = parse_replicated(&compacted).expect("a leader's compacted batch");
+        assert_eq!((views[0].records_count, views[0].last_offset_delta), (2, 2));
+        // Corruption is still refused.
+        let mut bad = BytesMut::from(&compacted[..]);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(matches!(
+            parse_replicated(&bad.freeze()),
+            Err(LogError::CorruptMessage { .. })
+        ));
     }
 
     #[test]

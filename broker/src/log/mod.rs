@@ -343,25 +343,40 @@ impl PartitionLog {
     /// CRC-32C over the stored bytes of every batch ending below `offset`.
     pub fn digest_below(&self, offset: i64) -> Result<u32, LogError> {
         let mut crc = 0u32;
-        let mut from = self.state().log_start_offset;
-        loop {
+        self.scan_below(self.state().log_start_offset, offset, |b, _, _| {
+            crc = crc32c::crc32c_append(crc, &b.bytes);
+        })?;
+        Ok(crc)
+    }
+
+    /// Calls `f(batch, base offset, last offset)` for every stored batch from the one holding
+    /// `from` that ends below `offset`, in order, reading a few MiB at a time.
+    fn scan_below(
+        &self,
+        from: i64,
+        offset: i64,
+        mut f: impl FnMut(&BatchView, i64, i64),
+    ) -> Result<(), LogError> {
+        let mut from = from;
+        while from < offset {
             let chunk = self.store.read(self.tp, from, offset, 4 << 20)?;
             let mut progressed = false;
-            for data in &chunk {
-                let base = i64::from_be_bytes(data[0..8].try_into().unwrap_or_default());
-                let last =
-                    base + i32::from_be_bytes(data[23..27].try_into().unwrap_or_default()) as i64;
-                if last >= offset || last < from {
+            for data in chunk {
+                let b = batch::stored(data)?;
+                let base = b.base_offset();
+                let last = base + b.last_offset_delta as i64;
+                if last < from || last >= offset {
                     continue;
                 }
-                crc = crc32c::crc32c_append(crc, data);
+                f(&b, base, last);
                 from = last + 1;
                 progressed = true;
             }
             if !progressed {
-                return Ok(crc);
+                break;
             }
         }
+        Ok(())
     }
 
     /// The latest epoch in the leader epoch cache (-1 when empty).
@@ -410,17 +425,14 @@ impl PartitionLog {
         let mut answer: Option<(i64, i64)> = None;
         for b in batches {
             let pid = b.producer_id;
-            let mut seq = None;
             if pid >= 0 {
                 let current = latest_entry(&updates, &producers, pid);
                 let (first, last) = b.sequences();
-                match producer::check(current, pid, b.producer_epoch(), first, last)? {
-                    producer::SeqCheck::Duplicate(d) => {
-                        // A retry: answer with where it landed the first time.
-                        answer.get_or_insert((d.first_offset, d.last_offset));
-                        continue;
-                    }
-                    producer::SeqCheck::Append => seq = Some((current.cloned(), first, last)),
+                let check = producer::check(current, pid, b.producer_epoch(), first, last)?;
+                if let producer::SeqCheck::Duplicate(d) = check {
+                    // A retry: answer with where it landed the first time.
+                    answer.get_or_insert((d.first_offset, d.last_offset));
+                    continue;
                 }
             }
             let base_offset = write.state().log_end_offset;
@@ -435,20 +447,14 @@ impl PartitionLog {
                 data: b.with_offset(base_offset, epoch),
             })?;
             answer.get_or_insert((base_offset, last_offset));
-            if let Some((current, first_seq, last_seq)) = seq {
-                let entry = producer::record(
-                    current.as_ref(),
-                    b.producer_epoch(),
-                    producer::BatchSeq {
-                        first_seq,
-                        last_seq,
-                        first_offset: base_offset,
-                        last_offset,
-                    },
-                );
-                write.set_producer_state(pid, entry.encode());
-                updates.push((pid, entry));
-            }
+            track_producer(
+                &mut write,
+                &mut updates,
+                &producers,
+                b,
+                base_offset,
+                last_offset,
+            );
         }
         let (base_offset, last_offset) =
             answer.unwrap_or((state.log_end_offset, state.log_end_offset - 1));
@@ -485,7 +491,7 @@ impl PartitionLog {
     /// Producer state and the epoch cache follow the batches, so a follower that becomes
     /// leader answers retries and OffsetForLeaderEpoch as the old leader would have.
     pub fn append_replicated(&self, records: &bytes::Bytes) -> Result<usize, LogError> {
-        let views = batch::parse_batches(records, usize::MAX)?;
+        let views = batch::parse_replicated(records)?;
         let mut state = self.state.lock();
         let mut producers = self.producers.lock();
         let mut epochs = self.epochs.lock();
@@ -516,22 +522,14 @@ impl PartitionLog {
                 data: b.bytes.clone(),
             })?;
             count += 1;
-            if b.producer_id >= 0 {
-                let current = latest_entry(&updates, &producers, b.producer_id);
-                let (first_seq, last_seq) = b.sequences();
-                let entry = producer::record(
-                    current,
-                    b.producer_epoch(),
-                    producer::BatchSeq {
-                        first_seq,
-                        last_seq,
-                        first_offset: base_offset,
-                        last_offset,
-                    },
-                );
-                write.set_producer_state(b.producer_id, entry.encode());
-                updates.push((b.producer_id, entry));
-            }
+            track_producer(
+                &mut write,
+                &mut updates,
+                &producers,
+                b,
+                base_offset,
+                last_offset,
+            );
         }
         if write.is_empty() {
             return Ok(0);
@@ -631,35 +629,12 @@ impl PartitionLog {
             return Ok(out);
         }
         // Rare (a producer's last five batches were all divergent): scan the log below.
-        let mut from = log_start;
-        while from < offset {
-            let chunk = self.store.read(self.tp, from, offset, 4 << 20)?;
-            if chunk.is_empty() {
-                break;
+        self.scan_below(log_start, offset, |b, base, last| {
+            if lost.contains(&b.producer_id) {
+                let entry = after_batch(out.get(&b.producer_id), b, base, last);
+                out.insert(b.producer_id, entry);
             }
-            for data in chunk {
-                for b in batch::parse_batches(&data, usize::MAX)? {
-                    let base = b.base_offset();
-                    let last = base + b.last_offset_delta as i64;
-                    from = last + 1;
-                    if !lost.contains(&b.producer_id) || last >= offset {
-                        continue;
-                    }
-                    let (first_seq, last_seq) = b.sequences();
-                    let entry = producer::record(
-                        out.get(&b.producer_id),
-                        b.producer_epoch(),
-                        producer::BatchSeq {
-                            first_seq,
-                            last_seq,
-                            first_offset: base,
-                            last_offset: last,
-                        },
-                    );
-                    out.insert(b.producer_id, entry);
-                }
-            }
-        }
+        })?;
         debug!(tp = %self.tp, producers = lost.len(), "producer state rebuilt from the log");
         Ok(out)
     }
@@ -814,6 +789,49 @@ impl PartitionLog {
             return Ok(offset);
         }
     }
+}
+
+/// A producer's entry once batch `b`, stored at `first_offset..=last_offset`, is appended.
+fn after_batch(
+    current: Option<&producer::ProducerEntry>,
+    b: &BatchView,
+    first_offset: i64,
+    last_offset: i64,
+) -> producer::ProducerEntry {
+    let (first_seq, last_seq) = b.sequences();
+    producer::record(
+        current,
+        b.producer_epoch(),
+        producer::BatchSeq {
+            first_seq,
+            last_seq,
+            first_offset,
+            last_offset,
+        },
+    )
+}
+
+/// Records in `write` (and in `updates`, for later batches of the same write) the state of
+/// batch `b`'s producer after it; nothing for batches without a producer id.
+fn track_producer(
+    write: &mut WriteBatch,
+    updates: &mut Vec<(i64, producer::ProducerEntry)>,
+    producers: &HashMap<i64, producer::ProducerEntry>,
+    b: &BatchView,
+    first_offset: i64,
+    last_offset: i64,
+) {
+    if b.producer_id < 0 {
+        return;
+    }
+    let entry = after_batch(
+        latest_entry(updates, producers, b.producer_id),
+        b,
+        first_offset,
+        last_offset,
+    );
+    write.set_producer_state(b.producer_id, entry.encode());
+    updates.push((b.producer_id, entry));
 }
 
 /// A producer's entry as of the batches of this write so far (`updates`, newest last), else
