@@ -93,7 +93,7 @@ impl ReplicaManager {
         logs: &LogManager,
         controller: &Arc<RemoteController>,
     ) {
-        let mut wanted: HashMap<i32, Vec<(TopicPartition, Target)>> = HashMap::new();
+        let mut wanted: HashMap<i32, HashMap<TopicPartition, Target>> = HashMap::new();
         for log in logs.all() {
             let tp = log.topic_partition();
             let Some(topic) = image.topic_by_id(&tp.topic_id) else {
@@ -108,7 +108,7 @@ impl ReplicaManager {
             {
                 continue;
             }
-            wanted.entry(meta.leader).or_default().push((
+            wanted.entry(meta.leader).or_default().insert(
                 tp,
                 Target {
                     log,
@@ -117,16 +117,15 @@ impl ReplicaManager {
                     truncated: false,
                     retry_at: None,
                 },
-            ));
+            );
         }
         let mut fetchers = self.fetchers.lock();
         for (leader, f) in fetchers.iter() {
+            // A partition stays only while it follows the same leader at the same epoch.
             let keep = wanted.get(leader);
             f.targets.lock().retain(|tp, t| {
-                keep.is_some_and(|k| {
-                    k.iter()
-                        .any(|(x, w)| x == tp && w.leader_epoch == t.leader_epoch)
-                })
+                keep.and_then(|k| k.get(tp))
+                    .is_some_and(|w| w.leader_epoch == t.leader_epoch)
             });
         }
         for (leader, targets) in wanted {
@@ -176,15 +175,6 @@ impl ReplicaManager {
         for (_, f) in self.fetchers.lock().drain() {
             f.task.abort();
         }
-    }
-
-    /// Partitions being fetched, by leader (for tests and the HTTP API).
-    pub fn fetching(&self) -> HashMap<i32, usize> {
-        self.fetchers
-            .lock()
-            .iter()
-            .map(|(l, f)| (*l, f.targets.lock().len()))
-            .collect()
     }
 }
 
