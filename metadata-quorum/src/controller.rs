@@ -16,6 +16,17 @@ pub struct ControllerResult<T> {
     pub response: T,
 }
 
+impl<T> ControllerResult<T> {
+    /// The same decision with nothing to append when `validate_only` (Kafka's validateOnly:
+    /// the answer a real change would get, and no change).
+    pub fn validate_only(mut self, validate_only: bool) -> Self {
+        if validate_only {
+            self.records.clear();
+        }
+        self
+    }
+}
+
 /// Broker-wide defaults for topics created without explicit values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicDefaults {

@@ -277,12 +277,8 @@ impl QuorumNode {
                 let defaults = self.config.topic_defaults;
                 let (results, metadata_offset) = self
                     .propose(|image| {
-                        let mut r =
-                            controller::create_topics(image, &topics, defaults, Uuid::new_v4);
-                        if validate_only {
-                            r.records.clear();
-                        }
-                        r
+                        controller::create_topics(image, &topics, defaults, Uuid::new_v4)
+                            .validate_only(validate_only)
                     })
                     .await?;
                 Ok(ControllerResponse::CreateTopics {
@@ -298,11 +294,8 @@ impl QuorumNode {
             } => {
                 let (result, metadata_offset) = self
                     .propose(|image| {
-                        let mut r = controller::alter_topic_configs(image, &topic, &ops, replace);
-                        if validate_only {
-                            r.records.clear();
-                        }
-                        r
+                        controller::alter_topic_configs(image, &topic, &ops, replace)
+                            .validate_only(validate_only)
                     })
                     .await?;
                 Ok(ControllerResponse::Changed {
@@ -318,16 +311,8 @@ impl QuorumNode {
             } => {
                 let (result, metadata_offset) = self
                     .propose(|image| {
-                        let mut r = controller::create_partitions(
-                            image,
-                            &topic,
-                            total,
-                            assignments.as_deref(),
-                        );
-                        if validate_only {
-                            r.records.clear();
-                        }
-                        r
+                        controller::create_partitions(image, &topic, total, assignments.as_deref())
+                            .validate_only(validate_only)
                     })
                     .await?;
                 Ok(ControllerResponse::Changed {
