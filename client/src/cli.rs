@@ -21,7 +21,7 @@ use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 
 use crate::cluster::{topic_name, ClusterClient};
 pub use crate::error_name;
-use crate::partitioner::partition_for_key;
+use crate::producer::{Producer, ProducerConfig, ProducerError, ProducerRecord};
 use crate::{records, ClientError};
 
 #[derive(Parser)]
@@ -246,7 +246,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Topics(t) => topics(&mut client, t).await,
         Command::Cluster => cluster(&mut client).await,
-        Command::Produce(a) => produce(&mut client, a).await,
+        Command::Produce(a) => produce(&cli.bootstrap_server, a).await,
         Command::Consume(a) => consume(&mut client, a).await,
         Command::Perf(p) => perf(&mut client, p).await,
         Command::Groups(g) => groups(&mut client, g).await,
@@ -467,18 +467,18 @@ async fn send_batch(
     Ok(p.base_offset)
 }
 
-async fn produce(client: &mut ClusterClient, a: ProduceArgs) -> Result<(), CliError> {
-    let md = client.metadata(Some(&[a.topic.as_str()])).await?;
-    let leaders = leaders(&md, &a.topic)?;
-    let count = leaders.len() as i32;
-    if let Some(p) = a.partition {
-        if !leaders.contains_key(&p) {
-            return Err(CliError::Input(format!(
-                "partition {p} of '{}' does not exist ({count} partitions)",
-                a.topic
-            )));
-        }
-    }
+/// Lines to records through the library producer (batching, Java partitioning, retries,
+/// idempotence with acks=-1); every delivery is awaited before the summary line.
+async fn produce(bootstrap: &str, a: ProduceArgs) -> Result<(), CliError> {
+    let producer = Producer::new(ProducerConfig {
+        acks: a.acks,
+        idempotence: a.acks == -1,
+        compression: a.compression.into(),
+        max_batch_records: a.batch_records.max(1),
+        ..ProducerConfig::new(bootstrap)
+    })
+    .await
+    .map_err(producer_error)?;
     let input: Box<dyn BufRead> = match &a.file {
         Some(f) => Box::new(std::io::BufReader::new(std::fs::File::open(f).map_err(
             |e| CliError::Input(format!("cannot read {}: {e}", f.display())),
@@ -486,58 +486,53 @@ async fn produce(client: &mut ClusterClient, a: ProduceArgs) -> Result<(), CliEr
         None => Box::new(std::io::stdin().lock()),
     };
     let start = Instant::now();
-    let mut pending: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
-    let (mut total, mut sticky) = (0u64, 0i32);
+    let mut deliveries = std::collections::VecDeque::new();
+    let mut total = 0u64;
     for line in input.lines() {
         let line = line.map_err(|e| CliError::Input(format!("cannot read input: {e}")))?;
-        let (key, value) = match &a.key_separator {
-            Some(sep) => match line.split_once(sep.as_str()) {
-                Some((k, v)) => (Some(Bytes::from(k.to_string())), Bytes::from(v.to_string())),
-                None => (None, Bytes::from(line)),
-            },
-            None => (None, Bytes::from(line)),
+        let (key, value) = match a.key_separator.as_deref().and_then(|s| line.split_once(s)) {
+            Some((k, v)) => (Some(k.to_string()), v.to_string()),
+            None => (None, line),
         };
-        let partition = a.partition.unwrap_or_else(|| match &key {
-            Some(k) => partition_for_key(k, count),
-            None => sticky,
-        });
-        let batch = pending.entry(partition).or_default();
-        let i = batch.len();
-        batch.push(record(key, value, &a.headers, records::now_ms(), i));
+        let mut record = ProducerRecord::new(a.topic.as_str(), value);
+        record.key = key.map(Bytes::from);
+        record.partition = a.partition;
+        for (k, v) in &a.headers {
+            record = record.with_header(k.as_str(), v.clone());
+        }
+        deliveries.push_back(producer.send(record).await.map_err(producer_error)?);
         total += 1;
-        if batch.len() >= a.batch_records {
-            let records = std::mem::take(batch);
-            send_batch(
-                client,
-                &leaders,
-                &a.topic,
-                partition,
-                a.acks,
-                encode(&records, a.compression.into())?,
-            )
-            .await?;
-            sticky = (sticky + 1) % count.max(1);
+        // Bounded memory on big files: settle the oldest deliveries as the window fills.
+        while deliveries.len() > 100_000 {
+            if let Some(d) = deliveries.pop_front() {
+                d.await.map_err(producer_error)?;
+            }
         }
     }
-    for (partition, records) in pending {
-        if !records.is_empty() {
-            send_batch(
-                client,
-                &leaders,
-                &a.topic,
-                partition,
-                a.acks,
-                encode(&records, a.compression.into())?,
-            )
-            .await?;
-        }
+    for d in deliveries {
+        d.await.map_err(producer_error)?;
     }
+    producer.close().await;
     eprintln!(
         "produced {total} records to {} in {} ms",
         a.topic,
         start.elapsed().as_millis()
     );
     Ok(())
+}
+
+fn producer_error(e: ProducerError) -> CliError {
+    match e {
+        ProducerError::Broker { name, message, .. } => CliError::Kafka {
+            name,
+            message: message.unwrap_or_default(),
+        },
+        ProducerError::UnknownTopic(t) => CliError::Kafka {
+            name: "UNKNOWN_TOPIC_OR_PARTITION".into(),
+            message: format!("topic '{t}'; create it with `strom topics create`"),
+        },
+        other => CliError::Input(other.to_string()),
+    }
 }
 
 async fn list_offset(

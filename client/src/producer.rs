@@ -55,6 +55,8 @@ pub struct ProducerConfig {
     pub linger: Duration,
     /// `batch.size`: a batch is sent once it holds this many bytes of values and keys.
     pub batch_size: usize,
+    /// A batch is also sent once it holds this many records (the CLI's `--batch-records`).
+    pub max_batch_records: usize,
     pub compression: Compression,
     /// `enable.idempotence`: producer id and sequence numbers, so retries never duplicate.
     pub idempotence: bool,
@@ -73,6 +75,7 @@ impl ProducerConfig {
             acks: -1,
             linger: Duration::from_millis(5),
             batch_size: 16 * 1024,
+            max_batch_records: usize::MAX,
             compression: Compression::None,
             idempotence: true,
             retry_backoff: Duration::from_millis(100),
@@ -419,6 +422,7 @@ async fn partition_worker(
         // Collect until the batch is full, lingered long enough, flushed, or closed.
         let deadline = queue.first().map(|p| p.enqueued + config.linger);
         let ready = bytes >= config.batch_size
+            || queue.len() >= config.max_batch_records
             || !flushes.is_empty()
             || !open
             || deadline.is_some_and(|d| Instant::now() >= d);
