@@ -19,11 +19,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::checker;
 use integration_tests::http_json;
-use integration_tests::producer::{read_all, ProducerOptions, TestProducer};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
-use strom_client::Connection;
+use integration_tests::producer::{self, read_all, ProducerOptions, TestProducer};
 
 const BROKERS: [u16; 3] = [19092, 19093, 19094];
 const BROKER_HTTP: [u16; 3] = [19644, 19645, 19646];
@@ -194,26 +190,15 @@ fn arg(name: &str) -> Option<String> {
 }
 
 async fn create_topic(topic: &str) -> anyhow::Result<()> {
-    let mut conn = Connection::connect(local(BROKERS[0])).await?;
-    let r = conn
-        .send(
-            CreateTopicsRequest::default()
-                .with_timeout_ms(10_000)
-                .with_topics(vec![CreatableTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-                    .with_num_partitions(PARTITIONS)
-                    .with_replication_factor(3)
-                    .with_configs(vec![CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                        .with_value(Some(StrBytes::from_static_str("2")))])]),
-            7,
-        )
-        .await?;
-    anyhow::ensure!(
-        r.topics[0].error_code == 0,
-        "CreateTopics: {:?}",
-        r.topics[0]
-    );
+    let code = producer::create_topic(
+        local(BROKERS[0]),
+        topic,
+        PARTITIONS,
+        3,
+        &[("min.insync.replicas", "2")],
+    )
+    .await?;
+    anyhow::ensure!(code == 0, "CreateTopics: error {code}");
     Ok(())
 }
 

@@ -29,6 +29,43 @@ fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
+/// CreateTopics through `broker` with `configs`; the topic's error code (0: created).
+pub async fn create_topic(
+    broker: SocketAddr,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: &[(&str, &str)],
+) -> anyhow::Result<i16> {
+    use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+    let mut conn = Connection::connect(broker).await?;
+    let r = conn
+        .send(
+            kafka_protocol::messages::CreateTopicsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(replication_factor)
+                    .with_configs(
+                        configs
+                            .iter()
+                            .map(|(k, v)| {
+                                CreatableTopicConfig::default()
+                                    .with_name(StrBytes::from_string(k.to_string()))
+                                    .with_value(Some(StrBytes::from_string(v.to_string())))
+                            })
+                            .collect(),
+                    )]),
+            7,
+        )
+        .await?;
+    Ok(r.topics
+        .first()
+        .context("no topic in the answer")?
+        .error_code)
+}
+
 /// Tries each of `brokers` in turn for one connection.
 async fn any_connection(brokers: &[SocketAddr]) -> Option<Connection> {
     for b in brokers {

@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use integration_tests::checker::{self, Sent};
-use integration_tests::producer::{leaders, read_all};
+use integration_tests::producer::{self, leaders, read_all};
 use integration_tests::{BrokerProcess, Cluster};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, FetchRequest, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use strom_client::partitioner::partition_for_key;
@@ -24,25 +23,17 @@ fn name(s: &str) -> TopicName {
 }
 
 async fn create_topic(broker: SocketAddr, topic: &str, partitions: i32, rf: i16) {
-    let mut conn = Connection::connect(broker).await.expect("connect");
-    let r = conn
-        .send(
-            CreateTopicsRequest::default()
-                .with_timeout_ms(10_000)
-                .with_topics(vec![CreatableTopic::default()
-                    .with_name(name(topic))
-                    .with_num_partitions(partitions)
-                    .with_replication_factor(rf)
-                    .with_configs(vec![CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                        .with_value(Some(StrBytes::from_string(
-                            rf.min(2).to_string(),
-                        )))])]),
-            7,
-        )
-        .await
-        .expect("create");
-    assert_eq!(r.topics[0].error_code, 0);
+    let min_isr = rf.min(2).to_string();
+    let code = producer::create_topic(
+        broker,
+        topic,
+        partitions,
+        rf,
+        &[("min.insync.replicas", &min_isr)],
+    )
+    .await
+    .expect("create topics answered");
+    assert_eq!(code, 0);
 }
 
 /// Every record of one partition: (offset, key, value, headers, timestamp).

@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use integration_tests::{http_json, wait_for, Cluster};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use integration_tests::{http_json, producer, wait_for, Cluster};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
@@ -15,8 +14,8 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    CreateTopicsRequest, DescribeConfigsRequest, IncrementalAlterConfigsRequest,
-    ListOffsetsRequest, MetadataRequest, MetadataResponse, ProduceRequest, TopicName,
+    DescribeConfigsRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
+    MetadataResponse, ProduceRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use strom_client::{records, Connection};
@@ -32,20 +31,9 @@ fn name(s: &str) -> TopicName {
 }
 
 async fn create_topic(broker: SocketAddr, topic: &str, partitions: i32, rf: i16) -> i16 {
-    let mut conn = Connection::connect(broker).await.expect("connect");
-    let r = conn
-        .send(
-            CreateTopicsRequest::default()
-                .with_timeout_ms(10_000)
-                .with_topics(vec![CreatableTopic::default()
-                    .with_name(name(topic))
-                    .with_num_partitions(partitions)
-                    .with_replication_factor(rf)]),
-            7,
-        )
+    producer::create_topic(broker, topic, partitions, rf, &[])
         .await
-        .expect("create topics answered");
-    r.topics[0].error_code
+        .expect("create topics answered")
 }
 
 async fn metadata(broker: SocketAddr, topic: &str) -> MetadataResponse {

@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 use integration_tests::checker::{self, Report};
 use integration_tests::producer::{self, ProducerOptions, TestProducer};
 use integration_tests::{http_json, Cluster};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{CreateTopicsRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use serde_json::Value;
 use strom_client::Connection;
@@ -49,23 +48,16 @@ fn kafka_addrs(c: &Cluster) -> Vec<SocketAddr> {
 }
 
 async fn create_topic(broker: SocketAddr, topic: &str, partitions: i32, min_isr: &str) {
-    let mut conn = Connection::connect(broker).await.expect("connect");
-    let r = conn
-        .send(
-            CreateTopicsRequest::default()
-                .with_timeout_ms(10_000)
-                .with_topics(vec![CreatableTopic::default()
-                    .with_name(name(topic))
-                    .with_num_partitions(partitions)
-                    .with_replication_factor(3)
-                    .with_configs(vec![CreatableTopicConfig::default()
-                        .with_name(StrBytes::from_static_str("min.insync.replicas"))
-                        .with_value(Some(StrBytes::from_string(min_isr.to_string())))])]),
-            7,
-        )
-        .await
-        .expect("create topics answered");
-    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    let code = producer::create_topic(
+        broker,
+        topic,
+        partitions,
+        3,
+        &[("min.insync.replicas", min_isr)],
+    )
+    .await
+    .expect("create topics answered");
+    assert_eq!(code, 0);
 }
 
 /// Polls `f` every 100 ms until it returns Some, or panics after `timeout`.
@@ -246,6 +238,16 @@ async fn cluster_with_topic(
     (c, (leader - 1) as usize)
 }
 
+/// Every value in partition 0, read from its leader.
+async fn partition0_values(c: &Cluster, topic: &str) -> Vec<String> {
+    producer::read_all(&kafka_addrs(c), topic, &[0])
+        .await
+        .expect("read")
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .collect()
+}
+
 fn options(topic: &str, partitions: Vec<i32>, pace_ms: u64) -> ProducerOptions {
     ProducerOptions {
         producer: 1,
@@ -413,13 +415,7 @@ async fn a_paused_leader_is_deposed_truncates_and_rejoins() {
         log.contains("truncated divergent records"),
         "the old leader did not truncate"
     );
-    let read = producer::read_all(&kafka_addrs(&c), topic, &[0])
-        .await
-        .expect("read");
-    let values: Vec<String> = read
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
-        .collect();
+    let values = partition0_values(&c, topic).await;
     for v in committed.iter().chain(&after) {
         assert_eq!(
             values.iter().filter(|x| *x == v).count(),
@@ -499,13 +495,7 @@ async fn two_replicas_down_refuses_acks_all_until_they_return() {
     )
     .await;
     heal(&mut c, topic, 1).await;
-    let read = producer::read_all(&kafka_addrs(&c), topic, &[0])
-        .await
-        .expect("read");
-    let values: Vec<String> = read
-        .iter()
-        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
-        .collect();
+    let values = partition0_values(&c, topic).await;
     assert!(values.contains(&"first".to_string()));
     assert!(values.contains(&"back".to_string()));
     assert!(!values.contains(&"refused".to_string()), "{values:?}");
