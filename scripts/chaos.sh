@@ -22,20 +22,16 @@ done
 source scripts/compose.sh
 [ -x .venv/bin/python ] || scripts/setup.sh
 source scripts/env.sh
-files=(-f docker-compose.yml)
-[ "$canary" = 1 ] && files+=(-f docker/compose.canary.yml)
-$COMPOSE "${files[@]}" up -d >/dev/null 2>&1
-for port in 19644 19645 19646; do
-  for _ in $(seq 1 300); do
-    curl -sf "http://127.0.0.1:$port/v1/cluster" >/dev/null && break
-    sleep 0.2
-  done
-done
+if [ "$canary" = 1 ]; then
+  compose_up -f docker/compose.canary.yml
+else
+  compose_up
+fi
 cargo build -q -p integration-tests --example chaos
 status=0
 STROM_PYTHON=.venv/bin/python "$CARGO_TARGET_DIR/debug/examples/chaos" --seed "$seed" --duration "$duration" || status=$?
 if [ "$canary" = 1 ]; then
   # Back to the real brokers.
-  $COMPOSE -f docker-compose.yml up -d >/dev/null 2>&1
+  compose_up
 fi
 exit $status

@@ -54,22 +54,22 @@ strom=(docker run --rm -i --network host --entrypoint /usr/local/bin/strom strom
 "${strom[@]}" topics create "$topic" --partitions 1 --replication-factor 3 --config min.insync.replicas=2 >/dev/null
 seq 1 500 | "${strom[@]}" produce "$topic" --acks -1 >/dev/null
 hw() { curl -sf "http://127.0.0.1:19644/v1/topics/$topic" | grep -o '"high_watermark":[0-9]*' | head -1 || true; }
+# Polls broker 1's high watermark until it reads $1 (at most $2 tries); prints the last read.
 # Broker 1 may be a follower, whose high watermark trails the leader's by a fetch.
-before=""
-for _ in $(seq 1 30); do
-  before=$(hw)
-  [ "$before" = '"high_watermark":500' ] && break
-  sleep 0.5
-done
+hw_becomes() {
+  local v=""
+  for _ in $(seq 1 "$2"); do
+    v=$(hw)
+    [ "$v" = "$1" ] && break
+    sleep 0.5
+  done
+  echo "$v"
+}
+before=$(hw_becomes '"high_watermark":500' 30)
 $COMPOSE down
 $COMPOSE up -d
 wait_healthy
-after=""
-for _ in $(seq 1 60); do
-  after=$(hw)
-  [ "$after" = "$before" ] && break
-  sleep 1
-done
+after=$(hw_becomes "$before" 120)
 if [ "$before" != '"high_watermark":500' ] || [ "$after" != "$before" ]; then
   echo "compose: data did not survive down/up ($before -> $after)" >&2
   exit 1

@@ -9,3 +9,15 @@ else
   exit 1
 fi
 export COMPOSE
+
+# Starts the cluster (extra `-f file` arguments overlay the compose file) and waits until
+# every broker's HTTP API answers.
+compose_up() {
+  $COMPOSE -f docker-compose.yml "$@" up -d >/dev/null 2>&1
+  for port in 19644 19645 19646; do
+    for _ in $(seq 1 300); do
+      curl -sf "http://127.0.0.1:$port/v1/cluster" >/dev/null && break
+      sleep 0.2
+    done
+  done
+}

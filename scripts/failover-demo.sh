@@ -8,11 +8,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/compose.sh
 [ -x .venv/bin/python ] || scripts/setup.sh
-$COMPOSE up -d >/dev/null 2>&1
-for port in 19644 19645 19646; do
-  for _ in $(seq 1 300); do
-    curl -sf "http://127.0.0.1:$port/v1/cluster" >/dev/null && break
-    sleep 0.2
-  done
-done
+compose_up
 exec .venv/bin/python scripts/failover_demo.py
