@@ -161,17 +161,7 @@ fn plan_topic(
             });
         }
         for replicas in t.assignments.values() {
-            let distinct: BTreeSet<_> = replicas.iter().collect();
-            if replicas.is_empty() || distinct.len() != replicas.len() {
-                return Err(MetadataError::InvalidReplicaAssignment {
-                    reason: "each partition needs distinct replicas".into(),
-                });
-            }
-            if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
-                return Err(MetadataError::InvalidReplicaAssignment {
-                    reason: format!("broker {b} is not registered"),
-                });
-            }
+            check_replicas(image, replicas)?;
         }
         t.assignments.values().cloned().collect()
     } else {
@@ -201,32 +191,61 @@ fn plan_topic(
                 reason: format!("must be between 1 and the {} live broker(s)", live.len()),
             });
         }
-        (0..partitions as usize)
-            .map(|p| {
-                (0..rf as usize)
-                    .map(|r| live[(spread + p + r) % live.len()])
-                    .collect()
-            })
-            .collect()
+        round_robin(live, spread, partitions as usize, rf as usize)
     };
     Ok(assignments
         .into_iter()
-        .map(|replicas| {
-            // The first live replica leads; every live replica starts in sync.
-            let isr: Vec<i32> = replicas
-                .iter()
-                .copied()
-                .filter(|b| live.contains(b))
-                .collect();
-            PartitionRecord {
-                leader: isr.first().copied().unwrap_or(-1),
-                isr,
-                replicas,
-                leader_epoch: 0,
-                partition_epoch: 0,
-            }
-        })
+        .map(|replicas| new_partition(replicas, live))
         .collect())
+}
+
+/// `count` replica lists of `rf` brokers each, placed round-robin over `live` from `start`.
+fn round_robin(live: &[i32], start: usize, count: usize, rf: usize) -> Vec<Vec<i32>> {
+    (0..count)
+        .map(|p| {
+            (0..rf)
+                .map(|r| live[(start + p + r) % live.len()])
+                .collect()
+        })
+        .collect()
+}
+
+/// A new partition on `replicas`: its live replicas start in sync and the first of them
+/// leads. With none alive it is offline with the whole replica list as ISR, so the first
+/// replica to register leads it.
+fn new_partition(replicas: Vec<i32>, live: &[i32]) -> PartitionRecord {
+    let isr: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|b| live.contains(b))
+        .collect();
+    PartitionRecord {
+        leader: isr.first().copied().unwrap_or(-1),
+        isr: if isr.is_empty() {
+            replicas.clone()
+        } else {
+            isr
+        },
+        replicas,
+        leader_epoch: 0,
+        partition_epoch: 0,
+    }
+}
+
+/// One explicitly assigned replica list: not empty, distinct, registered brokers only.
+fn check_replicas(image: &MetadataImage, replicas: &[i32]) -> Result<(), MetadataError> {
+    let distinct: BTreeSet<_> = replicas.iter().collect();
+    if replicas.is_empty() || distinct.len() != replicas.len() {
+        return Err(MetadataError::InvalidReplicaAssignment {
+            reason: "each partition needs distinct replicas".into(),
+        });
+    }
+    if let Some(b) = replicas.iter().find(|b| !image.brokers.contains_key(b)) {
+        return Err(MetadataError::InvalidReplicaAssignment {
+            reason: format!("broker {b} is not registered"),
+        });
+    }
+    Ok(())
 }
 
 /// A topic to delete, by name or id.
@@ -447,17 +466,12 @@ pub fn create_partitions(
                     });
                 }
                 for r in a {
-                    let distinct: BTreeSet<_> = r.iter().collect();
-                    if r.len() != rf || distinct.len() != r.len() {
+                    if r.len() != rf {
                         return Err(MetadataError::InvalidReplicaAssignment {
-                            reason: format!("each new partition needs {rf} distinct replicas"),
+                            reason: format!("each new partition needs {rf} replicas"),
                         });
                     }
-                    if let Some(b) = r.iter().find(|b| !image.brokers.contains_key(b)) {
-                        return Err(MetadataError::InvalidReplicaAssignment {
-                            reason: format!("broker {b} is not registered"),
-                        });
-                    }
+                    check_replicas(image, r)?;
                 }
                 a.to_vec()
             }
@@ -468,35 +482,12 @@ pub fn create_partitions(
                         reason: format!("only {} live broker(s)", live.len()),
                     });
                 }
-                (0..adding)
-                    .map(|i| {
-                        (0..rf)
-                            .map(|r| live[(current as usize + i + r) % live.len()])
-                            .collect()
-                    })
-                    .collect()
+                round_robin(&live, current as usize, adding, rf)
             }
         };
         let partitions = replicas
             .into_iter()
-            .map(|replicas| {
-                let isr: Vec<i32> = replicas
-                    .iter()
-                    .copied()
-                    .filter(|b| live.contains(b))
-                    .collect();
-                PartitionRecord {
-                    leader: isr.first().copied().unwrap_or(-1),
-                    isr: if isr.is_empty() {
-                        replicas.clone()
-                    } else {
-                        isr
-                    },
-                    replicas,
-                    leader_epoch: 0,
-                    partition_epoch: 0,
-                }
-            })
+            .map(|replicas| new_partition(replicas, &live))
             .collect();
         Ok(vec![MetadataRecord::AddPartitions {
             topic_id: t.topic_id,
