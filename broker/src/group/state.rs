@@ -90,6 +90,15 @@ struct Group {
 }
 
 impl Group {
+    /// `m`'s subscription metadata for the chosen protocol (empty before one is chosen).
+    fn metadata_of(&self, m: &Member) -> Bytes {
+        self.protocol
+            .as_ref()
+            .and_then(|p| m.protocols.iter().find(|(n, _)| n == p))
+            .map(|(_, b)| b.clone())
+            .unwrap_or_default()
+    }
+
     fn new() -> Self {
         Self {
             state: GroupState::Empty,
@@ -531,12 +540,7 @@ impl GroupCoordinator {
                 .members
                 .iter()
                 .map(|(id, m)| {
-                    let meta = g
-                        .protocol
-                        .as_ref()
-                        .and_then(|p| m.protocols.iter().find(|(n, _)| n == p))
-                        .map(|(_, b)| b.clone())
-                        .unwrap_or_default();
+                    let meta = g.metadata_of(m);
                     (
                         id.clone(),
                         m.instance_id.clone(),
@@ -663,15 +667,7 @@ fn complete_join_for(g: &mut Group, member_id: &str) {
     let members: Vec<(String, Option<String>, Bytes)> = if leader == member_id {
         g.members
             .iter()
-            .map(|(id, m)| {
-                let meta = g
-                    .protocol
-                    .as_ref()
-                    .and_then(|p| m.protocols.iter().find(|(n, _)| n == p))
-                    .map(|(_, b)| b.clone())
-                    .unwrap_or_default();
-                (id.clone(), m.instance_id.clone(), meta)
-            })
+            .map(|(id, m)| (id.clone(), m.instance_id.clone(), g.metadata_of(m)))
             .collect()
     } else {
         vec![]
