@@ -79,9 +79,14 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
         let max_bytes = topic_config::int(&broker.config, t_cfg, configs::MAX_MESSAGE_BYTES)
             .and_then(|v| usize::try_from(v).ok())
             .unwrap_or(broker.config.message_max_bytes);
-        let min_isr = topic_config::int(&broker.config, t_cfg, configs::MIN_INSYNC_REPLICAS)
-            .and_then(|v| usize::try_from(v).ok())
-            .unwrap_or(1);
+        // Only acks=all consults min.insync.replicas.
+        let min_isr = if acks_all {
+            topic_config::int(&broker.config, t_cfg, configs::MIN_INSYNC_REPLICAS)
+                .and_then(|v| usize::try_from(v).ok())
+                .unwrap_or(1)
+        } else {
+            0
+        };
         let mut partitions = Vec::with_capacity(t.partition_data.len());
         for p in &t.partition_data {
             if topic.is_some_and(|t| t.name == crate::group::OFFSETS_TOPIC) {
