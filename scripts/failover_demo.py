@@ -16,7 +16,7 @@ import time
 import urllib.request
 import uuid
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 COMPOSE = os.environ.get("COMPOSE", "docker compose").split()
@@ -80,6 +80,25 @@ def wait(what, predicate, timeout=60):
     raise SystemExit(f"timed out waiting for {what}")
 
 
+def read_everything(topic):
+    """Every value in the topic's three partitions, read from offset 0 to the end."""
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"audit-{topic}",
+                  "enable.auto.commit": False, "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, p, 0) for p in range(3)])
+    values, at_end, deadline = set(), set(), time.time() + 60
+    while len(at_end) < 3 and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                at_end.add(m.partition())
+        else:
+            values.add(m.value())
+    c.close()
+    return values
+
+
 def main():
     topic = f"failover-{uuid.uuid4().hex[:6]}"
     admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
@@ -102,6 +121,8 @@ def main():
         else:
             acked[msg.value()] = (msg.partition(), msg.offset(), time.time())
 
+    flushed = threading.Event()
+
     def produce():
         i = 0
         while not stop.is_set():
@@ -111,6 +132,7 @@ def main():
             i += 1
             time.sleep(0.005)
         producer.flush(120)
+        flushed.set()
 
     seen = set()
 
@@ -118,7 +140,9 @@ def main():
         c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"demo-{topic}",
                       "enable.auto.commit": False})
         c.assign([TopicPartition(topic, p, 0) for p in range(3)])
-        while not stop.is_set() or len(seen) < len(acked):
+        # Until the producer has flushed (its last acknowledgements arrive during flush) and
+        # every acknowledged value has been read, or 60 s after the stop.
+        while not (flushed.is_set() and seen.issuperset(acked)):
             m = c.poll(0.2)
             if m is not None and not m.error():
                 seen.add(m.value())
@@ -194,6 +218,11 @@ def main():
     print(f"{len(acked)} records acknowledged, {len(seen)} consumed, "
           f"{len(missing)} acknowledged records not consumed, {len(errors)} delivery errors")
     if missing or errors:
+        # Tell a lost write from a consumer that stopped early: read the whole log again.
+        in_log = read_everything(topic)
+        lost = [v for v in missing if v not in in_log]
+        print(f"a fresh read of the topic holds {len(in_log)} records; "
+              f"{len(lost)} of the missing ones are not in the log")
         print(f"FAILED: missing {missing[:5]} errors {errors[:3]}")
         sys.exit(1)
     print("OK: the consumer saw every acknowledged record")
