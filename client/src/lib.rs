@@ -1,8 +1,25 @@
 //! # strom-client: talking Kafka to Strom (and to any Kafka broker)
 //!
-//! This first piece is [`Connection`]: one TCP connection that sends typed requests from the
-//! `kafka-protocol` crate and returns their typed responses, in order. The producer, consumer
-//! and admin clients and the `strom` CLI are built on it.
+//! ```text
+//!   producer::Producer   consumer::Consumer   admin::Admin      cli (the `strom` binary)
+//!        |                  |        |            |                  |
+//!        |            group member   fetcher      |       built on the three on the left
+//!        +------------------+--------+------------+
+//!                           |
+//!                 cluster::ClusterClient  (bootstrap, Metadata, a connection per broker)
+//!                           |
+//!                      Connection  (one TCP stream: typed requests in, typed responses out)
+//! ```
+//!
+//! - [`producer::Producer`]: batching per partition, compression, acks, retries that follow
+//!   the leader, idempotence on by default, delivery futures; Java's murmur2 partitioner.
+//! - [`consumer::Consumer`]: `assign` or `subscribe` (a classic-protocol group member with
+//!   range, roundrobin or cooperative-sticky), `poll` or a `Stream`, commits (sync, async,
+//!   automatic), `seek`, `auto.offset.reset`, rebalance callbacks.
+//! - [`admin::Admin`]: topics, configs, partitions, cluster, groups and their offsets.
+//!
+//! Underneath is [`Connection`]: one TCP connection that sends typed requests from the
+//! `kafka-protocol` crate and returns their typed responses, in order.
 //!
 //! # Examples
 //!
@@ -15,11 +32,68 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admin;
 pub mod cli;
 pub mod cluster;
+pub mod consumer;
 pub mod partitioner;
 pub mod producer;
 pub mod records;
+
+/// A partition of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        Self {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// A Kafka error code a broker answered with, its name, and the broker's message if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerError {
+    pub code: i16,
+    pub name: String,
+    pub message: Option<String>,
+}
+
+impl BrokerError {
+    pub fn new(code: i16, message: Option<&str>) -> Self {
+        Self {
+            code,
+            name: error_name(code),
+            message: message.filter(|m| !m.is_empty()).map(str::to_string),
+        }
+    }
+
+    /// Whether this is Kafka's `error` (`ResponseError::NotCoordinator` and so on).
+    pub fn is(&self, error: kafka_protocol::ResponseError) -> bool {
+        self.code == error.code()
+    }
+}
+
+impl std::fmt::Display for BrokerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name, self.code)?;
+        if let Some(m) = &self.message {
+            write!(f, ": {m}")?;
+        }
+        Ok(())
+    }
+}
 
 use bytes::{Buf, BufMut, BytesMut};
 use kafka_protocol::error::ParseResponseErrorCode;

@@ -410,20 +410,48 @@ impl GroupCoordinator {
         codes
     }
 
-    /// Checks that `member_id` at `generation` may commit (generation -1: a standalone commit).
-    pub fn validate_commit(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
-        if generation < 0 {
-            return 0;
-        }
+    /// Whether `member_id` at `generation` may commit, answered as Kafka's coordinator does:
+    /// a standalone commit (generation -1, no member) only to a group with no members; none
+    /// while the group waits for its leader's assignment (REBALANCE_IN_PROGRESS); a member of
+    /// the current generation may commit while the group prepares a rebalance (an eager
+    /// consumer commits before it rejoins); a static member's old incarnation is fenced.
+    pub fn validate_commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
         let groups = self.groups.lock();
         let Some(g) = groups.get(group_id) else {
-            return ILLEGAL_GENERATION;
+            return if generation < 0 {
+                0
+            } else {
+                ILLEGAL_GENERATION
+            };
         };
-        if !g.members.contains_key(member_id) {
+        if generation < 0 && g.state == GroupState::Empty {
+            return 0;
+        }
+        if g.state == GroupState::CompletingRebalance {
+            return REBALANCE_IN_PROGRESS;
+        }
+        if generation < 0 && member_id.is_empty() && instance_id.is_none() {
+            // Only members commit to a group that has them.
             return UNKNOWN_MEMBER_ID;
         }
-        if g.state == GroupState::PreparingRebalance {
-            return REBALANCE_IN_PROGRESS;
+        if let Some(instance) = instance_id {
+            let holder = g
+                .members
+                .iter()
+                .find(|(_, m)| m.instance_id.as_deref() == Some(instance))
+                .map(|(id, _)| id.as_str());
+            if holder.is_some_and(|h| h != member_id) {
+                return FENCED_INSTANCE_ID;
+            }
+        }
+        if !g.members.contains_key(member_id) {
+            return UNKNOWN_MEMBER_ID;
         }
         if generation != g.generation {
             return ILLEGAL_GENERATION;
@@ -845,18 +873,43 @@ mod tests {
     #[test]
     fn stale_commits_are_fenced() {
         let c = GroupCoordinator::new(Duration::ZERO);
+        assert_eq!(
+            c.validate_commit("g", -1, "", None),
+            0,
+            "standalone commits to no group"
+        );
+        assert_eq!(c.validate_commit("g", 3, "m", None), ILLEGAL_GENERATION);
         let a = now(join(&c, "")).member_id;
         let j = now(join(&c, &a));
-        assert_eq!(c.validate_commit("g", j.generation, &a), 0);
+        // Joined, not yet synced: the leader's assignment is awaited.
         assert_eq!(
-            c.validate_commit("g", j.generation + 5, &a),
+            c.validate_commit("g", j.generation, &a, None),
+            REBALANCE_IN_PROGRESS
+        );
+        now(c.sync(
+            "g",
+            j.generation,
+            &a,
+            vec![(a.clone(), Bytes::from_static(b"p"))],
+        ));
+        assert_eq!(c.validate_commit("g", j.generation, &a, None), 0);
+        assert_eq!(
+            c.validate_commit("g", j.generation + 5, &a, None),
             ILLEGAL_GENERATION
         );
         assert_eq!(
-            c.validate_commit("g", -1, ""),
-            0,
-            "standalone commits are allowed"
+            c.validate_commit("g", -1, "", None),
+            UNKNOWN_MEMBER_ID,
+            "only members commit to a group with members"
+        );
+        assert_eq!(
+            c.validate_commit("g", j.generation, "made-up", None),
+            UNKNOWN_MEMBER_ID
         );
         assert_eq!(now(join(&c, "made-up")).error, UNKNOWN_MEMBER_ID);
+        // A second member joining starts a rebalance: the current generation still commits.
+        let b = now(join(&c, "")).member_id;
+        let _pending = c.join(request("g", &b, None));
+        assert_eq!(c.validate_commit("g", j.generation, &a, None), 0);
     }
 }

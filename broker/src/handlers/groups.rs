@@ -266,6 +266,7 @@ pub async fn offset_commit(
             &group,
             req.generation_id_or_member_epoch,
             req.member_id.as_str(),
+            req.group_instance_id.as_deref(),
         ) {
             0 => Ok(log),
             code => Err(code),

@@ -1,0 +1,770 @@
+//! The admin client: topics, partitions, configs, the cluster, consumer groups and their
+//! offsets, over the Kafka protocol (what Java's `Admin` and the kafka-*.sh tools do).
+//!
+//! Requests that change metadata go to any broker, which forwards them to the active
+//! controller; partition-scoped ones (ListOffsets, DeleteRecords) go to the leader; group
+//! ones to the group's coordinator. Each failure is an [`AdminError`] carrying the Kafka
+//! error the broker answered.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), strom_client::admin::AdminError> {
+//! use strom_client::admin::{Admin, NewTopic};
+//! let mut admin = Admin::new("127.0.0.1:9092");
+//! admin
+//!     .create_topic(&NewTopic::new("orders", 3, 1).with_config("retention.ms", "86400000"))
+//!     .await?;
+//! for p in admin.describe_topic("orders").await?.partitions {
+//!     println!("partition {} led by {}", p.partition, p.leader);
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, ConsumerProtocolAssignment, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
+    ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+
+use crate::cluster::{topic_name, ClusterClient, FindCoordinatorError};
+use crate::consumer::OffsetAndMetadata;
+use crate::{BrokerError, ClientError, TopicPartition};
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum AdminError {
+    #[error("cannot reach the cluster: {0}")]
+    Connection(String),
+    /// The broker refused: `what` names the topic, group or partition.
+    #[error("{what}: {error}")]
+    Broker { what: String, error: BrokerError },
+    #[error("malformed answer: {0}")]
+    Decode(String),
+}
+
+impl AdminError {
+    /// The Kafka error code, when the broker refused.
+    pub fn code(&self) -> Option<i16> {
+        match self {
+            AdminError::Broker { error, .. } => Some(error.code),
+            _ => None,
+        }
+    }
+}
+
+impl From<ClientError> for AdminError {
+    fn from(e: ClientError) -> Self {
+        AdminError::Connection(e.to_string())
+    }
+}
+
+fn refused(what: impl Into<String>, code: i16, message: Option<&str>) -> AdminError {
+    AdminError::Broker {
+        what: what.into(),
+        error: BrokerError::new(code, message),
+    }
+}
+
+fn check(what: impl Into<String>, code: i16, message: Option<&str>) -> Result<(), AdminError> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(refused(what, code, message))
+    }
+}
+
+/// A topic to create. -1 partitions or replication factor: the broker's default.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub configs: Vec<(String, String)>,
+}
+
+impl NewTopic {
+    pub fn new(name: impl Into<String>, partitions: i32, replication_factor: i16) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            replication_factor,
+            configs: Vec::new(),
+        }
+    }
+
+    pub fn with_config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.configs.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// What CreateTopics made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedTopic {
+    pub name: String,
+    pub topic_id: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDescription {
+    pub partition: i32,
+    /// -1 while offline.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub offline: Vec<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    pub name: String,
+    pub topic_id: String,
+    pub internal: bool,
+    pub partitions: Vec<PartitionDescription>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerDescription {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterDescription {
+    pub cluster_id: Option<String>,
+    /// -1 when the broker does not say.
+    pub controller_id: i32,
+    pub brokers: Vec<BrokerDescription>,
+}
+
+/// One config of a topic as DescribeConfigs reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    /// Kafka's ConfigSource: `TOPIC_CONFIG`, `DEFAULT_CONFIG`, `STATIC_BROKER_CONFIG`, ...
+    pub source: &'static str,
+    pub read_only: bool,
+    pub sensitive: bool,
+}
+
+/// A change for IncrementalAlterConfigs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOp {
+    Set(String, String),
+    /// Back to the default.
+    Delete(String),
+}
+
+/// Where ListOffsets looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+    /// The first offset whose timestamp is at or after this (ms since the epoch).
+    Timestamp(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub state: String,
+    pub protocol_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub host: String,
+    pub assignment: Vec<TopicPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub state: String,
+    pub protocol_type: String,
+    /// The assignor the group chose (`range`, `cooperative-sticky`, ...).
+    pub protocol: String,
+    pub coordinator: i32,
+    pub members: Vec<MemberDescription>,
+}
+
+/// A group's committed offset of one partition against the partition's end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub tp: TopicPartition,
+    pub committed: i64,
+    pub end: Option<i64>,
+    pub lag: Option<i64>,
+}
+
+/// An admin client. Cheap to create; connects on first use.
+pub struct Admin {
+    cluster: ClusterClient,
+}
+
+fn config_source(code: i8) -> &'static str {
+    match code {
+        1 => "TOPIC_CONFIG",
+        2 => "DYNAMIC_BROKER_CONFIG",
+        3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+        4 => "STATIC_BROKER_CONFIG",
+        5 => "DEFAULT_CONFIG",
+        6 => "DYNAMIC_BROKER_LOGGER_CONFIG",
+        7 => "CLIENT_METRICS_CONFIG",
+        8 => "GROUP_CONFIG",
+        _ => "UNKNOWN",
+    }
+}
+
+fn group_id(g: &str) -> GroupId {
+    GroupId(StrBytes::from_string(g.to_string()))
+}
+
+/// Decodes a consumer-protocol assignment ("topic:p,p" for describe output).
+pub fn decode_assignment(bytes: &Bytes) -> Option<Vec<TopicPartition>> {
+    if bytes.len() < 2 {
+        return Some(Vec::new());
+    }
+    let version = i16::from_be_bytes([bytes[0], bytes[1]]).clamp(0, 3);
+    let mut body = bytes.slice(2..);
+    let a = ConsumerProtocolAssignment::decode(&mut body, version).ok()?;
+    Some(
+        a.assigned_partitions
+            .iter()
+            .flat_map(|tp| {
+                tp.partitions
+                    .iter()
+                    .map(move |p| TopicPartition::new(tp.topic.as_str(), *p))
+            })
+            .collect(),
+    )
+}
+
+impl Admin {
+    pub fn new(bootstrap: &str) -> Self {
+        Self {
+            cluster: ClusterClient::new(bootstrap),
+        }
+    }
+
+    pub async fn create_topic(&mut self, topic: &NewTopic) -> Result<CreatedTopic, AdminError> {
+        self.create_topic_with(topic, false).await
+    }
+
+    /// With `validate_only`, the broker checks the request and creates nothing.
+    pub async fn create_topic_with(
+        &mut self,
+        topic: &NewTopic,
+        validate_only: bool,
+    ) -> Result<CreatedTopic, AdminError> {
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_validate_only(validate_only)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic_name(&topic.name))
+                .with_num_partitions(topic.partitions)
+                .with_replication_factor(topic.replication_factor)
+                .with_configs(
+                    topic
+                        .configs
+                        .iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(StrBytes::from_string(k.clone()))
+                                .with_value(Some(StrBytes::from_string(v.clone())))
+                        })
+                        .collect(),
+                )]);
+        let r = self.any_send(req, 7).await?;
+        let t = r
+            .topics
+            .first()
+            .ok_or_else(|| AdminError::Decode("empty CreateTopics answer".into()))?;
+        check(
+            format!("topic '{}'", topic.name),
+            t.error_code,
+            t.error_message.as_deref(),
+        )?;
+        Ok(CreatedTopic {
+            name: topic.name.clone(),
+            topic_id: t.topic_id.to_string(),
+            partitions: t.num_partitions,
+            replication_factor: t.replication_factor,
+        })
+    }
+
+    pub async fn delete_topic(&mut self, name: &str) -> Result<(), AdminError> {
+        let req = DeleteTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topic_names(vec![topic_name(name)]);
+        let r = self.any_send(req, 5).await?;
+        let t = r
+            .responses
+            .first()
+            .ok_or_else(|| AdminError::Decode("empty DeleteTopics answer".into()))?;
+        check(
+            format!("topic '{name}'"),
+            t.error_code,
+            t.error_message.as_deref(),
+        )
+    }
+
+    /// Every topic's name, sorted; internal ones (`__consumer_offsets`) only if asked.
+    pub async fn list_topics(&mut self, include_internal: bool) -> Result<Vec<String>, AdminError> {
+        let md = self.cluster.metadata(None).await?;
+        let mut names: Vec<String> = md
+            .topics
+            .iter()
+            .filter(|t| include_internal || !t.is_internal)
+            .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    pub async fn describe_topic(&mut self, name: &str) -> Result<TopicDescription, AdminError> {
+        let md = self.cluster.metadata(Some(&[name])).await?;
+        let t = md
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().map(|n| n.as_str()) == Some(name))
+            .ok_or_else(|| AdminError::Decode(format!("no metadata for '{name}'")))?;
+        check(format!("topic '{name}'"), t.error_code, None)?;
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+        let mut partitions: Vec<PartitionDescription> = t
+            .partitions
+            .iter()
+            .map(|p| PartitionDescription {
+                partition: p.partition_index,
+                leader: p.leader_id.0,
+                leader_epoch: p.leader_epoch,
+                replicas: ids(&p.replica_nodes),
+                isr: ids(&p.isr_nodes),
+                offline: ids(&p.offline_replicas),
+            })
+            .collect();
+        partitions.sort_by_key(|p| p.partition);
+        Ok(TopicDescription {
+            name: name.to_string(),
+            topic_id: t.topic_id.to_string(),
+            internal: t.is_internal,
+            partitions,
+        })
+    }
+
+    pub async fn describe_cluster(&mut self) -> Result<ClusterDescription, AdminError> {
+        let md = self.cluster.metadata(Some(&[])).await?;
+        let mut brokers: Vec<BrokerDescription> = md
+            .brokers
+            .iter()
+            .map(|b| BrokerDescription {
+                id: b.node_id.0,
+                host: b.host.to_string(),
+                port: b.port,
+                rack: b.rack.as_ref().map(|r| r.to_string()),
+            })
+            .collect();
+        brokers.sort_by_key(|b| b.id);
+        Ok(ClusterDescription {
+            cluster_id: md.cluster_id.as_ref().map(|c| c.to_string()),
+            controller_id: md.controller_id.0,
+            brokers,
+        })
+    }
+
+    /// A topic's configs, every one with its value and where it comes from.
+    pub async fn describe_configs(&mut self, topic: &str) -> Result<Vec<ConfigEntry>, AdminError> {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_configuration_keys(None),
+        ]);
+        let r = self.any_send(req, 4).await?;
+        let res = r
+            .results
+            .first()
+            .ok_or_else(|| AdminError::Decode("empty DescribeConfigs answer".into()))?;
+        check(
+            format!("topic '{topic}'"),
+            res.error_code,
+            res.error_message.as_deref(),
+        )?;
+        let mut out: Vec<ConfigEntry> = res
+            .configs
+            .iter()
+            .map(|c| ConfigEntry {
+                name: c.name.to_string(),
+                value: c.value.as_ref().map(|v| v.to_string()),
+                source: config_source(c.config_source),
+                read_only: c.read_only,
+                sensitive: c.is_sensitive,
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Sets or resets topic configs (IncrementalAlterConfigs); all or nothing.
+    pub async fn alter_configs(&mut self, topic: &str, ops: &[ConfigOp]) -> Result<(), AdminError> {
+        let configs = ops
+            .iter()
+            .map(|op| match op {
+                ConfigOp::Set(k, v) => AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_string(v.clone()))),
+                ConfigOp::Delete(k) => AlterableConfig::default()
+                    .with_name(StrBytes::from_string(k.clone()))
+                    .with_config_operation(1)
+                    .with_value(None),
+            })
+            .collect();
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_configs(configs),
+        ]);
+        let r = self.any_send(req, 1).await?;
+        let res = r
+            .responses
+            .first()
+            .ok_or_else(|| AdminError::Decode("empty IncrementalAlterConfigs answer".into()))?;
+        check(
+            format!("topic '{topic}'"),
+            res.error_code,
+            res.error_message.as_deref(),
+        )
+    }
+
+    /// Grows `topic` to `total` partitions.
+    pub async fn create_partitions(&mut self, topic: &str, total: i32) -> Result<(), AdminError> {
+        let req = CreatePartitionsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name(topic))
+                .with_count(total)
+                .with_assignments(None)]);
+        let r = self.any_send(req, 3).await?;
+        let res = r
+            .results
+            .first()
+            .ok_or_else(|| AdminError::Decode("empty CreatePartitions answer".into()))?;
+        check(
+            format!("topic '{topic}'"),
+            res.error_code,
+            res.error_message.as_deref(),
+        )
+    }
+
+    /// The offset ListOffsets finds at the partition's leader.
+    pub async fn list_offset(
+        &mut self,
+        tp: &TopicPartition,
+        spec: OffsetSpec,
+    ) -> Result<i64, AdminError> {
+        let ts = match spec {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(t) => t,
+        };
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(topic_name(&tp.topic))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_current_leader_epoch(-1)
+                    .with_timestamp(ts)])]);
+        let r = self.leader_send(tp, req, 7).await?;
+        let p = r
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| AdminError::Decode("empty ListOffsets answer".into()))?;
+        check(format!("partition {tp}"), p.error_code, None)?;
+        Ok(p.offset)
+    }
+
+    /// Deletes `tp`'s records before `offset` (-1: all); returns the new log start.
+    pub async fn delete_records(
+        &mut self,
+        tp: &TopicPartition,
+        offset: i64,
+    ) -> Result<i64, AdminError> {
+        let req = DeleteRecordsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(topic_name(&tp.topic))
+                .with_partitions(vec![DeleteRecordsPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_offset(offset)])]);
+        let r = self.leader_send(tp, req, 2).await?;
+        let p = r
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or_else(|| AdminError::Decode("empty DeleteRecords answer".into()))?;
+        check(format!("partition {tp}"), p.error_code, None)?;
+        Ok(p.low_watermark)
+    }
+
+    /// Every group any broker coordinates, sorted by id.
+    pub async fn list_groups(&mut self) -> Result<Vec<GroupListing>, AdminError> {
+        let md = self.cluster.metadata(Some(&[])).await?;
+        let mut all: BTreeMap<String, GroupListing> = BTreeMap::new();
+        for b in &md.brokers {
+            let conn = self.cluster.broker(b.node_id.0).await?;
+            let r = match conn.send(ListGroupsRequest::default(), 4).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.cluster.drop_broker(b.node_id.0);
+                    return Err(e.into());
+                }
+            };
+            check(format!("broker {}", b.node_id.0), r.error_code, None)?;
+            for g in r.groups {
+                all.insert(
+                    g.group_id.to_string(),
+                    GroupListing {
+                        group_id: g.group_id.to_string(),
+                        state: g.group_state.to_string(),
+                        protocol_type: g.protocol_type.to_string(),
+                    },
+                );
+            }
+        }
+        Ok(all.into_values().collect())
+    }
+
+    pub async fn describe_group(&mut self, group: &str) -> Result<GroupDescription, AdminError> {
+        let coordinator = self.coordinator(group).await?;
+        let req = DescribeGroupsRequest::default().with_groups(vec![group_id(group)]);
+        let r = self.send_to(coordinator, req, 5).await?;
+        let g = r
+            .groups
+            .first()
+            .ok_or_else(|| AdminError::Decode("empty DescribeGroups answer".into()))?;
+        check(
+            format!("group '{group}'"),
+            g.error_code,
+            g.error_message.as_deref(),
+        )?;
+        Ok(GroupDescription {
+            group_id: group.to_string(),
+            state: g.group_state.to_string(),
+            protocol_type: g.protocol_type.to_string(),
+            protocol: g.protocol_data.to_string(),
+            coordinator,
+            members: g
+                .members
+                .iter()
+                .map(|m| MemberDescription {
+                    member_id: m.member_id.to_string(),
+                    group_instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
+                    client_id: m.client_id.to_string(),
+                    host: m.client_host.to_string(),
+                    assignment: decode_assignment(&m.member_assignment).unwrap_or_default(),
+                })
+                .collect(),
+        })
+    }
+
+    /// The group's committed offsets, every partition it has one for.
+    pub async fn list_group_offsets(
+        &mut self,
+        group: &str,
+    ) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>, AdminError> {
+        let coordinator = self.coordinator(group).await?;
+        let req = OffsetFetchRequest::default()
+            .with_group_id(group_id(group))
+            .with_topics(None);
+        let r = self.send_to(coordinator, req, 7).await?;
+        check(format!("group '{group}'"), r.error_code, None)?;
+        let mut out = BTreeMap::new();
+        for t in &r.topics {
+            for p in &t.partitions {
+                if p.error_code == 0 && p.committed_offset >= 0 {
+                    out.insert(
+                        TopicPartition::new(t.name.as_str(), p.partition_index),
+                        OffsetAndMetadata {
+                            offset: p.committed_offset,
+                            metadata: p.metadata.as_ref().map(|m| m.to_string()),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Committed offset, log end and lag of every partition the group has committed.
+    pub async fn group_lag(&mut self, group: &str) -> Result<Vec<PartitionLag>, AdminError> {
+        let offsets = self.list_group_offsets(group).await?;
+        let mut out = Vec::new();
+        for (tp, om) in offsets {
+            let end = self.list_offset(&tp, OffsetSpec::Latest).await.ok();
+            out.push(PartitionLag {
+                lag: end.map(|e| (e - om.offset).max(0)),
+                tp,
+                committed: om.offset,
+                end,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Commits `offsets` for a group that has no active members (moving its position, as
+    /// `kafka-consumer-groups --reset-offsets --execute` does).
+    pub async fn alter_group_offsets(
+        &mut self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), AdminError> {
+        let coordinator = self.coordinator(group).await?;
+        let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+        for (tp, o) in offsets {
+            topics.entry(tp.topic.as_str()).or_default().push(
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_committed_offset(*o)
+                    .with_committed_leader_epoch(-1),
+            );
+        }
+        let req = OffsetCommitRequest::default()
+            .with_group_id(group_id(group))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, p)| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(topic_name(t))
+                            .with_partitions(p)
+                    })
+                    .collect(),
+            );
+        let r = self.send_to(coordinator, req, 8).await?;
+        for t in &r.topics {
+            for p in &t.partitions {
+                check(
+                    format!(
+                        "group '{group}' partition {}-{}",
+                        t.name.as_str(),
+                        p.partition_index
+                    ),
+                    p.error_code,
+                    None,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes groups that have no members (and their committed offsets).
+    pub async fn delete_group(&mut self, group: &str) -> Result<(), AdminError> {
+        let coordinator = self.coordinator(group).await?;
+        let req = DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)]);
+        let r = self.send_to(coordinator, req, 2).await?;
+        let res = r
+            .results
+            .first()
+            .ok_or_else(|| AdminError::Decode("empty DeleteGroups answer".into()))?;
+        check(format!("group '{group}'"), res.error_code, None)
+    }
+
+    async fn coordinator(&mut self, group: &str) -> Result<i32, AdminError> {
+        // Broker addresses first: the coordinator is one of them.
+        self.cluster.metadata(Some(&[])).await?;
+        match self.cluster.find_coordinator(group).await {
+            Ok(id) => Ok(id),
+            Err(FindCoordinatorError::Client(e)) => Err(e.into()),
+            Err(FindCoordinatorError::Broker(error)) => Err(AdminError::Broker {
+                what: format!("group '{group}'"),
+                error,
+            }),
+        }
+    }
+
+    async fn any_send<R: kafka_protocol::protocol::Request>(
+        &mut self,
+        req: R,
+        version: i16,
+    ) -> Result<R::Response, AdminError> {
+        let conn = self.cluster.any().await?;
+        match conn.send(req, version).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.cluster.reset();
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn send_to<R: kafka_protocol::protocol::Request>(
+        &mut self,
+        broker: i32,
+        req: R,
+        version: i16,
+    ) -> Result<R::Response, AdminError> {
+        let conn = self.cluster.broker(broker).await?;
+        match conn.send(req, version).await {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.cluster.drop_broker(broker);
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn leader_send<R: kafka_protocol::protocol::Request>(
+        &mut self,
+        tp: &TopicPartition,
+        req: R,
+        version: i16,
+    ) -> Result<R::Response, AdminError> {
+        let md = self.cluster.metadata(Some(&[tp.topic.as_str()])).await?;
+        if let Some(t) = md.topics.first() {
+            check(format!("topic '{}'", tp.topic), t.error_code, None)?;
+        }
+        let leader = self
+            .cluster
+            .leader(&tp.topic, tp.partition)
+            .ok_or_else(|| refused(format!("partition {tp}"), 3, Some("no such partition")))?
+            .leader;
+        if leader < 0 {
+            return Err(refused(
+                format!("partition {tp}"),
+                5,
+                Some("the partition has no leader"),
+            ));
+        }
+        self.send_to(leader, req, version).await
+    }
+}
