@@ -300,12 +300,16 @@ async fn maintain_isr(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
     }
 }
 
-/// Completes group joins at their deadlines and expires silent members.
+/// Completes group joins at their deadlines, expires silent members, and writes the group
+/// records that changes left pending.
 async fn tick_groups(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
-            _ = tick.tick() => broker.groups.tick(),
+            _ = tick.tick() => {
+                broker.groups.tick();
+                handlers::write_group_records(&broker);
+            }
             _ = shutdown.changed() => return,
         }
     }

@@ -346,3 +346,193 @@ fn ok_stderr(o: &Output) -> Vec<u8> {
     );
     o.stderr.clone()
 }
+
+#[test]
+fn group_consumers_files_alter_and_validate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(
+        &dir.path().join("data"),
+        &["--group-initial-rebalance-delay-ms", "0"],
+    )
+    .expect("start");
+    assert!(ok(&strom(
+        &broker,
+        &[
+            "topics",
+            "create",
+            "checked",
+            "--partitions",
+            "2",
+            "--validate-only"
+        ],
+        None
+    ))
+    .contains("would create topic checked (2 partitions"));
+    assert!(!ok(&strom(&broker, &["topics", "list"], None))
+        .lines()
+        .any(|l| l == "checked"));
+    ok(&strom(
+        &broker,
+        &["topics", "create", "files", "--partitions", "2"],
+        None,
+    ));
+
+    // A file with a progress bar, then a summary line.
+    let file = dir.path().join("lines.txt");
+    let lines: String = (0..1000)
+        .map(|i| format!("k{}|line-{i}\n", i % 10))
+        .collect();
+    std::fs::write(&file, &lines).expect("write");
+    let produced = strom(
+        &broker,
+        &[
+            "produce",
+            "files",
+            "--file",
+            file.to_str().expect("path"),
+            "--key-separator",
+            "|",
+            "--progress",
+            "always",
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&ok_stderr(&produced)).to_string();
+    assert!(
+        err.contains("100%") && err.contains("1000 records"),
+        "{err}"
+    );
+    assert!(err.contains("produced 1000 records to files"), "{err}");
+    let missing_file = strom(
+        &broker,
+        &["produce", "files", "--file", "/no/such/file"],
+        None,
+    );
+    fails(&missing_file, 1, "cannot read /no/such/file");
+
+    // --offset -N: the last N of each partition.
+    let tail = ok(&strom(
+        &broker,
+        &["consume", "files", "--offset", "-3", "--format", "%p %o\\n"],
+        None,
+    ));
+    assert_eq!(tail.lines().count(), 6, "{tail}");
+
+    // Two group consumers in turn: the first reads 600 and commits them, the second (same
+    // group) reads the other 400 and nothing twice.
+    let first = ok(&strom(
+        &broker,
+        &[
+            "consume",
+            "files",
+            "--group",
+            "readers",
+            "--from-beginning",
+            "--count",
+            "600",
+        ],
+        None,
+    ));
+    assert_eq!(first.lines().count(), 600);
+    let rest = ok(&strom(
+        &broker,
+        &["consume", "files", "--group", "readers", "--from-beginning"],
+        None,
+    ));
+    assert_eq!(
+        rest.lines().count(),
+        400,
+        "resumes at the committed offsets"
+    );
+    let mut all: Vec<&str> = first.lines().chain(rest.lines()).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 1000, "every line exactly once across the two");
+    let described = ok(&strom(&broker, &["groups", "describe", "readers"], None));
+    assert!(
+        described.starts_with("group readers state Empty"),
+        "{described}"
+    );
+    assert!(
+        described.lines().filter(|l| l.ends_with("lag 0")).count() == 2,
+        "{described}"
+    );
+    assert!(ok(&strom(&broker, &["groups", "delete", "readers"], None))
+        .contains("deleted group readers"));
+    assert!(!ok(&strom(&broker, &["groups", "list"], None))
+        .lines()
+        .any(|l| l.starts_with("readers ")));
+
+    // Alter: set, reset, grow.
+    assert!(ok(&strom(
+        &broker,
+        &[
+            "topics",
+            "alter",
+            "files",
+            "--set",
+            "retention.ms=120000",
+            "--partitions",
+            "3"
+        ],
+        None
+    ))
+    .contains("now has 3 partitions"));
+    let d = ok(&strom(&broker, &["topics", "describe", "files"], None));
+    assert!(d.contains("config retention.ms=120000"), "{d}");
+    assert_eq!(d.lines().filter(|l| l.contains("partition ")).count(), 3);
+    ok(&strom(
+        &broker,
+        &["topics", "alter", "files", "--delete", "retention.ms"],
+        None,
+    ));
+    assert!(!ok(&strom(&broker, &["topics", "describe", "files"], None))
+        .contains("config retention.ms"));
+    fails(
+        &strom(
+            &broker,
+            &["topics", "alter", "files", "--partitions", "1"],
+            None,
+        ),
+        1,
+        "INVALID_PARTITIONS",
+    );
+    fails(
+        &strom(&broker, &["topics", "alter", "files"], None),
+        1,
+        "say what to change",
+    );
+
+    // The cluster and internal topics.
+    let cluster = ok(&strom(&broker, &["cluster"], None));
+    assert!(cluster.contains("controller "), "{cluster}");
+    assert!(cluster.contains("  files leaders 0:1 1:1 2:1"), "{cluster}");
+    assert!(ok(&strom(&broker, &["topics", "list", "--internal"], None))
+        .lines()
+        .any(|l| l == "__consumer_offsets"));
+
+    // Bad combinations.
+    fails(
+        &strom(
+            &broker,
+            &["consume", "files", "--group", "g", "--partition", "0"],
+            None,
+        ),
+        2,
+        "cannot be used with",
+    );
+    fails(
+        &strom(
+            &broker,
+            &["consume", "files", "--group", "g", "--offset", "5"],
+            None,
+        ),
+        1,
+        "with --group",
+    );
+    fails(
+        &strom(&broker, &["consume", "files", "--partition", "7"], None),
+        1,
+        "partition 7 of 'files' does not exist",
+    );
+}

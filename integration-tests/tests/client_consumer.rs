@@ -310,6 +310,8 @@ struct Seen {
     assignment: BTreeSet<TopicPartition>,
     events: Vec<(String, Vec<TopicPartition>)>,
     values: Vec<String>,
+    /// The group generation after the last poll.
+    generation: Option<i32>,
 }
 
 #[derive(Clone)]
@@ -375,6 +377,7 @@ fn member(config: ConsumerConfig, topic: &'static str) -> Member {
                 _ => {}
             }
             let records = c.poll(Duration::from_millis(100)).await.expect("poll");
+            recorder.0.lock().expect("lock").generation = c.generation();
             if !records.is_empty() {
                 recorder
                     .0
@@ -629,4 +632,116 @@ async fn a_consumer_reads_on_across_a_leader_kill() {
         (0..100).map(|i| format!("b-{i}")).collect::<Vec<_>>()
     );
     assert_eq!(second.first().map(|r| r.offset), Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_failover_keeps_the_generation_assignment_and_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = Cluster::start(
+        dir.path(),
+        3,
+        3,
+        &["--broker-session-timeout-ms", "1500"],
+        &[
+            "--broker-heartbeat-interval-ms",
+            "250",
+            "--group-initial-rebalance-delay-ms",
+            "0",
+        ],
+    )
+    .expect("cluster");
+    let brokers: Vec<SocketAddr> = c.brokers.iter().map(|b| b.kafka).collect();
+    let bootstrap = brokers
+        .iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    create_topic(brokers[0], "coord", 2, 3).await;
+    let mut cfg = config(&bootstrap, Some("g-coord"));
+    cfg.session_timeout = Duration::from_secs(15);
+    let m = member(cfg, "coord");
+    wait_balanced(&[&m], &[2], 2, Duration::from_secs(60)).await;
+    produce(&bootstrap, "coord", "a", 100).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while m.seen.lock().expect("lock").values.len() < 100 {
+        assert!(Instant::now() < deadline, "the first 100 records");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let generation = m.seen.lock().expect("lock").generation.expect("joined");
+    let events_before = m.events().len();
+
+    // Kill the coordinator: the broker leading the group's __consumer_offsets partition.
+    let mut admin = strom_client::admin::Admin::new(&bootstrap);
+    let before = admin.describe_group("g-coord").await.expect("describe");
+    let coordinator = before.coordinator;
+    assert_eq!(before.members.len(), 1);
+    let port = port_of(&mut admin, coordinator).await;
+    let i = c
+        .brokers
+        .iter()
+        .position(|b| b.kafka.port() == port)
+        .expect("the coordinator is one of ours");
+    c.brokers[i].kill9().expect("kill");
+    let live: String = brokers
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, b)| b.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+
+    // Another broker coordinates the group now, at the same generation, from the records.
+    let mut admin = strom_client::admin::Admin::new(&live);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        if let Ok(d) = admin.describe_group("g-coord").await {
+            if d.coordinator != coordinator && d.state == "Stable" {
+                break d;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new coordinator took the group over"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(after.members.len(), 1);
+    assert_eq!(after.members[0].member_id, before.members[0].member_id);
+    assert_eq!(after.members[0].assignment.len(), 2);
+    let committed = admin.list_group_offsets("g-coord").await.expect("offsets");
+    assert_eq!(
+        committed.values().map(|o| o.offset).sum::<i64>(),
+        100,
+        "{committed:?}"
+    );
+
+    // The member goes on reading through the new leaders, never rebalancing.
+    produce(&live, "coord", "b", 50).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while m.seen.lock().expect("lock").values.len() < 150 {
+        assert!(Instant::now() < deadline, "the 50 records after the kill");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(m.seen.lock().expect("lock").generation, Some(generation));
+    assert_eq!(
+        m.events().len(),
+        events_before,
+        "no revocation or assignment: {:?}",
+        m.events()
+    );
+    m.stop.send(CLOSE).expect("stop");
+    m.task.await.expect("member");
+}
+
+/// The Kafka port of broker `id`, from the cluster's metadata.
+async fn port_of(admin: &mut strom_client::admin::Admin, id: i32) -> u16 {
+    admin
+        .describe_cluster()
+        .await
+        .expect("cluster")
+        .brokers
+        .iter()
+        .find(|b| b.id == id)
+        .map(|b| b.port as u16)
+        .expect("broker")
 }

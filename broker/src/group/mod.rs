@@ -10,11 +10,15 @@
 //! The broker does not assign partitions: it picks a protocol every member supports and hands
 //! out the assignment the leader member computed. A JoinGroup or SyncGroup that must wait gets
 //! a oneshot receiver; a 100 ms tick completes joins at their deadline and expires members
-//! whose session lapsed. Committed offsets are records in `__consumer_offsets` (partition
-//! `hash(group) % 50`, like Kafka), written through the normal log and reloaded from it.
+//! whose session lapsed. Committed offsets and each group's membership at its last stable
+//! generation are records in `__consumer_offsets` (partition `hash(group) % 50`, like
+//! Kafka), written through the normal log, replicated like any data, and reloaded from it by
+//! the broker that becomes the partition's leader ([`record`] has the format).
 
 mod offsets;
+mod record;
 mod state;
 
 pub use offsets::{offsets_partition, Committed, Loaded, OFFSETS_PARTITIONS, OFFSETS_TOPIC};
+pub use record::GroupRecord;
 pub use state::{GroupCoordinator, GroupDescription, JoinOutcome, JoinRequest, Reply, SyncOutcome};

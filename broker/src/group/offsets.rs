@@ -1,6 +1,7 @@
-//! Committed offsets, stored as records in `__consumer_offsets` and cached in memory.
+//! Committed offsets and group metadata, stored as records in `__consumer_offsets` and
+//! cached in memory.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use strom_client::records;
 use tracing::info;
 
+use super::record::{self, GroupRecord};
 use super::state::GroupCoordinator;
 use crate::error::LogError;
 use crate::log::{batch, PartitionLog, ReadLimit};
@@ -137,6 +139,29 @@ impl GroupCoordinator {
         Ok(info.last_offset + 1)
     }
 
+    /// Appends `group`'s metadata record (None: its tombstone) to its `__consumer_offsets`
+    /// partition. Returns the log end after the write.
+    pub fn write_group(
+        &self,
+        log: &PartitionLog,
+        group: &str,
+        record: Option<&GroupRecord>,
+    ) -> Result<i64, LogError> {
+        let batch = vec![records::record(
+            0,
+            Some(Bytes::from(record::group_key(group))),
+            record.map(|r| Bytes::from(record::encode(r))),
+            records::now_ms(),
+        )];
+        let bytes = records::encode(&batch, records::Compression::None).map_err(|e| {
+            LogError::InvalidRecord {
+                reason: e.to_string(),
+            }
+        })?;
+        let info = log.append(&batch::parse_batches(&bytes, usize::MAX)?)?;
+        Ok(info.last_offset + 1)
+    }
+
     pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
         self.offsets
             .lock()
@@ -183,6 +208,7 @@ impl GroupCoordinator {
         }
         let mut from = log.state().log_start_offset;
         let mut n = 0usize;
+        let mut groups: HashMap<String, Option<GroupRecord>> = HashMap::new();
         loop {
             // To the log end: a new leader's high watermark may trail commits the old leader
             // already acknowledged.
@@ -199,6 +225,12 @@ impl GroupCoordinator {
             let mut offsets = self.offsets.lock();
             for rec in sets.into_iter().flat_map(|s| s.records) {
                 from = rec.offset + 1;
+                if let Some(group) = rec.key.as_deref().and_then(record::parse_group_key) {
+                    // The latest record of a group wins; a tombstone forgets it.
+                    groups.insert(group, rec.value.as_deref().and_then(record::decode));
+                    n += 1;
+                    continue;
+                }
                 let Some((key, _)) = rec.key.as_ref().and_then(|k| {
                     bincode::serde::decode_from_slice::<OffsetKey, _>(
                         k,
@@ -226,8 +258,20 @@ impl GroupCoordinator {
                 n += 1;
             }
         }
+        let mut restored = 0usize;
+        for (group, rec) in groups {
+            if let Some(rec) = rec {
+                self.restore(&group, rec);
+                restored += 1;
+            }
+        }
         loaded.0.lock().insert(index);
-        info!(partition = index, records = n, "group offsets loaded");
+        info!(
+            partition = index,
+            records = n,
+            groups = restored,
+            "group offsets and metadata loaded"
+        );
         Ok(())
     }
 }

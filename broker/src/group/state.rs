@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::offsets::Committed;
+use super::record::{GroupRecord, MemberRecord};
 
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const ILLEGAL_GENERATION: i16 = 22;
@@ -87,6 +88,12 @@ struct Group {
     join_deadline: Instant,
     /// A group formed from Empty waits the initial delay even when everyone has joined.
     initial_join: bool,
+    /// The leader's assignment is being written to `__consumer_offsets`; members get it once
+    /// that write is replicated ([`GroupCoordinator::stored`]).
+    storing: bool,
+    /// Changed in a way `__consumer_offsets` must record (it became empty, a static member
+    /// took its place back): written by the next [`GroupCoordinator::take_records`].
+    dirty: bool,
 }
 
 impl Group {
@@ -110,7 +117,73 @@ impl Group {
             pending: HashSet::new(),
             join_deadline: Instant::now(),
             initial_join: false,
+            storing: false,
+            dirty: false,
         }
+    }
+
+    /// What `__consumer_offsets` keeps of this group: its last stable (or empty) generation.
+    fn record(&self) -> GroupRecord {
+        let mut members: Vec<(&String, &Member)> = self.members.iter().collect();
+        members.sort_by_key(|(_, m)| m.joined_at);
+        GroupRecord {
+            protocol_type: self.protocol_type.clone(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+            leader: self.leader.clone(),
+            members: members
+                .into_iter()
+                .map(|(id, m)| MemberRecord {
+                    member_id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    host: m.host.clone(),
+                    session_timeout_ms: m.session_timeout.as_millis() as u64,
+                    rebalance_timeout_ms: m.rebalance_timeout.as_millis() as u64,
+                    subscription: self.metadata_of(m).to_vec(),
+                    assignment: m.assignment.to_vec(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A group as a new coordinator loads it: Stable with its members (each with a fresh
+    /// session), or Empty.
+    fn from_record(r: GroupRecord, now: Instant) -> Self {
+        let mut g = Group::new();
+        g.generation = r.generation;
+        g.protocol_type = r.protocol_type;
+        g.protocol = r.protocol.clone();
+        g.leader = r.leader;
+        for (i, m) in r.members.into_iter().enumerate() {
+            g.members.insert(
+                m.member_id,
+                Member {
+                    // Join order survives: the longest-standing member still leads.
+                    joined_at: now + Duration::from_micros(i as u64),
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    host: m.host,
+                    session_timeout: Duration::from_millis(m.session_timeout_ms),
+                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms),
+                    protocols: r
+                        .protocol
+                        .clone()
+                        .map(|p| vec![(p, Bytes::from(m.subscription))])
+                        .unwrap_or_default(),
+                    assignment: Bytes::from(m.assignment),
+                    last_heartbeat: now,
+                    join_waiter: None,
+                    sync_waiter: None,
+                },
+            );
+        }
+        g.state = if g.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
+        g
     }
 }
 
@@ -132,6 +205,8 @@ pub type GroupOffsets = BTreeMap<(String, i32), Committed>;
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Group>>,
     pub(super) offsets: Mutex<HashMap<String, GroupOffsets>>,
+    /// Deleted groups whose metadata record still needs its tombstone.
+    tombstones: Mutex<Vec<String>>,
     initial_delay: Duration,
 }
 
@@ -160,6 +235,7 @@ impl GroupCoordinator {
         Self {
             groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(HashMap::new()),
+            tombstones: Mutex::new(Vec::new()),
             initial_delay,
         }
     }
@@ -215,6 +291,7 @@ impl GroupCoordinator {
                     }
                     info!(group = %req.group_id, %instance, member = %new_id, "static member rejoined");
                     member_id = new_id;
+                    g.dirty = true;
                 }
                 _ => {}
             }
@@ -329,33 +406,109 @@ impl GroupCoordinator {
                     m.sync_waiter = Some(tx);
                     m.last_heartbeat = Instant::now();
                 }
-                if g.leader.as_deref() == Some(member_id) {
+                if g.leader.as_deref() == Some(member_id) && !g.storing {
+                    // The leader's assignment: made durable first (take_store, then stored),
+                    // handed out after.
                     let given: HashMap<String, Bytes> = assignments.into_iter().collect();
                     for (id, m) in g.members.iter_mut() {
                         m.assignment = given.get(id).cloned().unwrap_or_default();
                     }
-                    g.state = GroupState::Stable;
-                    info!(
-                        group = group_id,
-                        generation = g.generation,
-                        members = g.members.len(),
-                        "group stable"
-                    );
-                    let (pt, pn) = (g.protocol_type.clone(), g.protocol.clone());
-                    for m in g.members.values_mut() {
-                        if let Some(w) = m.sync_waiter.take() {
-                            let _ = w.send(SyncOutcome {
-                                error: 0,
-                                protocol_type: pt.clone(),
-                                protocol_name: pn.clone(),
-                                assignment: m.assignment.clone(),
-                            });
-                        }
-                    }
+                    g.storing = true;
                 }
                 Reply::Later(rx)
             }
         }
+    }
+
+    /// After the leader's SyncGroup: the group record to write to `__consumer_offsets` and
+    /// the generation it is for. Taken once; the caller reports with [`Self::stored`].
+    pub fn take_store(&self, group_id: &str) -> Option<(i32, GroupRecord)> {
+        let groups = self.groups.lock();
+        let g = groups.get(group_id)?;
+        (g.state == GroupState::CompletingRebalance && g.storing)
+            .then(|| (g.generation, g.record()))
+    }
+
+    /// The group record of `generation` was written and replicated (`ok`), or could not be:
+    /// members get their assignments and the group is Stable, or they get `error` and the
+    /// group rebalances.
+    pub fn stored(&self, group_id: &str, generation: i32, ok: bool, error: i16) {
+        let mut groups = self.groups.lock();
+        let Some(g) = groups.get_mut(group_id) else {
+            return;
+        };
+        if g.generation != generation || g.state != GroupState::CompletingRebalance || !g.storing {
+            return;
+        }
+        g.storing = false;
+        if ok {
+            g.state = GroupState::Stable;
+            info!(
+                group = group_id,
+                generation = g.generation,
+                members = g.members.len(),
+                "group stable"
+            );
+        } else {
+            warn!(
+                group = group_id,
+                generation, "the group's assignment could not be stored"
+            );
+            for m in g.members.values_mut() {
+                m.assignment = Bytes::new();
+            }
+        }
+        let (pt, pn) = (g.protocol_type.clone(), g.protocol.clone());
+        for m in g.members.values_mut() {
+            if let Some(w) = m.sync_waiter.take() {
+                let _ = w.send(SyncOutcome {
+                    error: if ok { 0 } else { error },
+                    protocol_type: pt.clone(),
+                    protocol_name: pn.clone(),
+                    assignment: m.assignment.clone(),
+                });
+            }
+        }
+        if !ok {
+            prepare_rebalance(g, Instant::now());
+        }
+    }
+
+    /// Group records to write now: every group marked dirty that is Stable or Empty (one in
+    /// the middle of a rebalance is written when it completes), and tombstones of deleted
+    /// groups (None).
+    pub fn take_records(&self) -> Vec<(String, Option<GroupRecord>)> {
+        let mut out: Vec<(String, Option<GroupRecord>)> = self
+            .tombstones
+            .lock()
+            .drain(..)
+            .map(|g| (g, None))
+            .collect();
+        for (id, g) in self.groups.lock().iter_mut() {
+            if g.dirty && matches!(g.state, GroupState::Stable | GroupState::Empty) && !g.storing {
+                g.dirty = false;
+                out.push((id.clone(), Some(g.record())));
+            }
+        }
+        out
+    }
+
+    /// A group as `__consumer_offsets` recorded it, taken over by this coordinator (unless it
+    /// already knows the group).
+    pub fn restore(&self, group_id: &str, record: GroupRecord) {
+        let mut groups = self.groups.lock();
+        if groups.contains_key(group_id) {
+            return;
+        }
+        let g = Group::from_record(record, Instant::now());
+        info!(
+            group = group_id,
+            generation = g.generation,
+            members = g.members.len(),
+            state = g.state.name(),
+            "group loaded"
+        );
+        groups.insert(group_id.to_string(), g);
     }
 
     pub fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
@@ -493,6 +646,7 @@ impl GroupCoordinator {
     /// Drops the membership state of every group `which` names (their coordinator moved).
     pub fn forget_groups(&self, which: impl Fn(&str) -> bool) {
         self.groups.lock().retain(|id, _| !which(id));
+        self.tombstones.lock().retain(|id| !which(id));
     }
 
     /// Forgets an empty group's membership state. NON_EMPTY_GROUP (68) while it has members,
@@ -500,7 +654,7 @@ impl GroupCoordinator {
     pub fn remove_group(&self, group_id: &str) -> i16 {
         let mut groups = self.groups.lock();
         let has_offsets = self.offsets.lock().contains_key(group_id);
-        match groups.get(group_id) {
+        let code = match groups.get(group_id) {
             Some(g) if !g.members.is_empty() => 68,
             Some(_) => {
                 groups.remove(group_id);
@@ -508,7 +662,11 @@ impl GroupCoordinator {
             }
             None if has_offsets => 0,
             None => 69,
+        };
+        if code == 0 {
+            self.tombstones.lock().push(group_id.to_string());
         }
+        code
     }
 
     /// Whether a member of the group currently has `topic` assigned (decoded from the
@@ -609,6 +767,7 @@ fn prepare_rebalance(g: &mut Group, now: Instant) {
     g.state = GroupState::PreparingRebalance;
     g.join_deadline = now + timeout;
     g.initial_join = false;
+    g.storing = false;
     for m in g.members.values_mut() {
         if let Some(w) = m.sync_waiter.take() {
             let _ = w.send(SyncOutcome {
@@ -625,6 +784,8 @@ fn after_removal(id: &str, g: &mut Group, now: Instant) {
         g.generation += 1;
         g.leader = None;
         g.protocol = None;
+        g.storing = false;
+        g.dirty = true;
         return;
     }
     match g.state {
@@ -657,9 +818,12 @@ fn maybe_complete_join(id: &str, g: &mut Group, now: Instant) {
     }
     g.generation += 1;
     g.initial_join = false;
+    g.storing = false;
     if g.members.is_empty() {
         g.state = GroupState::Empty;
         g.leader = None;
+        g.protocol = None;
+        g.dirty = true;
         return;
     }
     let leader = match &g.leader {
@@ -719,197 +883,5 @@ fn complete_join_for(g: &mut Group, member_id: &str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A JoinGroup of a consumer using "range", dynamic unless `instance` is given.
-    fn request(group: &str, member: &str, instance: Option<&str>) -> JoinRequest {
-        JoinRequest {
-            group_id: group.into(),
-            member_id: member.into(),
-            instance_id: instance.map(Into::into),
-            client_id: "c".into(),
-            host: "h".into(),
-            session_timeout: Duration::from_secs(10),
-            rebalance_timeout: Duration::from_secs(10),
-            protocol_type: "consumer".into(),
-            protocols: vec![("range".into(), Bytes::from_static(b"m"))],
-            // Static members (and pre-v4 clients) join without the MEMBER_ID_REQUIRED step.
-            require_known_member_id: instance.is_none(),
-        }
-    }
-
-    fn join(c: &GroupCoordinator, member: &str) -> Reply<JoinOutcome> {
-        c.join(request("g", member, None))
-    }
-
-    fn now<T>(r: Reply<T>) -> T {
-        match r {
-            Reply::Now(v) => v,
-            Reply::Later(mut rx) => rx.try_recv().expect("answered"),
-        }
-    }
-
-    #[test]
-    fn two_members_form_a_stable_group() {
-        // A new group waits its initial delay for more members before the first rebalance.
-        let c = GroupCoordinator::new(Duration::from_secs(3));
-        let a = now(join(&c, "")).member_id;
-        let b = now(join(&c, "")).member_id;
-        let mut ra = match join(&c, &a) {
-            Reply::Later(rx) => rx,
-            Reply::Now(o) => panic!("answered before the delay: {o:?}"),
-        };
-        let rb = join(&c, &b);
-        c.tick();
-        assert!(ra.try_recv().is_err(), "still within the initial delay");
-        c.tick_at(Instant::now() + Duration::from_secs(4));
-        let ra = Reply::Now(ra.try_recv().expect("joined at the deadline"));
-        let (ja, jb) = (now(ra), now(rb));
-        assert_eq!((ja.error, jb.error), (0, 0));
-        assert_eq!(ja.generation, jb.generation);
-        let leader = ja.leader.clone();
-        let (lead, follow) = if leader == a {
-            (a.clone(), b.clone())
-        } else {
-            (b.clone(), a.clone())
-        };
-        let lj = if leader == a { &ja } else { &jb };
-        assert_eq!(lj.members.len(), 2, "the leader sees every member");
-        let follower_sync = c.sync("g", ja.generation, &follow, vec![]);
-        let leader_sync = c.sync(
-            "g",
-            ja.generation,
-            &lead,
-            vec![
-                (lead.clone(), Bytes::from_static(b"p0")),
-                (follow.clone(), Bytes::from_static(b"p1")),
-            ],
-        );
-        assert_eq!(now(leader_sync).assignment, Bytes::from_static(b"p0"));
-        assert_eq!(now(follower_sync).assignment, Bytes::from_static(b"p1"));
-        assert_eq!(c.heartbeat("g", ja.generation, &a), 0);
-        assert_eq!(c.heartbeat("g", ja.generation - 1, &a), ILLEGAL_GENERATION);
-        assert_eq!(c.heartbeat("g", ja.generation, "nobody"), UNKNOWN_MEMBER_ID);
-        // A member leaves: the other is told to rebalance.
-        assert_eq!(c.leave("g", std::slice::from_ref(&b)), vec![0]);
-        assert_eq!(c.heartbeat("g", ja.generation, &a), REBALANCE_IN_PROGRESS);
-        let again = now(join(&c, &a));
-        assert_eq!(again.generation, ja.generation + 1);
-        assert_eq!(again.leader, a);
-    }
-
-    #[test]
-    fn a_restarted_static_member_takes_its_place_back_without_a_rebalance() {
-        let c = GroupCoordinator::new(Duration::ZERO);
-        let static_join = |member: &str| c.join(request("s", member, Some("instance-1")));
-        let leader = now(join_group(&c, "s", "")).member_id;
-        let leader_join = now(join_group(&c, "s", &leader));
-        assert_eq!(leader_join.error, 0);
-        // The new member's join starts a rebalance; it completes when the leader rejoins.
-        let pending = static_join("");
-        let lj = now(join_group(&c, "s", &leader));
-        let first = now(pending);
-        assert_eq!(first.error, 0);
-        let gen = lj.generation;
-        assert_eq!(first.generation, gen);
-        now(c.sync(
-            "s",
-            gen,
-            &leader,
-            vec![(first.member_id.clone(), Bytes::from_static(b"a1"))],
-        ));
-        // The static member restarts: a new member id, no new generation, same assignment.
-        let again = now(static_join(""));
-        assert_eq!(again.error, 0);
-        assert_ne!(again.member_id, first.member_id);
-        assert_eq!(again.generation, gen, "no rebalance");
-        assert_eq!(
-            now(c.sync("s", gen, &again.member_id, vec![])).assignment,
-            Bytes::from_static(b"a1")
-        );
-        // The old incarnation is fenced.
-        assert_eq!(now(static_join(&first.member_id)).error, FENCED_INSTANCE_ID);
-    }
-
-    #[test]
-    fn silent_members_expire_and_laggards_miss_the_rebalance() {
-        let c = GroupCoordinator::new(Duration::ZERO);
-        let t0 = Instant::now();
-        let state = |c: &GroupCoordinator| c.describe("g").map(|d| d.state);
-        let a = now(join(&c, "")).member_id;
-        let first = now(join(&c, &a));
-        // B has a shorter session (5 s) than A (10 s).
-        let short = |member: &str| JoinRequest {
-            session_timeout: Duration::from_secs(5),
-            ..request("g", member, None)
-        };
-        let b = now(c.join(short(""))).member_id;
-        // B's join starts a rebalance that completes when A rejoins.
-        let pending_b = c.join(short(&b));
-        let ja = now(join(&c, &a));
-        let jb = now(pending_b);
-        assert_eq!(ja.generation, first.generation + 1);
-        assert_eq!(state(&c), Some("CompletingRebalance"));
-        now(c.sync("g", ja.generation, &ja.leader, vec![]));
-        assert_eq!(state(&c), Some("Stable"));
-        // B falls silent past its session timeout: it is removed, a rebalance starts.
-        assert_eq!(c.heartbeat("g", jb.generation, &a), 0);
-        c.tick_at(t0 + Duration::from_secs(7));
-        assert_eq!(state(&c), Some("PreparingRebalance"));
-        assert_eq!(c.heartbeat("g", jb.generation, &b), UNKNOWN_MEMBER_ID);
-        assert_eq!(c.heartbeat("g", ja.generation, &a), REBALANCE_IN_PROGRESS);
-        // A neither rejoins within the rebalance timeout (max.poll.interval.ms, 10 s) nor
-        // heartbeats: when the join phase ends it is out too, and the group is empty.
-        c.tick_at(t0 + Duration::from_secs(30));
-        assert_eq!(state(&c), Some("Empty"));
-        assert_eq!(c.heartbeat("g", ja.generation, &a), UNKNOWN_MEMBER_ID);
-    }
-
-    fn join_group(c: &GroupCoordinator, group: &str, member: &str) -> Reply<JoinOutcome> {
-        c.join(request(group, member, None))
-    }
-
-    #[test]
-    fn stale_commits_are_fenced() {
-        let c = GroupCoordinator::new(Duration::ZERO);
-        assert_eq!(
-            c.validate_commit("g", -1, "", None),
-            0,
-            "standalone commits to no group"
-        );
-        assert_eq!(c.validate_commit("g", 3, "m", None), ILLEGAL_GENERATION);
-        let a = now(join(&c, "")).member_id;
-        let j = now(join(&c, &a));
-        // Joined, not yet synced: the leader's assignment is awaited.
-        assert_eq!(
-            c.validate_commit("g", j.generation, &a, None),
-            REBALANCE_IN_PROGRESS
-        );
-        now(c.sync(
-            "g",
-            j.generation,
-            &a,
-            vec![(a.clone(), Bytes::from_static(b"p"))],
-        ));
-        assert_eq!(c.validate_commit("g", j.generation, &a, None), 0);
-        assert_eq!(
-            c.validate_commit("g", j.generation + 5, &a, None),
-            ILLEGAL_GENERATION
-        );
-        assert_eq!(
-            c.validate_commit("g", -1, "", None),
-            UNKNOWN_MEMBER_ID,
-            "only members commit to a group with members"
-        );
-        assert_eq!(
-            c.validate_commit("g", j.generation, "made-up", None),
-            UNKNOWN_MEMBER_ID
-        );
-        assert_eq!(now(join(&c, "made-up")).error, UNKNOWN_MEMBER_ID);
-        // A second member joining starts a rebalance: the current generation still commits.
-        let b = now(join(&c, "")).member_id;
-        let _pending = c.join(request("g", &b, None));
-        assert_eq!(c.validate_commit("g", j.generation, &a, None), 0);
-    }
-}
+#[path = "state_tests.rs"]
+mod tests;

@@ -183,11 +183,13 @@ pub async fn join(
 }
 
 pub async fn sync(broker: &Broker, req: SyncGroupRequest, _version: i16) -> SyncGroupResponse {
-    if let Err(code) = coordinator_log(broker, req.group_id.as_str()) {
-        return SyncGroupResponse::default().with_error_code(code);
-    }
+    let group = req.group_id.as_str();
+    let log = match coordinator_log(broker, group) {
+        Ok(log) => log,
+        Err(code) => return SyncGroupResponse::default().with_error_code(code),
+    };
     let reply = broker.groups.sync(
-        req.group_id.as_str(),
+        group,
         req.generation_id,
         req.member_id.as_str(),
         req.assignments
@@ -195,6 +197,27 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest, _version: i16) -> Sync
             .map(|a| (a.member_id.to_string(), a.assignment.clone()))
             .collect(),
     );
+    // The leader's assignment: durable in __consumer_offsets (replicated as an acks=all
+    // produce is) before any member gets it, so a new coordinator knows this generation.
+    if let Some((generation, record)) = broker.groups.take_store(group) {
+        let stored = match broker.groups.write_group(&log, group, Some(&record)) {
+            Ok(end) => super::produce::replicated(&log, end, 1, Duration::from_secs(5))
+                .await
+                .map_err(|(e, _)| e),
+            Err(_) => Err(ResponseError::CoordinatorNotAvailable),
+        };
+        match stored {
+            Ok(()) => broker.groups.stored(group, generation, true, 0),
+            Err(e) => {
+                warn!(group, generation, error = ?e, "storing the group's assignment failed");
+                let code = match e {
+                    ResponseError::NotLeaderOrFollower => NOT_COORDINATOR,
+                    _ => COORDINATOR_NOT_AVAILABLE,
+                };
+                broker.groups.stored(group, generation, false, code);
+            }
+        }
+    }
     let outcome = match reply {
         Reply::Now(o) => o,
         Reply::Later(rx) => rx.await.unwrap_or_default(),
@@ -493,6 +516,21 @@ pub fn describe_groups(
             })
             .collect(),
     )
+}
+
+/// Writes the group records the coordinator has pending (groups that became empty, static
+/// members back in their place, tombstones of deleted groups) to their `__consumer_offsets`
+/// partitions. Run by the broker's group tick; records of groups this broker no longer
+/// coordinates are dropped (their new coordinator has its own view).
+pub fn write_group_records(broker: &Broker) {
+    for (group, record) in broker.groups.take_records() {
+        let Ok(log) = coordinator_log(broker, &group) else {
+            continue;
+        };
+        if let Err(e) = broker.groups.write_group(&log, &group, record.as_ref()) {
+            warn!(group, error = %e, "could not write the group's record");
+        }
+    }
 }
 
 pub fn delete_groups(

@@ -15,6 +15,8 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
 
+pub use groups::write_group_records;
+
 use std::sync::Arc;
 
 use bytes::Bytes;

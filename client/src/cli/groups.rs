@@ -1,0 +1,141 @@
+//! `strom groups list|describe|reset-offsets|delete`, like kafka-consumer-groups.sh.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use super::{CliError, GroupsCommand};
+use crate::admin::{Admin, OffsetSpec};
+use crate::TopicPartition;
+
+/// Where reset-offsets moves a group: an explicit offset, or one ListOffsets finds.
+#[derive(Clone, Copy)]
+enum To {
+    Offset(i64),
+    Find(OffsetSpec),
+}
+
+pub async fn run(bootstrap: &str, cmd: GroupsCommand) -> Result<(), CliError> {
+    let mut admin = Admin::new(bootstrap);
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        GroupsCommand::List => {
+            for g in admin.list_groups().await? {
+                let _ = writeln!(out, "{} {}", g.group_id, g.state);
+            }
+        }
+        GroupsCommand::Describe { group } => {
+            let g = admin.describe_group(&group).await?;
+            let _ = writeln!(
+                out,
+                "group {group} state {} protocol {} members {} coordinator {}",
+                g.state,
+                if g.protocol.is_empty() {
+                    "-"
+                } else {
+                    &g.protocol
+                },
+                g.members.len(),
+                g.coordinator
+            );
+            for m in &g.members {
+                let _ = writeln!(
+                    out,
+                    "  member {}{} client {} host {} assignment {}",
+                    m.member_id,
+                    m.group_instance_id
+                        .as_deref()
+                        .map(|i| format!(" instance {i}"))
+                        .unwrap_or_default(),
+                    m.client_id,
+                    m.host,
+                    describe_assignment(&m.assignment)
+                );
+            }
+            for l in admin.group_lag(&group).await? {
+                let _ = writeln!(
+                    out,
+                    "  {} {} committed {} end {} lag {}",
+                    l.tp.topic,
+                    l.tp.partition,
+                    l.committed,
+                    l.end.map_or("?".into(), |e| e.to_string()),
+                    l.lag.map_or("?".into(), |e| e.to_string())
+                );
+            }
+        }
+        GroupsCommand::ResetOffsets {
+            group,
+            topic,
+            to_earliest,
+            to_latest,
+            to_offset,
+            execute,
+        } => {
+            let to = match (to_earliest, to_latest, to_offset) {
+                (true, _, _) => To::Find(OffsetSpec::Earliest),
+                (_, true, _) => To::Find(OffsetSpec::Latest),
+                (_, _, Some(n)) => To::Offset(n),
+                _ => {
+                    return Err(CliError::Input(
+                        "say where to: --to-earliest, --to-latest or --to-offset N".into(),
+                    ))
+                }
+            };
+            let d = admin.describe_topic(&topic).await?;
+            let mut plan: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+            for p in &d.partitions {
+                let tp = TopicPartition::new(topic.as_str(), p.partition);
+                let target = match to {
+                    To::Offset(n) => n,
+                    To::Find(spec) => admin.list_offset(&tp, spec).await?,
+                };
+                plan.insert(tp, target);
+            }
+            for (tp, target) in &plan {
+                let _ = writeln!(out, "{} {} -> {target}", tp.topic, tp.partition);
+            }
+            if !execute {
+                let _ = writeln!(out, "(dry run: add --execute to apply)");
+                return Ok(());
+            }
+            admin.alter_group_offsets(&group, &plan).await?;
+            let _ = writeln!(
+                out,
+                "reset {} partition(s) of {topic} for {group}",
+                plan.len()
+            );
+        }
+        GroupsCommand::Delete { group } => {
+            admin.delete_group(&group).await?;
+            let _ = writeln!(out, "deleted group {group}");
+        }
+    }
+    Ok(())
+}
+
+/// "topic:p,p topic:p" (or "-" for none).
+fn describe_assignment(tps: &[TopicPartition]) -> String {
+    if tps.is_empty() {
+        return "-".into();
+    }
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for tp in tps {
+        by_topic
+            .entry(tp.topic.as_str())
+            .or_default()
+            .push(tp.partition);
+    }
+    by_topic
+        .iter()
+        .map(|(t, ps)| {
+            format!(
+                "{t}:{}",
+                ps.iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,406 @@
+//! The `strom` command line: topics, cluster, produce, consume, groups and perf, over the
+//! Kafka protocol, built on the library's [`Admin`](crate::admin::Admin),
+//! [`Producer`](crate::producer::Producer) and [`Consumer`](crate::consumer::Consumer).
+//!
+//! Errors are one line: the Kafka error name, what it was about, and what to do. The exit
+//! code is 1 for a failed operation and 2 for a bad command line (clap).
+//!
+//! One module per subcommand: `topics`, `produce`, `consume` (with the kcat-like output
+//! templates), `groups`, `perf`.
+
+mod consume;
+mod groups;
+mod perf;
+mod produce;
+mod topics;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kafka_protocol::records::Compression;
+use kafka_protocol::ResponseError;
+
+use crate::admin::AdminError;
+use crate::consumer::ConsumerError;
+pub use crate::error_name;
+use crate::producer::ProducerError;
+use crate::{BrokerError, ClientError};
+
+#[derive(Parser)]
+#[command(
+    name = "strom",
+    version,
+    about = "Strom's command line: topics, cluster, produce, consume, groups, perf"
+)]
+pub struct Cli {
+    /// Brokers to bootstrap from, host:port[,host:port...].
+    #[arg(
+        long,
+        short = 'b',
+        env = "STROM_BOOTSTRAP",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
+    pub bootstrap_server: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create, list, describe, alter and delete topics.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// Brokers, the active controller, the cluster id and every partition's leader.
+    Cluster,
+    /// Produce lines from stdin or a file, one record per line.
+    Produce(ProduceArgs),
+    /// Consume records and print them (alone, or as a member of a group).
+    Consume(ConsumeArgs),
+    /// Load tests, like kafka-producer-perf-test / kafka-consumer-perf-test.
+    #[command(subcommand)]
+    Perf(PerfCommand),
+    /// List, describe, reset and delete consumer groups.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum GroupsCommand {
+    List,
+    /// State, members, assignments, committed offsets and lag.
+    Describe {
+        group: String,
+    },
+    /// Move an empty group's committed offsets (a dry run unless --execute).
+    ResetOffsets {
+        group: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, group = "to")]
+        to_earliest: bool,
+        #[arg(long, group = "to")]
+        to_latest: bool,
+        #[arg(long, group = "to", allow_negative_numbers = true)]
+        to_offset: Option<i64>,
+        #[arg(long)]
+        execute: bool,
+    },
+    /// Delete a group with no members, and its committed offsets.
+    Delete {
+        group: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TopicsCommand {
+    List {
+        /// Include internal topics (__consumer_offsets).
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Partitions (leader, epoch, replicas, ISR) and the configs set on the topic.
+    Describe {
+        topic: String,
+    },
+    Create {
+        topic: String,
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        partitions: i32,
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        replication_factor: i16,
+        /// A topic config, key=value (repeatable).
+        #[arg(long = "config", value_parser = parse_kv)]
+        configs: Vec<(String, String)>,
+        /// Only check that the broker would accept it.
+        #[arg(long)]
+        validate_only: bool,
+    },
+    /// Set or reset topic configs, or add partitions.
+    Alter {
+        topic: String,
+        /// Set a config, key=value (repeatable).
+        #[arg(long = "set", value_parser = parse_kv)]
+        set: Vec<(String, String)>,
+        /// Reset a config to its default (repeatable).
+        #[arg(long = "delete")]
+        delete: Vec<String>,
+        /// Grow the topic to this many partitions.
+        #[arg(long)]
+        partitions: Option<i32>,
+    },
+    Delete {
+        topic: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Codec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl From<Codec> for Compression {
+    fn from(c: Codec) -> Self {
+        match c {
+            Codec::None => Compression::None,
+            Codec::Gzip => Compression::Gzip,
+            Codec::Snappy => Compression::Snappy,
+            Codec::Lz4 => Compression::Lz4,
+            Codec::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Progress {
+    /// On a terminal, when reading a file.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Args)]
+pub struct ProduceArgs {
+    pub topic: String,
+    /// Read lines from this file instead of stdin.
+    #[arg(long)]
+    pub file: Option<std::path::PathBuf>,
+    /// Split each line into key and value at the first occurrence of this string.
+    #[arg(long)]
+    pub key_separator: Option<String>,
+    /// A header for every record, key=value (repeatable).
+    #[arg(long = "header", value_parser = parse_kv)]
+    pub headers: Vec<(String, String)>,
+    /// Send everything to this partition (default: keyed records by murmur2, others spread).
+    #[arg(long)]
+    pub partition: Option<i32>,
+    #[arg(long, value_enum, default_value = "none")]
+    pub compression: Codec,
+    /// -1 (all), 0 or 1.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true, value_parser = clap::value_parser!(i16).range(-1..=1))]
+    pub acks: i16,
+    /// Records per batch at most.
+    #[arg(long, default_value_t = 500)]
+    pub batch_records: usize,
+    /// A progress bar on stderr while reading a --file.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: Progress,
+}
+
+#[derive(Args)]
+pub struct ConsumeArgs {
+    pub topic: String,
+    /// Read as a member of this consumer group: partitions shared with its other members,
+    /// positions committed (and resumed from) in the cluster.
+    #[arg(long, short = 'g')]
+    pub group: Option<String>,
+    /// Only this partition (default: all). Not with --group.
+    #[arg(long, conflicts_with = "group")]
+    pub partition: Option<i32>,
+    /// Where to start: `beginning`, `end`, an offset N, or -N (N before the end). With
+    /// --group, where a partition with no committed offset starts (`beginning` or `end`).
+    #[arg(long, default_value = "end", allow_hyphen_values = true)]
+    pub offset: String,
+    /// Same as --offset beginning.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Keep waiting for new records instead of stopping at the end (Ctrl-C stops, after
+    /// committing with --group).
+    #[arg(long)]
+    pub follow: bool,
+    /// `json`, or a template with %t topic, %p partition, %o offset, %k key, %v value,
+    /// %T timestamp, %h headers (k=v,...), %K key length, %S value length, \n and \t.
+    #[arg(long, default_value = "%v\\n")]
+    pub format: String,
+}
+
+#[derive(Subcommand)]
+pub enum PerfCommand {
+    /// Produce fixed-size records as fast as possible (or at --throughput).
+    Produce {
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        #[arg(long, default_value_t = 100)]
+        record_size: usize,
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true, value_parser = clap::value_parser!(i16).range(-1..=1))]
+        acks: i16,
+        /// Records per second at most (-1: no cap).
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        throughput: i64,
+        #[arg(long, default_value_t = 1000)]
+        batch_records: usize,
+        #[arg(long, value_enum, default_value = "none")]
+        compression: Codec,
+        #[arg(long, default_value_t = 0)]
+        partition: i32,
+    },
+    /// Read a partition from the beginning.
+    Consume {
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 0)]
+        partition: i32,
+        #[arg(long)]
+        records: u64,
+    },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("'{s}' is not key=value"))
+}
+
+/// A failure the CLI reports in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("{name}: {message}")]
+    Kafka { name: String, message: String },
+    #[error("{0}")]
+    Input(String),
+}
+
+/// What to do about a Kafka error, for the one line the CLI prints.
+fn hint(code: i16) -> &'static str {
+    use ResponseError as E;
+    match ResponseError::try_from_code(code) {
+        Some(E::UnknownTopicOrPartition) => "check the name with `strom topics list`",
+        Some(E::TopicAlreadyExists) => "choose another name, or delete it first",
+        Some(E::InvalidReplicationFactor) => {
+            "the replication factor cannot exceed the live brokers (`strom cluster`)"
+        }
+        Some(E::InvalidConfig) => "see docs/configs.md for the topic configs and their values",
+        Some(E::InvalidPartitions) => "partitions can only be added, never removed",
+        Some(E::NonEmptyGroup) | Some(E::UnknownMemberId) => "stop the group's consumers first",
+        Some(E::GroupIdNotFound) => "check the name with `strom groups list`",
+        Some(E::CoordinatorNotAvailable) | Some(E::NotController) => {
+            "is the cluster up? (`strom cluster`)"
+        }
+        Some(E::NotEnoughReplicas) => {
+            "fewer in-sync replicas than min.insync.replicas: bring brokers back or use --acks 1"
+        }
+        Some(E::MessageTooLarge) | Some(E::RecordListTooLarge) => {
+            "the record is over max.message.bytes"
+        }
+        Some(E::InvalidTopicException) => {
+            "topic names are letters, digits, '.', '_' and '-'; internal topics are not writable"
+        }
+        _ => "",
+    }
+}
+
+/// Kafka's UPPER_SNAKE name for an error code, the context, and the hint.
+fn kafka(code: i16, message: Option<&str>, context: &str) -> CliError {
+    let mut m = context.to_string();
+    for part in [message.unwrap_or(""), hint(code)] {
+        if !part.is_empty() {
+            if !m.is_empty() {
+                m.push_str("; ");
+            }
+            m.push_str(part);
+        }
+    }
+    CliError::Kafka {
+        name: error_name(code),
+        message: m,
+    }
+}
+
+fn broker_error(e: BrokerError, context: &str) -> CliError {
+    kafka(e.code, e.message.as_deref(), context)
+}
+
+fn connection_hint(what: String) -> CliError {
+    CliError::Input(format!(
+        "{what} (is a broker listening there? set --bootstrap-server or STROM_BOOTSTRAP)"
+    ))
+}
+
+impl From<AdminError> for CliError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Broker { what, error } => broker_error(error, &what),
+            AdminError::Connection(c) => connection_hint(c),
+            AdminError::Decode(d) => CliError::Input(d),
+        }
+    }
+}
+
+impl From<ConsumerError> for CliError {
+    fn from(e: ConsumerError) -> Self {
+        match e {
+            ConsumerError::Broker(b) => broker_error(b, ""),
+            ConsumerError::UnknownTopic(t) => kafka(
+                ResponseError::UnknownTopicOrPartition.code(),
+                None,
+                &format!("topic '{t}'"),
+            ),
+            ConsumerError::Connection(c) => connection_hint(c),
+            other => CliError::Input(other.to_string()),
+        }
+    }
+}
+
+impl From<ProducerError> for CliError {
+    fn from(e: ProducerError) -> Self {
+        match e {
+            ProducerError::Broker { code, message, .. } => kafka(code, message.as_deref(), ""),
+            ProducerError::UnknownTopic(t) => CliError::Kafka {
+                name: "UNKNOWN_TOPIC_OR_PARTITION".into(),
+                message: format!("topic '{t}'; create it with `strom topics create`"),
+            },
+            ProducerError::Connection(c) => connection_hint(c),
+            other => CliError::Input(other.to_string()),
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let bootstrap = cli.bootstrap_server.as_str();
+    match cli.command {
+        Command::Topics(t) => topics::run(bootstrap, t).await,
+        Command::Cluster => topics::cluster(bootstrap).await,
+        Command::Produce(a) => produce::run(bootstrap, a).await,
+        Command::Consume(a) => consume::run(bootstrap, a).await,
+        Command::Perf(p) => perf::run(bootstrap, p).await,
+        Command::Groups(g) => groups::run(bootstrap, g).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_one_line_with_the_kafka_name_and_a_hint() {
+        let e = kafka(36, None, "topic 'x'");
+        let line = e.to_string();
+        assert!(
+            line.starts_with("TOPIC_ALREADY_EXISTS: topic 'x'; choose another name"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+        let e = kafka(3, Some("no such partition"), "");
+        assert_eq!(
+            e.to_string(),
+            "UNKNOWN_TOPIC_OR_PARTITION: no such partition; check the name with `strom topics list`"
+        );
+    }
+
+    #[test]
+    fn key_value_arguments() {
+        assert_eq!(parse_kv("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_kv("=x").is_err());
+        assert!(parse_kv("novalue").is_err());
+    }
+}
