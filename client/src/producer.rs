@@ -419,6 +419,24 @@ async fn partition_worker(
     let mut sequence: i32 = 0;
     let mut open = true;
     loop {
+        // Take in what is already queued (up to a full batch) before deciding: records that
+        // waited in the channel while the previous batch was out belong in this one, and
+        // their linger has long passed, so one at a time they would each go out alone.
+        while open && bytes < config.batch_size && queue.len() < config.max_batch_records {
+            match rx.try_recv() {
+                Ok(Work::Record(record, delivery, enqueued)) => {
+                    bytes += record.size();
+                    queue.push(Pending {
+                        record,
+                        delivery,
+                        enqueued,
+                    });
+                }
+                Ok(Work::Flush(done)) => flushes.push(done),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
+        }
         // Collect until the batch is full, lingered long enough, flushed, or closed.
         let deadline = queue.first().map(|p| p.enqueued + config.linger);
         let ready = bytes >= config.batch_size

@@ -282,3 +282,67 @@ async fn follows_leaders_across_kills_without_loss_or_duplicates() {
     assert!(report.ok(), "{report}");
     assert!(report.acked > 500, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_sent_faster_than_acknowledged_share_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("data"), &[]).expect("start");
+    create_topic(broker.kafka, "batched", 1, 1).await;
+    let producer = Producer::new(ProducerConfig::new(broker.kafka.to_string()))
+        .await
+        .expect("producer");
+    // 20,000 records of 100 bytes queued back to back: while one request is out, the next
+    // batch fills from what waits (before the fix each record went out alone once its
+    // linger had passed in the queue).
+    let mut ds = Vec::new();
+    for i in 0..20_000 {
+        ds.push(
+            producer
+                .send(ProducerRecord::new("batched", format!("{i:0>100}")))
+                .await
+                .expect("queued"),
+        );
+    }
+    for d in ds {
+        d.await.expect("delivered");
+    }
+    producer.close().await;
+    let mut conn = Connection::connect(broker.kafka).await.expect("connect");
+    let mut batches = 0usize;
+    let mut records = 0usize;
+    let mut offset = 0i64;
+    while records < 20_000 {
+        let r = conn
+            .send(
+                FetchRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_max_wait_ms(0)
+                    .with_max_bytes(16 << 20)
+                    .with_topics(vec![FetchTopic::default()
+                        .with_topic(name("batched"))
+                        .with_partitions(vec![FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(16 << 20)])]),
+                12,
+            )
+            .await
+            .expect("fetch");
+        let mut data = r.responses[0].partitions[0]
+            .records
+            .clone()
+            .unwrap_or_default();
+        let sets = RecordBatchDecoder::decode_all(&mut data).expect("decode");
+        assert!(!sets.is_empty(), "all 20,000 are in the log");
+        for s in sets {
+            batches += 1;
+            records += s.records.len();
+            offset = s.records.last().map_or(offset, |r| r.offset + 1);
+        }
+    }
+    eprintln!("20000 records in {batches} batches");
+    assert!(
+        batches <= 20_000 / 10,
+        "{batches} batches for 20,000 records: the producer is not batching"
+    );
+}

@@ -91,6 +91,9 @@ struct Group {
     /// The leader's assignment is being written to `__consumer_offsets`; members get it once
     /// that write is replicated ([`GroupCoordinator::stored`]).
     storing: bool,
+    /// The record of the assignment being stored was handed to a SyncGroup handler (it is
+    /// written once, by the leader's request).
+    store_claimed: bool,
     /// Changed in a way `__consumer_offsets` must record (it became empty, a static member
     /// took its place back): written by the next [`GroupCoordinator::take_records`].
     dirty: bool,
@@ -118,6 +121,7 @@ impl Group {
             join_deadline: Instant::now(),
             initial_join: false,
             storing: false,
+            store_claimed: false,
             dirty: false,
         }
     }
@@ -414,6 +418,7 @@ impl GroupCoordinator {
                         m.assignment = given.get(id).cloned().unwrap_or_default();
                     }
                     g.storing = true;
+                    g.store_claimed = false;
                 }
                 Reply::Later(rx)
             }
@@ -423,10 +428,13 @@ impl GroupCoordinator {
     /// After the leader's SyncGroup: the group record to write to `__consumer_offsets` and
     /// the generation it is for. Taken once; the caller reports with [`Self::stored`].
     pub fn take_store(&self, group_id: &str) -> Option<(i32, GroupRecord)> {
-        let groups = self.groups.lock();
-        let g = groups.get(group_id)?;
-        (g.state == GroupState::CompletingRebalance && g.storing)
-            .then(|| (g.generation, g.record()))
+        let mut groups = self.groups.lock();
+        let g = groups.get_mut(group_id)?;
+        if g.state != GroupState::CompletingRebalance || !g.storing || g.store_claimed {
+            return None;
+        }
+        g.store_claimed = true;
+        Some((g.generation, g.record()))
     }
 
     /// The group record of `generation` was written and replicated (`ok`), or could not be:

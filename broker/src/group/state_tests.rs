@@ -242,6 +242,10 @@ fn the_leaders_assignment_is_handed_out_only_once_stored() {
         Reply::Now(o) => panic!("answered before the store: {o:?}"),
     };
     let (generation, record) = c.take_store("g").expect("a record to store");
+    assert!(
+        c.take_store("g").is_none(),
+        "handed out once: a SyncGroup arriving meanwhile does not write it again"
+    );
     assert_eq!(generation, j.generation);
     assert_eq!(record.members.len(), 1);
     assert_eq!(record.members[0].assignment, b"p0");
