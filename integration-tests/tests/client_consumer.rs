@@ -745,3 +745,89 @@ async fn port_of(admin: &mut strom_client::admin::Admin, id: i32) -> u16 {
         .map(|b| b.port as u16)
         .expect("broker")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recv_commits_cover_exactly_what_was_handed_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(&dir.path().join("data"));
+    let bootstrap = b.kafka.to_string();
+    create_topic(b.kafka, "one-by-one", 1, 1).await;
+    produce(&bootstrap, "one-by-one", "r", 50).await;
+    let tp = TopicPartition::new("one-by-one", 0);
+    let mut c = Consumer::new(config(&bootstrap, Some("g-recv"))).expect("consumer");
+    c.subscribe(&["one-by-one"]).expect("subscribe");
+    for i in 0..3 {
+        assert_eq!(c.recv().await.expect("record").offset, i);
+    }
+    // All 50 were fetched in one go; only 3 were handed out, so only 3 are committed.
+    c.commit_sync().await.expect("commit");
+    let committed = c
+        .committed(std::slice::from_ref(&tp))
+        .await
+        .expect("committed");
+    assert_eq!(committed[&tp].offset, 3);
+    assert_eq!(c.position(&tp).await.expect("position"), 3);
+    c.close().await;
+    let mut d = Consumer::new(config(&bootstrap, Some("g-recv"))).expect("consumer");
+    d.subscribe(&["one-by-one"]).expect("subscribe");
+    assert_eq!(
+        d.recv().await.expect("record").offset,
+        3,
+        "resumes after the third"
+    );
+    d.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_with_the_same_instance_id_fences_the_first_for_good() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(&dir.path().join("data"));
+    let bootstrap = b.kafka.to_string();
+    create_topic(b.kafka, "static", 2, 1).await;
+    let mut cfg = config(&bootstrap, Some("g-static"));
+    cfg.group_instance_id = Some("worker-1".into());
+    let mut first = Consumer::new(cfg.clone()).expect("consumer");
+    first.subscribe(&["static"]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while first.assignment().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the first instance never got its partitions"
+        );
+        first.poll(Duration::from_millis(100)).await.expect("poll");
+    }
+    // The same instance id from another process (say, a restart while the old one lingers).
+    let mut second = Consumer::new(cfg).expect("consumer");
+    second.subscribe(&["static"]).expect("subscribe");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while second.assignment().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second instance never took over"
+        );
+        second.poll(Duration::from_millis(100)).await.expect("poll");
+    }
+    // The first learns it is fenced (at its next heartbeat) and stays out: it does not
+    // rejoin and fence the second in turn.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let err = loop {
+        match first.poll(Duration::from_millis(100)).await {
+            Err(e) => break e,
+            Ok(_) => assert!(Instant::now() < deadline, "the first was never fenced"),
+        }
+    };
+    assert!(
+        matches!(&err, ConsumerError::Broker(b) if b.name == "FENCED_INSTANCE_ID"),
+        "{err}"
+    );
+    assert!(
+        first.poll(Duration::from_millis(100)).await.is_err(),
+        "fatal"
+    );
+    let generation = second.generation();
+    for _ in 0..20 {
+        second.poll(Duration::from_millis(100)).await.expect("poll");
+    }
+    assert_eq!(second.generation(), generation, "no fencing ping-pong");
+    assert_eq!(second.assignment().len(), 2);
+}

@@ -1,7 +1,7 @@
 //! Committed offsets and group metadata, stored as records in `__consumer_offsets` and
 //! cached in memory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -61,9 +61,15 @@ fn bin<T: Serialize>(v: &T) -> Bytes {
     Bytes::from(bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap_or_default())
 }
 
-/// Which `__consumer_offsets` partitions have been read into the cache.
+/// Which `__consumer_offsets` partitions have been read into the cache, and at which of
+/// their leader epochs: leading a partition again (a later epoch) reloads it, even if the
+/// unload in between was missed.
 #[derive(Default)]
-pub struct Loaded(Mutex<HashSet<i32>>);
+pub struct Loaded {
+    epochs: Mutex<HashMap<i32, i32>>,
+    /// One load at a time, so two first requests do not replay the log over each other.
+    loading: Mutex<()>,
+}
 
 impl GroupCoordinator {
     /// Appends the commits to the group's `__consumer_offsets` partition, then caches them.
@@ -186,7 +192,7 @@ impl GroupCoordinator {
     /// Forgets every group of `__consumer_offsets` partition `index` (this broker no longer
     /// leads it): their offsets and members. Leading it again reloads from the log.
     pub fn unload(&self, loaded: &Loaded, index: i32) {
-        if !loaded.0.lock().remove(&index) {
+        if loaded.epochs.lock().remove(&index).is_none() {
             return;
         }
         self.offsets
@@ -203,9 +209,20 @@ impl GroupCoordinator {
         index: i32,
         log: &Arc<PartitionLog>,
     ) -> Result<(), LogError> {
-        if loaded.0.lock().contains(&index) {
+        let epoch = log.leader_epoch();
+        if loaded.epochs.lock().get(&index) == Some(&epoch) {
             return Ok(());
         }
+        let _one_at_a_time = loaded.loading.lock();
+        if loaded.epochs.lock().get(&index) == Some(&epoch) {
+            return Ok(()); // loaded while this request waited
+        }
+        // Never loaded, or at an older leadership: what this broker knew of these groups
+        // may be stale, so the log alone decides.
+        self.offsets
+            .lock()
+            .retain(|group, _| offsets_partition(group) != index);
+        self.forget_groups(|group| offsets_partition(group) == index);
         let mut from = log.state().log_start_offset;
         let mut n = 0usize;
         let mut groups: HashMap<String, Option<GroupRecord>> = HashMap::new();
@@ -265,7 +282,7 @@ impl GroupCoordinator {
                 restored += 1;
             }
         }
-        loaded.0.lock().insert(index);
+        loaded.epochs.lock().insert(index, epoch);
         info!(
             partition = index,
             records = n,
@@ -279,6 +296,90 @@ impl GroupCoordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn commit(c: &GroupCoordinator, log: &PartitionLog, group: &str, offset: i64) {
+        c.commit(
+            log,
+            group,
+            vec![(
+                "t".into(),
+                0,
+                Committed {
+                    offset,
+                    leader_epoch: 0,
+                    metadata: None,
+                    commit_timestamp: 1,
+                },
+            )],
+        )
+        .expect("commit");
+    }
+
+    #[test]
+    fn a_later_leadership_reloads_even_if_the_unload_was_missed() {
+        // "polygenelubricants" lives in partition 0.
+        let group = "polygenelubricants";
+        let (_logs, log, _) = crate::log::tests::setup();
+        let here = GroupCoordinator::new(std::time::Duration::ZERO);
+        let loaded = Loaded::default();
+        here.ensure_loaded(&loaded, 0, &log).expect("load");
+        commit(&here, &log, group, 5);
+        // Leadership moves away and back while this broker misses the unload; meanwhile
+        // another coordinator commits 9 to the same partition.
+        let elsewhere = GroupCoordinator::new(std::time::Duration::ZERO);
+        commit(&elsewhere, &log, group, 9);
+        assert_eq!(here.committed(group, "t", 0).map(|c| c.offset), Some(5));
+        here.ensure_loaded(&loaded, 0, &log)
+            .expect("same epoch: cached");
+        assert_eq!(here.committed(group, "t", 0).map(|c| c.offset), Some(5));
+        log.set_leader_epoch(1);
+        here.ensure_loaded(&loaded, 0, &log).expect("reload");
+        assert_eq!(
+            here.committed(group, "t", 0).map(|c| c.offset),
+            Some(9),
+            "a new leadership reads the log again"
+        );
+    }
+
+    #[test]
+    fn group_records_replay_into_a_new_coordinator() {
+        let group = "polygenelubricants";
+        let (_logs, log, _) = crate::log::tests::setup();
+        let old = GroupCoordinator::new(std::time::Duration::ZERO);
+        let record = GroupRecord {
+            protocol_type: Some("consumer".into()),
+            generation: 4,
+            protocol: Some("range".into()),
+            leader: Some("m1".into()),
+            members: vec![super::super::record::MemberRecord {
+                member_id: "m1".into(),
+                instance_id: None,
+                client_id: "c".into(),
+                host: String::new(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 10_000,
+                subscription: vec![1],
+                assignment: vec![2],
+            }],
+        };
+        old.write_group(&log, group, Some(&record)).expect("write");
+        old.write_group(&log, "deleted-group", Some(&record))
+            .expect("write");
+        old.write_group(&log, "deleted-group", None)
+            .expect("tombstone");
+        commit(&old, &log, group, 3);
+        let new = GroupCoordinator::new(std::time::Duration::ZERO);
+        new.ensure_loaded(&Loaded::default(), 0, &log)
+            .expect("load");
+        let d = new.describe(group).expect("restored");
+        assert_eq!((d.state, d.generation, d.members.len()), ("Stable", 4, 1));
+        assert_eq!(new.heartbeat(group, 4, "m1", None), 0);
+        assert_eq!(new.committed(group, "t", 0).map(|c| c.offset), Some(3));
+        assert!(
+            new.describe("deleted-group").is_none(),
+            "a tombstone forgets"
+        );
+    }
 
     #[test]
     fn partition_matches_java_string_hash() {

@@ -1,6 +1,6 @@
 //! Group membership state and its transitions.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -82,8 +82,9 @@ struct Group {
     protocol: Option<String>,
     leader: Option<String>,
     members: BTreeMap<String, Member>,
-    /// Member ids handed out with MEMBER_ID_REQUIRED, not joined yet.
-    pending: HashSet<String>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, not joined yet, and until when they
+    /// may join with them (a session timeout, as Kafka's pending members).
+    pending: HashMap<String, Instant>,
     /// When the join phase ends at the latest.
     join_deadline: Instant,
     /// A group formed from Empty waits the initial delay even when everyone has joined.
@@ -117,7 +118,7 @@ impl Group {
             protocol: None,
             leader: None,
             members: BTreeMap::new(),
-            pending: HashSet::new(),
+            pending: HashMap::new(),
             join_deadline: Instant::now(),
             initial_join: false,
             storing: false,
@@ -286,6 +287,12 @@ impl GroupCoordinator {
                                 ..Default::default()
                             });
                         }
+                        if let Some(w) = m.sync_waiter.take() {
+                            let _ = w.send(SyncOutcome {
+                                error: FENCED_INSTANCE_ID,
+                                ..Default::default()
+                            });
+                        }
                         m.last_heartbeat = now;
                         g.members.insert(new_id.clone(), m);
                     }
@@ -303,10 +310,11 @@ impl GroupCoordinator {
         if member_id.is_empty() {
             member_id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
             if req.require_known_member_id {
-                g.pending.insert(member_id.clone());
+                g.pending
+                    .insert(member_id.clone(), now + req.session_timeout);
                 return fail(MEMBER_ID_REQUIRED, member_id);
             }
-        } else if !g.members.contains_key(&member_id) && !g.pending.contains(&member_id) {
+        } else if !g.members.contains_key(&member_id) && !g.pending.contains_key(&member_id) {
             return fail(UNKNOWN_MEMBER_ID, member_id);
         }
         if !g.members.is_empty() {
@@ -374,6 +382,7 @@ impl GroupCoordinator {
         group_id: &str,
         generation: i32,
         member_id: &str,
+        instance_id: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> Reply<SyncOutcome> {
         let fail = |error: i16| {
@@ -386,6 +395,9 @@ impl GroupCoordinator {
         let Some(g) = groups.get_mut(group_id) else {
             return fail(UNKNOWN_MEMBER_ID);
         };
+        if fenced(g, instance_id, member_id) {
+            return fail(FENCED_INSTANCE_ID);
+        }
         if !g.members.contains_key(member_id) {
             return fail(UNKNOWN_MEMBER_ID);
         }
@@ -519,11 +531,20 @@ impl GroupCoordinator {
         groups.insert(group_id.to_string(), g);
     }
 
-    pub fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(group_id) else {
             return UNKNOWN_MEMBER_ID;
         };
+        if fenced(g, instance_id, member_id) {
+            return FENCED_INSTANCE_ID;
+        }
         let state = g.state;
         let current = g.generation;
         let Some(m) = g.members.get_mut(member_id) else {
@@ -601,15 +622,8 @@ impl GroupCoordinator {
             // Only members commit to a group that has them.
             return UNKNOWN_MEMBER_ID;
         }
-        if let Some(instance) = instance_id {
-            let holder = g
-                .members
-                .iter()
-                .find(|(_, m)| m.instance_id.as_deref() == Some(instance))
-                .map(|(id, _)| id.as_str());
-            if holder.is_some_and(|h| h != member_id) {
-                return FENCED_INSTANCE_ID;
-            }
+        if fenced(g, instance_id, member_id) {
+            return FENCED_INSTANCE_ID;
         }
         if !g.members.contains_key(member_id) {
             return UNKNOWN_MEMBER_ID;
@@ -629,6 +643,8 @@ impl GroupCoordinator {
     pub fn tick_at(&self, now: Instant) {
         let mut groups = self.groups.lock();
         for (id, g) in groups.iter_mut() {
+            // Ids handed out with MEMBER_ID_REQUIRED and never used.
+            g.pending.retain(|_, until| *until > now);
             let expired: Vec<String> = g
                 .members
                 .iter()
@@ -749,6 +765,53 @@ impl GroupCoordinator {
     }
 }
 
+/// As Kafka's `selectProtocol`: of the protocols every member supports, each member votes
+/// for the one it lists first, and the most votes win (ties: the order the leader lists them).
+fn select_protocol(g: &Group) -> Option<String> {
+    let leader = g.leader.as_ref().and_then(|l| g.members.get(l))?;
+    let candidates: Vec<&str> = leader
+        .protocols
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .filter(|p| {
+            g.members
+                .values()
+                .all(|m| m.protocols.iter().any(|(q, _)| q == p))
+        })
+        .collect();
+    let votes = |p: &str| {
+        g.members
+            .values()
+            .filter(|m| {
+                m.protocols
+                    .iter()
+                    .map(|(q, _)| q.as_str())
+                    .find(|q| candidates.contains(q))
+                    == Some(p)
+            })
+            .count()
+    };
+    let mut best: Option<(&str, usize)> = None;
+    for p in &candidates {
+        let v = votes(p);
+        if best.is_none_or(|(_, bv)| v > bv) {
+            best = Some((p, v));
+        }
+    }
+    best.map(|(p, _)| p.to_string())
+}
+
+/// Whether `instance_id` belongs to a member other than `member_id`: the request comes from
+/// an older incarnation of a static member.
+fn fenced(g: &Group, instance_id: Option<&str>, member_id: &str) -> bool {
+    let Some(instance) = instance_id else {
+        return false;
+    };
+    g.members
+        .iter()
+        .any(|(id, m)| m.instance_id.as_deref() == Some(instance) && id != member_id)
+}
+
 fn fail_waiters(m: Member) {
     if let Some(w) = m.join_waiter {
         let _ = w.send(JoinOutcome {
@@ -843,16 +906,8 @@ fn maybe_complete_join(id: &str, g: &mut Group, now: Instant) {
             .map(|(id, _)| id.clone())
             .unwrap_or_default(),
     };
-    // The first protocol of the leader's list that every member supports.
-    let protocol = g.members.get(&leader).and_then(|l| {
-        l.protocols.iter().map(|(p, _)| p.clone()).find(|p| {
-            g.members
-                .values()
-                .all(|m| m.protocols.iter().any(|(q, _)| q == p))
-        })
-    });
     g.leader = Some(leader);
-    g.protocol = protocol;
+    g.protocol = select_protocol(g);
     g.state = GroupState::CompletingRebalance;
     info!(group = id, generation = g.generation, members = g.members.len(), protocol = ?g.protocol, "rebalance: join complete");
     let ids: Vec<String> = g.members.keys().cloned().collect();

@@ -29,7 +29,7 @@ fn sync(
     member: &str,
     assignments: Vec<(String, Bytes)>,
 ) -> Reply<SyncOutcome> {
-    let r = c.sync(group, generation, member, assignments);
+    let r = c.sync(group, generation, member, None, assignments);
     if let Some((g, _)) = c.take_store(group) {
         c.stored(group, g, true, 0);
     }
@@ -86,12 +86,21 @@ fn two_members_form_a_stable_group() {
     );
     assert_eq!(now(leader_sync).assignment, Bytes::from_static(b"p0"));
     assert_eq!(now(follower_sync).assignment, Bytes::from_static(b"p1"));
-    assert_eq!(c.heartbeat("g", ja.generation, &a), 0);
-    assert_eq!(c.heartbeat("g", ja.generation - 1, &a), ILLEGAL_GENERATION);
-    assert_eq!(c.heartbeat("g", ja.generation, "nobody"), UNKNOWN_MEMBER_ID);
+    assert_eq!(c.heartbeat("g", ja.generation, &a, None), 0);
+    assert_eq!(
+        c.heartbeat("g", ja.generation - 1, &a, None),
+        ILLEGAL_GENERATION
+    );
+    assert_eq!(
+        c.heartbeat("g", ja.generation, "nobody", None),
+        UNKNOWN_MEMBER_ID
+    );
     // A member leaves: the other is told to rebalance.
     assert_eq!(c.leave("g", std::slice::from_ref(&b)), vec![0]);
-    assert_eq!(c.heartbeat("g", ja.generation, &a), REBALANCE_IN_PROGRESS);
+    assert_eq!(
+        c.heartbeat("g", ja.generation, &a, None),
+        REBALANCE_IN_PROGRESS
+    );
     let again = now(join(&c, &a));
     assert_eq!(again.generation, ja.generation + 1);
     assert_eq!(again.leader, a);
@@ -127,8 +136,62 @@ fn a_restarted_static_member_takes_its_place_back_without_a_rebalance() {
         now(sync(&c, "s", gen, &again.member_id, vec![])).assignment,
         Bytes::from_static(b"a1")
     );
-    // The old incarnation is fenced.
+    // The old incarnation is fenced, whatever it sends.
     assert_eq!(now(static_join(&first.member_id)).error, FENCED_INSTANCE_ID);
+    assert_eq!(
+        c.heartbeat("s", gen, &first.member_id, Some("instance-1")),
+        FENCED_INSTANCE_ID
+    );
+    assert_eq!(
+        now(c.sync("s", gen, &first.member_id, Some("instance-1"), vec![])).error,
+        FENCED_INSTANCE_ID
+    );
+    assert_eq!(
+        c.validate_commit("s", gen, &first.member_id, Some("instance-1")),
+        FENCED_INSTANCE_ID
+    );
+    assert_eq!(
+        c.heartbeat("s", gen, &again.member_id, Some("instance-1")),
+        0
+    );
+}
+
+#[test]
+fn members_vote_for_the_protocol() {
+    // The leader prefers roundrobin; the two others prefer range: range wins (Kafka's
+    // selectProtocol), and a protocol one member lacks is never chosen.
+    let c = GroupCoordinator::new(Duration::from_secs(3));
+    let with = |member: &str, protocols: &[&str]| JoinRequest {
+        protocols: protocols
+            .iter()
+            .map(|p| (p.to_string(), Bytes::from_static(b"m")))
+            .collect(),
+        ..request("v", member, None)
+    };
+    let ids: Vec<String> = (0..3)
+        .map(|_| now(c.join(with("", &["range"]))).member_id)
+        .collect();
+    let r0 = c.join(with(&ids[0], &["roundrobin", "range", "sticky"]));
+    let r1 = c.join(with(&ids[1], &["range", "roundrobin"]));
+    let r2 = c.join(with(&ids[2], &["range", "roundrobin", "sticky"]));
+    c.tick_at(Instant::now() + Duration::from_secs(4));
+    let outcomes = [now(r0), now(r1), now(r2)];
+    assert_eq!(outcomes[0].leader, ids[0], "the first to join leads");
+    for o in &outcomes {
+        assert_eq!(o.protocol_name.as_deref(), Some("range"));
+    }
+}
+
+#[test]
+fn unused_member_ids_expire() {
+    let c = GroupCoordinator::new(Duration::ZERO);
+    let id = now(join(&c, "")).member_id;
+    // Within its session timeout (10 s) the id may be used; after it, it is unknown.
+    c.tick_at(Instant::now() + Duration::from_secs(11));
+    assert_eq!(now(join(&c, &id)).error, UNKNOWN_MEMBER_ID);
+    let fresh = now(join(&c, "")).member_id;
+    c.tick_at(Instant::now() + Duration::from_secs(5));
+    assert_eq!(now(join(&c, &fresh)).error, 0);
 }
 
 #[test]
@@ -153,16 +216,19 @@ fn silent_members_expire_and_laggards_miss_the_rebalance() {
     now(sync(&c, "g", ja.generation, &ja.leader, vec![]));
     assert_eq!(state(&c), Some("Stable"));
     // B falls silent past its session timeout: it is removed, a rebalance starts.
-    assert_eq!(c.heartbeat("g", jb.generation, &a), 0);
+    assert_eq!(c.heartbeat("g", jb.generation, &a, None), 0);
     c.tick_at(t0 + Duration::from_secs(7));
     assert_eq!(state(&c), Some("PreparingRebalance"));
-    assert_eq!(c.heartbeat("g", jb.generation, &b), UNKNOWN_MEMBER_ID);
-    assert_eq!(c.heartbeat("g", ja.generation, &a), REBALANCE_IN_PROGRESS);
+    assert_eq!(c.heartbeat("g", jb.generation, &b, None), UNKNOWN_MEMBER_ID);
+    assert_eq!(
+        c.heartbeat("g", ja.generation, &a, None),
+        REBALANCE_IN_PROGRESS
+    );
     // A neither rejoins within the rebalance timeout (max.poll.interval.ms, 10 s) nor
     // heartbeats: when the join phase ends it is out too, and the group is empty.
     c.tick_at(t0 + Duration::from_secs(30));
     assert_eq!(state(&c), Some("Empty"));
-    assert_eq!(c.heartbeat("g", ja.generation, &a), UNKNOWN_MEMBER_ID);
+    assert_eq!(c.heartbeat("g", ja.generation, &a, None), UNKNOWN_MEMBER_ID);
 }
 
 fn join_group(c: &GroupCoordinator, group: &str, member: &str) -> Reply<JoinOutcome> {
@@ -236,6 +302,7 @@ fn the_leaders_assignment_is_handed_out_only_once_stored() {
         "g",
         j.generation,
         &a,
+        None,
         vec![(a.clone(), Bytes::from_static(b"p0"))],
     ) {
         Reply::Later(rx) => rx,
@@ -257,7 +324,7 @@ fn the_leaders_assignment_is_handed_out_only_once_stored() {
     c.stored("g", generation, true, 0);
     let got = waiting.try_recv().expect("answered");
     assert_eq!((got.error, got.assignment), (0, Bytes::from_static(b"p0")));
-    assert_eq!(c.heartbeat("g", generation, &a), 0);
+    assert_eq!(c.heartbeat("g", generation, &a, None), 0);
 }
 
 #[test]
@@ -269,6 +336,7 @@ fn a_failed_store_sends_members_to_rebalance() {
         "g",
         j.generation,
         &a,
+        None,
         vec![(a.clone(), Bytes::from_static(b"p0"))],
     ) {
         Reply::Later(rx) => rx,
@@ -279,7 +347,10 @@ fn a_failed_store_sends_members_to_rebalance() {
     let got = waiting.try_recv().expect("answered");
     assert_eq!(got.error, 16);
     assert!(got.assignment.is_empty());
-    assert_eq!(c.heartbeat("g", generation, &a), REBALANCE_IN_PROGRESS);
+    assert_eq!(
+        c.heartbeat("g", generation, &a, None),
+        REBALANCE_IN_PROGRESS
+    );
 }
 
 #[test]
@@ -297,6 +368,7 @@ fn a_new_coordinator_takes_the_group_over_at_its_generation() {
         "g",
         ja.generation,
         &leader,
+        None,
         vec![
             (leader.clone(), Bytes::from_static(b"p0")),
             (other.clone(), Bytes::from_static(b"p1")),
@@ -308,14 +380,14 @@ fn a_new_coordinator_takes_the_group_over_at_its_generation() {
 
     // The broker that leads the offsets partition next replays the record.
     let new = GroupCoordinator::new(Duration::ZERO);
-    assert_eq!(new.heartbeat("g", generation, &a), UNKNOWN_MEMBER_ID);
+    assert_eq!(new.heartbeat("g", generation, &a, None), UNKNOWN_MEMBER_ID);
     new.restore("g", record.clone());
     assert_eq!(
-        new.heartbeat("g", generation, &a),
+        new.heartbeat("g", generation, &a, None),
         0,
         "no rebalance for the members"
     );
-    assert_eq!(new.heartbeat("g", generation, &b), 0);
+    assert_eq!(new.heartbeat("g", generation, &b, None), 0);
     let d = new.describe("g").expect("described");
     assert_eq!(
         (d.state, d.generation, d.protocol.as_str()),

@@ -192,6 +192,7 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest, _version: i16) -> Sync
         group,
         req.generation_id,
         req.member_id.as_str(),
+        req.group_instance_id.as_deref(),
         req.assignments
             .iter()
             .map(|a| (a.member_id.to_string(), a.assignment.clone()))
@@ -220,7 +221,12 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest, _version: i16) -> Sync
     }
     let outcome = match reply {
         Reply::Now(o) => o,
-        Reply::Later(rx) => rx.await.unwrap_or_default(),
+        // The wait ended without an answer (the coordinator moved, or this member sent
+        // another SyncGroup): never "success with nothing assigned".
+        Reply::Later(rx) => rx.await.unwrap_or_else(|_| crate::group::SyncOutcome {
+            error: ResponseError::RebalanceInProgress.code(),
+            ..Default::default()
+        }),
     };
     SyncGroupResponse::default()
         .with_error_code(outcome.error)
@@ -236,6 +242,7 @@ pub fn heartbeat(broker: &Broker, req: HeartbeatRequest, _version: i16) -> Heart
             req.group_id.as_str(),
             req.generation_id,
             req.member_id.as_str(),
+            req.group_instance_id.as_deref(),
         ),
     };
     HeartbeatResponse::default().with_error_code(code)

@@ -968,7 +968,7 @@ pub(crate) mod tests {
             .expect("replay")
     }
 
-    pub(super) fn setup() -> (LogManager, Arc<PartitionLog>, MetadataImage) {
+    pub(crate) fn setup() -> (LogManager, Arc<PartitionLog>, MetadataImage) {
         let id = Uuid::from_u128(7);
         let image = image_with_topic(id);
         let logs = LogManager::open(1, Arc::new(MemoryLogStore::new())).expect("open");

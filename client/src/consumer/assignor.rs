@@ -257,14 +257,30 @@ fn cooperative_sticky(
         }
     }
 
-    // Cooperative: a partition changing hands is withheld from its new owner this round;
-    // the old owner, seeing it gone, revokes it and rejoins, and the next round gives it out.
+    // Cooperative: a partition is withheld from a member that does not hold it yet while
+    // any other member still claims it (even a claim that did not count above: a topic it
+    // left, a tie, an older generation); the claimant, seeing it gone from its assignment,
+    // revokes it and rejoins, and the next round gives it out. This is the rule the Java
+    // leader enforces (`validateCooperativeAssignment`): nothing is added to one member in
+    // the round it is revoked from another.
+    let claims: BTreeMap<&TopicPartition, Vec<&str>> =
+        members.iter().fold(BTreeMap::new(), |mut acc, m| {
+            for tp in &m.owned {
+                acc.entry(tp)
+                    .or_insert_with(Vec::new)
+                    .push(m.member_id.as_str());
+            }
+            acc
+        });
     assignment
         .into_iter()
         .map(|(m, set)| {
             let kept = set
                 .into_iter()
-                .filter(|tp| owner.get(tp).is_none_or(|(o, _)| *o == m))
+                .filter(|tp| {
+                    let claimants = claims.get(tp).map(Vec::as_slice).unwrap_or_default();
+                    claimants.contains(&m) || claimants.is_empty()
+                })
                 .collect();
             (m.to_string(), kept)
         })
@@ -445,10 +461,51 @@ mod tests {
 
     #[test]
     fn cooperative_sticky_drops_claims_on_unsubscribed_topics() {
+        // a left topic t but still holds t-0: b gets t-0 only once a has revoked it.
         let members = [member("a", &["u"], &[("t", 0)]), member("b", &["t"], &[])];
-        let s = short(&Assignor::CooperativeSticky.assign(&members, &parts(&[("t", 1), ("u", 1)])));
+        let parts = parts(&[("t", 1), ("u", 1)]);
+        let s = short(&Assignor::CooperativeSticky.assign(&members, &parts));
         assert_eq!(s["a"], ["u-0"]);
+        assert!(s["b"].is_empty(), "withheld while a still claims it: {s:?}");
+        let next = [member("a", &["u"], &[("u", 0)]), member("b", &["t"], &[])];
+        let s = short(&Assignor::CooperativeSticky.assign(&next, &parts));
         assert_eq!(s["b"], ["t-0"]);
+    }
+
+    #[test]
+    fn cooperative_sticky_never_adds_what_another_member_still_claims() {
+        // Every combination of stale, tied and valid claims over three members: whatever is
+        // added to a member is claimed by nobody else (Java's validateCooperativeAssignment).
+        let topics = parts(&[("t", 4)]);
+        for mask in 0u32..(1 << 12) {
+            let members: Vec<MemberSubscription> = (0..3)
+                .map(|i| {
+                    let owned: Vec<(&str, i32)> = (0..4)
+                        .filter(|p| mask & (1 << (i * 4 + p)) != 0)
+                        .map(|p| ("t", p))
+                        .collect();
+                    let mut m = member(&format!("m{i}"), &["t"], &owned);
+                    m.generation = (mask as i32 >> i) & 1;
+                    m
+                })
+                .collect();
+            let a = Assignor::CooperativeSticky.assign(&members, &topics);
+            let mut seen = BTreeSet::new();
+            for m in &members {
+                for tp in &a[&m.member_id] {
+                    assert!(seen.insert(tp.clone()), "{tp} given twice: {a:?}");
+                    if !m.owned.contains(tp) {
+                        assert!(
+                            members
+                                .iter()
+                                .all(|o| o.member_id == m.member_id || !o.owned.contains(tp)),
+                            "{tp} added to {} while claimed: {members:?} -> {a:?}",
+                            m.member_id
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -69,11 +69,22 @@ pub(crate) struct Flags {
     pub lost: AtomicBool,
     /// Last time the user polled, for `max.poll.interval.ms`.
     last_poll: std::sync::Mutex<Option<Instant>>,
+    /// An error this member cannot recover from (another process took its
+    /// group.instance.id): every poll returns it.
+    fatal: std::sync::Mutex<Option<ConsumerError>>,
 }
 
 impl Flags {
     pub fn polled(&self) {
         *self.last_poll.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    pub fn fatal(&self) -> Option<ConsumerError> {
+        self.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_fatal(&self, e: ConsumerError) {
+        *self.fatal.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
     }
 }
 
@@ -283,6 +294,19 @@ impl GroupTask {
         self.settings.instance_id.clone().map(StrBytes::from_string)
     }
 
+    /// Another process holds this member's group.instance.id: as Java's
+    /// FencedInstanceIdException, fatal (rejoining would fence the other in turn, forever).
+    fn fenced(&mut self) -> ConsumerError {
+        let e = ConsumerError::Broker(BrokerError::new(
+            ResponseError::FencedInstanceId.code(),
+            Some("another consumer joined with this group.instance.id"),
+        ));
+        warn!(group = %self.settings.group_id, instance = ?self.settings.instance_id, "fenced by another member with the same group.instance.id");
+        self.stable = false;
+        self.flags.set_fatal(e.clone());
+        e
+    }
+
     /// Forgets the generation (and the member id when `member_too`): what this member
     /// owned is lost.
     fn reset(&mut self, member_too: bool) {
@@ -383,7 +407,7 @@ impl GroupTask {
                 self.member_id = r.member_id.to_string();
                 self.generation = r.generation_id;
                 self.protocol = r.protocol_name.as_ref().map(|p| p.to_string());
-                self.flags.lost.store(false, Ordering::SeqCst);
+
                 info!(
                     group = %self.settings.group_id,
                     member = %self.member_id,
@@ -418,9 +442,13 @@ impl GroupTask {
             if is(code, ResponseError::UnknownMemberId)
                 || is(code, ResponseError::IllegalGeneration)
             {
-                self.member_id.clear();
-                self.generation = -1;
-                continue;
+                // This member's generation is gone: what it owns is lost, and the consumer
+                // must join again claiming nothing.
+                self.reset(is(code, ResponseError::UnknownMemberId));
+                return Err(ConsumerError::Rebalance(crate::error_name(code)));
+            }
+            if is(code, ResponseError::FencedInstanceId) {
+                return Err(self.fenced());
             }
             if coordinator_moved(code) || is(code, ResponseError::RebalanceInProgress) {
                 if coordinator_moved(code) {
@@ -468,11 +496,10 @@ impl GroupTask {
             self.last_heartbeat = Instant::now();
             return Ok(r.assignment);
         }
-        if is(code, ResponseError::UnknownMemberId) {
-            self.member_id.clear();
-            self.generation = -1;
-        } else if is(code, ResponseError::IllegalGeneration) {
-            self.generation = -1;
+        if is(code, ResponseError::UnknownMemberId) || is(code, ResponseError::IllegalGeneration) {
+            self.reset(is(code, ResponseError::UnknownMemberId));
+        } else if is(code, ResponseError::FencedInstanceId) {
+            return Err(self.fenced());
         } else if coordinator_moved(code) {
             self.coordinator = None;
         } else if !is(code, ResponseError::RebalanceInProgress) {
@@ -523,10 +550,10 @@ impl GroupTask {
             self.flags.rejoin.store(true, Ordering::SeqCst);
         } else if is(code, ResponseError::IllegalGeneration) {
             self.reset(false);
-        } else if is(code, ResponseError::UnknownMemberId)
-            || is(code, ResponseError::FencedInstanceId)
-        {
+        } else if is(code, ResponseError::UnknownMemberId) {
             self.reset(true);
+        } else if is(code, ResponseError::FencedInstanceId) {
+            self.fenced();
         } else if coordinator_moved(code) {
             self.coordinator = None;
         }
@@ -602,10 +629,12 @@ impl GroupTask {
                 self.reset(false);
                 return Err(ConsumerError::CommitFailed(crate::error_name(code)));
             }
-            if is(code, ResponseError::UnknownMemberId) || is(code, ResponseError::FencedInstanceId)
-            {
+            if is(code, ResponseError::UnknownMemberId) {
                 self.reset(true);
                 return Err(ConsumerError::CommitFailed(crate::error_name(code)));
+            }
+            if is(code, ResponseError::FencedInstanceId) {
+                return Err(self.fenced());
             }
             return Err(ConsumerError::Broker(BrokerError::new(code, None)));
         }

@@ -403,8 +403,6 @@ pub struct Consumer {
     /// The auto-commit in flight and the positions it commits.
     auto_commit: Option<(CommitFuture, Vec<(TopicPartition, i64)>)>,
     committed_positions: BTreeMap<TopicPartition, i64>,
-    /// Returned by `poll` inside `recv`, not yet handed out.
-    ready: VecDeque<ConsumerRecord>,
     rotate: usize,
     closed: bool,
 }
@@ -442,7 +440,6 @@ impl Consumer {
             last_auto_commit: Instant::now(),
             auto_commit: None,
             committed_positions: BTreeMap::new(),
-            ready: VecDeque::new(),
             rotate: 0,
             closed: false,
         })
@@ -476,7 +473,6 @@ impl Consumer {
             }
         } else {
             self.partitions.clear();
-            self.ready.clear();
         }
         group.flags.rejoin.store(true, Ordering::SeqCst);
         self.mode = Mode::Subscribed(topics);
@@ -497,8 +493,6 @@ impl Consumer {
         };
         let wanted: BTreeSet<TopicPartition> = partitions.into_iter().collect();
         self.partitions.retain(|tp, _| wanted.contains(tp));
-        self.ready
-            .retain(|r| wanted.contains(&TopicPartition::new(r.topic.as_str(), r.partition)));
         for tp in wanted {
             self.partitions
                 .entry(tp)
@@ -519,7 +513,6 @@ impl Consumer {
         }
         self.membership = None;
         self.partitions.clear();
-        self.ready.clear();
         self.mode = Mode::None;
     }
 
@@ -542,16 +535,29 @@ impl Consumer {
     /// returns at most `max_poll_records`. Rebalances, position lookups and auto-commits
     /// happen in here.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>, ConsumerError> {
+        self.poll_up_to(timeout, self.config.max_poll_records).await
+    }
+
+    /// `poll` returning at most `max` records.
+    async fn poll_up_to(
+        &mut self,
+        timeout: Duration,
+        max: usize,
+    ) -> Result<Vec<ConsumerRecord>, ConsumerError> {
         self.check_open()?;
-        if let Some(g) = &self.group {
-            g.flags.polled();
-        }
         let deadline = Instant::now() + timeout;
         loop {
+            if let Some(g) = &self.group {
+                // Inside poll counts as polling, however long this one waits.
+                g.flags.polled();
+                if let Some(e) = g.flags.fatal() {
+                    return Err(e);
+                }
+            }
             self.maybe_auto_commit();
             self.ensure_group().await?;
             self.resolve_positions().await?;
-            let out = self.drain(self.config.max_poll_records);
+            let out = self.drain(max);
             if !out.is_empty() {
                 return Ok(out);
             }
@@ -562,14 +568,13 @@ impl Consumer {
         }
     }
 
-    /// The next record, waiting as long as it takes.
+    /// The next record, waiting as long as it takes. Positions move one record at a time,
+    /// so a commit between two `recv`s covers exactly what was handed out.
     pub async fn recv(&mut self) -> Result<ConsumerRecord, ConsumerError> {
         loop {
-            if let Some(r) = self.ready.pop_front() {
+            if let Some(r) = self.poll_up_to(Duration::from_secs(1), 1).await?.pop() {
                 return Ok(r);
             }
-            let batch = self.poll(Duration::from_secs(1)).await?;
-            self.ready.extend(batch);
         }
     }
 
@@ -611,8 +616,6 @@ impl Consumer {
         if let Position::Known(o) = position {
             st.next_fetch = o;
         }
-        self.ready
-            .retain(|r| !(r.topic == tp.topic && r.partition == tp.partition));
         Ok(())
     }
 
@@ -637,7 +640,6 @@ impl Consumer {
     /// last fetch): what `kcat -e` waits for.
     pub fn at_end(&self) -> bool {
         !self.partitions.is_empty()
-            && self.ready.is_empty()
             && self.partitions.values().all(|st| {
                 st.buffer.is_empty()
                     && matches!((st.known(), st.high_watermark), (Some(p), Some(hw)) if p >= hw)
@@ -825,11 +827,6 @@ impl Consumer {
             self.partitions.remove(tp);
             self.committed_positions.remove(tp);
         }
-        self.ready.retain(|r| {
-            !gone
-                .iter()
-                .any(|tp| tp.topic == r.topic && tp.partition == r.partition)
-        });
     }
 
     /// Rejoins the group when it is rebalancing, this member was dropped, or (the leader)
@@ -847,12 +844,15 @@ impl Consumer {
             self.last_metadata_check = Instant::now();
             if let Some(m) = &self.membership {
                 if m.leader {
-                    let names: Vec<&str> = m.partition_counts.keys().map(String::as_str).collect();
-                    let mut wanted: Vec<&str> = topics.iter().map(String::as_str).collect();
-                    wanted.extend(names);
+                    // Every topic any member subscribes to (the counts the assignment used)
+                    // and this member's own.
+                    let mut wanted: BTreeSet<&str> =
+                        m.partition_counts.keys().map(String::as_str).collect();
+                    wanted.extend(topics.iter().map(String::as_str));
+                    let wanted: Vec<&str> = wanted.into_iter().collect();
                     if self.cluster.metadata(Some(&wanted)).await.is_ok() {
-                        let changed = topics.iter().any(|t| {
-                            self.cluster.partition_count(t) != m.partition_counts.get(t).copied()
+                        let changed = wanted.iter().any(|t| {
+                            self.cluster.partition_count(t) != m.partition_counts.get(*t).copied()
                         });
                         if changed {
                             info!("subscribed topics changed their partitions: rebalancing");
@@ -865,7 +865,13 @@ impl Consumer {
         if !rejoin {
             return Ok(());
         }
-        self.rebalance(&topics).await
+        let result = self.rebalance(&topics).await;
+        if result.is_err() {
+            // Whatever failed (a timeout, the leader's metadata lookup), the next poll tries
+            // again rather than sit in a generation that never completed.
+            flags.rejoin.store(true, Ordering::SeqCst);
+        }
+        result
     }
 
     fn cooperative(&self) -> bool {
@@ -877,18 +883,29 @@ impl Consumer {
             return Ok(());
         };
         let owned: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
-        if flags.lost.swap(false, Ordering::SeqCst) {
-            self.lose(&owned);
-        } else if !self.cooperative() {
+        if !flags.lost.load(Ordering::SeqCst) && !self.cooperative() {
             self.revoke(&owned).await;
         }
         loop {
+            // A generation lost (before, or during the last attempt) gives up what it held
+            // before the next JoinGroup, which then claims nothing.
+            if flags.lost.swap(false, Ordering::SeqCst) {
+                let owned: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
+                self.lose(&owned);
+            }
             flags.rejoin.store(false, Ordering::SeqCst);
             let owned: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
             let generation = self.membership.as_ref().map_or(-1, |m| m.generation);
             let protocols = self.protocols(topics, &owned, generation)?;
             let group = self.group.as_ref().ok_or(ConsumerError::Closed)?;
-            let joined = group.join(protocols).await?;
+            let joined = match group.join(protocols).await {
+                Ok(j) => j,
+                Err(ConsumerError::Rebalance(why)) => {
+                    debug!(reason = %why, "join refused; joining again");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let (assignments, counts) = if joined.leader == joined.member_id {
                 self.assign_as_leader(&joined).await?
             } else {
@@ -906,14 +923,11 @@ impl Consumer {
                     });
                     self.last_metadata_check = Instant::now();
                     self.apply_assignment(assigned).await;
+                    flags.polled();
                     return Ok(());
                 }
                 Err(ConsumerError::Rebalance(why)) => {
                     debug!(reason = %why, "sync interrupted by a rebalance; joining again");
-                    if flags.lost.swap(false, Ordering::SeqCst) {
-                        let owned: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
-                        self.lose(&owned);
-                    }
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -962,6 +976,11 @@ impl Consumer {
         }
         for (tp, offset) in ctx.seeks {
             let _ = self.seek(&tp, offset);
+        }
+        if !ctx.commits.is_empty() {
+            if let Err(e) = self.commit_offsets_sync(ctx.commits).await {
+                warn!(error = %e, "the rebalance listener's commit failed");
+            }
         }
     }
 
@@ -1378,25 +1397,21 @@ impl Consumer {
     /// partition each call so none starves; positions move past what is returned.
     fn drain(&mut self, max: usize) -> Vec<ConsumerRecord> {
         let mut out = Vec::new();
-        let with_data: Vec<TopicPartition> = self
+        let mut states: Vec<&mut PartitionState> = self
             .partitions
-            .iter()
-            .filter(|(_, st)| !st.buffer.is_empty())
-            .map(|(tp, _)| tp.clone())
+            .values_mut()
+            .filter(|st| !st.buffer.is_empty())
             .collect();
-        if with_data.is_empty() {
+        if states.is_empty() {
             return out;
         }
         self.rotate = self.rotate.wrapping_add(1);
-        let start = self.rotate % with_data.len();
-        for i in 0..with_data.len() {
+        let start = self.rotate % states.len();
+        states.rotate_left(start);
+        for st in states {
             if out.len() >= max {
                 break;
             }
-            let tp = &with_data[(start + i) % with_data.len()];
-            let Some(st) = self.partitions.get_mut(tp) else {
-                continue;
-            };
             while out.len() < max {
                 let Some(r) = st.buffer.pop_front() else {
                     break;
