@@ -1,31 +1,22 @@
-//! The `strom` binary against a live broker: every subcommand, and bad arguments.
+//! The `strom` binary against a live broker: every subcommand, and bad arguments. The
+//! binary runs as a child process through assert_cmd, stdin fed and stdout/stderr captured.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
+use assert_cmd::Command;
 use integration_tests::{binary, BrokerProcess};
 use strom_client::partitioner::partition_for_key;
 
 fn strom(broker: &BrokerProcess, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(binary("strom", "STROM_BIN").expect("strom binary"))
-        .arg("--bootstrap-server")
+    let mut cmd = Command::new(binary("strom", "STROM_BIN").expect("strom binary"));
+    cmd.arg("--bootstrap-server")
         .arg(broker.kafka.to_string())
         .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn strom");
+        .timeout(std::time::Duration::from_secs(120));
     if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
+        cmd.write_stdin(input);
     }
-    drop(child.stdin.take());
-    child.wait_with_output().expect("strom ran")
+    cmd.output().expect("strom ran")
 }
 
 fn ok(o: &Output) -> String {
@@ -335,6 +326,19 @@ fn every_subcommand_and_bad_arguments() {
         .args(["--bootstrap-server", "127.0.0.1:1", "topics", "list"])
         .output()
         .expect("run");
+    // assert_cmd's own assertions, for the exit code and the one line on stderr.
+    Command::new(binary("strom", "STROM_BIN").expect("strom"))
+        .args(["--bootstrap-server", "127.0.0.1:1", "cluster"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::starts_with(
+            "error: cannot reach the cluster at 127.0.0.1:1 (connection failed",
+        ));
+    Command::new(binary("strom", "STROM_BIN").expect("strom"))
+        .args(["consume"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("<TOPIC>"));
     fails(&unreachable, 1, "connection failed");
 }
 

@@ -268,6 +268,9 @@ pub enum CliError {
     Kafka { name: String, message: String },
     #[error("{0}")]
     Input(String),
+    /// No broker answered; `run` names the bootstrap servers it tried.
+    #[error("cannot reach the cluster ({0})")]
+    Unreachable(String),
 }
 
 /// What to do about a Kafka error, for the one line the CLI prints.
@@ -321,9 +324,7 @@ fn broker_error(e: BrokerError, context: &str) -> CliError {
 }
 
 fn connection_hint(what: String) -> CliError {
-    CliError::Input(format!(
-        "{what} (is a broker listening there? set --bootstrap-server or STROM_BOOTSTRAP)"
-    ))
+    CliError::Unreachable(what)
 }
 
 impl From<AdminError> for CliError {
@@ -367,14 +368,25 @@ impl From<ProducerError> for CliError {
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     let bootstrap = cli.bootstrap_server.as_str();
-    match cli.command {
+    let result = match cli.command {
         Command::Topics(t) => topics::run(bootstrap, t).await,
         Command::Cluster => topics::cluster(bootstrap).await,
         Command::Produce(a) => produce::run(bootstrap, a).await,
         Command::Consume(a) => consume::run(bootstrap, a).await,
         Command::Perf(p) => perf::run(bootstrap, p).await,
         Command::Groups(g) => groups::run(bootstrap, g).await,
-    }
+    };
+    result.map_err(|e| {
+        let why = match e {
+            CliError::Unreachable(why) => why,
+            CliError::Client(c @ (ClientError::Io { .. } | ClientError::Closed)) => c.to_string(),
+            other => return other,
+        };
+        CliError::Input(format!(
+            "cannot reach the cluster at {bootstrap} ({why}); is a broker listening there? \
+             (--bootstrap-server or STROM_BOOTSTRAP)"
+        ))
+    })
 }
 
 #[cfg(test)]
