@@ -21,7 +21,6 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{
@@ -36,12 +35,12 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, ConsumerProtocolAssignment, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
-    ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest,
+    OffsetCommitRequest, OffsetFetchRequest,
 };
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::{topic_name, ClusterClient, FindCoordinatorError};
 use crate::consumer::OffsetAndMetadata;
@@ -243,26 +242,6 @@ fn config_source(code: i8) -> &'static str {
 
 fn group_id(g: &str) -> GroupId {
     GroupId(StrBytes::from_string(g.to_string()))
-}
-
-/// Decodes a consumer-protocol assignment ("topic:p,p" for describe output).
-pub fn decode_assignment(bytes: &Bytes) -> Option<Vec<TopicPartition>> {
-    if bytes.len() < 2 {
-        return Some(Vec::new());
-    }
-    let version = i16::from_be_bytes([bytes[0], bytes[1]]).clamp(0, 3);
-    let mut body = bytes.slice(2..);
-    let a = ConsumerProtocolAssignment::decode(&mut body, version).ok()?;
-    Some(
-        a.assigned_partitions
-            .iter()
-            .flat_map(|tp| {
-                tp.partitions
-                    .iter()
-                    .map(move |p| TopicPartition::new(tp.topic.as_str(), *p))
-            })
-            .collect(),
-    )
 }
 
 impl Admin {
@@ -590,7 +569,9 @@ impl Admin {
                     group_instance_id: m.group_instance_id.as_ref().map(|i| i.to_string()),
                     client_id: m.client_id.to_string(),
                     host: m.client_host.to_string(),
-                    assignment: decode_assignment(&m.member_assignment).unwrap_or_default(),
+                    assignment: crate::consumer::decode_assignment(&m.member_assignment)
+                        .map(|a| a.into_iter().collect())
+                        .unwrap_or_default(),
                 })
                 .collect(),
         })
@@ -607,21 +588,7 @@ impl Admin {
             .with_topics(None);
         let r = self.send_to(coordinator, req, 7).await?;
         check(format!("group '{group}'"), r.error_code, None)?;
-        let mut out = BTreeMap::new();
-        for t in &r.topics {
-            for p in &t.partitions {
-                if p.error_code == 0 && p.committed_offset >= 0 {
-                    out.insert(
-                        TopicPartition::new(t.name.as_str(), p.partition_index),
-                        OffsetAndMetadata {
-                            offset: p.committed_offset,
-                            metadata: p.metadata.as_ref().map(|m| m.to_string()),
-                        },
-                    );
-                }
-            }
-        }
-        Ok(out)
+        Ok(crate::consumer::committed_offsets(&r))
     }
 
     /// Committed offset, log end and lag of every partition the group has committed.

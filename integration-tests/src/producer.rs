@@ -66,6 +66,22 @@ pub async fn create_topic(
         .error_code)
 }
 
+/// Creates `topic` and insists it was created; min.insync.replicas is the smaller of the
+/// replication factor and 2 (what a replicated topic is tested with).
+pub async fn create_replicated_topic(broker: SocketAddr, topic: &str, partitions: i32, rf: i16) {
+    let min_isr = rf.min(2).to_string();
+    let code = create_topic(
+        broker,
+        topic,
+        partitions,
+        rf,
+        &[("min.insync.replicas", &min_isr)],
+    )
+    .await
+    .expect("create topics answered");
+    assert_eq!(code, 0, "CreateTopics {topic}");
+}
+
 /// Tries each of `brokers` in turn for one connection.
 async fn any_connection(brokers: &[SocketAddr]) -> Option<Connection> {
     for b in brokers {

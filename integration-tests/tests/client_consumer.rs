@@ -21,22 +21,37 @@ use strom_client::TopicPartition;
 use tokio::sync::watch;
 
 async fn create_topic(broker: SocketAddr, topic: &str, partitions: i32, rf: i16) {
-    let min_isr = rf.min(2).to_string();
-    let code = producer::create_topic(
-        broker,
-        topic,
-        partitions,
-        rf,
-        &[("min.insync.replicas", &min_isr)],
-    )
-    .await
-    .expect("create topics answered");
-    assert_eq!(code, 0);
+    producer::create_replicated_topic(broker, topic, partitions, rf).await
 }
 
 /// A broker whose groups start rebalancing at once (no initial delay).
 fn broker(dir: &std::path::Path) -> BrokerProcess {
     BrokerProcess::start(dir, &["--group-initial-rebalance-delay-ms", "0"]).expect("start")
+}
+
+/// Three controllers and three brokers that fence a silent broker within 1.5 s and start
+/// group rebalances at once; their Kafka addresses, and those as a bootstrap list.
+fn cluster(dir: &std::path::Path) -> (Cluster, Vec<SocketAddr>, String) {
+    let c = Cluster::start(
+        dir,
+        3,
+        3,
+        &["--broker-session-timeout-ms", "1500"],
+        &[
+            "--broker-heartbeat-interval-ms",
+            "250",
+            "--group-initial-rebalance-delay-ms",
+            "0",
+        ],
+    )
+    .expect("cluster");
+    let brokers: Vec<SocketAddr> = c.brokers.iter().map(|b| b.kafka).collect();
+    let bootstrap = brokers
+        .iter()
+        .map(|b| b.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    (c, brokers, bootstrap)
 }
 
 /// `n` keyed records "{prefix}-{i}" with a header, every one acknowledged.
@@ -597,20 +612,7 @@ async fn a_member_that_stops_polling_loses_its_partitions_and_rejoins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_reads_on_across_a_leader_kill() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = Cluster::start(
-        dir.path(),
-        3,
-        3,
-        &["--broker-session-timeout-ms", "1500"],
-        &["--broker-heartbeat-interval-ms", "250"],
-    )
-    .expect("cluster");
-    let brokers: Vec<SocketAddr> = c.brokers.iter().map(|b| b.kafka).collect();
-    let bootstrap = brokers
-        .iter()
-        .map(|b| b.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (mut c, brokers, bootstrap) = cluster(dir.path());
     create_topic(brokers[0], "moving", 1, 3).await;
     produce(&bootstrap, "moving", "a", 200).await;
     let mut consumer = Consumer::new(config(&bootstrap, None)).expect("consumer");
@@ -637,25 +639,7 @@ async fn a_consumer_reads_on_across_a_leader_kill() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coordinator_failover_keeps_the_generation_assignment_and_commits() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = Cluster::start(
-        dir.path(),
-        3,
-        3,
-        &["--broker-session-timeout-ms", "1500"],
-        &[
-            "--broker-heartbeat-interval-ms",
-            "250",
-            "--group-initial-rebalance-delay-ms",
-            "0",
-        ],
-    )
-    .expect("cluster");
-    let brokers: Vec<SocketAddr> = c.brokers.iter().map(|b| b.kafka).collect();
-    let bootstrap = brokers
-        .iter()
-        .map(|b| b.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (mut c, brokers, bootstrap) = cluster(dir.path());
     create_topic(brokers[0], "coord", 2, 3).await;
     let mut cfg = config(&bootstrap, Some("g-coord"));
     cfg.session_timeout = Duration::from_secs(15);

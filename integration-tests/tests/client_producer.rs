@@ -23,17 +23,7 @@ fn name(s: &str) -> TopicName {
 }
 
 async fn create_topic(broker: SocketAddr, topic: &str, partitions: i32, rf: i16) {
-    let min_isr = rf.min(2).to_string();
-    let code = producer::create_topic(
-        broker,
-        topic,
-        partitions,
-        rf,
-        &[("min.insync.replicas", &min_isr)],
-    )
-    .await
-    .expect("create topics answered");
-    assert_eq!(code, 0);
+    producer::create_replicated_topic(broker, topic, partitions, rf).await
 }
 
 /// Every record of one partition: (offset, key, value, headers, timestamp).

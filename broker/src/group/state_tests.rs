@@ -293,21 +293,29 @@ fn stable_group(c: &GroupCoordinator) -> (String, i32) {
     (a, j.generation)
 }
 
-#[test]
-fn the_leaders_assignment_is_handed_out_only_once_stored() {
-    let c = GroupCoordinator::new(Duration::ZERO);
-    let a = now(join(&c, "")).member_id;
-    let j = now(join(&c, &a));
-    let mut waiting = match c.sync(
+/// A one-member group whose leader has sent its SyncGroup (assigning itself "p0"), and the
+/// receiver of that SyncGroup's answer, which the store has not released yet.
+fn leader_synced_awaiting_store(
+    c: &GroupCoordinator,
+) -> (String, JoinOutcome, oneshot::Receiver<SyncOutcome>) {
+    let a = now(join(c, "")).member_id;
+    let j = now(join(c, &a));
+    match c.sync(
         "g",
         j.generation,
         &a,
         None,
         vec![(a.clone(), Bytes::from_static(b"p0"))],
     ) {
-        Reply::Later(rx) => rx,
+        Reply::Later(rx) => (a, j, rx),
         Reply::Now(o) => panic!("answered before the store: {o:?}"),
-    };
+    }
+}
+
+#[test]
+fn the_leaders_assignment_is_handed_out_only_once_stored() {
+    let c = GroupCoordinator::new(Duration::ZERO);
+    let (a, j, mut waiting) = leader_synced_awaiting_store(&c);
     let (generation, record) = c.take_store("g").expect("a record to store");
     assert!(
         c.take_store("g").is_none(),
@@ -330,18 +338,7 @@ fn the_leaders_assignment_is_handed_out_only_once_stored() {
 #[test]
 fn a_failed_store_sends_members_to_rebalance() {
     let c = GroupCoordinator::new(Duration::ZERO);
-    let a = now(join(&c, "")).member_id;
-    let j = now(join(&c, &a));
-    let mut waiting = match c.sync(
-        "g",
-        j.generation,
-        &a,
-        None,
-        vec![(a.clone(), Bytes::from_static(b"p0"))],
-    ) {
-        Reply::Later(rx) => rx,
-        Reply::Now(o) => panic!("answered before the store: {o:?}"),
-    };
+    let (a, _, mut waiting) = leader_synced_awaiting_store(&c);
     let (generation, _) = c.take_store("g").expect("record");
     c.stored("g", generation, false, 16);
     let got = waiting.try_recv().expect("answered");

@@ -370,70 +370,84 @@ impl GroupTask {
         }
     }
 
+    /// Sends what `make` builds to the coordinator until the answer is not one to retry
+    /// (`retry` names its error code: the coordinator moved or is loading, ...) or `deadline`
+    /// passes, with the reason last seen. Attempts are spaced by the backoff; a coordinator
+    /// that moved is looked up again.
+    async fn call<R: Request>(
+        &mut self,
+        version: i16,
+        wait: Duration,
+        deadline: Instant,
+        make: impl Fn(&Self) -> R,
+        retry: impl Fn(&R::Response) -> Option<i16>,
+    ) -> Result<R::Response, String> {
+        let mut last = String::from("no answer");
+        while Instant::now() < deadline {
+            match self.send(make(self), version, wait).await {
+                Attempt::Done(r) => match retry(&r) {
+                    None => return Ok(r),
+                    Some(code) => {
+                        if coordinator_moved(code) {
+                            self.coordinator = None;
+                        }
+                        last = crate::error_name(code);
+                    }
+                },
+                Attempt::Retry(why) => last = why,
+            }
+            tokio::time::sleep(self.settings.retry_backoff).await;
+        }
+        Err(last)
+    }
+
+    fn join_request(&self, protocols: &[(String, Bytes)]) -> JoinGroupRequest {
+        JoinGroupRequest::default()
+            .with_group_id(self.group_id())
+            .with_session_timeout_ms(self.settings.session_timeout.as_millis() as i32)
+            .with_rebalance_timeout_ms(self.settings.rebalance_timeout.as_millis() as i32)
+            .with_member_id(StrBytes::from_string(self.member_id.clone()))
+            .with_group_instance_id(self.instance_id())
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(
+                protocols
+                    .iter()
+                    .map(|(name, metadata)| {
+                        JoinGroupRequestProtocol::default()
+                            .with_name(StrBytes::from_string(name.clone()))
+                            .with_metadata(metadata.clone())
+                    })
+                    .collect(),
+            )
+    }
+
     async fn join(&mut self, protocols: Vec<(String, Bytes)>) -> Result<Joined, ConsumerError> {
         self.stable = false;
         let deadline =
             Instant::now() + self.settings.rebalance_timeout + self.settings.request_timeout;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            let req = JoinGroupRequest::default()
-                .with_group_id(self.group_id())
-                .with_session_timeout_ms(self.settings.session_timeout.as_millis() as i32)
-                .with_rebalance_timeout_ms(self.settings.rebalance_timeout.as_millis() as i32)
-                .with_member_id(StrBytes::from_string(self.member_id.clone()))
-                .with_group_instance_id(self.instance_id())
-                .with_protocol_type(StrBytes::from_static_str("consumer"))
-                .with_protocols(
-                    protocols
-                        .iter()
-                        .map(|(name, metadata)| {
-                            JoinGroupRequestProtocol::default()
-                                .with_name(StrBytes::from_string(name.clone()))
-                                .with_metadata(metadata.clone())
-                        })
-                        .collect(),
-                );
-            let wait = self.settings.rebalance_timeout + Duration::from_secs(5);
-            let r = match self.send(req, 7, wait).await {
-                Attempt::Done(r) => r,
-                Attempt::Retry(why) => {
-                    last = why;
-                    tokio::time::sleep(self.settings.retry_backoff).await;
-                    continue;
-                }
-            };
+        // The broker holds a JoinGroup until the rebalance completes.
+        let wait = self.settings.rebalance_timeout + Duration::from_secs(5);
+        loop {
+            let r = self
+                .call(
+                    7,
+                    wait,
+                    deadline,
+                    |t| t.join_request(&protocols),
+                    |r| {
+                        let c = r.error_code;
+                        (coordinator_moved(c) || is(c, ResponseError::RebalanceInProgress))
+                            .then_some(c)
+                    },
+                )
+                .await
+                .map_err(|last| {
+                    ConsumerError::Timeout(format!(
+                        "joining group {}: {last}",
+                        self.settings.group_id
+                    ))
+                })?;
             let code = r.error_code;
-            if code == 0 {
-                self.member_id = r.member_id.to_string();
-                self.generation = r.generation_id;
-                self.protocol = r.protocol_name.as_ref().map(|p| p.to_string());
-
-                info!(
-                    group = %self.settings.group_id,
-                    member = %self.member_id,
-                    generation = self.generation,
-                    protocol = self.protocol.as_deref().unwrap_or(""),
-                    leader = r.leader.as_str() == r.member_id.as_str(),
-                    "joined group"
-                );
-                return Ok(Joined {
-                    member_id: self.member_id.clone(),
-                    generation: self.generation,
-                    protocol: self.protocol.clone().unwrap_or_default(),
-                    leader: r.leader.to_string(),
-                    members: r
-                        .members
-                        .into_iter()
-                        .map(|m| {
-                            (
-                                m.member_id.to_string(),
-                                m.group_instance_id.map(|i| i.to_string()),
-                                m.metadata,
-                            )
-                        })
-                        .collect(),
-                });
-            }
             if is(code, ResponseError::MemberIdRequired) {
                 // KIP-394: the broker names our member id; join again with it.
                 self.member_id = r.member_id.to_string();
@@ -450,20 +464,38 @@ impl GroupTask {
             if is(code, ResponseError::FencedInstanceId) {
                 return Err(self.fenced());
             }
-            if coordinator_moved(code) || is(code, ResponseError::RebalanceInProgress) {
-                if coordinator_moved(code) {
-                    self.coordinator = None;
-                }
-                last = crate::error_name(code);
-                tokio::time::sleep(self.settings.retry_backoff).await;
-                continue;
+            if code != 0 {
+                return Err(ConsumerError::Broker(BrokerError::new(code, None)));
             }
-            return Err(ConsumerError::Broker(BrokerError::new(code, None)));
+            self.member_id = r.member_id.to_string();
+            self.generation = r.generation_id;
+            self.protocol = r.protocol_name.as_ref().map(|p| p.to_string());
+            info!(
+                group = %self.settings.group_id,
+                member = %self.member_id,
+                generation = self.generation,
+                protocol = self.protocol.as_deref().unwrap_or(""),
+                leader = r.leader.as_str() == r.member_id.as_str(),
+                "joined group"
+            );
+            return Ok(Joined {
+                member_id: self.member_id.clone(),
+                generation: self.generation,
+                protocol: self.protocol.clone().unwrap_or_default(),
+                leader: r.leader.to_string(),
+                members: r
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        (
+                            m.member_id.to_string(),
+                            m.group_instance_id.map(|i| i.to_string()),
+                            m.metadata,
+                        )
+                    })
+                    .collect(),
+            });
         }
-        Err(ConsumerError::Timeout(format!(
-            "joining group {}: {last}",
-            self.settings.group_id
-        )))
     }
 
     async fn sync(&mut self, assignments: Vec<(String, Bytes)>) -> Result<Bytes, ConsumerError> {
@@ -574,73 +606,62 @@ impl GroupTask {
                     .with_committed_metadata(om.metadata.clone().map(StrBytes::from_string)),
             );
         }
-        let (generation, member) = if as_member {
-            (self.generation, self.member_id.clone())
+        // A standalone commit (manual assignment) carries no generation or member.
+        let (generation, member, instance) = if as_member {
+            (self.generation, self.member_id.clone(), self.instance_id())
         } else {
-            (-1, String::new())
+            (-1, String::new(), None)
         };
-        let deadline = Instant::now() + self.settings.request_timeout;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            let req = OffsetCommitRequest::default()
-                .with_group_id(self.group_id())
+        let make = |t: &Self| {
+            OffsetCommitRequest::default()
+                .with_group_id(t.group_id())
                 .with_generation_id_or_member_epoch(generation)
                 .with_member_id(StrBytes::from_string(member.clone()))
-                .with_group_instance_id(if as_member { self.instance_id() } else { None })
+                .with_group_instance_id(instance.clone())
                 .with_topics(
                     topics
                         .iter()
-                        .map(|(t, parts)| {
+                        .map(|(name, parts)| {
                             OffsetCommitRequestTopic::default()
-                                .with_name(topic_name(t))
+                                .with_name(topic_name(name))
                                 .with_partitions(parts.clone())
                         })
                         .collect(),
-                );
-            let r = match self.send(req, 8, self.settings.request_timeout).await {
-                Attempt::Done(r) => r,
-                Attempt::Retry(why) => {
-                    last = why;
-                    tokio::time::sleep(self.settings.retry_backoff).await;
-                    continue;
-                }
-            };
-            let code = r
-                .topics
+                )
+        };
+        let first_error = |r: &kafka_protocol::messages::OffsetCommitResponse| {
+            r.topics
                 .iter()
                 .flat_map(|t| t.partitions.iter())
                 .map(|p| p.error_code)
                 .find(|c| *c != 0)
-                .unwrap_or(0);
-            if code == 0 {
-                return Ok(());
-            }
-            if coordinator_moved(code) || is(code, ResponseError::RequestTimedOut) {
-                self.coordinator = None;
-                last = crate::error_name(code);
-                tokio::time::sleep(self.settings.retry_backoff).await;
-                continue;
-            }
-            if is(code, ResponseError::RebalanceInProgress) {
-                self.flags.rejoin.store(true, Ordering::SeqCst);
-                return Err(ConsumerError::CommitFailed(crate::error_name(code)));
-            }
-            if is(code, ResponseError::IllegalGeneration) {
-                self.reset(false);
-                return Err(ConsumerError::CommitFailed(crate::error_name(code)));
-            }
-            if is(code, ResponseError::UnknownMemberId) {
-                self.reset(true);
-                return Err(ConsumerError::CommitFailed(crate::error_name(code)));
-            }
-            if is(code, ResponseError::FencedInstanceId) {
-                return Err(self.fenced());
-            }
-            return Err(ConsumerError::Broker(BrokerError::new(code, None)));
+                .unwrap_or(0)
+        };
+        let deadline = Instant::now() + self.settings.request_timeout;
+        let wait = self.settings.request_timeout;
+        let r = self
+            .call(8, wait, deadline, make, |r| {
+                let c = first_error(r);
+                (coordinator_moved(c) || is(c, ResponseError::RequestTimedOut)).then_some(c)
+            })
+            .await
+            .map_err(|last| ConsumerError::Timeout(format!("committing offsets: {last}")))?;
+        let code = first_error(&r);
+        if code == 0 {
+            return Ok(());
         }
-        Err(ConsumerError::Timeout(format!(
-            "committing offsets: {last}"
-        )))
+        if is(code, ResponseError::RebalanceInProgress) {
+            self.flags.rejoin.store(true, Ordering::SeqCst);
+            return Err(ConsumerError::CommitFailed(crate::error_name(code)));
+        }
+        if is(code, ResponseError::IllegalGeneration) || is(code, ResponseError::UnknownMemberId) {
+            self.reset(is(code, ResponseError::UnknownMemberId));
+            return Err(ConsumerError::CommitFailed(crate::error_name(code)));
+        }
+        if is(code, ResponseError::FencedInstanceId) {
+            return Err(self.fenced());
+        }
+        Err(ConsumerError::Broker(BrokerError::new(code, None)))
     }
 
     async fn committed(
@@ -654,69 +675,47 @@ impl GroupTask {
                 .or_default()
                 .push(tp.partition);
         }
-        let deadline = Instant::now() + self.settings.request_timeout;
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            let req = OffsetFetchRequest::default()
-                .with_group_id(self.group_id())
+        let make = |t: &Self| {
+            OffsetFetchRequest::default()
+                .with_group_id(t.group_id())
                 .with_topics(Some(
                     topics
                         .iter()
-                        .map(|(t, p)| {
+                        .map(|(name, p)| {
                             OffsetFetchRequestTopic::default()
-                                .with_name(topic_name(t))
+                                .with_name(topic_name(name))
                                 .with_partition_indexes(p.clone())
                         })
                         .collect(),
-                ));
-            let r = match self.send(req, 7, self.settings.request_timeout).await {
-                Attempt::Done(r) => r,
-                Attempt::Retry(why) => {
-                    last = why;
-                    tokio::time::sleep(self.settings.retry_backoff).await;
-                    continue;
-                }
-            };
-            let code = if r.error_code != 0 {
-                r.error_code
-            } else {
-                r.topics
-                    .iter()
-                    .flat_map(|t| t.partitions.iter())
-                    .map(|p| p.error_code)
-                    .find(|c| *c != 0)
-                    .unwrap_or(0)
-            };
-            if code == 0 {
-                let mut out = BTreeMap::new();
-                for t in &r.topics {
-                    for p in &t.partitions {
-                        if p.committed_offset >= 0 {
-                            out.insert(
-                                TopicPartition::new(t.name.as_str(), p.partition_index),
-                                OffsetAndMetadata {
-                                    offset: p.committed_offset,
-                                    metadata: p.metadata.as_ref().map(|m| m.to_string()),
-                                },
-                            );
-                        }
-                    }
-                }
-                return Ok(out);
+                ))
+        };
+        let first_error = |r: &kafka_protocol::messages::OffsetFetchResponse| {
+            if r.error_code != 0 {
+                return r.error_code;
             }
-            if coordinator_moved(code) || is(code, ResponseError::UnstableOffsetCommit) {
-                if coordinator_moved(code) {
-                    self.coordinator = None;
-                }
-                last = crate::error_name(code);
-                tokio::time::sleep(self.settings.retry_backoff).await;
-                continue;
-            }
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .map(|p| p.error_code)
+                .find(|c| *c != 0)
+                .unwrap_or(0)
+        };
+        let deadline = Instant::now() + self.settings.request_timeout;
+        let wait = self.settings.request_timeout;
+        let r = self
+            .call(7, wait, deadline, make, |r| {
+                let c = first_error(r);
+                (coordinator_moved(c) || is(c, ResponseError::UnstableOffsetCommit)).then_some(c)
+            })
+            .await
+            .map_err(|last| {
+                ConsumerError::Timeout(format!("fetching committed offsets: {last}"))
+            })?;
+        let code = first_error(&r);
+        if code != 0 {
             return Err(ConsumerError::Broker(BrokerError::new(code, None)));
         }
-        Err(ConsumerError::Timeout(format!(
-            "fetching committed offsets: {last}"
-        )))
+        Ok(super::committed_offsets(&r))
     }
 
     /// LeaveGroup, once, best effort (a member that fails to leave expires by its session).

@@ -1488,7 +1488,33 @@ fn decode_subscription(
     }
 }
 
-fn decode_assignment(bytes: &Bytes) -> Result<BTreeSet<TopicPartition>, ConsumerError> {
+/// The committed offsets in an OffsetFetch answer (single-group form): partitions with an
+/// offset, without an error.
+pub(crate) fn committed_offsets(
+    r: &kafka_protocol::messages::OffsetFetchResponse,
+) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+    r.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter(|p| p.error_code == 0 && p.committed_offset >= 0)
+                .map(move |p| {
+                    (
+                        TopicPartition::new(t.name.as_str(), p.partition_index),
+                        OffsetAndMetadata {
+                            offset: p.committed_offset,
+                            metadata: p.metadata.as_ref().map(|m| m.to_string()),
+                        },
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The partitions of a consumer-protocol assignment (any version); empty bytes are an empty
+/// assignment.
+pub(crate) fn decode_assignment(bytes: &Bytes) -> Result<BTreeSet<TopicPartition>, ConsumerError> {
     if bytes.len() < 2 {
         return Ok(BTreeSet::new()); // an empty assignment
     }
