@@ -307,8 +307,8 @@ async fn tick_groups(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                broker.groups.tick();
-                handlers::write_group_records(&broker);
+                let writes = broker.groups.tick();
+                handlers::write_group_records(&broker, writes);
             }
             _ = shutdown.changed() => return,
         }

@@ -21,4 +21,7 @@ mod state;
 
 pub use offsets::{offsets_partition, Committed, Loaded, OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 pub use record::GroupRecord;
-pub use state::{GroupCoordinator, GroupDescription, JoinOutcome, JoinRequest, Reply, SyncOutcome};
+pub use state::{
+    GroupCoordinator, GroupDescription, GroupWrite, JoinOutcome, JoinRequest, Reply, SyncOutcome,
+    SyncReply,
+};

@@ -61,6 +61,17 @@ fn bin<T: Serialize>(v: &T) -> Bytes {
     Bytes::from(bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap_or_default())
 }
 
+/// Appends `batch` (records numbered from 0) to `log` as one batch; the log end after it.
+fn append(log: &PartitionLog, batch: &[records::Record]) -> Result<i64, LogError> {
+    let bytes = records::encode(batch, records::Compression::None).map_err(|e| {
+        LogError::InvalidRecord {
+            reason: e.to_string(),
+        }
+    })?;
+    let info = log.append(&batch::parse_batches(&bytes, usize::MAX)?)?;
+    Ok(info.last_offset + 1)
+}
+
 /// Which `__consumer_offsets` partitions have been read into the cache, and at which of
 /// their leader epochs: leading a partition again (a later epoch) reloads it, even if the
 /// unload in between was missed.
@@ -125,12 +136,7 @@ impl GroupCoordinator {
                 records::record(i, Some(key), c.as_ref().map(bin), ts)
             })
             .collect();
-        let bytes = records::encode(&batch, records::Compression::None).map_err(|e| {
-            LogError::InvalidRecord {
-                reason: e.to_string(),
-            }
-        })?;
-        let info = log.append(&batch::parse_batches(&bytes, usize::MAX)?)?;
+        let end = append(log, &batch)?;
         let mut offsets = self.offsets.lock();
         let cache = offsets.entry(group.to_string()).or_default();
         for (topic, partition, c) in changes {
@@ -142,7 +148,7 @@ impl GroupCoordinator {
         if cache.is_empty() {
             offsets.remove(group);
         }
-        Ok(info.last_offset + 1)
+        Ok(end)
     }
 
     /// Appends `group`'s metadata record (None: its tombstone) to its `__consumer_offsets`
@@ -153,19 +159,15 @@ impl GroupCoordinator {
         group: &str,
         record: Option<&GroupRecord>,
     ) -> Result<i64, LogError> {
-        let batch = vec![records::record(
-            0,
-            Some(Bytes::from(record::group_key(group))),
-            record.map(|r| Bytes::from(record::encode(r))),
-            records::now_ms(),
-        )];
-        let bytes = records::encode(&batch, records::Compression::None).map_err(|e| {
-            LogError::InvalidRecord {
-                reason: e.to_string(),
-            }
-        })?;
-        let info = log.append(&batch::parse_batches(&bytes, usize::MAX)?)?;
-        Ok(info.last_offset + 1)
+        append(
+            log,
+            &[records::record(
+                0,
+                Some(Bytes::from(record::group_key(group))),
+                record.map(|r| Bytes::from(record::encode(r))),
+                records::now_ms(),
+            )],
+        )
     }
 
     pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
@@ -195,11 +197,16 @@ impl GroupCoordinator {
         if loaded.epochs.lock().remove(&index).is_none() {
             return;
         }
+        self.forget_partition(index);
+        info!(partition = index, "group coordinator unloaded");
+    }
+
+    /// Drops the offsets and membership of every group of offsets partition `index`.
+    fn forget_partition(&self, index: i32) {
         self.offsets
             .lock()
             .retain(|group, _| offsets_partition(group) != index);
         self.forget_groups(|group| offsets_partition(group) == index);
-        info!(partition = index, "group coordinator unloaded");
     }
 
     /// Reads partition `index` of `__consumer_offsets` into the cache, once.
@@ -219,10 +226,7 @@ impl GroupCoordinator {
         }
         // Never loaded, or at an older leadership: what this broker knew of these groups
         // may be stale, so the log alone decides.
-        self.offsets
-            .lock()
-            .retain(|group, _| offsets_partition(group) != index);
-        self.forget_groups(|group| offsets_partition(group) == index);
+        self.forget_partition(index);
         let mut from = log.state().log_start_offset;
         let mut n = 0usize;
         let mut groups: HashMap<String, Option<GroupRecord>> = HashMap::new();

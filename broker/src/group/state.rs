@@ -92,11 +92,8 @@ struct Group {
     /// The leader's assignment is being written to `__consumer_offsets`; members get it once
     /// that write is replicated ([`GroupCoordinator::stored`]).
     storing: bool,
-    /// The record of the assignment being stored was handed to a SyncGroup handler (it is
-    /// written once, by the leader's request).
-    store_claimed: bool,
     /// Changed in a way `__consumer_offsets` must record (it became empty, a static member
-    /// took its place back): written by the next [`GroupCoordinator::take_records`].
+    /// took its place back): returned by the next [`GroupCoordinator::tick`].
     dirty: bool,
 }
 
@@ -122,7 +119,6 @@ impl Group {
             join_deadline: Instant::now(),
             initial_join: false,
             storing: false,
-            store_claimed: false,
             dirty: false,
         }
     }
@@ -191,6 +187,18 @@ impl Group {
         g
     }
 }
+
+/// A SyncGroup's answer (now or later) and, for the leader's that completes a generation, the
+/// group record the caller writes to `__consumer_offsets` and reports with
+/// [`GroupCoordinator::stored`]; no member is answered before that.
+pub struct SyncReply {
+    pub reply: Reply<SyncOutcome>,
+    /// (generation, record)
+    pub store: Option<(i32, GroupRecord)>,
+}
+
+/// A record for `__consumer_offsets`: a group's metadata, or (None) its tombstone.
+pub type GroupWrite = (String, Option<GroupRecord>);
 
 /// A description of one group for DescribeGroups and the HTTP API.
 #[derive(Debug, Clone)]
@@ -384,12 +392,13 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
         assignments: Vec<(String, Bytes)>,
-    ) -> Reply<SyncOutcome> {
+    ) -> SyncReply {
+        let answer = |reply| SyncReply { reply, store: None };
         let fail = |error: i16| {
-            Reply::Now(SyncOutcome {
+            answer(Reply::Now(SyncOutcome {
                 error,
                 ..Default::default()
-            })
+            }))
         };
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(group_id) else {
@@ -406,7 +415,7 @@ impl GroupCoordinator {
         }
         match g.state {
             GroupState::Empty | GroupState::PreparingRebalance => fail(REBALANCE_IN_PROGRESS),
-            GroupState::Stable => Reply::Now(SyncOutcome {
+            GroupState::Stable => answer(Reply::Now(SyncOutcome {
                 error: 0,
                 protocol_type: g.protocol_type.clone(),
                 protocol_name: g.protocol.clone(),
@@ -415,38 +424,29 @@ impl GroupCoordinator {
                     .get(member_id)
                     .map(|m| m.assignment.clone())
                     .unwrap_or_default(),
-            }),
+            })),
             GroupState::CompletingRebalance => {
                 let (tx, rx) = oneshot::channel();
                 if let Some(m) = g.members.get_mut(member_id) {
                     m.sync_waiter = Some(tx);
                     m.last_heartbeat = Instant::now();
                 }
+                let mut store = None;
                 if g.leader.as_deref() == Some(member_id) && !g.storing {
-                    // The leader's assignment: made durable first (take_store, then stored),
-                    // handed out after.
+                    // The leader's assignment: made durable first, handed out after.
                     let given: HashMap<String, Bytes> = assignments.into_iter().collect();
                     for (id, m) in g.members.iter_mut() {
                         m.assignment = given.get(id).cloned().unwrap_or_default();
                     }
                     g.storing = true;
-                    g.store_claimed = false;
+                    store = Some((g.generation, g.record()));
                 }
-                Reply::Later(rx)
+                SyncReply {
+                    reply: Reply::Later(rx),
+                    store,
+                }
             }
         }
-    }
-
-    /// After the leader's SyncGroup: the group record to write to `__consumer_offsets` and
-    /// the generation it is for. Taken once; the caller reports with [`Self::stored`].
-    pub fn take_store(&self, group_id: &str) -> Option<(i32, GroupRecord)> {
-        let mut groups = self.groups.lock();
-        let g = groups.get_mut(group_id)?;
-        if g.state != GroupState::CompletingRebalance || !g.storing || g.store_claimed {
-            return None;
-        }
-        g.store_claimed = true;
-        Some((g.generation, g.record()))
     }
 
     /// The group record of `generation` was written and replicated (`ok`), or could not be:
@@ -492,25 +492,6 @@ impl GroupCoordinator {
         if !ok {
             prepare_rebalance(g, Instant::now());
         }
-    }
-
-    /// Group records to write now: every group marked dirty that is Stable or Empty (one in
-    /// the middle of a rebalance is written when it completes), and tombstones of deleted
-    /// groups (None).
-    pub fn take_records(&self) -> Vec<(String, Option<GroupRecord>)> {
-        let mut out: Vec<(String, Option<GroupRecord>)> = self
-            .tombstones
-            .lock()
-            .drain(..)
-            .map(|g| (g, None))
-            .collect();
-        for (id, g) in self.groups.lock().iter_mut() {
-            if g.dirty && matches!(g.state, GroupState::Stable | GroupState::Empty) && !g.storing {
-                g.dirty = false;
-                out.push((id.clone(), Some(g.record())));
-            }
-        }
-        out
     }
 
     /// A group as `__consumer_offsets` recorded it, taken over by this coordinator (unless it
@@ -634,13 +615,21 @@ impl GroupCoordinator {
         0
     }
 
-    /// Completes joins at their deadline and expires silent members.
-    pub fn tick(&self) {
-        self.tick_at(Instant::now());
+    /// Completes joins at their deadline and expires silent members; returns the records
+    /// to write: every group marked dirty that is Stable or Empty (one in the middle of a
+    /// rebalance is written when it completes) and the tombstones of deleted groups.
+    pub fn tick(&self) -> Vec<GroupWrite> {
+        self.tick_at(Instant::now())
     }
 
     /// [`Self::tick`] as if the time were `now` (tests drive time with it).
-    pub fn tick_at(&self, now: Instant) {
+    pub fn tick_at(&self, now: Instant) -> Vec<GroupWrite> {
+        let mut writes: Vec<GroupWrite> = self
+            .tombstones
+            .lock()
+            .drain(..)
+            .map(|g| (g, None))
+            .collect();
         let mut groups = self.groups.lock();
         for (id, g) in groups.iter_mut() {
             // Ids handed out with MEMBER_ID_REQUIRED and never used.
@@ -664,7 +653,12 @@ impl GroupCoordinator {
                 after_removal(id, g, now);
             }
             maybe_complete_join(id, g, now);
+            if g.dirty && matches!(g.state, GroupState::Stable | GroupState::Empty) && !g.storing {
+                g.dirty = false;
+                writes.push((id.clone(), Some(g.record())));
+            }
         }
+        writes
     }
 
     /// Drops the membership state of every group `which` names (their coordinator moved).

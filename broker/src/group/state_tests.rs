@@ -30,10 +30,10 @@ fn sync(
     assignments: Vec<(String, Bytes)>,
 ) -> Reply<SyncOutcome> {
     let r = c.sync(group, generation, member, None, assignments);
-    if let Some((g, _)) = c.take_store(group) {
+    if let Some((g, _)) = r.store {
         c.stored(group, g, true, 0);
     }
-    r
+    r.reply
 }
 
 fn join(c: &GroupCoordinator, member: &str) -> Reply<JoinOutcome> {
@@ -143,7 +143,10 @@ fn a_restarted_static_member_takes_its_place_back_without_a_rebalance() {
         FENCED_INSTANCE_ID
     );
     assert_eq!(
-        now(c.sync("s", gen, &first.member_id, Some("instance-1"), vec![])).error,
+        now(c
+            .sync("s", gen, &first.member_id, Some("instance-1"), vec![])
+            .reply)
+        .error,
         FENCED_INSTANCE_ID
     );
     assert_eq!(
@@ -293,21 +296,31 @@ fn stable_group(c: &GroupCoordinator) -> (String, i32) {
     (a, j.generation)
 }
 
-/// A one-member group whose leader has sent its SyncGroup (assigning itself "p0"), and the
-/// receiver of that SyncGroup's answer, which the store has not released yet.
+/// A one-member group whose leader has sent its SyncGroup (assigning itself "p0"): the
+/// member, its join, the receiver of the SyncGroup's answer (which the store has not
+/// released yet) and the (generation, record) to store.
 fn leader_synced_awaiting_store(
     c: &GroupCoordinator,
-) -> (String, JoinOutcome, oneshot::Receiver<SyncOutcome>) {
+) -> (
+    String,
+    JoinOutcome,
+    oneshot::Receiver<SyncOutcome>,
+    (i32, GroupRecord),
+) {
     let a = now(join(c, "")).member_id;
     let j = now(join(c, &a));
-    match c.sync(
+    let r = c.sync(
         "g",
         j.generation,
         &a,
         None,
         vec![(a.clone(), Bytes::from_static(b"p0"))],
-    ) {
-        Reply::Later(rx) => (a, j, rx),
+    );
+    let store = r
+        .store
+        .expect("the leader's SyncGroup leaves a record to store");
+    match r.reply {
+        Reply::Later(rx) => (a, j, rx, store),
         Reply::Now(o) => panic!("answered before the store: {o:?}"),
     }
 }
@@ -315,12 +328,17 @@ fn leader_synced_awaiting_store(
 #[test]
 fn the_leaders_assignment_is_handed_out_only_once_stored() {
     let c = GroupCoordinator::new(Duration::ZERO);
-    let (a, j, mut waiting) = leader_synced_awaiting_store(&c);
-    let (generation, record) = c.take_store("g").expect("a record to store");
+    let (a, j, _, (generation, record)) = leader_synced_awaiting_store(&c);
+    // The leader's SyncGroup sent again while the record is being written: it waits for the
+    // same store and writes nothing itself.
+    let again = c.sync("g", j.generation, &a, None, vec![]);
     assert!(
-        c.take_store("g").is_none(),
-        "handed out once: a SyncGroup arriving meanwhile does not write it again"
+        again.store.is_none(),
+        "written once: a SyncGroup arriving meanwhile does not write it again"
     );
+    let Reply::Later(mut waiting) = again.reply else {
+        panic!("answered before the store");
+    };
     assert_eq!(generation, j.generation);
     assert_eq!(record.members.len(), 1);
     assert_eq!(record.members[0].assignment, b"p0");
@@ -338,8 +356,7 @@ fn the_leaders_assignment_is_handed_out_only_once_stored() {
 #[test]
 fn a_failed_store_sends_members_to_rebalance() {
     let c = GroupCoordinator::new(Duration::ZERO);
-    let (a, _, mut waiting) = leader_synced_awaiting_store(&c);
-    let (generation, _) = c.take_store("g").expect("record");
+    let (a, _, mut waiting, (generation, _)) = leader_synced_awaiting_store(&c);
     c.stored("g", generation, false, 16);
     let got = waiting.try_recv().expect("answered");
     assert_eq!(got.error, 16);
@@ -361,7 +378,7 @@ fn a_new_coordinator_takes_the_group_over_at_its_generation() {
     let (ja, _) = (now(ra), now(rb));
     let leader = ja.leader.clone();
     let other = if leader == a { b.clone() } else { a.clone() };
-    let reply = old.sync(
+    let synced = old.sync(
         "g",
         ja.generation,
         &leader,
@@ -371,9 +388,8 @@ fn a_new_coordinator_takes_the_group_over_at_its_generation() {
             (other.clone(), Bytes::from_static(b"p1")),
         ],
     );
-    let (generation, record) = old.take_store("g").expect("record");
+    let (generation, record) = synced.store.expect("record");
     old.stored("g", generation, true, 0);
-    drop(reply);
 
     // The broker that leads the offsets partition next replays the record.
     let new = GroupCoordinator::new(Duration::ZERO);
@@ -422,11 +438,11 @@ fn empty_groups_and_deletions_leave_records_to_write() {
     let c = GroupCoordinator::new(Duration::ZERO);
     let (a, generation) = stable_group(&c);
     assert!(
-        c.take_records().is_empty(),
+        c.tick().is_empty(),
         "the stable record was written by the sync"
     );
     assert_eq!(c.leave("g", std::slice::from_ref(&a)), vec![0]);
-    let records = c.take_records();
+    let records = c.tick();
     assert_eq!(records.len(), 1);
     let (group, record) = &records[0];
     let record = record
@@ -435,12 +451,12 @@ fn empty_groups_and_deletions_leave_records_to_write() {
     assert_eq!(group, "g");
     assert!(record.members.is_empty());
     assert!(record.generation > generation);
-    assert!(c.take_records().is_empty(), "written once");
+    assert!(c.tick().is_empty(), "written once");
     assert_eq!(c.remove_group("g"), 0);
-    assert_eq!(c.take_records(), vec![("g".to_string(), None)]);
+    assert_eq!(c.tick(), vec![("g".to_string(), None)]);
     // Unloaded groups leave nothing to write.
     let (_, _) = stable_group(&c);
     assert_eq!(c.remove_group("g"), 68);
     c.forget_groups(|g| g == "g");
-    assert!(c.take_records().is_empty());
+    assert!(c.tick().is_empty());
 }

@@ -26,7 +26,7 @@ use tracing::warn;
 
 use super::{leader_log, str_bytes, topic_name};
 use crate::group::{
-    offsets_partition, Committed, JoinRequest, Reply, OFFSETS_PARTITIONS, OFFSETS_TOPIC,
+    offsets_partition, Committed, GroupWrite, JoinRequest, Reply, OFFSETS_PARTITIONS, OFFSETS_TOPIC,
 };
 use crate::log::PartitionLog;
 use crate::Broker;
@@ -188,7 +188,7 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest, _version: i16) -> Sync
         Ok(log) => log,
         Err(code) => return SyncGroupResponse::default().with_error_code(code),
     };
-    let reply = broker.groups.sync(
+    let synced = broker.groups.sync(
         group,
         req.generation_id,
         req.member_id.as_str(),
@@ -200,7 +200,7 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest, _version: i16) -> Sync
     );
     // The leader's assignment: durable in __consumer_offsets (replicated as an acks=all
     // produce is) before any member gets it, so a new coordinator knows this generation.
-    if let Some((generation, record)) = broker.groups.take_store(group) {
+    if let Some((generation, record)) = synced.store {
         let stored = match broker.groups.write_group(&log, group, Some(&record)) {
             Ok(end) => super::produce::replicated(&log, end, 1, Duration::from_secs(5))
                 .await
@@ -219,7 +219,7 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest, _version: i16) -> Sync
             }
         }
     }
-    let outcome = match reply {
+    let outcome = match synced.reply {
         Reply::Now(o) => o,
         // The wait ended without an answer (the coordinator moved, or this member sent
         // another SyncGroup): never "success with nothing assigned".
@@ -525,12 +525,12 @@ pub fn describe_groups(
     )
 }
 
-/// Writes the group records the coordinator has pending (groups that became empty, static
+/// Writes group records the coordinator's tick returned (groups that became empty, static
 /// members back in their place, tombstones of deleted groups) to their `__consumer_offsets`
-/// partitions. Run by the broker's group tick; records of groups this broker no longer
-/// coordinates are dropped (their new coordinator has its own view).
-pub fn write_group_records(broker: &Broker) {
-    for (group, record) in broker.groups.take_records() {
+/// partitions; records of groups this broker no longer coordinates are dropped (their new
+/// coordinator has its own view).
+pub fn write_group_records(broker: &Broker, writes: Vec<GroupWrite>) {
+    for (group, record) in writes {
         let Ok(log) = coordinator_log(broker, &group) else {
             continue;
         };
