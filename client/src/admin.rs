@@ -80,6 +80,13 @@ fn refused(what: impl Into<String>, code: i16, message: Option<&str>) -> AdminEr
     }
 }
 
+/// The one item an answer about one topic, partition or group carries.
+fn first<'a, T>(items: &'a [T], api: &str) -> Result<&'a T, AdminError> {
+    items
+        .first()
+        .ok_or_else(|| AdminError::Decode(format!("empty {api} answer")))
+}
+
 fn check(what: impl Into<String>, code: i16, message: Option<&str>) -> Result<(), AdminError> {
     if code == 0 {
         Ok(())
@@ -280,10 +287,7 @@ impl Admin {
                         .collect(),
                 )]);
         let r = self.any_send(req, 7).await?;
-        let t = r
-            .topics
-            .first()
-            .ok_or_else(|| AdminError::Decode("empty CreateTopics answer".into()))?;
+        let t = first(&r.topics, "CreateTopics")?;
         check(
             format!("topic '{}'", topic.name),
             t.error_code,
@@ -302,10 +306,7 @@ impl Admin {
             .with_timeout_ms(30_000)
             .with_topic_names(vec![topic_name(name)]);
         let r = self.any_send(req, 5).await?;
-        let t = r
-            .responses
-            .first()
-            .ok_or_else(|| AdminError::Decode("empty DeleteTopics answer".into()))?;
+        let t = first(&r.responses, "DeleteTopics")?;
         check(
             format!("topic '{name}'"),
             t.error_code,
@@ -385,10 +386,7 @@ impl Admin {
                 .with_configuration_keys(None),
         ]);
         let r = self.any_send(req, 4).await?;
-        let res = r
-            .results
-            .first()
-            .ok_or_else(|| AdminError::Decode("empty DescribeConfigs answer".into()))?;
+        let res = first(&r.results, "DescribeConfigs")?;
         check(
             format!("topic '{topic}'"),
             res.error_code,
@@ -431,10 +429,7 @@ impl Admin {
                 .with_configs(configs),
         ]);
         let r = self.any_send(req, 1).await?;
-        let res = r
-            .responses
-            .first()
-            .ok_or_else(|| AdminError::Decode("empty IncrementalAlterConfigs answer".into()))?;
+        let res = first(&r.responses, "IncrementalAlterConfigs")?;
         check(
             format!("topic '{topic}'"),
             res.error_code,
@@ -451,10 +446,7 @@ impl Admin {
                 .with_count(total)
                 .with_assignments(None)]);
         let r = self.any_send(req, 3).await?;
-        let res = r
-            .results
-            .first()
-            .ok_or_else(|| AdminError::Decode("empty CreatePartitions answer".into()))?;
+        let res = first(&r.results, "CreatePartitions")?;
         check(
             format!("topic '{topic}'"),
             res.error_code,
@@ -482,11 +474,7 @@ impl Admin {
                     .with_current_leader_epoch(-1)
                     .with_timestamp(ts)])]);
         let r = self.leader_send(tp, req, 7).await?;
-        let p = r
-            .topics
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| AdminError::Decode("empty ListOffsets answer".into()))?;
+        let p = first(&first(&r.topics, "ListOffsets")?.partitions, "ListOffsets")?;
         check(format!("partition {tp}"), p.error_code, None)?;
         Ok(p.offset)
     }
@@ -505,11 +493,10 @@ impl Admin {
                     .with_partition_index(tp.partition)
                     .with_offset(offset)])]);
         let r = self.leader_send(tp, req, 2).await?;
-        let p = r
-            .topics
-            .first()
-            .and_then(|t| t.partitions.first())
-            .ok_or_else(|| AdminError::Decode("empty DeleteRecords answer".into()))?;
+        let p = first(
+            &first(&r.topics, "DeleteRecords")?.partitions,
+            "DeleteRecords",
+        )?;
         check(format!("partition {tp}"), p.error_code, None)?;
         Ok(p.low_watermark)
     }
@@ -546,10 +533,7 @@ impl Admin {
         let coordinator = self.coordinator(group).await?;
         let req = DescribeGroupsRequest::default().with_groups(vec![group_id(group)]);
         let r = self.send_to(coordinator, req, 5).await?;
-        let g = r
-            .groups
-            .first()
-            .ok_or_else(|| AdminError::Decode("empty DescribeGroups answer".into()))?;
+        let g = first(&r.groups, "DescribeGroups")?;
         check(
             format!("group '{group}'"),
             g.error_code,
@@ -659,10 +643,7 @@ impl Admin {
         let coordinator = self.coordinator(group).await?;
         let req = DeleteGroupsRequest::default().with_groups_names(vec![group_id(group)]);
         let r = self.send_to(coordinator, req, 2).await?;
-        let res = r
-            .results
-            .first()
-            .ok_or_else(|| AdminError::Decode("empty DeleteGroups answer".into()))?;
+        let res = first(&r.results, "DeleteGroups")?;
         check(format!("group '{group}'"), res.error_code, None)
     }
 

@@ -62,6 +62,21 @@ impl std::fmt::Display for TopicPartition {
     }
 }
 
+/// Partition numbers by topic, topics in order: how Kafka requests and the consumer
+/// protocol list partitions.
+pub(crate) fn partitions_by_topic<'a>(
+    tps: impl IntoIterator<Item = &'a TopicPartition>,
+) -> std::collections::BTreeMap<&'a str, Vec<i32>> {
+    let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+    for tp in tps {
+        by_topic
+            .entry(tp.topic.as_str())
+            .or_default()
+            .push(tp.partition);
+    }
+    by_topic
+}
+
 /// A Kafka error code a broker answered with, its name, and the broker's message if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerError {

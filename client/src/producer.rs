@@ -404,6 +404,29 @@ struct Pending {
     enqueued: Instant,
 }
 
+/// Files what a partition worker received: a record into the queue, a flush request, or
+/// (None) the producer going away.
+fn accept(
+    work: Option<Work>,
+    queue: &mut Vec<Pending>,
+    bytes: &mut usize,
+    flushes: &mut Vec<oneshot::Sender<()>>,
+    open: &mut bool,
+) {
+    match work {
+        Some(Work::Record(record, delivery, enqueued)) => {
+            *bytes += record.size();
+            queue.push(Pending {
+                record,
+                delivery,
+                enqueued,
+            });
+        }
+        Some(Work::Flush(done)) => flushes.push(done),
+        None => *open = false,
+    }
+}
+
 /// Owns one partition: queue, leader connection, sequence, one batch in flight.
 async fn partition_worker(
     shared: Arc<Shared>,
@@ -423,19 +446,12 @@ async fn partition_worker(
         // waited in the channel while the previous batch was out belong in this one, and
         // their linger has long passed, so one at a time they would each go out alone.
         while open && bytes < config.batch_size && queue.len() < config.max_batch_records {
-            match rx.try_recv() {
-                Ok(Work::Record(record, delivery, enqueued)) => {
-                    bytes += record.size();
-                    queue.push(Pending {
-                        record,
-                        delivery,
-                        enqueued,
-                    });
-                }
-                Ok(Work::Flush(done)) => flushes.push(done),
+            let work = match rx.try_recv() {
+                Ok(w) => Some(w),
                 Err(mpsc::error::TryRecvError::Empty) => break,
-                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
-            }
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+            accept(work, &mut queue, &mut bytes, &mut flushes, &mut open);
         }
         // Collect until the batch is full, lingered long enough, flushed, or closed.
         let deadline = queue.first().map(|p| p.enqueued + config.linger);
@@ -460,14 +476,7 @@ async fn partition_worker(
                 d.saturating_duration_since(Instant::now())
             });
             tokio::select! {
-                w = rx.recv() => match w {
-                    Some(Work::Record(record, delivery, enqueued)) => {
-                        bytes += record.size();
-                        queue.push(Pending { record, delivery, enqueued });
-                    }
-                    Some(Work::Flush(done)) => flushes.push(done),
-                    None => open = false,
-                },
+                w = rx.recv() => accept(w, &mut queue, &mut bytes, &mut flushes, &mut open),
                 _ = tokio::time::sleep(wait) => {}
             }
             continue;

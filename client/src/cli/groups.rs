@@ -118,14 +118,7 @@ fn describe_assignment(tps: &[TopicPartition]) -> String {
     if tps.is_empty() {
         return "-".into();
     }
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for tp in tps {
-        by_topic
-            .entry(tp.topic.as_str())
-            .or_default()
-            .push(tp.partition);
-    }
-    by_topic
+    crate::partitions_by_topic(tps)
         .iter()
         .map(|(t, ps)| {
             format!(

@@ -77,25 +77,15 @@ pub(crate) async fn fetch(
     let req = request(&targets, limits);
     // The broker holds the request up to max_wait; allow it that and a margin.
     let patience = std::time::Duration::from_millis(limits.max_wait_ms.max(0) as u64 + 30_000);
-    match tokio::time::timeout(patience, conn.send(req, 12)).await {
-        Ok(Ok(r)) => Fetched {
-            broker,
-            conn: Some(conn),
-            targets,
-            result: Ok(r),
-        },
-        Ok(Err(e)) => Fetched {
-            broker,
-            conn: None,
-            targets,
-            result: Err(e),
-        },
-        Err(_) => Fetched {
-            broker,
-            conn: None,
-            targets,
-            result: Err(ClientError::Closed),
-        },
+    let result = tokio::time::timeout(patience, conn.send(req, 12))
+        .await
+        .unwrap_or(Err(ClientError::Closed));
+    Fetched {
+        broker,
+        // A connection that failed or timed out mid-request is out of step: dropped.
+        conn: result.is_ok().then_some(conn),
+        targets,
+        result,
     }
 }
 

@@ -127,13 +127,15 @@ enum Command {
 
 /// The consumer's handle on its group task.
 pub(crate) struct Group {
-    tx: mpsc::Sender<Command>,
+    /// Unbounded: a send never waits, so commands (commits above all) reach the task in the
+    /// order they were made. What is queued is bounded by the consumer's own calls.
+    tx: mpsc::UnboundedSender<Command>,
     pub flags: Arc<Flags>,
 }
 
 impl Group {
     pub fn start(settings: GroupSettings) -> Self {
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::unbounded_channel();
         let flags = Arc::new(Flags::default());
         let task = GroupTask {
             cluster: ClusterClient::new(&settings.bootstrap),
@@ -154,7 +156,6 @@ impl Group {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(make(reply))
-            .await
             .map_err(|_| ConsumerError::Closed)?;
         rx.await.map_err(|_| ConsumerError::Closed)?
     }
@@ -176,20 +177,12 @@ impl Group {
         as_member: bool,
     ) -> oneshot::Receiver<Result<(), ConsumerError>> {
         let (reply, rx) = oneshot::channel();
-        let cmd = Command::Commit {
+        // A stopped task drops the reply, which the receiver reads as Closed.
+        let _ = self.tx.send(Command::Commit {
             offsets,
             as_member,
             reply,
-        };
-        if let Err(mpsc::error::TrySendError::Full(cmd) | mpsc::error::TrySendError::Closed(cmd)) =
-            self.tx.try_send(cmd)
-        {
-            // Full: wait for room on a task of its own, keeping the order of what is queued.
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                let _ = tx.send(cmd).await;
-            });
-        }
+        });
         rx
     }
 
@@ -203,7 +196,7 @@ impl Group {
 
     pub async fn leave(&self) {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::Leave { reply }).await.is_ok() {
+        if self.tx.send(Command::Leave { reply }).is_ok() {
             let _ = rx.await;
         }
     }
@@ -244,7 +237,7 @@ fn is(code: i16, e: ResponseError) -> bool {
 }
 
 impl GroupTask {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         loop {
             let next_heartbeat = if self.stable {
                 self.last_heartbeat + self.settings.heartbeat_interval
@@ -668,13 +661,7 @@ impl GroupTask {
         &mut self,
         partitions: Vec<TopicPartition>,
     ) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>, ConsumerError> {
-        let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-        for tp in &partitions {
-            topics
-                .entry(tp.topic.clone())
-                .or_default()
-                .push(tp.partition);
-        }
+        let topics = crate::partitions_by_topic(&partitions);
         let make = |t: &Self| {
             OffsetFetchRequest::default()
                 .with_group_id(t.group_id())
