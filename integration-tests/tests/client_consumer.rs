@@ -416,6 +416,24 @@ impl Member {
     }
 }
 
+/// Waits until member `m` has consumed `n` records.
+async fn wait_values(m: &Member, n: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    while m.seen.lock().expect("lock").values.len() < n {
+        assert!(Instant::now() < deadline, "{n} records were never consumed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `c` until it holds `n` partitions (20 s at most).
+async fn poll_until_holding(c: &mut Consumer, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.assignment().len() < n {
+        assert!(Instant::now() < deadline, "never assigned {n} partitions");
+        c.poll(Duration::from_millis(100)).await.expect("poll");
+    }
+}
+
 /// Waits until the members' assignments have these sizes (in any order) and together cover
 /// every one of `partitions` exactly once.
 async fn wait_balanced(members: &[&Member], sizes: &[usize], partitions: i32, within: Duration) {
@@ -646,11 +664,7 @@ async fn a_coordinator_failover_keeps_the_generation_assignment_and_commits() {
     let m = member(cfg, "coord");
     wait_balanced(&[&m], &[2], 2, Duration::from_secs(60)).await;
     produce(&bootstrap, "coord", "a", 100).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while m.seen.lock().expect("lock").values.len() < 100 {
-        assert!(Instant::now() < deadline, "the first 100 records");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_values(&m, 100, Duration::from_secs(30)).await;
     let generation = m.seen.lock().expect("lock").generation.expect("joined");
     let events_before = m.events().len();
 
@@ -701,11 +715,7 @@ async fn a_coordinator_failover_keeps_the_generation_assignment_and_commits() {
 
     // The member goes on reading through the new leaders, never rebalancing.
     produce(&live, "coord", "b", 50).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while m.seen.lock().expect("lock").values.len() < 150 {
-        assert!(Instant::now() < deadline, "the 50 records after the kill");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_values(&m, 150, Duration::from_secs(60)).await;
     assert_eq!(m.seen.lock().expect("lock").generation, Some(generation));
     assert_eq!(
         m.events().len(),
@@ -772,25 +782,11 @@ async fn a_second_process_with_the_same_instance_id_fences_the_first_for_good() 
     cfg.group_instance_id = Some("worker-1".into());
     let mut first = Consumer::new(cfg.clone()).expect("consumer");
     first.subscribe(&["static"]).expect("subscribe");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while first.assignment().len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the first instance never got its partitions"
-        );
-        first.poll(Duration::from_millis(100)).await.expect("poll");
-    }
+    poll_until_holding(&mut first, 2).await;
     // The same instance id from another process (say, a restart while the old one lingers).
     let mut second = Consumer::new(cfg).expect("consumer");
     second.subscribe(&["static"]).expect("subscribe");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while second.assignment().len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the second instance never took over"
-        );
-        second.poll(Duration::from_millis(100)).await.expect("poll");
-    }
+    poll_until_holding(&mut second, 2).await;
     // The first learns it is fenced (at its next heartbeat) and stays out: it does not
     // rejoin and fence the second in turn.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -29,8 +29,13 @@ async fn create_topic(broker: SocketAddr, topic: &str, partitions: i32, rf: i16)
 /// Every record of one partition: (offset, key, value, headers, timestamp).
 type Row = (i64, Option<String>, String, Vec<(String, String)>, i64);
 
-async fn read_partition(broker: SocketAddr, topic: &str, partition: i32) -> Vec<Row> {
-    let mut conn = Connection::connect(broker).await.expect("connect");
+/// The record batches of one partition from `offset` on, as one Fetch returns them.
+async fn fetch_batches(
+    conn: &mut Connection,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Vec<kafka_protocol::records::RecordSet> {
     let r = conn
         .send(
             FetchRequest::default()
@@ -41,7 +46,7 @@ async fn read_partition(broker: SocketAddr, topic: &str, partition: i32) -> Vec<
                     .with_topic(name(topic))
                     .with_partitions(vec![FetchPartition::default()
                         .with_partition(partition)
-                        .with_fetch_offset(0)
+                        .with_fetch_offset(offset)
                         .with_partition_max_bytes(16 << 20)])]),
             12,
         )
@@ -51,9 +56,14 @@ async fn read_partition(broker: SocketAddr, topic: &str, partition: i32) -> Vec<
         .records
         .clone()
         .unwrap_or_default();
+    RecordBatchDecoder::decode_all(&mut data).expect("decode")
+}
+
+async fn read_partition(broker: SocketAddr, topic: &str, partition: i32) -> Vec<Row> {
+    let mut conn = Connection::connect(broker).await.expect("connect");
+    let batches = fetch_batches(&mut conn, topic, partition, 0).await;
     let text = |b: &bytes::Bytes| String::from_utf8_lossy(b).into_owned();
-    RecordBatchDecoder::decode_all(&mut data)
-        .expect("decode")
+    batches
         .into_iter()
         .flat_map(|s| s.records)
         .map(|r| {
@@ -302,27 +312,7 @@ async fn records_sent_faster_than_acknowledged_share_batches() {
     let mut records = 0usize;
     let mut offset = 0i64;
     while records < 20_000 {
-        let r = conn
-            .send(
-                FetchRequest::default()
-                    .with_replica_id(BrokerId(-1))
-                    .with_max_wait_ms(0)
-                    .with_max_bytes(16 << 20)
-                    .with_topics(vec![FetchTopic::default()
-                        .with_topic(name("batched"))
-                        .with_partitions(vec![FetchPartition::default()
-                            .with_partition(0)
-                            .with_fetch_offset(offset)
-                            .with_partition_max_bytes(16 << 20)])]),
-                12,
-            )
-            .await
-            .expect("fetch");
-        let mut data = r.responses[0].partitions[0]
-            .records
-            .clone()
-            .unwrap_or_default();
-        let sets = RecordBatchDecoder::decode_all(&mut data).expect("decode");
+        let sets = fetch_batches(&mut conn, "batched", 0, offset).await;
         assert!(!sets.is_empty(), "all 20,000 are in the log");
         for s in sets {
             batches += 1;
