@@ -123,6 +123,41 @@ pub struct BrokerConfig {
     )]
     pub group_initial_rebalance_delay_ms: u64,
 
+    /// The longest transaction timeout a producer may ask for (transaction.max.timeout.ms);
+    /// InitProducerId above it is refused with INVALID_TRANSACTION_TIMEOUT.
+    #[arg(
+        long,
+        env = "STROM_TRANSACTION_MAX_TIMEOUT_MS",
+        default_value_t = 900_000
+    )]
+    pub transaction_max_timeout_ms: i32,
+
+    /// How often the transaction coordinator aborts transactions that outlived their
+    /// timeout (transaction.abort.timed.out.transaction.cleanup.interval.ms).
+    #[arg(
+        long,
+        env = "STROM_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS",
+        default_value_t = 10_000
+    )]
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: u64,
+
+    /// A transactional id unused for this long is forgotten (transactional.id.expiration.ms).
+    #[arg(
+        long,
+        env = "STROM_TRANSACTIONAL_ID_EXPIRATION_MS",
+        default_value_t = 604_800_000
+    )]
+    pub transactional_id_expiration_ms: i64,
+
+    /// Replication factor of `__transaction_state` (transaction.state.log.replication.factor),
+    /// capped at the live brokers when it is created.
+    #[arg(
+        long,
+        env = "STROM_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        default_value_t = 3
+    )]
+    pub transaction_state_log_replication_factor: i16,
+
     /// A follower not caught up with the leader for this long leaves the ISR
     /// (replica.lag.time.max.ms).
     #[arg(long, env = "STROM_REPLICA_LAG_TIME_MAX_MS", default_value_t = 30_000)]
@@ -190,6 +225,21 @@ impl BrokerConfig {
                 )
             }
             _ => {}
+        }
+        if self.transaction_max_timeout_ms <= 0 {
+            return invalid("--transaction-max-timeout-ms", "must be above 0");
+        }
+        if self.transaction_abort_timed_out_transaction_cleanup_interval_ms == 0 {
+            return invalid(
+                "--transaction-abort-timed-out-transaction-cleanup-interval-ms",
+                "must be above 0",
+            );
+        }
+        if self.transaction_state_log_replication_factor < 1 {
+            return invalid(
+                "--transaction-state-log-replication-factor",
+                "must be at least 1",
+            );
         }
         if self.replica_lag_time_max_ms == 0 {
             return invalid("--replica-lag-time-max-ms", "must be above 0");

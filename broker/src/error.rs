@@ -37,6 +37,12 @@ pub enum LogError {
     },
     #[error("producer {producer_id} is unknown here and starts at sequence {first_seq}, not 0")]
     UnknownProducerId { producer_id: i64, first_seq: i32 },
+    #[error("producer {producer_id}: marker from coordinator epoch {coordinator_epoch}, older than {current}")]
+    CoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current: i32,
+    },
     #[error("storage failed: {source}")]
     Storage {
         #[from]
@@ -56,6 +62,7 @@ impl LogError {
             LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
             LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             LogError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
+            LogError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
             LogError::Storage { .. } => ResponseError::KafkaStorageError,
         }
     }

@@ -26,6 +26,7 @@ pub mod protocol;
 pub mod replica;
 pub mod server;
 pub mod topic_config;
+pub mod txn;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -59,6 +60,9 @@ pub struct Broker {
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Follower fetchers, one per leader this broker replicates from.
     pub replicas: replica::ReplicaManager,
+    /// The transaction coordinator (for the transactional ids whose `__transaction_state`
+    /// partition this broker leads).
+    pub txns: txn::TxnCoordinator,
 }
 
 impl Broker {
@@ -76,6 +80,13 @@ impl Broker {
             for p in &t.partitions {
                 if p.leader != self.node_id {
                     self.groups.unload(&self.groups_loaded, p.partition as i32);
+                }
+            }
+        }
+        if let Some(t) = image.topic(txn::TRANSACTION_TOPIC) {
+            for p in &t.partitions {
+                if p.leader != self.node_id {
+                    self.txns.unload(p.partition as i32);
                 }
             }
         }
@@ -176,6 +187,7 @@ impl Broker {
             groups: group::GroupCoordinator::new(Duration::from_millis(config_initial_delay)),
             groups_loaded: group::Loaded::default(),
             replicas,
+            txns: txn::TxnCoordinator::default(),
         });
         broker.sync_partitions(&broker.image());
 
@@ -185,6 +197,7 @@ impl Broker {
         tasks.spawn(clean_logs(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(tick_groups(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(maintain_isr(broker.clone(), shutdown_rx.clone()));
+        tasks.spawn(txn::ops::tick(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(server::serve(broker.clone(), kafka, shutdown_rx.clone()));
         tasks.spawn(http::serve(broker.clone(), http, shutdown_rx));
         info!(

@@ -160,6 +160,12 @@ impl Connection {
         }
     }
 
+    /// Names this connection's requests with `client_id` (Kafka's request header field).
+    pub fn with_client_id(mut self, client_id: &str) -> Self {
+        self.client_id = StrBytes::from_string(client_id.to_string());
+        self
+    }
+
     /// Sends `request` at `version` and waits for its response.
     pub async fn send<R: Request>(
         &mut self,

@@ -123,6 +123,46 @@ pub struct TimeIndexEntry {
     pub base_offset: i64,
 }
 
+/// An aborted transaction of one producer on one partition: its data spans
+/// `first_offset..last_offset`, and `last_offset` is the ABORT marker's offset. Kept in the
+/// partition's aborted-transaction index so read_committed fetches can tell consumers which
+/// records to drop (Fetch's `aborted_transactions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+impl AbortedTxn {
+    pub(crate) const ENCODED_LEN: usize = 16;
+
+    /// The value stored under the marker offset: producer id and first offset.
+    pub(crate) fn encode_value(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut out = [0u8; Self::ENCODED_LEN];
+        out[0..8].copy_from_slice(&self.producer_id.to_be_bytes());
+        out[8..16].copy_from_slice(&self.first_offset.to_be_bytes());
+        out
+    }
+
+    pub(crate) fn decode_value(last_offset: i64, v: &[u8]) -> Result<Self, StorageError> {
+        if v.len() != Self::ENCODED_LEN {
+            return Err(StorageError::Corrupt {
+                what: format!("aborted transaction entry of {} bytes", v.len()),
+            });
+        }
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&v[0..8]);
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&v[8..16]);
+        Ok(Self {
+            producer_id: i64::from_be_bytes(a),
+            first_offset: i64::from_be_bytes(b),
+            last_offset,
+        })
+    }
+}
+
 /// One atomic append to a partition: batches, the time index entries they create, and the
 /// partition state after them. Build it with [`WriteBatch::new`] and [`WriteBatch::push`],
 /// which keep the three consistent.
@@ -133,6 +173,7 @@ pub struct WriteBatch {
     pub(crate) state: PartitionState,
     pub(crate) producers: Vec<(i64, Vec<u8>)>,
     pub(crate) epochs: Vec<EpochEntry>,
+    pub(crate) aborted: Vec<AbortedTxn>,
 }
 
 /// An entry of the leader epoch cache (KIP-101): the first offset written in `epoch`.
@@ -151,7 +192,14 @@ impl WriteBatch {
             state: current,
             producers: Vec::new(),
             epochs: Vec::new(),
+            aborted: Vec::new(),
         }
+    }
+
+    /// Adds an entry to the aborted-transaction index with this write (the write that holds
+    /// its ABORT marker at `txn.last_offset`).
+    pub fn add_aborted_txn(&mut self, txn: AbortedTxn) {
+        self.aborted.push(txn);
     }
 
     /// Records that leader epoch `epoch` starts at `start_offset`, with this write.
@@ -296,8 +344,8 @@ pub trait LogStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<BatchInfo>, StorageError>;
 
-    /// Removes every batch starting below `remove_below` (and the time index entries that name
-    /// them) and writes `state`, atomically. Retention and DeleteRecords use it.
+    /// Removes every batch starting below `remove_below` (and the time index entries and
+    /// aborted-transaction entries that name them) and writes `state`, atomically. Retention and DeleteRecords use it.
     fn delete_head(
         &self,
         tp: TopicPartition,
@@ -317,6 +365,11 @@ pub trait LogStore: Send + Sync + 'static {
 
     /// The leader epoch cache: every [`EpochEntry`] written, in epoch order.
     fn leader_epochs(&self, tp: TopicPartition) -> Result<Vec<EpochEntry>, StorageError>;
+
+    /// The aborted-transaction index of `tp`, ordered by `last_offset` (the marker offset).
+    /// [`LogStore::delete_head`] drops entries whose marker it removes, and
+    /// [`LogStore::truncate`] those whose marker lies in the removed suffix.
+    fn aborted_txns(&self, tp: TopicPartition) -> Result<Vec<AbortedTxn>, StorageError>;
 
     /// Writes `state` alone (the high watermark checkpoint).
     fn write_state(&self, tp: TopicPartition, state: PartitionState) -> Result<(), StorageError>;

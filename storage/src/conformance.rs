@@ -6,7 +6,8 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::{
-    EpochEntry, LogStore, PartitionState, StoredBatch, TimeIndexEntry, TopicPartition, WriteBatch,
+    AbortedTxn, EpochEntry, LogStore, PartitionState, StoredBatch, TimeIndexEntry, TopicPartition,
+    WriteBatch,
 };
 
 /// A stand-in record batch: 61 header bytes (only `lastOffsetDelta` matters to the store)
@@ -77,6 +78,69 @@ pub fn run<S: LogStore, F: FnMut() -> S>(mut make: F) {
     replacement_is_atomic_and_keeps_offsets(&make());
     producer_state_travels_with_appends(&make());
     truncation_removes_a_suffix_atomically(&make());
+    aborted_transactions_follow_their_markers(&make());
+}
+
+/// The aborted-transaction index is written with the marker's batch, read in marker order,
+/// and leaves with its marker: retention at the head, truncation of a suffix, deletion.
+fn aborted_transactions_follow_their_markers<S: LogStore>(store: &S) {
+    let (t, other) = (tp(14, 0), tp(14, 1));
+    for p in [t, other] {
+        store.create_partition(p).expect("create");
+    }
+    let txn = |pid, first, last| AbortedTxn {
+        producer_id: pid,
+        first_offset: first,
+        last_offset: last,
+    };
+    // Offsets 0-9 in ten batches; aborts marked at 3 (data 0-2), 6 (data 1-5), 9 (data 7-8).
+    let mut write = WriteBatch::new(state_of(store, t));
+    for _ in 0..4 {
+        let b = fake_batch(write.state().log_end_offset, 1, 1, 0);
+        write.push(b).expect("push");
+    }
+    write.add_aborted_txn(txn(1, 0, 3));
+    store.append(t, write).expect("append");
+    let mut write = WriteBatch::new(state_of(store, t));
+    for _ in 0..6 {
+        let b = fake_batch(write.state().log_end_offset, 1, 1, 0);
+        write.push(b).expect("push");
+    }
+    write.add_aborted_txn(txn(2, 1, 6));
+    write.add_aborted_txn(txn(3, 7, 9));
+    store.append(t, write).expect("append");
+    let mut write = WriteBatch::new(state_of(store, other));
+    write.push(fake_batch(0, 1, 1, 0)).expect("push");
+    write.add_aborted_txn(txn(4, 0, 0));
+    store.append(other, write).expect("append");
+    assert_eq!(
+        store.aborted_txns(t).expect("index"),
+        vec![txn(1, 0, 3), txn(2, 1, 6), txn(3, 7, 9)]
+    );
+
+    // Retention removing offsets 0-3 takes the entry marked at 3 with it.
+    let state = state_of(store, t);
+    let moved = PartitionState {
+        log_start_offset: 4,
+        ..state
+    };
+    store.delete_head(t, 4, moved).expect("delete head");
+    assert_eq!(
+        store.aborted_txns(t).expect("index"),
+        vec![txn(2, 1, 6), txn(3, 7, 9)]
+    );
+    // Truncating at 8 removes the marker at 9 and its entry.
+    store
+        .truncate(t, 8, state_of(store, t), &[])
+        .expect("truncate");
+    assert_eq!(store.aborted_txns(t).expect("index"), vec![txn(2, 1, 6)]);
+    // Deleting the partition forgets its index, not the neighbour's.
+    store.delete_partition(t).expect("delete");
+    assert!(store.aborted_txns(t).expect("index").is_empty());
+    assert_eq!(
+        store.aborted_txns(other).expect("index"),
+        vec![txn(4, 0, 0)]
+    );
 }
 
 fn truncation_removes_a_suffix_atomically<S: LogStore>(store: &S) {

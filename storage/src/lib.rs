@@ -23,6 +23,10 @@
 //!   or after a timestamp names the first batch that can hold a record that new.
 //! - `state`: `topic_id | partition` -> [`PartitionState`], written in the same atomic write
 //!   as the batches it describes.
+//! - `producers`, `epochs`: idempotent producer state and the leader epoch cache, likewise.
+//! - `txnindex`: `topic_id | partition | abort marker offset(u64 BE)` -> producer id and first
+//!   offset of an aborted transaction ([`AbortedTxn`]), written with the marker; keyed by the
+//!   marker so retention and truncation drop entries with the same range deletes as batches.
 
 mod api;
 pub mod conformance;
@@ -31,8 +35,8 @@ mod memory;
 mod rocks;
 
 pub use api::{
-    BatchInfo, EpochEntry, LogStore, PartitionState, StorageError, StoredBatch, TimeIndexEntry,
-    TopicPartition, WriteBatch,
+    AbortedTxn, BatchInfo, EpochEntry, LogStore, PartitionState, StorageError, StoredBatch,
+    TimeIndexEntry, TopicPartition, WriteBatch,
 };
 pub use memory::MemoryLogStore;
 pub use rocks::{RocksLogStore, RocksOptions};

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use crate::{
-    keys, BatchInfo, EpochEntry, LogStore, PartitionState, StorageError, StoredBatch,
+    keys, AbortedTxn, BatchInfo, EpochEntry, LogStore, PartitionState, StorageError, StoredBatch,
     TimeIndexEntry, TopicPartition, WriteBatch,
 };
 
@@ -17,6 +17,7 @@ struct Inner {
     state: HashMap<TopicPartition, PartitionState>,
     producers: BTreeMap<(TopicPartition, i64), Vec<u8>>,
     epochs: BTreeMap<(TopicPartition, i32), i64>,
+    aborted: BTreeMap<(TopicPartition, i64), AbortedTxn>,
 }
 
 impl Inner {
@@ -88,6 +89,9 @@ impl LogStore for MemoryLogStore {
         }
         for e in write.epochs {
             inner.epochs.insert((tp, e.epoch), e.start_offset);
+        }
+        for a in write.aborted {
+            inner.aborted.insert((tp, a.last_offset), a);
         }
         Ok(())
     }
@@ -170,6 +174,7 @@ impl LogStore for MemoryLogStore {
         inner.state.remove(&tp);
         inner.producers.retain(|(t, _), _| *t != tp);
         inner.epochs.retain(|(t, _), _| *t != tp);
+        inner.aborted.retain(|(t, _), _| *t != tp);
         Ok(())
     }
     fn batch_infos(
@@ -207,6 +212,9 @@ impl LogStore for MemoryLogStore {
         inner
             .index
             .retain(|(t, _), base| *t != tp || *base >= remove_below);
+        inner
+            .aborted
+            .retain(|(t, last), _| *t != tp || *last >= remove_below);
         inner.state.insert(tp, state);
         Ok(())
     }
@@ -238,6 +246,15 @@ impl LogStore for MemoryLogStore {
                 epoch: *epoch,
                 start_offset: *start,
             })
+            .collect())
+    }
+
+    fn aborted_txns(&self, tp: TopicPartition) -> Result<Vec<AbortedTxn>, StorageError> {
+        let inner = self.inner.read();
+        Ok(inner
+            .aborted
+            .range((tp, i64::MIN)..=(tp, i64::MAX))
+            .map(|(_, a)| *a)
             .collect())
     }
 
@@ -280,6 +297,7 @@ impl MemoryLogStore {
         inner
             .epochs
             .retain(|(t, _), start| *t != tp || *start < end);
+        inner.aborted.retain(|(t, last), _| *t != tp || *last < end);
         inner.producers.retain(|(t, _), _| *t != tp);
         for (pid, bytes) in producers {
             inner.producers.insert((tp, *pid), bytes.clone());

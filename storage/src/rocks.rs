@@ -11,8 +11,8 @@ use rocksdb::{
 
 use crate::keys::{self, PARTITION_PREFIX_LEN};
 use crate::{
-    BatchInfo, EpochEntry, LogStore, PartitionState, StorageError, StoredBatch, TimeIndexEntry,
-    TopicPartition, WriteBatch,
+    AbortedTxn, BatchInfo, EpochEntry, LogStore, PartitionState, StorageError, StoredBatch,
+    TimeIndexEntry, TopicPartition, WriteBatch,
 };
 
 const CF_LOG: &str = "log";
@@ -20,6 +20,7 @@ const CF_TIMEINDEX: &str = "timeindex";
 const CF_STATE: &str = "state";
 const CF_PRODUCERS: &str = "producers";
 const CF_EPOCHS: &str = "epochs";
+const CF_TXNINDEX: &str = "txnindex";
 
 /// Tuning knobs for the RocksDB engine.
 #[derive(Debug, Clone)]
@@ -84,7 +85,8 @@ impl RocksLogStore {
             ColumnFamilyDescriptor::new(CF_TIMEINDEX, small_opts.clone()),
             ColumnFamilyDescriptor::new(CF_STATE, small_opts.clone()),
             ColumnFamilyDescriptor::new(CF_PRODUCERS, small_opts.clone()),
-            ColumnFamilyDescriptor::new(CF_EPOCHS, small_opts),
+            ColumnFamilyDescriptor::new(CF_EPOCHS, small_opts.clone()),
+            ColumnFamilyDescriptor::new(CF_TXNINDEX, small_opts),
         ];
         let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(engine)?;
         Ok(Self {
@@ -156,6 +158,12 @@ impl LogStore for RocksLogStore {
                     keys::key(tp, e.epoch.max(0) as u64),
                     e.start_offset.to_be_bytes(),
                 );
+            }
+        }
+        if !write.aborted.is_empty() {
+            let txns = self.cf(CF_TXNINDEX)?;
+            for a in &write.aborted {
+                batch.put_cf(txns, keys::offset_key(tp, a.last_offset), a.encode_value());
             }
         }
         self.db
@@ -251,6 +259,8 @@ impl LogStore for RocksLogStore {
         batch.delete_cf(self.cf(CF_PRODUCERS)?, upper);
         batch.delete_range_cf(self.cf(CF_EPOCHS)?, lower, upper);
         batch.delete_cf(self.cf(CF_EPOCHS)?, upper);
+        batch.delete_range_cf(self.cf(CF_TXNINDEX)?, lower, upper);
+        batch.delete_cf(self.cf(CF_TXNINDEX)?, upper);
         self.db
             .write_opt(batch, &self.write_options())
             .map_err(engine)
@@ -298,6 +308,12 @@ impl LogStore for RocksLogStore {
         let mut batch = rocksdb::WriteBatch::default();
         batch.delete_range_cf(
             self.cf(CF_LOG)?,
+            keys::key(tp, 0),
+            keys::offset_key(tp, remove_below),
+        );
+        // Aborted transactions are keyed by their marker: those below go with the batches.
+        batch.delete_range_cf(
+            self.cf(CF_TXNINDEX)?,
             keys::key(tp, 0),
             keys::offset_key(tp, remove_below),
         );
@@ -369,6 +385,12 @@ impl LogStore for RocksLogStore {
         })
     }
 
+    fn aborted_txns(&self, tp: TopicPartition) -> Result<Vec<AbortedTxn>, StorageError> {
+        self.keyed(CF_TXNINDEX, tp, "aborted transaction", |last, value| {
+            AbortedTxn::decode_value(last as i64, value)
+        })
+    }
+
     fn write_state(&self, tp: TopicPartition, state: PartitionState) -> Result<(), StorageError> {
         self.db
             .put_cf_opt(
@@ -424,6 +446,10 @@ impl LogStore for RocksLogStore {
                 batch.delete_cf(epochs, keys::key(tp, e.epoch.max(0) as u64));
             }
         }
+        // Aborted transactions whose marker was in the removed suffix.
+        let txns = self.cf(CF_TXNINDEX)?;
+        batch.delete_range_cf(txns, keys::offset_key(tp, end), upper);
+        batch.delete_cf(txns, upper);
         let producer_cf = self.cf(CF_PRODUCERS)?;
         batch.delete_range_cf(producer_cf, lower, upper);
         batch.delete_cf(producer_cf, upper);

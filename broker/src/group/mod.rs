@@ -19,7 +19,10 @@ mod offsets;
 mod record;
 mod state;
 
-pub use offsets::{offsets_partition, Committed, Loaded, OFFSETS_PARTITIONS, OFFSETS_TOPIC};
+pub use offsets::{
+    java_string_partition, offsets_partition, Committed, Loaded, PendingOffset, OFFSETS_PARTITIONS,
+    OFFSETS_TOPIC,
+};
 pub use record::GroupRecord;
 pub use state::{
     GroupCoordinator, GroupDescription, GroupWrite, JoinOutcome, JoinRequest, Reply, SyncOutcome,

@@ -1,5 +1,11 @@
 //! Committed offsets and group metadata, stored as records in `__consumer_offsets` and
 //! cached in memory.
+//!
+//! A transactional offset commit (TxnOffsetCommit) is a transactional batch of offset
+//! records from the producer's id and epoch. It stays pending until the transaction's marker
+//! reaches this partition ([`GroupCoordinator::complete_txn`]): COMMIT makes the offsets
+//! visible, ABORT drops them. A coordinator replaying the partition does the same with the
+//! batches and markers it reads.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +20,7 @@ use tracing::info;
 use super::record::{self, GroupRecord};
 use super::state::GroupCoordinator;
 use crate::error::LogError;
-use crate::log::{batch, PartitionLog, ReadLimit};
+use crate::log::{batch, Origin, PartitionLog, ReadLimit};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Kafka's offsets.topic.num.partitions.
@@ -22,11 +28,17 @@ pub const OFFSETS_PARTITIONS: i32 = 50;
 
 /// The `__consumer_offsets` partition of a group: Java's `abs(group.hashCode()) % 50`.
 pub fn offsets_partition(group: &str) -> i32 {
+    java_string_partition(group, OFFSETS_PARTITIONS)
+}
+
+/// Java's `abs(s.hashCode()) % partitions` (Kafka's `Utils.abs`, which maps
+/// Integer.MIN_VALUE to 0): where Kafka places a group or a transactional id.
+pub fn java_string_partition(s: &str, partitions: i32) -> i32 {
     let mut h: i32 = 0;
-    for unit in group.encode_utf16() {
+    for unit in s.encode_utf16() {
         h = h.wrapping_mul(31).wrapping_add(unit as i32);
     }
-    (h & 0x7fff_ffff) % OFFSETS_PARTITIONS
+    (h & 0x7fff_ffff) % partitions
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +68,9 @@ impl Committed {
         }
     }
 }
+
+/// A transactional offset commit awaiting its marker: (group, topic, partition, offset).
+pub type PendingOffset = (String, String, i32, Committed);
 
 fn bin<T: Serialize>(v: &T) -> Bytes {
     Bytes::from(bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap_or_default())
@@ -110,6 +125,84 @@ impl GroupCoordinator {
             .map(|(t, p)| (t.clone(), *p, None))
             .collect();
         self.write_offsets(log, group, changes)
+    }
+
+    /// TxnOffsetCommit: appends the offsets as a transactional batch of `producer_id` at
+    /// `producer_epoch` (fenced if the partition knows a newer epoch) and keeps them pending
+    /// until the transaction's marker. Returns the log end after the write.
+    pub fn commit_txn(
+        &self,
+        log: &PartitionLog,
+        index: i32,
+        group: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        entries: Vec<(String, i32, Committed)>,
+    ) -> Result<i64, LogError> {
+        if entries.is_empty() {
+            return Ok(log.log_end_offset());
+        }
+        let mut batch: Vec<records::Record> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (topic, partition, c))| {
+                let key = bin(&OffsetKey {
+                    group: group.to_string(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                });
+                records::record(i, Some(key), Some(bin(c)), c.commit_timestamp)
+            })
+            .collect();
+        for r in &mut batch {
+            r.transactional = true;
+            r.producer_id = producer_id;
+            r.producer_epoch = producer_epoch;
+            r.sequence = -1;
+        }
+        let bytes = records::encode(&batch, records::Compression::None).map_err(|e| {
+            LogError::InvalidRecord {
+                reason: e.to_string(),
+            }
+        })?;
+        let info = log.append_from(&batch::parse_internal(&bytes)?, Origin::Coordinator)?;
+        let mut pending = self.pending_txn.lock();
+        let list = pending.entry((index, producer_id)).or_default();
+        for (t, p, c) in entries {
+            list.retain(|(g, t2, p2, _)| !(g == group && *t2 == t && *p2 == p));
+            list.push((group.to_string(), t, p, c));
+        }
+        Ok(info.last_offset + 1)
+    }
+
+    /// A transaction marker of `producer_id` reached offsets partition `index`: COMMIT makes
+    /// its pending offsets committed, ABORT drops them.
+    pub fn complete_txn(&self, index: i32, producer_id: i64, commit: bool) {
+        let Some(list) = self.pending_txn.lock().remove(&(index, producer_id)) else {
+            return;
+        };
+        if !commit {
+            return;
+        }
+        let mut offsets = self.offsets.lock();
+        for (group, topic, partition, c) in list {
+            offsets
+                .entry(group)
+                .or_default()
+                .insert((topic, partition), c);
+        }
+    }
+
+    /// Whether a transaction holds an uncommitted offset of `group` for `topic`/`partition`
+    /// (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn has_pending_txn_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let index = offsets_partition(group);
+        self.pending_txn.lock().iter().any(|((i, _), list)| {
+            *i == index
+                && list
+                    .iter()
+                    .any(|(g, t, p, _)| g == group && t == topic && *p == partition)
+        })
     }
 
     /// One batch of offset records (a `None` is a tombstone) through the log, then the cache.
@@ -206,6 +299,7 @@ impl GroupCoordinator {
         self.offsets
             .lock()
             .retain(|group, _| offsets_partition(group) != index);
+        self.pending_txn.lock().retain(|(i, _), _| *i != index);
         self.forget_groups(|group| offsets_partition(group) == index);
     }
 
@@ -246,6 +340,25 @@ impl GroupCoordinator {
             let mut offsets = self.offsets.lock();
             for rec in sets.into_iter().flat_map(|s| s.records) {
                 from = rec.offset + 1;
+                if rec.control {
+                    // A transaction marker: its producer's pending offsets count or go.
+                    let commit = rec
+                        .key
+                        .as_deref()
+                        .is_some_and(|k| k.len() >= 4 && k[3] == 1);
+                    if let Some(list) = self.pending_txn.lock().remove(&(index, rec.producer_id)) {
+                        if commit {
+                            for (group, topic, partition, c) in list {
+                                offsets
+                                    .entry(group)
+                                    .or_default()
+                                    .insert((topic, partition), c);
+                            }
+                        }
+                    }
+                    n += 1;
+                    continue;
+                }
                 if let Some(group) = rec.key.as_deref().and_then(record::parse_group_key) {
                     // The latest record of a group wins; a tombstone forgets it.
                     groups.insert(group, rec.value.as_deref().and_then(record::decode));
@@ -261,6 +374,23 @@ impl GroupCoordinator {
                 }) else {
                     continue;
                 };
+                if rec.transactional {
+                    if let Some((c, _)) = rec.value.as_ref().and_then(|v| {
+                        bincode::serde::decode_from_slice::<Committed, _>(
+                            v,
+                            bincode::config::standard(),
+                        )
+                        .ok()
+                    }) {
+                        self.pending_txn
+                            .lock()
+                            .entry((index, rec.producer_id))
+                            .or_default()
+                            .push((key.group, key.topic, key.partition, c));
+                    }
+                    n += 1;
+                    continue;
+                }
                 let cache = offsets.entry(key.group).or_default();
                 match rec.value.as_ref().and_then(|v| {
                     bincode::serde::decode_from_slice::<Committed, _>(

@@ -221,6 +221,9 @@ pub struct GroupCoordinator {
     /// Deleted groups whose metadata record still needs its tombstone.
     tombstones: Mutex<Vec<String>>,
     initial_delay: Duration,
+    /// Transactional offset commits awaiting their transaction's marker, by offsets
+    /// partition and producer id: (group, topic, partition, offset).
+    pub(super) pending_txn: Mutex<HashMap<(i32, i64), Vec<super::offsets::PendingOffset>>>,
 }
 
 /// Arguments of a JoinGroup.
@@ -250,6 +253,7 @@ impl GroupCoordinator {
             offsets: Mutex::new(HashMap::new()),
             tombstones: Mutex::new(Vec::new()),
             initial_delay,
+            pending_txn: Mutex::new(HashMap::new()),
         }
     }
 
@@ -585,6 +589,24 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> i16 {
+        self.validate_commit_for(group_id, generation, member_id, instance_id, false)
+    }
+
+    /// [`Self::validate_commit`] for a TxnOffsetCommit when `transactional` (KIP-447): a
+    /// producer without group metadata may commit to any group, and members may commit
+    /// while the group completes a rebalance (the offsets only count if the transaction
+    /// commits).
+    pub fn validate_commit_for(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        transactional: bool,
+    ) -> i16 {
+        if transactional && generation < 0 && member_id.is_empty() && instance_id.is_none() {
+            return 0;
+        }
         let groups = self.groups.lock();
         let Some(g) = groups.get(group_id) else {
             return if generation < 0 {
@@ -596,7 +618,7 @@ impl GroupCoordinator {
         if generation < 0 && g.state == GroupState::Empty {
             return 0;
         }
-        if g.state == GroupState::CompletingRebalance {
+        if g.state == GroupState::CompletingRebalance && !transactional {
             return REBALANCE_IN_PROGRESS;
         }
         if generation < 0 && member_id.is_empty() && instance_id.is_none() {

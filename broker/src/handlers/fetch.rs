@@ -1,4 +1,6 @@
-//! Fetch (4-13), for consumers and followers alike. Consumers read up to the high watermark;
+//! Fetch (4-13), for consumers and followers alike. Consumers read up to the high watermark
+//! (read_committed ones, `isolation_level` 1, up to the last stable offset, with the aborted
+//! transactions in that range so they can drop those records);
 //! a follower (`replica_id` >= 0, a registered broker) reads up to the log end, and its fetch
 //! offset tells the leader how far its log reaches, which moves the high watermark.
 //! Honours max_bytes, per-partition max bytes and min_bytes; when there is too little data it
@@ -10,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{select_all, Future};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 use strom_storage::TopicPartition;
@@ -51,6 +55,8 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
     }
     let limit = if replica >= 0 {
         ReadLimit::LogEnd
+    } else if req.isolation_level == 1 {
+        ReadLimit::LastStable
     } else {
         ReadLimit::HighWatermark
     };
@@ -167,7 +173,9 @@ fn read_once(
                 .map(|p| {
                     let base = PartitionData::default()
                         .with_partition_index(p.index)
-                        .with_aborted_transactions(Some(vec![]));
+                        .with_aborted_transactions(
+                            (p.limit == ReadLimit::LastStable).then(Vec::new),
+                        );
                     let log = match &p.log {
                         Ok(log) => log,
                         Err(e) => {
@@ -189,24 +197,38 @@ fn read_once(
                         let start = log.state().log_start_offset;
                         return base
                             .with_high_watermark(hw)
-                            .with_last_stable_offset(hw)
+                            .with_last_stable_offset(log.last_stable_offset())
                             .with_log_start_offset(start)
                             .with_records(Some(Default::default()));
                     }
                     match log.read_up_to(p.offset, p.max_bytes.min(budget).max(1), p.limit) {
                         Ok(r) => {
                             total += r.records.len();
-                            base.with_high_watermark(r.high_watermark)
-                                .with_last_stable_offset(r.high_watermark)
-                                .with_log_start_offset(r.log_start_offset)
-                                .with_records(Some(r.records))
+                            let lso = log.last_stable_offset();
+                            let mut out = base
+                                .with_high_watermark(r.high_watermark)
+                                .with_last_stable_offset(lso)
+                                .with_log_start_offset(r.log_start_offset);
+                            if p.limit == ReadLimit::LastStable && !r.records.is_empty() {
+                                out = out.with_aborted_transactions(Some(
+                                    log.aborted_between(p.offset, lso)
+                                        .into_iter()
+                                        .map(|a| {
+                                            AbortedTransaction::default()
+                                                .with_producer_id(a.producer_id.into())
+                                                .with_first_offset(a.first_offset)
+                                        })
+                                        .collect(),
+                                ));
+                            }
+                            out.with_records(Some(r.records))
                         }
                         Err(e) => {
                             errors = true;
                             let hw = log.high_watermark();
                             base.with_error_code(e.code())
                                 .with_high_watermark(hw)
-                                .with_last_stable_offset(hw)
+                                .with_last_stable_offset(log.last_stable_offset())
                                 .with_log_start_offset(log.state().log_start_offset)
                         }
                     }

@@ -35,7 +35,7 @@ const NOT_COORDINATOR: i16 = 16;
 const COORDINATOR_NOT_AVAILABLE: i16 = 15;
 
 /// Creates `__consumer_offsets` (compacted, RF = min(3, live brokers)) if it is missing.
-async fn ensure_offsets_topic(broker: &Broker) {
+pub(crate) async fn ensure_offsets_topic(broker: &Broker) {
     let image = broker.image();
     if image.topic(OFFSETS_TOPIC).is_some() {
         return;
@@ -54,7 +54,7 @@ async fn ensure_offsets_topic(broker: &Broker) {
 }
 
 /// The offsets partition log of `group` if this broker coordinates it, loaded.
-fn coordinator_log(broker: &Broker, group: &str) -> Result<Arc<PartitionLog>, i16> {
+pub(crate) fn coordinator_log(broker: &Broker, group: &str) -> Result<Arc<PartitionLog>, i16> {
     let image = broker.image();
     let index = offsets_partition(group);
     let log =
@@ -74,7 +74,11 @@ pub async fn find_coordinator(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    ensure_offsets_topic(broker).await;
+    if req.key_type == 1 {
+        crate::txn::ops::ensure_topic(broker).await;
+    } else {
+        ensure_offsets_topic(broker).await;
+    }
     let image = broker.image();
     let keys: Vec<String> = if version >= 4 {
         req.coordinator_keys.iter().map(|k| k.to_string()).collect()
@@ -85,15 +89,27 @@ pub async fn find_coordinator(
         .iter()
         .map(|key| {
             let base = Coordinator::default().with_key(str_bytes(key.clone()));
-            if req.key_type != 0 {
-                return base
-                    .with_node_id((-1).into())
-                    .with_error_code(COORDINATOR_NOT_AVAILABLE)
-                    .with_error_message(Some(str_bytes("transactions are not supported")));
-            }
+            let (topic, index) = match req.key_type {
+                0 => (OFFSETS_TOPIC, offsets_partition(key)),
+                1 => {
+                    if let Err(e) = crate::txn::ops::validate_id(key) {
+                        return base.with_node_id((-1).into()).with_error_code(e.code());
+                    }
+                    (
+                        crate::txn::TRANSACTION_TOPIC,
+                        crate::txn::txn_partition(key),
+                    )
+                }
+                _ => {
+                    return base
+                        .with_node_id((-1).into())
+                        .with_error_code(ResponseError::InvalidRequest.code())
+                        .with_error_message(Some(str_bytes("unknown coordinator key type")))
+                }
+            };
             let leader = image
-                .topic(OFFSETS_TOPIC)
-                .and_then(|t| t.partitions.get(offsets_partition(key) as usize))
+                .topic(topic)
+                .and_then(|t| t.partitions.get(index as usize))
                 .map_or(-1, |p| p.leader);
             match image.brokers.get(&leader).and_then(|b| b.endpoint("kafka")) {
                 Some(e) => base
@@ -355,31 +371,45 @@ pub async fn offset_commit(
     )
 }
 
-/// A topic's partitions with their committed offsets (None: nothing committed).
-type TopicOffsets = (String, Vec<(i32, Option<Committed>)>);
+/// A topic's partitions with their committed offsets (None: nothing committed) and an
+/// error code (UNSTABLE_OFFSET_COMMIT while a transaction holds an offset of it).
+type TopicOffsets = (String, Vec<(i32, Option<Committed>, i16)>);
 
 /// Committed offsets of `group` for the asked partitions (None: every committed one).
+/// With `require_stable` (v7+, what read_committed consumers send), a partition whose
+/// offset an open transaction is committing answers UNSTABLE_OFFSET_COMMIT, so the consumer
+/// retries instead of starting from an offset about to change.
 fn fetch_group(
     broker: &Broker,
     group: &str,
     asked: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Result<Vec<TopicOffsets>, i16> {
     coordinator_log(broker, group)?;
+    let code = |t: &str, p: i32| {
+        if require_stable && broker.groups.has_pending_txn_offset(group, t, p) {
+            ResponseError::UnstableOffsetCommit.code()
+        } else {
+            0
+        }
+    };
     Ok(match asked {
         Some(topics) => topics
             .into_iter()
             .map(|(t, parts)| {
                 let rows = parts
                     .into_iter()
-                    .map(|p| (p, broker.groups.committed(group, &t, p)))
+                    .map(|p| (p, broker.groups.committed(group, &t, p), code(&t, p)))
                     .collect();
                 (t, rows)
             })
             .collect(),
         None => {
-            let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>)>> = BTreeMap::new();
+            let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>, i16)>> =
+                BTreeMap::new();
             for (t, p, c) in broker.groups.committed_all(group) {
-                by_topic.entry(t).or_default().push((p, Some(c)));
+                let e = code(&t, p);
+                by_topic.entry(t).or_default().push((p, Some(c), e));
             }
             by_topic.into_iter().collect()
         }
@@ -397,7 +427,7 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
                         .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                match fetch_group(broker, g.group_id.as_str(), asked) {
+                match fetch_group(broker, g.group_id.as_str(), asked, req.require_stable) {
                     Err(code) => OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id.clone())
                         .with_error_code(code),
@@ -411,10 +441,11 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
                                         .with_partitions(
                                             parts
                                                 .into_iter()
-                                                .map(|(p, c)| {
+                                                .map(|(p, c, code)| {
                                                     let c = c.unwrap_or_else(Committed::none);
                                                     OffsetFetchResponsePartitions::default()
                                                         .with_partition_index(p)
+                                                        .with_error_code(code)
                                                         .with_committed_offset(c.offset)
                                                         .with_committed_leader_epoch(c.leader_epoch)
                                                         .with_metadata(Some(str_bytes(
@@ -436,7 +467,12 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    match fetch_group(broker, req.group_id.as_str(), asked) {
+    match fetch_group(
+        broker,
+        req.group_id.as_str(),
+        asked,
+        version >= 7 && req.require_stable,
+    ) {
         Err(code) => OffsetFetchResponse::default().with_error_code(code),
         Ok(rows) => OffsetFetchResponse::default().with_topics(
             rows.into_iter()
@@ -446,10 +482,11 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
                         .with_partitions(
                             parts
                                 .into_iter()
-                                .map(|(p, c)| {
+                                .map(|(p, c, code)| {
                                     let c = c.unwrap_or_else(Committed::none);
                                     OffsetFetchResponsePartition::default()
                                         .with_partition_index(p)
+                                        .with_error_code(code)
                                         .with_committed_offset(c.offset)
                                         .with_committed_leader_epoch(c.leader_epoch)
                                         .with_metadata(Some(str_bytes(

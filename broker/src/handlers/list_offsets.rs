@@ -1,5 +1,6 @@
 //! ListOffsets (1-8): earliest (-2, and -4 "earliest local"), latest (-1), max timestamp
-//! (-3, v7+) and by timestamp, the last through the time index.
+//! (-3, v7+) and by timestamp, the last through the time index. Under read_committed
+//! (isolation level 1) "latest" is the last stable offset.
 
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -45,7 +46,11 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                     let found: Result<Option<TimestampOffset>, LogError> = match p.timestamp {
                         LATEST => Ok(Some(TimestampOffset {
                             timestamp: -1,
-                            offset: log.high_watermark(),
+                            offset: if req.isolation_level == 1 {
+                                log.last_stable_offset()
+                            } else {
+                                log.high_watermark()
+                            },
                         })),
                         EARLIEST | EARLIEST_LOCAL => Ok(Some(TimestampOffset {
                             timestamp: -1,

@@ -14,8 +14,11 @@ mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
+mod txn;
 
 pub use groups::write_group_records;
+pub(crate) use init_producer_id::allocate_producer_id;
+pub(crate) use produce::replicated;
 
 use std::sync::Arc;
 
@@ -64,6 +67,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Bytes>,
     let request = protocol::decode_request(api_key, pre.version, frame)?;
     Metrics::add(&broker.metrics.requests, 1);
     let version = request.version;
+    let from_broker = txn::from_broker(broker, request.header.client_id.as_deref().unwrap_or(""));
     let response = match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => {
@@ -143,6 +147,28 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Bytes>,
         RequestKind::DeleteTopics(r) => {
             ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version).await)
         }
+        RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
+            txn::add_partitions(broker, r, version, from_broker).await,
+        ),
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets(broker, r, version).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end(broker, r, version).await),
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(txn::write_markers(broker, r, version, from_broker).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn::offset_commit(broker, r, version).await)
+        }
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(txn::describe_transactions(broker, r, version))
+        }
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(txn::list_transactions(broker, r, version))
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(txn::describe_producers(broker, r, version))
+        }
         _ => {
             return Err(ProtocolError::UnsupportedApi {
                 api: versions::name(api_key),
@@ -195,10 +221,11 @@ pub(crate) async fn auto_create(broker: &Broker, names: &[&str]) -> Arc<Metadata
     let missing: Vec<NewTopic> = names
         .iter()
         .filter(|n| {
-            // __consumer_offsets is made by the group coordinator, with its own layout.
+            // The coordinators make their internal topics, with their own layout.
             image.topic(n).is_none()
                 && validate_topic_name(n).is_ok()
                 && **n != crate::group::OFFSETS_TOPIC
+                && **n != crate::txn::TRANSACTION_TOPIC
         })
         .map(|n| NewTopic {
             name: n.to_string(),

@@ -40,11 +40,6 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
             ResponseError::InvalidRequiredAcks,
             "acks must be -1, 0 or 1",
         ))
-    } else if req.transactional_id.is_some() {
-        Some((
-            ResponseError::TransactionalIdAuthorizationFailed,
-            "transactions are not supported yet",
-        ))
     } else {
         None
     };
@@ -89,11 +84,16 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
         };
         let mut partitions = Vec::with_capacity(t.partition_data.len());
         for p in &t.partition_data {
-            if topic.is_some_and(|t| t.name == crate::group::OFFSETS_TOPIC) {
+            if topic.is_some_and(|t| {
+                t.name == crate::group::OFFSETS_TOPIC || t.name == crate::txn::TRANSACTION_TOPIC
+            }) {
                 partitions.push(error(
                     p.index,
                     ResponseError::InvalidTopicException,
-                    Some("__consumer_offsets is written by the group coordinator only".into()),
+                    Some(format!(
+                        "{} is written by its coordinator only",
+                        t.name.as_str()
+                    )),
                 ));
                 continue;
             }
@@ -126,6 +126,16 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
                 }
             }
             let result = batch::parse_batches(records, max_bytes)
+                .and_then(|views| {
+                    if req.transactional_id.is_none() && views.iter().any(|v| v.is_transactional())
+                    {
+                        return Err(crate::error::LogError::InvalidRecord {
+                            reason: "transactional batches need the request's transactional id"
+                                .into(),
+                        });
+                    }
+                    Ok(views)
+                })
                 .and_then(|views| log.append(&views).map(|info| (info, views)));
             match result {
                 Ok((info, views)) => {

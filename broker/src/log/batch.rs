@@ -71,6 +71,52 @@ impl BatchView {
         be_i16(&self.bytes, 51)
     }
 
+    pub fn attributes(&self) -> u16 {
+        be_i16(&self.bytes, 21) as u16
+    }
+
+    /// Part of a transaction (data or marker).
+    pub fn is_transactional(&self) -> bool {
+        self.attributes() & ATTR_TRANSACTIONAL != 0
+    }
+
+    /// A control batch: a transaction marker (COMMIT or ABORT).
+    pub fn is_control(&self) -> bool {
+        self.attributes() & ATTR_CONTROL != 0
+    }
+
+    /// The marker a control batch holds: (commit?, coordinator epoch). None for data batches
+    /// and for control records of other types (Kafka's leader-change messages).
+    pub fn marker(&self) -> Option<Marker> {
+        if !self.is_control() {
+            return None;
+        }
+        let mut data = self.bytes.clone();
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut data).ok()?;
+        let r = set.records.first()?;
+        let key = r.key.as_deref()?;
+        if key.len() < 4 {
+            return None;
+        }
+        let kind = be_i16(key, 2);
+        let coordinator_epoch = r
+            .value
+            .as_deref()
+            .filter(|v| v.len() >= 6)
+            .map_or(-1, |v| be_i32(v, 2));
+        match kind {
+            0 => Some(Marker {
+                commit: false,
+                coordinator_epoch,
+            }),
+            1 => Some(Marker {
+                commit: true,
+                coordinator_epoch,
+            }),
+            _ => None,
+        }
+    }
+
     /// First and last sequence numbers (sequences wrap from i32::MAX to 0).
     pub fn sequences(&self) -> (i32, i32) {
         let first = be_i32(&self.bytes, 53);
@@ -85,6 +131,41 @@ impl BatchView {
         out[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
         out.freeze()
     }
+}
+
+/// A transaction marker: how a transaction ended and which coordinator epoch ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
+/// A control batch holding one marker of `producer_id` at `producer_epoch`, as the
+/// transaction coordinator has partition leaders write it (offset 0; the log assigns it).
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: Marker,
+    timestamp: i64,
+) -> Result<Bytes, LogError> {
+    let mut key = BytesMut::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&(marker.commit as i16).to_be_bytes());
+    let mut value = BytesMut::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&marker.coordinator_epoch.to_be_bytes());
+    let mut r =
+        strom_client::records::record(0, Some(key.freeze()), Some(value.freeze()), timestamp);
+    r.control = true;
+    r.transactional = true;
+    r.producer_id = producer_id;
+    r.producer_epoch = producer_epoch;
+    r.sequence = -1;
+    strom_client::records::encode(&[r], strom_client::records::Compression::None).map_err(|e| {
+        LogError::InvalidRecord {
+            reason: format!("marker does not encode: {e}"),
+        }
+    })
 }
 
 /// The header fields of one batch whose length is already known to cover a header.
@@ -114,8 +195,29 @@ pub fn stored(bytes: Bytes) -> Result<BatchView, LogError> {
 
 /// Splits a produce request's `records` into batches and validates each header: magic 2, a
 /// length that fits, a matching CRC-32C, a sane record count, and a size within `max_bytes`.
+/// Control batches are refused: only the transaction coordinator writes markers.
 pub fn parse_batches(records: &Bytes, max_bytes: usize) -> Result<Vec<BatchView>, LogError> {
-    split(records, max_bytes, true)
+    let views = split(records, max_bytes, true)?;
+    if views.iter().any(|v| v.is_control()) {
+        return Err(LogError::InvalidRecord {
+            reason: "control batches are written by the transaction coordinator only".into(),
+        });
+    }
+    if views
+        .iter()
+        .any(|v| v.is_transactional() && v.producer_id < 0)
+    {
+        return Err(LogError::InvalidRecord {
+            reason: "a transactional batch needs a producer id".into(),
+        });
+    }
+    Ok(views)
+}
+
+/// Splits batches the broker made itself (markers, the coordinators' records): framing
+/// and CRC checked, control batches allowed.
+pub fn parse_internal(records: &Bytes) -> Result<Vec<BatchView>, LogError> {
+    split(records, usize::MAX, true)
 }
 
 /// Splits batches fetched from a partition leader: framing, magic and CRC are checked as for
@@ -178,12 +280,6 @@ fn split(records: &Bytes, max_bytes: usize, produced: bool) -> Result<Vec<BatchV
             out.push(view(bytes));
             pos += size;
             continue;
-        }
-        let attributes = be_i16(&bytes, 21) as u16;
-        if attributes & (ATTR_TRANSACTIONAL | ATTR_CONTROL) != 0 {
-            return Err(LogError::InvalidRecord {
-                reason: "transactional and control batches are not supported yet".into(),
-            });
         }
         let last_offset_delta = be_i32(&bytes, 23);
         let records_count = be_i32(&bytes, 57);

@@ -10,6 +10,10 @@
 //!   `min.compaction.lag.ms` are rewritten, never the newest batch. Offsets are kept (gaps are
 //!   fine) and each partition's rewrite is one atomic RocksDB write: a crash leaves the log
 //!   before or after, never broken.
+//! - Transactions: compaction stops at the last stable offset (an open transaction's outcome
+//!   is unknown). Records of aborted transactions are dropped (no reader may see them);
+//!   committed transactional records compact like any other; transaction markers are kept
+//!   (their keys are not record keys) so the aborted-transaction index stays truthful.
 
 use std::collections::HashMap;
 
@@ -79,9 +83,19 @@ impl PartitionLog {
         min_compaction_lag_ms: i64,
         delete_retention_ms: i64,
     ) -> Result<CompactionStats, LogError> {
-        let hw = self.high_watermark();
+        let hw = self.last_stable_offset();
         let start = self.state().log_start_offset;
-        // Pass 1: the newest offset of every key below the high watermark.
+        let aborted = self.aborted_txns();
+        let is_aborted = |r: &kafka_protocol::records::Record| {
+            r.transactional
+                && !r.control
+                && aborted.iter().any(|a| {
+                    a.producer_id == r.producer_id
+                        && a.first_offset <= r.offset
+                        && r.offset <= a.last_offset
+                })
+        };
+        // Pass 1: the newest offset of every key below the last stable offset.
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         let mut batches = Vec::new();
         let mut from = start;
@@ -97,6 +111,9 @@ impl PartitionLog {
                         reason: format!("stored batch does not decode: {e}"),
                     })?;
                 for r in &set.records {
+                    if r.control || is_aborted(r) {
+                        continue;
+                    }
                     if let Some(k) = &r.key {
                         latest.insert(k.clone(), r.offset);
                     }
@@ -128,6 +145,8 @@ impl PartitionLog {
                 .records
                 .iter()
                 .filter(|r| match &r.key {
+                    _ if r.control => true,
+                    _ if is_aborted(r) => false,
                     None => true,
                     Some(k) => {
                         latest.get(k) == Some(&r.offset)

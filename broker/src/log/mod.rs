@@ -3,13 +3,20 @@
 //! A [`PartitionLog`] serialises appends to one partition behind a mutex (offset assignment
 //! must be a total order), hands the bytes to the [`LogStore`] in one atomic write, then
 //! publishes the new end offset on a watch channel that parked fetches wait on.
+//!
+//! Transactions: a producer's transactional batches open a transaction on the partition
+//! (its first offset is kept in the producer's state); the coordinator's marker (a control
+//! batch, [`PartitionLog::write_marker`]) closes it, and an ABORT adds an entry to the
+//! aborted-transaction index in the same store write. The last stable offset (LSO) is the
+//! high watermark or the first offset of the oldest open transaction, whichever is lower;
+//! read_committed fetches stop there and get the aborted transactions they cover.
 
 pub mod batch;
 pub mod cleaner;
 pub mod producer;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -19,7 +26,7 @@ use metadata_quorum::MetadataImage;
 use metadata_quorum::PartitionImage;
 use parking_lot::{Mutex, RwLock};
 use strom_storage::{
-    EpochEntry, LogStore, PartitionState, StoredBatch, TopicPartition, WriteBatch,
+    AbortedTxn, EpochEntry, LogStore, PartitionState, StoredBatch, TopicPartition, WriteBatch,
 };
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -35,6 +42,16 @@ pub enum ReadLimit {
     HighWatermark,
     /// Followers replicating: everything the leader has.
     LogEnd,
+    /// read_committed consumers: below the last stable offset.
+    LastStable,
+}
+
+/// Who wrote a batch: a client's produce (sequence rules apply) or this broker's own
+/// coordinators (transactional offset commits carry no sequence; markers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Client,
+    Coordinator,
 }
 
 /// This broker's part in a partition, as the metadata image has it.
@@ -89,6 +106,10 @@ pub struct PartitionLog {
     epochs: Mutex<Vec<EpochEntry>>,
     /// Leader (with its followers' progress) or follower.
     role: Mutex<Role>,
+    /// The aborted-transaction index, ordered by marker offset; written under `state`.
+    aborted: Mutex<Vec<AbortedTxn>>,
+    /// First offset of the oldest open transaction (i64::MAX: none); set under `state`.
+    first_unstable: AtomicI64,
 }
 
 impl PartitionLog {
@@ -109,6 +130,8 @@ impl PartitionLog {
             })?;
             producers.insert(pid, entry);
         }
+        let aborted = store.aborted_txns(tp)?;
+        let first_unstable = oldest_open(&producers);
         Ok(Self {
             tp,
             store,
@@ -119,7 +142,68 @@ impl PartitionLog {
             log_end,
             epochs: Mutex::new(epochs),
             role: Mutex::new(Role::None),
+            aborted: Mutex::new(aborted),
+            first_unstable: AtomicI64::new(first_unstable),
         })
+    }
+
+    /// The last stable offset: below it every transaction has its marker (and the high
+    /// watermark covers it).
+    pub fn last_stable_offset(&self) -> i64 {
+        self.high_watermark()
+            .min(self.first_unstable.load(Ordering::Acquire))
+    }
+
+    /// Aborted transactions a read_committed fetch of `from..to` must be told about: those
+    /// whose marker is at or after `from` and whose data starts before `to`.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let aborted = self.aborted.lock();
+        let start = aborted.partition_point(|a| a.last_offset < from);
+        aborted[start..]
+            .iter()
+            .filter(|a| a.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Every aborted transaction still in the log (for compaction).
+    pub fn aborted_txns(&self) -> Vec<AbortedTxn> {
+        self.aborted.lock().clone()
+    }
+
+    /// Producers with state here: (producer id, entry), for DescribeProducers.
+    pub fn producer_entries(&self) -> Vec<(i64, producer::ProducerEntry)> {
+        let mut v: Vec<_> = self
+            .producers
+            .lock()
+            .iter()
+            .map(|(p, e)| (*p, e.clone()))
+            .collect();
+        v.sort_by_key(|(p, _)| *p);
+        v
+    }
+
+    /// Writes a transaction marker (COMMIT or ABORT) of `producer_id` at `producer_epoch`
+    /// from the coordinator at `coordinator_epoch`: a control batch, closing the producer's
+    /// open transaction here; an ABORT adds it to the aborted-transaction index in the same
+    /// write. A marker of an older producer or coordinator epoch is fenced.
+    pub fn write_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+    ) -> Result<AppendInfo, LogError> {
+        let bytes = batch::control_batch(
+            producer_id,
+            producer_epoch,
+            batch::Marker {
+                commit,
+                coordinator_epoch,
+            },
+            now_ms(),
+        )?;
+        self.append_from(&batch::parse_internal(&bytes)?, Origin::Coordinator)
     }
 
     pub fn topic_partition(&self) -> TopicPartition {
@@ -157,10 +241,11 @@ impl PartitionLog {
         self.log_end.subscribe()
     }
 
-    /// What [`ReadLimit`] says a fetch waits on.
+    /// What [`ReadLimit`] says a fetch waits on (the LSO moves with the high watermark, or
+    /// with a marker's append, which moves the high watermark too).
     pub fn subscribe_for(&self, limit: ReadLimit) -> watch::Receiver<i64> {
         match limit {
-            ReadLimit::HighWatermark => self.subscribe(),
+            ReadLimit::HighWatermark | ReadLimit::LastStable => self.subscribe(),
             ReadLimit::LogEnd => self.subscribe_log_end(),
         }
     }
@@ -412,8 +497,20 @@ impl PartitionLog {
         }
     }
 
-    /// Appends validated batches, giving them consecutive offsets, in one durable write.
+    /// Appends validated batches from a client, giving them consecutive offsets, in one
+    /// durable write.
     pub fn append(&self, batches: &[BatchView]) -> Result<AppendInfo, LogError> {
+        self.append_from(batches, Origin::Client)
+    }
+
+    /// Appends batches as [`PartitionLog::append`] does; `origin` decides the producer
+    /// checks: a client's batches follow the sequence rules, the coordinators' carry none
+    /// (only their producer and coordinator epochs are checked).
+    pub fn append_from(
+        &self,
+        batches: &[BatchView],
+        origin: Origin,
+    ) -> Result<AppendInfo, LogError> {
         let mut state = self.state.lock();
         let mut producers = self.producers.lock();
         let mut write = WriteBatch::new(*state);
@@ -423,16 +520,32 @@ impl PartitionLog {
         let new_epoch = epochs.last().is_none_or(|e| e.epoch < epoch);
         let mut updates: Vec<(i64, producer::ProducerEntry)> = Vec::new();
         let mut answer: Option<(i64, i64)> = None;
+        let mut aborted: Vec<AbortedTxn> = Vec::new();
         for b in batches {
             let pid = b.producer_id;
             if pid >= 0 {
                 let current = latest_entry(&updates, &producers, pid);
-                let (first, last) = b.sequences();
-                let check = producer::check(current, pid, b.producer_epoch(), first, last)?;
-                if let producer::SeqCheck::Duplicate(d) = check {
-                    // A retry: answer with where it landed the first time.
-                    answer.get_or_insert((d.first_offset, d.last_offset));
-                    continue;
+                if b.is_control() {
+                    let m = b.marker().ok_or_else(|| LogError::InvalidRecord {
+                        reason: "a control batch without a transaction marker".into(),
+                    })?;
+                    producer::check_marker(current, pid, b.producer_epoch(), m.coordinator_epoch)?;
+                } else if origin == Origin::Coordinator && b.sequences().0 < 0 {
+                    if let Some(e) = current.filter(|e| b.producer_epoch() < e.epoch) {
+                        return Err(LogError::InvalidProducerEpoch {
+                            producer_id: pid,
+                            epoch: b.producer_epoch(),
+                            current: e.epoch,
+                        });
+                    }
+                } else {
+                    let (first, last) = b.sequences();
+                    let check = producer::check(current, pid, b.producer_epoch(), first, last)?;
+                    if let producer::SeqCheck::Duplicate(d) = check {
+                        // A retry: answer with where it landed the first time.
+                        answer.get_or_insert((d.first_offset, d.last_offset));
+                        continue;
+                    }
                 }
             }
             let base_offset = write.state().log_end_offset;
@@ -447,14 +560,16 @@ impl PartitionLog {
                 data: b.with_offset(base_offset, epoch),
             })?;
             answer.get_or_insert((base_offset, last_offset));
-            track_producer(
+            if let Some(a) = track_producer(
                 &mut write,
                 &mut updates,
                 &producers,
                 b,
                 base_offset,
                 last_offset,
-            );
+            ) {
+                aborted.push(a);
+            }
         }
         let (base_offset, last_offset) =
             answer.unwrap_or((state.log_end_offset, state.log_end_offset - 1));
@@ -475,15 +590,37 @@ impl PartitionLog {
                 start_offset: base_offset,
             });
         }
-        for (pid, entry) in updates {
-            producers.insert(pid, entry);
-        }
+        self.apply_producer_updates(&mut producers, updates, aborted);
         drop(epochs);
         drop(producers);
         drop(state);
         self.log_end.send_replace(next.log_end_offset);
         self.advance_high_watermark();
         Ok(info)
+    }
+
+    /// After a store write: the producers' new entries, the aborted transactions it added,
+    /// and the oldest open transaction (before the new end offset is published, so a
+    /// read_committed reader woken by it sees the LSO that goes with it).
+    fn apply_producer_updates(
+        &self,
+        producers: &mut HashMap<i64, producer::ProducerEntry>,
+        updates: Vec<(i64, producer::ProducerEntry)>,
+        aborted: Vec<AbortedTxn>,
+    ) {
+        let mut txn_changed = !aborted.is_empty();
+        for (pid, entry) in updates {
+            let before = producers.get(&pid).and_then(|e| e.txn_first_offset);
+            txn_changed |= before != entry.txn_first_offset;
+            producers.insert(pid, entry);
+        }
+        if !aborted.is_empty() {
+            self.aborted.lock().extend(aborted);
+        }
+        if txn_changed {
+            self.first_unstable
+                .store(oldest_open(producers), Ordering::Release);
+        }
     }
 
     /// Appends batches fetched from the leader as they are (offsets, leader epochs and
@@ -499,6 +636,7 @@ impl PartitionLog {
         write.set_high_watermark(self.high_watermark());
         let mut new_epochs: Vec<EpochEntry> = Vec::new();
         let mut updates: Vec<(i64, producer::ProducerEntry)> = Vec::new();
+        let mut aborted: Vec<AbortedTxn> = Vec::new();
         let mut count = 0usize;
         for b in &views {
             let base_offset = b.base_offset();
@@ -522,14 +660,16 @@ impl PartitionLog {
                 data: b.bytes.clone(),
             })?;
             count += 1;
-            track_producer(
+            if let Some(a) = track_producer(
                 &mut write,
                 &mut updates,
                 &producers,
                 b,
                 base_offset,
                 last_offset,
-            );
+            ) {
+                aborted.push(a);
+            }
         }
         if write.is_empty() {
             return Ok(0);
@@ -538,9 +678,7 @@ impl PartitionLog {
         self.store.append(self.tp, write)?;
         *state = next;
         epochs.extend(new_epochs);
-        for (pid, entry) in updates {
-            producers.insert(pid, entry);
-        }
+        self.apply_producer_updates(&mut producers, updates, aborted);
         drop(epochs);
         drop(producers);
         drop(state);
@@ -564,6 +702,11 @@ impl PartitionLog {
         let next = self.store.truncate(self.tp, offset, before, &encoded)?;
         *state = next;
         *producers = rebuilt;
+        self.first_unstable
+            .store(oldest_open(&producers), Ordering::Release);
+        self.aborted
+            .lock()
+            .retain(|a| a.last_offset < next.log_end_offset);
         epochs.retain(|e| e.start_offset < next.log_end_offset);
         drop(epochs);
         drop(producers);
@@ -596,6 +739,8 @@ impl PartitionLog {
         self.store.write_state(self.tp, next)?;
         *state = next;
         producers.clear();
+        self.first_unstable.store(i64::MAX, Ordering::Release);
+        self.aborted.lock().clear();
         epochs.clear();
         drop(epochs);
         drop(producers);
@@ -619,7 +764,10 @@ impl PartitionLog {
         for (pid, e) in current {
             let mut e = e.clone();
             e.batches.retain(|b| b.last_offset < offset);
-            if e.batches.is_empty() {
+            // A transactional producer's open transaction depends on markers that may be in
+            // the removed suffix: its state is rebuilt from the log below.
+            let transactional = e.txn_first_offset.is_some() || e.coordinator_epoch >= 0;
+            if e.batches.is_empty() || transactional {
                 lost.push(*pid);
             } else {
                 out.insert(*pid, e);
@@ -631,7 +779,7 @@ impl PartitionLog {
         // Rare (a producer's last five batches were all divergent): scan the log below.
         self.scan_below(log_start, offset, |b, base, last| {
             if lost.contains(&b.producer_id) {
-                let entry = after_batch(out.get(&b.producer_id), b, base, last);
+                let (entry, _) = after_batch(out.get(&b.producer_id), b, base, last);
                 out.insert(b.producer_id, entry);
             }
         })?;
@@ -666,6 +814,7 @@ impl PartitionLog {
         let end = match limit {
             ReadLimit::HighWatermark => hw,
             ReadLimit::LogEnd => state.log_end_offset,
+            ReadLimit::LastStable => hw.min(self.first_unstable.load(Ordering::Acquire)),
         };
         // One copy, engine to response buffer; sized for what is there, not what is asked.
         let available = state.size_bytes.min(max_bytes as u64) as usize;
@@ -786,20 +935,39 @@ impl PartitionLog {
             };
             self.store.delete_head(self.tp, remove_below, next)?;
             *state = next;
+            self.aborted
+                .lock()
+                .retain(|a| a.last_offset >= remove_below);
             return Ok(offset);
         }
     }
 }
 
-/// A producer's entry once batch `b`, stored at `first_offset..=last_offset`, is appended.
+/// A producer's entry once batch `b`, stored at `first_offset..=last_offset`, is appended,
+/// and the aborted transaction it closes if it is an ABORT marker. Transactional data opens
+/// a transaction (if none is open); a marker closes it.
 fn after_batch(
     current: Option<&producer::ProducerEntry>,
     b: &BatchView,
     first_offset: i64,
     last_offset: i64,
-) -> producer::ProducerEntry {
+) -> (producer::ProducerEntry, Option<AbortedTxn>) {
+    if let Some(m) = b.marker() {
+        let mut next = producer::at_epoch(current, b.producer_epoch());
+        let open = next.txn_first_offset.take();
+        next.coordinator_epoch = next.coordinator_epoch.max(m.coordinator_epoch);
+        let aborted = match open {
+            Some(first) if !m.commit => Some(AbortedTxn {
+                producer_id: b.producer_id,
+                first_offset: first,
+                last_offset,
+            }),
+            _ => None,
+        };
+        return (next, aborted);
+    }
     let (first_seq, last_seq) = b.sequences();
-    producer::record(
+    let mut next = producer::record(
         current,
         b.producer_epoch(),
         producer::BatchSeq {
@@ -808,11 +976,26 @@ fn after_batch(
             first_offset,
             last_offset,
         },
-    )
+    );
+    if b.is_transactional() && next.txn_first_offset.is_none() {
+        next.txn_first_offset = Some(first_offset);
+    }
+    next.last_timestamp = b.max_timestamp;
+    (next, None)
+}
+
+/// The first offset of the oldest open transaction among `producers` (i64::MAX: none).
+fn oldest_open(producers: &HashMap<i64, producer::ProducerEntry>) -> i64 {
+    producers
+        .values()
+        .filter_map(|e| e.txn_first_offset)
+        .min()
+        .unwrap_or(i64::MAX)
 }
 
 /// Records in `write` (and in `updates`, for later batches of the same write) the state of
-/// batch `b`'s producer after it; nothing for batches without a producer id.
+/// batch `b`'s producer after it, and the aborted-transaction entry an ABORT marker makes;
+/// nothing for batches without a producer id.
 fn track_producer(
     write: &mut WriteBatch,
     updates: &mut Vec<(i64, producer::ProducerEntry)>,
@@ -820,18 +1003,22 @@ fn track_producer(
     b: &BatchView,
     first_offset: i64,
     last_offset: i64,
-) {
+) -> Option<AbortedTxn> {
     if b.producer_id < 0 {
-        return;
+        return None;
     }
-    let entry = after_batch(
+    let (entry, aborted) = after_batch(
         latest_entry(updates, producers, b.producer_id),
         b,
         first_offset,
         last_offset,
     );
     write.set_producer_state(b.producer_id, entry.encode());
+    if let Some(a) = aborted {
+        write.add_aborted_txn(a);
+    }
     updates.push((b.producer_id, entry));
+    aborted
 }
 
 /// A producer's entry as of the batches of this write so far (`updates`, newest last), else
@@ -1284,6 +1471,126 @@ pub(crate) mod tests {
         assert_eq!(dup.base_offset, 1);
         assert_eq!(log.log_end_offset(), 2);
         assert_eq!(append(&log, &idempotent(3, 2, 1)).base_offset, 2);
+    }
+
+    /// A transactional batch of `n` records from producer `pid` at `epoch`.
+    fn transactional(pid: i64, epoch: i16, seq: i32, n: usize) -> bytes::Bytes {
+        let mut batch: Vec<_> = (0..n)
+            .map(|i| records::record(i, None, Some(bytes::Bytes::from_static(b"t")), 1000))
+            .collect();
+        records::idempotent(&mut batch, pid, epoch, seq);
+        for r in &mut batch {
+            r.transactional = true;
+        }
+        records::encode(&batch, Compression::None).expect("encode")
+    }
+
+    #[test]
+    fn open_transactions_hold_the_lso_and_aborts_are_indexed() {
+        let store: Arc<dyn LogStore> = Arc::new(MemoryLogStore::new());
+        let image = image_with_topic(Uuid::from_u128(7));
+        let tp = TopicPartition::new(Uuid::from_u128(7), 0);
+        let logs = LogManager::open(1, store.clone()).expect("open");
+        let p = logs.partition(&image, tp).expect("p").expect("hosted");
+        append(&p, &encode_batch(2, 0, Compression::None)); // 0-1
+        append(&p, &transactional(7, 0, 0, 3)); // 2-4, producer 7
+        append(&p, &encode_batch(1, 0, Compression::None)); // 5
+        assert_eq!((p.high_watermark(), p.last_stable_offset()), (6, 2));
+        let committed = p
+            .read_up_to(0, 1 << 20, ReadLimit::LastStable)
+            .expect("read");
+        let sets = RecordBatchDecoder::decode_all(&mut committed.records.clone()).expect("decode");
+        assert_eq!(
+            sets.len(),
+            1,
+            "read_committed stops before the open transaction"
+        );
+        append(&p, &transactional(8, 0, 0, 2)); // 6-7, producer 8
+        let abort = p.write_marker(7, 0, false, 0).expect("abort marker"); // 8
+        assert_eq!(abort.base_offset, 8);
+        assert_eq!(p.last_stable_offset(), 6, "producer 8 is still open");
+        let aborted = AbortedTxn {
+            producer_id: 7,
+            first_offset: 2,
+            last_offset: 8,
+        };
+        assert_eq!(p.aborted_between(0, 100), vec![aborted]);
+        assert_eq!(p.aborted_between(9, 100), vec![], "marker before the fetch");
+        assert_eq!(p.aborted_between(0, 2), vec![], "data after the range");
+        p.write_marker(8, 0, true, 0).expect("commit marker"); // 9
+        assert_eq!(p.last_stable_offset(), 10);
+        let stored = p.read(8, 1 << 20).expect("read").records;
+        let views = batch::parse_internal(&stored).expect("stored");
+        assert_eq!(
+            views.iter().map(|v| v.marker()).collect::<Vec<_>>(),
+            vec![
+                Some(batch::Marker {
+                    commit: false,
+                    coordinator_epoch: 0
+                }),
+                Some(batch::Marker {
+                    commit: true,
+                    coordinator_epoch: 0
+                })
+            ]
+        );
+        // Clients cannot write markers.
+        assert!(matches!(
+            batch::parse_batches(&stored, 1 << 20),
+            Err(LogError::InvalidRecord { .. })
+        ));
+        // A bumped epoch's transaction; the old epoch's and an old coordinator's markers are
+        // fenced and write nothing.
+        append(&p, &transactional(7, 1, 0, 1)); // 10
+        assert!(matches!(
+            p.write_marker(7, 0, true, 0),
+            Err(LogError::InvalidProducerEpoch { .. })
+        ));
+        p.write_marker(7, 1, true, 3).expect("coordinator epoch 3"); // 11
+        append(&p, &transactional(7, 1, 1, 1)); // 12
+        assert!(matches!(
+            p.write_marker(7, 1, false, 2),
+            Err(LogError::CoordinatorFenced { .. })
+        ));
+        assert_eq!(p.log_end_offset(), 13);
+        assert_eq!(p.last_stable_offset(), 12);
+        // All of it survives a restart.
+        drop(p);
+        drop(logs);
+        let logs = LogManager::open(1, store).expect("reopen");
+        let p = logs.get(&tp).expect("recovered");
+        p.apply_metadata(1, &image.topic("t").expect("t").partitions[0], 0);
+        assert_eq!(p.aborted_between(0, 100), vec![aborted]);
+        assert_eq!(p.first_unstable.load(Ordering::Acquire), 12);
+    }
+
+    #[test]
+    fn followers_copy_transactions_and_truncation_reopens_them() {
+        let leader = replica_log(1, 1, 4);
+        let follower = replica_log(2, 1, 4);
+        append(&leader, &transactional(5, 0, 0, 2)); // 0-1
+        leader.write_marker(5, 0, false, 1).expect("abort"); // 2
+        append(&leader, &transactional(5, 0, 2, 2)); // 3-4
+        leader.write_marker(5, 0, true, 1).expect("commit"); // 5
+        append(&leader, &transactional(6, 0, 0, 1)); // 6, open
+        let data = leader
+            .read_up_to(0, 1 << 20, ReadLimit::LogEnd)
+            .expect("read")
+            .records;
+        assert_eq!(follower.append_replicated(&data).expect("replicate"), 5);
+        follower.follow_high_watermark(7);
+        assert_eq!(
+            follower.aborted_between(0, 100),
+            leader.aborted_between(0, 100)
+        );
+        assert_eq!(follower.last_stable_offset(), 6);
+        // Truncating away the commit marker reopens producer 5's transaction at 3.
+        follower.truncate_to(5).expect("truncate");
+        assert_eq!(follower.first_unstable.load(Ordering::Acquire), 3);
+        // Truncating away the abort marker drops its index entry and reopens at 0.
+        follower.truncate_to(2).expect("truncate");
+        assert_eq!(follower.aborted_between(0, 100), vec![]);
+        assert_eq!(follower.first_unstable.load(Ordering::Acquire), 0);
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //!   UNKNOWN_PRODUCER_ID for a producer this partition has no state for at a sequence above 0.
 //!
 //! The state is persisted in the same atomic write as the batch it describes.
+//!
+//! Transactions add two fields: the first offset of the producer's open transaction on this
+//! partition (what holds the last stable offset back until its marker arrives) and the
+//! coordinator epoch of the last marker (an older coordinator's markers are fenced).
 
 use std::collections::VecDeque;
 
@@ -29,6 +33,29 @@ pub struct BatchSeq {
 pub struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<BatchSeq>,
+    /// First offset of this producer's open transaction here, until its marker.
+    pub txn_first_offset: Option<i64>,
+    /// Coordinator epoch of the last marker written for this producer (-1: none).
+    pub coordinator_epoch: i32,
+    /// Timestamp (ms) of the last batch (DescribeProducers' last_timestamp).
+    pub last_timestamp: i64,
+}
+
+impl ProducerEntry {
+    fn new(epoch: i16) -> Self {
+        Self {
+            epoch,
+            batches: VecDeque::new(),
+            txn_first_offset: None,
+            coordinator_epoch: -1,
+            last_timestamp: -1,
+        }
+    }
+
+    /// The last sequence appended in the current epoch (-1: none).
+    pub fn last_sequence(&self) -> i32 {
+        self.batches.back().map_or(-1, |b| b.last_seq)
+    }
 }
 
 /// What to do with an incoming batch.
@@ -101,25 +128,65 @@ pub fn check(
     }
 }
 
-/// The entry after appending `batch` at `epoch`.
+/// The entry after appending `batch` at `epoch`. A batch without sequences (the
+/// coordinator's transactional offset commits) is not remembered for deduplication.
 pub fn record(entry: Option<&ProducerEntry>, epoch: i16, batch: BatchSeq) -> ProducerEntry {
-    let mut next = match entry {
-        Some(e) if e.epoch == epoch => e.clone(),
-        _ => ProducerEntry {
-            epoch,
-            batches: VecDeque::new(),
-        },
-    };
-    next.batches.push_back(batch);
+    let mut next = at_epoch(entry, epoch);
+    if batch.first_seq >= 0 {
+        next.batches.push_back(batch);
+    }
     while next.batches.len() > REMEMBERED_BATCHES {
         next.batches.pop_front();
     }
     next
 }
 
+/// The entry moved to `epoch`: the same if it is the current one; a bumped epoch restarts
+/// sequences but keeps an open transaction (only its marker closes it).
+pub fn at_epoch(entry: Option<&ProducerEntry>, epoch: i16) -> ProducerEntry {
+    match entry {
+        Some(e) if e.epoch == epoch => e.clone(),
+        Some(e) => ProducerEntry {
+            txn_first_offset: e.txn_first_offset,
+            coordinator_epoch: e.coordinator_epoch,
+            last_timestamp: e.last_timestamp,
+            ..ProducerEntry::new(epoch)
+        },
+        None => ProducerEntry::new(epoch),
+    }
+}
+
+/// Checks a marker of `producer_id` at `epoch` from coordinator epoch `coordinator_epoch`:
+/// an older producer epoch or an older coordinator is fenced.
+pub fn check_marker(
+    entry: Option<&ProducerEntry>,
+    producer_id: i64,
+    epoch: i16,
+    coordinator_epoch: i32,
+) -> Result<(), LogError> {
+    let Some(e) = entry else {
+        return Ok(());
+    };
+    if epoch < e.epoch {
+        return Err(LogError::InvalidProducerEpoch {
+            producer_id,
+            epoch,
+            current: e.epoch,
+        });
+    }
+    if coordinator_epoch < e.coordinator_epoch {
+        return Err(LogError::CoordinatorFenced {
+            producer_id,
+            coordinator_epoch,
+            current: e.coordinator_epoch,
+        });
+    }
+    Ok(())
+}
+
 impl ProducerEntry {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(3 + self.batches.len() * 24);
+        let mut out = Vec::with_capacity(3 + self.batches.len() * 24 + 21);
         out.extend_from_slice(&self.epoch.to_be_bytes());
         out.push(self.batches.len() as u8);
         for b in &self.batches {
@@ -128,6 +195,10 @@ impl ProducerEntry {
             out.extend_from_slice(&b.first_offset.to_be_bytes());
             out.extend_from_slice(&b.last_offset.to_be_bytes());
         }
+        // Transaction fields (absent in entries written before transactions existed).
+        out.extend_from_slice(&self.txn_first_offset.unwrap_or(-1).to_be_bytes());
+        out.extend_from_slice(&self.coordinator_epoch.to_be_bytes());
+        out.extend_from_slice(&self.last_timestamp.to_be_bytes());
         out
     }
 
@@ -144,7 +215,22 @@ impl ProducerEntry {
                 last_offset: i64::from_be_bytes(b[16..24].try_into().ok()?),
             });
         }
-        Some(Self { epoch, batches })
+        let rest = bytes.get(3 + n * 24..)?;
+        let (txn_first_offset, coordinator_epoch, last_timestamp) = if rest.len() >= 20 {
+            let first = i64::from_be_bytes(rest[0..8].try_into().ok()?);
+            let coord = i32::from_be_bytes(rest[8..12].try_into().ok()?);
+            let ts = i64::from_be_bytes(rest[12..20].try_into().ok()?);
+            ((first >= 0).then_some(first), coord, ts)
+        } else {
+            (None, -1, -1)
+        };
+        Some(Self {
+            epoch,
+            batches,
+            txn_first_offset,
+            coordinator_epoch,
+            last_timestamp,
+        })
     }
 }
 
@@ -208,6 +294,33 @@ mod tests {
         assert!(check(Some(&e), 1, 0, 1, 1).is_err(), "too old to recognise");
         let wrapped = record(None, 0, seq(i32::MAX - 1, i32::MAX, 10));
         assert_eq!(check(Some(&wrapped), 1, 0, 0, 3), Ok(SeqCheck::Append));
-        assert_eq!(ProducerEntry::decode(&e.encode()), Some(e));
+        assert_eq!(ProducerEntry::decode(&e.encode()), Some(e.clone()));
+        let mut open = e.clone();
+        open.txn_first_offset = Some(42);
+        open.coordinator_epoch = 3;
+        assert_eq!(ProducerEntry::decode(&open.encode()), Some(open));
+        // An entry written before transactions decodes with none open.
+        let old = &e.encode()[..3 + e.batches.len() * 24];
+        assert_eq!(ProducerEntry::decode(old), Some(e));
+    }
+
+    #[test]
+    fn markers_are_fenced_by_producer_and_coordinator_epoch() {
+        let mut e = record(None, 2, seq(0, 0, 0));
+        e.coordinator_epoch = 5;
+        assert!(check_marker(Some(&e), 1, 2, 5).is_ok());
+        assert!(check_marker(Some(&e), 1, 3, 6).is_ok());
+        assert!(matches!(
+            check_marker(Some(&e), 1, 1, 5),
+            Err(LogError::InvalidProducerEpoch { .. })
+        ));
+        assert!(matches!(
+            check_marker(Some(&e), 1, 2, 4),
+            Err(LogError::CoordinatorFenced { .. })
+        ));
+        assert!(check_marker(None, 1, 0, 0).is_ok());
+        // A bumped epoch keeps the open transaction.
+        e.txn_first_offset = Some(7);
+        assert_eq!(at_epoch(Some(&e), 3).txn_first_offset, Some(7));
     }
 }
