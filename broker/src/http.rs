@@ -45,6 +45,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/replicas", get(replicas))
         .route("/v1/groups", get(groups))
         .route("/v1/groups/{id}", get(group))
+        .route("/v1/transactions", get(transactions))
+        .route("/v1/transactions/{id}", get(transaction))
         .route("/metrics", get(metrics))
         .fallback(|| async {
             ApiError {
@@ -180,9 +182,49 @@ async fn topic(
             "log_start_offset": state.log_start_offset,
             "log_end_offset": state.log_end_offset,
             "high_watermark": log.high_watermark(),
+            "last_stable_offset": log.last_stable_offset(),
             "size_bytes": state.size_bytes,
         }))
     })))
+}
+
+fn transaction_json(id: &str, m: &crate::txn::TxnMetadata) -> Value {
+    json!({
+        "transactional_id": id,
+        "producer_id": m.producer_id,
+        "producer_epoch": m.producer_epoch,
+        "state": m.state.name(),
+        "timeout_ms": m.timeout_ms,
+        "start_time_ms": m.start_ms,
+        "last_update_ms": m.last_update_ms,
+        "partitions": m.partitions.iter().map(|(t, p)| json!({"topic": t, "partition": p})).collect::<Vec<_>>(),
+    })
+}
+
+/// The transactional ids this broker coordinates (ListTransactions asks every broker).
+async fn transactions(State(b): State<Arc<Broker>>) -> Json<Value> {
+    Json(json!(b
+        .txns
+        .all()
+        .iter()
+        .map(|(id, m)| transaction_json(id, m))
+        .collect::<Vec<_>>()))
+}
+
+async fn transaction(
+    State(b): State<Arc<Broker>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    b.txns
+        .get(&id)
+        .map(|m| Json(transaction_json(&id, &m)))
+        .ok_or_else(|| ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "unknown_transactional_id",
+            message: format!(
+                "transactional id '{id}' is not known to this broker (ask its coordinator)"
+            ),
+        })
 }
 
 async fn groups(State(b): State<Arc<Broker>>) -> Json<Value> {
