@@ -155,9 +155,18 @@ impl ClusterClient {
 
     /// The broker coordinating `group` (FindCoordinator), added to the known brokers.
     pub async fn find_coordinator(&mut self, group: &str) -> Result<i32, FindCoordinatorError> {
+        self.find_coordinator_of(group, 0).await
+    }
+
+    /// The coordinator of `key`: a group (key type 0) or a transactional id (1).
+    pub async fn find_coordinator_of(
+        &mut self,
+        key: &str,
+        key_type: i8,
+    ) -> Result<i32, FindCoordinatorError> {
         let req = FindCoordinatorRequest::default()
-            .with_key(StrBytes::from_string(group.to_string()))
-            .with_key_type(0);
+            .with_key(StrBytes::from_string(key.to_string()))
+            .with_key_type(key_type);
         let r = match self.any().await?.send(req, 3).await {
             Ok(r) => r,
             Err(e) => {

@@ -6,6 +6,13 @@
 //! Record batches are walked by their headers (base offset, length, last offset delta) and
 //! decoded one at a time, so a batch cut short by the byte limit is left for the next fetch
 //! and the position can move past batches whose records compaction removed.
+//!
+//! Transactions: control batches (markers) are never handed out; under read_committed the
+//! broker lists the aborted transactions in range, and a transactional batch of a producer
+//! whose aborted transaction has begun by then is skipped until that producer's ABORT marker
+//! (the Java consumer's algorithm).
+
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -38,6 +45,8 @@ pub(crate) struct FetchLimits {
     pub min_bytes: i32,
     pub max_bytes: i32,
     pub partition_max_bytes: i32,
+    /// 0 read_uncommitted, 1 read_committed.
+    pub isolation_level: i8,
 }
 
 pub(crate) fn request(targets: &[FetchTarget], limits: FetchLimits) -> FetchRequest {
@@ -63,7 +72,7 @@ pub(crate) fn request(targets: &[FetchTarget], limits: FetchLimits) -> FetchRequ
         .with_max_wait_ms(limits.max_wait_ms)
         .with_min_bytes(limits.min_bytes)
         .with_max_bytes(limits.max_bytes)
-        .with_isolation_level(0)
+        .with_isolation_level(limits.isolation_level)
         .with_topics(topics)
 }
 
@@ -90,12 +99,18 @@ pub(crate) async fn fetch(
 }
 
 /// The records of one partition's answer at or after `from`, and the offset to fetch next
-/// (past the last whole batch, even when compaction left its tail empty).
+/// (past the last whole batch, even when compaction left its tail empty). `aborted` is the
+/// answer's aborted transactions (producer id, first offset): their records are dropped.
 pub(crate) fn records(
     tp: &TopicPartition,
     data: &Bytes,
     from: i64,
+    aborted: &[(i64, i64)],
 ) -> Result<(Vec<ConsumerRecord>, i64), String> {
+    let mut pending_aborts: Vec<(i64, i64)> = aborted.to_vec();
+    // Popped from the back in first-offset order.
+    pending_aborts.sort_by_key(|(_, first)| std::cmp::Reverse(*first));
+    let mut aborting: HashSet<i64> = HashSet::new();
     let mut out = Vec::new();
     let mut next = from;
     let mut pos = 0usize;
@@ -124,7 +139,32 @@ pub(crate) fn records(
             let mut slice = data.slice(pos..pos + total);
             let set = RecordBatchDecoder::decode(&mut slice)
                 .map_err(|e| format!("undecodable batch at offset {base}: {e}"))?;
-            for r in set.records {
+            // Aborted transactions that have begun by the end of this batch.
+            while pending_aborts
+                .last()
+                .is_some_and(|(_, first)| *first < batch_next)
+            {
+                if let Some((pid, _)) = pending_aborts.pop() {
+                    aborting.insert(pid);
+                }
+            }
+            let (transactional, control, pid) =
+                set.records.first().map_or((false, false, -1), |r| {
+                    (r.transactional, r.control, r.producer_id)
+                });
+            if control {
+                // An ABORT marker ends that producer's aborted transaction.
+                let abort = set
+                    .records
+                    .first()
+                    .and_then(|r| r.key.as_deref())
+                    .is_some_and(|k| k.len() >= 4 && i16::from_be_bytes([k[2], k[3]]) == 0);
+                if abort {
+                    aborting.remove(&pid);
+                }
+            }
+            let skip = transactional && !control && aborting.contains(&pid);
+            for r in set.records.into_iter().filter(|_| !skip) {
                 if r.offset < from || r.control {
                     continue;
                 }
@@ -178,7 +218,7 @@ mod tests {
         let tp = TopicPartition::new("t", 0);
         let mut data = batch(0, &["a", "b", "c"], Compression::None).to_vec();
         data.extend_from_slice(&batch(3, &["d", "e"], Compression::Zstd));
-        let (recs, next) = records(&tp, &Bytes::from(data), 1).expect("records");
+        let (recs, next) = records(&tp, &Bytes::from(data), 1, &[]).expect("records");
         let values: Vec<_> = recs
             .iter()
             .map(|r| r.value.clone().unwrap_or_default())
@@ -195,7 +235,7 @@ mod tests {
         let mut data = batch(0, &["a", "b"], Compression::None).to_vec();
         let second = batch(2, &["c"], Compression::None);
         data.extend_from_slice(&second[..second.len() - 5]);
-        let (recs, next) = records(&tp, &Bytes::from(data), 0).expect("records");
+        let (recs, next) = records(&tp, &Bytes::from(data), 0, &[]).expect("records");
         assert_eq!(recs.len(), 2);
         assert_eq!(next, 2);
     }
@@ -221,9 +261,57 @@ mod tests {
         short[23..27].copy_from_slice(&full[23..27]);
         let crc = crc32c::crc32c(&short[21..]);
         short[17..21].copy_from_slice(&crc.to_be_bytes());
-        let (got, next) = records(&tp, &Bytes::from(short), 12).expect("records");
+        let (got, next) = records(&tp, &Bytes::from(short), 12, &[]).expect("records");
         assert!(got.is_empty());
         assert_eq!(next, 15);
+    }
+
+    /// A batch of transactional records (or, with `marker`, a control batch) of `pid`.
+    fn txn_batch(base: i64, pid: i64, values: &[&str], marker: Option<bool>) -> Vec<u8> {
+        let recs: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut r = records::record(i, None, Some(Bytes::from(v.to_string())), 0);
+                r.offset = base + i as i64;
+                r.producer_id = pid;
+                r.producer_epoch = 0;
+                r.transactional = true;
+                if let Some(commit) = marker {
+                    r.control = true;
+                    r.key = Some(Bytes::from(vec![0, 0, 0, commit as u8]));
+                    r.sequence = -1;
+                }
+                r
+            })
+            .collect();
+        records::encode(&recs, Compression::None)
+            .expect("encode")
+            .to_vec()
+    }
+
+    #[test]
+    fn aborted_transactions_and_markers_never_reach_the_application() {
+        let tp = TopicPartition::new("t", 0);
+        // 0-1 producer 7 (aborted at 4), 2 producer 8 (committed at 5), 3 plain,
+        // 4 abort marker of 7, 5 commit marker of 8, 6 producer 7 again (committed at 7).
+        let mut data = txn_batch(0, 7, &["a0", "a1"], None);
+        data.extend(txn_batch(2, 8, &["c2"], None));
+        data.extend(batch(3, &["p3"], Compression::None));
+        data.extend(txn_batch(4, 7, &["x"], Some(false)));
+        data.extend(txn_batch(5, 8, &["x"], Some(true)));
+        data.extend(txn_batch(6, 7, &["c6"], None));
+        data.extend(txn_batch(7, 7, &["x"], Some(true)));
+        let data = Bytes::from(data);
+        let values = |recs: Vec<ConsumerRecord>| -> Vec<Bytes> {
+            recs.into_iter().filter_map(|r| r.value).collect()
+        };
+        let (committed, next) = records(&tp, &data, 0, &[(7, 0)]).expect("records");
+        assert_eq!(values(committed), ["c2", "p3", "c6"]);
+        assert_eq!(next, 8);
+        // read_uncommitted (no aborted list): every data record, still no markers.
+        let (all, _) = records(&tp, &data, 0, &[]).expect("records");
+        assert_eq!(values(all), ["a0", "a1", "c2", "p3", "c6"]);
     }
 
     #[test]
@@ -231,7 +319,7 @@ mod tests {
         let tp = TopicPartition::new("t", 0);
         let mut data = vec![0u8; 70];
         data[11] = 10; // length 10: too short for a batch
-        assert!(records(&tp, &Bytes::from(data), 0).is_err());
+        assert!(records(&tp, &Bytes::from(data), 0, &[]).is_err());
     }
 
     #[test]
@@ -255,6 +343,7 @@ mod tests {
             min_bytes: 1,
             max_bytes: 1 << 20,
             partition_max_bytes: 1 << 16,
+            isolation_level: 1,
         };
         let r = request(&targets, limits);
         assert_eq!(r.topics.len(), 2);

@@ -57,6 +57,8 @@ pub(crate) struct GroupSettings {
     pub max_poll_interval: Duration,
     pub request_timeout: Duration,
     pub retry_backoff: Duration,
+    /// OffsetFetch waits for offsets an open transaction holds (read_committed).
+    pub require_stable: bool,
 }
 
 /// What the task tells the consumer between calls.
@@ -665,6 +667,7 @@ impl GroupTask {
         let make = |t: &Self| {
             OffsetFetchRequest::default()
                 .with_group_id(t.group_id())
+                .with_require_stable(t.settings.require_stable)
                 .with_topics(Some(
                     topics
                         .iter()

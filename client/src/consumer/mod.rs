@@ -148,6 +148,54 @@ pub struct ConsumerConfig {
     /// `metadata.max.age.ms`: how often the group leader checks whether subscribed topics
     /// gained partitions (which rebalances the group).
     pub metadata_max_age: Duration,
+    /// `isolation.level`: read_committed reads only committed transactional records, up to
+    /// the last stable offset, and waits for committed offsets a transaction holds.
+    pub isolation_level: IsolationLevel,
+}
+
+/// A group member's identity at a point in time (Java's `ConsumerGroupMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    pub group_id: String,
+    /// -1 when not (yet) a member of a generation.
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+}
+
+impl ConsumerGroupMetadata {
+    /// Metadata naming only the group: the coordinator then checks no generation (a
+    /// producer committing for a group it is not a member of).
+    pub fn for_group(group_id: impl Into<String>) -> Self {
+        Self {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
+    }
+}
+
+/// `isolation.level`, as Kafka's clients name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IsolationLevel {
+    /// Every record below the high watermark, aborted transactions' included (the Java
+    /// client's default).
+    #[default]
+    ReadUncommitted,
+    /// Only records of committed transactions (and non-transactional ones), below the last
+    /// stable offset.
+    ReadCommitted,
+}
+
+impl IsolationLevel {
+    /// The value on the wire (Fetch, ListOffsets).
+    pub fn code(self) -> i8 {
+        match self {
+            IsolationLevel::ReadUncommitted => 0,
+            IsolationLevel::ReadCommitted => 1,
+        }
+    }
 }
 
 impl ConsumerConfig {
@@ -171,6 +219,7 @@ impl ConsumerConfig {
             request_timeout: Duration::from_secs(30),
             retry_backoff: Duration::from_millis(100),
             metadata_max_age: Duration::from_secs(300),
+            isolation_level: IsolationLevel::ReadUncommitted,
         }
     }
 
@@ -422,6 +471,7 @@ impl Consumer {
                 max_poll_interval: config.max_poll_interval,
                 request_timeout: config.request_timeout,
                 retry_backoff: config.retry_backoff,
+                require_stable: config.isolation_level == IsolationLevel::ReadCommitted,
             })
         });
         Ok(Self {
@@ -515,6 +565,19 @@ impl Consumer {
     /// The partitions this consumer reads now.
     pub fn assignment(&self) -> Vec<TopicPartition> {
         self.partitions.keys().cloned().collect()
+    }
+
+    /// What a transactional producer sends with this consumer's offsets
+    /// (`send_offsets_to_transaction`), so the group coordinator refuses them from a member
+    /// a rebalance has replaced (KIP-447). None without a group.
+    pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        let group_id = self.config.group_id.clone()?;
+        Some(ConsumerGroupMetadata {
+            group_id,
+            generation_id: self.generation().unwrap_or(-1),
+            member_id: self.member_id().unwrap_or_default().to_string(),
+            group_instance_id: self.config.group_instance_id.clone(),
+        })
     }
 
     /// The group generation this member is in, if it has joined.

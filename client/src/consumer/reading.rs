@@ -14,8 +14,8 @@ use tracing::{debug, info};
 
 use super::fetcher::{self, FetchLimits, FetchTarget, Fetched};
 use super::{
-    retriable_fetch_error, Consumer, ConsumerError, ConsumerRecord, Mode, OffsetReset,
-    PartitionState, Position,
+    retriable_fetch_error, Consumer, ConsumerError, ConsumerRecord, IsolationLevel, Mode,
+    OffsetReset, PartitionState, Position,
 };
 use crate::cluster::topic_name;
 use crate::{BrokerError, TopicPartition};
@@ -92,7 +92,7 @@ impl Consumer {
             }
             let req = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
-                .with_isolation_level(0)
+                .with_isolation_level(self.config.isolation_level.code())
                 .with_topics(topics);
             let answer = match self.cluster.broker(leader).await {
                 Ok(conn) => conn.send(req, 7).await,
@@ -205,6 +205,7 @@ impl Consumer {
             min_bytes: self.config.fetch_min_bytes,
             max_bytes: self.config.fetch_max_bytes,
             partition_max_bytes: self.config.max_partition_fetch_bytes,
+            isolation_level: self.config.isolation_level.code(),
         };
         for (broker, targets) in by_leader {
             if self.busy_brokers.contains(&broker) {
@@ -287,11 +288,27 @@ impl Consumer {
                 }
                 let code = p.error_code;
                 if code == 0 {
-                    st.high_watermark = Some(p.high_watermark);
+                    // What this consumer can read to: the last stable offset under
+                    // read_committed.
+                    st.high_watermark = Some(
+                        if self.config.isolation_level == IsolationLevel::ReadCommitted
+                            && p.last_stable_offset >= 0
+                        {
+                            p.last_stable_offset
+                        } else {
+                            p.high_watermark
+                        },
+                    );
                     let Some(data) = p.records.as_ref().filter(|d| !d.is_empty()) else {
                         continue;
                     };
-                    let (records, next) = fetcher::records(&tp, data, target.offset)
+                    let aborted: Vec<(i64, i64)> = p
+                        .aborted_transactions
+                        .iter()
+                        .flatten()
+                        .map(|a| (a.producer_id.0, a.first_offset))
+                        .collect();
+                    let (records, next) = fetcher::records(&tp, data, target.offset, &aborted)
                         .map_err(ConsumerError::Decode)?;
                     st.next_fetch = next;
                     if records.is_empty() {

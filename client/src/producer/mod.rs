@@ -11,6 +11,53 @@
 //! leader, its idempotence sequence, and one request in flight: order per partition holds
 //! through retries.
 //!
+//! With a `transactional.id` the producer writes transactions ([`transaction`] has the
+//! states and the coordinator requests): `init_transactions` once (fencing any earlier
+//! producer with the id), then `begin_transaction`, sends, optionally
+//! `send_offsets_to_transaction` (consume-transform-produce), and `commit_transaction` or
+//! `abort_transaction`. Read the output with `isolation.level=read_committed`.
+//!
+//! ```no_run
+//! # async fn eos() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use strom_client::consumer::{Consumer, ConsumerConfig, IsolationLevel};
+//! use strom_client::producer::{Producer, ProducerConfig, ProducerRecord};
+//! let mut input = ConsumerConfig::new("127.0.0.1:9092");
+//! input.group_id = Some("uppercaser".into());
+//! input.enable_auto_commit = false;
+//! input.isolation_level = IsolationLevel::ReadCommitted;
+//! let mut consumer = Consumer::new(input)?;
+//! consumer.subscribe(&["in"])?;
+//! let producer =
+//!     Producer::new(ProducerConfig::new("127.0.0.1:9092").with_transactional_id("uppercaser-0"))
+//!         .await?;
+//! producer.init_transactions().await?;
+//! loop {
+//!     let records = consumer.poll(Duration::from_millis(500)).await?;
+//!     if records.is_empty() {
+//!         continue;
+//!     }
+//!     producer.begin_transaction().await?;
+//!     let mut offsets = std::collections::BTreeMap::new();
+//!     for r in &records {
+//!         let value = r.value.as_deref().unwrap_or_default().to_ascii_uppercase();
+//!         producer.send(ProducerRecord::new("out", value)).await?;
+//!         offsets.insert(strom_client::TopicPartition::new(&r.topic, r.partition), r.offset + 1);
+//!     }
+//!     let offsets: Vec<_> = offsets.into_iter().collect();
+//!     let group = consumer.group_metadata().expect("a group member");
+//!     producer.send_offsets_to_transaction(&offsets, &group).await?;
+//!     if let Err(e) = producer.commit_transaction().await {
+//!         if e.is_fatal() {
+//!             return Err(e.into()); // fenced: another instance took over
+//!         }
+//!         producer.abort_transaction().await?;
+//!         // ...and seek the consumer back to its committed offsets.
+//!     }
+//! }
+//! # }
+//! ```
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), strom_client::producer::ProducerError> {
 //! use strom_client::producer::{Producer, ProducerConfig, ProducerRecord};
@@ -42,7 +89,11 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::cluster::{topic_name, ClusterClient};
-use crate::{ClientError, Connection};
+use crate::consumer::ConsumerGroupMetadata;
+use crate::{ClientError, Connection, TopicPartition};
+
+mod transaction;
+use transaction::{State, TxnManager};
 
 /// Producer settings, with Kafka's names and defaults where they apply.
 #[derive(Debug, Clone)]
@@ -66,6 +117,10 @@ pub struct ProducerConfig {
     pub delivery_timeout: Duration,
     /// `request.timeout.ms`: also the broker's wait for the ISR with acks=all.
     pub request_timeout: Duration,
+    /// `transactional.id`: makes the producer transactional (and idempotent).
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: the coordinator aborts a transaction open longer.
+    pub transaction_timeout: Duration,
 }
 
 impl ProducerConfig {
@@ -81,7 +136,15 @@ impl ProducerConfig {
             retry_backoff: Duration::from_millis(100),
             delivery_timeout: Duration::from_secs(120),
             request_timeout: Duration::from_secs(30),
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
+    }
+
+    /// A transactional producer with this `transactional.id`.
+    pub fn with_transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.transactional_id = Some(id.into());
+        self
     }
 }
 
@@ -161,6 +224,34 @@ pub enum ProducerError {
     Config(String),
     #[error("the producer is closed")]
     Closed,
+    /// Fatal: another producer with the same `transactional.id` took over.
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// The transaction cannot commit: abort it (and rewind what it consumed).
+    #[error("the transaction must be aborted: {0}")]
+    TransactionAbortable(String),
+    /// Fatal for a transactional producer (e.g. INVALID_TXN_STATE).
+    #[error("transactional producer failed: {0}")]
+    TransactionFatal(String),
+    /// A transactional call that does not fit the producer's state (begin twice, commit with
+    /// no transaction, a transactional call on a producer without `transactional.id`).
+    #[error("invalid transaction state: {0}")]
+    TransactionState(String),
+}
+
+impl ProducerError {
+    /// The producer cannot go on; make a new one (Java's fatal errors).
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            ProducerError::Fenced(_) | ProducerError::TransactionFatal(_)
+        )
+    }
+
+    /// The transaction failed but the producer can abort it and go on.
+    pub fn is_abortable(&self) -> bool {
+        !self.is_fatal() && !matches!(self, ProducerError::TransactionState(_))
+    }
 }
 
 impl From<ClientError> for ProducerError {
@@ -195,13 +286,41 @@ enum Work {
 struct Shared {
     config: ProducerConfig,
     cluster: Mutex<ClusterClient>,
-    /// Producer id and epoch, when idempotent.
-    identity: Option<(i64, i16)>,
+    /// Producer id and epoch, when idempotent (a transactional producer gets them from
+    /// `init_transactions`, and a new epoch after an abort that followed failed sends).
+    identity: std::sync::RwLock<Option<(i64, i16)>>,
+    /// The first failure of a send in the open transaction: it cannot commit.
+    txn_error: std::sync::Mutex<Option<ProducerError>>,
     /// Partition count by topic, and the sticky partition for keyless records.
     topics: std::sync::Mutex<HashMap<String, (i32, i32)>>,
 }
 
 impl Shared {
+    fn identity(&self) -> Option<(i64, i16)> {
+        *self.identity.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_identity(&self, identity: (i64, i16)) {
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = Some(identity);
+    }
+
+    /// Remembers a failed send of a transactional producer (the first one wins).
+    fn txn_failed(&self, e: &ProducerError) {
+        if self.config.transactional_id.is_some() {
+            self.txn_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(|| e.clone());
+        }
+    }
+
+    fn take_txn_error(&self) -> Option<ProducerError> {
+        self.txn_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
     /// A batch of `partition` went out: keyless records of `topic` move to the next
     /// partition if they were sticking to this one (KIP-480).
     fn batch_sent(&self, topic: &str, partition: i32) {
@@ -230,6 +349,8 @@ impl Shared {
 pub struct Producer {
     shared: Arc<Shared>,
     workers: Mutex<HashMap<(String, i32), mpsc::Sender<Work>>>,
+    /// The transaction manager, with a `transactional.id`.
+    txn: Option<Mutex<TxnManager>>,
 }
 
 impl Producer {
@@ -240,8 +361,26 @@ impl Producer {
                 "idempotence needs acks=-1 (all)".into(),
             ));
         }
+        if config.transactional_id.is_some() && !config.idempotence {
+            return Err(ProducerError::Config(
+                "a transactional.id needs enable.idempotence".into(),
+            ));
+        }
+        if config.transactional_id.as_deref() == Some("") {
+            return Err(ProducerError::Config("transactional.id is empty".into()));
+        }
         let mut cluster = ClusterClient::new(&config.bootstrap);
-        let identity = if config.idempotence {
+        let txn = config.transactional_id.clone().map(|id| {
+            Mutex::new(TxnManager::new(
+                id,
+                &config.bootstrap,
+                config.transaction_timeout,
+                config.request_timeout,
+                config.retry_backoff,
+            ))
+        });
+        // A transactional producer's identity comes with init_transactions.
+        let identity = if config.idempotence && txn.is_none() {
             let r = cluster
                 .any()
                 .await?
@@ -265,16 +404,127 @@ impl Producer {
             shared: Arc::new(Shared {
                 config,
                 cluster: Mutex::new(cluster),
-                identity,
+                identity: std::sync::RwLock::new(identity),
+                txn_error: std::sync::Mutex::new(None),
                 topics: std::sync::Mutex::new(HashMap::new()),
             }),
             workers: Mutex::new(HashMap::new()),
+            txn,
         })
     }
 
     /// The producer id and epoch (idempotent producers).
     pub fn identity(&self) -> Option<(i64, i16)> {
-        self.shared.identity
+        self.shared.identity()
+    }
+
+    fn txn(&self) -> Result<&Mutex<TxnManager>, ProducerError> {
+        self.txn.as_ref().ok_or_else(|| {
+            ProducerError::TransactionState("the producer has no transactional.id".into())
+        })
+    }
+
+    /// Registers the `transactional.id` with its coordinator and gets the producer id and a
+    /// new epoch, fencing any earlier producer with this id (its open transaction is
+    /// aborted). Call once, before the first transaction.
+    pub async fn init_transactions(&self) -> Result<(), ProducerError> {
+        let mut t = self.txn()?.lock().await;
+        t.check(&State::Uninitialized, "init_transactions")?;
+        match t.init_producer_id(None).await {
+            Ok(identity) => {
+                self.shared.set_identity(identity);
+                t.state = State::Ready;
+                Ok(())
+            }
+            Err(e) => Err(t.fail(e)),
+        }
+    }
+
+    /// Starts a transaction: every send until commit or abort belongs to it.
+    pub async fn begin_transaction(&self) -> Result<(), ProducerError> {
+        let mut t = self.txn()?.lock().await;
+        t.check(&State::Ready, "begin_transaction")?;
+        self.shared.take_txn_error();
+        t.state = State::InTransaction;
+        Ok(())
+    }
+
+    /// Adds a consumer's offsets to the transaction: they are committed for the group if,
+    /// and only if, the transaction commits (consume-transform-produce). `offsets` are the
+    /// next offsets to read (last processed + 1).
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: &[(TopicPartition, i64)],
+        group: &ConsumerGroupMetadata,
+    ) -> Result<(), ProducerError> {
+        let mut t = self.txn()?.lock().await;
+        t.check(&State::InTransaction, "send_offsets_to_transaction")?;
+        let identity = self.transactional_identity()?;
+        match t.send_offsets(identity, offsets, group).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(t.fail(e)),
+        }
+    }
+
+    /// Sends what is queued, then commits: every record of the transaction becomes visible
+    /// to read_committed consumers at once, with the offsets sent. If a send failed, nothing
+    /// is committed and the error says to abort.
+    pub async fn commit_transaction(&self) -> Result<(), ProducerError> {
+        let t = self.txn()?;
+        t.lock()
+            .await
+            .check(&State::InTransaction, "commit_transaction")?;
+        self.flush().await;
+        let mut t = t.lock().await;
+        if let Some(e) = self.shared.take_txn_error() {
+            let e = if e.is_fatal() {
+                e
+            } else {
+                ProducerError::TransactionAbortable(format!("a send failed: {e}"))
+            };
+            return Err(t.fail(e));
+        }
+        let identity = self.transactional_identity()?;
+        match t.end(identity, true).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(t.fail(e)),
+        }
+    }
+
+    /// Abandons the transaction: waits for what is in flight, then aborts it, so
+    /// read_committed consumers never see its records (nor its offsets). After failed sends
+    /// the producer also takes a new epoch (KIP-360), so its sequences start afresh.
+    pub async fn abort_transaction(&self) -> Result<(), ProducerError> {
+        let t = self.txn()?;
+        {
+            let t = t.lock().await;
+            if !matches!(t.state, State::InTransaction | State::AbortableError(_)) {
+                t.check(&State::InTransaction, "abort_transaction")?;
+            }
+        }
+        self.flush().await;
+        let mut t = t.lock().await;
+        let failed_sends = self.shared.take_txn_error();
+        if let Some(e) = failed_sends.as_ref().filter(|e| e.is_fatal()) {
+            return Err(t.fail(e.clone()));
+        }
+        let identity = self.transactional_identity()?;
+        if let Err(e) = t.end(identity, false).await {
+            return Err(t.fail(e));
+        }
+        if failed_sends.is_some() {
+            match t.init_producer_id(Some(identity)).await {
+                Ok(next) => self.shared.set_identity(next),
+                Err(e) => return Err(t.fail(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn transactional_identity(&self) -> Result<(i64, i16), ProducerError> {
+        self.shared.identity().ok_or_else(|| {
+            ProducerError::TransactionState("init_transactions has not succeeded".into())
+        })
     }
 
     /// Queues `record`; the returned future resolves once it is acknowledged. Errors here
@@ -292,6 +542,16 @@ impl Producer {
             (None, Some(k)) => crate::partitioner::partition_for_key(k, count),
             (None, None) => self.shared.topic(&record.topic).map_or(0, |t| t.1),
         };
+        if let Some(t) = &self.txn {
+            // The partition joins the transaction before any of its records go out.
+            let mut t = t.lock().await;
+            t.check(&State::InTransaction, "send")?;
+            let tp = TopicPartition::new(record.topic.clone(), partition);
+            let identity = self.transactional_identity()?;
+            if let Err(e) = t.add_partitions(identity, &[tp]).await {
+                return Err(t.fail(e));
+            }
+        }
         let sender = self.worker(&record.topic, partition).await;
         let (tx, rx) = oneshot::channel();
         sender
@@ -440,6 +700,8 @@ async fn partition_worker(
     let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
     let mut leader: Option<Connection> = None;
     let mut sequence: i32 = 0;
+    // Sequences count per producer id and epoch: a new epoch starts them at 0.
+    let mut sequence_owner = shared.identity();
     let mut open = true;
     loop {
         // Take in what is already queued (up to a full batch) before deciding: records that
@@ -484,8 +746,20 @@ async fn partition_worker(
         let batch: Vec<Pending> = std::mem::take(&mut queue);
         bytes = 0;
         shared.batch_sent(&topic, partition);
+        let identity = shared.identity();
+        if identity != sequence_owner {
+            sequence = 0;
+            sequence_owner = identity;
+        }
         let base_seq = sequence;
-        let encoded = match encode(&batch, shared.identity, base_seq, config.compression) {
+        let transactional = config.transactional_id.is_some();
+        let encoded = match encode(
+            &batch,
+            identity,
+            base_seq,
+            config.compression,
+            transactional,
+        ) {
             Ok(b) => b,
             Err(e) => {
                 for p in batch {
@@ -516,10 +790,11 @@ async fn partition_worker(
                 // The sequence did not advance: with idempotence, later batches would be out
                 // of order, so an idempotent partition fails what is queued too (as Kafka's
                 // producer does after a fatal error on a partition).
+                shared.txn_failed(&e);
                 for p in batch {
                     let _ = p.delivery.send(Err(e.clone()));
                 }
-                if shared.identity.is_some() {
+                if identity.is_some() {
                     for p in queue.drain(..) {
                         let _ = p.delivery.send(Err(e.clone()));
                     }
@@ -535,6 +810,7 @@ fn encode(
     identity: Option<(i64, i16)>,
     base_seq: i32,
     compression: Compression,
+    transactional: bool,
 ) -> Result<Bytes, ProducerError> {
     let now = records::now_ms();
     let mut batch: Vec<Record> = batch
@@ -558,6 +834,9 @@ fn encode(
         .collect();
     if let Some((pid, epoch)) = identity {
         records::idempotent(&mut batch, pid, epoch, base_seq);
+    }
+    for r in batch.iter_mut().filter(|_| transactional) {
+        r.transactional = true;
     }
     records::encode(&batch, compression)
         .map_err(|e| ProducerError::Config(format!("cannot encode the batch: {e}")))
@@ -598,6 +877,9 @@ async fn send_with_retries(
         }
         let conn = leader.as_mut().expect("connected");
         let req = ProduceRequest::default()
+            .with_transactional_id(config.transactional_id.as_ref().map(|id| {
+                kafka_protocol::messages::TransactionalId(StrBytes::from_string(id.clone()))
+            }))
             .with_acks(config.acks)
             .with_timeout_ms(config.request_timeout.as_millis() as i32)
             .with_topic_data(vec![TopicProduceData::default()
@@ -644,7 +926,7 @@ async fn send_with_retries(
                 tokio::time::sleep(config.retry_backoff).await;
             }
             code => {
-                return Err(broker_error(
+                return Err(transaction::produce_error(
                     code,
                     p.error_message.as_ref().map(|m| m.to_string()),
                 ))
