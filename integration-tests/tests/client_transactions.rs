@@ -303,3 +303,129 @@ async fn consume_transform_produce_is_exactly_once() {
         );
     }
 }
+
+/// Runs the `strom` CLI against `broker`; its stdout (the command must succeed).
+fn strom(broker: &BrokerProcess, args: &[&str]) -> String {
+    let out = std::process::Command::new(
+        integration_tests::binary("strom", "STROM_BIN").expect("strom binary"),
+    )
+    .arg("--bootstrap-server")
+    .arg(broker.kafka.to_string())
+    .args(args)
+    .output()
+    .expect("run strom");
+    assert!(
+        out.status.success(),
+        "strom {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_and_cli_show_open_and_finished_transactions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(&dir.path().join("b"));
+    let bootstrap = b.kafka.to_string();
+    producer::create_replicated_topic(b.kafka, "watched", 2, 1).await;
+    send_all(
+        &Producer::new(ProducerConfig::new(&bootstrap))
+            .await
+            .expect("plain"),
+        "watched",
+        seq("plain", 0..3),
+    )
+    .await;
+    let p = transactional(&bootstrap, "watched-txn").await;
+    p.begin_transaction().await.expect("begin");
+    send_all(&p, "watched", seq("open", 0..2)).await;
+
+    let mut admin = strom_client::admin::Admin::new(&bootstrap);
+    let listed = admin.list_transactions().await.expect("list");
+    let row = listed
+        .iter()
+        .find(|t| t.transactional_id == "watched-txn")
+        .expect("listed");
+    assert_eq!(row.state, "Ongoing");
+    let d = admin
+        .describe_transaction("watched-txn")
+        .await
+        .expect("describe");
+    assert_eq!(d.state, "Ongoing");
+    assert_eq!(d.partitions, vec![TopicPartition::new("watched", 0)]);
+    assert!(d.start_time_ms > 0);
+    let (pid, _) = p.identity().expect("identity");
+    let producers = admin
+        .describe_producers(&TopicPartition::new("watched", 0))
+        .await
+        .expect("producers");
+    let open = producers
+        .iter()
+        .find(|s| s.producer_id == pid)
+        .expect("the transactional producer");
+    assert_eq!(
+        open.current_txn_start_offset, 3,
+        "its transaction holds the LSO at 3"
+    );
+    let cli = strom(&b, &["transactions", "list"]);
+    assert!(
+        cli.lines()
+            .any(|l| l.starts_with("watched-txn\t") && l.ends_with("\tOngoing")),
+        "{cli}"
+    );
+    let cli = strom(
+        &b,
+        &[
+            "transactions",
+            "describe",
+            "--transactional-id",
+            "watched-txn",
+        ],
+    );
+    assert!(
+        cli.contains("\tOngoing\t") && cli.contains("watched-0"),
+        "{cli}"
+    );
+    let cli = strom(
+        &b,
+        &[
+            "transactions",
+            "describe-producers",
+            "--topic",
+            "watched",
+            "--partition",
+            "0",
+        ],
+    );
+    assert!(
+        cli.lines()
+            .any(|l| l.starts_with(&format!("{pid}\t")) && l.ends_with("\t3")),
+        "{cli}"
+    );
+
+    p.commit_transaction().await.expect("commit");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = admin
+            .describe_transaction("watched-txn")
+            .await
+            .expect("describe");
+        if d.state == "CompleteCommit" {
+            assert!(d.partitions.is_empty());
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {}", d.state);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let producers = admin
+        .describe_producers(&TopicPartition::new("watched", 0))
+        .await
+        .expect("producers");
+    assert!(producers.iter().all(|s| s.current_txn_start_offset == -1));
+    // An unknown id is an error naming Kafka's code.
+    let unknown = admin.describe_transaction("nobody").await;
+    assert!(
+        format!("{unknown:?}").contains("TRANSACTIONAL_ID_NOT_FOUND"),
+        "{unknown:?}"
+    );
+}

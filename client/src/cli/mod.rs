@@ -13,6 +13,7 @@ mod groups;
 mod perf;
 mod produce;
 mod topics;
+mod transactions;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kafka_protocol::records::Compression;
@@ -61,6 +62,28 @@ pub enum Command {
     /// List, describe, reset and delete consumer groups.
     #[command(subcommand)]
     Groups(GroupsCommand),
+    /// List and describe transactions and the producers of a partition, like
+    /// kafka-transactions.sh.
+    #[command(subcommand)]
+    Transactions(TransactionsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum TransactionsCommand {
+    /// Every transactional id, its producer id, state and coordinator.
+    List,
+    /// A transactional id's state, producer, timeout and partitions.
+    Describe {
+        #[arg(long)]
+        transactional_id: String,
+    },
+    /// The producers a partition's leader knows, with their open transactions' start.
+    DescribeProducers {
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partition: i32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -375,6 +398,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Consume(a) => consume::run(bootstrap, a).await,
         Command::Perf(p) => perf::run(bootstrap, p).await,
         Command::Groups(g) => groups::run(bootstrap, g).await,
+        Command::Transactions(t) => transactions::run(bootstrap, t).await,
     };
     result.map_err(|e| {
         let why = match e {

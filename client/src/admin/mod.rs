@@ -1,5 +1,6 @@
 //! The admin client: topics, partitions, configs, the cluster, consumer groups and their
-//! offsets, over the Kafka protocol (what Java's `Admin` and the kafka-*.sh tools do).
+//! offsets, transactions and producers ([`transactions`]), over the Kafka protocol (what
+//! Java's `Admin` and the kafka-*.sh tools do).
 //!
 //! Requests that change metadata go to any broker, which forwards them to the active
 //! controller; partition-scoped ones (ListOffsets, DeleteRecords) go to the leader; group
@@ -20,6 +21,9 @@
 //! ```
 
 use std::collections::BTreeMap;
+
+mod transactions;
+pub use transactions::{ProducerState, TransactionDescription, TransactionListing};
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
