@@ -263,6 +263,15 @@ pub enum PerfCommand {
         compression: Codec,
         #[arg(long, default_value_t = 0)]
         partition: i32,
+        /// Idempotent batches (a producer id, sequence numbers; needs --acks -1).
+        #[arg(long)]
+        idempotent: bool,
+        /// Transactional batches under this transactional.id (implies --idempotent), in
+        /// transactions of --transaction-records, each committed.
+        #[arg(long)]
+        transactional_id: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        transaction_records: u64,
     },
     /// Read a partition from the beginning.
     Consume {
@@ -272,6 +281,9 @@ pub enum PerfCommand {
         partition: i32,
         #[arg(long)]
         records: u64,
+        /// read_uncommitted or read_committed.
+        #[arg(long, default_value = "read_uncommitted")]
+        isolation_level: String,
     },
 }
 
