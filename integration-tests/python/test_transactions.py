@@ -18,8 +18,11 @@ What is checked, each against Kafka's own behaviour:
   transaction.timeout.ms, so read_committed consumers get past it, never see its records, and
   the transactional.id can be used again.
 
-Not here: confluent-kafka 2.16.1's AdminClient has no list_transactions / describe_transactions
-(KIP-664), so the transaction admin APIs are not exercised from Python.
+* kafka-python 3's transactional producer and read_committed consumer, and its KIP-664 admin
+  calls (list_transactions, describe_transactions, describe_producers) on an open transaction.
+
+confluent-kafka 2.16.1's AdminClient has no list_transactions / describe_transactions, so the
+transaction admin APIs are exercised through kafka-python.
 """
 
 import re
@@ -711,3 +714,67 @@ def test_transaction_of_a_killed_producer_is_aborted_after_its_timeout(tbroker, 
     uncommitted = read_to_end(bootstrap, topic, [0], READ_UNCOMMITTED)
     assert [m.value() for m in uncommitted] == (
         seqs("zombie", range(50)) + seqs("after", range(20)) + seqs("reborn", range(10)))
+
+
+def test_kafka_python_transactions_read_committed_and_transaction_admin(tbroker):
+    """kafka-python 3's transactional producer, read_committed consumer and KIP-664 admin
+    calls (ListTransactions, DescribeTransactions, DescribeProducers) against Strom."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka import TopicPartition as KTopicPartition
+
+    bootstrap = tbroker.bootstrap
+    topic = create_topic(bootstrap, "kp-txn", 1)
+    txn_id = unique("kp-txn")
+    p = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=txn_id, linger_ms=5)
+    p.init_transactions()
+    p.begin_transaction()
+    for i in range(100):
+        p.send(topic, f"commit-{i:03d}".encode(), partition=0)
+    p.commit_transaction()
+    p.begin_transaction()
+    for i in range(50):
+        p.send(topic, f"abort-{i:03d}".encode(), partition=0)
+    p.flush()
+    p.abort_transaction()
+    p.begin_transaction()
+    for i in range(10):
+        p.send(topic, f"open-{i:03d}".encode(), partition=0)
+    p.flush()
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    # {broker id: [TransactionListing]}: every broker lists the ids it coordinates.
+    listed = {t.transactional_id: t for rows in admin.list_transactions().values() for t in rows}
+    assert listed[txn_id].state == "Ongoing", listed
+    described = admin.describe_transactions([txn_id])[txn_id]
+    assert described.state == "Ongoing"
+    assert described.topic_partitions == {KTopicPartition(topic, 0)}
+    assert described.producer_id == listed[txn_id].producer_id
+    producers = admin.describe_producers([KTopicPartition(topic, 0)])[KTopicPartition(topic, 0)]
+    ours = [s for s in producers.active_producers if s.producer_id == described.producer_id]
+    # 100 records + commit marker + 50 records + abort marker: the open one starts at 152.
+    assert [s.current_transaction_start_offset for s in ours] == [152], producers
+    p.commit_transaction()
+    p.close()
+    wait_until(lambda: admin.describe_transactions([txn_id])[txn_id].state == "CompleteCommit",
+               what="the commit to complete")
+    admin.close()
+
+    def read(isolation, n):
+        c = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation,
+                          enable_auto_commit=False, consumer_timeout_ms=3000)
+        tp = KTopicPartition(topic, 0)
+        c.assign([tp])
+        c.seek_to_beginning(tp)
+        got = []
+        for msg in c:
+            got.append(msg.value.decode())
+            if len(got) >= n:
+                break
+        c.close()
+        return got
+
+    committed = [f"commit-{i:03d}" for i in range(100)] + [f"open-{i:03d}" for i in range(10)]
+    assert read("read_committed", 200) == committed
+    everything = ([f"commit-{i:03d}" for i in range(100)] + [f"abort-{i:03d}" for i in range(50)]
+                  + [f"open-{i:03d}" for i in range(10)])
+    assert read("read_uncommitted", 200) == everything
