@@ -353,13 +353,15 @@ pub trait LogStore: Send + Sync + 'static {
         state: PartitionState,
     ) -> Result<(), StorageError>;
 
-    /// Removes the batches starting at `remove`, stores `insert`, and writes `state`, in one
-    /// atomic write: a crash leaves the log before or after, never between (compaction).
+    /// Removes the batches starting at `remove`, stores `insert`, drops the aborted-transaction
+    /// entries whose markers are at `remove_aborted` (markers compaction removes), and writes
+    /// `state`, in one atomic write: a crash leaves the log before or after, never between.
     fn replace_batches(
         &self,
         tp: TopicPartition,
         remove: &[i64],
         insert: &[StoredBatch],
+        remove_aborted: &[i64],
         state: PartitionState,
     ) -> Result<(), StorageError>;
 

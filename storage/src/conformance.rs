@@ -134,6 +134,12 @@ fn aborted_transactions_follow_their_markers<S: LogStore>(store: &S) {
         .truncate(t, 8, state_of(store, t), &[])
         .expect("truncate");
     assert_eq!(store.aborted_txns(t).expect("index"), vec![txn(2, 1, 6)]);
+    // Compaction removing the marker at 6 removes its entry in the same write.
+    let state = state_of(store, t);
+    store
+        .replace_batches(t, &[6], &[], &[6], state)
+        .expect("replace");
+    assert_eq!(store.aborted_txns(t).expect("index"), vec![]);
     // Deleting the partition forgets its index, not the neighbour's.
     store.delete_partition(t).expect("delete");
     assert!(store.aborted_txns(t).expect("index").is_empty());
@@ -320,7 +326,7 @@ fn replacement_is_atomic_and_keeps_offsets<S: LogStore>(store: &S) {
     shrunk.base_offset = 5;
     state.size_bytes = 61 + 61;
     store
-        .replace_batches(t, &[0, 3], &[shrunk], state)
+        .replace_batches(t, &[0, 3], &[shrunk], &[], state)
         .expect("replace");
     assert_eq!(
         offsets(&store.read(t, 0, i64::MAX, usize::MAX).expect("read")),

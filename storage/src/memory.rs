@@ -224,11 +224,15 @@ impl LogStore for MemoryLogStore {
         tp: TopicPartition,
         remove: &[i64],
         insert: &[StoredBatch],
+        remove_aborted: &[i64],
         state: PartitionState,
     ) -> Result<(), StorageError> {
         let mut inner = self.inner.write();
         for base in remove {
             inner.log.remove(&(tp, *base));
+        }
+        for last in remove_aborted {
+            inner.aborted.remove(&(tp, *last));
         }
         for b in insert {
             inner.log.insert((tp, b.base_offset), b.data.clone());

@@ -353,12 +353,19 @@ impl LogStore for RocksLogStore {
         tp: TopicPartition,
         remove: &[i64],
         insert: &[StoredBatch],
+        remove_aborted: &[i64],
         state: PartitionState,
     ) -> Result<(), StorageError> {
         let log = self.cf(CF_LOG)?;
         let mut batch = rocksdb::WriteBatch::default();
         for base in remove {
             batch.delete_cf(log, keys::offset_key(tp, *base));
+        }
+        if !remove_aborted.is_empty() {
+            let txns = self.cf(CF_TXNINDEX)?;
+            for last in remove_aborted {
+                batch.delete_cf(txns, keys::offset_key(tp, *last));
+            }
         }
         for b in insert {
             batch.put_cf(log, keys::offset_key(tp, b.base_offset), &b.data);

@@ -118,8 +118,10 @@ impl PartitionLog {
                         latest.insert(k.clone(), r.offset);
                     }
                 }
-                let last = set.records.last().map_or(from, |r| r.offset);
-                from = last + 1;
+                // The header's span, not the last record: compaction may have emptied a
+                // batch's tail, and reading from inside it would return it again.
+                let view = super::batch::stored(data.clone())?;
+                from = view.base_offset() + view.last_offset_delta as i64 + 1;
                 batches.push((data, set));
             }
         }
@@ -131,14 +133,45 @@ impl PartitionLog {
         let lag_horizon = now_ms.saturating_sub(min_compaction_lag_ms);
         let tombstone_horizon = now_ms.saturating_sub(delete_retention_ms);
         let n = batches.len();
-        for (data, set) in batches.into_iter().take(n.saturating_sub(1)) {
+        // Per producer: whether the transaction being walked still holds a record after this
+        // pass. A marker whose transaction holds none is removed once older than
+        // delete.retention.ms (Kafka's cleaner does the same), with its aborted-transaction
+        // index entry in the same write.
+        let mut txn_has_data: HashMap<i64, bool> = HashMap::new();
+        let mut remove_aborted: Vec<i64> = Vec::new();
+        for (i, (data, set)) in batches.into_iter().enumerate() {
             let max_ts = set
                 .records
                 .iter()
                 .map(|r| r.timestamp)
                 .max()
                 .unwrap_or(i64::MIN);
-            if max_ts > lag_horizon {
+            // Never the newest batch, nor one younger than min.compaction.lag.ms.
+            let eligible = i + 1 < n && max_ts <= lag_horizon;
+            let (control, transactional, pid) = set
+                .records
+                .first()
+                .map_or((false, false, -1), |r| (r.control, r.transactional, r.producer_id));
+            if control {
+                let had_data = txn_has_data.remove(&pid).unwrap_or(false);
+                if !eligible || had_data || max_ts >= tombstone_horizon {
+                    continue;
+                }
+                let view = super::batch::stored(data.clone())?;
+                let marker_offset = view.base_offset();
+                if view.marker().is_some_and(|m| !m.commit) {
+                    remove_aborted.push(marker_offset);
+                }
+                stats.batches_rewritten += 1;
+                stats.records_removed += set.records.len();
+                stats.bytes_before += data.len() as u64;
+                remove.push(marker_offset);
+                continue;
+            }
+            if !eligible {
+                if transactional {
+                    txn_has_data.insert(pid, true);
+                }
                 continue;
             }
             let keep: Vec<_> = set
@@ -155,6 +188,11 @@ impl PartitionLog {
                 })
                 .cloned()
                 .collect();
+            if transactional && !keep.is_empty() {
+                txn_has_data.insert(pid, true);
+            } else if transactional {
+                txn_has_data.entry(pid).or_insert(false);
+            }
             if keep.len() == set.records.len() {
                 continue;
             }
@@ -205,9 +243,14 @@ impl PartitionLog {
             ..*state
         };
         self.store
-            .replace_batches(self.tp, &remove, &insert, next)?;
+            .replace_batches(self.tp, &remove, &insert, &remove_aborted, next)?;
         *state = next;
         drop(state);
+        if !remove_aborted.is_empty() {
+            self.aborted
+                .lock()
+                .retain(|a| !remove_aborted.contains(&a.last_offset));
+        }
         info!(
             tp = %self.tp,
             batches = stats.batches_rewritten,
@@ -291,6 +334,56 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    /// One transactional record of producer `pid` (sequence `seq`).
+    fn txn_record(pid: i64, seq: i32, key: &str, value: &str) -> Record {
+        let mut r = keyed(0, key, Some(value), 1000);
+        records::idempotent(std::slice::from_mut(&mut r), pid, 0, seq);
+        r.transactional = true;
+        r
+    }
+
+    #[test]
+    fn compaction_drops_aborted_records_then_markers_whose_transactions_are_empty() {
+        let (_, log, _) = setup();
+        produce(&log, &[txn_record(5, 0, "k1", "aborted")], Compression::None); // 0
+        log.write_marker(5, 0, false, 0).expect("abort"); // 1
+        produce(&log, &[txn_record(6, 0, "k1", "superseded")], Compression::None); // 2
+        log.write_marker(6, 0, true, 0).expect("commit"); // 3
+        produce(&log, &[txn_record(7, 0, "k3", "kept")], Compression::None); // 4
+        log.write_marker(7, 0, true, 0).expect("commit"); // 5
+        produce(&log, &[keyed(0, "k1", Some("latest"), 1000)], Compression::None); // 6
+        produce(&log, &[keyed(0, "k2", Some("newest"), 1000)], Compression::None); // 7
+        assert_eq!(log.aborted_txns().len(), 1);
+        let later = crate::log::now_ms() + 3_600_000;
+
+        // Markers younger than delete.retention.ms stay, though their data goes.
+        log.compact(later, 0, 7_200_000).expect("compact");
+        let offsets: Vec<i64> = read_all(&log).iter().map(|r| r.0).collect();
+        assert_eq!(
+            offsets,
+            vec![1, 3, 4, 5, 6, 7],
+            "aborted and superseded records are gone, the markers (1, 3, 5) stay"
+        );
+        let markers = log.read(0, 1 << 20).expect("read").records;
+        let views = super::super::batch::parse_internal(&markers).expect("batches");
+        assert_eq!(views.iter().filter(|v| v.is_control()).count(), 3);
+        assert_eq!(log.aborted_txns().len(), 1);
+
+        // Once old enough, markers of emptied transactions go (with the abort's index
+        // entry); the marker of a transaction that still holds a record stays.
+        log.compact(later, 0, 0).expect("compact");
+        let stored = log.read(0, 1 << 20).expect("read").records;
+        let views = super::super::batch::parse_internal(&stored).expect("batches");
+        let kinds: Vec<(i64, bool)> = views
+            .iter()
+            .map(|v| (v.base_offset(), v.is_control()))
+            .collect();
+        assert_eq!(kinds, vec![(4, false), (5, true), (6, false), (7, false)]);
+        assert!(log.aborted_txns().is_empty());
+        assert!(log.aborted_between(0, 100).is_empty());
+        assert_eq!(log.last_stable_offset(), 8);
     }
 
     #[test]

@@ -150,8 +150,15 @@ impl PartitionLog {
     /// The last stable offset: below it every transaction has its marker (and the high
     /// watermark covers it).
     pub fn last_stable_offset(&self) -> i64 {
-        self.high_watermark()
-            .min(self.first_unstable.load(Ordering::Acquire))
+        self.high_watermark().min(self.first_unstable())
+    }
+
+    /// First offset of the oldest open transaction (i64::MAX: none), never below the log
+    /// start: retention may remove the head of a transaction still open.
+    fn first_unstable(&self) -> i64 {
+        self.first_unstable
+            .load(Ordering::Acquire)
+            .max(self.state().log_start_offset)
     }
 
     /// Aborted transactions a read_committed fetch of `from..to` must be told about: those
@@ -814,7 +821,7 @@ impl PartitionLog {
         let end = match limit {
             ReadLimit::HighWatermark => hw,
             ReadLimit::LogEnd => state.log_end_offset,
-            ReadLimit::LastStable => hw.min(self.first_unstable.load(Ordering::Acquire)),
+            ReadLimit::LastStable => hw.min(self.first_unstable()),
         };
         // One copy, engine to response buffer; sized for what is there, not what is asked.
         let available = state.size_bytes.min(max_bytes as u64) as usize;
@@ -1562,6 +1569,23 @@ pub(crate) mod tests {
         p.apply_metadata(1, &image.topic("t").expect("t").partitions[0], 0);
         assert_eq!(p.aborted_between(0, 100), vec![aborted]);
         assert_eq!(p.first_unstable.load(Ordering::Acquire), 12);
+    }
+
+    #[test]
+    fn the_lso_never_falls_below_the_log_start() {
+        let (_, p, _) = setup();
+        append(&p, &transactional(3, 0, 0, 3)); // 0-2, open
+        append(&p, &encode_batch(2, 0, Compression::None)); // 3-4
+        assert_eq!(p.last_stable_offset(), 0);
+        assert_eq!(p.delete_records_before(4).expect("delete"), 4);
+        assert_eq!(p.last_stable_offset(), 4, "the open transaction's head is gone");
+        // Reading there is valid (no OFFSET_OUT_OF_RANGE) and waits for the transaction.
+        let r = p.read_up_to(4, 1 << 20, ReadLimit::LastStable).expect("read");
+        assert!(r.records.is_empty());
+        p.write_marker(3, 0, false, 0).expect("abort"); // 5
+        assert_eq!(p.last_stable_offset(), 6);
+        let r = p.read_up_to(4, 1 << 20, ReadLimit::LastStable).expect("read");
+        assert!(!r.records.is_empty());
     }
 
     #[test]
