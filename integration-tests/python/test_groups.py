@@ -224,3 +224,22 @@ def test_static_member_restarts_without_a_rebalance_and_a_fourth_member_spreads(
                timeout=60, what="three members with two partitions each")
     for x in (a, dynamic, c):
         x.close()
+
+
+def test_committing_offsets_of_a_missing_topic_is_refused_per_partition(gbroker):
+    """librdkafka committing for a topic that does not exist gets UNKNOWN_TOPIC_OR_PARTITION,
+    as from Kafka; the partitions that exist are committed all the same."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    real = make_topic(gbroker, 1, 3)
+    group = f"missing-{uuid.uuid4().hex[:6]}"
+    c = Consumer({"bootstrap.servers": gbroker.bootstrap, "group.id": group,
+                  "enable.auto.commit": False})
+    missing = f"nope-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(KafkaException) as raised:
+        c.commit(offsets=[TopicPartition(real, 0, 2), TopicPartition(missing, 0, 5)],
+                 asynchronous=False)
+    assert raised.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, raised.value
+    got = c.committed([TopicPartition(real, 0), TopicPartition(missing, 0)], timeout=10)
+    assert [(tp.topic, tp.offset) for tp in got] == [(real, 2), (missing, -1001)]
+    c.close()

@@ -318,22 +318,28 @@ pub async fn offset_commit(
             code => Err(code),
         },
     };
+    // A partition that does not exist is refused on its own (as Kafka does); the rest commit.
+    let image = broker.image();
+    let exists = |t: &str, p: i32| super::partition_exists(&image, t, p);
     let entries: Vec<(String, i32, Committed)> = req
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().map(|p| {
-                (
-                    t.name.to_string(),
-                    p.partition_index,
-                    Committed {
-                        offset: p.committed_offset,
-                        leader_epoch: p.committed_leader_epoch,
-                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                        commit_timestamp: crate::log::now_ms(),
-                    },
-                )
-            })
+            t.partitions
+                .iter()
+                .filter(|p| exists(t.name.as_str(), p.partition_index))
+                .map(|p| {
+                    (
+                        t.name.to_string(),
+                        p.partition_index,
+                        Committed {
+                            offset: p.committed_offset,
+                            leader_epoch: p.committed_leader_epoch,
+                            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                            commit_timestamp: crate::log::now_ms(),
+                        },
+                    )
+                })
         })
         .collect();
     let code = match code {
@@ -360,6 +366,11 @@ pub async fn offset_commit(
                         t.partitions
                             .iter()
                             .map(|p| {
+                                let code = if exists(t.name.as_str(), p.partition_index) {
+                                    code
+                                } else {
+                                    ResponseError::UnknownTopicOrPartition.code()
+                                };
                                 OffsetCommitResponsePartition::default()
                                     .with_partition_index(p.partition_index)
                                     .with_error_code(code)

@@ -203,6 +203,13 @@ pub(crate) fn leader_log(
         .ok_or(ResponseError::NotLeaderOrFollower)
 }
 
+/// Whether partition `partition` of `topic` exists in `image`.
+pub(crate) fn partition_exists(image: &MetadataImage, topic: &str, partition: i32) -> bool {
+    image
+        .topic(topic)
+        .is_some_and(|t| partition >= 0 && (partition as usize) < t.partitions.len())
+}
+
 pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }

@@ -323,11 +323,7 @@ pub async fn offset_commit(
             code => Err(code),
         }
     });
-    let exists = |t: &str, p: i32| {
-        image
-            .topic(t)
-            .is_some_and(|t| p >= 0 && (p as usize) < t.partitions.len())
-    };
+    let exists = |t: &str, p: i32| super::partition_exists(&image, t, p);
     let entries: Vec<(String, i32, Committed)> = req
         .topics
         .iter()

@@ -148,10 +148,10 @@ impl PartitionLog {
                 .unwrap_or(i64::MIN);
             // Never the newest batch, nor one younger than min.compaction.lag.ms.
             let eligible = i + 1 < n && max_ts <= lag_horizon;
-            let (control, transactional, pid) = set
-                .records
-                .first()
-                .map_or((false, false, -1), |r| (r.control, r.transactional, r.producer_id));
+            let (control, transactional, pid) =
+                set.records.first().map_or((false, false, -1), |r| {
+                    (r.control, r.transactional, r.producer_id)
+                });
             if control {
                 let had_data = txn_has_data.remove(&pid).unwrap_or(false);
                 if !eligible || had_data || max_ts >= tombstone_horizon {
@@ -347,14 +347,30 @@ mod tests {
     #[test]
     fn compaction_drops_aborted_records_then_markers_whose_transactions_are_empty() {
         let (_, log, _) = setup();
-        produce(&log, &[txn_record(5, 0, "k1", "aborted")], Compression::None); // 0
+        produce(
+            &log,
+            &[txn_record(5, 0, "k1", "aborted")],
+            Compression::None,
+        ); // 0
         log.write_marker(5, 0, false, 0).expect("abort"); // 1
-        produce(&log, &[txn_record(6, 0, "k1", "superseded")], Compression::None); // 2
+        produce(
+            &log,
+            &[txn_record(6, 0, "k1", "superseded")],
+            Compression::None,
+        ); // 2
         log.write_marker(6, 0, true, 0).expect("commit"); // 3
         produce(&log, &[txn_record(7, 0, "k3", "kept")], Compression::None); // 4
         log.write_marker(7, 0, true, 0).expect("commit"); // 5
-        produce(&log, &[keyed(0, "k1", Some("latest"), 1000)], Compression::None); // 6
-        produce(&log, &[keyed(0, "k2", Some("newest"), 1000)], Compression::None); // 7
+        produce(
+            &log,
+            &[keyed(0, "k1", Some("latest"), 1000)],
+            Compression::None,
+        ); // 6
+        produce(
+            &log,
+            &[keyed(0, "k2", Some("newest"), 1000)],
+            Compression::None,
+        ); // 7
         assert_eq!(log.aborted_txns().len(), 1);
         let later = crate::log::now_ms() + 3_600_000;
 

@@ -1578,13 +1578,21 @@ pub(crate) mod tests {
         append(&p, &encode_batch(2, 0, Compression::None)); // 3-4
         assert_eq!(p.last_stable_offset(), 0);
         assert_eq!(p.delete_records_before(4).expect("delete"), 4);
-        assert_eq!(p.last_stable_offset(), 4, "the open transaction's head is gone");
+        assert_eq!(
+            p.last_stable_offset(),
+            4,
+            "the open transaction's head is gone"
+        );
         // Reading there is valid (no OFFSET_OUT_OF_RANGE) and waits for the transaction.
-        let r = p.read_up_to(4, 1 << 20, ReadLimit::LastStable).expect("read");
+        let r = p
+            .read_up_to(4, 1 << 20, ReadLimit::LastStable)
+            .expect("read");
         assert!(r.records.is_empty());
         p.write_marker(3, 0, false, 0).expect("abort"); // 5
         assert_eq!(p.last_stable_offset(), 6);
-        let r = p.read_up_to(4, 1 << 20, ReadLimit::LastStable).expect("read");
+        let r = p
+            .read_up_to(4, 1 << 20, ReadLimit::LastStable)
+            .expect("read");
         assert!(!r.records.is_empty());
     }
 
