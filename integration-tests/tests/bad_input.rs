@@ -94,6 +94,21 @@ async fn malformed_frames_close_only_their_connection() {
         ("unsupported fetch version", request(1, 2, &[])),
         ("api strom does not serve", request(10, 0, &[])),
         ("truncated metadata body", request(3, 1, &[0, 0, 0, 5, 0])),
+        // The transaction and describe APIs: truncated bodies, versions not served.
+        ("truncated InitProducerId", request(22, 3, &[0, 5, b'a'])),
+        ("truncated AddPartitionsToTxn", request(24, 3, &[0, 0, 0, 5, 0])),
+        ("truncated AddOffsetsToTxn", request(25, 0, &[0, 9, b't'])),
+        ("truncated EndTxn", request(26, 1, &[0, 0, 0, 5, 0])),
+        ("truncated WriteTxnMarkers", request(27, 1, &[0, 0, 0, 5, 0])),
+        ("truncated TxnOffsetCommit", request(28, 3, &[0, 0, 0, 5, 0])),
+        ("truncated DescribeTransactions", request(65, 0, &[0x7f])),
+        ("truncated ListTransactions", request(66, 0, &[0x7f])),
+        ("truncated DescribeProducers", request(61, 0, &[0x7f])),
+        ("truncated DescribeCluster", request(60, 1, &[])),
+        ("truncated DescribeTopicPartitions", request(75, 0, &[0x7f])),
+        ("truncated DescribeLogDirs", request(35, 1, &[0, 0, 0, 5])),
+        ("unsupported EndTxn version", request(26, 9, &[])),
+        ("unsupported WriteTxnMarkers version", request(27, 0, &[])),
         // Metadata v0 claiming 2^31-1 topics in a few bytes: the patched decoder refuses it
         // before allocating (unpatched, this aborts the process).
         (

@@ -7,6 +7,7 @@ mod create_partitions;
 mod create_topics;
 mod delete_records;
 mod delete_topics;
+mod describe;
 mod fetch;
 mod groups;
 mod init_producer_id;
@@ -165,6 +166,15 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Bytes>,
         }
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(txn::list_transactions(broker, r, version))
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(describe::describe_cluster(broker, r, version))
+        }
+        RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
+            describe::describe_topic_partitions(broker, r, version),
+        ),
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(describe::describe_log_dirs(broker, r, version))
         }
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(txn::describe_producers(broker, r, version))
