@@ -106,8 +106,14 @@ impl Broker {
             .as_deref()
             .map(|r| config::host_port("--advertised-replication", r))
             .transpose()?;
-        let kafka = TcpListener::bind(config.kafka_listen).await?;
-        let http = TcpListener::bind(config.http_listen).await?;
+        // A start-up error names the setting and the address, as an operator reads it.
+        let bind = |flag: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("{flag} {addr}: {}", bind_reason(&e)))
+        };
+        let kafka = bind("--kafka-listen", config.kafka_listen).await?;
+        let http = bind("--http-listen", config.http_listen).await?;
         let kafka_addr = kafka.local_addr()?;
         let http_addr = http.local_addr()?;
         // With port 0 the advertised port is the one the OS gave.
@@ -137,7 +143,13 @@ impl Broker {
                 heartbeat_interval: Duration::from_millis(50),
                 election_timeout: (Duration::from_millis(300), Duration::from_millis(500)),
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                metadata_quorum::quorum::StartError::Bind { addr, source } => {
+                    anyhow::anyhow!("--quorum-listen {addr}: {}", bind_reason(&source))
+                }
+                other => other.into(),
+            })?;
             let addr = q.addr.to_string();
             (Some(q), vec![addr])
         } else {
@@ -216,6 +228,16 @@ impl Broker {
             shutdown: shutdown_tx,
             tasks,
         })
+    }
+}
+
+/// Why a listener could not bind, in an operator's words.
+pub fn bind_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => "address in use".into(),
+        std::io::ErrorKind::AddrNotAvailable => "no such local address".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
     }
 }
 

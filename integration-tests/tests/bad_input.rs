@@ -96,11 +96,20 @@ async fn malformed_frames_close_only_their_connection() {
         ("truncated metadata body", request(3, 1, &[0, 0, 0, 5, 0])),
         // The transaction and describe APIs: truncated bodies, versions not served.
         ("truncated InitProducerId", request(22, 3, &[0, 5, b'a'])),
-        ("truncated AddPartitionsToTxn", request(24, 3, &[0, 0, 0, 5, 0])),
+        (
+            "truncated AddPartitionsToTxn",
+            request(24, 3, &[0, 0, 0, 5, 0]),
+        ),
         ("truncated AddOffsetsToTxn", request(25, 0, &[0, 9, b't'])),
         ("truncated EndTxn", request(26, 1, &[0, 0, 0, 5, 0])),
-        ("truncated WriteTxnMarkers", request(27, 1, &[0, 0, 0, 5, 0])),
-        ("truncated TxnOffsetCommit", request(28, 3, &[0, 0, 0, 5, 0])),
+        (
+            "truncated WriteTxnMarkers",
+            request(27, 1, &[0, 0, 0, 5, 0]),
+        ),
+        (
+            "truncated TxnOffsetCommit",
+            request(28, 3, &[0, 0, 0, 5, 0]),
+        ),
         ("truncated DescribeTransactions", request(65, 0, &[0x7f])),
         ("truncated ListTransactions", request(66, 0, &[0x7f])),
         ("truncated DescribeProducers", request(61, 0, &[0x7f])),
@@ -332,4 +341,32 @@ async fn replica_fetches_only_from_registered_brokers() {
         "UNKNOWN_LEADER_EPOCH"
     );
     still_serves(&mut conn).await;
+}
+
+#[test]
+fn a_taken_port_is_named_at_start_up() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(integration_tests::broker_binary().expect("binary"))
+        .args(["--dev", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--kafka-listen", &addr.to_string()])
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--quorum-listen",
+            &format!(
+                "127.0.0.1:{}",
+                integration_tests::free_port().expect("port")
+            ),
+        ])
+        .output()
+        .expect("run strom-broker");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("error: --kafka-listen {addr}: address in use")),
+        "{stderr}"
+    );
 }

@@ -35,7 +35,14 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("error: {e}");
         std::process::exit(2);
     }
-    let running = Broker::start(cli.config).await?;
+    let running = match Broker::start(cli.config).await {
+        Ok(r) => r,
+        Err(e) => {
+            // One line naming what failed (a flag and its address, a data dir, ...).
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    };
     wait_for_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await;

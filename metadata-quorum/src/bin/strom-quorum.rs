@@ -99,7 +99,22 @@ async fn main() -> anyhow::Result<()> {
             Duration::from_millis(cli.raft_election_timeout_ms),
         ),
     })
-    .await?;
+    .await;
+    let running = match running {
+        Ok(r) => r,
+        Err(metadata_quorum::quorum::StartError::Bind { addr, source }) => {
+            let why = match source.kind() {
+                std::io::ErrorKind::AddrInUse => "address in use".to_string(),
+                _ => source.to_string(),
+            };
+            eprintln!("error: --listen {addr}: {why}");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
     shutdown_signal().await;
     running.shutdown().await;
     Ok(())

@@ -86,6 +86,11 @@ const PRODUCER_ID_BLOCK: i64 = 1000;
 pub enum StartError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("raft log store: {0}")]
     LogStore(#[from] rocksdb::Error),
     #[error("state machine: {0}")]
@@ -146,7 +151,13 @@ impl QuorumNode {
     /// Opens storage, starts openraft, initializes the cluster on first start, and serves HTTP.
     pub async fn start(config: QuorumConfig) -> Result<RunningQuorum, StartError> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
         let addr = listener.local_addr()?;
         let log_store = log_store::LogStore::open(&config.data_dir.join("raft-log"))?;
         let (sm, state) = state_machine::StateMachine::open(&config.data_dir.join("state"))?;
