@@ -201,8 +201,8 @@ def test_static_member_restarts_without_a_rebalance_and_a_fourth_member_spreads(
 
     dynamic = consumer(gbroker, group)
     dynamic.subscribe([topic], on_assign=lambda c, ps: assigns.append(sorted(p.partition for p in ps)))
-    # The dynamic member forms the group first, so it leads: a static *leader* that restarts
-    # does trigger a rebalance (the leader must see the members again).
+    # The dynamic member forms the group first and leads; the restarting static member is a
+    # follower here (the static leader's case is the next test).
     wait_until(lambda: (poll_all([dynamic]), len(dynamic.assignment()) == 6)[1],
                timeout=60, what="the first member to own the topic")
     a = static("member-a")
@@ -224,6 +224,44 @@ def test_static_member_restarts_without_a_rebalance_and_a_fourth_member_spreads(
                timeout=60, what="three members with two partitions each")
     for x in (a, dynamic, c):
         x.close()
+
+
+def test_a_restarted_static_leader_gets_its_partitions_back_without_a_rebalance(gbroker):
+    """librdkafka: the static member that leads the group closes and comes back within the
+    session timeout; as with Kafka, it gets its old assignment and the other member sees no
+    revocation and no new assignment."""
+    topic = make_topic(gbroker, 4, 40)
+    group = f"static-leader-{uuid.uuid4().hex[:6]}"
+    events = []
+
+    def static(instance):
+        c = Consumer({"bootstrap.servers": gbroker.bootstrap, "group.id": group,
+                      "group.instance.id": instance, "session.timeout.ms": 30000,
+                      "auto.offset.reset": "earliest"})
+        c.subscribe([topic])
+        return c
+
+    leader = static("leader")
+    wait_until(lambda: (poll_all([leader]), len(leader.assignment()) == 4)[1],
+               timeout=60, what="the static leader to own the topic")
+    other = consumer(gbroker, group)
+    other.subscribe([topic], on_assign=lambda c, ps: events.append(("assign", len(ps))),
+                    on_revoke=lambda c, ps: events.append(("revoke", len(ps))))
+    wait_until(lambda: (poll_all([leader, other]),
+                        [len(c.assignment()) for c in (leader, other)] == [2, 2])[1],
+               timeout=60, what="two members with two partitions each")
+    mine = sorted(tp.partition for tp in leader.assignment())
+    seen = list(events)
+    leader.close()  # a static member does not leave the group on close
+    leader = static("leader")
+    wait_until(lambda: (poll_all([leader, other]),
+                        sorted(tp.partition for tp in leader.assignment()) == mine)[1],
+               timeout=60, what="the restarted static leader to get its partitions back")
+    poll_all([leader, other], rounds=20)
+    assert events == seen, f"the other member was rebalanced: {events[len(seen):]}"
+    assert len(other.assignment()) == 2
+    leader.close()
+    other.close()
 
 
 def test_committing_offsets_of_a_missing_topic_is_refused_per_partition(gbroker):

@@ -49,6 +49,9 @@ pub struct JoinOutcome {
     pub member_id: String,
     /// (member id, group instance id, metadata): for the leader only.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// KIP-814 (JoinGroup v9+): a static leader back in a stable group learns it leads, but
+    /// must not run the assignor (the group keeps its assignment).
+    pub skip_assignment: bool,
 }
 
 /// What a SyncGroup gets back.
@@ -239,6 +242,8 @@ pub struct JoinRequest {
     pub protocols: Vec<(String, Bytes)>,
     /// v4+: a new member must first obtain its id (MEMBER_ID_REQUIRED).
     pub require_known_member_id: bool,
+    /// v9+: the answer may tell a returning static leader to skip the assignment.
+    pub supports_skip_assignment: bool,
 }
 
 pub enum Reply<T> {
@@ -277,6 +282,8 @@ impl GroupCoordinator {
             .entry(req.group_id.clone())
             .or_insert_with(Group::new);
         let mut member_id = req.member_id.clone();
+        // A static member back in its place: (was it the leader, the member id it had).
+        let mut static_rejoin: Option<(bool, String)> = None;
         // Static membership (KIP-345): a known group.instance.id takes its place back.
         if let Some(instance) = &req.instance_id {
             let holder = g
@@ -312,6 +319,7 @@ impl GroupCoordinator {
                     if was_leader {
                         g.leader = Some(new_id.clone());
                     }
+                    static_rejoin = Some((was_leader, old.clone()));
                     info!(group = %req.group_id, %instance, member = %new_id, "static member rejoined");
                     member_id = new_id;
                     g.dirty = true;
@@ -374,6 +382,35 @@ impl GroupCoordinator {
         if unchanged && g.leader.as_deref() != Some(member_id.as_str()) {
             // A follower rejoining a stable group with the same protocols: answer at once.
             complete_join_for(g, &member_id);
+            return Reply::Later(rx);
+        }
+        if let (true, Some((true, old_id))) = (unchanged, &static_rejoin) {
+            // The static leader is back in a stable group with the same protocols: no
+            // rebalance, as in Kafka. From v9 it learns it leads but skips the assignment
+            // (KIP-814); before, it is told the old member id leads, so it does not run an
+            // assignor whose result a stable group would ignore. The replaced member id is
+            // recorded (the group is dirty).
+            if req.supports_skip_assignment {
+                complete_join_for(g, &member_id);
+            } else {
+                let old_id = old_id.clone();
+                if let Some(w) = g
+                    .members
+                    .get_mut(&member_id)
+                    .and_then(|m| m.join_waiter.take())
+                {
+                    let _ = w.send(JoinOutcome {
+                        error: 0,
+                        generation: g.generation,
+                        protocol_type: g.protocol_type.clone(),
+                        protocol_name: g.protocol.clone(),
+                        leader: old_id,
+                        member_id: member_id.clone(),
+                        members: vec![],
+                        skip_assignment: false,
+                    });
+                }
+            }
             return Reply::Later(rx);
         }
         match g.state {
@@ -943,6 +980,9 @@ fn complete_join_for(g: &mut Group, member_id: &str) {
     } else {
         vec![]
     };
+    // A leader answered outside a rebalance (a static leader back in a stable group) keeps
+    // the group's assignment.
+    let skip_assignment = leader == member_id && g.state == GroupState::Stable;
     let outcome = JoinOutcome {
         error: 0,
         generation: g.generation,
@@ -951,6 +991,7 @@ fn complete_join_for(g: &mut Group, member_id: &str) {
         leader,
         member_id: member_id.to_string(),
         members,
+        skip_assignment,
     };
     if let Some(w) = g
         .members

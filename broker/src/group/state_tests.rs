@@ -17,6 +17,7 @@ fn request(group: &str, member: &str, instance: Option<&str>) -> JoinRequest {
         protocols: vec![("range".into(), Bytes::from_static(b"m"))],
         // Static members (and pre-v4 clients) join without the MEMBER_ID_REQUIRED step.
         require_known_member_id: instance.is_none(),
+        supports_skip_assignment: true,
     }
 }
 
@@ -156,6 +157,51 @@ fn a_restarted_static_member_takes_its_place_back_without_a_rebalance() {
     assert_eq!(
         c.heartbeat("s", gen, &again.member_id, Some("instance-1")),
         0
+    );
+}
+
+#[test]
+fn a_restarted_static_leader_keeps_the_generation() {
+    let c = GroupCoordinator::new(Duration::ZERO);
+    let static_join = |member: &str, v9: bool| {
+        c.join(JoinRequest {
+            supports_skip_assignment: v9,
+            ..request("sl", member, Some("leader-instance"))
+        })
+    };
+    let first = now(static_join("", true));
+    assert_eq!(first.leader, first.member_id, "the only member leads");
+    let gen = first.generation;
+    now(sync(
+        &c,
+        "sl",
+        gen,
+        &first.member_id,
+        vec![(first.member_id.clone(), Bytes::from_static(b"mine"))],
+    ));
+    // Back with JoinGroup v9: told it leads, with the members, and to skip the assignment.
+    let again = now(static_join("", true));
+    assert_eq!((again.error, again.generation), (0, gen), "no rebalance");
+    assert_eq!(again.leader, again.member_id);
+    assert!(again.skip_assignment);
+    assert_eq!(again.members.len(), 1);
+    // The stable group keeps its assignment, whatever the leader sends.
+    let synced = now(sync(
+        &c,
+        "sl",
+        gen,
+        &again.member_id,
+        vec![(again.member_id.clone(), Bytes::from_static(b"other"))],
+    ));
+    assert_eq!(synced.assignment, Bytes::from_static(b"mine"));
+    // Back with an older JoinGroup: told the previous member id leads, so it runs no assignor.
+    let old_client = now(static_join("", false));
+    assert_eq!((old_client.error, old_client.generation), (0, gen));
+    assert_eq!(old_client.leader, again.member_id);
+    assert!(old_client.members.is_empty() && !old_client.skip_assignment);
+    assert_eq!(
+        now(sync(&c, "sl", gen, &old_client.member_id, vec![])).assignment,
+        Bytes::from_static(b"mine")
     );
 }
 

@@ -169,6 +169,7 @@ pub async fn join(
             .map(|p| (p.name.to_string(), p.metadata.clone()))
             .collect(),
         require_known_member_id: version >= 4,
+        supports_skip_assignment: version >= 9,
     });
     let outcome = match reply {
         Reply::Now(o) => o,
@@ -183,6 +184,7 @@ pub async fn join(
         .with_protocol_type(outcome.protocol_type.map(str_bytes))
         .with_protocol_name(outcome.protocol_name.map(str_bytes))
         .with_leader(str_bytes(outcome.leader))
+        .with_skip_assignment(outcome.skip_assignment)
         .with_member_id(str_bytes(outcome.member_id))
         .with_members(
             outcome
