@@ -281,3 +281,30 @@ def test_committing_offsets_of_a_missing_topic_is_refused_per_partition(gbroker)
     got = c.committed([TopicPartition(real, 0), TopicPartition(missing, 0)], timeout=10)
     assert [(tp.topic, tp.offset) for tp in got] == [(real, 2), (missing, -1001)]
     c.close()
+
+
+def test_cooperative_consumer_closes_promptly_after_its_topic_is_deleted(gbroker):
+    """librdkafka, cooperative-sticky: the subscribed topic is deleted, the consumer sees its
+    partitions lost, and closing it still completes at once (the defect issue #18 reported:
+    close not completing within 30 s)."""
+    import time as _time
+
+    topic = make_topic(gbroker, 3, 30)
+    group = f"coop-deleted-{uuid.uuid4().hex[:6]}"
+    events = []
+    c = Consumer({"bootstrap.servers": gbroker.bootstrap, "group.id": group,
+                  "auto.offset.reset": "earliest",
+                  "partition.assignment.strategy": "cooperative-sticky",
+                  "topic.metadata.refresh.interval.ms": 1000})
+    c.subscribe([topic], on_assign=lambda _c, ps: events.append(("assign", len(ps))),
+                on_lost=lambda _c, ps: events.append(("lost", len(ps))))
+    consumed = []
+    wait_until(lambda: (consumed.extend(m for _c, m in poll_all([c])), len(consumed) >= 30)[1],
+               timeout=60, what="every record consumed")
+    admin = AdminClient({"bootstrap.servers": gbroker.bootstrap})
+    admin.delete_topics([topic])[topic].result(10)
+    wait_until(lambda: (poll_all([c]), ("lost", 3) in events)[1], timeout=30,
+               what="the deleted topic's partitions to be lost")
+    start = _time.monotonic()
+    c.close()
+    assert _time.monotonic() - start < 10, "close hung"
