@@ -22,6 +22,7 @@ pub mod handlers;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod properties;
 pub mod protocol;
 pub mod replica;
 pub mod server;

@@ -1,7 +1,7 @@
 //! `strom-broker`: parse flags, start the broker, stop cleanly on Ctrl-C or SIGTERM.
 
 use broker::{Broker, BrokerConfig};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -14,6 +14,11 @@ struct Cli {
     #[command(flatten)]
     config: BrokerConfig,
 
+    /// A Kafka server.properties file: its settings apply unless a flag or STROM_* variable
+    /// gives them (Kafka's names; see docs/configs.md).
+    #[arg(long = "config", env = "STROM_CONFIG")]
+    config_file: Option<std::path::PathBuf>,
+
     /// Log output format.
     #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -21,7 +26,17 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let (args, ignored) =
+        match broker::properties::expand(std::env::args_os().collect(), &Cli::command(), |k| {
+            std::env::var(k).ok()
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        };
+    let cli = Cli::parse_from(args);
     let filter = EnvFilter::try_from_env("STROM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     if cli.log_format == "json" {
         tracing_subscriber::fmt()
@@ -30,6 +45,9 @@ async fn main() -> anyhow::Result<()> {
             .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    for key in &ignored {
+        tracing::warn!(setting = %key, "a --config setting Strom does not have: ignored");
     }
     if let Err(e) = cli.config.validate() {
         eprintln!("error: {e}");
