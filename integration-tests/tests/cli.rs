@@ -310,6 +310,27 @@ fn every_subcommand_and_bad_arguments() {
         2,
         "acks",
     );
+    // A new topic: refused without --create (the broker's auto-creation is not relied on),
+    // created with it; --create on an existing topic changes nothing.
+    fails(
+        &strom(&broker, &["produce", "fresh"], Some("a\n")),
+        1,
+        "UNKNOWN_TOPIC_OR_PARTITION",
+    );
+    let created = strom(&broker, &["produce", "fresh", "--create"], Some("a\nb\n"));
+    ok(&created);
+    assert!(String::from_utf8_lossy(&created.stderr).contains("created topic fresh"));
+    ok(&strom(
+        &broker,
+        &["produce", "fresh", "--create"],
+        Some("c\n"),
+    ));
+    let read = ok(&strom(
+        &broker,
+        &["consume", "fresh", "--from-beginning", "--count", "3"],
+        None,
+    ));
+    assert_eq!(read.lines().collect::<Vec<_>>(), ["a", "b", "c"]);
     fails(
         &strom(&broker, &["consume", "cli", "--offset", "soon"], None),
         1,

@@ -210,6 +210,10 @@ pub struct ProduceArgs {
     /// A progress bar on stderr while reading a --file.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: Progress,
+    /// Create the topic (with the broker's default partitions and replication) if it does
+    /// not exist.
+    #[arg(long)]
+    pub create: bool,
 }
 
 #[derive(Args)]
@@ -272,6 +276,9 @@ pub enum PerfCommand {
         transactional_id: Option<String>,
         #[arg(long, default_value_t = 1000)]
         transaction_records: u64,
+        /// Create the topic (broker defaults) if it does not exist.
+        #[arg(long)]
+        create: bool,
     },
     /// Read a partition from the beginning.
     Consume {
@@ -285,6 +292,23 @@ pub enum PerfCommand {
         #[arg(long, default_value = "read_uncommitted")]
         isolation_level: String,
     },
+}
+
+/// Creates `topic` with the broker's defaults unless it exists (`--create`).
+async fn ensure_topic(bootstrap: &str, topic: &str) -> Result<(), CliError> {
+    match crate::admin::Admin::new(bootstrap)
+        .create_topic(&crate::admin::NewTopic::new(topic, -1, -1))
+        .await
+    {
+        Ok(t) => {
+            eprintln!("created topic {topic} ({} partitions)", t.partitions);
+            Ok(())
+        }
+        Err(e) if e.code() == Some(kafka_protocol::ResponseError::TopicAlreadyExists.code()) => {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {

@@ -231,7 +231,11 @@ pub async fn run(bootstrap: &str, cmd: PerfCommand) -> Result<(), CliError> {
             idempotent,
             transactional_id,
             transaction_records,
+            create,
         } => {
+            if create {
+                super::ensure_topic(bootstrap, &topic).await?;
+            }
             let md = client.metadata(Some(&[topic.as_str()])).await?;
             let leaders = leaders(&md, &topic)?;
             let value = Bytes::from(vec![b'x'; record_size]);

@@ -69,6 +69,9 @@ impl Bar {
 }
 
 pub async fn run(bootstrap: &str, a: ProduceArgs) -> Result<(), CliError> {
+    if a.create {
+        super::ensure_topic(bootstrap, &a.topic).await?;
+    }
     let producer = Producer::new(ProducerConfig {
         acks: a.acks,
         idempotence: a.acks == -1,
