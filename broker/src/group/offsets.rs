@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use strom_client::records;
@@ -20,7 +19,7 @@ use tracing::info;
 use super::record::{self, GroupRecord};
 use super::state::GroupCoordinator;
 use crate::error::LogError;
-use crate::log::{batch, Origin, PartitionLog, ReadLimit};
+use crate::log::{batch, Origin, PartitionLog};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Kafka's offsets.topic.num.partitions.
@@ -321,94 +320,53 @@ impl GroupCoordinator {
         // Never loaded, or at an older leadership: what this broker knew of these groups
         // may be stale, so the log alone decides.
         self.forget_partition(index);
-        let mut from = log.state().log_start_offset;
-        let mut n = 0usize;
         let mut groups: HashMap<String, Option<GroupRecord>> = HashMap::new();
-        loop {
-            // To the log end: a new leader's high watermark may trail commits the old leader
-            // already acknowledged.
-            let r = log.read_up_to(from, 8 << 20, ReadLimit::LogEnd)?;
-            if r.records.is_empty() {
-                break;
+        let decode = |v: Option<&Bytes>| {
+            v.and_then(|v| {
+                bincode::serde::decode_from_slice::<Committed, _>(v, bincode::config::standard())
+                    .ok()
+                    .map(|(c, _)| c)
+            })
+        };
+        let n = log.replay(|rec| {
+            if rec.control {
+                // A transaction marker: its producer's pending offsets count or go.
+                let commit = rec
+                    .key
+                    .as_deref()
+                    .is_some_and(|k| k.len() >= 4 && k[3] == 1);
+                self.complete_txn(index, rec.producer_id, commit);
+                return;
             }
-            let mut data = r.records;
-            let sets = RecordBatchDecoder::decode_all(&mut data).map_err(|e| {
-                LogError::CorruptMessage {
-                    reason: format!("__consumer_offsets batch does not decode: {e}"),
+            if let Some(group) = rec.key.as_deref().and_then(record::parse_group_key) {
+                // The latest record of a group wins; a tombstone forgets it.
+                groups.insert(group, rec.value.as_deref().and_then(record::decode));
+                return;
+            }
+            let Some((key, _)) = rec.key.as_ref().and_then(|k| {
+                bincode::serde::decode_from_slice::<OffsetKey, _>(k, bincode::config::standard())
+                    .ok()
+            }) else {
+                return;
+            };
+            if rec.transactional {
+                // Pending until its transaction's marker, read later in the log.
+                if let Some(c) = decode(rec.value.as_ref()) {
+                    self.pending_txn
+                        .lock()
+                        .entry((index, rec.producer_id))
+                        .or_default()
+                        .push((key.group, key.topic, key.partition, c));
                 }
-            })?;
+                return;
+            }
             let mut offsets = self.offsets.lock();
-            for rec in sets.into_iter().flat_map(|s| s.records) {
-                from = rec.offset + 1;
-                if rec.control {
-                    // A transaction marker: its producer's pending offsets count or go.
-                    let commit = rec
-                        .key
-                        .as_deref()
-                        .is_some_and(|k| k.len() >= 4 && k[3] == 1);
-                    if let Some(list) = self.pending_txn.lock().remove(&(index, rec.producer_id)) {
-                        if commit {
-                            for (group, topic, partition, c) in list {
-                                offsets
-                                    .entry(group)
-                                    .or_default()
-                                    .insert((topic, partition), c);
-                            }
-                        }
-                    }
-                    n += 1;
-                    continue;
-                }
-                if let Some(group) = rec.key.as_deref().and_then(record::parse_group_key) {
-                    // The latest record of a group wins; a tombstone forgets it.
-                    groups.insert(group, rec.value.as_deref().and_then(record::decode));
-                    n += 1;
-                    continue;
-                }
-                let Some((key, _)) = rec.key.as_ref().and_then(|k| {
-                    bincode::serde::decode_from_slice::<OffsetKey, _>(
-                        k,
-                        bincode::config::standard(),
-                    )
-                    .ok()
-                }) else {
-                    continue;
-                };
-                if rec.transactional {
-                    if let Some((c, _)) = rec.value.as_ref().and_then(|v| {
-                        bincode::serde::decode_from_slice::<Committed, _>(
-                            v,
-                            bincode::config::standard(),
-                        )
-                        .ok()
-                    }) {
-                        self.pending_txn
-                            .lock()
-                            .entry((index, rec.producer_id))
-                            .or_default()
-                            .push((key.group, key.topic, key.partition, c));
-                    }
-                    n += 1;
-                    continue;
-                }
-                let cache = offsets.entry(key.group).or_default();
-                match rec.value.as_ref().and_then(|v| {
-                    bincode::serde::decode_from_slice::<Committed, _>(
-                        v,
-                        bincode::config::standard(),
-                    )
-                    .ok()
-                }) {
-                    Some((c, _)) => {
-                        cache.insert((key.topic, key.partition), c);
-                    }
-                    None => {
-                        cache.remove(&(key.topic, key.partition));
-                    }
-                }
-                n += 1;
-            }
-        }
+            let cache = offsets.entry(key.group).or_default();
+            match decode(rec.value.as_ref()) {
+                Some(c) => cache.insert((key.topic, key.partition), c),
+                None => cache.remove(&(key.topic, key.partition)),
+            };
+        })?;
         let mut restored = 0usize;
         for (group, rec) in groups {
             if let Some(rec) = rec {

@@ -30,55 +30,11 @@ use crate::txn::ops;
 use crate::txn::{TxnState, TRANSACTION_TOPIC};
 use crate::Broker;
 
-/// Per-topic, per-partition results: UNKNOWN_TOPIC_OR_PARTITION for partitions that do not
-/// exist (and OPERATION_NOT_ATTEMPTED for the rest, as Kafka answers), else `code` for all.
-fn partition_results(
-    broker: &Broker,
+/// AddPartitionsToTxn results for `topics`, each partition's code from `code`.
+fn results(
     topics: &[AddPartitionsToTxnTopic],
-) -> Result<Vec<(String, i32)>, Vec<AddPartitionsToTxnTopicResult>> {
-    let image = broker.image();
-    let exists = |t: &str, p: i32| {
-        image
-            .topic(t)
-            .is_some_and(|t| p >= 0 && (p as usize) < t.partitions.len())
-            && t != TRANSACTION_TOPIC
-    };
-    let all: Vec<(String, i32)> = topics
-        .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| (t.name.to_string(), *p)))
-        .collect();
-    if all.iter().all(|(t, p)| exists(t, *p)) {
-        return Ok(all);
-    }
-    Err(topics
-        .iter()
-        .map(|t| {
-            AddPartitionsToTxnTopicResult::default()
-                .with_name(t.name.clone())
-                .with_results_by_partition(
-                    t.partitions
-                        .iter()
-                        .map(|p| {
-                            let code = if exists(t.name.as_str(), *p) {
-                                ResponseError::OperationNotAttempted
-                            } else {
-                                ResponseError::UnknownTopicOrPartition
-                            };
-                            AddPartitionsToTxnPartitionResult::default()
-                                .with_partition_index(*p)
-                                .with_partition_error_code(code.code())
-                        })
-                        .collect(),
-                )
-        })
-        .collect())
-}
-
-fn uniform(
-    topics: &[AddPartitionsToTxnTopic],
-    result: Result<(), ResponseError>,
+    mut code: impl FnMut(&str, i32) -> i16,
 ) -> Vec<AddPartitionsToTxnTopicResult> {
-    let code = result.err().map_or(0, |e| e.code());
     topics
         .iter()
         .map(|t| {
@@ -90,7 +46,7 @@ fn uniform(
                         .map(|p| {
                             AddPartitionsToTxnPartitionResult::default()
                                 .with_partition_index(*p)
-                                .with_partition_error_code(code)
+                                .with_partition_error_code(code(t.name.as_str(), *p))
                         })
                         .collect(),
                 )
@@ -98,6 +54,9 @@ fn uniform(
         .collect()
 }
 
+/// One transaction of an AddPartitionsToTxn: partitions that do not exist answer
+/// UNKNOWN_TOPIC_OR_PARTITION and the rest OPERATION_NOT_ATTEMPTED, as Kafka answers;
+/// otherwise all are added (or, `verify_only`, checked) together.
 async fn add_one(
     broker: &Broker,
     id: &str,
@@ -106,36 +65,35 @@ async fn add_one(
     verify_only: bool,
     topics: &[AddPartitionsToTxnTopic],
 ) -> Vec<AddPartitionsToTxnTopicResult> {
-    let partitions = match partition_results(broker, topics) {
-        Ok(p) => p,
-        Err(results) => return results,
-    };
-    if verify_only {
-        let verdicts = ops::verify_partitions(broker, id, pid, epoch, &partitions);
-        let mut it = verdicts.into_iter();
-        return topics
-            .iter()
-            .map(|t| {
-                AddPartitionsToTxnTopicResult::default()
-                    .with_name(t.name.clone())
-                    .with_results_by_partition(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                let code = it.next().and_then(|r| r.err()).map_or(0, |e| e.code());
-                                AddPartitionsToTxnPartitionResult::default()
-                                    .with_partition_index(*p)
-                                    .with_partition_error_code(code)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect();
+    let image = broker.image();
+    let exists = |t: &str, p: i32| super::partition_exists(&image, t, p) && t != TRANSACTION_TOPIC;
+    let partitions: Vec<(String, i32)> = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.to_string(), *p)))
+        .collect();
+    if !partitions.iter().all(|(t, p)| exists(t, *p)) {
+        return results(topics, |t, p| {
+            if exists(t, p) {
+                ResponseError::OperationNotAttempted.code()
+            } else {
+                ResponseError::UnknownTopicOrPartition.code()
+            }
+        });
     }
-    uniform(
-        topics,
-        ops::add_partitions(broker, id, pid, epoch, &partitions).await,
-    )
+    if verify_only {
+        let mut verdicts = ops::verify_partitions(broker, id, pid, epoch, &partitions).into_iter();
+        return results(topics, |_, _| {
+            verdicts
+                .next()
+                .and_then(|r| r.err())
+                .map_or(0, |e| e.code())
+        });
+    }
+    let code = match ops::add_partitions(broker, id, pid, epoch, &partitions).await {
+        Ok(()) => 0,
+        Err(e) => e.code(),
+    };
+    results(topics, |_, _| code)
 }
 
 pub async fn add_partitions(

@@ -794,6 +794,49 @@ impl PartitionLog {
         Ok(out)
     }
 
+    /// Calls `f` with every record from the log start to the log end, in order: how a new
+    /// leader's coordinators replay their partition (to the log end, since a new leader's
+    /// high watermark may trail what the old one acknowledged). Reading moves on by batch
+    /// headers, so a batch compaction emptied at its tail is read once. Returns the count.
+    pub fn replay(
+        &self,
+        mut f: impl FnMut(kafka_protocol::records::Record),
+    ) -> Result<usize, LogError> {
+        let mut from = self.state().log_start_offset;
+        let mut n = 0usize;
+        loop {
+            let r = self.read_up_to(from, 8 << 20, ReadLimit::LogEnd)?;
+            if r.records.is_empty() {
+                return Ok(n);
+            }
+            let mut progressed = false;
+            for view in batch::parse_replicated(&r.records)? {
+                let next = view.base_offset() + view.last_offset_delta as i64 + 1;
+                if next <= from {
+                    continue;
+                }
+                let mut data = view.bytes.clone();
+                let set = RecordBatchDecoder::decode(&mut data).map_err(|e| {
+                    LogError::CorruptMessage {
+                        reason: format!(
+                            "stored batch at {} does not decode: {e}",
+                            view.base_offset()
+                        ),
+                    }
+                })?;
+                for rec in set.records.into_iter().filter(|r| r.offset >= from) {
+                    n += 1;
+                    f(rec);
+                }
+                from = next;
+                progressed = true;
+            }
+            if !progressed {
+                return Ok(n);
+            }
+        }
+    }
+
     /// Reads from `offset` up to `max_bytes` (at least one batch) below the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
         self.read_up_to(offset, max_bytes, ReadLimit::HighWatermark)
@@ -1569,6 +1612,30 @@ pub(crate) mod tests {
         p.apply_metadata(1, &image.topic("t").expect("t").partitions[0], 0);
         assert_eq!(p.aborted_between(0, 100), vec![aborted]);
         assert_eq!(p.first_unstable.load(Ordering::Acquire), 12);
+    }
+
+    #[test]
+    fn replay_reads_a_batch_emptied_at_its_tail_once() {
+        // What compaction leaves: records 0 and 1 of a batch spanning 0..=4, then 5.
+        let follower = replica_log(2, 1, 0);
+        let recs: Vec<_> = (0..2)
+            .map(|i| records::record(i, None, Some(bytes::Bytes::from(format!("v{i}"))), 1))
+            .collect();
+        let mut b = records::encode(&recs, Compression::None)
+            .expect("encode")
+            .to_vec();
+        b[23..27].copy_from_slice(&4i32.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let mut next = encode_batch(1, 0, Compression::None).to_vec();
+        next[0..8].copy_from_slice(&5i64.to_be_bytes());
+        b.extend(next);
+        follower
+            .append_replicated(&bytes::Bytes::from(b))
+            .expect("replicate");
+        let mut seen = Vec::new();
+        let n = follower.replay(|r| seen.push(r.offset)).expect("replay");
+        assert_eq!((n, seen), (3, vec![0, 1, 5]));
     }
 
     #[test]

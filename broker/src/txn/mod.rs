@@ -29,13 +29,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 use parking_lot::Mutex;
 use strom_client::records;
 use tracing::info;
 
 use crate::error::LogError;
-use crate::log::{batch, PartitionLog, ReadLimit};
+use crate::log::{batch, PartitionLog};
 pub use state::{TxnMetadata, TxnState};
 
 pub const TRANSACTION_TOPIC: &str = "__transaction_state";
@@ -185,29 +184,11 @@ impl TxnCoordinator {
             return Ok(false);
         }
         let mut found: HashMap<String, Option<TxnMetadata>> = HashMap::new();
-        let mut from = log.state().log_start_offset;
-        let mut n = 0usize;
-        loop {
-            // To the log end: what the old leader acknowledged may be above our HW for now.
-            let r = log.read_up_to(from, 8 << 20, ReadLimit::LogEnd)?;
-            if r.records.is_empty() {
-                break;
-            }
-            let mut data = r.records;
-            let sets = RecordBatchDecoder::decode_all(&mut data).map_err(|e| {
-                LogError::CorruptMessage {
-                    reason: format!("__transaction_state batch does not decode: {e}"),
-                }
-            })?;
-            for rec in sets.into_iter().flat_map(|s| s.records) {
-                from = rec.offset + 1;
-                let Some(id) = rec.key.as_deref().and_then(parse_key) else {
-                    continue;
-                };
+        let n = log.replay(|rec| {
+            if let Some(id) = rec.key.as_deref().and_then(parse_key) {
                 found.insert(id, rec.value.as_deref().and_then(decode));
-                n += 1;
             }
-        }
+        })?;
         let mut txns = self.txns.lock();
         txns.retain(|id, _| txn_partition(id) != index);
         let mut restored = 0usize;
