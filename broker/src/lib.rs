@@ -291,8 +291,11 @@ async fn maintain_isr(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
         let now = log::now_ms();
         let mut changes = Vec::new();
         let mut logs = Vec::new();
+        let image = broker.image();
+        // A fenced broker is never proposed back into an ISR (the controller refuses it).
+        let eligible = |b: i32| image.brokers.get(&b).is_some_and(|x| !x.fenced);
         for l in broker.logs.all() {
-            if let Some(c) = l.isr_change_due(now, lag as i64) {
+            if let Some(c) = l.isr_change_due(now, lag as i64, eligible) {
                 info!(
                     tp = %l.topic_partition(),
                     new_isr = ?c.new_isr,

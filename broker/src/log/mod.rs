@@ -389,12 +389,17 @@ impl PartitionLog {
     }
 
     /// As leader, the ISR change due now (marked pending), stamped with the epochs.
-    pub fn isr_change_due(&self, now_ms: i64, max_lag_ms: i64) -> Option<IsrChange> {
+    pub fn isr_change_due(
+        &self,
+        now_ms: i64,
+        max_lag_ms: i64,
+        eligible: impl Fn(i32) -> bool,
+    ) -> Option<IsrChange> {
         let mut role = self.role.lock();
         let Role::Leader(l) = &mut *role else {
             return None;
         };
-        let new_isr = l.isr_change(self.high_watermark(), now_ms, max_lag_ms)?;
+        let new_isr = l.isr_change(self.high_watermark(), now_ms, max_lag_ms, eligible)?;
         l.proposed(new_isr.clone());
         Some(IsrChange {
             topic_id: self.tp.topic_id,

@@ -182,7 +182,15 @@ impl LeaderState {
 
     /// The ISR change due at `now_ms`, if any (and no other is pending): members lagging
     /// longer than `max_lag_ms` leave, caught-up replicas join.
-    pub fn isr_change(&self, hw: i64, now_ms: i64, max_lag_ms: i64) -> Option<Vec<i32>> {
+    /// A replica `eligible` refuses (a fenced broker, KIP-841) is never proposed to join:
+    /// its last fetch may be recent, but the controller would refuse it.
+    pub fn isr_change(
+        &self,
+        hw: i64,
+        now_ms: i64,
+        max_lag_ms: i64,
+        eligible: impl Fn(i32) -> bool,
+    ) -> Option<Vec<i32>> {
         if self.pending_isr.is_some() {
             return None;
         }
@@ -195,6 +203,7 @@ impl LeaderState {
         };
         let join = |b: &i32| {
             !self.isr.contains(b)
+                && eligible(*b)
                 && self.followers.get(b).is_some_and(|f| {
                     f.log_end_offset >= hw
                         && f.log_end_offset >= self.epoch_start_offset
@@ -256,7 +265,7 @@ mod tests {
     fn a_single_replica_isr_is_its_own_high_watermark() {
         let s = LeaderState::new(1, 0, 0, &[1], &[1], 0, 0);
         assert_eq!(s.high_watermark(42), 42);
-        assert_eq!(s.isr_change(42, 1_000_000, LAG), None);
+        assert_eq!(s.isr_change(42, 1_000_000, LAG, |_| true), None);
     }
 
     #[test]
@@ -269,11 +278,19 @@ mod tests {
             let end = 100 + t / 100;
             s.follower_fetched(2, end, end, t);
         }
-        assert_eq!(s.isr_change(100, 11_000, LAG), None, "within the lag limit");
-        let change = s.isr_change(100, 11_001, LAG).expect("shrink");
+        assert_eq!(
+            s.isr_change(100, 11_000, LAG, |_| true),
+            None,
+            "within the lag limit"
+        );
+        let change = s.isr_change(100, 11_001, LAG, |_| true).expect("shrink");
         assert_eq!(change, vec![1, 2]);
         s.proposed(change.clone());
-        assert_eq!(s.isr_change(100, 11_002, LAG), None, "one change at a time");
+        assert_eq!(
+            s.isr_change(100, 11_002, LAG, |_| true),
+            None,
+            "one change at a time"
+        );
         // Until the controller commits, 3 still holds the HW back.
         assert_eq!(s.high_watermark(220), 100);
         s.update_metadata(8, &[1, 2, 3], &change, 11_500);
@@ -292,7 +309,7 @@ mod tests {
             s.follower_fetched(2, prev, end, t);
             s.follower_fetched(3, end, end, t);
         }
-        assert_eq!(s.isr_change(end, 30_500, LAG), None);
+        assert_eq!(s.isr_change(end, 30_500, LAG, |_| true), None);
     }
 
     #[test]
@@ -301,9 +318,18 @@ mod tests {
         s.follower_fetched(2, 150, 150, 100);
         assert_eq!(s.high_watermark(150), 150, "3 is outside the ISR");
         s.follower_fetched(3, 120, 150, 100);
-        assert_eq!(s.isr_change(150, 200, LAG), None, "3 is below the HW");
+        assert_eq!(
+            s.isr_change(150, 200, LAG, |_| true),
+            None,
+            "3 is below the HW"
+        );
         s.follower_fetched(3, 150, 150, 300);
-        let change = s.isr_change(150, 300, LAG).expect("expand");
+        assert_eq!(
+            s.isr_change(150, 300, LAG, |b| b != 3),
+            None,
+            "a fenced broker is not proposed, however recent its last fetch"
+        );
+        let change = s.isr_change(150, 300, LAG, |_| true).expect("expand");
         assert_eq!(change, vec![1, 2, 3]);
         s.proposed(change);
         assert_eq!(s.maximal_isr(), vec![1, 2, 3]);
@@ -320,9 +346,13 @@ mod tests {
         // New leader at log end 200 with a stale HW of 150.
         let mut s = LeaderState::new(1, 6, 9, &[1, 2, 3], &[1, 2], 200, 0);
         s.follower_fetched(3, 180, 200, 10);
-        assert_eq!(s.isr_change(150, 20, LAG), None, "below the epoch start");
+        assert_eq!(
+            s.isr_change(150, 20, LAG, |_| true),
+            None,
+            "below the epoch start"
+        );
         s.follower_fetched(3, 200, 200, 30);
-        assert_eq!(s.isr_change(150, 40, LAG), Some(vec![1, 2, 3]));
+        assert_eq!(s.isr_change(150, 40, LAG, |_| true), Some(vec![1, 2, 3]));
     }
 
     #[test]
