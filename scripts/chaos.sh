@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A seeded chaos run on the docker compose cluster: broker kills, pauses longer than the
 # session timeout, a leader cut off the network, active-controller kills, while an idempotent
-# acks=all producer and a consumer group run; then the consistency checker.
+# acks=all producer, a consumer group and an exactly-once consume-transform-produce pipeline
+# (scripts/chaos_eos.py) run; then the consistency checker and the exactly-once check.
 #   scripts/chaos.sh [--seed N] [--duration 120s] [--canary]
 # --canary restarts the brokers with STROM_UNSAFE_ACK_BEFORE_REPLICATION=true (acks=all
 # answered before replicating): the run must then report lost writes and exit non-zero.

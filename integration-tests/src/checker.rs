@@ -9,8 +9,11 @@
 //! - and that the log holds nothing that was never sent (**phantoms**).
 //!
 //! Records sent but never acknowledged may or may not be there; both are fine.
+//!
+//! [`check_transformed`] judges a consume-transform-produce pipeline the same way: what a
+//! read_committed consumer got from its output against the input log it consumed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 /// One record a producer sent.
@@ -184,6 +187,204 @@ pub fn check(sent: &[Sent], read: &[Found]) -> Report {
     report
 }
 
+/// The verdict on an exactly-once consume-transform-produce pipeline that maps input
+/// partition p to output partition p, with up to a few examples of each anomaly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransformReport {
+    /// Records in the input log.
+    pub input: usize,
+    /// Input records the producer had acknowledged (all of them should be in the input log;
+    /// [`check`] on the input says so).
+    pub acked: usize,
+    /// Records a read_committed consumer got from the output.
+    pub output: usize,
+    /// Input records found transformed in the output exactly once.
+    pub exactly_once: usize,
+    /// Of those, the acknowledged ones.
+    pub acked_exactly_once: usize,
+    /// Input records (or acknowledged ones missing from the input log) not in the output.
+    pub lost: Vec<String>,
+    /// Of those, the acknowledged ones.
+    pub acked_lost: usize,
+    /// Input records in the output more than once.
+    pub duplicates: Vec<String>,
+    /// Output records no input record transforms into.
+    pub phantoms: Vec<String>,
+    /// Output records in another partition than their input record.
+    pub misrouted: Vec<String>,
+    /// Output records out of their input partition's order.
+    pub reordered: Vec<String>,
+}
+
+impl TransformReport {
+    /// True when no anomaly was found.
+    pub fn ok(&self) -> bool {
+        self.lost.is_empty()
+            && self.duplicates.is_empty()
+            && self.phantoms.is_empty()
+            && self.misrouted.is_empty()
+            && self.reordered.is_empty()
+    }
+}
+
+impl fmt::Display for TransformReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "input {} ({} acked), committed output {}: exactly once {} ({} of the acked), \
+             lost {} ({} acked), duplicates {}, phantoms {}, misrouted {}, reordered {}",
+            self.input,
+            self.acked,
+            self.output,
+            self.exactly_once,
+            self.acked_exactly_once,
+            self.lost.len(),
+            self.acked_lost,
+            self.duplicates.len(),
+            self.phantoms.len(),
+            self.misrouted.len(),
+            self.reordered.len()
+        )?;
+        for (name, v) in [
+            ("lost", &self.lost),
+            ("duplicates", &self.duplicates),
+            ("phantoms", &self.phantoms),
+            ("misrouted", &self.misrouted),
+            ("reordered", &self.reordered),
+        ] {
+            if !v.is_empty() {
+                write!(
+                    f,
+                    "\n  {name}: {}",
+                    v.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An input record a pipeline's output record should come from.
+struct Source<'a> {
+    /// Partition and offset in the input log; None for an acknowledged record the input log
+    /// does not hold.
+    at: Option<(i32, i64)>,
+    value: &'a [u8],
+}
+
+/// Checks a pipeline's `output` (what a read_committed consumer got, every partition from the
+/// start) against its `input` log (every record, every partition) and the input values the
+/// producer had `acked`: each input record must be in the output exactly once as
+/// `transform(value)`, in the same partition, in input order, and the output must hold
+/// nothing else. Output values must be distinct for distinct inputs.
+pub fn check_transformed(
+    input: &[Found],
+    acked: &HashSet<Vec<u8>>,
+    output: &[Found],
+    transform: fn(&[u8]) -> Vec<u8>,
+) -> TransformReport {
+    let mut report = TransformReport {
+        input: input.len(),
+        acked: acked.len(),
+        output: output.len(),
+        ..TransformReport::default()
+    };
+    // Output value -> the input record it comes from.
+    let mut sources: HashMap<Vec<u8>, Source> = HashMap::new();
+    for r in input {
+        let at = Some((r.partition, r.offset));
+        sources.insert(
+            transform(&r.value),
+            Source {
+                at,
+                value: &r.value,
+            },
+        );
+    }
+    let logged: HashSet<&[u8]> = input.iter().map(|r| r.value.as_slice()).collect();
+    for v in acked.iter().filter(|v| !logged.contains(v.as_slice())) {
+        sources.insert(transform(v), Source { at: None, value: v });
+    }
+    let mut found: HashMap<&[u8], Vec<(i32, i64)>> = HashMap::new();
+    for r in output {
+        found
+            .entry(r.value.as_slice())
+            .or_default()
+            .push((r.partition, r.offset));
+    }
+    for (out_value, &Source { at, value }) in &sources {
+        let is_acked = acked.contains(value);
+        let places = found
+            .get(out_value.as_slice())
+            .map_or(&[][..], |v| v.as_slice());
+        let from = at.map_or("not in the input log".to_string(), |(p, o)| {
+            format!("input {p}:{o}")
+        });
+        match places.len() {
+            0 => {
+                report.acked_lost += usize::from(is_acked);
+                report.lost.push(format!(
+                    "{} ({from}{})",
+                    show(value),
+                    if is_acked { ", acked" } else { "" }
+                ));
+            }
+            1 => {
+                report.exactly_once += 1;
+                report.acked_exactly_once += usize::from(is_acked);
+            }
+            _ => report
+                .duplicates
+                .push(format!("{} ({from}) at {places:?}", show(out_value))),
+        }
+    }
+    // Per output partition, the input offsets of what it holds must grow with its offsets.
+    let mut order: BTreeMap<i32, Vec<(i64, i64)>> = BTreeMap::new();
+    for r in output {
+        match sources.get(r.value.as_slice()) {
+            None => report.phantoms.push(format!(
+                "{} at {}:{}",
+                show(&r.value),
+                r.partition,
+                r.offset
+            )),
+            Some(Source {
+                at: Some((p, o)), ..
+            }) if *p != r.partition => report.misrouted.push(format!(
+                "{} at {}:{} from input {p}:{o}",
+                show(&r.value),
+                r.partition,
+                r.offset
+            )),
+            Some(Source {
+                at: Some((_, o)), ..
+            }) => order.entry(r.partition).or_default().push((r.offset, *o)),
+            Some(Source { at: None, .. }) => {}
+        }
+    }
+    for (partition, mut v) in order {
+        v.sort_unstable();
+        for w in v.windows(2) {
+            if w[1].1 <= w[0].1 {
+                report.reordered.push(format!(
+                    "partition {partition}: input offset {} at output offset {} after input offset {} at {}",
+                    w[1].1, w[1].0, w[0].1, w[0].0
+                ));
+            }
+        }
+    }
+    // HashMap order: keep the examples stable from run to run.
+    for v in [
+        &mut report.lost,
+        &mut report.duplicates,
+        &mut report.phantoms,
+        &mut report.misrouted,
+    ] {
+        v.sort();
+    }
+    report
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +469,73 @@ mod tests {
             consumed_outside_log(&[b"v1".to_vec(), b"v7".to_vec()], &log),
             vec!["v7".to_string()]
         );
+    }
+
+    fn upper(v: &[u8]) -> Vec<u8> {
+        v.to_ascii_uppercase()
+    }
+
+    fn rec(partition: i32, offset: i64, value: &str) -> Found {
+        Found {
+            partition,
+            offset,
+            value: value.as_bytes().to_vec(),
+        }
+    }
+
+    fn values(v: &[&str]) -> HashSet<Vec<u8>> {
+        v.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn a_pipeline_output_with_every_input_once_in_order_passes() {
+        let input = [rec(0, 0, "a"), rec(0, 1, "b"), rec(1, 0, "c")];
+        // Offsets with gaps (transaction markers, aborted batches) are fine.
+        let output = [rec(0, 3, "A"), rec(0, 7, "B"), rec(1, 1, "C")];
+        let r = check_transformed(&input, &values(&["a", "c"]), &output, upper);
+        assert!(r.ok(), "{r}");
+        assert_eq!(
+            (
+                r.input,
+                r.acked,
+                r.output,
+                r.exactly_once,
+                r.acked_exactly_once
+            ),
+            (3, 2, 3, 3, 2)
+        );
+    }
+
+    #[test]
+    fn every_pipeline_anomaly_is_reported() {
+        let input = [
+            rec(0, 0, "a"),
+            rec(0, 1, "b"),
+            rec(0, 2, "c"),
+            rec(0, 3, "d"),
+            rec(1, 0, "e"),
+        ];
+        // "x" was acknowledged but is not in the input log: lost as well.
+        let acked = values(&["a", "b", "x"]);
+        // b lost, c twice, d before c, e in the wrong partition, and a stranger.
+        let output = [
+            rec(0, 0, "A"),
+            rec(0, 1, "D"),
+            rec(0, 2, "C"),
+            rec(0, 3, "C"),
+            rec(0, 4, "E"),
+            rec(1, 0, "Z"),
+        ];
+        let r = check_transformed(&input, &acked, &output, upper);
+        assert!(!r.ok());
+        assert_eq!(r.lost.len(), 2, "{r}");
+        assert_eq!(r.acked_lost, 2, "{r}");
+        assert!(r.lost[0].starts_with("b (input 0:1, acked"), "{r}");
+        assert!(r.lost[1].contains("not in the input log"), "{r}");
+        assert_eq!(r.duplicates.len(), 1, "{r}");
+        assert_eq!(r.misrouted.len(), 1, "{r}");
+        assert_eq!(r.phantoms.len(), 1, "{r}");
+        assert_eq!(r.reordered.len(), 2, "c after d, and c again: {r}");
+        assert_eq!((r.exactly_once, r.acked_exactly_once), (3, 1), "{r}");
     }
 }

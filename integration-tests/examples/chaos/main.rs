@@ -8,15 +8,22 @@
 //! 0 acknowledged records lost, 0 duplicates, per-producer order, and nothing consumed that
 //! is not in the final log. Exit status 1 on any anomaly.
 //!
+//! Alongside runs an exactly-once consume-transform-produce pipeline (scripts/chaos_eos.py,
+//! [`eos`]) fed by a second idempotent producer; after the faults its read_committed output
+//! must hold every input record exactly once, transformed, in order.
+//!
 //!     chaos --seed N --duration SECS
 //! Environment: COMPOSE (the compose command, project "strom"), STROM_PYTHON (a Python with
 //! confluent-kafka; default .venv/bin/python).
+
+mod eos;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use eos::{Eos, EosNames, Stop, EOS_PIPELINES};
 use integration_tests::checker;
 use integration_tests::http_json;
 use integration_tests::producer::{self, read_all, ProducerOptions, TestProducer};
@@ -189,6 +196,7 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
+/// A topic of `PARTITIONS` partitions, RF=3, min.insync.replicas=2.
 async fn create_topic(topic: &str) -> anyhow::Result<()> {
     let code = producer::create_topic(
         local(BROKERS[0]),
@@ -215,6 +223,9 @@ async fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let topic = format!("chaos-{seed}-{}", std::process::id());
     create_topic(&topic).await?;
+    let eos_names = EosNames::new(seed);
+    create_topic(&eos_names.input).await?;
+    create_topic(&eos_names.output).await?;
     let brokers: Vec<SocketAddr> = BROKERS.iter().map(|p| local(*p)).collect();
     log(
         start,
@@ -261,10 +272,33 @@ async fn main() -> anyhow::Result<()> {
         start,
         "producer (idempotent, acks=all) and a 2-member consumer group running",
     );
+    let mut eos = Eos::start(
+        eos_names,
+        &brokers,
+        &python,
+        &bootstrap,
+        out_dir.path(),
+        start,
+    )
+    .await?;
+    log(
+        start,
+        &format!(
+            "exactly-once pipeline running: {} -> {} ({EOS_PIPELINES} chaos_eos.py in group {}), fed by producer 2",
+            eos.pipelines.names().input, eos.pipelines.names().output, eos.pipelines.names().group
+        ),
+    );
 
     let mut faults = 0;
     // Every kind once per round of five, in a seeded order.
     let mut round: Vec<u64> = Vec::new();
+    // Pipeline restarts, each during the first fault after its time (not drawn from the
+    // seeded generator, so the faults stay what the seed makes them): a SIGKILL mid-
+    // transaction after a third of the run, a SIGTERM after two thirds.
+    let mut restarts = vec![
+        (duration * 2 / 3, 0, Stop::Term),
+        (duration / 3, 1, Stop::Kill),
+    ];
     while start.elapsed() + Duration::from_secs(8) < duration {
         tokio::time::sleep(Duration::from_millis(2000 + rng.below(2000))).await;
         if round.is_empty() {
@@ -305,7 +339,21 @@ async fn main() -> anyhow::Result<()> {
                 if ok { "" } else { " — failed to inject" }
             ),
         );
-        tokio::time::sleep(hold).await;
+        let hold_until = tokio::time::Instant::now() + hold;
+        while restarts
+            .last()
+            .is_some_and(|(at, ..)| start.elapsed() >= *at)
+        {
+            let Some((_, i, how)) = restarts.pop() else {
+                break;
+            };
+            eos.pipelines.restart(i, how);
+            log(
+                start,
+                &format!("exactly-once pipeline {i}: {how:?}; it starts again once gone"),
+            );
+        }
+        tokio::time::sleep_until(hold_until).await;
         tokio::task::block_in_place(|| fault.heal());
         log(start, &format!("healed {fault:?}"));
     }
@@ -316,8 +364,11 @@ async fn main() -> anyhow::Result<()> {
         "healing everything; waiting for every ISR to be whole",
     );
     let deadline = Instant::now() + Duration::from_secs(120);
+    let whole =
+        |t: &str| partitions(t).is_some_and(|p| p.iter().all(|(l, isr)| *l >= 1 && isr.len() == 3));
     loop {
-        if partitions(&topic).is_some_and(|p| p.iter().all(|(l, isr)| *l >= 1 && isr.len() == 3)) {
+        let names = eos.pipelines.names();
+        if whole(&topic) && whole(&names.input) && whole(&names.output) {
             break;
         }
         if Instant::now() > deadline {
@@ -326,7 +377,10 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let acked_during = producer.acked().await;
-    let (history, sequence_errors) = producer.stop(Duration::from_secs(60)).await;
+    let ((history, sequence_errors), eos_fed) = tokio::join!(
+        producer.stop(Duration::from_secs(60)),
+        eos.producer.stop(Duration::from_secs(60))
+    );
     log(
         start,
         &format!("producer stopped ({acked_during} acknowledged while faults ran)"),
@@ -372,6 +426,8 @@ async fn main() -> anyhow::Result<()> {
         .filter(|v| !consumed_distinct.contains(v))
         .count();
 
+    let eos_verdict = eos.pipelines.finish(eos_fed, &brokers, start).await;
+
     let read = read_all(&brokers, &topic, &(0..PARTITIONS).collect::<Vec<_>>()).await?;
     let report = checker::check(&history, &read);
     let outside = checker::consumed_outside_log(&consumed, &read);
@@ -385,7 +441,8 @@ async fn main() -> anyhow::Result<()> {
         not_consumed
     );
     println!("producer sequence errors: {sequence_errors}");
-    if report.ok() && outside.is_empty() && sequence_errors == 0 && report.acked > 0 {
+    let eos_ok = eos_verdict.print();
+    if report.ok() && outside.is_empty() && sequence_errors == 0 && report.acked > 0 && eos_ok {
         println!("chaos: OK");
         Ok(())
     } else {
