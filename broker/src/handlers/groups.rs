@@ -302,6 +302,33 @@ pub fn leave(broker: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGrou
     }
 }
 
+/// (topic, partition, offset, leader epoch, metadata) of a commit request's partition.
+pub(crate) type CommitPartition<'a> = (&'a str, i32, i64, i32, Option<&'a str>);
+
+/// The offsets an OffsetCommit or TxnOffsetCommit commits: those of partitions that exist
+/// (the others are answered UNKNOWN_TOPIC_OR_PARTITION on their own, as Kafka does).
+pub(crate) fn commit_entries<'a>(
+    image: &metadata_quorum::MetadataImage,
+    partitions: impl Iterator<Item = CommitPartition<'a>>,
+) -> Vec<(String, i32, Committed)> {
+    let now = crate::log::now_ms();
+    partitions
+        .filter(|(t, p, ..)| super::partition_exists(image, t, *p))
+        .map(|(t, p, offset, leader_epoch, metadata)| {
+            (
+                t.to_string(),
+                p,
+                Committed {
+                    offset,
+                    leader_epoch,
+                    metadata: metadata.map(str::to_string),
+                    commit_timestamp: now,
+                },
+            )
+        })
+        .collect()
+}
+
 pub async fn offset_commit(
     broker: &Broker,
     req: OffsetCommitRequest,
@@ -323,27 +350,20 @@ pub async fn offset_commit(
     // A partition that does not exist is refused on its own (as Kafka does); the rest commit.
     let image = broker.image();
     let exists = |t: &str, p: i32| super::partition_exists(&image, t, p);
-    let entries: Vec<(String, i32, Committed)> = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .filter(|p| exists(t.name.as_str(), p.partition_index))
-                .map(|p| {
-                    (
-                        t.name.to_string(),
-                        p.partition_index,
-                        Committed {
-                            offset: p.committed_offset,
-                            leader_epoch: p.committed_leader_epoch,
-                            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                            commit_timestamp: crate::log::now_ms(),
-                        },
-                    )
-                })
-        })
-        .collect();
+    let entries = commit_entries(
+        &image,
+        req.topics.iter().flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.as_str(),
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.committed_metadata.as_deref(),
+                )
+            })
+        }),
+    );
     let code = match code {
         Err(c) => c,
         // Durable once every in-sync replica has it, as Kafka appends commits with acks=all.

@@ -25,7 +25,7 @@ use kafka_protocol::ResponseError;
 use tracing::warn;
 
 use super::{leader_log, str_bytes};
-use crate::group::{offsets_partition, Committed, OFFSETS_TOPIC};
+use crate::group::{offsets_partition, OFFSETS_TOPIC};
 use crate::txn::ops;
 use crate::txn::{TxnState, TRANSACTION_TOPIC};
 use crate::Broker;
@@ -282,27 +282,20 @@ pub async fn offset_commit(
         }
     });
     let exists = |t: &str, p: i32| super::partition_exists(&image, t, p);
-    let entries: Vec<(String, i32, Committed)> = req
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .filter(|p| exists(t.name.as_str(), p.partition_index))
-                .map(|p| {
-                    (
-                        t.name.to_string(),
-                        p.partition_index,
-                        Committed {
-                            offset: p.committed_offset,
-                            leader_epoch: p.committed_leader_epoch,
-                            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                            commit_timestamp: crate::log::now_ms(),
-                        },
-                    )
-                })
-        })
-        .collect();
+    let entries = super::groups::commit_entries(
+        &image,
+        req.topics.iter().flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.as_str(),
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.committed_metadata.as_deref(),
+                )
+            })
+        }),
+    );
     let code = match checked {
         Err(code) => code,
         Ok(log) => match broker.groups.commit_txn(
