@@ -329,6 +329,38 @@ pub(crate) fn commit_entries<'a>(
         .collect()
 }
 
+/// The code of a commit written to `log` (ending at the `Ok` offset): 0 once every in-sync
+/// replica has it, as Kafka appends commits with acks=all; NOT_COORDINATOR when leadership
+/// moved meanwhile, COORDINATOR_NOT_AVAILABLE otherwise.
+pub(crate) async fn durable(
+    log: &Arc<PartitionLog>,
+    written: Result<i64, crate::error::LogError>,
+) -> i16 {
+    match written {
+        Ok(end) => match super::produce::replicated(log, end, 1, Duration::from_secs(5)).await {
+            Ok(()) => 0,
+            Err((ResponseError::NotLeaderOrFollower, _)) => NOT_COORDINATOR,
+            Err(_) => COORDINATOR_NOT_AVAILABLE,
+        },
+        Err(e) => e.code(),
+    }
+}
+
+/// A commit's code for one partition: UNKNOWN_TOPIC_OR_PARTITION if it does not exist,
+/// else the request's `code`.
+pub(crate) fn partition_code(
+    image: &metadata_quorum::MetadataImage,
+    topic: &str,
+    partition: i32,
+    code: i16,
+) -> i16 {
+    if super::partition_exists(image, topic, partition) {
+        code
+    } else {
+        ResponseError::UnknownTopicOrPartition.code()
+    }
+}
+
 pub async fn offset_commit(
     broker: &Broker,
     req: OffsetCommitRequest,
@@ -349,7 +381,6 @@ pub async fn offset_commit(
     };
     // A partition that does not exist is refused on its own (as Kafka does); the rest commit.
     let image = broker.image();
-    let exists = |t: &str, p: i32| super::partition_exists(&image, t, p);
     let entries = commit_entries(
         &image,
         req.topics.iter().flat_map(|t| {
@@ -366,17 +397,7 @@ pub async fn offset_commit(
     );
     let code = match code {
         Err(c) => c,
-        // Durable once every in-sync replica has it, as Kafka appends commits with acks=all.
-        Ok(log) => match broker.groups.commit(&log, &group, entries) {
-            Ok(end) => {
-                match super::produce::replicated(&log, end, 1, Duration::from_secs(5)).await {
-                    Ok(()) => 0,
-                    Err((ResponseError::NotLeaderOrFollower, _)) => NOT_COORDINATOR,
-                    Err(_) => COORDINATOR_NOT_AVAILABLE,
-                }
-            }
-            Err(e) => e.code(),
-        },
+        Ok(log) => durable(&log, broker.groups.commit(&log, &group, entries)).await,
     };
     OffsetCommitResponse::default().with_topics(
         req.topics
@@ -388,14 +409,14 @@ pub async fn offset_commit(
                         t.partitions
                             .iter()
                             .map(|p| {
-                                let code = if exists(t.name.as_str(), p.partition_index) {
-                                    code
-                                } else {
-                                    ResponseError::UnknownTopicOrPartition.code()
-                                };
                                 OffsetCommitResponsePartition::default()
                                     .with_partition_index(p.partition_index)
-                                    .with_error_code(code)
+                                    .with_error_code(partition_code(
+                                        &image,
+                                        t.name.as_str(),
+                                        p.partition_index,
+                                        code,
+                                    ))
                             })
                             .collect(),
                     )

@@ -5,7 +5,6 @@
 //! [`crate::txn`]; this module maps requests to it and answers with Kafka's error codes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -281,7 +280,6 @@ pub async fn offset_commit(
             code => Err(code),
         }
     });
-    let exists = |t: &str, p: i32| super::partition_exists(&image, t, p);
     let entries = super::groups::commit_entries(
         &image,
         req.topics.iter().flat_map(|t| {
@@ -298,23 +296,17 @@ pub async fn offset_commit(
     );
     let code = match checked {
         Err(code) => code,
-        Ok(log) => match broker.groups.commit_txn(
-            &log,
-            offsets_partition(&group),
-            &group,
-            req.producer_id.0,
-            req.producer_epoch,
-            entries,
-        ) {
-            Ok(end) => match super::replicated(&log, end, 1, Duration::from_secs(5)).await {
-                Ok(()) => 0,
-                Err((ResponseError::NotLeaderOrFollower, _)) => {
-                    ResponseError::NotCoordinator.code()
-                }
-                Err(_) => ResponseError::CoordinatorNotAvailable.code(),
-            },
-            Err(e) => e.code(),
-        },
+        Ok(log) => {
+            let written = broker.groups.commit_txn(
+                &log,
+                offsets_partition(&group),
+                &group,
+                req.producer_id.0,
+                req.producer_epoch,
+                entries,
+            );
+            super::groups::durable(&log, written).await
+        }
     };
     TxnOffsetCommitResponse::default().with_topics(
         req.topics
@@ -326,14 +318,14 @@ pub async fn offset_commit(
                         t.partitions
                             .iter()
                             .map(|p| {
-                                let c = if exists(t.name.as_str(), p.partition_index) {
-                                    code
-                                } else {
-                                    ResponseError::UnknownTopicOrPartition.code()
-                                };
                                 TxnOffsetCommitResponsePartition::default()
                                     .with_partition_index(p.partition_index)
-                                    .with_error_code(c)
+                                    .with_error_code(super::groups::partition_code(
+                                        &image,
+                                        t.name.as_str(),
+                                        p.partition_index,
+                                        code,
+                                    ))
                             })
                             .collect(),
                     )
