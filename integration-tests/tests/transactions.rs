@@ -224,8 +224,30 @@ async fn committed(conn: &mut Connection, group: &str, topic: &str, stable: bool
     (p.error_code, p.committed_offset)
 }
 
-fn txn_commit_code(r: &TxnOffsetCommitResponse) -> i16 {
+/// Sends a TxnOffsetCommit of one partition; its error code.
+async fn commit_offset(conn: &mut Connection, req: TxnOffsetCommitRequest) -> i16 {
+    let r = conn.send(req, 3).await.expect("txn offset commit");
     r.topics[0].partitions[0].error_code
+}
+
+/// AddOffsetsToTxn for `group` by producer `(pid, epoch)` of `id`; its error code.
+async fn add_offsets(
+    conn: &mut Connection,
+    id: &str,
+    (pid, epoch): (i64, i16),
+    group: &str,
+) -> i16 {
+    conn.send(
+        AddOffsetsToTxnRequest::default()
+            .with_transactional_id(txn_id(id))
+            .with_producer_id(pid.into())
+            .with_producer_epoch(epoch)
+            .with_group_id(GroupId(s(group))),
+        0,
+    )
+    .await
+    .expect("add offsets")
+    .error_code
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,64 +261,36 @@ async fn transactional_offsets_count_only_when_their_transaction_commits() {
     let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
     let (member, generation) = join_group(&mut conn, group).await;
 
-    let add = conn
-        .send(
-            AddOffsetsToTxnRequest::default()
-                .with_transactional_id(txn_id(id))
-                .with_producer_id(pid.into())
-                .with_producer_epoch(epoch)
-                .with_group_id(GroupId(s(group))),
-            0,
-        )
-        .await
-        .expect("add offsets");
-    assert_eq!(add.error_code, 0);
+    assert_eq!(add_offsets(&mut conn, id, (pid, epoch), group).await, 0);
 
     // A stale generation and an unknown member are refused, and commit nothing.
-    let stale = conn
-        .send(
-            txn_offset_commit(id, group, (pid, epoch), (generation - 1, &member), "in", 7),
-            3,
-        )
-        .await
-        .expect("stale");
-    assert_eq!(
-        txn_commit_code(&stale),
-        code(ResponseError::IllegalGeneration)
-    );
-    let ghost = conn
-        .send(
-            txn_offset_commit(id, group, (pid, epoch), (generation, "ghost"), "in", 7),
-            3,
-        )
-        .await
-        .expect("ghost");
-    assert_eq!(
-        txn_commit_code(&ghost),
-        code(ResponseError::UnknownMemberId)
-    );
+    let stale = commit_offset(
+        &mut conn,
+        txn_offset_commit(id, group, (pid, epoch), (generation - 1, &member), "in", 7),
+    )
+    .await;
+    assert_eq!(stale, code(ResponseError::IllegalGeneration));
+    let ghost = commit_offset(
+        &mut conn,
+        txn_offset_commit(id, group, (pid, epoch), (generation, "ghost"), "in", 7),
+    )
+    .await;
+    assert_eq!(ghost, code(ResponseError::UnknownMemberId));
     // An unknown topic: UNKNOWN_TOPIC_OR_PARTITION for it.
-    let unknown = conn
-        .send(
-            txn_offset_commit(id, group, (pid, epoch), (generation, &member), "nope", 7),
-            3,
-        )
-        .await
-        .expect("unknown topic");
-    assert_eq!(
-        txn_commit_code(&unknown),
-        code(ResponseError::UnknownTopicOrPartition)
-    );
+    let unknown = commit_offset(
+        &mut conn,
+        txn_offset_commit(id, group, (pid, epoch), (generation, &member), "nope", 7),
+    )
+    .await;
+    assert_eq!(unknown, code(ResponseError::UnknownTopicOrPartition));
     assert_eq!(committed(&mut conn, group, "in", true).await, (0, -1));
 
-    let ok = conn
-        .send(
-            txn_offset_commit(id, group, (pid, epoch), (generation, &member), "in", 42),
-            3,
-        )
-        .await
-        .expect("commit");
-    assert_eq!(txn_commit_code(&ok), 0);
+    let ok = commit_offset(
+        &mut conn,
+        txn_offset_commit(id, group, (pid, epoch), (generation, &member), "in", 42),
+    )
+    .await;
+    assert_eq!(ok, 0);
     // Pending: invisible, and unstable for a read_committed consumer.
     assert_eq!(committed(&mut conn, group, "in", false).await, (0, -1));
     assert_eq!(
@@ -324,26 +318,13 @@ async fn transactional_offsets_count_only_when_their_transaction_commits() {
     );
 
     // Another transaction that aborts leaves 42 in place.
-    let add = conn
-        .send(
-            AddOffsetsToTxnRequest::default()
-                .with_transactional_id(txn_id(id))
-                .with_producer_id(pid.into())
-                .with_producer_epoch(epoch)
-                .with_group_id(GroupId(s(group))),
-            0,
-        )
-        .await
-        .expect("add offsets");
-    assert_eq!(add.error_code, 0);
-    let ok = conn
-        .send(
-            txn_offset_commit(id, group, (pid, epoch), (generation, &member), "in", 99),
-            3,
-        )
-        .await
-        .expect("commit");
-    assert_eq!(txn_commit_code(&ok), 0);
+    assert_eq!(add_offsets(&mut conn, id, (pid, epoch), group).await, 0);
+    let ok = commit_offset(
+        &mut conn,
+        txn_offset_commit(id, group, (pid, epoch), (generation, &member), "in", 99),
+    )
+    .await;
+    assert_eq!(ok, 0);
     assert_eq!(end_txn(&mut conn, id, pid, epoch, false).await, 0);
     assert_eq!(settled(&mut conn, group, "in").await, 42);
 }
