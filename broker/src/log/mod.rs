@@ -156,9 +156,11 @@ impl PartitionLog {
     /// First offset of the oldest open transaction (i64::MAX: none), never below the log
     /// start: retention may remove the head of a transaction still open.
     fn first_unstable(&self) -> i64 {
-        self.first_unstable
-            .load(Ordering::Acquire)
-            .max(self.state().log_start_offset)
+        match self.first_unstable.load(Ordering::Acquire) {
+            // No transaction open (the common case): no lock on the fetch path.
+            i64::MAX => i64::MAX,
+            first => first.max(self.state().log_start_offset),
+        }
     }
 
     /// Aborted transactions a read_committed fetch of `from..to` must be told about: those
