@@ -319,6 +319,7 @@ pub struct RebalanceContext {
     positions: BTreeMap<TopicPartition, i64>,
     commits: Vec<(TopicPartition, OffsetAndMetadata)>,
     seeks: Vec<(TopicPartition, i64)>,
+    deferred: Vec<BoxFuture<'static, ()>>,
 }
 
 impl RebalanceContext {
@@ -327,6 +328,21 @@ impl RebalanceContext {
             positions,
             commits: Vec::new(),
             seeks: Vec::new(),
+            deferred: Vec::new(),
+        }
+    }
+
+    /// Work the rebalance waits for before it goes on: the listener's callbacks are
+    /// synchronous, but giving partitions up cleanly can need I/O (flushing a producer,
+    /// committing a transaction). `poll` awaits each deferred future, in order, before the
+    /// partitions go (revoked, lost) or before fetching starts (assigned).
+    pub fn defer(&mut self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.deferred.push(Box::pin(work));
+    }
+
+    async fn run_deferred(&mut self) {
+        for work in self.deferred.drain(..) {
+            work.await;
         }
     }
 

@@ -40,6 +40,7 @@ impl Consumer {
         if let Some(l) = self.listener.as_mut() {
             l.on_partitions_revoked(revoked, &mut ctx);
         }
+        ctx.run_deferred().await;
         self.commit_for_listener(ctx.commits).await;
         info!(partitions = ?revoked, "partitions revoked");
         self.drop_partitions(revoked);
@@ -116,7 +117,7 @@ impl Consumer {
             // before the next JoinGroup, which then claims nothing.
             if flags.lost.swap(false, Ordering::SeqCst) {
                 let owned: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
-                self.lose(&owned);
+                self.lose(&owned).await;
             }
             flags.rejoin.store(false, Ordering::SeqCst);
             let owned: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
@@ -161,7 +162,7 @@ impl Consumer {
     }
 
     /// The listener's `on_partitions_lost`, then the partitions are gone (nothing committed).
-    pub(super) fn lose(&mut self, lost: &[TopicPartition]) {
+    pub(super) async fn lose(&mut self, lost: &[TopicPartition]) {
         if lost.is_empty() {
             return;
         }
@@ -170,6 +171,7 @@ impl Consumer {
         if let Some(l) = self.listener.as_mut() {
             l.on_partitions_lost(lost, &mut ctx);
         }
+        ctx.run_deferred().await;
         self.membership = None;
         self.drop_partitions(lost);
     }
@@ -199,6 +201,7 @@ impl Consumer {
         if let Some(l) = self.listener.as_mut() {
             l.on_partitions_assigned(&added, &mut ctx);
         }
+        ctx.run_deferred().await;
         for (tp, offset) in ctx.seeks {
             let _ = self.seek(&tp, offset);
         }

@@ -1,0 +1,166 @@
+//! [`KGroupedStream`] (a stream grouped by key, ready to aggregate) and [`KTable`] (the
+//! latest value per key, as a changelog of updates).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::{Data, Grouped, KStream, Materialized, StreamsBuilder};
+use crate::record::{cast, Dyn};
+use crate::serdes::{self, ErasedSerde, SerdeRef};
+use crate::topology::NodeKind;
+
+/// A stream grouped by key (Kafka's `KGroupedStream<K, V>`).
+pub struct KGroupedStream<K, V> {
+    stream: KStream<K, V>,
+    grouped: Grouped<K, V>,
+}
+
+impl<K: Data, V: Data> KGroupedStream<K, V> {
+    pub(crate) fn new(stream: KStream<K, V>, grouped: Grouped<K, V>) -> Self {
+        Self { stream, grouped }
+    }
+
+    /// The number of records per key.
+    pub fn count(self, materialized: Materialized<i64>) -> KTable<K, i64> {
+        let m = Materialized {
+            value: Some(materialized.value.clone().unwrap_or_else(serdes::i64)),
+            ..materialized
+        };
+        self.aggregate(|| 0i64, |_, _, n: &i64| n + 1, m)
+    }
+
+    /// Combines each key's values with `f` (the first value is the start).
+    pub fn reduce(
+        self,
+        f: impl Fn(&V, &V) -> V + Send + Sync + 'static,
+        materialized: Materialized<V>,
+    ) -> KTable<K, V> {
+        let value = materialized
+            .value
+            .clone()
+            .unwrap_or_else(|| self.grouped.value.clone());
+        self.stateful(
+            None,
+            Arc::new(move |_: &Dyn, v: &Dyn, agg: &Dyn| {
+                Arc::new(f(cast::<V>(agg), cast::<V>(v))) as Dyn
+            }),
+            value,
+            materialized,
+        )
+    }
+
+    /// Folds each key's values into an aggregate: `init()` to start, then
+    /// `add(key, value, aggregate)`. The aggregate's serde goes in `materialized`.
+    pub fn aggregate<A: Data>(
+        self,
+        init: impl Fn() -> A + Send + Sync + 'static,
+        add: impl Fn(&K, &V, &A) -> A + Send + Sync + 'static,
+        materialized: Materialized<A>,
+    ) -> KTable<K, A> {
+        let Some(value) = materialized.value.clone() else {
+            self.stream.builder.error(
+                "aggregate needs the aggregate's serde: Materialized::with_value_serde".into(),
+            );
+            return KTable::new(self.stream.builder.clone(), self.stream.node);
+        };
+        self.stateful(
+            Some(Arc::new(move || Arc::new(init()) as Dyn)),
+            Arc::new(move |k: &Dyn, v: &Dyn, agg: &Dyn| {
+                Arc::new(add(cast::<K>(k), cast::<V>(v), cast::<A>(agg))) as Dyn
+            }),
+            value,
+            materialized,
+        )
+    }
+
+    fn stateful<A: Data>(
+        self,
+        init: Option<crate::topology::Initializer>,
+        add: crate::topology::Aggregator,
+        value: SerdeRef<A>,
+        materialized: Materialized<A>,
+    ) -> KTable<K, A> {
+        let b = self.stream.builder.clone();
+        let store = b.new_store(
+            "KSTREAM-AGGREGATE-STATE-STORE",
+            materialized.kind,
+            materialized.logging,
+            materialized.name,
+            ErasedSerde::new(self.grouped.key.clone()),
+            ErasedSerde::new(value),
+        );
+        let input = if self.stream.key_changed {
+            // Kafka names the repartition topic after the grouping, else the store.
+            let name = self.grouped.name.unwrap_or_else(|| b.store_name(store));
+            self.stream
+                .through_internal(name, self.grouped.key, self.grouped.value, None)
+        } else {
+            self.stream
+        };
+        let node = b.add(
+            "KSTREAM-AGGREGATE",
+            NodeKind::Aggregate { store, init, add },
+            &[input.node],
+        );
+        KTable::new(b, node)
+    }
+}
+
+/// The latest value per key (Kafka's `KTable<K, V>`), kept in a state store and updated by
+/// each record; downstream sees each update.
+pub struct KTable<K, V> {
+    pub(crate) builder: StreamsBuilder,
+    pub(crate) node: usize,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: Data, V: Data> KTable<K, V> {
+    pub(crate) fn new(builder: StreamsBuilder, node: usize) -> Self {
+        Self {
+            builder,
+            node,
+            _types: PhantomData,
+        }
+    }
+
+    /// Keeps the keys whose value satisfies `f` (a key whose new value fails it is deleted
+    /// downstream).
+    pub fn filter(&self, f: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KTable<K, V> {
+        let node = self.builder.add(
+            "KTABLE-FILTER",
+            NodeKind::TableFilter(Arc::new(move |k: &Dyn, v: &Dyn| {
+                f(cast::<K>(k), cast::<V>(v))
+            })),
+            &[self.node],
+        );
+        KTable::new(self.builder.clone(), node)
+    }
+
+    /// A new value per key.
+    pub fn map_values<V2: Data>(
+        &self,
+        f: impl Fn(&V) -> V2 + Send + Sync + 'static,
+    ) -> KTable<K, V2> {
+        let node = self.builder.add(
+            "KTABLE-MAPVALUES",
+            NodeKind::TableMapValues(Arc::new(move |_: &Dyn, v: &Dyn| {
+                Arc::new(f(cast::<V>(v))) as Dyn
+            })),
+            &[self.node],
+        );
+        KTable::new(self.builder.clone(), node)
+    }
+
+    /// The table's updates as a stream: `Some(value)` for each new value, `None` when a key
+    /// is deleted (a tombstone; write it with [`serdes::nullable`]).
+    pub fn to_stream(&self) -> KStream<K, Option<V>> {
+        let node = self.builder.add(
+            "KTABLE-TOSTREAM",
+            NodeKind::ToStream(Arc::new(|new: Option<&Dyn>| {
+                Arc::new(new.map(|v| cast::<V>(v).clone())) as Dyn
+            })),
+            &[self.node],
+        );
+        KStream::new(self.builder.clone(), node, false)
+    }
+}

@@ -1,0 +1,225 @@
+//! The DSL: [`StreamsBuilder`] makes [`KStream`]s and [`KTable`]s from topics; their
+//! operations add nodes to a graph that [`StreamsBuilder::build`] turns into a
+//! [`Topology`].
+//!
+//! The API is typed (`KStream<K, V>`): closures take `&K` and `&V` and return new values,
+//! and serdes are given where records meet bytes (sources, sinks, groupings that must
+//! repartition, stores). A key change (`map`, `select_key`, `flat_map`, `group_by`) before a
+//! stateful step routes records through an internal repartition topic, so that each key's
+//! records reach the one task that holds its state.
+//!
+//! # Examples
+//! ```
+//! use strom_streams::{serdes, Grouped, Materialized, Produced, StreamsBuilder};
+//!
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream("text", serdes::unit(), serdes::string())
+//!     .flat_map_values(|line: &String| {
+//!         line.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>()
+//!     })
+//!     .group_by(|_, word: &String| word.clone(), Grouped::with(serdes::string(), serdes::string()))
+//!     .count(Materialized::as_("counts"))
+//!     .to_stream()
+//!     .map_values(|n: &Option<i64>| n.unwrap_or(0).to_string())
+//!     .to("word-counts", Produced::with(serdes::string(), serdes::string()));
+//! let topology = builder.build().unwrap();
+//! assert_eq!(topology.internal_topics("wc"), ["wc-counts-repartition", "wc-counts-changelog"]);
+//! ```
+
+mod kstream;
+mod ktable;
+mod options;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+pub use kstream::KStream;
+pub use ktable::{KGroupedStream, KTable};
+pub use options::{Grouped, Materialized, PartitionerFn, Produced, Repartitioned};
+
+use crate::error::StreamsError;
+use crate::serdes::{ErasedSerde, SerdeRef};
+use crate::topology::{Node, NodeKind, StoreDef, StoreKind, TopicRef, Topology};
+
+/// What the DSL's key and value types must be: records are shared between nodes and
+/// threads.
+pub trait Data: Clone + Send + Sync + 'static {}
+impl<T: Clone + Send + Sync + 'static> Data for T {}
+
+#[derive(Default)]
+pub(crate) struct Graph {
+    nodes: Vec<Node>,
+    stores: Vec<StoreDef>,
+    repartitions: Vec<(TopicRef, Option<i32>, usize)>,
+    counter: usize,
+    errors: Vec<String>,
+}
+
+impl Graph {
+    /// Kafka's generated names: `KSTREAM-MAPVALUES-0000000003`.
+    fn name(&mut self, kind: &str) -> String {
+        let n = format!("{kind}-{:010}", self.counter);
+        self.counter += 1;
+        n
+    }
+
+    fn add(&mut self, kind: &str, node: NodeKind, parents: &[usize]) -> usize {
+        let name = self.name(kind);
+        let idx = self.nodes.len();
+        for &p in parents {
+            self.nodes[p].children.push(idx);
+        }
+        self.nodes.push(Node {
+            name,
+            kind: node,
+            parents: parents.to_vec(),
+            children: Vec::new(),
+            subtopology: 0,
+        });
+        idx
+    }
+
+    fn add_store(&mut self, store: StoreDef) -> usize {
+        self.stores.push(store);
+        self.stores.len() - 1
+    }
+}
+
+/// Builds a topology (Kafka's `StreamsBuilder`). Handles it gives out share it; call
+/// [`build`](Self::build) once the graph is complete.
+#[derive(Clone, Default)]
+pub struct StreamsBuilder {
+    pub(crate) graph: Rc<RefCell<Graph>>,
+}
+
+impl StreamsBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A stream of the records of `topic`.
+    pub fn stream<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        key: SerdeRef<K>,
+        value: SerdeRef<V>,
+    ) -> KStream<K, V> {
+        self.stream_from(&[topic], key, value)
+    }
+
+    /// One stream of the records of several topics (which must be co-partitioned).
+    pub fn stream_from<K: Data, V: Data>(
+        &self,
+        topics: &[&str],
+        key: SerdeRef<K>,
+        value: SerdeRef<V>,
+    ) -> KStream<K, V> {
+        let node = self.graph.borrow_mut().add(
+            "KSTREAM-SOURCE",
+            NodeKind::Source {
+                topics: topics.iter().map(|t| TopicRef::user(t)).collect(),
+                key: ErasedSerde::new(key),
+                value: ErasedSerde::new(value),
+                table: false,
+            },
+            &[],
+        );
+        KStream::new(self.clone(), node, false)
+    }
+
+    /// A table of the latest value per key of `topic` (a null value deletes the key),
+    /// materialized in a store (backed by its own changelog topic unless `without_logging`).
+    pub fn table<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        key: SerdeRef<K>,
+        value: SerdeRef<V>,
+        materialized: Materialized<V>,
+    ) -> KTable<K, V> {
+        let mut g = self.graph.borrow_mut();
+        let source = g.add(
+            "KTABLE-SOURCE",
+            NodeKind::Source {
+                topics: vec![TopicRef::user(topic)],
+                key: ErasedSerde::new(key.clone()),
+                value: ErasedSerde::new(value.clone()),
+                table: true,
+            },
+            &[],
+        );
+        let name = materialized
+            .name
+            .clone()
+            .unwrap_or_else(|| g.name(&format!("{topic}-STATE-STORE")));
+        let store = g.add_store(StoreDef {
+            name,
+            kind: materialized.kind,
+            logged: materialized.logging,
+            key: ErasedSerde::new(key),
+            value: ErasedSerde::new(materialized.value.unwrap_or(value)),
+            subtopology: usize::MAX,
+        });
+        let node = g.add(
+            "KTABLE-MATERIALIZE",
+            NodeKind::TableMaterialize { store },
+            &[source],
+        );
+        drop(g);
+        KTable::new(self.clone(), node)
+    }
+
+    /// Checks the graph and returns the topology to run.
+    pub fn build(&self) -> Result<Topology, StreamsError> {
+        let mut g = self.graph.borrow_mut();
+        if let Some(e) = g.errors.first() {
+            return Err(StreamsError::Topology(e.clone()));
+        }
+        let g = std::mem::take(&mut *g);
+        Topology::new(g.nodes, g.stores, g.repartitions).map_err(StreamsError::Topology)
+    }
+
+    pub(crate) fn add(&self, kind: &str, node: NodeKind, parents: &[usize]) -> usize {
+        self.graph.borrow_mut().add(kind, node, parents)
+    }
+
+    pub(crate) fn error(&self, e: String) {
+        self.graph.borrow_mut().errors.push(e);
+    }
+
+    pub(crate) fn new_store(
+        &self,
+        prefix: &str,
+        kind: StoreKind,
+        logged: bool,
+        name: Option<String>,
+        key: ErasedSerde,
+        value: ErasedSerde,
+    ) -> usize {
+        let mut g = self.graph.borrow_mut();
+        let name = name.unwrap_or_else(|| g.name(prefix));
+        g.add_store(StoreDef {
+            name,
+            kind,
+            logged,
+            key,
+            value,
+            subtopology: usize::MAX,
+        })
+    }
+
+    pub(crate) fn store_name(&self, store: usize) -> String {
+        self.graph.borrow().stores[store].name.clone()
+    }
+
+    pub(crate) fn next_name(&self, kind: &str) -> String {
+        self.graph.borrow_mut().name(kind)
+    }
+
+    pub(crate) fn add_repartition(&self, topic: TopicRef, partitions: Option<i32>, sink: usize) {
+        self.graph
+            .borrow_mut()
+            .repartitions
+            .push((topic, partitions, sink));
+    }
+}

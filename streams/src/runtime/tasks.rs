@@ -1,0 +1,539 @@
+//! A stream thread's tasks: opening them (stores, checkpoints, restoring from changelogs),
+//! feeding them records, sending what they write, committing, and closing them.
+//!
+//! A commit ties three things together:
+//!
+//! ```text
+//!  at_least_once:  flush producer ─▶ every output and changelog record acked
+//!                  ─▶ commit input offsets (OffsetCommit) ─▶ write checkpoints
+//!  exactly_once_v2: [begin] outputs + changelog records ... ─▶ TxnOffsetCommit(input offsets)
+//!                  ─▶ EndTxn(commit): all of it visible at once, or none of it
+//! ```
+//!
+//! Checkpoints (`<state.dir>/<application.id>/<task>/.checkpoint`) say up to which changelog
+//! offset a RocksDB store already holds the data. Under exactly-once a store may hold writes
+//! of a transaction that was then aborted, so the checkpoint is written only when a task
+//! closes cleanly after a commit, and removed when the task opens: a crash leaves none, and
+//! the store is then wiped and rebuilt from the changelog.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use strom_client::consumer::{
+    Consumer, ConsumerConfig, ConsumerGroupMetadata, ConsumerRecord, IsolationLevel, OffsetReset,
+};
+use strom_client::producer::{Producer, ProducerError, ProducerRecord, RecordMetadata};
+use strom_client::TopicPartition;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::{ProcessingGuarantee, Shared};
+use crate::error::StreamsError;
+use crate::record::Output;
+use crate::store::memory::MemoryStore;
+use crate::store::rocks::RocksStore;
+use crate::store::KeyValueStore;
+use crate::task::{Task, TaskId, TaskSettings};
+use crate::topology::StoreKind;
+
+type Delivery = BoxFuture<
+    'static,
+    (
+        Option<(TaskId, usize)>,
+        Result<RecordMetadata, ProducerError>,
+    ),
+>;
+
+pub(crate) struct TaskManager {
+    shared: Arc<Shared>,
+    pub producer: Arc<Producer>,
+    tasks: BTreeMap<TaskId, Task>,
+    deliveries: FuturesUnordered<Delivery>,
+    /// Next offset of each (task, store)'s changelog partition: what a checkpoint records.
+    changelog_next: BTreeMap<(TaskId, usize), i64>,
+    in_txn: bool,
+    /// Records processed since the last commit.
+    dirty: bool,
+    pub last_commit: Instant,
+    /// This member's identity, refreshed after each poll (TxnOffsetCommit checks it).
+    pub group: Option<ConsumerGroupMetadata>,
+    /// An error raised inside a rebalance callback, for the thread to act on after `poll`.
+    pub error: Option<StreamsError>,
+    /// Set before the consumer closes after a failure: give tasks up without committing.
+    pub closing_dirty: bool,
+}
+
+impl TaskManager {
+    pub fn new(shared: Arc<Shared>, producer: Arc<Producer>) -> Self {
+        Self {
+            shared,
+            producer,
+            tasks: BTreeMap::new(),
+            deliveries: FuturesUnordered::new(),
+            changelog_next: BTreeMap::new(),
+            in_txn: false,
+            dirty: false,
+            last_commit: Instant::now(),
+            group: None,
+            error: None,
+            closing_dirty: false,
+        }
+    }
+
+    fn eos(&self) -> bool {
+        self.shared.config.processing_guarantee == ProcessingGuarantee::ExactlyOnceV2
+    }
+
+    pub fn task_ids(&self) -> Vec<TaskId> {
+        self.tasks.keys().copied().collect()
+    }
+
+    fn task_of(&self, tp: &TopicPartition) -> Option<TaskId> {
+        self.shared.readers.get(&tp.topic).map(|&sub| TaskId {
+            subtopology: sub,
+            partition: tp.partition,
+        })
+    }
+
+    fn task_dir(&self, id: TaskId) -> PathBuf {
+        self.shared
+            .config
+            .state_dir
+            .join(&self.shared.config.application_id)
+            .join(id.to_string())
+    }
+
+    /// Opens the tasks of newly assigned partitions and restores their stores.
+    pub async fn open(&mut self, assigned: &[TopicPartition]) -> Result<(), StreamsError> {
+        let mut new: Vec<TaskId> = assigned.iter().filter_map(|tp| self.task_of(tp)).collect();
+        new.sort();
+        new.dedup();
+        new.retain(|id| !self.tasks.contains_key(id));
+        let mut restores: Vec<(TopicPartition, i64, TaskId, usize)> = Vec::new();
+        for id in new {
+            let (task, from) = self.open_task(id)?;
+            restores.extend(from);
+            self.tasks.insert(id, task);
+        }
+        if !restores.is_empty() {
+            self.restore(restores).await?;
+        }
+        Ok(())
+    }
+
+    fn open_task(
+        &mut self,
+        id: TaskId,
+    ) -> Result<(Task, Vec<(TopicPartition, i64, TaskId, usize)>), StreamsError> {
+        let topo = self.shared.topo.clone();
+        let app = &self.shared.config.application_id;
+        let dir = self.task_dir(id);
+        let io = |e: std::io::Error, what: &Path| StreamsError::Store {
+            store: format!("task {id}"),
+            reason: format!("{}: {e}", what.display()),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| io(e, &dir))?;
+        let checkpoint = read_checkpoint(&dir.join(".checkpoint"));
+        if self.eos() {
+            // Trusted once: a crash from here on must leave no checkpoint behind.
+            let _ = std::fs::remove_file(dir.join(".checkpoint"));
+        }
+        let mut stores: Vec<Option<Box<dyn KeyValueStore>>> = Vec::new();
+        let mut restores = Vec::new();
+        for (idx, def) in topo.stores.iter().enumerate() {
+            if def.subtopology != id.subtopology {
+                stores.push(None);
+                continue;
+            }
+            let start = match def.kind {
+                StoreKind::InMemory => None,
+                StoreKind::RocksDb => checkpoint.get(&def.name).copied(),
+            };
+            let store: Box<dyn KeyValueStore> = match def.kind {
+                StoreKind::InMemory => Box::new(MemoryStore::default()),
+                StoreKind::RocksDb => {
+                    let path = dir.join("rocksdb").join(&def.name);
+                    if start.is_none() && def.logged && path.exists() {
+                        // Nothing vouches for what it holds: rebuild it from the changelog.
+                        info!(task = %id, store = %def.name, "no checkpoint: wiping the store to restore it");
+                        std::fs::remove_dir_all(&path).map_err(|e| io(e, &path))?;
+                    }
+                    std::fs::create_dir_all(&path).map_err(|e| io(e, &path))?;
+                    Box::new(RocksStore::open(&def.name, &path)?)
+                }
+            };
+            stores.push(Some(store));
+            if def.logged {
+                let from = start.unwrap_or(0);
+                self.changelog_next.insert((id, idx), from);
+                restores.push((
+                    TopicPartition::new(def.changelog().resolve(app), id.partition),
+                    from,
+                    id,
+                    idx,
+                ));
+            }
+        }
+        let task = Task::new(
+            id,
+            topo,
+            app,
+            stores,
+            self.shared.partition_counts.clone(),
+            TaskSettings {
+                on_deserialization_error: self.shared.config.on_deserialization_error,
+                dead_letter_topic: self.shared.config.dead_letter_topic.clone(),
+            },
+        );
+        Ok((task, restores))
+    }
+
+    /// Reads each changelog partition from its start offset to its end into the store.
+    async fn restore(
+        &mut self,
+        restores: Vec<(TopicPartition, i64, TaskId, usize)>,
+    ) -> Result<(), StreamsError> {
+        let started = Instant::now();
+        let mut cfg = ConsumerConfig::new(self.shared.config.bootstrap_servers.clone());
+        cfg.enable_auto_commit = false;
+        cfg.auto_offset_reset = OffsetReset::Earliest;
+        cfg.max_poll_records = 10_000;
+        cfg.fetch_max_wait = Duration::from_millis(50);
+        if self.eos() {
+            cfg.isolation_level = IsolationLevel::ReadCommitted;
+        }
+        let mut consumer = Consumer::new(cfg)?;
+        consumer
+            .assign(restores.iter().map(|r| r.0.clone()).collect())
+            .await?;
+        let mut target: HashMap<TopicPartition, (TaskId, usize)> = HashMap::new();
+        for (tp, from, id, store) in &restores {
+            consumer.seek(tp, *from)?;
+            target.insert(tp.clone(), (*id, *store));
+        }
+        let mut restored = 0u64;
+        loop {
+            let records = consumer.poll(Duration::from_millis(200)).await?;
+            if records.is_empty() && consumer.at_end() {
+                break;
+            }
+            for r in records {
+                let tp = TopicPartition::new(r.topic.as_str(), r.partition);
+                let Some(&(id, store)) = target.get(&tp) else {
+                    continue;
+                };
+                let Some(key) = r.key.as_deref() else {
+                    continue;
+                };
+                if let Some(task) = self.tasks.get_mut(&id) {
+                    task.restore(store, key, r.value.as_deref())?;
+                }
+                restored += 1;
+            }
+        }
+        for (tp, (id, store)) in &target {
+            let next = consumer.position(tp).await?;
+            self.changelog_next.insert((*id, *store), next);
+        }
+        consumer.close().await;
+        info!(
+            partitions = restores.len(),
+            records = restored,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "restored state stores"
+        );
+        self.shared
+            .metrics
+            .restored
+            .fetch_add(restored, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs records through their tasks and sends what they write.
+    pub async fn process(&mut self, records: Vec<ConsumerRecord>) -> Result<(), StreamsError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut out: Vec<(TaskId, Output)> = Vec::new();
+        let mut buf = Vec::new();
+        let skipped_before = self.skipped();
+        for r in &records {
+            let tp = TopicPartition::new(r.topic.as_str(), r.partition);
+            let Some(id) = self.task_of(&tp) else {
+                return Err(StreamsError::Topology(format!(
+                    "no subtopology reads '{}'",
+                    r.topic
+                )));
+            };
+            let Some(task) = self.tasks.get_mut(&id) else {
+                return Err(StreamsError::TaskMigrated(format!(
+                    "a record of {tp} arrived, but task {id} is not open here"
+                )));
+            };
+            task.process(r, &mut buf)?;
+            out.extend(buf.drain(..).map(|o| (id, o)));
+        }
+        self.dirty = true;
+        self.shared.metrics.skipped.fetch_add(
+            self.skipped() - skipped_before,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.shared
+            .metrics
+            .processed
+            .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.send(out).await
+    }
+
+    async fn send(&mut self, out: Vec<(TaskId, Output)>) -> Result<(), StreamsError> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        if self.eos() && !self.in_txn {
+            self.producer.begin_transaction().await?;
+            self.in_txn = true;
+        }
+        for (id, o) in out {
+            let tag = o.changelog_of.map(|s| (id, s));
+            let record = ProducerRecord {
+                topic: o.topic,
+                partition: o.partition,
+                key: o.key,
+                value: o.value,
+                headers: o.headers,
+                timestamp: Some(o.timestamp),
+            };
+            let delivery = self.producer.send(record).await?;
+            self.deliveries
+                .push(async move { (tag, delivery.await) }.boxed());
+        }
+        self.collect_deliveries(false).await
+    }
+
+    /// Takes in acknowledgements: those ready (or, with `all`, every one outstanding).
+    pub async fn collect_deliveries(&mut self, all: bool) -> Result<(), StreamsError> {
+        loop {
+            let next = if all {
+                self.deliveries.next().await
+            } else {
+                match self.deliveries.next().now_or_never() {
+                    Some(n) => n,
+                    None => return Ok(()),
+                }
+            };
+            let Some((tag, result)) = next else {
+                return Ok(());
+            };
+            let meta = result?;
+            if let Some(key) = tag {
+                let next = self.changelog_next.entry(key).or_insert(0);
+                *next = (*next).max(meta.offset + 1);
+            }
+        }
+    }
+
+    /// The next offset to read of every input partition processed, for a commit.
+    pub fn offsets(&self, of: Option<&[TopicPartition]>) -> Vec<(TopicPartition, i64)> {
+        self.tasks
+            .values()
+            .flat_map(|t| t.consumed.iter())
+            .filter(|(tp, _)| of.is_none_or(|of| of.contains(tp)))
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect()
+    }
+
+    pub fn commit_due(&self) -> bool {
+        self.last_commit.elapsed() >= self.shared.config.commit_interval()
+    }
+
+    /// Exactly once: commits the open transaction with the input offsets.
+    pub async fn commit_transaction(&mut self) -> Result<(), StreamsError> {
+        self.last_commit = Instant::now();
+        if !self.dirty && !self.in_txn {
+            return Ok(());
+        }
+        let group = self.group.clone().ok_or_else(|| {
+            StreamsError::TaskMigrated("no group generation to commit under".into())
+        })?;
+        if !self.in_txn {
+            self.producer.begin_transaction().await?;
+            self.in_txn = true;
+        }
+        let offsets = self.offsets(None);
+        let result = async {
+            if !offsets.is_empty() {
+                self.producer
+                    .send_offsets_to_transaction(&offsets, &group)
+                    .await?;
+            }
+            self.producer.commit_transaction().await
+        }
+        .await;
+        if let Err(e) = result {
+            return Err(migrated_or(e));
+        }
+        self.in_txn = false;
+        self.dirty = false;
+        self.collect_deliveries(true).await?;
+        self.shared
+            .metrics
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        debug!(partitions = offsets.len(), "committed a transaction");
+        Ok(())
+    }
+
+    /// At least once, before the offsets are committed: every output and changelog record
+    /// is acknowledged. Returns the offsets to commit.
+    pub async fn flush_for_commit(&mut self) -> Result<Vec<(TopicPartition, i64)>, StreamsError> {
+        self.last_commit = Instant::now();
+        self.producer.flush().await;
+        self.collect_deliveries(true).await?;
+        Ok(if self.dirty {
+            self.offsets(None)
+        } else {
+            Vec::new()
+        })
+    }
+
+    /// At least once, after the offsets are committed.
+    pub fn committed(&mut self) -> Result<(), StreamsError> {
+        self.dirty = false;
+        self.shared
+            .metrics
+            .commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ids = self.task_ids();
+        for id in ids {
+            self.checkpoint(id)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, id: TaskId) -> Result<(), StreamsError> {
+        let topo = self.shared.topo.clone();
+        let Some(task) = self.tasks.get_mut(&id) else {
+            return Ok(());
+        };
+        task.flush()?;
+        let offsets: BTreeMap<String, i64> = self
+            .changelog_next
+            .range((id, 0)..=(id, usize::MAX))
+            .map(|((_, s), o)| (topo.stores[*s].name.clone(), *o))
+            .collect();
+        let path = self.task_dir(id).join(".checkpoint");
+        write_checkpoint(&path, &offsets).map_err(|e| StreamsError::Store {
+            store: format!("task {id}"),
+            reason: format!("writing {}: {e}", path.display()),
+        })
+    }
+
+    /// Gives up `revoked` partitions' tasks after committing what they did.
+    pub async fn revoke(&mut self, revoked: &[TopicPartition]) -> Result<(), StreamsError> {
+        let mut ids: Vec<TaskId> = revoked.iter().filter_map(|tp| self.task_of(tp)).collect();
+        ids.sort();
+        ids.dedup();
+        ids.retain(|id| self.tasks.contains_key(id));
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if self.closing_dirty {
+            self.close_dirty(&ids).await;
+            return Ok(());
+        }
+        if self.eos() {
+            // One transaction covers every task of the thread: commit it whole.
+            if let Err(e) = self.commit_transaction().await {
+                self.close_dirty(&ids).await;
+                return Err(e);
+            }
+        } else {
+            // The offsets of these partitions are committed by the consumer once this
+            // returns (the listener queued them); their outputs must be acked first.
+            self.producer.flush().await;
+            self.collect_deliveries(true).await?;
+        }
+        for id in &ids {
+            self.checkpoint(*id)?;
+            self.tasks.remove(id);
+            self.changelog_next.retain(|(t, _), _| t != id);
+        }
+        info!(tasks = ?ids.iter().map(ToString::to_string).collect::<Vec<_>>(), "closed tasks cleanly");
+        Ok(())
+    }
+
+    /// Drops tasks without committing (lost partitions, a failed commit): under
+    /// exactly-once the open transaction is aborted and no checkpoint is left, so their
+    /// stores are rebuilt from the changelogs next time.
+    pub async fn close_dirty(&mut self, ids: &[TaskId]) {
+        if self.in_txn {
+            if let Err(e) = self.producer.abort_transaction().await {
+                debug!(error = %e, "aborting the transaction failed (the coordinator aborts it on timeout)");
+            }
+            self.in_txn = false;
+        }
+        self.deliveries = FuturesUnordered::new();
+        for id in ids {
+            self.tasks.remove(id);
+            self.changelog_next.retain(|(t, _), _| t != id);
+            if !self.eos() {
+                // At least once, a checkpoint from the last commit stays valid.
+                continue;
+            }
+            let _ = std::fs::remove_file(self.task_dir(*id).join(".checkpoint"));
+        }
+        self.dirty = false;
+        if !ids.is_empty() {
+            warn!(tasks = ?ids.iter().map(ToString::to_string).collect::<Vec<_>>(), "closed tasks without committing");
+        }
+    }
+
+    /// The partitions' tasks are gone (this member was dropped from the group).
+    pub async fn lose(&mut self, lost: &[TopicPartition]) {
+        let mut ids: Vec<TaskId> = lost.iter().filter_map(|tp| self.task_of(tp)).collect();
+        ids.sort();
+        ids.dedup();
+        self.close_dirty(&ids).await;
+    }
+
+    /// Records skipped by the deserialization handler, over open tasks.
+    pub fn skipped(&self) -> u64 {
+        self.tasks.values().map(|t| t.skipped).sum()
+    }
+}
+
+/// Fencing and generation errors mean another member owns the tasks now.
+fn migrated_or(e: ProducerError) -> StreamsError {
+    let s = e.to_string();
+    if e.is_fatal()
+        || s.contains("ILLEGAL_GENERATION")
+        || s.contains("UNKNOWN_MEMBER_ID")
+        || s.contains("FENCED_INSTANCE_ID")
+        || s.contains("REBALANCE_IN_PROGRESS")
+    {
+        StreamsError::TaskMigrated(s)
+    } else {
+        StreamsError::Producer(e)
+    }
+}
+
+fn read_checkpoint(path: &Path) -> BTreeMap<String, i64> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn write_checkpoint(path: &Path, offsets: &BTreeMap<String, i64>) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(offsets).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(tmp, path)
+}
