@@ -36,6 +36,9 @@ struct Args {
     /// commit.interval.ms (default: 30000 at least once, 100 exactly once).
     #[arg(long)]
     commit_interval_ms: Option<u64>,
+    /// session.timeout.ms: how soon the group notices an instance that died.
+    #[arg(long, default_value_t = 45_000)]
+    session_timeout_ms: u64,
 }
 
 fn topology(
@@ -75,6 +78,8 @@ async fn main() -> anyhow::Result<()> {
     config.commit_interval = args
         .commit_interval_ms
         .map(std::time::Duration::from_millis);
+    config.session_timeout = std::time::Duration::from_millis(args.session_timeout_ms);
+    config.heartbeat_interval = config.session_timeout / 4;
     if let Some(dir) = args.state_dir {
         config.state_dir = dir;
     }

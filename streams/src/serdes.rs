@@ -149,9 +149,12 @@ pub fn unit() -> SerdeRef<()> {
 /// A serde with its type erased, as the topology's nodes hold it.
 #[derive(Clone)]
 pub(crate) struct ErasedSerde {
-    ser: Arc<dyn Fn(&Dyn) -> Result<Option<Bytes>, String> + Send + Sync>,
-    de: Arc<dyn Fn(Option<&[u8]>) -> Result<Dyn, String> + Send + Sync>,
+    ser: SerializeFn,
+    de: DeserializeFn,
 }
+
+type SerializeFn = Arc<dyn Fn(&Dyn) -> Result<Option<Bytes>, String> + Send + Sync>;
+type DeserializeFn = Arc<dyn Fn(Option<&[u8]>) -> Result<Dyn, String> + Send + Sync>;
 
 impl ErasedSerde {
     pub(crate) fn new<T: Send + Sync + 'static>(serde: SerdeRef<T>) -> Self {
@@ -184,6 +187,7 @@ fn type_mismatch<T>(_: &(dyn Any + Send + Sync)) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

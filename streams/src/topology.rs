@@ -197,19 +197,21 @@ impl Topology {
             }
             x
         }
-        for i in 0..nodes.len() {
-            for p in nodes[i].parents.clone() {
-                let (a, b) = (find(&mut root, i), find(&mut root, p));
-                root[a] = b;
-            }
+        let edges: Vec<(usize, usize)> = nodes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| n.parents.iter().map(move |&p| (i, p)))
+            .collect();
+        for (i, p) in edges {
+            let (a, b) = (find(&mut root, i), find(&mut root, p));
+            root[a] = b;
         }
         // Number subtopologies in order of their first node, as Kafka does.
         let mut ids: BTreeMap<usize, usize> = BTreeMap::new();
-        for i in 0..nodes.len() {
+        for (i, node) in nodes.iter_mut().enumerate() {
             let r = find(&mut root, i);
             let next = ids.len();
-            let id = *ids.entry(r).or_insert(next);
-            nodes[i].subtopology = id;
+            node.subtopology = *ids.entry(r).or_insert(next);
         }
         let mut subs: Vec<Subtopology> = (0..ids.len())
             .map(|_| Subtopology {

@@ -1,4 +1,5 @@
 //! Each DSL operator run through the test driver, against hand-computed expectations.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

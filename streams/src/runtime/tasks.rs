@@ -41,6 +41,9 @@ use crate::store::KeyValueStore;
 use crate::task::{Task, TaskId, TaskSettings};
 use crate::topology::StoreKind;
 
+/// A changelog partition to read into a store: (partition, from offset, task, store).
+type Restore = (TopicPartition, i64, TaskId, usize);
+
 type Delivery = BoxFuture<
     'static,
     (
@@ -114,7 +117,7 @@ impl TaskManager {
         new.sort();
         new.dedup();
         new.retain(|id| !self.tasks.contains_key(id));
-        let mut restores: Vec<(TopicPartition, i64, TaskId, usize)> = Vec::new();
+        let mut restores: Vec<Restore> = Vec::new();
         for id in new {
             let (task, from) = self.open_task(id)?;
             restores.extend(from);
@@ -126,10 +129,7 @@ impl TaskManager {
         Ok(())
     }
 
-    fn open_task(
-        &mut self,
-        id: TaskId,
-    ) -> Result<(Task, Vec<(TopicPartition, i64, TaskId, usize)>), StreamsError> {
+    fn open_task(&mut self, id: TaskId) -> Result<(Task, Vec<Restore>), StreamsError> {
         let topo = self.shared.topo.clone();
         let app = &self.shared.config.application_id;
         let dir = self.task_dir(id);
@@ -194,10 +194,7 @@ impl TaskManager {
     }
 
     /// Reads each changelog partition from its start offset to its end into the store.
-    async fn restore(
-        &mut self,
-        restores: Vec<(TopicPartition, i64, TaskId, usize)>,
-    ) -> Result<(), StreamsError> {
+    async fn restore(&mut self, restores: Vec<Restore>) -> Result<(), StreamsError> {
         let started = Instant::now();
         let mut cfg = ConsumerConfig::new(self.shared.config.bootstrap_servers.clone());
         cfg.enable_auto_commit = false;

@@ -31,6 +31,7 @@ pub trait KeyValueStore: Send {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod conformance {
     //! The suite every store implementation passes.
     use super::*;
