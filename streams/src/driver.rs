@@ -206,6 +206,16 @@ impl TopologyTestDriver {
         self.inner.borrow().tasks.values().map(|t| t.skipped).sum()
     }
 
+    /// Records windowed aggregations dropped as late (beyond the grace period).
+    pub fn late_dropped(&self) -> u64 {
+        self.inner
+            .borrow()
+            .tasks
+            .values()
+            .map(|t| t.late_dropped)
+            .sum()
+    }
+
     /// The raw records written to `topic` and not read yet (headers included).
     pub fn read_raw(&self, topic: &str) -> Vec<Output> {
         self.inner

@@ -67,6 +67,22 @@ pub(crate) type TableMapper = Arc<dyn Fn(&Dyn, &Dyn) -> Dyn + Send + Sync>;
 /// A KTable's change to a KStream value (`Option<V>`, `None` for a deletion).
 pub(crate) type ToStreamFn = Arc<dyn Fn(Option<&Dyn>) -> Dyn + Send + Sync>;
 
+/// (key, aggregate a, aggregate b) -> merged aggregate (session windows).
+pub(crate) type Merger = Arc<dyn Fn(&Dyn, &Dyn, &Dyn) -> Dyn + Send + Sync>;
+/// Wraps a key and its window into a `Windowed<K>`.
+pub(crate) type WindowedKeyFn = Arc<dyn Fn(&Dyn, crate::dsl::Window) -> Dyn + Send + Sync>;
+/// Reads a `Windowed<K>`'s window end.
+pub(crate) type WindowEndFn = Arc<dyn Fn(&Dyn) -> i64 + Send + Sync>;
+/// (key, value, the record's timestamp) -> event time.
+pub(crate) type TimestampFn = Arc<dyn Fn(&Dyn, &Dyn, i64) -> i64 + Send + Sync>;
+
+/// How a windowed aggregation cuts time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WindowSpec {
+    Time(crate::dsl::TimeWindows),
+    Session { gap: i64, grace: i64 },
+}
+
 /// A KTable source's value: `None` for a tombstone.
 pub(crate) struct MaybeValue(pub Option<Dyn>);
 
@@ -78,6 +94,8 @@ pub(crate) enum NodeKind {
         key: ErasedSerde,
         value: ErasedSerde,
         table: bool,
+        /// Event time from the record (Kafka's `TimestampExtractor`); else its timestamp.
+        timestamp: Option<TimestampFn>,
     },
     /// Filter, map, flat-map, peek, foreach, select-key: a record in, zero or more out.
     Stateless(StatelessFn),
@@ -93,6 +111,23 @@ pub(crate) enum NodeKind {
         store: usize,
         init: Option<Initializer>,
         add: Aggregator,
+    },
+    /// A windowed count / reduce / aggregate: time windows or sessions, records later than
+    /// the grace period dropped. Forwards changes keyed by `Windowed<K>`.
+    WindowAggregate {
+        store: usize,
+        spec: WindowSpec,
+        init: Option<Initializer>,
+        add: Aggregator,
+        merge: Option<Merger>,
+        wrap: WindowedKeyFn,
+    },
+    /// Buffers a windowed table's updates in `store` and forwards each window's final value
+    /// once `window end + wait < stream time`.
+    Suppress {
+        store: usize,
+        wait: i64,
+        window_end: WindowEndFn,
     },
     /// Materializes a table source into `store` (puts and deletes), forwarding changes.
     TableMaterialize {
@@ -110,6 +145,8 @@ impl NodeKind {
             NodeKind::Stateless(_) => "Processor",
             NodeKind::Sink { .. } => "Sink",
             NodeKind::Aggregate { .. } => "Processor",
+            NodeKind::WindowAggregate { .. } => "Processor",
+            NodeKind::Suppress { .. } => "Processor",
             NodeKind::TableMaterialize { .. } => "Processor",
             NodeKind::TableFilter(_) => "Processor",
             NodeKind::TableMapValues(_) => "Processor",
@@ -237,7 +274,10 @@ impl Topology {
         }
         for n in &nodes {
             let store = match n.kind {
-                NodeKind::Aggregate { store, .. } | NodeKind::TableMaterialize { store } => store,
+                NodeKind::Aggregate { store, .. }
+                | NodeKind::WindowAggregate { store, .. }
+                | NodeKind::Suppress { store, .. }
+                | NodeKind::TableMaterialize { store } => store,
                 _ => continue,
             };
             let s = &mut stores[store];
@@ -326,7 +366,10 @@ impl Topology {
                     NodeKind::Sink { topic, .. } => {
                         let _ = write!(out, " (topic: {})", topic.name);
                     }
-                    NodeKind::Aggregate { store, .. } | NodeKind::TableMaterialize { store } => {
+                    NodeKind::Aggregate { store, .. }
+                    | NodeKind::WindowAggregate { store, .. }
+                    | NodeKind::Suppress { store, .. }
+                    | NodeKind::TableMaterialize { store } => {
                         let _ = write!(out, " (stores: [{}])", self.stores[*store].name);
                     }
                     _ => {}

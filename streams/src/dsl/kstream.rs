@@ -257,6 +257,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                 key: ErasedSerde::new(key),
                 value: ErasedSerde::new(value),
                 table: false,
+                timestamp: None,
             },
             &[],
         );

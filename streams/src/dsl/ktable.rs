@@ -20,6 +20,34 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         Self { stream, grouped }
     }
 
+    /// Cuts each key's records into time windows (tumbling or hopping).
+    pub fn windowed_by(self, windows: super::TimeWindows) -> super::WindowedKStream<K, V> {
+        super::WindowedKStream {
+            stream: self.stream,
+            key: self.grouped.key,
+            value: self.grouped.value,
+            spec: crate::topology::WindowSpec::Time(windows),
+            _types: PhantomData,
+        }
+    }
+
+    /// Cuts each key's records into sessions of activity.
+    pub fn windowed_by_sessions(
+        self,
+        windows: super::SessionWindows,
+    ) -> super::WindowedKStream<K, V> {
+        super::WindowedKStream {
+            stream: self.stream,
+            key: self.grouped.key,
+            value: self.grouped.value,
+            spec: crate::topology::WindowSpec::Session {
+                gap: windows.gap,
+                grace: windows.grace,
+            },
+            _types: PhantomData,
+        }
+    }
+
     /// The number of records per key.
     pub fn count(self, materialized: Materialized<i64>) -> KTable<K, i64> {
         let m = Materialized {
@@ -111,6 +139,8 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
 pub struct KTable<K, V> {
     pub(crate) builder: StreamsBuilder,
     pub(crate) node: usize,
+    /// Set for windowed aggregations' tables (suppression needs the windows).
+    pub(crate) window: Option<crate::topology::WindowSpec>,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -119,6 +149,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         Self {
             builder,
             node,
+            window: None,
             _types: PhantomData,
         }
     }
@@ -133,7 +164,9 @@ impl<K: Data, V: Data> KTable<K, V> {
             })),
             &[self.node],
         );
-        KTable::new(self.builder.clone(), node)
+        let mut t = KTable::new(self.builder.clone(), node);
+        t.window = self.window;
+        t
     }
 
     /// A new value per key.
@@ -148,7 +181,9 @@ impl<K: Data, V: Data> KTable<K, V> {
             })),
             &[self.node],
         );
-        KTable::new(self.builder.clone(), node)
+        let mut t = KTable::new(self.builder.clone(), node);
+        t.window = self.window;
+        t
     }
 
     /// The table's updates as a stream: `Some(value)` for each new value, `None` when a key

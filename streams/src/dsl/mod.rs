@@ -30,6 +30,7 @@
 mod kstream;
 mod ktable;
 mod options;
+mod windowed;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -37,6 +38,9 @@ use std::rc::Rc;
 pub use kstream::KStream;
 pub use ktable::{KGroupedStream, KTable};
 pub use options::{Grouped, Materialized, PartitionerFn, Produced, Repartitioned};
+pub use windowed::{
+    windowed_serde, SessionWindows, TimeWindows, Window, Windowed, WindowedKStream,
+};
 
 use crate::error::StreamsError;
 use crate::serdes::{ErasedSerde, SerdeRef};
@@ -122,6 +126,35 @@ impl StreamsBuilder {
                 key: ErasedSerde::new(key),
                 value: ErasedSerde::new(value),
                 table: false,
+                timestamp: None,
+            },
+            &[],
+        );
+        KStream::new(self.clone(), node, false)
+    }
+
+    /// A stream of `topic` whose event time comes from each record (Kafka's
+    /// `TimestampExtractor`): `extract(key, value, record timestamp)`. Windows, stream time
+    /// and output timestamps use it.
+    pub fn stream_with_timestamps<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        key: SerdeRef<K>,
+        value: SerdeRef<V>,
+        extract: impl Fn(&K, &V, i64) -> i64 + Send + Sync + 'static,
+    ) -> KStream<K, V> {
+        let node = self.graph.borrow_mut().add(
+            "KSTREAM-SOURCE",
+            NodeKind::Source {
+                topics: vec![TopicRef::user(topic)],
+                key: ErasedSerde::new(key),
+                value: ErasedSerde::new(value),
+                table: false,
+                timestamp: Some(std::sync::Arc::new(
+                    move |k: &crate::record::Dyn, v: &crate::record::Dyn, ts| {
+                        extract(crate::record::cast::<K>(k), crate::record::cast::<V>(v), ts)
+                    },
+                )),
             },
             &[],
         );
@@ -145,6 +178,7 @@ impl StreamsBuilder {
                 key: ErasedSerde::new(key.clone()),
                 value: ErasedSerde::new(value.clone()),
                 table: true,
+                timestamp: None,
             },
             &[],
         );

@@ -46,6 +46,7 @@ pub(crate) struct Metrics {
     pub restored: AtomicU64,
     pub restarts: AtomicU64,
     pub skipped: AtomicU64,
+    pub late_dropped: AtomicU64,
 }
 
 /// A snapshot of an instance's counters.
@@ -62,6 +63,8 @@ pub struct StreamsMetrics {
     /// Records skipped by the deserialization handler (and null-key records an aggregation
     /// dropped).
     pub skipped: u64,
+    /// Records windowed aggregations dropped for arriving after the grace period.
+    pub late_dropped: u64,
 }
 
 /// What every stream thread of an instance shares.
@@ -177,6 +180,7 @@ impl KafkaStreams {
             restored: m.restored.load(Ordering::Relaxed),
             restarts: m.restarts.load(Ordering::Relaxed),
             skipped: m.skipped.load(Ordering::Relaxed),
+            late_dropped: m.late_dropped.load(Ordering::Relaxed),
         }
     }
 

@@ -259,6 +259,7 @@ impl TaskManager {
         let mut out: Vec<(TaskId, Output)> = Vec::new();
         let mut buf = Vec::new();
         let skipped_before = self.skipped();
+        let late_before: u64 = self.tasks.values().map(|t| t.late_dropped).sum();
         for r in &records {
             let tp = TopicPartition::new(r.topic.as_str(), r.partition);
             let Some(id) = self.task_of(&tp) else {
@@ -280,6 +281,11 @@ impl TaskManager {
             self.skipped() - skipped_before,
             std::sync::atomic::Ordering::Relaxed,
         );
+        let late: u64 = self.tasks.values().map(|t| t.late_dropped).sum();
+        self.shared
+            .metrics
+            .late_dropped
+            .fetch_add(late - late_before, std::sync::atomic::Ordering::Relaxed);
         self.shared
             .metrics
             .processed
