@@ -60,6 +60,13 @@ impl Inner {
     ) -> Result<(), StreamsError> {
         let mut queue = VecDeque::from([(topic.to_string(), key, value, timestamp, Vec::new())]);
         while let Some((topic, key, value, timestamp, headers)) = queue.pop_front() {
+            if let Some(g) = self.topo.globals.iter().position(|g| g.topic == topic) {
+                // A global table's topic: straight into its store.
+                if let Some(k) = key {
+                    self.settings.globals[g].write().put(&k, value.as_deref())?;
+                }
+                continue;
+            }
             let Some(&sub) = self.readers.get(&topic) else {
                 return Err(StreamsError::Topology(format!(
                     "the topology does not read topic '{topic}'"
@@ -80,6 +87,7 @@ impl Inner {
             let mut out = Vec::new();
             let task = self.task(sub);
             task.process(&record, &mut out)?;
+            task.maintain(&mut out)?;
             for o in out {
                 if o.changelog_of.is_none() && self.readers.contains_key(&o.topic) {
                     queue.push_back((
@@ -143,6 +151,7 @@ impl TopologyTestDriver {
         on_deserialization_error: OnDeserializationError,
         dead_letter_topic: Option<&str>,
     ) -> Self {
+        let globals = topology.globals.len();
         let mut readers = HashMap::new();
         for (i, s) in topology.subtopologies.iter().enumerate() {
             for t in &s.sources {
@@ -159,6 +168,11 @@ impl TopologyTestDriver {
                 settings: TaskSettings {
                     on_deserialization_error,
                     dead_letter_topic: dead_letter_topic.map(str::to_string),
+                    globals: Arc::new(
+                        (0..globals)
+                            .map(|_| parking_lot::RwLock::new(MemoryStore::default()))
+                            .collect(),
+                    ),
                 },
                 clock: 0,
             })),

@@ -76,6 +76,38 @@ pub(crate) type WindowEndFn = Arc<dyn Fn(&Dyn) -> i64 + Send + Sync>;
 /// (key, value, the record's timestamp) -> event time.
 pub(crate) type TimestampFn = Arc<dyn Fn(&Dyn, &Dyn, i64) -> i64 + Send + Sync>;
 
+/// (key, this side's value, the other side's value) -> joined value. Which of the two may be
+/// absent depends on the join's kind; the DSL's typed wrapper only sees what it accepts.
+pub(crate) type JoinFn = Arc<dyn Fn(&Dyn, Option<&Dyn>, Option<&Dyn>) -> Dyn + Send + Sync>;
+/// A table view: (key, stored value) -> the value after filters and mappers, if any.
+pub(crate) type ViewFn = Arc<dyn Fn(&Dyn, Dyn) -> Option<Dyn> + Send + Sync>;
+/// (stream key, stream value) -> the key to look up in a global table.
+pub(crate) type KeyMapper = Arc<dyn Fn(&Dyn, &Dyn) -> Dyn + Send + Sync>;
+
+/// How a join reads a table: its store, the node that owns the store (the join must run in
+/// the same subtopology), and the filters and mappers applied since.
+#[derive(Clone)]
+pub(crate) struct Getter {
+    pub store: usize,
+    pub owner: usize,
+    pub view: Option<ViewFn>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JoinKind {
+    Inner,
+    Left,
+    Outer,
+}
+
+/// A global table: every instance reads all of `topic` into a store of its own.
+pub(crate) struct GlobalDef {
+    pub name: String,
+    pub topic: String,
+    pub key: ErasedSerde,
+    pub value: ErasedSerde,
+}
+
 /// How a windowed aggregation cuts time.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum WindowSpec {
@@ -129,6 +161,43 @@ pub(crate) enum NodeKind {
         wait: i64,
         window_end: WindowEndFn,
     },
+    /// Looks each stream record's key up in a table (inner, or left with `left`).
+    StreamTableJoin {
+        table: Getter,
+        left: bool,
+        joiner: JoinFn,
+    },
+    /// Looks each stream record up in a global table under a key mapped from it.
+    GlobalJoin {
+        global: usize,
+        key_mapper: KeyMapper,
+        left: bool,
+        joiner: JoinFn,
+    },
+    /// One side of a table-table join: a change on this side, joined with the other side's
+    /// current value.
+    TableJoin {
+        other: Getter,
+        this_is_left: bool,
+        kind: JoinKind,
+        joiner: JoinFn,
+    },
+    /// One side of a windowed stream-stream join: buffers this side's records, joins each
+    /// with the other side's within the window, and (left/outer) emits records that found
+    /// no match once no match can come.
+    StreamJoin {
+        this_store: usize,
+        other_store: usize,
+        pending: Option<usize>,
+        this_is_left: bool,
+        kind: JoinKind,
+        before: i64,
+        after: i64,
+        grace: i64,
+        /// Both sides share one stream time, kept under this node index.
+        time_key: usize,
+        joiner: JoinFn,
+    },
     /// Materializes a table source into `store` (puts and deletes), forwarding changes.
     TableMaterialize {
         store: usize,
@@ -146,6 +215,10 @@ impl NodeKind {
             NodeKind::Sink { .. } => "Sink",
             NodeKind::Aggregate { .. } => "Processor",
             NodeKind::WindowAggregate { .. } => "Processor",
+            NodeKind::StreamTableJoin { .. } => "Processor",
+            NodeKind::GlobalJoin { .. } => "Processor",
+            NodeKind::TableJoin { .. } => "Processor",
+            NodeKind::StreamJoin { .. } => "Processor",
             NodeKind::Suppress { .. } => "Processor",
             NodeKind::TableMaterialize { .. } => "Processor",
             NodeKind::TableFilter(_) => "Processor",
@@ -160,6 +233,8 @@ pub(crate) struct Node {
     pub kind: NodeKind,
     pub parents: Vec<usize>,
     pub children: Vec<usize>,
+    /// Nodes whose stores this node reads (a join's table): same subtopology, no records.
+    pub links: Vec<usize>,
     pub subtopology: usize,
 }
 
@@ -210,6 +285,7 @@ pub(crate) struct RepartitionTopic {
 pub struct Topology {
     pub(crate) nodes: Vec<Node>,
     pub(crate) stores: Vec<StoreDef>,
+    pub(crate) globals: Vec<GlobalDef>,
     pub(crate) subtopologies: Vec<Subtopology>,
     pub(crate) repartitions: Vec<RepartitionTopic>,
 }
@@ -221,8 +297,9 @@ impl Topology {
         mut nodes: Vec<Node>,
         mut stores: Vec<StoreDef>,
         repartitions: Vec<(TopicRef, Option<i32>, usize)>,
+        globals: Vec<GlobalDef>,
     ) -> Result<Self, String> {
-        if nodes.is_empty() {
+        if nodes.is_empty() && globals.is_empty() {
             return Err("the topology has no nodes: add a stream or a table".into());
         }
         // Union-find over parent edges.
@@ -237,7 +314,7 @@ impl Topology {
         let edges: Vec<(usize, usize)> = nodes
             .iter()
             .enumerate()
-            .flat_map(|(i, n)| n.parents.iter().map(move |&p| (i, p)))
+            .flat_map(|(i, n)| n.parents.iter().chain(&n.links).map(move |&p| (i, p)))
             .collect();
         for (i, p) in edges {
             let (a, b) = (find(&mut root, i), find(&mut root, p));
@@ -273,23 +350,34 @@ impl Topology {
             }
         }
         for n in &nodes {
-            let store = match n.kind {
+            let used: Vec<usize> = match &n.kind {
                 NodeKind::Aggregate { store, .. }
                 | NodeKind::WindowAggregate { store, .. }
                 | NodeKind::Suppress { store, .. }
-                | NodeKind::TableMaterialize { store } => store,
+                | NodeKind::TableMaterialize { store } => vec![*store],
+                NodeKind::StreamJoin {
+                    this_store,
+                    other_store,
+                    pending,
+                    ..
+                } => [Some(*this_store), Some(*other_store), *pending]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
                 _ => continue,
             };
-            let s = &mut stores[store];
-            if s.subtopology != usize::MAX && s.subtopology != n.subtopology {
-                return Err(format!(
-                    "state store '{}' is used by two subtopologies",
-                    s.name
-                ));
-            }
-            s.subtopology = n.subtopology;
-            if !subs[n.subtopology].stores.contains(&store) {
-                subs[n.subtopology].stores.push(store);
+            for store in used {
+                let s = &mut stores[store];
+                if s.subtopology != usize::MAX && s.subtopology != n.subtopology {
+                    return Err(format!(
+                        "state store '{}' is used by two subtopologies",
+                        s.name
+                    ));
+                }
+                s.subtopology = n.subtopology;
+                if !subs[n.subtopology].stores.contains(&store) {
+                    subs[n.subtopology].stores.push(store);
+                }
             }
         }
         let mut names = BTreeSet::new();
@@ -306,9 +394,18 @@ impl Topology {
                 writer: nodes[sink].subtopology,
             })
             .collect();
+        for g in &globals {
+            if read_by.contains_key(&TopicRef::user(&g.topic)) {
+                return Err(format!(
+                    "topic '{}' is read as a global table and as a stream or table",
+                    g.topic
+                ));
+            }
+        }
         Ok(Self {
             nodes,
             stores,
+            globals,
             subtopologies: subs,
             repartitions,
         })

@@ -130,7 +130,13 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             NodeKind::Aggregate { store, init, add },
             &[input.node],
         );
-        KTable::new(b, node)
+        let mut t = KTable::new(b, node);
+        t.getter = Some(crate::topology::Getter {
+            store,
+            owner: node,
+            view: None,
+        });
+        t
     }
 }
 
@@ -141,6 +147,8 @@ pub struct KTable<K, V> {
     pub(crate) node: usize,
     /// Set for windowed aggregations' tables (suppression needs the windows).
     pub(crate) window: Option<crate::topology::WindowSpec>,
+    /// How a join reads this table's current values (materialized tables and their views).
+    pub(crate) getter: Option<crate::topology::Getter>,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
@@ -150,6 +158,7 @@ impl<K: Data, V: Data> KTable<K, V> {
             builder,
             node,
             window: None,
+            getter: None,
             _types: PhantomData,
         }
     }
@@ -157,15 +166,28 @@ impl<K: Data, V: Data> KTable<K, V> {
     /// Keeps the keys whose value satisfies `f` (a key whose new value fails it is deleted
     /// downstream).
     pub fn filter(&self, f: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KTable<K, V> {
+        let pred: crate::topology::TablePredicate =
+            Arc::new(move |k: &Dyn, v: &Dyn| f(cast::<K>(k), cast::<V>(v)));
         let node = self.builder.add(
             "KTABLE-FILTER",
-            NodeKind::TableFilter(Arc::new(move |k: &Dyn, v: &Dyn| {
-                f(cast::<K>(k), cast::<V>(v))
-            })),
+            NodeKind::TableFilter(pred.clone()),
             &[self.node],
         );
         let mut t = KTable::new(self.builder.clone(), node);
         t.window = self.window;
+        t.getter = self.getter.clone().map(|g| {
+            let inner = g.view.clone();
+            crate::topology::Getter {
+                view: Some(Arc::new(move |k: &Dyn, raw: Dyn| {
+                    let v = match &inner {
+                        Some(view) => view(k, raw)?,
+                        None => raw,
+                    };
+                    pred(k, &v).then_some(v)
+                })),
+                ..g
+            }
+        });
         t
     }
 
@@ -174,15 +196,28 @@ impl<K: Data, V: Data> KTable<K, V> {
         &self,
         f: impl Fn(&V) -> V2 + Send + Sync + 'static,
     ) -> KTable<K, V2> {
+        let map: crate::topology::TableMapper =
+            Arc::new(move |_: &Dyn, v: &Dyn| Arc::new(f(cast::<V>(v))) as Dyn);
         let node = self.builder.add(
             "KTABLE-MAPVALUES",
-            NodeKind::TableMapValues(Arc::new(move |_: &Dyn, v: &Dyn| {
-                Arc::new(f(cast::<V>(v))) as Dyn
-            })),
+            NodeKind::TableMapValues(map.clone()),
             &[self.node],
         );
         let mut t = KTable::new(self.builder.clone(), node);
         t.window = self.window;
+        t.getter = self.getter.clone().map(|g| {
+            let inner = g.view.clone();
+            crate::topology::Getter {
+                view: Some(Arc::new(move |k: &Dyn, raw: Dyn| {
+                    let v = match &inner {
+                        Some(view) => view(k, raw)?,
+                        None => raw,
+                    };
+                    Some(map(k, &v))
+                })),
+                ..g
+            }
+        });
         t
     }
 

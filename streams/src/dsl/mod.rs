@@ -27,6 +27,7 @@
 //! assert_eq!(topology.internal_topics("wc"), ["wc-counts-repartition", "wc-counts-changelog"]);
 //! ```
 
+mod joins;
 mod kstream;
 mod ktable;
 mod options;
@@ -35,6 +36,7 @@ mod windowed;
 use std::cell::RefCell;
 use std::rc::Rc;
 
+pub use joins::{GlobalKTable, JoinWindows, StreamJoined};
 pub use kstream::KStream;
 pub use ktable::{KGroupedStream, KTable};
 pub use options::{Grouped, Materialized, PartitionerFn, Produced, Repartitioned};
@@ -56,6 +58,7 @@ pub(crate) struct Graph {
     nodes: Vec<Node>,
     stores: Vec<StoreDef>,
     repartitions: Vec<(TopicRef, Option<i32>, usize)>,
+    globals: Vec<crate::topology::GlobalDef>,
     counter: usize,
     errors: Vec<String>,
 }
@@ -79,6 +82,7 @@ impl Graph {
             kind: node,
             parents: parents.to_vec(),
             children: Vec::new(),
+            links: Vec::new(),
             subtopology: 0,
         });
         idx
@@ -200,7 +204,36 @@ impl StreamsBuilder {
             &[source],
         );
         drop(g);
-        KTable::new(self.clone(), node)
+        let mut t = KTable::new(self.clone(), node);
+        t.getter = Some(crate::topology::Getter {
+            store,
+            owner: node,
+            view: None,
+        });
+        t
+    }
+
+    /// A table of `topic` replicated whole on every instance (Kafka's `GlobalKTable`):
+    /// streams join it under any key, with no co-partitioning. It is read from the
+    /// beginning before processing starts and kept up to date as the topic changes.
+    pub fn global_table<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        key: SerdeRef<K>,
+        value: SerdeRef<V>,
+    ) -> GlobalKTable<K, V> {
+        let mut g = self.graph.borrow_mut();
+        let name = g.name(&format!("{topic}-GLOBAL-STORE"));
+        g.globals.push(crate::topology::GlobalDef {
+            name,
+            topic: topic.to_string(),
+            key: ErasedSerde::new(key),
+            value: ErasedSerde::new(value),
+        });
+        GlobalKTable {
+            index: g.globals.len() - 1,
+            _types: std::marker::PhantomData,
+        }
     }
 
     /// Checks the graph and returns the topology to run.
@@ -210,11 +243,23 @@ impl StreamsBuilder {
             return Err(StreamsError::Topology(e.clone()));
         }
         let g = std::mem::take(&mut *g);
-        Topology::new(g.nodes, g.stores, g.repartitions).map_err(StreamsError::Topology)
+        Topology::new(g.nodes, g.stores, g.repartitions, g.globals).map_err(StreamsError::Topology)
     }
 
     pub(crate) fn add(&self, kind: &str, node: NodeKind, parents: &[usize]) -> usize {
         self.graph.borrow_mut().add(kind, node, parents)
+    }
+
+    /// Adds an edge: `to` gets what `from` forwards.
+    pub(crate) fn connect(&self, from: usize, to: usize) {
+        let mut g = self.graph.borrow_mut();
+        g.nodes[from].children.push(to);
+        g.nodes[to].parents.push(from);
+    }
+
+    /// Puts `node` in the same subtopology as `owner` (whose store it reads).
+    pub(crate) fn link(&self, node: usize, owner: usize) {
+        self.graph.borrow_mut().nodes[node].links.push(owner);
     }
 
     pub(crate) fn error(&self, e: String) {

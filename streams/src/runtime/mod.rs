@@ -10,6 +10,7 @@
 //! changelogs.
 
 mod config;
+mod global;
 mod tasks;
 mod thread;
 
@@ -78,6 +79,8 @@ pub(crate) struct Shared {
     pub subscribed: Vec<String>,
     /// Names this instance's transactional ids.
     pub process_id: uuid::Uuid,
+    /// Global tables, kept up to date by the global thread.
+    pub globals: Arc<crate::store::GlobalStores>,
     pub metrics: Metrics,
 }
 
@@ -143,8 +146,30 @@ impl KafkaStreams {
             subscribed,
             process_id: uuid::Uuid::new_v4(),
             metrics: Metrics::default(),
+            globals: Arc::new(
+                self.topo
+                    .globals
+                    .iter()
+                    .map(|_| parking_lot::RwLock::new(crate::store::memory::MemoryStore::default()))
+                    .collect(),
+            ),
         });
         let (tx, rx) = watch::channel(false);
+        if !self.topo.globals.is_empty() {
+            let mut reader = global::GlobalReader::new(&shared).await?;
+            reader.bootstrap(&shared).await?;
+            let (shared, rx, state) = (shared.clone(), rx.clone(), self.state.clone());
+            self.threads.push(tokio::spawn(async move {
+                let r = reader.run(&shared, rx).await;
+                if let Err(e) = &r {
+                    let mut s = state.lock();
+                    if !matches!(*s, StreamsState::Error(_)) {
+                        *s = StreamsState::Error(format!("global thread: {e}"));
+                    }
+                }
+                r
+            }));
+        }
         for i in 0..self.config.num_stream_threads {
             let (shared, rx, state) = (shared.clone(), rx.clone(), self.state.clone());
             self.threads.push(tokio::spawn(async move {
@@ -236,7 +261,8 @@ async fn prepare_topics(
     let app = &config.application_id;
     let mut admin = Admin::new(&config.bootstrap_servers);
     let mut counts: HashMap<String, i32> = HashMap::new();
-    for t in topo.source_topics() {
+    let globals = topo.globals.iter().map(|g| g.topic.clone());
+    for t in topo.source_topics().into_iter().chain(globals) {
         match admin.describe_topic(&t).await {
             Ok(d) => {
                 counts.insert(t, d.partitions.len() as i32);

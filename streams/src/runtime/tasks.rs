@@ -188,6 +188,7 @@ impl TaskManager {
             TaskSettings {
                 on_deserialization_error: self.shared.config.on_deserialization_error,
                 dead_letter_topic: self.shared.config.dead_letter_topic.clone(),
+                globals: self.shared.globals.clone(),
             },
         );
         Ok((task, restores))
@@ -348,6 +349,22 @@ impl TaskManager {
             .filter(|(tp, _)| of.is_none_or(|of| of.contains(tp)))
             .map(|(tp, o)| (tp.clone(), *o))
             .collect()
+    }
+
+    /// Purges join buffers no partner can reach any more (before a commit, so that their
+    /// changelog tombstones are part of it).
+    pub async fn maintain(&mut self) -> Result<(), StreamsError> {
+        let mut out = Vec::new();
+        for (id, task) in self.tasks.iter_mut() {
+            let mut buf = Vec::new();
+            task.maintain(&mut buf)?;
+            out.extend(buf.into_iter().map(|o| (*id, o)));
+        }
+        if !out.is_empty() {
+            self.dirty = true;
+            self.send(out).await?;
+        }
+        Ok(())
     }
 
     pub fn commit_due(&self) -> bool {

@@ -165,6 +165,7 @@ async fn commit(
     consumer: &mut Consumer,
     eos: bool,
 ) -> Result<(), StreamsError> {
+    t.maintain().await?;
     if eos {
         return t.commit_transaction().await;
     }

@@ -13,6 +13,9 @@ use bytes::Bytes;
 
 use crate::error::StreamsError;
 
+/// The global tables of one instance: every task reads them, one updater writes them.
+pub(crate) type GlobalStores = Vec<parking_lot::RwLock<memory::MemoryStore>>;
+
 /// A sorted map of byte strings.
 pub trait KeyValueStore: Send {
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StreamsError>;
