@@ -197,6 +197,73 @@ macro_rules! faults {
     };
 }
 
+/// A client application under test (a streams example, say): `bin` in the target dir's
+/// `examples/` (or `$<env>`), with its own log.
+pub struct AppProcess {
+    bin: PathBuf,
+    args: Vec<String>,
+    pub log: PathBuf,
+    proc: Option<Proc>,
+}
+
+impl AppProcess {
+    pub fn start(
+        example: &str,
+        env: &str,
+        args: Vec<String>,
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let mut a = Self {
+            bin: binary(&format!("examples/{example}"), env)?,
+            args,
+            log,
+            proc: None,
+        };
+        a.spawn()?;
+        Ok(a)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(&self.args)
+            .env("RUST_LOG", "info,strom_client=warn")
+            .stdin(Stdio::null());
+        self.proc = Some(Proc::spawn(&mut cmd, &self.log)?);
+        Ok(())
+    }
+
+    /// SIGTERM, then waits (up to a minute) for a clean exit.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        let Some(mut p) = self.proc.take() else {
+            return Ok(());
+        };
+        p.signal("-TERM")?;
+        let mut child = p.child.take().context("no child")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!("exited with {status}:\n{}", tail(&self.log, 30));
+                }
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        bail!("did not stop on SIGTERM:\n{}", tail(&self.log, 30))
+    }
+
+    /// Fails if the process has exited on its own.
+    pub fn check_running(&mut self) -> anyhow::Result<()> {
+        if self.proc.as_mut().is_some_and(|p| !p.running()) {
+            bail!("exited:\n{}", tail(&self.log, 40));
+        }
+        Ok(())
+    }
+
+    faults!();
+}
+
 /// One `strom-broker`.
 pub struct BrokerProcess {
     pub data_dir: PathBuf,

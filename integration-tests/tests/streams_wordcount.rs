@@ -8,11 +8,10 @@
 //! `STROM_STREAMS_TEST_LINES` changes the number of lines.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use integration_tests::{binary, tail, BrokerProcess};
+use integration_tests::{tail, AppProcess, BrokerProcess};
 use strom_client::admin::{Admin, NewTopic};
 use strom_client::consumer::{Consumer, ConsumerConfig, IsolationLevel, OffsetReset};
 use strom_client::producer::{Producer, ProducerConfig, ProducerRecord};
@@ -67,89 +66,6 @@ fn expected(lines: &[String]) -> BTreeMap<String, i64> {
     m
 }
 
-struct Instance {
-    args: Vec<String>,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl Instance {
-    fn start(args: Vec<String>, log: PathBuf) -> Self {
-        let mut i = Self {
-            args,
-            log,
-            child: None,
-        };
-        i.spawn();
-        i
-    }
-
-    fn spawn(&mut self) {
-        let bin = binary("examples/wordcount", "STROM_WORDCOUNT_BIN").expect("wordcount example");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log");
-        let child = Command::new(bin)
-            .args(&self.args)
-            .env("RUST_LOG", "info,strom_client=warn")
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn wordcount");
-        self.child = Some(child);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM, then wait for the clean shutdown.
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = c.try_wait() {
-                    assert!(
-                        status.success(),
-                        "wordcount exited with {status}:\n{}",
-                        tail(&self.log, 30)
-                    );
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = c.kill();
-            panic!(
-                "wordcount did not stop on SIGTERM:\n{}",
-                tail(&self.log, 30)
-            );
-        }
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                panic!("wordcount exited with {status}:\n{}", tail(&self.log, 40));
-            }
-        }
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
 async fn setup(bootstrap: &str, lines: &[String]) {
     let mut admin = Admin::new(bootstrap);
     for t in ["lines", "counts"] {
@@ -194,7 +110,7 @@ async fn committed(bootstrap: &str, app: &str) -> i64 {
 async fn read_until_complete(
     bootstrap: &str,
     expected: &BTreeMap<String, i64>,
-    instances: &mut [&mut Instance],
+    instances: &mut [&mut AppProcess],
 ) -> (usize, usize, usize) {
     let mut cfg = ConsumerConfig::new(bootstrap);
     cfg.isolation_level = IsolationLevel::ReadCommitted;
@@ -240,7 +156,7 @@ async fn read_until_complete(
             return (read, backwards, gaps);
         }
         for i in instances.iter_mut() {
-            i.assert_running();
+            i.check_running().expect("wordcount running");
         }
         if last_report.elapsed() > Duration::from_secs(10) {
             last_report = Instant::now();
@@ -301,20 +217,28 @@ async fn run(guarantee: &str, kill: bool) {
     eprintln!("produced {} lines in {:?}", lines.len(), started.elapsed());
 
     let app = "wordcount-app";
-    let mut a = Instance::start(
-        args(&bootstrap, app, guarantee, &dir.path().join("state-a")),
-        dir.path().join("a.log"),
-    );
-    let mut b = Instance::start(
-        args(&bootstrap, app, guarantee, &dir.path().join("state-b")),
-        dir.path().join("b.log"),
-    );
+    let start = |name: &str| {
+        AppProcess::start(
+            "wordcount",
+            "STROM_WORDCOUNT_BIN",
+            args(
+                &bootstrap,
+                app,
+                guarantee,
+                &dir.path().join(format!("state-{name}")),
+            ),
+            dir.path().join(format!("{name}.log")),
+        )
+        .expect("start wordcount")
+    };
+    let mut a = start("a");
+    let mut b = start("b");
     // Half-way through the input, stop one instance, then start it again.
     let half = lines.len() as i64 / 2;
     let deadline = Instant::now() + Duration::from_secs(600);
     while committed(&bootstrap, app).await < half {
-        a.assert_running();
-        b.assert_running();
+        a.check_running().expect("a running");
+        b.check_running().expect("b running");
         assert!(
             Instant::now() < deadline,
             "no progress:\n{}",
@@ -324,12 +248,14 @@ async fn run(guarantee: &str, kill: bool) {
     }
     eprintln!("half-way after {:?}", started.elapsed());
     if kill {
-        b.kill9();
+        b.kill9().expect("kill -9");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        b.restart().expect("restart");
     } else {
-        b.stop();
+        b.stop().expect("clean stop");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        b.restart().expect("restart");
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    b.spawn();
 
     let (read, backwards, gaps) =
         read_until_complete(&bootstrap, &expected, &mut [&mut a, &mut b]).await;
@@ -349,8 +275,8 @@ async fn run(guarantee: &str, kill: bool) {
             "exactly once: each word's counts must be 1, 2, 3, ... (a repeat or a skip means a duplicate or a loss)"
         );
     }
-    a.stop();
-    b.stop();
+    a.stop().expect("a stops cleanly");
+    b.stop().expect("b stops cleanly");
     for log in [dir.path().join("a.log"), dir.path().join("b.log")] {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(

@@ -278,6 +278,32 @@ async fn prepare_topics(
     // Task counts per subtopology; repartition topics take their writer's, which may
     // itself read a repartition topic: iterate until every count is known.
     let n = topo.subtopologies.len();
+    // A repartition topic read beside user topics (a join after a key change) must have
+    // their partition count: that is what co-partitions it with them.
+    let mut pinned: BTreeMap<TopicRef, i32> = BTreeMap::new();
+    for sub in &topo.subtopologies {
+        let user = sub.sources.iter().find_map(|t| {
+            (!t.internal)
+                .then(|| counts.get(&t.name).copied())
+                .flatten()
+        });
+        if let Some(c) = user {
+            for t in sub.sources.iter().filter(|t| t.internal) {
+                let fixed = topo
+                    .repartitions
+                    .iter()
+                    .find(|r| &r.topic == t)
+                    .and_then(|r| r.partitions);
+                if let Some(f) = fixed.filter(|f| *f != c) {
+                    return Err(StreamsError::Topology(format!(
+                        "repartition topic '{}' is set to {f} partitions but is joined with topics of {c}: they must be co-partitioned",
+                        t.name
+                    )));
+                }
+                pinned.insert(t.clone(), c);
+            }
+        }
+    }
     let mut tasks: Vec<Option<i32>> = vec![None; n];
     let mut repartition_counts: BTreeMap<TopicRef, i32> = BTreeMap::new();
     for _ in 0..=n {
@@ -311,8 +337,16 @@ async fn prepare_topics(
             tasks[i] = known.iter().map(|(_, c)| *c).max();
         }
         for r in &topo.repartitions {
-            if let (None, Some(c)) = (repartition_counts.get(&r.topic), tasks[r.writer]) {
-                repartition_counts.insert(r.topic.clone(), r.partitions.unwrap_or(c));
+            if repartition_counts.contains_key(&r.topic) {
+                continue;
+            }
+            let count = pinned
+                .get(&r.topic)
+                .copied()
+                .or(r.partitions)
+                .or(tasks[r.writer]);
+            if let Some(c) = count {
+                repartition_counts.insert(r.topic.clone(), c);
             }
         }
     }

@@ -1,0 +1,269 @@
+//! The sessionize and enrich streams examples as real processes against a live broker,
+//! checked against hand-computed outputs.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use integration_tests::{AppProcess, BrokerProcess};
+use strom_client::admin::{Admin, NewTopic};
+use strom_client::consumer::{Consumer, ConsumerConfig, OffsetReset};
+use strom_client::producer::{Producer, ProducerConfig, ProducerRecord};
+use strom_client::TopicPartition;
+
+fn broker(dir: &std::path::Path) -> BrokerProcess {
+    BrokerProcess::start(
+        &dir.join("broker"),
+        &["--group-initial-rebalance-delay-ms", "0"],
+    )
+    .expect("broker")
+}
+
+async fn topics(bootstrap: &str, names: &[&str], partitions: i32) {
+    let mut admin = Admin::new(bootstrap);
+    for t in names {
+        admin
+            .create_topic(&NewTopic::new(*t, partitions, 1))
+            .await
+            .expect("create topic");
+    }
+}
+
+async fn produce(bootstrap: &str, topic: &str, records: &[(&str, String)]) {
+    let p = Producer::new(ProducerConfig::new(bootstrap))
+        .await
+        .expect("producer");
+    for (k, v) in records {
+        p.send(ProducerRecord::new(topic, v.clone()).with_key(k.to_string()))
+            .await
+            .expect("send")
+            .await
+            .expect("acked");
+    }
+}
+
+/// Reads `topic` until `n` records arrived (or a minute passed).
+async fn read(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    app: &mut AppProcess,
+) -> Vec<(String, String)> {
+    let mut cfg = ConsumerConfig::new(bootstrap);
+    cfg.auto_offset_reset = OffsetReset::Earliest;
+    let mut c = Consumer::new(cfg).expect("consumer");
+    c.assign(
+        (0..partitions)
+            .map(|p| TopicPartition::new(topic, p))
+            .collect(),
+    )
+    .await
+    .expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} records: {out:?}",
+            out.len()
+        );
+        app.check_running().expect("the example runs");
+        for r in c.poll(Duration::from_millis(300)).await.expect("poll") {
+            let s = |b: Option<bytes::Bytes>| {
+                String::from_utf8(b.unwrap_or_default().to_vec()).expect("utf8")
+            };
+            out.push((s(r.key), s(r.value)));
+        }
+    }
+    // Nothing more than expected turns up.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(c
+        .poll(Duration::from_millis(500))
+        .await
+        .expect("poll")
+        .is_empty());
+    out
+}
+
+fn click(user: &str, page: &str, ts: i64) -> (&'static str, String) {
+    let user: &'static str = Box::leak(user.to_string().into_boxed_str());
+    (
+        user,
+        format!(r#"{{"user":"{user}","page":"{page}","ts":{ts}}}"#),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessionize_emits_each_closed_session_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let bs = b.kafka.to_string();
+    topics(&bs, &["clicks", "sessions"], 2).await;
+    let mut app = AppProcess::start(
+        "sessionize",
+        "STROM_SESSIONIZE_BIN",
+        [
+            "--bootstrap-server",
+            &bs,
+            "--input",
+            "clicks",
+            "--output",
+            "sessions",
+            "--inactivity-gap-ms",
+            "3000",
+            "--grace-ms",
+            "1000",
+            "--commit-interval-ms",
+            "100",
+            "--state-dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([dir.path().join("state").display().to_string()])
+        .collect(),
+        dir.path().join("sessionize.log"),
+    )
+    .expect("start sessionize");
+    // gap 3000, grace 1000. a: 0, 1000, 2500 (one session), 9000 (another); b: 500 then
+    // 2000 out of order (both in one session); a at 1500 arriving after time 20000 is
+    // late and dropped; z at 60000 on each partition moves stream time past all.
+    let clicks = vec![
+        click("a", "/home", 0),
+        click("b", "/b2", 2000),
+        click("a", "/search", 1000),
+        click("b", "/b1", 500),
+        click("a", "/cart", 2500),
+        click("a", "/again", 9000),
+        click("c", "/late-test", 20_000),
+        click("a", "/late", 1500),
+    ];
+    produce(&bs, "clicks", &clicks).await;
+    // Stream time is kept per task: tick every partition.
+    let p = Producer::new(ProducerConfig::new(&bs))
+        .await
+        .expect("producer");
+    for partition in 0..2 {
+        let (k, v) = click("z", "/tick", 60_000);
+        p.send(
+            ProducerRecord::new("clicks", v)
+                .with_key(k)
+                .with_partition(partition),
+        )
+        .await
+        .expect("send")
+        .await
+        .expect("acked");
+    }
+    let got = read(&bs, "sessions", 2, 4, &mut app).await;
+    let got: BTreeMap<String, serde_json::Value> = got
+        .into_iter()
+        .map(|(k, v)| {
+            let v: serde_json::Value = serde_json::from_str(&v).expect("json");
+            (format!("{k}@{}", v["start"]), v)
+        })
+        .collect();
+    let expect = |user: &str, start: i64, end: i64, pages: &[&str]| serde_json::json!({"user": user, "start": start, "end": end, "clicks": pages.len(), "pages": pages});
+    assert_eq!(
+        got["a@0"],
+        expect("a", 0, 2500, &["/home", "/search", "/cart"])
+    );
+    assert_eq!(got["a@9000"], expect("a", 9000, 9000, &["/again"]));
+    assert_eq!(got["b@500"], expect("b", 500, 2000, &["/b2", "/b1"]));
+    assert_eq!(got["c@20000"], expect("c", 20000, 20000, &["/late-test"]));
+    app.stop().expect("clean stop");
+    let log = std::fs::read_to_string(&app.log).unwrap_or_default();
+    assert!(log.contains("1 late and dropped"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrich_joins_orders_with_the_latest_customer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let bs = b.kafka.to_string();
+    topics(&bs, &["orders", "customers", "enriched-orders"], 3).await;
+    produce(
+        &bs,
+        "customers",
+        &[
+            ("c1", r#"{"name":"Ada"}"#.to_string()),
+            ("c2", r#"{"name":"Grace"}"#.to_string()),
+        ],
+    )
+    .await;
+    let mut app = AppProcess::start(
+        "enrich",
+        "STROM_ENRICH_BIN",
+        [
+            "--bootstrap-server",
+            &bs,
+            "--commit-interval-ms",
+            "100",
+            "--state-dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([dir.path().join("state").display().to_string()])
+        .collect(),
+        dir.path().join("enrich.log"),
+    )
+    .expect("start enrich");
+    // The table must hold the customers before the orders come: wait for the group's
+    // committed offsets to cover them.
+    let mut admin = Admin::new(&bs);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done: i64 = admin
+            .list_group_offsets("enrich")
+            .await
+            .map(|m| {
+                m.iter()
+                    .filter(|(tp, _)| tp.topic == "customers")
+                    .map(|(_, o)| o.offset)
+                    .sum()
+            })
+            .unwrap_or(0);
+        if done >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "customers never consumed");
+        app.check_running().expect("enrich runs");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Orders keyed by order id: the example re-keys them by customer_id.
+    produce(
+        &bs,
+        "orders",
+        &[
+            (
+                "o1",
+                r#"{"id":"o1","customer_id":"c1","amount":10}"#.to_string(),
+            ),
+            (
+                "o2",
+                r#"{"id":"o2","customer_id":"c9","amount":5}"#.to_string(),
+            ),
+            (
+                "o3",
+                r#"{"id":"o3","customer_id":"c2","amount":7}"#.to_string(),
+            ),
+        ],
+    )
+    .await;
+    let got = read(&bs, "enriched-orders", 3, 3, &mut app).await;
+    let by_order: BTreeMap<String, (String, serde_json::Value)> = got
+        .into_iter()
+        .map(|(k, v)| {
+            let v: serde_json::Value = serde_json::from_str(&v).expect("json");
+            (
+                v["order"]["id"].as_str().unwrap_or_default().to_string(),
+                (k, v),
+            )
+        })
+        .collect();
+    assert_eq!(by_order["o1"].0, "c1");
+    assert_eq!(by_order["o1"].1["customer"]["name"], "Ada");
+    assert_eq!(by_order["o3"].1["customer"]["name"], "Grace");
+    assert_eq!(by_order["o2"].0, "c9");
+    assert!(by_order["o2"].1["customer"].is_null());
+    app.stop().expect("clean stop");
+}
