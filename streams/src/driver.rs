@@ -38,6 +38,15 @@ use crate::topology::Topology;
 
 const APPLICATION_ID: &str = "test-driver";
 
+/// (topic, key, value, timestamp, headers) of a record on its way into the topology.
+type Piped = (
+    String,
+    Option<Bytes>,
+    Option<Bytes>,
+    i64,
+    Vec<(String, Option<Bytes>)>,
+);
+
 struct Inner {
     topo: Arc<Topology>,
     tasks: BTreeMap<usize, Task>,
@@ -46,8 +55,10 @@ struct Inner {
     offsets: HashMap<String, i64>,
     outputs: HashMap<String, VecDeque<Output>>,
     settings: TaskSettings,
-    /// Wall-clock of piped records without a timestamp.
+    /// Timestamps of piped records without one.
     clock: i64,
+    /// The wall clock punctuations see ([`TopologyTestDriver::advance_wall_clock`]).
+    wall_clock: i64,
 }
 
 impl Inner {
@@ -85,32 +96,48 @@ impl Inner {
             };
             *offset += 1;
             let mut out = Vec::new();
-            let task = self.task(sub);
+            let task = self.task(sub)?;
             task.process(&record, &mut out)?;
             task.maintain(&mut out)?;
-            for o in out {
-                if o.changelog_of.is_none() && self.readers.contains_key(&o.topic) {
-                    queue.push_back((
-                        o.topic.clone(),
-                        o.key.clone(),
-                        o.value.clone(),
-                        o.timestamp,
-                        o.headers.clone(),
-                    ));
-                }
-                self.outputs
-                    .entry(o.topic.clone())
-                    .or_default()
-                    .push_back(o);
-            }
+            queue.extend(self.file(out));
         }
         Ok(())
     }
 
-    fn task(&mut self, sub: usize) -> &mut Task {
+    /// Keeps outputs for reading; returns those the topology itself reads (repartition
+    /// topics), to process next.
+    fn file(&mut self, out: Vec<Output>) -> Vec<Piped> {
+        let mut again = Vec::new();
+        for o in out {
+            if o.changelog_of.is_none() && self.readers.contains_key(&o.topic) {
+                again.push((
+                    o.topic.clone(),
+                    o.key.clone(),
+                    o.value.clone(),
+                    o.timestamp,
+                    o.headers.clone(),
+                ));
+            }
+            self.outputs
+                .entry(o.topic.clone())
+                .or_default()
+                .push_back(o);
+        }
+        again
+    }
+
+    /// Files outputs and processes those the topology reads.
+    fn route(&mut self, out: Vec<Output>) -> Result<(), StreamsError> {
+        for (topic, key, value, ts, _) in self.file(out) {
+            self.pipe(&topic, key, value, ts)?;
+        }
+        Ok(())
+    }
+
+    fn task(&mut self, sub: usize) -> Result<&mut Task, StreamsError> {
         let topo = self.topo.clone();
         let settings = self.settings.clone();
-        self.tasks.entry(sub).or_insert_with(|| {
+        if let std::collections::btree_map::Entry::Vacant(e) = self.tasks.entry(sub) {
             let stores = topo
                 .stores
                 .iter()
@@ -119,7 +146,7 @@ impl Inner {
                         .then(|| Box::new(MemoryStore::default()) as Box<dyn KeyValueStore>)
                 })
                 .collect();
-            Task::new(
+            e.insert(Task::new(
                 TaskId {
                     subtopology: sub,
                     partition: 0,
@@ -129,8 +156,11 @@ impl Inner {
                 stores,
                 Arc::new(HashMap::new()),
                 settings,
-            )
-        })
+            )?);
+        }
+        self.tasks
+            .get_mut(&sub)
+            .ok_or_else(|| StreamsError::Topology("no task".into()))
     }
 }
 
@@ -175,6 +205,7 @@ impl TopologyTestDriver {
                     ),
                 },
                 clock: 0,
+                wall_clock: 0,
             })),
         }
     }
@@ -220,6 +251,21 @@ impl TopologyTestDriver {
         self.inner.borrow().tasks.values().map(|t| t.skipped).sum()
     }
 
+    /// Moves the wall clock forward by `ms` and fires the wall-clock punctuations due;
+    /// what they write is processed like any output.
+    pub fn advance_wall_clock(&self, ms: i64) -> Result<(), StreamsError> {
+        let mut inner = self.inner.borrow_mut();
+        inner.wall_clock += ms;
+        let now = inner.wall_clock;
+        let subs: Vec<usize> = (0..inner.topo.subtopologies.len()).collect();
+        for sub in subs {
+            let mut out = Vec::new();
+            inner.task(sub)?.punctuate_wall_clock(now, &mut out)?;
+            inner.route(out)?;
+        }
+        Ok(())
+    }
+
     /// Records windowed aggregations dropped as late (beyond the grace period).
     pub fn late_dropped(&self) -> u64 {
         self.inner
@@ -259,7 +305,7 @@ impl TopologyTestDriver {
             .key
             .serialize(&(Arc::new(key) as Dyn))
             .map_err(StreamsError::Serde)?;
-        let task = inner.task(def.subtopology);
+        let task = inner.task(def.subtopology)?;
         let Some(s) = task.store_ref(idx) else {
             return Ok(None);
         };

@@ -198,6 +198,11 @@ pub(crate) enum NodeKind {
         time_key: usize,
         joiner: JoinFn,
     },
+    /// A Processor API node: one processor instance per task, using `stores`.
+    Process {
+        supplier: crate::dsl::ProcessorSupplier,
+        stores: Vec<usize>,
+    },
     /// Materializes a table source into `store` (puts and deletes), forwarding changes.
     TableMaterialize {
         store: usize,
@@ -219,6 +224,7 @@ impl NodeKind {
             NodeKind::GlobalJoin { .. } => "Processor",
             NodeKind::TableJoin { .. } => "Processor",
             NodeKind::StreamJoin { .. } => "Processor",
+            NodeKind::Process { .. } => "Processor",
             NodeKind::Suppress { .. } => "Processor",
             NodeKind::TableMaterialize { .. } => "Processor",
             NodeKind::TableFilter(_) => "Processor",
@@ -364,6 +370,7 @@ impl Topology {
                     .into_iter()
                     .flatten()
                     .collect(),
+                NodeKind::Process { stores, .. } => stores.clone(),
                 _ => continue,
             };
             for store in used {

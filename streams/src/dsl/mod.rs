@@ -31,6 +31,7 @@ mod joins;
 mod kstream;
 mod ktable;
 mod options;
+mod processor;
 mod windowed;
 
 use std::cell::RefCell;
@@ -40,6 +41,8 @@ pub use joins::{GlobalKTable, JoinWindows, StreamJoined};
 pub use kstream::KStream;
 pub use ktable::{KGroupedStream, KTable};
 pub use options::{Grouped, Materialized, PartitionerFn, Produced, Repartitioned};
+pub(crate) use processor::{CtxOps, ErasedProcessor, ProcessorSupplier};
+pub use processor::{Processor, ProcessorContext, PunctuationType, Record};
 pub use windowed::{
     windowed_serde, SessionWindows, TimeWindows, Window, Windowed, WindowedKStream,
 };
@@ -285,6 +288,14 @@ impl StreamsBuilder {
             value,
             subtopology: usize::MAX,
         })
+    }
+
+    pub(crate) fn store_index(&self, name: &str) -> Option<usize> {
+        self.graph
+            .borrow()
+            .stores
+            .iter()
+            .position(|s| s.name == name)
     }
 
     pub(crate) fn store_name(&self, store: usize) -> String {

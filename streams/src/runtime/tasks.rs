@@ -190,7 +190,7 @@ impl TaskManager {
                 dead_letter_topic: self.shared.config.dead_letter_topic.clone(),
                 globals: self.shared.globals.clone(),
             },
-        );
+        )?;
         Ok((task, restores))
     }
 
@@ -358,6 +358,24 @@ impl TaskManager {
         for (id, task) in self.tasks.iter_mut() {
             let mut buf = Vec::new();
             task.maintain(&mut buf)?;
+            out.extend(buf.into_iter().map(|o| (*id, o)));
+        }
+        if !out.is_empty() {
+            self.dirty = true;
+            self.send(out).await?;
+        }
+        Ok(())
+    }
+
+    /// Fires wall-clock punctuations that are due and sends what they write.
+    pub async fn punctuate_wall_clock(&mut self) -> Result<(), StreamsError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut out = Vec::new();
+        for (id, task) in self.tasks.iter_mut() {
+            let mut buf = Vec::new();
+            task.punctuate_wall_clock(now, &mut buf)?;
             out.extend(buf.into_iter().map(|o| (*id, o)));
         }
         if !out.is_empty() {

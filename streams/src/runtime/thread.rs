@@ -124,6 +124,7 @@ async fn run_once(
             }
             t.group = consumer.group_metadata();
             t.process(records).await?;
+            t.punctuate_wall_clock().await?;
             if t.commit_due() {
                 commit(&mut t, &mut consumer, eos).await?;
             }

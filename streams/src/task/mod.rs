@@ -21,6 +21,7 @@ use crate::store::KeyValueStore;
 use crate::topology::{MaybeValue, NodeKind, Topology, WindowSpec};
 
 mod joins;
+mod processor;
 mod windows;
 use joins::StreamJoinSide;
 use windows::Agg;
@@ -82,6 +83,9 @@ pub(crate) struct Task {
     pub late_dropped: u64,
     /// Per windowed node: the highest timestamp it has seen (Kafka's observed stream time).
     node_time: HashMap<usize, i64>,
+    /// Processor API instances, by node.
+    processors: HashMap<usize, Box<dyn crate::dsl::ErasedProcessor>>,
+    schedules: Vec<processor::Schedule>,
     /// Makes buffered join records with equal keys and times distinct; starts from the
     /// clock so that a reopened task does not reuse numbers.
     seq: u64,
@@ -97,7 +101,7 @@ impl Task {
         stores: Vec<Option<Box<dyn KeyValueStore>>>,
         partition_counts: Arc<HashMap<String, i32>>,
         settings: TaskSettings,
-    ) -> Self {
+    ) -> Result<Self, StreamsError> {
         let sub = &topo.subtopologies[id.subtopology];
         let sources = sub
             .source_nodes
@@ -118,7 +122,7 @@ impl Task {
                 _ => None,
             })
             .collect();
-        Self {
+        let mut task = Self {
             id,
             topo,
             sources,
@@ -132,10 +136,14 @@ impl Task {
             skipped: 0,
             late_dropped: 0,
             node_time: HashMap::new(),
+            processors: HashMap::new(),
+            schedules: Vec::new(),
             seq: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
-        }
+        };
+        task.init_processors()?;
+        Ok(task)
     }
 
     /// Runs one input record through the graph; what it writes is appended to `out`.
@@ -197,6 +205,13 @@ impl Task {
         };
         for &c in &topo.nodes[node].children {
             self.run(c, rec.clone(), out)?;
+        }
+        if !self.schedules.is_empty() {
+            self.punctuate(
+                crate::dsl::PunctuationType::StreamTime,
+                self.stream_time,
+                out,
+            )?;
         }
         Ok(())
     }
@@ -420,6 +435,9 @@ impl Task {
                     joiner,
                 };
                 self.stream_join(&j, rec, out, &mut fwd)?;
+            }
+            NodeKind::Process { .. } => {
+                fwd = self.run_processor(node, rec, out)?;
             }
             NodeKind::ToStream(f) => {
                 let c = crate::record::cast::<Change>(&rec.value);
