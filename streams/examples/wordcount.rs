@@ -36,6 +36,9 @@ struct Args {
     /// commit.interval.ms (default: 30000 at least once, 100 exactly once).
     #[arg(long)]
     commit_interval_ms: Option<u64>,
+    /// num.standby.replicas: warm copies of each task's store on other instances.
+    #[arg(long, default_value_t = 0)]
+    num_standby_replicas: usize,
     /// session.timeout.ms: how soon the group notices an instance that died.
     #[arg(long, default_value_t = 45_000)]
     session_timeout_ms: u64,
@@ -75,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = StreamsConfig::new(&args.application_id, &args.bootstrap_server);
     config.processing_guarantee = ProcessingGuarantee::parse(&args.processing_guarantee)?;
     config.num_stream_threads = args.threads;
+    config.num_standby_replicas = args.num_standby_replicas;
     config.commit_interval = args
         .commit_interval_ms
         .map(std::time::Duration::from_millis);

@@ -79,6 +79,43 @@ pub struct MemberSubscription {
     pub owned: Vec<TopicPartition>,
     /// The generation its `owned` is from (subscription v2+), -1 when unknown.
     pub generation: i32,
+    /// What a custom assignor put in the member's subscription.
+    pub user_data: Option<bytes::Bytes>,
+}
+
+/// A custom assignment strategy (Kafka's `ConsumerPartitionAssignor`), for a group whose
+/// members all use it: Kafka Streams' task assignor is one. Members announce it by
+/// [`name`](Self::name); rebalances with it are eager (everything is revoked first).
+pub trait PartitionAssignor: Send + Sync {
+    /// The protocol name in JoinGroup.
+    fn name(&self) -> &str;
+
+    /// Bytes this member adds to its subscription (`user_data`).
+    fn subscription_user_data(&self) -> Option<bytes::Bytes> {
+        None
+    }
+
+    /// The leader's part: each member's partitions and the bytes to hand it with them.
+    fn assign(
+        &self,
+        members: &[MemberSubscription],
+        partitions: &BTreeMap<String, i32>,
+    ) -> BTreeMap<String, (Vec<TopicPartition>, Option<bytes::Bytes>)>;
+
+    /// This member's assignment, before the rebalance listener hears of it.
+    fn on_assignment(&self, partitions: &[TopicPartition], user_data: Option<&bytes::Bytes>) {
+        let _ = (partitions, user_data);
+    }
+}
+
+/// A [`PartitionAssignor`] in a [`super::ConsumerConfig`].
+#[derive(Clone)]
+pub struct CustomAssignor(pub std::sync::Arc<dyn PartitionAssignor>);
+
+impl std::fmt::Debug for CustomAssignor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CustomAssignor({})", self.0.name())
+    }
 }
 
 impl MemberSubscription {
@@ -301,6 +338,7 @@ mod tests {
                 .map(|(t, p)| TopicPartition::new(*t, *p))
                 .collect(),
             generation: 1,
+            user_data: None,
         }
     }
 

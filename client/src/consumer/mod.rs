@@ -86,7 +86,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::warn;
 
-pub use assignor::{Assignor, MemberSubscription};
+pub use assignor::{Assignor, CustomAssignor, MemberSubscription, PartitionAssignor};
 use fetcher::Fetched;
 use group::{Group, GroupSettings};
 pub(crate) use protocol::{committed_offsets, decode_assignment};
@@ -151,6 +151,9 @@ pub struct ConsumerConfig {
     /// `isolation.level`: read_committed reads only committed transactional records, up to
     /// the last stable offset, and waits for committed offsets a transaction holds.
     pub isolation_level: IsolationLevel,
+    /// A custom assignor, used instead of `assignors` (every member of the group must use
+    /// it). Rebalances are then eager.
+    pub custom_assignor: Option<CustomAssignor>,
 }
 
 /// A group member's identity at a point in time (Java's `ConsumerGroupMetadata`).
@@ -220,6 +223,7 @@ impl ConsumerConfig {
             retry_backoff: Duration::from_millis(100),
             metadata_max_age: Duration::from_secs(300),
             isolation_level: IsolationLevel::ReadUncommitted,
+            custom_assignor: None,
         }
     }
 

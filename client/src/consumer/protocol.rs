@@ -48,6 +48,7 @@ pub(super) fn subscription(
     topics: &[String],
     owned: &[TopicPartition],
     generation: i32,
+    user_data: Option<Bytes>,
 ) -> Result<Bytes, ConsumerError> {
     let subscription = ConsumerProtocolSubscription::default()
         .with_topics(
@@ -66,22 +67,28 @@ pub(super) fn subscription(
                 })
                 .collect(),
         )
-        .with_generation_id(generation);
+        .with_generation_id(generation)
+        .with_user_data(user_data);
     versioned(&subscription, 3)
 }
 
 /// One member's assignment, as the leader hands it to SyncGroup.
-pub(super) fn assignment(tps: &[TopicPartition]) -> Result<Bytes, ConsumerError> {
-    let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(
-        partitions_by_topic(tps)
-            .into_iter()
-            .map(|(t, p)| {
-                AssignedPartitions::default()
-                    .with_topic(topic_name(t))
-                    .with_partitions(p)
-            })
-            .collect(),
-    );
+pub(super) fn assignment(
+    tps: &[TopicPartition],
+    user_data: Option<Bytes>,
+) -> Result<Bytes, ConsumerError> {
+    let assignment = ConsumerProtocolAssignment::default()
+        .with_assigned_partitions(
+            partitions_by_topic(tps)
+                .into_iter()
+                .map(|(t, p)| {
+                    AssignedPartitions::default()
+                        .with_topic(topic_name(t))
+                        .with_partitions(p)
+                })
+                .collect(),
+        )
+        .with_user_data(user_data);
     versioned(&assignment, 1)
 }
 
@@ -98,6 +105,7 @@ pub(super) fn decode_subscription(
         topics: Vec::new(),
         owned: Vec::new(),
         generation: -1,
+        user_data: None,
     };
     match unversioned::<ConsumerProtocolSubscription>(metadata, 3) {
         None => {}
@@ -116,6 +124,7 @@ pub(super) fn decode_subscription(
             if version >= 2 {
                 m.generation = s.generation_id;
             }
+            m.user_data = s.user_data.clone();
         }
     }
     m
@@ -124,18 +133,27 @@ pub(super) fn decode_subscription(
 /// The partitions of a consumer-protocol assignment (any version); empty bytes are an empty
 /// assignment.
 pub(crate) fn decode_assignment(bytes: &Bytes) -> Result<BTreeSet<TopicPartition>, ConsumerError> {
+    decode_assignment_with_data(bytes).map(|(tps, _)| tps)
+}
+
+/// The partitions and the assignor's user data of an assignment.
+pub(crate) fn decode_assignment_with_data(
+    bytes: &Bytes,
+) -> Result<(BTreeSet<TopicPartition>, Option<Bytes>), ConsumerError> {
     match unversioned::<ConsumerProtocolAssignment>(bytes, 3) {
-        None => Ok(BTreeSet::new()),
+        None => Ok((BTreeSet::new(), None)),
         Some(Err(e)) => Err(ConsumerError::Decode(format!("assignment: {e}"))),
-        Some(Ok((_, a))) => Ok(a
-            .assigned_partitions
-            .iter()
-            .flat_map(|tp| {
-                tp.partitions
-                    .iter()
-                    .map(move |p| TopicPartition::new(tp.topic.as_str(), *p))
-            })
-            .collect()),
+        Some(Ok((_, a))) => Ok((
+            a.assigned_partitions
+                .iter()
+                .flat_map(|tp| {
+                    tp.partitions
+                        .iter()
+                        .map(move |p| TopicPartition::new(tp.topic.as_str(), *p))
+                })
+                .collect(),
+            a.user_data.clone(),
+        )),
     }
 }
 

@@ -101,7 +101,8 @@ impl Consumer {
     }
 
     pub(super) fn cooperative(&self) -> bool {
-        self.config.assignors.iter().all(|a| a.cooperative())
+        self.config.custom_assignor.is_none()
+            && self.config.assignors.iter().all(|a| a.cooperative())
     }
 
     pub(super) async fn rebalance(&mut self, topics: &[String]) -> Result<(), ConsumerError> {
@@ -140,7 +141,11 @@ impl Consumer {
             let group = self.group.as_ref().ok_or(ConsumerError::Closed)?;
             match group.sync(assignments).await {
                 Ok(bytes) => {
-                    let assigned = protocol::decode_assignment(&bytes)?;
+                    let (assigned, user_data) = protocol::decode_assignment_with_data(&bytes)?;
+                    if let Some(c) = &self.config.custom_assignor {
+                        let tps: Vec<TopicPartition> = assigned.iter().cloned().collect();
+                        c.0.on_assignment(&tps, user_data.as_ref());
+                    }
                     self.membership = Some(Membership {
                         generation: joined.generation,
                         member_id: joined.member_id.clone(),
@@ -229,7 +234,12 @@ impl Consumer {
         owned: &[TopicPartition],
         generation: i32,
     ) -> Result<Vec<(String, Bytes)>, ConsumerError> {
-        let metadata = protocol::subscription(topics, owned, generation)?;
+        if let Some(c) = &self.config.custom_assignor {
+            let metadata =
+                protocol::subscription(topics, owned, generation, c.0.subscription_user_data())?;
+            return Ok(vec![(c.0.name().to_string(), metadata)]);
+        }
+        let metadata = protocol::subscription(topics, owned, generation, None)?;
         Ok(self
             .config
             .assignors
@@ -244,12 +254,18 @@ impl Consumer {
         &mut self,
         joined: &Joined,
     ) -> Result<(Vec<(String, Bytes)>, BTreeMap<String, i32>), ConsumerError> {
-        let assignor = Assignor::from_name(&joined.protocol).ok_or_else(|| {
-            ConsumerError::Config(format!(
+        let custom = self
+            .config
+            .custom_assignor
+            .clone()
+            .filter(|c| c.0.name() == joined.protocol);
+        let assignor = Assignor::from_name(&joined.protocol);
+        if custom.is_none() && assignor.is_none() {
+            return Err(ConsumerError::Config(format!(
                 "the group chose assignor '{}', which this consumer does not implement",
                 joined.protocol
-            ))
-        })?;
+            )));
+        }
         let members: Vec<MemberSubscription> = joined
             .members
             .iter()
@@ -267,16 +283,25 @@ impl Consumer {
             .iter()
             .filter_map(|t| self.cluster.partition_count(t).map(|n| (t.to_string(), n)))
             .collect();
-        let plan = assignor.assign(&members, &counts);
+        let plan: BTreeMap<String, (Vec<TopicPartition>, Option<Bytes>)> = match (&custom, assignor)
+        {
+            (Some(c), _) => c.0.assign(&members, &counts),
+            (None, Some(a)) => a
+                .assign(&members, &counts)
+                .into_iter()
+                .map(|(m, tps)| (m, (tps, None)))
+                .collect(),
+            (None, None) => BTreeMap::new(),
+        };
         info!(
             generation = joined.generation,
-            assignor = assignor.name(),
+            assignor = %joined.protocol,
             members = members.len(),
             "computed the group's assignment as leader"
         );
         let out = plan
             .into_iter()
-            .map(|(member, tps)| Ok((member, protocol::assignment(&tps)?)))
+            .map(|(member, (tps, data))| Ok((member, protocol::assignment(&tps, data)?)))
             .collect::<Result<Vec<_>, ConsumerError>>()?;
         Ok((out, counts))
     }

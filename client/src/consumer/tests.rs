@@ -86,7 +86,7 @@ fn assignments_decode_and_an_empty_one_is_nothing() {
     let want = [TopicPartition::new("t", 0), TopicPartition::new("t", 2)];
     assert_eq!(got.into_iter().collect::<Vec<_>>(), want);
     // What the leader encodes reads back the same.
-    let ours = protocol::assignment(&want).expect("encode");
+    let ours = protocol::assignment(&want, None).expect("encode");
     assert_eq!(
         protocol::decode_assignment(&ours)
             .expect("decode")

@@ -63,6 +63,12 @@ pub struct StreamsConfig {
     /// `transaction.timeout.ms` (exactly once): an instance killed mid-transaction holds
     /// its partitions' readers back this long at most.
     pub transaction_timeout: Duration,
+    /// `num.standby.replicas`: warm copies of each task's stores on other instances, kept
+    /// up to date from the changelogs, so that a takeover restores only the tail.
+    pub num_standby_replicas: usize,
+    /// `application.server`: this instance's `host:port` for interactive queries; every
+    /// instance learns which server hosts which tasks.
+    pub application_server: Option<String>,
 }
 
 impl StreamsConfig {
@@ -81,6 +87,8 @@ impl StreamsConfig {
             heartbeat_interval: Duration::from_secs(3),
             max_poll_records: 1000,
             transaction_timeout: Duration::from_secs(10),
+            num_standby_replicas: 0,
+            application_server: None,
         }
     }
 

@@ -9,6 +9,7 @@
 //! time: the group rebalances and tasks move, their state following through the
 //! changelogs.
 
+mod assignor;
 mod config;
 mod global;
 mod tasks;

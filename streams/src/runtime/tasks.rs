@@ -16,7 +16,7 @@
 //! closes cleanly after a commit, and removed when the task opens: a crash leaves none, and
 //! the store is then wiped and rebuilt from the changelog.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +32,7 @@ use strom_client::TopicPartition;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::assignor::ThreadAssignment;
 use super::{ProcessingGuarantee, Shared};
 use crate::error::StreamsError;
 use crate::record::Output;
@@ -69,10 +70,21 @@ pub(crate) struct TaskManager {
     pub error: Option<StreamsError>,
     /// Set before the consumer closes after a failure: give tasks up without committing.
     pub closing_dirty: bool,
+    /// What the last rebalance assigned (the standbys to keep).
+    assignment: Arc<parking_lot::Mutex<ThreadAssignment>>,
+    /// Standby tasks: stores kept up to date from their changelogs, never processing.
+    standbys: BTreeMap<TaskId, Task>,
+    /// Next changelog offset per standby (task, store).
+    standby_next: BTreeMap<(TaskId, usize), i64>,
+    standby_consumer: Option<Consumer>,
 }
 
 impl TaskManager {
-    pub fn new(shared: Arc<Shared>, producer: Arc<Producer>) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        producer: Arc<Producer>,
+        assignment: Arc<parking_lot::Mutex<ThreadAssignment>>,
+    ) -> Self {
         Self {
             shared,
             producer,
@@ -85,6 +97,10 @@ impl TaskManager {
             group: None,
             error: None,
             closing_dirty: false,
+            assignment,
+            standbys: BTreeMap::new(),
+            standby_next: BTreeMap::new(),
+            standby_consumer: None,
         }
     }
 
@@ -119,6 +135,26 @@ impl TaskManager {
         new.retain(|id| !self.tasks.contains_key(id));
         let mut restores: Vec<Restore> = Vec::new();
         for id in new {
+            if let Some(task) = self.standbys.remove(&id) {
+                // A warm standby: only the changelog tail since its last update.
+                let app = self.shared.config.application_id.clone();
+                let topo = self.shared.topo.clone();
+                for ((t, store), next) in std::mem::take(&mut self.standby_next) {
+                    if t != id {
+                        self.standby_next.insert((t, store), next);
+                        continue;
+                    }
+                    self.changelog_next.insert((id, store), next);
+                    let tp = TopicPartition::new(
+                        topo.stores[store].changelog().resolve(&app),
+                        id.partition,
+                    );
+                    restores.push((tp, next, id, store));
+                }
+                info!(task = %id, "standby task becomes active");
+                self.tasks.insert(id, task);
+                continue;
+            }
             let (task, from) = self.open_task(id)?;
             restores.extend(from);
             self.tasks.insert(id, task);
@@ -537,6 +573,125 @@ impl TaskManager {
         ids.sort();
         ids.dedup();
         self.close_dirty(&ids).await;
+    }
+
+    /// Opens the standbys the last rebalance assigned and closes those it took away.
+    pub async fn sync_standbys(&mut self) -> Result<(), StreamsError> {
+        let desired: BTreeSet<TaskId> = self
+            .assignment
+            .lock()
+            .standby
+            .iter()
+            .copied()
+            .filter(|id| !self.tasks.contains_key(id))
+            .collect();
+        let have: BTreeSet<TaskId> = self.standbys.keys().copied().collect();
+        if desired == have {
+            return Ok(());
+        }
+        for id in have.difference(&desired) {
+            self.close_standby(*id)?;
+        }
+        let mut seeks = Vec::new();
+        for id in desired.difference(&have) {
+            let (task, from) = self.open_task(*id)?;
+            for (tp, offset, id, store) in from {
+                self.standby_next.insert((id, store), offset);
+                seeks.push((tp, offset));
+            }
+            self.standbys.insert(*id, task);
+        }
+        let app = self.shared.config.application_id.clone();
+        let topo = self.shared.topo.clone();
+        let tps: Vec<TopicPartition> = self
+            .standby_next
+            .keys()
+            .map(|(id, store)| {
+                TopicPartition::new(topo.stores[*store].changelog().resolve(&app), id.partition)
+            })
+            .collect();
+        if tps.is_empty() {
+            self.standby_consumer = None;
+            return Ok(());
+        }
+        if self.standby_consumer.is_none() {
+            let mut cfg = ConsumerConfig::new(self.shared.config.bootstrap_servers.clone());
+            cfg.enable_auto_commit = false;
+            cfg.auto_offset_reset = OffsetReset::Earliest;
+            cfg.fetch_max_wait = Duration::from_millis(20);
+            if self.eos() {
+                cfg.isolation_level = IsolationLevel::ReadCommitted;
+            }
+            self.standby_consumer = Some(Consumer::new(cfg)?);
+        }
+        if let Some(c) = self.standby_consumer.as_mut() {
+            c.assign(tps).await?;
+            for (tp, offset) in seeks {
+                c.seek(&tp, offset)?;
+            }
+        }
+        info!(standbys = ?self.standbys.keys().map(ToString::to_string).collect::<Vec<_>>(), "standby tasks");
+        Ok(())
+    }
+
+    /// Applies what the standbys' changelogs gained since the last call.
+    pub async fn update_standbys(&mut self) -> Result<(), StreamsError> {
+        let Some(c) = self.standby_consumer.as_mut() else {
+            return Ok(());
+        };
+        let records = c.poll(Duration::from_millis(5)).await?;
+        let topo = self.shared.topo.clone();
+        let app = &self.shared.config.application_id;
+        for r in records {
+            let Some(store) = topo
+                .stores
+                .iter()
+                .position(|s| s.logged && s.changelog().resolve(app) == r.topic)
+            else {
+                continue;
+            };
+            let id = TaskId {
+                subtopology: topo.stores[store].subtopology,
+                partition: r.partition,
+            };
+            let (Some(task), Some(key)) = (self.standbys.get_mut(&id), r.key.as_deref()) else {
+                continue;
+            };
+            task.restore(store, key, r.value.as_deref())?;
+            self.standby_next.insert((id, store), r.offset + 1);
+        }
+        Ok(())
+    }
+
+    /// Closes every standby with a checkpoint (clean shutdown).
+    pub fn close_standbys(&mut self) -> Result<(), StreamsError> {
+        let ids: Vec<TaskId> = self.standbys.keys().copied().collect();
+        for id in ids {
+            self.close_standby(id)?;
+        }
+        self.standby_consumer = None;
+        Ok(())
+    }
+
+    fn close_standby(&mut self, id: TaskId) -> Result<(), StreamsError> {
+        let Some(mut task) = self.standbys.remove(&id) else {
+            return Ok(());
+        };
+        task.flush()?;
+        let topo = self.shared.topo.clone();
+        let mut offsets = BTreeMap::new();
+        for ((t, store), next) in std::mem::take(&mut self.standby_next) {
+            if t == id {
+                offsets.insert(topo.stores[store].name.clone(), next);
+            } else {
+                self.standby_next.insert((t, store), next);
+            }
+        }
+        let path = self.task_dir(id).join(".checkpoint");
+        write_checkpoint(&path, &offsets).map_err(|e| StreamsError::Store {
+            store: format!("task {id}"),
+            reason: format!("writing {}: {e}", path.display()),
+        })
     }
 
     /// Records skipped by the deserialization handler, over open tasks.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strom_client::consumer::{
-    Assignor, Consumer, ConsumerConfig, IsolationLevel, OffsetAndMetadata, OffsetReset,
+    Consumer, ConsumerConfig, CustomAssignor, IsolationLevel, OffsetAndMetadata, OffsetReset,
     RebalanceContext, RebalanceListener,
 };
 use strom_client::producer::{Producer, ProducerConfig};
@@ -24,6 +24,7 @@ use strom_client::TopicPartition;
 use tokio::sync::{watch, Mutex};
 use tracing::{error, info, warn};
 
+use super::assignor::{StreamsAssignor, ThreadAssignment};
 use super::tasks::TaskManager;
 use super::{ProcessingGuarantee, Shared};
 use crate::error::StreamsError;
@@ -83,16 +84,21 @@ async fn run_once(
     if eos {
         producer.init_transactions().await?;
     }
+    let current = Arc::new(parking_lot::Mutex::new(ThreadAssignment::default()));
     let tm = Arc::new(Mutex::new(TaskManager::new(
         shared.clone(),
         producer.clone(),
+        current.clone(),
     )));
 
     let mut cc = ConsumerConfig::new(config.bootstrap_servers.clone());
     cc.group_id = Some(config.application_id.clone());
     cc.enable_auto_commit = false;
     cc.auto_offset_reset = OffsetReset::Earliest;
-    cc.assignors = vec![Assignor::Range];
+    cc.custom_assignor = Some(CustomAssignor(Arc::new(StreamsAssignor {
+        shared: shared.clone(),
+        current,
+    })));
     cc.max_poll_records = config.max_poll_records;
     cc.session_timeout = config.session_timeout;
     cc.heartbeat_interval = config.heartbeat_interval;
@@ -123,7 +129,9 @@ async fn run_once(
                 return Err(e);
             }
             t.group = consumer.group_metadata();
+            t.sync_standbys().await?;
             t.process(records).await?;
+            t.update_standbys().await?;
             t.punctuate_wall_clock().await?;
             if t.commit_due() {
                 commit(&mut t, &mut consumer, eos).await?;
@@ -142,9 +150,11 @@ async fn run_once(
                 commit(&mut t, &mut consumer, eos).await?;
             }
             consumer.close().await;
-            if let Some(e) = tm.lock().await.error.take() {
+            let mut t = tm.lock().await;
+            if let Some(e) = t.error.take() {
                 return Err(e);
             }
+            t.close_standbys()?;
             info!(thread = index, "stream thread stopped cleanly");
             Ok(())
         }
