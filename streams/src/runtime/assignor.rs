@@ -164,7 +164,21 @@ impl PartitionAssignor for StreamsAssignor {
                 (m.member_id.as_str(), info)
             })
             .collect();
-        let plan = plan(&tasks, &infos, self.shared.config.num_standby_replicas);
+        let stateful: BTreeSet<usize> = self
+            .shared
+            .topo
+            .subtopologies
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.stores.iter().any(|i| self.shared.topo.stores[*i].logged))
+            .map(|(i, _)| i)
+            .collect();
+        let plan = plan(
+            &tasks,
+            &stateful,
+            &infos,
+            self.shared.config.num_standby_replicas,
+        );
         let mut hosts: BTreeMap<String, Vec<Tid>> = BTreeMap::new();
         for (m, (active, _)) in &plan {
             if let Some(ep) = infos.get(m.as_str()).and_then(|i| i.endpoint.clone()) {
@@ -208,9 +222,12 @@ impl PartitionAssignor for StreamsAssignor {
     }
 }
 
-/// The assignment: member -> (active tasks, standby tasks). Pure, for tests.
+/// The assignment: member -> (active tasks, standby tasks). Stateful tasks (of
+/// `stateful` subtopologies) and stateless ones are balanced separately, and only
+/// stateful tasks get standbys. Pure, for tests.
 fn plan(
     tasks: &[Tid],
+    stateful: &BTreeSet<usize>,
     infos: &BTreeMap<&str, SubscriptionInfo>,
     standbys: usize,
 ) -> BTreeMap<String, (Vec<Tid>, Vec<Tid>)> {
@@ -222,9 +239,57 @@ fn plan(
     if members.is_empty() {
         return out;
     }
+    let (with_state, without): (Vec<Tid>, Vec<Tid>) =
+        tasks.iter().partition(|t| stateful.contains(&t.0));
+    let mut owner: BTreeMap<Tid, &str> = BTreeMap::new();
+    assign_active(&with_state, infos, &members, &mut owner);
+    assign_active(&without, infos, &members, &mut owner);
+    for (t, m) in &owner {
+        if let Some(e) = out.get_mut(*m) {
+            e.0.push(*t);
+        }
+    }
+    // Standbys of stateful tasks, on other processes.
+    let mut standby_load: BTreeMap<&str, usize> = members.iter().map(|m| (*m, 0)).collect();
+    for &t in &with_state {
+        let Some(active) = owner.get(&t) else {
+            continue;
+        };
+        let mut used: BTreeSet<&str> = BTreeSet::from([infos[*active].process.as_str()]);
+        for _ in 0..standbys {
+            let candidates = || {
+                members
+                    .iter()
+                    .copied()
+                    .filter(|m| !used.contains(infos[m].process.as_str()))
+            };
+            let warm = |m: &&str| infos[*m].standby.contains(&t) || infos[*m].state.contains(&t);
+            let pick = candidates()
+                .filter(warm)
+                .min_by_key(|m| (standby_load[m], *m))
+                .or_else(|| candidates().min_by_key(|m| (standby_load[m], *m)));
+            let Some(m) = pick else {
+                break; // fewer processes than replicas
+            };
+            used.insert(infos[m].process.as_str());
+            *standby_load.entry(m).or_default() += 1;
+            if let Some(e) = out.get_mut(m) {
+                e.1.push(t);
+            }
+        }
+    }
+    out
+}
+
+/// Balanced active assignment of `tasks`: sticky first, then warm, then least loaded.
+fn assign_active<'a>(
+    tasks: &[Tid],
+    infos: &BTreeMap<&'a str, SubscriptionInfo>,
+    members: &[&'a str],
+    owner: &mut BTreeMap<Tid, &'a str>,
+) {
     let cap = tasks.len().div_ceil(members.len());
     let mut load: BTreeMap<&str, usize> = members.iter().map(|m| (*m, 0)).collect();
-    let mut owner: BTreeMap<Tid, &str> = BTreeMap::new();
     // 1. Sticky: stay with the previous active owner.
     for &t in tasks {
         let prev = members
@@ -256,41 +321,6 @@ fn plan(
             *load.entry(m).or_default() += 1;
         }
     }
-    for (t, m) in &owner {
-        if let Some(e) = out.get_mut(*m) {
-            e.0.push(*t);
-        }
-    }
-    // 3. Standbys on other processes.
-    let mut standby_load: BTreeMap<&str, usize> = members.iter().map(|m| (*m, 0)).collect();
-    for &t in tasks {
-        let Some(active) = owner.get(&t) else {
-            continue;
-        };
-        let mut used: BTreeSet<&str> = BTreeSet::from([infos[*active].process.as_str()]);
-        for _ in 0..standbys {
-            let candidates = || {
-                members
-                    .iter()
-                    .copied()
-                    .filter(|m| !used.contains(infos[m].process.as_str()))
-            };
-            let warm = |m: &&str| infos[*m].standby.contains(&t) || infos[*m].state.contains(&t);
-            let pick = candidates()
-                .filter(warm)
-                .min_by_key(|m| (standby_load[m], *m))
-                .or_else(|| candidates().min_by_key(|m| (standby_load[m], *m)));
-            let Some(m) = pick else {
-                break; // fewer processes than replicas
-            };
-            used.insert(infos[m].process.as_str());
-            *standby_load.entry(m).or_default() += 1;
-            if let Some(e) = out.get_mut(m) {
-                e.1.push(t);
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -312,12 +342,32 @@ mod tests {
         (0..n).map(|p| (0, p)).collect()
     }
 
+    fn all() -> BTreeSet<usize> {
+        BTreeSet::from([0])
+    }
+
+    #[test]
+    fn stateful_and_stateless_tasks_are_balanced_apart() {
+        // a ran everything; b joins. Each gets half of the stateful subtopology 1.
+        let everything: Vec<Tid> = (0..2).flat_map(|s| (0..4).map(move |p| (s, p))).collect();
+        let mut infos = BTreeMap::new();
+        infos.insert("a", info("p1", &everything, &[], &[]));
+        infos.insert("b", info("p2", &[], &[], &[]));
+        let p = plan(&everything, &BTreeSet::from([1]), &infos, 1);
+        let stateful = |m: &str| p[m].0.iter().filter(|t| t.0 == 1).count();
+        assert_eq!((stateful("a"), stateful("b")), (2, 2));
+        assert!(
+            p.values().all(|(_, s)| s.iter().all(|t| t.0 == 1)),
+            "standbys only of stateful tasks"
+        );
+    }
+
     #[test]
     fn balanced_and_sticky() {
         let mut infos = BTreeMap::new();
         infos.insert("a", info("p1", &[(0, 0), (0, 1), (0, 2), (0, 3)], &[], &[]));
         infos.insert("b", info("p2", &[], &[], &[]));
-        let p = plan(&tasks(4), &infos, 0);
+        let p = plan(&tasks(4), &all(), &infos, 0);
         assert_eq!(p["a"].0.len(), 2);
         assert_eq!(p["b"].0.len(), 2);
         // a keeps two of the tasks it had, and nothing moves back and forth.
@@ -327,7 +377,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let q = plan(&tasks(4), &again, 0);
+        let q = plan(&tasks(4), &all(), &again, 0);
         assert_eq!(q["a"].0, p["a"].0);
         assert_eq!(q["b"].0, p["b"].0);
     }
@@ -338,7 +388,7 @@ mod tests {
         let mut infos = BTreeMap::new();
         infos.insert("a", info("p1", &[(0, 0), (0, 1)], &[], &[]));
         infos.insert("c", info("p3", &[], &[(0, 2), (0, 3)], &[]));
-        let p = plan(&tasks(4), &infos, 1);
+        let p = plan(&tasks(4), &all(), &infos, 1);
         assert_eq!(p["a"].0, [(0, 0), (0, 1)]);
         assert_eq!(p["c"].0, [(0, 2), (0, 3)]);
         // Standbys of each task on the other process.
@@ -351,13 +401,13 @@ mod tests {
         let mut infos = BTreeMap::new();
         infos.insert("a1", info("p1", &[], &[], &[]));
         infos.insert("a2", info("p1", &[], &[], &[]));
-        let p = plan(&tasks(4), &infos, 1);
+        let p = plan(&tasks(4), &all(), &infos, 1);
         assert!(
             p["a1"].1.is_empty() && p["a2"].1.is_empty(),
             "one process: no standbys"
         );
         infos.insert("b1", info("p2", &[], &[], &[]));
-        let p = plan(&tasks(6), &infos, 1);
+        let p = plan(&tasks(6), &all(), &infos, 1);
         for (m, (active, _)) in &p {
             for t in active {
                 let holders: Vec<&String> = p
