@@ -267,3 +267,152 @@ async fn enrich_joins_orders_with_the_latest_customer() {
     assert!(by_order["o2"].1["customer"].is_null());
     app.stop().expect("clean stop");
 }
+
+/// (status, Location header, body) of a GET.
+fn http_get(addr: &str, path: &str) -> (u16, Option<String>, String) {
+    use std::io::{Read, Write};
+    // Not listening yet (the instance is starting): status 0.
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return (0, None, String::new());
+    };
+    let mut buf = String::new();
+    if write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").is_err()
+        || s.read_to_string(&mut buf).is_err()
+    {
+        return (0, None, String::new());
+    }
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let location = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("location")
+            .then(|| v.trim().to_string())
+    });
+    (status, location, body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wordcount_answers_interactive_queries_and_points_to_the_owner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let bs = b.kafka.to_string();
+    topics(&bs, &["lines", "counts"], 4).await;
+    // Word i appears i + 1 times.
+    let mut lines = Vec::new();
+    for i in 0..60 {
+        for _ in 0..=i {
+            lines.push(("x", format!("word{i}")));
+        }
+    }
+    produce(&bs, "lines", &lines).await;
+    let servers: Vec<String> = (0..2)
+        .map(|_| {
+            format!(
+                "127.0.0.1:{}",
+                integration_tests::free_port().expect("port")
+            )
+        })
+        .collect();
+    let mut apps: Vec<AppProcess> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, server)| {
+            AppProcess::start(
+                "wordcount",
+                "STROM_WORDCOUNT_BIN",
+                [
+                    "--bootstrap-server",
+                    &bs,
+                    "--input",
+                    "lines",
+                    "--output",
+                    "counts",
+                    "--application-id",
+                    "iq-app",
+                    "--commit-interval-ms",
+                    "100",
+                    "--application-server",
+                    server,
+                    "--state-dir",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([dir.path().join(format!("state-{i}")).display().to_string()])
+                .collect(),
+                dir.path().join(format!("wc-{i}.log")),
+            )
+            .expect("start wordcount")
+        })
+        .collect();
+    // Until both instances host tasks and every count is final.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        for a in apps.iter_mut() {
+            a.check_running().expect("wordcount runs");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "queries never showed the final counts"
+        );
+        let meta = http_get(&servers[0], "/metadata");
+        let both = meta.0 == 200 && servers.iter().all(|s| meta.2.contains(s.as_str()));
+        let mut all: BTreeMap<String, i64> = BTreeMap::new();
+        if both {
+            for s in &servers {
+                let (status, _, body) = http_get(s, "/stores/counts/all");
+                if status == 200 {
+                    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+                    for e in v.as_array().into_iter().flatten() {
+                        all.insert(
+                            e["key"].as_str().unwrap_or_default().to_string(),
+                            e["value"].as_i64().unwrap_or(-1),
+                        );
+                    }
+                }
+            }
+        }
+        if all.len() == 60 && (0..60).all(|i| all.get(&format!("word{i}")) == Some(&(i + 1))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Every key through one instance: its own answered, the others redirected to the
+    // instance that has them, which answers.
+    let (mut local, mut redirected) = (0, 0);
+    for i in 0..60 {
+        let path = format!("/stores/counts/keys/word{i}");
+        let (status, location, body) = http_get(&servers[0], &path);
+        let body = match status {
+            200 => {
+                local += 1;
+                body
+            }
+            307 => {
+                redirected += 1;
+                let location = location.expect("a Location");
+                assert_eq!(location, format!("http://{}{path}", servers[1]));
+                let (status, _, body) = http_get(&servers[1], &path);
+                assert_eq!(status, 200, "{body}");
+                body
+            }
+            other => panic!("GET {path}: {other} {body}"),
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["value"], i + 1, "word{i}");
+    }
+    assert!(
+        local > 0 && redirected > 0,
+        "{local} local, {redirected} redirected"
+    );
+    let (status, _, _) = http_get(&servers[0], "/stores/counts/keys/never-seen");
+    assert!(status == 404 || status == 307, "{status}");
+    let (status, _, _) = http_get(&servers[0], "/stores/nope/keys/x");
+    assert_eq!(status, 404);
+    for a in apps.iter_mut() {
+        a.stop().expect("clean stop");
+    }
+}

@@ -9,6 +9,8 @@
 //! ```
 //!
 //! Runs until SIGINT or SIGTERM, then closes cleanly (commit, checkpoints, leave group).
+//! With `--application-server HOST:PORT` it answers interactive queries on the counts:
+//! `curl HOST:PORT/stores/counts/keys/hello` (a 307 points to the instance that has it).
 
 use clap::Parser;
 use strom_streams::{
@@ -39,6 +41,10 @@ struct Args {
     /// num.standby.replicas: warm copies of each task's store on other instances.
     #[arg(long, default_value_t = 0)]
     num_standby_replicas: usize,
+    /// application.server: serve interactive queries on this host:port
+    /// (`GET /stores/counts/keys/{word}`, `/stores/counts/all`, `/metadata`).
+    #[arg(long)]
+    application_server: Option<String>,
     /// session.timeout.ms: how soon the group notices an instance that died.
     #[arg(long, default_value_t = 45_000)]
     session_timeout_ms: u64,
@@ -80,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
     config.processing_guarantee = ProcessingGuarantee::parse(&args.processing_guarantee)?;
     config.num_stream_threads = args.threads;
     config.num_standby_replicas = args.num_standby_replicas;
+    config.application_server = args.application_server.clone();
     config.commit_interval = args
         .commit_interval_ms
         .map(std::time::Duration::from_millis);
@@ -92,6 +99,11 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", topology.describe());
     let mut streams = KafkaStreams::new(topology, config)?;
     streams.start().await?;
+    if let Some(addr) = &args.application_server {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let app = streams.queries()?.router::<String, i64>("counts");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

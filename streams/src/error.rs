@@ -39,6 +39,10 @@ pub enum StreamsError {
     TaskMigrated(String),
     #[error("the streams instance is closed")]
     Closed,
+    /// An interactive query for a key whose task is active on another instance (`host`,
+    /// its `application.server`, when known) or on none right now (rebalancing).
+    #[error("store '{store}': the key is not hosted here{}", host.as_deref().map(|h| format!(" but on {h}")).unwrap_or_default())]
+    NotLocal { store: String, host: Option<String> },
 }
 
 impl From<AdminError> for StreamsError {

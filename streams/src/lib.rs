@@ -32,6 +32,8 @@ pub use dsl::{
 };
 pub use error::StreamsError;
 pub use record::{Headers, Output};
-pub use runtime::{KafkaStreams, ProcessingGuarantee, StreamsConfig, StreamsMetrics, StreamsState};
+pub use runtime::{
+    KafkaStreams, ProcessingGuarantee, Queries, StreamsConfig, StreamsMetrics, StreamsState,
+};
 pub use task::{OnDeserializationError, TaskId};
 pub use topology::{StoreKind, Topology};

@@ -12,7 +12,10 @@
 mod assignor;
 mod config;
 mod global;
+mod query;
 mod tasks;
+
+pub use query::Queries;
 mod thread;
 
 use std::collections::{BTreeMap, HashMap};
@@ -82,6 +85,8 @@ pub(crate) struct Shared {
     pub process_id: uuid::Uuid,
     /// Global tables, kept up to date by the global thread.
     pub globals: Arc<crate::store::GlobalStores>,
+    /// Each running stream thread's tasks (interactive queries read their stores).
+    pub managers: Mutex<Vec<Arc<tokio::sync::Mutex<tasks::TaskManager>>>>,
     pub metrics: Metrics,
 }
 
@@ -147,6 +152,7 @@ impl KafkaStreams {
             subscribed,
             process_id: uuid::Uuid::new_v4(),
             metrics: Metrics::default(),
+            managers: Mutex::new(Vec::new()),
             globals: Arc::new(
                 self.topo
                     .globals
@@ -189,6 +195,14 @@ impl KafkaStreams {
         self.shared = Some(shared);
         self.shutdown = Some(tx);
         Ok(())
+    }
+
+    /// Interactive queries on this instance's stores (after `start`).
+    pub fn queries(&self) -> Result<Queries, StreamsError> {
+        self.shared
+            .clone()
+            .map(|shared| Queries { shared })
+            .ok_or_else(|| StreamsError::Config("queries need a started instance".into()))
     }
 
     pub fn state(&self) -> StreamsState {

@@ -694,6 +694,59 @@ impl TaskManager {
         })
     }
 
+    /// An interactive query: `None` if `task` is not active here, else the value (or
+    /// `Some(None)` for an absent key).
+    pub fn query(
+        &self,
+        task: TaskId,
+        store: usize,
+        key: &[u8],
+    ) -> Result<Option<Option<crate::record::Dyn>>, StreamsError> {
+        let Some(t) = self.tasks.get(&task) else {
+            return Ok(None);
+        };
+        let Some(s) = t.store_ref(store) else {
+            return Ok(None);
+        };
+        let def = &self.shared.topo.stores[store];
+        match s.get(key)? {
+            Some(b) => def
+                .value
+                .deserialize(Some(&b))
+                .map(|v| Some(Some(v)))
+                .map_err(StreamsError::Serde),
+            None => Ok(Some(None)),
+        }
+    }
+
+    /// Every entry of `store` in this thread's active tasks.
+    pub fn scan(
+        &self,
+        store: usize,
+    ) -> Result<Vec<(crate::record::Dyn, crate::record::Dyn)>, StreamsError> {
+        let def = &self.shared.topo.stores[store];
+        let mut out = Vec::new();
+        for t in self.tasks.values() {
+            let Some(s) = t.store_ref(store) else {
+                continue;
+            };
+            for (k, v) in s.range(None, None)? {
+                out.push((
+                    def.key.deserialize(Some(&k)).map_err(StreamsError::Serde)?,
+                    def.value
+                        .deserialize(Some(&v))
+                        .map_err(StreamsError::Serde)?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Application server -> active tasks, from the last rebalance.
+    pub fn hosts(&self) -> BTreeMap<String, BTreeSet<TaskId>> {
+        self.assignment.lock().hosts.clone()
+    }
+
     /// Records skipped by the deserialization handler, over open tasks.
     pub fn skipped(&self) -> u64 {
         self.tasks.values().map(|t| t.skipped).sum()

@@ -91,6 +91,21 @@ async fn run_once(
         current.clone(),
     )));
 
+    shared.managers.lock().push(tm.clone());
+    let result = run_with(shared, index, shutdown, eos, tm.clone(), current).await;
+    shared.managers.lock().retain(|m| !Arc::ptr_eq(m, &tm));
+    result
+}
+
+async fn run_with(
+    shared: &Arc<Shared>,
+    index: usize,
+    shutdown: &mut watch::Receiver<bool>,
+    eos: bool,
+    tm: Arc<Mutex<TaskManager>>,
+    current: Arc<parking_lot::Mutex<ThreadAssignment>>,
+) -> Result<(), StreamsError> {
+    let config = &shared.config;
     let mut cc = ConsumerConfig::new(config.bootstrap_servers.clone());
     cc.group_id = Some(config.application_id.clone());
     cc.enable_auto_commit = false;
