@@ -416,3 +416,95 @@ async fn wordcount_answers_interactive_queries_and_points_to_the_owner() {
         a.stop().expect("clean stop");
     }
 }
+
+/// Sum of the group's committed offsets on `topic`.
+async fn committed_on(bs: &str, group: &str, topic: &str) -> i64 {
+    Admin::new(bs)
+        .list_group_offsets(group)
+        .await
+        .map(|m| {
+            m.iter()
+                .filter(|(tp, _)| tp.topic == topic)
+                .map(|(_, o)| o.offset)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wordcount_restores_its_store_from_the_changelog_after_the_state_dir_is_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let bs = b.kafka.to_string();
+    topics(&bs, &["lines", "counts"], 2).await;
+    let state = dir.path().join("state");
+    let args: Vec<String> = [
+        "--bootstrap-server",
+        &bs,
+        "--input",
+        "lines",
+        "--output",
+        "counts",
+        "--application-id",
+        "restore-app",
+        "--commit-interval-ms",
+        "100",
+        "--processing-guarantee",
+        "exactly_once_v2",
+        "--state-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([state.display().to_string()])
+    .collect();
+    let wait_committed = |n: i64| {
+        let bs = bs.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while committed_on(&bs, "restore-app", "lines").await < n {
+                assert!(Instant::now() < deadline, "input not processed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let words: Vec<(&str, String)> = (0..500).map(|i| ("k", format!("w{}", i % 100))).collect();
+    produce(&bs, "lines", &words).await;
+    let log = dir.path().join("wc.log");
+    let mut app = AppProcess::start(
+        "wordcount",
+        "STROM_WORDCOUNT_BIN",
+        args.clone(),
+        log.clone(),
+    )
+    .expect("start");
+    wait_committed(500).await;
+    app.stop().expect("clean stop");
+    std::fs::remove_dir_all(&state).expect("delete the state dir");
+    let mut app =
+        AppProcess::start("wordcount", "STROM_WORDCOUNT_BIN", args, log.clone()).expect("restart");
+    produce(&bs, "lines", &words).await;
+    wait_committed(1000).await;
+    // Every word now counted 10 times, which needs the 5 from before the restart.
+    let got = read(&bs, "counts", 2, 1000, &mut app).await;
+    let mut latest: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in got {
+        latest.insert(k, v);
+    }
+    assert_eq!(latest.len(), 100);
+    assert!(latest.values().all(|v| v == "10"), "{latest:?}");
+    app.stop().expect("clean stop");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let restored: u64 = text
+        .lines()
+        .filter(|l| l.contains("restored state stores"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("records="))
+        })
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum();
+    assert!(
+        restored >= 100,
+        "the store came back from its changelog: {restored} records"
+    );
+}
