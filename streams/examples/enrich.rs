@@ -10,16 +10,15 @@
 //! ```
 
 use clap::Parser;
+
+mod common;
 use serde_json::{json, Value};
-use strom_streams::{
-    serdes, KafkaStreams, Materialized, ProcessingGuarantee, Produced, Repartitioned,
-    StreamsBuilder, StreamsConfig,
-};
+use strom_streams::{serdes, KafkaStreams, Materialized, Produced, Repartitioned, StreamsBuilder};
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long, default_value = "127.0.0.1:9092")]
-    bootstrap_server: String,
+    #[command(flatten)]
+    common: common::Common,
     #[arg(long, default_value = "orders")]
     orders: String,
     #[arg(long, default_value = "customers")]
@@ -31,19 +30,12 @@ struct Args {
     #[arg(long, default_value = "at_least_once")]
     processing_guarantee: String,
     #[arg(long)]
-    state_dir: Option<std::path::PathBuf>,
-    #[arg(long)]
     commit_interval_ms: Option<u64>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    common::init_logging();
     let args = Args::parse();
     let b = StreamsBuilder::new();
     let customers = b.table(
@@ -78,24 +70,11 @@ async fn main() -> anyhow::Result<()> {
         &args.output,
         Produced::with(serdes::string(), serdes::string()),
     );
-    let mut config = StreamsConfig::new(&args.application_id, &args.bootstrap_server);
-    config.processing_guarantee = ProcessingGuarantee::parse(&args.processing_guarantee)?;
-    config.commit_interval = args
-        .commit_interval_ms
-        .map(std::time::Duration::from_millis);
-    if let Some(dir) = args.state_dir {
-        config.state_dir = dir;
-    }
+    let config = args.common.config(&args.application_id)?;
     let topology = b.build()?;
     println!("{}", topology.describe());
     let mut streams = KafkaStreams::new(topology, config)?;
     streams.start().await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        e = streams.failed() => eprintln!("error: {e}"),
-    }
-    streams.close().await?;
+    streams.run_until_shutdown().await?;
     Ok(())
 }

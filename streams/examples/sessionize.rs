@@ -10,17 +10,16 @@
 //! ```
 
 use clap::Parser;
+
+mod common;
 use serde::{Deserialize, Serialize};
 use strom_streams::dsl::SessionWindows;
-use strom_streams::{
-    serdes, Grouped, KafkaStreams, Materialized, ProcessingGuarantee, Produced, StreamsBuilder,
-    StreamsConfig,
-};
+use strom_streams::{serdes, Grouped, KafkaStreams, Materialized, Produced, StreamsBuilder};
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long, default_value = "127.0.0.1:9092")]
-    bootstrap_server: String,
+    #[command(flatten)]
+    common: common::Common,
     #[arg(long, default_value = "clicks")]
     input: String,
     #[arg(long, default_value = "sessions")]
@@ -33,8 +32,6 @@ struct Args {
     grace_ms: i64,
     #[arg(long, default_value = "at_least_once")]
     processing_guarantee: String,
-    #[arg(long)]
-    state_dir: Option<std::path::PathBuf>,
     #[arg(long)]
     commit_interval_ms: Option<u64>,
 }
@@ -63,12 +60,7 @@ struct SessionOut<'a> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    common::init_logging();
     let args = Args::parse();
     let b = StreamsBuilder::new();
     b.stream_with_timestamps(
@@ -116,26 +108,12 @@ async fn main() -> anyhow::Result<()> {
         &args.output,
         Produced::with(serdes::string(), serdes::string()),
     );
-    let mut config = StreamsConfig::new(&args.application_id, &args.bootstrap_server);
-    config.processing_guarantee = ProcessingGuarantee::parse(&args.processing_guarantee)?;
-    config.commit_interval = args
-        .commit_interval_ms
-        .map(std::time::Duration::from_millis);
-    if let Some(dir) = args.state_dir {
-        config.state_dir = dir;
-    }
+    let config = args.common.config(&args.application_id)?;
     let topology = b.build()?;
     println!("{}", topology.describe());
     let mut streams = KafkaStreams::new(topology, config)?;
     streams.start().await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        e = streams.failed() => eprintln!("error: {e}"),
-    }
-    let m = streams.metrics();
-    streams.close().await?;
+    let m = streams.run_until_shutdown().await?;
     eprintln!(
         "sessionize: processed {} clicks, {} late and dropped",
         m.processed, m.late_dropped

@@ -13,31 +13,22 @@
 //! `curl HOST:PORT/stores/counts/keys/hello` (a 307 points to the instance that has it).
 
 use clap::Parser;
-use strom_streams::{
-    serdes, Grouped, KafkaStreams, Materialized, ProcessingGuarantee, Produced, StreamsBuilder,
-    StreamsConfig,
-};
+
+mod common;
+use strom_streams::{serdes, Grouped, KafkaStreams, Materialized, Produced, StreamsBuilder};
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long, default_value = "127.0.0.1:9092")]
-    bootstrap_server: String,
+    #[command(flatten)]
+    common: common::Common,
     #[arg(long)]
     input: String,
     #[arg(long)]
     output: String,
     #[arg(long, default_value = "wordcount")]
     application_id: String,
-    /// at_least_once or exactly_once_v2.
-    #[arg(long, default_value = "at_least_once")]
-    processing_guarantee: String,
-    #[arg(long)]
-    state_dir: Option<std::path::PathBuf>,
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// commit.interval.ms (default: 30000 at least once, 100 exactly once).
-    #[arg(long)]
-    commit_interval_ms: Option<u64>,
     /// num.standby.replicas: warm copies of each task's store on other instances.
     #[arg(long, default_value_t = 0)]
     num_standby_replicas: usize,
@@ -75,26 +66,14 @@ fn topology(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    common::init_logging();
     let args = Args::parse();
-    let mut config = StreamsConfig::new(&args.application_id, &args.bootstrap_server);
-    config.processing_guarantee = ProcessingGuarantee::parse(&args.processing_guarantee)?;
+    let mut config = args.common.config(&args.application_id)?;
     config.num_stream_threads = args.threads;
     config.num_standby_replicas = args.num_standby_replicas;
     config.application_server = args.application_server.clone();
-    config.commit_interval = args
-        .commit_interval_ms
-        .map(std::time::Duration::from_millis);
     config.session_timeout = std::time::Duration::from_millis(args.session_timeout_ms);
     config.heartbeat_interval = config.session_timeout / 4;
-    if let Some(dir) = args.state_dir {
-        config.state_dir = dir;
-    }
     let topology = topology(&args.input, &args.output)?;
     println!("{}", topology.describe());
     let mut streams = KafkaStreams::new(topology, config)?;
@@ -104,17 +83,10 @@ async fn main() -> anyhow::Result<()> {
         let app = streams.queries()?.router::<String, i64>("counts");
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        e = streams.failed() => eprintln!("error: {e}"),
-    }
-    let metrics = streams.metrics();
-    streams.close().await?;
+    let m = streams.run_until_shutdown().await?;
     eprintln!(
         "wordcount: processed {} records, {} commits, {} restored",
-        metrics.processed, metrics.commits, metrics.restored
+        m.processed, m.commits, m.restored
     );
     Ok(())
 }

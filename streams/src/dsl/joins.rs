@@ -92,6 +92,26 @@ pub struct GlobalKTable<K, V> {
     pub(crate) _types: PhantomData<fn() -> (K, V)>,
 }
 
+/// An inner join's joiner: both sides are there.
+fn inner<K: Data, A: Data, B: Data, R: Data>(
+    joiner: impl Fn(&A, &B) -> R + Send + Sync + 'static,
+) -> JoinFn {
+    erase(move |_: &K, a: Option<&A>, b: Option<&B>| match (a, b) {
+        (Some(a), Some(b)) => joiner(a, b),
+        _ => unreachable_join(),
+    })
+}
+
+/// A left join's joiner: the left side is there.
+fn left<K: Data, A: Data, B: Data, R: Data>(
+    joiner: impl Fn(&A, Option<&B>) -> R + Send + Sync + 'static,
+) -> JoinFn {
+    erase(move |_: &K, a: Option<&A>, b: Option<&B>| match a {
+        Some(a) => joiner(a, b),
+        None => unreachable_join(),
+    })
+}
+
 fn erase<K: Data, A: Data, B: Data, R: Data>(
     f: impl Fn(&K, Option<&A>, Option<&B>) -> R + Send + Sync + 'static,
 ) -> JoinFn {
@@ -154,14 +174,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         table: &KTable<K, VT>,
         joiner: impl Fn(&V, &VT) -> VR + Send + Sync + 'static,
     ) -> KStream<K, VR> {
-        self.stream_table(
-            table,
-            false,
-            erase(move |_: &K, v: Option<&V>, t: Option<&VT>| match (v, t) {
-                (Some(v), Some(t)) => joiner(v, t),
-                _ => unreachable_join(),
-            }),
-        )
+        self.stream_table(table, false, inner::<K, V, VT, VR>(joiner))
     }
 
     /// Each record joined with the table's current value for its key, or `None`.
@@ -170,14 +183,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         table: &KTable<K, VT>,
         joiner: impl Fn(&V, Option<&VT>) -> VR + Send + Sync + 'static,
     ) -> KStream<K, VR> {
-        self.stream_table(
-            table,
-            true,
-            erase(move |_: &K, v: Option<&V>, t: Option<&VT>| match v {
-                Some(v) => joiner(v, t),
-                None => unreachable_join(),
-            }),
-        )
+        self.stream_table(table, true, left::<K, V, VT, VR>(joiner))
     }
 
     fn global<KG: Data, VG: Data, VR: Data>(
@@ -214,15 +220,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         key_mapper: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
         joiner: impl Fn(&V, &VG) -> VR + Send + Sync + 'static,
     ) -> KStream<K, VR> {
-        self.global(
-            global,
-            key_mapper,
-            false,
-            erase(move |_: &K, v: Option<&V>, g: Option<&VG>| match (v, g) {
-                (Some(v), Some(g)) => joiner(v, g),
-                _ => unreachable_join(),
-            }),
-        )
+        self.global(global, key_mapper, false, inner::<K, V, VG, VR>(joiner))
     }
 
     /// As [`join_global`](Self::join_global), keeping records with no entry (`None`).
@@ -232,15 +230,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         key_mapper: impl Fn(&K, &V) -> KG + Send + Sync + 'static,
         joiner: impl Fn(&V, Option<&VG>) -> VR + Send + Sync + 'static,
     ) -> KStream<K, VR> {
-        self.global(
-            global,
-            key_mapper,
-            true,
-            erase(move |_: &K, v: Option<&V>, g: Option<&VG>| match v {
-                Some(v) => joiner(v, g),
-                None => unreachable_join(),
-            }),
-        )
+        self.global(global, key_mapper, true, left::<K, V, VG, VR>(joiner))
     }
 
     fn stream_stream<VO: Data, VR: Data>(
@@ -322,10 +312,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             windows,
             serdes,
             JoinKind::Inner,
-            erase(move |_: &K, a: Option<&V>, b: Option<&VO>| match (a, b) {
-                (Some(a), Some(b)) => joiner(a, b),
-                _ => unreachable_join(),
-            }),
+            inner::<K, V, VO, VR>(joiner),
         )
     }
 
@@ -343,10 +330,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             windows,
             serdes,
             JoinKind::Left,
-            erase(move |_: &K, a: Option<&V>, b: Option<&VO>| match a {
-                Some(a) => joiner(a, b),
-                None => unreachable_join(),
-            }),
+            left::<K, V, VO, VR>(joiner),
         )
     }
 
@@ -417,14 +401,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         other: &KTable<K, VO>,
         joiner: impl Fn(&V, &VO) -> VR + Send + Sync + 'static,
     ) -> KTable<K, VR> {
-        self.table_table(
-            other,
-            JoinKind::Inner,
-            erase(move |_: &K, a: Option<&V>, b: Option<&VO>| match (a, b) {
-                (Some(a), Some(b)) => joiner(a, b),
-                _ => unreachable_join(),
-            }),
-        )
+        self.table_table(other, JoinKind::Inner, inner::<K, V, VO, VR>(joiner))
     }
 
     /// A value for each key of this table, with the other's value if it has one.
@@ -433,14 +410,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         other: &KTable<K, VO>,
         joiner: impl Fn(&V, Option<&VO>) -> VR + Send + Sync + 'static,
     ) -> KTable<K, VR> {
-        self.table_table(
-            other,
-            JoinKind::Left,
-            erase(move |_: &K, a: Option<&V>, b: Option<&VO>| match a {
-                Some(a) => joiner(a, b),
-                None => unreachable_join(),
-            }),
-        )
+        self.table_table(other, JoinKind::Left, left::<K, V, VO, VR>(joiner))
     }
 
     /// A value for each key either table has.

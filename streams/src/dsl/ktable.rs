@@ -175,7 +175,17 @@ impl<K: Data, V: Data> KTable<K, V> {
         );
         let mut t = KTable::new(self.builder.clone(), node);
         t.window = self.window;
-        t.getter = self.getter.clone().map(|g| {
+        t.getter = self.then_view(move |k, v| pred(k, &v).then_some(v));
+        t
+    }
+
+    /// This table's getter, with `step` applied after its view (so that a join reads
+    /// what this table's derived table holds).
+    fn then_view(
+        &self,
+        step: impl Fn(&Dyn, Dyn) -> Option<Dyn> + Send + Sync + 'static,
+    ) -> Option<crate::topology::Getter> {
+        self.getter.clone().map(|g| {
             let inner = g.view.clone();
             crate::topology::Getter {
                 view: Some(Arc::new(move |k: &Dyn, raw: Dyn| {
@@ -183,12 +193,11 @@ impl<K: Data, V: Data> KTable<K, V> {
                         Some(view) => view(k, raw)?,
                         None => raw,
                     };
-                    pred(k, &v).then_some(v)
+                    step(k, v)
                 })),
                 ..g
             }
-        });
-        t
+        })
     }
 
     /// A new value per key.
@@ -205,19 +214,7 @@ impl<K: Data, V: Data> KTable<K, V> {
         );
         let mut t = KTable::new(self.builder.clone(), node);
         t.window = self.window;
-        t.getter = self.getter.clone().map(|g| {
-            let inner = g.view.clone();
-            crate::topology::Getter {
-                view: Some(Arc::new(move |k: &Dyn, raw: Dyn| {
-                    let v = match &inner {
-                        Some(view) => view(k, raw)?,
-                        None => raw,
-                    };
-                    Some(map(k, &v))
-                })),
-                ..g
-            }
-        });
+        t.getter = self.then_view(move |k, v| Some(map(k, &v)));
         t
     }
 

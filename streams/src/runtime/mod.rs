@@ -234,6 +234,20 @@ impl KafkaStreams {
         }
     }
 
+    /// Runs until SIGINT or SIGTERM (or a thread fails), then closes cleanly. Returns the
+    /// counters as they were at the end, or the failure. What a `main` usually does.
+    pub async fn run_until_shutdown(self) -> Result<StreamsMetrics, StreamsError> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| StreamsError::Config(format!("cannot handle SIGTERM: {e}")))?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("SIGINT: closing"),
+            _ = term.recv() => info!("SIGTERM: closing"),
+            e = self.failed() => error!(error = %e, "a stream thread failed: closing"),
+        }
+        let metrics = self.metrics();
+        self.close().await.map(|()| metrics)
+    }
+
     /// Stops the threads cleanly: each commits, closes its tasks (with checkpoints) and
     /// leaves the group. Returns the first thread's error, if any failed.
     pub async fn close(mut self) -> Result<(), StreamsError> {
