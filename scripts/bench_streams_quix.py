@@ -21,6 +21,7 @@ app = Application(
     state_dir=state_dir,
     processing_guarantee=guarantee,
     loglevel="WARNING",
+    commit_interval=1.0,
 )
 lines = app.topic(source, value_deserializer="str")
 counts = app.topic(sink, key_serializer="str", value_serializer="str")

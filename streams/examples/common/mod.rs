@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use strom_streams::{ProcessingGuarantee, StreamsConfig, StreamsError};
 
+/// Per-record allocations freed on other threads: mimalloc instead of glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `tracing` to stdout, `RUST_LOG` filtering (default info), colours only on a terminal.
 pub fn init_logging() {
     tracing_subscriber::fmt()

@@ -16,18 +16,16 @@
 //! closes cleanly after a commit, and removed when the task opens: a crash leaves none, and
 //! the store is then wiped and rebuilt from the changelog.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use strom_client::consumer::{
     Consumer, ConsumerConfig, ConsumerGroupMetadata, ConsumerRecord, IsolationLevel, OffsetReset,
 };
-use strom_client::producer::{Producer, ProducerError, ProducerRecord, RecordMetadata};
+use strom_client::producer::{DeliveryFuture, Producer, ProducerError, ProducerRecord};
 use strom_client::TopicPartition;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -45,19 +43,13 @@ use crate::topology::StoreKind;
 /// A changelog partition to read into a store: (partition, from offset, task, store).
 type Restore = (TopicPartition, i64, TaskId, usize);
 
-type Delivery = BoxFuture<
-    'static,
-    (
-        Option<(TaskId, usize)>,
-        Result<RecordMetadata, ProducerError>,
-    ),
->;
-
 pub(crate) struct TaskManager {
     shared: Arc<Shared>,
     pub producer: Arc<Producer>,
     tasks: BTreeMap<TaskId, Task>,
-    deliveries: FuturesUnordered<Delivery>,
+    /// Records sent and not yet acknowledged, in send order, with the (task, store) of
+    /// changelog records.
+    deliveries: VecDeque<(Option<(TaskId, usize)>, DeliveryFuture)>,
     /// Next offset of each (task, store)'s changelog partition: what a checkpoint records.
     changelog_next: BTreeMap<(TaskId, usize), i64>,
     in_txn: bool,
@@ -89,7 +81,7 @@ impl TaskManager {
             shared,
             producer,
             tasks: BTreeMap::new(),
-            deliveries: FuturesUnordered::new(),
+            deliveries: VecDeque::new(),
             changelog_next: BTreeMap::new(),
             in_txn: false,
             dirty: false,
@@ -349,32 +341,37 @@ impl TaskManager {
                 timestamp: Some(o.timestamp),
             };
             let delivery = self.producer.send(record).await?;
-            self.deliveries
-                .push(async move { (tag, delivery.await) }.boxed());
+            self.deliveries.push_back((tag, delivery));
         }
         self.collect_deliveries(false).await
     }
 
-    /// Takes in acknowledgements: those ready (or, with `all`, every one outstanding).
+    /// Takes in acknowledgements, oldest first: those already in (or, with `all`, every
+    /// one outstanding). Past `MAX_IN_FLIGHT` unacknowledged records it waits for the
+    /// oldest, so memory stays bounded between commits.
     pub async fn collect_deliveries(&mut self, all: bool) -> Result<(), StreamsError> {
+        const MAX_IN_FLIGHT: usize = 100_000;
         loop {
-            let next = if all {
-                self.deliveries.next().await
+            let block = all || self.deliveries.len() > MAX_IN_FLIGHT;
+            let Some((_, front)) = self.deliveries.front_mut() else {
+                break;
+            };
+            let result = if block {
+                front.await
             } else {
-                match self.deliveries.next().now_or_never() {
-                    Some(n) => n,
+                match (&mut *front).now_or_never() {
+                    Some(r) => r,
                     None => return Ok(()),
                 }
             };
-            let Some((tag, result)) = next else {
-                return Ok(());
-            };
+            let tag = self.deliveries.pop_front().and_then(|(tag, _)| tag);
             let meta = result?;
             if let Some(key) = tag {
                 let next = self.changelog_next.entry(key).or_insert(0);
                 *next = (*next).max(meta.offset + 1);
             }
         }
+        Ok(())
     }
 
     /// The next offset to read of every input partition processed, for a commit.
@@ -551,7 +548,7 @@ impl TaskManager {
             }
             self.in_txn = false;
         }
-        self.deliveries = FuturesUnordered::new();
+        self.deliveries.clear();
         for id in ids {
             self.tasks.remove(id);
             self.changelog_next.retain(|(t, _), _| t != id);
