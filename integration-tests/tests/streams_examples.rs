@@ -451,6 +451,8 @@ async fn wordcount_restores_its_store_from_the_changelog_after_the_state_dir_is_
         "100",
         "--processing-guarantee",
         "exactly_once_v2",
+        "--cache-max-bytes",
+        "0",
         "--state-dir",
     ]
     .iter()

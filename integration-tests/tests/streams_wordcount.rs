@@ -189,6 +189,13 @@ fn args(bootstrap: &str, app: &str, guarantee: &str, state: &Path) -> Vec<String
         "6000",
         "--commit-interval-ms",
         "200",
+        // Every update forwarded: the exactly-once check below wants to see each count.
+        "--cache-max-bytes",
+        if guarantee == "exactly_once_v2" {
+            "0"
+        } else {
+            "10485760"
+        },
         "--state-dir",
     ]
     .iter()

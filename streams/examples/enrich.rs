@@ -27,10 +27,6 @@ struct Args {
     output: String,
     #[arg(long, default_value = "enrich")]
     application_id: String,
-    #[arg(long, default_value = "at_least_once")]
-    processing_guarantee: String,
-    #[arg(long)]
-    commit_interval_ms: Option<u64>,
 }
 
 #[tokio::main]

@@ -30,10 +30,6 @@ struct Args {
     inactivity_gap_ms: i64,
     #[arg(long, default_value_t = 0)]
     grace_ms: i64,
-    #[arg(long, default_value = "at_least_once")]
-    processing_guarantee: String,
-    #[arg(long)]
-    commit_interval_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

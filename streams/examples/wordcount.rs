@@ -32,6 +32,10 @@ struct Args {
     /// num.standby.replicas: warm copies of each task's store on other instances.
     #[arg(long, default_value_t = 0)]
     num_standby_replicas: usize,
+    /// statestore.cache.max.bytes: 0 forwards every count update at once (by default
+    /// updates are cached and forwarded at each commit, as in Kafka Streams).
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    cache_max_bytes: usize,
     /// application.server: serve interactive queries on this host:port
     /// (`GET /stores/counts/keys/{word}`, `/stores/counts/all`, `/metadata`).
     #[arg(long)]
@@ -71,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = args.common.config(&args.application_id)?;
     config.num_stream_threads = args.threads;
     config.num_standby_replicas = args.num_standby_replicas;
+    config.cache_max_bytes = args.cache_max_bytes;
     config.application_server = args.application_server.clone();
     config.session_timeout = std::time::Duration::from_millis(args.session_timeout_ms);
     config.heartbeat_interval = config.session_timeout / 4;

@@ -198,6 +198,7 @@ impl TopologyTestDriver {
                 settings: TaskSettings {
                     on_deserialization_error,
                     dead_letter_topic: dead_letter_topic.map(str::to_string),
+                    cache_max_bytes: 0,
                     globals: Arc::new(
                         (0..globals)
                             .map(|_| parking_lot::RwLock::new(MemoryStore::default()))

@@ -69,6 +69,10 @@ pub struct StreamsConfig {
     /// `application.server`: this instance's `host:port` for interactive queries; every
     /// instance learns which server hosts which tasks.
     pub application_server: Option<String>,
+    /// `statestore.cache.max.bytes`: memory for aggregations' cached updates, split evenly
+    /// over the threads; an update is forwarded (and logged) at the next commit or when the
+    /// cache fills. 0 forwards every update at once.
+    pub cache_max_bytes: usize,
 }
 
 impl StreamsConfig {
@@ -89,6 +93,7 @@ impl StreamsConfig {
             transaction_timeout: Duration::from_secs(10),
             num_standby_replicas: 0,
             application_server: None,
+            cache_max_bytes: 10 * 1024 * 1024,
         }
     }
 

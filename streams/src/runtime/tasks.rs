@@ -217,6 +217,9 @@ impl TaskManager {
                 on_deserialization_error: self.shared.config.on_deserialization_error,
                 dead_letter_topic: self.shared.config.dead_letter_topic.clone(),
                 globals: self.shared.globals.clone(),
+                cache_max_bytes: self.shared.config.cache_max_bytes
+                    / self.shared.config.num_stream_threads.max(1)
+                    / (self.tasks.len() + 1),
             },
         )?;
         Ok((task, restores))
@@ -390,6 +393,7 @@ impl TaskManager {
         let mut out = Vec::new();
         for (id, task) in self.tasks.iter_mut() {
             let mut buf = Vec::new();
+            task.flush_cache(&mut buf)?;
             task.maintain(&mut buf)?;
             out.extend(buf.into_iter().map(|o| (*id, o)));
         }
@@ -517,6 +521,8 @@ impl TaskManager {
             self.close_dirty(&ids).await;
             return Ok(());
         }
+        // Cached aggregate updates go out (and into the changelogs) before the commit.
+        self.maintain().await?;
         if self.eos() {
             // One transaction covers every task of the thread: commit it whole.
             if let Err(e) = self.commit_transaction().await {

@@ -20,6 +20,7 @@ use crate::record::{Change, Dyn, Output, Rec};
 use crate::store::KeyValueStore;
 use crate::topology::{MaybeValue, NodeKind, Topology, WindowSpec};
 
+mod cache;
 mod joins;
 mod processor;
 mod windows;
@@ -58,6 +59,8 @@ pub(crate) struct TaskSettings {
     pub dead_letter_topic: Option<String>,
     /// The instance's global tables, by index (shared by all its tasks).
     pub globals: Arc<crate::store::GlobalStores>,
+    /// The aggregation cache's budget (0: no caching, every update forwarded at once).
+    pub cache_max_bytes: usize,
 }
 
 pub(crate) struct Task {
@@ -83,6 +86,8 @@ pub(crate) struct Task {
     pub late_dropped: u64,
     /// Per windowed node: the highest timestamp it has seen (Kafka's observed stream time).
     node_time: HashMap<usize, i64>,
+    /// Aggregations' cached updates, by store.
+    caches: HashMap<usize, cache::StoreCache>,
     /// Processor API instances, by node.
     processors: HashMap<usize, Box<dyn crate::dsl::ErasedProcessor>>,
     schedules: Vec<processor::Schedule>,
@@ -136,6 +141,7 @@ impl Task {
             skipped: 0,
             late_dropped: 0,
             node_time: HashMap::new(),
+            caches: HashMap::new(),
             processors: HashMap::new(),
             schedules: Vec::new(),
             seq: std::time::SystemTime::now()
@@ -310,6 +316,9 @@ impl Task {
                     (None, Some(init)) => add(&rec.key, &rec.value, &init()),
                     (None, None) => rec.value.clone(),
                 };
+                if self.settings.cache_max_bytes > 0 {
+                    return self.cache_put(node, *store, kb, &rec, new, old, out);
+                }
                 self.put(*store, &kb, Some(&new), rec.timestamp, out)?;
                 fwd.push(Rec {
                     value: Arc::new(Change {
@@ -475,6 +484,9 @@ impl Task {
     }
 
     pub(super) fn get(&mut self, store: usize, key: &[u8]) -> Result<Option<Dyn>, StreamsError> {
+        if let Some(v) = self.cached(store, key) {
+            return Ok(Some(v));
+        }
         let topo = self.topo.clone();
         let def = &topo.stores[store];
         let Some(bytes) = self.store(store)?.get(key)? else {
