@@ -252,6 +252,26 @@ impl TopologyTestDriver {
         self.inner.borrow().tasks.values().map(|t| t.skipped).sum()
     }
 
+    /// A driver whose aggregations cache their updates (`statestore.cache.max.bytes`)
+    /// until [`commit`](Self::commit), as a running application does between commits.
+    pub fn with_cache(topology: Topology, cache_max_bytes: usize) -> Self {
+        let d = Self::new(topology);
+        d.inner.borrow_mut().settings.cache_max_bytes = cache_max_bytes;
+        d
+    }
+
+    /// What a commit does to the tasks: cached aggregate updates are written and forwarded.
+    pub fn commit(&self) -> Result<(), StreamsError> {
+        let mut inner = self.inner.borrow_mut();
+        let subs: Vec<usize> = inner.tasks.keys().copied().collect();
+        for sub in subs {
+            let mut out = Vec::new();
+            inner.task(sub)?.flush_cache(&mut out)?;
+            inner.route(out)?;
+        }
+        Ok(())
+    }
+
     /// Moves the wall clock forward by `ms` and fires the wall-clock punctuations due;
     /// what they write is processed like any output.
     pub fn advance_wall_clock(&self, ms: i64) -> Result<(), StreamsError> {

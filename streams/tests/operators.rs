@@ -431,3 +431,34 @@ fn describe_names_subtopologies_stores_and_topics() {
     assert!(text.contains("(topic: counts-repartition)"), "{text}");
     assert!(text.contains("(stores: [counts])"), "{text}");
 }
+
+#[test]
+fn the_record_cache_forwards_one_update_per_key_per_commit() {
+    let b = StreamsBuilder::new();
+    word_count(&b, Materialized::as_("cached"));
+    let d = TopologyTestDriver::with_cache(b.build().unwrap(), 1 << 20);
+    let input = d.input_topic("text", serdes::unit(), serdes::string());
+    input.pipe((), "a b a".into()).unwrap();
+    input.pipe((), "a c".into()).unwrap();
+    let out = d.output_topic("counts", serdes::string(), serdes::string());
+    assert!(out.is_empty(), "held until the commit");
+    // The aggregation reads through the cache: counts keep going up before the commit.
+    d.commit().unwrap();
+    assert_eq!(
+        out.read_key_values(),
+        [
+            ("a".to_string(), "3".to_string()),
+            ("b".into(), "1".into()),
+            ("c".into(), "1".into())
+        ]
+    );
+    let changelog = d.read_raw("test-driver-cached-changelog");
+    assert_eq!(changelog.len(), 3, "one changelog record per key");
+    input.pipe((), "b".into()).unwrap();
+    d.commit().unwrap();
+    assert_eq!(out.read_key_values(), [("b".to_string(), "2".to_string())]);
+    assert_eq!(
+        d.store_get::<String, i64>("cached", "a".into()).unwrap(),
+        Some(3)
+    );
+}
