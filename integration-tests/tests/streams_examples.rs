@@ -408,6 +408,22 @@ async fn wordcount_answers_interactive_queries_and_points_to_the_owner() {
         local > 0 && redirected > 0,
         "{local} local, {redirected} redirected"
     );
+    // A key range, over both instances' shares: word1 and word10..word19.
+    let mut ranged = Vec::new();
+    for server in &servers {
+        let (status, _, body) = http_get(server, "/stores/counts/range?from=word1&to=word2");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        for e in v.as_array().into_iter().flatten() {
+            ranged.push(e["key"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    ranged.sort();
+    let mut expect: Vec<String> = std::iter::once("word1".to_string())
+        .chain((10..20).map(|i| format!("word{i}")))
+        .collect();
+    expect.sort();
+    assert_eq!(ranged, expect);
     let (status, _, _) = http_get(&servers[0], "/stores/counts/keys/never-seen");
     assert!(status == 404 || status == 307, "{status}");
     let (status, _, _) = http_get(&servers[0], "/stores/nope/keys/x");

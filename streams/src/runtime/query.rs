@@ -9,6 +9,7 @@
 //! ```text
 //! GET /stores/{store}/keys/{key}     {"key": .., "value": ..}, or 307 to the host, or 404
 //! GET /stores/{store}/all            [{"key": .., "value": ..}, ...] (this instance's share)
+//! GET /stores/{store}/range?from=&to=  the same, for keys in [from, to)
 //! GET /metadata                      {"hosts": {"host:port": ["0_1", ...]}}
 //! ```
 
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -131,19 +132,46 @@ impl Queries {
         })
     }
 
-    /// Every entry of `store` in the tasks active on this instance, in key-byte order per
-    /// task.
+    /// Every entry of `store` in the tasks active on this instance.
     pub async fn all<K: Data, V: Data>(&self, store: &str) -> Result<Vec<(K, V)>, StreamsError> {
+        self.range(store, None, None).await
+    }
+
+    /// The entries of `store` on this instance whose serialized key is in `[from, to)`,
+    /// sorted by serialized key (for string keys, alphabetical order).
+    pub async fn range<K: Data, V: Data>(
+        &self,
+        store: &str,
+        from: Option<&K>,
+        to: Option<&K>,
+    ) -> Result<Vec<(K, V)>, StreamsError> {
         let idx = self.store_index(store)?;
+        let def = &self.shared.topo.stores[idx];
+        let bound = |k: Option<&K>| -> Result<Option<Bytes>, StreamsError> {
+            match k {
+                Some(k) => def
+                    .key
+                    .serialize(&(Arc::new(k.clone()) as Dyn))
+                    .map_err(StreamsError::Serde),
+                None => Ok(None),
+            }
+        };
+        let (from, to) = (bound(from)?, bound(to)?);
         let managers = self.shared.managers.lock().clone();
-        let mut out = Vec::new();
+        let mut out: Vec<(Bytes, K, V)> = Vec::new();
         for m in managers {
             let t = m.lock().await;
-            for (k, v) in t.scan(idx)? {
-                out.push((cast::<K>(&k).clone(), cast::<V>(&v).clone()));
+            for (k, v) in t.scan(idx, from.as_deref(), to.as_deref())? {
+                let kb = def
+                    .key
+                    .serialize(&k)
+                    .map_err(StreamsError::Serde)?
+                    .unwrap_or_default();
+                out.push((kb, cast::<K>(&k).clone(), cast::<V>(&v).clone()));
             }
         }
-        Ok(out)
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out.into_iter().map(|(_, k, v)| (k, v)).collect())
     }
 
     /// An HTTP API on `store` (see the module docs); `K` parses from the path, `V` is
@@ -157,6 +185,7 @@ impl Queries {
         Router::new()
             .route("/stores/{store}/keys/{key}", get(get_key::<K, V>))
             .route("/stores/{store}/all", get(get_all::<K, V>))
+            .route("/stores/{store}/range", get(get_range::<K, V>))
             .route("/metadata", get(metadata))
             .with_state(state)
     }
@@ -211,7 +240,26 @@ where
     }
 }
 
-async fn get_all<K, V>(State((q, name)): State<QueryState>, Path(store): Path<String>) -> Response
+async fn get_all<K, V>(state: State<QueryState>, store: Path<String>) -> Response
+where
+    K: Data + FromStr + serde::Serialize,
+    V: Data + serde::Serialize,
+{
+    get_range::<K, V>(state, store, Query(RangeParams::default())).await
+}
+
+/// `?from=&to=`: the key range, `to` excluded; either may be left out.
+#[derive(Default, serde::Deserialize)]
+struct RangeParams {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+async fn get_range<K, V>(
+    State((q, name)): State<QueryState>,
+    Path(store): Path<String>,
+    Query(params): Query<RangeParams>,
+) -> Response
 where
     K: Data + FromStr + serde::Serialize,
     V: Data + serde::Serialize,
@@ -222,7 +270,22 @@ where
             format!("no queryable store '{store}'"),
         );
     }
-    match q.all::<K, V>(&store).await {
+    let parse = |s: &Option<String>| -> Result<Option<K>, Response> {
+        match s {
+            Some(s) => s.parse::<K>().map(Some).map_err(|_| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("'{s}' is not a key of '{store}'"),
+                )
+            }),
+            None => Ok(None),
+        }
+    };
+    let (from, to) = match (parse(&params.from), parse(&params.to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    match q.range::<K, V>(&store, from.as_ref(), to.as_ref()).await {
         Ok(entries) => Json(
             entries
                 .into_iter()

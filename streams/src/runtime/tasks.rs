@@ -722,10 +722,12 @@ impl TaskManager {
         }
     }
 
-    /// Every entry of `store` in this thread's active tasks.
+    /// The entries of `store` with `from <= key bytes < to` in this thread's active tasks.
     pub fn scan(
         &self,
         store: usize,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
     ) -> Result<Vec<(crate::record::Dyn, crate::record::Dyn)>, StreamsError> {
         let def = &self.shared.topo.stores[store];
         let mut out = Vec::new();
@@ -733,7 +735,7 @@ impl TaskManager {
             let Some(s) = t.store_ref(store) else {
                 continue;
             };
-            for (k, v) in s.range(None, None)? {
+            for (k, v) in s.range(from, to)? {
                 out.push((
                     def.key.deserialize(Some(&k)).map_err(StreamsError::Serde)?,
                     def.value
