@@ -270,20 +270,21 @@ where
             format!("no queryable store '{store}'"),
         );
     }
-    let parse = |s: &Option<String>| -> Result<Option<K>, Response> {
+    // A bound that does not parse as a key is the bad one, named in the answer.
+    let parse = |s: &Option<String>| -> Result<Option<K>, String> {
         match s {
-            Some(s) => s.parse::<K>().map(Some).map_err(|_| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    format!("'{s}' is not a key of '{store}'"),
-                )
-            }),
+            Some(s) => s.parse::<K>().map(Some).map_err(|_| s.clone()),
             None => Ok(None),
         }
     };
     let (from, to) = match (parse(&params.from), parse(&params.to)) {
         (Ok(f), Ok(t)) => (f, t),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(bad), _) | (_, Err(bad)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("'{bad}' is not a key of '{store}'"),
+            )
+        }
     };
     match q.range::<K, V>(&store, from.as_ref(), to.as_ref()).await {
         Ok(entries) => Json(
