@@ -33,7 +33,7 @@ use crate::record::{Dyn, Output};
 use crate::serdes::{ErasedSerde, SerdeRef};
 use crate::store::memory::MemoryStore;
 use crate::store::KeyValueStore;
-use crate::task::{OnDeserializationError, Task, TaskId, TaskSettings};
+use crate::task::{OnDeserializationError, OnProcessingError, Task, TaskId, TaskSettings};
 use crate::topology::Topology;
 
 const APPLICATION_ID: &str = "test-driver";
@@ -174,8 +174,9 @@ impl TopologyTestDriver {
         Self::with_error_handling(topology, OnDeserializationError::Fail, None)
     }
 
-    /// A driver whose tasks handle undeserializable records as configured (the runtime's
-    /// `default.deserialization.exception.handler` and `errors.dead.letter.queue.topic.name`).
+    /// A driver whose tasks handle undeserializable records, and processors' failures, as
+    /// configured (the runtime's `default.deserialization.exception.handler`,
+    /// `processing.exception.handler` and `errors.dead.letter.queue.topic.name`).
     pub fn with_error_handling(
         topology: Topology,
         on_deserialization_error: OnDeserializationError,
@@ -197,6 +198,11 @@ impl TopologyTestDriver {
                 outputs: HashMap::new(),
                 settings: TaskSettings {
                     on_deserialization_error,
+                    // One switch for both handlers in tests: fail, or log and continue.
+                    on_processing_error: match on_deserialization_error {
+                        OnDeserializationError::Fail => OnProcessingError::Fail,
+                        OnDeserializationError::LogAndContinue => OnProcessingError::LogAndContinue,
+                    },
                     dead_letter_topic: dead_letter_topic.map(str::to_string),
                     cache_max_bytes: 0,
                     globals: Arc::new(

@@ -22,6 +22,10 @@ pub enum StreamsError {
         part: &'static str,
         reason: String,
     },
+    /// A processor (Processor API) failed on a record: what `processing.exception.handler`
+    /// handles. Return it from your processor with [`StreamsError::processing`].
+    #[error("processing failed: {0}")]
+    Processing(String),
     /// A serde refused a value (a serializer bug or a value it cannot encode).
     #[error("serde: {0}")]
     Serde(String),
@@ -48,6 +52,13 @@ pub enum StreamsError {
 impl From<AdminError> for StreamsError {
     fn from(e: AdminError) -> Self {
         StreamsError::Admin(e.to_string())
+    }
+}
+
+impl StreamsError {
+    /// A processor's own failure on the current record.
+    pub fn processing(reason: impl std::fmt::Display) -> Self {
+        StreamsError::Processing(reason.to_string())
     }
 }
 

@@ -35,5 +35,5 @@ pub use record::{Headers, Output};
 pub use runtime::{
     KafkaStreams, ProcessingGuarantee, Queries, StreamsConfig, StreamsMetrics, StreamsState,
 };
-pub use task::{OnDeserializationError, TaskId};
+pub use task::{OnDeserializationError, OnProcessingError, TaskId};
 pub use topology::{StoreKind, Topology};

@@ -137,3 +137,62 @@ fn a_processor_names_only_stores_that_exist() {
     let err = b.build().err().unwrap().to_string();
     assert!(err.contains("no state store named 'nope'"), "{err}");
 }
+
+/// Fails on values "boom".
+struct Picky;
+
+impl Processor<String, String, String, String> for Picky {
+    fn process(
+        &mut self,
+        r: Record<String, String>,
+        ctx: &mut ProcessorContext<'_, String, String>,
+    ) -> Result<(), StreamsError> {
+        if r.value == "boom" {
+            return Err(StreamsError::processing(format!("cannot handle {}", r.key)));
+        }
+        ctx.forward(r.key, r.value, r.timestamp);
+        Ok(())
+    }
+}
+
+fn picky() -> strom_streams::Topology {
+    let b = StreamsBuilder::new();
+    b.stream("in", serdes::string(), serdes::string())
+        .process(|| Picky, &[])
+        .to("out", Produced::with(serdes::string(), serdes::string()));
+    b.build().unwrap()
+}
+
+#[test]
+fn processing_errors_fail_by_default_or_go_to_the_dead_letter_topic() {
+    let d = TopologyTestDriver::new(picky());
+    let input = d.input_topic("in", serdes::string(), serdes::string());
+    let err = input.pipe("k".into(), "boom".into()).unwrap_err();
+    assert!(matches!(err, StreamsError::Processing(_)), "{err}");
+
+    let d = TopologyTestDriver::with_error_handling(
+        picky(),
+        strom_streams::OnDeserializationError::LogAndContinue,
+        Some("dlq"),
+    );
+    let input = d.input_topic("in", serdes::string(), serdes::string());
+    input.pipe("a".into(), "fine".into()).unwrap();
+    input.pipe("b".into(), "boom".into()).unwrap();
+    input.pipe("c".into(), "fine".into()).unwrap();
+    assert_eq!(
+        d.output_topic("out", serdes::string(), serdes::string())
+            .read_key_values()
+            .len(),
+        2
+    );
+    assert_eq!(d.skipped(), 1);
+    let dlq = d.read_raw("dlq");
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].key.as_deref(), Some(&b"b"[..]));
+    let exception = dlq[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "__streams.errors.exception")
+        .and_then(|(_, v)| v.clone());
+    assert_eq!(exception.as_deref(), Some(&b"ProcessingException"[..]));
+}

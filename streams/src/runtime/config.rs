@@ -52,7 +52,10 @@ pub struct StreamsConfig {
     pub replication_factor: i16,
     /// `default.deserialization.exception.handler`.
     pub on_deserialization_error: OnDeserializationError,
-    /// `errors.dead.letter.queue.topic.name`: records skipped by the handler go there.
+    /// `processing.exception.handler` (KIP-1033): a processor's failure on a record
+    /// (`StreamsError::Processing`) fails the thread, or is logged and skipped.
+    pub on_processing_error: crate::task::OnProcessingError,
+    /// `errors.dead.letter.queue.topic.name`: records skipped by the handlers go there.
     pub dead_letter_topic: Option<String>,
     /// `session.timeout.ms` of the group (an instance that dies loses its tasks after this).
     pub session_timeout: Duration,
@@ -86,6 +89,7 @@ impl StreamsConfig {
             state_dir: std::env::temp_dir().join("strom-streams"),
             replication_factor: -1,
             on_deserialization_error: OnDeserializationError::Fail,
+            on_processing_error: crate::task::OnProcessingError::Fail,
             dead_letter_topic: None,
             session_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(3),

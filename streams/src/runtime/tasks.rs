@@ -215,6 +215,7 @@ impl TaskManager {
             self.shared.partition_counts.clone(),
             TaskSettings {
                 on_deserialization_error: self.shared.config.on_deserialization_error,
+                on_processing_error: self.shared.config.on_processing_error,
                 dead_letter_topic: self.shared.config.dead_letter_topic.clone(),
                 globals: self.shared.globals.clone(),
                 cache_max_bytes: self.shared.config.cache_max_bytes

@@ -51,10 +51,22 @@ pub enum OnDeserializationError {
     LogAndContinue,
 }
 
+/// What to do when a processor fails on a record (`processing.exception.handler`, KIP-1033).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnProcessingError {
+    /// Stop the thread with the error (Kafka's default).
+    #[default]
+    Fail,
+    /// Log it, count it, skip the rest of that record's processing (and send the input
+    /// record to the dead-letter topic, if one is set).
+    LogAndContinue,
+}
+
 /// Per-task settings from the streams config.
 #[derive(Clone, Default)]
 pub(crate) struct TaskSettings {
     pub on_deserialization_error: OnDeserializationError,
+    pub on_processing_error: OnProcessingError,
     /// `errors.dead.letter.queue.topic.name` (KIP-1034): skipped records go there, raw.
     pub dead_letter_topic: Option<String>,
     /// The instance's global tables, by index (shared by all its tasks).
@@ -210,7 +222,19 @@ impl Task {
             headers: Arc::new(r.headers.clone()),
         };
         for &c in &topo.nodes[node].children {
-            self.run(c, rec.clone(), out)?;
+            match self.run(c, rec.clone(), out) {
+                Err(StreamsError::Processing(reason))
+                    if self.settings.on_processing_error == OnProcessingError::LogAndContinue =>
+                {
+                    self.skip(
+                        r,
+                        "ProcessingException",
+                        format!("processing: {reason}"),
+                        out,
+                    );
+                }
+                other => other?,
+            }
         }
         if !self.schedules.is_empty() {
             self.punctuate(
@@ -238,16 +262,31 @@ impl Task {
                 reason,
             });
         }
-        warn!(task = %self.id, topic = %r.topic, partition = r.partition, offset = r.offset, part, reason = %reason, "skipping a record that cannot be deserialized");
+        self.skip(
+            r,
+            "DeserializationException",
+            format!("{part}: {reason}"),
+            out,
+        );
+        Ok(())
+    }
+
+    /// Counts a record an error handler skips, logs it, and sends it raw to the dead-letter
+    /// topic (with KIP-1034's headers) if one is set.
+    fn skip(
+        &mut self,
+        r: &ConsumerRecord,
+        exception: &str,
+        message: String,
+        out: &mut Vec<Output>,
+    ) {
+        warn!(task = %self.id, topic = %r.topic, partition = r.partition, offset = r.offset, exception, reason = %message, "skipping a record");
         self.skipped += 1;
         if let Some(dlq) = &self.settings.dead_letter_topic {
             let mut headers = r.headers.clone();
             for (k, v) in [
-                (
-                    "__streams.errors.exception",
-                    "DeserializationException".to_string(),
-                ),
-                ("__streams.errors.message", format!("{part}: {reason}")),
+                ("__streams.errors.exception", exception.to_string()),
+                ("__streams.errors.message", message),
                 ("__streams.errors.topic", r.topic.clone()),
                 ("__streams.errors.partition", r.partition.to_string()),
                 ("__streams.errors.offset", r.offset.to_string()),
@@ -264,7 +303,6 @@ impl Task {
                 changelog_of: None,
             });
         }
-        Ok(())
     }
 
     fn run(&mut self, node: usize, rec: Rec, out: &mut Vec<Output>) -> Result<(), StreamsError> {
