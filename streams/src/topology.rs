@@ -149,6 +149,8 @@ pub(crate) enum NodeKind {
     WindowAggregate {
         store: usize,
         spec: WindowSpec,
+        /// Windows ending more than this before stream time are purged from the store.
+        retention: i64,
         init: Option<Initializer>,
         add: Aggregator,
         merge: Option<Merger>,

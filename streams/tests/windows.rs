@@ -254,3 +254,40 @@ fn sessions_with_out_of_order_and_late_events_match_brute_force() {
     });
     assert_eq!(by_user.len(), 3);
 }
+
+#[test]
+fn windows_past_their_retention_are_purged_from_the_store() {
+    let b = StreamsBuilder::new();
+    b.stream("in", serdes::string(), serdes::string())
+        .group_by_key(Grouped::with(serdes::string(), serdes::string()))
+        .windowed_by(TimeWindows::of(10))
+        .count(Materialized::as_("w").with_retention(2_000))
+        .to_stream()
+        .map(|w, n: &Option<i64>| (fmt(w, n.unwrap_or(0)), String::new()))
+        .to("out", Produced::with(serdes::string(), serdes::string()));
+    let d = TopologyTestDriver::new(b.build().unwrap());
+    let input = d.input_topic("in", serdes::string(), serdes::string());
+    input.pipe_at("a".into(), String::new(), 5).unwrap();
+    input.pipe_at("a".into(), String::new(), 1_500).unwrap();
+    let changelog = "test-driver-w-changelog";
+    assert!(
+        d.read_raw(changelog).iter().all(|o| o.value.is_some()),
+        "nothing purged yet"
+    );
+    // Stream time 3000: [0,10) ended more than 2 s ago, [1500,1510) did not.
+    input.pipe_at("a".into(), String::new(), 3_000).unwrap();
+    let tombstones: Vec<_> = d
+        .read_raw(changelog)
+        .into_iter()
+        .filter(|o| o.value.is_none())
+        .collect();
+    assert_eq!(tombstones.len(), 1, "one window purged");
+    let b = StreamsBuilder::new();
+    let _ = b
+        .stream("in", serdes::string(), serdes::string())
+        .group_by_key(Grouped::with(serdes::string(), serdes::string()))
+        .windowed_by(TimeWindows::of(10).grace(5))
+        .count(Materialized::as_("w").with_retention(10));
+    let err = b.build().err().unwrap().to_string();
+    assert!(err.contains("retention"), "{err}");
+}

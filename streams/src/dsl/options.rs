@@ -66,6 +66,7 @@ pub struct Materialized<V> {
     pub(crate) value: Option<SerdeRef<V>>,
     pub(crate) kind: StoreKind,
     pub(crate) logging: bool,
+    pub(crate) retention: Option<i64>,
 }
 
 impl<V> Default for Materialized<V> {
@@ -75,6 +76,7 @@ impl<V> Default for Materialized<V> {
             value: None,
             kind: StoreKind::RocksDb,
             logging: true,
+            retention: None,
         }
     }
 }
@@ -98,6 +100,14 @@ impl<V> Materialized<V> {
     /// Keeps the store in memory (restored from its changelog whenever its task opens).
     pub fn in_memory(mut self) -> Self {
         self.kind = StoreKind::InMemory;
+        self
+    }
+
+    /// How long a windowed store keeps windows after they end (Kafka's
+    /// `Materialized.withRetention`; by default a day, and never less than the window size
+    /// plus the grace period).
+    pub fn with_retention(mut self, ms: i64) -> Self {
+        self.retention = Some(ms);
         self
     }
 

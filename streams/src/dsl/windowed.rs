@@ -252,6 +252,21 @@ impl<K: Data, V: Data> WindowedKStream<K, V> {
         materialized: Materialized<A>,
     ) -> KTable<Windowed<K>, A> {
         let b: StreamsBuilder = self.stream.builder.clone();
+        const DAY: i64 = 86_400_000;
+        let minimum = match self.spec {
+            WindowSpec::Time(w) => w.size + w.grace,
+            WindowSpec::Session { gap, grace } => gap + grace,
+        };
+        let retention = match materialized.retention {
+            Some(r) if r < minimum => {
+                b.error(format!(
+                    "a window store's retention ({r} ms) must be at least the window size (or gap) plus the grace period ({minimum} ms)"
+                ));
+                minimum
+            }
+            Some(r) => r,
+            None => DAY.max(minimum),
+        };
         let store = b.new_store(
             "KSTREAM-AGGREGATE-STATE-STORE",
             materialized.kind,
@@ -282,6 +297,7 @@ impl<K: Data, V: Data> WindowedKStream<K, V> {
             NodeKind::WindowAggregate {
                 store,
                 spec: self.spec,
+                retention,
                 init,
                 add,
                 merge,

@@ -353,6 +353,7 @@ impl Task {
     /// Deletes buffered join records no partner can reach any more (stream time is past
     /// their close time). Run at commits: a full scan of each buffer.
     pub fn maintain(&mut self, out: &mut Vec<Output>) -> Result<(), StreamsError> {
+        self.purge_windows(out)?;
         let topo = self.topo.clone();
         for n in &topo.nodes {
             let NodeKind::StreamJoin {

@@ -98,6 +98,8 @@ pub(crate) struct Task {
     pub late_dropped: u64,
     /// Per windowed node: the highest timestamp it has seen (Kafka's observed stream time).
     node_time: HashMap<usize, i64>,
+    /// Per windowed node: the stream time of its last retention purge.
+    purged: HashMap<usize, i64>,
     /// Aggregations' cached updates, by store.
     caches: HashMap<usize, cache::StoreCache>,
     /// Processor API instances, by node.
@@ -153,6 +155,7 @@ impl Task {
             skipped: 0,
             late_dropped: 0,
             node_time: HashMap::new(),
+            purged: HashMap::new(),
             caches: HashMap::new(),
             processors: HashMap::new(),
             schedules: Vec::new(),
@@ -409,6 +412,7 @@ impl Task {
                 add,
                 merge,
                 wrap,
+                ..
             } => {
                 let def = &topo.stores[*store];
                 let Some(kb) = def.key.serialize(&rec.key).map_err(StreamsError::Serde)? else {

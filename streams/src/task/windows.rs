@@ -245,4 +245,46 @@ impl Task {
         }
         Ok(())
     }
+
+    /// Deletes windows that ended more than their store's retention before stream time.
+    /// A full scan of the store, so it runs at most once per tenth of the retention (and
+    /// at least a second) of stream time.
+    pub(super) fn purge_windows(&mut self, out: &mut Vec<Output>) -> Result<(), StreamsError> {
+        let topo = self.topo.clone();
+        for (i, n) in topo.nodes.iter().enumerate() {
+            let crate::topology::NodeKind::WindowAggregate {
+                store, retention, ..
+            } = &n.kind
+            else {
+                continue;
+            };
+            if n.subtopology != self.id.subtopology {
+                continue;
+            }
+            let Some(&now) = self.node_time.get(&i) else {
+                continue;
+            };
+            let every = (*retention / 10).max(1000);
+            let last = self.purged.get(&i).copied().unwrap_or(i64::MIN);
+            if now.saturating_sub(last) < every {
+                continue;
+            }
+            self.purged.insert(i, now);
+            let all = self.store(*store)?.range(None, None)?;
+            for (k, _) in all {
+                // [len u32][key][end][start]
+                let Some(end) = k
+                    .len()
+                    .checked_sub(16)
+                    .and_then(|at| unflip(&k[at..at + 8]))
+                else {
+                    continue;
+                };
+                if end.saturating_add(*retention) < now {
+                    self.put_raw(*store, &k, None, now, out)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
