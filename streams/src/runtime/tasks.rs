@@ -293,7 +293,8 @@ impl TaskManager {
         let mut buf = Vec::new();
         let skipped_before = self.skipped();
         let late_before: u64 = self.tasks.values().map(|t| t.late_dropped).sum();
-        for r in &records {
+        let count = records.len() as u64;
+        for r in &by_timestamp(records) {
             let tp = TopicPartition::new(r.topic.as_str(), r.partition);
             let Some(id) = self.task_of(&tp) else {
                 return Err(StreamsError::Topology(format!(
@@ -322,7 +323,7 @@ impl TaskManager {
         self.shared
             .metrics
             .processed
-            .fetch_add(records.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
         self.send(out).await
     }
 
@@ -759,6 +760,36 @@ impl TaskManager {
     }
 }
 
+/// A poll's records in the order a task should see them: each partition's in offset order,
+/// and across partitions the lowest timestamp first (Kafka Streams' choice among a task's
+/// partition queues), so that a stream record meets the table as of its time when both
+/// came in one poll.
+fn by_timestamp(records: Vec<ConsumerRecord>) -> Vec<ConsumerRecord> {
+    let mut queues: BTreeMap<(String, i32), VecDeque<ConsumerRecord>> = BTreeMap::new();
+    for r in records {
+        queues
+            .entry((r.topic.clone(), r.partition))
+            .or_default()
+            .push_back(r);
+    }
+    if queues.len() == 1 {
+        return queues.into_values().flatten().collect();
+    }
+    let mut out = Vec::new();
+    loop {
+        let next = queues
+            .iter()
+            .filter_map(|(k, q)| q.front().map(|r| (r.timestamp, k.clone())))
+            .min();
+        let Some((_, key)) = next else {
+            return out;
+        };
+        if let Some(r) = queues.get_mut(&key).and_then(VecDeque::pop_front) {
+            out.push(r);
+        }
+    }
+}
+
 /// Fencing and generation errors mean another member owns the tasks now.
 fn migrated_or(e: ProducerError) -> StreamsError {
     let s = e.to_string();
@@ -788,4 +819,44 @@ fn write_checkpoint(path: &Path, offsets: &BTreeMap<String, i64>) -> std::io::Re
         serde_json::to_vec(offsets).map_err(std::io::Error::other)?,
     )?;
     std::fs::rename(tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(topic: &str, partition: i32, offset: i64, timestamp: i64) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: topic.into(),
+            partition,
+            offset,
+            timestamp,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+            leader_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn records_merge_by_timestamp_keeping_each_partition_in_order() {
+        let got: Vec<(String, i64)> = by_timestamp(vec![
+            rec("orders", 0, 10, 50),
+            rec("orders", 0, 11, 20), // out of order in its partition: stays after 10
+            rec("users", 0, 3, 30),
+            rec("users", 0, 4, 60),
+        ])
+        .into_iter()
+        .map(|r| (r.topic, r.offset))
+        .collect();
+        assert_eq!(
+            got,
+            [
+                ("users".to_string(), 3),
+                ("orders".into(), 10),
+                ("orders".into(), 11),
+                ("users".into(), 4)
+            ]
+        );
+    }
 }
