@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use strom_streams::{ProcessingGuarantee, StreamsConfig, StreamsError};
 
-/// Per-record allocations freed on other threads: mimalloc instead of glibc's malloc.
+/// Per-record allocations freed on other threads: jemalloc instead of glibc's malloc
+/// (docs/perf.md: glibc spent a third of the CPU; mimalloc's page purging a fifth).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// `tracing` to stdout, `RUST_LOG` filtering (default info), colours only on a terminal.
 pub fn init_logging() {
