@@ -469,6 +469,8 @@ async fn wordcount_restores_its_store_from_the_changelog_after_the_state_dir_is_
         "exactly_once_v2",
         "--cache-max-bytes",
         "0",
+        "--repartition-purge-interval-ms",
+        "100",
         "--state-dir",
     ]
     .iter()

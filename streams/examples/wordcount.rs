@@ -36,6 +36,9 @@ struct Args {
     /// updates are cached and forwarded at each commit, as in Kafka Streams).
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     cache_max_bytes: usize,
+    /// repartition.purge.interval.ms: how often consumed repartition records are deleted.
+    #[arg(long, default_value_t = 30_000)]
+    repartition_purge_interval_ms: u64,
     /// application.server: serve interactive queries on this host:port
     /// (`GET /stores/counts/keys/{word}`, `/stores/counts/all`, `/metadata`).
     #[arg(long)]
@@ -76,6 +79,8 @@ async fn main() -> anyhow::Result<()> {
     config.num_stream_threads = args.threads;
     config.num_standby_replicas = args.num_standby_replicas;
     config.cache_max_bytes = args.cache_max_bytes;
+    config.repartition_purge_interval =
+        std::time::Duration::from_millis(args.repartition_purge_interval_ms);
     config.application_server = args.application_server.clone();
     config.session_timeout = std::time::Duration::from_millis(args.session_timeout_ms);
     config.heartbeat_interval = config.session_timeout / 4;

@@ -76,6 +76,9 @@ pub struct StreamsConfig {
     /// over the threads; an update is forwarded (and logged) at the next commit or when the
     /// cache fills. 0 forwards every update at once.
     pub cache_max_bytes: usize,
+    /// `repartition.purge.interval.ms`: how often consumed and committed records of
+    /// repartition topics are deleted (DeleteRecords), so those topics stay small.
+    pub repartition_purge_interval: Duration,
 }
 
 impl StreamsConfig {
@@ -98,6 +101,7 @@ impl StreamsConfig {
             num_standby_replicas: 0,
             application_server: None,
             cache_max_bytes: 10 * 1024 * 1024,
+            repartition_purge_interval: Duration::from_secs(30),
         }
     }
 

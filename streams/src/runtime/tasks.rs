@@ -69,6 +69,9 @@ pub(crate) struct TaskManager {
     /// Next changelog offset per standby (task, store).
     standby_next: BTreeMap<(TaskId, usize), i64>,
     standby_consumer: Option<Consumer>,
+    /// When repartition topics were last purged, and up to where.
+    last_purge: Instant,
+    purged_to: BTreeMap<TopicPartition, i64>,
 }
 
 impl TaskManager {
@@ -93,6 +96,8 @@ impl TaskManager {
             standbys: BTreeMap::new(),
             standby_next: BTreeMap::new(),
             standby_consumer: None,
+            last_purge: Instant::now(),
+            purged_to: BTreeMap::new(),
         }
     }
 
@@ -752,6 +757,43 @@ impl TaskManager {
     /// Application server -> active tasks, from the last rebalance.
     pub fn hosts(&self) -> BTreeMap<String, BTreeSet<TaskId>> {
         self.assignment.lock().hosts.clone()
+    }
+
+    /// After a commit: deletes what the tasks consumed and committed of repartition topics
+    /// (DeleteRecords), every `repartition.purge.interval.ms`. Failures only log: the next
+    /// purge deletes up to a later offset anyway.
+    pub async fn purge_repartitions(&mut self) {
+        if self.last_purge.elapsed() < self.shared.config.repartition_purge_interval {
+            return;
+        }
+        self.last_purge = Instant::now();
+        let app = &self.shared.config.application_id;
+        let internal: BTreeSet<String> = self
+            .shared
+            .topo
+            .repartitions
+            .iter()
+            .map(|r| r.topic.resolve(app))
+            .collect();
+        let due: Vec<(TopicPartition, i64)> = self
+            .offsets(None)
+            .into_iter()
+            .filter(|(tp, o)| {
+                internal.contains(&tp.topic) && self.purged_to.get(tp).is_none_or(|p| o > p)
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let mut admin = strom_client::admin::Admin::new(&self.shared.config.bootstrap_servers);
+        for (tp, offset) in due {
+            match admin.delete_records(&tp, offset).await {
+                Ok(_) => {
+                    self.purged_to.insert(tp, offset);
+                }
+                Err(e) => debug!(%tp, offset, error = %e, "purging a repartition topic failed"),
+            }
+        }
     }
 
     /// Records skipped by the deserialization handler, over open tasks.

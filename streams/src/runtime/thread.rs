@@ -193,7 +193,9 @@ async fn commit(
 ) -> Result<(), StreamsError> {
     t.maintain().await?;
     if eos {
-        return t.commit_transaction().await;
+        t.commit_transaction().await?;
+        t.purge_repartitions().await;
+        return Ok(());
     }
     let offsets = t.flush_for_commit().await?;
     if offsets.is_empty() {
@@ -208,7 +210,9 @@ async fn commit(
         )
         .await
         .map_err(|e| StreamsError::TaskMigrated(format!("offset commit failed: {e}")))?;
-    t.committed()
+    t.committed()?;
+    t.purge_repartitions().await;
+    Ok(())
 }
 
 /// Ties the group's rebalances to the tasks: commit and close before partitions go, open
