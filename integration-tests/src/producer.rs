@@ -415,3 +415,18 @@ pub async fn read_all(
     }
     Ok(out)
 }
+
+/// The sum of `group`'s committed offsets on the partitions of `topic` (0 while it has
+/// none, or while the coordinator cannot be reached).
+pub async fn committed_sum(bootstrap: &str, group: &str, topic: &str) -> i64 {
+    strom_client::admin::Admin::new(bootstrap)
+        .list_group_offsets(group)
+        .await
+        .map(|m| {
+            m.iter()
+                .filter(|(tp, _)| tp.topic == topic)
+                .map(|(_, o)| o.offset)
+                .sum()
+        })
+        .unwrap_or(0)
+}

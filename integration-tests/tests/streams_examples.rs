@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use integration_tests::producer::committed_sum;
 use integration_tests::{AppProcess, BrokerProcess};
 use strom_client::admin::{Admin, NewTopic};
 use strom_client::consumer::{Consumer, ConsumerConfig, OffsetReset};
@@ -209,20 +210,9 @@ async fn enrich_joins_orders_with_the_latest_customer() {
     .expect("start enrich");
     // The table must hold the customers before the orders come: wait for the group's
     // committed offsets to cover them.
-    let mut admin = Admin::new(&bs);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let done: i64 = admin
-            .list_group_offsets("enrich")
-            .await
-            .map(|m| {
-                m.iter()
-                    .filter(|(tp, _)| tp.topic == "customers")
-                    .map(|(_, o)| o.offset)
-                    .sum()
-            })
-            .unwrap_or(0);
-        if done >= 2 {
+        if committed_sum(&bs, "enrich", "customers").await >= 2 {
             break;
         }
         assert!(Instant::now() < deadline, "customers never consumed");
@@ -433,20 +423,6 @@ async fn wordcount_answers_interactive_queries_and_points_to_the_owner() {
     }
 }
 
-/// Sum of the group's committed offsets on `topic`.
-async fn committed_on(bs: &str, group: &str, topic: &str) -> i64 {
-    Admin::new(bs)
-        .list_group_offsets(group)
-        .await
-        .map(|m| {
-            m.iter()
-                .filter(|(tp, _)| tp.topic == topic)
-                .map(|(_, o)| o.offset)
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wordcount_restores_its_store_from_the_changelog_after_the_state_dir_is_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -481,7 +457,7 @@ async fn wordcount_restores_its_store_from_the_changelog_after_the_state_dir_is_
         let bs = bs.clone();
         async move {
             let deadline = Instant::now() + Duration::from_secs(60);
-            while committed_on(&bs, "restore-app", "lines").await < n {
+            while committed_sum(&bs, "restore-app", "lines").await < n {
                 assert!(Instant::now() < deadline, "input not processed");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }

@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use integration_tests::producer::committed_sum;
 use integration_tests::{AppProcess, BrokerProcess};
 use strom_client::admin::{Admin, NewTopic};
 use strom_client::consumer::{Consumer, ConsumerConfig, OffsetReset};
@@ -31,19 +32,6 @@ async fn produce(bs: &str, prefix: &str, n: usize) {
     for a in acks {
         a.await.expect("acked");
     }
-}
-
-async fn committed(bs: &str) -> i64 {
-    Admin::new(bs)
-        .list_group_offsets("standby-app")
-        .await
-        .map(|m| {
-            m.iter()
-                .filter(|(tp, _)| tp.topic == "lines")
-                .map(|(_, o)| o.offset)
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// Waits until the output holds a count for each of `n` words `<prefix><i>`.
@@ -127,7 +115,7 @@ async fn takeover(standbys: usize) -> (u64, u64, Duration) {
     let mut a = start("a");
     let mut b = start("b");
     let deadline = Instant::now() + Duration::from_secs(180);
-    while committed(&bs).await < WORDS as i64 {
+    while committed_sum(&bs, "standby-app", "lines").await < WORDS as i64 {
         a.check_running().expect("a runs");
         b.check_running().expect("b runs");
         assert!(Instant::now() < deadline, "the input was never processed");

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use integration_tests::producer::committed_sum;
 use integration_tests::{tail, AppProcess, BrokerProcess};
 use strom_client::admin::{Admin, NewTopic};
 use strom_client::consumer::{Consumer, ConsumerConfig, IsolationLevel, OffsetReset};
@@ -88,21 +89,6 @@ async fn setup(bootstrap: &str, lines: &[String]) {
     for a in acks {
         a.await.expect("acked");
     }
-}
-
-/// Input records the application has committed.
-async fn committed(bootstrap: &str, app: &str) -> i64 {
-    let mut admin = Admin::new(bootstrap);
-    admin
-        .list_group_offsets(app)
-        .await
-        .map(|m| {
-            m.iter()
-                .filter(|(tp, _)| tp.topic == "lines")
-                .map(|(_, o)| o.offset)
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// Reads the output read_committed until every word's latest count is the expected one.
@@ -243,7 +229,7 @@ async fn run(guarantee: &str, kill: bool) {
     // Half-way through the input, stop one instance, then start it again.
     let half = lines.len() as i64 / 2;
     let deadline = Instant::now() + Duration::from_secs(600);
-    while committed(&bootstrap, app).await < half {
+    while committed_sum(&bootstrap, app, "lines").await < half {
         a.check_running().expect("a running");
         b.check_running().expect("b running");
         assert!(
