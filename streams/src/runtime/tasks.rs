@@ -718,6 +718,10 @@ impl TaskManager {
         let Some(s) = t.store_ref(store) else {
             return Ok(None);
         };
+        // The record cache holds the newest values until the next commit.
+        if let Some(v) = t.cached_value(store, key) {
+            return Ok(Some(Some(v)));
+        }
         let def = &self.shared.topo.stores[store];
         match s.get(key)? {
             Some(b) => def

@@ -607,4 +607,9 @@ impl Task {
     pub fn store_ref(&self, store: usize) -> Option<&dyn KeyValueStore> {
         self.stores.get(store).and_then(|s| s.as_deref())
     }
+
+    /// A value of `store` the record cache holds and the store does not have yet.
+    pub fn cached_value(&self, store: usize, key: &[u8]) -> Option<Dyn> {
+        self.cached(store, key)
+    }
 }
