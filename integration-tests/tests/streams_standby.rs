@@ -78,7 +78,6 @@ async fn takeover(standbys: usize) -> (u64, u64, Duration) {
             .await
             .expect("topic");
     }
-    produce(&bs, "u", WORDS).await;
     let start = |name: &str| {
         AppProcess::start(
             "wordcount",
@@ -114,6 +113,24 @@ async fn takeover(standbys: usize) -> (u64, u64, Duration) {
     };
     let mut a = start("a");
     let mut b = start("b");
+    // Both instances in the group before any input, so that each task's state grows on one
+    // instance only (an instance that ran a task first keeps a checkpoint of it, which
+    // would make the "cold" takeover warm).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let group = admin.describe_group("standby-app").await;
+        if group.is_ok_and(|g| g.state == "Stable" && g.members.len() == 2) {
+            break;
+        }
+        a.check_running().expect("a runs");
+        b.check_running().expect("b runs");
+        assert!(
+            Instant::now() < deadline,
+            "the two instances never formed a group"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    produce(&bs, "u", WORDS).await;
     let deadline = Instant::now() + Duration::from_secs(180);
     while committed_sum(&bs, "standby-app", "lines").await < WORDS as i64 {
         a.check_running().expect("a runs");
