@@ -746,12 +746,20 @@ impl TaskManager {
             let Some(s) = t.store_ref(store) else {
                 continue;
             };
+            // The store's entries, with the record cache's newer values over them.
+            let mut entries: BTreeMap<bytes::Bytes, crate::record::Dyn> = BTreeMap::new();
             for (k, v) in s.range(from, to)? {
+                let v = def
+                    .value
+                    .deserialize(Some(&v))
+                    .map_err(StreamsError::Serde)?;
+                entries.insert(k, v);
+            }
+            entries.extend(t.cached_range(store, from, to));
+            for (k, v) in entries {
                 out.push((
                     def.key.deserialize(Some(&k)).map_err(StreamsError::Serde)?,
-                    def.value
-                        .deserialize(Some(&v))
-                        .map_err(StreamsError::Serde)?,
+                    v,
                 ));
             }
         }

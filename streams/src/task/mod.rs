@@ -608,6 +608,25 @@ impl Task {
         self.stores.get(store).and_then(|s| s.as_deref())
     }
 
+    /// The record cache's values of `store` for keys in `[from, to)`.
+    pub fn cached_range(
+        &self,
+        store: usize,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+    ) -> Vec<(Bytes, Dyn)> {
+        let Some(c) = self.caches.get(&store) else {
+            return Vec::new();
+        };
+        c.entries
+            .iter()
+            .filter(|(k, _)| {
+                from.is_none_or(|f| k.as_ref() >= f) && to.is_none_or(|t| k.as_ref() < t)
+            })
+            .map(|(k, e)| (k.clone(), e.new.clone()))
+            .collect()
+    }
+
     /// A value of `store` the record cache holds and the store does not have yet.
     pub fn cached_value(&self, store: usize, key: &[u8]) -> Option<Dyn> {
         self.cached(store, key)
