@@ -197,6 +197,14 @@ macro_rules! faults {
     };
 }
 
+/// `args` then `--state-dir <state>`, as owned strings.
+pub fn state_args(args: &[&str], state: &Path) -> Vec<String> {
+    args.iter()
+        .map(|s| s.to_string())
+        .chain(["--state-dir".to_string(), state.display().to_string()])
+        .collect()
+}
+
 /// A client application under test (a streams example, say): `bin` in the target dir's
 /// `examples/` (or `$<env>`), with its own log.
 pub struct AppProcess {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use integration_tests::producer::committed_sum;
-use integration_tests::{AppProcess, BrokerProcess};
+use integration_tests::{state_args, AppProcess, BrokerProcess};
 use strom_client::admin::{Admin, NewTopic};
 use strom_client::consumer::{Consumer, ConsumerConfig, OffsetReset};
 use strom_client::producer::{Producer, ProducerConfig, ProducerRecord};
@@ -103,25 +103,23 @@ async fn sessionize_emits_each_closed_session_once() {
     let mut app = AppProcess::start(
         "sessionize",
         "STROM_SESSIONIZE_BIN",
-        [
-            "--bootstrap-server",
-            &bs,
-            "--input",
-            "clicks",
-            "--output",
-            "sessions",
-            "--inactivity-gap-ms",
-            "3000",
-            "--grace-ms",
-            "1000",
-            "--commit-interval-ms",
-            "100",
-            "--state-dir",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([dir.path().join("state").display().to_string()])
-        .collect(),
+        state_args(
+            &[
+                "--bootstrap-server",
+                &bs,
+                "--input",
+                "clicks",
+                "--output",
+                "sessions",
+                "--inactivity-gap-ms",
+                "3000",
+                "--grace-ms",
+                "1000",
+                "--commit-interval-ms",
+                "100",
+            ],
+            &dir.path().join("state"),
+        ),
         dir.path().join("sessionize.log"),
     )
     .expect("start sessionize");
@@ -194,17 +192,10 @@ async fn enrich_joins_orders_with_the_latest_customer() {
     let mut app = AppProcess::start(
         "enrich",
         "STROM_ENRICH_BIN",
-        [
-            "--bootstrap-server",
-            &bs,
-            "--commit-interval-ms",
-            "100",
-            "--state-dir",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([dir.path().join("state").display().to_string()])
-        .collect(),
+        state_args(
+            &["--bootstrap-server", &bs, "--commit-interval-ms", "100"],
+            &dir.path().join("state"),
+        ),
         dir.path().join("enrich.log"),
     )
     .expect("start enrich");
@@ -314,25 +305,23 @@ async fn wordcount_answers_interactive_queries_and_points_to_the_owner() {
             AppProcess::start(
                 "wordcount",
                 "STROM_WORDCOUNT_BIN",
-                [
-                    "--bootstrap-server",
-                    &bs,
-                    "--input",
-                    "lines",
-                    "--output",
-                    "counts",
-                    "--application-id",
-                    "iq-app",
-                    "--commit-interval-ms",
-                    "300000",
-                    "--application-server",
-                    server,
-                    "--state-dir",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .chain([dir.path().join(format!("state-{i}")).display().to_string()])
-                .collect(),
+                state_args(
+                    &[
+                        "--bootstrap-server",
+                        &bs,
+                        "--input",
+                        "lines",
+                        "--output",
+                        "counts",
+                        "--application-id",
+                        "iq-app",
+                        "--commit-interval-ms",
+                        "300000",
+                        "--application-server",
+                        server,
+                    ],
+                    &dir.path().join(format!("state-{i}")),
+                ),
                 dir.path().join(format!("wc-{i}.log")),
             )
             .expect("start wordcount")
@@ -431,29 +420,27 @@ async fn wordcount_restores_its_store_from_the_changelog_after_the_state_dir_is_
     let bs = b.kafka.to_string();
     topics(&bs, &["lines", "counts"], 2).await;
     let state = dir.path().join("state");
-    let args: Vec<String> = [
-        "--bootstrap-server",
-        &bs,
-        "--input",
-        "lines",
-        "--output",
-        "counts",
-        "--application-id",
-        "restore-app",
-        "--commit-interval-ms",
-        "100",
-        "--processing-guarantee",
-        "exactly_once_v2",
-        "--cache-max-bytes",
-        "0",
-        "--repartition-purge-interval-ms",
-        "100",
-        "--state-dir",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([state.display().to_string()])
-    .collect();
+    let args: Vec<String> = state_args(
+        &[
+            "--bootstrap-server",
+            &bs,
+            "--input",
+            "lines",
+            "--output",
+            "counts",
+            "--application-id",
+            "restore-app",
+            "--commit-interval-ms",
+            "100",
+            "--processing-guarantee",
+            "exactly_once_v2",
+            "--cache-max-bytes",
+            "0",
+            "--repartition-purge-interval-ms",
+            "100",
+        ],
+        &state,
+    );
     let wait_committed = |n: i64| {
         let bs = bs.clone();
         async move {

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use integration_tests::producer::committed_sum;
-use integration_tests::{AppProcess, BrokerProcess};
+use integration_tests::{state_args, AppProcess, BrokerProcess};
 use strom_client::admin::{Admin, NewTopic};
 use strom_client::consumer::{Consumer, ConsumerConfig, OffsetReset};
 use strom_client::producer::{Producer, ProducerConfig, ProducerRecord};
@@ -82,31 +82,25 @@ async fn takeover(standbys: usize) -> (u64, u64, Duration) {
         AppProcess::start(
             "wordcount",
             "STROM_WORDCOUNT_BIN",
-            [
-                "--bootstrap-server",
-                &bs,
-                "--input",
-                "lines",
-                "--output",
-                "counts",
-                "--application-id",
-                "standby-app",
-                "--session-timeout-ms",
-                "6000",
-                "--commit-interval-ms",
-                "200",
-                "--num-standby-replicas",
-                &standbys.to_string(),
-                "--state-dir",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([dir
-                .path()
-                .join(format!("state-{name}"))
-                .display()
-                .to_string()])
-            .collect(),
+            state_args(
+                &[
+                    "--bootstrap-server",
+                    &bs,
+                    "--input",
+                    "lines",
+                    "--output",
+                    "counts",
+                    "--application-id",
+                    "standby-app",
+                    "--session-timeout-ms",
+                    "6000",
+                    "--commit-interval-ms",
+                    "200",
+                    "--num-standby-replicas",
+                    &standbys.to_string(),
+                ],
+                &dir.path().join(format!("state-{name}")),
+            ),
             dir.path().join(format!("{name}.log")),
         )
         .expect("start wordcount")

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use integration_tests::producer::committed_sum;
-use integration_tests::{tail, AppProcess, BrokerProcess};
+use integration_tests::{state_args, tail, AppProcess, BrokerProcess};
 use strom_client::admin::{Admin, NewTopic};
 use strom_client::consumer::{Consumer, ConsumerConfig, IsolationLevel, OffsetReset};
 use strom_client::producer::{Producer, ProducerConfig, ProducerRecord};
@@ -160,34 +160,32 @@ async fn read_until_complete(
 }
 
 fn args(bootstrap: &str, app: &str, guarantee: &str, state: &Path) -> Vec<String> {
-    [
-        "--bootstrap-server",
-        bootstrap,
-        "--input",
-        "lines",
-        "--output",
-        "counts",
-        "--application-id",
-        app,
-        "--processing-guarantee",
-        guarantee,
-        "--session-timeout-ms",
-        "6000",
-        "--commit-interval-ms",
-        "200",
-        // Every update forwarded: the exactly-once check below wants to see each count.
-        "--cache-max-bytes",
-        if guarantee == "exactly_once_v2" {
-            "0"
-        } else {
-            "10485760"
-        },
-        "--state-dir",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([state.display().to_string()])
-    .collect()
+    state_args(
+        &[
+            "--bootstrap-server",
+            bootstrap,
+            "--input",
+            "lines",
+            "--output",
+            "counts",
+            "--application-id",
+            app,
+            "--processing-guarantee",
+            guarantee,
+            "--session-timeout-ms",
+            "6000",
+            "--commit-interval-ms",
+            "200",
+            // Every update forwarded: the exactly-once check below wants to see each count.
+            "--cache-max-bytes",
+            if guarantee == "exactly_once_v2" {
+                "0"
+            } else {
+                "10485760"
+            },
+        ],
+        state,
+    )
 }
 
 async fn run(guarantee: &str, kill: bool) {
