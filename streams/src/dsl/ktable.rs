@@ -91,14 +91,8 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             );
             return KTable::new(self.stream.builder.clone(), self.stream.node);
         };
-        self.stateful(
-            Some(Arc::new(move || Arc::new(init()) as Dyn)),
-            Arc::new(move |k: &Dyn, v: &Dyn, agg: &Dyn| {
-                Arc::new(add(cast::<K>(k), cast::<V>(v), cast::<A>(agg))) as Dyn
-            }),
-            value,
-            materialized,
-        )
+        let (init, add) = super::erase_aggregate(init, add);
+        self.stateful(Some(init), add, value, materialized)
     }
 
     fn stateful<A: Data>(

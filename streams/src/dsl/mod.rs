@@ -51,6 +51,21 @@ use crate::error::StreamsError;
 use crate::serdes::{ErasedSerde, SerdeRef};
 use crate::topology::{Node, NodeKind, StoreDef, StoreKind, TopicRef, Topology};
 
+/// An aggregation's initializer and adder with their types erased (shared by grouped and
+/// windowed aggregations).
+pub(crate) fn erase_aggregate<K: Data, V: Data, A: Data>(
+    init: impl Fn() -> A + Send + Sync + 'static,
+    add: impl Fn(&K, &V, &A) -> A + Send + Sync + 'static,
+) -> (crate::topology::Initializer, crate::topology::Aggregator) {
+    use crate::record::{cast, Dyn};
+    (
+        std::sync::Arc::new(move || std::sync::Arc::new(init()) as Dyn),
+        std::sync::Arc::new(move |k: &Dyn, v: &Dyn, agg: &Dyn| {
+            std::sync::Arc::new(add(cast::<K>(k), cast::<V>(v), cast::<A>(agg))) as Dyn
+        }),
+    )
+}
+
 /// What the DSL's key and value types must be: records are shared between nodes and
 /// threads.
 pub trait Data: Clone + Send + Sync + 'static {}

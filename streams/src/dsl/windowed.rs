@@ -232,15 +232,8 @@ impl<K: Data, V: Data> WindowedKStream<K, V> {
             );
             return KTable::new(self.stream.builder.clone(), self.stream.node);
         };
-        self.build(
-            Some(Arc::new(move || Arc::new(init()) as Dyn)),
-            Arc::new(move |k: &Dyn, v: &Dyn, agg: &Dyn| {
-                Arc::new(add(cast::<K>(k), cast::<V>(v), cast::<A>(agg))) as Dyn
-            }),
-            merge,
-            value,
-            materialized,
-        )
+        let (init, add) = super::erase_aggregate(init, add);
+        self.build(Some(init), add, merge, value, materialized)
     }
 
     fn build<A: Data>(
