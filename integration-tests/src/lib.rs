@@ -107,6 +107,39 @@ pub fn http_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Val
     Ok(serde_json::from_str(body)?)
 }
 
+/// Sends `method path` with a JSON body to `http://addr`, blocking; (status, JSON body or
+/// Null).
+pub fn http_send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let (head, body) = buf.split_once("\r\n\r\n").context("no http body")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no http status")?;
+    let json = if body.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(body)?
+    };
+    Ok((status, json))
+}
+
 /// The last `n` lines of a process log, for failure messages.
 pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -223,6 +256,23 @@ impl AppProcess {
     ) -> anyhow::Result<Self> {
         let mut a = Self {
             bin: binary(&format!("examples/{example}"), env)?,
+            args,
+            log,
+            proc: None,
+        };
+        a.spawn()?;
+        Ok(a)
+    }
+
+    /// A binary of the workspace (`strom-connect`, say) rather than an example.
+    pub fn start_bin(
+        name: &str,
+        env: &str,
+        args: Vec<String>,
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let mut a = Self {
+            bin: binary(name, env)?,
             args,
             log,
             proc: None,

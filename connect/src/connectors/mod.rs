@@ -1,0 +1,4 @@
+//! The built-in connectors.
+
+pub mod file;
+pub mod jdbc;
