@@ -10,7 +10,7 @@ want_python=1
 [ "${1:-}" = "--no-python" ] && want_python=0
 
 need=()
-for pkg in libclang-dev clang g++ kcat python3-venv; do
+for pkg in libclang-dev clang g++ kcat python3-venv curl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v sccache >/dev/null 2>&1 || need+=(sccache)

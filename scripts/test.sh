@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit and storage conformance tests, multi-process tests, and the
-# real-client compatibility tests (confluent-kafka, kafka-python, kcat), then the docker
-# compose cluster (scripts/compose-ci.sh). Installs what it needs.
+# real-client compatibility tests (confluent-kafka, kafka-python, kcat), the Connect tests
+# against a real PostgreSQL, then the docker compose cluster (scripts/compose-ci.sh).
+# Installs and starts what it needs.
 # Ends with one line: "all: N passed, 0 failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# PostgreSQL for the Connect tests (JDBC sink, PostgreSQL source, CDC).
+scripts/postgres.sh
 source scripts/env.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

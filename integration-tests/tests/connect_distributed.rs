@@ -1,13 +1,16 @@
 //! strom-connect in distributed mode, as real processes: two workers share a group; a
-//! FileStreamSource tails a file that grows to 100,000 lines while a FileStreamSink writes
-//! the topic back out. Half-way, the worker running the source task is killed with SIGKILL:
-//! its tasks move to the survivor once the group drops it (session.timeout.ms), and in the
-//! end the topic holds every line exactly once, in order (exactly.once.source.support), and
-//! the sink file every line at least once.
+//! FileStreamSource tails a file that grows to 100,000 JSON lines (updates of 1,000 keys)
+//! while a JDBC sink upserts the topic into PostgreSQL and a FileStreamSink writes it back
+//! out. Half-way, the worker running the source task is killed with SIGKILL: its tasks move
+//! to the survivor once the group drops it (session.timeout.ms). In the end the topic holds
+//! every line exactly once, in order (exactly.once.source.support); the table has exactly one
+//! row per key, with its latest value; the sink file has every line at least once.
 //!
-//! `STROM_CONNECT_TEST_LINES` changes the number of lines.
+//! PostgreSQL: `$STROM_PG_URL` (scripts/postgres.sh starts one), by default
+//! postgresql://strom:strom@127.0.0.1:5432/strom. `STROM_CONNECT_TEST_LINES` changes the
+//! number of lines.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,6 +21,18 @@ use serde_json::json;
 use strom_client::admin::{Admin, NewTopic, OffsetSpec};
 use strom_client::consumer::{Consumer, ConsumerConfig, IsolationLevel, OffsetReset};
 use strom_client::TopicPartition;
+
+const KEYS: usize = 1000;
+
+fn pg_url() -> String {
+    std::env::var("STROM_PG_URL")
+        .unwrap_or_else(|_| "postgresql://strom:strom@127.0.0.1:5432/strom".into())
+}
+
+/// Line `i`: an update of key `i % KEYS`.
+fn line(i: usize) -> String {
+    format!("{{\"id\":{},\"seq\":{i},\"value\":\"v-{i:06}\"}}", i % KEYS)
+}
 
 fn lines() -> usize {
     std::env::var("STROM_CONNECT_TEST_LINES")
@@ -129,6 +144,34 @@ async fn a_killed_worker_s_tasks_move_and_every_line_arrives_exactly_once() {
         "sink",
         json!({"connector.class": "org.apache.kafka.connect.file.FileStreamSinkConnector", "file": output.display().to_string(), "topics": "lines"}),
     );
+    let (pg, pg_conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL (run scripts/postgres.sh)");
+    tokio::spawn(pg_conn);
+    let table = format!("connect_test_{}", std::process::id());
+    pg.batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+        .await
+        .expect("drop");
+    let jdbc = pg_url().replacen("postgresql://", "jdbc:postgresql://", 1);
+    let (user_pass, rest) = jdbc
+        .trim_start_matches("jdbc:postgresql://")
+        .split_once('@')
+        .expect("user in STROM_PG_URL");
+    let (user, pass) = user_pass.split_once(':').unwrap_or((user_pass, ""));
+    create(
+        &workers[0],
+        "pg-sink",
+        json!({
+            "connector.class": "io.confluent.connect.jdbc.JdbcSinkConnector",
+            "connection.url": format!("jdbc:postgresql://{rest}"),
+            "connection.user": user, "connection.password": pass,
+            "topics": "lines", "table.name.format": table,
+            "insert.mode": "upsert", "pk.mode": "record_value", "pk.fields": "id",
+            "auto.create": "true",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter.schemas.enable": "false",
+        }),
+    );
 
     // The file grows by 1,000 lines every 50 ms, as a log being written.
     let writer = {
@@ -140,7 +183,7 @@ async fn a_killed_worker_s_tasks_move_and_every_line_arrives_exactly_once() {
                 .expect("append");
             for chunk in 0..n.div_ceil(1000) {
                 let text: String = (chunk * 1000..((chunk + 1) * 1000).min(n))
-                    .map(|i| format!("line-{i:06}\n"))
+                    .map(|i| line(i) + "\n")
                     .collect();
                 f.write_all(text.as_bytes()).expect("write");
                 f.flush().expect("flush");
@@ -212,9 +255,15 @@ async fn a_killed_worker_s_tasks_move_and_every_line_arrives_exactly_once() {
     for r in consumer.poll(Duration::from_secs(3)).await.expect("poll") {
         got.push(String::from_utf8(r.value.unwrap_or_default().to_vec()).expect("utf8"));
     }
-    let want: Vec<String> = (0..n).map(|i| format!("line-{i:06}")).collect();
+    let want: Vec<String> = (0..n).map(line).collect();
     assert_eq!(got.len(), n, "the topic holds {} lines, not {n}", got.len());
-    assert!(got == want, "lines are missing, repeated or out of order");
+    if let Some(i) = (0..n).find(|&i| got[i] != want[i]) {
+        panic!(
+            "lines are missing, repeated or out of order from #{i}: got {:?}, want {:?}",
+            &got[i..(i + 3).min(n)],
+            &want[i..(i + 3).min(n)]
+        );
+    }
 
     // The sink wrote every line (at least once: a restart redelivers from the last commit).
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -231,4 +280,41 @@ async fn a_killed_worker_s_tasks_move_and_every_line_arrives_exactly_once() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+
+    // One row per key, with the key's last update, however often rows were redelivered.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let expected: BTreeMap<i64, i64> = (n.saturating_sub(KEYS)..n)
+        .map(|i| ((i % KEYS) as i64, i as i64))
+        .collect();
+    loop {
+        let rows = pg
+            .query(
+                &format!("SELECT id, seq, value FROM {table} ORDER BY id"),
+                &[],
+            )
+            .await
+            .unwrap_or_default();
+        let got: BTreeMap<i64, i64> = rows
+            .iter()
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, i64>(1)))
+            .collect();
+        if got == expected {
+            assert!(rows
+                .iter()
+                .all(|r| r.get::<_, String>(2) == format!("v-{:06}", r.get::<_, i64>(1))));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the table has {} rows, {} with their latest value",
+            got.len(),
+            got.iter()
+                .filter(|(k, v)| expected.get(k) == Some(v))
+                .count()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    pg.batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .expect("drop");
 }
