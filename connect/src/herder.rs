@@ -91,11 +91,13 @@ impl Herder {
         tokio::spawn(async move {
             let mut configs = me.worker.configs.watch();
             let mut membership = me.membership.clone();
+            // A fixed membership (standalone) never changes: its channel may be closed.
+            let mut membership_open = true;
             loop {
                 me.reconcile().await;
                 tokio::select! {
                     r = configs.changed() => if r.is_err() { return },
-                    r = membership.changed() => if r.is_err() { return },
+                    r = membership.changed(), if membership_open => membership_open = r.is_ok(),
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                 }
             }

@@ -198,6 +198,11 @@ pub trait SourceTask: Send {
         -> anyhow::Result<()>;
     /// The next records; an empty batch when there is nothing yet (after waiting a little).
     async fn poll(&mut self) -> anyhow::Result<Vec<ConnectRecord>>;
+    /// True when the task cannot go on until what it sent is committed (a CDC slot that
+    /// only advances on commit): the worker then flushes at once instead of on its interval.
+    fn wants_commit(&self) -> bool {
+        false
+    }
     /// Records up to here are in Kafka and their offsets stored.
     async fn commit(&mut self) -> anyhow::Result<()> {
         Ok(())
@@ -264,6 +269,8 @@ impl Plugins {
                 Arc::new(crate::connectors::file::FileStreamSource),
                 Arc::new(crate::connectors::file::FileStreamSink),
                 Arc::new(crate::connectors::jdbc::JdbcSink),
+                Arc::new(crate::connectors::jdbc_source::JdbcSource),
+                Arc::new(crate::connectors::postgres_cdc::PostgresCdc),
             ],
         }
     }

@@ -291,7 +291,11 @@ pub async fn run_source(
                 _ = stop.changed() => break,
                 r = task.poll() => r?,
             };
-            if records.is_empty() && txn.is_none() && last_flush.elapsed() < flush_every {
+            if records.is_empty()
+                && txn.is_none()
+                && last_flush.elapsed() < flush_every
+                && !task.wants_commit()
+            {
                 continue;
             }
             if let Some(p) = &txn {
@@ -344,7 +348,7 @@ pub async fn run_source(
                 p.commit_transaction().await?;
                 pending.clear();
                 task.commit().await?;
-            } else if last_flush.elapsed() >= flush_every {
+            } else if last_flush.elapsed() >= flush_every || task.wants_commit() {
                 flush_source(&w, &id, &mut pending, &mut offsets).await?;
                 task.commit().await?;
                 last_flush = Instant::now();

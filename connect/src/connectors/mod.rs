@@ -2,3 +2,5 @@
 
 pub mod file;
 pub mod jdbc;
+pub mod jdbc_source;
+pub mod postgres_cdc;
