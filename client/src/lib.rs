@@ -38,6 +38,7 @@ pub mod cluster;
 pub mod consumer;
 pub mod partitioner;
 pub mod producer;
+pub mod properties;
 pub mod records;
 
 /// A partition of a topic.

@@ -22,7 +22,8 @@ pub mod group;
 pub mod herder;
 pub mod metrics;
 pub mod plugin;
-pub mod props;
+/// Java properties files (the worker and connector configs), shared with the `strom` CLI.
+pub use strom_client::properties as props;
 pub mod rest;
 pub mod store;
 pub mod transforms;

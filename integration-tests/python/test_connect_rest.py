@@ -356,3 +356,42 @@ def test_dead_letter_queue_takes_what_the_converter_cannot_parse(workers, broker
     assert 'strom_connect_task_restarts_total{connector="strict-sink"}' in metrics, metrics
     for name in ["dlq-sink", "strict-sink"]:
         assert curl("DELETE", f"{a.url}/connectors/{name}")[0] == 204
+
+
+def test_strom_connect_cli(workers):
+    """`strom connect ...` drives the same API from the command line."""
+    root, a, b = workers
+    strom = str(Path(broker_binary()).parent / "strom")
+
+    def run(*args, ok=True):
+        r = subprocess.run([strom, "connect", "--url", a.url, *args], capture_output=True, text=True, timeout=60)
+        assert (r.returncode == 0) == ok, (args, r.stdout, r.stderr)
+        return r.stdout + r.stderr
+
+    data = root / "cli-input.txt"
+    data.write_text("x\ny\n")
+    props = root / "cli-source.properties"
+    props.write_text(
+        "# a connector as Kafka Connect's standalone files write it\n"
+        "name=cli-source\nconnector.class=FileStreamSource\n"
+        f"file={data}\ntopic=cli-lines\n"
+        "topic.creation.default.replication.factor=1\ntopic.creation.default.partitions=1\n"
+    )
+    assert "Created connector cli-source." in run("create", str(props))
+    assert "409" in run("create", str(props), ok=False)
+    wait_state(b.url, "cli-source", "RUNNING", ["RUNNING"])
+    listing = run("list")
+    assert "cli-source\tsource\tRUNNING\t0:RUNNING" in listing, listing
+    assert "task 0: RUNNING" in run("status", "cli-source")
+    assert json.loads(run("config", "cli-source"))["topic"] == "cli-lines"
+    assert "FileStreamSourceConnector" in run("plugins")
+    run("pause", "cli-source")
+    wait_state(a.url, "cli-source", "PAUSED", ["PAUSED"])
+    run("resume", "cli-source")
+    wait_state(a.url, "cli-source", "RUNNING", ["RUNNING"])
+    assert "Restarting cli-source task 0." in run("restart", "cli-source", "--task", "0")
+    props.write_text(props.read_text() + "batch.size=5\n")
+    assert "Updated connector cli-source." in run("apply", str(props))
+    assert json.loads(run("config", "cli-source"))["batch.size"] == "5"
+    assert "Deleted connector cli-source." in run("delete", "cli-source")
+    assert "404: Connector cli-source not found" in run("status", "cli-source", ok=False)

@@ -8,6 +8,7 @@
 //! One module per subcommand: `topics`, `produce`, `consume` (with the kcat-like output
 //! templates), `groups`, `perf`.
 
+mod connect;
 mod consume;
 mod groups;
 mod perf;
@@ -66,6 +67,73 @@ pub enum Command {
     /// kafka-transactions.sh.
     #[command(subcommand)]
     Transactions(TransactionsCommand),
+    /// Manage a Kafka Connect worker's connectors through its REST API (strom-connect or
+    /// Kafka Connect).
+    Connect(ConnectArgs),
+}
+
+#[derive(Args)]
+pub struct ConnectArgs {
+    /// The worker's REST URL.
+    #[arg(
+        long,
+        env = "STROM_CONNECT_URL",
+        default_value = "http://127.0.0.1:8083"
+    )]
+    pub url: String,
+    #[command(subcommand)]
+    pub command: ConnectCommand,
+}
+
+#[derive(Subcommand)]
+pub enum ConnectCommand {
+    /// Every connector with its type, state and tasks' states.
+    List,
+    /// A connector's state and each task's, with the error of a failed one.
+    Status {
+        name: String,
+    },
+    /// Create a connector from a .properties file or Kafka Connect's {"name", "config"} JSON.
+    Create {
+        file: String,
+    },
+    /// Create or update a connector from a file (PUT /connectors/{name}/config).
+    Apply {
+        file: String,
+    },
+    /// A connector's config, as JSON.
+    Config {
+        name: String,
+    },
+    /// A connector's offsets (KIP-875), as JSON.
+    Offsets {
+        name: String,
+    },
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+    /// Stop a connector's tasks (KIP-875), so its offsets can be altered.
+    Stop {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+    /// Restart a connector, with its tasks, or one task.
+    Restart {
+        name: String,
+        #[arg(long)]
+        include_tasks: bool,
+        #[arg(long)]
+        only_failed: bool,
+        #[arg(long)]
+        task: Option<u32>,
+    },
+    /// The connector plugins the worker has.
+    Plugins,
 }
 
 #[derive(Subcommand)]
@@ -435,6 +503,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Perf(p) => perf::run(bootstrap, p).await,
         Command::Groups(g) => groups::run(bootstrap, g).await,
         Command::Transactions(t) => transactions::run(bootstrap, t).await,
+        Command::Connect(c) => return connect::run(c).await,
     };
     result.map_err(|e| {
         let why = match e {
