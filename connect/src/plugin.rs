@@ -216,6 +216,12 @@ pub trait SinkTask: Send {
     async fn start(&mut self, config: &Props) -> anyhow::Result<()>;
     /// Writes (or buffers) a batch. A retriable error is retried with the same batch.
     async fn put(&mut self, records: Vec<ConnectRecord>) -> anyhow::Result<()>;
+    /// Records the last `put` could not deliver and skipped (Kafka's `ErrantRecordReporter`):
+    /// the worker hands them to its error handling (log, dead letter queue), or fails the
+    /// task under `errors.tolerance=none`.
+    fn take_errant(&mut self) -> Vec<(ConnectRecord, String)> {
+        Vec::new()
+    }
     /// Makes everything put so far durable in the target: offsets are committed after this.
     async fn flush(&mut self) -> anyhow::Result<()> {
         Ok(())
@@ -271,6 +277,7 @@ impl Plugins {
                 Arc::new(crate::connectors::jdbc::JdbcSink),
                 Arc::new(crate::connectors::jdbc_source::JdbcSource),
                 Arc::new(crate::connectors::postgres_cdc::PostgresCdc),
+                Arc::new(crate::connectors::http::HttpSink),
             ],
         }
     }

@@ -125,6 +125,7 @@ pub enum Stage {
     KeyConverter,
     ValueConverter,
     Transformation,
+    TaskPut,
 }
 
 impl Stage {
@@ -133,6 +134,7 @@ impl Stage {
             Stage::KeyConverter => "KEY_CONVERTER",
             Stage::ValueConverter => "VALUE_CONVERTER",
             Stage::Transformation => "TRANSFORMATION",
+            Stage::TaskPut => "TASK_PUT",
         }
     }
 }
@@ -567,6 +569,12 @@ pub async fn run_sink(
                     }
                 }
                 w.metrics.record_put(&id.connector, n as u64);
+                for (rec, error) in task.take_errant() {
+                    // A transform may have renamed the topic: partition and offset decide then.
+                    let same = |r: &&ConsumerRecord| Some(r.partition) == rec.partition && Some(r.offset) == rec.kafka_offset;
+                    let original = batch.iter().filter(same).find(|r| r.topic == rec.topic).or_else(|| batch.iter().find(same));
+                    tolerate(&w, &policy, &id, Stage::TaskPut, &error, original).await?;
+                }
             }
             if last_flush.elapsed() >= flush_every && !next.is_empty() {
                 commit_sink(&mut consumer, &mut *task, &mut next).await?;

@@ -395,3 +395,61 @@ def test_strom_connect_cli(workers):
     assert json.loads(run("config", "cli-source"))["batch.size"] == "5"
     assert "Deleted connector cli-source." in run("delete", "cli-source")
     assert "404: Connector cli-source not found" in run("status", "cli-source", ok=False)
+
+
+def test_http_sink_retries_batches_and_dead_letters_a_poison_record(workers, broker):
+    """The HTTP sink POSTs JSON batches; the server fails the first requests (retried) and
+    refuses any body holding the poison record, which ends in the DLQ while the rest flows."""
+    import http.server
+    import threading
+
+    received, attempts = [], [0]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            attempts[0] += 1
+            if attempts[0] <= 2:
+                code = 503
+            elif "poison" in body:
+                code = 400
+            else:
+                code = 200
+                received.extend(json.loads(body))
+            assert self.headers["X-Source"] == "strom"
+            self.send_response(code)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _, a, _ = workers
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(20):
+        p.produce("http-in", key=f"k{i}".encode(),
+                  value=json.dumps({"id": i, "poison": True} if i == 7 else {"id": i}).encode())
+    p.flush()
+    config = {"connector.class": "io.confluent.connect.http.HttpSinkConnector", "topics": "http-in",
+              "http.api.url": f"http://127.0.0.1:{server.server_port}/events",
+              "headers": "X-Source:strom", "request.body.format": "json",
+              "batch.max.size": "5", "batch.prefix": "[", "batch.suffix": "]",
+              "retry.on.status.codes": "500-", "max.retries": "5", "retry.backoff.ms": "100",
+              "behavior.on.error": "log", "errors.tolerance": "all",
+              "errors.deadletterqueue.topic.name": "http-dlq",
+              "errors.deadletterqueue.context.headers.enable": "true",
+              "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+              "value.converter.schemas.enable": "false"}
+    code, _ = curl("POST", f"{a.url}/connectors", {"name": "http-sink", "config": config})
+    assert code == 201
+    wait_until(lambda: len(received) >= 19, timeout=60, what="19 records at the HTTP server")
+    assert sorted(r["id"] for r in received) == [i for i in range(20) if i != 7]
+    [dead] = consume(broker.bootstrap, "http-dlq", 1)
+    assert dead.key() == b"k7"
+    headers = {k: v.decode() for k, v in dead.headers()}
+    assert headers["__connect.errors.stage"] == "TASK_PUT"
+    assert "HTTP 400" in headers["__connect.errors.exception.message"]
+    wait_state(a.url, "http-sink", "RUNNING", ["RUNNING"])
+    assert curl("DELETE", f"{a.url}/connectors/http-sink")[0] == 204
+    server.shutdown()

@@ -1,6 +1,7 @@
 //! The built-in connectors.
 
 pub mod file;
+pub mod http;
 pub mod jdbc;
 pub mod jdbc_source;
 pub mod postgres_cdc;
