@@ -198,6 +198,18 @@ pub trait SourceTask: Send {
         -> anyhow::Result<()>;
     /// The next records; an empty batch when there is nothing yet (after waiting a little).
     async fn poll(&mut self) -> anyhow::Result<Vec<ConnectRecord>>;
+    /// The cluster acknowledged a record this task sent: where it went. Called in the order
+    /// the records were polled, before `commit`.
+    fn delivered(
+        &mut self,
+        source_partition: &Json,
+        source_offset: &Json,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) {
+        let _ = (source_partition, source_offset, topic, partition, offset);
+    }
     /// True when the task cannot go on until what it sent is committed (a CDC slot that
     /// only advances on commit): the worker then flushes at once instead of on its interval.
     fn wants_commit(&self) -> bool {
@@ -241,6 +253,11 @@ pub trait ConnectorPlugin: Send + Sync {
     fn version(&self) -> &'static str {
         env!("CARGO_PKG_VERSION")
     }
+    /// The converter used when neither the connector nor the worker names one for it
+    /// (a mirror copies bytes as they are).
+    fn default_converter(&self) -> Option<&'static str> {
+        None
+    }
     /// The connector's own config keys (the worker adds the common ones).
     fn config_def(&self) -> Vec<ConfigKey>;
     /// Errors beyond what the definitions catch, as (key, message).
@@ -278,6 +295,8 @@ impl Plugins {
                 Arc::new(crate::connectors::jdbc_source::JdbcSource),
                 Arc::new(crate::connectors::postgres_cdc::PostgresCdc),
                 Arc::new(crate::connectors::http::HttpSink),
+                Arc::new(crate::connectors::mirror::MirrorSource),
+                Arc::new(crate::connectors::mirror::MirrorCheckpoint),
             ],
         }
     }

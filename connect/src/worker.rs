@@ -63,13 +63,21 @@ impl Worker {
     }
 
     /// A connector config's converter, or the worker's.
-    fn converter(&self, connector: &Props, which: &str) -> anyhow::Result<Arc<dyn Converter>> {
-        let source = if connector.contains_key(which) {
-            connector
-        } else {
-            &self.config
-        };
-        converter::from_config(source, which).map_err(anyhow::Error::msg)
+    fn converter(
+        &self,
+        connector: &Props,
+        which: &str,
+        plugin_default: Option<&str>,
+    ) -> anyhow::Result<Arc<dyn Converter>> {
+        if connector.contains_key(which) {
+            return converter::from_config(connector, which).map_err(anyhow::Error::msg);
+        }
+        if let Some(class) = plugin_default {
+            let mut only = Props::new();
+            only.insert(which.to_string(), class.to_string());
+            return converter::from_config(&only, which).map_err(anyhow::Error::msg);
+        }
+        converter::from_config(&self.config, which).map_err(anyhow::Error::msg)
     }
 
     /// The replication factor for topics the worker creates (-1: the broker's default).
@@ -259,8 +267,8 @@ pub async fn run_source(
     let mut task = plugin
         .source_task()
         .ok_or_else(|| anyhow::anyhow!("{} is not a source connector", plugin.class()))?;
-    let key_conv = w.converter(&connector, "key.converter")?;
-    let value_conv = w.converter(&connector, "value.converter")?;
+    let key_conv = w.converter(&connector, "key.converter", plugin.default_converter())?;
+    let value_conv = w.converter(&connector, "value.converter", plugin.default_converter())?;
     let chain = Chain::from_config(&connector).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?;
     let policy = ErrorPolicy::from_config(&connector);
     let reader = Arc::new(StoredOffsets {
@@ -283,7 +291,8 @@ pub async fn run_source(
     task.start(&task_config, reader).await?;
     let flush_every = w.ms("offset.flush.interval.ms", 60_000);
     let mut last_flush = Instant::now();
-    let mut pending: Vec<DeliveryFuture> = Vec::new();
+    // Each record sent, with its source position, until the cluster acknowledges it.
+    let mut pending: Vec<(DeliveryFuture, Option<(Json, Json)>)> = Vec::new();
     let mut offsets: BTreeMap<String, (Json, Json)> = BTreeMap::new();
     let mut topics_seen = std::collections::HashSet::new();
     info!(task = %id, exactly_once = txn.is_some(), "source task running");
@@ -308,7 +317,8 @@ pub async fn run_source(
             }
             let producer = txn.as_ref().unwrap_or(&w.producer);
             for rec in records {
-                if let (Some(p), Some(o)) = (&rec.source_partition, &rec.source_offset) {
+                let position = rec.source_partition.clone().zip(rec.source_offset.clone());
+                if let Some((p, o)) = &position {
                     offsets.insert(offset_key(&id.connector, p), (p.clone(), o.clone()));
                 }
                 let Some(out) =
@@ -332,7 +342,7 @@ pub async fn run_source(
                         )
                         .await;
                 }
-                pending.push(producer.send(out).await?);
+                pending.push((producer.send(out).await?, position));
             }
             if let Some(p) = &txn {
                 // The offsets go in the same transaction as the records they cover.
@@ -347,11 +357,11 @@ pub async fn run_source(
                         .await?;
                     }
                 }
+                await_deliveries(&mut *task, &mut pending).await?;
                 p.commit_transaction().await?;
-                pending.clear();
                 task.commit().await?;
             } else if last_flush.elapsed() >= flush_every || task.wants_commit() {
-                flush_source(&w, &id, &mut pending, &mut offsets).await?;
+                flush_source(&w, &id, &mut *task, &mut pending, &mut offsets).await?;
                 task.commit().await?;
                 last_flush = Instant::now();
             }
@@ -360,7 +370,7 @@ pub async fn run_source(
     }
     .await;
     if result.is_ok() && txn.is_none() {
-        flush_source(&w, &id, &mut pending, &mut offsets).await?;
+        flush_source(&w, &id, &mut *task, &mut pending, &mut offsets).await?;
     }
     task.stop().await;
     if let Some(p) = txn {
@@ -415,16 +425,29 @@ async fn ensure_source_topic(w: &Worker, connector: &Props, topic: &str) -> anyh
     }
 }
 
+/// Waits for every record sent so far, telling the task where each went.
+async fn await_deliveries(
+    task: &mut dyn crate::plugin::SourceTask,
+    pending: &mut Vec<(DeliveryFuture, Option<(Json, Json)>)>,
+) -> anyhow::Result<()> {
+    for (d, position) in pending.drain(..) {
+        let meta = d.await?;
+        if let Some((p, o)) = position {
+            task.delivered(&p, &o, &meta.topic, meta.partition, meta.offset);
+        }
+    }
+    Ok(())
+}
+
 /// Waits for every record sent so far, then stores the offsets they cover.
 async fn flush_source(
     w: &Worker,
     id: &TaskId,
-    pending: &mut Vec<DeliveryFuture>,
+    task: &mut dyn crate::plugin::SourceTask,
+    pending: &mut Vec<(DeliveryFuture, Option<(Json, Json)>)>,
     offsets: &mut BTreeMap<String, (Json, Json)>,
 ) -> anyhow::Result<()> {
-    for d in pending.drain(..) {
-        d.await?;
-    }
+    await_deliveries(task, pending).await?;
     if offsets.is_empty() {
         return Ok(());
     }
@@ -475,7 +498,14 @@ async fn source_record(
         headers: rec
             .headers
             .into_iter()
-            .map(|(k, v)| (k, (!v.is_null()).then(|| Bytes::from(v.to_text()))))
+            .map(|(k, v)| {
+                let bytes = match v {
+                    Value::Null => None,
+                    Value::Bytes(b) => Some(b),
+                    v => Some(Bytes::from(v.to_text())),
+                };
+                (k, bytes)
+            })
             .collect(),
         timestamp: rec.timestamp,
     }))
@@ -511,8 +541,8 @@ pub async fn run_sink(
     let mut task = plugin
         .sink_task()
         .ok_or_else(|| anyhow::anyhow!("{} is not a sink connector", plugin.class()))?;
-    let key_conv = w.converter(&connector, "key.converter")?;
-    let value_conv = w.converter(&connector, "value.converter")?;
+    let key_conv = w.converter(&connector, "key.converter", plugin.default_converter())?;
+    let value_conv = w.converter(&connector, "value.converter", plugin.default_converter())?;
     let chain = Chain::from_config(&connector).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?;
     let policy = ErrorPolicy::from_config(&connector);
     if let Some(dlq) = &policy.dlq {

@@ -4,4 +4,5 @@ pub mod file;
 pub mod http;
 pub mod jdbc;
 pub mod jdbc_source;
+pub mod mirror;
 pub mod postgres_cdc;
