@@ -32,6 +32,20 @@ pub fn parse(text: &str) -> Props {
     out
 }
 
+/// A comma-separated value (Kafka's LIST type): trimmed items, empty ones dropped; empty
+/// when the key is absent.
+pub fn list(props: &Props, key: &str) -> Vec<String> {
+    props
+        .get(key)
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Reads and parses a properties file.
 pub fn load(path: &std::path::Path) -> std::io::Result<Props> {
     Ok(parse(&std::fs::read_to_string(path)?))

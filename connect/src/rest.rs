@@ -9,8 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::Request;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -97,6 +99,10 @@ pub fn router(api: Api) -> Router {
             put(validate_route),
         )
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "HTTP 404 Not Found".into()) })
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            forward_writes,
+        ))
         .with_state(api)
 }
 
@@ -118,61 +124,6 @@ impl Api {
             .write(op)
             .await
             .map_err(ApiError::internal)
-    }
-
-    /// In distributed mode, a follower sends a write to the leader and relays its answer.
-    async fn forward(
-        &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: &Bytes,
-    ) -> Option<Response> {
-        if !self.distributed || headers.contains_key("x-strom-forwarded") {
-            return None;
-        }
-        let leader = self.herder.membership.borrow().leader_url.clone();
-        let Some(leader) = leader else {
-            return Some(
-                ApiError(
-                    StatusCode::CONFLICT,
-                    "Cannot complete request momentarily due to no known leader URL, likely because a rebalance was underway.".into(),
-                )
-                .into_response(),
-            );
-        };
-        if leader.trim_end_matches('/') == self.url.trim_end_matches('/') {
-            return None;
-        }
-        let target = format!(
-            "{}{}",
-            leader.trim_end_matches('/'),
-            uri.path_and_query().map_or("/", |p| p.as_str())
-        );
-        tracing::debug!(%target, "forwarding a write to the leader");
-        let req = self
-            .http
-            .request(
-                reqwest::Method::from_bytes(method.as_str().as_bytes())
-                    .unwrap_or(reqwest::Method::GET),
-                &target,
-            )
-            .header("x-strom-forwarded", "1")
-            .header("content-type", "application/json")
-            .body(body.to_vec());
-        Some(match req.send().await {
-            Ok(r) => {
-                let code =
-                    StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-                let bytes = r.bytes().await.unwrap_or_default();
-                (code, [("content-type", "application/json")], bytes.to_vec()).into_response()
-            }
-            Err(e) => ApiError(
-                StatusCode::CONFLICT,
-                format!("Cannot forward the request to the leader {leader}: {e}"),
-            )
-            .into_response(),
-        })
     }
 
     fn connector_info(&self, name: &str, e: &ConnectorEntry) -> Js {
@@ -227,20 +178,70 @@ impl Api {
     }
 }
 
+/// In distributed mode, a follower sends every write (POST, PUT, PATCH, DELETE) to the
+/// group's leader and relays its answer, so configs are checked and written in one place;
+/// with no leader (a rebalance under way) it answers 409, as Kafka Connect does.
+async fn forward_writes(State(api): State<Api>, req: Request, next: Next) -> Response {
+    let write = matches!(
+        *req.method(),
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) && req.uri().path().starts_with("/connectors");
+    if !api.distributed || !write || req.headers().contains_key("x-strom-forwarded") {
+        return next.run(req).await;
+    }
+    let leader = api.herder.membership.borrow().leader_url.clone();
+    let Some(leader) = leader else {
+        return ApiError(
+            StatusCode::CONFLICT,
+            "Cannot complete request momentarily due to no known leader URL, likely because a rebalance was underway.".into(),
+        )
+        .into_response();
+    };
+    if leader.trim_end_matches('/') == api.url.trim_end_matches('/') {
+        return next.run(req).await;
+    }
+    let target = format!(
+        "{}{}",
+        leader.trim_end_matches('/'),
+        req.uri().path_and_query().map_or("/", |p| p.as_str())
+    );
+    tracing::debug!(%target, "forwarding a write to the leader");
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .unwrap_or(reqwest::Method::POST);
+    let body = match axum::body::to_bytes(req.into_body(), 16 << 20).await {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::bad(format!("cannot read the request body: {e}")).into_response()
+        }
+    };
+    let sent = api
+        .http
+        .request(method, &target)
+        .header("x-strom-forwarded", "1")
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await;
+    match sent {
+        Ok(r) => {
+            let code = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let bytes = r.bytes().await.unwrap_or_default();
+            (code, [("content-type", "application/json")], bytes.to_vec()).into_response()
+        }
+        Err(e) => ApiError(
+            StatusCode::CONFLICT,
+            format!("Cannot forward the request to the leader {leader}: {e}"),
+        )
+        .into_response(),
+    }
+}
+
 fn status_obj(state: &str, worker: &str, trace: Option<&str>) -> Js {
     let mut o = json!({"state": state, "worker_id": worker});
     if let Some(t) = trace {
         o["trace"] = json!(t);
     }
     o
-}
-
-macro_rules! forward {
-    ($api:expr, $method:expr, $uri:expr, $headers:expr, $body:expr) => {
-        if let Some(r) = $api.forward(&$method, &$uri, &$headers, &$body).await {
-            return Ok(r);
-        }
-    };
 }
 
 async fn root(State(api): State<Api>) -> Json<Js> {
@@ -447,13 +448,7 @@ fn validate(plugin: &dyn ConnectorPlugin, config: &Props) -> (Vec<(String, Strin
     (errors, answer)
 }
 
-async fn create(
-    State(api): State<Api>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+async fn create(State(api): State<Api>, body: Bytes) -> ApiResult {
     let req: Js =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("Invalid JSON: {e}")))?;
     let name = req["name"]
@@ -474,7 +469,6 @@ async fn create(
             )))
         }
     };
-    forward!(api, method, uri, headers, body);
     if api.entry(&name).is_ok() {
         return Err(ApiError(
             StatusCode::CONFLICT,
@@ -499,16 +493,8 @@ async fn info(State(api): State<Api>, Path(name): Path<String>) -> ApiResult {
     Ok(Json(api.connector_info(&name, &e)).into_response())
 }
 
-async fn delete(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+async fn delete(State(api): State<Api>, Path(name): Path<String>) -> ApiResult {
     let e = api.entry(&name)?;
-    forward!(api, method, uri, headers, body);
     api.write(ConfigOp::DeleteConnector(name.clone())).await?;
     api.worker
         .statuses
@@ -527,14 +513,7 @@ async fn config(State(api): State<Api>, Path(name): Path<String>) -> ApiResult {
     Ok(Json(json!(api.entry(&name)?.config)).into_response())
 }
 
-async fn put_config(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+async fn put_config(State(api): State<Api>, Path(name): Path<String>, body: Bytes) -> ApiResult {
     check_name(&name)?;
     let req: Js =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("Invalid JSON: {e}")))?;
@@ -545,7 +524,6 @@ async fn put_config(
         }
     }
     config.insert("name".into(), name.clone());
-    forward!(api, method, uri, headers, body);
     let existed = api.entry(&name).is_ok();
     validate_or_reject(&api, &config)?;
     api.write(ConfigOp::PutConnector(name.clone(), config))
@@ -559,14 +537,7 @@ async fn put_config(
     Ok((code, Json(api.connector_info(&name, &e))).into_response())
 }
 
-async fn patch_config(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+async fn patch_config(State(api): State<Api>, Path(name): Path<String>, body: Bytes) -> ApiResult {
     let req: Js =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("Invalid JSON: {e}")))?;
     let patch = req
@@ -578,7 +549,6 @@ async fn patch_config(
             return Err(ApiError::bad(format!("Connector name configuration ({n}) doesn't match connector name in the URL ({name})")));
         }
     }
-    forward!(api, method, uri, headers, body);
     for (k, v) in patch {
         match v {
             Js::Null => {
@@ -649,13 +619,8 @@ async fn task_status(
 async fn restart_task(
     State(api): State<Api>,
     Path((name, task)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
 ) -> ApiResult {
     let (_, i) = task_index(&api, &name, &task)?;
-    forward!(api, method, uri, headers, body);
     let r = RestartRequest {
         id: uuid::Uuid::new_v4().to_string(),
         include_tasks: true,
@@ -678,13 +643,8 @@ async fn restart(
     State(api): State<Api>,
     Path(name): Path<String>,
     Query(q): Query<RestartQuery>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
 ) -> ApiResult {
     let e = api.entry(&name)?;
-    forward!(api, method, uri, headers, body);
     let r = RestartRequest {
         id: uuid::Uuid::new_v4().to_string(),
         include_tasks: q.include_tasks,
@@ -698,52 +658,22 @@ async fn restart(
     Ok((StatusCode::ACCEPTED, Json(api.status_json(&name, &e))).into_response())
 }
 
-async fn set_target(
-    api: Api,
-    name: String,
-    target: TargetState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+async fn set_target(api: Api, name: String, target: TargetState) -> ApiResult {
     api.entry(&name)?;
-    forward!(api, method, uri, headers, body);
     api.write(ConfigOp::Target(name, target)).await?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-async fn pause(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    set_target(api, name, TargetState::Paused, method, uri, headers, body).await
+async fn pause(State(api): State<Api>, Path(name): Path<String>) -> ApiResult {
+    set_target(api, name, TargetState::Paused).await
 }
 
-async fn resume(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    set_target(api, name, TargetState::Started, method, uri, headers, body).await
+async fn resume(State(api): State<Api>, Path(name): Path<String>) -> ApiResult {
+    set_target(api, name, TargetState::Started).await
 }
 
-async fn stop(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    set_target(api, name, TargetState::Stopped, method, uri, headers, body).await
+async fn stop(State(api): State<Api>, Path(name): Path<String>) -> ApiResult {
+    set_target(api, name, TargetState::Stopped).await
 }
 
 async fn topics(State(api): State<Api>, Path(name): Path<String>) -> ApiResult {
@@ -811,14 +741,7 @@ fn require_stopped(api: &Api, name: &str) -> Result<ConnectorEntry, ApiError> {
     Ok(e)
 }
 
-async fn alter_offsets(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+async fn alter_offsets(State(api): State<Api>, Path(name): Path<String>, body: Bytes) -> ApiResult {
     let e = require_stopped(&api, &name)?;
     let req: Js =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("Invalid JSON: {e}")))?;
@@ -826,7 +749,6 @@ async fn alter_offsets(
         .as_array()
         .ok_or_else(|| ApiError::bad("The request body must contain an 'offsets' array"))?
         .clone();
-    forward!(api, method, uri, headers, body);
     if api.kind_of(&e.config) == "sink" {
         let mut map = BTreeMap::new();
         for o in &list {
@@ -869,16 +791,8 @@ async fn alter_offsets(
     )
 }
 
-async fn reset_offsets(
-    State(api): State<Api>,
-    Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
+async fn reset_offsets(State(api): State<Api>, Path(name): Path<String>) -> ApiResult {
     let e = require_stopped(&api, &name)?;
-    forward!(api, method, uri, headers, body);
     if api.kind_of(&e.config) == "sink" {
         match Admin::new(&api.worker.bootstrap)
             .delete_group(&sink_group(&name))

@@ -38,17 +38,7 @@ pub trait Predicate: Send + Sync {
 impl Chain {
     /// Builds the chain a connector config describes; the error names the bad key.
     pub fn from_config(config: &Props) -> Result<Self, (String, String)> {
-        let list = |key: &str| -> Vec<String> {
-            config
-                .get(key)
-                .map(|v| {
-                    v.split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
+        let list = |key: &str| crate::props::list(config, key);
         let mut predicates = IndexMap::new();
         for p in list("predicates") {
             let sub = sub_config(config, &format!("predicates.{p}."));
@@ -126,17 +116,6 @@ fn sub_config(config: &Props, prefix: &str) -> Props {
         .collect()
 }
 
-fn fields_list(c: &Props, key: &str) -> Vec<String> {
-    c.get(key)
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn required<'a>(c: &'a Props, key: &str) -> Result<&'a str, String> {
     c.get(key).map(String::as_str).ok_or_else(|| {
         format!("Missing required configuration \"{key}\" which has no default value.")
@@ -172,15 +151,15 @@ fn make_transform(class: &str, c: &Props) -> Result<Arc<dyn Transform>, String> 
         }),
         "ReplaceField" => Arc::new(ReplaceField {
             part,
-            exclude: [fields_list(c, "exclude"), fields_list(c, "blacklist")].concat(),
-            include: [fields_list(c, "include"), fields_list(c, "whitelist")].concat(),
-            renames: fields_list(c, "renames")
+            exclude: [crate::props::list(c, "exclude"), crate::props::list(c, "blacklist")].concat(),
+            include: [crate::props::list(c, "include"), crate::props::list(c, "whitelist")].concat(),
+            renames: crate::props::list(c, "renames")
                 .iter()
                 .map(|r| r.split_once(':').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| format!("Invalid rename mapping: {r}")))
                 .collect::<Result<_, _>>()?,
         }),
-        "MaskField" => Arc::new(MaskField { part, fields: fields_list(c, "fields"), replacement: c.get("replacement").cloned() }),
-        "ValueToKey" => Arc::new(ValueToKey { fields: fields_list(c, "fields") }),
+        "MaskField" => Arc::new(MaskField { part, fields: crate::props::list(c, "fields"), replacement: c.get("replacement").cloned() }),
+        "ValueToKey" => Arc::new(ValueToKey { fields: crate::props::list(c, "fields") }),
         "ExtractField" => Arc::new(ExtractField { part, field: required(c, "field")?.to_string() }),
         "HoistField" => Arc::new(HoistField { part, field: required(c, "field")?.to_string() }),
         "Cast" => Arc::new(Cast::new(part, required(c, "spec")?)?),
@@ -202,14 +181,14 @@ fn make_transform(class: &str, c: &Props) -> Result<Arc<dyn Transform>, String> 
             format: java_format(c.get("timestamp.format").map(String::as_str).unwrap_or("yyyyMMdd")),
         }),
         "Filter" => Arc::new(Filter),
-        "DropHeaders" => Arc::new(DropHeaders { headers: fields_list(c, "headers") }),
+        "DropHeaders" => Arc::new(DropHeaders { headers: crate::props::list(c, "headers") }),
         "InsertHeader" => Arc::new(InsertHeader {
             header: required(c, "header")?.to_string(),
             value: required(c, "value.literal")?.to_string(),
         }),
         "HeaderFrom" => {
-            let fields = fields_list(c, "fields");
-            let headers = fields_list(c, "headers");
+            let fields = crate::props::list(c, "fields");
+            let headers = crate::props::list(c, "headers");
             if fields.len() != headers.len() {
                 return Err("'fields' and 'headers' must have the same number of elements".into());
             }

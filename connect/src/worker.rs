@@ -127,6 +127,29 @@ impl ErrorPolicy {
     }
 }
 
+/// A connector's record pipeline: its converters, transforms and error policy.
+pub struct Pipeline {
+    pub key: Arc<dyn Converter>,
+    pub value: Arc<dyn Converter>,
+    pub chain: Chain,
+    pub policy: ErrorPolicy,
+}
+
+impl Pipeline {
+    pub fn new(
+        w: &Worker,
+        connector: &Props,
+        plugin: &dyn ConnectorPlugin,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            key: w.converter(connector, "key.converter", plugin.default_converter())?,
+            value: w.converter(connector, "value.converter", plugin.default_converter())?,
+            chain: Chain::from_config(connector).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?,
+            policy: ErrorPolicy::from_config(connector),
+        })
+    }
+}
+
 /// Where in the pipeline a record failed (Kafka's `__connect.errors.stage`).
 #[derive(Debug, Clone, Copy)]
 pub enum Stage {
@@ -267,10 +290,7 @@ pub async fn run_source(
     let mut task = plugin
         .source_task()
         .ok_or_else(|| anyhow::anyhow!("{} is not a source connector", plugin.class()))?;
-    let key_conv = w.converter(&connector, "key.converter", plugin.default_converter())?;
-    let value_conv = w.converter(&connector, "value.converter", plugin.default_converter())?;
-    let chain = Chain::from_config(&connector).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?;
-    let policy = ErrorPolicy::from_config(&connector);
+    let pipe = Pipeline::new(&w, &connector, &*plugin)?;
     let reader = Arc::new(StoredOffsets {
         store: w.offsets.clone(),
         connector: id.connector.clone(),
@@ -321,9 +341,7 @@ pub async fn run_source(
                 if let Some((p, o)) = &position {
                     offsets.insert(offset_key(&id.connector, p), (p.clone(), o.clone()));
                 }
-                let Some(out) =
-                    source_record(&w, &policy, &id, &chain, &*key_conv, &*value_conv, rec).await?
-                else {
+                let Some(out) = source_record(&w, &pipe, &id, rec).await? else {
                     continue;
                 };
                 w.metrics.record_polled(&id.connector, 1);
@@ -458,35 +476,37 @@ async fn flush_source(
     w.offsets.put(&id.connector, batch).await
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn source_record(
     w: &Worker,
-    policy: &ErrorPolicy,
+    pipe: &Pipeline,
     id: &TaskId,
-    chain: &Chain,
-    key_conv: &dyn Converter,
-    value_conv: &dyn Converter,
     rec: ConnectRecord,
 ) -> anyhow::Result<Option<ProducerRecord>> {
-    let rec = match chain.apply(rec) {
+    let rec = match pipe.chain.apply(rec) {
         Ok(Some(r)) => r,
         Ok(None) => return Ok(None),
         Err(e) => {
-            tolerate(w, policy, id, Stage::Transformation, &e, None).await?;
+            tolerate(w, &pipe.policy, id, Stage::Transformation, &e, None).await?;
             return Ok(None);
         }
     };
-    let key = match key_conv.from_connect(&rec.topic, rec.key_schema.as_ref(), &rec.key) {
+    let key = match pipe
+        .key
+        .from_connect(&rec.topic, rec.key_schema.as_ref(), &rec.key)
+    {
         Ok(k) => k,
         Err(e) => {
-            tolerate(w, policy, id, Stage::KeyConverter, &e.0, None).await?;
+            tolerate(w, &pipe.policy, id, Stage::KeyConverter, &e.0, None).await?;
             return Ok(None);
         }
     };
-    let value = match value_conv.from_connect(&rec.topic, rec.value_schema.as_ref(), &rec.value) {
+    let value = match pipe
+        .value
+        .from_connect(&rec.topic, rec.value_schema.as_ref(), &rec.value)
+    {
         Ok(v) => v,
         Err(e) => {
-            tolerate(w, policy, id, Stage::ValueConverter, &e.0, None).await?;
+            tolerate(w, &pipe.policy, id, Stage::ValueConverter, &e.0, None).await?;
             return Ok(None);
         }
     };
@@ -513,15 +533,7 @@ async fn source_record(
 
 /// The topics a sink connector reads (`topics`, comma separated).
 pub fn sink_topics(connector: &Props) -> Vec<String> {
-    connector
-        .get("topics")
-        .map(|t| {
-            t.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::props::list(connector, "topics")
 }
 
 /// The consumer group of a sink connector (Kafka Connect's `connect-<name>`).
@@ -541,10 +553,8 @@ pub async fn run_sink(
     let mut task = plugin
         .sink_task()
         .ok_or_else(|| anyhow::anyhow!("{} is not a sink connector", plugin.class()))?;
-    let key_conv = w.converter(&connector, "key.converter", plugin.default_converter())?;
-    let value_conv = w.converter(&connector, "value.converter", plugin.default_converter())?;
-    let chain = Chain::from_config(&connector).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?;
-    let policy = ErrorPolicy::from_config(&connector);
+    let pipe = Pipeline::new(&w, &connector, &*plugin)?;
+    let policy = &pipe.policy;
     if let Some(dlq) = &policy.dlq {
         ensure_topic(&w.bootstrap, dlq, policy.dlq_replication).await?;
     }
@@ -577,7 +587,7 @@ pub async fn run_sink(
             let mut out = Vec::with_capacity(batch.len());
             for r in &batch {
                 next.insert(TopicPartition::new(&r.topic, r.partition), r.offset + 1);
-                if let Some(rec) = sink_record(&w, &policy, &id, &chain, &*key_conv, &*value_conv, r).await? {
+                if let Some(rec) = sink_record(&w, &pipe, &id, r).await? {
                     out.push(rec);
                 }
             }
@@ -603,7 +613,7 @@ pub async fn run_sink(
                     // A transform may have renamed the topic: partition and offset decide then.
                     let same = |r: &&ConsumerRecord| Some(r.partition) == rec.partition && Some(r.offset) == rec.kafka_offset;
                     let original = batch.iter().filter(same).find(|r| r.topic == rec.topic).or_else(|| batch.iter().find(same));
-                    tolerate(&w, &policy, &id, Stage::TaskPut, &error, original).await?;
+                    tolerate(&w, policy, &id, Stage::TaskPut, &error, original).await?;
                 }
             }
             if last_flush.elapsed() >= flush_every && !next.is_empty() {
@@ -646,27 +656,23 @@ async fn commit_sink(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn sink_record(
     w: &Worker,
-    policy: &ErrorPolicy,
+    pipe: &Pipeline,
     id: &TaskId,
-    chain: &Chain,
-    key_conv: &dyn Converter,
-    value_conv: &dyn Converter,
     r: &ConsumerRecord,
 ) -> anyhow::Result<Option<ConnectRecord>> {
-    let (key_schema, key) = match key_conv.to_connect(&r.topic, r.key.as_deref()) {
+    let (key_schema, key) = match pipe.key.to_connect(&r.topic, r.key.as_deref()) {
         Ok(k) => k,
         Err(e) => {
-            tolerate(w, policy, id, Stage::KeyConverter, &e.0, Some(r)).await?;
+            tolerate(w, &pipe.policy, id, Stage::KeyConverter, &e.0, Some(r)).await?;
             return Ok(None);
         }
     };
-    let (value_schema, value) = match value_conv.to_connect(&r.topic, r.value.as_deref()) {
+    let (value_schema, value) = match pipe.value.to_connect(&r.topic, r.value.as_deref()) {
         Ok(v) => v,
         Err(e) => {
-            tolerate(w, policy, id, Stage::ValueConverter, &e.0, Some(r)).await?;
+            tolerate(w, &pipe.policy, id, Stage::ValueConverter, &e.0, Some(r)).await?;
             return Ok(None);
         }
     };
@@ -691,10 +697,10 @@ async fn sink_record(
         kafka_offset: Some(r.offset),
         ..ConnectRecord::default()
     };
-    match chain.apply(rec) {
+    match pipe.chain.apply(rec) {
         Ok(r) => Ok(r),
         Err(e) => {
-            tolerate(w, policy, id, Stage::Transformation, &e, Some(r)).await?;
+            tolerate(w, &pipe.policy, id, Stage::Transformation, &e, Some(r)).await?;
             Ok(None)
         }
     }

@@ -72,7 +72,7 @@ impl ConnectorPlugin for JdbcSink {
                 "Deletes are only supported for pk.mode record_key".into(),
             ));
         }
-        if pk == "record_value" && fields(c, "pk.fields").is_empty() {
+        if pk == "record_value" && crate::props::list(c, "pk.fields").is_empty() {
             errors.push((
                 "pk.fields".into(),
                 "pk.mode record_value needs pk.fields".into(),
@@ -83,17 +83,6 @@ impl ConnectorPlugin for JdbcSink {
     fn sink_task(&self) -> Option<Box<dyn SinkTask>> {
         Some(Box::new(JdbcSinkTask::default()))
     }
-}
-
-fn fields(c: &Props, key: &str) -> Vec<String> {
-    c.get(key)
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Where to connect, from a JDBC URL (`jdbc:postgresql://host:port/db?user=..&password=..`).
@@ -278,8 +267,8 @@ impl SinkTask for JdbcSinkTask {
             "record_value" => PkMode::RecordValue,
             _ => PkMode::None,
         });
-        self.pk_fields = fields(c, "pk.fields");
-        self.whitelist = fields(c, "fields.whitelist");
+        self.pk_fields = crate::props::list(c, "pk.fields");
+        self.whitelist = crate::props::list(c, "fields.whitelist");
         self.table_format = c
             .get("table.name.format")
             .cloned()

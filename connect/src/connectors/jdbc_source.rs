@@ -29,17 +29,6 @@ use crate::props::Props;
 
 pub struct JdbcSource;
 
-fn list(c: &Props, key: &str) -> Vec<String> {
-    c.get(key)
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 impl ConnectorPlugin for JdbcSource {
     fn class(&self) -> &'static str {
         "io.confluent.connect.jdbc.JdbcSourceConnector"
@@ -82,13 +71,13 @@ impl ConnectorPlugin for JdbcSource {
                 format!("mode {mode} needs incrementing.column.name"),
             ));
         }
-        if mode.contains("timestamp") && list(c, "timestamp.column.name").is_empty() {
+        if mode.contains("timestamp") && crate::props::list(c, "timestamp.column.name").is_empty() {
             errors.push((
                 "timestamp.column.name".into(),
                 format!("mode {mode} needs timestamp.column.name"),
             ));
         }
-        if list(c, "table.whitelist").is_empty() {
+        if crate::props::list(c, "table.whitelist").is_empty() {
             errors.push((
                 "table.whitelist".into(),
                 "name the tables to copy in table.whitelist".into(),
@@ -97,7 +86,7 @@ impl ConnectorPlugin for JdbcSource {
         errors
     }
     fn task_configs(&self, c: &Props, max_tasks: usize) -> anyhow::Result<Vec<Props>> {
-        let tables = list(c, "table.whitelist");
+        let tables = crate::props::list(c, "table.whitelist");
         let n = max_tasks.min(tables.len()).max(1);
         Ok((0..n)
             .map(|i| {
@@ -227,7 +216,7 @@ impl SourceTask for JdbcSourceTask {
             .get("incrementing.column.name")
             .cloned()
             .unwrap_or_default();
-        self.ts_col = list(c, "timestamp.column.name")
+        self.ts_col = crate::props::list(c, "timestamp.column.name")
             .into_iter()
             .next()
             .unwrap_or_default();
@@ -236,7 +225,7 @@ impl SourceTask for JdbcSourceTask {
         self.batch = num("batch.max.rows", 100);
         self.delay_us = num("timestamp.delay.interval.ms", 0) * 1000;
         let prefix = c.get("topic.prefix").cloned().unwrap_or_default();
-        for name in list(c, "tables") {
+        for name in crate::props::list(c, "tables") {
             let (ns, rel) = name.split_once('.').unwrap_or(("public", &name));
             let rows = client
                 .query(

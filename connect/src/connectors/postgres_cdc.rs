@@ -75,17 +75,6 @@ impl ConnectorPlugin for PostgresCdc {
     }
 }
 
-fn list(c: &Props, key: &str) -> Vec<String> {
-    c.get(key)
-        .map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// A table as a `Relation` message describes it.
 #[derive(Debug, Clone)]
 struct Relation {
@@ -583,7 +572,7 @@ impl SourceTask for CdcTask {
         self.poll_interval =
             Duration::from_millis(get("poll.interval.ms", "500").parse().unwrap_or(500));
         self.tombstones = get("tombstones.on.delete", "true") == "true";
-        self.tables = list(c, "table.include.list")
+        self.tables = crate::props::list(c, "table.include.list")
             .into_iter()
             .map(|t| {
                 if t.contains('.') {
