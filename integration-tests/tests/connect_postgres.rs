@@ -285,3 +285,135 @@ async fn jdbc_source_resumes_and_cdc_shows_every_change_in_order() {
     .await
     .expect("cleanup");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdbc_sink_deletes_and_evolves_and_the_timestamp_source_sees_updates() {
+    use strom_client::producer::{Producer, ProducerConfig, ProducerRecord};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("broker"), &[]).expect("broker");
+    let bootstrap = broker.kafka.to_string();
+    let (pg, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL (run scripts/postgres.sh)");
+    tokio::spawn(conn);
+    let id = std::process::id();
+    let (people, events) = (format!("people_{id}"), format!("events_{id}"));
+    pg.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {people}; DROP TABLE IF EXISTS {events};
+         CREATE TABLE {events} (id SERIAL PRIMARY KEY, what TEXT, updated_at TIMESTAMP NOT NULL DEFAULT '2024-01-01 00:00:00');
+         INSERT INTO {events} (what, updated_at) SELECT 'e' || g, '2024-01-01'::timestamp + g * interval '1 second' FROM generate_series(1, 20) g;"
+    ))
+    .await
+    .expect("tables");
+
+    // Records keyed {"id": n}: two versions of 1, a row for 2 then its tombstone, and a
+    // later record with a field the table does not have yet.
+    strom_client::admin::Admin::new(&bootstrap)
+        .create_topic(&strom_client::admin::NewTopic::new("people", 1, 1))
+        .await
+        .expect("topic");
+    let producer = Producer::new(ProducerConfig::new(&bootstrap))
+        .await
+        .expect("producer");
+    let rec = |k: i64, v: Option<&str>| ProducerRecord {
+        topic: "people".into(),
+        key: Some(format!("{{\"id\":{k}}}").into()),
+        value: v.map(|v| bytes::Bytes::from(v.to_string())),
+        ..ProducerRecord::default()
+    };
+    for r in [
+        rec(1, Some(r#"{"name":"ann"}"#)),
+        rec(2, Some(r#"{"name":"bob"}"#)),
+        rec(3, Some(r#"{"name":"cy"}"#)),
+        rec(1, Some(r#"{"name":"anne"}"#)),
+        rec(2, None),
+        rec(3, Some(r#"{"name":"cy","email":"cy@example.com"}"#)),
+    ] {
+        producer
+            .send(r)
+            .await
+            .expect("send")
+            .await
+            .expect("delivered");
+    }
+
+    let (host, port, user, pass, db) = pg_parts();
+    let sink = dir.path().join("sink.properties");
+    std::fs::write(
+        &sink,
+        format!(
+            "name=people-sink\nconnector.class=JdbcSink\ntopics=people\n\
+             connection.url=jdbc:postgresql://{host}:{port}/{db}?user={user}&password={pass}\n\
+             table.name.format={people}\ninsert.mode=upsert\npk.mode=record_key\n\
+             delete.enabled=true\nauto.create=true\nauto.evolve=true\n"
+        ),
+    )
+    .expect("sink config");
+    let source = dir.path().join("source.properties");
+    std::fs::write(
+        &source,
+        format!(
+            "name=events-source\nconnector.class=JdbcSource\n\
+             connection.url=jdbc:postgresql://{host}:{port}/{db}\nconnection.user={user}\nconnection.password={pass}\n\
+             mode=timestamp+incrementing\nincrementing.column.name=id\ntimestamp.column.name=updated_at\n\
+             table.whitelist={events}\ntopic.prefix=db-\npoll.interval.ms=200\nbatch.max.rows=7\n\
+             topic.creation.default.replication.factor=1\ntopic.creation.default.partitions=1\n"
+        ),
+    )
+    .expect("source config");
+    let log = dir.path().join("worker.log");
+    let (mut worker, _rest) = start_standalone(dir.path(), &bootstrap, &[&sink, &source]);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows = loop {
+        let rows = pg
+            .query(
+                &format!("SELECT id, name, email FROM {people} ORDER BY id"),
+                &[],
+            )
+            .await
+            .unwrap_or_default();
+        let got: Vec<(i64, String, Option<String>)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        if got.len() == 2 && got[1].2.is_some() {
+            break got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the table shows {got:?}:\n{}",
+            tail(&log, 30)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(
+        rows,
+        vec![
+            (1, "anne".to_string(), None),
+            (3, "cy".to_string(), Some("cy@example.com".to_string()))
+        ],
+        "upserts keep the last value, the tombstone deleted 2, and email was added"
+    );
+
+    // timestamp+incrementing: every row once, then a row again when it is updated.
+    let topic = format!("db-{events}");
+    let first = read(&bootstrap, &topic, 20, &log).await;
+    assert!(first
+        .iter()
+        .enumerate()
+        .all(|(i, (_, v))| v["id"] == i as i64 + 1));
+    pg.batch_execute(&format!(
+        "UPDATE {events} SET what = 'changed', updated_at = '2024-06-01' WHERE id = 5"
+    ))
+    .await
+    .expect("update");
+    let all = read(&bootstrap, &topic, 21, &log).await;
+    assert_eq!(all[20].1["id"], 5);
+    assert_eq!(all[20].1["what"], "changed");
+    worker.stop().expect("clean stop");
+    pg.batch_execute(&format!("DROP TABLE {people}; DROP TABLE {events};"))
+        .await
+        .expect("cleanup");
+}
