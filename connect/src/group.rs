@@ -78,13 +78,10 @@ impl PartitionAssignor for WorkerAssignor {
             })
             .unwrap_or_default();
         let leader_url = d["leader_url"].as_str().map(str::to_string);
-        self.tx.send_modify(|m| {
-            *m = Arc::new(Membership {
-                members,
-                leader_url,
-                generation: m.generation + 1,
-            });
-        });
+        self.tx.send_replace(Arc::new(Membership {
+            members,
+            leader_url,
+        }));
         info!(membership = ?self.tx.borrow().members, leader = ?self.tx.borrow().leader_url, "joined the worker group");
     }
 }

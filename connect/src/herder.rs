@@ -36,11 +36,10 @@ pub struct Membership {
     pub members: Vec<String>,
     /// The leader's REST URL, where followers forward writes.
     pub leader_url: Option<String>,
-    pub generation: i32,
 }
 
-/// FNV-1a: a hash every worker computes alike.
-fn stable_hash(s: &str) -> u64 {
+/// FNV-1a: a hash every worker computes alike (it decides who runs what).
+pub fn stable_hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -162,25 +161,19 @@ impl Herder {
                     .put(StatusKey::Connector(name.clone()), Some(status))
                     .await;
             }
-            // Restart requests: each is applied once, by the workers owning what it names.
-            if let Some(r) = &e.restart {
-                let seen = self.restarts_seen.lock().insert(name.clone(), r.id.clone());
-                if seen.as_deref() != Some(r.id.as_str()) && before.is_some() {
-                    info!(connector = %name, request = %r.id, "restarting on request");
-                }
-            }
         }
         *self.connectors.lock() = owned;
 
-        // Restart requests for tasks this worker runs.
+        // Restart requests, each applied once, to the tasks this worker runs. (A connector
+        // itself has nothing running to restart: its status and task configs are remade on
+        // every pass.)
         for (name, e) in &cfg.connectors {
             let Some(r) = &e.restart else { continue };
-            let key = format!("tasks:{name}");
-            let fresh = self.restarts_seen.lock().get(&key) != Some(&r.id);
-            if !fresh {
+            let seen = self.restarts_seen.lock().insert(name.clone(), r.id.clone());
+            if seen.as_deref() == Some(r.id.as_str()) {
                 continue;
             }
-            self.restarts_seen.lock().insert(key, r.id.clone());
+            info!(connector = %name, request = %r.id, "restart requested");
             let statuses = self.worker.statuses.all();
             for (n, t) in self.tasks.lock().keys() {
                 if n != name {
@@ -253,12 +246,10 @@ impl Herder {
                 }
             }
         }
+        let statuses = self.worker.statuses.all();
         for (name, i) in paused {
             let key = StatusKey::Task(name, i);
-            if self
-                .worker
-                .statuses
-                .all()
+            if statuses
                 .get(&key)
                 .is_none_or(|s| s.state != "PAUSED" || s.worker_id != me)
             {
@@ -417,7 +408,6 @@ mod tests {
         let m = Membership {
             members: vec!["a:1".into(), "b:2".into()],
             leader_url: None,
-            generation: 1,
         };
         let owners: Vec<_> = (0..4).map(|i| m.task_owner("sink", i)).collect();
         assert_eq!(owners.iter().filter(|o| **o == Some("a:1")).count(), 2);

@@ -220,7 +220,6 @@ async fn main() -> anyhow::Result<()> {
         let m = Membership {
             members: vec![id.clone()],
             leader_url: Some(url.clone()),
-            generation: 1,
         };
         (watch::channel(Arc::new(m)).1, None)
     };

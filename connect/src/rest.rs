@@ -205,7 +205,7 @@ async fn forward_writes(State(api): State<Api>, req: Request, next: Next) -> Res
         leader.trim_end_matches('/'),
         req.uri().path_and_query().map_or("/", |p| p.as_str())
     );
-    tracing::debug!(%target, "forwarding a write to the leader");
+    tracing::info!(%target, "forwarding a write to the leader");
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .unwrap_or(reqwest::Method::POST);
     let body = match axum::body::to_bytes(req.into_body(), 16 << 20).await {
@@ -315,9 +315,9 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 /// Validates a config; Err with Kafka Connect's message when it has errors.
 fn validate_or_reject(api: &Api, config: &Props) -> Result<(), ApiError> {
     let class = config.get("connector.class").ok_or_else(|| {
-        ApiError::bad(
-            "Connector config {} contains no connector type".replace("{}", &format!("{config:?}")),
-        )
+        ApiError::bad(format!(
+            "Connector config {config:?} contains no connector type"
+        ))
     })?;
     let plugin = api.worker.plugins.find(class).ok_or_else(|| {
         ApiError::bad(format!(
@@ -476,9 +476,6 @@ async fn create(State(api): State<Api>, body: Bytes) -> ApiResult {
         ));
     }
     validate_or_reject(&api, &config)?;
-    if initial != TargetState::Started {
-        api.write(ConfigOp::Target(name.clone(), initial)).await?;
-    }
     api.write(ConfigOp::PutConnector(name.clone(), config))
         .await?;
     if initial != TargetState::Started {

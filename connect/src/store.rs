@@ -444,10 +444,12 @@ impl TopicLog {
         let mut admin = Admin::new(bootstrap);
         let new =
             NewTopic::new(topic, partitions, replication).with_config("cleanup.policy", "compact");
-        match admin.create_topic(&new).await {
-            Ok(_) => tracing::info!(topic, partitions, "created the worker topic"),
-            Err(e) if e.code() == Some(36) => {}
-            Err(e) => return Err(anyhow::anyhow!("cannot create topic {topic}: {e}")),
+        if admin
+            .create_topic_if_missing(&new)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create topic {topic}: {e}"))?
+        {
+            tracing::info!(topic, partitions, "created the worker topic");
         }
         let partitions = admin.describe_topic(topic).await?.partitions.len() as i32;
         let mut pc = ProducerConfig::new(bootstrap);
@@ -486,31 +488,34 @@ impl TopicLog {
         self.partitions
     }
 
-    /// Writes a record and waits until the reader has applied it.
-    pub async fn write(&self, key: &str, value: Option<&Json>) -> anyhow::Result<()> {
-        let mut rec = ProducerRecord {
+    fn record(&self, key: &str, value: Option<&Json>) -> ProducerRecord {
+        ProducerRecord {
             topic: self.topic.clone(),
+            // One partition: no need for the partitioner.
+            partition: (self.partitions == 1).then_some(0),
             key: Some(Bytes::from(key.to_string())),
             value: value.map(|v| Bytes::from(v.to_string())),
             ..ProducerRecord::default()
-        };
-        if self.partitions == 1 {
-            rec.partition = Some(0);
         }
-        let meta = self.producer.send(rec).await?.await?;
+    }
+
+    /// Writes a record and waits until the reader has applied it.
+    pub async fn write(&self, key: &str, value: Option<&Json>) -> anyhow::Result<()> {
+        let meta = self.producer.send(self.record(key, value)).await?.await?;
         self.wait_for(meta.partition, meta.offset + 1).await;
         Ok(())
     }
 
-    /// Writes without waiting to read it back.
-    pub async fn write_async(&self, key: &str, value: Option<&Json>) -> anyhow::Result<()> {
-        let rec = ProducerRecord {
-            topic: self.topic.clone(),
-            key: Some(Bytes::from(key.to_string())),
-            value: value.map(|v| Bytes::from(v.to_string())),
-            ..ProducerRecord::default()
-        };
-        self.producer.send(rec).await?.await?;
+    /// Writes records, all sent before any acknowledgement is awaited, without waiting to
+    /// read them back.
+    pub async fn write_all(&self, records: &[(String, Option<Json>)]) -> anyhow::Result<()> {
+        let mut acks = Vec::with_capacity(records.len());
+        for (k, v) in records {
+            acks.push(self.producer.send(self.record(k, v.as_ref())).await?);
+        }
+        for a in acks {
+            a.await?;
+        }
         Ok(())
     }
 
@@ -665,7 +670,7 @@ impl StatusStore for TopicStatusStore {
                 None => all.remove(&key),
             };
         }
-        if let Err(e) = self.log.write_async(&key.encode(), value.as_ref()).await {
+        if let Err(e) = self.log.write_all(&[(key.encode(), value)]).await {
             tracing::warn!(key = %key.encode(), error = %e, "writing a status failed");
         }
     }
@@ -723,12 +728,11 @@ impl OffsetStore for TopicOffsetStore {
     }
 
     async fn put(&self, connector: &str, offsets: Vec<(Json, Option<Json>)>) -> anyhow::Result<()> {
-        for (p, o) in offsets {
-            self.log
-                .write_async(&offset_key(connector, &p), o.as_ref())
-                .await?;
-        }
-        Ok(())
+        let records: Vec<(String, Option<Json>)> = offsets
+            .into_iter()
+            .map(|(p, o)| (offset_key(connector, &p), o))
+            .collect();
+        self.log.write_all(&records).await
     }
 }
 

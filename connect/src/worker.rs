@@ -237,15 +237,11 @@ async fn tolerate(
 
 /// Creates the DLQ topic when it does not exist (as Kafka Connect does).
 async fn ensure_topic(bootstrap: &str, topic: &str, replication: i16) -> anyhow::Result<()> {
-    let mut admin = Admin::new(bootstrap);
-    match admin
-        .create_topic(&NewTopic::new(topic, 1, replication))
+    Admin::new(bootstrap)
+        .create_topic_if_missing(&NewTopic::new(topic, 1, replication))
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.code() == Some(36) => Ok(()),
-        Err(e) => Err(anyhow::anyhow!("cannot create topic {topic}: {e}")),
-    }
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("cannot create topic {topic}: {e}"))
 }
 
 /// The plugin a connector config names.
@@ -428,19 +424,19 @@ async fn ensure_source_topic(w: &Worker, connector: &Props, topic: &str) -> anyh
             }
         }
     }
-    match admin.create_topic(&new).await {
-        Ok(_) => {
-            info!(
-                topic,
-                partitions,
-                replication_factor = rf,
-                "created the source topic (topic.creation.default.*)"
-            );
-            Ok(())
-        }
-        Err(e) if e.code() == Some(36) => Ok(()),
-        Err(e) => Err(anyhow::anyhow!("cannot create topic {topic}: {e}")),
+    let created = admin
+        .create_topic_if_missing(&new)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create topic {topic}: {e}"))?;
+    if created {
+        info!(
+            topic,
+            partitions,
+            replication_factor = rf,
+            "created the source topic (topic.creation.default.*)"
+        );
     }
+    Ok(())
 }
 
 /// Waits for every record sent so far, telling the task where each went.

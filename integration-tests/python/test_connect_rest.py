@@ -306,6 +306,9 @@ def test_connector_lifecycle_through_every_endpoint(workers, broker):
         assert code == 404
     code, names = curl("GET", f"{a.url}/connectors")
     assert names == []
+    # Writes went to both workers: the follower's were forwarded to the leader.
+    logs = a.log.read_text() + b.log.read_text()
+    assert "forwarding a write to the leader" in logs
 
 
 def test_dead_letter_queue_takes_what_the_converter_cannot_parse(workers, broker):

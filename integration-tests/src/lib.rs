@@ -94,17 +94,7 @@ pub fn wait_listening(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()>
 
 /// GET a JSON document from `http://addr/path`, blocking (for harness polling).
 pub fn http_json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .context("no http body")?;
-    Ok(serde_json::from_str(body)?)
+    http_request(addr, "GET", path, None, Duration::from_secs(5)).map(|(_, body)| body)
 }
 
 /// Sends `method path` with a JSON body to `http://addr`, blocking; (status, JSON body or
@@ -115,9 +105,19 @@ pub fn http_send(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
+    http_request(addr, method, path, body, Duration::from_secs(60))
+}
+
+fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    timeout: Duration,
+) -> anyhow::Result<(u16, serde_json::Value)> {
     use std::io::{Read, Write};
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    s.set_read_timeout(Some(timeout))?;
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         s,

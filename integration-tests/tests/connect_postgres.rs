@@ -124,8 +124,13 @@ async fn read(bootstrap: &str, topic: &str, n: usize, log: &Path) -> Vec<(Value,
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jdbc_source_resumes_and_cdc_shows_every_change_in_order() {
+/// A temporary dir, a broker in it, its bootstrap address, and a PostgreSQL client.
+async fn setup() -> (
+    tempfile::TempDir,
+    BrokerProcess,
+    String,
+    tokio_postgres::Client,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = BrokerProcess::start(&dir.path().join("broker"), &[]).expect("broker");
     let bootstrap = broker.kafka.to_string();
@@ -133,6 +138,12 @@ async fn jdbc_source_resumes_and_cdc_shows_every_change_in_order() {
         .await
         .expect("PostgreSQL (run scripts/postgres.sh)");
     tokio::spawn(conn);
+    (dir, broker, bootstrap, pg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jdbc_source_resumes_and_cdc_shows_every_change_in_order() {
+    let (dir, _broker, bootstrap, pg) = setup().await;
     let id = std::process::id();
     let (src, cdc, slot, publication) = (
         format!("src_{id}"),
@@ -290,13 +301,7 @@ async fn jdbc_source_resumes_and_cdc_shows_every_change_in_order() {
 async fn jdbc_sink_deletes_and_evolves_and_the_timestamp_source_sees_updates() {
     use strom_client::producer::{Producer, ProducerConfig, ProducerRecord};
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let broker = BrokerProcess::start(&dir.path().join("broker"), &[]).expect("broker");
-    let bootstrap = broker.kafka.to_string();
-    let (pg, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL (run scripts/postgres.sh)");
-    tokio::spawn(conn);
+    let (dir, _broker, bootstrap, pg) = setup().await;
     let id = std::process::id();
     let (people, events) = (format!("people_{id}"), format!("events_{id}"));
     pg.batch_execute(&format!(

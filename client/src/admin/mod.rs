@@ -305,6 +305,20 @@ impl Admin {
         })
     }
 
+    /// Creates `topic` unless a topic of that name exists (TOPIC_ALREADY_EXISTS is not an
+    /// error here); true when this call created it.
+    pub async fn create_topic_if_missing(&mut self, topic: &NewTopic) -> Result<bool, AdminError> {
+        match self.create_topic(topic).await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.code() == Some(kafka_protocol::ResponseError::TopicAlreadyExists.code()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn delete_topic(&mut self, name: &str) -> Result<(), AdminError> {
         let req = DeleteTopicsRequest::default()
             .with_timeout_ms(30_000)

@@ -157,6 +157,37 @@ impl PgTarget {
     }
 }
 
+/// A column of a table, as the catalog describes it.
+pub struct Column {
+    pub name: String,
+    /// `format_type`: `bigint`, `character varying(20)`, `timestamp without time zone`, ...
+    pub type_name: String,
+    pub type_oid: u32,
+    /// Part of the primary key.
+    pub primary: bool,
+}
+
+/// The columns of `table` (`name` in `public`, or `schema.name`) in their order; empty
+/// when there is no such table.
+pub async fn table_columns(client: &Client, table: &str) -> anyhow::Result<Vec<Column>> {
+    let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+    let rows = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.atttypid::oid,              coalesce(a.attnum = any(i.indkey), false) FROM pg_attribute a              JOIN pg_class c ON a.attrelid = c.oid JOIN pg_namespace n ON c.relnamespace = n.oid              LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary              WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped              ORDER BY a.attnum",
+            &[&schema, &name],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Column {
+            name: r.get(0),
+            type_name: r.get(1),
+            type_oid: r.get(2),
+            primary: r.get(3),
+        })
+        .collect())
+}
+
 /// A quoted SQL identifier (`"name"`, or `"schema"."table"`).
 pub fn quote(name: &str) -> String {
     name.split('.')
@@ -618,19 +649,11 @@ impl JdbcSinkTask {
             .client
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("not started"))?;
-        let (schema, name) = match table.split_once('.') {
-            Some((s, t)) => (s.to_string(), t.to_string()),
-            None => ("public".to_string(), table.to_string()),
-        };
-        let rows = client
-            .query(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
-                 JOIN pg_class c ON a.attrelid = c.oid JOIN pg_namespace n ON c.relnamespace = n.oid \
-                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
-                &[&schema, &name],
-            )
-            .await?;
-        let cols: BTreeMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let cols: BTreeMap<String, String> = table_columns(client, table)
+            .await?
+            .into_iter()
+            .map(|c| (c.name, c.type_name))
+            .collect();
         self.tables.insert(table.to_string(), cols);
         Ok(())
     }

@@ -20,7 +20,7 @@ use serde_json::{json, Value as Json};
 use tokio_postgres::Client;
 use tracing::info;
 
-use super::jdbc::{quote, PgTarget};
+use super::jdbc::{quote, table_columns, PgTarget};
 use crate::data::{ConnectRecord, Schema, SchemaType, Value, TIMESTAMP};
 use crate::plugin::{
     ConfigKey, ConfigType, ConnectorPlugin, ConnectorType, OffsetReader, SourceTask,
@@ -226,21 +226,16 @@ impl SourceTask for JdbcSourceTask {
         self.delay_us = num("timestamp.delay.interval.ms", 0) * 1000;
         let prefix = c.get("topic.prefix").cloned().unwrap_or_default();
         for name in crate::props::list(c, "tables") {
-            let (ns, rel) = name.split_once('.').unwrap_or(("public", &name));
-            let rows = client
-                .query(
-                    "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
-                     JOIN pg_class c ON a.attrelid = c.oid JOIN pg_namespace n ON c.relnamespace = n.oid \
-                     WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                    &[&ns, &rel],
-                )
-                .await?;
-            if rows.is_empty() {
+            let columns = table_columns(&client, &name).await?;
+            if columns.is_empty() {
                 anyhow::bail!("table {name} does not exist");
             }
-            let fields = rows
-                .iter()
-                .map(|r| (r.get::<_, String>(0), connect_type(&r.get::<_, String>(1))))
+            let fields = columns
+                .into_iter()
+                .map(|c| {
+                    let ty = connect_type(&c.type_name);
+                    (c.name, ty)
+                })
                 .collect();
             let stored = offsets.offset(&json!({ "table": name })).await;
             let inc = stored.as_ref().and_then(|o| o["incrementing"].as_i64());

@@ -184,14 +184,14 @@ fn ms(c: &Props, key: &str, default: u64) -> Duration {
 
 /// Creates a topic on the target if missing.
 async fn ensure(admin: &mut Admin, topic: NewTopic) -> anyhow::Result<()> {
-    match admin.create_topic(&topic).await {
-        Ok(_) => {
-            info!(topic = %topic.name, partitions = topic.partitions, "created on the target");
-            Ok(())
-        }
-        Err(e) if e.code() == Some(36) => Ok(()),
-        Err(e) => Err(anyhow::anyhow!("cannot create {}: {e}", topic.name)),
+    let created = admin
+        .create_topic_if_missing(&topic)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", topic.name))?;
+    if created {
+        info!(topic = %topic.name, partitions = topic.partitions, "created on the target");
     }
+    Ok(())
 }
 
 impl ConnectorPlugin for MirrorSource {
@@ -268,12 +268,6 @@ struct MirrorSourceTask {
     pending_syncs: VecDeque<ConnectRecord>,
 }
 
-fn stable_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 impl MirrorSourceTask {
     /// Finds new topics and partitions on the source, creates or grows them on the target,
     /// and starts reading new partitions from their stored offsets.
@@ -285,7 +279,9 @@ impl MirrorSourceTask {
         let mut target = Admin::new(&self.target_bootstrap);
         let mut changed = false;
         for topic in source.list_topics(false).await? {
-            if !filter.matches(&topic) || stable_hash(&topic) % self.count.max(1) != self.index {
+            if !filter.matches(&topic)
+                || crate::herder::stable_hash(&topic) % self.count.max(1) != self.index
+            {
                 continue;
             }
             let partitions = source.describe_topic(&topic).await?.partitions.len() as i32;

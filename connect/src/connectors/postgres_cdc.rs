@@ -24,7 +24,7 @@ use serde_json::{json, Value as Json};
 use tokio_postgres::Client;
 use tracing::info;
 
-use super::jdbc::{quote, PgTarget};
+use super::jdbc::{quote, table_columns, PgTarget};
 use crate::data::{ConnectRecord, Schema, SchemaType, Value};
 use crate::plugin::{
     ConfigKey, ConfigType, ConnectorPlugin, ConnectorType, OffsetReader, SourceTask,
@@ -373,27 +373,13 @@ impl CdcTask {
         let mut records = Vec::new();
         for t in self.tables.clone() {
             let (ns, rel) = t.split_once('.').unwrap_or(("public", &t));
-            let cols = client
-                .query(
-                    "SELECT a.attname::text, a.atttypid::oid, coalesce(a.attnum = any(i.indkey), false) FROM pg_attribute a \
-                     JOIN pg_class c ON a.attrelid = c.oid JOIN pg_namespace n ON c.relnamespace = n.oid \
-                     LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary \
-                     WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                    &[&ns, &rel],
-                )
-                .await?;
             let relation = Relation {
                 schema: ns.to_string(),
                 table: rel.to_string(),
-                columns: cols
-                    .iter()
-                    .map(|r| {
-                        (
-                            r.get::<_, String>(0),
-                            r.get::<_, u32>(1),
-                            r.get::<_, bool>(2),
-                        )
-                    })
+                columns: table_columns(client, &t)
+                    .await?
+                    .into_iter()
+                    .map(|c| (c.name, c.type_oid, c.primary))
                     .collect(),
             };
             let select: Vec<String> = relation

@@ -413,30 +413,25 @@ async fn ensure_topic(
 ) -> Result<(), StreamsError> {
     let topic = NewTopic::new(name, partitions, replication_factor)
         .with_config("cleanup.policy", cleanup_policy);
-    match admin.create_topic(&topic).await {
-        Ok(_) => {
-            info!(
-                topic = name,
-                partitions, cleanup_policy, "created internal topic"
-            );
-            Ok(())
-        }
-        // TOPIC_ALREADY_EXISTS: fine if its partitions match.
-        Err(e) if e.code() == Some(36) => {
-            let have = admin.describe_topic(name).await?.partitions.len() as i32;
-            if have != partitions {
-                error!(
-                    topic = name,
-                    have,
-                    want = partitions,
-                    "internal topic has the wrong partition count"
-                );
-                return Err(StreamsError::Topology(format!(
-                    "internal topic '{name}' has {have} partitions, but the topology needs {partitions} (was an input topic resized? reset the application)"
-                )));
-            }
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
+    if admin.create_topic_if_missing(&topic).await? {
+        info!(
+            topic = name,
+            partitions, cleanup_policy, "created internal topic"
+        );
+        return Ok(());
     }
+    // It existed: fine if its partitions match.
+    let have = admin.describe_topic(name).await?.partitions.len() as i32;
+    if have != partitions {
+        error!(
+            topic = name,
+            have,
+            want = partitions,
+            "internal topic has the wrong partition count"
+        );
+        return Err(StreamsError::Topology(format!(
+            "internal topic '{name}' has {have} partitions, but the topology needs {partitions} (was an input topic resized? reset the application)"
+        )));
+    }
+    Ok(())
 }
