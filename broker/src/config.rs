@@ -176,6 +176,123 @@ pub struct BrokerConfig {
     /// Block cache of the log store, in MiB.
     #[arg(long, env = "STROM_BLOCK_CACHE_MB", default_value_t = 64)]
     pub block_cache_mb: usize,
+
+    /// Kafka listeners as NAME://host:port,... (listeners), e.g.
+    /// PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:9094. Replaces --kafka-listen.
+    #[arg(long, env = "STROM_LISTENERS")]
+    pub listeners: Option<String>,
+
+    /// What clients are told per listener, NAME://host:port,... (advertised.listeners);
+    /// a listener not named here advertises the address it binds.
+    #[arg(long, env = "STROM_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+
+    /// Security protocols of listeners not named after one, NAME:PROTOCOL,...
+    /// (listener.security.protocol.map).
+    #[arg(long, env = "STROM_LISTENER_SECURITY_PROTOCOL_MAP")]
+    pub listener_security_protocol_map: Option<String>,
+
+    /// The listener other brokers replicate from (inter.broker.listener.name); defaults to
+    /// PLAINTEXT if there is one, else the first listener.
+    #[arg(long, env = "STROM_INTER_BROKER_LISTENER_NAME")]
+    pub inter_broker_listener_name: Option<String>,
+
+    /// PEM certificate chain of the SSL and SASL_SSL listeners.
+    #[arg(long, env = "STROM_SSL_CERTIFICATE")]
+    pub ssl_certificate: Option<PathBuf>,
+
+    /// PEM private key of --ssl-certificate.
+    #[arg(long, env = "STROM_SSL_KEY")]
+    pub ssl_key: Option<PathBuf>,
+
+    /// PEM CA certificates that client certificates must chain to (ssl.truststore).
+    #[arg(long, env = "STROM_SSL_CA")]
+    pub ssl_ca: Option<PathBuf>,
+
+    /// Whether TLS clients present a certificate (ssl.client.auth).
+    #[arg(
+        long,
+        env = "STROM_SSL_CLIENT_AUTH",
+        value_enum,
+        default_value = "none"
+    )]
+    pub ssl_client_auth: crate::security::tls::ClientAuth,
+
+    /// How an mTLS client's certificate subject becomes its user name
+    /// (ssl.principal.mapping.rules): RULE:pattern/replacement/[LU],...,DEFAULT.
+    #[arg(
+        long,
+        env = "STROM_SSL_PRINCIPAL_MAPPING_RULES",
+        default_value = "DEFAULT"
+    )]
+    pub ssl_principal_mapping_rules: String,
+
+    /// How often the TLS files are checked for changes, in ms.
+    #[arg(long, env = "STROM_SSL_RELOAD_INTERVAL_MS", default_value_t = 2000)]
+    pub ssl_reload_interval_ms: u64,
+
+    /// SASL mechanisms the SASL listeners offer (sasl.enabled.mechanisms).
+    #[arg(
+        long,
+        env = "STROM_SASL_ENABLED_MECHANISMS",
+        value_delimiter = ',',
+        default_value = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+    )]
+    pub sasl_enabled_mechanisms: Vec<String>,
+
+    /// A SCRAM user to create at start-up if it has no credential yet, as
+    /// NAME=PASSWORD[:MECHANISM] (repeatable); without a mechanism both SCRAM-SHA-256 and
+    /// SCRAM-SHA-512 are created (kafka-storage format --add-scram).
+    #[arg(long = "scram-user", env = "STROM_SCRAM_USERS", value_delimiter = ';')]
+    pub scram_users: Vec<String>,
+
+    /// A SASL session lasts this long before the client must re-authenticate
+    /// (connections.max.reauth.ms, KIP-368); 0: forever.
+    #[arg(long, env = "STROM_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]
+    pub connections_max_reauth_ms: u64,
+
+    /// Largest request accepted before a connection has authenticated
+    /// (sasl.server.max.receive.size).
+    #[arg(
+        long,
+        env = "STROM_SASL_SERVER_MAX_RECEIVE_SIZE",
+        default_value_t = 524_288
+    )]
+    pub sasl_server_max_receive_size: usize,
+}
+
+/// A `--scram-user`: the user, the password and the mechanisms to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScramUser {
+    pub user: String,
+    pub password: String,
+    pub mechanisms: Vec<strom_client::auth::scram::Mechanism>,
+}
+
+/// Parses NAME=PASSWORD[:MECHANISM].
+pub fn parse_scram_user(s: &str) -> Result<ScramUser, ConfigError> {
+    use strom_client::auth::scram::Mechanism;
+    let invalid = |reason: &str| ConfigError::Invalid {
+        flag: "--scram-user",
+        reason: reason.to_string(),
+    };
+    let (user, rest) = s
+        .split_once('=')
+        .ok_or_else(|| invalid("expected NAME=PASSWORD[:MECHANISM]"))?;
+    let (password, mechanisms) = match rest.rsplit_once(':') {
+        Some((p, m)) if Mechanism::from_name(m).is_some() => {
+            (p, vec![Mechanism::from_name(m).expect("checked")])
+        }
+        _ => (rest, Mechanism::ALL.to_vec()),
+    };
+    if user.is_empty() || password.is_empty() {
+        return Err(invalid("the name and the password must not be empty"));
+    }
+    Ok(ScramUser {
+        user: user.to_string(),
+        password: password.to_string(),
+        mechanisms,
+    })
 }
 
 /// Parses `host:port` for `flag`.
@@ -298,7 +415,147 @@ impl BrokerConfig {
         if let Some(r) = &self.advertised_replication {
             host_port("--advertised-replication", r)?;
         }
-        self.advertised().map(|_| ())
+        for u in &self.scram_users {
+            parse_scram_user(u)?;
+        }
+        self.sasl_mechanisms()?;
+        if let Err(reason) =
+            crate::security::principal::MappingRules::parse(&self.ssl_principal_mapping_rules)
+        {
+            return invalid("--ssl-principal-mapping-rules", &reason);
+        }
+        if self.ssl_reload_interval_ms == 0 {
+            return invalid("--ssl-reload-interval-ms", "must be above 0");
+        }
+        if self.sasl_server_max_receive_size < 1024 {
+            return invalid("--sasl-server-max-receive-size", "must be at least 1024");
+        }
+        let listeners = self.listeners()?;
+        if listeners.iter().any(|l| l.protocol.tls()) {
+            if self.ssl_certificate.is_none() || self.ssl_key.is_none() {
+                return invalid(
+                    "--ssl-certificate",
+                    "an SSL or SASL_SSL listener needs --ssl-certificate and --ssl-key",
+                );
+            }
+            if self.ssl_client_auth != crate::security::tls::ClientAuth::None
+                && self.ssl_ca.is_none()
+            {
+                return invalid(
+                    "--ssl-ca",
+                    "--ssl-client-auth needs the CA of client certificates",
+                );
+            }
+        }
+        let inter = self.inter_broker_listener(&listeners)?;
+        if inter.protocol != crate::security::SecurityProtocol::Plaintext {
+            return invalid(
+                "--inter-broker-listener-name",
+                "brokers replicate over a PLAINTEXT listener for now (TLS and SASL between brokers are not built yet)",
+            );
+        }
+        Ok(())
+    }
+
+    /// The SASL mechanisms to offer, checked.
+    pub fn sasl_mechanisms(
+        &self,
+    ) -> Result<Vec<crate::security::sasl::SaslMechanism>, ConfigError> {
+        self.sasl_enabled_mechanisms
+            .iter()
+            .map(|m| {
+                crate::security::sasl::SaslMechanism::from_name(m.trim()).ok_or_else(|| {
+                    ConfigError::Invalid {
+                        flag: "--sasl-enabled-mechanisms",
+                        reason: format!("'{m}' is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// The Kafka listeners: `--listeners`, or one PLAINTEXT listener on `--kafka-listen`.
+    /// Ports may be 0 (the OS picks; the advertised port follows once bound).
+    pub fn listeners(&self) -> Result<Vec<crate::security::ListenerSpec>, ConfigError> {
+        use crate::security::{self as sec, ListenerSpec, SecurityProtocol};
+        let Some(list) = &self.listeners else {
+            return Ok(vec![ListenerSpec {
+                name: "PLAINTEXT".into(),
+                protocol: SecurityProtocol::Plaintext,
+                bind: self.kafka_listen,
+                advertised: self.advertised()?,
+            }]);
+        };
+        if self.advertised_kafka.is_some() {
+            return Err(ConfigError::Invalid {
+                flag: "--advertised-kafka",
+                reason: "not with --listeners; use --advertised-listeners".into(),
+            });
+        }
+        let map = sec::parse_protocol_map(self.listener_security_protocol_map.as_deref())?;
+        let advertised = match &self.advertised_listeners {
+            Some(a) => sec::parse_listener_list("--advertised-listeners", a)?,
+            None => vec![],
+        };
+        let listeners = sec::parse_listener_list("--listeners", list)?;
+        for (name, _, _) in &advertised {
+            if !listeners.iter().any(|(n, _, _)| n == name) {
+                return Err(ConfigError::Invalid {
+                    flag: "--advertised-listeners",
+                    reason: format!("{name} is not one of --listeners"),
+                });
+            }
+        }
+        listeners
+            .into_iter()
+            .map(|(name, host, port)| {
+                let protocol = map
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, p)| *p)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        flag: "--listener-security-protocol-map",
+                        reason: format!("no security protocol for listener {name}"),
+                    })?;
+                let bind = sec::bind_address("--listeners", &host, port)?;
+                let advertised = match advertised.iter().find(|(n, _, _)| *n == name) {
+                    Some((_, h, p)) if !h.is_empty() => (h.clone(), *p),
+                    _ if bind.ip().is_unspecified() => return Err(ConfigError::Invalid {
+                        flag: "--advertised-listeners",
+                        reason: format!(
+                            "listener {name} binds a wildcard address: say what clients connect to"
+                        ),
+                    }),
+                    _ => (bind.ip().to_string(), port),
+                };
+                Ok(ListenerSpec {
+                    name,
+                    protocol,
+                    bind,
+                    advertised,
+                })
+            })
+            .collect()
+    }
+
+    /// The listener brokers use between themselves.
+    pub fn inter_broker_listener<'a>(
+        &self,
+        listeners: &'a [crate::security::ListenerSpec],
+    ) -> Result<&'a crate::security::ListenerSpec, ConfigError> {
+        match &self.inter_broker_listener_name {
+            Some(n) => listeners
+                .iter()
+                .find(|l| l.name.eq_ignore_ascii_case(n))
+                .ok_or_else(|| ConfigError::Invalid {
+                    flag: "--inter-broker-listener-name",
+                    reason: format!("{n} is not one of the listeners"),
+                }),
+            None => Ok(listeners
+                .iter()
+                .find(|l| l.name == "PLAINTEXT")
+                .unwrap_or(&listeners[0])),
+        }
     }
 
     /// Topic configs whose broker-wide default comes from a flag, by topic config name.
@@ -349,6 +606,76 @@ mod tests {
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(c.advertised(), Ok(("127.0.0.1".to_string(), 9092)));
         assert!(c.auto_create_topics);
+    }
+
+    #[test]
+    fn listeners_carry_protocols_and_advertised_addresses() {
+        let c = parse(&["--dev"]);
+        let l = c.listeners().expect("default");
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].name, "PLAINTEXT");
+        let c = parse(&[
+            "--dev",
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9094,INTERNAL://127.0.0.1:9095",
+            "--advertised-listeners",
+            "SASL_SSL://kafka.example:19094",
+            "--listener-security-protocol-map",
+            "INTERNAL:PLAINTEXT",
+            "--inter-broker-listener-name",
+            "internal",
+            "--ssl-certificate",
+            "c.pem",
+            "--ssl-key",
+            "k.pem",
+        ]);
+        assert_eq!(c.validate(), Ok(()));
+        let l = c.listeners().expect("listeners");
+        assert_eq!(l[1].protocol, crate::security::SecurityProtocol::SaslSsl);
+        assert_eq!(l[1].advertised, ("kafka.example".to_string(), 19094));
+        assert_eq!(l[2].advertised, ("127.0.0.1".to_string(), 9095));
+        assert_eq!(c.inter_broker_listener(&l).expect("inter").name, "INTERNAL");
+
+        let refused = |args: &[&str]| {
+            let mut all = vec!["--dev"];
+            all.extend_from_slice(args);
+            parse(&all).validate().expect_err("refused")
+        };
+        // TLS without a certificate; a wildcard without an advertised address; an unknown
+        // listener name; brokers over SASL (not built yet); client auth without a CA.
+        refused(&["--listeners", "SSL://127.0.0.1:9093"]);
+        refused(&["--listeners", "PLAINTEXT://0.0.0.0:9092"]);
+        refused(&["--listeners", "OTHER://127.0.0.1:9092"]);
+        refused(&["--listeners", "SASL_PLAINTEXT://127.0.0.1:9092"]);
+        refused(&[
+            "--listeners",
+            "SSL://127.0.0.1:9093,PLAINTEXT://127.0.0.1:9092",
+            "--ssl-certificate",
+            "c",
+            "--ssl-key",
+            "k",
+            "--ssl-client-auth",
+            "required",
+        ]);
+        refused(&["--sasl-enabled-mechanisms", "PLAIN,GSSAPI"]);
+        refused(&["--scram-user", "alice"]);
+        refused(&["--ssl-principal-mapping-rules", "RULE:oops"]);
+    }
+
+    #[test]
+    fn scram_users_parse_with_and_without_a_mechanism() {
+        use strom_client::auth::scram::Mechanism;
+        let u = parse_scram_user("alice=pa:ss=word").expect("both");
+        assert_eq!(
+            (u.user.as_str(), u.password.as_str()),
+            ("alice", "pa:ss=word")
+        );
+        assert_eq!(u.mechanisms, Mechanism::ALL.to_vec());
+        let u = parse_scram_user("bob=pw:SCRAM-SHA-512").expect("one");
+        assert_eq!(u.password, "pw");
+        assert_eq!(u.mechanisms, vec![Mechanism::Sha512]);
+        assert!(parse_scram_user("=pw").is_err());
+        assert!(parse_scram_user("carol=").is_err());
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl LogError {
 pub enum ProtocolError {
     #[error("frame length {length} is negative")]
     NegativeLength { length: i32 },
-    #[error("frame of {length} bytes exceeds socket.request.max.bytes ({max})")]
+    #[error("frame of {length} bytes exceeds the limit of {max} (socket.request.max.bytes, or sasl.server.max.receive.size before authentication)")]
     FrameTooLarge { length: usize, max: usize },
     #[error("frame of {length} bytes is too short for a request header")]
     FrameTooShort { length: usize },
@@ -100,6 +100,10 @@ pub enum ProtocolError {
     },
     #[error("could not encode the {api} response: {reason}")]
     Encode { api: &'static str, reason: String },
+    #[error("unexpected Kafka request of type {api} during SASL handshake")]
+    Unauthenticated { api: &'static str },
+    #[error("the SASL session expired (connections.max.reauth.ms) and the client did not re-authenticate")]
+    SessionExpired,
     #[error("connection i/o failed: {source}")]
     Io {
         #[from]

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod properties;
 pub mod protocol;
 pub mod replica;
+pub mod security;
 pub mod server;
 pub mod topic_config;
 pub mod txn;
@@ -64,6 +65,10 @@ pub struct Broker {
     /// The transaction coordinator (for the transactional ids whose `__transaction_state`
     /// partition this broker leads).
     pub txns: txn::TxnCoordinator,
+    /// How an mTLS client's certificate subject becomes its user name.
+    pub principal_rules: security::principal::MappingRules,
+    /// The SASL mechanisms the SASL listeners offer.
+    pub sasl_mechanisms: Vec<security::sasl::SaslMechanism>,
 }
 
 impl Broker {
@@ -101,24 +106,71 @@ impl Broker {
             warn!("UNSAFE: acks=all is answered before the in-sync replicas have the batch (testing only)");
         }
         std::fs::create_dir_all(&config.data_dir)?;
-        let (host, port) = config.advertised()?;
         let replication = config
             .advertised_replication
             .as_deref()
             .map(|r| config::host_port("--advertised-replication", r))
             .transpose()?;
         // A start-up error names the setting and the address, as an operator reads it.
-        let bind = |flag: &'static str, addr: SocketAddr| async move {
+        let bind = |flag: String, addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("{flag} {addr}: {}", bind_reason(&e)))
         };
-        let kafka = bind("--kafka-listen", config.kafka_listen).await?;
-        let http = bind("--http-listen", config.http_listen).await?;
-        let kafka_addr = kafka.local_addr()?;
+        let tls = match (&config.ssl_certificate, &config.ssl_key) {
+            (Some(certificate), Some(key)) => Some(Arc::new(
+                security::tls::TlsContext::load(security::tls::TlsFiles {
+                    certificate: certificate.clone(),
+                    key: key.clone(),
+                    ca: config.ssl_ca.clone(),
+                    client_auth: config.ssl_client_auth,
+                })
+                .map_err(|e| anyhow::anyhow!("--ssl-certificate: {e}"))?,
+            )),
+            _ => None,
+        };
+        let specs = config.listeners()?;
+        let inter_broker = config.inter_broker_listener(&specs)?.name.clone();
+        let mut listeners = Vec::new();
+        for mut spec in specs {
+            let flag = if config.listeners.is_some() {
+                format!("--listeners {}", spec.name)
+            } else {
+                "--kafka-listen".to_string()
+            };
+            let socket = bind(flag, spec.bind).await?;
+            let addr = socket.local_addr()?;
+            // With port 0 the advertised port is the one the OS gave.
+            if spec.advertised.1 == 0 {
+                spec.advertised.1 = addr.port();
+            }
+            spec.bind = addr;
+            listeners.push(server::Listener {
+                tls: spec.protocol.tls().then(|| tls.clone()).flatten(),
+                spec,
+                socket,
+            });
+        }
+        let http = bind("--http-listen".into(), config.http_listen).await?;
         let http_addr = http.local_addr()?;
-        // With port 0 the advertised port is the one the OS gave.
-        let port = if port == 0 { kafka_addr.port() } else { port };
+        let listener_addrs: Vec<(String, SocketAddr)> = listeners
+            .iter()
+            .map(|l| (l.spec.name.clone(), l.spec.bind))
+            .collect();
+        let kafka_addr = listener_addrs[0].1;
+        let (host, port) = listeners
+            .iter()
+            .find(|l| l.spec.name == inter_broker)
+            .map(|l| l.spec.advertised.clone())
+            .expect("the inter-broker listener is one of the listeners");
+        let listener_endpoints: Vec<Endpoint> = listeners
+            .iter()
+            .map(|l| Endpoint {
+                name: l.spec.name.clone(),
+                host: l.spec.advertised.0.clone(),
+                port: l.spec.advertised.1,
+            })
+            .collect();
 
         let store = RocksLogStore::open(
             &config.data_dir.join("logs"),
@@ -178,6 +230,7 @@ impl Broker {
                     host,
                     port,
                 }))
+                .chain(listener_endpoints)
                 .collect(),
                 rack: None,
                 heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
@@ -185,6 +238,11 @@ impl Broker {
             Duration::from_secs(60),
         )
         .await?;
+        add_scram_users(&config, &controller).await?;
+        let principal_rules =
+            security::principal::MappingRules::parse(&config.ssl_principal_mapping_rules)
+                .map_err(|e| anyhow::anyhow!("--ssl-principal-mapping-rules: {e}"))?;
+        let sasl_mechanisms = config.sasl_mechanisms()?;
         let config_initial_delay = config.group_initial_rebalance_delay_ms;
         let replicas = replica::ReplicaManager::new(replica::FetcherConfig {
             node_id: config.node_id,
@@ -201,6 +259,8 @@ impl Broker {
             groups_loaded: group::Loaded::default(),
             replicas,
             txns: txn::TxnCoordinator::default(),
+            principal_rules,
+            sasl_mechanisms,
         });
         broker.sync_partitions(&broker.image());
 
@@ -211,12 +271,27 @@ impl Broker {
         tasks.spawn(tick_groups(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(maintain_isr(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(txn::ops::tick(broker.clone(), shutdown_rx.clone()));
-        tasks.spawn(server::serve(broker.clone(), kafka, shutdown_rx.clone()));
+        if let Some(tls) = &tls {
+            tasks.spawn(tls.clone().watch(
+                Duration::from_millis(broker.config.ssl_reload_interval_ms),
+                shutdown_rx.clone(),
+            ));
+        }
+        for l in listeners {
+            info!(
+                listener = %l.spec.name,
+                protocol = l.spec.protocol.name(),
+                bind = %l.spec.bind,
+                advertised = %format!("{}:{}", l.spec.advertised.0, l.spec.advertised.1),
+                "kafka listener"
+            );
+            tasks.spawn(server::serve(broker.clone(), l, shutdown_rx.clone()));
+        }
         tasks.spawn(http::serve(broker.clone(), http, shutdown_rx));
         info!(
             node_id = broker.node_id,
             kafka = %kafka_addr,
-            advertised = %format!("{host}:{port}"),
+            inter_broker = %format!("{inter_broker} {host}:{port}"),
             http = %http_addr,
             cluster_id = %broker.image().cluster_id,
             "broker started"
@@ -224,12 +299,52 @@ impl Broker {
         Ok(RunningBroker {
             broker,
             kafka_addr,
+            listener_addrs,
             http_addr,
             embedded,
             shutdown: shutdown_tx,
             tasks,
         })
     }
+}
+
+/// Creates the `--scram-user` credentials a user does not have yet (an existing credential is
+/// kept: a restart does not reset a password changed since).
+async fn add_scram_users(
+    config: &BrokerConfig,
+    controller: &RemoteController,
+) -> anyhow::Result<()> {
+    use metadata_quorum::controller::{ScramChange, ScramSecret};
+    use strom_client::auth::scram::{Credential, MIN_ITERATIONS};
+    let image = controller.image();
+    let mut changes = Vec::new();
+    for u in &config.scram_users {
+        let u = config::parse_scram_user(u)?;
+        for m in u.mechanisms {
+            if image.scram.contains_key(&(u.user.clone(), m.code())) {
+                continue;
+            }
+            let c = Credential::new(m, &u.password, MIN_ITERATIONS);
+            changes.push(ScramChange {
+                user: u.user.clone(),
+                mechanism: m.code(),
+                credential: Some(ScramSecret {
+                    salt: c.salt,
+                    iterations: c.iterations,
+                    stored_key: c.stored_key,
+                    server_key: c.server_key,
+                }),
+            });
+        }
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    for (user, result) in controller.alter_scram_credentials(changes).await? {
+        result.map_err(|e| anyhow::anyhow!("--scram-user {user}: {e}"))?;
+        info!(user = %user, "SCRAM user created");
+    }
+    Ok(())
 }
 
 /// Why a listener could not bind, in an operator's words.
@@ -245,7 +360,10 @@ pub fn bind_reason(e: &std::io::Error) -> String {
 /// A started broker: its addresses and the means to stop it.
 pub struct RunningBroker {
     pub broker: Arc<Broker>,
+    /// The first listener's bound address.
     pub kafka_addr: SocketAddr,
+    /// Every listener's name and bound address.
+    pub listener_addrs: Vec<(String, SocketAddr)>,
     pub http_addr: SocketAddr,
     embedded: Option<RunningQuorum>,
     shutdown: watch::Sender<bool>,

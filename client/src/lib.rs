@@ -33,6 +33,7 @@
 //! ```
 
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod consumer;

@@ -763,6 +763,119 @@ pub fn register_broker(
     }
 }
 
+/// Kafka's bounds on a SCRAM credential's iteration count.
+pub const SCRAM_MIN_ITERATIONS: u32 = 4096;
+pub const SCRAM_MAX_ITERATIONS: u32 = 16384;
+
+/// One change of AlterUserScramCredentials: a credential to set (already salted and derived by
+/// the broker) or, with `credential` `None`, one to remove.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramChange {
+    pub user: String,
+    /// 1: SCRAM-SHA-256, 2: SCRAM-SHA-512.
+    pub mechanism: i8,
+    pub credential: Option<ScramSecret>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramSecret {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
+/// AlterUserScramCredentials: every user's changes are applied together or not at all; the
+/// answer is one result per user, in first-seen order (Kafka's per-user results).
+pub fn alter_scram_credentials(
+    image: &MetadataImage,
+    changes: &[ScramChange],
+) -> ControllerResult<Vec<(String, Result<(), MetadataError>)>> {
+    let mut users: Vec<&str> = Vec::new();
+    for c in changes {
+        if !users.contains(&c.user.as_str()) {
+            users.push(&c.user);
+        }
+    }
+    let mut records = Vec::new();
+    let mut results = Vec::new();
+    for user in users {
+        let mine: Vec<&ScramChange> = changes.iter().filter(|c| c.user == user).collect();
+        let check = || -> Result<Vec<MetadataRecord>, MetadataError> {
+            if user.is_empty() {
+                return Err(MetadataError::UnacceptableCredential {
+                    reason: "Username must not be empty".into(),
+                });
+            }
+            let mut seen = Vec::new();
+            let mut out = Vec::new();
+            for c in &mine {
+                if !(1..=2).contains(&c.mechanism) {
+                    return Err(MetadataError::UnsupportedSaslMechanism {
+                        reason: format!("Unknown SCRAM mechanism {}", c.mechanism),
+                    });
+                }
+                if seen.contains(&c.mechanism) {
+                    return Err(MetadataError::DuplicateResource {
+                        reason: "A user credential cannot be altered twice in the same request"
+                            .into(),
+                    });
+                }
+                seen.push(c.mechanism);
+                match &c.credential {
+                    Some(s) => {
+                        if !(SCRAM_MIN_ITERATIONS..=SCRAM_MAX_ITERATIONS).contains(&s.iterations) {
+                            return Err(MetadataError::UnacceptableCredential {
+                                reason: format!(
+                                    "Iterations {} must be between {SCRAM_MIN_ITERATIONS} and {SCRAM_MAX_ITERATIONS}",
+                                    s.iterations
+                                ),
+                            });
+                        }
+                        if s.salt.is_empty() || s.stored_key.is_empty() || s.server_key.is_empty() {
+                            return Err(MetadataError::UnacceptableCredential {
+                                reason: "the salt and the salted password must not be empty".into(),
+                            });
+                        }
+                        out.push(MetadataRecord::UserScramCredential {
+                            user: user.to_string(),
+                            mechanism: c.mechanism,
+                            salt: s.salt.clone(),
+                            iterations: s.iterations,
+                            stored_key: s.stored_key.clone(),
+                            server_key: s.server_key.clone(),
+                        });
+                    }
+                    None => {
+                        if !image.scram.contains_key(&(user.to_string(), c.mechanism)) {
+                            return Err(MetadataError::ResourceNotFound {
+                                reason: "Attempt to delete a user credential that does not exist"
+                                    .into(),
+                            });
+                        }
+                        out.push(MetadataRecord::RemoveUserScramCredential {
+                            user: user.to_string(),
+                            mechanism: c.mechanism,
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        };
+        match check() {
+            Ok(r) => {
+                records.extend(r);
+                results.push((user.to_string(), Ok(())));
+            }
+            Err(e) => results.push((user.to_string(), Err(e))),
+        }
+    }
+    ControllerResult {
+        records,
+        response: results,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -791,6 +904,78 @@ mod tests {
             n += 1;
             Uuid::from_u128(n)
         }
+    }
+
+    fn secret(iterations: u32) -> Option<ScramSecret> {
+        Some(ScramSecret {
+            salt: vec![1; 16],
+            iterations,
+            stored_key: vec![2; 32],
+            server_key: vec![3; 32],
+        })
+    }
+
+    fn scram(user: &str, mechanism: i8, credential: Option<ScramSecret>) -> ScramChange {
+        ScramChange {
+            user: user.into(),
+            mechanism,
+            credential,
+        }
+    }
+
+    #[test]
+    fn scram_changes_apply_per_user_all_or_nothing() {
+        let image = cluster(&[1]);
+        let r = alter_scram_credentials(
+            &image,
+            &[
+                scram("alice", 1, secret(4096)),
+                scram("alice", 2, secret(8192)),
+                // bob's second change is bad, so neither of his applies.
+                scram("bob", 1, secret(4096)),
+                scram("bob", 2, secret(100)),
+                scram("carol", 3, secret(4096)),
+                scram("dave", 1, secret(4096)),
+                scram("dave", 1, secret(4096)),
+                scram("erin", 1, None),
+                scram("", 1, secret(4096)),
+            ],
+        );
+        let codes: Vec<(&str, i16)> = r
+            .response
+            .iter()
+            .map(|(u, e)| {
+                (
+                    u.as_str(),
+                    e.as_ref().map_or_else(|e| e.kafka_code(), |_| 0),
+                )
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                ("alice", 0),
+                ("bob", 93),
+                ("carol", 33),
+                ("dave", 92),
+                ("erin", 91),
+                ("", 93)
+            ]
+        );
+        let next = image.replay(&r.records).expect("replay");
+        assert_eq!(
+            next.scram.keys().cloned().collect::<Vec<_>>(),
+            vec![("alice".to_string(), 1), ("alice".to_string(), 2)]
+        );
+        assert_eq!(next.scram[&("alice".to_string(), 2)].iterations, 8192);
+        // Deleting an existing credential works; the other mechanism stays.
+        let r = alter_scram_credentials(&next, &[scram("alice", 1, None)]);
+        assert!(r.response[0].1.is_ok());
+        let after = next.replay(&r.records).expect("replay");
+        assert_eq!(
+            after.scram.keys().cloned().collect::<Vec<_>>(),
+            vec![("alice".to_string(), 2)]
+        );
     }
 
     fn topic(name: &str, partitions: i32, rf: i16) -> NewTopic {

@@ -42,6 +42,14 @@ pub enum MetadataError {
     IneligibleReplica { broker_id: i32, reason: String },
     #[error("invalid ISR: {reason}")]
     InvalidIsr { reason: String },
+    #[error("{reason}")]
+    UnsupportedSaslMechanism { reason: String },
+    #[error("{reason}")]
+    ResourceNotFound { reason: String },
+    #[error("{reason}")]
+    DuplicateResource { reason: String },
+    #[error("{reason}")]
+    UnacceptableCredential { reason: String },
 }
 
 impl MetadataError {
@@ -64,6 +72,10 @@ impl MetadataError {
             MetadataError::InvalidUpdateVersion { .. } => 95,
             MetadataError::IneligibleReplica { .. } => 107,
             MetadataError::InvalidIsr { .. } => 42, // INVALID_REQUEST
+            MetadataError::UnsupportedSaslMechanism { .. } => 33,
+            MetadataError::ResourceNotFound { .. } => 91,
+            MetadataError::DuplicateResource { .. } => 92,
+            MetadataError::UnacceptableCredential { .. } => 93,
         }
     }
 
@@ -87,6 +99,10 @@ impl MetadataError {
             MetadataError::InvalidUpdateVersion { .. } => "invalid_update_version",
             MetadataError::IneligibleReplica { .. } => "ineligible_replica",
             MetadataError::InvalidIsr { .. } => "invalid_isr",
+            MetadataError::UnsupportedSaslMechanism { .. } => "unsupported_sasl_mechanism",
+            MetadataError::ResourceNotFound { .. } => "resource_not_found",
+            MetadataError::DuplicateResource { .. } => "duplicate_resource",
+            MetadataError::UnacceptableCredential { .. } => "unacceptable_credential",
         }
     }
 }

@@ -23,6 +23,16 @@ impl BrokerImage {
     }
 }
 
+/// A user's SCRAM credential for one mechanism: what a broker checks a SCRAM exchange or a
+/// PLAIN password against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScramCredentialImage {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartitionImage {
     pub partition: u32,
@@ -55,6 +65,8 @@ pub struct MetadataImage {
     pub brokers: BTreeMap<i32, BrokerImage>,
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
+    /// SCRAM credentials by (user, mechanism code).
+    pub scram: BTreeMap<(String, i8), ScramCredentialImage>,
     topics: BTreeMap<String, Arc<TopicImage>>,
     topic_names: HashMap<Uuid, String>,
 }
@@ -171,6 +183,27 @@ impl MetadataImage {
                     });
                 }
                 self.next_producer_id = first_id + count;
+            }
+            MetadataRecord::UserScramCredential {
+                user,
+                mechanism,
+                salt,
+                iterations,
+                stored_key,
+                server_key,
+            } => {
+                self.scram.insert(
+                    (user.clone(), *mechanism),
+                    ScramCredentialImage {
+                        salt: salt.clone(),
+                        iterations: *iterations,
+                        stored_key: stored_key.clone(),
+                        server_key: server_key.clone(),
+                    },
+                );
+            }
+            MetadataRecord::RemoveUserScramCredential { user, mechanism } => {
+                self.scram.remove(&(user.clone(), *mechanism));
             }
             MetadataRecord::AddPartitions {
                 topic_id,

@@ -79,6 +79,20 @@ pub enum MetadataRecord {
         first_id: i64,
         count: i64,
     },
+    /// Sets a user's SCRAM credential for one mechanism (1: SCRAM-SHA-256, 2: SCRAM-SHA-512):
+    /// the salt and the derived keys, never the password.
+    UserScramCredential {
+        user: String,
+        mechanism: i8,
+        salt: Vec<u8>,
+        iterations: u32,
+        stored_key: Vec<u8>,
+        server_key: Vec<u8>,
+    },
+    RemoveUserScramCredential {
+        user: String,
+        mechanism: i8,
+    },
 }
 
 impl MetadataRecord {
@@ -93,6 +107,8 @@ impl MetadataRecord {
             MetadataRecord::DeleteTopic { .. } => "DeleteTopic",
             MetadataRecord::AddPartitions { .. } => "AddPartitions",
             MetadataRecord::AllocateProducerIds { .. } => "AllocateProducerIds",
+            MetadataRecord::UserScramCredential { .. } => "UserScramCredential",
+            MetadataRecord::RemoveUserScramCredential { .. } => "RemoveUserScramCredential",
             MetadataRecord::PartitionChange { .. } => "PartitionChange",
             MetadataRecord::ConfigChange { .. } => "ConfigChange",
         }

@@ -23,6 +23,7 @@ pub fn describe_cluster(
     broker: &Broker,
     req: DescribeClusterRequest,
     version: i16,
+    listener: &str,
 ) -> DescribeClusterResponse {
     let image = broker.image();
     // Endpoint type 2 asks for the controllers, which a broker does not serve (KIP-919:
@@ -51,7 +52,7 @@ pub fn describe_cluster(
                 .values()
                 .filter(|b| include_fenced || !b.fenced)
                 .filter_map(|b| {
-                    let e = b.endpoint("kafka")?;
+                    let e = super::client_endpoint(b, listener)?;
                     Some(
                         DescribeClusterBroker::default()
                             .with_broker_id(b.broker_id.into())

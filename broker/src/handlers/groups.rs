@@ -73,6 +73,7 @@ pub async fn find_coordinator(
     broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     if req.key_type == 1 {
         crate::txn::ops::ensure_topic(broker).await;
@@ -111,7 +112,11 @@ pub async fn find_coordinator(
                 .topic(topic)
                 .and_then(|t| t.partitions.get(index as usize))
                 .map_or(-1, |p| p.leader);
-            match image.brokers.get(&leader).and_then(|b| b.endpoint("kafka")) {
+            match image
+                .brokers
+                .get(&leader)
+                .and_then(|b| super::client_endpoint(b, listener))
+            {
                 Some(e) => base
                     .with_node_id(leader.into())
                     .with_host(str_bytes(e.host.clone()))

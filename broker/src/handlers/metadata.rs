@@ -12,7 +12,12 @@ use uuid::Uuid;
 use super::{auto_create, str_bytes, topic_name};
 use crate::Broker;
 
-pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(
+    broker: &Broker,
+    req: MetadataRequest,
+    version: i16,
+    listener: &str,
+) -> MetadataResponse {
     // v0: an empty list means all topics; v1+: null means all, empty means none.
     let wanted: Option<Vec<(Option<String>, Uuid)>> = match req.topics {
         None => None,
@@ -66,7 +71,7 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
             image
                 .live_brokers()
                 .filter_map(|b| {
-                    let e = b.endpoint("kafka")?;
+                    let e = super::client_endpoint(b, listener)?;
                     Some(
                         MetadataResponseBroker::default()
                             .with_node_id(b.broker_id.into())

@@ -15,6 +15,7 @@ mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
+mod scram;
 mod txn;
 
 pub use groups::write_group_records;
@@ -37,9 +38,14 @@ use tracing::{info, warn};
 use crate::error::ProtocolError;
 use crate::metrics::Metrics;
 use crate::protocol::{self, versions};
+use crate::security::Session;
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Bytes>, ProtocolError> {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    session: &Session,
+    frame: Bytes,
+) -> Result<Option<Bytes>, ProtocolError> {
     let pre = protocol::preamble(&frame)?;
     let api_key = ApiKey::try_from(pre.api_key).map_err(|_| ProtocolError::UnknownApiKey {
         api_key: pre.api_key,
@@ -72,7 +78,7 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Bytes>,
     let response = match request.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(metadata::handle(broker, r, version).await)
+            ResponseKind::Metadata(metadata::handle(broker, r, version, &session.listener).await)
         }
         RequestKind::Produce(r) => {
             let acks = r.acks;
@@ -107,9 +113,9 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Bytes>,
         RequestKind::DeleteRecords(r) => {
             ResponseKind::DeleteRecords(delete_records::handle(broker, r, version))
         }
-        RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version).await)
-        }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
+            groups::find_coordinator(broker, r, version, &session.listener).await,
+        ),
         RequestKind::JoinGroup(r) => {
             let client_id = request
                 .header
@@ -167,14 +173,26 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Bytes>,
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(txn::list_transactions(broker, r, version))
         }
-        RequestKind::DescribeCluster(r) => {
-            ResponseKind::DescribeCluster(describe::describe_cluster(broker, r, version))
-        }
+        RequestKind::DescribeCluster(r) => ResponseKind::DescribeCluster(
+            describe::describe_cluster(broker, r, version, &session.listener),
+        ),
         RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
             describe::describe_topic_partitions(broker, r, version),
         ),
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(describe::describe_log_dirs(broker, r, version))
+        }
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(scram::describe(broker, r, version))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(scram::alter(broker, r, version).await)
+        }
+        RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_) => {
+            // On a listener without SASL (SASL listeners answer these before the handlers).
+            return Err(ProtocolError::UnsupportedApi {
+                api: "SASL on a listener without SASL",
+            });
         }
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(txn::describe_producers(broker, r, version))
@@ -186,6 +204,19 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Option<Bytes>,
         }
     };
     protocol::encode_response(api_key, version, pre.correlation_id, &response).map(Some)
+}
+
+/// Where a client on `listener` reaches broker `b`: its endpoint of that listener. A broker
+/// registered before listeners had names is reached at its "kafka" endpoint on PLAINTEXT.
+pub(crate) fn client_endpoint<'a>(
+    b: &'a metadata_quorum::BrokerImage,
+    listener: &str,
+) -> Option<&'a metadata_quorum::Endpoint> {
+    b.endpoint(listener).or_else(|| {
+        (listener == "PLAINTEXT")
+            .then(|| b.endpoint("kafka"))
+            .flatten()
+    })
 }
 
 /// The log of partition `index` of `topic` if this broker leads it; otherwise the error a

@@ -13,11 +13,27 @@ const MIN_FRAME: usize = 8;
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
     max_frame: usize,
+    min_frame: usize,
 }
 
 impl FrameCodec {
     pub fn new(max_frame: usize) -> Self {
-        Self { max_frame }
+        Self {
+            max_frame,
+            min_frame: MIN_FRAME,
+        }
+    }
+
+    /// Takes frames of any length (a raw SASL token after SaslHandshake v0 is not a request),
+    /// or (`false`) only those long enough for a request header again.
+    pub fn accept_short_frames(&mut self, yes: bool) {
+        self.min_frame = if yes { 0 } else { MIN_FRAME };
+    }
+
+    /// Changes the limit for the frames still to come (raised once a connection has
+    /// authenticated).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
     }
 }
 
@@ -40,7 +56,7 @@ impl Decoder for FrameCodec {
                 max: self.max_frame,
             });
         }
-        if length < MIN_FRAME {
+        if length < self.min_frame {
             return Err(ProtocolError::FrameTooShort { length });
         }
         if src.len() < 4 + length {

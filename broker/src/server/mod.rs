@@ -1,66 +1,157 @@
-//! The Kafka listener: one task per connection; requests on a connection are read, handled
+//! The Kafka listeners: one task per connection; requests on a connection are read, handled
 //! and answered strictly in order, while a separate writer task drains the answers so that
 //! handling the next request overlaps with sending the last answer.
+//!
+//! A connection on an SSL or SASL_SSL listener first completes a TLS handshake; one on a
+//! SASL listener then authenticates (see [`crate::security::sasl`]) before any request other
+//! than ApiVersions, SaslHandshake and SaslAuthenticate is served.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn};
 
+use crate::error::ProtocolError;
 use crate::handlers;
 use crate::metrics::Metrics;
 use crate::protocol::codec::FrameCodec;
+use crate::protocol::{self, versions};
+use crate::security::sasl::SaslServer;
+use crate::security::tls::TlsContext;
+use crate::security::{ListenerSpec, Session, ANONYMOUS};
 use crate::Broker;
 
 /// Answers queued per connection before the reader waits for the writer.
 const PIPELINE_DEPTH: usize = 64;
 
-pub async fn serve(
-    broker: Arc<Broker>,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// How long a client has to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A bound listener and what its connections need.
+pub struct Listener {
+    pub spec: ListenerSpec,
+    pub socket: TcpListener,
+    pub tls: Option<Arc<TlsContext>>,
+}
+
+pub async fn serve(broker: Arc<Broker>, listener: Listener, mut shutdown: watch::Receiver<bool>) {
+    let spec = Arc::new(listener.spec);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = listener.socket.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     Metrics::add(&broker.metrics.connections_opened, 1);
-                    tokio::spawn(connection(broker.clone(), stream, peer, shutdown.clone()));
+                    tokio::spawn(accept(
+                        broker.clone(),
+                        spec.clone(),
+                        listener.tls.clone(),
+                        stream,
+                        peer,
+                        shutdown.clone(),
+                    ));
                 }
                 Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    warn!(listener = %spec.name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
             _ = shutdown.changed() => {
-                info!("kafka listener stopped");
+                info!(listener = %spec.name, "kafka listener stopped");
                 return;
             }
         }
     }
 }
 
-async fn connection(
+/// Runs the TLS handshake if the listener has one, then the connection.
+async fn accept(
     broker: Arc<Broker>,
+    spec: Arc<ListenerSpec>,
+    tls: Option<Arc<TlsContext>>,
     stream: TcpStream,
     peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    debug!(%peer, "connection opened");
-    let (rd, wr) = stream.into_split();
-    let mut frames = FramedRead::with_capacity(
-        rd,
-        FrameCodec::new(broker.config.socket_request_max_bytes),
-        64 * 1024,
-    );
+    let Some(tls) = tls else {
+        let session = new_session(&spec, ANONYMOUS.to_string(), peer);
+        return connection(broker, spec, stream, session, shutdown).await;
+    };
+    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream));
+    let stream = match handshake.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            warn!(%peer, listener = %spec.name, error = %e, "closing connection: TLS handshake failed");
+            Metrics::add(&broker.metrics.connections_closed_on_error, 1);
+            return;
+        }
+        Err(_) => {
+            warn!(%peer, listener = %spec.name, "closing connection: TLS handshake timed out");
+            Metrics::add(&broker.metrics.connections_closed_on_error, 1);
+            return;
+        }
+    };
+    let principal = match stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+    {
+        None => ANONYMOUS.to_string(),
+        Some(cert) => match crate::security::principal::subject_dn(cert) {
+            Ok(dn) => format!("User:{}", broker.principal_rules.apply(&dn)),
+            Err(e) => {
+                warn!(%peer, error = %e, "closing connection: bad client certificate");
+                return;
+            }
+        },
+    };
+    let session = new_session(&spec, principal, peer);
+    connection(broker, spec, stream, session, shutdown).await
+}
+
+fn new_session(spec: &ListenerSpec, principal: String, peer: SocketAddr) -> Session {
+    Session {
+        listener: spec.name.as_str().into(),
+        principal,
+        peer,
+    }
+}
+
+async fn connection<S>(
+    broker: Arc<Broker>,
+    spec: Arc<ListenerSpec>,
+    stream: S,
+    mut session: Session,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let peer = session.peer;
+    debug!(%peer, listener = %spec.name, principal = %session.principal, "connection opened");
+    let (rd, wr) = tokio::io::split(stream);
+    let mut sasl = spec.protocol.sasl().then(|| {
+        SaslServer::new(
+            broker.sasl_mechanisms.clone(),
+            (broker.config.connections_max_reauth_ms > 0)
+                .then(|| Duration::from_millis(broker.config.connections_max_reauth_ms)),
+        )
+    });
+    // Before authentication a frame is a SASL token at most: a small limit.
+    let max_frame = if sasl.is_some() {
+        broker.config.sasl_server_max_receive_size
+    } else {
+        broker.config.socket_request_max_bytes
+    };
+    let mut frames = FramedRead::with_capacity(rd, FrameCodec::new(max_frame), 64 * 1024);
     let (tx, rx) = mpsc::channel::<Bytes>(PIPELINE_DEPTH);
     let writer = tokio::spawn(write_loop(wr, rx, peer));
     loop {
@@ -77,7 +168,65 @@ async fn connection(
                 break;
             }
         };
-        match handlers::handle(&broker, frame).await {
+        if let Some(server) = sasl.as_mut().filter(|s| s.expects_raw_token()) {
+            // After SaslHandshake v0 the tokens travel as bare frames.
+            let Some(answer) = server.authenticate_raw(&frame, &broker.image()) else {
+                info!(%peer, listener = %spec.name, "closing connection: SASL authentication failed");
+                break;
+            };
+            let mut out = bytes::BytesMut::with_capacity(4 + answer.len());
+            out.extend_from_slice(&(answer.len() as i32).to_be_bytes());
+            out.extend_from_slice(&answer);
+            if tx.send(out.freeze()).await.is_err() {
+                break;
+            }
+            frames
+                .decoder_mut()
+                .accept_short_frames(server.expects_raw_token());
+            if server.authenticated() {
+                if let Some(p) = server.principal() {
+                    session.principal = p;
+                }
+                frames
+                    .decoder_mut()
+                    .set_max_frame(broker.config.socket_request_max_bytes);
+            }
+            continue;
+        }
+        if let Some(server) = sasl.as_mut() {
+            match sasl_step(&broker, server, &frame) {
+                Ok(SaslStep::Answer(response, close)) => {
+                    frames
+                        .decoder_mut()
+                        .accept_short_frames(server.expects_raw_token());
+                    if server.authenticated() {
+                        if let Some(p) = server.principal() {
+                            if p != session.principal {
+                                info!(%peer, principal = %p, mechanism = "SASL", "authenticated");
+                            }
+                            session.principal = p;
+                        }
+                        frames
+                            .decoder_mut()
+                            .set_max_frame(broker.config.socket_request_max_bytes);
+                    }
+                    if tx.send(response).await.is_err() || close {
+                        if close {
+                            info!(%peer, listener = %spec.name, "closing connection: SASL authentication failed");
+                        }
+                        break;
+                    }
+                    continue;
+                }
+                Ok(SaslStep::Pass) => {}
+                Err(e) => {
+                    warn!(%peer, error = %e, "closing connection");
+                    Metrics::add(&broker.metrics.connections_closed_on_error, 1);
+                    break;
+                }
+            }
+        }
+        match handlers::handle(&broker, &session, frame).await {
             Ok(Some(response)) => {
                 if tx.send(response).await.is_err() {
                     break;
@@ -96,7 +245,62 @@ async fn connection(
     debug!(%peer, "connection closed");
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, peer: SocketAddr) {
+enum SaslStep {
+    /// A SASL request answered here; close the connection after the answer if `true`.
+    Answer(Bytes, bool),
+    /// Not a SASL request, and the connection may send it: hand it to the handlers.
+    Pass,
+}
+
+/// The SASL gate: answers SaslHandshake and SaslAuthenticate, lets ApiVersions through
+/// always and other requests only once authenticated and within the session's lifetime.
+fn sasl_step(
+    broker: &Broker,
+    server: &mut SaslServer,
+    frame: &Bytes,
+) -> Result<SaslStep, ProtocolError> {
+    let pre = protocol::preamble(frame)?;
+    let api_key = ApiKey::try_from(pre.api_key).ok();
+    match api_key {
+        Some(k @ (ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)) => {
+            let (min, max) = versions::supported(k).unwrap_or((0, 0));
+            if pre.version < min || pre.version > max {
+                return Err(ProtocolError::UnsupportedVersion {
+                    api: versions::name(k),
+                    version: pre.version,
+                    min,
+                    max,
+                });
+            }
+            let request = protocol::decode_request(k, pre.version, frame.clone())?;
+            let (body, close) = match request.body {
+                RequestKind::SaslHandshake(r) => {
+                    let a = server.handshake(&r, pre.version);
+                    (ResponseKind::SaslHandshake(a.response), a.close)
+                }
+                RequestKind::SaslAuthenticate(r) => {
+                    let a = server.authenticate(&r, &broker.image());
+                    (ResponseKind::SaslAuthenticate(a.response), a.close)
+                }
+                _ => unreachable!("decoded as the key says"),
+            };
+            let bytes = protocol::encode_response(k, pre.version, pre.correlation_id, &body)?;
+            Ok(SaslStep::Answer(bytes, close))
+        }
+        Some(ApiKey::ApiVersions) => Ok(SaslStep::Pass),
+        _ if !server.authenticated() => Err(ProtocolError::Unauthenticated {
+            api: api_key.map_or("an unknown API", versions::name),
+        }),
+        _ if server.expired(Instant::now()) => Err(ProtocolError::SessionExpired),
+        _ => Ok(SaslStep::Pass),
+    }
+}
+
+async fn write_loop<S: AsyncWrite>(
+    mut wr: WriteHalf<S>,
+    mut rx: mpsc::Receiver<Bytes>,
+    peer: SocketAddr,
+) {
     while let Some(frame) = rx.recv().await {
         if let Err(e) = wr.write_all(&frame).await {
             debug!(%peer, error = %e, "write failed");

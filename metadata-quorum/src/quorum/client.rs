@@ -15,7 +15,7 @@ use super::api::FORWARDED_HEADER;
 use super::log_store::{decode, encode};
 use super::rpc::{ControllerError, ControllerRequest, ControllerResponse};
 use crate::controller::{
-    ConfigOp, CreatedTopic, DeletedTopic, IsrChange, Leadership, NewTopic, TopicRef,
+    ConfigOp, CreatedTopic, DeletedTopic, IsrChange, Leadership, NewTopic, ScramChange, TopicRef,
 };
 use crate::{Endpoint, LoggedRecord, MetadataError, MetadataImage};
 
@@ -410,6 +410,25 @@ impl RemoteController {
             replace,
             validate_only,
         })
+        .await
+    }
+
+    /// AlterUserScramCredentials: one result per user; waits until this broker's image has
+    /// the changes.
+    pub async fn alter_scram_credentials(
+        &self,
+        changes: Vec<ScramChange>,
+    ) -> Result<Vec<(String, Result<(), MetadataError>)>, ControllerError> {
+        self.change_and_follow(
+            ControllerRequest::AlterScramCredentials { changes },
+            |r| match r {
+                ControllerResponse::PerUser {
+                    results,
+                    metadata_offset,
+                } => Ok((results, metadata_offset)),
+                other => Err(other),
+            },
+        )
         .await
     }
 

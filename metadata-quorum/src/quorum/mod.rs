@@ -367,6 +367,21 @@ impl QuorumNode {
                     metadata_offset,
                 })
             }
+            ControllerRequest::AlterScramCredentials { changes } => {
+                let (results, metadata_offset) = self
+                    .propose(|image| controller::alter_scram_credentials(image, &changes))
+                    .await?;
+                for (user, r) in &results {
+                    match r {
+                        Ok(()) => info!(user = %user, "SCRAM credentials changed"),
+                        Err(e) => info!(user = %user, error = %e, "SCRAM change refused"),
+                    }
+                }
+                Ok(ControllerResponse::PerUser {
+                    results,
+                    metadata_offset,
+                })
+            }
             ControllerRequest::DeleteTopics { topics } => {
                 let (results, metadata_offset) = self
                     .propose(|image| controller::delete_topics(image, &topics))

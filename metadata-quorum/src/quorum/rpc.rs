@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::controller::{
-    ConfigOp, CreatedTopic, DeletedTopic, IsrChange, Leadership, NewTopic, TopicRef,
+    ConfigOp, CreatedTopic, DeletedTopic, IsrChange, Leadership, NewTopic, ScramChange, TopicRef,
 };
 use crate::{Endpoint, MetadataError};
 
@@ -49,6 +49,9 @@ pub enum ControllerRequest {
         broker_id: i32,
         changes: Vec<IsrChange>,
     },
+    AlterScramCredentials {
+        changes: Vec<ScramChange>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +83,11 @@ pub enum ControllerResponse {
     },
     AlterPartition {
         results: Vec<Result<Leadership, MetadataError>>,
+        metadata_offset: u64,
+    },
+    /// Per user, in request order.
+    PerUser {
+        results: Vec<(String, Result<(), MetadataError>)>,
         metadata_offset: u64,
     },
 }
