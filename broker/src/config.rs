@@ -251,6 +251,23 @@ pub struct BrokerConfig {
     #[arg(long, env = "STROM_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]
     pub connections_max_reauth_ms: u64,
 
+    /// The SASL mechanism brokers use on a SASL inter-broker listener
+    /// (sasl.mechanism.inter.broker.protocol).
+    #[arg(
+        long,
+        env = "STROM_SASL_MECHANISM_INTER_BROKER_PROTOCOL",
+        default_value = "SCRAM-SHA-512"
+    )]
+    pub sasl_mechanism_inter_broker_protocol: String,
+
+    /// The user brokers authenticate as on a SASL inter-broker listener.
+    #[arg(long, env = "STROM_INTER_BROKER_SASL_USERNAME")]
+    pub inter_broker_sasl_username: Option<String>,
+
+    /// Its password.
+    #[arg(long, env = "STROM_INTER_BROKER_SASL_PASSWORD", hide_env_values = true)]
+    pub inter_broker_sasl_password: Option<String>,
+
     /// Largest request accepted before a connection has authenticated
     /// (sasl.server.max.receive.size).
     #[arg(
@@ -447,14 +464,82 @@ impl BrokerConfig {
                 );
             }
         }
-        let inter = self.inter_broker_listener(&listeners)?;
-        if inter.protocol != crate::security::SecurityProtocol::Plaintext {
-            return invalid(
-                "--inter-broker-listener-name",
-                "brokers replicate over a PLAINTEXT listener for now (TLS and SASL between brokers are not built yet)",
-            );
+        self.inter_broker_listener(&listeners)?;
+        if let Err(reason) = self.inter_broker_settings() {
+            return invalid("--inter-broker-listener-name", &reason);
         }
         Ok(())
+    }
+
+    /// How this broker connects to the others' inter-broker listener: TLS trusting --ssl-ca
+    /// (presenting this broker's own certificate when client certificates are asked for),
+    /// SASL as --inter-broker-sasl-username.
+    pub fn inter_broker_security(&self) -> Result<strom_client::security::Security, String> {
+        let (protocol, tls, sasl) = self.inter_broker_settings()?;
+        strom_client::security::Security::new(protocol, tls.as_ref(), sasl)
+    }
+
+    /// What [`Self::inter_broker_security`] is built from, checked without reading files.
+    #[allow(clippy::type_complexity)]
+    fn inter_broker_settings(
+        &self,
+    ) -> Result<
+        (
+            strom_client::security::Protocol,
+            Option<strom_client::security::TlsFiles>,
+            Option<strom_client::security::SaslCredentials>,
+        ),
+        String,
+    > {
+        use strom_client::auth::scram::Mechanism;
+        use strom_client::security::{Protocol, SaslCredentials, TlsFiles};
+        let listeners = self.listeners().map_err(|e| e.to_string())?;
+        let inter = self
+            .inter_broker_listener(&listeners)
+            .map_err(|e| e.to_string())?;
+        let protocol = Protocol::from_name(inter.protocol.name()).unwrap_or_default();
+        let tls = TlsFiles {
+            ca: self.ssl_ca.clone(),
+            certificate: (self.ssl_client_auth != crate::security::tls::ClientAuth::None)
+                .then(|| self.ssl_certificate.clone())
+                .flatten(),
+            key: (self.ssl_client_auth != crate::security::tls::ClientAuth::None)
+                .then(|| self.ssl_key.clone())
+                .flatten(),
+            skip_hostname_check: false,
+        };
+        if inter.protocol.tls() && self.ssl_ca.is_none() {
+            return Err(format!(
+                "the inter-broker listener {} uses TLS: give --ssl-ca, the CA of the brokers' certificates",
+                inter.name
+            ));
+        }
+        let sasl = if inter.protocol.sasl() {
+            let m = &self.sasl_mechanism_inter_broker_protocol;
+            let scram = if m.eq_ignore_ascii_case("PLAIN") {
+                None
+            } else {
+                Some(Mechanism::from_name(m).ok_or_else(|| {
+                    format!("--sasl-mechanism-inter-broker-protocol '{m}' is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+                })?)
+            };
+            match (&self.inter_broker_sasl_username, &self.inter_broker_sasl_password) {
+                (Some(u), Some(p)) => Some(SaslCredentials {
+                    scram,
+                    username: u.clone(),
+                    password: p.clone(),
+                }),
+                _ => {
+                    return Err(format!(
+                        "the inter-broker listener {} uses SASL: give --inter-broker-sasl-username and --inter-broker-sasl-password",
+                        inter.name
+                    ))
+                }
+            }
+        } else {
+            None
+        };
+        Ok((protocol, inter.protocol.tls().then_some(tls), sasl))
     }
 
     /// The SASL mechanisms to offer, checked.
@@ -520,12 +605,14 @@ impl BrokerConfig {
                 let bind = sec::bind_address("--listeners", &host, port)?;
                 let advertised = match advertised.iter().find(|(n, _, _)| *n == name) {
                     Some((_, h, p)) if !h.is_empty() => (h.clone(), *p),
-                    _ if bind.ip().is_unspecified() => return Err(ConfigError::Invalid {
-                        flag: "--advertised-listeners",
-                        reason: format!(
+                    _ if bind.ip().is_unspecified() => {
+                        return Err(ConfigError::Invalid {
+                            flag: "--advertised-listeners",
+                            reason: format!(
                             "listener {name} binds a wildcard address: say what clients connect to"
                         ),
-                    }),
+                        })
+                    }
                     _ => (bind.ip().to_string(), port),
                 };
                 Ok(ListenerSpec {

@@ -69,6 +69,8 @@ pub struct Broker {
     pub principal_rules: security::principal::MappingRules,
     /// The SASL mechanisms the SASL listeners offer.
     pub sasl_mechanisms: Vec<security::sasl::SaslMechanism>,
+    /// How this broker connects to the others' inter-broker listener.
+    pub inter_broker_security: strom_client::security::Security,
 }
 
 impl Broker {
@@ -244,9 +246,13 @@ impl Broker {
                 .map_err(|e| anyhow::anyhow!("--ssl-principal-mapping-rules: {e}"))?;
         let sasl_mechanisms = config.sasl_mechanisms()?;
         let config_initial_delay = config.group_initial_rebalance_delay_ms;
+        let inter_broker_security = config
+            .inter_broker_security()
+            .map_err(|e| anyhow::anyhow!("--inter-broker-listener-name: {e}"))?;
         let replicas = replica::ReplicaManager::new(replica::FetcherConfig {
             node_id: config.node_id,
             max_wait: Duration::from_millis(config.replica_fetch_wait_max_ms),
+            security: inter_broker_security.clone(),
         });
         let broker = Arc::new(Broker {
             node_id: config.node_id,
@@ -261,6 +267,7 @@ impl Broker {
             txns: txn::TxnCoordinator::default(),
             principal_rules,
             sasl_mechanisms,
+            inter_broker_security,
         });
         broker.sync_partitions(&broker.image());
 

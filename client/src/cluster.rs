@@ -25,6 +25,7 @@ pub struct PartitionLeader {
 
 pub struct ClusterClient {
     bootstrap: Vec<String>,
+    security: crate::security::Security,
     brokers: HashMap<i32, String>,
     conns: HashMap<i32, Connection>,
     any: Option<Connection>,
@@ -36,9 +37,15 @@ pub fn topic_name(s: &str) -> TopicName {
 }
 
 impl ClusterClient {
-    /// `bootstrap` is `host:port[,host:port...]`.
+    /// `bootstrap` is `host:port[,host:port...]`; connections are PLAINTEXT.
     pub fn new(bootstrap: &str) -> Self {
+        Self::with_security(bootstrap, crate::security::Security::plaintext())
+    }
+
+    /// Connections run TLS and SASL as `security` says.
+    pub fn with_security(bootstrap: &str, security: crate::security::Security) -> Self {
         Self {
+            security,
             bootstrap: bootstrap
                 .split(',')
                 .map(|s| s.trim().to_string())
@@ -49,6 +56,11 @@ impl ClusterClient {
             any: None,
             topics: HashMap::new(),
         }
+    }
+
+    /// How this client's connections authenticate.
+    pub fn security(&self) -> &crate::security::Security {
+        &self.security
     }
 
     /// Forgets every connection (after a failure), so the next call connects afresh.
@@ -69,7 +81,7 @@ impl ClusterClient {
             let known = self.brokers.values().cloned();
             let candidates: Vec<String> = self.bootstrap.iter().cloned().chain(known).collect();
             for addr in &candidates {
-                match Connection::connect(addr.as_str()).await {
+                match self.security.connect(addr).await {
                     Ok(c) => {
                         self.any = Some(c);
                         break;
@@ -203,8 +215,8 @@ impl ClusterClient {
                 .ok_or_else(|| ClientError::Decode {
                     reason: format!("broker {id} is not in the cluster metadata"),
                 })?;
-            self.conns
-                .insert(id, Connection::connect(addr.as_str()).await?);
+            let conn = self.security.connect(&addr).await?;
+            self.conns.insert(id, conn);
         }
         self.conns.get_mut(&id).ok_or(ClientError::Closed)
     }

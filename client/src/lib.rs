@@ -41,6 +41,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod properties;
 pub mod records;
+pub mod security;
 
 /// A partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -137,11 +138,17 @@ pub enum ClientError {
     CorrelationMismatch { expected: i32, got: i32 },
     #[error("the broker closed the connection")]
     Closed,
+    #[error("authentication failed: {reason}")]
+    Auth { reason: String },
 }
+
+/// A byte stream a [`Connection`] runs over: TCP, or TLS over TCP.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// One connection to a broker. Requests are answered in the order they are sent.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     next_correlation_id: i32,
     client_id: StrBytes,
 }
@@ -155,6 +162,11 @@ impl Connection {
 
     /// Wraps an already connected stream.
     pub fn from_stream(stream: TcpStream) -> Self {
+        Self::from_io(Box::new(stream))
+    }
+
+    /// Wraps an already connected (and, for TLS, handshaken) stream.
+    pub fn from_io(stream: Box<dyn Io>) -> Self {
         Self {
             stream,
             next_correlation_id: 1,

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -43,7 +44,8 @@ def make_cert(d, name, subject, ca, san=None):
             "-out", f"{name}.csr", "-subj", subject, cwd=d)
     ext = ["basicConstraints=CA:FALSE"]
     if san:
-        ext += [f"subjectAltName={san}", "extendedKeyUsage=serverAuth"]
+        # Brokers present it as clients of each other too.
+        ext += [f"subjectAltName={san}", "extendedKeyUsage=serverAuth,clientAuth"]
     else:
         ext += ["extendedKeyUsage=clientAuth"]
     (d / f"{name}.ext").write_text("\n".join(ext) + "\n")
@@ -503,3 +505,105 @@ def test_sasl_handshake_v0_takes_raw_tokens(broker):
     token = b"\0alice\0no"
     s.sendall(struct.pack(">i", len(token)) + token)
     assert closed(s)
+
+
+# ---- Strom's own client and CLI, and brokers talking to each other securely ---------------
+
+def strom_cli(bootstrap, *args, props=(), stdin=None, check=True):
+    from test_strom_client import strom_binary
+    cmd = [strom_binary(), "--bootstrap-server", bootstrap]
+    for p in props:
+        cmd += ["-X", p]
+    r = subprocess.run([*cmd, *args], input=stdin, capture_output=True, text=True, timeout=120)
+    if check and r.returncode != 0:
+        raise AssertionError(f"strom {' '.join(args)} failed: {r.stderr}")
+    return r
+
+
+def test_the_strom_cli_over_sasl_ssl_and_mtls_and_its_users_command(broker, certs, tmp_path):
+    ca = f"ssl.ca.location={certs / 'ca.pem'}"
+    admin_props = ["security.protocol=SASL_SSL", "sasl.mechanism=SCRAM-SHA-512",
+                   f"sasl.username={ALICE[0]}", f"sasl.password={ALICE[1]}", ca]
+    sasl = broker.addr("SASL_SSL")
+    strom_cli(sasl, "topics", "create", "cli-secure", "--partitions", "2", props=admin_props)
+    strom_cli(sasl, "produce", "cli-secure", props=admin_props, stdin="a\nb\nc\n")
+    # The same settings from a properties file, as kafka-*.sh --command-config takes them.
+    conf = tmp_path / "client.properties"
+    conf.write_text("security.protocol=SSL\n"
+                    f"ssl.truststore.location={certs / 'ca.pem'}\n"
+                    f"ssl.certificate.location={certs / 'client.pem'}\n"
+                    f"ssl.key.location={certs / 'client.key'}\n")
+    out = strom_cli(broker.addr("SSL"), "--command-config", str(conf), "consume", "cli-secure",
+                    "--from-beginning").stdout
+    assert sorted(out.split()) == ["a", "b", "c"]
+    # Users: add dave with one mechanism, list, log in as dave, remove.
+    strom_cli(sasl, "users", "add", "dave", "--password", "dave-pw", "--mechanism",
+              "SCRAM-SHA-256", props=admin_props)
+    listed = strom_cli(sasl, "users", "list", props=admin_props).stdout
+    assert "dave\tSCRAM-SHA-256\t8192" in listed
+    assert "alice\tSCRAM-SHA-512\t4096" in listed
+    dave = ["security.protocol=SASL_SSL", "sasl.mechanism=SCRAM-SHA-256", "sasl.username=dave",
+            "sasl.password=dave-pw", ca]
+    assert "cli-secure" in strom_cli(sasl, "topics", "list", props=dave).stdout
+    strom_cli(sasl, "users", "remove", "dave", props=admin_props)
+    r = strom_cli(sasl, "topics", "list", props=dave, check=False)
+    assert r.returncode != 0 and "SASL_AUTHENTICATION_FAILED" in r.stderr, r.stderr
+    # A wrong password and a bad setting are one clear line each.
+    r = strom_cli(sasl, "topics", "list", props=[*dave[:3], "sasl.password=x", ca], check=False)
+    assert r.returncode == 1 and "authentication failed" in r.stderr, r.stderr
+    r = strom_cli(sasl, "topics", "list", props=["security.protocol=TLS"], check=False)
+    assert r.returncode == 1 and "security.protocol" in r.stderr, r.stderr
+
+
+def test_brokers_replicate_over_sasl_ssl_with_client_certificates(tmp_path, certs):
+    """Three brokers whose inter-broker listener is SASL_SSL (SCRAM-SHA-512, and mTLS):
+    followers fetch over it, the ISR holds all three, and a leader kill loses nothing."""
+    from conftest import Cluster
+    c = Cluster(tmp_path, broker_args=[])
+    for b in c.brokers:
+        b.secure_port = free_port()
+        b.extra_args = [
+            "--broker-heartbeat-interval-ms", "250", "--replica-lag-time-max-ms", "3000",
+            "--listeners", f"PLAINTEXT://127.0.0.1:{b.kafka_port},"
+                           f"SASL_SSL://127.0.0.1:{b.secure_port}",
+            "--inter-broker-listener-name", "SASL_SSL",
+            "--ssl-certificate", str(certs / "server.pem"), "--ssl-key", str(certs / "server.key"),
+            "--ssl-ca", str(certs / "ca.pem"), "--ssl-client-auth", "requested",
+            "--scram-user", "broker=broker-secret", "--scram-user", f"{ALICE[0]}={ALICE[1]}",
+            "--inter-broker-sasl-username", "broker", "--inter-broker-sasl-password",
+            "broker-secret",
+        ]
+    c.start()
+    try:
+        conf = {"bootstrap.servers": ",".join(f"127.0.0.1:{b.secure_port}" for b in c.brokers),
+                "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": ALICE[0], "sasl.password": ALICE[1],
+                "ssl.ca.location": str(certs / "ca.pem")}
+        admin = AdminClient(conf)
+        for f in admin.create_topics([NewTopic("replicated", 1, 3)]).values():
+            f.result(timeout=30)
+        p = Producer({**conf, "acks": "all", "enable.idempotence": True})
+        for i in range(200):
+            p.produce("replicated", str(i).encode())
+        assert p.flush(60) == 0
+        wait_until(lambda: sorted(c.brokers[0].http("/v1/topics/replicated")["partitions"][0]
+                                  ["isr"]) == [1, 2, 3], timeout=30, what="all three in the ISR")
+        leader = c.brokers[0].http("/v1/topics/replicated")["partitions"][0]["leader"]
+        log = re.sub(r"\x1b\[[0-9;]*m", "", c.brokers[leader - 1].log_path.read_text())
+        assert "principal=User:broker" in log, "followers authenticated as the broker user"
+        c.brokers[leader - 1].kill9()
+        rest = [b for i, b in enumerate(c.brokers) if i != leader - 1]
+        cons = Consumer({**conf, "bootstrap.servers": ",".join(
+            f"127.0.0.1:{b.secure_port}" for b in rest), "group.id": "after-kill",
+            "auto.offset.reset": "earliest"})
+        cons.subscribe(["replicated"])
+        got = []
+        deadline = time.monotonic() + 60
+        while len(got) < 200 and time.monotonic() < deadline:
+            m = cons.poll(0.5)
+            if m is not None and not m.error():
+                got.append(int(m.value()))
+        cons.close()
+        assert sorted(got) == list(range(200))
+    finally:
+        c.stop()

@@ -44,11 +44,13 @@ const RETRY_SOON: Duration = Duration::from_millis(50);
 const RETRY_LATER: Duration = Duration::from_millis(250);
 
 /// Tuning of the fetchers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FetcherConfig {
     pub node_id: i32,
     /// How long a fetch parks at the leader when there is nothing new.
     pub max_wait: Duration,
+    /// How this broker connects to the inter-broker listener of the others.
+    pub security: strom_client::security::Security,
 }
 
 /// One partition a fetcher pulls.
@@ -133,7 +135,7 @@ impl ReplicaManager {
                 let targets: Targets = Arc::default();
                 let wake = Arc::new(Notify::new());
                 let task = tokio::spawn(fetch_loop(
-                    self.config,
+                    self.config.clone(),
                     leader,
                     targets.clone(),
                     wake.clone(),
@@ -204,7 +206,7 @@ async fn fetch_loop(
         }
         let c = match conn.as_mut() {
             Some(c) => c,
-            None => match connect(&controller, leader).await {
+            None => match connect(&controller, leader, &config.security).await {
                 Some(c) => conn.insert(c),
                 None => {
                     tokio::time::sleep(RETRY_LATER).await;
@@ -224,12 +226,16 @@ async fn fetch_loop(
     }
 }
 
-async fn connect(controller: &RemoteController, leader: i32) -> Option<Connection> {
+async fn connect(
+    controller: &RemoteController,
+    leader: i32,
+    security: &strom_client::security::Security,
+) -> Option<Connection> {
     let image = controller.image();
     let b = image.brokers.get(&leader)?;
     let endpoint = b.endpoint("replication").or(b.endpoint("kafka"))?.clone();
     let addr = format!("{}:{}", endpoint.host, endpoint.port);
-    match tokio::time::timeout(Duration::from_secs(2), Connection::connect(&addr)).await {
+    match tokio::time::timeout(Duration::from_secs(5), security.connect(&addr)).await {
         Ok(Ok(c)) => Some(c),
         Ok(Err(e)) => {
             debug!(leader, %addr, error = %e, "cannot reach the leader");

@@ -73,6 +73,7 @@ pub struct SaslServer {
     user: Option<(String, Option<Instant>)>,
     /// SaslHandshake v0: the tokens that follow are raw frames, not SaslAuthenticate.
     raw: bool,
+    mechanism: Option<SaslMechanism>,
 }
 
 /// What the connection does after a SASL answer.
@@ -90,7 +91,13 @@ impl SaslServer {
             step: Step::Handshake,
             user: None,
             raw: false,
+            mechanism: None,
         }
+    }
+
+    /// The mechanism of the last handshake.
+    pub fn mechanism(&self) -> Option<&'static str> {
+        self.mechanism.map(SaslMechanism::name)
     }
 
     /// The authenticated principal (`User:name`), once there is one.
@@ -156,6 +163,7 @@ impl SaslServer {
         {
             Some(m) => {
                 self.step = Step::Mechanism(*m);
+                self.mechanism = Some(*m);
                 self.raw = version == 0;
                 answer(0, false)
             }

@@ -202,7 +202,12 @@ async fn connection<S>(
                     if server.authenticated() {
                         if let Some(p) = server.principal() {
                             if p != session.principal {
-                                info!(%peer, principal = %p, mechanism = "SASL", "authenticated");
+                                info!(
+                                    %peer,
+                                    principal = %p,
+                                    mechanism = server.mechanism().unwrap_or(""),
+                                    "authenticated"
+                                );
                             }
                             session.principal = p;
                         }

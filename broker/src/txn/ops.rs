@@ -14,7 +14,6 @@ use kafka_protocol::messages::write_txn_markers_request::{
 use kafka_protocol::messages::WriteTxnMarkersRequest;
 use kafka_protocol::ResponseError;
 use metadata_quorum::controller::NewTopic;
-use strom_client::Connection;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -493,7 +492,7 @@ async fn write_markers_remote(
                     .collect(),
             )]);
     let sent = tokio::time::timeout(Duration::from_secs(10), async {
-        let conn = Connection::connect(addr.as_str()).await?;
+        let conn = broker.inter_broker_security.connect(&addr).await?;
         let mut conn = conn.with_client_id(&marker_client_id(broker.node_id));
         conn.send(request, 1).await
     })

@@ -23,7 +23,10 @@
 use std::collections::BTreeMap;
 
 mod transactions;
+mod users;
+
 pub use transactions::{ProducerState, TransactionDescription, TransactionListing};
+pub use users::{ScramAlteration, ScramUser};
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -259,6 +262,13 @@ impl Admin {
     pub fn new(bootstrap: &str) -> Self {
         Self {
             cluster: ClusterClient::new(bootstrap),
+        }
+    }
+
+    /// An admin client whose connections run TLS and SASL as `security` says.
+    pub fn with_security(bootstrap: &str, security: crate::security::Security) -> Self {
+        Self {
+            cluster: ClusterClient::with_security(bootstrap, security),
         }
     }
 

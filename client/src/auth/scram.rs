@@ -113,7 +113,7 @@ pub struct Credential {
 impl Credential {
     /// The credential for `password` with a fresh random salt.
     pub fn new(mechanism: Mechanism, password: &str, iterations: u32) -> Self {
-        let salt = random_bytes(24);
+        let salt = random_salt();
         let salted = mechanism.salted_password(password.as_bytes(), &salt, iterations);
         Self::from_salted_password(mechanism, &salted, salt, iterations)
     }
@@ -198,6 +198,11 @@ fn decode_name(s: &str) -> Result<String, ScramError> {
 
 fn encode_name(s: &str) -> String {
     s.replace('=', "=3D").replace(',', "=2C")
+}
+
+/// A fresh salt for a new credential.
+pub fn random_salt() -> Vec<u8> {
+    random_bytes(24)
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {

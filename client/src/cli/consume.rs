@@ -9,8 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::{CliError, ConsumeArgs};
-use crate::admin::Admin;
-use crate::consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetAndMetadata, OffsetReset};
+use crate::consumer::{Consumer, ConsumerRecord, OffsetAndMetadata, OffsetReset};
 use crate::TopicPartition;
 
 /// Where reading starts, from `--offset` / `--from-beginning`.
@@ -37,15 +36,15 @@ fn parse_start(s: &str) -> Result<Start, CliError> {
     }
 }
 
-pub async fn run(bootstrap: &str, a: ConsumeArgs) -> Result<(), CliError> {
+pub async fn run(target: &super::Target, a: ConsumeArgs) -> Result<(), CliError> {
     let start = if a.from_beginning {
         Start::Beginning
     } else {
         parse_start(&a.offset)?
     };
     // A missing topic is a clear error, not a silent wait.
-    let topic = Admin::new(bootstrap).describe_topic(&a.topic).await?;
-    let mut config = ConsumerConfig::new(bootstrap);
+    let topic = target.admin().describe_topic(&a.topic).await?;
+    let mut config = target.consumer_config();
     config.enable_auto_commit = false;
     let mut consumer = match &a.group {
         Some(group) => {

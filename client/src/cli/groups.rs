@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use super::{CliError, GroupsCommand};
-use crate::admin::{Admin, OffsetSpec};
+use crate::admin::OffsetSpec;
 use crate::TopicPartition;
 
 /// Where reset-offsets moves a group: an explicit offset, or one ListOffsets finds.
@@ -14,8 +14,8 @@ enum To {
     Find(OffsetSpec),
 }
 
-pub async fn run(bootstrap: &str, cmd: GroupsCommand) -> Result<(), CliError> {
-    let mut admin = Admin::new(bootstrap);
+pub async fn run(target: &super::Target, cmd: GroupsCommand) -> Result<(), CliError> {
+    let mut admin = target.admin();
     let mut out = std::io::stdout().lock();
     match cmd {
         GroupsCommand::List => {

@@ -15,6 +15,7 @@ mod perf;
 mod produce;
 mod topics;
 mod transactions;
+mod users;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kafka_protocol::records::Compression;
@@ -42,8 +43,67 @@ pub struct Cli {
         global = true
     )]
     pub bootstrap_server: String,
+    /// Client settings for a secured cluster, as a Kafka client properties file
+    /// (kafka-*.sh --command-config): security.protocol, sasl.mechanism, sasl.username,
+    /// sasl.password or sasl.jaas.config, ssl.ca.location, ssl.certificate.location,
+    /// ssl.key.location, ssl.endpoint.identification.algorithm.
+    #[arg(long, env = "STROM_COMMAND_CONFIG", global = true)]
+    pub command_config: Option<std::path::PathBuf>,
+    /// One client setting, key=value, as kcat's -X (repeatable; wins over --command-config).
+    #[arg(
+        short = 'X',
+        long = "property",
+        global = true,
+        value_name = "KEY=VALUE"
+    )]
+    pub property: Vec<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Where the CLI connects and how: the bootstrap servers and the security settings.
+pub struct Target {
+    pub bootstrap: String,
+    pub security: crate::security::Security,
+}
+
+impl Target {
+    /// From `--bootstrap-server`, `--command-config` and `-X`.
+    pub fn from_cli(cli: &Cli) -> Result<Self, CliError> {
+        let mut props = match &cli.command_config {
+            Some(p) => crate::properties::load(p)
+                .map_err(|e| CliError::Input(format!("--command-config {}: {e}", p.display())))?,
+            None => Default::default(),
+        };
+        for kv in &cli.property {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| CliError::Input(format!("-X '{kv}' is not key=value")))?;
+            props.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        let security = crate::security::Security::from_settings(|k| props.get(k).cloned())
+            .map_err(CliError::Input)?;
+        Ok(Self {
+            bootstrap: cli.bootstrap_server.clone(),
+            security,
+        })
+    }
+
+    pub fn admin(&self) -> crate::admin::Admin {
+        crate::admin::Admin::with_security(&self.bootstrap, self.security.clone())
+    }
+
+    pub fn cluster(&self) -> crate::cluster::ClusterClient {
+        crate::cluster::ClusterClient::with_security(&self.bootstrap, self.security.clone())
+    }
+
+    pub fn producer_config(&self) -> crate::producer::ProducerConfig {
+        crate::producer::ProducerConfig::new(&self.bootstrap).with_security(self.security.clone())
+    }
+
+    pub fn consumer_config(&self) -> crate::consumer::ConsumerConfig {
+        crate::consumer::ConsumerConfig::new(&self.bootstrap).with_security(self.security.clone())
+    }
 }
 
 #[derive(Subcommand)]
@@ -70,6 +130,32 @@ pub enum Command {
     /// Manage a Kafka Connect worker's connectors through its REST API (strom-connect or
     /// Kafka Connect).
     Connect(ConnectArgs),
+    /// SCRAM users: list, add (or change a password), remove.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// Users and their SCRAM mechanisms (all, or those named).
+    List { users: Vec<String> },
+    /// Creates a user or sets its password, for SCRAM-SHA-256 and SCRAM-SHA-512 unless
+    /// --mechanism names one.
+    Add {
+        user: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        mechanism: Option<String>,
+        #[arg(long, default_value_t = 8192)]
+        iterations: u32,
+    },
+    /// Removes a user's SCRAM credentials (both mechanisms unless --mechanism names one).
+    Remove {
+        user: String,
+        #[arg(long)]
+        mechanism: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -363,8 +449,9 @@ pub enum PerfCommand {
 }
 
 /// Creates `topic` with the broker's defaults unless it exists (`--create`).
-async fn ensure_topic(bootstrap: &str, topic: &str) -> Result<(), CliError> {
-    match crate::admin::Admin::new(bootstrap)
+async fn ensure_topic(target: &Target, topic: &str) -> Result<(), CliError> {
+    match target
+        .admin()
         .create_topic(&crate::admin::NewTopic::new(topic, -1, -1))
         .await
     {
@@ -494,15 +581,18 @@ impl From<ProducerError> for CliError {
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let target = Target::from_cli(&cli)?;
+    let t = &target;
     let bootstrap = cli.bootstrap_server.as_str();
     let result = match cli.command {
-        Command::Topics(t) => topics::run(bootstrap, t).await,
-        Command::Cluster => topics::cluster(bootstrap).await,
-        Command::Produce(a) => produce::run(bootstrap, a).await,
-        Command::Consume(a) => consume::run(bootstrap, a).await,
-        Command::Perf(p) => perf::run(bootstrap, p).await,
-        Command::Groups(g) => groups::run(bootstrap, g).await,
-        Command::Transactions(t) => transactions::run(bootstrap, t).await,
+        Command::Topics(c) => topics::run(t, c).await,
+        Command::Cluster => topics::cluster(t).await,
+        Command::Produce(a) => produce::run(t, a).await,
+        Command::Consume(a) => consume::run(t, a).await,
+        Command::Perf(p) => perf::run(t, p).await,
+        Command::Groups(g) => groups::run(t, g).await,
+        Command::Transactions(c) => transactions::run(t, c).await,
+        Command::Users(u) => users::run(t, u).await,
         Command::Connect(c) => return connect::run(c).await,
     };
     result.map_err(|e| {

@@ -216,8 +216,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-pub async fn run(bootstrap: &str, cmd: PerfCommand) -> Result<(), CliError> {
-    let client = &mut ClusterClient::new(bootstrap);
+pub async fn run(target: &super::Target, cmd: PerfCommand) -> Result<(), CliError> {
+    let client = &mut target.cluster();
     match cmd {
         PerfCommand::Produce {
             topic,
@@ -234,7 +234,7 @@ pub async fn run(bootstrap: &str, cmd: PerfCommand) -> Result<(), CliError> {
             create,
         } => {
             if create {
-                super::ensure_topic(bootstrap, &topic).await?;
+                super::ensure_topic(target, &topic).await?;
             }
             let md = client.metadata(Some(&[topic.as_str()])).await?;
             let leaders = leaders(&md, &topic)?;

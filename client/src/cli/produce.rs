@@ -68,16 +68,16 @@ impl Bar {
     }
 }
 
-pub async fn run(bootstrap: &str, a: ProduceArgs) -> Result<(), CliError> {
+pub async fn run(target: &super::Target, a: ProduceArgs) -> Result<(), CliError> {
     if a.create {
-        super::ensure_topic(bootstrap, &a.topic).await?;
+        super::ensure_topic(target, &a.topic).await?;
     }
     let producer = Producer::new(ProducerConfig {
         acks: a.acks,
         idempotence: a.acks == -1,
         compression: a.compression.into(),
         max_batch_records: a.batch_records.max(1),
-        ..ProducerConfig::new(bootstrap)
+        ..target.producer_config()
     })
     .await?;
     let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));

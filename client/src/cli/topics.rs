@@ -3,10 +3,10 @@
 use std::io::Write;
 
 use super::{CliError, TopicsCommand};
-use crate::admin::{Admin, ConfigOp, NewTopic};
+use crate::admin::{ConfigOp, NewTopic};
 
-pub async fn run(bootstrap: &str, cmd: TopicsCommand) -> Result<(), CliError> {
-    let mut admin = Admin::new(bootstrap);
+pub async fn run(target: &super::Target, cmd: TopicsCommand) -> Result<(), CliError> {
+    let mut admin = target.admin();
     let mut out = std::io::stdout().lock();
     match cmd {
         TopicsCommand::List { internal } => {
@@ -116,8 +116,8 @@ pub async fn run(bootstrap: &str, cmd: TopicsCommand) -> Result<(), CliError> {
 }
 
 /// Brokers, the controller and every topic's partition leaders.
-pub async fn cluster(bootstrap: &str) -> Result<(), CliError> {
-    let mut admin = Admin::new(bootstrap);
+pub async fn cluster(target: &super::Target) -> Result<(), CliError> {
+    let mut admin = target.admin();
     let c = admin.describe_cluster().await?;
     let topics = admin.list_topics(true).await?;
     let mut out = std::io::stdout().lock();

@@ -3,11 +3,10 @@
 use std::io::Write;
 
 use super::{CliError, TransactionsCommand};
-use crate::admin::Admin;
 use crate::TopicPartition;
 
-pub async fn run(bootstrap: &str, cmd: TransactionsCommand) -> Result<(), CliError> {
-    let mut admin = Admin::new(bootstrap);
+pub async fn run(target: &super::Target, cmd: TransactionsCommand) -> Result<(), CliError> {
+    let mut admin = target.admin();
     let mut out = std::io::stdout().lock();
     match cmd {
         TransactionsCommand::List => {

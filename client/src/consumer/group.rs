@@ -51,6 +51,7 @@ pub(crate) struct GroupSettings {
     pub group_id: String,
     pub instance_id: Option<String>,
     pub bootstrap: String,
+    pub security: crate::security::Security,
     pub session_timeout: Duration,
     pub rebalance_timeout: Duration,
     pub heartbeat_interval: Duration,
@@ -140,7 +141,7 @@ impl Group {
         let (tx, rx) = mpsc::unbounded_channel();
         let flags = Arc::new(Flags::default());
         let task = GroupTask {
-            cluster: ClusterClient::new(&settings.bootstrap),
+            cluster: ClusterClient::with_security(&settings.bootstrap, settings.security.clone()),
             settings,
             coordinator: None,
             member_id: String::new(),
@@ -330,7 +331,7 @@ impl GroupTask {
                     };
                     match tokio::time::timeout(
                         Duration::from_secs(5),
-                        Connection::connect(addr.as_str()),
+                        self.settings.security.connect(&addr),
                     )
                     .await
                     {

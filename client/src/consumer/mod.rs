@@ -154,6 +154,8 @@ pub struct ConsumerConfig {
     /// A custom assignor, used instead of `assignors` (every member of the group must use
     /// it). Rebalances are then eager.
     pub custom_assignor: Option<CustomAssignor>,
+    /// `security.protocol` and its TLS and SASL settings.
+    pub security: crate::security::Security,
 }
 
 /// A group member's identity at a point in time (Java's `ConsumerGroupMetadata`).
@@ -224,7 +226,14 @@ impl ConsumerConfig {
             metadata_max_age: Duration::from_secs(300),
             isolation_level: IsolationLevel::ReadUncommitted,
             custom_assignor: None,
+            security: crate::security::Security::plaintext(),
         }
+    }
+
+    /// Connections run TLS and SASL as `security` says.
+    pub fn with_security(mut self, security: crate::security::Security) -> Self {
+        self.security = security;
+        self
     }
 
     /// Checks the settings against each other, as the Java client does at construction.
@@ -485,6 +494,7 @@ impl Consumer {
                 group_id,
                 instance_id: config.group_instance_id.clone(),
                 bootstrap: config.bootstrap.clone(),
+                security: config.security.clone(),
                 session_timeout: config.session_timeout,
                 rebalance_timeout: config.max_poll_interval,
                 heartbeat_interval: config.heartbeat_interval,
@@ -495,7 +505,7 @@ impl Consumer {
             })
         });
         Ok(Self {
-            cluster: ClusterClient::new(&config.bootstrap),
+            cluster: ClusterClient::with_security(&config.bootstrap, config.security.clone()),
             config,
             mode: Mode::None,
             partitions: BTreeMap::new(),

@@ -121,6 +121,8 @@ pub struct ProducerConfig {
     pub transactional_id: Option<String>,
     /// `transaction.timeout.ms`: the coordinator aborts a transaction open longer.
     pub transaction_timeout: Duration,
+    /// `security.protocol` and its TLS and SASL settings.
+    pub security: crate::security::Security,
 }
 
 impl ProducerConfig {
@@ -138,7 +140,14 @@ impl ProducerConfig {
             request_timeout: Duration::from_secs(30),
             transactional_id: None,
             transaction_timeout: Duration::from_secs(60),
+            security: crate::security::Security::plaintext(),
         }
+    }
+
+    /// Connections run TLS and SASL as `security` says.
+    pub fn with_security(mut self, security: crate::security::Security) -> Self {
+        self.security = security;
+        self
     }
 
     /// A transactional producer with this `transactional.id`.
@@ -369,11 +378,11 @@ impl Producer {
         if config.transactional_id.as_deref() == Some("") {
             return Err(ProducerError::Config("transactional.id is empty".into()));
         }
-        let mut cluster = ClusterClient::new(&config.bootstrap);
+        let mut cluster = ClusterClient::with_security(&config.bootstrap, config.security.clone());
         let txn = config.transactional_id.clone().map(|id| {
             Mutex::new(TxnManager::new(
                 id,
-                &config.bootstrap,
+                ClusterClient::with_security(&config.bootstrap, config.security.clone()),
                 config.transaction_timeout,
                 config.request_timeout,
                 config.retry_backoff,
@@ -963,8 +972,9 @@ async fn connect_leader(
         .find(|b| b.node_id == p.leader_id)
         .map(|b| format!("{}:{}", b.host.as_str(), b.port))
         .ok_or_else(|| ProducerError::Connection(format!("no leader for {topic}-{partition}")))?;
+    let security = cluster.security().clone();
     drop(cluster);
-    tokio::time::timeout(Duration::from_secs(5), Connection::connect(addr.as_str()))
+    tokio::time::timeout(Duration::from_secs(5), security.connect(&addr))
         .await
         .map_err(|_| ProducerError::Connection(format!("connecting to {addr} timed out")))?
         .map_err(ProducerError::from)

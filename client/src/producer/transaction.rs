@@ -103,7 +103,7 @@ pub(super) fn classify(code: i16, what: &str) -> ProducerError {
 impl TxnManager {
     pub fn new(
         id: String,
-        bootstrap: &str,
+        cluster: ClusterClient,
         timeout: Duration,
         request_timeout: Duration,
         retry_backoff: Duration,
@@ -116,7 +116,7 @@ impl TxnManager {
             state: State::Uninitialized,
             partitions: BTreeSet::new(),
             offsets_added: false,
-            cluster: ClusterClient::new(bootstrap),
+            cluster,
         }
     }
 
