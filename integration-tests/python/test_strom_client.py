@@ -171,10 +171,12 @@ def test_a_strom_consumer_and_a_librdkafka_consumer_share_a_group(group_broker):
     create(broker, topic, 4)
     # Strom first: it leads the group and computes the assignment for both.
     strom_out = open(broker.data_dir.parent / "strom-consume.out", "w+")
+    # stderr to a file, not a pipe: a pipe nobody reads blocks the consumer once it fills.
+    strom_err = open(broker.data_dir.parent / "strom-consume.err", "w+")
     proc = subprocess.Popen(
         [strom_binary(), "--bootstrap-server", broker.bootstrap, "consume", topic,
          "--group", group, "--from-beginning", "--follow", "--format", "%v\\n"],
-        stdout=strom_out, stderr=subprocess.PIPE, text=True)
+        stdout=strom_out, stderr=strom_err, text=True)
     wait_until(lambda: len(group_members(broker, group)[1]) == 1, what="strom in the group")
 
     seen = []
@@ -211,15 +213,22 @@ def test_a_strom_consumer_and_a_librdkafka_consumer_share_a_group(group_broker):
             strom_out.seek(0)
             return [l for l in strom_out.read().splitlines() if l]
 
-        wait_until(lambda: len(seen) + len(strom_lines()) >= 400, timeout=60,
-                   what="both members to read the topic")
+        try:
+            wait_until(lambda: len(seen) + len(strom_lines()) >= 400, timeout=60,
+                       what="both members to read the topic")
+        except AssertionError as e:
+            strom_err.seek(0)
+            raise AssertionError(
+                f"{e}: librdkafka read {len(seen)} (assigned {assignment}), strom read "
+                f"{len(strom_lines())}; group: {group_members(broker, group)}; strom stderr: "
+                f"{strom_err.read()[-3000:]}; broker log: {broker.log_path}") from None
         both = seen + strom_lines()
         assert sorted(both) == sorted(f"m-{i}" for i in range(400)), "each record once"
         assert seen and strom_lines(), "both members read"
 
         # Strom leaves (Ctrl-C: it commits and sends LeaveGroup): librdkafka takes all four.
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+        assert proc.wait(timeout=30) == 0, strom_err.seek(0) or strom_err.read()
         wait_until(lambda: sorted(assignment) == [0, 1, 2, 3], timeout=30,
                    what="librdkafka to take every partition")
         before = len(seen)
