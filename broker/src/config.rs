@@ -251,6 +251,18 @@ pub struct BrokerConfig {
     #[arg(long, env = "STROM_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]
     pub connections_max_reauth_ms: u64,
 
+    /// Enforce ACLs on every request (authorizer.class.name set, in Kafka).
+    #[arg(long, env = "STROM_AUTHORIZER")]
+    pub authorizer: bool,
+
+    /// Principals no ACL applies to, User:name;User:other (super.users).
+    #[arg(long, env = "STROM_SUPER_USERS", value_delimiter = ';')]
+    pub super_users: Vec<String>,
+
+    /// With the authoriser on, allow what no ACL speaks of (allow.everyone.if.no.acl.found).
+    #[arg(long, env = "STROM_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
+    pub allow_everyone_if_no_acl_found: bool,
+
     /// The SASL mechanism brokers use on a SASL inter-broker listener
     /// (sasl.mechanism.inter.broker.protocol).
     #[arg(
@@ -434,6 +446,11 @@ impl BrokerConfig {
         }
         for u in &self.scram_users {
             parse_scram_user(u)?;
+        }
+        for s in &self.super_users {
+            if !s.trim().is_empty() && !s.trim().contains(':') {
+                return invalid("--super-users", "each super user is a principal, User:name");
+            }
         }
         self.sasl_mechanisms()?;
         if let Err(reason) =

@@ -102,6 +102,11 @@ pub enum ProtocolError {
     Encode { api: &'static str, reason: String },
     #[error("unexpected Kafka request of type {api} during SASL handshake")]
     Unauthenticated { api: &'static str },
+    #[error("{api} refused: {reason}")]
+    Unauthorized {
+        api: &'static str,
+        reason: &'static str,
+    },
     #[error("the SASL session expired (connections.max.reauth.ms) and the client did not re-authenticate")]
     SessionExpired,
     #[error("connection i/o failed: {source}")]

@@ -71,6 +71,8 @@ pub struct Broker {
     pub sasl_mechanisms: Vec<security::sasl::SaslMechanism>,
     /// How this broker connects to the others' inter-broker listener.
     pub inter_broker_security: strom_client::security::Security,
+    /// Who may do what (`--authorizer`).
+    pub authorizer: security::authorizer::Authorizer,
 }
 
 impl Broker {
@@ -245,6 +247,11 @@ impl Broker {
             security::principal::MappingRules::parse(&config.ssl_principal_mapping_rules)
                 .map_err(|e| anyhow::anyhow!("--ssl-principal-mapping-rules: {e}"))?;
         let sasl_mechanisms = config.sasl_mechanisms()?;
+        let authorizer = security::authorizer::Authorizer::new(
+            config.authorizer,
+            &config.super_users,
+            config.allow_everyone_if_no_acl_found,
+        );
         let config_initial_delay = config.group_initial_rebalance_delay_ms;
         let inter_broker_security = config
             .inter_broker_security()
@@ -268,6 +275,7 @@ impl Broker {
             principal_rules,
             sasl_mechanisms,
             inter_broker_security,
+            authorizer,
         });
         broker.sync_partitions(&broker.image());
 

@@ -264,7 +264,9 @@ class TransformLoop:
       (flushed first, so its records are in the log) and rewinds.
     """
 
-    def __init__(self, bootstrap, source, sink, group, txn_id, batch=100, abort_after=None):
+    def __init__(self, bootstrap, source, sink, group, txn_id, batch=100, abort_after=None,
+                 debug=False):
+        self.debug = debug
         self.bootstrap, self.source, self.sink = bootstrap, source, sink
         self.txn_id, self.batch, self.abort_after = txn_id, batch, abort_after
         self.stats = Counter()
@@ -333,8 +335,13 @@ class TransformLoop:
         )
 
     def _new_producer(self):
-        p = Producer({"bootstrap.servers": self.bootstrap, "transactional.id": self.txn_id,
-                      "linger.ms": 5})
+        conf = {"bootstrap.servers": self.bootstrap, "transactional.id": self.txn_id,
+                "linger.ms": 5}
+        if self.debug:
+            # librdkafka's view of the transaction on stderr (shown if the test fails), for a
+            # run that stalls (issue #12).
+            conf["debug"] = "eos"
+        p = Producer(conf)
         self._retry(lambda: p.init_transactions(CALL_TIMEOUT))
         return p
 
@@ -600,7 +607,7 @@ def test_consume_transform_produce_is_exactly_once_across_coordinator_and_leader
     assert ends == {0: 1000, 1: 1000, 2: 1000}
 
     group, txn_id = unique("eos-group"), unique("eos")
-    app = TransformLoop(bootstrap, source, sink, group, txn_id, batch=100)
+    app = TransformLoop(bootstrap, source, sink, group, txn_id, batch=100, debug=True)
     killed = []  # node ids, in kill order
 
     def kill(node_id):

@@ -763,6 +763,61 @@ pub fn register_broker(
     }
 }
 
+/// CreateAcls: each binding is checked and stored; one that exists already is not stored
+/// twice (and is no error, as in Kafka).
+pub fn create_acls(
+    image: &MetadataImage,
+    bindings: &[crate::acl::AclBinding],
+) -> ControllerResult<Vec<Result<(), MetadataError>>> {
+    let mut records = Vec::new();
+    let mut results = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for b in bindings {
+        match b.invalid() {
+            Some(reason) => results.push(Err(MetadataError::InvalidRequest { reason })),
+            None => {
+                if !image.acls.contains(b) && seen.insert(b.clone()) {
+                    records.push(MetadataRecord::CreateAcl { binding: b.clone() });
+                }
+                results.push(Ok(()));
+            }
+        }
+    }
+    ControllerResult {
+        records,
+        response: results,
+    }
+}
+
+/// DeleteAcls: the bindings each filter matches, all deleted.
+pub fn delete_acls(
+    image: &MetadataImage,
+    filters: &[crate::acl::AclFilter],
+) -> ControllerResult<Vec<Vec<crate::acl::AclBinding>>> {
+    let mut gone = std::collections::BTreeSet::new();
+    let matched: Vec<Vec<crate::acl::AclBinding>> = filters
+        .iter()
+        .map(|f| {
+            image
+                .acls
+                .iter()
+                .filter(|b| f.matches(b))
+                .inspect(|b| {
+                    gone.insert((*b).clone());
+                })
+                .cloned()
+                .collect()
+        })
+        .collect();
+    ControllerResult {
+        records: gone
+            .into_iter()
+            .map(|binding| MetadataRecord::DeleteAcl { binding })
+            .collect(),
+        response: matched,
+    }
+}
+
 /// Kafka's bounds on a SCRAM credential's iteration count.
 pub const SCRAM_MIN_ITERATIONS: u32 = 4096;
 pub const SCRAM_MAX_ITERATIONS: u32 = 16384;

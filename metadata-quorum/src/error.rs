@@ -50,6 +50,8 @@ pub enum MetadataError {
     DuplicateResource { reason: String },
     #[error("{reason}")]
     UnacceptableCredential { reason: String },
+    #[error("{reason}")]
+    InvalidRequest { reason: String },
 }
 
 impl MetadataError {
@@ -76,6 +78,7 @@ impl MetadataError {
             MetadataError::ResourceNotFound { .. } => 91,
             MetadataError::DuplicateResource { .. } => 92,
             MetadataError::UnacceptableCredential { .. } => 93,
+            MetadataError::InvalidRequest { .. } => 42,
         }
     }
 
@@ -103,6 +106,7 @@ impl MetadataError {
             MetadataError::ResourceNotFound { .. } => "resource_not_found",
             MetadataError::DuplicateResource { .. } => "duplicate_resource",
             MetadataError::UnacceptableCredential { .. } => "unacceptable_credential",
+            MetadataError::InvalidRequest { .. } => "invalid_request",
         }
     }
 }

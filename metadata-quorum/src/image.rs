@@ -67,6 +67,8 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// SCRAM credentials by (user, mechanism code).
     pub scram: BTreeMap<(String, i8), ScramCredentialImage>,
+    /// Every ACL, shared between images until one changes.
+    pub acls: Arc<crate::acl::AclIndex>,
     topics: BTreeMap<String, Arc<TopicImage>>,
     topic_names: HashMap<Uuid, String>,
 }
@@ -204,6 +206,12 @@ impl MetadataImage {
             }
             MetadataRecord::RemoveUserScramCredential { user, mechanism } => {
                 self.scram.remove(&(user.clone(), *mechanism));
+            }
+            MetadataRecord::CreateAcl { binding } => {
+                Arc::make_mut(&mut self.acls).add(binding.clone());
+            }
+            MetadataRecord::DeleteAcl { binding } => {
+                Arc::make_mut(&mut self.acls).remove(binding);
             }
             MetadataRecord::AddPartitions {
                 topic_id,

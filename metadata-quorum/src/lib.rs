@@ -19,6 +19,7 @@
 //! - [`quorum::client::RemoteController`]: what a broker uses to register, heartbeat, follow
 //!   the metadata log and forward admin requests.
 
+pub mod acl;
 pub mod configs;
 pub mod controller;
 mod error;

@@ -93,6 +93,12 @@ pub enum MetadataRecord {
         user: String,
         mechanism: i8,
     },
+    CreateAcl {
+        binding: crate::acl::AclBinding,
+    },
+    DeleteAcl {
+        binding: crate::acl::AclBinding,
+    },
 }
 
 impl MetadataRecord {
@@ -109,6 +115,8 @@ impl MetadataRecord {
             MetadataRecord::AllocateProducerIds { .. } => "AllocateProducerIds",
             MetadataRecord::UserScramCredential { .. } => "UserScramCredential",
             MetadataRecord::RemoveUserScramCredential { .. } => "RemoveUserScramCredential",
+            MetadataRecord::CreateAcl { .. } => "CreateAcl",
+            MetadataRecord::DeleteAcl { .. } => "DeleteAcl",
             MetadataRecord::PartitionChange { .. } => "PartitionChange",
             MetadataRecord::ConfigChange { .. } => "ConfigChange",
         }

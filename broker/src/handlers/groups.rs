@@ -112,9 +112,11 @@ pub async fn find_coordinator(
                 .topic(topic)
                 .and_then(|t| t.partitions.get(index as usize))
                 .map_or(-1, |p| p.leader);
+            // A fenced leader is on its way out: the client asks again rather than chase it.
             match image
                 .brokers
                 .get(&leader)
+                .filter(|b| !b.fenced)
                 .and_then(|b| super::client_endpoint(b, listener))
             {
                 Some(e) => base

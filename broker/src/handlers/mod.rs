@@ -1,7 +1,9 @@
 //! One module per Kafka API. [`handle`] turns a request frame into a response frame (or into
 //! nothing, for `acks=0` produce), or into a [`ProtocolError`] that closes the connection.
 
+mod acls;
 mod api_versions;
+mod authz;
 mod configs;
 mod create_partitions;
 mod create_topics;
@@ -75,7 +77,20 @@ pub async fn handle(
     Metrics::add(&broker.metrics.requests, 1);
     let version = request.version;
     let from_broker = txn::from_broker(broker, request.header.client_id.as_deref().unwrap_or(""));
-    let response = match request.body {
+    let (body, denied) = match authz::check(broker, session, request.body, version) {
+        authz::Check::Handle(body, denied) => (body, denied),
+        authz::Check::Answer(response) => {
+            return protocol::encode_response(api_key, version, pre.correlation_id, &response)
+                .map(Some)
+        }
+        authz::Check::Refuse(reason) => {
+            return Err(ProtocolError::Unauthorized {
+                api: versions::name(api_key),
+                reason,
+            })
+        }
+    };
+    let mut response = match body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(broker, r, version, &session.listener).await)
@@ -182,6 +197,15 @@ pub async fn handle(
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(describe::describe_log_dirs(broker, r, version))
         }
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(acls::create(broker, r, version).await)
+        }
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(acls::describe(broker, r, version))
+        }
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(acls::delete(broker, r, version).await)
+        }
         RequestKind::DescribeUserScramCredentials(r) => {
             ResponseKind::DescribeUserScramCredentials(scram::describe(broker, r, version))
         }
@@ -203,6 +227,8 @@ pub async fn handle(
             })
         }
     };
+    authz::filter_response(broker, session, &mut response);
+    authz::merge(&mut response, denied, version);
     protocol::encode_response(api_key, version, pre.correlation_id, &response).map(Some)
 }
 

@@ -8,6 +8,7 @@
 //!                 certificate (mTLS), mapped          SASL user
 //! ```
 
+pub mod authorizer;
 pub mod principal;
 pub mod sasl;
 pub mod tls;

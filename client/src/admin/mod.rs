@@ -22,6 +22,7 @@
 
 use std::collections::BTreeMap;
 
+pub mod acls;
 mod transactions;
 mod users;
 

@@ -8,6 +8,7 @@
 //! One module per subcommand: `topics`, `produce`, `consume` (with the kcat-like output
 //! templates), `groups`, `perf`.
 
+mod acls;
 mod connect;
 mod consume;
 mod groups;
@@ -133,6 +134,52 @@ pub enum Command {
     /// SCRAM users: list, add (or change a password), remove.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// ACLs, like kafka-acls.sh: list, add, remove.
+    #[command(subcommand)]
+    Acls(AclsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum AclsCommand {
+    /// The ACLs matching the options (all without any).
+    List(AclArgs),
+    /// Adds an ACL for each operation and principal given.
+    Add(AclArgs),
+    /// Removes the ACLs matching the options.
+    Remove(AclArgs),
+}
+
+/// kafka-acls.sh's options.
+#[derive(Args, Clone)]
+pub struct AclArgs {
+    /// User:name the ACL allows (repeatable).
+    #[arg(long)]
+    pub allow_principal: Vec<String>,
+    /// User:name the ACL denies (repeatable).
+    #[arg(long)]
+    pub deny_principal: Vec<String>,
+    /// The host allowed principals connect from (default: any).
+    #[arg(long)]
+    pub allow_host: Option<String>,
+    /// The host denied principals connect from (default: any).
+    #[arg(long)]
+    pub deny_host: Option<String>,
+    /// Read, Write, Create, Delete, Alter, Describe, ClusterAction, DescribeConfigs,
+    /// AlterConfigs, IdempotentWrite or All (repeatable; add defaults to All).
+    #[arg(long)]
+    pub operation: Vec<String>,
+    #[arg(long)]
+    pub topic: Option<String>,
+    #[arg(long)]
+    pub group: Option<String>,
+    /// The cluster resource (kafka-cluster).
+    #[arg(long)]
+    pub cluster: bool,
+    #[arg(long)]
+    pub transactional_id: Option<String>,
+    /// literal (default) or prefixed; list and remove also take match and any.
+    #[arg(long)]
+    pub resource_pattern_type: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -593,6 +640,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Groups(g) => groups::run(t, g).await,
         Command::Transactions(c) => transactions::run(t, c).await,
         Command::Users(u) => users::run(t, u).await,
+        Command::Acls(a) => acls::run(t, a).await,
         Command::Connect(c) => return connect::run(c).await,
     };
     result.map_err(|e| {

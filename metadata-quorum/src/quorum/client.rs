@@ -432,6 +432,36 @@ impl RemoteController {
         .await
     }
 
+    /// CreateAcls: one result per binding; waits until this broker's image has them.
+    pub async fn create_acls(
+        &self,
+        bindings: Vec<crate::acl::AclBinding>,
+    ) -> Result<Vec<Result<(), MetadataError>>, ControllerError> {
+        self.change_and_follow(ControllerRequest::CreateAcls { bindings }, |r| match r {
+            ControllerResponse::AclsCreated {
+                results,
+                metadata_offset,
+            } => Ok((results, metadata_offset)),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// DeleteAcls: the bindings each filter removed.
+    pub async fn delete_acls(
+        &self,
+        filters: Vec<crate::acl::AclFilter>,
+    ) -> Result<Vec<Vec<crate::acl::AclBinding>>, ControllerError> {
+        self.change_and_follow(ControllerRequest::DeleteAcls { filters }, |r| match r {
+            ControllerResponse::AclsDeleted {
+                deleted,
+                metadata_offset,
+            } => Ok((deleted, metadata_offset)),
+            other => Err(other),
+        })
+        .await
+    }
+
     /// A block of producer ids for this broker: (first id, count).
     pub async fn allocate_producer_ids(&self) -> Result<(i64, i64), ControllerError> {
         match self

@@ -382,6 +382,34 @@ impl QuorumNode {
                     metadata_offset,
                 })
             }
+            ControllerRequest::CreateAcls { bindings } => {
+                let (results, metadata_offset) = self
+                    .propose(|image| controller::create_acls(image, &bindings))
+                    .await?;
+                for (b, r) in bindings.iter().zip(&results) {
+                    match r {
+                        Ok(()) => info!(acl = ?b, "ACL created"),
+                        Err(e) => info!(acl = ?b, error = %e, "ACL refused"),
+                    }
+                }
+                Ok(ControllerResponse::AclsCreated {
+                    results,
+                    metadata_offset,
+                })
+            }
+            ControllerRequest::DeleteAcls { filters } => {
+                let (deleted, metadata_offset) = self
+                    .propose(|image| controller::delete_acls(image, &filters))
+                    .await?;
+                info!(
+                    deleted = deleted.iter().map(Vec::len).sum::<usize>(),
+                    "ACLs deleted"
+                );
+                Ok(ControllerResponse::AclsDeleted {
+                    deleted,
+                    metadata_offset,
+                })
+            }
             ControllerRequest::DeleteTopics { topics } => {
                 let (results, metadata_offset) = self
                     .propose(|image| controller::delete_topics(image, &topics))

@@ -52,6 +52,12 @@ pub enum ControllerRequest {
     AlterScramCredentials {
         changes: Vec<ScramChange>,
     },
+    CreateAcls {
+        bindings: Vec<crate::acl::AclBinding>,
+    },
+    DeleteAcls {
+        filters: Vec<crate::acl::AclFilter>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +89,14 @@ pub enum ControllerResponse {
     },
     AlterPartition {
         results: Vec<Result<Leadership, MetadataError>>,
+        metadata_offset: u64,
+    },
+    AclsCreated {
+        results: Vec<Result<(), MetadataError>>,
+        metadata_offset: u64,
+    },
+    AclsDeleted {
+        deleted: Vec<Vec<crate::acl::AclBinding>>,
         metadata_offset: u64,
     },
     /// Per user, in request order.

@@ -1,0 +1,773 @@
+//! Authorisation of every request, before and after its handler: the resources a request
+//! names are checked with the [`Authorizer`](crate::security::authorizer::Authorizer); denied
+//! ones are taken out of the request and answered with Kafka's error codes
+//! (TOPIC_AUTHORIZATION_FAILED, GROUP_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED,
+//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED), merged back into the handler's response. The
+//! handlers themselves know nothing of ACLs.
+
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+use metadata_quorum::acl::{operation as op, resource};
+use metadata_quorum::MetadataImage;
+
+use super::str_bytes;
+use crate::security::authorizer::CLUSTER_NAME;
+use crate::security::Session;
+use crate::Broker;
+
+const TOPIC_DENIED: i16 = 29;
+const GROUP_DENIED: i16 = 30;
+const CLUSTER_DENIED: i16 = 31;
+const TXN_DENIED: i16 = 53;
+
+/// What to add to the handler's response for what the request lost.
+pub enum Denied {
+    None,
+    /// Topics (name, partitions) answered TOPIC_AUTHORIZATION_FAILED (or the code given).
+    Topics(Vec<(TopicName, uuid::Uuid, Vec<i32>, i16)>),
+    /// FindCoordinator keys answered with this code.
+    Keys(Vec<(String, i16)>),
+}
+
+/// The outcome of checking a request.
+pub enum Check {
+    /// Handle this (possibly narrowed) request, then merge `Denied` into the response.
+    Handle(RequestKind, Denied),
+    /// Answer this without handling.
+    Answer(ResponseKind),
+    /// Refuse the request by closing the connection (APIs without per-resource checks yet,
+    /// for principals without Alter on the cluster).
+    Refuse(&'static str),
+}
+
+struct Ctx<'a> {
+    broker: &'a Broker,
+    image: &'a MetadataImage,
+    session: &'a Session,
+}
+
+impl Ctx<'_> {
+    fn allows(&self, operation: i8, rt: i8, name: &str) -> bool {
+        self.broker
+            .authorizer
+            .allows(self.image, self.session, operation, rt, name)
+    }
+
+    fn topic(&self, operation: i8, name: &str) -> bool {
+        self.allows(operation, resource::TOPIC, name)
+    }
+
+    fn cluster(&self, operation: i8) -> bool {
+        self.allows(operation, resource::CLUSTER, CLUSTER_NAME)
+    }
+
+    fn group(&self, operation: i8, name: &str) -> bool {
+        self.allows(operation, resource::GROUP, name)
+    }
+
+    fn txn(&self, operation: i8, name: &str) -> bool {
+        self.allows(operation, resource::TRANSACTIONAL_ID, name)
+    }
+
+    /// May this session create `topic` (Create on the cluster or on the topic)?
+    fn may_create(&self, topic: &str) -> bool {
+        self.cluster(op::CREATE) || self.topic(op::CREATE, topic)
+    }
+}
+
+/// Checks `body` for `session`. With the authoriser off everything passes untouched.
+pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16) -> Check {
+    if !broker.authorizer.enabled {
+        return Check::Handle(body, Denied::None);
+    }
+    let image = broker.image();
+    let c = Ctx {
+        broker,
+        image: &image,
+        session,
+    };
+    use RequestKind as K;
+    match body {
+        K::ApiVersions(_) | K::SaslHandshake(_) | K::SaslAuthenticate(_) => {
+            Check::Handle(body, Denied::None)
+        }
+        K::Produce(mut r) => {
+            if let Some(id) = r.transactional_id.as_ref() {
+                if !c.txn(op::WRITE, id) {
+                    let all = std::mem::take(&mut r.topic_data)
+                        .into_iter()
+                        .map(|t| {
+                            let ps = t.partition_data.iter().map(|p| p.index).collect();
+                            (t.name, uuid::Uuid::nil(), ps, TXN_DENIED)
+                        })
+                        .collect();
+                    return Check::Handle(K::Produce(r), Denied::Topics(all));
+                }
+            }
+            let mut denied = Vec::new();
+            r.topic_data.retain(|t| {
+                let name = t.name.as_str();
+                let ok =
+                    c.topic(op::WRITE, name) && (image.topic(name).is_some() || c.may_create(name));
+                if !ok {
+                    let code = if c.topic(op::WRITE, name) {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    } else {
+                        TOPIC_DENIED
+                    };
+                    let ps = t.partition_data.iter().map(|p| p.index).collect();
+                    denied.push((t.name.clone(), uuid::Uuid::nil(), ps, code));
+                }
+                ok
+            });
+            Check::Handle(K::Produce(r), Denied::Topics(denied))
+        }
+        K::Fetch(mut r) => {
+            if r.replica_id.0 >= 0 {
+                if !c.cluster(op::CLUSTER_ACTION) {
+                    return Check::Answer(ResponseKind::Fetch(
+                        FetchResponse::default().with_error_code(CLUSTER_DENIED),
+                    ));
+                }
+                return Check::Handle(K::Fetch(r), Denied::None);
+            }
+            let mut denied = Vec::new();
+            r.topics.retain(|t| {
+                let name = if version >= 13 {
+                    image.topic_by_id(&t.topic_id).map(|x| x.name.clone())
+                } else {
+                    Some(t.topic.to_string())
+                };
+                // An unknown topic id is the handler's to answer (UNKNOWN_TOPIC_ID).
+                let ok = name.as_deref().is_none_or(|n| c.topic(op::READ, n));
+                if !ok {
+                    let ps = t.partitions.iter().map(|p| p.partition).collect();
+                    denied.push((t.topic.clone(), t.topic_id, ps, TOPIC_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::Fetch(r), Denied::Topics(denied))
+        }
+        K::ListOffsets(mut r) => {
+            let mut denied = Vec::new();
+            r.topics.retain(|t| {
+                let ok = c.topic(op::DESCRIBE, &t.name);
+                if !ok {
+                    let ps = t.partitions.iter().map(|p| p.partition_index).collect();
+                    denied.push((t.name.clone(), uuid::Uuid::nil(), ps, TOPIC_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::ListOffsets(r), Denied::Topics(denied))
+        }
+        K::OffsetForLeaderEpoch(mut r) => {
+            if r.replica_id.0 >= 0 {
+                if c.cluster(op::CLUSTER_ACTION) {
+                    return Check::Handle(K::OffsetForLeaderEpoch(r), Denied::None);
+                }
+                r.replica_id = (-1).into();
+            }
+            let mut denied = Vec::new();
+            r.topics.retain(|t| {
+                let ok = c.topic(op::DESCRIBE, &t.topic);
+                if !ok {
+                    let ps = t.partitions.iter().map(|p| p.partition).collect();
+                    denied.push((t.topic.clone(), uuid::Uuid::nil(), ps, TOPIC_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::OffsetForLeaderEpoch(r), Denied::Topics(denied))
+        }
+        K::Metadata(mut r) => {
+            let mut denied = Vec::new();
+            if let Some(list) = r.topics.as_mut() {
+                list.retain(|t| {
+                    let Some(name) = t.name.as_ref() else {
+                        return true;
+                    };
+                    let describe = c.topic(op::DESCRIBE, name);
+                    let exists = image.topic(name).is_some();
+                    if describe && (exists || c.may_create(name)) {
+                        return true;
+                    }
+                    let code = if describe {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    } else {
+                        TOPIC_DENIED
+                    };
+                    denied.push((name.clone(), uuid::Uuid::nil(), vec![], code));
+                    false
+                });
+            }
+            Check::Handle(K::Metadata(r), Denied::Topics(denied))
+        }
+        K::CreateTopics(mut r) => {
+            let mut denied = Vec::new();
+            r.topics.retain(|t| {
+                let ok = c.may_create(&t.name);
+                if !ok {
+                    denied.push((t.name.clone(), uuid::Uuid::nil(), vec![], TOPIC_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::CreateTopics(r), Denied::Topics(denied))
+        }
+        K::DeleteTopics(mut r) => {
+            let mut denied = Vec::new();
+            r.topic_names.retain(|n| {
+                let ok = c.topic(op::DELETE, n);
+                if !ok {
+                    denied.push((n.clone(), uuid::Uuid::nil(), vec![], TOPIC_DENIED));
+                }
+                ok
+            });
+            r.topics.retain(|t| {
+                let name = t
+                    .name
+                    .as_ref()
+                    .map(|n| n.to_string())
+                    .or_else(|| image.topic_by_id(&t.topic_id).map(|x| x.name.clone()));
+                let ok = name.as_deref().is_none_or(|n| c.topic(op::DELETE, n));
+                if !ok {
+                    let tn = t.name.clone().unwrap_or_default();
+                    denied.push((tn, t.topic_id, vec![], TOPIC_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::DeleteTopics(r), Denied::Topics(denied))
+        }
+        // Groups: the group first, then the topics.
+        K::JoinGroup(ref r) if !c.group(op::READ, &r.group_id) => Check::Answer(
+            ResponseKind::JoinGroup(JoinGroupResponse::default().with_error_code(GROUP_DENIED)),
+        ),
+        K::SyncGroup(ref r) if !c.group(op::READ, &r.group_id) => Check::Answer(
+            ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(GROUP_DENIED)),
+        ),
+        K::Heartbeat(ref r) if !c.group(op::READ, &r.group_id) => Check::Answer(
+            ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(GROUP_DENIED)),
+        ),
+        K::LeaveGroup(ref r) if !c.group(op::READ, &r.group_id) => Check::Answer(
+            ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(GROUP_DENIED)),
+        ),
+        K::OffsetCommit(mut r) => {
+            if !c.group(op::READ, &r.group_id) {
+                let all = std::mem::take(&mut r.topics)
+                    .into_iter()
+                    .map(|t| {
+                        let ps = t.partitions.iter().map(|p| p.partition_index).collect();
+                        (t.name, t.topic_id, ps, GROUP_DENIED)
+                    })
+                    .collect();
+                return Check::Handle(K::OffsetCommit(r), Denied::Topics(all));
+            }
+            let mut denied = Vec::new();
+            r.topics.retain(|t| {
+                let ok = c.topic(op::READ, &t.name);
+                if !ok {
+                    let ps = t.partitions.iter().map(|p| p.partition_index).collect();
+                    denied.push((t.name.clone(), t.topic_id, ps, TOPIC_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::OffsetCommit(r), Denied::Topics(denied))
+        }
+        K::OffsetFetch(r) => {
+            // Group-level: a group the session may not describe is answered with its error;
+            // topics it may not describe are left out (as Kafka filters them).
+            let groups: Vec<String> = if version >= 8 {
+                r.groups.iter().map(|g| g.group_id.to_string()).collect()
+            } else {
+                vec![r.group_id.to_string()]
+            };
+            if groups.iter().any(|g| !c.group(op::DESCRIBE, g)) {
+                let mut resp = OffsetFetchResponse::default();
+                if version >= 8 {
+                    resp.groups = groups
+                        .iter()
+                        .map(|g| {
+                            offset_fetch_response::OffsetFetchResponseGroup::default()
+                                .with_group_id(GroupId(str_bytes(g.clone())))
+                                .with_error_code(if c.group(op::DESCRIBE, g) {
+                                    ResponseError::NotCoordinator.code()
+                                } else {
+                                    GROUP_DENIED
+                                })
+                        })
+                        .collect();
+                } else {
+                    resp.error_code = GROUP_DENIED;
+                }
+                return Check::Answer(ResponseKind::OffsetFetch(resp));
+            }
+            Check::Handle(K::OffsetFetch(r), Denied::None)
+        }
+        K::FindCoordinator(r) => {
+            let rt = if r.key_type == 1 {
+                resource::TRANSACTIONAL_ID
+            } else {
+                resource::GROUP
+            };
+            let keys: Vec<String> = if version >= 4 {
+                r.coordinator_keys.iter().map(|k| k.to_string()).collect()
+            } else {
+                vec![r.key.to_string()]
+            };
+            let code = if rt == resource::GROUP {
+                GROUP_DENIED
+            } else {
+                TXN_DENIED
+            };
+            if keys.iter().all(|k| c.allows(op::DESCRIBE, rt, k)) {
+                return Check::Handle(K::FindCoordinator(r), Denied::None);
+            }
+            if version < 4 {
+                return Check::Answer(ResponseKind::FindCoordinator(
+                    FindCoordinatorResponse::default()
+                        .with_error_code(code)
+                        .with_node_id((-1).into()),
+                ));
+            }
+            let mut r = r;
+            let mut denied = Vec::new();
+            r.coordinator_keys.retain(|k| {
+                let ok = c.allows(op::DESCRIBE, rt, k);
+                if !ok {
+                    denied.push((k.to_string(), code));
+                }
+                ok
+            });
+            Check::Handle(K::FindCoordinator(r), Denied::Keys(denied))
+        }
+        K::InitProducerId(r) => {
+            let ok = match r.transactional_id.as_ref() {
+                Some(id) => c.txn(op::WRITE, id),
+                // KIP-679: Write on any topic is enough to be idempotent.
+                None => {
+                    c.cluster(op::IDEMPOTENT_WRITE)
+                        || broker
+                            .authorizer
+                            .allows_any(&image, session, op::WRITE, resource::TOPIC)
+                }
+            };
+            if ok {
+                return Check::Handle(K::InitProducerId(r), Denied::None);
+            }
+            let code = if r.transactional_id.is_some() {
+                TXN_DENIED
+            } else {
+                CLUSTER_DENIED
+            };
+            Check::Answer(ResponseKind::InitProducerId(
+                InitProducerIdResponse::default()
+                    .with_error_code(code)
+                    .with_producer_id((-1).into())
+                    .with_producer_epoch(-1),
+            ))
+        }
+        K::EndTxn(ref r) if !c.txn(op::WRITE, &r.transactional_id) => Check::Answer(
+            ResponseKind::EndTxn(EndTxnResponse::default().with_error_code(TXN_DENIED)),
+        ),
+        K::AddOffsetsToTxn(ref r) if !c.txn(op::WRITE, &r.transactional_id) => {
+            Check::Answer(ResponseKind::AddOffsetsToTxn(
+                AddOffsetsToTxnResponse::default().with_error_code(TXN_DENIED),
+            ))
+        }
+        K::AddOffsetsToTxn(ref r) if !c.group(op::READ, &r.group_id) => {
+            Check::Answer(ResponseKind::AddOffsetsToTxn(
+                AddOffsetsToTxnResponse::default().with_error_code(GROUP_DENIED),
+            ))
+        }
+        K::AddPartitionsToTxn(mut r) if version < 4 => {
+            let whole = if !c.txn(op::WRITE, &r.v3_and_below_transactional_id) {
+                Some(TXN_DENIED)
+            } else {
+                None
+            };
+            let mut denied = Vec::new();
+            r.v3_and_below_topics.retain(|t| {
+                let code = whole.or_else(|| (!c.topic(op::WRITE, &t.name)).then_some(TOPIC_DENIED));
+                if let Some(code) = code {
+                    denied.push((
+                        t.name.clone(),
+                        uuid::Uuid::nil(),
+                        t.partitions.clone(),
+                        code,
+                    ));
+                }
+                code.is_none()
+            });
+            if !denied.is_empty() {
+                // Kafka answers the allowed partitions OPERATION_NOT_ATTEMPTED then.
+                let mut all = denied;
+                for t in std::mem::take(&mut r.v3_and_below_topics) {
+                    all.push((t.name, uuid::Uuid::nil(), t.partitions, 55));
+                }
+                return Check::Handle(K::AddPartitionsToTxn(r), Denied::Topics(all));
+            }
+            Check::Handle(K::AddPartitionsToTxn(r), Denied::None)
+        }
+        K::AddPartitionsToTxn(r) => {
+            // v4+ comes from brokers verifying a transactional produce.
+            if c.cluster(op::CLUSTER_ACTION) {
+                Check::Handle(K::AddPartitionsToTxn(r), Denied::None)
+            } else {
+                Check::Answer(ResponseKind::AddPartitionsToTxn(
+                    AddPartitionsToTxnResponse::default().with_error_code(CLUSTER_DENIED),
+                ))
+            }
+        }
+        K::TxnOffsetCommit(mut r) => {
+            let whole = if !c.txn(op::WRITE, &r.transactional_id) {
+                Some(TXN_DENIED)
+            } else if !c.group(op::READ, &r.group_id) {
+                Some(GROUP_DENIED)
+            } else {
+                None
+            };
+            let mut denied = Vec::new();
+            r.topics.retain(|t| {
+                let code = whole.or_else(|| (!c.topic(op::READ, &t.name)).then_some(TOPIC_DENIED));
+                if let Some(code) = code {
+                    let ps = t.partitions.iter().map(|p| p.partition_index).collect();
+                    denied.push((t.name.clone(), uuid::Uuid::nil(), ps, code));
+                }
+                code.is_none()
+            });
+            Check::Handle(K::TxnOffsetCommit(r), Denied::Topics(denied))
+        }
+        K::WriteTxnMarkers(r) => {
+            if c.cluster(op::CLUSTER_ACTION) {
+                Check::Handle(K::WriteTxnMarkers(r), Denied::None)
+            } else {
+                Check::Refuse("WriteTxnMarkers needs ClusterAction on the cluster")
+            }
+        }
+        K::DescribeCluster(ref _r) if !c.cluster(op::DESCRIBE) => {
+            Check::Answer(ResponseKind::DescribeCluster(
+                DescribeClusterResponse::default().with_error_code(CLUSTER_DENIED),
+            ))
+        }
+        K::CreateAcls(r) => {
+            if c.cluster(op::ALTER) {
+                return Check::Handle(K::CreateAcls(r), Denied::None);
+            }
+            Check::Answer(ResponseKind::CreateAcls(
+                CreateAclsResponse::default().with_results(
+                    r.creations
+                        .iter()
+                        .map(|_| {
+                            create_acls_response::AclCreationResult::default()
+                                .with_error_code(CLUSTER_DENIED)
+                        })
+                        .collect(),
+                ),
+            ))
+        }
+        K::DeleteAcls(r) => {
+            if c.cluster(op::ALTER) {
+                return Check::Handle(K::DeleteAcls(r), Denied::None);
+            }
+            Check::Answer(ResponseKind::DeleteAcls(
+                DeleteAclsResponse::default().with_filter_results(
+                    r.filters
+                        .iter()
+                        .map(|_| {
+                            delete_acls_response::DeleteAclsFilterResult::default()
+                                .with_error_code(CLUSTER_DENIED)
+                        })
+                        .collect(),
+                ),
+            ))
+        }
+        K::DescribeAcls(ref _r) if !c.cluster(op::DESCRIBE) => {
+            Check::Answer(ResponseKind::DescribeAcls(
+                DescribeAclsResponse::default().with_error_code(CLUSTER_DENIED),
+            ))
+        }
+        K::DescribeUserScramCredentials(ref _r) if !c.cluster(op::DESCRIBE) => {
+            Check::Answer(ResponseKind::DescribeUserScramCredentials(
+                DescribeUserScramCredentialsResponse::default().with_error_code(CLUSTER_DENIED),
+            ))
+        }
+        K::AlterUserScramCredentials(r) => {
+            if c.cluster(op::ALTER) {
+                return Check::Handle(K::AlterUserScramCredentials(r), Denied::None);
+            }
+            let mut users: Vec<String> = Vec::new();
+            for n in r
+                .deletions
+                .iter()
+                .map(|d| d.name.to_string())
+                .chain(r.upsertions.iter().map(|u| u.name.to_string()))
+            {
+                if !users.contains(&n) {
+                    users.push(n);
+                }
+            }
+            Check::Answer(ResponseKind::AlterUserScramCredentials(
+                AlterUserScramCredentialsResponse::default().with_results(
+                    users
+                        .into_iter()
+                        .map(|u| {
+                            alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default()
+                                .with_user(str_bytes(u))
+                                .with_error_code(CLUSTER_DENIED)
+                        })
+                        .collect(),
+                ),
+            ))
+        }
+        // The requests that passed a guard above.
+        b @ (K::JoinGroup(_)
+        | K::SyncGroup(_)
+        | K::Heartbeat(_)
+        | K::LeaveGroup(_)
+        | K::EndTxn(_)
+        | K::AddOffsetsToTxn(_)
+        | K::DescribeCluster(_)
+        | K::DescribeAcls(_)
+        | K::DescribeUserScramCredentials(_)) => Check::Handle(b, Denied::None),
+        // Not yet checked per resource: administrators only.
+        other => {
+            if c.cluster(op::ALTER) {
+                Check::Handle(other, Denied::None)
+            } else {
+                Check::Refuse("this API is open to principals with Alter on the cluster only while the authoriser is on")
+            }
+        }
+    }
+}
+
+/// Adds the answers for what [`check`] took out of the request.
+pub fn merge(response: &mut ResponseKind, denied: Denied, version: i16) {
+    let denied = match denied {
+        Denied::None => return,
+        Denied::Keys(keys) => {
+            if let ResponseKind::FindCoordinator(r) = response {
+                for (k, code) in keys {
+                    r.coordinators.push(
+                        Coordinator::default()
+                            .with_key(str_bytes(k))
+                            .with_node_id((-1).into())
+                            .with_error_code(code),
+                    );
+                }
+            }
+            return;
+        }
+        Denied::Topics(t) => t,
+    };
+    if denied.is_empty() {
+        return;
+    }
+    match response {
+        ResponseKind::Produce(r) => {
+            for (name, _, ps, code) in denied {
+                r.responses.push(
+                    TopicProduceResponse::default()
+                        .with_name(name)
+                        .with_partition_responses(
+                            ps.into_iter()
+                                .map(|p| {
+                                    PartitionProduceResponse::default()
+                                        .with_index(p)
+                                        .with_error_code(code)
+                                        .with_base_offset(-1)
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        ResponseKind::Fetch(r) => {
+            for (name, id, ps, code) in denied {
+                r.responses.push(
+                    FetchableTopicResponse::default()
+                        .with_topic(name)
+                        .with_topic_id(id)
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|p| {
+                                    PartitionData::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(code)
+                                        .with_high_watermark(-1)
+                                        .with_last_stable_offset(-1)
+                                        .with_log_start_offset(-1)
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        ResponseKind::ListOffsets(r) => {
+            for (name, _, ps, code) in denied {
+                r.topics.push(
+                    ListOffsetsTopicResponse::default()
+                        .with_name(name)
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|p| {
+                                    ListOffsetsPartitionResponse::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(code)
+                                        .with_offset(-1)
+                                        .with_timestamp(-1)
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        ResponseKind::OffsetForLeaderEpoch(r) => {
+            for (name, _, ps, code) in denied {
+                r.topics.push(
+                    OffsetForLeaderTopicResult::default()
+                        .with_topic(name)
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|p| {
+                                    EpochEndOffset::default()
+                                        .with_partition(p)
+                                        .with_error_code(code)
+                                        .with_leader_epoch(-1)
+                                        .with_end_offset(-1)
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        ResponseKind::Metadata(r) => {
+            for (name, _, _, code) in denied {
+                r.topics.push(
+                    MetadataResponseTopic::default()
+                        .with_name(Some(name))
+                        .with_error_code(code),
+                );
+            }
+        }
+        ResponseKind::CreateTopics(r) => {
+            for (name, _, _, code) in denied {
+                r.topics.push(
+                    CreatableTopicResult::default()
+                        .with_name(name)
+                        .with_error_code(code)
+                        .with_num_partitions(-1)
+                        .with_replication_factor(-1)
+                        .with_topic_config_error_code(code),
+                );
+            }
+        }
+        ResponseKind::DeleteTopics(r) => {
+            for (name, id, _, code) in denied {
+                r.responses.push(
+                    DeletableTopicResult::default()
+                        .with_name((!name.is_empty() || version < 6).then_some(name))
+                        .with_topic_id(id)
+                        .with_error_code(code),
+                );
+            }
+        }
+        ResponseKind::OffsetCommit(r) => {
+            for (name, id, ps, code) in denied {
+                r.topics.push(
+                    OffsetCommitResponseTopic::default()
+                        .with_name(name)
+                        .with_topic_id(id)
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|p| {
+                                    OffsetCommitResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        ResponseKind::TxnOffsetCommit(r) => {
+            for (name, _, ps, code) in denied {
+                r.topics.push(
+                    TxnOffsetCommitResponseTopic::default()
+                        .with_name(name)
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|p| {
+                                    TxnOffsetCommitResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        ResponseKind::AddPartitionsToTxn(r) => {
+            for (name, _, ps, code) in denied {
+                r.results_by_topic_v3_and_below.push(
+                    AddPartitionsToTxnTopicResult::default()
+                        .with_name(name)
+                        .with_results_by_partition(
+                            ps.into_iter()
+                                .map(|p| {
+                                    AddPartitionsToTxnPartitionResult::default()
+                                        .with_partition_index(p)
+                                        .with_partition_error_code(code)
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Leaves out of Metadata and OffsetFetch answers the topics the session may not describe
+/// (the denied entries [`merge`] adds come after this).
+pub fn filter_response(broker: &Broker, session: &Session, response: &mut ResponseKind) {
+    if !broker.authorizer.enabled {
+        return;
+    }
+    let image = broker.image();
+    let describe = |n: &str| {
+        broker
+            .authorizer
+            .allows(&image, session, op::DESCRIBE, resource::TOPIC, n)
+    };
+    match response {
+        ResponseKind::Metadata(r) => r
+            .topics
+            .retain(|t| t.name.as_ref().is_none_or(|n| describe(n))),
+        ResponseKind::OffsetFetch(r) => {
+            r.topics.retain(|t| describe(&t.name));
+            for g in &mut r.groups {
+                g.topics.retain(|t| describe(&t.name));
+            }
+        }
+        _ => {}
+    }
+}
