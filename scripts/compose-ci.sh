@@ -79,5 +79,10 @@ consumed=$("${strom[@]}" consume "$topic" --from-beginning --count 500 | wc -l)
 passed=$((passed + 1)); echo "compose: 500 records survived down / up"
 
 $COMPOSE down -v >/dev/null
+
+echo "== compose: secured cluster (SASL_SSL clients, TLS between brokers)"
+scripts/compose-secure.sh
+passed=$((passed + 1))
+
 trap - EXIT
 echo "compose: $passed passed"

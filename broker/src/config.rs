@@ -588,12 +588,6 @@ impl BrokerConfig {
                 advertised: self.advertised()?,
             }]);
         };
-        if self.advertised_kafka.is_some() {
-            return Err(ConfigError::Invalid {
-                flag: "--advertised-kafka",
-                reason: "not with --listeners; use --advertised-listeners".into(),
-            });
-        }
         let map = sec::parse_protocol_map(self.listener_security_protocol_map.as_deref())?;
         let advertised = match &self.advertised_listeners {
             Some(a) => sec::parse_listener_list("--advertised-listeners", a)?,
@@ -620,8 +614,15 @@ impl BrokerConfig {
                         reason: format!("no security protocol for listener {name}"),
                     })?;
                 let bind = sec::bind_address("--listeners", &host, port)?;
+                // --advertised-kafka stands for the PLAINTEXT listener's entry (so an overlay
+                // can add --listeners to a setup that has it).
+                let legacy = match (&self.advertised_kafka, name.as_str()) {
+                    (Some(a), "PLAINTEXT") => Some(host_port("--advertised-kafka", a)?),
+                    _ => None,
+                };
                 let advertised = match advertised.iter().find(|(n, _, _)| *n == name) {
                     Some((_, h, p)) if !h.is_empty() => (h.clone(), *p),
+                    _ if legacy.is_some() => legacy.expect("checked"),
                     _ if bind.ip().is_unspecified() => {
                         return Err(ConfigError::Invalid {
                             flag: "--advertised-listeners",
@@ -749,6 +750,18 @@ mod tests {
         // listener name; brokers over SASL (not built yet); client auth without a CA.
         refused(&["--listeners", "SSL://127.0.0.1:9093"]);
         refused(&["--listeners", "PLAINTEXT://0.0.0.0:9092"]);
+        // --advertised-kafka (from an older setup) is the PLAINTEXT listener's address.
+        let c = parse(&[
+            "--dev",
+            "--listeners",
+            "PLAINTEXT://0.0.0.0:9092",
+            "--advertised-kafka",
+            "kafka.example:19092",
+        ]);
+        assert_eq!(
+            c.listeners().expect("listeners")[0].advertised,
+            ("kafka.example".to_string(), 19092)
+        );
         refused(&["--listeners", "OTHER://127.0.0.1:9092"]);
         refused(&["--listeners", "SASL_PLAINTEXT://127.0.0.1:9092"]);
         refused(&[

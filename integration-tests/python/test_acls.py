@@ -131,6 +131,34 @@ def test_a_consumer_without_read_on_its_group_is_refused(broker):
     assert errors and errors[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED
 
 
+def test_admin_requests_are_checked_per_resource(broker):
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+    admin = AdminClient(conf(broker.sasl_port, "admin"))
+    for f in admin.create_topics([NewTopic("configs-a", 1, 1), NewTopic("configs-b", 1, 1)]).values():
+        f.result(timeout=30)
+    create_acls(admin, [
+        allow("User:bob", AclOperation.DESCRIBE_CONFIGS, name="configs-a"),
+        allow("User:bob", AclOperation.DESCRIBE, rt=ResourceType.GROUP, name="bobs-",
+              pattern=ResourcePatternType.PREFIXED),
+    ])
+    bob = AdminClient(conf(broker.sasl_port, "bob"))
+    got = bob.describe_configs([ConfigResource("topic", "configs-a")])
+    assert "retention.ms" in list(got.values())[0].result(timeout=30)
+    with pytest.raises(KafkaException) as e:
+        list(bob.describe_configs([ConfigResource("topic", "configs-b")]).values())[0].result(timeout=30)
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # Altering needs AlterConfigs; deleting a group needs Delete on it.
+    with pytest.raises(KafkaException) as e:
+        list(bob.incremental_alter_configs([ConfigResource(
+            "topic", "configs-a", incremental_configs=[ConfigEntry(
+                "retention.ms", "1000",
+                incremental_operation=AlterConfigOpType.SET)])]).values())[0].result(timeout=30)
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    with pytest.raises(KafkaException) as e:
+        list(bob.delete_consumer_groups(["bobs-group"]).values())[0].result(timeout=30)
+    assert e.value.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+
+
 def strom(port, *args, user="admin", check=True):
     from test_strom_client import strom_binary
     r = subprocess.run([strom_binary(), "-b", f"127.0.0.1:{port}",

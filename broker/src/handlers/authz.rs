@@ -46,8 +46,10 @@ pub enum Denied {
     None,
     /// Topics (name, partitions) answered TOPIC_AUTHORIZATION_FAILED (or the code given).
     Topics(Vec<(TopicName, uuid::Uuid, Vec<i32>, i16)>),
-    /// FindCoordinator keys answered with this code.
-    Keys(Vec<(String, i16)>),
+    /// Named resources (coordinator keys, groups, transactional ids) answered with a code.
+    Names(Vec<(String, i16)>),
+    /// Config resources (type, name) answered with a code.
+    Configs(Vec<(i8, String, i16)>),
 }
 
 /// The outcome of checking a request.
@@ -357,7 +359,7 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
                 }
                 ok
             });
-            Check::Handle(K::FindCoordinator(r), Denied::Keys(denied))
+            Check::Handle(K::FindCoordinator(r), Denied::Names(denied))
         }
         K::InitProducerId(r) => {
             let ok = match r.transactional_id.as_ref() {
@@ -548,7 +550,133 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
         | K::DescribeCluster(_)
         | K::DescribeAcls(_)
         | K::DescribeUserScramCredentials(_)) => Check::Handle(b, Denied::None),
-        // Not yet checked per resource: administrators only.
+        K::DescribeConfigs(mut r) => {
+            let denied = retain_configs(&c, &mut r.resources, op::DESCRIBE_CONFIGS, |x| {
+                (x.resource_type, x.resource_name.to_string())
+            });
+            Check::Handle(K::DescribeConfigs(r), Denied::Configs(denied))
+        }
+        K::AlterConfigs(mut r) => {
+            let denied = retain_configs(&c, &mut r.resources, op::ALTER_CONFIGS, |x| {
+                (x.resource_type, x.resource_name.to_string())
+            });
+            Check::Handle(K::AlterConfigs(r), Denied::Configs(denied))
+        }
+        K::IncrementalAlterConfigs(mut r) => {
+            let denied = retain_configs(&c, &mut r.resources, op::ALTER_CONFIGS, |x| {
+                (x.resource_type, x.resource_name.to_string())
+            });
+            Check::Handle(K::IncrementalAlterConfigs(r), Denied::Configs(denied))
+        }
+        K::CreatePartitions(mut r) => {
+            let mut denied = Vec::new();
+            r.topics.retain(|t| {
+                let ok = c.topic(op::ALTER, &t.name);
+                if !ok {
+                    denied.push((t.name.clone(), uuid::Uuid::nil(), vec![], TOPIC_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::CreatePartitions(r), Denied::Topics(denied))
+        }
+        K::DeleteRecords(mut r) => {
+            let mut denied = Vec::new();
+            r.topics.retain(|t| {
+                let ok = c.topic(op::DELETE, &t.name);
+                if !ok {
+                    let ps = t.partitions.iter().map(|p| p.partition_index).collect();
+                    denied.push((t.name.clone(), uuid::Uuid::nil(), ps, TOPIC_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::DeleteRecords(r), Denied::Topics(denied))
+        }
+        K::DescribeProducers(mut r) => {
+            let mut denied = Vec::new();
+            r.topics.retain(|t| {
+                let ok = c.topic(op::READ, &t.name);
+                if !ok {
+                    denied.push((
+                        t.name.clone(),
+                        uuid::Uuid::nil(),
+                        t.partition_indexes.clone(),
+                        TOPIC_DENIED,
+                    ));
+                }
+                ok
+            });
+            Check::Handle(K::DescribeProducers(r), Denied::Topics(denied))
+        }
+        K::DescribeTopicPartitions(mut r) => {
+            let mut denied = Vec::new();
+            r.topics.retain(|t| {
+                let ok = c.topic(op::DESCRIBE, &t.name);
+                if !ok {
+                    denied.push((t.name.clone(), uuid::Uuid::nil(), vec![], TOPIC_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::DescribeTopicPartitions(r), Denied::Topics(denied))
+        }
+        K::DescribeGroups(mut r) => {
+            let mut denied = Vec::new();
+            r.groups.retain(|g| {
+                let ok = c.group(op::DESCRIBE, g);
+                if !ok {
+                    denied.push((g.to_string(), GROUP_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::DescribeGroups(r), Denied::Names(denied))
+        }
+        K::DeleteGroups(mut r) => {
+            let mut denied = Vec::new();
+            r.groups_names.retain(|g| {
+                let ok = c.group(op::DELETE, g);
+                if !ok {
+                    denied.push((g.to_string(), GROUP_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::DeleteGroups(r), Denied::Names(denied))
+        }
+        K::OffsetDelete(mut r) => {
+            if !c.group(op::DELETE, &r.group_id) {
+                return Check::Answer(ResponseKind::OffsetDelete(
+                    OffsetDeleteResponse::default().with_error_code(GROUP_DENIED),
+                ));
+            }
+            let mut denied = Vec::new();
+            r.topics.retain(|t| {
+                let ok = c.topic(op::READ, &t.name);
+                if !ok {
+                    let ps = t.partitions.iter().map(|p| p.partition_index).collect();
+                    denied.push((t.name.clone(), uuid::Uuid::nil(), ps, TOPIC_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::OffsetDelete(r), Denied::Topics(denied))
+        }
+        K::DescribeTransactions(mut r) => {
+            let mut denied = Vec::new();
+            r.transactional_ids.retain(|id| {
+                let ok = c.txn(op::DESCRIBE, id);
+                if !ok {
+                    denied.push((id.to_string(), TXN_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::DescribeTransactions(r), Denied::Names(denied))
+        }
+        // Listings are filtered afterwards ([`filter_response`]).
+        b @ (K::ListGroups(_) | K::ListTransactions(_)) => Check::Handle(b, Denied::None),
+        K::DescribeLogDirs(ref _r) if !c.cluster(op::DESCRIBE) => {
+            Check::Answer(ResponseKind::DescribeLogDirs(
+                DescribeLogDirsResponse::default().with_error_code(CLUSTER_DENIED),
+            ))
+        }
+        K::DescribeLogDirs(r) => Check::Handle(K::DescribeLogDirs(r), Denied::None),
+        // Anything not named above: administrators only.
         other => {
             if c.cluster(op::ALTER) {
                 Check::Handle(other, Denied::None)
@@ -559,19 +687,87 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
     }
 }
 
+/// Keeps the config resources `op` is allowed on (topics: on the topic; brokers: on the
+/// cluster) and returns the others with their error code.
+fn retain_configs<T>(
+    c: &Ctx<'_>,
+    resources: &mut Vec<T>,
+    operation: i8,
+    key: impl Fn(&T) -> (i8, String),
+) -> Vec<(i8, String, i16)> {
+    let mut denied = Vec::new();
+    resources.retain(|x| {
+        let (rt, name) = key(x);
+        let (ok, code) = match rt {
+            2 => (c.topic(operation, &name), TOPIC_DENIED),
+            _ => (c.cluster(operation), CLUSTER_DENIED),
+        };
+        if !ok {
+            denied.push((rt, name, code));
+        }
+        ok
+    });
+    denied
+}
+
 /// Adds the answers for what [`check`] took out of the request.
 pub fn merge(response: &mut ResponseKind, denied: Denied, version: i16) {
     let denied = match denied {
         Denied::None => return,
-        Denied::Keys(keys) => {
-            if let ResponseKind::FindCoordinator(r) = response {
-                for (k, code) in keys {
-                    r.coordinators.push(
+        Denied::Names(names) => {
+            for (n, code) in names {
+                match response {
+                    ResponseKind::FindCoordinator(r) => r.coordinators.push(
                         Coordinator::default()
-                            .with_key(str_bytes(k))
+                            .with_key(str_bytes(n))
                             .with_node_id((-1).into())
                             .with_error_code(code),
-                    );
+                    ),
+                    ResponseKind::DescribeGroups(r) => r.groups.push(
+                        describe_groups_response::DescribedGroup::default()
+                            .with_group_id(GroupId(str_bytes(n)))
+                            .with_error_code(code)
+                            .with_authorized_operations(i32::MIN),
+                    ),
+                    ResponseKind::DeleteGroups(r) => r.results.push(
+                        delete_groups_response::DeletableGroupResult::default()
+                            .with_group_id(GroupId(str_bytes(n)))
+                            .with_error_code(code),
+                    ),
+                    ResponseKind::DescribeTransactions(r) => r.transaction_states.push(
+                        describe_transactions_response::TransactionState::default()
+                            .with_transactional_id(TransactionalId(str_bytes(n)))
+                            .with_error_code(code)
+                            .with_producer_id((-1).into())
+                            .with_producer_epoch(-1),
+                    ),
+                    _ => {}
+                }
+            }
+            return;
+        }
+        Denied::Configs(configs) => {
+            for (rt, name, code) in configs {
+                match response {
+                    ResponseKind::DescribeConfigs(r) => r.results.push(
+                        describe_configs_response::DescribeConfigsResult::default()
+                            .with_resource_type(rt)
+                            .with_resource_name(str_bytes(name))
+                            .with_error_code(code),
+                    ),
+                    ResponseKind::AlterConfigs(r) => r.responses.push(
+                        alter_configs_response::AlterConfigsResourceResponse::default()
+                            .with_resource_type(rt)
+                            .with_resource_name(str_bytes(name))
+                            .with_error_code(code),
+                    ),
+                    ResponseKind::IncrementalAlterConfigs(r) => r.responses.push(
+                        incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                            .with_resource_type(rt)
+                            .with_resource_name(str_bytes(name))
+                            .with_error_code(code),
+                    ),
+                    _ => {}
                 }
             }
             return;
@@ -725,6 +921,77 @@ pub fn merge(response: &mut ResponseKind, denied: Denied, version: i16) {
                 );
             }
         }
+        ResponseKind::CreatePartitions(r) => {
+            for (name, _, _, code) in denied {
+                r.results.push(
+                    create_partitions_response::CreatePartitionsTopicResult::default()
+                        .with_name(name)
+                        .with_error_code(code),
+                );
+            }
+        }
+        ResponseKind::DeleteRecords(r) => {
+            for (name, _, ps, code) in denied {
+                r.topics.push(
+                    delete_records_response::DeleteRecordsTopicResult::default()
+                        .with_name(name)
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|p| {
+                                    delete_records_response::DeleteRecordsPartitionResult::default()
+                                        .with_partition_index(p)
+                                        .with_low_watermark(-1)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        ResponseKind::DescribeProducers(r) => {
+            for (name, _, ps, code) in denied {
+                r.topics.push(
+                    describe_producers_response::TopicResponse::default()
+                        .with_name(name)
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|p| {
+                                    describe_producers_response::PartitionResponse::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        ResponseKind::DescribeTopicPartitions(r) => {
+            for (name, _, _, code) in denied {
+                r.topics.push(
+                    describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic::default()
+                        .with_name(Some(name))
+                        .with_error_code(code)
+                        .with_topic_authorized_operations(i32::MIN),
+                );
+            }
+        }
+        ResponseKind::OffsetDelete(r) => {
+            for (name, _, ps, code) in denied {
+                r.topics.push(
+                    offset_delete_response::OffsetDeleteResponseTopic::default()
+                        .with_name(name)
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|p| {
+                                    offset_delete_response::OffsetDeleteResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
         ResponseKind::AddPartitionsToTxn(r) => {
             for (name, _, ps, code) in denied {
                 r.results_by_topic_v3_and_below.push(
@@ -768,6 +1035,20 @@ pub fn filter_response(broker: &Broker, session: &Session, response: &mut Respon
                 g.topics.retain(|t| describe(&t.name));
             }
         }
+        ResponseKind::ListGroups(r) => r.groups.retain(|g| {
+            broker
+                .authorizer
+                .allows(&image, session, op::DESCRIBE, resource::GROUP, &g.group_id)
+        }),
+        ResponseKind::ListTransactions(r) => r.transaction_states.retain(|t| {
+            broker.authorizer.allows(
+                &image,
+                session,
+                op::DESCRIBE,
+                resource::TRANSACTIONAL_ID,
+                &t.transactional_id,
+            )
+        }),
         _ => {}
     }
 }
