@@ -113,7 +113,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The certificates of a PEM file, in order (an error names the file).
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
         .map_err(|e| format!("{}: {e}", path.display()))?
         .collect::<Result<_, _>>()
@@ -141,7 +142,7 @@ impl TlsFiles {
                 .find(|p| p.exists())
                 .ok_or("no ssl.ca.location and no system CA bundle")?,
         };
-        for c in certificates(&ca)? {
+        for c in read_certificates(&ca)? {
             roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
         }
         let roots = Arc::new(roots);
@@ -163,7 +164,7 @@ impl TlsFiles {
                 let key =
                     PrivateKeyDer::from_pem_file(k).map_err(|e| format!("{}: {e}", k.display()))?;
                 builder
-                    .with_client_auth_cert(certificates(c)?, key)
+                    .with_client_auth_cert(read_certificates(c)?, key)
                     .map_err(|e| format!("{}: {e}", c.display()))
             }
             (None, None) => Ok(builder.with_no_client_auth()),

@@ -832,6 +832,8 @@ pub struct ScramChange {
     pub credential: Option<ScramSecret>,
 }
 
+/// A user's SCRAM credential for one mechanism (what a broker checks a SCRAM exchange or a
+/// PLAIN password against): salt, iterations and the derived keys, never the password.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScramSecret {
     pub salt: Vec<u8>,

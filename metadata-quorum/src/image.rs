@@ -23,16 +23,6 @@ impl BrokerImage {
     }
 }
 
-/// A user's SCRAM credential for one mechanism: what a broker checks a SCRAM exchange or a
-/// PLAIN password against.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScramCredentialImage {
-    pub salt: Vec<u8>,
-    pub iterations: u32,
-    pub stored_key: Vec<u8>,
-    pub server_key: Vec<u8>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartitionImage {
     pub partition: u32,
@@ -66,7 +56,7 @@ pub struct MetadataImage {
     /// The first producer id not yet handed out.
     pub next_producer_id: i64,
     /// SCRAM credentials by (user, mechanism code).
-    pub scram: BTreeMap<(String, i8), ScramCredentialImage>,
+    pub scram: BTreeMap<(String, i8), crate::controller::ScramSecret>,
     /// Every ACL, shared between images until one changes.
     pub acls: Arc<crate::acl::AclIndex>,
     topics: BTreeMap<String, Arc<TopicImage>>,
@@ -196,7 +186,7 @@ impl MetadataImage {
             } => {
                 self.scram.insert(
                     (user.clone(), *mechanism),
-                    ScramCredentialImage {
+                    crate::controller::ScramSecret {
                         salt: salt.clone(),
                         iterations: *iterations,
                         stored_key: stored_key.clone(),

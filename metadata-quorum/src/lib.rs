@@ -28,5 +28,5 @@ pub mod quorum;
 mod records;
 
 pub use error::MetadataError;
-pub use image::{BrokerImage, MetadataImage, PartitionImage, ScramCredentialImage, TopicImage};
+pub use image::{BrokerImage, MetadataImage, PartitionImage, TopicImage};
 pub use records::{Endpoint, LoggedRecord, MetadataRecord, PartitionRecord};
