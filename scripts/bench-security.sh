@@ -71,7 +71,10 @@ echo "== SASL_SSL (SCRAM-SHA-512): produce, consume"
 stop_broker
 
 start_broker --authorizer --super-users User:admin
-"$bin/strom" $(sasl admin $((base + 2)) SASL_PLAINTEXT) topics create authz --partitions 1 >/dev/null
+for t in super-1 super-2 checked-1 checked-2; do
+  # shellcheck disable=SC2046
+  "$bin/strom" $(sasl admin $((base + 2)) SASL_PLAINTEXT) topics create "authz-$t" --partitions 1 >/dev/null
+done
 # 10,000 ACLs: 9,998 on other users' topics (half literal, half prefixed) and bench's own.
 .venv/bin/python - "$base" <<'EOF'
 import sys
@@ -84,14 +87,20 @@ admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "security.protoco
 acls = [AclBinding(ResourceType.TOPIC, f"t{i}-", ResourcePatternType.PREFIXED if i % 2 else
                    ResourcePatternType.LITERAL, f"User:u{i}", "*", AclOperation.WRITE,
                    AclPermissionType.ALLOW) for i in range(9998)]
-acls += [AclBinding(ResourceType.TOPIC, "authz", ResourcePatternType.LITERAL, "User:bench", "*",
-                    op, AclPermissionType.ALLOW) for op in (AclOperation.WRITE, AclOperation.READ)]
+acls += [AclBinding(ResourceType.TOPIC, "authz-checked-", ResourcePatternType.PREFIXED,
+                    "User:bench", "*", op, AclPermissionType.ALLOW)
+         for op in (AclOperation.WRITE, AclOperation.READ)]
 for i in range(0, len(acls), 1000):
     for f in admin.create_acls(acls[i:i + 1000]).values():
         f.result(timeout=60)
 print(f"created {len(acls)} ACLs")
 EOF
-echo "== authoriser on, 10,000 ACLs: produce as a super user (not checked)"
-"$bin/strom" $(sasl admin $((base + 2)) SASL_PLAINTEXT) perf produce --topic authz "${common[@]}"
-echo "== authoriser on, 10,000 ACLs: produce as a checked user"
-"$bin/strom" $(sasl bench $((base + 2)) SASL_PLAINTEXT) perf produce --topic authz "${common[@]}"
+# Alternating, each run into a fresh topic, so neither side writes on the other's data.
+for round in 1 2; do
+  echo "== authoriser on, 10,000 ACLs: produce as a super user (not checked), round $round"
+  # shellcheck disable=SC2046
+  "$bin/strom" $(sasl admin $((base + 2)) SASL_PLAINTEXT) perf produce --topic "authz-super-$round" "${common[@]}"
+  echo "== authoriser on, 10,000 ACLs: produce as a checked user, round $round"
+  # shellcheck disable=SC2046
+  "$bin/strom" $(sasl bench $((base + 2)) SASL_PLAINTEXT) perf produce --topic "authz-checked-$round" "${common[@]}"
+done

@@ -11,6 +11,9 @@ pub struct Metrics {
     pub produce_records: AtomicU64,
     pub produce_bytes: AtomicU64,
     pub fetch_bytes: AtomicU64,
+    pub successful_authentications: AtomicU64,
+    pub successful_reauthentications: AtomicU64,
+    pub failed_authentications: AtomicU64,
 }
 
 impl Metrics {
@@ -50,6 +53,21 @@ impl Metrics {
                 "strom_fetch_bytes_total",
                 "record batch bytes served by Fetch",
                 &self.fetch_bytes,
+            ),
+            (
+                "strom_successful_authentication_total",
+                "SASL authentications that succeeded",
+                &self.successful_authentications,
+            ),
+            (
+                "strom_successful_reauthentication_total",
+                "SASL re-authentications (KIP-368) that succeeded",
+                &self.successful_reauthentications,
+            ),
+            (
+                "strom_failed_authentication_total",
+                "SASL authentications that failed (the connection was closed)",
+                &self.failed_authentications,
             ),
         ];
         for (name, help, c) in counters {

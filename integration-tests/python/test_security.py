@@ -17,6 +17,7 @@ import ssl
 import struct
 import subprocess
 import time
+import urllib.request
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
@@ -263,14 +264,22 @@ def connect(broker, listener):
     return socket.create_connection(broker.addr(listener).split(":"), timeout=10)
 
 
+def failed_authentications(broker):
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{broker.http_port}/metrics",
+                                     timeout=5).read().decode()
+    return int(re.search(r"^strom_failed_authentication_total (\d+)$", metrics, re.M).group(1))
+
+
 def test_a_wrong_password_gets_sasl_authentication_failed_and_nothing_else(broker):
     s = connect(broker, "SASL_PLAINTEXT")
     assert handshake(s, "PLAIN") == 0
+    failed = failed_authentications(broker)
     code, message, _ = authenticate(s, b"\0alice\0nope")
     assert code == 58, message  # SASL_AUTHENTICATION_FAILED
     assert "Invalid username or password" in message
     s.sendall(metadata_request())
     assert closed(s)
+    assert failed_authentications(broker) == failed + 1
 
 
 def test_requests_before_authentication_close_the_connection(broker):
@@ -475,6 +484,12 @@ def test_sessions_expire_and_clients_reauthenticate(tmp_path, certs):
             sent += 1
             p.poll(0.1)
         assert p.flush(30) == 0
+        # librdkafka re-authenticated on its connections (not only reconnected).
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{b.http_port}/metrics",
+                                         timeout=5).read().decode()
+        reauths = int(re.search(r"^strom_successful_reauthentication_total (\d+)$", metrics,
+                                re.M).group(1))
+        assert reauths >= 2, metrics
         s = socket.create_connection(("127.0.0.1", b.ports["SASL_PLAINTEXT"]), timeout=10)
         assert handshake(s, "PLAIN") == 0
         code, _, _ = authenticate(s, b"\0bob\0" + BOB[1].encode())

@@ -190,10 +190,10 @@ impl AclFilter {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AclIndex {
     all: BTreeSet<AclBinding>,
-    /// (resource type, name) → literal bindings, `*` included.
-    literal: HashMap<(i8, String), Vec<AclBinding>>,
-    /// (resource type, prefix) → prefixed bindings.
-    prefixed: HashMap<(i8, String), Vec<AclBinding>>,
+    /// resource type → name → literal bindings, `*` included.
+    literal: HashMap<i8, HashMap<String, Vec<AclBinding>>>,
+    /// resource type → prefix → prefixed bindings.
+    prefixed: HashMap<i8, HashMap<String, Vec<AclBinding>>>,
     /// The longest prefix stored, so a check tries no longer ones.
     longest_prefix: usize,
 }
@@ -219,29 +219,34 @@ impl AclIndex {
         if !self.all.insert(b.clone()) {
             return;
         }
-        let key = (b.resource_type, b.resource_name.clone());
-        if b.pattern_type == pattern::PREFIXED {
+        let map = if b.pattern_type == pattern::PREFIXED {
             self.longest_prefix = self.longest_prefix.max(b.resource_name.len());
-            self.prefixed.entry(key).or_default().push(b);
+            &mut self.prefixed
         } else {
-            self.literal.entry(key).or_default().push(b);
-        }
+            &mut self.literal
+        };
+        map.entry(b.resource_type)
+            .or_default()
+            .entry(b.resource_name.clone())
+            .or_default()
+            .push(b);
     }
 
     pub fn remove(&mut self, b: &AclBinding) {
         if !self.all.remove(b) {
             return;
         }
-        let key = (b.resource_type, b.resource_name.clone());
         let map = if b.pattern_type == pattern::PREFIXED {
             &mut self.prefixed
         } else {
             &mut self.literal
         };
-        if let Some(v) = map.get_mut(&key) {
-            v.retain(|x| x != b);
-            if v.is_empty() {
-                map.remove(&key);
+        if let Some(names) = map.get_mut(&b.resource_type) {
+            if let Some(v) = names.get_mut(&b.resource_name) {
+                v.retain(|x| x != b);
+                if v.is_empty() {
+                    names.remove(&b.resource_name);
+                }
             }
         }
     }
@@ -253,13 +258,15 @@ impl AclIndex {
         resource_type: i8,
         name: &'a str,
     ) -> impl Iterator<Item = &'a AclBinding> + 'a {
+        let literal = self.literal.get(&resource_type);
+        let prefixed = self.prefixed.get(&resource_type);
         let literal = [name, "*"]
             .into_iter()
-            .filter_map(move |n| self.literal.get(&(resource_type, n.to_string())))
+            .filter_map(move |n| literal.and_then(|m| m.get(n)))
             .flatten();
         let prefixes = (1..=name.len().min(self.longest_prefix))
             .filter(move |i| name.is_char_boundary(*i))
-            .filter_map(move |i| self.prefixed.get(&(resource_type, name[..i].to_string())))
+            .filter_map(move |i| prefixed.and_then(|m| m.get(&name[..i])))
             .flatten();
         literal.chain(prefixes)
     }

@@ -74,6 +74,8 @@ pub struct SaslServer {
     /// SaslHandshake v0: the tokens that follow are raw frames, not SaslAuthenticate.
     raw: bool,
     mechanism: Option<SaslMechanism>,
+    /// An exchange just succeeded: `Some(true)` when it re-authenticated a session.
+    completed: Option<bool>,
 }
 
 /// What the connection does after a SASL answer.
@@ -92,7 +94,14 @@ impl SaslServer {
             user: None,
             raw: false,
             mechanism: None,
+            completed: None,
         }
+    }
+
+    /// Whether the last answer completed an exchange (`Some(true)`: a re-authentication);
+    /// reading it clears it.
+    pub fn take_completed(&mut self) -> Option<bool> {
+        self.completed.take()
     }
 
     /// The mechanism of the last handshake.
@@ -235,6 +244,7 @@ impl SaslServer {
                     }
                     let end = self.reauth.map(|d| Instant::now() + d);
                     lifetime = self.reauth.map_or(0, |d| d.as_millis() as i64);
+                    self.completed = Some(self.user.is_some());
                     self.user = Some((user, end));
                 }
                 SaslAnswer {

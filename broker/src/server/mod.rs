@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio_util::codec::FramedRead;
@@ -83,7 +83,9 @@ async fn accept(
 ) {
     let Some(tls) = tls else {
         let session = new_session(&spec, ANONYMOUS.to_string(), peer);
-        return connection(broker, spec, stream, session, shutdown).await;
+        // Plain TCP splits into owned halves (no lock between reader and writer).
+        let (rd, wr) = stream.into_split();
+        return connection(broker, spec, rd, wr, session, shutdown).await;
     };
     let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream));
     let stream = match handshake.await {
@@ -115,7 +117,8 @@ async fn accept(
         },
     };
     let session = new_session(&spec, principal, peer);
-    connection(broker, spec, stream, session, shutdown).await
+    let (rd, wr) = tokio::io::split(stream);
+    connection(broker, spec, rd, wr, session, shutdown).await
 }
 
 fn new_session(spec: &ListenerSpec, principal: String, peer: SocketAddr) -> Session {
@@ -126,18 +129,19 @@ fn new_session(spec: &ListenerSpec, principal: String, peer: SocketAddr) -> Sess
     }
 }
 
-async fn connection<S>(
+async fn connection<R, W>(
     broker: Arc<Broker>,
     spec: Arc<ListenerSpec>,
-    stream: S,
+    rd: R,
+    wr: W,
     mut session: Session,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
     let peer = session.peer;
     debug!(%peer, listener = %spec.name, principal = %session.principal, "connection opened");
-    let (rd, wr) = tokio::io::split(stream);
     let mut sasl = spec.protocol.sasl().then(|| {
         SaslServer::new(
             broker.sasl_mechanisms.clone(),
@@ -172,6 +176,7 @@ async fn connection<S>(
             // After SaslHandshake v0 the tokens travel as bare frames.
             let Some(answer) = server.authenticate_raw(&frame, &broker.image()) else {
                 info!(%peer, listener = %spec.name, "closing connection: SASL authentication failed");
+                Metrics::add(&broker.metrics.failed_authentications, 1);
                 break;
             };
             let mut out = bytes::BytesMut::with_capacity(4 + answer.len());
@@ -180,44 +185,17 @@ async fn connection<S>(
             if tx.send(out.freeze()).await.is_err() {
                 break;
             }
-            frames
-                .decoder_mut()
-                .accept_short_frames(server.expects_raw_token());
-            if server.authenticated() {
-                if let Some(p) = server.principal() {
-                    session.principal = p;
-                }
-                frames
-                    .decoder_mut()
-                    .set_max_frame(broker.config.socket_request_max_bytes);
-            }
+            after_sasl(&broker, server, &mut session, frames.decoder_mut());
             continue;
         }
         if let Some(server) = sasl.as_mut() {
             match sasl_step(&broker, server, &frame) {
                 Ok(SaslStep::Answer(response, close)) => {
-                    frames
-                        .decoder_mut()
-                        .accept_short_frames(server.expects_raw_token());
-                    if server.authenticated() {
-                        if let Some(p) = server.principal() {
-                            if p != session.principal {
-                                info!(
-                                    %peer,
-                                    principal = %p,
-                                    mechanism = server.mechanism().unwrap_or(""),
-                                    "authenticated"
-                                );
-                            }
-                            session.principal = p;
-                        }
-                        frames
-                            .decoder_mut()
-                            .set_max_frame(broker.config.socket_request_max_bytes);
-                    }
+                    after_sasl(&broker, server, &mut session, frames.decoder_mut());
                     if tx.send(response).await.is_err() || close {
                         if close {
                             info!(%peer, listener = %spec.name, "closing connection: SASL authentication failed");
+                            Metrics::add(&broker.metrics.failed_authentications, 1);
                         }
                         break;
                     }
@@ -248,6 +226,34 @@ async fn connection<S>(
     drop(tx);
     let _ = writer.await;
     debug!(%peer, "connection closed");
+}
+
+/// After a SASL answer: the frame limits and the session's principal follow the exchange,
+/// and a completed one is counted (and logged, the first time on a connection).
+fn after_sasl(
+    broker: &Broker,
+    server: &mut SaslServer,
+    session: &mut Session,
+    codec: &mut FrameCodec,
+) {
+    codec.accept_short_frames(server.expects_raw_token());
+    let Some(reauthenticated) = server.take_completed() else {
+        return;
+    };
+    let principal = server.principal().unwrap_or_default();
+    if reauthenticated {
+        Metrics::add(&broker.metrics.successful_reauthentications, 1);
+    } else {
+        Metrics::add(&broker.metrics.successful_authentications, 1);
+        info!(
+            peer = %session.peer,
+            principal = %principal,
+            mechanism = server.mechanism().unwrap_or(""),
+            "authenticated"
+        );
+    }
+    session.principal = principal;
+    codec.set_max_frame(broker.config.socket_request_max_bytes);
 }
 
 enum SaslStep {
@@ -301,8 +307,8 @@ fn sasl_step(
     }
 }
 
-async fn write_loop<S: AsyncWrite>(
-    mut wr: WriteHalf<S>,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
     mut rx: mpsc::Receiver<Bytes>,
     peer: SocketAddr,
 ) {
