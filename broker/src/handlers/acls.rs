@@ -142,22 +142,22 @@ pub async fn delete(broker: &Broker, req: DeleteAclsRequest, _version: i16) -> D
         })
         .collect();
     let valid: Vec<AclFilter> = parsed.iter().filter_map(|f| f.clone().ok()).collect();
-    let deleted = broker.controller.delete_acls(valid).await;
-    let mut deleted_iter = match &deleted {
-        Ok(d) => d.clone().into_iter(),
-        Err(_) => Vec::new().into_iter(),
+    // One list of matches per valid filter, in order; or why none could be deleted.
+    let (mut matched, failure) = match broker.controller.delete_acls(valid).await {
+        Ok(d) => (d.into_iter(), None),
+        Err(e) => (Vec::new().into_iter(), Some(e)),
     };
     let results = parsed
         .into_iter()
-        .map(|f| match (f, &deleted) {
+        .map(|f| match (f, &failure) {
             (Err(reason), _) => DeleteAclsFilterResult::default()
                 .with_error_code(ResponseError::InvalidRequest.code())
                 .with_error_message(Some(str_bytes(reason))),
-            (Ok(_), Err(e)) => DeleteAclsFilterResult::default()
+            (Ok(_), Some(e)) => DeleteAclsFilterResult::default()
                 .with_error_code(e.kafka_code())
                 .with_error_message(Some(str_bytes(e.to_string()))),
-            (Ok(_), Ok(_)) => DeleteAclsFilterResult::default().with_matching_acls(
-                deleted_iter
+            (Ok(_), None) => DeleteAclsFilterResult::default().with_matching_acls(
+                matched
                     .next()
                     .unwrap_or_default()
                     .into_iter()

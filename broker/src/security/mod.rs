@@ -79,17 +79,6 @@ pub struct Session {
     pub peer: SocketAddr,
 }
 
-impl Session {
-    /// A session for in-process callers and tests: PLAINTEXT, anonymous.
-    pub fn anonymous(peer: SocketAddr) -> Self {
-        Self {
-            listener: "PLAINTEXT".into(),
-            principal: ANONYMOUS.to_string(),
-            peer,
-        }
-    }
-}
-
 /// `NAME://host:port,...` (Kafka's `listeners` and `advertised.listeners` syntax).
 pub fn parse_listener_list(
     flag: &'static str,
