@@ -288,6 +288,14 @@ pub struct BrokerConfig {
         default_value_t = 524_288
     )]
     pub sasl_server_max_receive_size: usize,
+
+    /// How many samples a quota's rate is measured over (quota.window.num).
+    #[arg(long, env = "STROM_QUOTA_WINDOW_NUM", default_value_t = 11)]
+    pub quota_window_num: u32,
+
+    /// How long each quota sample lasts, in seconds (quota.window.size.seconds).
+    #[arg(long, env = "STROM_QUOTA_WINDOW_SIZE_SECONDS", default_value_t = 1)]
+    pub quota_window_size_seconds: u64,
 }
 
 /// A `--scram-user`: the user, the password and the mechanisms to create.
@@ -460,6 +468,12 @@ impl BrokerConfig {
         }
         if self.ssl_reload_interval_ms == 0 {
             return invalid("--ssl-reload-interval-ms", "must be above 0");
+        }
+        if self.quota_window_num < 2 {
+            return invalid("--quota-window-num", "must be at least 2");
+        }
+        if self.quota_window_size_seconds == 0 {
+            return invalid("--quota-window-size-seconds", "must be at least 1");
         }
         if self.sasl_server_max_receive_size < 1024 {
             return invalid("--sasl-server-max-receive-size", "must be at least 1024");

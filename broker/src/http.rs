@@ -337,6 +337,10 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     let partitions: usize = image.topics().map(|t| t.partitions.len()).sum();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        b.metrics.render(partitions, image.topics().count()),
+        b.metrics.render(
+            partitions,
+            image.topics().count(),
+            &b.quotas.throttle_stats(),
+        ),
     )
 }

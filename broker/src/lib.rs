@@ -24,6 +24,7 @@ pub mod log;
 pub mod metrics;
 pub mod properties;
 pub mod protocol;
+pub mod quota;
 pub mod replica;
 pub mod security;
 pub mod server;
@@ -73,6 +74,8 @@ pub struct Broker {
     pub inter_broker_security: strom_client::security::Security,
     /// Who may do what (`--authorizer`).
     pub authorizer: security::authorizer::Authorizer,
+    /// Client quota sensors (limits are in the metadata image).
+    pub quotas: quota::QuotaManager,
 }
 
 impl Broker {
@@ -253,6 +256,10 @@ impl Broker {
             config.allow_everyone_if_no_acl_found,
         );
         let config_initial_delay = config.group_initial_rebalance_delay_ms;
+        let config_quota_window = (
+            config.quota_window_num,
+            config.quota_window_size_seconds * 1000,
+        );
         let inter_broker_security = config
             .inter_broker_security()
             .map_err(|e| anyhow::anyhow!("--inter-broker-listener-name: {e}"))?;
@@ -276,6 +283,10 @@ impl Broker {
             sasl_mechanisms,
             inter_broker_security,
             authorizer,
+            quotas: quota::QuotaManager::new(quota::QuotaWindow {
+                samples: config_quota_window.0,
+                sample_ms: config_quota_window.1,
+            }),
         });
         broker.sync_partitions(&broker.image());
 

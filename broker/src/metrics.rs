@@ -21,7 +21,14 @@ impl Metrics {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub fn render(&self, partitions: usize, topics: usize) -> String {
+    /// The counters, the partition and topic gauges, and the quota throttles: (quota type,
+    /// throttled requests or connections, total throttle ms).
+    pub fn render(
+        &self,
+        partitions: usize,
+        topics: usize,
+        throttles: &[(&'static str, u64, u64)],
+    ) -> String {
         let mut out = String::new();
         let counters = [
             (
@@ -79,6 +86,17 @@ impl Metrics {
         }
         let _ = writeln!(out, "# HELP strom_partitions partition logs held\n# TYPE strom_partitions gauge\nstrom_partitions {partitions}");
         let _ = writeln!(out, "# HELP strom_topics topics in the metadata image\n# TYPE strom_topics gauge\nstrom_topics {topics}");
+        let _ = writeln!(out, "# HELP strom_quota_throttled_total requests (or, for quota=\"connection\", connections) throttled for going over a client quota\n# TYPE strom_quota_throttled_total counter");
+        for (quota, n, _) in throttles {
+            let _ = writeln!(out, "strom_quota_throttled_total{{quota=\"{quota}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP strom_quota_throttle_time_ms_total throttle time handed out for going over a client quota\n# TYPE strom_quota_throttle_time_ms_total counter");
+        for (quota, _, ms) in throttles {
+            let _ = writeln!(
+                out,
+                "strom_quota_throttle_time_ms_total{{quota=\"{quota}\"}} {ms}"
+            );
+        }
         out
     }
 }

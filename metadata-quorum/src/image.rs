@@ -59,6 +59,8 @@ pub struct MetadataImage {
     pub scram: BTreeMap<(String, i8), crate::controller::ScramSecret>,
     /// Every ACL, shared between images until one changes.
     pub acls: Arc<crate::acl::AclIndex>,
+    /// Every client quota, shared between images until one changes.
+    pub quotas: Arc<crate::quota::QuotaIndex>,
     topics: BTreeMap<String, Arc<TopicImage>>,
     topic_names: HashMap<Uuid, String>,
 }
@@ -202,6 +204,9 @@ impl MetadataImage {
             }
             MetadataRecord::DeleteAcl { binding } => {
                 Arc::make_mut(&mut self.acls).remove(binding);
+            }
+            MetadataRecord::ClientQuota { entity, key, value } => {
+                Arc::make_mut(&mut self.quotas).set(entity, key, value.map(|v| v.0));
             }
             MetadataRecord::AddPartitions {
                 topic_id,

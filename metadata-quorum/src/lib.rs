@@ -25,6 +25,7 @@ pub mod controller;
 mod error;
 mod image;
 pub mod quorum;
+pub mod quota;
 mod records;
 
 pub use error::MetadataError;

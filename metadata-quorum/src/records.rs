@@ -99,6 +99,12 @@ pub enum MetadataRecord {
     DeleteAcl {
         binding: crate::acl::AclBinding,
     },
+    /// Sets (`Some`) or removes (`None`) one client quota key of an entity.
+    ClientQuota {
+        entity: crate::quota::QuotaEntity,
+        key: String,
+        value: Option<crate::quota::QuotaValue>,
+    },
 }
 
 impl MetadataRecord {
@@ -117,6 +123,7 @@ impl MetadataRecord {
             MetadataRecord::RemoveUserScramCredential { .. } => "RemoveUserScramCredential",
             MetadataRecord::CreateAcl { .. } => "CreateAcl",
             MetadataRecord::DeleteAcl { .. } => "DeleteAcl",
+            MetadataRecord::ClientQuota { .. } => "ClientQuota",
             MetadataRecord::PartitionChange { .. } => "PartitionChange",
             MetadataRecord::ConfigChange { .. } => "ConfigChange",
         }

@@ -540,6 +540,41 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
                 ),
             ))
         }
+        K::DescribeClientQuotas(ref _r) if !c.cluster(op::DESCRIBE_CONFIGS) => {
+            Check::Answer(ResponseKind::DescribeClientQuotas(
+                DescribeClientQuotasResponse::default()
+                    .with_error_code(CLUSTER_DENIED)
+                    .with_error_message(Some(str_bytes(
+                        "DescribeClientQuotas needs DescribeConfigs on the cluster",
+                    ))),
+            ))
+        }
+        K::AlterClientQuotas(r) => {
+            if c.cluster(op::ALTER_CONFIGS) {
+                return Check::Handle(K::AlterClientQuotas(r), Denied::None);
+            }
+            Check::Answer(ResponseKind::AlterClientQuotas(
+                AlterClientQuotasResponse::default().with_entries(
+                    r.entries
+                        .into_iter()
+                        .map(|e| {
+                            alter_client_quotas_response::EntryData::default()
+                                .with_error_code(CLUSTER_DENIED)
+                                .with_entity(
+                                    e.entity
+                                        .into_iter()
+                                        .map(|p| {
+                                            alter_client_quotas_response::EntityData::default()
+                                                .with_entity_type(p.entity_type)
+                                                .with_entity_name(p.entity_name)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                ),
+            ))
+        }
         // The requests that passed a guard above.
         b @ (K::JoinGroup(_)
         | K::SyncGroup(_)
@@ -549,7 +584,8 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
         | K::AddOffsetsToTxn(_)
         | K::DescribeCluster(_)
         | K::DescribeAcls(_)
-        | K::DescribeUserScramCredentials(_)) => Check::Handle(b, Denied::None),
+        | K::DescribeUserScramCredentials(_)
+        | K::DescribeClientQuotas(_)) => Check::Handle(b, Denied::None),
         K::DescribeConfigs(mut r) => {
             let denied = retain_configs(&c, &mut r.resources, op::DESCRIBE_CONFIGS, |x| {
                 (x.resource_type, x.resource_name.to_string())

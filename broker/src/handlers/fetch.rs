@@ -249,3 +249,12 @@ fn read_once(
         errors,
     )
 }
+
+/// The record bytes a fetch answer carries (what a consumer's byte-rate quota counts).
+pub fn record_bytes(r: &FetchResponse) -> usize {
+    r.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
+        .sum()
+}

@@ -15,8 +15,10 @@ mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod mutation_quota;
 mod offset_for_leader_epoch;
 mod produce;
+mod quotas;
 mod scram;
 mod txn;
 
@@ -24,7 +26,11 @@ pub use groups::write_group_records;
 pub(crate) use init_producer_id::allocate_producer_id;
 pub(crate) use produce::replicated;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
@@ -40,14 +46,33 @@ use tracing::{info, warn};
 use crate::error::ProtocolError;
 use crate::metrics::Metrics;
 use crate::protocol::{self, versions};
+use crate::quota::{quota_user, QuotaKind};
 use crate::security::Session;
 use crate::Broker;
+
+/// What a request comes to: the answer (none for an `acks=0` produce) and how long the
+/// connection stays muted after it, for a client over its quota.
+#[derive(Debug, Default)]
+pub struct Reply {
+    pub frame: Option<Bytes>,
+    pub throttle: Duration,
+}
+
+impl Reply {
+    fn now(frame: Bytes) -> Self {
+        Self {
+            frame: Some(frame),
+            throttle: Duration::ZERO,
+        }
+    }
+}
 
 pub async fn handle(
     broker: &Arc<Broker>,
     session: &Session,
     frame: Bytes,
-) -> Result<Option<Bytes>, ProtocolError> {
+) -> Result<Reply, ProtocolError> {
+    let request_bytes = frame.len();
     let pre = protocol::preamble(&frame)?;
     let api_key = ApiKey::try_from(pre.api_key).map_err(|_| ProtocolError::UnknownApiKey {
         api_key: pre.api_key,
@@ -64,7 +89,8 @@ pub async fn handle(
             let body = ResponseKind::ApiVersions(versions::api_versions_response(
                 ResponseError::UnsupportedVersion.code(),
             ));
-            return protocol::encode_response(api_key, 0, pre.correlation_id, &body).map(Some);
+            return protocol::encode_response(api_key, 0, pre.correlation_id, &body)
+                .map(Reply::now);
         }
         return Err(ProtocolError::UnsupportedVersion {
             api: versions::name(api_key),
@@ -76,12 +102,18 @@ pub async fn handle(
     let request = protocol::decode_request(api_key, pre.version, frame)?;
     Metrics::add(&broker.metrics.requests, 1);
     let version = request.version;
-    let from_broker = txn::from_broker(broker, request.header.client_id.as_deref().unwrap_or(""));
-    let (body, denied) = match authz::check(broker, session, request.body, version) {
+    let client_id = request
+        .header
+        .client_id
+        .as_deref()
+        .unwrap_or("")
+        .to_string();
+    let from_broker = txn::from_broker(broker, &client_id);
+    let (mut body, denied) = match authz::check(broker, session, request.body, version) {
         authz::Check::Handle(body, denied) => (body, denied),
         authz::Check::Answer(response) => {
             return protocol::encode_response(api_key, version, pre.correlation_id, &response)
-                .map(Some)
+                .map(Reply::now)
         }
         authz::Check::Refuse(reason) => {
             return Err(ProtocolError::Unauthorized {
@@ -90,7 +122,107 @@ pub async fn handle(
             })
         }
     };
-    let mut response = match body {
+    let quotas = broker.image().quotas.clone();
+    let user = quota_user(&session.principal);
+    // Kafka's throttle-exempt requests: ApiVersions and what only brokers send.
+    let exempt = quotas.is_empty()
+        || match &body {
+            RequestKind::ApiVersions(_) | RequestKind::WriteTxnMarkers(_) => true,
+            RequestKind::Fetch(r) => r.replica_id.0 >= 0,
+            _ => false,
+        };
+    if let (RequestKind::Fetch(r), false) = (&mut body, exempt) {
+        if let Some(most) = broker.quotas.fetch_window_bytes(&quotas, user, &client_id) {
+            r.max_bytes = if r.max_bytes <= 0 {
+                most
+            } else {
+                r.max_bytes.min(most)
+            };
+        }
+    }
+    let mutator = mutation_quota::Mutator {
+        broker,
+        quotas: &quotas,
+        user,
+        client_id: &client_id,
+    };
+    let refused = if exempt {
+        mutation_quota::Refused::default()
+    } else {
+        mutator.before(&mut body, version)
+    };
+    let (response, busy) = Timed::new(dispatch(
+        broker,
+        session,
+        body,
+        version,
+        &client_id,
+        from_broker,
+    ))
+    .await;
+    let mut response = response?;
+    let mut throttle = Duration::ZERO;
+    if let (Some(r), false) = (response.as_mut(), exempt) {
+        throttle = mutator.after(r, refused);
+    }
+    if !exempt {
+        let now = broker.quotas.now_ms();
+        let mut record = |kind, value| {
+            let t = broker
+                .quotas
+                .record(&quotas, kind, user, &client_id, value, now);
+            throttle = throttle.max(t);
+            t
+        };
+        match (api_key, response.as_mut()) {
+            (ApiKey::Produce, _) => {
+                record(QuotaKind::Produce, request_bytes as f64);
+            }
+            (ApiKey::Fetch, Some(ResponseKind::Fetch(r))) => {
+                let bytes = fetch::record_bytes(r) as f64;
+                if !record(QuotaKind::Fetch, bytes).is_zero() {
+                    // Over the quota: the data stays unsent, and uncounted (Kafka's
+                    // throttled fetch answer is empty).
+                    broker
+                        .quotas
+                        .unrecord(&quotas, QuotaKind::Fetch, user, &client_id, bytes, now);
+                    *r = kafka_protocol::messages::FetchResponse::default()
+                        .with_session_id(r.session_id);
+                }
+            }
+            _ => {}
+        }
+        // Kafka counts request time in percent of one thread: 10 ms of work is 1.
+        record(QuotaKind::Request, busy.as_nanos() as f64 * 1e-7);
+    }
+    let Some(mut response) = response else {
+        return Ok(Reply {
+            frame: None,
+            throttle,
+        });
+    };
+    if !throttle.is_zero() {
+        set_throttle_time(&mut response, throttle);
+    }
+    authz::filter_response(broker, session, &mut response);
+    authz::merge(&mut response, denied, version);
+    let frame = protocol::encode_response(api_key, version, pre.correlation_id, &response)?;
+    Ok(Reply {
+        frame: Some(frame),
+        throttle,
+    })
+}
+
+/// Hands a decoded, authorised request to its API's handler; `None` for an `acks=0` produce.
+async fn dispatch(
+    broker: &Arc<Broker>,
+    session: &Session,
+    body: RequestKind,
+    version: i16,
+    client_id: &str,
+    from_broker: bool,
+) -> Result<Option<ResponseKind>, ProtocolError> {
+    let response = match body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(broker, r, version, &session.listener).await)
@@ -132,13 +264,7 @@ pub async fn handle(
             groups::find_coordinator(broker, r, version, &session.listener).await,
         ),
         RequestKind::JoinGroup(r) => {
-            let client_id = request
-                .header
-                .client_id
-                .as_deref()
-                .unwrap_or("")
-                .to_string();
-            ResponseKind::JoinGroup(groups::join(broker, r, version, &client_id).await)
+            ResponseKind::JoinGroup(groups::join(broker, r, version, client_id).await)
         }
         RequestKind::SyncGroup(r) => {
             ResponseKind::SyncGroup(groups::sync(broker, r, version).await)
@@ -221,15 +347,104 @@ pub async fn handle(
         RequestKind::DescribeProducers(r) => {
             ResponseKind::DescribeProducers(txn::describe_producers(broker, r, version))
         }
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(quotas::describe(broker, r, version))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(quotas::alter(broker, r, version).await)
+        }
         _ => {
             return Err(ProtocolError::UnsupportedApi {
-                api: versions::name(api_key),
+                api: "an API this broker does not serve",
             })
         }
     };
-    authz::filter_response(broker, session, &mut response);
-    authz::merge(&mut response, denied, version);
-    protocol::encode_response(api_key, version, pre.correlation_id, &response).map(Some)
+    Ok(Some(response))
+}
+
+/// A future that counts the time spent polling it: the time its request kept a thread busy
+/// (Kafka's request time), not the time it waited for replication or data.
+struct Timed<F> {
+    inner: Pin<Box<F>>,
+    busy: Duration,
+}
+
+impl<F: Future> Timed<F> {
+    fn new(inner: F) -> Self {
+        Self {
+            inner: Box::pin(inner),
+            busy: Duration::ZERO,
+        }
+    }
+}
+
+impl<F: Future> Future for Timed<F> {
+    type Output = (F::Output, Duration);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let start = Instant::now();
+        let polled = self.inner.as_mut().poll(cx);
+        self.busy += start.elapsed();
+        polled.map(|out| (out, self.busy))
+    }
+}
+
+/// Sets `throttle_time_ms` on any answer that has it (KIP-219: the client waits that long
+/// before its next request to this broker).
+fn set_throttle_time(response: &mut ResponseKind, throttle: Duration) {
+    let ms = i32::try_from(throttle.as_millis()).unwrap_or(i32::MAX);
+    macro_rules! set {
+        ($($kind:ident),* $(,)?) => {
+            match response {
+                $(ResponseKind::$kind(r) => r.throttle_time_ms = ms,)*
+                _ => {}
+            }
+        };
+    }
+    set!(
+        Produce,
+        Fetch,
+        ListOffsets,
+        Metadata,
+        ApiVersions,
+        CreateTopics,
+        DeleteTopics,
+        DeleteRecords,
+        DescribeConfigs,
+        AlterConfigs,
+        IncrementalAlterConfigs,
+        CreatePartitions,
+        InitProducerId,
+        FindCoordinator,
+        JoinGroup,
+        SyncGroup,
+        Heartbeat,
+        LeaveGroup,
+        OffsetCommit,
+        OffsetFetch,
+        ListGroups,
+        DescribeGroups,
+        DeleteGroups,
+        OffsetDelete,
+        OffsetForLeaderEpoch,
+        AddPartitionsToTxn,
+        AddOffsetsToTxn,
+        EndTxn,
+        TxnOffsetCommit,
+        DescribeTransactions,
+        ListTransactions,
+        DescribeProducers,
+        DescribeCluster,
+        DescribeTopicPartitions,
+        DescribeLogDirs,
+        DescribeUserScramCredentials,
+        AlterUserScramCredentials,
+        CreateAcls,
+        DescribeAcls,
+        DeleteAcls,
+        DescribeClientQuotas,
+        AlterClientQuotas,
+    );
 }
 
 /// Where a client on `listener` reaches broker `b`: its endpoint of that listener. A broker

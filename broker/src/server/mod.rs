@@ -50,6 +50,18 @@ pub async fn serve(broker: Arc<Broker>, listener: Listener, mut shutdown: watch:
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     Metrics::add(&broker.metrics.connections_opened, 1);
+                    let quotas = broker.image().quotas.clone();
+                    let throttle = broker.quotas.record_connection(&quotas, peer.ip(), broker.quotas.now_ms());
+                    if !throttle.is_zero() {
+                        // Over the IP's connection creation rate (KIP-612): held unread,
+                        // then closed.
+                        info!(%peer, listener = %spec.name, throttle_ms = throttle.as_millis() as u64, "connection throttled: closing it");
+                        tokio::spawn(async move {
+                            tokio::time::sleep(throttle).await;
+                            drop(stream);
+                        });
+                        continue;
+                    }
                     tokio::spawn(accept(
                         broker.clone(),
                         spec.clone(),
@@ -210,12 +222,22 @@ async fn connection<R, W>(
             }
         }
         match handlers::handle(&broker, &session, frame).await {
-            Ok(Some(response)) => {
-                if tx.send(response).await.is_err() {
-                    break;
+            Ok(reply) => {
+                if let Some(response) = reply.frame {
+                    if tx.send(response).await.is_err() {
+                        break;
+                    }
+                }
+                if !reply.throttle.is_zero() {
+                    // Over a quota: the answer goes now, with its throttle time; nothing
+                    // more is read from this connection until that time has passed.
+                    debug!(%peer, throttle_ms = reply.throttle.as_millis() as u64, "connection muted");
+                    tokio::select! {
+                        _ = tokio::time::sleep(reply.throttle) => {}
+                        _ = shutdown.changed() => break,
+                    }
                 }
             }
-            Ok(None) => {}
             Err(e) => {
                 warn!(%peer, error = %e, "closing connection: bad request");
                 Metrics::add(&broker.metrics.connections_closed_on_error, 1);

@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 
 pub mod acls;
+pub mod quotas;
 mod transactions;
 mod users;
 

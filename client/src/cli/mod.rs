@@ -14,6 +14,7 @@ mod consume;
 mod groups;
 mod perf;
 mod produce;
+mod quotas;
 mod topics;
 mod transactions;
 mod users;
@@ -137,6 +138,51 @@ pub enum Command {
     /// ACLs, like kafka-acls.sh: list, add, remove.
     #[command(subcommand)]
     Acls(AclsCommand),
+    /// Client quotas, like kafka-configs.sh --entity-type users|clients|ips: describe, alter.
+    #[command(subcommand)]
+    Quotas(QuotasCommand),
+}
+
+#[derive(Subcommand)]
+pub enum QuotasCommand {
+    /// The quotas of the entities named (exactly those), or of every entity.
+    Describe(QuotaEntityArgs),
+    /// Sets and removes quotas of one entity.
+    Alter {
+        #[command(flatten)]
+        entity: QuotaEntityArgs,
+        /// key=value,... with producer_byte_rate, consumer_byte_rate, request_percentage,
+        /// controller_mutation_rate (users and clients) or connection_creation_rate (ips).
+        #[arg(long, value_delimiter = ',')]
+        add_config: Vec<String>,
+        /// Keys to remove, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        delete_config: Vec<String>,
+        /// Check the change without making it.
+        #[arg(long)]
+        validate_only: bool,
+    },
+}
+
+/// A quota entity, as kafka-configs.sh names one: a user and/or a client id, or an IP; each
+/// by name or as the default.
+#[derive(Args, Clone, Default)]
+pub struct QuotaEntityArgs {
+    #[arg(long, conflicts_with = "user_default")]
+    pub user: Option<String>,
+    /// The default user entity (user=<default>).
+    #[arg(long)]
+    pub user_default: bool,
+    #[arg(long, conflicts_with = "client_id_default")]
+    pub client_id: Option<String>,
+    /// The default client-id entity.
+    #[arg(long)]
+    pub client_id_default: bool,
+    #[arg(long, conflicts_with = "ip_default")]
+    pub ip: Option<String>,
+    /// The default IP entity.
+    #[arg(long)]
+    pub ip_default: bool,
 }
 
 #[derive(Subcommand)]
@@ -641,6 +687,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Transactions(c) => transactions::run(t, c).await,
         Command::Users(u) => users::run(t, u).await,
         Command::Acls(a) => acls::run(t, a).await,
+        Command::Quotas(q) => quotas::run(t, q).await,
         Command::Connect(c) => return connect::run(c).await,
     };
     result.map_err(|e| {

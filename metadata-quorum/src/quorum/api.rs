@@ -21,7 +21,7 @@ use super::log_store::{decode, encode};
 use super::rpc::{ControllerError, ControllerRequest};
 use super::types::TypeConfig;
 use super::QuorumNode;
-use crate::{LoggedRecord, MetadataImage, TopicImage};
+use crate::{LoggedRecord, MetadataImage, MetadataRecord, TopicImage};
 
 /// Marks a request one controller forwarded to another (never forwarded twice).
 pub const FORWARDED_HEADER: &str = "x-strom-forwarded";
@@ -288,7 +288,22 @@ pub struct EventsPage {
 }
 
 impl EventsPage {
-    pub fn new(from: u64, events: Vec<LoggedRecord>) -> Self {
+    /// A page of the event stream. SCRAM credentials are shown without their salt and keys:
+    /// the stream is for watching the cluster, not for taking its secrets away.
+    pub fn new(from: u64, mut events: Vec<LoggedRecord>) -> Self {
+        for e in &mut events {
+            if let MetadataRecord::UserScramCredential {
+                salt,
+                stored_key,
+                server_key,
+                ..
+            } = &mut e.record
+            {
+                salt.clear();
+                stored_key.clear();
+                server_key.clear();
+            }
+        }
         Self {
             next: events.last().map_or(from, |e| e.offset + 1),
             events,

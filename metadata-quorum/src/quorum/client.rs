@@ -447,6 +447,28 @@ impl RemoteController {
         .await
     }
 
+    /// AlterClientQuotas: one result per entry; waits until this broker's image has them.
+    pub async fn alter_client_quotas(
+        &self,
+        alterations: Vec<crate::quota::QuotaAlteration>,
+        validate_only: bool,
+    ) -> Result<Vec<Result<(), MetadataError>>, ControllerError> {
+        self.change_and_follow(
+            ControllerRequest::AlterClientQuotas {
+                alterations,
+                validate_only,
+            },
+            |r| match r {
+                ControllerResponse::QuotasAltered {
+                    results,
+                    metadata_offset,
+                } => Ok((results, metadata_offset)),
+                other => Err(other),
+            },
+        )
+        .await
+    }
+
     /// DeleteAcls: the bindings each filter removed.
     pub async fn delete_acls(
         &self,

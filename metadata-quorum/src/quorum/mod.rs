@@ -410,6 +410,29 @@ impl QuorumNode {
                     metadata_offset,
                 })
             }
+            ControllerRequest::AlterClientQuotas {
+                alterations,
+                validate_only,
+            } => {
+                let (results, metadata_offset) = self
+                    .propose(|_| crate::quota::alter_client_quotas(&alterations, validate_only))
+                    .await?;
+                for (a, r) in alterations.iter().zip(&results) {
+                    match r {
+                        Ok(()) if !validate_only => {
+                            info!(entity = ?a.entity, ops = ?a.ops, "client quotas changed")
+                        }
+                        Ok(()) => {}
+                        Err(e) => {
+                            info!(entity = ?a.entity, error = %e, "client quota change refused")
+                        }
+                    }
+                }
+                Ok(ControllerResponse::QuotasAltered {
+                    results,
+                    metadata_offset,
+                })
+            }
             ControllerRequest::DeleteTopics { topics } => {
                 let (results, metadata_offset) = self
                     .propose(|image| controller::delete_topics(image, &topics))

@@ -58,6 +58,10 @@ pub enum ControllerRequest {
     DeleteAcls {
         filters: Vec<crate::acl::AclFilter>,
     },
+    AlterClientQuotas {
+        alterations: Vec<crate::quota::QuotaAlteration>,
+        validate_only: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +106,11 @@ pub enum ControllerResponse {
     /// Per user, in request order.
     PerUser {
         results: Vec<(String, Result<(), MetadataError>)>,
+        metadata_offset: u64,
+    },
+    /// One result per AlterClientQuotas entry.
+    QuotasAltered {
+        results: Vec<Result<(), MetadataError>>,
         metadata_offset: u64,
     },
 }
