@@ -289,6 +289,49 @@ pub struct BrokerConfig {
     )]
     pub sasl_server_max_receive_size: usize,
 
+    /// The JWKS that OAUTHBEARER tokens are checked against: file:///path or a path
+    /// (sasl.oauthbearer.jwks.endpoint.url).
+    #[arg(long, env = "STROM_SASL_OAUTHBEARER_JWKS_ENDPOINT_URL")]
+    pub sasl_oauthbearer_jwks_endpoint_url: Option<String>,
+
+    /// Audiences an OAUTHBEARER token must name one of, comma-separated
+    /// (sasl.oauthbearer.expected.audience); none: not checked.
+    #[arg(
+        long,
+        env = "STROM_SASL_OAUTHBEARER_EXPECTED_AUDIENCE",
+        value_delimiter = ','
+    )]
+    pub sasl_oauthbearer_expected_audience: Vec<String>,
+
+    /// The issuer an OAUTHBEARER token must name (sasl.oauthbearer.expected.issuer).
+    #[arg(long, env = "STROM_SASL_OAUTHBEARER_EXPECTED_ISSUER")]
+    pub sasl_oauthbearer_expected_issuer: Option<String>,
+
+    /// The claim that names the user (sasl.oauthbearer.sub.claim.name).
+    #[arg(
+        long,
+        env = "STROM_SASL_OAUTHBEARER_SUB_CLAIM_NAME",
+        default_value = "sub"
+    )]
+    pub sasl_oauthbearer_sub_claim_name: String,
+
+    /// Leeway for a token's exp, in seconds (sasl.oauthbearer.clock.skew.seconds).
+    #[arg(
+        long,
+        env = "STROM_SASL_OAUTHBEARER_CLOCK_SKEW_SECONDS",
+        default_value_t = 30
+    )]
+    pub sasl_oauthbearer_clock_skew_seconds: u64,
+
+    /// How often the JWKS file is checked for changes, in ms; a token naming an unknown key
+    /// also makes it re-read (sasl.oauthbearer.jwks.endpoint.refresh.ms).
+    #[arg(
+        long,
+        env = "STROM_SASL_OAUTHBEARER_JWKS_ENDPOINT_REFRESH_MS",
+        default_value_t = 3_600_000
+    )]
+    pub sasl_oauthbearer_jwks_endpoint_refresh_ms: u64,
+
     /// How many samples a quota's rate is measured over (quota.window.num).
     #[arg(long, env = "STROM_QUOTA_WINDOW_NUM", default_value_t = 11)]
     pub quota_window_num: u32,
@@ -460,7 +503,12 @@ impl BrokerConfig {
                 return invalid("--super-users", "each super user is a principal, User:name");
             }
         }
-        self.sasl_mechanisms()?;
+        if self
+            .sasl_mechanisms()?
+            .contains(&crate::security::sasl::SaslMechanism::OAuthBearer)
+        {
+            self.oauth()?;
+        }
         if let Err(reason) =
             crate::security::principal::MappingRules::parse(&self.ssl_principal_mapping_rules)
         {
@@ -583,11 +631,42 @@ impl BrokerConfig {
                 crate::security::sasl::SaslMechanism::from_name(m.trim()).ok_or_else(|| {
                     ConfigError::Invalid {
                         flag: "--sasl-enabled-mechanisms",
-                        reason: format!("'{m}' is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+                        reason: format!(
+                            "'{m}' is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER"
+                        ),
                     }
                 })
             })
             .collect()
+    }
+
+    /// What OAUTHBEARER tokens are checked with, when OAUTHBEARER is enabled.
+    pub fn oauth(&self) -> Result<crate::security::oauth::OAuthConfig, ConfigError> {
+        use crate::security::oauth::OAuthConfig;
+        let flag = "--sasl-oauthbearer-jwks-endpoint-url";
+        let url = self
+            .sasl_oauthbearer_jwks_endpoint_url
+            .as_deref()
+            .ok_or_else(|| ConfigError::Invalid {
+                flag,
+                reason: "OAUTHBEARER needs the JWKS its tokens are checked against".into(),
+            })?;
+        Ok(OAuthConfig {
+            jwks_path: OAuthConfig::jwks_path(url)
+                .map_err(|reason| ConfigError::Invalid { flag, reason })?,
+            expected_audience: self
+                .sasl_oauthbearer_expected_audience
+                .iter()
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect(),
+            expected_issuer: self.sasl_oauthbearer_expected_issuer.clone(),
+            sub_claim: self.sasl_oauthbearer_sub_claim_name.clone(),
+            clock_skew: std::time::Duration::from_secs(self.sasl_oauthbearer_clock_skew_seconds),
+            refresh: std::time::Duration::from_millis(
+                self.sasl_oauthbearer_jwks_endpoint_refresh_ms.max(1),
+            ),
+        })
     }
 
     /// The Kafka listeners: `--listeners`, or one PLAINTEXT listener on `--kafka-listen`.

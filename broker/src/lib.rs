@@ -70,6 +70,8 @@ pub struct Broker {
     pub principal_rules: security::principal::MappingRules,
     /// The SASL mechanisms the SASL listeners offer.
     pub sasl_mechanisms: Vec<security::sasl::SaslMechanism>,
+    /// What OAUTHBEARER tokens are checked with, when it is enabled.
+    pub oauth: Option<Arc<security::oauth::JwksValidator>>,
     /// How this broker connects to the others' inter-broker listener.
     pub inter_broker_security: strom_client::security::Security,
     /// Who may do what (`--authorizer`).
@@ -250,6 +252,13 @@ impl Broker {
             security::principal::MappingRules::parse(&config.ssl_principal_mapping_rules)
                 .map_err(|e| anyhow::anyhow!("--ssl-principal-mapping-rules: {e}"))?;
         let sasl_mechanisms = config.sasl_mechanisms()?;
+        let oauth = if sasl_mechanisms.contains(&security::sasl::SaslMechanism::OAuthBearer) {
+            let validator = security::oauth::JwksValidator::load(config.oauth()?)
+                .map_err(|e| anyhow::anyhow!("--sasl-oauthbearer-jwks-endpoint-url: {e}"))?;
+            Some(Arc::new(validator))
+        } else {
+            None
+        };
         let authorizer = security::authorizer::Authorizer::new(
             config.authorizer,
             &config.super_users,
@@ -281,6 +290,7 @@ impl Broker {
             txns: txn::TxnCoordinator::default(),
             principal_rules,
             sasl_mechanisms,
+            oauth,
             inter_broker_security,
             authorizer,
             quotas: quota::QuotaManager::new(quota::QuotaWindow {

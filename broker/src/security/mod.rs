@@ -9,6 +9,7 @@
 //! ```
 
 pub mod authorizer;
+pub mod oauth;
 pub mod principal;
 pub mod sasl;
 pub mod tls;

@@ -1,12 +1,14 @@
 //! The SASL side of a connection: SaslHandshake (v1) names a mechanism, SaslAuthenticate
 //! carries its tokens. PLAIN checks the password against the SCRAM credentials in the metadata
-//! image; SCRAM-SHA-256/512 runs RFC 5802's exchange against them. Until it succeeds a
+//! image; SCRAM-SHA-256/512 runs RFC 5802's exchange against them; OAUTHBEARER checks a signed
+//! JWT against a JWKS file ([`super::oauth`]). Until it succeeds a
 //! connection may send only ApiVersions and these two; a failure is answered, then the
 //! connection is closed. With `--connections-max-reauth-ms` the session has a lifetime
 //! (KIP-368): the client re-authenticates on the same connection before it ends, or the
 //! broker closes the connection at its next request.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use kafka_protocol::messages::{
     SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
@@ -16,6 +18,7 @@ use metadata_quorum::MetadataImage;
 use strom_client::auth::scram::{Credential, Mechanism, ScramError, ServerExchange};
 use tracing::info;
 
+use super::oauth::{self, JwksValidator};
 use crate::handlers::str_bytes;
 
 /// A mechanism this broker can offer.
@@ -23,12 +26,16 @@ use crate::handlers::str_bytes;
 pub enum SaslMechanism {
     Plain,
     Scram(Mechanism),
+    OAuthBearer,
 }
 
 impl SaslMechanism {
     pub fn from_name(name: &str) -> Option<Self> {
         if name.eq_ignore_ascii_case("PLAIN") {
             return Some(Self::Plain);
+        }
+        if name.eq_ignore_ascii_case("OAUTHBEARER") {
+            return Some(Self::OAuthBearer);
         }
         Mechanism::from_name(name).map(Self::Scram)
     }
@@ -37,6 +44,7 @@ impl SaslMechanism {
         match self {
             Self::Plain => "PLAIN",
             Self::Scram(m) => m.name(),
+            Self::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
@@ -61,6 +69,8 @@ enum Step {
     Mechanism(SaslMechanism),
     /// SCRAM: server-first sent.
     Scram(Box<ServerExchange>),
+    /// OAUTHBEARER: the token was refused and the error sent; the client's `\x01` ends it.
+    OAuthRefused(String),
     Done,
 }
 
@@ -68,6 +78,7 @@ enum Step {
 pub struct SaslServer {
     enabled: Vec<SaslMechanism>,
     reauth: Option<Duration>,
+    oauth: Option<Arc<JwksValidator>>,
     step: Step,
     /// The authenticated user and when the session ends.
     user: Option<(String, Option<Instant>)>,
@@ -86,10 +97,15 @@ pub struct SaslAnswer<T> {
 }
 
 impl SaslServer {
-    pub fn new(enabled: Vec<SaslMechanism>, reauth: Option<Duration>) -> Self {
+    pub fn new(
+        enabled: Vec<SaslMechanism>,
+        reauth: Option<Duration>,
+        oauth: Option<Arc<JwksValidator>>,
+    ) -> Self {
         Self {
             enabled,
             reauth,
+            oauth,
             step: Step::Handshake,
             user: None,
             raw: false,
@@ -189,6 +205,8 @@ impl SaslServer {
         image: &MetadataImage,
     ) -> SaslAnswer<SaslAuthenticateResponse> {
         let step = std::mem::replace(&mut self.step, Step::Done);
+        // An OAUTHBEARER token's end bounds the session (KIP-368).
+        let mut token_end: Option<SystemTime> = None;
         let outcome: Result<(Vec<u8>, Option<String>), (ResponseError, String)> = match step {
             Step::Mechanism(SaslMechanism::Plain) => {
                 match strom_client::auth::parse_plain(&r.auth_bytes) {
@@ -223,6 +241,30 @@ impl SaslServer {
                 Ok((server_final, user)) => Ok((server_final, Some(user))),
                 Err(e) => Err(scram_failure(e)),
             },
+            Step::Mechanism(SaslMechanism::OAuthBearer) => {
+                let checked = match &self.oauth {
+                    None => Err("OAUTHBEARER has no JWKS configured".to_string()),
+                    Some(v) => oauth::parse_client_response(&r.auth_bytes)
+                        .and_then(|token| v.validate(&token)),
+                };
+                match checked {
+                    Ok(t) => {
+                        token_end = Some(t.expires);
+                        Ok((Vec::new(), Some(t.user)))
+                    }
+                    Err(why) => {
+                        // RFC 7628: the error goes as a challenge; the client answers
+                        // with a lone separator and the exchange fails then.
+                        info!(reason = %why, "OAUTHBEARER token refused");
+                        self.step = Step::OAuthRefused(why);
+                        Ok((oauth::error_challenge(), None))
+                    }
+                }
+            }
+            Step::OAuthRefused(why) => Err((
+                ResponseError::SaslAuthenticationFailed,
+                format!("Authentication failed: {why}"),
+            )),
             Step::Handshake | Step::Done => Err((
                 ResponseError::IllegalSaslState,
                 "SaslAuthenticate without a SaslHandshake before it".into(),
@@ -242,8 +284,15 @@ impl SaslServer {
                             );
                         }
                     }
-                    let end = self.reauth.map(|d| Instant::now() + d);
-                    lifetime = self.reauth.map_or(0, |d| d.as_millis() as i64);
+                    let mut session = self.reauth;
+                    if let (Some(d), Some(end)) = (session, token_end) {
+                        let left = end
+                            .duration_since(SystemTime::now())
+                            .unwrap_or(Duration::ZERO);
+                        session = Some(d.min(left));
+                    }
+                    let end = session.map(|d| Instant::now() + d);
+                    lifetime = session.map_or(0, |d| d.as_millis() as i64);
                     self.completed = Some(self.user.is_some());
                     self.user = Some((user, end));
                 }

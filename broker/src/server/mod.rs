@@ -159,6 +159,7 @@ async fn connection<R, W>(
             broker.sasl_mechanisms.clone(),
             (broker.config.connections_max_reauth_ms > 0)
                 .then(|| Duration::from_millis(broker.config.connections_max_reauth_ms)),
+            broker.oauth.clone(),
         )
     });
     // Before authentication a frame is a SASL token at most: a small limit.
