@@ -214,3 +214,32 @@ def test_an_acl_added_through_one_broker_holds_on_all_three_within_a_second(tmp_
                        what=f"the ACL on broker {b.bootstrap}")
     finally:
         c.stop()
+
+
+def test_authorized_operations_are_reported_as_kip_430_says(broker):
+    from confluent_kafka import TopicCollection
+    admin = AdminClient(conf(broker.sasl_port, "admin"))
+    for f in admin.create_topics([NewTopic("ops-orders", 1, 1)]).values():
+        f.result(timeout=30)
+    create_acls(admin, [
+        allow("User:bob", AclOperation.WRITE, name="ops-orders"),
+        allow("User:bob", AclOperation.DESCRIBE_CONFIGS, name="ops-orders"),
+        allow("User:bob", AclOperation.DESCRIBE, rt=ResourceType.BROKER, name="kafka-cluster"),
+        allow("User:bob", AclOperation.READ, rt=ResourceType.GROUP, name="ops-group"),
+    ])
+    bob = AdminClient(conf(broker.sasl_port, "bob"))
+    cluster = bob.describe_cluster(include_authorized_operations=True).result(timeout=30)
+    assert set(cluster.authorized_operations) == {AclOperation.DESCRIBE}
+    everything = admin.describe_cluster(include_authorized_operations=True).result(timeout=30)
+    assert {AclOperation.ALTER, AclOperation.CLUSTER_ACTION, AclOperation.CREATE,
+            AclOperation.IDEMPOTENT_WRITE} <= set(everything.authorized_operations)
+    # Write implies Describe; DescribeConfigs is its own.
+    topic = bob.describe_topics(TopicCollection(["ops-orders"]),
+                                include_authorized_operations=True)["ops-orders"].result(timeout=30)
+    assert set(topic.authorized_operations) == {
+        AclOperation.WRITE, AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS}
+    group = bob.describe_consumer_groups(["ops-group"], include_authorized_operations=True)
+    ops = group["ops-group"].result(timeout=30).authorized_operations
+    assert set(ops) == {AclOperation.READ, AclOperation.DESCRIBE}
+    # Not asked for: not reported.
+    assert bob.describe_cluster().result(timeout=30).authorized_operations is None

@@ -1088,3 +1088,116 @@ pub fn filter_response(broker: &Broker, session: &Session, response: &mut Respon
         _ => {}
     }
 }
+
+/// KIP-430: the operations bitfields a request asked for.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WantedOps {
+    cluster: bool,
+    topics: bool,
+    groups: bool,
+}
+
+impl WantedOps {
+    pub fn of(body: &RequestKind, version: i16) -> Self {
+        match body {
+            RequestKind::Metadata(r) => Self {
+                cluster: r.include_cluster_authorized_operations && (8..=10).contains(&version),
+                topics: r.include_topic_authorized_operations && version >= 8,
+                groups: false,
+            },
+            RequestKind::DescribeCluster(r) => Self {
+                cluster: r.include_cluster_authorized_operations,
+                ..Self::default()
+            },
+            RequestKind::DescribeGroups(r) => Self {
+                groups: r.include_authorized_operations && version >= 3,
+                ..Self::default()
+            },
+            // Kafka always reports them here.
+            RequestKind::DescribeTopicPartitions(_) => Self {
+                topics: true,
+                ..Self::default()
+            },
+            _ => Self::default(),
+        }
+    }
+
+    fn any(self) -> bool {
+        self.cluster || self.topics || self.groups
+    }
+}
+
+/// The operations Kafka reports per resource type (`AclEntry.supportedOperations`).
+const TOPIC_OPS: &[i8] = &[
+    op::READ,
+    op::WRITE,
+    op::CREATE,
+    op::DELETE,
+    op::ALTER,
+    op::DESCRIBE,
+    op::DESCRIBE_CONFIGS,
+    op::ALTER_CONFIGS,
+];
+const CLUSTER_OPS: &[i8] = &[
+    op::CREATE,
+    op::CLUSTER_ACTION,
+    op::DESCRIBE_CONFIGS,
+    op::ALTER_CONFIGS,
+    op::IDEMPOTENT_WRITE,
+    op::ALTER,
+    op::DESCRIBE,
+];
+const GROUP_OPS: &[i8] = &[op::READ, op::DESCRIBE, op::DELETE];
+
+/// Fills the authorised-operations bitfields (bit n: operation code n) the request asked for:
+/// what the session's principal may do on each resource (everything without an authoriser).
+pub fn fill_operations(
+    broker: &Broker,
+    session: &Session,
+    response: &mut ResponseKind,
+    wanted: WantedOps,
+) {
+    if !wanted.any() {
+        return;
+    }
+    let image = broker.image();
+    let bits = |ops: &[i8], rt: i8, name: &str| -> i32 {
+        ops.iter()
+            .filter(|o| broker.authorizer.allows(&image, session, **o, rt, name))
+            .fold(0i32, |acc, o| acc | (1 << o))
+    };
+    let cluster = || bits(CLUSTER_OPS, resource::CLUSTER, CLUSTER_NAME);
+    let topic = |name: &str| bits(TOPIC_OPS, resource::TOPIC, name);
+    match response {
+        ResponseKind::Metadata(r) => {
+            if wanted.cluster {
+                r.cluster_authorized_operations = cluster();
+            }
+            if wanted.topics {
+                for t in &mut r.topics {
+                    if let Some(n) = &t.name {
+                        t.topic_authorized_operations = topic(n);
+                    }
+                }
+            }
+        }
+        ResponseKind::DescribeCluster(r) if wanted.cluster => {
+            r.cluster_authorized_operations = cluster();
+        }
+        ResponseKind::DescribeGroups(r) if wanted.groups => {
+            for g in &mut r.groups {
+                if g.error_code == 0 {
+                    g.authorized_operations = bits(GROUP_OPS, resource::GROUP, &g.group_id);
+                }
+            }
+        }
+        ResponseKind::DescribeTopicPartitions(r) if wanted.topics => {
+            for t in &mut r.topics {
+                if let (Some(n), 0) = (&t.name, t.error_code) {
+                    t.topic_authorized_operations = topic(n);
+                }
+            }
+        }
+        _ => {}
+    }
+}

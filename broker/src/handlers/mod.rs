@@ -140,6 +140,7 @@ pub async fn handle(
             };
         }
     }
+    let wanted_ops = authz::WantedOps::of(&body, version);
     let mutator = mutation_quota::Mutator {
         broker,
         quotas: &quotas,
@@ -206,6 +207,7 @@ pub async fn handle(
     }
     authz::filter_response(broker, session, &mut response);
     authz::merge(&mut response, denied, version);
+    authz::fill_operations(broker, session, &mut response, wanted_ops);
     let frame = protocol::encode_response(api_key, version, pre.correlation_id, &response)?;
     Ok(Reply {
         frame: Some(frame),
