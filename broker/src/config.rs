@@ -332,6 +332,16 @@ pub struct BrokerConfig {
     )]
     pub sasl_oauthbearer_jwks_endpoint_refresh_ms: u64,
 
+    /// Serve the HTTP API over TLS, with --ssl-certificate and --ssl-key (and
+    /// --ssl-client-auth, as the Kafka listeners).
+    #[arg(long, env = "STROM_HTTP_TLS")]
+    pub http_tls: bool,
+
+    /// Reach the controllers (and, with --dev, serve the embedded one) over mutual TLS:
+    /// --ssl-certificate and --ssl-key identify this node, --ssl-ca is the CA of every peer.
+    #[arg(long, env = "STROM_QUORUM_TLS")]
+    pub quorum_tls: bool,
+
     /// How many samples a quota's rate is measured over (quota.window.num).
     #[arg(long, env = "STROM_QUOTA_WINDOW_NUM", default_value_t = 11)]
     pub quota_window_num: u32,
@@ -516,6 +526,20 @@ impl BrokerConfig {
         }
         if self.ssl_reload_interval_ms == 0 {
             return invalid("--ssl-reload-interval-ms", "must be above 0");
+        }
+        if (self.http_tls || self.quorum_tls)
+            && (self.ssl_certificate.is_none() || self.ssl_key.is_none())
+        {
+            return invalid(
+                "--ssl-certificate",
+                "--http-tls and --quorum-tls need --ssl-certificate and --ssl-key",
+            );
+        }
+        if self.quorum_tls && self.ssl_ca.is_none() {
+            return invalid(
+                "--ssl-ca",
+                "--quorum-tls needs the CA of the controllers' and brokers' certificates",
+            );
         }
         if self.quota_window_num < 2 {
             return invalid("--quota-window-num", "must be at least 2");

@@ -58,17 +58,32 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .with_state(broker)
 }
 
+/// Serves the HTTP API, over TLS when `tls` is given (`--http-tls`).
 pub async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
+    tls: Option<Arc<crate::security::tls::TlsContext>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let app = router(broker);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.changed().await;
-        })
-        .await;
+    let stop = async move {
+        let _ = shutdown.changed().await;
+    };
+    let result = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Some(tls) => {
+            // New connections get the certificate of the moment (it is reloaded on change).
+            let acceptor = Arc::new(move || tls.acceptor());
+            match metadata_quorum::quorum::tls::TlsListener::new(listener, acceptor) {
+                Ok(l) => axum::serve(l, app).with_graceful_shutdown(stop).await,
+                Err(e) => Err(e),
+            }
+        }
+    };
     if let Err(e) = result {
         warn!(error = %e, "http server failed");
     }

@@ -138,6 +138,19 @@ impl Broker {
             )),
             _ => None,
         };
+        let quorum_tls = if config.quorum_tls {
+            let files = metadata_quorum::quorum::tls::TlsFiles {
+                certificate: config.ssl_certificate.clone().unwrap_or_default(),
+                key: config.ssl_key.clone().unwrap_or_default(),
+                ca: config.ssl_ca.clone().unwrap_or_default(),
+            };
+            Some(
+                metadata_quorum::quorum::tls::QuorumTls::load(&files)
+                    .map_err(|e| anyhow::anyhow!("--quorum-tls: {e}"))?,
+            )
+        } else {
+            None
+        };
         let specs = config.listeners()?;
         let inter_broker = config.inter_broker_listener(&specs)?.name.clone();
         let mut listeners = Vec::new();
@@ -204,6 +217,7 @@ impl Broker {
                 // One voter: elections are instant; these only pace its own timers.
                 heartbeat_interval: Duration::from_millis(50),
                 election_timeout: (Duration::from_millis(300), Duration::from_millis(500)),
+                tls: quorum_tls.clone(),
             })
             .await
             .map_err(|e| match e {
@@ -245,6 +259,7 @@ impl Broker {
                 heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
             },
             Duration::from_secs(60),
+            quorum_tls.map(|t| t.client),
         )
         .await?;
         add_scram_users(&config, &controller).await?;
@@ -323,7 +338,12 @@ impl Broker {
             );
             tasks.spawn(server::serve(broker.clone(), l, shutdown_rx.clone()));
         }
-        tasks.spawn(http::serve(broker.clone(), http, shutdown_rx));
+        let http_tls = if broker.config.http_tls {
+            tls.clone()
+        } else {
+            None
+        };
+        tasks.spawn(http::serve(broker.clone(), http, http_tls, shutdown_rx));
         info!(
             node_id = broker.node_id,
             kafka = %kafka_addr,

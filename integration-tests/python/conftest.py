@@ -158,8 +158,9 @@ def fresh_broker(tmp_path):
 class Cluster:
     """One controller (`strom-quorum`) and `n` brokers on 127.0.0.1."""
 
-    def __init__(self, root: Path, n=3, broker_args=()):
+    def __init__(self, root: Path, n=3, broker_args=(), controller_args=()):
         self.root = root
+        self.controller_args = list(controller_args)
         self.controller_port = free_port()
         self.controller = None
         quorum = f"127.0.0.1:{self.controller_port}"
@@ -183,6 +184,7 @@ class Cluster:
                 "--listen", addr,
                 "--voters", f"1@{addr}",
                 "--broker-session-timeout-ms", "1500",
+                *self.controller_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use metadata_quorum::controller::TopicDefaults;
+use metadata_quorum::quorum::tls::{QuorumTls, TlsFiles};
 use metadata_quorum::quorum::{QuorumConfig, QuorumNode};
 use tracing_subscriber::EnvFilter;
 
@@ -44,6 +45,18 @@ struct Cli {
     /// drawn from 60-100% of it. Followers also refuse votes this long after hearing a leader.
     #[arg(long, env = "STROM_RAFT_ELECTION_TIMEOUT_MS", default_value_t = 500)]
     raft_election_timeout_ms: u64,
+    /// Serve and reach the other voters over mutual TLS (brokers then need --quorum-tls).
+    #[arg(long, env = "STROM_TLS", requires_all = ["ssl_certificate", "ssl_key", "ssl_ca"])]
+    tls: bool,
+    /// This controller's PEM certificate chain (with --tls).
+    #[arg(long, env = "STROM_SSL_CERTIFICATE")]
+    ssl_certificate: Option<PathBuf>,
+    /// Its PEM private key.
+    #[arg(long, env = "STROM_SSL_KEY")]
+    ssl_key: Option<PathBuf>,
+    /// The PEM CA that every controller's and broker's certificate chains to.
+    #[arg(long, env = "STROM_SSL_CA")]
+    ssl_ca: Option<PathBuf>,
     /// Log output format.
     #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -83,6 +96,22 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("error: --num-partitions and --default-replication-factor must be at least 1");
         std::process::exit(2);
     }
+    let tls = match (cli.tls, cli.ssl_certificate, cli.ssl_key, cli.ssl_ca) {
+        (true, Some(certificate), Some(key), Some(ca)) => {
+            match QuorumTls::load(&TlsFiles {
+                certificate,
+                key,
+                ca,
+            }) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("error: --tls: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
+        _ => None,
+    };
     let running = QuorumNode::start(QuorumConfig {
         node_id: cli.node_id,
         listen: cli.listen,
@@ -98,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
             Duration::from_millis(cli.raft_election_timeout_ms * 3 / 5),
             Duration::from_millis(cli.raft_election_timeout_ms),
         ),
+        tls,
     })
     .await;
     let running = match running {

@@ -54,13 +54,30 @@ pub fn router(node: Arc<QuorumNode>) -> Router {
 pub async fn serve(
     node: Arc<QuorumNode>,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let result = axum::serve(listener, router(node))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.changed().await;
-        })
-        .await;
+    let stop = async move {
+        let _ = shutdown.changed().await;
+    };
+    let result = match tls {
+        None => {
+            axum::serve(listener, router(node))
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            match super::tls::TlsListener::new(listener, Arc::new(move || acceptor.clone())) {
+                Ok(l) => {
+                    axum::serve(l, router(node))
+                        .with_graceful_shutdown(stop)
+                        .await
+                }
+                Err(e) => Err(e),
+            }
+        }
+    };
     if let Err(e) = result {
         warn!(error = %e, "controller http server failed");
     }

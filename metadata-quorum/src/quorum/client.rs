@@ -24,7 +24,7 @@ const ELECTION_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Sends one controller request to the controller at `addr`.
 pub async fn call_controller(
-    http: &reqwest::Client,
+    http: &super::tls::QuorumHttp,
     addr: &str,
     req: &ControllerRequest,
     forwarded: bool,
@@ -33,7 +33,7 @@ pub async fn call_controller(
         reason: e.to_string(),
     })?;
     let mut builder = http
-        .post(format!("http://{addr}/controller"))
+        .post(addr, "/controller")
         .timeout(Duration::from_secs(15))
         .body(body);
     if forwarded {
@@ -75,7 +75,7 @@ struct Local {
 pub struct RemoteController {
     addrs: Vec<String>,
     preferred: AtomicUsize,
-    http: reqwest::Client,
+    http: super::tls::QuorumHttp,
     registration: BrokerRegistration,
     incarnation: Mutex<Uuid>,
     images: watch::Sender<Arc<MetadataImage>>,
@@ -90,13 +90,10 @@ impl RemoteController {
         addrs: Vec<String>,
         registration: BrokerRegistration,
         timeout: Duration,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Arc<Self>, ControllerError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_millis(500))
-            .build()
-            .map_err(|e| ControllerError::Internal {
-                reason: e.to_string(),
-            })?;
+        let http = super::tls::QuorumHttp::new(tls.as_ref(), None)
+            .map_err(|reason| ControllerError::Internal { reason })?;
         let (images, _) = watch::channel(Arc::new(MetadataImage::default()));
         let rc = Arc::new(Self {
             addrs,
@@ -233,14 +230,14 @@ impl RemoteController {
         let n = self.addrs.len();
         let idx = self.preferred.load(Ordering::Relaxed) % n;
         let addr = &self.addrs[idx];
-        let url = format!(
-            "http://{addr}/controller/records?from={from}&wait_ms={}",
+        let path = format!(
+            "/controller/records?from={from}&wait_ms={}",
             wait.as_millis()
         );
         let result = async {
             let resp = self
                 .http
-                .get(&url)
+                .get(addr, &path)
                 .timeout(wait + Duration::from_secs(5))
                 .send()
                 .await

@@ -17,6 +17,7 @@ mod log_store;
 mod network;
 pub mod rpc;
 mod state_machine;
+pub mod tls;
 pub mod types;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -53,6 +54,8 @@ pub struct QuorumConfig {
     pub topic_defaults: TopicDefaults,
     pub heartbeat_interval: Duration,
     pub election_timeout: (Duration, Duration),
+    /// Mutual TLS on the quorum's HTTP (served and used to reach the other voters).
+    pub tls: Option<tls::QuorumTls>,
 }
 
 impl QuorumConfig {
@@ -100,7 +103,7 @@ pub enum StartError {
     #[error("raft: {0}")]
     Raft(#[from] openraft::error::Fatal<NodeId>),
     #[error("http client: {0}")]
-    Http(#[from] reqwest::Error),
+    Http(String),
 }
 
 /// Heartbeat bookkeeping of the active controller. Not replicated: a new leader gives every
@@ -116,7 +119,7 @@ pub struct QuorumNode {
     pub raft: Raft,
     pub state: Arc<MetadataState>,
     config: QuorumConfig,
-    http: reqwest::Client,
+    http: tls::QuorumHttp,
     write_lock: tokio::sync::Mutex<()>,
     liveness: Mutex<Liveness>,
 }
@@ -172,10 +175,11 @@ impl QuorumNode {
             ..Default::default()
         };
         let raft_config = Arc::new(raft_config.validate()?);
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_millis(500))
-            .build()?;
+        let http = tls::QuorumHttp::new(
+            config.tls.as_ref().map(|t| &t.client),
+            Some(Duration::from_secs(30)),
+        )
+        .map_err(StartError::Http)?;
         let raft = Raft::new(
             config.node_id,
             raft_config,
@@ -206,7 +210,12 @@ impl QuorumNode {
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let tasks = vec![
-            tokio::spawn(api::serve(node.clone(), listener, shutdown_rx.clone())),
+            tokio::spawn(api::serve(
+                node.clone(),
+                listener,
+                node.config.tls.as_ref().map(|t| t.server.clone()),
+                shutdown_rx.clone(),
+            )),
             tokio::spawn(node.clone().leader_duties(shutdown_rx)),
         ];
         info!(node_id = node.id, %addr, voters = ?node.config.voters, "controller started");

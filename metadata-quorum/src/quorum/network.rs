@@ -18,17 +18,17 @@ use super::types::{NodeId, TypeConfig};
 
 #[derive(Clone)]
 pub struct HttpNetwork {
-    client: reqwest::Client,
+    client: super::tls::QuorumHttp,
 }
 
 impl HttpNetwork {
-    pub fn new(client: reqwest::Client) -> Self {
+    pub fn new(client: super::tls::QuorumHttp) -> Self {
         Self { client }
     }
 }
 
 pub struct HttpConnection {
-    client: reqwest::Client,
+    client: super::tls::QuorumHttp,
     target: NodeId,
     addr: String,
 }
@@ -60,7 +60,7 @@ impl HttpConnection {
         let body = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let resp = self
             .client
-            .post(format!("http://{}{}", self.addr, path))
+            .post(&self.addr, path)
             .timeout(option.hard_ttl())
             .body(body)
             .send()
