@@ -147,10 +147,21 @@ pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// One connection to a broker. Requests are answered in the order they are sent.
+///
+/// A SASL connection whose broker gave its session a lifetime (KIP-368) authenticates again
+/// on the same connection before the session ends: at the first request after a random point
+/// between 85% and 95% of the lifetime, as Kafka's clients do.
 pub struct Connection {
     stream: Box<dyn Io>,
     next_correlation_id: i32,
     client_id: StrBytes,
+    reauth: Option<Reauth>,
+}
+
+/// When and how a connection re-authenticates.
+struct Reauth {
+    sasl: std::sync::Arc<security::SaslCredentials>,
+    due: std::time::Instant,
 }
 
 impl Connection {
@@ -171,7 +182,42 @@ impl Connection {
             stream,
             next_correlation_id: 1,
             client_id: StrBytes::from_static_str("strom-client"),
+            reauth: None,
         }
+    }
+
+    /// After SASL: re-authenticate with `sasl` before `lifetime` runs out (none: never).
+    pub(crate) fn set_session(
+        &mut self,
+        sasl: std::sync::Arc<security::SaslCredentials>,
+        lifetime: Option<std::time::Duration>,
+    ) {
+        self.reauth = lifetime.map(|l| {
+            // 85% to 95% of the lifetime, spread so that connections do not all re-authenticate
+            // at once.
+            let spread = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() % 11);
+            Reauth {
+                sasl,
+                due: std::time::Instant::now() + l.mul_f64(0.85 + f64::from(spread) / 100.0),
+            }
+        });
+    }
+
+    /// Re-authenticates (KIP-368) if the session is close to its end.
+    async fn reauthenticate_if_due(&mut self) -> Result<(), ClientError> {
+        let Some(sasl) = self
+            .reauth
+            .as_ref()
+            .filter(|r| std::time::Instant::now() >= r.due)
+            .map(|r| r.sasl.clone())
+        else {
+            return Ok(());
+        };
+        let lifetime = security::authenticate(self, &sasl).await?;
+        self.set_session(sasl, lifetime);
+        Ok(())
     }
 
     /// Names this connection's requests with `client_id` (Kafka's request header field).
@@ -186,12 +232,32 @@ impl Connection {
         request: R,
         version: i16,
     ) -> Result<R::Response, ClientError> {
-        let correlation_id = self.write_request(&request, version).await?;
+        self.reauthenticate_if_due().await?;
+        self.exchange(request, version).await
+    }
+
+    /// Sends `request` and waits for its response, with no re-authentication first (the SASL
+    /// exchange itself).
+    pub(crate) async fn exchange<R: Request>(
+        &mut self,
+        request: R,
+        version: i16,
+    ) -> Result<R::Response, ClientError> {
+        let correlation_id = self.write_unchecked(&request, version).await?;
         self.read_response::<R>(version, correlation_id).await
     }
 
-    /// Sends `request` without waiting (for `acks=0` produce, or to pipeline).
+    /// Sends `request` without waiting for an answer (`acks=0` produce, which gets none).
     pub async fn write_request<R: Request>(
+        &mut self,
+        request: &R,
+        version: i16,
+    ) -> Result<i32, ClientError> {
+        self.reauthenticate_if_due().await?;
+        self.write_unchecked(request, version).await
+    }
+
+    async fn write_unchecked<R: Request>(
         &mut self,
         request: &R,
         version: i16,

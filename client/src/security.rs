@@ -333,7 +333,8 @@ impl Security {
             }
         };
         if let Some(sasl) = &self.sasl {
-            authenticate(&mut conn, sasl).await?;
+            let lifetime = authenticate(&mut conn, sasl).await?;
+            conn.set_session(Arc::new(sasl.clone()), lifetime);
         }
         Ok(conn)
     }
@@ -349,10 +350,14 @@ fn sasl_failed(code: i16, message: Option<&StrBytes>) -> ClientError {
     }
 }
 
-/// SaslHandshake v1, then the mechanism's SaslAuthenticate rounds.
-async fn authenticate(conn: &mut Connection, sasl: &SaslCredentials) -> Result<(), ClientError> {
+/// SaslHandshake v1, then the mechanism's SaslAuthenticate rounds (v1); returns the session
+/// lifetime the broker gave (KIP-368), if any.
+pub(crate) async fn authenticate(
+    conn: &mut Connection,
+    sasl: &SaslCredentials,
+) -> Result<Option<std::time::Duration>, ClientError> {
     let hs = conn
-        .send(
+        .exchange(
             SaslHandshakeRequest::default()
                 .with_mechanism(StrBytes::from_static_str(sasl.mechanism_name())),
             1,
@@ -369,10 +374,11 @@ async fn authenticate(conn: &mut Connection, sasl: &SaslCredentials) -> Result<(
         });
     }
     let round = |bytes: Vec<u8>| SaslAuthenticateRequest::default().with_auth_bytes(bytes.into());
+    let lifetime_ms: i64;
     match sasl.scram {
         None => {
             let r = conn
-                .send(
+                .exchange(
                     round(crate::auth::plain_token(&sasl.username, &sasl.password)),
                     1,
                 )
@@ -380,10 +386,11 @@ async fn authenticate(conn: &mut Connection, sasl: &SaslCredentials) -> Result<(
             if r.error_code != 0 {
                 return Err(sasl_failed(r.error_code, r.error_message.as_ref()));
             }
+            lifetime_ms = r.session_lifetime_ms;
         }
         Some(m) => {
             let (mut exchange, first) = ClientExchange::start(m, &sasl.username, &sasl.password);
-            let r = conn.send(round(first), 1).await?;
+            let r = conn.exchange(round(first), 1).await?;
             if r.error_code != 0 {
                 return Err(sasl_failed(r.error_code, r.error_message.as_ref()));
             }
@@ -392,7 +399,7 @@ async fn authenticate(conn: &mut Connection, sasl: &SaslCredentials) -> Result<(
                 .map_err(|e| ClientError::Auth {
                     reason: e.to_string(),
                 })?;
-            let r = conn.send(round(last), 1).await?;
+            let r = conn.exchange(round(last), 1).await?;
             if r.error_code != 0 {
                 return Err(sasl_failed(r.error_code, r.error_message.as_ref()));
             }
@@ -401,9 +408,10 @@ async fn authenticate(conn: &mut Connection, sasl: &SaslCredentials) -> Result<(
                 .map_err(|e| ClientError::Auth {
                     reason: e.to_string(),
                 })?;
+            lifetime_ms = r.session_lifetime_ms;
         }
     }
-    Ok(())
+    Ok((lifetime_ms > 0).then(|| std::time::Duration::from_millis(lifetime_ms as u64)))
 }
 
 #[cfg(test)]

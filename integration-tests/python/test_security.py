@@ -503,6 +503,41 @@ def test_sessions_expire_and_clients_reauthenticate(tmp_path, certs):
         b.stop()
 
 
+def test_the_strom_client_reauthenticates_on_its_connection(tmp_path, certs):
+    """KIP-368 in the strom client: a producer that lives through several session lifetimes
+    authenticates again on the same connection and loses nothing."""
+    from test_strom_client import strom_binary
+    b = SecureBroker(tmp_path / "data", certs,
+                     extra=["--connections-max-reauth-ms", "1500"]).start()
+    try:
+        def metric(name):
+            text = urllib.request.urlopen(f"http://127.0.0.1:{b.http_port}/metrics",
+                                          timeout=5).read().decode()
+            return int(re.search(rf"^{name} (\d+)$", text, re.M).group(1))
+
+        sasl = ["-b", b.addr("SASL_PLAINTEXT"), "-X", "security.protocol=SASL_PLAINTEXT",
+                "-X", "sasl.mechanism=SCRAM-SHA-256", "-X", f"sasl.username={BOB[0]}",
+                "-X", f"sasl.password={BOB[1]}"]
+        subprocess.run([strom_binary(), *sasl, "topics", "create", "strom-reauth"], check=True,
+                       capture_output=True, timeout=60)
+        before = metric("strom_successful_reauthentication_total")
+        producer = subprocess.Popen([strom_binary(), *sasl, "produce", "strom-reauth"],
+                                    stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(30):  # 6 s: four session lifetimes
+            producer.stdin.write(f"line-{i}\n")
+            producer.stdin.flush()
+            time.sleep(0.2)
+        producer.stdin.close()
+        assert producer.wait(timeout=60) == 0, producer.stderr.read()
+        assert metric("strom_successful_reauthentication_total") >= before + 2
+        out = subprocess.run([strom_binary(), *sasl, "consume", "strom-reauth",
+                              "--from-beginning", "--count", "30"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.stdout.split() == [f"line-{i}" for i in range(30)], out.stderr
+    finally:
+        b.stop()
+
+
 def test_sasl_handshake_v0_takes_raw_tokens(broker):
     """Clients from before KIP-152 send the tokens as bare frames after SaslHandshake v0."""
     s = connect(broker, "SASL_PLAINTEXT")
