@@ -2,11 +2,16 @@
 //! operator's habits and files carry over. A setting comes from, in order of precedence: the
 //! command line, its `STROM_*` environment variable, the file, the default.
 //!
-//! Names map as Kafka's do (`log.retention.ms` is `--log-retention-ms`), plus Kafka's own
-//! names for what Strom spells differently: `node.id`/`broker.id`, `log.dirs`/`log.dir` (the
-//! first directory), `listeners` and `advertised.listeners` (the PLAINTEXT listener, else the
-//! first), `controller.quorum.bootstrap.servers` and `controller.quorum.voters`. Settings Strom
-//! does not have (thread counts, socket buffers, ...) are reported and ignored.
+//! Names map as Kafka's do (`log.retention.ms` is `--log-retention-ms`,
+//! `listener.security.protocol.map`, `inter.broker.listener.name`, `ssl.client.auth`,
+//! `sasl.enabled.mechanisms`, `super.users` likewise), plus Kafka's own names for what Strom
+//! spells differently: `node.id`/`broker.id`, `log.dirs`/`log.dir` (the first directory),
+//! `listeners` and `advertised.listeners` (without the `controller.listener.names` ones: one
+//! PLAINTEXT listener is `--kafka-listen`, several are `--listeners`),
+//! `controller.quorum.bootstrap.servers` and `controller.quorum.voters`, and PEM stores
+//! (`ssl.keystore.type=PEM`: `ssl.keystore.location` holds the key and the chain;
+//! `ssl.truststore.type=PEM`: `ssl.truststore.location` holds the CA). Settings Strom does
+//! not have (thread counts, socket buffers, JKS stores, ...) are reported and ignored.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -54,56 +59,120 @@ pub fn parse(path: &str, text: &str) -> Result<Vec<(String, String)>, Properties
     Ok(out)
 }
 
-/// `host:port` of the PLAINTEXT listener in a Kafka listener list (else the first).
-fn listener(list: &str) -> Option<String> {
-    let entries: Vec<&str> = list
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    let pick = entries
-        .iter()
-        .find(|e| e.starts_with("PLAINTEXT://"))
-        .or(entries.first())?;
-    let addr = pick.split_once("://").map_or(*pick, |(_, a)| a);
-    Some(if addr.starts_with(':') {
-        format!("0.0.0.0{addr}")
-    } else {
-        addr.to_string()
-    })
+/// What mapping one property needs to know about the rest of the file.
+#[derive(Debug, Default)]
+struct FileContext {
+    /// `controller.listener.names`: listeners of the controller, not of this broker.
+    controller_listeners: Vec<String>,
+    keystore_pem: bool,
+    truststore_pem: bool,
 }
 
-/// The flag (long name) and value a Kafka property sets, if Strom has it.
-fn map(command: &clap::Command, key: &str, value: &str) -> Option<(String, String)> {
-    let (flag, value) = match key {
-        "node.id" | "broker.id" => ("node-id".to_string(), value.to_string()),
-        "log.dirs" | "log.dir" => (
-            "data-dir".to_string(),
-            value
+impl FileContext {
+    fn of(pairs: &[(String, String)]) -> Self {
+        let get = |k: &str| pairs.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v);
+        Self {
+            controller_listeners: get("controller.listener.names")
+                .map_or("CONTROLLER", |v| v.as_str())
                 .split(',')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
+                .map(|n| n.trim().to_ascii_uppercase())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            keystore_pem: get("ssl.keystore.type").is_some_and(|t| t.eq_ignore_ascii_case("PEM")),
+            truststore_pem: get("ssl.truststore.type")
+                .is_some_and(|t| t.eq_ignore_ascii_case("PEM")),
+        }
+    }
+
+    /// The broker's listeners of a Kafka listener list: `NAME://host:port` each, an empty
+    /// host as 0.0.0.0, the controller's left out.
+    fn broker_listeners(&self, list: &str) -> Vec<(String, String)> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .filter_map(|e| {
+                let (name, addr) = e.split_once("://")?;
+                let name = name.trim().to_ascii_uppercase();
+                if self.controller_listeners.contains(&name) {
+                    return None;
+                }
+                let addr = if addr.starts_with(':') {
+                    format!("0.0.0.0{addr}")
+                } else {
+                    addr.to_string()
+                };
+                Some((name, addr))
+            })
+            .collect()
+    }
+
+    /// `listeners` / `advertised.listeners`: one PLAINTEXT listener is the plain flag (as
+    /// before listeners had names), several are the Kafka-style list.
+    fn listener_flags(
+        &self,
+        list: &str,
+        plain: &str,
+        named: &str,
+    ) -> Option<Vec<(String, String)>> {
+        let ls = self.broker_listeners(list);
+        match ls.as_slice() {
+            [] => None,
+            [(name, addr)] if name == "PLAINTEXT" => Some(vec![(plain.to_string(), addr.clone())]),
+            _ => Some(vec![(
+                named.to_string(),
+                ls.iter()
+                    .map(|(n, a)| format!("{n}://{a}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )]),
+        }
+    }
+}
+
+/// The flags (long names) and values a Kafka property sets, if Strom has them.
+fn map(
+    command: &clap::Command,
+    ctx: &FileContext,
+    key: &str,
+    value: &str,
+) -> Option<Vec<(String, String)>> {
+    let one = |flag: &str, v: &str| Some(vec![(flag.to_string(), v.to_string())]);
+    let mapped = match key {
+        "node.id" | "broker.id" => one("node-id", value),
+        "log.dirs" | "log.dir" => one(
+            "data-dir",
+            value.split(',').next().unwrap_or_default().trim(),
         ),
-        "listeners" => ("kafka-listen".to_string(), listener(value)?),
-        "advertised.listeners" => ("advertised-kafka".to_string(), listener(value)?),
-        "controller.quorum.bootstrap.servers" => ("quorum".to_string(), value.to_string()),
-        "auto.create.topics.enable" => ("auto-create-topics".to_string(), value.to_string()),
-        "controller.quorum.voters" => (
-            "quorum".to_string(),
-            value
+        "listeners" => ctx.listener_flags(value, "kafka-listen", "listeners"),
+        "advertised.listeners" => {
+            ctx.listener_flags(value, "advertised-kafka", "advertised-listeners")
+        }
+        "controller.quorum.bootstrap.servers" => one("quorum", value),
+        "auto.create.topics.enable" => one("auto-create-topics", value),
+        "controller.quorum.voters" => one(
+            "quorum",
+            &value
                 .split(',')
                 .map(|v| v.split_once('@').map_or(v, |(_, a)| a).trim())
                 .collect::<Vec<_>>()
                 .join(","),
         ),
-        other => (other.replace('.', "-"), value.to_string()),
-    };
-    command
-        .get_arguments()
-        .any(|a| a.get_long() == Some(flag.as_str()))
-        .then_some((flag, value))
+        // A PEM keystore file holds the private key and the certificate chain.
+        "ssl.keystore.location" if ctx.keystore_pem => Some(vec![
+            ("ssl-certificate".to_string(), value.to_string()),
+            ("ssl-key".to_string(), value.to_string()),
+        ]),
+        "ssl.truststore.location" if ctx.truststore_pem => one("ssl-ca", value),
+        "ssl.keystore.location" | "ssl.truststore.location" => None,
+        // Read by the listener mapping above; nothing of its own.
+        "controller.listener.names" => Some(vec![]),
+        "ssl.keystore.type" | "ssl.truststore.type" if value.eq_ignore_ascii_case("PEM") => {
+            Some(vec![])
+        }
+        other => one(&other.replace('.', "-"), value),
+    }?;
+    let known = |flag: &str| command.get_arguments().any(|a| a.get_long() == Some(flag));
+    mapped.iter().all(|(f, _)| known(f)).then_some(mapped)
 }
 
 /// Expands `--config FILE` (or `STROM_CONFIG`) in `args` into flags for every setting the
@@ -149,23 +218,27 @@ pub fn expand(
     };
     let mut extra: Vec<OsString> = Vec::new();
     let mut ignored = Vec::new();
-    for (key, value) in parse(&path, &text)? {
-        let Some((flag, value)) = map(command, &key, &value) else {
+    let pairs = parse(&path, &text)?;
+    let ctx = FileContext::of(&pairs);
+    for (key, value) in pairs {
+        let Some(flags) = map(command, &ctx, &key, &value) else {
             ignored.push(key);
             continue;
         };
-        if flag == "config" || given(&flag) {
-            continue;
-        }
-        let takes_value = command
-            .get_arguments()
-            .find(|a| a.get_long() == Some(flag.as_str()))
-            .is_some_and(|a| a.get_action().takes_values());
-        if takes_value {
-            extra.push(format!("--{flag}").into());
-            extra.push(value.into());
-        } else if value == "true" {
-            extra.push(format!("--{flag}").into());
+        for (flag, value) in flags {
+            if flag == "config" || given(&flag) {
+                continue;
+            }
+            let takes_value = command
+                .get_arguments()
+                .find(|a| a.get_long() == Some(flag.as_str()))
+                .is_some_and(|a| a.get_action().takes_values());
+            if takes_value {
+                extra.push(format!("--{flag}").into());
+                extra.push(value.into());
+            } else if value == "true" {
+                extra.push(format!("--{flag}").into());
+            }
         }
     }
     let mut out = args;
@@ -230,6 +303,65 @@ mod tests {
         assert_eq!(c.log_retention_ms, 1000);
         assert!(!c.auto_create_topics);
         assert_eq!(ignored, vec!["num.network.threads".to_string()]);
+    }
+
+    #[test]
+    fn secured_listener_lists_and_pem_stores_map_as_kafka_means_them() {
+        let file = "listeners=PLAINTEXT://:9092,SASL_SSL://0.0.0.0:9094,CONTROLLER://:9093\n\
+                    advertised.listeners=PLAINTEXT://b1:9092,SASL_SSL://b1:9094\n\
+                    listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT\n\
+                    inter.broker.listener.name=SASL_SSL\n\
+                    ssl.keystore.type=PEM\n\
+                    ssl.keystore.location=/etc/strom/b1.pem\n\
+                    ssl.truststore.type=PEM\n\
+                    ssl.truststore.location=/etc/strom/ca.pem\n\
+                    ssl.client.auth=required\n\
+                    sasl.enabled.mechanisms=SCRAM-SHA-512\n\
+                    super.users=User:admin;User:broker\n\
+                    allow.everyone.if.no.acl.found=true\n";
+        let (c, ignored) = expanded(&[], file, &[]);
+        assert_eq!(
+            c.listeners.as_deref(),
+            Some("PLAINTEXT://0.0.0.0:9092,SASL_SSL://0.0.0.0:9094")
+        );
+        assert_eq!(
+            c.advertised_listeners.as_deref(),
+            Some("PLAINTEXT://b1:9092,SASL_SSL://b1:9094")
+        );
+        assert_eq!(c.inter_broker_listener_name.as_deref(), Some("SASL_SSL"));
+        let pem = Some(std::path::PathBuf::from("/etc/strom/b1.pem"));
+        assert_eq!(
+            (c.ssl_certificate.clone(), c.ssl_key.clone()),
+            (pem.clone(), pem)
+        );
+        assert_eq!(
+            c.ssl_ca,
+            Some(std::path::PathBuf::from("/etc/strom/ca.pem"))
+        );
+        assert_eq!(
+            c.ssl_client_auth,
+            crate::security::tls::ClientAuth::Required
+        );
+        assert_eq!(c.sasl_enabled_mechanisms, vec!["SCRAM-SHA-512".to_string()]);
+        assert_eq!(
+            c.super_users,
+            vec!["User:admin".to_string(), "User:broker".to_string()]
+        );
+        assert!(c.allow_everyone_if_no_acl_found);
+        assert!(ignored.is_empty(), "{ignored:?}");
+        // A JKS store is not something Strom reads: named as ignored.
+        let (_, ignored) = expanded(
+            &[],
+            "ssl.keystore.location=/k.jks\nssl.keystore.type=JKS\n",
+            &[],
+        );
+        assert_eq!(
+            ignored,
+            vec![
+                "ssl.keystore.location".to_string(),
+                "ssl.keystore.type".to_string()
+            ]
+        );
     }
 
     #[test]

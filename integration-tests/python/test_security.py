@@ -538,6 +538,38 @@ def test_the_strom_client_reauthenticates_on_its_connection(tmp_path, certs):
         b.stop()
 
 
+def test_a_kafka_server_properties_file_with_secured_listeners_and_pem_stores(tmp_path, certs):
+    """--config with Kafka's names: several listeners (the controller's left out), a protocol
+    map, PEM key and trust stores, SASL settings; a SASL_SSL client then connects."""
+    keystore = tmp_path / "broker-keystore.pem"
+    keystore.write_text((certs / "server.pem").read_text() + (certs / "server.key").read_text())
+    b = Broker(tmp_path / "data")
+    sasl_ssl_port = free_port()
+    props = tmp_path / "server.properties"
+    props.write_text("\n".join([
+        "process.roles=broker",
+        f"listeners=PLAINTEXT://127.0.0.1:{b.kafka_port},SECURE://127.0.0.1:{sasl_ssl_port},"
+        "CONTROLLER://:19093",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL,CONTROLLER:PLAINTEXT",
+        "controller.listener.names=CONTROLLER",
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={keystore}",
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={certs / 'ca.pem'}",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "",
+    ]))
+    b.extra_args = ["--config", str(props), "--scram-user", f"{ALICE[0]}={ALICE[1]}"]
+    b.start()
+    try:
+        conf = {"bootstrap.servers": f"127.0.0.1:{sasl_ssl_port}", "security.protocol": "SASL_SSL",
+                "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": ALICE[0],
+                "sasl.password": ALICE[1], "ssl.ca.location": str(certs / "ca.pem")}
+        round_trip(conf, "from-properties", n=5)
+    finally:
+        b.stop()
+
+
 def test_sasl_handshake_v0_takes_raw_tokens(broker):
     """Clients from before KIP-152 send the tokens as bare frames after SaslHandshake v0."""
     s = connect(broker, "SASL_PLAINTEXT")
