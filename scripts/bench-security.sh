@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# What security costs, on one release `strom-broker --dev` (one partition, 1 KB records,
+# What security costs, on release `strom-broker --dev` (one partition, 1 KB records,
 # acks=1, 100-record batches), with Strom's own perf client:
-#   1. produce and consume over PLAINTEXT, then over SASL_SSL (SCRAM-SHA-512, TLS 1.3);
+#   1. produce and consume over PLAINTEXT and over SASL_SSL (SCRAM-SHA-512, TLS 1.3),
+#      alternating for --rounds rounds, each phase on a fresh broker and data directory (so
+#      neither writes on top of the other's data);
 #   2. produce over SASL_PLAINTEXT with the authoriser on and 10,000 ACLs, as a super user
 #      (no check) and as a user every request is checked for (the ACL cost per request).
 # Each line is the perf client's own output.
-#   scripts/bench-security.sh [--records N] [--bin-dir DIR]
+#   scripts/bench-security.sh [--records N] [--rounds R] [--bin-dir DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 records=500000
+rounds=3
 bin=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --records) records=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     --bin-dir) bin=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -57,18 +61,22 @@ sasl() { # user port
 }
 common=(--records "$records" --record-size 1024 --acks 1 --batch-records 100)
 
-start_broker
-"$bin/strom" -b "127.0.0.1:$base" topics create plain --partitions 1 >/dev/null
-"$bin/strom" -b "127.0.0.1:$base" topics create tls --partitions 1 >/dev/null
-echo "== PLAINTEXT: produce, consume"
-"$bin/strom" -b "127.0.0.1:$base" perf produce --topic plain "${common[@]}"
-"$bin/strom" -b "127.0.0.1:$base" perf consume --topic plain --records "$records"
-echo "== SASL_SSL (SCRAM-SHA-512): produce, consume"
-# shellcheck disable=SC2046
-"$bin/strom" $(sasl bench $((base + 1)) SASL_SSL) perf produce --topic tls "${common[@]}"
-# shellcheck disable=SC2046
-"$bin/strom" $(sasl bench $((base + 1)) SASL_SSL) perf consume --topic tls --records "$records"
-stop_broker
+for round in $(seq 1 "$rounds"); do
+  start_broker
+  "$bin/strom" -b "127.0.0.1:$base" topics create plain --partitions 1 >/dev/null
+  echo "== PLAINTEXT: produce, consume (round $round, fresh broker)"
+  "$bin/strom" -b "127.0.0.1:$base" perf produce --topic plain "${common[@]}"
+  "$bin/strom" -b "127.0.0.1:$base" perf consume --topic plain --records "$records"
+  stop_broker
+  start_broker
+  "$bin/strom" -b "127.0.0.1:$base" topics create tls --partitions 1 >/dev/null
+  echo "== SASL_SSL (SCRAM-SHA-512): produce, consume (round $round, fresh broker)"
+  # shellcheck disable=SC2046
+  "$bin/strom" $(sasl bench $((base + 1)) SASL_SSL) perf produce --topic tls "${common[@]}"
+  # shellcheck disable=SC2046
+  "$bin/strom" $(sasl bench $((base + 1)) SASL_SSL) perf consume --topic tls --records "$records"
+  stop_broker
+done
 
 start_broker --authorizer --super-users User:admin
 for t in super-1 super-2 checked-1 checked-2; do

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The secured compose cluster, end to end: certificates, the cluster with
 # docker/compose.secure.yml (SASL_SSL for clients, TLS with client certificates between
-# brokers), a replicated topic written with acks=all through the strom CLI and read back
-# with kcat over SASL_SSL, and a client without credentials refused. Leaves nothing running.
+# brokers, mutual TLS between controllers and brokers), a replicated topic written with
+# acks=all through the strom CLI and read back with kcat over SASL_SSL, a client without
+# credentials refused, and the controllers refusing anyone without a certificate of the
+# CA. Leaves nothing running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/compose.sh
@@ -47,4 +49,14 @@ fi
 if kcat -b 127.0.0.1:19092 -L -m 5 >/dev/null 2>&1; then
   echo "secure: a PLAINTEXT client was served on the SASL_SSL port" >&2; exit 1
 fi
-echo "secure: 300 records over SASL_SSL, replicated over TLS to 3 brokers; unauthenticated clients refused"
+# The control plane: https with a certificate of the CA only.
+if curl -sf -m 5 "http://127.0.0.1:19081/v1/cluster" >/dev/null 2>&1; then
+  echo "secure: a controller answered plain HTTP" >&2; exit 1
+fi
+if curl -sf -m 5 --cacert "$certs/ca.pem" "https://127.0.0.1:19081/v1/cluster" >/dev/null 2>&1; then
+  echo "secure: a controller answered a client without a certificate" >&2; exit 1
+fi
+curl -sf -m 5 --cacert "$certs/ca.pem" --cert "$certs/broker.pem" --key "$certs/broker.key" \
+  "https://127.0.0.1:19081/v1/cluster" >/dev/null \
+  || { echo "secure: a controller refused a certificate of the CA" >&2; exit 1; }
+echo "secure: 300 records over SASL_SSL, replicated over TLS to 3 brokers; unauthenticated clients refused; controllers on mutual TLS"
