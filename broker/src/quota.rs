@@ -202,13 +202,7 @@ impl QuotaManager {
         value: f64,
         now_ms: u64,
     ) {
-        let Some((scope, limit)) = quotas.client_quota(user, client_id, kind.key()) else {
-            return;
-        };
-        let mut sensors = self.sensors.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(bucket) = sensors.buckets.get_mut(&(kind, scope)) {
-            bucket.record(self.window, limit, -value, now_ms);
-        }
+        self.record(quotas, kind, user, client_id, -value, now_ms);
     }
 
     /// The most a fetch of this client may return: what its byte rate allows over the

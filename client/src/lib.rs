@@ -280,6 +280,8 @@ impl Connection {
         let len = (buf.len() - 4) as i32;
         buf[0..4].copy_from_slice(&len.to_be_bytes());
         self.stream.write_all(&buf).await?;
+        // Over TLS the request's tail may still sit in rustls's buffer after write_all.
+        self.stream.flush().await?;
         Ok(correlation_id)
     }
 

@@ -152,15 +152,13 @@ pub async fn handle(
     } else {
         mutator.before(&mut body, version)
     };
-    let (response, busy) = Timed::new(dispatch(
-        broker,
-        session,
-        body,
-        version,
-        &client_id,
-        from_broker,
-    ))
-    .await;
+    let handled = dispatch(broker, session, body, version, &client_id, from_broker);
+    // Request time is measured only where a quota may need it, not on the common path.
+    let (response, busy) = if exempt {
+        (handled.await, Duration::ZERO)
+    } else {
+        Timed::new(handled).await
+    };
     let mut response = response?;
     let mut throttle = Duration::ZERO;
     if let (Some(r), false) = (response.as_mut(), exempt) {

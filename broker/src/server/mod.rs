@@ -340,6 +340,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             debug!(%peer, error = %e, "write failed");
             return;
         }
+        // TLS: write_all can return with the tail of the answer still encrypted in rustls's
+        // buffer (the socket was full); without a flush it would wait there for the next
+        // answer, and a client waiting for this one would stall. (A no-op on plain TCP.)
+        if let Err(e) = wr.flush().await {
+            debug!(%peer, error = %e, "flush failed");
+            return;
+        }
     }
     let _ = wr.shutdown().await;
 }
