@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter
 
@@ -672,10 +673,13 @@ def test_consume_transform_produce_is_exactly_once_across_coordinator_and_leader
     runner.join(240)
     try:
         if runner.is_alive():
+            # Where, on the first line, so that the short test summary names the call.
+            frames = traceback.extract_stack(sys._current_frames()[runner.ident])[-4:]
+            where = " < ".join(f"{f.name}:{f.lineno} `{f.line}`" for f in reversed(frames))
             raise AssertionError(
-                f"the transform loop is stuck inside a librdkafka call after the kills "
-                f"{killed}: {dict(app.stats)} (librdkafka's eos debug log is in the captured "
-                f"stderr; broker logs under {cluster.root})")
+                f"the transform loop is stuck after the kills {killed} in {where}; "
+                f"{dict(app.stats)} (librdkafka's eos debug log is in the captured stderr; "
+                f"broker logs under {cluster.root})")
         if "error" in outcome:
             raise outcome["error"]
     finally:
