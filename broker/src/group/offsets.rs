@@ -37,7 +37,10 @@ pub fn java_string_partition(s: &str, partitions: i32) -> i32 {
     for unit in s.encode_utf16() {
         h = h.wrapping_mul(31).wrapping_add(unit as i32);
     }
-    (h & 0x7fff_ffff) % partitions
+    // Utils.abs, not the producer partitioner's `& 0x7fffffff`: the two differ for every
+    // negative hash, and clients, tools and tests that locate a coordinator as Kafka does
+    // must find it where Strom put it.
+    (if h == i32::MIN { 0 } else { h.abs() }) % partitions
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -480,5 +483,10 @@ mod tests {
         // A negative hash: "polygenelubricants".hashCode() == Integer.MIN_VALUE -> 0.
         assert_eq!(offsets_partition("polygenelubricants"), 0);
         assert!((0..50).contains(&offsets_partition("my-consumer-group")));
+        // Negative hashes take Java's Math.abs: "my-group".hashCode() == -1906497762, so
+        // partition 12 (masking the sign bit instead would give 36).
+        assert_eq!(offsets_partition("my-group"), 12);
+        // "kafka-txn-0".hashCode() == -1469191130: partition 30 of __transaction_state.
+        assert_eq!(crate::txn::txn_partition("kafka-txn-0"), 30);
     }
 }
