@@ -48,11 +48,13 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/transactions", get(transactions))
         .route("/v1/transactions/{id}", get(transaction))
         .route("/metrics", get(metrics))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(readyz))
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
                 code: "not_found",
-                message: "no such endpoint; see /v1/cluster, /v1/brokers, /v1/topics, /v1/replicas, /v1/groups, /v1/metadata/events, /metrics".into(),
+                message: "no such endpoint; see /v1/cluster, /v1/brokers, /v1/topics, /v1/replicas, /v1/groups, /v1/metadata/events, /metrics, /healthz, /readyz".into(),
             }
         })
         .with_state(broker)
@@ -345,6 +347,30 @@ async fn events(
         q.from,
         b.controller.events(q.from, q.limit.min(10_000)),
     ))
+}
+
+/// Readiness: 200 when this broker is registered and unfenced, heartbeating, and caught up
+/// with the metadata log (its Kafka listeners are bound before the HTTP server starts); 503
+/// with the checks otherwise.
+async fn readyz(State(b): State<Arc<Broker>>) -> Response {
+    let h = b.controller.health();
+    let heartbeating = h
+        .millis_since_heartbeat
+        .is_some_and(|ms| ms <= b.config.broker_session_timeout_ms);
+    let ready = h.registered && !h.fenced && heartbeating && h.caught_up;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut checks = serde_json::to_value(&h).unwrap_or_default();
+    checks["node_id"] = json!(b.node_id);
+    checks["heartbeating"] = json!(heartbeating);
+    (
+        status,
+        Json(json!({"status": if ready { "ready" } else { "not_ready" }, "checks": checks})),
+    )
+        .into_response()
 }
 
 async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {

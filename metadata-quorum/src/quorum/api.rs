@@ -41,6 +41,8 @@ pub fn router(node: Arc<QuorumNode>) -> Router {
         .route("/v1/topics/{name}", get(topic))
         .route("/v1/metadata/events", get(events))
         .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(|| async {
             json_error(
                 StatusCode::NOT_FOUND,
@@ -81,6 +83,26 @@ pub async fn serve(
     if let Err(e) = result {
         warn!(error = %e, "controller http server failed");
     }
+}
+
+/// Liveness: the process answers HTTP.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: 200 when this controller can serve, 503 with the failing checks otherwise.
+async fn readyz(State(node): State<Arc<QuorumNode>>) -> Response {
+    let r = node.readiness();
+    let status = if r.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"status": if r.ready { "ready" } else { "not_ready" }, "checks": r})),
+    )
+        .into_response()
 }
 
 /// A JSON error: `{"error": {"code", "message"}}` with an HTTP status.

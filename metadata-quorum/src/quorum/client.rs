@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -71,6 +71,33 @@ struct Local {
     records: Vec<LoggedRecord>,
 }
 
+/// What the heartbeats tell of the link to the quorum.
+#[derive(Default)]
+struct Contact {
+    /// When a controller last accepted a heartbeat from this incarnation.
+    last_ok: Option<Instant>,
+    /// The controller's metadata offset from the heartbeat before the last one, and the last.
+    controller_offsets: (u64, u64),
+}
+
+/// A broker's view of its link to the quorum (`/readyz`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ControllerHealth {
+    /// Milliseconds since a controller last accepted a heartbeat; None if none has yet.
+    pub millis_since_heartbeat: Option<u64>,
+    /// Records applied to this broker's image.
+    pub metadata_offset: u64,
+    /// The controller's metadata offset at the last heartbeat.
+    pub controller_metadata_offset: u64,
+    /// The image has reached what the controller had one heartbeat ago (a broker following
+    /// the log is always there; one whose follow loop is stuck is not).
+    pub caught_up: bool,
+    /// The image holds this broker's current registration.
+    pub registered: bool,
+    /// The controller has fenced this broker.
+    pub fenced: bool,
+}
+
 /// A broker's link to the quorum, with the metadata image it follows.
 pub struct RemoteController {
     addrs: Vec<String>,
@@ -80,6 +107,7 @@ pub struct RemoteController {
     incarnation: Mutex<Uuid>,
     images: watch::Sender<Arc<MetadataImage>>,
     local: Mutex<Local>,
+    contact: Mutex<Contact>,
     stop: watch::Sender<bool>,
 }
 
@@ -105,6 +133,7 @@ impl RemoteController {
             local: Mutex::new(Local {
                 records: Vec::new(),
             }),
+            contact: Mutex::new(Contact::default()),
             stop: watch::channel(false).0,
         });
         let deadline = tokio::time::Instant::now() + timeout;
@@ -153,6 +182,25 @@ impl RemoteController {
             .take(limit)
             .cloned()
             .collect()
+    }
+
+    /// How this broker stands with the quorum: heartbeats, metadata lag, registration.
+    pub fn health(&self) -> ControllerHealth {
+        let image = self.image();
+        let c = self.contact.lock();
+        let incarnation = *self.incarnation.lock();
+        let me = image
+            .brokers
+            .get(&self.registration.broker_id)
+            .filter(|b| b.incarnation == incarnation);
+        ControllerHealth {
+            millis_since_heartbeat: c.last_ok.map(|t| t.elapsed().as_millis() as u64),
+            metadata_offset: image.offset,
+            controller_metadata_offset: c.controller_offsets.1,
+            caught_up: image.offset >= c.controller_offsets.0,
+            registered: me.is_some(),
+            fenced: me.is_none_or(|b| b.fenced),
+        }
     }
 
     pub fn quorum_addrs(&self) -> &[String] {
@@ -304,7 +352,20 @@ impl RemoteController {
                 broker_id: self.registration.broker_id,
                 incarnation,
             };
-            match self.call(&req).await {
+            let answer = self.call(&req).await;
+            if let Ok(ControllerResponse::Heartbeat {
+                unknown,
+                metadata_offset,
+                ..
+            }) = &answer
+            {
+                let mut c = self.contact.lock();
+                if !unknown {
+                    c.last_ok = Some(Instant::now());
+                }
+                c.controller_offsets = (c.controller_offsets.1, *metadata_offset);
+            }
+            match answer {
                 Ok(ControllerResponse::Heartbeat { unknown: true, .. }) => {
                     warn!("the controller does not know this broker; registering again");
                     if let Err(e) = self.register().await {

@@ -124,6 +124,28 @@ pub struct QuorumNode {
     liveness: Mutex<Liveness>,
 }
 
+/// What `/readyz` reports for a controller.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub node_id: NodeId,
+    /// The Raft core has not stopped on a fatal error.
+    pub running: bool,
+    /// This node is a voter of the current membership.
+    pub voter: bool,
+    /// The active controller as this node sees it.
+    pub leader: Option<NodeId>,
+    /// There is an active controller: another node, or this one with a majority behind it.
+    pub leader_known: bool,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub last_applied: Option<u64>,
+    /// As the active controller: how long ago a majority last acknowledged it.
+    pub millis_since_quorum_ack: Option<u64>,
+    /// Records applied to this node's metadata image.
+    pub metadata_offset: u64,
+}
+
 /// A running controller: its node, bound address and the means to stop it.
 pub struct RunningQuorum {
     pub node: Arc<QuorumNode>,
@@ -468,6 +490,7 @@ impl QuorumNode {
             return Ok(ControllerResponse::Heartbeat {
                 unknown: true,
                 fenced: true,
+                metadata_offset: image.offset,
             });
         };
         self.liveness
@@ -482,6 +505,7 @@ impl QuorumNode {
         Ok(ControllerResponse::Heartbeat {
             unknown: false,
             fenced: false,
+            metadata_offset: self.image().offset,
         })
     }
 
@@ -629,6 +653,47 @@ impl QuorumNode {
             .iter()
             .map(|(b, t)| (*b, now.duration_since(*t).as_millis() as u64))
             .collect()
+    }
+
+    /// Whether this controller can serve (`/readyz`): its Raft is running, it is a voter, it
+    /// knows an active controller, and as the active controller a majority acknowledged it
+    /// within an election timeout.
+    pub fn readiness(&self) -> Readiness {
+        let m = self.raft.metrics().borrow().clone();
+        let running = m.running_state.is_ok();
+        let voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.id);
+        let leading = m.state == ServerState::Leader && m.current_leader == Some(self.id);
+        let quorum_ack_ms = if leading {
+            m.millis_since_quorum_ack
+        } else {
+            None
+        };
+        let leader_known = match m.current_leader {
+            Some(l) if l == self.id => {
+                leading
+                    && quorum_ack_ms
+                        .is_some_and(|ms| ms <= self.config.election_timeout.1.as_millis() as u64)
+            }
+            Some(_) => true,
+            None => false,
+        };
+        Readiness {
+            ready: running && voter && leader_known,
+            node_id: self.id,
+            running,
+            voter,
+            leader: m.current_leader,
+            leader_known,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            last_applied: m.last_applied.map(|l| l.index),
+            millis_since_quorum_ack: quorum_ack_ms,
+            metadata_offset: self.image().offset,
+        }
     }
 
     /// Members of the current Raft membership.

@@ -73,6 +73,8 @@ pub enum ControllerResponse {
         /// The controller does not know this incarnation: register again.
         unknown: bool,
         fenced: bool,
+        /// The controller's metadata log end: a broker behind it is catching up.
+        metadata_offset: u64,
     },
     CreateTopics {
         results: Vec<Result<CreatedTopic, MetadataError>>,
