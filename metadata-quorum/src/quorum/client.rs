@@ -94,7 +94,7 @@ pub struct ControllerHealth {
     pub caught_up: bool,
     /// The image holds this broker's current registration.
     pub registered: bool,
-    /// The controller has fenced this broker.
+    /// The controller has fenced this broker (false when it is not registered at all).
     pub fenced: bool,
 }
 
@@ -199,7 +199,7 @@ impl RemoteController {
             controller_metadata_offset: c.controller_offsets.1,
             caught_up: image.offset >= c.controller_offsets.0,
             registered: me.is_some(),
-            fenced: me.is_none_or(|b| b.fenced),
+            fenced: me.is_some_and(|b| b.fenced),
         }
     }
 
