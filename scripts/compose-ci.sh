@@ -30,7 +30,12 @@ $COMPOSE down -v >/dev/null 2>&1 || true
 $COMPOSE up -d
 wait_healthy
 curl -sf http://127.0.0.1:19644/v1/cluster >/dev/null
-passed=$((passed + 1)); echo "compose: 6 nodes healthy"
+# Healthy is the /readyz probe: every node says why it is ready.
+for port in 19644 19645 19646 19081 19082 19083; do
+  curl -sf "http://127.0.0.1:$port/readyz" | grep -q '"status":"ready"' \
+    || { echo "compose: /readyz on :$port is not ready" >&2; exit 1; }
+done
+passed=$((passed + 1)); echo "compose: 6 nodes healthy (ready)"
 
 echo "== compose: failover demo"
 scripts/failover-demo.sh
