@@ -358,19 +358,10 @@ async fn readyz(State(b): State<Arc<Broker>>) -> Response {
         .millis_since_heartbeat
         .is_some_and(|ms| ms <= b.config.broker_session_timeout_ms);
     let ready = h.registered && !h.fenced && heartbeating && h.caught_up;
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let mut checks = serde_json::to_value(&h).unwrap_or_default();
+    let mut checks = json!(h);
     checks["node_id"] = json!(b.node_id);
     checks["heartbeating"] = json!(heartbeating);
-    (
-        status,
-        Json(json!({"status": if ready { "ready" } else { "not_ready" }, "checks": checks})),
-    )
-        .into_response()
+    api::readiness_response(ready, checks)
 }
 
 async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {

@@ -93,16 +93,18 @@ pub async fn healthz() -> Json<Value> {
 /// Readiness: 200 when this controller can serve, 503 with the failing checks otherwise.
 async fn readyz(State(node): State<Arc<QuorumNode>>) -> Response {
     let r = node.readiness();
-    let status = if r.ready {
-        StatusCode::OK
+    readiness_response(r.ready, json!(r))
+}
+
+/// A `/readyz` answer (controllers and brokers): 200 `{"status": "ready", "checks": ...}`,
+/// or 503 with `"not_ready"` and the same checks.
+pub fn readiness_response(ready: bool, checks: Value) -> Response {
+    let (status, word) = if ready {
+        (StatusCode::OK, "ready")
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::SERVICE_UNAVAILABLE, "not_ready")
     };
-    (
-        status,
-        Json(json!({"status": if r.ready { "ready" } else { "not_ready" }, "checks": r})),
-    )
-        .into_response()
+    (status, Json(json!({"status": word, "checks": checks}))).into_response()
 }
 
 /// A JSON error: `{"error": {"code", "message"}}` with an HTTP status.
