@@ -259,8 +259,7 @@ impl QuorumNode {
     }
 
     pub fn is_leader(&self) -> bool {
-        let m = self.raft.metrics().borrow().clone();
-        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+        leads(&self.raft.metrics().borrow(), self.id)
     }
 
     fn leader_addr(&self) -> Option<(NodeId, String)> {
@@ -666,20 +665,15 @@ impl QuorumNode {
             .membership()
             .voter_ids()
             .any(|v| v == self.id);
-        let leading = m.state == ServerState::Leader && m.current_leader == Some(self.id);
-        let quorum_ack_ms = if leading {
+        let quorum_ack_ms = if leads(&m, self.id) {
             m.millis_since_quorum_ack
         } else {
             None
         };
-        let leader_known = match m.current_leader {
-            Some(l) if l == self.id => {
-                leading
-                    && quorum_ack_ms
-                        .is_some_and(|ms| ms <= self.config.election_timeout.1.as_millis() as u64)
-            }
-            Some(_) => true,
-            None => false,
+        let leader_known = match quorum_ack_ms {
+            Some(ms) => ms <= self.config.election_timeout.1.as_millis() as u64,
+            // Not leading: another node must be named (this one, not leading, does not count).
+            None => m.current_leader.is_some_and(|l| l != self.id),
         };
         Readiness {
             ready: running && voter && leader_known,
@@ -706,6 +700,11 @@ impl QuorumNode {
             .voter_ids()
             .collect()
     }
+}
+
+/// Whether the node `id` whose metrics these are is the active controller.
+fn leads(m: &openraft::RaftMetrics<NodeId, BasicNode>, id: NodeId) -> bool {
+    m.state == ServerState::Leader && m.current_leader == Some(id)
 }
 
 fn check_leader_error(
