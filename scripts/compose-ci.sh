@@ -83,6 +83,24 @@ consumed=$("${strom[@]}" consume "$topic" --from-beginning --count 500 | wc -l)
 [ "$consumed" -eq 500 ] || { echo "compose: read back $consumed of 500 records" >&2; exit 1; }
 passed=$((passed + 1)); echo "compose: 500 records survived down / up"
 
+echo "== compose: Prometheus scrapes every node"
+scripts/build-prometheus-image.sh
+PROM_COMPOSE="$COMPOSE -f docker-compose.yml -f docker/compose.prometheus.yml"
+$PROM_COMPOSE up -d prometheus >/dev/null
+query() { curl -sf --data-urlencode "query=$1" http://127.0.0.1:19090/api/v1/query || true; }
+up=""
+for _ in $(seq 1 60); do
+  up=$(query 'sum(up)')
+  echo "$up" | grep -q '"value":\[[0-9.]*,"6"\]' && break
+  sleep 1
+done
+echo "$up" | grep -q '"value":\[[0-9.]*,"6"\]' \
+  || { echo "compose: Prometheus does not see 6 targets up: $up" >&2; exit 1; }
+query 'sum(kafka_controller_kafkacontroller_activecontrollercount)' | grep -q '"value":\[[0-9.]*,"1"\]' \
+  || { echo "compose: Prometheus does not see exactly one active controller" >&2; exit 1; }
+$PROM_COMPOSE rm -sf prometheus >/dev/null 2>&1
+passed=$((passed + 1)); echo "compose: Prometheus scrapes 6 nodes, one active controller"
+
 $COMPOSE down -v >/dev/null
 
 echo "== compose: secured cluster (SASL_SSL clients, TLS between brokers)"

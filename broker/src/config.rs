@@ -168,6 +168,12 @@ pub struct BrokerConfig {
     #[arg(long, env = "STROM_REPLICA_FETCH_WAIT_MAX_MS", default_value_t = 500)]
     pub replica_fetch_wait_max_ms: u64,
 
+    /// Record per-request and per-topic metrics (request counts and times, bytes in and out).
+    /// Off, `/metrics` still serves the gauges read at scrape time; the switch exists to
+    /// measure what recording costs.
+    #[arg(long, env = "STROM_METRICS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_enabled: bool,
+
     /// TESTING ONLY, loses data: answer acks=all as soon as the leader has the batch, before
     /// the in-sync replicas do. It exists so the consistency checker can prove it notices.
     #[arg(long, hide = true, env = "STROM_UNSAFE_ACK_BEFORE_REPLICATION")]

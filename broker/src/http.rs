@@ -365,14 +365,11 @@ async fn readyz(State(b): State<Arc<Broker>>) -> Response {
 }
 
 async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
-    let image = b.image();
-    let partitions: usize = image.topics().map(|t| t.partitions.len()).sum();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        b.metrics.render(
-            partitions,
-            image.topics().count(),
-            &b.quotas.throttle_stats(),
-        ),
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::scrape(&b),
     )
 }

@@ -88,7 +88,9 @@ impl Broker {
 
     /// Brings partition logs, leadership and follower fetchers in step with `image`.
     pub fn sync_partitions(&self, image: &MetadataImage) {
-        self.logs.sync(image);
+        let (shrinks, expands) = self.logs.sync(image);
+        self.metrics.isr_shrinks.inc_by(shrinks);
+        self.metrics.isr_expands.inc_by(expands);
         self.replicas.sync(image, &self.logs, &self.controller);
         // Group coordination follows leadership of the `__consumer_offsets` partitions.
         if let Some(t) = image.topic(group::OFFSETS_TOPIC) {
@@ -292,12 +294,13 @@ impl Broker {
             max_wait: Duration::from_millis(config.replica_fetch_wait_max_ms),
             security: inter_broker_security.clone(),
         });
+        let metrics = metrics::Metrics::new(config.metrics_enabled);
         let broker = Arc::new(Broker {
             node_id: config.node_id,
             config,
             controller,
             logs,
-            metrics: metrics::Metrics::default(),
+            metrics,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             groups: group::GroupCoordinator::new(Duration::from_millis(config_initial_delay)),
             groups_loaded: group::Loaded::default(),

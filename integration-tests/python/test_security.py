@@ -267,7 +267,7 @@ def connect(broker, listener):
 def failed_authentications(broker):
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{broker.http_port}/metrics",
                                      timeout=5).read().decode()
-    return int(re.search(r"^strom_failed_authentication_total (\d+)$", metrics, re.M).group(1))
+    return int(re.search(r"^kafka_server_socketservermetrics_failed_authentication_total (\d+)$", metrics, re.M).group(1))
 
 
 def test_a_wrong_password_gets_sasl_authentication_failed_and_nothing_else(broker):
@@ -487,7 +487,7 @@ def test_sessions_expire_and_clients_reauthenticate(tmp_path, certs):
         # librdkafka re-authenticated on its connections (not only reconnected).
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{b.http_port}/metrics",
                                          timeout=5).read().decode()
-        reauths = int(re.search(r"^strom_successful_reauthentication_total (\d+)$", metrics,
+        reauths = int(re.search(r"^kafka_server_socketservermetrics_successful_reauthentication_total (\d+)$", metrics,
                                 re.M).group(1))
         assert reauths >= 2, metrics
         s = socket.create_connection(("127.0.0.1", b.ports["SASL_PLAINTEXT"]), timeout=10)
@@ -520,7 +520,7 @@ def test_the_strom_client_reauthenticates_on_its_connection(tmp_path, certs):
                 "-X", f"sasl.password={BOB[1]}"]
         subprocess.run([strom_binary(), *sasl, "topics", "create", "strom-reauth"], check=True,
                        capture_output=True, timeout=60)
-        before = metric("strom_successful_reauthentication_total")
+        before = metric("kafka_server_socketservermetrics_successful_reauthentication_total")
         producer = subprocess.Popen([strom_binary(), *sasl, "produce", "strom-reauth"],
                                     stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in range(30):  # 6 s: four session lifetimes
@@ -529,7 +529,7 @@ def test_the_strom_client_reauthenticates_on_its_connection(tmp_path, certs):
             time.sleep(0.2)
         producer.stdin.close()
         assert producer.wait(timeout=60) == 0, producer.stderr.read()
-        assert metric("strom_successful_reauthentication_total") >= before + 2
+        assert metric("kafka_server_socketservermetrics_successful_reauthentication_total") >= before + 2
         out = subprocess.run([strom_binary(), *sasl, "consume", "strom-reauth",
                               "--from-beginning", "--count", "30"],
                              capture_output=True, text=True, timeout=60)

@@ -388,4 +388,10 @@ pub trait LogStore: Send + Sync + 'static {
         current: PartitionState,
         producers: &[(i64, Vec<u8>)],
     ) -> Result<PartitionState, StorageError>;
+
+    /// The engine's own gauges (memtable and block cache sizes, pending compaction, write
+    /// stalls), by the engine's names, for `/metrics`. None by default.
+    fn engine_stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }

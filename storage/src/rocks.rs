@@ -114,7 +114,38 @@ impl RocksLogStore {
     }
 }
 
+/// RocksDB properties served as metrics, read on the partition log column family.
+const ENGINE_PROPERTIES: [&str; 14] = [
+    "rocksdb.cur-size-all-mem-tables",
+    "rocksdb.num-immutable-mem-table",
+    "rocksdb.mem-table-flush-pending",
+    "rocksdb.num-running-flushes",
+    "rocksdb.compaction-pending",
+    "rocksdb.num-running-compactions",
+    "rocksdb.estimate-pending-compaction-bytes",
+    "rocksdb.is-write-stopped",
+    "rocksdb.actual-delayed-write-rate",
+    "rocksdb.background-errors",
+    "rocksdb.total-sst-files-size",
+    "rocksdb.live-sst-files-size",
+    "rocksdb.block-cache-usage",
+    "rocksdb.block-cache-capacity",
+];
+
 impl LogStore for RocksLogStore {
+    fn engine_stats(&self) -> Vec<(&'static str, u64)> {
+        let Ok(cf) = self.cf(CF_LOG) else {
+            return Vec::new();
+        };
+        ENGINE_PROPERTIES
+            .iter()
+            .filter_map(|&name| {
+                let v = self.db.property_int_value_cf(cf, name).ok().flatten()?;
+                Some((name, v))
+            })
+            .collect()
+    }
+
     fn create_partition(&self, tp: TopicPartition) -> Result<PartitionState, StorageError> {
         let cf = self.cf(CF_STATE)?;
         let key = keys::partition_prefix(tp);

@@ -98,6 +98,8 @@ struct Group {
     /// Changed in a way `__consumer_offsets` must record (it became empty, a static member
     /// took its place back): returned by the next [`GroupCoordinator::tick`].
     dirty: bool,
+    /// Rebalances this group completed here (joins that ended with members).
+    rebalances: u64,
 }
 
 impl Group {
@@ -123,6 +125,7 @@ impl Group {
             initial_join: false,
             storing: false,
             dirty: false,
+            rebalances: 0,
         }
     }
 
@@ -790,6 +793,11 @@ impl GroupCoordinator {
             .collect()
     }
 
+    /// Rebalances completed by the groups held here (a group unloaded takes its count away).
+    pub fn completed_rebalances(&self) -> u64 {
+        self.groups.lock().values().map(|g| g.rebalances).sum()
+    }
+
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         let groups = self.groups.lock();
         let g = groups.get(group_id)?;
@@ -962,6 +970,7 @@ fn maybe_complete_join(id: &str, g: &mut Group, now: Instant) {
     g.leader = Some(leader);
     g.protocol = select_protocol(g);
     g.state = GroupState::CompletingRebalance;
+    g.rebalances += 1;
     info!(group = id, generation = g.generation, members = g.members.len(), protocol = ?g.protocol, "rebalance: join complete");
     let ids: Vec<String> = g.members.keys().cloned().collect();
     for m in ids {

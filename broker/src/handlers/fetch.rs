@@ -24,7 +24,6 @@ use uuid::Uuid;
 
 use super::topic_name;
 use crate::log::{PartitionLog, ReadLimit};
-use crate::metrics::Metrics;
 use crate::Broker;
 
 /// The longest a fetch may park, whatever it asks for.
@@ -136,20 +135,18 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
         let (response, bytes, errors) = read_once(&topics, max_bytes, version);
         let now = Instant::now();
         if bytes >= min_bytes || errors || now >= deadline || watchers.is_empty() {
-            Metrics::add(&broker.metrics.fetch_bytes, bytes as u64);
             return response;
         }
         let changes: Vec<Pin<Box<dyn Future<Output = _> + Send + '_>>> = watchers
             .iter_mut()
             .map(|w| Box::pin(w.changed()) as Pin<Box<dyn Future<Output = _> + Send + '_>>)
             .collect();
-        if tokio::time::timeout_at(deadline, select_all(changes))
-            .await
-            .is_err()
-        {
+        let waiting = std::time::Instant::now();
+        let woken = tokio::time::timeout_at(deadline, select_all(changes)).await;
+        crate::metrics::waited(waiting);
+        if woken.is_err() {
             // Timed out: answer with whatever there is now.
-            let (response, bytes, _) = read_once(&topics, max_bytes, version);
-            Metrics::add(&broker.metrics.fetch_bytes, bytes as u64);
+            let (response, _, _) = read_once(&topics, max_bytes, version);
             return response;
         }
     }

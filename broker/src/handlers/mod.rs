@@ -44,7 +44,7 @@ use crate::log::PartitionLog;
 use tracing::{info, warn};
 
 use crate::error::ProtocolError;
-use crate::metrics::Metrics;
+use crate::metrics;
 use crate::protocol::{self, versions};
 use crate::quota::{quota_user, QuotaKind};
 use crate::security::Session;
@@ -72,6 +72,7 @@ pub async fn handle(
     session: &Session,
     frame: Bytes,
 ) -> Result<Reply, ProtocolError> {
+    let started = Instant::now();
     let request_bytes = frame.len();
     let pre = protocol::preamble(&frame)?;
     let api_key = ApiKey::try_from(pre.api_key).map_err(|_| ProtocolError::UnknownApiKey {
@@ -100,7 +101,6 @@ pub async fn handle(
         });
     }
     let request = protocol::decode_request(api_key, pre.version, frame)?;
-    Metrics::add(&broker.metrics.requests, 1);
     let version = request.version;
     let client_id = request
         .header
@@ -140,6 +140,12 @@ pub async fn handle(
             };
         }
     }
+    // Kafka's request metrics name follower and consumer fetches apart.
+    let (request_name, follower) = match &body {
+        RequestKind::Fetch(r) if r.replica_id.0 >= 0 => ("FetchFollower", true),
+        RequestKind::Fetch(_) => ("FetchConsumer", false),
+        _ => (versions::name(api_key), false),
+    };
     let wanted_ops = authz::WantedOps::of(&body, version);
     let mutator = mutation_quota::Mutator {
         broker,
@@ -152,9 +158,16 @@ pub async fn handle(
     } else {
         mutator.before(&mut body, version)
     };
-    let handled = dispatch(broker, session, body, version, &client_id, from_broker);
+    let handled = metrics::with_remote_time(dispatch(
+        broker,
+        session,
+        body,
+        version,
+        &client_id,
+        from_broker,
+    ));
     // Request time is measured only where a quota may need it, not on the common path.
-    let (response, busy) = if exempt {
+    let ((response, remote), busy) = if exempt {
         (handled.await, Duration::ZERO)
     } else {
         Timed::new(handled).await
@@ -194,6 +207,14 @@ pub async fn handle(
         // Kafka counts request time in percent of one thread: 10 ms of work is 1.
         record(QuotaKind::Request, busy.as_nanos() as f64 * 1e-7);
     }
+    record_metrics(
+        broker,
+        request_name,
+        follower,
+        started,
+        remote,
+        response.as_ref(),
+    );
     let Some(mut response) = response else {
         return Ok(Reply {
             frame: None,
@@ -211,6 +232,45 @@ pub async fn handle(
         frame: Some(frame),
         throttle,
     })
+}
+
+/// Request metrics, and for a fetch the bytes it sends (after any quota emptied it).
+fn record_metrics(
+    broker: &Broker,
+    request: &'static str,
+    follower: bool,
+    started: Instant,
+    remote: Duration,
+    response: Option<&ResponseKind>,
+) {
+    broker.metrics.request(request, started, remote, response);
+    let Some(ResponseKind::Fetch(r)) = response else {
+        return;
+    };
+    if follower {
+        broker.metrics.replicated_out(fetch::record_bytes(r) as u64);
+        return;
+    }
+    let image = broker.image();
+    for t in &r.responses {
+        let bytes: usize = t
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
+            .sum();
+        if bytes == 0 {
+            continue;
+        }
+        // Fetch v13+ names topics by id.
+        let name = if t.topic.is_empty() {
+            image.topic_by_id(&t.topic_id).map(|t| t.name.as_str())
+        } else {
+            Some(t.topic.as_str())
+        };
+        if let Some(name) = name {
+            broker.metrics.fetched(name, bytes as u64);
+        }
+    }
 }
 
 /// Hands a decoded, authorised request to its API's handler; `None` for an `acks=0` produce.

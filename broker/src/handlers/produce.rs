@@ -15,7 +15,6 @@ use tracing::debug;
 
 use super::{auto_create, leader_log, str_bytes};
 use crate::log::{batch, PartitionLog};
-use crate::metrics::Metrics;
 use crate::protocol::versions::PRODUCE_MIN_SERVED;
 use crate::topic_config;
 use crate::Broker;
@@ -140,8 +139,9 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
             match result {
                 Ok((info, views)) => {
                     let n: i64 = views.iter().map(|v| v.records_count as i64).sum();
-                    Metrics::add(&broker.metrics.produce_records, n as u64);
-                    Metrics::add(&broker.metrics.produce_bytes, records.len() as u64);
+                    broker
+                        .metrics
+                        .produced(t.name.as_str(), n as u64, records.len() as u64);
                     let ok = PartitionProduceResponse::default()
                         .with_index(p.index)
                         .with_base_offset(info.base_offset)
@@ -164,12 +164,16 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
                 .with_partition_responses(partitions),
         );
     }
+    let waiting = std::time::Instant::now();
     let outcomes = join_all(
         waits
             .iter()
             .map(|(_, _, log, required, min_isr)| replicated(log, *required, *min_isr, timeout)),
     )
     .await;
+    if !waits.is_empty() {
+        crate::metrics::waited(waiting);
+    }
     for ((ti, pi, _, _, _), outcome) in waits.iter().zip(outcomes) {
         if let Err((e, msg)) = outcome {
             let index = responses[*ti].partition_responses[*pi].index;

@@ -1145,6 +1145,11 @@ impl LogManager {
         Ok(Some(log))
     }
 
+    /// The storage engine's own gauges (see [`LogStore::engine_stats`]).
+    pub fn engine_stats(&self) -> Vec<(&'static str, u64)> {
+        self.store.engine_stats()
+    }
+
     /// Every partition log this broker holds.
     pub fn all(&self) -> Vec<Arc<PartitionLog>> {
         self.partitions.read().values().cloned().collect()
@@ -1156,13 +1161,20 @@ impl LogManager {
     }
 
     /// Creates logs for partitions the image assigns here and deletes logs of topics that no
-    /// longer exist.
-    pub fn sync(&self, image: &MetadataImage) {
+    /// longer exist. Returns the ISR changes it saw on partitions led here before and after:
+    /// (shrinks, expands), whether this leader or the controller (fencing a broker) made them.
+    pub fn sync(&self, image: &MetadataImage) -> (u64, u64) {
+        let (mut shrinks, mut expands) = (0, 0);
         for topic in image.topics() {
             for p in &topic.partitions {
                 let tp = TopicPartition::new(topic.topic_id, p.partition);
                 if let Some(log) = self.get(&tp) {
+                    let before = log.isr_len();
                     log.apply_metadata(self.node_id, p, now_ms());
+                    if let (Some(before), Some(after)) = (before, log.isr_len()) {
+                        shrinks += u64::from(after < before);
+                        expands += u64::from(after > before);
+                    }
                 }
                 if let Err(e) = self.partition(image, tp) {
                     warn!(%tp, topic = %topic.name, error = %e, "could not create partition log");
@@ -1183,6 +1195,7 @@ impl LogManager {
                 Err(e) => warn!(%tp, error = %e, "could not delete partition log"),
             }
         }
+        (shrinks, expands)
     }
 }
 

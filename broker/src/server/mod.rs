@@ -21,7 +21,6 @@ use tracing::{debug, info, warn};
 
 use crate::error::ProtocolError;
 use crate::handlers;
-use crate::metrics::Metrics;
 use crate::protocol::codec::FrameCodec;
 use crate::protocol::{self, versions};
 use crate::security::sasl::SaslServer;
@@ -34,6 +33,8 @@ const PIPELINE_DEPTH: usize = 64;
 
 /// How long a client has to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The socket read buffer under a TLS connection (four TLS records).
+const TLS_READ_BUFFER: usize = 64 * 1024;
 
 /// A bound listener and what its connections need.
 pub struct Listener {
@@ -49,7 +50,6 @@ pub async fn serve(broker: Arc<Broker>, listener: Listener, mut shutdown: watch:
             accepted = listener.socket.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    Metrics::add(&broker.metrics.connections_opened, 1);
                     let quotas = broker.image().quotas.clone();
                     let throttle = broker.quotas.record_connection(&quotas, peer.ip(), broker.quotas.now_ms());
                     if !throttle.is_zero() {
@@ -93,23 +93,27 @@ async fn accept(
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
+    let _open = broker.metrics.connection_opened(spec.name.as_str());
     let Some(tls) = tls else {
         let session = new_session(&spec, ANONYMOUS.to_string(), peer);
         // Plain TCP splits into owned halves (no lock between reader and writer).
         let (rd, wr) = stream.into_split();
         return connection(broker, spec, rd, wr, session, shutdown).await;
     };
+    // rustls reads at most 4 KB of ciphertext per call; a buffer under it turns four or more
+    // syscalls per 16 KB record of a produce request into one per 64 KB.
+    let stream = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, stream);
     let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream));
     let stream = match handshake.await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             warn!(%peer, listener = %spec.name, error = %e, "closing connection: TLS handshake failed");
-            Metrics::add(&broker.metrics.connections_closed_on_error, 1);
+            broker.metrics.connections_closed_on_error.inc();
             return;
         }
         Err(_) => {
             warn!(%peer, listener = %spec.name, "closing connection: TLS handshake timed out");
-            Metrics::add(&broker.metrics.connections_closed_on_error, 1);
+            broker.metrics.connections_closed_on_error.inc();
             return;
         }
     };
@@ -181,7 +185,7 @@ async fn connection<R, W>(
             Some(Ok(frame)) => frame.freeze(),
             Some(Err(e)) => {
                 warn!(%peer, error = %e, "closing connection: bad frame");
-                Metrics::add(&broker.metrics.connections_closed_on_error, 1);
+                broker.metrics.connections_closed_on_error.inc();
                 break;
             }
         };
@@ -189,7 +193,7 @@ async fn connection<R, W>(
             // After SaslHandshake v0 the tokens travel as bare frames.
             let Some(answer) = server.authenticate_raw(&frame, &broker.image()) else {
                 info!(%peer, listener = %spec.name, "closing connection: SASL authentication failed");
-                Metrics::add(&broker.metrics.failed_authentications, 1);
+                broker.metrics.failed_authentications.inc();
                 break;
             };
             let mut out = bytes::BytesMut::with_capacity(4 + answer.len());
@@ -208,7 +212,7 @@ async fn connection<R, W>(
                     if tx.send(response).await.is_err() || close {
                         if close {
                             info!(%peer, listener = %spec.name, "closing connection: SASL authentication failed");
-                            Metrics::add(&broker.metrics.failed_authentications, 1);
+                            broker.metrics.failed_authentications.inc();
                         }
                         break;
                     }
@@ -217,7 +221,7 @@ async fn connection<R, W>(
                 Ok(SaslStep::Pass) => {}
                 Err(e) => {
                     warn!(%peer, error = %e, "closing connection");
-                    Metrics::add(&broker.metrics.connections_closed_on_error, 1);
+                    broker.metrics.connections_closed_on_error.inc();
                     break;
                 }
             }
@@ -241,7 +245,7 @@ async fn connection<R, W>(
             }
             Err(e) => {
                 warn!(%peer, error = %e, "closing connection: bad request");
-                Metrics::add(&broker.metrics.connections_closed_on_error, 1);
+                broker.metrics.connections_closed_on_error.inc();
                 break;
             }
         }
@@ -265,9 +269,9 @@ fn after_sasl(
     };
     let principal = server.principal().unwrap_or_default();
     if reauthenticated {
-        Metrics::add(&broker.metrics.successful_reauthentications, 1);
+        broker.metrics.successful_reauthentications.inc();
     } else {
-        Metrics::add(&broker.metrics.successful_authentications, 1);
+        broker.metrics.successful_authentications.inc();
         info!(
             peer = %session.peer,
             principal = %principal,

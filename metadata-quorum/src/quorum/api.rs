@@ -362,18 +362,99 @@ async fn events(
     ))
 }
 
+/// The controller's `/metrics` (OpenMetrics text, `prometheus-client`), with the names the
+/// Prometheus JMX exporter's common rules give Kafka's controller and raft metrics. Everything
+/// is read from the node at scrape time.
 async fn metrics(State(node): State<Arc<QuorumNode>>) -> impl IntoResponse {
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+
     let m = node.raft.metrics().borrow().clone();
     let image = node.image();
-    let body = format!(
-        "# HELP strom_controller_is_leader 1 on the active controller\n# TYPE strom_controller_is_leader gauge\nstrom_controller_is_leader {}\n\
-         # HELP strom_raft_term current raft term\n# TYPE strom_raft_term gauge\nstrom_raft_term {}\n\
-         # HELP strom_metadata_offset records applied\n# TYPE strom_metadata_offset gauge\nstrom_metadata_offset {}\n\
-         # HELP strom_brokers_fenced fenced brokers\n# TYPE strom_brokers_fenced gauge\nstrom_brokers_fenced {}\n",
-        u8::from(node.is_leader()),
-        m.current_term,
-        image.offset,
-        image.brokers.values().filter(|b| b.fenced).count(),
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    let active: Vec<_> = image.brokers.values().filter(|b| !b.fenced).collect();
+    let partitions = || image.topics().flat_map(|t| t.partitions.iter());
+    let offline = partitions()
+        .filter(|p| p.leader < 0 || !active.iter().any(|b| b.broker_id == p.leader))
+        .count();
+    let imbalanced = partitions()
+        .filter(|p| p.leader >= 0 && p.replicas.first() != Some(&p.leader))
+        .count();
+    let gauges: [(&str, &str, i64); 12] = [
+        (
+            "kafka_controller_kafkacontroller_activecontrollercount",
+            "1 on the active controller (the raft leader), 0 elsewhere",
+            i64::from(node.is_leader()),
+        ),
+        (
+            "kafka_controller_kafkacontroller_globaltopiccount",
+            "Topics in the metadata image",
+            image.topics().count() as i64,
+        ),
+        (
+            "kafka_controller_kafkacontroller_globalpartitioncount",
+            "Partitions in the metadata image",
+            partitions().count() as i64,
+        ),
+        (
+            "kafka_controller_kafkacontroller_offlinepartitionscount",
+            "Partitions without a leader on an active broker",
+            offline as i64,
+        ),
+        (
+            "kafka_controller_kafkacontroller_preferredreplicaimbalancecount",
+            "Partitions led by a replica other than their first (preferred) one",
+            imbalanced as i64,
+        ),
+        (
+            "kafka_controller_kafkacontroller_activebrokercount",
+            "Registered brokers that are not fenced",
+            active.len() as i64,
+        ),
+        (
+            "kafka_controller_kafkacontroller_fencedbrokercount",
+            "Registered brokers that are fenced",
+            (image.brokers.len() - active.len()) as i64,
+        ),
+        (
+            "kafka_server_raftmetrics_current_leader",
+            "The raft leader this node knows (-1 when none)",
+            m.current_leader.map_or(-1, |l| l as i64),
+        ),
+        (
+            "kafka_server_raftmetrics_current_epoch",
+            "The raft term (each election starts a new one)",
+            m.current_term as i64,
+        ),
+        (
+            "kafka_server_raftmetrics_log_end_offset",
+            "Index of the last entry in this node's raft log",
+            m.last_log_index.map_or(-1, |i| i as i64),
+        ),
+        (
+            "kafka_server_raftmetrics_high_watermark",
+            "Index of the last committed entry applied here",
+            m.last_applied.map_or(-1, |l| l.index as i64),
+        ),
+        (
+            "strom_metadata_offset",
+            "Metadata records applied to this node's image",
+            image.offset as i64,
+        ),
+    ];
+    let mut registry = Registry::default();
+    for (name, help, v) in gauges {
+        let g: Gauge = Gauge::default();
+        g.set(v);
+        registry.register(name, help, g);
+    }
+    let mut out = String::new();
+    let _ = encode(&mut out, &registry);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
 }
