@@ -2,6 +2,7 @@
 # Installs what building and testing Strom needs on a fresh Debian machine, idempotently:
 #   - libclang (bindgen for RocksDB's bindings), a C++ compiler, kcat, openssl (the security
 #     tests make their certificates with it), prometheus (the metrics tests scrape with it),
+#     chromium (the console tests drive it headless),
 #     sccache (when available)
 #   - a Python venv at .venv with the real Kafka clients used by the compatibility tests
 # Usage: scripts/setup.sh [--no-python]
@@ -12,7 +13,7 @@ want_python=1
 [ "${1:-}" = "--no-python" ] && want_python=0
 
 need=()
-for pkg in libclang-dev clang g++ kcat python3-venv curl openssl prometheus; do
+for pkg in libclang-dev clang g++ kcat python3-venv curl openssl prometheus chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v sccache >/dev/null 2>&1 || need+=(sccache)

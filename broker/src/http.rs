@@ -50,11 +50,12 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(readyz))
+        .merge(crate::console::routes())
         .fallback(|| async {
             ApiError {
                 status: StatusCode::NOT_FOUND,
                 code: "not_found",
-                message: "no such endpoint; see /v1/cluster, /v1/brokers, /v1/topics, /v1/replicas, /v1/groups, /v1/metadata/events, /metrics, /healthz, /readyz".into(),
+                message: "no such endpoint; see /v1/cluster, /v1/brokers, /v1/topics, /v1/replicas, /v1/groups, /v1/metadata/events, /metrics, /healthz, /readyz, /ui (the console)".into(),
             }
         })
         .with_state(broker)
@@ -254,7 +255,7 @@ async fn groups(State(b): State<Arc<Broker>>) -> Json<Value> {
 }
 
 /// Decodes a "consumer" protocol assignment into (topic, partitions).
-fn assigned(bytes: &bytes::Bytes) -> Vec<(String, Vec<i32>)> {
+pub(crate) fn assigned(bytes: &bytes::Bytes) -> Vec<(String, Vec<i32>)> {
     use kafka_protocol::messages::ConsumerProtocolAssignment;
     use kafka_protocol::protocol::Decodable;
     if bytes.len() < 2 {

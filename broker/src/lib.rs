@@ -16,6 +16,7 @@
 //! to it the same way, so there is one code path.
 
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod group;
 pub mod handlers;
