@@ -278,7 +278,7 @@ async fn group(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let description = b.groups.describe(&id);
-    let committed = b.groups.committed_all(&id);
+    let committed = b.group_lag(&id);
     if description.is_none() && committed.is_empty() {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
@@ -286,24 +286,16 @@ async fn group(
             message: format!("group '{id}' is not known to this broker (ask its coordinator)"),
         });
     }
-    let image = b.image();
     let offsets: Vec<Value> = committed
         .into_iter()
-        .map(|(topic, partition, c)| {
-            let end = image
-                .topic(&topic)
-                .and_then(|t| {
-                    b.logs
-                        .get(&TopicPartition::new(t.topic_id, partition as u32))
-                })
-                .map(|l| l.high_watermark());
+        .map(|o| {
             json!({
-                "topic": topic,
-                "partition": partition,
-                "committed_offset": c.offset,
-                "metadata": c.metadata,
-                "end_offset": end,
-                "lag": end.map(|e| (e - c.offset).max(0)),
+                "topic": o.topic,
+                "partition": o.partition,
+                "committed_offset": o.committed.offset,
+                "metadata": o.committed.metadata,
+                "end_offset": o.end,
+                "lag": o.lag,
             })
         })
         .collect();

@@ -81,10 +81,50 @@ pub struct Broker {
     pub quotas: quota::QuotaManager,
 }
 
+/// A group's committed offset of one partition, with the partition's end and the lag.
+#[derive(Debug, Clone)]
+pub struct GroupLag {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: group::Committed,
+    /// The high watermark of this broker's replica (the leader's, or a follower's a fetch
+    /// behind it); None when this broker holds no replica of the partition.
+    pub end: Option<i64>,
+    pub lag: Option<i64>,
+}
+
 impl Broker {
     /// The current metadata image.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.controller.image()
+    }
+
+    /// The committed offsets of `group` (held here when this broker coordinates it), each with
+    /// its partition's end offset and lag: what `/v1/groups/{id}`, the console and the
+    /// `kafka_consumergroup_lag` metric show.
+    pub fn group_lag(&self, group: &str) -> Vec<GroupLag> {
+        let image = self.image();
+        self.groups
+            .committed_all(group)
+            .into_iter()
+            .map(|(topic, partition, committed)| {
+                let end = image
+                    .topic(&topic)
+                    .zip(u32::try_from(partition).ok())
+                    .and_then(|(t, p)| {
+                        self.logs
+                            .get(&strom_storage::TopicPartition::new(t.topic_id, p))
+                    })
+                    .map(|l| l.high_watermark());
+                GroupLag {
+                    lag: end.map(|e| (e - committed.offset).max(0)),
+                    topic,
+                    partition,
+                    committed,
+                    end,
+                }
+            })
+            .collect()
     }
 
     /// Brings partition logs, leadership and follower fetchers in step with `image`.

@@ -563,23 +563,16 @@ fn state_registry(broker: &Broker) -> Registry {
                 })
                 .set(d.members.len() as i64);
         }
-        for (topic, partition, committed) in broker.groups.committed_all(id) {
+        // Lag against this broker's replica of each partition (Broker::group_lag); a
+        // partition with no replica here has no lag series from this broker.
+        for o in broker.group_lag(id) {
             let labels = GroupPartitionLabels {
                 consumergroup: id.clone(),
-                topic: topic.clone(),
-                partition: partition.to_string(),
+                topic: o.topic,
+                partition: o.partition.to_string(),
             };
-            current.get_or_create(&labels).set(committed.offset);
-            // The end is the high watermark of the replica here (the leader's, or a
-            // follower's a fetch behind it); a partition with no replica here has no lag
-            // from this broker.
-            let end = image
-                .topic(&topic)
-                .and_then(|t| u32::try_from(partition).ok().map(|p| (t.topic_id, p)))
-                .and_then(|(id, p)| broker.logs.get(&TopicPartition::new(id, p)))
-                .map(|l| l.high_watermark());
-            if let Some(end) = end {
-                let l = (end - committed.offset).max(0);
+            current.get_or_create(&labels).set(o.committed.offset);
+            if let Some(l) = o.lag {
                 lag.get_or_create(&labels).set(l);
                 lag_sum
                     .get_or_create(&GroupLabels {

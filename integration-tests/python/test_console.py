@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import ROOT, Cluster, wait_until
+from conftest import ROOT, Broker, wait_until
 
 TOPIC = "console-orders"
 GROUP = "console-group"
@@ -68,18 +69,10 @@ def row(dom, first_cell):
     return None
 
 
-@pytest.fixture
-def cluster3(tmp_path):
-    c = Cluster(tmp_path, broker_args=["--broker-heartbeat-interval-ms", "250",
-                                       "--replica-lag-time-max-ms", "3000"]).start()
-    yield c
-    c.stop()
-
-
-def test_console_pages_in_a_real_browser(cluster3):
-    b1 = cluster3.brokers[0]
+def test_console_pages_in_a_real_browser(cluster):
+    b1 = cluster.brokers[0]
     ui = f"http://127.0.0.1:{b1.http_port}/ui"
-    admin = AdminClient({"bootstrap.servers": cluster3.bootstrap})
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     admin.create_topics([NewTopic(TOPIC, num_partitions=3, replication_factor=3)])[TOPIC].result(30)
 
     # The topics page lists the new topic with its 3 partitions, in sync.
@@ -91,7 +84,7 @@ def test_console_pages_in_a_real_browser(cluster3):
 
     # A record with headers, seen in the message browser of its partition.
     delivered = []
-    p = Producer({"bootstrap.servers": cluster3.bootstrap, "acks": "all"})
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
     p.produce(TOPIC, key=b"order-1", value=json.dumps({"amount": 42}).encode(),
               headers=[("trace-id", b"abc-123"), ("source", b"console-test")],
               on_delivery=lambda err, m: delivered.append((err, m.partition(), m.offset())))
@@ -116,13 +109,13 @@ def test_console_pages_in_a_real_browser(cluster3):
 
     # A group reads 5 records of each partition, commits, and stops: the lag it left
     # behind shows on its coordinator's group page.
-    c = Consumer({"bootstrap.servers": cluster3.bootstrap, "group.id": GROUP,
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": GROUP,
                   "auto.offset.reset": "earliest", "enable.auto.commit": False})
     c.assign([TopicPartition(TOPIC, i, 0) for i in range(3)])
     c.commit(offsets=[TopicPartition(TOPIC, i, 0) for i in range(3)], asynchronous=False)
     c.close()
     coordinator = None
-    for b in cluster3.brokers:
+    for b in cluster.brokers:
         try:
             b.http(f"/v1/groups/{GROUP}")
             coordinator = b
@@ -137,14 +130,14 @@ def test_console_pages_in_a_real_browser(cluster3):
     groups_dom = browse(f"http://127.0.0.1:{coordinator.http_port}/ui/groups")
     assert row(groups_dom, GROUP)[3] == "21", row(groups_dom, GROUP)
     # Another broker's console names the coordinator.
-    other = next(b for b in cluster3.brokers if b is not coordinator)
-    coordinator_id = cluster3.brokers.index(coordinator) + 1
+    other = next(b for b in cluster.brokers if b is not coordinator)
+    coordinator_id = cluster.brokers.index(coordinator) + 1
     assert f"Its coordinator is broker {coordinator_id}" in text(browse(
         f"http://127.0.0.1:{other.http_port}/ui/groups/{GROUP}"))
 
     # A broker dies (not the one serving the console): the topic's partitions turn
     # under-replicated within seconds.
-    victim = next(b for b in cluster3.brokers[1:] if b is not coordinator)
+    victim = next(b for b in cluster.brokers[1:] if b is not coordinator)
     victim.kill9()
     topic_url = f"{ui}/topics/{TOPIC}"
     dom = wait_until(lambda: (d := browse(topic_url)) and d.count(">under-replicated<") == 3
@@ -152,12 +145,12 @@ def test_console_pages_in_a_real_browser(cluster3):
     browse(topic_url, screenshot="under-replicated.png")
     assert "3 under-replicated" in text(browse(f"{ui}/topics"))
     cluster_dom = browse(f"{ui}/cluster", screenshot="cluster.png")
-    victim_id = cluster3.brokers.index(victim) + 1
+    victim_id = cluster.brokers.index(victim) + 1
     assert row(cluster_dom, str(victim_id))[1] == "fenced", row(cluster_dom, str(victim_id))
 
 
-def test_metadata_timeline_lists_records_and_streams_new_ones(cluster3):
-    b1 = cluster3.brokers[0]
+def test_metadata_timeline_lists_records_and_streams_new_ones(cluster):
+    b1 = cluster.brokers[0]
     dom = browse(f"http://127.0.0.1:{b1.http_port}/ui/events", screenshot="events.png",
                  streams=True)
     assert "RegisterBroker" in dom, text(dom)[:2000]
@@ -167,7 +160,7 @@ def test_metadata_timeline_lists_records_and_streams_new_ones(cluster3):
     stream = urllib.request.urlopen(
         f"http://127.0.0.1:{b1.http_port}/ui/events/stream?from={nxt}", timeout=30)
     assert stream.headers["Content-Type"].startswith("text/event-stream")
-    admin = AdminClient({"bootstrap.servers": cluster3.bootstrap})
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     admin.create_topics([NewTopic("timeline-topic", 1, 1)])["timeline-topic"].result(30)
     seen = []
     for line in stream:
@@ -182,3 +175,90 @@ def test_metadata_timeline_lists_records_and_streams_new_ones(cluster3):
     assert any(e["kind"] == "Topic" or "timeline-topic" in e["detail"] for e in seen), seen
     offsets = [e["offset"] for e in seen]
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets), offsets
+
+
+def post(port, path, fields=None, origin=None):
+    """A form POST as a browser sends it: (status, Location header, body)."""
+    import http.client
+    body = urllib.parse.urlencode(fields or {})
+    headers = {"Content-Type": "application/x-www-form-urlencoded",
+               "Host": f"127.0.0.1:{port}", "Origin": origin or f"http://127.0.0.1:{port}"}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", path, body=body, headers=headers)
+    r = conn.getresponse()
+    out = (r.status, r.getheader("Location"), r.read().decode())
+    conn.close()
+    return out
+
+
+def test_console_creates_and_deletes_topics_and_resets_offsets(tmp_path):
+    b = Broker(tmp_path / "data").start()
+    authz = Broker(tmp_path / "authz", extra_args=["--authorizer",
+                                                    "--allow-everyone-if-no-acl-found"]).start()
+    try:
+        port = b.http_port
+        # Create: redirected to the new topic's page, which chromium renders.
+        status, location, _ = post(port, "/ui/topics", {
+            "name": "console-made", "partitions": "4", "replication_factor": "1",
+            "configs": "retention.ms=60000\ncleanup.policy=delete"})
+        assert (status, location) == (303, "/ui/topics/console-made"), (status, location)
+        made = b.http("/v1/topics/console-made")
+        assert len(made["partitions"]) == 4 and made["configs"]["retention.ms"] == "60000"
+        dom = browse(f"http://127.0.0.1:{port}{location}")
+        assert row(dom, "retention.ms") == ["retention.ms", "60000"]
+
+        # Bad input changes nothing and says why.
+        status, _, body = post(port, "/ui/topics", {"name": "bad-one", "partitions": "four"})
+        assert status == 400 and "four" in body, (status, body)
+        status, _, body = post(port, "/ui/topics", {"name": "bad-two", "configs": "no.such.config=1"})
+        assert status == 400 and "no.such.config" in body, (status, body)
+        status, _, body = post(port, "/ui/topics", {"name": "console-made"})
+        assert status == 400 and "exists" in body, (status, body)
+        # A form posted from another site is refused.
+        status, _, _ = post(port, "/ui/topics", {"name": "csrf-topic"}, origin="http://evil.example")
+        assert status == 403
+        names = {t["name"] for t in b.http("/v1/topics")}
+        assert not names & {"bad-one", "bad-two", "csrf-topic"}, names
+
+        # Delete needs the name typed again.
+        status, _, _ = post(port, "/ui/topics/console-made/delete", {"confirm": "console"})
+        assert status == 400
+        assert "console-made" in {t["name"] for t in b.http("/v1/topics")}
+        status, location, _ = post(port, "/ui/topics/console-made/delete", {"confirm": "console-made"})
+        assert (status, location) == (303, "/ui/topics")
+        wait_until(lambda: "console-made" not in {t["name"] for t in b.http("/v1/topics")},
+                   what="topic deleted")
+
+        # Reset a group's offsets: preview, then apply; refused while the group has members.
+        p = Producer({"bootstrap.servers": b.bootstrap})
+        for i in range(10):
+            p.produce("reset-topic", value=f"r{i}".encode())
+        assert p.flush(30) == 0
+        c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "reset-group",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        c.subscribe(["reset-topic"])
+        got = 0
+        while got < 10:
+            m = c.poll(5)
+            assert m is not None
+            got += m.error() is None
+        c.commit(asynchronous=False)
+        query = "topic=reset-topic&to=earliest&value="
+        status, _, body = post(port, f"/ui/groups/reset-group/reset?{query}")
+        assert status == 409 and "stop its consumers" in body, (status, body)
+        c.close()
+        preview = browse(f"http://127.0.0.1:{port}/ui/groups/reset-group/reset?{query}")
+        assert row(preview, "0") == ["0", "10", "0"], text(preview)
+        assert b.http("/v1/groups/reset-group")["offsets"][0]["committed_offset"] == 10
+        status, location, _ = post(port, f"/ui/groups/reset-group/reset?{query}")
+        assert (status, location) == (303, "/ui/groups/reset-group"), status
+        offsets = b.http("/v1/groups/reset-group")["offsets"]
+        assert [(o["committed_offset"], o["lag"]) for o in offsets] == [(0, 10)], offsets
+
+        # With the authoriser on, the console changes nothing.
+        status, _, body = post(authz.http_port, "/ui/topics", {"name": "authz-topic"})
+        assert status == 403 and "--authorizer" in body
+        assert "authz-topic" not in {t["name"] for t in authz.http("/v1/topics")}
+    finally:
+        b.stop()
+        authz.stop()

@@ -24,7 +24,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import ROOT, Broker, Cluster, free_port, wait_until
+from conftest import ROOT, Broker, free_port, wait_until
 
 TOPIC = "metrics-orders"
 GROUP = "metrics-lag-group"
@@ -92,17 +92,13 @@ class Prometheus:
 
 
 @pytest.fixture
-def observed(tmp_path):
-    cluster = Cluster(tmp_path, broker_args=["--broker-heartbeat-interval-ms", "250",
-                                             "--replica-lag-time-max-ms", "3000"]).start()
+def observed(tmp_path, cluster):
+    """The `cluster` fixture (a controller, three brokers) with a Prometheus scraping it."""
     prom = Prometheus(tmp_path,
                       [f"127.0.0.1:{b.http_port}" for b in cluster.brokers],
                       [f"127.0.0.1:{cluster.controller_port}"]).start()
-    try:
-        yield cluster, prom
-    finally:
-        prom.stop()
-        cluster.stop()
+    yield cluster, prom
+    prom.stop()
 
 
 def produce(bootstrap, n, start=0):

@@ -11,7 +11,7 @@ mod delete_records;
 mod delete_topics;
 mod describe;
 mod fetch;
-mod groups;
+pub(crate) mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;

@@ -28,6 +28,8 @@ use strom_storage::TopicPartition;
 use crate::log::ReadLimit;
 use crate::Broker;
 
+mod actions;
+
 /// The console's routes, merged into the HTTP API's router.
 pub fn routes() -> Router<Arc<Broker>> {
     Router::new()
@@ -40,6 +42,15 @@ pub fn routes() -> Router<Arc<Broker>> {
         .route("/ui/groups/{id}", get(group))
         .route("/ui/events", get(events))
         .route("/ui/events/stream", get(event_stream))
+        .route("/ui/topics", axum::routing::post(actions::create_topic))
+        .route(
+            "/ui/topics/{name}/delete",
+            axum::routing::post(actions::delete_topic),
+        )
+        .route(
+            "/ui/groups/{id}/reset",
+            get(actions::reset_preview).post(actions::reset_apply),
+        )
 }
 
 /// HTML-escapes `s` for text and attribute values.
@@ -98,7 +109,9 @@ pre{margin:0;white-space:pre-wrap;word-break:break-all;max-width:40rem}
 /// focus and scroll stay), and follows the event stream on the timeline page.
 const SCRIPT: &str = "
 const live=document.querySelector('main[data-live]');
-if(live){setInterval(async()=>{try{const r=await fetch(location.href);if(!r.ok)return;
+const editing=()=>[...live.querySelectorAll('input,textarea,select')].some(e=>e===document.activeElement||
+(e.value!==undefined&&e.defaultValue!==undefined&&e.value!==e.defaultValue));
+if(live){setInterval(async()=>{if(editing())return;try{const r=await fetch(location.href);if(!r.ok)return;
 const d=new DOMParser().parseFromString(await r.text(),'text/html');const m=d.querySelector('main');
 if(m)live.innerHTML=m.innerHTML;}catch(e){}},2000);}
 const tl=document.getElementById('timeline');
@@ -280,6 +293,7 @@ async fn topics(State(b): State<Arc<Broker>>) -> Html<String> {
         );
     }
     body.push_str("</tbody></table>");
+    body.push_str(actions::CREATE_TOPIC_FORM);
     page(&b, "Topics", Nav::Topics, true, &body)
 }
 
@@ -350,6 +364,7 @@ async fn topic(State(b): State<Arc<Broker>>, Path(name): Path<String>) -> Respon
         );
     }
     body.push_str("</tbody></table>");
+    body.push_str(&actions::delete_topic_form(&t.name));
     page(&b, &format!("Topic {name}"), Nav::Topics, true, &body).into_response()
 }
 
@@ -449,6 +464,8 @@ async fn messages(
         _ => Format::Text,
     };
     let filter = param(&q.filter).map(str::to_lowercase);
+    let title = format!("Messages of {name}");
+    let done = |body: &str| page(&b, &title, Nav::Topics, false, body).into_response();
     let mut body = String::new();
     // The form: every field labelled, current values kept.
     let _ = write!(
@@ -493,14 +510,7 @@ async fn messages(
     );
     let Some(meta) = t.partitions.iter().find(|p| p.partition == partition) else {
         body.push_str("<p class=\"bad\">No such partition.</p>");
-        return page(
-            &b,
-            &format!("Messages of {name}"),
-            Nav::Topics,
-            false,
-            &body,
-        )
-        .into_response();
+        return done(&body);
     };
     let Some(log) = b.logs.get(&TopicPartition::new(t.topic_id, partition)) else {
         let path = format!("/topics/{}/messages?partition={partition}", url(&t.name));
@@ -515,14 +525,7 @@ async fn messages(
             b.node_id,
             links.join(", ")
         );
-        return page(
-            &b,
-            &format!("Messages of {name}"),
-            Nav::Topics,
-            false,
-            &body,
-        )
-        .into_response();
+        return done(&body);
     };
     let state = log.state();
     let start = match (param(&q.offset), param(&q.timestamp)) {
@@ -545,14 +548,7 @@ async fn messages(
         Ok(x) => x,
         Err(e) => {
             let _ = write!(body, "<p class=\"bad\" role=\"alert\">{}</p>", esc(&e));
-            return page(
-                &b,
-                &format!("Messages of {name}"),
-                Nav::Topics,
-                false,
-                &body,
-            )
-            .into_response();
+            return done(&body);
         }
     };
     let _ = write!(
@@ -609,14 +605,7 @@ async fn messages(
             url(param(&q.filter).unwrap_or("")),
         );
     }
-    page(
-        &b,
-        &format!("Messages of {name}"),
-        Nav::Topics,
-        false,
-        &body,
-    )
-    .into_response()
+    done(&body)
 }
 
 /// The console of broker `id`, from the HTTP endpoint it registered.
@@ -655,7 +644,7 @@ async fn groups(State(b): State<Arc<Broker>>) -> Html<String> {
         body.push_str("<tr><td colspan=\"4\">none</td></tr>");
     }
     for (id, state, protocol_type) in list {
-        let lag: i64 = group_offsets(&b, &id).iter().filter_map(|o| o.lag).sum();
+        let lag: i64 = b.group_lag(&id).iter().filter_map(|o| o.lag).sum();
         let _ = write!(
             body,
             "<tr><th scope=\"row\"><a href=\"/ui/groups/{}\">{}</a></th><td>{state}</td><td>{}</td><td class=\"num\">{lag}</td></tr>",
@@ -668,43 +657,9 @@ async fn groups(State(b): State<Arc<Broker>>) -> Html<String> {
     page(&b, "Consumer groups", Nav::Groups, true, &body)
 }
 
-struct OffsetRow {
-    topic: String,
-    partition: i32,
-    committed: i64,
-    end: Option<i64>,
-    lag: Option<i64>,
-}
-
-/// A group's committed offsets with the end offset (high watermark of the replica here) and
-/// lag of each partition.
-fn group_offsets(b: &Broker, id: &str) -> Vec<OffsetRow> {
-    let image = b.image();
-    b.groups
-        .committed_all(id)
-        .into_iter()
-        .map(|(topic, partition, c)| {
-            let end = image
-                .topic(&topic)
-                .and_then(|t| {
-                    b.logs
-                        .get(&TopicPartition::new(t.topic_id, partition as u32))
-                })
-                .map(|l| l.high_watermark());
-            OffsetRow {
-                lag: end.map(|e| (e - c.offset).max(0)),
-                topic,
-                partition,
-                committed: c.offset,
-                end,
-            }
-        })
-        .collect()
-}
-
 async fn group(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> Response {
     let description = b.groups.describe(&id);
-    let offsets = group_offsets(&b, &id);
+    let offsets = b.group_lag(&id);
     if description.is_none() && offsets.is_empty() {
         let image = b.image();
         let hint = match coordinator_of(&image, &id) {
@@ -766,7 +721,7 @@ async fn group(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> Response
             "<tr><th scope=\"row\">{}</th><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             esc(&o.topic),
             o.partition,
-            o.committed,
+            o.committed.offset,
             o.end.map_or_else(unknown, |e| e.to_string()),
             o.lag.map_or_else(unknown, |l| l.to_string()),
         );
@@ -774,6 +729,11 @@ async fn group(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> Response
     let _ = write!(
         body,
         "</tbody><tfoot><tr><th scope=\"row\" colspan=\"4\">Total lag</th><td class=\"num\" id=\"total-lag\">{total}</td></tr></tfoot></table>"
+    );
+    let _ = write!(
+        body,
+        "<p><a href=\"/ui/groups/{}/reset\">Reset offsets…</a> (the group must have no members)</p>",
+        url(&id)
     );
     page(&b, &format!("Group {id}"), Nav::Groups, true, &body).into_response()
 }
