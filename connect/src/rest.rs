@@ -254,7 +254,10 @@ async fn root(State(api): State<Api>) -> Json<Js> {
 
 async fn metrics(State(api): State<Api>) -> impl IntoResponse {
     (
-        [("content-type", "text/plain; version=0.0.4")],
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         api.worker.metrics.render(&api.herder.running()),
     )
 }

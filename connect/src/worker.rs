@@ -193,7 +193,7 @@ async fn tolerate(
     error: &str,
     original: Option<&ConsumerRecord>,
 ) -> anyhow::Result<()> {
-    w.metrics.record_error(&id.connector);
+    w.metrics.record_error(id);
     if !policy.tolerate_all {
         return Err(anyhow::anyhow!("{} failed: {error}", stage.name()));
     }
@@ -340,7 +340,7 @@ pub async fn run_source(
                 let Some(out) = source_record(&w, &pipe, &id, rec).await? else {
                     continue;
                 };
-                w.metrics.record_polled(&id.connector, 1);
+                w.metrics.record_polled(&id, 1);
                 if !topics_seen.contains(&out.topic) {
                     ensure_source_topic(&w, &connector, &out.topic).await?;
                     topics_seen.insert(out.topic.clone());
@@ -604,7 +604,7 @@ pub async fn run_sink(
                         Err(e) => return Err(e),
                     }
                 }
-                w.metrics.record_put(&id.connector, n as u64);
+                w.metrics.record_put(&id, n as u64);
                 for (rec, error) in task.take_errant() {
                     // A transform may have renamed the topic: partition and offset decide then.
                     let same = |r: &&ConsumerRecord| Some(r.partition) == rec.partition && Some(r.offset) == rec.kafka_offset;

@@ -10,6 +10,7 @@ queue, with the context headers, while the rest flows.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -351,12 +352,18 @@ def test_dead_letter_queue_takes_what_the_converter_cannot_parse(workers, broker
 
     s = wait_until(failed, timeout=60, what="the strict sink to fail")
     assert "schemas.enable" in s["tasks"][0]["trace"] or "serialization" in s["tasks"][0]["trace"]
-    metrics = "".join(
-        subprocess.run(["curl", "-s", f"{w.url}/metrics"], capture_output=True, text=True).stdout
-        for w in workers[1:]
-    )
-    assert 'strom_connect_record_errors_total{connector="dlq-sink"} 1' in metrics, metrics
-    assert 'strom_connect_task_restarts_total{connector="strict-sink"}' in metrics, metrics
+    def metrics():
+        return "".join(
+            subprocess.run(["curl", "-s", f"{w.url}/metrics"], capture_output=True,
+                           text=True).stdout
+            for w in workers[1:]
+        )
+
+    assert 'kafka_connect_task_error_metrics_total_record_errors_total{connector="dlq-sink",task="0"} 1' \
+        in metrics(), metrics()
+    # The failed task is restarted (with backoff), and each restart is counted.
+    wait_until(lambda: re.search(r'^strom_connect_task_restarts_total\{connector="strict-sink"\} [1-9]',
+                                 metrics(), re.M), timeout=60, what="a counted restart")
     for name in ["dlq-sink", "strict-sink"]:
         assert curl("DELETE", f"{a.url}/connectors/{name}")[0] == 204
 
