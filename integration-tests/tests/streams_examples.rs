@@ -408,6 +408,32 @@ async fn wordcount_answers_interactive_queries_and_points_to_the_owner() {
     assert!(status == 404 || status == 307, "{status}");
     let (status, _, _) = http_get(&servers[0], "/stores/nope/keys/x");
     assert_eq!(status, 404);
+    // The application server also serves the instance's metrics, with Kafka Streams' names:
+    // between them the two instances processed every input record.
+    let mut processed = 0;
+    for s in &servers {
+        let (status, _, body) = http_get(s, "/metrics");
+        assert_eq!(status, 200);
+        let line = body
+            .lines()
+            .find(|l| l.starts_with("kafka_streams_stream_thread_metrics_process_total{"))
+            .unwrap_or_else(|| panic!("no process_total in {body}"));
+        assert!(line.contains("application_id=\""), "{line}");
+        processed += line
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .expect("a count");
+        assert!(
+            body.contains("kafka_streams_stream_thread_metrics_commit_total{"),
+            "{body}"
+        );
+    }
+    assert!(
+        processed >= lines.len() as u64,
+        "{processed} < {}",
+        lines.len()
+    );
     for a in apps.iter_mut() {
         a.stop().expect("clean stop");
     }

@@ -54,6 +54,19 @@ pub(crate) struct Metrics {
     pub late_dropped: AtomicU64,
 }
 
+impl Metrics {
+    pub(crate) fn snapshot(&self) -> StreamsMetrics {
+        StreamsMetrics {
+            processed: self.processed.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            restored: self.restored.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            late_dropped: self.late_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// A snapshot of an instance's counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StreamsMetrics {
@@ -70,6 +83,67 @@ pub struct StreamsMetrics {
     pub skipped: u64,
     /// Records windowed aggregations dropped for arriving after the grace period.
     pub late_dropped: u64,
+}
+
+/// `m` as OpenMetrics text (`prometheus-client`, decision 0015), named as the Prometheus JMX
+/// exporter's rules name Kafka Streams' metrics (`kafka.streams:type=stream-thread-metrics`
+/// `process-total` becomes `kafka_streams_stream_thread_metrics_process_total`), labelled
+/// with the `application.id`. Strom-only counters are `strom_streams_*`.
+pub fn render_metrics(application_id: &str, m: &StreamsMetrics) -> String {
+    use prometheus_client::encoding::EncodeLabelSet;
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::registry::Registry;
+
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct App {
+        application_id: String,
+    }
+    let mut registry = Registry::default();
+    let counters = [
+        (
+            "kafka_streams_stream_thread_metrics_process",
+            "Input records processed (again after a failure, counted again)",
+            m.processed,
+        ),
+        (
+            "kafka_streams_stream_thread_metrics_commit",
+            "Commits (transactions under exactly-once)",
+            m.commits,
+        ),
+        (
+            "kafka_streams_stream_task_metrics_dropped_records",
+            "Records dropped: skipped by the deserialization handler, null keys an aggregation dropped, and records after the grace period",
+            m.skipped + m.late_dropped,
+        ),
+        (
+            "strom_streams_late_records_dropped",
+            "Records windowed aggregations dropped for arriving after the grace period",
+            m.late_dropped,
+        ),
+        (
+            "strom_streams_restored_records",
+            "Changelog records read to restore state stores",
+            m.restored,
+        ),
+        (
+            "strom_streams_thread_restarts",
+            "Times a stream thread dropped its tasks and started its clients again",
+            m.restarts,
+        ),
+    ];
+    for (name, help, v) in counters {
+        let family = Family::<App, Counter>::default();
+        family
+            .get_or_create(&App {
+                application_id: application_id.to_string(),
+            })
+            .inc_by(v);
+        registry.register(name, help, family);
+    }
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
 }
 
 /// What every stream thread of an instance shares.
@@ -213,15 +287,13 @@ impl KafkaStreams {
         let Some(s) = &self.shared else {
             return StreamsMetrics::default();
         };
-        let m = &s.metrics;
-        StreamsMetrics {
-            processed: m.processed.load(Ordering::Relaxed),
-            commits: m.commits.load(Ordering::Relaxed),
-            restored: m.restored.load(Ordering::Relaxed),
-            restarts: m.restarts.load(Ordering::Relaxed),
-            skipped: m.skipped.load(Ordering::Relaxed),
-            late_dropped: m.late_dropped.load(Ordering::Relaxed),
-        }
+        s.metrics.snapshot()
+    }
+
+    /// The counters in the OpenMetrics text format, with Kafka Streams' metric names (what
+    /// the application server's `/metrics` serves; see [`render_metrics`]).
+    pub fn metrics_text(&self) -> String {
+        render_metrics(&self.config.application_id, &self.metrics())
     }
 
     /// Resolves when a stream thread has failed (for a `select!` beside a signal).

@@ -187,11 +187,25 @@ impl Queries {
             .route("/stores/{store}/all", get(get_all::<K, V>))
             .route("/stores/{store}/range", get(get_range::<K, V>))
             .route("/metadata", get(metadata))
+            .route("/metrics", get(metrics))
             .with_state(state)
     }
 }
 
 type QueryState = (Queries, String);
+
+/// The instance's counters (`KafkaStreams::metrics_text`), for Prometheus.
+async fn metrics(State((q, _)): State<QueryState>) -> Response {
+    let snapshot = q.shared.metrics.snapshot();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        super::render_metrics(&q.shared.config.application_id, &snapshot),
+    )
+        .into_response()
+}
 
 fn error(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
