@@ -21,6 +21,7 @@ pub mod error;
 pub mod group;
 pub mod handlers;
 pub mod http;
+pub mod lag;
 pub mod log;
 pub mod metrics;
 pub mod properties;
@@ -79,6 +80,8 @@ pub struct Broker {
     pub authorizer: security::authorizer::Authorizer,
     /// Client quota sensors (limits are in the metadata image).
     pub quotas: quota::QuotaManager,
+    /// End offsets of partitions with no replica here, for group lag.
+    pub remote_ends: lag::RemoteEnds,
 }
 
 /// A group's committed offset of one partition, with the partition's end and the lag.
@@ -88,7 +91,7 @@ pub struct GroupLag {
     pub partition: i32,
     pub committed: group::Committed,
     /// The high watermark of this broker's replica (the leader's, or a follower's a fetch
-    /// behind it); None when this broker holds no replica of the partition.
+    /// behind it), else the leader's as last asked ([`lag`]); None until it is known.
     pub end: Option<i64>,
     pub lag: Option<i64>,
 }
@@ -115,7 +118,8 @@ impl Broker {
                         self.logs
                             .get(&strom_storage::TopicPartition::new(t.topic_id, p))
                     })
-                    .map(|l| l.high_watermark());
+                    .map(|l| l.high_watermark())
+                    .or_else(|| self.remote_ends.get(&topic, partition));
                 GroupLag {
                     lag: end.map(|e| (e - committed.offset).max(0)),
                     topic,
@@ -356,6 +360,7 @@ impl Broker {
                 samples: config_quota_window.0,
                 sample_ms: config_quota_window.1,
             }),
+            remote_ends: lag::RemoteEnds::default(),
         });
         broker.sync_partitions(&broker.image());
 
@@ -365,6 +370,7 @@ impl Broker {
         tasks.spawn(clean_logs(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(tick_groups(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(maintain_isr(broker.clone(), shutdown_rx.clone()));
+        tasks.spawn(lag::refresh_loop(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(txn::ops::tick(broker.clone(), shutdown_rx.clone()));
         if let Some(tls) = &tls {
             tasks.spawn(tls.clone().watch(

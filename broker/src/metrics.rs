@@ -563,8 +563,8 @@ fn state_registry(broker: &Broker) -> Registry {
                 })
                 .set(d.members.len() as i64);
         }
-        // Lag against this broker's replica of each partition (Broker::group_lag); a
-        // partition with no replica here has no lag series from this broker.
+        // Lag against this broker's replica of each partition, or the leader's end as last
+        // asked (Broker::group_lag).
         for o in broker.group_lag(id) {
             let labels = GroupPartitionLabels {
                 consumergroup: id.clone(),

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -214,3 +215,37 @@ def test_metrics_enabled_false_keeps_gauges_but_records_no_requests(tmp_path):
         assert text.rstrip().endswith("# EOF"), text[-200:]
     finally:
         b.stop()
+
+
+def test_lag_covers_partitions_the_coordinator_holds_no_replica_of(cluster):
+    """One partition on each broker (replication factor 1): whichever broker coordinates the
+    group holds only one of them, and asks the other two leaders for their end offsets."""
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic("remote-lag", num_partitions=3,
+                                  replica_assignment=[[1], [2], [3]])])["remote-lag"].result(30)
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    for partition in range(3):
+        for i in range(5):
+            p.produce("remote-lag", value=f"v{i}".encode(), partition=partition)
+    assert p.flush(30) == 0
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "remote-lag-group"})
+    c.commit(offsets=[TopicPartition("remote-lag", i, 0) for i in range(3)], asynchronous=False)
+    c.close()
+
+    def coordinator():
+        for b in cluster.brokers:
+            try:
+                return b, b.http("/v1/groups/remote-lag-group")
+            except urllib.error.HTTPError:
+                continue
+        return None
+
+    b, _ = wait_until(coordinator, what="the group's coordinator")
+    wait_until(lambda: [o["lag"] for o in b.http("/v1/groups/remote-lag-group")["offsets"]]
+               == [5, 5, 5], timeout=30, what="lag 5 on all three partitions")
+    with urllib.request.urlopen(f"http://127.0.0.1:{b.http_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    for partition in range(3):
+        line = (f'kafka_consumergroup_lag{{consumergroup="remote-lag-group",topic="remote-lag",'
+                f'partition="{partition}"}} 5')
+        assert line in text, text

@@ -715,7 +715,7 @@ async fn group(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> Response
     body.push_str("<table><caption>Committed offsets and lag</caption><thead><tr><th scope=\"col\">Topic</th><th scope=\"col\">Partition</th><th scope=\"col\">Committed offset</th><th scope=\"col\">End offset</th><th scope=\"col\">Lag</th></tr></thead><tbody>");
     let total: i64 = offsets.iter().filter_map(|o| o.lag).sum();
     for o in &offsets {
-        let unknown = || "unknown here".to_string();
+        let unknown = || "not known yet".to_string();
         let _ = write!(
             body,
             "<tr><th scope=\"row\">{}</th><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
