@@ -1,6 +1,8 @@
 """Kafka 3.x/4.x admin APIs through kafka-python 3's KafkaAdminClient on a three-broker
-cluster: DescribeCluster, DescribeTopicPartitions (KIP-966, paginated) and DescribeLogDirs."""
+cluster: DescribeCluster, DescribeTopicPartitions (KIP-966, paginated), DescribeLogDirs and
+DescribeQuorum."""
 
+import time
 import uuid
 
 from kafka import KafkaAdminClient, KafkaProducer
@@ -69,3 +71,34 @@ def test_describe_cluster_topic_partitions_and_log_dirs(cluster):
     assert all(k[1].endswith("/logs") for k in got)
     assert all(b["is_fenced"] is False for b in described["brokers"])
     admin.close()
+
+
+def test_describe_metadata_quorum(cluster):
+    """DescribeQuorum through kafka-python's admin client (it asks any broker; the broker asks
+    the active controller): the controller leads, has caught up with its own high watermark,
+    and the three brokers follow as observers, heard from within their session timeout."""
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    q = admin.describe_metadata_quorum()
+    [topic] = q["topics"]
+    assert topic["topic_name"] == "__cluster_metadata"
+    [p] = topic["partitions"]
+    assert p["error"] is None, p
+    assert p["leader_id"] == 1 and p["leader_epoch"] >= 1, p
+    assert p["high_watermark"] > 0, p
+    [voter] = p["current_voters"]
+    assert voter["replica_id"] == 1 and voter["log_end_offset"] >= p["high_watermark"], voter
+    assert sorted(o["replica_id"] for o in p["observers"]) == [1, 2, 3], p["observers"]
+    def heard_from_lately():
+        observers = admin.describe_metadata_quorum()["topics"][0]["partitions"][0]["observers"]
+        now_ms = time.time() * 1000
+        return all(0 <= now_ms - o["last_fetch_timestamp"] < 10_000 for o in observers)
+
+    wait_until(heard_from_lately, what="every broker's heartbeat seen by the controller")
+    # v2: the controller's endpoint.
+    nodes = q.get("nodes") or []
+    assert [n["node_id"] for n in nodes] == [1], q
+    assert nodes[0]["listeners"][0]["port"] == cluster.controller_port, nodes
+    # The metadata log grows with a new topic: the high watermark moves.
+    admin.create_topics([NewTopic(f"dq-{uuid.uuid4().hex[:6]}", 1, 1)])
+    wait_until(lambda: admin.describe_metadata_quorum()["topics"][0]["partitions"][0]
+               ["high_watermark"] > p["high_watermark"], what="a higher high watermark")

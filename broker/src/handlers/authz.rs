@@ -712,6 +712,12 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
             ))
         }
         K::DescribeLogDirs(r) => Check::Handle(K::DescribeLogDirs(r), Denied::None),
+        K::DescribeQuorum(ref _r) if !c.cluster(op::DESCRIBE) => {
+            Check::Answer(ResponseKind::DescribeQuorum(
+                DescribeQuorumResponse::default().with_error_code(CLUSTER_DENIED),
+            ))
+        }
+        K::DescribeQuorum(r) => Check::Handle(K::DescribeQuorum(r), Denied::None),
         // Anything not named above: administrators only.
         other => {
             if c.cluster(op::ALTER) {

@@ -233,3 +233,84 @@ pub fn describe_log_dirs(
         .with_total_bytes(-1)
         .with_usable_bytes(-1)])
 }
+
+/// The metadata log's topic, as DescribeQuorum names it.
+const METADATA_TOPIC: &str = "__cluster_metadata";
+
+/// DescribeQuorum (0-2): the Raft quorum of the metadata log, asked of the active controller
+/// (as a Kafka broker forwards it): leader, term, high watermark, each voter's progress, and
+/// the brokers as observers; v2 adds the controllers' endpoints.
+pub async fn describe_quorum(
+    broker: &Broker,
+    req: DescribeQuorumRequest,
+    version: i16,
+) -> DescribeQuorumResponse {
+    use kafka_protocol::messages::describe_quorum_response::{
+        Listener, Node, PartitionData, ReplicaState, TopicData,
+    };
+    let q = match broker.controller.describe_quorum().await {
+        Ok(q) => q,
+        Err(e) => {
+            return DescribeQuorumResponse::default()
+                .with_error_code(e.kafka_code())
+                .with_error_message(Some(str_bytes(e.to_string())))
+        }
+    };
+    let state = |r: &metadata_quorum::quorum::rpc::ReplicaProgress| {
+        ReplicaState::default()
+            .with_replica_id(BrokerId(r.replica_id))
+            .with_log_end_offset(r.log_end_offset)
+            .with_last_fetch_timestamp(r.last_fetch_timestamp)
+            .with_last_caught_up_timestamp(if r.log_end_offset >= q.high_watermark {
+                r.last_fetch_timestamp
+            } else {
+                -1
+            })
+    };
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let base = PartitionData::default().with_partition_index(p.partition_index);
+                    if t.topic_name.as_str() != METADATA_TOPIC || p.partition_index != 0 {
+                        return base
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_error_message(Some(str_bytes(format!(
+                                "only {METADATA_TOPIC} partition 0 has a quorum"
+                            ))));
+                    }
+                    base.with_leader_id(BrokerId(q.leader_id))
+                        .with_leader_epoch(q.leader_epoch)
+                        .with_high_watermark(q.high_watermark)
+                        .with_current_voters(q.voters.iter().map(state).collect())
+                        .with_observers(q.observers.iter().map(state).collect())
+                })
+                .collect();
+            TopicData::default()
+                .with_topic_name(t.topic_name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    let mut out = DescribeQuorumResponse::default().with_topics(topics);
+    if version >= 2 {
+        out = out.with_nodes(
+            q.voter_addrs
+                .iter()
+                .filter_map(|(id, addr)| {
+                    let (host, port) = addr.rsplit_once(':')?;
+                    Some(Node::default().with_node_id(BrokerId(*id)).with_listeners(
+                        vec![Listener::default()
+                                .with_name(str_bytes("CONTROLLER"))
+                                .with_host(str_bytes(host))
+                                .with_port(port.parse().ok()?)],
+                    ))
+                })
+                .collect(),
+        );
+    }
+    out
+}

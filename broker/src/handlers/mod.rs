@@ -380,6 +380,9 @@ async fn dispatch(
         RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
             describe::describe_topic_partitions(broker, r, version),
         ),
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(describe::describe_quorum(broker, r, version).await)
+        }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(describe::describe_log_dirs(broker, r, version))
         }

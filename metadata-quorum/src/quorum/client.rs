@@ -543,6 +543,14 @@ impl RemoteController {
     }
 
     /// A block of producer ids for this broker: (first id, count).
+    /// The metadata quorum's state from the active controller (DescribeQuorum).
+    pub async fn describe_quorum(&self) -> Result<super::rpc::QuorumDescription, ControllerError> {
+        match self.call(&ControllerRequest::DescribeQuorum).await? {
+            ControllerResponse::Quorum(q) => Ok(q),
+            other => Err(unexpected(other)),
+        }
+    }
+
     pub async fn allocate_producer_ids(&self) -> Result<(i64, i64), ControllerError> {
         match self
             .call(&ControllerRequest::AllocateProducerIds {

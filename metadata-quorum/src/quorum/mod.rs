@@ -361,6 +361,7 @@ impl QuorumNode {
                     metadata_offset,
                 })
             }
+            ControllerRequest::DescribeQuorum => Ok(ControllerResponse::Quorum(self.describe())),
             ControllerRequest::AllocateProducerIds { broker_id } => {
                 let ((first_id, count), _) = self
                     .propose(|image| {
@@ -642,6 +643,60 @@ impl QuorumNode {
             .iter()
             .map(|(k, v)| (*k, v.clone()))
             .collect()
+    }
+
+    /// The quorum as this (active) controller sees it: each voter's replicated index, the
+    /// registered brokers as observers with their last heartbeat.
+    fn describe(&self) -> rpc::QuorumDescription {
+        let m = self.raft.metrics().borrow().clone();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let index = |l: Option<&openraft::LogId<NodeId>>| l.map_or(-1, |l| l.index as i64);
+        let voters = self
+            .voters()
+            .into_iter()
+            .map(|(id, _)| {
+                let log_end_offset = if id == self.id {
+                    m.last_log_index.map_or(-1, |i| i as i64)
+                } else {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id))
+                        .map_or(-1, |l| index(l.as_ref()))
+                };
+                rpc::ReplicaProgress {
+                    replica_id: id as i32,
+                    log_end_offset,
+                    last_fetch_timestamp: if id == self.id { now_ms } else { -1 },
+                }
+            })
+            .collect();
+        // Every registered broker follows the log; when it was last heard from is known once
+        // it heartbeated to this controller.
+        let ages = self.heartbeat_ages();
+        let observers = self
+            .image()
+            .brokers
+            .keys()
+            .map(|broker| rpc::ReplicaProgress {
+                replica_id: *broker,
+                log_end_offset: -1,
+                last_fetch_timestamp: ages.get(broker).map_or(-1, |a| now_ms - *a as i64),
+            })
+            .collect();
+        rpc::QuorumDescription {
+            leader_id: self.id as i32,
+            leader_epoch: m.current_term as i32,
+            high_watermark: index(m.last_applied.as_ref()),
+            voters,
+            observers,
+            voter_addrs: self
+                .voters()
+                .into_iter()
+                .map(|(id, addr)| (id as i32, addr))
+                .collect(),
+        }
     }
 
     /// Milliseconds since each broker's last heartbeat, known only to the active controller.

@@ -62,6 +62,8 @@ pub enum ControllerRequest {
         alterations: Vec<crate::quota::QuotaAlteration>,
         validate_only: bool,
     },
+    /// The Raft quorum's state, from the active controller (DescribeQuorum).
+    DescribeQuorum,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +117,32 @@ pub enum ControllerResponse {
         results: Vec<Result<(), MetadataError>>,
         metadata_offset: u64,
     },
+    Quorum(QuorumDescription),
+}
+
+/// The metadata quorum as its active controller sees it (what DescribeQuorum reports). Offsets
+/// are Raft log indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumDescription {
+    pub leader_id: i32,
+    /// The Raft term.
+    pub leader_epoch: i32,
+    /// The last committed index applied by the leader.
+    pub high_watermark: i64,
+    pub voters: Vec<ReplicaProgress>,
+    /// The brokers, which follow the metadata log without voting.
+    pub observers: Vec<ReplicaProgress>,
+    /// Each voter's `host:port`.
+    pub voter_addrs: Vec<(i32, String)>,
+}
+
+/// How far one replica of the metadata log is: its last index known to the leader (-1 when
+/// unknown), and when it was last heard from (epoch ms, -1 when unknown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaProgress {
+    pub replica_id: i32,
+    pub log_end_offset: i64,
+    pub last_fetch_timestamp: i64,
 }
 
 /// Why a controller request failed as a whole.
