@@ -636,6 +636,96 @@ pub fn alter_partition(
     ControllerResult { records, response }
 }
 
+/// A partition named in ElectLeaders.
+pub type PartitionName = (String, u32);
+
+/// ElectLeaders. PREFERRED (`unclean` false): each partition's first replica leads again if
+/// it is alive and in the ISR (Kafka's preferred leader election, after a failover moved
+/// leadership away). UNCLEAN: a partition with no live leader gets a live replica from
+/// outside the ISR (what only the ISR held is lost). `partitions` None: every partition, and
+/// the ones that need no election are left out of the answer (as Kafka does).
+pub fn elect_leaders(
+    image: &MetadataImage,
+    unclean: bool,
+    partitions: Option<&[PartitionName]>,
+) -> ControllerResult<Vec<(PartitionName, Result<(), MetadataError>)>> {
+    let alive = |b: i32| image.brokers.get(&b).is_some_and(|x| !x.fenced);
+    let all: Vec<PartitionName>;
+    let wanted = match partitions {
+        Some(p) => p,
+        None => {
+            all = image
+                .topics()
+                .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.partition)))
+                .collect();
+            &all
+        }
+    };
+    let mut records = Vec::new();
+    let mut response = Vec::new();
+    for (name, index) in wanted {
+        let found = image
+            .topic(name)
+            .and_then(|t| t.partitions.get(*index as usize).map(|p| (t, p)));
+        let Some((topic, p)) = found else {
+            response.push((
+                (name.clone(), *index),
+                Err(MetadataError::UnknownTopic { name: name.clone() }),
+            ));
+            continue;
+        };
+        let elected = if unclean {
+            if p.leader >= 0 && alive(p.leader) {
+                Err(MetadataError::ElectionNotNeeded {
+                    reason: format!("broker {} leads and is alive", p.leader),
+                })
+            } else if let Some(r) = p.isr.iter().copied().find(|r| alive(*r)) {
+                Ok((r, p.isr.clone()))
+            } else if let Some(r) = p.replicas.iter().copied().find(|r| alive(*r)) {
+                Ok((r, vec![r]))
+            } else {
+                Err(MetadataError::EligibleLeadersNotAvailable {
+                    reason: "no replica of the partition is alive".into(),
+                })
+            }
+        } else {
+            match p.replicas.first().copied() {
+                Some(preferred) if preferred == p.leader => Err(MetadataError::ElectionNotNeeded {
+                    reason: format!("the preferred replica {preferred} already leads"),
+                }),
+                Some(preferred) if alive(preferred) && p.isr.contains(&preferred) => {
+                    Ok((preferred, p.isr.clone()))
+                }
+                Some(preferred) => Err(MetadataError::PreferredLeaderNotAvailable {
+                    reason: format!(
+                        "the preferred replica {preferred} is not alive and in the ISR {:?}",
+                        p.isr
+                    ),
+                }),
+                None => Err(MetadataError::PreferredLeaderNotAvailable {
+                    reason: "the partition has no replicas".into(),
+                }),
+            }
+        };
+        match elected {
+            Ok((leader, isr)) => {
+                records.push(MetadataRecord::PartitionChange {
+                    topic_id: topic.topic_id,
+                    partition: p.partition,
+                    leader,
+                    isr,
+                    leader_epoch: p.leader_epoch + 1,
+                    partition_epoch: p.partition_epoch + 1,
+                });
+                response.push(((name.clone(), *index), Ok(())));
+            }
+            Err(MetadataError::ElectionNotNeeded { .. }) if partitions.is_none() => {}
+            Err(e) => response.push(((name.clone(), *index), Err(e))),
+        }
+    }
+    ControllerResult { records, response }
+}
+
 /// Whether `topic` allows electing a replica outside the ISR when no ISR member is alive.
 fn unclean_allowed(topic: &crate::TopicImage) -> bool {
     topic
@@ -1179,6 +1269,69 @@ mod tests {
         );
         let after = image.replay(&r.records).expect("replay");
         assert_eq!(after.topics().count(), 0);
+    }
+
+    #[test]
+    fn preferred_election_returns_leadership_once_the_preferred_replica_is_back_in_sync() {
+        let base = cluster(&[1, 2, 3]);
+        let image = base
+            .replay(&create_topics(&base, &[topic("t", 3, 3)], DEFAULTS, ids()).records)
+            .expect("replay");
+        let code = |r: &Result<(), MetadataError>| r.as_ref().err().map(|e| e.kafka_code());
+        // Every preferred replica leads: nothing to do, and for all partitions nothing said.
+        let none = elect_leaders(&image, false, Some(&[("t".into(), 0)]));
+        assert_eq!(code(&none.response[0].1), Some(84));
+        assert!(elect_leaders(&image, false, None).response.is_empty());
+        // Broker 1 fenced: its partition moves; back unfenced but out of the ISR, it cannot
+        // lead yet; back in the ISR, it can.
+        let fenced = image
+            .replay(&fence_broker(&image, 1).records)
+            .expect("replay");
+        let moved: Vec<u32> = fenced
+            .topic("t")
+            .expect("t")
+            .partitions
+            .iter()
+            .filter(|p| p.replicas[0] == 1)
+            .map(|p| p.partition)
+            .collect();
+        assert_eq!(moved.len(), 1);
+        let wanted: Vec<PartitionName> = moved.iter().map(|p| ("t".to_string(), *p)).collect();
+        let dead = elect_leaders(&fenced, false, Some(&wanted));
+        assert_eq!(code(&dead.response[0].1), Some(80));
+        assert!(dead.records.is_empty());
+        let back = fenced
+            .replay(&unfence_broker(&fenced, 1).records)
+            .expect("replay");
+        assert_eq!(
+            code(&elect_leaders(&back, false, Some(&wanted)).response[0].1),
+            Some(80),
+            "not in the ISR yet"
+        );
+        let p = &back.topic("t").expect("t").partitions[moved[0] as usize];
+        let mut isr = p.isr.clone();
+        isr.push(1);
+        let in_sync = back
+            .replay(&[MetadataRecord::PartitionChange {
+                topic_id: back.topic("t").expect("t").topic_id,
+                partition: p.partition,
+                leader: p.leader,
+                isr,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch + 1,
+            }])
+            .expect("replay");
+        let r = elect_leaders(&in_sync, false, None);
+        assert_eq!(r.response.len(), 1, "only the partition that moved");
+        assert!(r.response[0].1.is_ok());
+        let after = in_sync.replay(&r.records).expect("replay");
+        let now = &after.topic("t").expect("t").partitions[moved[0] as usize];
+        assert_eq!(now.leader, 1);
+        assert_eq!(now.leader_epoch, p.leader_epoch + 1);
+        // Unclean: not needed while the leader lives; an unknown topic is named.
+        let unclean = elect_leaders(&after, true, Some(&[("t".into(), 0), ("zz".into(), 0)]));
+        assert_eq!(code(&unclean.response[0].1), Some(84));
+        assert_eq!(code(&unclean.response[1].1), Some(3));
     }
 
     #[test]

@@ -52,6 +52,12 @@ pub enum MetadataError {
     UnacceptableCredential { reason: String },
     #[error("{reason}")]
     InvalidRequest { reason: String },
+    #[error("{reason}")]
+    ElectionNotNeeded { reason: String },
+    #[error("{reason}")]
+    PreferredLeaderNotAvailable { reason: String },
+    #[error("{reason}")]
+    EligibleLeadersNotAvailable { reason: String },
 }
 
 impl MetadataError {
@@ -79,6 +85,9 @@ impl MetadataError {
             MetadataError::DuplicateResource { .. } => 92,
             MetadataError::UnacceptableCredential { .. } => 93,
             MetadataError::InvalidRequest { .. } => 42,
+            MetadataError::ElectionNotNeeded { .. } => 84,
+            MetadataError::PreferredLeaderNotAvailable { .. } => 80,
+            MetadataError::EligibleLeadersNotAvailable { .. } => 83,
         }
     }
 
@@ -107,6 +116,9 @@ impl MetadataError {
             MetadataError::DuplicateResource { .. } => "duplicate_resource",
             MetadataError::UnacceptableCredential { .. } => "unacceptable_credential",
             MetadataError::InvalidRequest { .. } => "invalid_request",
+            MetadataError::ElectionNotNeeded { .. } => "election_not_needed",
+            MetadataError::PreferredLeaderNotAvailable { .. } => "preferred_leader_not_available",
+            MetadataError::EligibleLeadersNotAvailable { .. } => "eligible_leaders_not_available",
         }
     }
 }

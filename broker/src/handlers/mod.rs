@@ -10,6 +10,7 @@ mod create_topics;
 mod delete_records;
 mod delete_topics;
 mod describe;
+mod elect_leaders;
 mod fetch;
 pub(crate) mod groups;
 mod init_producer_id;
@@ -380,6 +381,9 @@ async fn dispatch(
         RequestKind::DescribeTopicPartitions(r) => ResponseKind::DescribeTopicPartitions(
             describe::describe_topic_partitions(broker, r, version),
         ),
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(broker, r, version).await)
+        }
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(describe::describe_quorum(broker, r, version).await)
         }

@@ -543,6 +543,29 @@ impl RemoteController {
     }
 
     /// A block of producer ids for this broker: (first id, count).
+    /// ElectLeaders through the active controller; answers once this broker's image has the
+    /// new leaders.
+    #[allow(clippy::type_complexity)]
+    pub async fn elect_leaders(
+        &self,
+        unclean: bool,
+        partitions: Option<Vec<crate::controller::PartitionName>>,
+    ) -> Result<Vec<(crate::controller::PartitionName, Result<(), MetadataError>)>, ControllerError>
+    {
+        let req = ControllerRequest::ElectLeaders {
+            unclean,
+            partitions,
+        };
+        self.change_and_follow(req, |r| match r {
+            ControllerResponse::Elected {
+                results,
+                metadata_offset,
+            } => Ok((results, metadata_offset)),
+            other => Err(other),
+        })
+        .await
+    }
+
     /// The metadata quorum's state from the active controller (DescribeQuorum).
     pub async fn describe_quorum(&self) -> Result<super::rpc::QuorumDescription, ControllerError> {
         match self.call(&ControllerRequest::DescribeQuorum).await? {

@@ -362,6 +362,25 @@ impl QuorumNode {
                 })
             }
             ControllerRequest::DescribeQuorum => Ok(ControllerResponse::Quorum(self.describe())),
+            ControllerRequest::ElectLeaders {
+                unclean,
+                partitions,
+            } => {
+                let (results, metadata_offset) = self
+                    .propose(|image| {
+                        controller::elect_leaders(image, unclean, partitions.as_deref())
+                    })
+                    .await?;
+                for ((topic, partition), r) in &results {
+                    if r.is_ok() {
+                        info!(%topic, partition, unclean, "leader elected on request");
+                    }
+                }
+                Ok(ControllerResponse::Elected {
+                    results,
+                    metadata_offset,
+                })
+            }
             ControllerRequest::AllocateProducerIds { broker_id } => {
                 let ((first_id, count), _) = self
                     .propose(|image| {

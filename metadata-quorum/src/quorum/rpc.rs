@@ -64,6 +64,11 @@ pub enum ControllerRequest {
     },
     /// The Raft quorum's state, from the active controller (DescribeQuorum).
     DescribeQuorum,
+    /// ElectLeaders: preferred, or `unclean`; `partitions` None for every partition.
+    ElectLeaders {
+        unclean: bool,
+        partitions: Option<Vec<crate::controller::PartitionName>>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +123,10 @@ pub enum ControllerResponse {
         metadata_offset: u64,
     },
     Quorum(QuorumDescription),
+    Elected {
+        results: Vec<(crate::controller::PartitionName, Result<(), MetadataError>)>,
+        metadata_offset: u64,
+    },
 }
 
 /// The metadata quorum as its active controller sees it (what DescribeQuorum reports). Offsets
