@@ -4,7 +4,7 @@
 //! seconds, as Burrow and kafka-exporter do. Partitions with a replica here use its high
 //! watermark directly.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,7 +55,7 @@ async fn refresh(broker: &Broker) {
     let image = broker.image();
     // leader → topic → partitions
     let mut wanted: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
-    let mut needed = Vec::new();
+    let mut needed = HashSet::new();
     for (group, _, _) in broker.groups.list() {
         for (topic, partition, _) in broker.groups.committed_all(&group) {
             let Some(t) = image.topic(&topic) else {
@@ -74,7 +74,7 @@ async fn refresh(broker: &Broker) {
             if local || p.leader < 0 {
                 continue;
             }
-            needed.push((topic.clone(), partition));
+            needed.insert((topic.clone(), partition));
             let ps = wanted
                 .entry(p.leader)
                 .or_default()

@@ -205,7 +205,7 @@ impl Metrics {
         Self { registry, ..m }
     }
 
-    fn enabled(&self) -> bool {
+    pub fn enabled(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)
     }
 
@@ -477,7 +477,7 @@ fn state_registry(broker: &Broker) -> Registry {
                 under_min_isr += i64::from(isr < min_isr);
                 at_min_isr += i64::from(isr == min_isr);
             } else {
-                max_lag = max_lag.max(log.high_watermark() - state.log_end_offset);
+                max_lag = max_lag.max(log.follower_lag());
             }
         }
     }

@@ -90,6 +90,9 @@ def test_console_pages_in_a_real_browser(cluster):
               on_delivery=lambda err, m: delivered.append((err, m.partition(), m.offset())))
     for i in range(20):
         p.produce(TOPIC, key=f"other-{i}".encode(), value=b"filler")
+    # Keys and headers are data, never markup.
+    p.produce(TOPIC, key=b"<img src=x onerror=alert(1)>", value=b"<script>alert(2)</script>",
+              headers=[("<b>h</b>", b"<i>v</i>")], partition=0)
     assert p.flush(30) == 0
     err, partition, offset = delivered[0]
     assert err is None
@@ -102,6 +105,9 @@ def test_console_pages_in_a_real_browser(cluster):
     assert '"amount": 42' in cells[3], cells
     assert "trace-id: abc-123" in cells[4] and "source: console-test" in cells[4], cells
     browse(url, screenshot="messages.png")
+    hostile = browse(f"{ui}/topics/{TOPIC}/messages?partition=0&filter=onerror")
+    assert "&lt;img src=x onerror=alert(1)&gt;" in hostile, text(hostile)
+    assert "<img" not in hostile and "<script>alert" not in hostile and "<b>h</b>" not in hostile
     # The filter keeps only matching records.
     filtered = browse(f"{ui}/topics/{TOPIC}/messages?partition={partition}&filter=abc-123")
     assert row(filtered, str(offset)) is not None
@@ -123,12 +129,12 @@ def test_console_pages_in_a_real_browser(cluster):
             pass
     assert coordinator is not None
     group_url = f"http://127.0.0.1:{coordinator.http_port}/ui/groups/{GROUP}"
-    dom = wait_until(lambda: (d := browse(group_url)) and 'id="total-lag">21<' in d and d,
-                     what="a total lag of 21 on the group page")
+    dom = wait_until(lambda: (d := browse(group_url)) and 'id="total-lag">22<' in d and d,
+                     what="a total lag of 22 on the group page")
     assert "Committed offsets and lag" in dom
     browse(group_url, screenshot="group.png")
     groups_dom = browse(f"http://127.0.0.1:{coordinator.http_port}/ui/groups")
-    assert row(groups_dom, GROUP)[3] == "21", row(groups_dom, GROUP)
+    assert row(groups_dom, GROUP)[3] == "22", row(groups_dom, GROUP)
     # Another broker's console names the coordinator.
     other = next(b for b in cluster.brokers if b is not coordinator)
     coordinator_id = cluster.brokers.index(coordinator) + 1
@@ -177,12 +183,15 @@ def test_metadata_timeline_lists_records_and_streams_new_ones(cluster):
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets), offsets
 
 
-def post(port, path, fields=None, origin=None):
-    """A form POST as a browser sends it: (status, Location header, body)."""
+def post(port, path, fields=None, origin=None, host=None):
+    """A form POST as a browser sends it: (status, Location header, body). `origin` ""
+    sends none."""
     import http.client
     body = urllib.parse.urlencode(fields or {})
     headers = {"Content-Type": "application/x-www-form-urlencoded",
-               "Host": f"127.0.0.1:{port}", "Origin": origin or f"http://127.0.0.1:{port}"}
+               "Host": host or f"127.0.0.1:{port}"}
+    if origin != "":
+        headers["Origin"] = origin or f"http://127.0.0.1:{port}"
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     conn.request("POST", path, body=body, headers=headers)
     r = conn.getresponse()
@@ -214,9 +223,14 @@ def test_console_creates_and_deletes_topics_and_resets_offsets(tmp_path):
         assert status == 400 and "no.such.config" in body, (status, body)
         status, _, body = post(port, "/ui/topics", {"name": "console-made"})
         assert status == 400 and "exists" in body, (status, body)
-        # A form posted from another site is refused.
+        # A form not posted from the console's pages is refused: another site's Origin, no
+        # Origin, an opaque one, and a DNS name rebound to this address.
         status, _, _ = post(port, "/ui/topics", {"name": "csrf-topic"}, origin="http://evil.example")
         assert status == 403
+        assert post(port, "/ui/topics", {"name": "csrf-topic"}, origin="")[0] == 403
+        assert post(port, "/ui/topics", {"name": "csrf-topic"}, origin="null")[0] == 403
+        assert post(port, "/ui/topics", {"name": "csrf-topic"}, origin="http://evil.example:1",
+                    host="evil.example:1")[0] == 403
         names = {t["name"] for t in b.http("/v1/topics")}
         assert not names & {"bad-one", "bad-two", "csrf-topic"}, names
 
@@ -255,10 +269,18 @@ def test_console_creates_and_deletes_topics_and_resets_offsets(tmp_path):
         offsets = b.http("/v1/groups/reset-group")["offsets"]
         assert [(o["committed_offset"], o["lag"]) for o in offsets] == [(0, 10)], offsets
 
-        # With the authoriser on, the console changes nothing.
+        # With the authoriser on, the console changes nothing and shows no records.
         status, _, body = post(authz.http_port, "/ui/topics", {"name": "authz-topic"})
         assert status == 403 and "--authorizer" in body
         assert "authz-topic" not in {t["name"] for t in authz.http("/v1/topics")}
+        pa = Producer({"bootstrap.servers": authz.bootstrap})
+        pa.produce("authz-secret", value=b"secret-value")
+        assert pa.flush(30) == 0
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(
+                f"http://127.0.0.1:{authz.http_port}/ui/topics/authz-secret/messages", timeout=5)
+        assert denied.value.code == 403
+        assert b"secret-value" not in denied.value.read()
     finally:
         b.stop()
         authz.stop()

@@ -133,9 +133,11 @@ def test_prometheus_reads_latency_bytes_in_lag_and_replication_health(observed):
     inf = prom.value('sum(kafka_network_requestmetrics_totaltimems_bucket'
                      '{request="Produce",le="+Inf"})')
     assert count == inf and count >= 1, (count, inf)
-    # acks=all waits for followers: remote time is recorded as its own histogram.
+    # acks=all waits for followers: that wait is recorded as remote time.
     assert prom.value('sum(kafka_network_requestmetrics_remotetimems_count'
                       '{request="Produce"})') == count
+    assert prom.value('sum(kafka_network_requestmetrics_remotetimems_sum'
+                      '{request="Produce"})') > 0
 
     # Bytes and records in for the topic, across its leaders.
     wait_until(lambda: prom.value(

@@ -643,7 +643,7 @@ pub type PartitionName = (String, u32);
 /// it is alive and in the ISR (Kafka's preferred leader election, after a failover moved
 /// leadership away). UNCLEAN: a partition with no live leader gets a live replica from
 /// outside the ISR (what only the ISR held is lost). `partitions` None: every partition, and
-/// the ones that need no election are left out of the answer (as Kafka does).
+/// only the ones elected are in the answer (as Kafka does).
 pub fn elect_leaders(
     image: &MetadataImage,
     unclean: bool,
@@ -719,7 +719,8 @@ pub fn elect_leaders(
                 });
                 response.push(((name.clone(), *index), Ok(())));
             }
-            Err(MetadataError::ElectionNotNeeded { .. }) if partitions.is_none() => {}
+            // Electing every partition, only elections are reported (as KRaft does).
+            Err(_) if partitions.is_none() => {}
             Err(e) => response.push(((name.clone(), *index), Err(e))),
         }
     }

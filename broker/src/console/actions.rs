@@ -3,7 +3,8 @@
 //! for topics, the group coordinator's OffsetCommit for offsets), so it is validated the same.
 //!
 //! The HTTP port does not authenticate, so with the authoriser on (`--authorizer`) the console
-//! changes nothing; and a form posted from another site (a cross-site request) is refused.
+//! changes nothing; and a form not posted from the console's own pages is refused
+//! ([`same_site`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -55,24 +56,49 @@ fn refused(b: &Broker, headers: &HeaderMap) -> Option<Response> {
              users yet: make changes with a Kafka client or the strom CLI.",
         ));
     }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok());
-    match (origin, host) {
-        (Some(o), Some(h))
-            if o.strip_prefix("http://")
-                .or_else(|| o.strip_prefix("https://"))
-                .is_some_and(|rest| rest == h) =>
-        {
-            None
-        }
-        (None, _) => None,
-        _ => Some(failure(
+    if same_site(b, headers) {
+        None
+    } else {
+        Some(failure(
             b,
             StatusCode::FORBIDDEN,
             "Changes",
-            "Refused: the form was posted from another site.",
-        )),
+            "Refused: the form did not come from this console (its Origin does not match, or \
+             the page was reached under a name this broker does not answer to).",
+        ))
     }
+}
+
+/// Whether a POST comes from this console's own pages: the browser says the request is
+/// same-origin (`Origin` equal to the `Host` it was sent to), and that host is one this broker
+/// is reached by (an IP address, `localhost`, or its registered HTTP host), so a page on
+/// another site cannot post here, not even through a DNS name rebound to this address.
+fn same_site(b: &Broker, headers: &HeaderMap) -> bool {
+    let get = |h| {
+        headers
+            .get(h)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+    };
+    let (Some(host), Some(origin)) = (get(header::HOST), get(header::ORIGIN)) else {
+        return false;
+    };
+    let same = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|rest| rest == host);
+    let name = host
+        .rsplit_once(':')
+        .map_or(host, |(n, _)| n)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let ours = name.parse::<std::net::IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || b.image()
+            .brokers
+            .get(&b.node_id)
+            .and_then(|me| me.endpoint("http"))
+            .is_some_and(|e| e.host.eq_ignore_ascii_case(name));
+    same && ours
 }
 
 fn failure(b: &Broker, status: StatusCode, what: &str, message: &str) -> Response {

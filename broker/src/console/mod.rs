@@ -447,6 +447,16 @@ async fn messages(
     Path(name): Path<String>,
     Query(q): Query<MessagesQuery>,
 ) -> Response {
+    if b.config.authorizer {
+        // The console does not know who asks: records stay behind the ACLs.
+        let body = "<p role=\"alert\">This broker enforces ACLs (--authorizer) and the console \
+                    does not authenticate users yet: read records with a Kafka client.</p>";
+        return (
+            StatusCode::FORBIDDEN,
+            page(&b, &format!("Messages of {name}"), Nav::Topics, false, body),
+        )
+            .into_response();
+    }
     let image = b.image();
     let Some(t) = image.topic(&name) else {
         return not_found(&b, Nav::Topics, &format!("Topic '{name}' does not exist."));
@@ -626,8 +636,7 @@ fn broker_link(image: &MetadataImage, id: i32, path: &str) -> String {
 /// The broker that coordinates `group` (leads its `__consumer_offsets` partition).
 fn coordinator_of(image: &MetadataImage, group: &str) -> Option<i32> {
     let t: &TopicImage = image.topic(crate::group::OFFSETS_TOPIC)?;
-    let n = t.partitions.len() as i32;
-    let p = crate::group::java_string_partition(group, n.max(1));
+    let p = crate::group::offsets_partition(group);
     t.partitions.get(p as usize).map(|p| p.leader)
 }
 

@@ -718,6 +718,13 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
             ))
         }
         K::DescribeQuorum(r) => Check::Handle(K::DescribeQuorum(r), Denied::None),
+        // v0 has no top-level error code: a denied v0 request is refused below.
+        K::ElectLeaders(ref _r) if !c.cluster(op::ALTER) && version >= 1 => {
+            Check::Answer(ResponseKind::ElectLeaders(
+                ElectLeadersResponse::default().with_error_code(CLUSTER_DENIED),
+            ))
+        }
+        K::ElectLeaders(r) => Check::Handle(K::ElectLeaders(r), Denied::None),
         // Anything not named above: administrators only.
         other => {
             if c.cluster(op::ALTER) {

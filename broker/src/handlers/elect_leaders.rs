@@ -60,6 +60,19 @@ pub async fn handle(
                 );
             }
         }
+        // v0 has no top-level error: the failure goes on every partition asked for.
+        Err(e) if version == 0 => {
+            for t in req.topic_partitions.iter().flatten() {
+                for p in &t.partitions {
+                    by_topic.entry(t.topic.to_string()).or_default().push(
+                        PartitionResult::default()
+                            .with_partition_id(*p)
+                            .with_error_code(e.kafka_code())
+                            .with_error_message(Some(str_bytes(e.to_string()))),
+                    );
+                }
+            }
+        }
         Err(e) => {
             return ElectLeadersResponse::default().with_error_code(e.kafka_code());
         }

@@ -244,6 +244,9 @@ fn record_metrics(
     remote: Duration,
     response: Option<&ResponseKind>,
 ) {
+    if !broker.metrics.enabled() {
+        return;
+    }
     broker.metrics.request(request, started, remote, response);
     let Some(ResponseKind::Fetch(r)) = response else {
         return;

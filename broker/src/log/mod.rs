@@ -110,6 +110,8 @@ pub struct PartitionLog {
     aborted: Mutex<Vec<AbortedTxn>>,
     /// First offset of the oldest open transaction (i64::MAX: none); set under `state`.
     first_unstable: AtomicI64,
+    /// As a follower, the leader's high watermark from its last fetch answer (-1: none yet).
+    leader_high_watermark: AtomicI64,
 }
 
 impl PartitionLog {
@@ -144,6 +146,7 @@ impl PartitionLog {
             role: Mutex::new(Role::None),
             aborted: Mutex::new(aborted),
             first_unstable: AtomicI64::new(first_unstable),
+            leader_high_watermark: AtomicI64::new(-1),
         })
     }
 
@@ -379,6 +382,8 @@ impl PartitionLog {
 
     /// As follower, takes the leader's high watermark (never past this log's end).
     pub fn follow_high_watermark(&self, leader_hw: i64) {
+        self.leader_high_watermark
+            .store(leader_hw, Ordering::Relaxed);
         let hw = leader_hw.min(self.log_end_offset());
         self.high_watermark.send_if_modified(|cur| {
             if hw > *cur {
@@ -388,6 +393,12 @@ impl PartitionLog {
                 false
             }
         });
+    }
+
+    /// As a follower, how many records this replica is behind its leader's high watermark
+    /// as of the last fetch (0 before any).
+    pub fn follower_lag(&self) -> i64 {
+        (self.leader_high_watermark.load(Ordering::Relaxed) - self.log_end_offset()).max(0)
     }
 
     /// As leader, the ISR change due now (marked pending), stamped with the epochs.
