@@ -105,12 +105,11 @@ async fn ask(
     topics: &BTreeMap<String, Vec<i32>>,
 ) -> anyhow::Result<Vec<((String, i32), i64)>> {
     let image = broker.image();
-    let endpoint = image
+    let addr = image
         .brokers
         .get(&leader)
-        .and_then(|b| b.endpoint("replication").or(b.endpoint("kafka")).cloned())
+        .and_then(|b| b.inter_broker_addr())
         .ok_or_else(|| anyhow::anyhow!("broker {leader} has no Kafka endpoint"))?;
-    let addr = format!("{}:{}", endpoint.host, endpoint.port);
     let request = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_topics(

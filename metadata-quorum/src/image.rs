@@ -21,6 +21,13 @@ impl BrokerImage {
     pub fn endpoint(&self, name: &str) -> Option<&Endpoint> {
         self.endpoints.iter().find(|e| e.name == name)
     }
+
+    /// `host:port` other brokers reach this one at: its replication endpoint, else its Kafka
+    /// one.
+    pub fn inter_broker_addr(&self) -> Option<String> {
+        let e = self.endpoint("replication").or(self.endpoint("kafka"))?;
+        Some(format!("{}:{}", e.host, e.port))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

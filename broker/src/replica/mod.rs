@@ -232,9 +232,7 @@ async fn connect(
     security: &strom_client::security::Security,
 ) -> Option<Connection> {
     let image = controller.image();
-    let b = image.brokers.get(&leader)?;
-    let endpoint = b.endpoint("replication").or(b.endpoint("kafka"))?.clone();
-    let addr = format!("{}:{}", endpoint.host, endpoint.port);
+    let addr = image.brokers.get(&leader)?.inter_broker_addr()?;
     match tokio::time::timeout(Duration::from_secs(5), security.connect(&addr)).await {
         Ok(Ok(c)) => Some(c),
         Ok(Err(e)) => {

@@ -467,14 +467,13 @@ async fn write_markers_remote(
             .collect()
     };
     let image = broker.image();
-    let Some(endpoint) = image
+    let Some(addr) = image
         .brokers
         .get(&leader)
-        .and_then(|b| b.endpoint("replication").or(b.endpoint("kafka")).cloned())
+        .and_then(|b| b.inter_broker_addr())
     else {
         return fail(ResponseError::BrokerNotAvailable.code());
     };
-    let addr = format!("{}:{}", endpoint.host, endpoint.port);
     let request =
         WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
             .with_producer_id(producer_id.into())
