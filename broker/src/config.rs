@@ -37,6 +37,11 @@ pub struct BrokerConfig {
     #[arg(long, env = "STROM_NODE_ID", default_value_t = 1)]
     pub node_id: i32,
 
+    /// Take the node id from the hostname's trailing ordinal (`strom-broker-2` is broker 2),
+    /// as a Kubernetes StatefulSet names its pods. Not with --node-id.
+    #[arg(long, env = "STROM_NODE_ID_FROM_HOSTNAME", conflicts_with = "node_id")]
+    pub node_id_from_hostname: bool,
+
     /// Where partition logs and metadata live.
     #[arg(long, env = "STROM_DATA_DIR", default_value = "./strom-data")]
     pub data_dir: PathBuf,
@@ -173,6 +178,19 @@ pub struct BrokerConfig {
     /// measure what recording costs.
     #[arg(long, env = "STROM_METRICS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics_enabled: bool,
+
+    /// On SIGTERM, hand every leadership to another in-sync replica through the controller
+    /// before closing (controlled.shutdown.enable), so clients move without an error.
+    #[arg(long, env = "STROM_CONTROLLED_SHUTDOWN_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub controlled_shutdown_enable: bool,
+
+    /// How long a controlled shutdown waits for the controller before the broker stops anyway.
+    #[arg(
+        long,
+        env = "STROM_CONTROLLED_SHUTDOWN_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub controlled_shutdown_timeout_ms: u64,
 
     /// TESTING ONLY, loses data: answer acks=all as soon as the leader has the batch, before
     /// the in-sync replicas do. It exists so the consistency checker can prove it notices.

@@ -350,10 +350,12 @@ async fn readyz(State(b): State<Arc<Broker>>) -> Response {
     let heartbeating = h
         .millis_since_heartbeat
         .is_some_and(|ms| ms <= b.config.broker_session_timeout_ms);
-    let ready = h.registered && !h.fenced && heartbeating && h.caught_up;
+    let replicas = b.replica_readiness();
+    let ready = h.registered && !h.fenced && heartbeating && h.caught_up && replicas.caught_up;
     let mut checks = json!(h);
     checks["node_id"] = json!(b.node_id);
     checks["heartbeating"] = json!(heartbeating);
+    checks["replicas"] = json!(replicas);
     api::readiness_response(ready, checks)
 }
 

@@ -82,6 +82,20 @@ pub struct Broker {
     pub quotas: quota::QuotaManager,
     /// End offsets of partitions with no replica here, for group lag.
     pub remote_ends: lag::RemoteEnds,
+    /// Set once every partition this broker hosts has had it in the ISR since it started
+    /// (part of `/readyz`, so a rolling restart waits for a restarted broker to catch up).
+    pub replicas_caught_up: std::sync::atomic::AtomicBool,
+}
+
+/// Where this broker's replicas stand, for `/readyz`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReplicaReadiness {
+    /// Every hosted partition had this broker in its ISR (latched: set once, it stays set).
+    pub caught_up: bool,
+    /// Hosted partitions with a leader that do not have this broker in the ISR yet.
+    pub out_of_sync: usize,
+    /// Hosted partitions without a leader: nothing to catch up from, so they do not count.
+    pub offline: usize,
 }
 
 /// A group's committed offset of one partition, with the partition's end and the lag.
@@ -97,6 +111,33 @@ pub struct GroupLag {
 }
 
 impl Broker {
+    /// Whether this broker has caught up with every partition it hosts since it started.
+    pub fn replica_readiness(&self) -> ReplicaReadiness {
+        use std::sync::atomic::Ordering;
+        let image = self.image();
+        let (mut out_of_sync, mut offline) = (0, 0);
+        for p in image
+            .topics()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.replicas.contains(&self.node_id))
+        {
+            if p.leader < 0 {
+                offline += 1;
+            } else if !p.isr.contains(&self.node_id) {
+                out_of_sync += 1;
+            }
+        }
+        let registered = image.brokers.get(&self.node_id).is_some_and(|b| !b.fenced);
+        if out_of_sync == 0 && registered {
+            self.replicas_caught_up.store(true, Ordering::Relaxed);
+        }
+        ReplicaReadiness {
+            caught_up: self.replicas_caught_up.load(Ordering::Relaxed),
+            out_of_sync,
+            offline,
+        }
+    }
+
     /// The current metadata image.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.controller.image()
@@ -265,6 +306,7 @@ impl Broker {
                 heartbeat_interval: Duration::from_millis(50),
                 election_timeout: (Duration::from_millis(300), Duration::from_millis(500)),
                 tls: quorum_tls.clone(),
+                leader_balance: Default::default(),
             })
             .await
             .map_err(|e| match e {
@@ -361,6 +403,7 @@ impl Broker {
                 sample_ms: config_quota_window.1,
             }),
             remote_ends: lag::RemoteEnds::default(),
+            replicas_caught_up: std::sync::atomic::AtomicBool::new(false),
         });
         broker.sync_partitions(&broker.image());
 
@@ -477,8 +520,11 @@ pub struct RunningBroker {
 }
 
 impl RunningBroker {
-    /// Stops accepting, lets open requests finish, and waits for every task.
+    /// Stops accepting, lets open requests finish, and waits for every task. First, unless
+    /// disabled or no other broker is alive to take over, a controlled shutdown hands this
+    /// broker's leaderships over.
     pub async fn shutdown(mut self) {
+        self.controlled_shutdown().await;
         let _ = self.shutdown.send(true);
         while let Some(r) = self.tasks.join_next().await {
             if let Err(e) = r {
@@ -496,6 +542,46 @@ impl RunningBroker {
             q.shutdown().await;
         }
         info!("broker stopped");
+    }
+}
+
+impl RunningBroker {
+    async fn controlled_shutdown(&self) {
+        let b = &self.broker;
+        if !b.config.controlled_shutdown_enable {
+            return;
+        }
+        let image = b.image();
+        if !image
+            .live_brokers()
+            .any(|other| other.broker_id != b.node_id)
+        {
+            return;
+        }
+        let leading = |image: &MetadataImage| {
+            image
+                .topics()
+                .flat_map(|t| t.partitions.iter())
+                .filter(|p| p.leader == b.node_id)
+                .count()
+        };
+        let before = leading(&image);
+        let started = std::time::Instant::now();
+        let timeout = Duration::from_millis(b.config.controlled_shutdown_timeout_ms);
+        match b.controller.controlled_shutdown(timeout).await {
+            Ok(outcome) => info!(
+                led_before = before,
+                still_leading = outcome.still_leading,
+                image_updated = outcome.applied,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "controlled shutdown: leaderships handed over"
+            ),
+            Err(e) => warn!(
+                error = %e,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "controlled shutdown failed; stopping anyway (the controller fences this broker when its session lapses)"
+            ),
+        }
     }
 }
 

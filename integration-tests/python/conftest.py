@@ -158,8 +158,10 @@ def fresh_broker(tmp_path):
 class Cluster:
     """One controller (`strom-quorum`) and `n` brokers on 127.0.0.1."""
 
-    def __init__(self, root: Path, n=3, broker_args=(), controller_args=()):
+    def __init__(self, root: Path, n=3, broker_args=(), controller_args=(),
+                 session_timeout_ms=1500):
         self.root = root
+        self.session_timeout_ms = session_timeout_ms
         self.controller_args = list(controller_args)
         self.controller_port = free_port()
         self.controller = None
@@ -183,7 +185,7 @@ class Cluster:
                 "--data-dir", str(self.root / "controller"),
                 "--listen", addr,
                 "--voters", f"1@{addr}",
-                "--broker-session-timeout-ms", "1500",
+                "--broker-session-timeout-ms", str(self.session_timeout_ms),
                 *self.controller_args,
             ],
             stdout=log,

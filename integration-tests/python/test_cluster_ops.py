@@ -1,11 +1,18 @@
 """Operating a cluster (issue #17): preferred leader election through confluent-kafka's
-AdminClient.elect_leaders (ElectLeaders, what kafka-leader-election.sh sends), after a
-failover moved leadership away from a broker that has since come back."""
+AdminClient.elect_leaders (ElectLeaders, what kafka-leader-election.sh sends) after a failover
+moved leadership away from a broker that has since come back; the controller doing the same
+by itself (auto.leader.rebalance.enable); and a controlled shutdown on SIGTERM."""
 
-from confluent_kafka import ElectionType, TopicPartition
+import subprocess
+import threading
+import time
+import uuid
+
+from confluent_kafka import Consumer, ElectionType, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import wait_until
+from conftest import Cluster, wait_until
+from test_strom_client import strom_binary
 
 TOPIC = "elect-me"
 
@@ -69,3 +76,167 @@ def test_unclean_election_is_not_needed_while_leaders_live(cluster):
                                  [TopicPartition("unclean-me", 0)]).result(30)
     [err] = result.values()
     assert err is not None and "ELECTION_NOT_NEEDED" in str(err), err
+
+
+def leaders(broker, topic):
+    return {p["partition"]: p["leader"] for p in broker.http(f"/v1/topics/{topic}")["partitions"]}
+
+
+def test_sigterm_hands_leadership_over_before_the_broker_exits(tmp_path):
+    """Controlled shutdown: SIGTERM to a broker leading partitions under an acks=all
+    idempotent producer. The session timeout is 30 s and the producer's message timeout 10 s,
+    so were leadership to move only when the session lapsed, deliveries would fail: none may,
+    and every delivered record is read back once."""
+    c = Cluster(tmp_path, session_timeout_ms=30000,
+                broker_args=["--broker-heartbeat-interval-ms", "250",
+                             "--replica-lag-time-max-ms", "5000"]).start()
+    try:
+        topic = f"term-{uuid.uuid4().hex[:8]}"
+        admin = AdminClient({"bootstrap.servers": c.bootstrap})
+        admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=3,
+                                      config={"min.insync.replicas": "2"})])[topic].result(30)
+        watcher = c.brokers[1]
+        wait_until(lambda: all(len(p["isr"]) == 3 and p["leader"] > 0 for p in
+                               watcher.http(f"/v1/topics/{topic}")["partitions"]),
+                   what="every partition fully in sync")
+        led_by_1 = [p for p, l in leaders(watcher, topic).items() if l == 1]
+        assert led_by_1, "broker 1 leads some partitions"
+
+        delivered, failed = {}, []
+        producer = Producer({"bootstrap.servers": c.bootstrap, "enable.idempotence": True,
+                             "acks": "all", "linger.ms": 5, "message.timeout.ms": 10000})
+
+        def on_delivery(err, msg):
+            if err is not None:
+                failed.append(err)
+            else:
+                delivered[msg.value()] = (msg.partition(), msg.offset())
+
+        stop = threading.Event()
+        sent = []
+
+        def produce_loop():
+            i = 0
+            while not stop.is_set():
+                value = f"m-{i}".encode()
+                try:
+                    producer.produce(topic, value=value, partition=i % 6, on_delivery=on_delivery)
+                except BufferError:
+                    producer.poll(0.1)
+                    continue
+                sent.append(value)
+                i += 1
+                producer.poll(0)
+                if i % 50 == 0:
+                    time.sleep(0.01)
+
+        t = threading.Thread(target=produce_loop)
+        t.start()
+        try:
+            time.sleep(2)
+            b1 = c.brokers[0]
+            sigterm_at = time.monotonic()
+            b1.stop()
+            exited_after = time.monotonic() - sigterm_at
+            assert b1.proc.returncode == 0, f"broker 1 exited with {b1.proc.returncode}"
+            now = leaders(watcher, topic)
+            moved_after = time.monotonic() - sigterm_at
+            # Handed over before the exit, not 30 s later when the session lapses.
+            assert all(now[p] not in (1, -1) for p in led_by_1), now
+            time.sleep(3)
+        finally:
+            stop.set()
+            t.join()
+        assert producer.flush(60) == 0
+        assert not failed, f"delivery failures: {failed[:3]}"
+        assert len(delivered) == len(sent) > 500
+        log = b1.log_path.read_text()
+        assert "controlled shutdown: leaderships handed over" in log, log[-2000:]
+
+        consumer = Consumer({"bootstrap.servers": c.bootstrap, "group.id": f"chk-{uuid.uuid4()}",
+                             "enable.partition.eof": True, "enable.auto.commit": False})
+        consumer.assign([TopicPartition(topic, i, 0) for i in range(6)])
+        found, eof = {}, set()
+        deadline = time.monotonic() + 60
+        while len(eof) < 6 and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(msg.partition())
+                    continue
+                raise AssertionError(msg.error())
+            assert msg.value() not in found, f"duplicate {msg.value()}"
+            found[msg.value()] = (msg.partition(), msg.offset())
+        consumer.close()
+        assert len(eof) == 6
+        lost = [v for v in delivered if found.get(v) != delivered[v]]
+        assert not lost, f"{len(lost)} delivered records lost or moved, e.g. {lost[:3]}"
+        print(f"SIGTERM: exit after {exited_after:.2f} s, leaders seen moved {moved_after:.2f} s "
+              f"after it; {len(sent)} sent, {len(delivered)} delivered, {len(found)} read")
+    finally:
+        c.stop()
+
+
+def test_preferred_leaders_come_back_without_being_asked(tmp_path):
+    """auto.leader.rebalance.enable: after a failover and the broker's return, the active
+    controller elects the preferred replicas again within
+    leader.imbalance.check.interval.seconds; with it off, nothing moves."""
+
+    for enabled in (False, True):
+        c = Cluster(tmp_path / f"auto-{enabled}",
+                    broker_args=["--broker-heartbeat-interval-ms", "250",
+                                 "--replica-lag-time-max-ms", "3000"],
+                    controller_args=["--auto-leader-rebalance-enable", str(enabled).lower(),
+                                     "--leader-imbalance-check-interval-seconds", "2"])
+        (tmp_path / f"auto-{enabled}").mkdir()
+        c.start()
+        try:
+            admin = AdminClient({"bootstrap.servers": c.bootstrap})
+            admin.create_topics([NewTopic("balance", 6, 3)])["balance"].result(30)
+            watcher = c.brokers[1]
+            parts = lambda: watcher.http("/v1/topics/balance")["partitions"]  # noqa: E731
+            wait_until(lambda: all(p["leader"] == p["replicas"][0] and len(p["isr"]) == 3
+                                   for p in parts()), what="preferred leaders, in sync")
+            preferred_1 = [p["partition"] for p in parts() if p["replicas"][0] == 1]
+            c.brokers[0].kill9()
+            wait_until(lambda: all(parts()[i]["leader"] not in (1, -1) for i in preferred_1),
+                       what="failover away from broker 1")
+            c.brokers[0].start()
+            wait_until(lambda: all(1 in parts()[i]["isr"] for i in preferred_1), timeout=60,
+                       what="broker 1 back in the ISR")
+            if enabled:
+                wait_until(lambda: all(parts()[i]["leader"] == 1 for i in preferred_1),
+                           timeout=30, what="broker 1 leading its preferred partitions again")
+                log = (c.root / "controller.log").read_text()
+                assert "preferred replicas lead again" in log
+            else:
+                # Several check intervals pass; with balancing off, nothing moves back.
+                time.sleep(6)
+                assert all(parts()[i]["leader"] != 1 for i in preferred_1), parts()
+                # Until an operator asks, with kafka-leader-election.sh's options.
+                r = subprocess.run([strom_binary(), "-b", c.bootstrap, "leader-election",
+                                    "--election-type", "PREFERRED", "--all-topic-partitions"],
+                                   capture_output=True, text=True, timeout=60)
+                assert r.returncode == 0, r.stderr
+                moved = ", ".join(f"balance-{i}" for i in sorted(preferred_1))
+                assert f"Successfully completed leader election (PREFERRED) for partitions {moved}" \
+                    in r.stdout, r.stdout
+                assert all(parts()[i]["leader"] == 1 for i in preferred_1), parts()
+                again = subprocess.run([strom_binary(), "-b", c.bootstrap, "leader-election",
+                                        "--election-type", "preferred", "--topic", "balance",
+                                        "--partition", str(preferred_1[0])],
+                                       capture_output=True, text=True, timeout=60)
+                assert again.returncode == 0, again.stderr
+                assert f"Valid replica already elected for partitions balance-{preferred_1[0]}" \
+                    in again.stdout, again.stdout
+                missing = subprocess.run([strom_binary(), "-b", c.bootstrap, "leader-election",
+                                          "--election-type", "preferred", "--topic", "nope",
+                                          "--partition", "0"],
+                                         capture_output=True, text=True, timeout=60)
+                assert missing.returncode == 1
+                assert "Error completing leader election (PREFERRED) for partition: nope-0: " \
+                    "UNKNOWN_TOPIC_OR_PARTITION" in missing.stdout, missing.stdout
+        finally:
+            c.stop()

@@ -727,6 +727,36 @@ pub fn elect_leaders(
     ControllerResult { records, response }
 }
 
+/// Automatic preferred leader balancing (`auto.leader.rebalance.enable`): for each broker, the
+/// partitions whose first (preferred) replica it is but which another replica leads. When
+/// that share passes `percentage` of the broker's preferred partitions
+/// (`leader.imbalance.per.broker.percentage`), those partitions are named for a preferred
+/// election, which moves only the ones whose preferred replica is alive and in the ISR.
+pub fn imbalanced_partitions(image: &MetadataImage, percentage: u32) -> Vec<PartitionName> {
+    let mut preferred: BTreeMap<i32, (usize, Vec<PartitionName>)> = BTreeMap::new();
+    for topic in image.topics() {
+        for p in &topic.partitions {
+            let Some(&first) = p.replicas.first() else {
+                continue;
+            };
+            let entry = preferred.entry(first).or_default();
+            entry.0 += 1;
+            if p.leader != first {
+                entry.1.push((topic.name.clone(), p.partition));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (broker, (total, mut moved)) in preferred {
+        let alive = image.brokers.get(&broker).is_some_and(|b| !b.fenced);
+        // Over the threshold: imbalance * 100 > percentage * total, in integers.
+        if alive && !moved.is_empty() && moved.len() * 100 > percentage as usize * total {
+            out.append(&mut moved);
+        }
+    }
+    out
+}
+
 /// Whether `topic` allows electing a replica outside the ISR when no ISR member is alive.
 fn unclean_allowed(topic: &crate::TopicImage) -> bool {
     topic
@@ -1333,6 +1363,59 @@ mod tests {
         let unclean = elect_leaders(&after, true, Some(&[("t".into(), 0), ("zz".into(), 0)]));
         assert_eq!(code(&unclean.response[0].1), Some(84));
         assert_eq!(code(&unclean.response[1].1), Some(3));
+    }
+
+    #[test]
+    fn auto_rebalance_names_partitions_of_brokers_past_the_imbalance_threshold() {
+        let base = cluster(&[1, 2, 3]);
+        let image = base
+            .replay(&create_topics(&base, &[topic("t", 30, 3)], DEFAULTS, ids()).records)
+            .expect("replay");
+        assert!(
+            imbalanced_partitions(&image, 10).is_empty(),
+            "balanced at creation"
+        );
+        // Broker 1 prefers 10 partitions; moving 1 of them away is 10 %: not past 10 %.
+        let mine: Vec<&crate::PartitionImage> = image
+            .topic("t")
+            .expect("t")
+            .partitions
+            .iter()
+            .filter(|p| p.replicas[0] == 1)
+            .collect();
+        assert_eq!(mine.len(), 10);
+        let topic_id = image.topic("t").expect("t").topic_id;
+        let move_to_second = |img: &MetadataImage, p: &crate::PartitionImage| {
+            img.replay(&[MetadataRecord::PartitionChange {
+                topic_id,
+                partition: p.partition,
+                leader: p.replicas[1],
+                isr: p.isr.clone(),
+                leader_epoch: p.leader_epoch + 1,
+                partition_epoch: p.partition_epoch + 1,
+            }])
+            .expect("replay")
+        };
+        let one = move_to_second(&image, mine[0]);
+        assert!(imbalanced_partitions(&one, 10).is_empty());
+        assert_eq!(
+            imbalanced_partitions(&one, 0),
+            vec![("t".to_string(), mine[0].partition)]
+        );
+        // Two of ten (20 %) is past it: both are named, and a preferred election of them
+        // moves them back.
+        let two = move_to_second(&one, mine[1]);
+        let named = imbalanced_partitions(&two, 10);
+        assert_eq!(named.len(), 2);
+        let elected = elect_leaders(&two, false, Some(&named));
+        assert!(elected.response.iter().all(|(_, r)| r.is_ok()));
+        let back = two.replay(&elected.records).expect("replay");
+        assert!(imbalanced_partitions(&back, 0).is_empty());
+        // A fenced preferred broker is not named: there is nothing it could lead.
+        let fenced = two
+            .replay(&[MetadataRecord::FenceBroker { broker_id: 1 }])
+            .expect("replay");
+        assert!(imbalanced_partitions(&fenced, 10).is_empty());
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod acl;
 pub mod configs;
 pub mod controller;
 mod error;
+pub mod identity;
 mod image;
 pub mod quorum;
 pub mod quota;

@@ -36,7 +36,18 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(2);
             }
         };
-    let cli = Cli::parse_from(args);
+    let mut cli = Cli::parse_from(args);
+    if cli.config.node_id_from_hostname {
+        match metadata_quorum::identity::node_id_from_hostname()
+            .and_then(|id| i32::try_from(id).map_err(|_| format!("ordinal {id} is too large")))
+        {
+            Ok(id) => cli.config.node_id = id,
+            Err(e) => {
+                eprintln!("error: --node-id-from-hostname: {e}");
+                std::process::exit(2);
+            }
+        }
+    }
     let filter = EnvFilter::try_from_env("STROM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     if cli.log_format == "json" {
         tracing_subscriber::fmt()

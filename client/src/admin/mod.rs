@@ -23,10 +23,12 @@
 use std::collections::BTreeMap;
 
 pub mod acls;
+mod elect;
 pub mod quotas;
 mod transactions;
 mod users;
 
+pub use elect::{ElectionResult, ElectionType};
 pub use transactions::{ProducerState, TransactionDescription, TransactionListing};
 pub use users::{ScramAlteration, ScramUser};
 

@@ -12,6 +12,7 @@ mod acls;
 mod connect;
 mod consume;
 mod groups;
+mod leader_election;
 mod perf;
 mod produce;
 mod quotas;
@@ -141,6 +142,29 @@ pub enum Command {
     /// Client quotas, like kafka-configs.sh --entity-type users|clients|ips: describe, alter.
     #[command(subcommand)]
     Quotas(QuotasCommand),
+    /// Move partition leadership to the preferred replica (or, unclean, to any live replica of
+    /// a leaderless partition), like kafka-leader-election.sh.
+    LeaderElection(LeaderElectionArgs),
+}
+
+/// kafka-leader-election.sh's options.
+#[derive(Args, Clone)]
+pub struct LeaderElectionArgs {
+    /// PREFERRED or UNCLEAN (either case).
+    #[arg(long, value_parser = ["PREFERRED", "UNCLEAN", "preferred", "unclean"])]
+    pub election_type: String,
+    /// One topic's partitions (all of them, or --partition's).
+    #[arg(long, conflicts_with_all = ["all_topic_partitions", "path_to_json_file"])]
+    pub topic: Option<String>,
+    /// With --topic: only this partition.
+    #[arg(long, requires = "topic")]
+    pub partition: Option<i32>,
+    /// Every partition of every topic.
+    #[arg(long, conflicts_with = "path_to_json_file")]
+    pub all_topic_partitions: bool,
+    /// A JSON file {"partitions": [{"topic": "t", "partition": 0}, ...]}.
+    #[arg(long)]
+    pub path_to_json_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -688,6 +712,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Users(u) => users::run(t, u).await,
         Command::Acls(a) => acls::run(t, a).await,
         Command::Quotas(q) => quotas::run(t, q).await,
+        Command::LeaderElection(a) => leader_election::run(t, a).await,
         Command::Connect(c) => return connect::run(c).await,
     };
     result.map_err(|e| {

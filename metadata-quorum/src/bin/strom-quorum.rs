@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use metadata_quorum::controller::TopicDefaults;
 use metadata_quorum::quorum::tls::{QuorumTls, TlsFiles};
-use metadata_quorum::quorum::{QuorumConfig, QuorumNode};
+use metadata_quorum::quorum::{LeaderBalance, QuorumConfig, QuorumNode};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -18,8 +18,16 @@ use tracing_subscriber::EnvFilter;
 )]
 struct Cli {
     /// This controller's id; must appear in --voters.
-    #[arg(long, env = "STROM_NODE_ID")]
-    node_id: u64,
+    #[arg(
+        long,
+        env = "STROM_NODE_ID",
+        required_unless_present = "node_id_from_hostname"
+    )]
+    node_id: Option<u64>,
+    /// Take the node id from the hostname's trailing ordinal (`strom-controller-0` is 0), as a
+    /// Kubernetes StatefulSet names its pods.
+    #[arg(long, env = "STROM_NODE_ID_FROM_HOSTNAME", conflicts_with = "node_id")]
+    node_id_from_hostname: bool,
     /// Where the Raft log and metadata snapshots live.
     #[arg(long, env = "STROM_DATA_DIR", default_value = "./strom-quorum-data")]
     data_dir: PathBuf,
@@ -57,6 +65,26 @@ struct Cli {
     /// The PEM CA that every controller's and broker's certificate chains to.
     #[arg(long, env = "STROM_SSL_CA")]
     ssl_ca: Option<PathBuf>,
+    /// Move leadership back to each partition's preferred (first) replica when brokers are
+    /// unbalanced (auto.leader.rebalance.enable).
+    #[arg(long, env = "STROM_AUTO_LEADER_REBALANCE_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    auto_leader_rebalance_enable: bool,
+    /// Share of a broker's preferred partitions that may be led elsewhere before they are
+    /// elected back (leader.imbalance.per.broker.percentage).
+    #[arg(
+        long,
+        env = "STROM_LEADER_IMBALANCE_PER_BROKER_PERCENTAGE",
+        default_value_t = 10
+    )]
+    leader_imbalance_per_broker_percentage: u32,
+    /// How often the active controller checks the leader balance
+    /// (leader.imbalance.check.interval.seconds).
+    #[arg(
+        long,
+        env = "STROM_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS",
+        default_value_t = 300
+    )]
+    leader_imbalance_check_interval_seconds: u64,
     /// Log output format.
     #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -75,10 +103,20 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
+    let node_id = match cli.node_id {
+        Some(id) => id,
+        None => match metadata_quorum::identity::node_id_from_hostname() {
+            Ok(id) => id,
+            Err(e) => {
+                eprintln!("error: --node-id-from-hostname: {e}");
+                std::process::exit(2);
+            }
+        },
+    };
     let voters = match QuorumConfig::parse_voters(&cli.voters) {
-        Ok(v) if v.contains_key(&cli.node_id) => v,
+        Ok(v) if v.contains_key(&node_id) => v,
         Ok(_) => {
-            eprintln!("error: --node-id {} is not in --voters", cli.node_id);
+            eprintln!("error: --node-id {node_id} is not in --voters");
             std::process::exit(2);
         }
         Err(e) => {
@@ -113,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
         _ => None,
     };
     let running = QuorumNode::start(QuorumConfig {
-        node_id: cli.node_id,
+        node_id,
         listen: cli.listen,
         voters,
         data_dir: cli.data_dir,
@@ -128,6 +166,11 @@ async fn main() -> anyhow::Result<()> {
             Duration::from_millis(cli.raft_election_timeout_ms),
         ),
         tls,
+        leader_balance: LeaderBalance {
+            enabled: cli.auto_leader_rebalance_enable,
+            per_broker_percentage: cli.leader_imbalance_per_broker_percentage,
+            check_interval: Duration::from_secs(cli.leader_imbalance_check_interval_seconds),
+        },
     })
     .await;
     let running = match running {

@@ -109,6 +109,18 @@ pub struct RemoteController {
     local: Mutex<Local>,
     contact: Mutex<Contact>,
     stop: watch::Sender<bool>,
+    /// Held while a heartbeat is on its way; true once a controlled shutdown began (no
+    /// heartbeat is sent after it, so none can unfence the broker again).
+    heartbeat_gate: tokio::sync::Mutex<bool>,
+}
+
+/// How a controlled shutdown went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownOutcome {
+    /// Partitions this broker still leads: those without another in-sync replica.
+    pub still_leading: usize,
+    /// The local image shows the handover (false if the wait timed out).
+    pub applied: bool,
 }
 
 impl RemoteController {
@@ -135,6 +147,7 @@ impl RemoteController {
             }),
             contact: Mutex::new(Contact::default()),
             stop: watch::channel(false).0,
+            heartbeat_gate: tokio::sync::Mutex::new(false),
         });
         let deadline = tokio::time::Instant::now() + timeout;
         let offset = loop {
@@ -347,12 +360,17 @@ impl RemoteController {
                 _ = tick.tick() => {}
                 _ = stop.changed() => return,
             }
+            let gate = self.heartbeat_gate.lock().await;
+            if *gate {
+                return;
+            }
             let incarnation = *self.incarnation.lock();
             let req = ControllerRequest::Heartbeat {
                 broker_id: self.registration.broker_id,
                 incarnation,
             };
             let answer = self.call(&req).await;
+            drop(gate);
             if let Ok(ControllerResponse::Heartbeat {
                 unknown,
                 metadata_offset,
@@ -375,6 +393,48 @@ impl RemoteController {
                 Ok(_) => {}
                 Err(e) => debug!(error = %e, "heartbeat failed"),
             }
+        }
+    }
+
+    /// Controlled shutdown (Kafka's `controlled.shutdown.enable`): stops heartbeating, asks the
+    /// active controller to move this broker's leaderships to other in-sync replicas, and
+    /// waits until the local image shows it, so this broker answers NOT_LEADER_OR_FOLLOWER and
+    /// clients go to the new leaders before it closes its sockets.
+    pub async fn controlled_shutdown(
+        &self,
+        timeout: Duration,
+    ) -> Result<ShutdownOutcome, ControllerError> {
+        *self.heartbeat_gate.lock().await = true;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let req = ControllerRequest::ControlledShutdown {
+            broker_id: self.registration.broker_id,
+            incarnation: *self.incarnation.lock(),
+        };
+        let answer = tokio::time::timeout_at(deadline, self.call(&req))
+            .await
+            .map_err(|_| ControllerError::Unreachable {
+                reason: format!("no answer within {} ms", timeout.as_millis()),
+            })??;
+        match answer {
+            ControllerResponse::ShutDown { unknown: true, .. } => Err(ControllerError::Internal {
+                reason: "the controller does not know this broker's registration".into(),
+            }),
+            ControllerResponse::ShutDown {
+                metadata_offset,
+                still_leading,
+                ..
+            } => {
+                self.wait_for_offset(
+                    metadata_offset,
+                    deadline.saturating_duration_since(tokio::time::Instant::now()),
+                )
+                .await;
+                Ok(ShutdownOutcome {
+                    still_leading,
+                    applied: self.image().offset >= metadata_offset,
+                })
+            }
+            other => Err(unexpected(other)),
         }
     }
 

@@ -20,7 +20,7 @@ mod state_machine;
 pub mod tls;
 pub mod types;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +56,30 @@ pub struct QuorumConfig {
     pub election_timeout: (Duration, Duration),
     /// Mutual TLS on the quorum's HTTP (served and used to reach the other voters).
     pub tls: Option<tls::QuorumTls>,
+    pub leader_balance: LeaderBalance,
+}
+
+/// Automatic preferred leader balancing by the active controller.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaderBalance {
+    /// `auto.leader.rebalance.enable`.
+    pub enabled: bool,
+    /// `leader.imbalance.per.broker.percentage`: a broker whose preferred partitions are led
+    /// elsewhere more than this share has them elected back.
+    pub per_broker_percentage: u32,
+    /// `leader.imbalance.check.interval.seconds`.
+    pub check_interval: Duration,
+}
+
+impl Default for LeaderBalance {
+    /// Kafka's defaults: on, 10 %, every 300 s.
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_broker_percentage: 10,
+            check_interval: Duration::from_secs(300),
+        }
+    }
 }
 
 impl QuorumConfig {
@@ -112,6 +136,11 @@ pub enum StartError {
 struct Liveness {
     last_seen: HashMap<i32, Instant>,
     leader_since: Option<Instant>,
+    /// Brokers in a controlled shutdown: a heartbeat that was already on its way when the
+    /// broker asked to stop does not unfence it. A new registration clears it.
+    shutting_down: HashSet<i32>,
+    /// When the leader balance was last checked.
+    balance_checked: Option<Instant>,
 }
 
 pub struct QuorumNode {
@@ -293,10 +322,11 @@ impl QuorumNode {
                 rack,
             } => {
                 // A fresh session starts now, before the fencing check can run again.
-                self.liveness
-                    .lock()
-                    .last_seen
-                    .insert(broker_id, Instant::now());
+                {
+                    let mut l = self.liveness.lock();
+                    l.last_seen.insert(broker_id, Instant::now());
+                    l.shutting_down.remove(&broker_id);
+                }
                 let (_, offset) = self
                     .propose(|image| {
                         controller::register_broker(image, broker_id, incarnation, endpoints, rack)
@@ -311,6 +341,10 @@ impl QuorumNode {
                 broker_id,
                 incarnation,
             } => self.heartbeat(broker_id, incarnation).await,
+            ControllerRequest::ControlledShutdown {
+                broker_id,
+                incarnation,
+            } => self.controlled_shutdown(broker_id, incarnation).await,
             ControllerRequest::CreateTopics {
                 topics,
                 validate_only,
@@ -512,10 +546,18 @@ impl QuorumNode {
                 metadata_offset: image.offset,
             });
         };
-        self.liveness
-            .lock()
-            .last_seen
-            .insert(broker_id, Instant::now());
+        let shutting_down = {
+            let mut l = self.liveness.lock();
+            l.last_seen.insert(broker_id, Instant::now());
+            l.shutting_down.contains(&broker_id)
+        };
+        if shutting_down {
+            return Ok(ControllerResponse::Heartbeat {
+                unknown: false,
+                fenced: b.fenced,
+                metadata_offset: image.offset,
+            });
+        }
         if b.fenced {
             info!(broker_id, "fenced broker is heartbeating again; unfencing");
             self.propose(|image| controller::unfence_broker(image, broker_id))
@@ -526,6 +568,94 @@ impl QuorumNode {
             fenced: false,
             metadata_offset: self.image().offset,
         })
+    }
+
+    /// Controlled shutdown: the broker is fenced now rather than when its session lapses, so
+    /// each partition it leads moves to another in-sync replica at once and it leaves every
+    /// ISR it is not the last member of (what a lapsed session does, without the wait).
+    async fn controlled_shutdown(
+        &self,
+        broker_id: i32,
+        incarnation: Uuid,
+    ) -> Result<ControllerResponse, ControllerError> {
+        let image = self.image();
+        if image
+            .brokers
+            .get(&broker_id)
+            .is_none_or(|b| b.incarnation != incarnation)
+        {
+            return Ok(ControllerResponse::ShutDown {
+                unknown: true,
+                metadata_offset: image.offset,
+                still_leading: 0,
+            });
+        }
+        self.liveness.lock().shutting_down.insert(broker_id);
+        let (_, metadata_offset) = self
+            .propose(|image| controller::fence_broker(image, broker_id))
+            .await?;
+        let still_leading = self
+            .image()
+            .topics()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.leader == broker_id)
+            .count();
+        info!(
+            broker_id,
+            still_leading, "broker in controlled shutdown: leaderships handed over"
+        );
+        Ok(ControllerResponse::ShutDown {
+            unknown: false,
+            metadata_offset,
+            still_leading,
+        })
+    }
+
+    /// Preferred leader balancing, every `leader.imbalance.check.interval.seconds` on the
+    /// active controller.
+    async fn balance_leaders(&self) {
+        let balance = self.config.leader_balance;
+        if !balance.enabled {
+            return;
+        }
+        {
+            let mut l = self.liveness.lock();
+            let now = Instant::now();
+            match l.balance_checked {
+                Some(t) if now.duration_since(t) < balance.check_interval => return,
+                _ => l.balance_checked = Some(now),
+            }
+        }
+        let named = controller::imbalanced_partitions(&self.image(), balance.per_broker_percentage);
+        if named.is_empty() {
+            return;
+        }
+        // Decided again on the image the proposal sees; partitions whose preferred replica
+        // is not in the ISR are left alone.
+        let result = self
+            .propose(|image| {
+                let named = controller::imbalanced_partitions(image, balance.per_broker_percentage);
+                controller::elect_leaders(image, false, Some(&named))
+            })
+            .await;
+        match result {
+            Ok((results, _)) => {
+                let moved: Vec<String> = results
+                    .iter()
+                    .filter(|(_, r)| r.is_ok())
+                    .map(|((t, p), _)| format!("{t}-{p}"))
+                    .collect();
+                if !moved.is_empty() {
+                    info!(
+                        count = moved.len(),
+                        partitions = ?moved,
+                        percentage = balance.per_broker_percentage,
+                        "leader imbalance: preferred replicas lead again"
+                    );
+                }
+            }
+            Err(e) => warn!(error = %e, "leader balancing failed"),
+        }
     }
 
     /// Decides against the current image and commits the records, one decision at a time.
@@ -567,8 +697,8 @@ impl QuorumNode {
         Ok((decision.response, written.data.metadata_offset))
     }
 
-    /// What only the active controller does, checked every 100 ms: name the cluster, and fence
-    /// brokers whose session lapsed.
+    /// What only the active controller does, checked every 100 ms: name the cluster, fence
+    /// brokers whose session lapsed, and (less often) balance leadership.
     async fn leader_duties(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
@@ -588,6 +718,9 @@ impl QuorumNode {
                     // A new active controller: every broker gets a full session from now.
                     l.leader_since = Some(now);
                     l.last_seen.clear();
+                    // The first balance check comes one interval after taking office, as
+                    // Kafka's, so returning brokers have time to catch up.
+                    l.balance_checked = Some(now);
                     info!(node_id = self.id, "became the active controller");
                 }
                 let since = l.leader_since.unwrap_or(now);
@@ -640,6 +773,7 @@ impl QuorumNode {
                     warn!(broker_id, error = %e, "could not fence broker");
                 }
             }
+            self.balance_leaders().await;
         }
     }
 

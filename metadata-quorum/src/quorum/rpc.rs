@@ -69,6 +69,12 @@ pub enum ControllerRequest {
         unclean: bool,
         partitions: Option<Vec<crate::controller::PartitionName>>,
     },
+    /// A broker stopping cleanly (Kafka's BrokerHeartbeat with `want_shut_down`): it hands
+    /// over every leadership and leaves every ISR it can, and heartbeats no more.
+    ControlledShutdown {
+        broker_id: i32,
+        incarnation: Uuid,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +132,15 @@ pub enum ControllerResponse {
     Elected {
         results: Vec<(crate::controller::PartitionName, Result<(), MetadataError>)>,
         metadata_offset: u64,
+    },
+    /// The answer to ControlledShutdown: the broker leads nothing another broker could lead
+    /// once its image reaches `metadata_offset`; `unknown` when the controller does not know
+    /// this incarnation (nothing was changed).
+    ShutDown {
+        unknown: bool,
+        metadata_offset: u64,
+        /// Partitions it still leads after the change: none unless no other replica is in sync.
+        still_leading: usize,
     },
 }
 
