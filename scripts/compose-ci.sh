@@ -2,7 +2,8 @@
 # The docker compose checks CI runs (scripts/test.sh calls this): build the image from
 # nothing, bring the six-node cluster up healthy, run the failover demo, a 60-second chaos run
 # with a fixed seed, a canary chaos run that must fail, then `down` / `up` keeping the volumes
-# (data must survive), and finally `down -v`. Prints "compose: N passed" at the end.
+# (data must survive), a rolling restart under load, Prometheus, the secured cluster, and the
+# Kubernetes manifests (scripts/k8s-ci.sh). Prints "compose: N passed" at the end.
 #   scripts/compose-ci.sh [--release]   (default: the debug binaries the test suite built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,6 +84,12 @@ consumed=$("${strom[@]}" consume "$topic" --from-beginning --count 500 | wc -l)
 [ "$consumed" -eq 500 ] || { echo "compose: read back $consumed of 500 records" >&2; exit 1; }
 passed=$((passed + 1)); echo "compose: 500 records survived down / up"
 
+echo "== compose: rolling restart under load (scripts/rolling-restart.sh)"
+wait_healthy
+.venv/bin/python scripts/rolling_check.py 127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094 -- \
+  scripts/rolling-restart.sh
+passed=$((passed + 1)); echo "compose: rolling restart lost, duplicated and reordered nothing"
+
 echo "== compose: Prometheus scrapes every node"
 scripts/build-prometheus-image.sh
 PROM_COMPOSE="$COMPOSE -f docker-compose.yml -f docker/compose.prometheus.yml"
@@ -106,6 +113,12 @@ $COMPOSE down -v >/dev/null
 echo "== compose: secured cluster (SASL_SSL clients, TLS between brokers)"
 scripts/compose-secure.sh
 passed=$((passed + 1))
+
+echo "== Kubernetes manifests (render, validate, invariants, StatefulSets as containers)"
+k8s_args=()
+[ -z "$profile" ] && k8s_args=(--release)
+k8s=$(scripts/k8s-ci.sh "${k8s_args[@]}" | tee /dev/stderr | grep -Eo '^k8s: [0-9]+ passed' | awk '{print $2}')
+passed=$((passed + k8s))
 
 trap - EXIT
 echo "compose: $passed passed"

@@ -1,9 +1,11 @@
 # Sourced: sets COMPOSE to the Compose command this machine has ("docker compose" with the v2
-# plugin, else Compose v1's "docker-compose"), with the project name "strom".
+# plugin, else Compose v1's "docker-compose"), with the project name "strom" (or
+# $STROM_COMPOSE_PROJECT).
+project=${STROM_COMPOSE_PROJECT:-strom}
 if docker compose version >/dev/null 2>&1; then
-  COMPOSE="docker compose -p strom"
+  COMPOSE="docker compose -p $project"
 elif command -v docker-compose >/dev/null 2>&1; then
-  COMPOSE="docker-compose -p strom"
+  COMPOSE="docker-compose -p $project"
 else
   echo "neither 'docker compose' nor 'docker-compose' is installed" >&2
   exit 1

@@ -2,7 +2,8 @@
 # Installs what building and testing Strom needs on a fresh Debian machine, idempotently:
 #   - libclang (bindgen for RocksDB's bindings), a C++ compiler, kcat, openssl (the security
 #     tests make their certificates with it), prometheus (the metrics tests scrape with it),
-#     chromium (the console tests drive it headless),
+#     chromium (the console tests drive it headless), kubectl (Debian's kubernetes-client,
+#     unless a kubectl is installed: the Kubernetes manifests are rendered with its kustomize),
 #     sccache (when available)
 #   - a Python venv at .venv with the real Kafka clients used by the compatibility tests
 # Usage: scripts/setup.sh [--no-python]
@@ -17,6 +18,7 @@ for pkg in libclang-dev clang g++ kcat python3-venv curl openssl prometheus chro
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 command -v sccache >/dev/null 2>&1 || need+=(sccache)
+command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""

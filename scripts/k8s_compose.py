@@ -1,0 +1,125 @@
+"""Runs rendered Kubernetes manifests as docker compose services, the way a StatefulSet
+would: one container per pod, named and with the hostname of the pod (`strom-broker-2`),
+reachable at its stable DNS names through the headless Service
+(`strom-broker-2.strom-broker`, `...strom-broker.default.svc`), with the pod's environment
+(downward-API fields and `$(VAR)` references resolved as the kubelet does), its ConfigMaps
+mounted, a volume per claim, the readiness probe as healthcheck and the grace period as the
+stop timeout. It tests the identity rules and the wiring of the manifests with the real image;
+scheduling, PDBs and Services' load balancing are Kubernetes' and are not emulated.
+
+    python scripts/k8s_compose.py RENDERED.yaml OUT_DIR [--namespace default]
+
+Writes OUT_DIR/compose.yml, OUT_DIR/configmaps/..., and OUT_DIR/hosts (an /etc/hosts for a
+client on the host that must resolve the pods' names: every pod has a fixed address).
+"""
+
+import argparse
+import os
+import re
+import sys
+
+import yaml
+
+SUBNET = "10.213.7"
+
+
+def resolve_env(container, pod, namespace):
+    out, values = {}, {}
+    for e in container.get("env", []):
+        if "valueFrom" in e:
+            ref = e["valueFrom"].get("fieldRef", {}).get("fieldPath")
+            if ref == "metadata.name":
+                v = pod
+            elif ref == "metadata.namespace":
+                v = namespace
+            else:
+                print(f"k8s-compose: {e['name']}: only metadata.name/namespace are emulated "
+                      f"(skipped)", file=sys.stderr)
+                continue
+        else:
+            v = re.sub(r"\$\((\w+)\)", lambda m: values.get(m.group(1), m.group(0)), e["value"])
+        values[e["name"]] = v
+        out[e["name"]] = v
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("rendered")
+    ap.add_argument("out")
+    ap.add_argument("--namespace", default="default")
+    ap.add_argument("--image", default="strom:local")
+    args = ap.parse_args()
+    ns = args.namespace
+    docs = [d for d in yaml.safe_load_all(open(args.rendered)) if d]
+    configmaps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
+    sets = [d for d in docs if d["kind"] == "StatefulSet"]
+    os.makedirs(os.path.join(args.out, "configmaps"), exist_ok=True)
+    services, volumes, hosts = {}, {}, []
+    ip = 10
+    for sts in sorted(sets, key=lambda s: s["metadata"]["name"] != "strom-controller"):
+        name = sts["metadata"]["name"]
+        svc = sts["spec"]["serviceName"]
+        tpl = sts["spec"]["template"]["spec"]
+        [c] = tpl["containers"]
+        for i in range(sts["spec"]["replicas"]):
+            pod = f"{name}-{i}"
+            env = resolve_env(c, pod, ns)
+            mounts = []
+            for m in c.get("volumeMounts", []):
+                vol = next((v for v in tpl.get("volumes", []) if v["name"] == m["name"]), None)
+                if vol is None:  # a volumeClaimTemplate: one named volume per pod
+                    volumes[f"{m['name']}-{pod}"] = {}
+                    mounts.append(f"{m['name']}-{pod}:{m['mountPath']}")
+                elif "configMap" in vol:
+                    cm = configmaps[vol["configMap"]["name"]]
+                    d = os.path.join(args.out, "configmaps", vol["configMap"]["name"])
+                    os.makedirs(d, exist_ok=True)
+                    for fname, text in cm.get("data", {}).items():
+                        with open(os.path.join(d, fname), "w") as f:
+                            f.write(text)
+                    mounts.append(f"{os.path.abspath(d)}:{m['mountPath']}:ro")
+                else:
+                    sys.exit(f"k8s-compose: volume {m['name']} of {name}: only claims and "
+                             f"ConfigMaps are emulated")
+            probe = c["readinessProbe"]
+            port = probe["httpGet"]["port"]
+            if isinstance(port, str):
+                port = next(p["containerPort"] for p in c["ports"] if p["name"] == port)
+            addr = f"{SUBNET}.{ip}"
+            ip += 1
+            names = [f"{pod}.{svc}", f"{pod}.{svc}.{ns}.svc", f"{pod}.{svc}.{ns}.svc.cluster.local"]
+            hosts.append(f"{addr} {pod} {' '.join(names)}")
+            services[pod] = {
+                "image": args.image,
+                "hostname": pod,
+                "entrypoint": list(c["command"]),
+                "environment": env,
+                "volumes": mounts,
+                "stop_grace_period": f"{tpl.get('terminationGracePeriodSeconds', 30)}s",
+                "healthcheck": {
+                    "test": ["CMD", "wget", "-q", "-O", "/dev/null",
+                             f"http://127.0.0.1:{port}{probe['httpGet']['path']}"],
+                    "interval": f"{min(probe.get('periodSeconds', 10), 2)}s",
+                    "timeout": "2s",
+                    "retries": 300,
+                },
+                "networks": {"pods": {"ipv4_address": addr, "aliases": names}},
+                "restart": "no",
+            }
+    compose = {
+        "version": "2.4",
+        "services": services,
+        "volumes": volumes,
+        "networks": {"pods": {"ipam": {"config": [{"subnet": f"{SUBNET}.0/24"}]}}},
+    }
+    with open(os.path.join(args.out, "compose.yml"), "w") as f:
+        f.write("# Generated by scripts/k8s_compose.py from rendered manifests; do not edit.\n")
+        yaml.safe_dump(compose, f, sort_keys=False)
+    with open(os.path.join(args.out, "hosts"), "w") as f:
+        f.write("127.0.0.1 localhost\n" + "\n".join(hosts) + "\n")
+    print(f"k8s-compose: {len(services)} pods -> {args.out}/compose.yml")
+
+
+if __name__ == "__main__":
+    main()
