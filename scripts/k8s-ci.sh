@@ -73,8 +73,19 @@ passed=$((passed + 1)); echo "k8s: six pods ready, ids from their hostnames"
 # The client on the host resolves the pods' DNS names (what the brokers advertise) through a
 # hosts file in a private mount namespace.
 bootstrap=strom-broker-0.strom-broker.default.svc:9092,strom-broker-1.strom-broker.default.svc:9092
-unshare --mount --propagation private sh -c "mount --bind '$out/pods/hosts' /etc/hosts && \
-  exec .venv/bin/python scripts/rolling_check.py '$bootstrap' -- \
+# Like a StatefulSet, the roll trusts readiness alone (no in-sync check before each stop),
+# and the producer's message timeout (8 s) is below the session timeout (9 s): deliveries fail
+# unless SIGTERM hands leadership over. Needs root (unshare --mount), as CI runs.
+STROM_ROLL_TRUST_READINESS=1 unshare --mount --propagation private sh -c \
+  "mount --bind '$out/pods/hosts' /etc/hosts && \
+  exec .venv/bin/python scripts/rolling_check.py '$bootstrap' --message-timeout-ms 8000 -- \
   scripts/rolling-restart.sh -f '$out/pods/compose.yml' strom-broker-2 strom-broker-1 strom-broker-0"
+# Every broker's controlled shutdown completed (its image showed the handover).
+for n in 0 1 2; do
+  # Read whole first: grep -q closing the pipe early would fail it under pipefail.
+  logs=$("${pods[@]}" logs "strom-broker-$n" 2>&1)
+  grep -q 'controlled shutdown: leaderships handed over' <<<"$logs" \
+    || { echo "k8s: strom-broker-$n did not complete a controlled shutdown" >&2; exit 1; }
+done
 passed=$((passed + 1))
 echo "k8s: $passed passed"

@@ -4,7 +4,10 @@ by one; then every delivered record must be in the log exactly once at the offse
 report named, in send order per partition, the group must have consumed every one of them,
 and no client may have seen an error other than a retriable one.
 
-    python scripts/rolling_check.py BOOTSTRAP -- ROLL_COMMAND...
+    python scripts/rolling_check.py BOOTSTRAP [--message-timeout-ms MS] -- ROLL_COMMAND...
+
+Give a message timeout below the brokers' session timeout: then a restart that left
+partitions leaderless until the session lapsed (no controlled shutdown) fails deliveries.
 """
 
 import subprocess
@@ -22,6 +25,10 @@ PARTITIONS = 6
 def main():
     sep = sys.argv.index("--")
     bootstrap = sys.argv[1]
+    opts = sys.argv[2:sep]
+    message_timeout_ms = 300000
+    if opts[:1] == ["--message-timeout-ms"]:
+        message_timeout_ms = int(opts[1])
     roll = sys.argv[sep + 1:]
     topic = f"rolling-{uuid.uuid4().hex[:6]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -38,7 +45,8 @@ def main():
             client_errors.append(e)
 
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                         "acks": "all", "linger.ms": 5, "error_cb": on_error})
+                         "acks": "all", "linger.ms": 5, "error_cb": on_error,
+                         "message.timeout.ms": message_timeout_ms})
 
     def on_delivery(err, msg):
         if err is not None:

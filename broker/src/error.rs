@@ -43,6 +43,8 @@ pub enum LogError {
         coordinator_epoch: i32,
         current: i32,
     },
+    #[error("this broker no longer holds a replica of {tp}")]
+    ReplicaDeleted { tp: String },
     #[error("storage failed: {source}")]
     Storage {
         #[from]
@@ -63,6 +65,7 @@ impl LogError {
             LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             LogError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
             LogError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
+            LogError::ReplicaDeleted { .. } => ResponseError::NotLeaderOrFollower,
             LogError::Storage { .. } => ResponseError::KafkaStorageError,
         }
     }

@@ -558,23 +558,25 @@ impl RunningBroker {
         {
             return;
         }
-        let leading = |image: &MetadataImage| {
-            image
-                .topics()
-                .flat_map(|t| t.partitions.iter())
-                .filter(|p| p.leader == b.node_id)
-                .count()
-        };
-        let before = leading(&image);
+        let before = image
+            .topics()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.leader == b.node_id)
+            .count();
         let started = std::time::Instant::now();
         let timeout = Duration::from_millis(b.config.controlled_shutdown_timeout_ms);
         match b.controller.controlled_shutdown(timeout).await {
-            Ok(outcome) => info!(
+            Ok(outcome) if outcome.applied => info!(
                 led_before = before,
-                still_leading = outcome.still_leading,
-                image_updated = outcome.applied,
+                offline = outcome.offline,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "controlled shutdown: leaderships handed over"
+            ),
+            Ok(outcome) => warn!(
+                led_before = before,
+                offline = outcome.offline,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "controlled shutdown: the controller moved the leaderships, but this broker's image did not show it in time"
             ),
             Err(e) => warn!(
                 error = %e,

@@ -155,42 +155,89 @@ def fresh_broker(tmp_path):
     b.stop()
 
 
+class Controller:
+    """One `strom-quorum` voter of a Cluster; may be killed and started again."""
+
+    def __init__(self, root: Path, node_id: int, port: int, voters: str, args):
+        self.node_id = node_id
+        self.port = port
+        suffix = "" if node_id == 1 else f"-{node_id}"
+        self.data_dir = root / f"controller{suffix}"
+        self.log_path = root / f"controller{suffix}.log"
+        self.args = [
+            quorum_binary(),
+            "--node-id", str(node_id),
+            "--data-dir", str(self.data_dir),
+            "--listen", f"127.0.0.1:{port}",
+            "--voters", voters,
+            *args,
+        ]
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stdout=open(self.log_path, "ab"),
+                                     stderr=subprocess.STDOUT)
+        return self
+
+    def http(self, path: str):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            return json.loads(r.read())
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
 class Cluster:
-    """One controller (`strom-quorum`) and `n` brokers on 127.0.0.1."""
+    """`controllers` controllers (`strom-quorum`, one by default) and `n` brokers on
+    127.0.0.1."""
 
     def __init__(self, root: Path, n=3, broker_args=(), controller_args=(),
-                 session_timeout_ms=1500):
+                 session_timeout_ms=1500, controllers=1):
         self.root = root
         self.session_timeout_ms = session_timeout_ms
-        self.controller_args = list(controller_args)
-        self.controller_port = free_port()
-        self.controller = None
-        quorum = f"127.0.0.1:{self.controller_port}"
+        ports = [free_port() for _ in range(controllers)]
+        self.controller_port = ports[0]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(ports))
+        args = ["--broker-session-timeout-ms", str(session_timeout_ms), *controller_args]
+        self.controllers = [Controller(root, i + 1, p, voters, args) for i, p in enumerate(ports)]
+        quorum = ",".join(f"127.0.0.1:{p}" for p in ports)
         self.brokers = [
             Broker(root / f"broker-{i}", extra_args=broker_args, quorum=quorum, node_id=i)
             for i in range(1, n + 1)
         ]
 
     @property
+    def controller(self):
+        return self.controllers[0].proc
+
+    @property
     def bootstrap(self) -> str:
         return ",".join(b.bootstrap for b in self.brokers)
 
+    def active_controller(self) -> Controller:
+        """The voter the live controllers name as active (waits for one)."""
+        found = []
+
+        def known():
+            for c in self.controllers:
+                if c.proc.poll() is None:
+                    try:
+                        leader = c.http("/v1/cluster")["controller_id"]
+                    except Exception:  # noqa: BLE001 - starting or electing
+                        continue
+                    if leader is not None:
+                        found[:] = [self.controllers[leader - 1]]
+                        return True
+            return False
+
+        wait_until(known, what="an active controller")
+        return found[0]
+
     def start(self):
-        addr = f"127.0.0.1:{self.controller_port}"
-        log = open(self.root / "controller.log", "ab")
-        self.controller = subprocess.Popen(
-            [
-                quorum_binary(),
-                "--node-id", "1",
-                "--data-dir", str(self.root / "controller"),
-                "--listen", addr,
-                "--voters", f"1@{addr}",
-                "--broker-session-timeout-ms", str(self.session_timeout_ms),
-                *self.controller_args,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self.root.mkdir(parents=True, exist_ok=True)
+        for c in self.controllers:
+            c.start()
         for b in self.brokers:
             b.start()
         wait_until(
@@ -203,9 +250,10 @@ class Cluster:
     def stop(self):
         for b in self.brokers:
             b.stop()
-        if self.controller and self.controller.poll() is None:
-            self.controller.terminate()
-            self.controller.wait(timeout=15)
+        for c in self.controllers:
+            if c.proc and c.proc.poll() is None:
+                c.proc.terminate()
+                c.proc.wait(timeout=15)
 
 
 @pytest.fixture

@@ -727,6 +727,205 @@ pub fn elect_leaders(
     ControllerResult { records, response }
 }
 
+/// One partition's AlterPartitionReassignments entry: the target replicas, or None to cancel.
+pub type Reassignment = (PartitionName, Option<Vec<i32>>);
+
+/// AlterPartitionReassignments (KIP-455). A target starts a reassignment: the partition's
+/// replicas become the target followed by the replicas leaving; those joining catch up as
+/// followers and [`complete_reassignments`] switches to the target once they are all in the
+/// ISR. A target equal to the current replicas does nothing; a new target while one is in
+/// progress replaces it (measured from the replicas before it started). None cancels: the
+/// replicas before it started come back and the joining ones leave. Each entry is decided on
+/// its own; a refused one changes nothing.
+pub fn alter_partition_reassignments(
+    image: &MetadataImage,
+    requests: &[Reassignment],
+) -> ControllerResult<Vec<(PartitionName, Result<(), MetadataError>)>> {
+    let mut records = Vec::new();
+    let mut response = Vec::new();
+    let mut seen = BTreeSet::new();
+    for ((name, index), target) in requests {
+        let key = (name.clone(), *index);
+        let result = (|| {
+            if !seen.insert(key.clone()) {
+                return Err(MetadataError::InvalidReplicaAssignment {
+                    reason: format!("{name}-{index} is named twice"),
+                });
+            }
+            let topic = image
+                .topic(name)
+                .ok_or_else(|| MetadataError::UnknownTopic { name: name.clone() })?;
+            let p = topic
+                .partitions
+                .get(*index as usize)
+                .ok_or_else(|| MetadataError::UnknownTopic { name: name.clone() })?;
+            let record = match target {
+                Some(t) => start_reassignment(image, topic.topic_id, p, t)?,
+                None => Some(cancel_reassignment(image, topic.topic_id, p)?),
+            };
+            records.extend(record);
+            Ok(())
+        })();
+        response.push((key, result));
+    }
+    ControllerResult { records, response }
+}
+
+fn alive_in(image: &MetadataImage, b: i32) -> bool {
+    image.brokers.get(&b).is_some_and(|x| !x.fenced)
+}
+
+/// The leader a changed replica set keeps: the current one if it stays and lives, else the
+/// first live member of `isr` with a new leader epoch (-1 with none).
+fn leader_for(
+    image: &MetadataImage,
+    p: &crate::PartitionImage,
+    replicas: &[i32],
+    isr: &[i32],
+) -> (i32, i32) {
+    if p.leader >= 0 && replicas.contains(&p.leader) && isr.contains(&p.leader) {
+        return (p.leader, p.leader_epoch);
+    }
+    let leader = isr
+        .iter()
+        .copied()
+        .find(|b| alive_in(image, *b))
+        .unwrap_or(-1);
+    (leader, p.leader_epoch + 1)
+}
+
+fn start_reassignment(
+    image: &MetadataImage,
+    topic_id: Uuid,
+    p: &crate::PartitionImage,
+    target: &[i32],
+) -> Result<Option<MetadataRecord>, MetadataError> {
+    let unique: BTreeSet<i32> = target.iter().copied().collect();
+    if target.is_empty() || unique.len() != target.len() {
+        return Err(MetadataError::InvalidReplicaAssignment {
+            reason: format!("{target:?}: the replicas must be distinct and at least one"),
+        });
+    }
+    if let Some(b) = target.iter().find(|b| !image.brokers.contains_key(b)) {
+        return Err(MetadataError::InvalidReplicaAssignment {
+            reason: format!("broker {b} is not registered"),
+        });
+    }
+    let original = p.original_replicas();
+    if target == original.as_slice() {
+        return if p.reassigning() {
+            cancel_reassignment(image, topic_id, p).map(Some)
+        } else {
+            Ok(None)
+        };
+    }
+    let adding: Vec<i32> = target
+        .iter()
+        .copied()
+        .filter(|b| !original.contains(b))
+        .collect();
+    let removing: Vec<i32> = original
+        .iter()
+        .copied()
+        .filter(|b| !unique.contains(b))
+        .collect();
+    let replicas: Vec<i32> = target.iter().chain(&removing).copied().collect();
+    let isr: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|b| p.isr.contains(b))
+        .collect();
+    if isr.is_empty() {
+        return Err(MetadataError::InvalidReplicaAssignment {
+            reason: "no replica of the partition would stay in sync".into(),
+        });
+    }
+    let (leader, leader_epoch) = leader_for(image, p, &replicas, &isr);
+    Ok(Some(MetadataRecord::PartitionReassignment {
+        topic_id,
+        partition: p.partition,
+        replicas,
+        adding,
+        removing,
+        leader,
+        isr,
+        leader_epoch,
+        partition_epoch: p.partition_epoch + 1,
+    }))
+}
+
+fn cancel_reassignment(
+    image: &MetadataImage,
+    topic_id: Uuid,
+    p: &crate::PartitionImage,
+) -> Result<MetadataRecord, MetadataError> {
+    if !p.reassigning() {
+        return Err(MetadataError::NoReassignmentInProgress {
+            reason: format!("partition {} has no reassignment in progress", p.partition),
+        });
+    }
+    let replicas = p.original_replicas();
+    let isr: Vec<i32> = replicas
+        .iter()
+        .copied()
+        .filter(|b| p.isr.contains(b))
+        .collect();
+    if isr.is_empty() {
+        return Err(MetadataError::InvalidReplicaAssignment {
+            reason: "cannot cancel: none of the original replicas is in sync".into(),
+        });
+    }
+    let (leader, leader_epoch) = leader_for(image, p, &replicas, &isr);
+    Ok(MetadataRecord::PartitionReassignment {
+        topic_id,
+        partition: p.partition,
+        replicas,
+        adding: vec![],
+        removing: vec![],
+        leader,
+        isr,
+        leader_epoch,
+        partition_epoch: p.partition_epoch + 1,
+    })
+}
+
+/// Completes every reassignment whose joining replicas are all in the ISR: the replicas
+/// become the target, the leaving ones drop out of the ISR, and leadership moves to a target
+/// replica in the ISR if the leader is leaving. The active controller runs this on every
+/// tick, so a reassignment half-way through a controller failover completes under the next.
+pub fn complete_reassignments(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics() {
+        for p in topic.partitions.iter().filter(|p| p.reassigning()) {
+            if !p.adding_replicas.iter().all(|b| p.isr.contains(b)) {
+                continue;
+            }
+            let replicas = p.target_replicas();
+            let isr: Vec<i32> = replicas
+                .iter()
+                .copied()
+                .filter(|b| p.isr.contains(b))
+                .collect();
+            let (leader, leader_epoch) = leader_for(image, p, &replicas, &isr);
+            if isr.is_empty() || leader < 0 {
+                continue;
+            }
+            records.push(MetadataRecord::PartitionReassignment {
+                topic_id: topic.topic_id,
+                partition: p.partition,
+                replicas,
+                adding: vec![],
+                removing: vec![],
+                leader,
+                isr,
+                leader_epoch,
+                partition_epoch: p.partition_epoch + 1,
+            });
+        }
+    }
+    records
+}
+
 /// Automatic preferred leader balancing (`auto.leader.rebalance.enable`): for each broker, the
 /// partitions whose first (preferred) replica it is but which another replica leads. When
 /// that share passes `percentage` of the broker's preferred partitions
@@ -741,7 +940,9 @@ pub fn imbalanced_partitions(image: &MetadataImage, percentage: u32) -> Vec<Part
             };
             let entry = preferred.entry(first).or_default();
             entry.0 += 1;
-            if p.leader != first {
+            // Offline partitions are not imbalanced (as the imbalance gauge counts): an
+            // election could not move them.
+            if p.leader >= 0 && p.leader != first {
                 entry.1.push((topic.name.clone(), p.partition));
             }
         }
@@ -779,6 +980,18 @@ pub fn fence_broker(image: &MetadataImage, broker_id: i32) -> ControllerResult<(
             }
         }
     }
+    records.extend(leave_isrs(image, broker_id, true));
+    ControllerResult {
+        records,
+        response: (),
+    }
+}
+
+/// `broker_id` leaves every ISR it is in but is not the last member of; where it led, the
+/// first other live ISR member leads. With `sole`, partitions whose only ISR member it is lose
+/// their leader too (fencing: it is gone); without, they keep it (a restart: it is back).
+fn leave_isrs(image: &MetadataImage, broker_id: i32, sole: bool) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
     let alive = |b: &i32| *b != broker_id && image.brokers.get(b).is_some_and(|x| !x.fenced);
     for topic in image.topics() {
         for p in &topic.partitions {
@@ -787,6 +1000,9 @@ pub fn fence_broker(image: &MetadataImage, broker_id: i32) -> ControllerResult<(
             }
             let mut isr: Vec<i32> = p.isr.iter().copied().filter(|b| *b != broker_id).collect();
             if isr.is_empty() {
+                if !sole {
+                    continue;
+                }
                 isr = p.isr.clone();
             }
             let mut leader = if p.leader == broker_id || p.leader < 0 {
@@ -815,10 +1031,7 @@ pub fn fence_broker(image: &MetadataImage, broker_id: i32) -> ControllerResult<(
             });
         }
     }
-    ControllerResult {
-        records,
-        response: (),
-    }
+    records
 }
 
 /// Brings a fenced (or newly registered) broker back: it is unfenced and leads every offline
@@ -877,7 +1090,22 @@ pub fn register_broker(
         endpoints,
         rack,
     }];
-    records.extend(elect_offline(image, broker_id));
+    // A new incarnation of a broker the ISRs still name (it restarted before its session
+    // lapsed, e.g. after kill -9) may have lost what it had not yet written out: it leaves
+    // the ISRs where another member remains and rejoins them once it has caught up again, as
+    // Kafka drops a broker with a new epoch from the ISR (KIP-841, KIP-903).
+    let restarted = image
+        .brokers
+        .get(&broker_id)
+        .is_some_and(|b| b.incarnation != incarnation && !b.fenced);
+    let left = if restarted {
+        leave_isrs(image, broker_id, false)
+    } else {
+        vec![]
+    };
+    let after = image.replay(&left).unwrap_or_else(|_| image.clone());
+    records.extend(left);
+    records.extend(elect_offline(&after, broker_id));
     ControllerResult {
         records,
         response: (),
@@ -1419,6 +1647,152 @@ mod tests {
     }
 
     #[test]
+    fn reassignment_adds_catches_up_switches_and_can_be_cancelled() {
+        let base = cluster(&[1, 2, 3, 4]);
+        let created = create_topics(
+            &base,
+            &[NewTopic {
+                name: "t".into(),
+                num_partitions: -1,
+                replication_factor: -1,
+                assignments: BTreeMap::from([(0, vec![1, 2, 3])]),
+                configs: BTreeMap::new(),
+            }],
+            DEFAULTS,
+            ids(),
+        );
+        let image = base.replay(&created.records).expect("replay");
+        let code = |r: &Result<(), MetadataError>| r.as_ref().err().map(|e| e.kafka_code());
+        let part = |img: &MetadataImage| img.topic("t").expect("t").partitions[0].clone();
+        let tp: PartitionName = ("t".into(), 0);
+        assert_eq!(part(&image).leader, 1);
+
+        // Refused without a change: unknown partition, duplicate or unregistered replicas,
+        // a cancel with nothing in progress.
+        let bad = alter_partition_reassignments(
+            &image,
+            &[
+                (("t".into(), 5), Some(vec![1])),
+                (("zz".into(), 0), Some(vec![1])),
+                (tp.clone(), Some(vec![2, 2])),
+                (("t".into(), 0), Some(vec![9])),
+            ],
+        );
+        assert!(bad.records.is_empty());
+        let codes: Vec<_> = bad.response.iter().map(|(_, r)| code(r)).collect();
+        assert_eq!(codes, vec![Some(3), Some(3), Some(39), Some(39)]);
+        let none = alter_partition_reassignments(&image, &[(tp.clone(), None)]);
+        assert_eq!(code(&none.response[0].1), Some(85));
+        let same = alter_partition_reassignments(&image, &[(tp.clone(), Some(vec![1, 2, 3]))]);
+        assert!(same.records.is_empty() && same.response[0].1.is_ok());
+
+        // 1,2,3 -> 2,3,4: 4 joins, 1 leaves once 4 is in sync; 1 leads until then.
+        let started = alter_partition_reassignments(&image, &[(tp.clone(), Some(vec![2, 3, 4]))]);
+        assert!(started.response[0].1.is_ok());
+        let moving = image.replay(&started.records).expect("replay");
+        let p = part(&moving);
+        assert_eq!(p.replicas, vec![2, 3, 4, 1]);
+        assert_eq!(
+            (p.adding_replicas.clone(), p.removing_replicas.clone()),
+            (vec![4], vec![1])
+        );
+        assert_eq!((p.leader, p.isr.clone()), (1, vec![2, 3, 1]));
+        assert!(
+            complete_reassignments(&moving).is_empty(),
+            "4 is not in sync yet"
+        );
+
+        // Cancelled half-way: the original replicas come back (in the merged order, as
+        // KRaft reverts), 4 leaves.
+        let cancelled = alter_partition_reassignments(&moving, &[(tp.clone(), None)]);
+        let back = moving.replay(&cancelled.records).expect("replay");
+        let p = part(&back);
+        assert_eq!(
+            (p.replicas.clone(), p.isr.clone(), p.leader),
+            (vec![2, 3, 1], vec![2, 3, 1], 1)
+        );
+        assert!(!p.reassigning());
+
+        // 4 catches up (the leader adds it to the ISR): the switch happens, leadership moves
+        // off the leaving broker 1 with a new epoch.
+        let p = part(&moving);
+        let in_sync = moving
+            .replay(
+                &alter_partition(
+                    &moving,
+                    1,
+                    &[IsrChange {
+                        topic_id: moving.topic("t").expect("t").topic_id,
+                        partition: 0,
+                        leader_epoch: p.leader_epoch,
+                        partition_epoch: p.partition_epoch,
+                        new_isr: vec![2, 3, 4, 1],
+                    }],
+                )
+                .records,
+            )
+            .expect("replay");
+        let done = in_sync
+            .replay(&complete_reassignments(&in_sync))
+            .expect("replay");
+        let q = part(&done);
+        assert_eq!(
+            (q.replicas.clone(), q.isr.clone()),
+            (vec![2, 3, 4], vec![2, 3, 4])
+        );
+        assert_eq!((q.leader, q.leader_epoch), (2, p.leader_epoch + 1));
+        assert!(!q.reassigning());
+        assert!(complete_reassignments(&done).is_empty());
+        // A preferred election now prefers the target's first replica.
+        assert!(elect_leaders(&done, false, None).response.is_empty());
+    }
+
+    #[test]
+    fn a_restarted_broker_leaves_shared_isrs_until_it_catches_up() {
+        let base = cluster(&[1, 2, 3]);
+        let image = base
+            .replay(
+                &create_topics(
+                    &base,
+                    &[topic("t", 3, 3), topic("solo", 1, 1)],
+                    DEFAULTS,
+                    ids(),
+                )
+                .records,
+            )
+            .expect("replay");
+        let led_by_1: Vec<u32> = image
+            .topic("t")
+            .expect("t")
+            .partitions
+            .iter()
+            .filter(|p| p.leader == 1)
+            .map(|p| p.partition)
+            .collect();
+        assert_eq!(led_by_1.len(), 1);
+        let again = register_broker(&image, 1, Uuid::from_u128(99), vec![], None);
+        let after = image.replay(&again.records).expect("replay");
+        for p in &after.topic("t").expect("t").partitions {
+            assert!(!p.isr.contains(&1), "{p:?}");
+            assert_eq!(p.isr.len(), 2);
+            if led_by_1.contains(&p.partition) {
+                assert_ne!(p.leader, 1);
+                assert_eq!(p.leader_epoch, 1);
+            }
+        }
+        // Where it is the only in-sync replica it stays (and leads if it did).
+        let solo = &after.topic("solo").expect("solo").partitions[0];
+        let before = &image.topic("solo").expect("solo").partitions[0];
+        assert_eq!(
+            (solo.isr.clone(), solo.leader),
+            (before.isr.clone(), before.leader)
+        );
+        // The same registration replayed (the same incarnation) changes no ISR.
+        let same = register_broker(&after, 1, Uuid::from_u128(99), vec![], None);
+        assert_eq!(same.records.len(), 1);
+    }
+
+    #[test]
     fn fencing_moves_leadership_within_the_isr_and_bumps_epochs() {
         let base = cluster(&[1, 2, 3]);
         let image = base
@@ -1614,6 +1988,22 @@ mod tests {
             for p in &t.partitions {
                 let ctx = format!("seed {seed} step {step} {}-{}: {p:?}", t.name, p.partition);
                 assert!(!p.isr.is_empty(), "{ctx}: empty ISR");
+                let unique: BTreeSet<i32> = p.replicas.iter().copied().collect();
+                assert_eq!(unique.len(), p.replicas.len(), "{ctx}: a replica twice");
+                assert!(
+                    p.adding_replicas
+                        .iter()
+                        .chain(&p.removing_replicas)
+                        .all(|b| unique.contains(b)),
+                    "{ctx}: adding/removing outside replicas"
+                );
+                assert!(
+                    !p.adding_replicas
+                        .iter()
+                        .any(|b| p.removing_replicas.contains(b)),
+                    "{ctx}: adding and removing the same replica"
+                );
+                assert!(!p.target_replicas().is_empty(), "{ctx}: empty target");
                 assert!(
                     p.isr.iter().all(|b| p.replicas.contains(b)),
                     "{ctx}: ISR outside replicas"
@@ -1651,7 +2041,8 @@ mod tests {
     }
 
     /// Seeded simulation of the controller's failure handling: brokers register, lapse,
-    /// come back and re-register while topics are created, in many random orders.
+    /// come back and re-register while topics are created and partitions are reassigned,
+    /// cancelled, caught up and switched, in many random orders.
     #[test]
     fn simulated_failures_keep_the_invariants() {
         for seed in 1..=300u64 {
@@ -1660,7 +2051,16 @@ mod tests {
             let mut ids = ids();
             for step in 0..200 {
                 let broker = 1 + rng.below(5) as i32;
-                let result = match rng.below(5) {
+                // A random partition, for the reassignment steps.
+                let names: Vec<String> = image.topics().map(|t| t.name.clone()).collect();
+                let picked = (!names.is_empty()).then(|| {
+                    let t = image
+                        .topic(&names[rng.below(names.len() as u64) as usize])
+                        .expect("t");
+                    let p = &t.partitions[rng.below(t.partitions.len() as u64) as usize];
+                    ((t.name.clone(), p.partition), p.clone(), t.topic_id)
+                });
+                let result = match rng.below(9) {
                     0 => fence_broker(&image, broker).records,
                     1 => unfence_broker(&image, broker).records,
                     2 => {
@@ -1678,6 +2078,43 @@ mod tests {
                             1 + rng.below(live as u64) as i16,
                         );
                         create_topics(&image, &[t], DEFAULTS, &mut ids).records
+                    }
+                    5 | 6 => {
+                        let Some((name, _, _)) = picked.clone() else {
+                            continue;
+                        };
+                        let target = if rng.below(4) == 0 {
+                            None
+                        } else {
+                            let mut t: Vec<i32> = (1..=5).collect();
+                            t.retain(|_| rng.below(2) == 0);
+                            (!t.is_empty()).then_some(t)
+                        };
+                        alter_partition_reassignments(&image, &[(name, target)]).records
+                    }
+                    7 => complete_reassignments(&image),
+                    8 => {
+                        // The leader takes every live replica into the ISR (it caught up).
+                        let Some((_, p, topic_id)) = picked.clone() else {
+                            continue;
+                        };
+                        if p.leader < 0 {
+                            continue;
+                        }
+                        let new_isr: Vec<i32> = p
+                            .replicas
+                            .iter()
+                            .copied()
+                            .filter(|b| !image.brokers[b].fenced)
+                            .collect();
+                        let change = IsrChange {
+                            topic_id,
+                            partition: p.partition,
+                            leader_epoch: p.leader_epoch,
+                            partition_epoch: p.partition_epoch,
+                            new_isr,
+                        };
+                        alter_partition(&image, p.leader, &[change]).records
                     }
                     _ => continue,
                 };

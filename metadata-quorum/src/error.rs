@@ -58,6 +58,8 @@ pub enum MetadataError {
     PreferredLeaderNotAvailable { reason: String },
     #[error("{reason}")]
     EligibleLeadersNotAvailable { reason: String },
+    #[error("{reason}")]
+    NoReassignmentInProgress { reason: String },
 }
 
 impl MetadataError {
@@ -88,6 +90,7 @@ impl MetadataError {
             MetadataError::ElectionNotNeeded { .. } => 84,
             MetadataError::PreferredLeaderNotAvailable { .. } => 80,
             MetadataError::EligibleLeadersNotAvailable { .. } => 83,
+            MetadataError::NoReassignmentInProgress { .. } => 85,
         }
     }
 
@@ -119,6 +122,7 @@ impl MetadataError {
             MetadataError::ElectionNotNeeded { .. } => "election_not_needed",
             MetadataError::PreferredLeaderNotAvailable { .. } => "preferred_leader_not_available",
             MetadataError::EligibleLeadersNotAvailable { .. } => "eligible_leaders_not_available",
+            MetadataError::NoReassignmentInProgress { .. } => "no_reassignment_in_progress",
         }
     }
 }

@@ -33,11 +33,40 @@ impl BrokerImage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartitionImage {
     pub partition: u32,
+    /// Every replica; during a reassignment the target's, then those leaving.
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// Replicas a reassignment in progress adds (catching up as followers).
+    pub adding_replicas: Vec<i32>,
+    /// Replicas a reassignment in progress removes once the adding ones are in sync.
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionImage {
+    pub fn reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas once the reassignment in progress completes (the current ones if none).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+
+    /// The replicas before the reassignment in progress started.
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding_replicas.contains(r))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -156,6 +185,8 @@ impl MetadataImage {
                             leader: p.leader,
                             leader_epoch: p.leader_epoch,
                             partition_epoch: p.partition_epoch,
+                            adding_replicas: vec![],
+                            removing_replicas: vec![],
                         })
                         .collect(),
                     configs: configs.clone(),
@@ -230,6 +261,8 @@ impl MetadataImage {
                         leader: p.leader,
                         leader_epoch: p.leader_epoch,
                         partition_epoch: p.partition_epoch,
+                        adding_replicas: vec![],
+                        removing_replicas: vec![],
                     }));
             }
             MetadataRecord::PartitionChange {
@@ -247,6 +280,32 @@ impl MetadataImage {
                     .ok_or_else(|| MetadataError::InvalidRecord {
                         reason: format!("partition {partition} of {topic_id} does not exist"),
                     })?;
+                p.leader = *leader;
+                p.isr = isr.clone();
+                p.leader_epoch = *leader_epoch;
+                p.partition_epoch = *partition_epoch;
+            }
+            MetadataRecord::PartitionReassignment {
+                topic_id,
+                partition,
+                replicas,
+                adding,
+                removing,
+                leader,
+                isr,
+                leader_epoch,
+                partition_epoch,
+            } => {
+                let topic = self.topic_mut(topic_id)?;
+                let p = topic
+                    .partitions
+                    .get_mut(*partition as usize)
+                    .ok_or_else(|| MetadataError::InvalidRecord {
+                        reason: format!("partition {partition} of {topic_id} does not exist"),
+                    })?;
+                p.replicas = replicas.clone();
+                p.adding_replicas = adding.clone();
+                p.removing_replicas = removing.clone();
                 p.leader = *leader;
                 p.isr = isr.clone();
                 p.leader_epoch = *leader_epoch;

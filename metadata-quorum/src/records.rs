@@ -105,6 +105,20 @@ pub enum MetadataRecord {
         key: String,
         value: Option<crate::quota::QuotaValue>,
     },
+    /// A partition's replica set changes (KIP-455): a reassignment starts (replicas are the
+    /// target followed by the replicas leaving, `adding`/`removing` name the difference),
+    /// completes or is cancelled (both empty). Carries the whole resulting assignment.
+    PartitionReassignment {
+        topic_id: Uuid,
+        partition: u32,
+        replicas: Vec<i32>,
+        adding: Vec<i32>,
+        removing: Vec<i32>,
+        leader: i32,
+        isr: Vec<i32>,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    },
 }
 
 impl MetadataRecord {
@@ -126,6 +140,7 @@ impl MetadataRecord {
             MetadataRecord::ClientQuota { .. } => "ClientQuota",
             MetadataRecord::PartitionChange { .. } => "PartitionChange",
             MetadataRecord::ConfigChange { .. } => "ConfigChange",
+            MetadataRecord::PartitionReassignment { .. } => "PartitionReassignment",
         }
     }
 }

@@ -725,6 +725,19 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
             ))
         }
         K::ElectLeaders(r) => Check::Handle(K::ElectLeaders(r), Denied::None),
+        K::AlterPartitionReassignments(ref _r) if !c.cluster(op::ALTER) => {
+            Check::Answer(ResponseKind::AlterPartitionReassignments(
+                AlterPartitionReassignmentsResponse::default().with_error_code(CLUSTER_DENIED),
+            ))
+        }
+        K::ListPartitionReassignments(ref _r) if !c.cluster(op::DESCRIBE) => {
+            Check::Answer(ResponseKind::ListPartitionReassignments(
+                ListPartitionReassignmentsResponse::default().with_error_code(CLUSTER_DENIED),
+            ))
+        }
+        K::ListPartitionReassignments(r) => {
+            Check::Handle(K::ListPartitionReassignments(r), Denied::None)
+        }
         // Anything not named above: administrators only.
         other => {
             if c.cluster(op::ALTER) {

@@ -20,6 +20,7 @@ mod mutation_quota;
 mod offset_for_leader_epoch;
 mod produce;
 mod quotas;
+mod reassignments;
 mod scram;
 mod txn;
 
@@ -386,6 +387,12 @@ async fn dispatch(
         ),
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(elect_leaders::handle(broker, r, version).await)
+        }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            reassignments::alter(broker, r, version).await,
+        ),
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(reassignments::list(broker, r, version))
         }
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(describe::describe_quorum(broker, r, version).await)

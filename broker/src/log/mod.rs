@@ -112,6 +112,9 @@ pub struct PartitionLog {
     first_unstable: AtomicI64,
     /// As a follower, the leader's high watermark from its last fetch answer (-1: none yet).
     leader_high_watermark: AtomicI64,
+    /// Set (under `state`) when this broker stops hosting the partition and its data is
+    /// deleted: a fetch or append still in flight then writes nothing.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 impl PartitionLog {
@@ -147,6 +150,7 @@ impl PartitionLog {
             aborted: Mutex::new(aborted),
             first_unstable: AtomicI64::new(first_unstable),
             leader_high_watermark: AtomicI64::new(-1),
+            deleted: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -524,6 +528,21 @@ impl PartitionLog {
 
     /// Appends validated batches from a client, giving them consecutive offsets, in one
     /// durable write.
+    /// Marks the log deleted, waiting for any write in progress.
+    fn mark_deleted(&self) {
+        let _state = self.state.lock();
+        self.deleted.store(true, Ordering::Release);
+    }
+
+    fn check_hosted(&self) -> Result<(), LogError> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(LogError::ReplicaDeleted {
+                tp: self.tp.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     pub fn append(&self, batches: &[BatchView]) -> Result<AppendInfo, LogError> {
         self.append_from(batches, Origin::Client)
     }
@@ -537,6 +556,7 @@ impl PartitionLog {
         origin: Origin,
     ) -> Result<AppendInfo, LogError> {
         let mut state = self.state.lock();
+        self.check_hosted()?;
         let mut producers = self.producers.lock();
         let mut write = WriteBatch::new(*state);
         write.set_high_watermark(self.high_watermark());
@@ -655,6 +675,7 @@ impl PartitionLog {
     pub fn append_replicated(&self, records: &bytes::Bytes) -> Result<usize, LogError> {
         let views = batch::parse_replicated(records)?;
         let mut state = self.state.lock();
+        self.check_hosted()?;
         let mut producers = self.producers.lock();
         let mut epochs = self.epochs.lock();
         let mut write = WriteBatch::new(*state);
@@ -716,6 +737,7 @@ impl PartitionLog {
     /// watermark drops to the new end if it was above it.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         let mut state = self.state.lock();
+        self.check_hosted()?;
         if offset >= state.log_end_offset {
             return Ok(());
         }
@@ -757,6 +779,7 @@ impl PartitionLog {
     /// leader's log start).
     pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
         let mut state = self.state.lock();
+        self.check_hosted()?;
         let mut producers = self.producers.lock();
         let mut epochs = self.epochs.lock();
         self.store.truncate(self.tp, i64::MIN, *state, &[])?;
@@ -1192,17 +1215,28 @@ impl LogManager {
                 }
             }
         }
-        let gone: Vec<TopicPartition> = self
+        // Deleted topics, and partitions whose replicas no longer include this broker (a
+        // reassignment moved them away).
+        let gone: Vec<(TopicPartition, &str)> = self
             .partitions
             .read()
             .keys()
-            .filter(|tp| image.topic_by_id(&tp.topic_id).is_none())
-            .copied()
+            .filter_map(|tp| match image.topic_by_id(&tp.topic_id) {
+                None => Some((*tp, "topic deleted")),
+                Some(t) => t
+                    .partitions
+                    .get(tp.partition as usize)
+                    .is_none_or(|p| !p.replicas.contains(&self.node_id))
+                    .then_some((*tp, "replica moved to other brokers")),
+            })
             .collect();
-        for tp in gone {
-            self.partitions.write().remove(&tp);
+        for (tp, reason) in gone {
+            let removed = self.partitions.write().remove(&tp);
+            if let Some(log) = removed {
+                log.mark_deleted();
+            }
             match self.store.delete_partition(tp) {
-                Ok(()) => info!(%tp, "partition log deleted"),
+                Ok(()) => info!(%tp, reason, "partition log deleted"),
                 Err(e) => warn!(%tp, error = %e, "could not delete partition log"),
             }
         }
@@ -1326,6 +1360,59 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn sync_drops_replicas_moved_away_and_late_writes_land_nowhere() {
+        let (logs, p, image) = setup();
+        let tp = p.topic_partition();
+        let b = encode_batch(2, 0, Compression::None);
+        p.append(&batch::parse_batches(&b, 1 << 20).expect("valid"))
+            .expect("append");
+        // A reassignment moves the partition to brokers 2 and 3.
+        let moved = image
+            .replay(&[MetadataRecord::PartitionReassignment {
+                topic_id: tp.topic_id,
+                partition: 0,
+                replicas: vec![2, 3],
+                adding: vec![],
+                removing: vec![],
+                leader: 2,
+                isr: vec![2, 3],
+                leader_epoch: 1,
+                partition_epoch: 1,
+            }])
+            .expect("replay");
+        logs.sync(&moved);
+        assert!(logs.get(&tp).is_none());
+        assert!(logs.partition(&moved, tp).expect("lookup").is_none());
+        // A fetch that was in flight with the old log writes nothing.
+        let late = p.append(&batch::parse_batches(&b, 1 << 20).expect("valid"));
+        assert!(
+            matches!(late, Err(LogError::ReplicaDeleted { .. })),
+            "{late:?}"
+        );
+        assert!(matches!(
+            p.truncate_to(0),
+            Err(LogError::ReplicaDeleted { .. })
+        ));
+        // Moved back, the broker starts the partition from nothing.
+        let back = moved
+            .replay(&[MetadataRecord::PartitionReassignment {
+                topic_id: tp.topic_id,
+                partition: 0,
+                replicas: vec![2, 3, 1],
+                adding: vec![1],
+                removing: vec![],
+                leader: 2,
+                isr: vec![2, 3],
+                leader_epoch: 1,
+                partition_epoch: 2,
+            }])
+            .expect("replay");
+        logs.sync(&back);
+        let fresh = logs.get(&tp).expect("hosted again");
+        assert_eq!(fresh.state().log_end_offset, 0);
+    }
+
+    #[test]
     fn leader_epoch_checks() {
         let (logs, p, image) = setup();
         assert!(p.check_leader_epoch(-1).is_ok());
@@ -1442,6 +1529,8 @@ pub(crate) mod tests {
             leader: 2,
             leader_epoch: 5,
             partition_epoch: 1,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         };
         log.apply_metadata(1, &moved, 0);
         assert!(
@@ -1487,6 +1576,8 @@ pub(crate) mod tests {
             leader: 2,
             leader_epoch: 5,
             partition_epoch: 1,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         };
         follower.apply_metadata(2, &promoted, 0);
         assert!(follower.is_leader());
@@ -1511,6 +1602,8 @@ pub(crate) mod tests {
             leader: 1,
             leader_epoch: 6,
             partition_epoch: 1,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         };
         log.apply_metadata(1, &moved, 0);
         append(&log, &idempotent(5, 2, 3)); // 2-4, epoch 6

@@ -105,6 +105,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let node_id = match cli.node_id {
         Some(id) => id,
+        // STROM_NODE_ID_FROM_HOSTNAME=false satisfies clap's "required unless present".
+        None if !cli.node_id_from_hostname => {
+            eprintln!("error: --node-id or --node-id-from-hostname is required");
+            std::process::exit(2);
+        }
         None => match metadata_quorum::identity::node_id_from_hostname() {
             Ok(id) => id,
             Err(e) => {

@@ -282,6 +282,8 @@ pub fn topic_json(t: &TopicImage, extra: impl Fn(u32) -> Option<Value>) -> Value
                 "isr": p.isr,
                 "leader_epoch": p.leader_epoch,
                 "partition_epoch": p.partition_epoch,
+                "adding_replicas": p.adding_replicas,
+                "removing_replicas": p.removing_replicas,
             });
             if let (Some(Value::Object(add)), Value::Object(base)) = (extra(p.partition), &mut v) {
                 base.extend(add);

@@ -117,8 +117,8 @@ pub struct RemoteController {
 /// How a controlled shutdown went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShutdownOutcome {
-    /// Partitions this broker still leads: those without another in-sync replica.
-    pub still_leading: usize,
+    /// Partitions it led that went offline: no other replica was in sync to take over.
+    pub offline: usize,
     /// The local image shows the handover (false if the wait timed out).
     pub applied: bool,
 }
@@ -370,7 +370,6 @@ impl RemoteController {
                 incarnation,
             };
             let answer = self.call(&req).await;
-            drop(gate);
             if let Ok(ControllerResponse::Heartbeat {
                 unknown,
                 metadata_offset,
@@ -383,6 +382,8 @@ impl RemoteController {
                 }
                 c.controller_offsets = (c.controller_offsets.1, *metadata_offset);
             }
+            // Still holding the gate: a re-registration (which registers the broker unfenced)
+            // cannot land after a controlled shutdown began.
             match answer {
                 Ok(ControllerResponse::Heartbeat { unknown: true, .. }) => {
                     warn!("the controller does not know this broker; registering again");
@@ -393,6 +394,7 @@ impl RemoteController {
                 Ok(_) => {}
                 Err(e) => debug!(error = %e, "heartbeat failed"),
             }
+            drop(gate);
         }
     }
 
@@ -404,8 +406,13 @@ impl RemoteController {
         &self,
         timeout: Duration,
     ) -> Result<ShutdownOutcome, ControllerError> {
-        *self.heartbeat_gate.lock().await = true;
         let deadline = tokio::time::Instant::now() + timeout;
+        // Waits for a heartbeat on its way (within the same deadline), then none is sent.
+        *tokio::time::timeout_at(deadline, self.heartbeat_gate.lock())
+            .await
+            .map_err(|_| ControllerError::Unreachable {
+                reason: "a heartbeat in flight did not finish in time".into(),
+            })? = true;
         let req = ControllerRequest::ControlledShutdown {
             broker_id: self.registration.broker_id,
             incarnation: *self.incarnation.lock(),
@@ -421,7 +428,7 @@ impl RemoteController {
             }),
             ControllerResponse::ShutDown {
                 metadata_offset,
-                still_leading,
+                offline,
                 ..
             } => {
                 self.wait_for_offset(
@@ -430,7 +437,7 @@ impl RemoteController {
                 )
                 .await;
                 Ok(ShutdownOutcome {
-                    still_leading,
+                    offline,
                     applied: self.image().offset >= metadata_offset,
                 })
             }
@@ -623,6 +630,27 @@ impl RemoteController {
             } => Ok((results, metadata_offset)),
             other => Err(other),
         })
+        .await
+    }
+
+    /// AlterPartitionReassignments through the active controller; answers once this
+    /// broker's image shows the change.
+    #[allow(clippy::type_complexity)]
+    pub async fn alter_reassignments(
+        &self,
+        reassignments: Vec<crate::controller::Reassignment>,
+    ) -> Result<Vec<(crate::controller::PartitionName, Result<(), MetadataError>)>, ControllerError>
+    {
+        self.change_and_follow(
+            ControllerRequest::AlterReassignments { reassignments },
+            |r| match r {
+                ControllerResponse::Elected {
+                    results,
+                    metadata_offset,
+                } => Ok((results, metadata_offset)),
+                other => Err(other),
+            },
+        )
         .await
     }
 

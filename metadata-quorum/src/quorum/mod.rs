@@ -20,7 +20,7 @@ mod state_machine;
 pub mod tls;
 pub mod types;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -136,9 +136,9 @@ pub enum StartError {
 struct Liveness {
     last_seen: HashMap<i32, Instant>,
     leader_since: Option<Instant>,
-    /// Brokers in a controlled shutdown: a heartbeat that was already on its way when the
-    /// broker asked to stop does not unfence it. A new registration clears it.
-    shutting_down: HashSet<i32>,
+    /// Incarnations in a controlled shutdown: a heartbeat that was already on its way when
+    /// the broker asked to stop does not unfence it. A new registration clears it.
+    shutting_down: HashMap<i32, Uuid>,
     /// When the leader balance was last checked.
     balance_checked: Option<Instant>,
 }
@@ -345,6 +345,33 @@ impl QuorumNode {
                 broker_id,
                 incarnation,
             } => self.controlled_shutdown(broker_id, incarnation).await,
+            ControllerRequest::AlterReassignments { reassignments } => {
+                let (results, metadata_offset) = self
+                    .propose(|image| {
+                        controller::alter_partition_reassignments(image, &reassignments)
+                    })
+                    .await?;
+                for ((name, index), target) in &reassignments {
+                    match results.iter().find(|(k, _)| k.0 == *name && k.1 == *index) {
+                        Some((_, Ok(()))) => info!(
+                            topic = %name,
+                            partition = index,
+                            target = ?target,
+                            "partition reassignment {}",
+                            if target.is_some() { "started" } else { "cancelled" }
+                        ),
+                        Some((_, Err(e))) => {
+                            info!(topic = %name, partition = index, error = %e, "partition reassignment refused")
+                        }
+                        None => {}
+                    }
+                }
+                // The same answer type as ElectLeaders: per partition, in request order.
+                Ok(ControllerResponse::Elected {
+                    results,
+                    metadata_offset,
+                })
+            }
             ControllerRequest::CreateTopics {
                 topics,
                 validate_only,
@@ -549,7 +576,7 @@ impl QuorumNode {
         let shutting_down = {
             let mut l = self.liveness.lock();
             l.last_seen.insert(broker_id, Instant::now());
-            l.shutting_down.contains(&broker_id)
+            l.shutting_down.get(&broker_id) == Some(&incarnation)
         };
         if shutting_down {
             return Ok(ControllerResponse::Heartbeat {
@@ -560,8 +587,18 @@ impl QuorumNode {
         }
         if b.fenced {
             info!(broker_id, "fenced broker is heartbeating again; unfencing");
-            self.propose(|image| controller::unfence_broker(image, broker_id))
-                .await?;
+            // Decided again under the write lock: a controlled shutdown committed since the
+            // check above wins.
+            self.propose(|image| {
+                if self.liveness.lock().shutting_down.get(&broker_id) == Some(&incarnation) {
+                    return Decision {
+                        records: vec![],
+                        response: (),
+                    };
+                }
+                controller::unfence_broker(image, broker_id)
+            })
+            .await?;
         }
         Ok(ControllerResponse::Heartbeat {
             unknown: false,
@@ -587,28 +624,69 @@ impl QuorumNode {
             return Ok(ControllerResponse::ShutDown {
                 unknown: true,
                 metadata_offset: image.offset,
-                still_leading: 0,
+                offline: 0,
             });
         }
-        self.liveness.lock().shutting_down.insert(broker_id);
-        let (_, metadata_offset) = self
-            .propose(|image| controller::fence_broker(image, broker_id))
+        let (offline, metadata_offset) = self
+            .propose(|image| {
+                self.liveness
+                    .lock()
+                    .shutting_down
+                    .insert(broker_id, incarnation);
+                let decision = controller::fence_broker(image, broker_id);
+                let offline = decision
+                    .records
+                    .iter()
+                    .filter(|r| {
+                        matches!(r, crate::MetadataRecord::PartitionChange { leader: -1, .. })
+                    })
+                    .count();
+                Decision {
+                    records: decision.records,
+                    response: offline,
+                }
+            })
             .await?;
-        let still_leading = self
-            .image()
-            .topics()
-            .flat_map(|t| t.partitions.iter())
-            .filter(|p| p.leader == broker_id)
-            .count();
         info!(
             broker_id,
-            still_leading, "broker in controlled shutdown: leaderships handed over"
+            offline, "broker in controlled shutdown: leaderships handed over"
         );
         Ok(ControllerResponse::ShutDown {
             unknown: false,
             metadata_offset,
-            still_leading,
+            offline,
         })
+    }
+
+    /// Switches reassignments whose joining replicas are all in sync (checked every tick).
+    async fn complete_reassignments(&self) {
+        if controller::complete_reassignments(&self.image()).is_empty() {
+            return;
+        }
+        let result = self
+            .propose(|image| {
+                let records = controller::complete_reassignments(image);
+                for r in &records {
+                    if let crate::MetadataRecord::PartitionReassignment {
+                        topic_id,
+                        partition,
+                        replicas,
+                        leader,
+                        ..
+                    } = r
+                    {
+                        info!(%topic_id, partition, ?replicas, leader, "partition reassignment completed");
+                    }
+                }
+                Decision {
+                    records,
+                    response: (),
+                }
+            })
+            .await;
+        if let Err(e) = result {
+            warn!(error = %e, "could not complete reassignments");
+        }
     }
 
     /// Preferred leader balancing, every `leader.imbalance.check.interval.seconds` on the
@@ -773,6 +851,7 @@ impl QuorumNode {
                     warn!(broker_id, error = %e, "could not fence broker");
                 }
             }
+            self.complete_reassignments().await;
             self.balance_leaders().await;
         }
     }

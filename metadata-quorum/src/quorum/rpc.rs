@@ -75,6 +75,10 @@ pub enum ControllerRequest {
         broker_id: i32,
         incarnation: Uuid,
     },
+    /// AlterPartitionReassignments (KIP-455): a target per partition, None to cancel.
+    AlterReassignments {
+        reassignments: Vec<crate::controller::Reassignment>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,14 +137,14 @@ pub enum ControllerResponse {
         results: Vec<(crate::controller::PartitionName, Result<(), MetadataError>)>,
         metadata_offset: u64,
     },
-    /// The answer to ControlledShutdown: the broker leads nothing another broker could lead
-    /// once its image reaches `metadata_offset`; `unknown` when the controller does not know
-    /// this incarnation (nothing was changed).
+    /// The answer to ControlledShutdown: the broker leads nothing once its image reaches
+    /// `metadata_offset`; `unknown` when the controller does not know this incarnation
+    /// (nothing was changed).
     ShutDown {
         unknown: bool,
         metadata_offset: u64,
-        /// Partitions it still leads after the change: none unless no other replica is in sync.
-        still_leading: usize,
+        /// Partitions it led that went offline: no other replica was in sync to take over.
+        offline: usize,
     },
 }
 
