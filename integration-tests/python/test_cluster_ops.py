@@ -4,13 +4,13 @@ moved leadership away from a broker that has since come back; the controller doi
 by itself (auto.leader.rebalance.enable); and a controlled shutdown on SIGTERM."""
 
 import subprocess
-import threading
 import time
 import uuid
 
-from confluent_kafka import Consumer, ElectionType, KafkaError, Producer, TopicPartition
+from confluent_kafka import ElectionType, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from acked_load import AckedLoad
 from conftest import Cluster, wait_until
 from test_strom_client import strom_binary
 
@@ -102,36 +102,8 @@ def test_sigterm_hands_leadership_over_before_the_broker_exits(tmp_path):
         led_by_1 = [p for p, l in leaders(watcher, topic).items() if l == 1]
         assert led_by_1, "broker 1 leads some partitions"
 
-        delivered, failed = {}, []
-        producer = Producer({"bootstrap.servers": c.bootstrap, "enable.idempotence": True,
-                             "acks": "all", "linger.ms": 5, "message.timeout.ms": 10000})
-
-        def on_delivery(err, msg):
-            if err is not None:
-                failed.append(err)
-            else:
-                delivered[msg.value()] = (msg.partition(), msg.offset())
-
-        stop = threading.Event()
-        sent = []
-
-        def produce_loop():
-            i = 0
-            while not stop.is_set():
-                value = f"m-{i}".encode()
-                try:
-                    producer.produce(topic, value=value, partition=i % 6, on_delivery=on_delivery)
-                except BufferError:
-                    producer.poll(0.1)
-                    continue
-                sent.append(value)
-                i += 1
-                producer.poll(0)
-                if i % 50 == 0:
-                    time.sleep(0.01)
-
-        t = threading.Thread(target=produce_loop)
-        t.start()
+        load = AckedLoad(c.bootstrap, topic, 6, group=False,
+                         producer_config={"message.timeout.ms": 10000}).start()
         try:
             time.sleep(2)
             b1 = c.brokers[0]
@@ -145,36 +117,13 @@ def test_sigterm_hands_leadership_over_before_the_broker_exits(tmp_path):
             assert all(now[p] not in (1, -1) for p in led_by_1), now
             time.sleep(3)
         finally:
-            stop.set()
-            t.join()
-        assert producer.flush(60) == 0
-        assert not failed, f"delivery failures: {failed[:3]}"
-        assert len(delivered) == len(sent) > 500
+            load.stop()
         log = b1.log_path.read_text()
         assert "controlled shutdown: leaderships handed over" in log, log[-2000:]
-
-        consumer = Consumer({"bootstrap.servers": c.bootstrap, "group.id": f"chk-{uuid.uuid4()}",
-                             "enable.partition.eof": True, "enable.auto.commit": False})
-        consumer.assign([TopicPartition(topic, i, 0) for i in range(6)])
-        found, eof = {}, set()
-        deadline = time.monotonic() + 60
-        while len(eof) < 6 and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None:
-                continue
-            if msg.error():
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    eof.add(msg.partition())
-                    continue
-                raise AssertionError(msg.error())
-            assert msg.value() not in found, f"duplicate {msg.value()}"
-            found[msg.value()] = (msg.partition(), msg.offset())
-        consumer.close()
-        assert len(eof) == 6
-        lost = [v for v in delivered if found.get(v) != delivered[v]]
-        assert not lost, f"{len(lost)} delivered records lost or moved, e.g. {lost[:3]}"
+        report = load.check()
+        assert not report.problems(), report.problems()
         print(f"SIGTERM: exit after {exited_after:.2f} s, leaders seen moved {moved_after:.2f} s "
-              f"after it; {len(sent)} sent, {len(delivered)} delivered, {len(found)} read")
+              f"after it; {report.summary()}")
     finally:
         c.stop()
 

@@ -4,18 +4,20 @@ kafka-reassign-partitions.sh sends): an RF=3 topic on brokers 1-3 moves to 2-4 u
 idempotent acks=all producer and a consumer group, with the active controller killed half-way;
 nothing is lost, duplicated or reordered, and broker 1 holds no replica afterwards."""
 
-import threading
+import json
+import subprocess
 import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from kafka import KafkaAdminClient
 from kafka import TopicPartition as KTP
 from kafka.admin import NewTopic
 from kafka.errors import NoReassignmentInProgressError, UnknownTopicOrPartitionError
 
+from acked_load import AckedLoad
 from conftest import Cluster, wait_until
+from test_strom_client import strom_binary
 
 PARTITIONS = 6
 
@@ -48,51 +50,7 @@ def test_reassign_every_partition_under_load_across_a_controller_failover(four):
     wait_until(lambda: all(len(p["isr"]) == 3 for p in partitions(watcher, topic)),
                what="the topic in sync on 1-3")
 
-    delivered, failed = {}, []
-    producer = Producer({"bootstrap.servers": c.bootstrap, "enable.idempotence": True,
-                         "acks": "all", "linger.ms": 5})
-
-    def on_delivery(err, msg):
-        if err is not None:
-            failed.append(err)
-        else:
-            delivered[msg.value()] = (msg.partition(), msg.offset())
-
-    stop = threading.Event()
-    sent = []
-
-    def produce():
-        i = 0
-        while not stop.is_set():
-            value = f"v-{i}".encode()
-            try:
-                producer.produce(topic, value=value, partition=i % PARTITIONS,
-                                 on_delivery=on_delivery)
-            except BufferError:
-                producer.poll(0.1)
-                continue
-            sent.append(value)
-            i += 1
-            producer.poll(0)
-            if i % 20 == 0:
-                time.sleep(0.01)
-
-    group_seen = set()
-    consumer_stop = threading.Event()
-
-    def consume():
-        cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": f"{topic}-g",
-                         "auto.offset.reset": "earliest"})
-        cons.subscribe([topic])
-        while not consumer_stop.is_set():
-            msg = cons.poll(0.2)
-            if msg is not None and not msg.error():
-                group_seen.add(msg.value())
-        cons.close()
-
-    threads = [threading.Thread(target=produce), threading.Thread(target=consume)]
-    for t in threads:
-        t.start()
+    load = AckedLoad(c.bootstrap, topic, PARTITIONS).start()
     try:
         time.sleep(2)
         # Broker 4 is down when the move starts (registered, fenced): the reassignment is
@@ -129,9 +87,7 @@ def test_reassign_every_partition_under_load_across_a_controller_failover(four):
                    what="every reassignment complete")
         time.sleep(2)
     finally:
-        stop.set()
-        threads[0].join()
-    assert producer.flush(60) == 0
+        load.stop()
     for p in partitions(watcher, topic):
         assert p["replicas"] == [2, 3, 4], p
         assert sorted(p["isr"]) == [2, 3, 4], p
@@ -140,40 +96,9 @@ def test_reassign_every_partition_under_load_across_a_controller_failover(four):
     wait_until(lambda: not any(r.get("topic") == topic for r in
                                c.brokers[0].http("/v1/replicas")), what="broker 1 holds none")
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not set(delivered) <= group_seen:
-        time.sleep(0.5)
-    consumer_stop.set()
-    threads[1].join()
-
-    reader = Consumer({"bootstrap.servers": c.bootstrap, "group.id": f"{topic}-check",
-                       "enable.partition.eof": True, "enable.auto.commit": False})
-    reader.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    in_log, dups, order, eof = {}, [], {p: [] for p in range(PARTITIONS)}, set()
-    deadline = time.monotonic() + 60
-    while len(eof) < PARTITIONS and time.monotonic() < deadline:
-        msg = reader.poll(0.5)
-        if msg is None:
-            continue
-        if msg.error():
-            if msg.error().code() == KafkaError._PARTITION_EOF:
-                eof.add(msg.partition())
-            continue
-        if msg.value() in in_log:
-            dups.append(msg.value())
-        in_log[msg.value()] = (msg.partition(), msg.offset())
-        order[msg.partition()].append(int(msg.value()[2:]))
-    reader.close()
-    lost = [v for v in delivered if in_log.get(v) != delivered[v]]
-    print(f"reassignment: {len(sent)} sent, {len(delivered)} delivered, {len(in_log)} in the "
-          f"log, lost {len(lost)}, duplicated {len(dups)}, group {len(group_seen)}")
-    assert len(eof) == PARTITIONS
-    assert not failed, failed[:3]
-    assert len(delivered) > 500
-    assert not lost, lost[:3]
-    assert not dups, dups[:3]
-    assert all(seq == sorted(seq) for seq in order.values())
-    assert set(delivered) <= group_seen
+    report = load.check()
+    print(f"reassignment: {report.summary()}")
+    assert not report.problems(), report.problems()
 
 
 def test_cancel_and_refusals(four):
@@ -212,3 +137,49 @@ def test_cancel_and_refusals(four):
                what="the shrink applied")
     wait_until(lambda: not any(r.get("topic") == topic for r in
                                c.brokers[2].http("/v1/replicas")), what="broker 3 holds none")
+
+
+def test_strom_cli_plans_executes_and_verifies(four, tmp_path):
+    """`strom partitions reassign` with kafka-reassign-partitions.sh's options and JSON."""
+    c = four
+    topic = f"cli-{uuid.uuid4().hex[:6]}"
+    admin = KafkaAdminClient(bootstrap_servers=c.bootstrap, request_timeout_ms=30000)
+    admin.create_topics([NewTopic(topic, replica_assignments={
+        p: [1, 2, 3] for p in range(4)})])
+    watcher = c.brokers[1]
+    wait_until(lambda: all(len(p["isr"]) == 3 for p in partitions(watcher, topic)),
+               what="in sync")
+
+    def strom(*args, check=True):
+        r = subprocess.run([strom_binary(), "-b", c.bootstrap, "partitions", "reassign", *args],
+                           capture_output=True, text=True, timeout=60)
+        if check:
+            assert r.returncode == 0, (r.stdout, r.stderr)
+        return r
+
+    gen = strom("--generate", "--topics", topic, "--broker-list", "2,3,4").stdout
+    current_json, proposed_json = gen.split("Proposed partition reassignment configuration\n")
+    current = json.loads(current_json.split("Current partition replica assignment\n")[1])
+    assert [p["replicas"] for p in current["partitions"]] == [[1, 2, 3]] * 4
+    proposed = json.loads(proposed_json)
+    assert proposed["version"] == 1
+    assert all(1 not in p["replicas"] and len(p["replicas"]) == 3 for p in proposed["partitions"])
+    assert len({p["replicas"][0] for p in proposed["partitions"]}) == 3, "leaders spread"
+    plan = tmp_path / "plan.json"
+    plan.write_text(proposed_json)
+
+    out = strom("--execute", "--reassignment-json-file", str(plan)).stdout
+    assert "Save this to use as the --reassignment-json-file option during rollback" in out
+    assert ("Successfully started partition reassignments for "
+            + ",".join(f"{topic}-{p}" for p in range(4))) in out, out
+    wait_until(lambda: strom("--verify", "--reassignment-json-file", str(plan),
+                             check=False).returncode == 0, timeout=60, what="verified")
+    verified = strom("--verify", "--reassignment-json-file", str(plan)).stdout
+    assert verified.count("is completed.") == 4, verified
+    assert [p["replicas"] for p in partitions(watcher, topic)] == \
+        [p["replicas"] for p in proposed["partitions"]]
+    assert "No partition reassignments found." in strom("--list").stdout
+    assert "None of the specified partition reassignments are active." in strom(
+        "--cancel", "--reassignment-json-file", str(plan)).stdout
+    bad = strom("--generate", "--topics", topic, "--broker-list", "2,3", check=False)
+    assert bad.returncode == 1 and "only 2 brokers" in bad.stderr, bad

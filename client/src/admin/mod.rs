@@ -25,10 +25,12 @@ use std::collections::BTreeMap;
 pub mod acls;
 mod elect;
 pub mod quotas;
+mod reassign;
 mod transactions;
 mod users;
 
 pub use elect::{ElectionResult, ElectionType};
+pub use reassign::OngoingReassignment;
 pub use transactions::{ProducerState, TransactionDescription, TransactionListing};
 pub use users::{ScramAlteration, ScramUser};
 

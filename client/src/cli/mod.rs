@@ -16,6 +16,7 @@ mod leader_election;
 mod perf;
 mod produce;
 mod quotas;
+mod reassign;
 mod topics;
 mod transactions;
 mod users;
@@ -145,6 +146,50 @@ pub enum Command {
     /// Move partition leadership to the preferred replica (or, unclean, to any live replica of
     /// a leaderless partition), like kafka-leader-election.sh.
     LeaderElection(LeaderElectionArgs),
+    /// Partition replica placement.
+    #[command(subcommand)]
+    Partitions(PartitionsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum PartitionsCommand {
+    /// Move partitions between brokers, like kafka-reassign-partitions.sh.
+    Reassign(ReassignArgs),
+}
+
+/// kafka-reassign-partitions.sh's options.
+#[derive(Args, Clone)]
+#[command(group(clap::ArgGroup::new("action").required(true)
+    .args(["generate", "execute", "verify", "cancel", "list"])))]
+pub struct ReassignArgs {
+    /// Propose a balanced assignment of --topics-to-move-json-file (or --topics) over
+    /// --broker-list, in Kafka's JSON.
+    #[arg(long)]
+    pub generate: bool,
+    /// Start the reassignment in --reassignment-json-file.
+    #[arg(long)]
+    pub execute: bool,
+    /// Report whether the reassignment in --reassignment-json-file is done (exit 1 if not).
+    #[arg(long)]
+    pub verify: bool,
+    /// Cancel the reassignments of the partitions in --reassignment-json-file.
+    #[arg(long)]
+    pub cancel: bool,
+    /// The reassignments in progress.
+    #[arg(long)]
+    pub list: bool,
+    /// {"topics": [{"topic": "a"}], "version": 1}
+    #[arg(long)]
+    pub topics_to_move_json_file: Option<std::path::PathBuf>,
+    /// The topics to move, comma-separated (instead of the JSON file).
+    #[arg(long, value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// The brokers to place replicas on, e.g. 1,2,3,4.
+    #[arg(long, value_delimiter = ',')]
+    pub broker_list: Vec<i32>,
+    /// {"version": 1, "partitions": [{"topic", "partition", "replicas"}]}
+    #[arg(long)]
+    pub reassignment_json_file: Option<std::path::PathBuf>,
 }
 
 /// kafka-leader-election.sh's options.
@@ -713,6 +758,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Acls(a) => acls::run(t, a).await,
         Command::Quotas(q) => quotas::run(t, q).await,
         Command::LeaderElection(a) => leader_election::run(t, a).await,
+        Command::Partitions(PartitionsCommand::Reassign(a)) => reassign::run(t, a).await,
         Command::Connect(c) => return connect::run(c).await,
     };
     result.map_err(|e| {

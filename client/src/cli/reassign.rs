@@ -1,0 +1,312 @@
+//! `strom partitions reassign`, like kafka-reassign-partitions.sh: --generate a balanced plan
+//! in Kafka's JSON, --execute it, --verify, --cancel and --list, over
+//! AlterPartitionReassignments and ListPartitionReassignments.
+
+use std::io::Write;
+
+use serde_json::{json, Value};
+
+use super::{CliError, ReassignArgs};
+use crate::TopicPartition;
+
+type Assignment = Vec<(TopicPartition, Vec<i32>)>;
+
+/// `{"version":1,"partitions":[{"topic","partition","replicas","log_dirs"}]}`.
+fn assignment_json(a: &Assignment) -> Value {
+    json!({
+        "version": 1,
+        "partitions": a.iter().map(|(tp, r)| json!({
+            "topic": tp.topic,
+            "partition": tp.partition,
+            "replicas": r,
+            "log_dirs": r.iter().map(|_| "any").collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn parse_assignment(text: &str) -> Result<Assignment, String> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let list = doc
+        .get("partitions")
+        .and_then(Value::as_array)
+        .ok_or("no \"partitions\" list")?;
+    list.iter()
+        .map(|p| {
+            let topic = p.get("topic").and_then(Value::as_str);
+            let partition = p.get("partition").and_then(Value::as_i64);
+            let replicas = p.get("replicas").and_then(Value::as_array).map(|r| {
+                r.iter()
+                    .map(|b| b.as_i64().and_then(|b| i32::try_from(b).ok()))
+                    .collect::<Option<Vec<i32>>>()
+            });
+            match (topic, partition, replicas) {
+                (Some(t), Some(n), Some(Some(r))) if (0..=i32::MAX as i64).contains(&n) => {
+                    Ok((TopicPartition::new(t, n as i32), r))
+                }
+                _ => Err(format!(
+                    "{p} is not {{\"topic\": ..., \"partition\": ..., \"replicas\": [...]}}"
+                )),
+            }
+        })
+        .collect()
+}
+
+/// `{"topics":[{"topic":"a"}],"version":1}`.
+fn parse_topics(text: &str) -> Result<Vec<String>, String> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    doc.get("topics")
+        .and_then(Value::as_array)
+        .ok_or("no \"topics\" list")?
+        .iter()
+        .map(|t| {
+            t.get("topic")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| format!("{t} is not {{\"topic\": ...}}"))
+        })
+        .collect()
+}
+
+/// A balanced plan: partitions in order, each on `rf` consecutive brokers of the list
+/// starting one further than the last, so replicas and leaders spread evenly.
+pub fn plan(current: &Assignment, brokers: &[i32]) -> Result<Assignment, String> {
+    let mut brokers = brokers.to_vec();
+    brokers.sort_unstable();
+    brokers.dedup();
+    let n = brokers.len();
+    current
+        .iter()
+        .enumerate()
+        .map(|(k, (tp, replicas))| {
+            let rf = replicas.len();
+            if rf > n {
+                return Err(format!(
+                    "{tp} has {rf} replicas but only {n} brokers are listed"
+                ));
+            }
+            Ok((tp.clone(), (0..rf).map(|i| brokers[(k + i) % n]).collect()))
+        })
+        .collect()
+}
+
+fn read(path: &std::path::Path, what: &str) -> Result<String, CliError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| CliError::Input(format!("{what} {}: {e}", path.display())))
+}
+
+fn names(tps: &[&TopicPartition]) -> String {
+    tps.iter()
+        .map(|tp| tp.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub async fn run(target: &super::Target, args: ReassignArgs) -> Result<(), CliError> {
+    let mut admin = target.admin();
+    let mut out = std::io::stdout().lock();
+    let file = || {
+        args.reassignment_json_file
+            .as_deref()
+            .ok_or_else(|| CliError::Input("--reassignment-json-file is required".into()))
+            .and_then(|p| read(p, "--reassignment-json-file"))
+            .and_then(|t| {
+                parse_assignment(&t)
+                    .map_err(|e| CliError::Input(format!("--reassignment-json-file: {e}")))
+            })
+    };
+    let current_of = |topics: Vec<String>| {
+        let mut admin = target.admin();
+        async move {
+            let mut cur = Assignment::new();
+            for t in topics {
+                let d = admin.describe_topic(&t).await?;
+                for p in d.partitions {
+                    cur.push((TopicPartition::new(t.clone(), p.partition), p.replicas));
+                }
+            }
+            Ok::<_, CliError>(cur)
+        }
+    };
+    if args.generate {
+        let topics = match (&args.topics_to_move_json_file, &args.topics) {
+            (Some(p), _) => parse_topics(&read(p, "--topics-to-move-json-file")?)
+                .map_err(|e| CliError::Input(format!("--topics-to-move-json-file: {e}")))?,
+            (None, t) if !t.is_empty() => t.clone(),
+            _ => {
+                return Err(CliError::Input(
+                    "--generate needs --topics-to-move-json-file or --topics".into(),
+                ))
+            }
+        };
+        if args.broker_list.is_empty() {
+            return Err(CliError::Input("--generate needs --broker-list".into()));
+        }
+        let current = current_of(topics).await?;
+        let proposed = plan(&current, &args.broker_list).map_err(CliError::Input)?;
+        let _ = writeln!(
+            out,
+            "Current partition replica assignment\n{}\n\nProposed partition reassignment configuration\n{}",
+            assignment_json(&current),
+            assignment_json(&proposed)
+        );
+    } else if args.execute {
+        let wanted = file()?;
+        let mut topics: Vec<String> = wanted.iter().map(|(tp, _)| tp.topic.clone()).collect();
+        topics.dedup();
+        let current: Assignment = current_of(topics)
+            .await?
+            .into_iter()
+            .filter(|(tp, _)| wanted.iter().any(|(w, _)| w == tp))
+            .collect();
+        let _ = writeln!(
+            out,
+            "Current partition replica assignment\n\n{}\n\nSave this to use as the --reassignment-json-file option during rollback",
+            assignment_json(&current)
+        );
+        let targets: Vec<(TopicPartition, Option<Vec<i32>>)> =
+            wanted.into_iter().map(|(tp, r)| (tp, Some(r))).collect();
+        let results = admin.alter_partition_reassignments(&targets).await?;
+        let ok: Vec<&TopicPartition> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(tp, _)| tp)
+            .collect();
+        if !ok.is_empty() {
+            let _ = writeln!(
+                out,
+                "Successfully started partition reassignments for {}",
+                names(&ok)
+            );
+        }
+        let failed: Vec<_> = results
+            .iter()
+            .filter_map(|(tp, r)| r.as_ref().err().map(|e| (tp, e)))
+            .collect();
+        for (tp, e) in &failed {
+            let _ = writeln!(
+                out,
+                "Error reassigning partition(s): {tp}: {}{}",
+                e.name,
+                e.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            );
+        }
+        if !failed.is_empty() {
+            return Err(CliError::Input(format!(
+                "{} partition(s) could not be reassigned",
+                failed.len()
+            )));
+        }
+    } else if args.verify {
+        let wanted = file()?;
+        let tps: Vec<TopicPartition> = wanted.iter().map(|(tp, _)| tp.clone()).collect();
+        let ongoing = admin.list_partition_reassignments(Some(&tps)).await?;
+        let mut topics: Vec<String> = tps.iter().map(|tp| tp.topic.clone()).collect();
+        topics.dedup();
+        let current = current_of(topics).await?;
+        let _ = writeln!(out, "Status of partition reassignment:");
+        let mut unfinished = 0;
+        for (tp, r) in &wanted {
+            let now = current.iter().find(|(c, _)| c == tp).map(|(_, r)| r);
+            let line = if ongoing.contains_key(tp) {
+                unfinished += 1;
+                "is still in progress.".to_string()
+            } else if now == Some(r) {
+                "is completed.".to_string()
+            } else {
+                unfinished += 1;
+                format!(
+                    "is not in progress, and its replicas are {:?}, not {r:?}.",
+                    now.cloned().unwrap_or_default()
+                )
+            };
+            let _ = writeln!(out, "Reassignment of partition {tp} {line}");
+        }
+        if unfinished > 0 {
+            return Err(CliError::Input(format!(
+                "{unfinished} partition(s) not reassigned yet"
+            )));
+        }
+    } else if args.cancel {
+        let wanted = file()?;
+        let targets: Vec<(TopicPartition, Option<Vec<i32>>)> =
+            wanted.into_iter().map(|(tp, _)| (tp, None)).collect();
+        let results = admin.alter_partition_reassignments(&targets).await?;
+        let cancelled: Vec<&TopicPartition> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(tp, _)| tp)
+            .collect();
+        if cancelled.is_empty() {
+            let _ = writeln!(
+                out,
+                "None of the specified partition reassignments are active."
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "Successfully cancelled partition reassignments for: {}",
+                names(&cancelled)
+            );
+        }
+    } else {
+        let ongoing = admin.list_partition_reassignments(None).await?;
+        if ongoing.is_empty() {
+            let _ = writeln!(out, "No partition reassignments found.");
+        } else {
+            let _ = writeln!(out, "Current partition reassignments:");
+            let join = |v: &[i32]| v.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+            for (tp, r) in ongoing {
+                let _ = writeln!(
+                    out,
+                    "{tp}: replicas: {}. adding: {}. removing: {}.",
+                    join(&r.replicas),
+                    join(&r.adding),
+                    join(&r.removing)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_spread_replicas_and_leaders() {
+        let current: Assignment = (0..6)
+            .map(|p| (TopicPartition::new("t", p), vec![1, 2, 3]))
+            .collect();
+        let p = plan(&current, &[4, 2, 3, 1]).expect("plan");
+        let leaders: Vec<i32> = p.iter().map(|(_, r)| r[0]).collect();
+        assert_eq!(leaders, vec![1, 2, 3, 4, 1, 2]);
+        assert!(p.iter().all(|(_, r)| r.len() == 3));
+        let mut per_broker = [0; 5];
+        for (_, r) in &p {
+            for b in r {
+                per_broker[*b as usize] += 1;
+            }
+        }
+        // 18 replicas over 4 brokers: 4 or 5 each.
+        assert_eq!(&per_broker[1..], &[4, 5, 5, 4]);
+        assert!(plan(&current, &[1, 2]).is_err(), "RF 3 on two brokers");
+    }
+
+    #[test]
+    fn kafka_json_round_trips() {
+        let a: Assignment = vec![(TopicPartition::new("t", 0), vec![2, 3])];
+        let text = assignment_json(&a).to_string();
+        assert!(text.contains("\"log_dirs\":[\"any\",\"any\"]"), "{text}");
+        assert_eq!(parse_assignment(&text), Ok(a));
+        assert!(parse_assignment(r#"{"partitions":[{"topic":"t","partition":0}]}"#).is_err());
+        assert_eq!(
+            parse_topics(r#"{"topics":[{"topic":"a"},{"topic":"b"}],"version":1}"#),
+            Ok(vec!["a".to_string(), "b".to_string()])
+        );
+        assert!(parse_topics("{}").is_err());
+    }
+}
