@@ -96,6 +96,21 @@ def test_reassign_every_partition_under_load_across_a_controller_failover(four):
     wait_until(lambda: not any(r.get("topic") == topic for r in
                                c.brokers[0].http("/v1/replicas")), what="broker 1 holds none")
 
+    # The three new replicas hold the same bytes below the high watermark.
+    for p in range(PARTITIONS):
+        def digests():
+            hws = [r["high_watermark"] for b in c.brokers[1:] for r in b.http("/v1/replicas")
+                   if r.get("topic") == topic and r["partition"] == p]
+            below = min(hws)
+            return [r["digest"] for b in c.brokers[1:]
+                    for r in b.http(f"/v1/replicas?digest_below={below}")
+                    if r.get("topic") == topic and r["partition"] == p]
+
+        def same():
+            d = digests()
+            return len(d) == 3 and len(set(d)) == 1
+        wait_until(same, what=f"{topic}-{p} identical on 2, 3, 4")
+
     report = load.check()
     print(f"reassignment: {report.summary()}")
     assert not report.problems(), report.problems()
@@ -181,5 +196,25 @@ def test_strom_cli_plans_executes_and_verifies(four, tmp_path):
     assert "No partition reassignments found." in strom("--list").stdout
     assert "None of the specified partition reassignments are active." in strom(
         "--cancel", "--reassignment-json-file", str(plan)).stdout
+    # Mid-way: moving partition 0 back onto broker 1 while it is stopped stays in progress,
+    # shows in --list, fails --verify, and --cancel undoes it.
+    c.brokers[0].stop()
+    wait_until(lambda: any(b["id"] == 1 and b["state"] == "fenced"
+                           for b in watcher.http("/v1/brokers")), what="broker 1 fenced")
+    before = partitions(watcher, topic)[0]["replicas"]
+    back = tmp_path / "back.json"
+    back.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": topic, "partition": 0, "replicas": [1] + before[1:]}]}))
+    strom("--execute", "--reassignment-json-file", str(back))
+    listed = strom("--list").stdout
+    assert f"{topic}-0: replicas: " in listed and f"adding: 1. removing: {before[0]}." in listed, \
+        listed
+    pending = strom("--verify", "--reassignment-json-file", str(back), check=False)
+    assert pending.returncode == 1 and "is still in progress." in pending.stdout, pending
+    cancelled = strom("--cancel", "--reassignment-json-file", str(back)).stdout
+    assert f"Successfully cancelled partition reassignments for: {topic}-0" in cancelled
+    assert "No partition reassignments found." in strom("--list").stdout
+    assert sorted(partitions(watcher, topic)[0]["replicas"]) == sorted(before)
+
     bad = strom("--generate", "--topics", topic, "--broker-list", "2,3", check=False)
     assert bad.returncode == 1 and "only 2 brokers" in bad.stderr, bad

@@ -830,18 +830,39 @@ fn start_reassignment(
         .filter(|b| !unique.contains(b))
         .collect();
     let replicas: Vec<i32> = target.iter().chain(&removing).copied().collect();
+    reassignment_record(image, topic_id, p, replicas, adding, removing)
+        .map(Some)
+        .map_err(|()| MetadataError::InvalidReplicaAssignment {
+            reason: "no replica of the partition would stay in sync".into(),
+        })
+}
+
+/// The record giving partition `p` the replica set `replicas` (with `adding` and `removing`
+/// while a move is in progress): the ISR keeps its members among them, the leader stays if
+/// it is one of them, else the first live one leads with a new epoch. Err when no ISR member
+/// would remain.
+fn reassignment_record(
+    image: &MetadataImage,
+    topic_id: Uuid,
+    p: &crate::PartitionImage,
+    replicas: Vec<i32>,
+    adding: Vec<i32>,
+    removing: Vec<i32>,
+) -> Result<MetadataRecord, ()> {
     let isr: Vec<i32> = replicas
         .iter()
         .copied()
         .filter(|b| p.isr.contains(b))
         .collect();
     if isr.is_empty() {
-        return Err(MetadataError::InvalidReplicaAssignment {
-            reason: "no replica of the partition would stay in sync".into(),
-        });
+        return Err(());
     }
-    let (leader, leader_epoch) = leader_for(image, p, &replicas, &isr);
-    Ok(Some(MetadataRecord::PartitionReassignment {
+    let (leader, mut leader_epoch) = leader_for(image, p, &replicas, &isr);
+    // Removed replicas are fenced by a new leader epoch even where the leader stays.
+    if leader_epoch == p.leader_epoch && p.replicas.iter().any(|b| !replicas.contains(b)) {
+        leader_epoch += 1;
+    }
+    Ok(MetadataRecord::PartitionReassignment {
         topic_id,
         partition: p.partition,
         replicas,
@@ -851,7 +872,7 @@ fn start_reassignment(
         isr,
         leader_epoch,
         partition_epoch: p.partition_epoch + 1,
-    }))
+    })
 }
 
 fn cancel_reassignment(
@@ -864,32 +885,14 @@ fn cancel_reassignment(
             reason: format!("partition {} has no reassignment in progress", p.partition),
         });
     }
-    let replicas = p.original_replicas();
-    let isr: Vec<i32> = replicas
-        .iter()
-        .copied()
-        .filter(|b| p.isr.contains(b))
-        .collect();
-    if isr.is_empty() {
-        return Err(MetadataError::InvalidReplicaAssignment {
+    reassignment_record(image, topic_id, p, p.original_replicas(), vec![], vec![]).map_err(|()| {
+        MetadataError::InvalidReplicaAssignment {
             reason: "cannot cancel: none of the original replicas is in sync".into(),
-        });
-    }
-    let (leader, leader_epoch) = leader_for(image, p, &replicas, &isr);
-    Ok(MetadataRecord::PartitionReassignment {
-        topic_id,
-        partition: p.partition,
-        replicas,
-        adding: vec![],
-        removing: vec![],
-        leader,
-        isr,
-        leader_epoch,
-        partition_epoch: p.partition_epoch + 1,
+        }
     })
 }
 
-/// Completes every reassignment whose joining replicas are all in the ISR: the replicas
+/// Completes every reassignment whose target replicas are all in the ISR: the replicas
 /// become the target, the leaving ones drop out of the ISR, and leadership moves to a target
 /// replica in the ISR if the leader is leaving. The active controller runs this on every
 /// tick, so a reassignment half-way through a controller failover completes under the next.
@@ -897,30 +900,24 @@ pub fn complete_reassignments(image: &MetadataImage) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for topic in image.topics() {
         for p in topic.partitions.iter().filter(|p| p.reassigning()) {
-            if !p.adding_replicas.iter().all(|b| p.isr.contains(b)) {
+            // As KIP-455: every target replica in sync, not only the joining ones (else the
+            // switch could leave fewer in-sync replicas than before).
+            if !p.target_replicas().iter().all(|b| p.isr.contains(b)) {
                 continue;
             }
-            let replicas = p.target_replicas();
-            let isr: Vec<i32> = replicas
-                .iter()
-                .copied()
-                .filter(|b| p.isr.contains(b))
-                .collect();
-            let (leader, leader_epoch) = leader_for(image, p, &replicas, &isr);
-            if isr.is_empty() || leader < 0 {
-                continue;
+            // Waits while no live target replica could lead.
+            if let Ok(r @ MetadataRecord::PartitionReassignment { leader: 0.., .. }) =
+                reassignment_record(
+                    image,
+                    topic.topic_id,
+                    p,
+                    p.target_replicas(),
+                    vec![],
+                    vec![],
+                )
+            {
+                records.push(r);
             }
-            records.push(MetadataRecord::PartitionReassignment {
-                topic_id: topic.topic_id,
-                partition: p.partition,
-                replicas,
-                adding: vec![],
-                removing: vec![],
-                leader,
-                isr,
-                leader_epoch,
-                partition_epoch: p.partition_epoch + 1,
-            });
         }
     }
     records
@@ -980,7 +977,7 @@ pub fn fence_broker(image: &MetadataImage, broker_id: i32) -> ControllerResult<(
             }
         }
     }
-    records.extend(leave_isrs(image, broker_id, true));
+    records.extend(leave_isrs(image, broker_id, true, &|_| true));
     ControllerResult {
         records,
         response: (),
@@ -990,19 +987,26 @@ pub fn fence_broker(image: &MetadataImage, broker_id: i32) -> ControllerResult<(
 /// `broker_id` leaves every ISR it is in but is not the last member of; where it led, the
 /// first other live ISR member leads. With `sole`, partitions whose only ISR member it is lose
 /// their leader too (fencing: it is gone); without, they keep it (a restart: it is back).
-fn leave_isrs(image: &MetadataImage, broker_id: i32, sole: bool) -> Vec<MetadataRecord> {
+fn leave_isrs(
+    image: &MetadataImage,
+    broker_id: i32,
+    sole: bool,
+    live: &dyn Fn(i32) -> bool,
+) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
-    let alive = |b: &i32| *b != broker_id && image.brokers.get(b).is_some_and(|x| !x.fenced);
+    let alive =
+        |b: &i32| *b != broker_id && image.brokers.get(b).is_some_and(|x| !x.fenced) && live(*b);
     for topic in image.topics() {
         for p in &topic.partitions {
             if !p.isr.contains(&broker_id) && p.leader != broker_id {
                 continue;
             }
             let mut isr: Vec<i32> = p.isr.iter().copied().filter(|b| *b != broker_id).collect();
+            // A restart leaves an ISR only for another member that is alive now.
+            if !sole && !isr.iter().any(alive) {
+                continue;
+            }
             if isr.is_empty() {
-                if !sole {
-                    continue;
-                }
                 isr = p.isr.clone();
             }
             let mut leader = if p.leader == broker_id || p.leader < 0 {
@@ -1076,13 +1080,15 @@ fn elect_offline(image: &MetadataImage, broker_id: i32) -> Vec<MetadataRecord> {
 }
 
 /// Registers a broker starting up (a new incarnation every start); it leads the offline
-/// partitions whose ISR names it.
+/// partitions whose ISR names it. `live` says which other brokers have a current session with
+/// the controller (after a controller restart, unfenced in the image is not enough).
 pub fn register_broker(
     image: &MetadataImage,
     broker_id: i32,
     incarnation: Uuid,
     endpoints: Vec<Endpoint>,
     rack: Option<String>,
+    live: &dyn Fn(i32) -> bool,
 ) -> ControllerResult<()> {
     let mut records = vec![MetadataRecord::RegisterBroker {
         broker_id,
@@ -1099,7 +1105,7 @@ pub fn register_broker(
         .get(&broker_id)
         .is_some_and(|b| b.incarnation != incarnation && !b.fenced);
     let left = if restarted {
-        leave_isrs(image, broker_id, false)
+        leave_isrs(image, broker_id, false, live)
     } else {
         vec![]
     };
@@ -1732,6 +1738,20 @@ mod tests {
                 .records,
             )
             .expect("replay");
+        // Not while another target replica (3) is out of the ISR: the switch would leave
+        // fewer in-sync replicas than the move started with.
+        let q = part(&in_sync);
+        let lagging = in_sync
+            .replay(&[MetadataRecord::PartitionChange {
+                topic_id: in_sync.topic("t").expect("t").topic_id,
+                partition: 0,
+                leader: q.leader,
+                isr: vec![2, 4, 1],
+                leader_epoch: q.leader_epoch,
+                partition_epoch: q.partition_epoch + 1,
+            }])
+            .expect("replay");
+        assert!(complete_reassignments(&lagging).is_empty());
         let done = in_sync
             .replay(&complete_reassignments(&in_sync))
             .expect("replay");
@@ -1770,7 +1790,7 @@ mod tests {
             .map(|p| p.partition)
             .collect();
         assert_eq!(led_by_1.len(), 1);
-        let again = register_broker(&image, 1, Uuid::from_u128(99), vec![], None);
+        let again = register_broker(&image, 1, Uuid::from_u128(99), vec![], None, &|_| true);
         let after = image.replay(&again.records).expect("replay");
         for p in &after.topic("t").expect("t").partitions {
             assert!(!p.isr.contains(&1), "{p:?}");
@@ -1787,8 +1807,12 @@ mod tests {
             (solo.isr.clone(), solo.leader),
             (before.isr.clone(), before.leader)
         );
+        // With no other broker heard from (a controller that just took office), a restart
+        // leaves no ISR: nobody could take over.
+        let alone = register_broker(&image, 1, Uuid::from_u128(98), vec![], None, &|_| false);
+        assert_eq!(alone.records.len(), 1);
         // The same registration replayed (the same incarnation) changes no ISR.
-        let same = register_broker(&after, 1, Uuid::from_u128(99), vec![], None);
+        let same = register_broker(&after, 1, Uuid::from_u128(99), vec![], None, &|_| true);
         assert_eq!(same.records.len(), 1);
     }
 
@@ -2064,8 +2088,15 @@ mod tests {
                     0 => fence_broker(&image, broker).records,
                     1 => unfence_broker(&image, broker).records,
                     2 => {
-                        register_broker(&image, broker, Uuid::from_u128(step as u128), vec![], None)
-                            .records
+                        register_broker(
+                            &image,
+                            broker,
+                            Uuid::from_u128(step as u128),
+                            vec![],
+                            None,
+                            &|_| true,
+                        )
+                        .records
                     }
                     3 => {
                         let live = image.live_brokers().count() as i16;

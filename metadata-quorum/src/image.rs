@@ -273,13 +273,7 @@ impl MetadataImage {
                 leader_epoch,
                 partition_epoch,
             } => {
-                let topic = self.topic_mut(topic_id)?;
-                let p = topic
-                    .partitions
-                    .get_mut(*partition as usize)
-                    .ok_or_else(|| MetadataError::InvalidRecord {
-                        reason: format!("partition {partition} of {topic_id} does not exist"),
-                    })?;
+                let p = self.partition_mut(topic_id, *partition)?;
                 p.leader = *leader;
                 p.isr = isr.clone();
                 p.leader_epoch = *leader_epoch;
@@ -296,13 +290,7 @@ impl MetadataImage {
                 leader_epoch,
                 partition_epoch,
             } => {
-                let topic = self.topic_mut(topic_id)?;
-                let p = topic
-                    .partitions
-                    .get_mut(*partition as usize)
-                    .ok_or_else(|| MetadataError::InvalidRecord {
-                        reason: format!("partition {partition} of {topic_id} does not exist"),
-                    })?;
+                let p = self.partition_mut(topic_id, *partition)?;
                 p.replicas = replicas.clone();
                 p.adding_replicas = adding.clone();
                 p.removing_replicas = removing.clone();
@@ -332,6 +320,19 @@ impl MetadataImage {
             .get_mut(&broker_id)
             .ok_or_else(|| MetadataError::InvalidRecord {
                 reason: format!("broker {broker_id} is not registered"),
+            })
+    }
+
+    fn partition_mut(
+        &mut self,
+        topic_id: &Uuid,
+        partition: u32,
+    ) -> Result<&mut PartitionImage, MetadataError> {
+        self.topic_mut(topic_id)?
+            .partitions
+            .get_mut(partition as usize)
+            .ok_or_else(|| MetadataError::InvalidRecord {
+                reason: format!("partition {partition} of {topic_id} does not exist"),
             })
     }
 

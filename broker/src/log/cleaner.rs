@@ -234,6 +234,7 @@ impl PartitionLog {
             return Ok(stats);
         }
         let mut state = self.state.lock();
+        self.check_hosted()?;
         if state.log_start_offset != start {
             // A DeleteRecords moved the head while we read: the plan may name removed batches.
             return Ok(CompactionStats::default());

@@ -501,6 +501,7 @@ impl PartitionLog {
     /// Writes the high watermark to the store if it moved since the last write.
     pub fn checkpoint_high_watermark(&self) -> Result<(), LogError> {
         let mut state = self.state.lock();
+        self.check_hosted()?;
         let hw = self.high_watermark().min(state.log_end_offset);
         if state.high_watermark == hw {
             return Ok(());
@@ -526,15 +527,16 @@ impl PartitionLog {
         }
     }
 
-    /// Appends validated batches from a client, giving them consecutive offsets, in one
-    /// durable write.
-    /// Marks the log deleted, waiting for any write in progress.
-    fn mark_deleted(&self) {
+    /// Deletes the log's data: waits for any write in progress, marks the log deleted (every
+    /// writer checks under the same lock, so nothing written later lands), and removes its
+    /// keys while still holding the lock.
+    fn delete(&self) -> Result<(), strom_storage::StorageError> {
         let _state = self.state.lock();
         self.deleted.store(true, Ordering::Release);
+        self.store.delete_partition(self.tp)
     }
 
-    fn check_hosted(&self) -> Result<(), LogError> {
+    pub(crate) fn check_hosted(&self) -> Result<(), LogError> {
         if self.deleted.load(Ordering::Acquire) {
             return Err(LogError::ReplicaDeleted {
                 tp: self.tp.to_string(),
@@ -543,6 +545,8 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Appends validated batches from a client, giving them consecutive offsets, in one
+    /// durable write.
     pub fn append(&self, batches: &[BatchView]) -> Result<AppendInfo, LogError> {
         self.append_from(batches, Origin::Client)
     }
@@ -1015,6 +1019,7 @@ impl PartitionLog {
                 }
             }
             let mut state = self.state.lock();
+            self.check_hosted()?;
             if state.log_start_offset != seen.log_start_offset {
                 // Another deletion moved the head while we scanned: look again.
                 continue;
@@ -1232,10 +1237,11 @@ impl LogManager {
             .collect();
         for (tp, reason) in gone {
             let removed = self.partitions.write().remove(&tp);
-            if let Some(log) = removed {
-                log.mark_deleted();
-            }
-            match self.store.delete_partition(tp) {
+            let deleted = match removed {
+                Some(log) => log.delete(),
+                None => self.store.delete_partition(tp),
+            };
+            match deleted {
                 Ok(()) => info!(%tp, reason, "partition log deleted"),
                 Err(e) => warn!(%tp, error = %e, "could not delete partition log"),
             }

@@ -104,12 +104,7 @@ pub async fn run(target: &super::Target, args: LeaderElectionArgs) -> Result<(),
     for (tp, e) in &failed {
         let _ = writeln!(
             out,
-            "Error completing leader election ({kind}) for partition: {tp}: {}{}",
-            e.name,
-            e.message
-                .as_deref()
-                .map(|m| format!(": {m}"))
-                .unwrap_or_default()
+            "Error completing leader election ({kind}) for partition: {tp}: {e}"
         );
     }
     if failed.is_empty() {

@@ -151,8 +151,12 @@ pub async fn run(target: &super::Target, args: ReassignArgs) -> Result<(), CliEr
         );
     } else if args.execute {
         let wanted = file()?;
-        let mut topics: Vec<String> = wanted.iter().map(|(tp, _)| tp.topic.clone()).collect();
-        topics.dedup();
+        let topics: Vec<String> = wanted
+            .iter()
+            .map(|(tp, _)| tp.topic.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let current: Assignment = current_of(topics)
             .await?
             .into_iter()
@@ -183,15 +187,7 @@ pub async fn run(target: &super::Target, args: ReassignArgs) -> Result<(), CliEr
             .filter_map(|(tp, r)| r.as_ref().err().map(|e| (tp, e)))
             .collect();
         for (tp, e) in &failed {
-            let _ = writeln!(
-                out,
-                "Error reassigning partition(s): {tp}: {}{}",
-                e.name,
-                e.message
-                    .as_deref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            );
+            let _ = writeln!(out, "Error reassigning partition(s): {tp}: {e}");
         }
         if !failed.is_empty() {
             return Err(CliError::Input(format!(
@@ -203,8 +199,12 @@ pub async fn run(target: &super::Target, args: ReassignArgs) -> Result<(), CliEr
         let wanted = file()?;
         let tps: Vec<TopicPartition> = wanted.iter().map(|(tp, _)| tp.clone()).collect();
         let ongoing = admin.list_partition_reassignments(Some(&tps)).await?;
-        let mut topics: Vec<String> = tps.iter().map(|tp| tp.topic.clone()).collect();
-        topics.dedup();
+        let topics: Vec<String> = tps
+            .iter()
+            .map(|tp| tp.topic.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let current = current_of(topics).await?;
         let _ = writeln!(out, "Status of partition reassignment:");
         let mut unfinished = 0;
@@ -250,6 +250,20 @@ pub async fn run(target: &super::Target, args: ReassignArgs) -> Result<(), CliEr
                 "Successfully cancelled partition reassignments for: {}",
                 names(&cancelled)
             );
+        }
+        // NO_REASSIGNMENT_IN_PROGRESS is the "not active" above; anything else failed.
+        let failed: Vec<_> = results
+            .iter()
+            .filter_map(|(tp, r)| r.as_ref().err().filter(|e| e.code != 85).map(|e| (tp, e)))
+            .collect();
+        for (tp, e) in &failed {
+            let _ = writeln!(out, "Error cancelling the reassignment of {tp}: {e}");
+        }
+        if !failed.is_empty() {
+            return Err(CliError::Input(format!(
+                "{} reassignment(s) could not be cancelled",
+                failed.len()
+            )));
         }
     } else {
         let ongoing = admin.list_partition_reassignments(None).await?;

@@ -609,49 +609,28 @@ impl RemoteController {
         .await
     }
 
-    /// A block of producer ids for this broker: (first id, count).
     /// ElectLeaders through the active controller; answers once this broker's image has the
     /// new leaders.
-    #[allow(clippy::type_complexity)]
     pub async fn elect_leaders(
         &self,
         unclean: bool,
         partitions: Option<Vec<crate::controller::PartitionName>>,
-    ) -> Result<Vec<(crate::controller::PartitionName, Result<(), MetadataError>)>, ControllerError>
-    {
+    ) -> Result<PartitionResults, ControllerError> {
         let req = ControllerRequest::ElectLeaders {
             unclean,
             partitions,
         };
-        self.change_and_follow(req, |r| match r {
-            ControllerResponse::Elected {
-                results,
-                metadata_offset,
-            } => Ok((results, metadata_offset)),
-            other => Err(other),
-        })
-        .await
+        self.change_and_follow(req, per_partition).await
     }
 
     /// AlterPartitionReassignments through the active controller; answers once this
     /// broker's image shows the change.
-    #[allow(clippy::type_complexity)]
     pub async fn alter_reassignments(
         &self,
         reassignments: Vec<crate::controller::Reassignment>,
-    ) -> Result<Vec<(crate::controller::PartitionName, Result<(), MetadataError>)>, ControllerError>
-    {
-        self.change_and_follow(
-            ControllerRequest::AlterReassignments { reassignments },
-            |r| match r {
-                ControllerResponse::Elected {
-                    results,
-                    metadata_offset,
-                } => Ok((results, metadata_offset)),
-                other => Err(other),
-            },
-        )
-        .await
+    ) -> Result<PartitionResults, ControllerError> {
+        let req = ControllerRequest::AlterReassignments { reassignments };
+        self.change_and_follow(req, per_partition).await
     }
 
     /// The metadata quorum's state from the active controller (DescribeQuorum).
@@ -710,6 +689,19 @@ impl RemoteController {
             validate_only,
         })
         .await
+    }
+}
+
+/// One result per partition, in request order (ElectLeaders, AlterReassignments).
+pub type PartitionResults = Vec<(crate::controller::PartitionName, Result<(), MetadataError>)>;
+
+fn per_partition(r: ControllerResponse) -> Result<(PartitionResults, u64), ControllerResponse> {
+    match r {
+        ControllerResponse::Elected {
+            results,
+            metadata_offset,
+        } => Ok((results, metadata_offset)),
+        other => Err(other),
     }
 }
 

@@ -329,7 +329,22 @@ impl QuorumNode {
                 }
                 let (_, offset) = self
                     .propose(|image| {
-                        controller::register_broker(image, broker_id, incarnation, endpoints, rack)
+                        // Live: heard from within a session (not merely unfenced in the image,
+                        // which after a controller change says nothing).
+                        let live = |b: i32| {
+                            let l = self.liveness.lock();
+                            l.last_seen
+                                .get(&b)
+                                .is_some_and(|t| t.elapsed() <= self.config.broker_session_timeout)
+                        };
+                        controller::register_broker(
+                            image,
+                            broker_id,
+                            incarnation,
+                            endpoints,
+                            rack,
+                            &live,
+                        )
                     })
                     .await?;
                 info!(broker_id, %incarnation, "broker registered");
