@@ -31,6 +31,18 @@ pub fn node_id_from_hostname() -> Result<u64, String> {
     ordinal_of(&hostname()?)
 }
 
+/// The node id a binary runs as: `--node-id` when given, else the hostname's ordinal with
+/// `--node-id-from-hostname` (an env var set to false still leaves neither).
+pub fn resolve(explicit: Option<u64>, from_hostname: bool) -> Result<u64, String> {
+    match (explicit, from_hostname) {
+        (Some(id), _) => Ok(id),
+        (None, true) => {
+            node_id_from_hostname().map_err(|e| format!("--node-id-from-hostname: {e}"))
+        }
+        (None, false) => Err("--node-id or --node-id-from-hostname is required".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +57,7 @@ mod tests {
         assert!(ordinal_of("broker-2a").is_err());
         assert!(ordinal_of("nodash").is_err());
         assert!(ordinal_of("b-99999999999999999999999").is_err());
+        assert_eq!(resolve(Some(7), true), Ok(7));
+        assert!(resolve(None, false).is_err());
     }
 }

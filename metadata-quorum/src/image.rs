@@ -46,6 +46,19 @@ pub struct PartitionImage {
 }
 
 impl PartitionImage {
+    fn set_leadership(
+        &mut self,
+        leader: i32,
+        isr: &[i32],
+        leader_epoch: i32,
+        partition_epoch: i32,
+    ) {
+        self.leader = leader;
+        self.isr = isr.to_vec();
+        self.leader_epoch = leader_epoch;
+        self.partition_epoch = partition_epoch;
+    }
+
     pub fn reassigning(&self) -> bool {
         !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
     }
@@ -274,10 +287,7 @@ impl MetadataImage {
                 partition_epoch,
             } => {
                 let p = self.partition_mut(topic_id, *partition)?;
-                p.leader = *leader;
-                p.isr = isr.clone();
-                p.leader_epoch = *leader_epoch;
-                p.partition_epoch = *partition_epoch;
+                p.set_leadership(*leader, isr, *leader_epoch, *partition_epoch);
             }
             MetadataRecord::PartitionReassignment {
                 topic_id,
@@ -294,10 +304,7 @@ impl MetadataImage {
                 p.replicas = replicas.clone();
                 p.adding_replicas = adding.clone();
                 p.removing_replicas = removing.clone();
-                p.leader = *leader;
-                p.isr = isr.clone();
-                p.leader_epoch = *leader_epoch;
-                p.partition_epoch = *partition_epoch;
+                p.set_leadership(*leader, isr, *leader_epoch, *partition_epoch);
             }
             MetadataRecord::ConfigChange {
                 topic_id,

@@ -38,12 +38,13 @@ async fn main() -> anyhow::Result<()> {
         };
     let mut cli = Cli::parse_from(args);
     if cli.config.node_id_from_hostname {
-        match metadata_quorum::identity::node_id_from_hostname()
-            .and_then(|id| i32::try_from(id).map_err(|_| format!("ordinal {id} is too large")))
-        {
+        match metadata_quorum::identity::resolve(None, true).and_then(|id| {
+            i32::try_from(id)
+                .map_err(|_| format!("--node-id-from-hostname: ordinal {id} is too large"))
+        }) {
             Ok(id) => cli.config.node_id = id,
             Err(e) => {
-                eprintln!("error: --node-id-from-hostname: {e}");
+                eprintln!("error: {e}");
                 std::process::exit(2);
             }
         }

@@ -103,20 +103,12 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let node_id = match cli.node_id {
-        Some(id) => id,
-        // STROM_NODE_ID_FROM_HOSTNAME=false satisfies clap's "required unless present".
-        None if !cli.node_id_from_hostname => {
-            eprintln!("error: --node-id or --node-id-from-hostname is required");
+    let node_id = match metadata_quorum::identity::resolve(cli.node_id, cli.node_id_from_hostname) {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("error: {e}");
             std::process::exit(2);
         }
-        None => match metadata_quorum::identity::node_id_from_hostname() {
-            Ok(id) => id,
-            Err(e) => {
-                eprintln!("error: --node-id-from-hostname: {e}");
-                std::process::exit(2);
-            }
-        },
     };
     let voters = match QuorumConfig::parse_voters(&cli.voters) {
         Ok(v) if v.contains_key(&node_id) => v,
