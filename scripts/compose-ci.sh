@@ -11,7 +11,7 @@ profile=--debug
 [ "${1:-}" = "--release" ] && profile=""
 source scripts/compose.sh
 passed=0
-trap '$COMPOSE down -v >/dev/null 2>&1 || true' EXIT
+trap '$COMPOSE -f docker-compose.yml -f docker/compose.scale.yml down -v >/dev/null 2>&1 || true' EXIT
 
 wait_healthy() {
   for _ in $(seq 1 150); do
@@ -27,7 +27,7 @@ wait_healthy() {
 
 echo "== compose: image"
 scripts/build-image.sh $profile
-$COMPOSE down -v >/dev/null 2>&1 || true
+$COMPOSE -f docker-compose.yml -f docker/compose.scale.yml down -v >/dev/null 2>&1 || true
 $COMPOSE up -d
 wait_healthy
 curl -sf http://127.0.0.1:19644/v1/cluster >/dev/null
@@ -108,7 +108,12 @@ query 'sum(kafka_controller_kafkacontroller_activecontrollercount)' | grep -q '"
 $PROM_COMPOSE rm -sf prometheus >/dev/null 2>&1
 passed=$((passed + 1)); echo "compose: Prometheus scrapes 6 nodes, one active controller"
 
-$COMPOSE down -v >/dev/null
+echo "== compose: scale out and decommission under load (scripts/scale-demo.sh)"
+wait_healthy
+scripts/scale-demo.sh
+passed=$((passed + 1)); echo "compose: broker 4 added and rebalanced onto, broker 1 retired, nothing lost"
+
+$COMPOSE -f docker-compose.yml -f docker/compose.scale.yml down -v >/dev/null
 
 echo "== compose: secured cluster (SASL_SSL clients, TLS between brokers)"
 scripts/compose-secure.sh

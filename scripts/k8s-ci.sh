@@ -68,7 +68,13 @@ doc = json.load(sys.stdin)
 assert doc["node_id"] == n, ("strom-controller", n, "has node id", doc["node_id"])
 assert sorted(v["id"] for v in doc["voters"]) == [0, 1, 2], doc["voters"]' "$n"
 done
-passed=$((passed + 1)); echo "k8s: six pods ready, ids from their hostnames"
+# Racks came from the zone label: strom-broker-N landed in zone-{a,b,c}[N].
+"${pods[@]}" exec -T strom-broker-0 wget -q -O - http://127.0.0.1:9644/v1/brokers \
+  | .venv/bin/python -c '
+import json, sys
+racks = {b["id"]: b["rack"] for b in json.load(sys.stdin)}
+assert racks == {0: "zone-a", 1: "zone-b", 2: "zone-c"}, racks'
+passed=$((passed + 1)); echo "k8s: six pods ready, ids from their hostnames, racks from their zones"
 
 # The client on the host resolves the pods' DNS names (what the brokers advertise) through a
 # hosts file in a private mount namespace.

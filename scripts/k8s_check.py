@@ -160,6 +160,8 @@ def main():
         check(fields.get("POD_NAME") == "metadata.name" and
               fields.get("POD_NAMESPACE") == "metadata.namespace",
               "POD_NAME / POD_NAMESPACE must come from the downward API")
+        check(fields.get("STROM_BROKER_RACK") == "metadata.labels['topology.kubernetes.io/zone']",
+              "the broker's rack must come from its zone label through the downward API")
         defined = set()
         for e in b["env"]:
             for ref in re.findall(r"\$\((\w+)\)", e.get("value", "")):

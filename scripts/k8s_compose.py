@@ -2,7 +2,8 @@
 would: one container per pod, named and with the hostname of the pod (`strom-broker-2`),
 reachable at its stable DNS names through the headless Service
 (`strom-broker-2.strom-broker`, `...strom-broker.default.svc`), with the pod's environment
-(downward-API fields and `$(VAR)` references resolved as the kubelet does), its ConfigMaps
+(downward-API fields, the zone label of the node it lands on, and `$(VAR)` references resolved
+as the kubelet does), its ConfigMaps
 mounted, a volume per claim, the readiness probe as healthcheck and the grace period as the
 stop timeout. It tests the identity rules and the wiring of the manifests with the real image;
 scheduling, PDBs and Services' load balancing are Kubernetes' and are not emulated.
@@ -23,18 +24,22 @@ import yaml
 SUBNET = "10.213.7"
 
 
-def resolve_env(container, pod, namespace):
+def resolve_env(container, pod, namespace, labels):
     out, values = {}, {}
     for e in container.get("env", []):
         if "valueFrom" in e:
             ref = e["valueFrom"].get("fieldRef", {}).get("fieldPath")
+            label = re.fullmatch(r"metadata\.labels\['([^']+)'\]", ref or "")
             if ref == "metadata.name":
                 v = pod
             elif ref == "metadata.namespace":
                 v = namespace
+            elif label:
+                # As the kubelet does: an absent label is an empty value.
+                v = labels.get(label.group(1), "")
             else:
-                print(f"k8s-compose: {e['name']}: only metadata.name/namespace are emulated "
-                      f"(skipped)", file=sys.stderr)
+                print(f"k8s-compose: {e['name']}: only metadata.name/namespace/labels are "
+                      f"emulated (skipped)", file=sys.stderr)
                 continue
         else:
             v = re.sub(r"\$\((\w+)\)", lambda m: values.get(m.group(1), m.group(0)), e["value"])
@@ -49,6 +54,8 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--namespace", default="default")
     ap.add_argument("--image", default="strom:local")
+    ap.add_argument("--zones", default="zone-a,zone-b,zone-c", type=lambda z: z.split(","),
+                    help="the zones pods land in, in turn (their topology.kubernetes.io/zone)")
     args = ap.parse_args()
     ns = args.namespace
     docs = [d for d in yaml.safe_load_all(open(args.rendered)) if d]
@@ -64,7 +71,9 @@ def main():
         [c] = tpl["containers"]
         for i in range(sts["spec"]["replicas"]):
             pod = f"{name}-{i}"
-            env = resolve_env(c, pod, ns)
+            # Pods spread over the zones' nodes in turn; their topology label says where.
+            labels = {"topology.kubernetes.io/zone": args.zones[i % len(args.zones)]}
+            env = resolve_env(c, pod, ns, labels)
             mounts = []
             for m in c.get("volumeMounts", []):
                 vol = next((v for v in tpl.get("volumes", []) if v["name"] == m["name"]), None)

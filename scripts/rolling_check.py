@@ -5,7 +5,10 @@ report named, in send order per partition, the group must have consumed every on
 and no client may have seen an error other than a retriable one
 (integration-tests/python/acked_load.py).
 
-    python scripts/rolling_check.py BOOTSTRAP [--message-timeout-ms MS] -- ROLL_COMMAND...
+    python scripts/rolling_check.py BOOTSTRAP [--message-timeout-ms MS] [--label NAME] \
+        -- ROLL_COMMAND...
+
+(scripts/scale-demo.sh runs its steps the same way, labelled scale-check.)
 
 Give a message timeout below the brokers' session timeout: then a restart that left
 partitions leaderless until the session lapsed (no controlled shutdown) fails deliveries.
@@ -31,10 +34,17 @@ def main():
     bootstrap = sys.argv[1]
     opts = sys.argv[2:sep]
     message_timeout_ms = 300000
-    if opts[:1] == ["--message-timeout-ms"]:
-        message_timeout_ms = int(opts[1])
+    label = "rolling-check"
+    while opts:
+        if opts[0] == "--message-timeout-ms":
+            message_timeout_ms = int(opts[1])
+        elif opts[0] == "--label":
+            label = opts[1]
+        else:
+            sys.exit(f"unknown option {opts[0]}")
+        opts = opts[2:]
     roll = sys.argv[sep + 1:]
-    topic = f"rolling-{uuid.uuid4().hex[:6]}"
+    topic = f"{label.split('-')[0]}-{uuid.uuid4().hex[:6]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, PARTITIONS, 3, config={"min.insync.replicas": "2"})])[
         topic].result(60)
@@ -52,9 +62,9 @@ def main():
     problems = report.problems(min_delivered=1000)
     if rolled.returncode != 0:
         problems.insert(0, f"the roll command failed ({rolled.returncode})")
-    print(f"rolling-check: {time.monotonic() - started:.0f} s, {report.summary()}")
+    print(f"{label}: {time.monotonic() - started:.0f} s, {report.summary()}")
     for p in problems:
-        print(f"rolling-check: FAIL {p}", file=sys.stderr)
+        print(f"{label}: FAIL {p}", file=sys.stderr)
     sys.exit(1 if problems else 0)
 
 

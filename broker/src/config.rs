@@ -42,6 +42,20 @@ pub struct BrokerConfig {
     #[arg(long, env = "STROM_NODE_ID_FROM_HOSTNAME", conflicts_with = "node_id")]
     pub node_id_from_hostname: bool,
 
+    /// This broker's rack (Kafka's broker.rack): the replicas of a partition are placed on
+    /// as many racks as there are, and a consumer naming its rack (client.rack) may read from
+    /// a replica there (KIP-392, see --replica-selector-class). Empty means no rack, so an
+    /// environment variable filled from an absent Kubernetes label leaves it unset.
+    #[arg(long, env = "STROM_BROKER_RACK")]
+    pub broker_rack: Option<String>,
+
+    /// Which replica a consumer that names its rack reads from (Kafka's
+    /// replica.selector.class): `org.apache.kafka.common.replica.RackAwareReplicaSelector`
+    /// (or `rack-aware`) sends it to an in-sync replica in its rack; unset, or Kafka's
+    /// `LeaderSelector`, it reads from the leader.
+    #[arg(long, env = "STROM_REPLICA_SELECTOR_CLASS", value_parser = parse_replica_selector, default_value = "")]
+    pub replica_selector_class: ReplicaSelector,
+
     /// Where partition logs and metadata live.
     #[arg(long, env = "STROM_DATA_DIR", default_value = "./strom-data")]
     pub data_dir: PathBuf,
@@ -373,6 +387,41 @@ pub struct BrokerConfig {
     /// How long each quota sample lasts, in seconds (quota.window.size.seconds).
     #[arg(long, env = "STROM_QUOTA_WINDOW_SIZE_SECONDS", default_value_t = 1)]
     pub quota_window_size_seconds: u64,
+}
+
+/// replica.selector.class: where a consumer naming its rack reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplicaSelector {
+    /// Always the leader (Kafka's default, and its `LeaderSelector`).
+    #[default]
+    Leader,
+    /// An in-sync replica in the consumer's rack when there is one (`RackAwareReplicaSelector`).
+    RackAware,
+}
+
+fn parse_replica_selector(s: &str) -> Result<ReplicaSelector, String> {
+    match s.trim() {
+        "" | "org.apache.kafka.common.replica.LeaderSelector" | "leader" => {
+            Ok(ReplicaSelector::Leader)
+        }
+        "org.apache.kafka.common.replica.RackAwareReplicaSelector" | "rack-aware" => {
+            Ok(ReplicaSelector::RackAware)
+        }
+        other => Err(format!(
+            "unknown replica selector '{other}': use org.apache.kafka.common.replica.RackAwareReplicaSelector (rack-aware) or leave it unset"
+        )),
+    }
+}
+
+impl BrokerConfig {
+    /// --broker-rack, with an empty value meaning none.
+    pub fn rack(&self) -> Option<String> {
+        self.broker_rack
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+    }
 }
 
 /// A `--scram-user`: the user, the password and the mechanisms to create.

@@ -344,7 +344,7 @@ impl Broker {
                 }))
                 .chain(listener_endpoints)
                 .collect(),
-                rack: None,
+                rack: config.rack(),
                 heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
             },
             Duration::from_secs(60),

@@ -38,6 +38,7 @@ pub mod cli;
 pub mod cluster;
 pub mod consumer;
 pub mod partitioner;
+pub mod placement;
 pub mod producer;
 pub mod properties;
 pub mod records;

@@ -193,7 +193,7 @@ class Cluster:
     127.0.0.1."""
 
     def __init__(self, root: Path, n=3, broker_args=(), controller_args=(),
-                 session_timeout_ms=1500, controllers=1):
+                 session_timeout_ms=1500, controllers=1, broker_args_of=lambda node_id: ()):
         self.root = root
         self.session_timeout_ms = session_timeout_ms
         ports = [free_port() for _ in range(controllers)]
@@ -203,7 +203,8 @@ class Cluster:
         self.controllers = [Controller(root, i + 1, p, voters, args) for i, p in enumerate(ports)]
         quorum = ",".join(f"127.0.0.1:{p}" for p in ports)
         self.brokers = [
-            Broker(root / f"broker-{i}", extra_args=broker_args, quorum=quorum, node_id=i)
+            Broker(root / f"broker-{i}", extra_args=[*broker_args, *broker_args_of(i)],
+                   quorum=quorum, node_id=i)
             for i in range(1, n + 1)
         ]
 

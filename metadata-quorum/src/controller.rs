@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+use strom_client::placement::{self, PlacedBroker};
 use uuid::Uuid;
 
 use crate::{Endpoint, MetadataError, MetadataImage, MetadataRecord, PartitionRecord};
@@ -98,7 +99,7 @@ pub fn create_topics(
     defaults: TopicDefaults,
     mut new_id: impl FnMut() -> Uuid,
 ) -> ControllerResult<Vec<Result<CreatedTopic, MetadataError>>> {
-    let live: Vec<i32> = image.live_brokers().map(|b| b.broker_id).collect();
+    let live = live_placed(image);
     let mut records = Vec::new();
     let mut response = Vec::with_capacity(topics.len());
     let mut seen = BTreeSet::new();
@@ -138,7 +139,7 @@ fn plan_topic(
     image: &MetadataImage,
     t: &NewTopic,
     defaults: TopicDefaults,
-    live: &[i32],
+    live: &[PlacedBroker],
     spread: usize,
 ) -> Result<Vec<PartitionRecord>, MetadataError> {
     validate_topic_name(&t.name)?;
@@ -191,21 +192,22 @@ fn plan_topic(
                 reason: format!("must be between 1 and the {} live broker(s)", live.len()),
             });
         }
-        round_robin(live, spread, partitions as usize, rf as usize)
+        placement::assign(live, spread, partitions as usize, rf as usize)
     };
+    let live: Vec<i32> = live.iter().map(|b| b.id).collect();
     Ok(assignments
         .into_iter()
-        .map(|replicas| new_partition(replicas, live))
+        .map(|replicas| new_partition(replicas, &live))
         .collect())
 }
 
-/// `count` replica lists of `rf` brokers each, placed round-robin over `live` from `start`.
-fn round_robin(live: &[i32], start: usize, count: usize, rf: usize) -> Vec<Vec<i32>> {
-    (0..count)
-        .map(|p| {
-            (0..rf)
-                .map(|r| live[(start + p + r) % live.len()])
-                .collect()
+/// The live brokers with their racks, for [`placement::assign`].
+fn live_placed(image: &MetadataImage) -> Vec<PlacedBroker> {
+    image
+        .live_brokers()
+        .map(|b| PlacedBroker {
+            id: b.broker_id,
+            rack: b.rack.clone(),
         })
         .collect()
 }
@@ -457,7 +459,7 @@ pub fn create_partitions(
         }
         let adding = (total - current) as usize;
         let rf = t.partitions.first().map_or(1, |p| p.replicas.len());
-        let live: Vec<i32> = image.live_brokers().map(|b| b.broker_id).collect();
+        let live = live_placed(image);
         let replicas: Vec<Vec<i32>> = match assignments {
             Some(a) => {
                 if a.len() != adding {
@@ -482,9 +484,10 @@ pub fn create_partitions(
                         reason: format!("only {} live broker(s)", live.len()),
                     });
                 }
-                round_robin(&live, current as usize, adding, rf)
+                placement::assign(&live, current as usize, adding, rf)
             }
         };
+        let live: Vec<i32> = live.iter().map(|b| b.id).collect();
         let partitions = replicas
             .into_iter()
             .map(|replicas| new_partition(replicas, &live))
@@ -1089,7 +1092,16 @@ pub fn register_broker(
     endpoints: Vec<Endpoint>,
     rack: Option<String>,
     live: &dyn Fn(i32) -> bool,
-) -> ControllerResult<()> {
+) -> ControllerResult<Result<(), MetadataError>> {
+    // An incarnation that was unregistered (decommissioned) stays out; the same broker id
+    // started again (a new incarnation) registers as usual.
+    if image.unregistered.get(&broker_id) == Some(&incarnation) {
+        return decided(Err(MetadataError::BrokerIdNotRegistered {
+            reason: format!(
+                "broker {broker_id} was unregistered (decommissioned); restart it to register it again"
+            ),
+        }));
+    }
     let mut records = vec![MetadataRecord::RegisterBroker {
         broker_id,
         incarnation,
@@ -1114,8 +1126,56 @@ pub fn register_broker(
     records.extend(elect_offline(&after, broker_id));
     ControllerResult {
         records,
-        response: (),
+        response: Ok(()),
     }
+}
+
+/// UnregisterBroker (KIP-500's `kafka-cluster.sh unregister`, the last step of a
+/// decommission): the broker leaves the cluster metadata. Refused while any partition still
+/// names it as a replica (move them off first: `strom cluster decommission` does), so no
+/// partition is left pointing at a broker that is gone. Its running incarnation, if any, may
+/// not register again; a restart (a new incarnation) may.
+pub fn unregister_broker(
+    image: &MetadataImage,
+    broker_id: i32,
+) -> ControllerResult<Result<(), MetadataError>> {
+    let decide =
+        || -> Result<Vec<MetadataRecord>, MetadataError> {
+            let b = image.brokers.get(&broker_id).ok_or_else(|| {
+                MetadataError::BrokerIdNotRegistered {
+                    reason: format!("broker {broker_id} is not registered"),
+                }
+            })?;
+            let hosted: Vec<String> = image
+                .topics()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .filter(|p| p.replicas.contains(&broker_id))
+                        .map(move |p| format!("{}-{}", t.name, p.partition))
+                })
+                .collect();
+            if !hosted.is_empty() {
+                let shown: Vec<&str> = hosted.iter().take(5).map(String::as_str).collect();
+                return Err(MetadataError::InvalidRequest {
+                    reason: format!(
+                        "broker {broker_id} still hosts {} replica(s) ({}{}); reassign them first",
+                        hosted.len(),
+                        shown.join(", "),
+                        if hosted.len() > shown.len() {
+                            ", ..."
+                        } else {
+                            ""
+                        }
+                    ),
+                });
+            }
+            Ok(vec![MetadataRecord::UnregisterBroker {
+                broker_id,
+                incarnation: b.incarnation,
+            }])
+        };
+    decided(decide())
 }
 
 /// CreateAcls: each binding is checked and stored; one that exists already is not stored
@@ -1413,6 +1473,76 @@ mod tests {
         assert!(partitions.iter().all(|p| p.isr == p.replicas));
         let created = r.response[0].as_ref().expect("created");
         assert_eq!((created.num_partitions, created.replication_factor), (3, 2));
+    }
+
+    #[test]
+    fn places_replicas_across_racks() {
+        let records: Vec<_> = [(1, "a"), (2, "a"), (3, "b"), (4, "b")]
+            .iter()
+            .map(|&(b, rack)| MetadataRecord::RegisterBroker {
+                broker_id: b,
+                incarnation: Uuid::nil(),
+                endpoints: vec![],
+                rack: Some(rack.into()),
+            })
+            .collect();
+        let image = MetadataImage::default().replay(&records).expect("replay");
+        let r = create_topics(&image, &[topic("t", 8, 2)], DEFAULTS, ids());
+        let Some(MetadataRecord::CreateTopic { partitions, .. }) = r.records.first() else {
+            panic!("expected a CreateTopic record, got {:?}", r.records);
+        };
+        let rack = |b: i32| if b <= 2 { 'a' } else { 'b' };
+        for p in partitions {
+            assert_ne!(rack(p.replicas[0]), rack(p.replicas[1]), "{:?}", p.replicas);
+        }
+        let mut leaders: Vec<i32> = partitions.iter().map(|p| p.leader).collect();
+        leaders.sort_unstable();
+        assert_eq!(leaders, vec![1, 1, 2, 2, 3, 3, 4, 4]);
+        // Partitions added later keep to the rule.
+        let image = image.replay(&r.records).expect("replay");
+        let grown = create_partitions(&image, "t", 12, None);
+        let Some(MetadataRecord::AddPartitions { partitions, .. }) = grown.records.first() else {
+            panic!("expected AddPartitions, got {:?}", grown.records);
+        };
+        assert_eq!(partitions.len(), 4);
+        for p in partitions {
+            assert_ne!(rack(p.replicas[0]), rack(p.replicas[1]), "{:?}", p.replicas);
+        }
+    }
+
+    #[test]
+    fn unregistering_needs_an_empty_broker_and_keeps_its_incarnation_out() {
+        let image = cluster(&[1, 2, 3]);
+        let mut topic_on_1 = topic("t", -1, -1);
+        topic_on_1.assignments = BTreeMap::from([(0, vec![1, 2])]);
+        let r = create_topics(&image, &[topic_on_1], DEFAULTS, ids());
+        let image = image.replay(&r.records).expect("replay");
+
+        // Hosting a replica, or unknown: refused, nothing to append.
+        let refused = unregister_broker(&image, 1);
+        assert!(refused.records.is_empty());
+        assert!(
+            matches!(&refused.response, Err(MetadataError::InvalidRequest { reason }) if reason.contains("t-0")),
+            "{:?}",
+            refused.response
+        );
+        let unknown = unregister_broker(&image, 9);
+        assert_eq!(unknown.response.map_err(|e| e.kafka_code()), Err(102));
+        assert!(unknown.records.is_empty());
+
+        // Broker 3 hosts nothing: it goes, and its incarnation may not come back.
+        let r = unregister_broker(&image, 3);
+        assert_eq!(r.response, Ok(()));
+        let image = image.replay(&r.records).expect("replay");
+        assert!(!image.brokers.contains_key(&3));
+        let again = register_broker(&image, 3, Uuid::nil(), vec![], None, &|_| true);
+        assert!(again.records.is_empty());
+        assert_eq!(again.response.map_err(|e| e.kafka_code()), Err(102));
+        // A restart (a new incarnation) registers as usual.
+        let fresh = register_broker(&image, 3, Uuid::from_u128(7), vec![], None, &|_| true);
+        assert_eq!(fresh.response, Ok(()));
+        let image = image.replay(&fresh.records).expect("replay");
+        assert!(image.brokers.contains_key(&3) && image.unregistered.is_empty());
     }
 
     #[test]

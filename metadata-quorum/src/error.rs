@@ -60,6 +60,8 @@ pub enum MetadataError {
     EligibleLeadersNotAvailable { reason: String },
     #[error("{reason}")]
     NoReassignmentInProgress { reason: String },
+    #[error("{reason}")]
+    BrokerIdNotRegistered { reason: String },
 }
 
 impl MetadataError {
@@ -91,6 +93,7 @@ impl MetadataError {
             MetadataError::PreferredLeaderNotAvailable { .. } => 80,
             MetadataError::EligibleLeadersNotAvailable { .. } => 83,
             MetadataError::NoReassignmentInProgress { .. } => 85,
+            MetadataError::BrokerIdNotRegistered { .. } => 102,
         }
     }
 
@@ -123,6 +126,7 @@ impl MetadataError {
             MetadataError::PreferredLeaderNotAvailable { .. } => "preferred_leader_not_available",
             MetadataError::EligibleLeadersNotAvailable { .. } => "eligible_leaders_not_available",
             MetadataError::NoReassignmentInProgress { .. } => "no_reassignment_in_progress",
+            MetadataError::BrokerIdNotRegistered { .. } => "broker_id_not_registered",
         }
     }
 }

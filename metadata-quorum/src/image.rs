@@ -110,6 +110,8 @@ pub struct MetadataImage {
     pub acls: Arc<crate::acl::AclIndex>,
     /// Every client quota, shared between images until one changes.
     pub quotas: Arc<crate::quota::QuotaIndex>,
+    /// Broker incarnations unregistered (decommissioned), which may not register again.
+    pub unregistered: BTreeMap<i32, Uuid>,
     topics: BTreeMap<String, Arc<TopicImage>>,
     topic_names: HashMap<Uuid, String>,
 }
@@ -161,6 +163,7 @@ impl MetadataImage {
                 endpoints,
                 rack,
             } => {
+                self.unregistered.remove(broker_id);
                 self.brokers.insert(
                     *broker_id,
                     BrokerImage {
@@ -171,6 +174,14 @@ impl MetadataImage {
                         fenced: false,
                     },
                 );
+            }
+            MetadataRecord::UnregisterBroker {
+                broker_id,
+                incarnation,
+            } => {
+                self.broker_mut(*broker_id)?;
+                self.brokers.remove(broker_id);
+                self.unregistered.insert(*broker_id, *incarnation);
             }
             MetadataRecord::FenceBroker { broker_id } => self.broker_mut(*broker_id)?.fenced = true,
             MetadataRecord::UnfenceBroker { broker_id } => {

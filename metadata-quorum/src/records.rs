@@ -119,6 +119,11 @@ pub enum MetadataRecord {
         leader_epoch: i32,
         partition_epoch: i32,
     },
+    /// A broker leaves the cluster (UnregisterBroker); `incarnation` may not register again.
+    UnregisterBroker {
+        broker_id: i32,
+        incarnation: Uuid,
+    },
 }
 
 impl MetadataRecord {
@@ -141,6 +146,7 @@ impl MetadataRecord {
             MetadataRecord::PartitionChange { .. } => "PartitionChange",
             MetadataRecord::ConfigChange { .. } => "ConfigChange",
             MetadataRecord::PartitionReassignment { .. } => "PartitionReassignment",
+            MetadataRecord::UnregisterBroker { .. } => "UnregisterBroker",
         }
     }
 }

@@ -3,6 +3,9 @@
 //! transactions in that range so they can drop those records);
 //! a follower (`replica_id` >= 0, a registered broker) reads up to the log end, and its fetch
 //! offset tells the leader how far its log reaches, which moves the high watermark.
+//! A consumer naming its rack (v11+) may be told to read from an in-sync follower in that
+//! rack instead (`preferred_read_replica`, KIP-392, with --replica-selector-class), and any
+//! replica serves a v11+ consumer fetch up to its high watermark, as Kafka's followers do.
 //! Honours max_bytes, per-partition max bytes and min_bytes; when there is too little data it
 //! parks on the partitions' watch channels until an append wakes it or max_wait_ms passes.
 //! No polling loop.
@@ -24,6 +27,7 @@ use uuid::Uuid;
 
 use super::topic_name;
 use crate::log::{PartitionLog, ReadLimit};
+use crate::replica::selector::{preferred_read_replica, ReadCandidate};
 use crate::Broker;
 
 /// The longest a fetch may park, whatever it asks for.
@@ -36,6 +40,8 @@ struct Wanted {
     max_bytes: usize,
     leader_epoch: i32,
     limit: ReadLimit,
+    /// The follower this consumer should read from instead (KIP-392).
+    redirect: Option<i32>,
 }
 
 struct WantedTopic {
@@ -60,6 +66,14 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
         ReadLimit::HighWatermark
     };
     let now = crate::log::now_ms();
+    // Any replica serves a consumer that can follow a preferred read replica (v11+), as in
+    // Kafka; followers never fetch from a follower.
+    let from_any_replica = replica < 0 && version >= 11;
+    let client_rack = if from_any_replica {
+        req.rack_id.as_str()
+    } else {
+        ""
+    };
     let topics: Vec<WantedTopic> = req
         .topics
         .iter()
@@ -78,12 +92,16 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
                 .partitions
                 .iter()
                 .map(|p| {
+                    let mut redirect = None;
                     let log = topic.ok_or(unknown).and_then(|topic| {
                         let meta = usize::try_from(p.partition)
                             .ok()
                             .and_then(|i| topic.partitions.get(i))
                             .ok_or(ResponseError::UnknownTopicOrPartition)?;
-                        if meta.leader != broker.node_id {
+                        let leads = meta.leader == broker.node_id;
+                        let serves =
+                            leads || (from_any_replica && meta.replicas.contains(&broker.node_id));
+                        if !serves {
                             return Err(ResponseError::NotLeaderOrFollower);
                         }
                         let log = broker
@@ -96,6 +114,10 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
                                 .map_err(|e| e.kafka_error())?;
                             log.follower_fetched(replica, p.fetch_offset, now)?;
                         }
+                        if leads && !client_rack.is_empty() {
+                            redirect =
+                                read_replica(broker, &image, &log, client_rack, p.fetch_offset);
+                        }
                         Ok(log)
                     });
                     Wanted {
@@ -105,6 +127,7 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
                         max_bytes: p.partition_max_bytes.max(0) as usize,
                         leader_epoch: p.current_leader_epoch,
                         limit,
+                        redirect,
                     }
                 })
                 .collect();
@@ -152,8 +175,37 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
     }
 }
 
+/// The in-sync follower in `client_rack` a consumer should read `log` from, if the replica
+/// selector picks one.
+fn read_replica(
+    broker: &Broker,
+    image: &metadata_quorum::MetadataImage,
+    log: &PartitionLog,
+    client_rack: &str,
+    fetch_offset: i64,
+) -> Option<i32> {
+    let rack_of = |b: i32| image.brokers.get(&b).and_then(|b| b.rack.clone());
+    let followers: Vec<ReadCandidate> = log
+        .in_sync_followers()
+        .into_iter()
+        .filter(|(b, _)| image.brokers.get(b).is_some_and(|b| !b.fenced))
+        .map(|(broker_id, log_end_offset)| ReadCandidate {
+            broker_id,
+            rack: rack_of(broker_id),
+            log_end_offset,
+        })
+        .collect();
+    preferred_read_replica(
+        broker.config.replica_selector_class,
+        client_rack,
+        rack_of(broker.node_id).as_deref(),
+        fetch_offset,
+        &followers,
+    )
+}
+
 /// One pass over the wanted partitions: the response, its record bytes, and whether any
-/// partition had an error (which answers at once, as Kafka does).
+/// partition had an error or a redirect (which answers at once, as Kafka does).
 fn read_once(
     topics: &[WantedTopic],
     max_bytes: usize,
@@ -187,6 +239,16 @@ fn read_once(
                     if let Err(e) = log.check_leader_epoch(p.leader_epoch) {
                         errors = true;
                         return base.with_error_code(e.code()).with_high_watermark(-1);
+                    }
+                    if let Some(follower) = p.redirect {
+                        // No records: the consumer fetches them from `follower` next.
+                        errors = true;
+                        return base
+                            .with_preferred_read_replica(follower.into())
+                            .with_high_watermark(log.high_watermark())
+                            .with_last_stable_offset(log.last_stable_offset())
+                            .with_log_start_offset(log.state().log_start_offset)
+                            .with_records(Some(Default::default()));
                     }
                     let budget = max_bytes.saturating_sub(total);
                     if budget == 0 && total > 0 {

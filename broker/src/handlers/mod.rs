@@ -23,6 +23,7 @@ mod quotas;
 mod reassignments;
 mod scram;
 mod txn;
+mod unregister_broker;
 
 pub use groups::write_group_records;
 pub(crate) use init_producer_id::allocate_producer_id;
@@ -393,6 +394,9 @@ async fn dispatch(
         ),
         RequestKind::ListPartitionReassignments(r) => {
             ResponseKind::ListPartitionReassignments(reassignments::list(broker, r, version))
+        }
+        RequestKind::UnregisterBroker(r) => {
+            ResponseKind::UnregisterBroker(unregister_broker::handle(broker, r, version).await)
         }
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(describe::describe_quorum(broker, r, version).await)

@@ -384,6 +384,20 @@ impl PartitionLog {
         });
     }
 
+    /// As leader, the other members of the committed ISR with their log end offsets as of
+    /// their last fetch (where a consumer may be sent to read, KIP-392). Empty otherwise.
+    pub fn in_sync_followers(&self) -> Vec<(i32, i64)> {
+        let role = self.role.lock();
+        let Role::Leader(l) = &*role else {
+            return vec![];
+        };
+        l.isr
+            .iter()
+            .filter(|&&b| b != l.node_id)
+            .filter_map(|&b| l.follower(b).map(|f| (b, f.log_end_offset)))
+            .collect()
+    }
+
     /// As follower, takes the leader's high watermark (never past this log's end).
     pub fn follow_high_watermark(&self, leader_hw: i64) {
         self.leader_high_watermark

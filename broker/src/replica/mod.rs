@@ -9,6 +9,7 @@
 //! controller.
 
 pub mod isr;
+pub mod selector;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! Partition reassignment (KIP-455), what kafka-reassign-partitions.sh sends:
-//! AlterPartitionReassignments and ListPartitionReassignments.
+//! AlterPartitionReassignments and ListPartitionReassignments; and UnregisterBroker, the last
+//! step of retiring a broker once nothing is placed on it.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use kafka_protocol::messages::alter_partition_reassignments_request::{
 use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, BrokerId, ListPartitionReassignmentsRequest,
+    UnregisterBrokerRequest,
 };
 
 use super::{check, Admin, AdminError};
@@ -34,6 +36,19 @@ fn by_topic<T: Clone>(items: &[(TopicPartition, T)]) -> BTreeMap<&str, Vec<(i32,
 }
 
 impl Admin {
+    /// Removes `broker_id` from the cluster metadata (UnregisterBroker, what
+    /// `kafka-cluster.sh unregister` sends). The controller refuses while any partition
+    /// still has a replica on it.
+    pub async fn unregister_broker(&mut self, broker_id: i32) -> Result<(), AdminError> {
+        let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(broker_id));
+        let r = self.any_send(req, 0).await?;
+        check(
+            format!("broker {broker_id}"),
+            r.error_code,
+            r.error_message.as_deref(),
+        )
+    }
+
     /// Starts (Some(replicas)) or cancels (None) reassignments; one result per partition.
     pub async fn alter_partition_reassignments(
         &mut self,

@@ -46,6 +46,7 @@ pub async fn run(target: &super::Target, a: ConsumeArgs) -> Result<(), CliError>
     let topic = target.admin().describe_topic(&a.topic).await?;
     let mut config = target.consumer_config();
     config.enable_auto_commit = false;
+    config.client_rack = a.client_rack.clone();
     let mut consumer = match &a.group {
         Some(group) => {
             config.group_id = Some(group.clone());

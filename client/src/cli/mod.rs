@@ -9,6 +9,7 @@
 //! templates), `groups`, `perf`.
 
 mod acls;
+mod cluster;
 mod connect;
 mod consume;
 mod groups;
@@ -115,8 +116,9 @@ pub enum Command {
     /// Create, list, describe, alter and delete topics.
     #[command(subcommand)]
     Topics(TopicsCommand),
-    /// Brokers, the active controller, the cluster id and every partition's leader.
-    Cluster,
+    /// Brokers, the active controller, the cluster id and every partition's leader; or
+    /// `decommission BROKER` to retire a broker.
+    Cluster(ClusterArgs),
     /// Produce lines from stdin or a file, one record per line.
     Produce(ProduceArgs),
     /// Consume records and print them (alone, or as a member of a group).
@@ -149,6 +151,31 @@ pub enum Command {
     /// Partition replica placement.
     #[command(subcommand)]
     Partitions(PartitionsCommand),
+}
+
+#[derive(Args, Clone)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    pub action: Option<ClusterCommand>,
+}
+
+#[derive(Subcommand, Clone)]
+pub enum ClusterCommand {
+    /// Move every replica off BROKER (KIP-455 reassignments, racks respected, load evened),
+    /// wait for the moves, then unregister it so it can be stopped for good.
+    Decommission(DecommissionArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct DecommissionArgs {
+    /// The broker id to retire.
+    pub broker: i32,
+    /// How long to wait for the moves before giving up (they keep running).
+    #[arg(long, default_value_t = 600_000)]
+    pub timeout_ms: u64,
+    /// Move the replicas off but leave the broker registered.
+    #[arg(long)]
+    pub no_unregister: bool,
 }
 
 #[derive(Subcommand)]
@@ -187,6 +214,10 @@ pub struct ReassignArgs {
     /// The brokers to place replicas on, e.g. 1,2,3,4.
     #[arg(long, value_delimiter = ',')]
     pub broker_list: Vec<i32>,
+    /// With --generate: ignore the brokers' racks (by default a partition's replicas go to
+    /// as many racks as there are).
+    #[arg(long)]
+    pub disable_rack_aware: bool,
     /// {"version": 1, "partitions": [{"topic", "partition", "replicas"}]}
     #[arg(long)]
     pub reassignment_json_file: Option<std::path::PathBuf>,
@@ -560,6 +591,10 @@ pub struct ConsumeArgs {
     /// %T timestamp, %h headers (k=v,...), %K key length, %S value length, \n and \t.
     #[arg(long, default_value = "%v\\n")]
     pub format: String,
+    /// The rack this consumer runs in (client.rack): a broker with a rack-aware replica
+    /// selector has it read from an in-sync replica in that rack (KIP-392).
+    #[arg(long)]
+    pub client_rack: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -748,7 +783,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     let bootstrap = cli.bootstrap_server.as_str();
     let result = match cli.command {
         Command::Topics(c) => topics::run(t, c).await,
-        Command::Cluster => topics::cluster(t).await,
+        Command::Cluster(ClusterArgs { action: None }) => topics::cluster(t).await,
+        Command::Cluster(ClusterArgs {
+            action: Some(ClusterCommand::Decommission(a)),
+        }) => cluster::decommission(t, a).await,
         Command::Produce(a) => produce::run(t, a).await,
         Command::Consume(a) => consume::run(t, a).await,
         Command::Perf(p) => perf::run(t, p).await,

@@ -7,9 +7,11 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use super::{CliError, ReassignArgs};
+use crate::admin::BrokerDescription;
+use crate::placement::{self, PlacedBroker};
 use crate::TopicPartition;
 
-type Assignment = Vec<(TopicPartition, Vec<i32>)>;
+pub(super) type Assignment = Vec<(TopicPartition, Vec<i32>)>;
 
 /// `{"version":1,"partitions":[{"topic","partition","replicas","log_dirs"}]}`.
 fn assignment_json(a: &Assignment) -> Value {
@@ -67,13 +69,12 @@ fn parse_topics(text: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
-/// A balanced plan: partitions in order, each on `rf` consecutive brokers of the list
-/// starting one further than the last, so replicas and leaders spread evenly.
-pub fn plan(current: &Assignment, brokers: &[i32]) -> Result<Assignment, String> {
-    let mut brokers = brokers.to_vec();
-    brokers.sort_unstable();
-    brokers.dedup();
-    let n = brokers.len();
+/// A balanced plan: partition `k` (in order) leads on the `k`-th broker of the
+/// rack-alternating order and its other replicas follow on racks it does not use yet
+/// ([`placement::assign`]), so replicas and leaders spread evenly and, with racks, across
+/// them. Without racks this is `rf` consecutive brokers of the sorted list.
+pub fn plan(current: &Assignment, brokers: &[PlacedBroker]) -> Result<Assignment, String> {
+    let n = placement::rack_alternated(brokers).len();
     current
         .iter()
         .enumerate()
@@ -84,7 +85,22 @@ pub fn plan(current: &Assignment, brokers: &[i32]) -> Result<Assignment, String>
                     "{tp} has {rf} replicas but only {n} brokers are listed"
                 ));
             }
-            Ok((tp.clone(), (0..rf).map(|i| brokers[(k + i) % n]).collect()))
+            let mut placed = placement::assign(brokers, k, 1, rf);
+            Ok((tp.clone(), placed.pop().unwrap_or_default()))
+        })
+        .collect()
+}
+
+/// `ids` with the racks `cluster` reports (none with `rack_aware` false, or for a broker it
+/// does not list).
+pub fn placed(ids: &[i32], cluster: &[BrokerDescription], rack_aware: bool) -> Vec<PlacedBroker> {
+    ids.iter()
+        .map(|&id| PlacedBroker {
+            id,
+            rack: cluster
+                .iter()
+                .find(|b| b.id == id && rack_aware)
+                .and_then(|b| b.rack.clone()),
         })
         .collect()
 }
@@ -142,7 +158,13 @@ pub async fn run(target: &super::Target, args: ReassignArgs) -> Result<(), CliEr
             return Err(CliError::Input("--generate needs --broker-list".into()));
         }
         let current = current_of(topics).await?;
-        let proposed = plan(&current, &args.broker_list).map_err(CliError::Input)?;
+        let cluster = admin.describe_cluster().await?;
+        let brokers = placed(
+            &args.broker_list,
+            &cluster.brokers,
+            !args.disable_rack_aware,
+        );
+        let proposed = plan(&current, &brokers).map_err(CliError::Input)?;
         let _ = writeln!(
             out,
             "Current partition replica assignment\n{}\n\nProposed partition reassignment configuration\n{}",
@@ -295,7 +317,7 @@ mod tests {
         let current: Assignment = (0..6)
             .map(|p| (TopicPartition::new("t", p), vec![1, 2, 3]))
             .collect();
-        let p = plan(&current, &[4, 2, 3, 1]).expect("plan");
+        let p = plan(&current, &placed(&[4, 2, 3, 1], &[], true)).expect("plan");
         let leaders: Vec<i32> = p.iter().map(|(_, r)| r[0]).collect();
         assert_eq!(leaders, vec![1, 2, 3, 4, 1, 2]);
         assert!(p.iter().all(|(_, r)| r.len() == 3));
@@ -307,7 +329,32 @@ mod tests {
         }
         // 18 replicas over 4 brokers: 4 or 5 each.
         assert_eq!(&per_broker[1..], &[4, 5, 5, 4]);
-        assert!(plan(&current, &[1, 2]).is_err(), "RF 3 on two brokers");
+        assert!(
+            plan(&current, &placed(&[1, 2], &[], true)).is_err(),
+            "RF 3 on two brokers"
+        );
+    }
+
+    #[test]
+    fn plans_put_each_partitions_replicas_on_different_racks() {
+        let cluster: Vec<BrokerDescription> = [(1, "a"), (2, "a"), (3, "b"), (4, "b")]
+            .iter()
+            .map(|&(id, rack)| BrokerDescription {
+                id,
+                host: "h".into(),
+                port: 9092,
+                rack: Some(rack.into()),
+            })
+            .collect();
+        let current: Assignment = (0..8)
+            .map(|p| (TopicPartition::new("t", p), vec![1, 2]))
+            .collect();
+        let rack = |b: i32| if b <= 2 { "a" } else { "b" };
+        let p = plan(&current, &placed(&[1, 2, 3, 4], &cluster, true)).expect("plan");
+        assert!(p.iter().all(|(_, r)| rack(r[0]) != rack(r[1])), "{p:?}");
+        // --disable-rack-aware: consecutive brokers, so some partitions sit on one rack.
+        let p = plan(&current, &placed(&[1, 2, 3, 4], &cluster, false)).expect("plan");
+        assert!(p.iter().any(|(_, r)| rack(r[0]) == rack(r[1])), "{p:?}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use super::ConsumerRecord;
@@ -47,6 +48,15 @@ pub(crate) struct FetchLimits {
     pub partition_max_bytes: i32,
     /// 0 read_uncommitted, 1 read_committed.
     pub isolation_level: i8,
+}
+
+/// A fetch's limits and the consumer's rack (`client.rack`, sent as v11+'s `rack_id`).
+pub(crate) fn request_in_rack(
+    targets: &[FetchTarget],
+    limits: FetchLimits,
+    rack: Option<&str>,
+) -> FetchRequest {
+    request(targets, limits).with_rack_id(StrBytes::from_string(rack.unwrap_or_default().into()))
 }
 
 pub(crate) fn request(targets: &[FetchTarget], limits: FetchLimits) -> FetchRequest {
@@ -82,8 +92,9 @@ pub(crate) async fn fetch(
     mut conn: Connection,
     targets: Vec<FetchTarget>,
     limits: FetchLimits,
+    rack: Option<String>,
 ) -> Fetched {
-    let req = request(&targets, limits);
+    let req = request_in_rack(&targets, limits, rack.as_deref());
     // The broker holds the request up to max_wait; allow it that and a margin.
     let patience = std::time::Duration::from_millis(limits.max_wait_ms.max(0) as u64 + 30_000);
     let result = tokio::time::timeout(patience, conn.send(req, 12))

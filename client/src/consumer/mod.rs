@@ -156,6 +156,11 @@ pub struct ConsumerConfig {
     pub custom_assignor: Option<CustomAssignor>,
     /// `security.protocol` and its TLS and SASL settings.
     pub security: crate::security::Security,
+    /// `client.rack`: the rack this consumer runs in. A broker with a rack-aware replica
+    /// selector may send it to an in-sync replica in that rack to read (KIP-392); it reads
+    /// there until that replica fails it or `metadata.max.age.ms` passes, then asks the
+    /// leader again.
+    pub client_rack: Option<String>,
 }
 
 /// A group member's identity at a point in time (Java's `ConsumerGroupMetadata`).
@@ -225,6 +230,7 @@ impl ConsumerConfig {
             retry_backoff: Duration::from_millis(100),
             metadata_max_age: Duration::from_secs(300),
             isolation_level: IsolationLevel::ReadUncommitted,
+            client_rack: None,
             custom_assignor: None,
             security: crate::security::Security::plaintext(),
         }
@@ -428,6 +434,8 @@ struct PartitionState {
     next_fetch: i64,
     in_flight: bool,
     high_watermark: Option<i64>,
+    /// The replica the leader sent this partition's reads to (KIP-392), until when.
+    read_replica: Option<(i32, Instant)>,
 }
 
 impl PartitionState {
@@ -438,6 +446,7 @@ impl PartitionState {
             next_fetch: 0,
             in_flight: false,
             high_watermark: None,
+            read_replica: None,
         }
     }
 

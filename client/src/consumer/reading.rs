@@ -183,6 +183,7 @@ impl Consumer {
                 .await?;
         }
         let mut by_leader: BTreeMap<i32, Vec<FetchTarget>> = BTreeMap::new();
+        let now = Instant::now();
         for tp in fetchable {
             let leader = self
                 .cluster
@@ -192,9 +193,20 @@ impl Consumer {
                 self.metadata_stale = true;
                 continue;
             }
-            if let Some(offset) = self.partitions.get(&tp).and_then(PartitionState::known) {
+            let Some(st) = self.partitions.get_mut(&tp) else {
+                continue;
+            };
+            // The replica the leader sent us to (KIP-392) while it lasts, else the leader.
+            let broker = match st.read_replica {
+                Some((replica, until)) if until > now => replica,
+                _ => {
+                    st.read_replica = None;
+                    leader
+                }
+            };
+            if let Some(offset) = st.known() {
                 by_leader
-                    .entry(leader)
+                    .entry(broker)
                     .or_default()
                     .push(FetchTarget { tp, offset });
             }
@@ -214,8 +226,9 @@ impl Consumer {
             let conn = match self.cluster.take(broker).await {
                 Ok(c) => c,
                 Err(e) => {
-                    debug!(broker, error = %e, "cannot connect to the leader");
+                    debug!(broker, error = %e, "cannot connect to the leader or read replica");
                     self.metadata_stale = true;
+                    self.forget_read_replica(broker);
                     continue;
                 }
             };
@@ -225,8 +238,9 @@ impl Consumer {
                 }
             }
             self.busy_brokers.insert(broker);
+            let rack = self.config.client_rack.clone();
             self.inflight
-                .push(fetcher::fetch(broker, conn, targets, limits).boxed());
+                .push(fetcher::fetch(broker, conn, targets, limits, rack).boxed());
         }
         if self.inflight.is_empty() {
             let pause = self
@@ -260,6 +274,7 @@ impl Consumer {
             None => {
                 self.cluster.drop_broker(f.broker);
                 self.metadata_stale = true;
+                self.forget_read_replica(f.broker);
             }
         }
         let r = match f.result {
@@ -287,6 +302,20 @@ impl Consumer {
                     continue; // sought elsewhere meanwhile
                 }
                 let code = p.error_code;
+                if code == 0 && p.preferred_read_replica.0 >= 0 {
+                    // The leader names a replica in our rack: read there from now on.
+                    let until = Instant::now() + self.config.metadata_max_age;
+                    debug!(%tp, replica = p.preferred_read_replica.0, "reading from the preferred read replica");
+                    st.read_replica = Some((p.preferred_read_replica.0, until));
+                    continue;
+                }
+                if code != 0 && st.read_replica.is_some_and(|(r, _)| r == f.broker) {
+                    // The replica cannot serve it (any error): back to the leader, which
+                    // answers for the partition and may name a replica again.
+                    debug!(%tp, replica = f.broker, error = %crate::error_name(code), "read replica failed; back to the leader");
+                    st.read_replica = None;
+                    continue;
+                }
                 if code == 0 {
                     // What this consumer can read to: the last stable offset under
                     // read_committed.
@@ -335,6 +364,15 @@ impl Consumer {
             }
         }
         Ok(())
+    }
+
+    /// Stops reading from `broker` as a preferred read replica (it failed).
+    fn forget_read_replica(&mut self, broker: i32) {
+        for st in self.partitions.values_mut() {
+            if st.read_replica.is_some_and(|(r, _)| r == broker) {
+                st.read_replica = None;
+            }
+        }
     }
 
     /// Up to `max` buffered records, a partition at a time, starting at a different

@@ -281,8 +281,21 @@ impl RemoteController {
                 info!(broker_id = r.broker_id, %incarnation, "registered with the quorum");
                 Ok(metadata_offset)
             }
+            ControllerResponse::Changed { result: Err(e), .. } => Err(ControllerError::Refused {
+                reason: e.to_string(),
+            }),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// UnregisterBroker through the active controller; answers once this broker's image no
+    /// longer has `broker_id`.
+    pub async fn unregister_broker(
+        &self,
+        broker_id: i32,
+    ) -> Result<Result<(), MetadataError>, ControllerError> {
+        self.change(ControllerRequest::UnregisterBroker { broker_id })
+            .await
     }
 
     /// Long-polls records after our offset and applies them to the image.
@@ -355,6 +368,7 @@ impl RemoteController {
     async fn heartbeats(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.registration.heartbeat_interval);
         let mut stop = self.stop.subscribe();
+        let mut refused = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -385,6 +399,17 @@ impl RemoteController {
             // Still holding the gate: a re-registration (which registers the broker unfenced)
             // cannot land after a controlled shutdown began.
             match answer {
+                Ok(ControllerResponse::Heartbeat {
+                    unknown: true,
+                    metadata_offset,
+                    ..
+                }) if refused || self.unregistered(incarnation, metadata_offset).await => {
+                    // Decommissioned: said once; the broker serves nothing until restarted.
+                    if !refused {
+                        refused = true;
+                        warn!("this broker was unregistered from the cluster; stop it, or restart it to rejoin");
+                    }
+                }
                 Ok(ControllerResponse::Heartbeat { unknown: true, .. }) => {
                     warn!("the controller does not know this broker; registering again");
                     if let Err(e) = self.register().await {
@@ -446,6 +471,15 @@ impl RemoteController {
     }
 
     /// Waits until the local image has reached `offset` (or `timeout` passes).
+    /// Whether `incarnation` (this process) was unregistered (UnregisterBroker): asked when
+    /// the controller no longer knows it, once the local image has caught up with the
+    /// controller's `metadata_offset`, so the record that says so is here if it exists.
+    async fn unregistered(&self, incarnation: Uuid, metadata_offset: u64) -> bool {
+        self.wait_for_offset(metadata_offset, Duration::from_secs(2))
+            .await;
+        self.image().unregistered.get(&self.registration.broker_id) == Some(&incarnation)
+    }
+
     async fn wait_for_offset(&self, offset: u64, timeout: Duration) {
         let mut rx = self.images.subscribe();
         let _ = tokio::time::timeout(timeout, async {

@@ -327,7 +327,7 @@ impl QuorumNode {
                     l.last_seen.insert(broker_id, Instant::now());
                     l.shutting_down.remove(&broker_id);
                 }
-                let (_, offset) = self
+                let (registered, offset) = self
                     .propose(|image| {
                         // Live: heard from within a session (not merely unfenced in the image,
                         // which after a controller change says nothing).
@@ -347,9 +347,32 @@ impl QuorumNode {
                         )
                     })
                     .await?;
+                if let Err(e) = registered {
+                    info!(broker_id, %incarnation, error = %e, "broker registration refused");
+                    return Ok(ControllerResponse::Changed {
+                        result: Err(e),
+                        metadata_offset: offset,
+                    });
+                }
                 info!(broker_id, %incarnation, "broker registered");
                 Ok(ControllerResponse::Registered {
                     metadata_offset: offset,
+                })
+            }
+            ControllerRequest::UnregisterBroker { broker_id } => {
+                let (result, metadata_offset) = self
+                    .propose(|image| controller::unregister_broker(image, broker_id))
+                    .await?;
+                match &result {
+                    Ok(()) => {
+                        self.liveness.lock().last_seen.remove(&broker_id);
+                        info!(broker_id, "broker unregistered");
+                    }
+                    Err(e) => info!(broker_id, error = %e, "broker unregistration refused"),
+                }
+                Ok(ControllerResponse::Changed {
+                    result,
+                    metadata_offset,
                 })
             }
             ControllerRequest::Heartbeat {

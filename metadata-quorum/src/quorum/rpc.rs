@@ -79,6 +79,10 @@ pub enum ControllerRequest {
     AlterReassignments {
         reassignments: Vec<crate::controller::Reassignment>,
     },
+    /// UnregisterBroker: the broker leaves the cluster metadata (it must host no replica).
+    UnregisterBroker {
+        broker_id: i32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +188,8 @@ pub enum ControllerError {
     Unreachable { reason: String },
     #[error("controller failed: {reason}")]
     Internal { reason: String },
+    #[error("the controller refused: {reason}")]
+    Refused { reason: String },
 }
 
 impl ControllerError {
@@ -193,6 +199,7 @@ impl ControllerError {
             ControllerError::NotController { .. } => 41,
             ControllerError::NoQuorum { .. } | ControllerError::Unreachable { .. } => 7, // REQUEST_TIMED_OUT
             ControllerError::Internal { .. } => -1,
+            ControllerError::Refused { .. } => 102, // BROKER_ID_NOT_REGISTERED
         }
     }
 }
