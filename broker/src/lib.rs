@@ -80,6 +80,9 @@ pub struct Broker {
     pub authorizer: security::authorizer::Authorizer,
     /// Client quota sensors (limits are in the metadata image).
     pub quotas: quota::QuotaManager,
+    /// The leader side's replication throttle (KIP-73; the follower side's is the
+    /// fetchers').
+    pub leader_throttle: replica::throttle::ReplicationThrottle,
     /// End offsets of partitions with no replica here, for group lag.
     pub remote_ends: lag::RemoteEnds,
     /// Set once every partition this broker hosts has had it in the ISR since it started
@@ -307,6 +310,7 @@ impl Broker {
                 election_timeout: (Duration::from_millis(300), Duration::from_millis(500)),
                 tls: quorum_tls.clone(),
                 leader_balance: Default::default(),
+                replica_balance: Default::default(),
             })
             .await
             .map_err(|e| match e {
@@ -380,6 +384,7 @@ impl Broker {
             node_id: config.node_id,
             max_wait: Duration::from_millis(config.replica_fetch_wait_max_ms),
             security: inter_broker_security.clone(),
+            throttle: Default::default(),
         });
         let metrics = metrics::Metrics::new(config.metrics_enabled);
         let broker = Arc::new(Broker {
@@ -404,6 +409,7 @@ impl Broker {
             }),
             remote_ends: lag::RemoteEnds::default(),
             replicas_caught_up: std::sync::atomic::AtomicBool::new(false),
+            leader_throttle: Default::default(),
         });
         broker.sync_partitions(&broker.image());
 

@@ -630,7 +630,10 @@ def test_consume_transform_produce_is_exactly_once_across_coordinator_and_leader
     txn_id = unique("eos")
     warm = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id})
     warm.init_transactions(30)
-    list(admin.describe_consumer_groups([f"{txn_id}-probe"]).values())[0].result(timeout=30)
+    # The first group request creates __consumer_offsets; until its partitions have loaded,
+    # the answer is COORDINATOR_NOT_AVAILABLE (retriable, as in Kafka): ask until it is not.
+    wait_until(lambda: list(admin.describe_consumer_groups([f"{txn_id}-probe"]).values())[0]
+               .result(timeout=30), timeout=60, what="the group coordinators loaded")
     txn_coord = txn_coordinator(admin, txn_id)
     group = next(g for g in (unique("eos-group") for _ in range(500))
                  if group_coordinator(admin, g) != txn_coord)

@@ -66,6 +66,36 @@ const fn def(
 }
 
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
+/// Replicas whose leader-side replication is throttled (KIP-73): `*`, or
+/// `partition:broker,...` (a partition led by that broker).
+pub const LEADER_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
+/// Replicas whose follower-side replication is throttled: `*`, or `partition:broker,...`
+/// (that broker's replica of the partition).
+pub const FOLLOWER_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
+/// Dynamic broker configs (per broker, or the cluster-wide default): the byte rates the
+/// throttled replicas' replication is held to, on the leader and on the follower side.
+pub const LEADER_THROTTLED_RATE: &str = "leader.replication.throttled.rate";
+pub const FOLLOWER_THROTTLED_RATE: &str = "follower.replication.throttled.rate";
+/// Every dynamic broker config: the only broker configs AlterConfigs changes (the others are
+/// flags).
+pub const DYNAMIC_BROKER_CONFIGS: &[ConfigDef] = &[
+    def(
+        LEADER_THROTTLED_RATE,
+        LEADER_THROTTLED_RATE,
+        ConfigType::Long,
+        "9223372036854775807",
+        0,
+        "bytes per second the leader sends to throttled replicas outside the ISR (KIP-73)",
+    ),
+    def(
+        FOLLOWER_THROTTLED_RATE,
+        FOLLOWER_THROTTLED_RATE,
+        ConfigType::Long,
+        "9223372036854775807",
+        0,
+        "bytes per second a follower fetches for its throttled replicas outside the ISR (KIP-73)",
+    ),
+];
 pub const RETENTION_MS: &str = "retention.ms";
 pub const RETENTION_BYTES: &str = "retention.bytes";
 pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
@@ -90,7 +120,9 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     def("file.delete.delay.ms", "log.segment.delete.delay.ms", ConfigType::Long, "60000", 0, "accepted; deletes are RocksDB range deletes, immediate"),
     def("flush.messages", "log.flush.interval.messages", ConfigType::Long, "9223372036854775807", 1, "accepted; the RocksDB WAL is written on every append"),
     def("flush.ms", "log.flush.interval.ms", ConfigType::Long, "9223372036854775807", 0, "accepted; the RocksDB WAL is written on every append"),
+    def(FOLLOWER_THROTTLED_REPLICAS, FOLLOWER_THROTTLED_REPLICAS, ConfigType::List, "", 0, "replicas (partition:broker, or *) whose catch-up on the follower is held to follower.replication.throttled.rate"),
     def("index.interval.bytes", "log.index.interval.bytes", ConfigType::Int, "4096", 0, "accepted; the time index has one entry per batch that raises the max timestamp"),
+    def(LEADER_THROTTLED_REPLICAS, LEADER_THROTTLED_REPLICAS, ConfigType::List, "", 0, "replicas (partition:broker, or *) whose leader serves followers outside the ISR at leader.replication.throttled.rate"),
     def("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms", ConfigType::Long, "9223372036854775807", 1, "accepted; compaction runs every check interval"),
     def(MAX_MESSAGE_BYTES, "message.max.bytes", ConfigType::Int, "1048588", 0, "largest record batch accepted"),
     def("message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms", ConfigType::Long, "9223372036854775807", 0, "accepted, not enforced"),
@@ -116,6 +148,38 @@ pub fn lookup(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
+/// A dynamic broker config by name.
+pub fn lookup_broker(name: &str) -> Option<&'static ConfigDef> {
+    DYNAMIC_BROKER_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Checks a dynamic broker config; the error names the flags for anything else.
+pub fn validate_broker(name: &str, value: &str) -> Result<(), MetadataError> {
+    let d = lookup_broker(name).ok_or_else(|| MetadataError::InvalidConfig {
+        key: name.to_string(),
+        reason: format!(
+            "not a dynamic broker config (dynamic: {}); the others are the broker's flags",
+            DYNAMIC_BROKER_CONFIGS
+                .iter()
+                .map(|d| d.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })?;
+    check_value(d, value)
+}
+
+/// Whether a throttled-replicas list (`*`, or `partition:broker,...`) names `broker`'s
+/// replica of `partition`.
+pub fn throttled(list: &str, partition: u32, broker: i32) -> bool {
+    list.split(',').map(str::trim).any(|item| {
+        item == "*"
+            || item.split_once(':').is_some_and(|(p, b)| {
+                p.trim().parse::<u32>() == Ok(partition) && b.trim().parse::<i32>() == Ok(broker)
+            })
+    })
+}
+
 /// Checks a config name and value; the error is INVALID_CONFIG with the reason.
 pub fn validate(name: &str, value: &str) -> Result<(), MetadataError> {
     let invalid = |reason: String| MetadataError::InvalidConfig {
@@ -123,6 +187,35 @@ pub fn validate(name: &str, value: &str) -> Result<(), MetadataError> {
         reason,
     };
     let d = lookup(name).ok_or_else(|| invalid("unknown topic config".into()))?;
+    check_value(d, value)
+}
+
+fn check_value(d: &ConfigDef, value: &str) -> Result<(), MetadataError> {
+    let name = d.name;
+    let invalid = |reason: String| MetadataError::InvalidConfig {
+        key: name.to_string(),
+        reason,
+    };
+    if matches!(
+        name,
+        LEADER_THROTTLED_REPLICAS | FOLLOWER_THROTTLED_REPLICAS
+    ) {
+        let items: Vec<&str> = value.split(',').map(str::trim).collect();
+        let ok = value.trim().is_empty()
+            || value.trim() == "*"
+            || items.iter().all(|i| {
+                i.split_once(':').is_some_and(|(p, b)| {
+                    p.trim().parse::<u32>().is_ok() && b.trim().parse::<i32>().is_ok_and(|b| b >= 0)
+                })
+            });
+        return if ok {
+            Ok(())
+        } else {
+            Err(invalid(format!(
+                "'{value}' is not * or a list of partition:broker"
+            )))
+        };
+    }
     match d.ty {
         ConfigType::Int | ConfigType::Long => {
             let v: i64 = value
@@ -196,6 +289,22 @@ mod tests {
         assert!(validate(MESSAGE_TIMESTAMP_TYPE, "LogAppendTime").is_err());
         assert!(validate("no.such.config", "1").is_err());
         assert!(validate(MIN_INSYNC_REPLICAS, "0").is_err());
+    }
+
+    #[test]
+    fn throttled_replica_lists_and_rates() {
+        assert!(validate(LEADER_THROTTLED_REPLICAS, "0:1, 1:2,2:3").is_ok());
+        assert!(validate(FOLLOWER_THROTTLED_REPLICAS, "*").is_ok());
+        assert!(validate(FOLLOWER_THROTTLED_REPLICAS, "").is_ok());
+        assert!(validate(LEADER_THROTTLED_REPLICAS, "0-1").is_err());
+        assert!(validate(LEADER_THROTTLED_REPLICAS, "0:1,*").is_err());
+        assert!(throttled("0:1,1:2", 1, 2));
+        assert!(!throttled("0:1,1:2", 1, 1));
+        assert!(throttled("*", 7, 9));
+        assert!(!throttled("", 0, 1));
+        assert!(validate_broker(LEADER_THROTTLED_RATE, "1048576").is_ok());
+        assert!(validate_broker(FOLLOWER_THROTTLED_RATE, "-1").is_err());
+        assert!(validate_broker("log.retention.ms", "1").is_err());
     }
 
     #[test]

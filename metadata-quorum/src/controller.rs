@@ -428,6 +428,65 @@ pub fn alter_topic_configs(
     decided(decide())
 }
 
+/// AlterConfigs / IncrementalAlterConfigs on a broker (`broker` None: the cluster-wide
+/// default): only the dynamic broker configs ([`crate::configs::DYNAMIC_BROKER_CONFIGS`]).
+pub fn alter_broker_configs(
+    image: &MetadataImage,
+    broker: Option<i32>,
+    ops: &[ConfigOp],
+    replace: bool,
+) -> ControllerResult<Result<(), MetadataError>> {
+    let decide = || -> Result<Vec<MetadataRecord>, MetadataError> {
+        let current = image
+            .broker_configs
+            .get(&broker)
+            .cloned()
+            .unwrap_or_default();
+        let mut next = if replace {
+            BTreeMap::new()
+        } else {
+            current.clone()
+        };
+        for op in ops {
+            match op {
+                ConfigOp::Set { key, value } => {
+                    crate::configs::validate_broker(key, value)?;
+                    next.insert(key.clone(), value.trim().to_string());
+                }
+                ConfigOp::Delete { key } => {
+                    if crate::configs::lookup_broker(key).is_none() {
+                        crate::configs::validate_broker(key, "")?;
+                    }
+                    next.remove(key);
+                }
+                ConfigOp::Append { key, .. } | ConfigOp::Subtract { key, .. } => {
+                    return Err(MetadataError::InvalidConfig {
+                        key: key.clone(),
+                        reason: "APPEND and SUBTRACT work on list configs only".into(),
+                    })
+                }
+            }
+        }
+        let set = next
+            .iter()
+            .filter(|(k, v)| current.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), Some(v.clone())));
+        let removed = current
+            .keys()
+            .filter(|k| !next.contains_key(*k))
+            .map(|k| (k.clone(), None));
+        Ok(set
+            .chain(removed)
+            .map(|(key, value)| MetadataRecord::BrokerConfigChange {
+                broker_id: broker,
+                key,
+                value,
+            })
+            .collect())
+    };
+    decided(decide())
+}
+
 /// Grows a topic to `total` partitions (CreatePartitions). New partitions are spread over the
 /// live brokers like the first ones, or placed as `assignments` says.
 pub fn create_partitions(
@@ -1543,6 +1602,41 @@ mod tests {
         assert_eq!(fresh.response, Ok(()));
         let image = image.replay(&fresh.records).expect("replay");
         assert!(image.brokers.contains_key(&3) && image.unregistered.is_empty());
+    }
+
+    #[test]
+    fn dynamic_broker_configs_per_broker_and_by_default() {
+        let image = cluster(&[1, 2]);
+        let set = |k: &str, v: &str| ConfigOp::Set {
+            key: k.into(),
+            value: v.into(),
+        };
+        let rate = crate::configs::LEADER_THROTTLED_RATE;
+        let r = alter_broker_configs(&image, None, &[set(rate, "1000")], false);
+        assert_eq!(r.response, Ok(()));
+        let image = image.replay(&r.records).expect("replay");
+        let r = alter_broker_configs(&image, Some(2), &[set(rate, "500")], false);
+        let image = image.replay(&r.records).expect("replay");
+        assert_eq!(image.broker_config(1, rate), Some("1000"));
+        assert_eq!(image.broker_config(2, rate), Some("500"));
+        // Refused without a record: a static config, a bad value, a list operation.
+        for bad in [
+            set("log.retention.ms", "1"),
+            set(rate, "-5"),
+            ConfigOp::Append {
+                key: rate.into(),
+                value: "1".into(),
+            },
+        ] {
+            let r = alter_broker_configs(&image, Some(2), std::slice::from_ref(&bad), false);
+            assert!(r.response.is_err() && r.records.is_empty(), "{bad:?}");
+        }
+        // Removing broker 2's own value falls back to the default.
+        let del = ConfigOp::Delete { key: rate.into() };
+        let r = alter_broker_configs(&image, Some(2), &[del], false);
+        let image = image.replay(&r.records).expect("replay");
+        assert_eq!(image.broker_config(2, rate), Some("1000"));
+        assert!(!image.broker_configs.contains_key(&Some(2)));
     }
 
     #[test]

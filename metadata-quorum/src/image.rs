@@ -112,6 +112,8 @@ pub struct MetadataImage {
     pub quotas: Arc<crate::quota::QuotaIndex>,
     /// Broker incarnations unregistered (decommissioned), which may not register again.
     pub unregistered: BTreeMap<i32, Uuid>,
+    /// Dynamic broker configs by broker (None: the cluster-wide default).
+    pub broker_configs: BTreeMap<Option<i32>, BTreeMap<String, String>>,
     topics: BTreeMap<String, Arc<TopicImage>>,
     topic_names: HashMap<Uuid, String>,
 }
@@ -127,6 +129,14 @@ impl MetadataImage {
 
     pub fn topics(&self) -> impl Iterator<Item = &Arc<TopicImage>> {
         self.topics.values()
+    }
+
+    /// A dynamic broker config of `broker_id`: its own value, else the cluster-wide default.
+    pub fn broker_config(&self, broker_id: i32, key: &str) -> Option<&str> {
+        [Some(broker_id), None]
+            .iter()
+            .find_map(|b| self.broker_configs.get(b)?.get(key))
+            .map(String::as_str)
     }
 
     /// Brokers that are registered and not fenced, in id order.
@@ -182,6 +192,24 @@ impl MetadataImage {
                 self.broker_mut(*broker_id)?;
                 self.brokers.remove(broker_id);
                 self.unregistered.insert(*broker_id, *incarnation);
+            }
+            MetadataRecord::BrokerConfigChange {
+                broker_id,
+                key,
+                value,
+            } => {
+                let configs = self.broker_configs.entry(*broker_id).or_default();
+                match value {
+                    Some(v) => {
+                        configs.insert(key.clone(), v.clone());
+                    }
+                    None => {
+                        configs.remove(key);
+                    }
+                }
+                if configs.is_empty() {
+                    self.broker_configs.remove(broker_id);
+                }
             }
             MetadataRecord::FenceBroker { broker_id } => self.broker_mut(*broker_id)?.fenced = true,
             MetadataRecord::UnfenceBroker { broker_id } => {

@@ -20,6 +20,7 @@
 //!   the metadata log and forward admin requests.
 
 pub mod acl;
+pub mod balancer;
 pub mod configs;
 pub mod controller;
 mod error;

@@ -124,6 +124,13 @@ pub enum MetadataRecord {
         broker_id: i32,
         incarnation: Uuid,
     },
+    /// Sets (`Some`) or removes (`None`) a dynamic broker config of one broker, or with
+    /// `broker_id` None the cluster-wide default (Kafka's `<default>` broker entity).
+    BrokerConfigChange {
+        broker_id: Option<i32>,
+        key: String,
+        value: Option<String>,
+    },
 }
 
 impl MetadataRecord {
@@ -147,6 +154,7 @@ impl MetadataRecord {
             MetadataRecord::ConfigChange { .. } => "ConfigChange",
             MetadataRecord::PartitionReassignment { .. } => "PartitionReassignment",
             MetadataRecord::UnregisterBroker { .. } => "UnregisterBroker",
+            MetadataRecord::BrokerConfigChange { .. } => "BrokerConfigChange",
         }
     }
 }

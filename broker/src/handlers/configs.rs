@@ -1,6 +1,8 @@
-//! DescribeConfigs (1-4), AlterConfigs (0-2) and IncrementalAlterConfigs (0-1) for topics
-//! (and describing the broker's own defaults). Changes go through the metadata quorum as
-//! ConfigChange records, so every broker sees them without a restart.
+//! DescribeConfigs (1-4), AlterConfigs (0-2) and IncrementalAlterConfigs (0-1) for topics,
+//! and for brokers: describing the broker's defaults (its flags, read-only) and its dynamic
+//! configs (the replication throttle rates), which can be altered per broker or for all
+//! (the empty name). Changes go through the metadata quorum as ConfigChange and
+//! BrokerConfigChange records, so every broker sees them without a restart.
 
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -10,6 +12,7 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::ResponseError;
+use metadata_quorum::configs;
 use metadata_quorum::controller::ConfigOp;
 
 use super::str_bytes;
@@ -18,6 +21,9 @@ use crate::Broker;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+/// Kafka's ConfigSource codes of dynamic broker configs.
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 
 fn entry(
     r: &Resolved,
@@ -96,9 +102,18 @@ pub fn describe(
                 }
             };
             let wanted = res.configuration_keys.as_ref();
-            let configs = resolved
+            let wanted_name =
+                |name: &str| wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == name));
+            let mut configs: Vec<DescribeConfigsResourceResult> = resolved
                 .iter()
-                .filter(|r| wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == r.def.name)))
+                .filter(|r| {
+                    let name = if res.resource_type == RESOURCE_BROKER {
+                        r.def.broker_name
+                    } else {
+                        r.def.name
+                    };
+                    wanted_name(name)
+                })
                 .map(|r| {
                     let mut e = entry(
                         r,
@@ -112,6 +127,41 @@ pub fn describe(
                     e
                 })
                 .collect();
+            if res.resource_type == RESOURCE_BROKER {
+                // The dynamic ones: this broker's own value, the cluster default, or Kafka's.
+                let own = (!res.resource_name.is_empty()).then_some(broker.node_id);
+                for d in configs::DYNAMIC_BROKER_CONFIGS
+                    .iter()
+                    .filter(|d| wanted_name(d.name))
+                {
+                    let mut synonyms: Vec<(String, String, i8)> = Vec::new();
+                    if let Some(v) =
+                        own.and_then(|b| image.broker_configs.get(&Some(b))?.get(d.name))
+                    {
+                        synonyms.push((d.name.into(), v.clone(), SOURCE_DYNAMIC_BROKER));
+                    }
+                    if let Some(v) = image.broker_configs.get(&None).and_then(|c| c.get(d.name)) {
+                        synonyms.push((d.name.into(), v.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER));
+                    }
+                    synonyms.push((
+                        d.name.into(),
+                        d.default.into(),
+                        topic_config::SOURCE_DEFAULT,
+                    ));
+                    let r = Resolved {
+                        def: d,
+                        value: synonyms[0].1.clone(),
+                        source: synonyms[0].2,
+                        synonyms,
+                    };
+                    configs.push(entry(
+                        &r,
+                        req.include_synonyms,
+                        req.include_documentation,
+                        false,
+                    ));
+                }
+            }
             base.with_configs(configs)
         })
         .collect();
@@ -127,11 +177,35 @@ async fn apply(
     replace: bool,
     validate_only: bool,
 ) -> (i16, Option<String>) {
+    if resource_type == RESOURCE_BROKER {
+        // "" is the cluster-wide default (Kafka's <default> broker entity).
+        let target = match name {
+            "" => None,
+            n => match n.parse::<i32>() {
+                Ok(id) if id >= 0 => Some(id),
+                _ => {
+                    return (
+                        ResponseError::InvalidRequest.code(),
+                        Some(format!("'{n}' is not a broker id")),
+                    )
+                }
+            },
+        };
+        return match broker
+            .controller
+            .alter_broker_configs(target, ops, replace, validate_only)
+            .await
+        {
+            Ok(Ok(())) => (0, None),
+            Ok(Err(e)) => (e.kafka_code(), Some(e.to_string())),
+            Err(e) => (e.kafka_code(), Some(e.to_string())),
+        };
+    }
     if resource_type != RESOURCE_TOPIC {
         return (
             ResponseError::InvalidRequest.code(),
             Some(format!(
-                "altering resource type {resource_type} is not supported; broker configs are flags"
+                "altering resource type {resource_type} is not supported"
             )),
         );
     }

@@ -28,10 +28,13 @@ use uuid::Uuid;
 use super::topic_name;
 use crate::log::{PartitionLog, ReadLimit};
 use crate::replica::selector::{preferred_read_replica, ReadCandidate};
+use crate::replica::throttle::{self, ReplicationThrottle, Side};
 use crate::Broker;
 
 /// The longest a fetch may park, whatever it asks for.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+/// How soon a fetch holding back throttled partitions looks at the throttle again.
+const THROTTLE_RECHECK: Duration = Duration::from_millis(100);
 
 struct Wanted {
     index: i32,
@@ -42,6 +45,8 @@ struct Wanted {
     limit: ReadLimit,
     /// The follower this consumer should read from instead (KIP-392).
     redirect: Option<i32>,
+    /// A follower's fetch of a replica under a leader-side replication throttle (KIP-73).
+    throttled: bool,
 }
 
 struct WantedTopic {
@@ -74,6 +79,10 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
     } else {
         ""
     };
+    // The leader-side replication throttle (KIP-73), when one is set.
+    let leader_rate = (replica >= 0)
+        .then(|| throttle::rate(&image, broker.node_id, Side::Leader))
+        .flatten();
     let topics: Vec<WantedTopic> = req
         .topics
         .iter()
@@ -93,6 +102,7 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
                 .iter()
                 .map(|p| {
                     let mut redirect = None;
+                    let mut throttled = false;
                     let log = topic.ok_or(unknown).and_then(|topic| {
                         let meta = usize::try_from(p.partition)
                             .ok()
@@ -113,6 +123,15 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
                             log.check_leader_epoch(p.current_leader_epoch)
                                 .map_err(|e| e.kafka_error())?;
                             log.follower_fetched(replica, p.fetch_offset, now)?;
+                            throttled = leader_rate.is_some()
+                                && throttle::throttled(
+                                    &image,
+                                    &topic.name,
+                                    meta.partition,
+                                    broker.node_id,
+                                    replica,
+                                    Side::Leader,
+                                );
                         }
                         if leads && !client_rack.is_empty() {
                             redirect =
@@ -128,6 +147,7 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
                         leader_epoch: p.current_leader_epoch,
                         limit,
                         redirect,
+                        throttled,
                     }
                 })
                 .collect();
@@ -139,6 +159,10 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
         })
         .collect();
 
+    let throttling = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .any(|p| p.throttled);
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + max_wait;
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -155,7 +179,8 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
             .flat_map(|t| t.partitions.iter())
             .filter_map(|p| p.log.as_ref().ok().map(|l| l.subscribe_for(p.limit)))
             .collect();
-        let (response, bytes, errors) = read_once(&topics, max_bytes, version);
+        let throttle = leader_rate.map(|r| (&broker.leader_throttle, r));
+        let (response, bytes, errors) = read_once(&topics, max_bytes, version, throttle);
         let now = Instant::now();
         if bytes >= min_bytes || errors || now >= deadline || watchers.is_empty() {
             return response;
@@ -165,11 +190,19 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
             .map(|w| Box::pin(w.changed()) as Pin<Box<dyn Future<Output = _> + Send + '_>>)
             .collect();
         let waiting = std::time::Instant::now();
-        let woken = tokio::time::timeout_at(deadline, select_all(changes)).await;
+        // A partition held back by the replication throttle may be served again within a
+        // fraction of a second: look again then rather than at the end of max_wait.
+        let until = if throttling {
+            deadline.min(now + THROTTLE_RECHECK)
+        } else {
+            deadline
+        };
+        let woken = tokio::time::timeout_at(until, select_all(changes)).await;
         crate::metrics::waited(waiting);
         if woken.is_err() {
             // Timed out: answer with whatever there is now.
-            let (response, _, _) = read_once(&topics, max_bytes, version);
+            let throttle = leader_rate.map(|r| (&broker.leader_throttle, r));
+            let (response, _, _) = read_once(&topics, max_bytes, version, throttle);
             return response;
         }
     }
@@ -210,7 +243,9 @@ fn read_once(
     topics: &[WantedTopic],
     max_bytes: usize,
     version: i16,
+    throttle: Option<(&ReplicationThrottle, u64)>,
 ) -> (FetchResponse, usize, bool) {
+    let now_ms = crate::log::now_ms().max(0) as u64;
     let mut total = 0usize;
     let mut errors = false;
     let responses = topics
@@ -251,7 +286,9 @@ fn read_once(
                             .with_records(Some(Default::default()));
                     }
                     let budget = max_bytes.saturating_sub(total);
-                    if budget == 0 && total > 0 {
+                    let held =
+                        p.throttled && throttle.is_some_and(|(t, rate)| t.exceeded(rate, now_ms));
+                    if held || (budget == 0 && total > 0) {
                         let hw = log.high_watermark();
                         let start = log.state().log_start_offset;
                         return base
@@ -263,6 +300,9 @@ fn read_once(
                     match log.read_up_to(p.offset, p.max_bytes.min(budget).max(1), p.limit) {
                         Ok(r) => {
                             total += r.records.len();
+                            if let (true, Some((t, rate))) = (p.throttled, throttle) {
+                                t.record(rate, r.records.len(), now_ms);
+                            }
                             let lso = log.last_stable_offset();
                             let mut out = base
                                 .with_high_watermark(r.high_watermark)

@@ -10,8 +10,9 @@
 
 pub mod isr;
 pub mod selector;
+pub mod throttle;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,9 +33,12 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::log::{LogManager, PartitionLog};
+use throttle::Side;
 
 /// Fetch and OffsetForLeaderEpoch versions the fetchers speak (topic ids in Fetch).
 const FETCH_VERSION: i16 = 13;
+/// How long a fetcher whose every partition is throttled waits before looking again.
+const THROTTLE_PAUSE: Duration = Duration::from_millis(50);
 const OFFSET_FOR_LEADER_EPOCH_VERSION: i16 = 4;
 /// Bytes asked per partition and per fetch.
 const PARTITION_MAX_BYTES: i32 = 8 << 20;
@@ -52,6 +56,8 @@ pub struct FetcherConfig {
     pub max_wait: Duration,
     /// How this broker connects to the inter-broker listener of the others.
     pub security: strom_client::security::Security,
+    /// The follower side's replication throttle (KIP-73), shared by every fetcher.
+    pub throttle: Arc<throttle::ReplicationThrottle>,
 }
 
 /// One partition a fetcher pulls.
@@ -191,7 +197,7 @@ async fn fetch_loop(
     let mut conn: Option<Connection> = None;
     loop {
         let now = Instant::now();
-        let ready: Vec<(TopicPartition, Target)> = targets
+        let mut ready: Vec<(TopicPartition, Target)> = targets
             .lock()
             .iter()
             .filter(|(_, t)| t.retry_at.is_none_or(|at| at <= now))
@@ -215,9 +221,46 @@ async fn fetch_loop(
                 }
             },
         };
+        // Replicas under the follower-side throttle (KIP-73) sit out while its rate is spent.
+        let image = controller.image();
+        let rate = throttle::rate(&image, config.node_id, Side::Follower);
+        let throttled: HashSet<TopicPartition> = match rate {
+            Some(_) => ready
+                .iter()
+                .filter(|(tp, t)| {
+                    let node = config.node_id;
+                    throttle::throttled(
+                        &image,
+                        t.name.as_str(),
+                        tp.partition,
+                        node,
+                        node,
+                        Side::Follower,
+                    )
+                })
+                .map(|(tp, _)| *tp)
+                .collect(),
+            None => HashSet::new(),
+        };
+        let now_ms = crate::log::now_ms().max(0) as u64;
+        if let Some(rate) = rate.filter(|_| !throttled.is_empty()) {
+            if config.throttle.exceeded(rate, now_ms) {
+                ready.retain(|(tp, _)| !throttled.contains(tp));
+                if ready.is_empty() {
+                    tokio::time::sleep(THROTTLE_PAUSE).await;
+                    continue;
+                }
+            }
+        }
         let result = match ready.iter().any(|(_, t)| !t.truncated) {
             true => truncate_diverged(c, &config, &targets, &ready).await,
-            false => fetch_once(c, &config, &targets, &ready).await,
+            false => fetch_once(c, &config, &targets, &ready, &throttled)
+                .await
+                .map(|bytes| {
+                    if let (Some(rate), true) = (rate, bytes > 0) {
+                        config.throttle.record(rate, bytes, now_ms);
+                    }
+                }),
         };
         if let Err(e) = result {
             debug!(leader, error = %e, "replica fetch failed; reconnecting");
@@ -347,13 +390,15 @@ async fn truncate_diverged(
     Ok(())
 }
 
-/// One Fetch for every ready partition; appends what comes back.
+/// One Fetch for every ready partition; appends what comes back. Returns the record bytes
+/// received for the `throttled` partitions.
 async fn fetch_once(
     conn: &mut Connection,
     config: &FetcherConfig,
     targets: &Targets,
     ready: &[(TopicPartition, Target)],
-) -> Result<(), strom_client::ClientError> {
+    throttled: &HashSet<TopicPartition>,
+) -> Result<usize, strom_client::ClientError> {
     let mut by_topic: HashMap<uuid::Uuid, Vec<FetchPartition>> = HashMap::new();
     for (tp, t) in ready {
         let state = t.log.state();
@@ -397,18 +442,22 @@ async fn fetch_once(
         for (tp, t) in ready {
             retry(targets, tp, t.leader_epoch, Duration::from_secs(1));
         }
-        return Ok(());
+        return Ok(0);
     }
+    let mut throttled_bytes = 0;
     for topic in resp.responses {
         for p in topic.partitions {
             let tp = TopicPartition::new(topic.topic_id, p.partition_index as u32);
             let Some((_, t)) = ready.iter().find(|(x, _)| *x == tp) else {
                 continue;
             };
+            if throttled.contains(&tp) {
+                throttled_bytes += p.records.as_ref().map_or(0, |r| r.len());
+            }
             apply_fetched(targets, &tp, t, p);
         }
     }
-    Ok(())
+    Ok(throttled_bytes)
 }
 
 fn apply_fetched(

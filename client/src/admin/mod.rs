@@ -443,6 +443,26 @@ impl Admin {
 
     /// Sets or resets topic configs (IncrementalAlterConfigs); all or nothing.
     pub async fn alter_configs(&mut self, topic: &str, ops: &[ConfigOp]) -> Result<(), AdminError> {
+        self.alter_resource_configs(2, topic, ops).await
+    }
+
+    /// Sets or resets a broker's dynamic configs (`broker` None: the cluster-wide default),
+    /// such as `leader.replication.throttled.rate`; all or nothing.
+    pub async fn alter_broker_configs(
+        &mut self,
+        broker: Option<i32>,
+        ops: &[ConfigOp],
+    ) -> Result<(), AdminError> {
+        let name = broker.map(|b| b.to_string()).unwrap_or_default();
+        self.alter_resource_configs(4, &name, ops).await
+    }
+
+    async fn alter_resource_configs(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+        ops: &[ConfigOp],
+    ) -> Result<(), AdminError> {
         let configs = ops
             .iter()
             .map(|op| match op {
@@ -458,17 +478,18 @@ impl Admin {
             .collect();
         let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
             AlterConfigsResource::default()
-                .with_resource_type(2)
-                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_resource_type(resource_type)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
                 .with_configs(configs),
         ]);
         let r = self.any_send(req, 1).await?;
         let res = first(&r.responses, "IncrementalAlterConfigs")?;
-        check(
-            format!("topic '{topic}'"),
-            res.error_code,
-            res.error_message.as_deref(),
-        )
+        let what = match (resource_type, name) {
+            (2, t) => format!("topic '{t}'"),
+            (_, "") => "the brokers' default".to_string(),
+            (_, b) => format!("broker {b}"),
+        };
+        check(what, res.error_code, res.error_message.as_deref())
     }
 
     /// Grows `topic` to `total` partitions.

@@ -221,6 +221,14 @@ pub struct ReassignArgs {
     /// {"version": 1, "partitions": [{"topic", "partition", "replicas"}]}
     #[arg(long)]
     pub reassignment_json_file: Option<std::path::PathBuf>,
+    /// With --execute: hold the moving replicas' catch-up to this many bytes per second
+    /// (KIP-73: the brokers' leader/follower.replication.throttled.rate and the topics'
+    /// throttled replica lists). --verify removes the throttle once every move is done.
+    #[arg(long)]
+    pub throttle: Option<u64>,
+    /// With --verify: leave the throttle in place.
+    #[arg(long)]
+    pub preserve_throttles: bool,
 }
 
 /// kafka-leader-election.sh's options.

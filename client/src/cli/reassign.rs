@@ -7,7 +7,7 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use super::{CliError, ReassignArgs};
-use crate::admin::BrokerDescription;
+use crate::admin::{BrokerDescription, ConfigOp};
 use crate::placement::{self, PlacedBroker};
 use crate::TopicPartition;
 
@@ -105,6 +105,52 @@ pub fn placed(ids: &[i32], cluster: &[BrokerDescription], rack_aware: bool) -> V
         .collect()
 }
 
+const LEADER_RATE: &str = "leader.replication.throttled.rate";
+const FOLLOWER_RATE: &str = "follower.replication.throttled.rate";
+const LEADER_REPLICAS: &str = "leader.replication.throttled.replicas";
+const FOLLOWER_REPLICAS: &str = "follower.replication.throttled.replicas";
+
+/// What a throttled --execute sets, as kafka-reassign-partitions.sh does: the rates on every
+/// broker a moving partition is or will be on; per topic, the leader-side list (every
+/// current replica of a moving partition, since any of them may lead while it moves) and
+/// the follower-side list (the replicas being added).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ThrottlePlan {
+    pub brokers: std::collections::BTreeSet<i32>,
+    /// topic -> (leader list, follower list), `partition:broker,...`.
+    pub topics: std::collections::BTreeMap<String, (String, String)>,
+}
+
+pub fn throttle_plan(current: &Assignment, wanted: &Assignment) -> ThrottlePlan {
+    let mut brokers = std::collections::BTreeSet::new();
+    let mut lists: std::collections::BTreeMap<String, (Vec<String>, Vec<String>)> =
+        Default::default();
+    for (tp, target) in wanted {
+        let Some((_, now)) = current.iter().find(|(c, _)| c == tp) else {
+            continue;
+        };
+        if now == target {
+            continue;
+        }
+        brokers.extend(now.iter().chain(target));
+        let (leader, follower) = lists.entry(tp.topic.clone()).or_default();
+        leader.extend(now.iter().map(|b| format!("{}:{b}", tp.partition)));
+        follower.extend(
+            target
+                .iter()
+                .filter(|b| !now.contains(b))
+                .map(|b| format!("{}:{b}", tp.partition)),
+        );
+    }
+    ThrottlePlan {
+        brokers,
+        topics: lists
+            .into_iter()
+            .map(|(t, (l, f))| (t, (l.join(","), f.join(","))))
+            .collect(),
+    }
+}
+
 fn read(path: &std::path::Path, what: &str) -> Result<String, CliError> {
     std::fs::read_to_string(path)
         .map_err(|e| CliError::Input(format!("{what} {}: {e}", path.display())))
@@ -189,6 +235,35 @@ pub async fn run(target: &super::Target, args: ReassignArgs) -> Result<(), CliEr
             "Current partition replica assignment\n\n{}\n\nSave this to use as the --reassignment-json-file option during rollback",
             assignment_json(&current)
         );
+        if let Some(rate) = args.throttle {
+            let throttle = throttle_plan(&current, &wanted);
+            for b in &throttle.brokers {
+                admin
+                    .alter_broker_configs(
+                        Some(*b),
+                        &[
+                            ConfigOp::Set(LEADER_RATE.into(), rate.to_string()),
+                            ConfigOp::Set(FOLLOWER_RATE.into(), rate.to_string()),
+                        ],
+                    )
+                    .await?;
+            }
+            for (topic, (leader, follower)) in &throttle.topics {
+                admin
+                    .alter_configs(
+                        topic,
+                        &[
+                            ConfigOp::Set(LEADER_REPLICAS.into(), leader.clone()),
+                            ConfigOp::Set(FOLLOWER_REPLICAS.into(), follower.clone()),
+                        ],
+                    )
+                    .await?;
+            }
+            let _ = writeln!(
+                out,
+                "Warning: You must run --verify periodically, until the reassignment completes, to ensure the throttle is removed.\nThe inter-broker throttle limit was set to {rate} B/s"
+            );
+        }
         let targets: Vec<(TopicPartition, Option<Vec<i32>>)> =
             wanted.into_iter().map(|(tp, r)| (tp, Some(r))).collect();
         let results = admin.alter_partition_reassignments(&targets).await?;
@@ -227,7 +302,7 @@ pub async fn run(target: &super::Target, args: ReassignArgs) -> Result<(), CliEr
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let current = current_of(topics).await?;
+        let current = current_of(topics.clone()).await?;
         let _ = writeln!(out, "Status of partition reassignment:");
         let mut unfinished = 0;
         for (tp, r) in &wanted {
@@ -250,6 +325,39 @@ pub async fn run(target: &super::Target, args: ReassignArgs) -> Result<(), CliEr
             return Err(CliError::Input(format!(
                 "{unfinished} partition(s) not reassigned yet"
             )));
+        }
+        if !args.preserve_throttles {
+            // Every move is done: the throttle has nothing left to hold (Kafka's --verify).
+            let cluster = admin.describe_cluster().await?;
+            let ids: Vec<String> = cluster.brokers.iter().map(|b| b.id.to_string()).collect();
+            for b in &cluster.brokers {
+                admin
+                    .alter_broker_configs(
+                        Some(b.id),
+                        &[
+                            ConfigOp::Delete(LEADER_RATE.into()),
+                            ConfigOp::Delete(FOLLOWER_RATE.into()),
+                        ],
+                    )
+                    .await?;
+            }
+            let _ = writeln!(
+                out,
+                "Clearing broker-level throttles on brokers {}",
+                ids.join(",")
+            );
+            for topic in &topics {
+                admin
+                    .alter_configs(
+                        topic,
+                        &[
+                            ConfigOp::Delete(LEADER_REPLICAS.into()),
+                            ConfigOp::Delete(FOLLOWER_REPLICAS.into()),
+                        ],
+                    )
+                    .await?;
+                let _ = writeln!(out, "Clearing topic-level throttles on topic {topic}");
+            }
         }
     } else if args.cancel {
         let wanted = file()?;
@@ -355,6 +463,27 @@ mod tests {
         // --disable-rack-aware: consecutive brokers, so some partitions sit on one rack.
         let p = plan(&current, &placed(&[1, 2, 3, 4], &cluster, false)).expect("plan");
         assert!(p.iter().any(|(_, r)| rack(r[0]) == rack(r[1])), "{p:?}");
+    }
+
+    #[test]
+    fn a_throttle_names_the_current_replicas_as_leaders_and_the_new_ones_as_followers() {
+        let current: Assignment = vec![
+            (TopicPartition::new("t", 0), vec![1, 2]),
+            (TopicPartition::new("t", 1), vec![2, 3]),
+            (TopicPartition::new("u", 0), vec![1]),
+        ];
+        let wanted: Assignment = vec![
+            (TopicPartition::new("t", 0), vec![2, 4]),
+            (TopicPartition::new("t", 1), vec![2, 3]),
+            (TopicPartition::new("u", 0), vec![3]),
+        ];
+        let plan = throttle_plan(&current, &wanted);
+        assert_eq!(
+            plan.brokers.into_iter().collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        assert_eq!(plan.topics["t"], ("0:1,0:2".to_string(), "0:4".to_string()));
+        assert_eq!(plan.topics["u"], ("0:1".to_string(), "0:3".to_string()));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use metadata_quorum::controller::TopicDefaults;
 use metadata_quorum::quorum::tls::{QuorumTls, TlsFiles};
-use metadata_quorum::quorum::{LeaderBalance, QuorumConfig, QuorumNode};
+use metadata_quorum::quorum::{LeaderBalance, QuorumConfig, QuorumNode, ReplicaBalance};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -85,6 +85,20 @@ struct Cli {
         default_value_t = 300
     )]
     leader_imbalance_check_interval_seconds: u64,
+    /// Move replicas between brokers when their replica counts differ by more than one (a
+    /// broker was added), through KIP-455 reassignments, one round at a time.
+    #[arg(long, env = "STROM_AUTO_REPLICA_BALANCE_ENABLE", default_value_t = false, action = clap::ArgAction::Set)]
+    auto_replica_balance_enable: bool,
+    /// How often the active controller checks the replica balance.
+    #[arg(
+        long,
+        env = "STROM_REPLICA_BALANCE_CHECK_INTERVAL_SECONDS",
+        default_value_t = 30
+    )]
+    replica_balance_check_interval_seconds: u64,
+    /// The most replicas one balancing round moves.
+    #[arg(long, env = "STROM_REPLICA_BALANCE_MAX_MOVES", default_value_t = 10)]
+    replica_balance_max_moves: usize,
     /// Log output format.
     #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -167,6 +181,11 @@ async fn main() -> anyhow::Result<()> {
             enabled: cli.auto_leader_rebalance_enable,
             per_broker_percentage: cli.leader_imbalance_per_broker_percentage,
             check_interval: Duration::from_secs(cli.leader_imbalance_check_interval_seconds),
+        },
+        replica_balance: ReplicaBalance {
+            enabled: cli.auto_replica_balance_enable,
+            check_interval: Duration::from_secs(cli.replica_balance_check_interval_seconds),
+            max_moves: cli.replica_balance_max_moves,
         },
     })
     .await;

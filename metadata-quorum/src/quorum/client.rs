@@ -288,6 +288,24 @@ impl RemoteController {
         }
     }
 
+    /// AlterConfigs (`replace`) or IncrementalAlterConfigs on a broker's dynamic configs
+    /// (`broker` None: the cluster-wide default).
+    pub async fn alter_broker_configs(
+        &self,
+        broker: Option<i32>,
+        ops: Vec<ConfigOp>,
+        replace: bool,
+        validate_only: bool,
+    ) -> Result<Result<(), MetadataError>, ControllerError> {
+        self.change(ControllerRequest::AlterBrokerConfigs {
+            broker,
+            ops,
+            replace,
+            validate_only,
+        })
+        .await
+    }
+
     /// UnregisterBroker through the active controller; answers once this broker's image no
     /// longer has `broker_id`.
     pub async fn unregister_broker(

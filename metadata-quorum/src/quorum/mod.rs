@@ -57,6 +57,8 @@ pub struct QuorumConfig {
     /// Mutual TLS on the quorum's HTTP (served and used to reach the other voters).
     pub tls: Option<tls::QuorumTls>,
     pub leader_balance: LeaderBalance,
+    /// Continuous replica balancing (off by default).
+    pub replica_balance: ReplicaBalance,
 }
 
 /// Automatic preferred leader balancing by the active controller.
@@ -78,6 +80,28 @@ impl Default for LeaderBalance {
             enabled: true,
             per_broker_percentage: 10,
             check_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Continuous replica balancing ([`crate::balancer`]): moves replicas through reassignments
+/// when the live brokers' replica counts differ by more than one (a broker was added).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaBalance {
+    pub enabled: bool,
+    /// How often the active controller looks.
+    pub check_interval: Duration,
+    /// The most replicas one round moves.
+    pub max_moves: usize,
+}
+
+impl Default for ReplicaBalance {
+    /// Off; when on, every 30 s, up to 10 moves a round.
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            check_interval: Duration::from_secs(30),
+            max_moves: 10,
         }
     }
 }
@@ -141,6 +165,7 @@ struct Liveness {
     shutting_down: HashMap<i32, Uuid>,
     /// When the leader balance was last checked.
     balance_checked: Option<Instant>,
+    replicas_balanced: Option<Instant>,
 }
 
 pub struct QuorumNode {
@@ -357,6 +382,23 @@ impl QuorumNode {
                 info!(broker_id, %incarnation, "broker registered");
                 Ok(ControllerResponse::Registered {
                     metadata_offset: offset,
+                })
+            }
+            ControllerRequest::AlterBrokerConfigs {
+                broker,
+                ops,
+                replace,
+                validate_only,
+            } => {
+                let (result, metadata_offset) = self
+                    .propose(|image| {
+                        controller::alter_broker_configs(image, broker, &ops, replace)
+                            .validate_only(validate_only)
+                    })
+                    .await?;
+                Ok(ControllerResponse::Changed {
+                    result,
+                    metadata_offset,
                 })
             }
             ControllerRequest::UnregisterBroker { broker_id } => {
@@ -774,6 +816,53 @@ impl QuorumNode {
         }
     }
 
+    /// Continuous replica balancing, every `check_interval` on the active controller when
+    /// enabled: starts the reassignments [`crate::balancer::replica_moves`] plans.
+    async fn balance_replicas(&self) {
+        let balance = self.config.replica_balance;
+        if !balance.enabled {
+            return;
+        }
+        {
+            let mut l = self.liveness.lock();
+            let now = Instant::now();
+            match l.replicas_balanced {
+                Some(t) if now.duration_since(t) < balance.check_interval => return,
+                _ => l.replicas_balanced = Some(now),
+            }
+        }
+        if crate::balancer::replica_moves(&self.image(), balance.max_moves).is_empty() {
+            return;
+        }
+        // Planned again on the image the proposal sees.
+        let mut planned = Vec::new();
+        let result = self
+            .propose(|image| {
+                planned = crate::balancer::replica_moves(image, balance.max_moves);
+                controller::alter_partition_reassignments(image, &planned)
+            })
+            .await;
+        match result {
+            Ok((results, _)) => {
+                let started: Vec<String> = planned
+                    .iter()
+                    .filter(|((t, p), _)| {
+                        results
+                            .iter()
+                            .any(|((rt, rp), r)| rt == t && rp == p && r.is_ok())
+                    })
+                    .map(|((t, p), target)| format!("{t}-{p}->{target:?}"))
+                    .collect();
+                info!(
+                    count = started.len(),
+                    moves = ?started,
+                    "replica imbalance: reassignments started"
+                );
+            }
+            Err(e) => warn!(error = %e, "replica balancing failed"),
+        }
+    }
+
     /// Decides against the current image and commits the records, one decision at a time.
     async fn propose<T>(
         &self,
@@ -837,6 +926,7 @@ impl QuorumNode {
                     // The first balance check comes one interval after taking office, as
                     // Kafka's, so returning brokers have time to catch up.
                     l.balance_checked = Some(now);
+                    l.replicas_balanced = Some(now);
                     info!(node_id = self.id, "became the active controller");
                 }
                 let since = l.leader_since.unwrap_or(now);
@@ -891,6 +981,7 @@ impl QuorumNode {
             }
             self.complete_reassignments().await;
             self.balance_leaders().await;
+            self.balance_replicas().await;
         }
     }
 

@@ -83,6 +83,13 @@ pub enum ControllerRequest {
     UnregisterBroker {
         broker_id: i32,
     },
+    /// AlterConfigs / IncrementalAlterConfigs on a broker (None: the cluster-wide default).
+    AlterBrokerConfigs {
+        broker: Option<i32>,
+        ops: Vec<ConfigOp>,
+        replace: bool,
+        validate_only: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
