@@ -92,6 +92,8 @@ for n in 0 1 2; do
   logs=$("${pods[@]}" logs "strom-broker-$n" 2>&1)
   grep -q 'controlled shutdown: leaderships handed over' <<<"$logs" \
     || { echo "k8s: strom-broker-$n did not complete a controlled shutdown" >&2; exit 1; }
+  grep -q 'controlled shutdown requested over HTTP (preStop)' <<<"$logs" \
+    || { echo "k8s: strom-broker-$n's preStop hook did not trigger it" >&2; exit 1; }
 done
 passed=$((passed + 1))
 echo "k8s: $passed passed"

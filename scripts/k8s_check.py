@@ -12,6 +12,7 @@ object is well-formed.
 - the voters and the brokers' quorum list name exactly the controller pods, by their stable
   DNS names through the headless Service, with node ids equal to the ordinals;
 - the advertised Kafka address is <pod>.<headless service>.<namespace>.svc;
+- the broker's preStop hook POSTs its own /v1/admin/controlled-shutdown;
 - the data directory is the volume claim's mount; the grace period covers a controlled
   shutdown;
 - every STROM_* variable is one the binary reads, and every server.properties key maps to a
@@ -183,6 +184,13 @@ def main():
         check(grace * 1000 > timeout_ms + 5000,
               f"terminationGracePeriodSeconds {grace} does not cover a controlled shutdown "
               f"of {timeout_ms} ms")
+        # The preStop hook triggers the controlled shutdown on the broker's own HTTP port.
+        hook = b.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+        http_port = port_of(benv["STROM_HTTP_LISTEN"])
+        check(any(f"127.0.0.1:{http_port}/v1/admin/controlled-shutdown" in a for a in hook)
+              and "--post-data" in hook,
+              f"the broker's preStop hook {hook} does not POST /v1/admin/controlled-shutdown "
+              f"on its HTTP port {http_port}")
         for k in props:
             flag = "--" + k.replace(".", "-")
             check(flag in broker_help or k in KAFKA_NAMES,

@@ -4,8 +4,8 @@ reachable at its stable DNS names through the headless Service
 (`strom-broker-2.strom-broker`, `...strom-broker.default.svc`), with the pod's environment
 (downward-API fields, the zone label of the node it lands on, and `$(VAR)` references resolved
 as the kubelet does), its ConfigMaps
-mounted, a volume per claim, the readiness probe as healthcheck and the grace period as the
-stop timeout. It tests the identity rules and the wiring of the manifests with the real image;
+mounted, a volume per claim, the readiness probe as healthcheck, the grace period as the
+stop timeout and the preStop hook as a label scripts/rolling-restart.sh runs before a stop. It tests the identity rules and the wiring of the manifests with the real image;
 scheduling, PDBs and Services' load balancing are Kubernetes' and are not emulated.
 
     python scripts/k8s_compose.py RENDERED.yaml OUT_DIR [--namespace default]
@@ -15,6 +15,7 @@ client on the host that must resolve the pods' names: every pod has a fixed addr
 """
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -116,6 +117,11 @@ def main():
                 "networks": {"pods": {"ipv4_address": addr, "aliases": names}},
                 "restart": "no",
             }
+            # The preStop hook, for scripts/rolling-restart.sh to run before stopping the
+            # container, as the kubelet runs it before SIGTERM.
+            pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+            if pre_stop:
+                services[pod]["labels"] = {"io.strom.pre-stop": json.dumps(pre_stop)}
     compose = {
         "version": "2.4",
         "services": services,

@@ -65,6 +65,15 @@ for s in "${services[@]}"; do
     [ "$i" = 240 ] && { echo "rolling-restart: $s: still out of sync: $lagging" >&2; exit 1; }
     sleep 0.5
   done
+  # A preStop hook (the label scripts/k8s_compose.py copies from the pod spec) runs first,
+  # as the kubelet runs it before SIGTERM.
+  cid=$("${compose[@]}" ps -q "$s")
+  pre_stop=$(docker inspect -f '{{ index .Config.Labels "io.strom.pre-stop" }}' "$cid" 2>/dev/null || true)
+  if [ -n "$pre_stop" ] && [ "$pre_stop" != "<no value>" ]; then
+    mapfile -t hook < <(python3 -c 'import json,sys; print("\n".join(json.loads(sys.argv[1])))' "$pre_stop")
+    say "$s: preStop: ${hook[*]}"
+    "${compose[@]}" exec -T "$s" "${hook[@]}" >/dev/null || say "$s: preStop failed (stopping anyway, as the kubelet does)"
+  fi
   say "$s: stopping (SIGTERM, controlled shutdown, up to ${grace}s)"
   "${compose[@]}" stop -t "$grace" "$s" >/dev/null 2>&1
   say "$s: stopped; starting"

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use metadata_quorum::quorum::api;
+use metadata_quorum::quorum::tls::PeerAddr;
 use serde_json::{json, Value};
 use strom_storage::TopicPartition;
 use tokio::net::TcpListener;
@@ -50,6 +51,10 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(readyz))
+        .route(
+            "/v1/admin/controlled-shutdown",
+            axum::routing::post(controlled_shutdown),
+        )
         .merge(crate::console::routes())
         .fallback(|| async {
             ApiError {
@@ -74,15 +79,22 @@ pub async fn serve(
     };
     let result = match tls {
         None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<PeerAddr>(),
+            )
+            .with_graceful_shutdown(stop)
+            .await
         }
         Some(tls) => {
             // New connections get the certificate of the moment (it is reloaded on change).
             let acceptor = Arc::new(move || tls.acceptor());
             match metadata_quorum::quorum::tls::TlsListener::new(listener, acceptor) {
-                Ok(l) => axum::serve(l, app).with_graceful_shutdown(stop).await,
+                Ok(l) => {
+                    axum::serve(l, app.into_make_service_with_connect_info::<PeerAddr>())
+                        .with_graceful_shutdown(stop)
+                        .await
+                }
                 Err(e) => Err(e),
             }
         }
@@ -90,6 +102,39 @@ pub async fn serve(
     if let Err(e) = result {
         warn!(error = %e, "http server failed");
     }
+}
+
+/// `POST /v1/admin/controlled-shutdown`: what a Kubernetes preStop hook calls before the
+/// pod's SIGTERM. Hands every leadership over (as SIGTERM would) and answers once done, so
+/// the kubelet sends SIGTERM to a broker that leads nothing. Only from this host: the
+/// broker's own loopback, where the hook runs.
+async fn controlled_shutdown(
+    State(b): State<Arc<Broker>>,
+    axum::extract::ConnectInfo(PeerAddr(peer)): axum::extract::ConnectInfo<PeerAddr>,
+) -> Result<Json<Value>, ApiError> {
+    if !peer.ip().is_loopback() {
+        return Err(ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+            message: format!(
+                "a controlled shutdown is triggered from the broker's own host only (this came from {peer})"
+            ),
+        });
+    }
+    tracing::info!(%peer, "controlled shutdown requested over HTTP (preStop)");
+    let started = std::time::Instant::now();
+    b.controlled_shutdown().await;
+    let image = b.image();
+    let leading = image
+        .topics()
+        .flat_map(|t| t.partitions.iter())
+        .filter(|p| p.leader == b.node_id)
+        .count();
+    Ok(Json(json!({
+        "node_id": b.node_id,
+        "leading": leading,
+        "elapsed_ms": started.elapsed().as_millis() as u64,
+    })))
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -83,6 +83,8 @@ pub struct Broker {
     /// The leader side's replication throttle (KIP-73; the follower side's is the
     /// fetchers').
     pub leader_throttle: replica::throttle::ReplicationThrottle,
+    /// A controlled shutdown has run (it runs once).
+    pub shut_down: std::sync::atomic::AtomicBool,
     /// End offsets of partitions with no replica here, for group lag.
     pub remote_ends: lag::RemoteEnds,
     /// Set once every partition this broker hosts has had it in the ISR since it started
@@ -410,6 +412,7 @@ impl Broker {
             remote_ends: lag::RemoteEnds::default(),
             replicas_caught_up: std::sync::atomic::AtomicBool::new(false),
             leader_throttle: Default::default(),
+            shut_down: Default::default(),
         });
         broker.sync_partitions(&broker.image());
 
@@ -553,8 +556,21 @@ impl RunningBroker {
 
 impl RunningBroker {
     async fn controlled_shutdown(&self) {
-        let b = &self.broker;
-        if !b.config.controlled_shutdown_enable {
+        self.broker.controlled_shutdown().await;
+    }
+}
+
+impl Broker {
+    /// Controlled shutdown (controlled.shutdown.enable): stop heartbeating and have the
+    /// controller hand every leadership to another in-sync replica, waiting until this
+    /// broker's image shows it. Once per process: SIGTERM, or before it a Kubernetes preStop
+    /// hook (`POST /v1/admin/controlled-shutdown`), whichever comes first; the broker then
+    /// serves nothing it leads and is fenced, and only stopping it remains.
+    pub async fn controlled_shutdown(&self) {
+        let b = self;
+        if !b.config.controlled_shutdown_enable
+            || b.shut_down.swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
             return;
         }
         let image = b.image();

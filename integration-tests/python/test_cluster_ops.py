@@ -3,6 +3,7 @@ AdminClient.elect_leaders (ElectLeaders, what kafka-leader-election.sh sends) af
 moved leadership away from a broker that has since come back; the controller doing the same
 by itself (auto.leader.rebalance.enable); and a controlled shutdown on SIGTERM."""
 
+import json
 import subprocess
 import time
 import uuid
@@ -189,3 +190,37 @@ def test_preferred_leaders_come_back_without_being_asked(tmp_path):
                     "UNKNOWN_TOPIC_OR_PARTITION" in missing.stdout, missing.stdout
         finally:
             c.stop()
+
+
+def test_a_prestop_request_hands_leadership_over_before_sigterm(cluster):
+    """What the Kubernetes preStop hook does: POST /v1/admin/controlled-shutdown on the
+    broker's own HTTP port hands every leadership over and answers once the broker leads
+    nothing; the SIGTERM that follows has nothing left to do."""
+    import urllib.request
+
+    topic = f"prestop-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=3)])[topic].result(30)
+    watcher = cluster.brokers[1]
+    parts = lambda: watcher.http(f"/v1/topics/{topic}")["partitions"]  # noqa: E731
+    wait_until(lambda: any(p["leader"] == 1 for p in parts()) and all(
+        len(p["isr"]) == 3 for p in parts()), what="broker 1 leading, all in sync")
+    b1 = cluster.brokers[0]
+
+    def post():
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{b1.http_port}/v1/admin/controlled-shutdown", data=b"",
+            method="POST")
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read())
+
+    answer = post()
+    assert answer["node_id"] == 1 and answer["leading"] == 0, answer
+    assert not any(p["leader"] == 1 for p in parts()), "every leadership moved at once"
+    assert any(b["id"] == 1 and b["state"] == "fenced" for b in watcher.http("/v1/brokers"))
+    assert post()["leading"] == 0, "a second request is harmless"
+    # SIGTERM now: a clean exit (stop() kills it if it takes longer than 15 s).
+    b1.stop()
+    assert b1.proc.returncode == 0
+    log = b1.log_path.read_text()
+    assert log.count("controlled shutdown: leaderships handed over") == 1, "once, on the request"

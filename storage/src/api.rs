@@ -244,6 +244,16 @@ impl WriteBatch {
         Ok(())
     }
 
+    /// Adds a batch copied from the leader. It may start past the log end: the leader's
+    /// compaction can remove whole batches, leaving a gap in its offsets that a new replica
+    /// copies as it is (Kafka's followers accept any batch at or past their log end).
+    pub fn push_replicated(&mut self, batch: StoredBatch) -> Result<(), StorageError> {
+        if batch.base_offset > self.state.log_end_offset && batch.last_offset >= batch.base_offset {
+            self.state.log_end_offset = batch.base_offset;
+        }
+        self.push(batch)
+    }
+
     /// The partition state once this write is applied.
     pub fn state(&self) -> PartitionState {
         PartitionState {

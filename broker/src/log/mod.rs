@@ -687,7 +687,8 @@ impl PartitionLog {
     }
 
     /// Appends batches fetched from the leader as they are (offsets, leader epochs and
-    /// producer fields kept), after checking each one's CRC and that they continue this log.
+    /// producer fields kept), after checking each one's CRC and that it starts at or past this
+    /// log's end (past it: offsets the leader's compaction removed whole).
     /// Producer state and the epoch cache follow the batches, so a follower that becomes
     /// leader answers retries and OffsetForLeaderEpoch as the old leader would have.
     pub fn append_replicated(&self, records: &bytes::Bytes) -> Result<usize, LogError> {
@@ -717,7 +718,7 @@ impl PartitionLog {
                     start_offset: base_offset,
                 });
             }
-            write.push(StoredBatch {
+            write.push_replicated(StoredBatch {
                 base_offset,
                 last_offset,
                 max_timestamp: b.max_timestamp,
@@ -1780,6 +1781,33 @@ pub(crate) mod tests {
         let mut seen = Vec::new();
         let n = follower.replay(|r| seen.push(r.offset)).expect("replay");
         assert_eq!((n, seen), (3, vec![0, 1, 5]));
+    }
+
+    #[test]
+    fn a_new_replica_copies_the_gaps_compaction_left() {
+        // The leader's compaction removed offsets 0-2 whole: its first batch is 3..=3, then
+        // 7..=8. A replica starting empty copies both, gaps included.
+        let follower = replica_log(2, 1, 0);
+        let at = |base: i64, n: usize| {
+            let mut b = encode_batch(n, 0, Compression::None).to_vec();
+            b[0..8].copy_from_slice(&base.to_be_bytes());
+            b
+        };
+        let mut data = at(3, 1);
+        data.extend(at(7, 2));
+        assert_eq!(
+            follower
+                .append_replicated(&bytes::Bytes::from(data))
+                .expect("a gap is what compaction leaves, not an error"),
+            2
+        );
+        assert_eq!(follower.log_end_offset(), 9);
+        let mut seen = Vec::new();
+        follower.replay(|r| seen.push(r.offset)).expect("replay");
+        assert_eq!(seen, vec![3, 7, 8]);
+        // Overlapping what it holds is still refused.
+        let overlap = bytes::Bytes::from(at(8, 2));
+        assert!(follower.append_replicated(&overlap).is_err());
     }
 
     #[test]

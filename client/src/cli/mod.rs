@@ -13,9 +13,11 @@ mod cluster;
 mod connect;
 mod consume;
 mod groups;
+mod http;
 mod leader_election;
 mod perf;
 mod produce;
+mod quorum;
 mod quotas;
 mod reassign;
 mod topics;
@@ -151,6 +153,42 @@ pub enum Command {
     /// Partition replica placement.
     #[command(subcommand)]
     Partitions(PartitionsCommand),
+    /// The Raft metadata quorum, like kafka-metadata-quorum.sh: describe, add-controller,
+    /// remove-controller (KIP-853).
+    MetadataQuorum(QuorumArgs),
+}
+
+#[derive(Args)]
+pub struct QuorumArgs {
+    /// A controller's HTTP address (host:port); changes are forwarded to the active one.
+    #[arg(
+        long,
+        env = "STROM_BOOTSTRAP_CONTROLLER",
+        default_value = "127.0.0.1:9093"
+    )]
+    pub bootstrap_controller: String,
+    #[command(subcommand)]
+    pub command: QuorumCommand,
+}
+
+#[derive(Subcommand)]
+pub enum QuorumCommand {
+    /// The active controller, its term, the committed index and the voters.
+    Describe,
+    /// Make a running controller a voter: it catches up as a learner first (KIP-853
+    /// AddRaftVoter). Start it with --join and --voters naming the current voters.
+    AddController {
+        #[arg(long)]
+        controller_id: u64,
+        /// Its quorum address (host:port, what it --listen s on).
+        #[arg(long)]
+        controller_address: String,
+    },
+    /// Remove a voter (KIP-853 RemoveRaftVoter); the last one cannot be removed.
+    RemoveController {
+        #[arg(long)]
+        controller_id: u64,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -806,6 +844,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::LeaderElection(a) => leader_election::run(t, a).await,
         Command::Partitions(PartitionsCommand::Reassign(a)) => reassign::run(t, a).await,
         Command::Connect(c) => return connect::run(c).await,
+        Command::MetadataQuorum(q) => return quorum::run(q).await,
     };
     result.map_err(|e| {
         let why = match e {

@@ -17,7 +17,7 @@ use tracing_subscriber::EnvFilter;
     about = "A controller of Strom's Raft metadata quorum"
 )]
 struct Cli {
-    /// This controller's id; must appear in --voters.
+    /// This controller's id; must appear in --voters (unless --join).
     #[arg(
         long,
         env = "STROM_NODE_ID",
@@ -37,6 +37,11 @@ struct Cli {
     /// Every voter, as id@host:port,... (Kafka's controller.quorum.voters).
     #[arg(long, env = "STROM_VOTERS")]
     voters: String,
+    /// Join a running quorum (KIP-853): --voters names its current voters, not this one.
+    /// The controller waits, serving nothing, until `strom metadata-quorum add-controller`
+    /// catches it up as a learner and makes it a voter.
+    #[arg(long, env = "STROM_JOIN")]
+    join: bool,
     /// A broker silent for this long is fenced (broker.session.timeout.ms).
     #[arg(long, env = "STROM_BROKER_SESSION_TIMEOUT_MS", default_value_t = 3000)]
     broker_session_timeout_ms: u64,
@@ -125,9 +130,13 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let voters = match QuorumConfig::parse_voters(&cli.voters) {
-        Ok(v) if v.contains_key(&node_id) => v,
+        Ok(v) if v.contains_key(&node_id) != cli.join => v,
+        Ok(_) if cli.join => {
+            eprintln!("error: --join: --node-id {node_id} is already in --voters");
+            std::process::exit(2);
+        }
         Ok(_) => {
-            eprintln!("error: --node-id {node_id} is not in --voters");
+            eprintln!("error: --node-id {node_id} is not in --voters (to add a controller to a running quorum, start it with --join, then `strom metadata-quorum add-controller`)");
             std::process::exit(2);
         }
         Err(e) => {

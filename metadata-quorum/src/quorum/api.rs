@@ -35,6 +35,11 @@ pub fn router(node: Arc<QuorumNode>) -> Router {
         .route("/raft/snapshot", post(raft_snapshot))
         .route("/controller", post(controller))
         .route("/controller/records", get(records))
+        .route("/v1/quorum/voters", get(voters).post(add_voter))
+        .route(
+            "/v1/quorum/voters/{id}",
+            axum::routing::delete(remove_voter),
+        )
         .route("/v1/cluster", get(cluster))
         .route("/v1/brokers", get(brokers))
         .route("/v1/topics", get(topics))
@@ -168,6 +173,70 @@ async fn controller(
     let forwarded = headers.contains_key(FORWARDED_HEADER);
     let result: Result<_, ControllerError> = node.handle(req, forwarded).await;
     bincode_response(&result)
+}
+
+/// `GET /v1/quorum/voters`: the voters of the current membership.
+async fn voters(State(node): State<Arc<QuorumNode>>) -> Json<Value> {
+    Json(voters_json(&node))
+}
+
+fn voters_json(node: &QuorumNode) -> Value {
+    json!({
+        "voters": node.voters().into_iter().map(|(id, addr)| json!({"id": id, "addr": addr}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct NewVoter {
+    id: u64,
+    addr: String,
+}
+
+/// `POST /v1/quorum/voters {"id", "addr"}` (KIP-853 AddRaftVoter), through the active
+/// controller: answers once the new controller is a voter.
+async fn add_voter(State(node): State<Arc<QuorumNode>>, body: Bytes) -> Response {
+    let v: NewVoter = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_body(e),
+    };
+    change_voters(
+        &node,
+        ControllerRequest::AddVoter {
+            id: v.id,
+            addr: v.addr,
+        },
+    )
+    .await
+}
+
+/// `DELETE /v1/quorum/voters/{id}` (KIP-853 RemoveRaftVoter), through the active controller.
+async fn remove_voter(State(node): State<Arc<QuorumNode>>, Path(id): Path<u64>) -> Response {
+    change_voters(&node, ControllerRequest::RemoveVoter { id }).await
+}
+
+async fn change_voters(node: &QuorumNode, req: ControllerRequest) -> Response {
+    match node.handle(req, false).await {
+        // The voters as the active controller has them once the change committed.
+        Ok(super::rpc::ControllerResponse::Voters { result: Ok(voters) }) => Json(json!({
+            "voters": voters.into_iter().map(|(id, addr)| json!({"id": id, "addr": addr}))
+                .collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Ok(super::rpc::ControllerResponse::Voters { result: Err(e) }) => {
+            json_error(StatusCode::BAD_REQUEST, e.code(), e.to_string())
+        }
+        Ok(other) => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unexpected_answer",
+            format!("{other:?}"),
+        ),
+        Err(e) => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "controller_error",
+            e.to_string(),
+        ),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -35,7 +35,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::controller::{self, ControllerResult as Decision, TopicDefaults};
-use crate::MetadataImage;
+use crate::{MetadataError, MetadataImage};
 use rpc::{ControllerError, ControllerRequest, ControllerResponse};
 pub use state_machine::MetadataState;
 use types::{NodeId, Proposal, Raft};
@@ -264,7 +264,14 @@ impl QuorumNode {
             sm,
         )
         .await?;
-        if !raft.is_initialized().await? {
+        if !config.voters.contains_key(&config.node_id) {
+            // Not among the first voters: a controller joining a running quorum (KIP-853),
+            // which stays a bystander until the active controller adds it.
+            info!(
+                node_id = config.node_id,
+                "not in --voters: waiting to be added (strom metadata-quorum add-controller)"
+            );
+        } else if !raft.is_initialized().await? {
             let members: BTreeMap<NodeId, BasicNode> = config
                 .voters
                 .iter()
@@ -401,6 +408,8 @@ impl QuorumNode {
                     metadata_offset,
                 })
             }
+            ControllerRequest::AddVoter { id, addr } => self.add_voter(id, addr).await,
+            ControllerRequest::RemoveVoter { id } => self.remove_voter(id).await,
             ControllerRequest::UnregisterBroker { broker_id } => {
                 let (result, metadata_offset) = self
                     .propose(|image| controller::unregister_broker(image, broker_id))
@@ -776,13 +785,11 @@ impl QuorumNode {
         if !balance.enabled {
             return;
         }
-        {
-            let mut l = self.liveness.lock();
-            let now = Instant::now();
-            match l.balance_checked {
-                Some(t) if now.duration_since(t) < balance.check_interval => return,
-                _ => l.balance_checked = Some(now),
-            }
+        if !due(
+            &mut self.liveness.lock().balance_checked,
+            balance.check_interval,
+        ) {
+            return;
         }
         let named = controller::imbalanced_partitions(&self.image(), balance.per_broker_percentage);
         if named.is_empty() {
@@ -823,13 +830,11 @@ impl QuorumNode {
         if !balance.enabled {
             return;
         }
-        {
-            let mut l = self.liveness.lock();
-            let now = Instant::now();
-            match l.replicas_balanced {
-                Some(t) if now.duration_since(t) < balance.check_interval => return,
-                _ => l.replicas_balanced = Some(now),
-            }
+        if !due(
+            &mut self.liveness.lock().replicas_balanced,
+            balance.check_interval,
+        ) {
+            return;
         }
         if crate::balancer::replica_moves(&self.image(), balance.max_moves).is_empty() {
             return;
@@ -997,13 +1002,90 @@ impl QuorumNode {
         now.duration_since(seen) > self.config.broker_session_timeout
     }
 
-    /// Voters and what this node knows of them, for the JSON API.
+    /// The voters of the current Raft membership with their addresses (which KIP-853
+    /// changes at run time; `--voters` only seeds the first membership).
     pub fn voters(&self) -> Vec<(NodeId, String)> {
-        self.config
-            .voters
-            .iter()
-            .map(|(k, v)| (*k, v.clone()))
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        membership
+            .voter_ids()
+            .map(|id| {
+                let addr = membership
+                    .get_node(&id)
+                    .map(|n| n.addr.clone())
+                    .or_else(|| self.config.voters.get(&id).cloned())
+                    .unwrap_or_default();
+                (id, addr)
+            })
             .collect()
+    }
+
+    /// KIP-853 AddRaftVoter on the active controller: the new controller catches up as a
+    /// learner (openraft's `add_learner`, waiting until it has the log), then the membership
+    /// changes to include it (joint consensus). Adding a voter twice changes nothing.
+    async fn add_voter(
+        &self,
+        id: NodeId,
+        addr: String,
+    ) -> Result<ControllerResponse, ControllerError> {
+        // Not under the write lock: metadata changes go on while the learner catches up, and
+        // openraft runs one membership change at a time.
+        let mut voters = self.members();
+        if voters.contains(&id) {
+            return Ok(self.voters_changed(Ok(())));
+        }
+        info!(voter = id, %addr, "adding a controller: catching it up as a learner");
+        let caught_up = tokio::time::timeout(
+            Duration::from_secs(60),
+            self.raft.add_learner(id, BasicNode { addr }, true),
+        )
+        .await;
+        match caught_up {
+            Err(_) => {
+                return Ok(self.voters_changed(Err(MetadataError::InvalidRequest {
+                    reason: format!("controller {id} did not catch up within 60 s; is it running and reachable at that address?"),
+                })))
+            }
+            Ok(Err(e)) => return Err(client_write_error(e)),
+            Ok(Ok(_)) => {}
+        }
+        voters.insert(id);
+        self.raft
+            .change_membership(voters.clone(), false)
+            .await
+            .map_err(client_write_error)?;
+        info!(voters = ?voters, "controller added to the voters");
+        Ok(self.voters_changed(Ok(())))
+    }
+
+    /// KIP-853 RemoveRaftVoter on the active controller. The last voter cannot be removed;
+    /// removing the active controller itself hands leadership to another voter once the new
+    /// membership commits.
+    async fn remove_voter(&self, id: NodeId) -> Result<ControllerResponse, ControllerError> {
+        let mut voters = self.members();
+        if !voters.contains(&id) {
+            return Ok(self.voters_changed(Err(MetadataError::InvalidRequest {
+                reason: format!("controller {id} is not a voter (voters: {voters:?})"),
+            })));
+        }
+        if voters.len() == 1 {
+            return Ok(self.voters_changed(Err(MetadataError::InvalidRequest {
+                reason: format!("controller {id} is the last voter"),
+            })));
+        }
+        voters.remove(&id);
+        self.raft
+            .change_membership(voters.clone(), false)
+            .await
+            .map_err(client_write_error)?;
+        info!(removed = id, voters = ?voters, "controller removed from the voters");
+        Ok(self.voters_changed(Ok(())))
+    }
+
+    fn voters_changed(&self, result: Result<(), MetadataError>) -> ControllerResponse {
+        ControllerResponse::Voters {
+            result: result.map(|()| self.voters()),
+        }
     }
 
     /// The quorum as this (active) controller sees it: each voter's replicated index, the
@@ -1138,6 +1220,19 @@ fn check_leader_error(
         RaftError::Fatal(f) => ControllerError::Internal {
             reason: f.to_string(),
         },
+    }
+}
+
+/// Whether a periodic duty is due (never run, or last run `interval` ago or more); if so it
+/// counts as run now.
+fn due(last: &mut Option<Instant>, interval: Duration) -> bool {
+    let now = Instant::now();
+    match *last {
+        Some(t) if now.duration_since(t) < interval => false,
+        _ => {
+            *last = Some(now);
+            true
+        }
     }
 }
 

@@ -90,6 +90,16 @@ pub enum ControllerRequest {
         replace: bool,
         validate_only: bool,
     },
+    /// KIP-853 AddRaftVoter: controller `id` at `addr` catches up as a learner, then joins
+    /// the voters.
+    AddVoter {
+        id: u64,
+        addr: String,
+    },
+    /// KIP-853 RemoveRaftVoter: controller `id` leaves the voters.
+    RemoveVoter {
+        id: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +166,10 @@ pub enum ControllerResponse {
         metadata_offset: u64,
         /// Partitions it led that went offline: no other replica was in sync to take over.
         offline: usize,
+    },
+    /// The answer to AddVoter / RemoveVoter: the voters (id, address) after the change.
+    Voters {
+        result: Result<Vec<(u64, String)>, MetadataError>,
     },
 }
 
