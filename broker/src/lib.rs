@@ -83,8 +83,9 @@ pub struct Broker {
     /// The leader side's replication throttle (KIP-73; the follower side's is the
     /// fetchers').
     pub leader_throttle: replica::throttle::ReplicationThrottle,
-    /// A controlled shutdown has run (it runs once).
-    pub shut_down: std::sync::atomic::AtomicBool,
+    /// A controlled shutdown has handed everything over (it runs until it does, once at a
+    /// time).
+    pub shut_down: tokio::sync::Mutex<bool>,
     /// End offsets of partitions with no replica here, for group lag.
     pub remote_ends: lag::RemoteEnds,
     /// Set once every partition this broker hosts has had it in the ISR since it started
@@ -565,12 +566,16 @@ impl Broker {
     /// controller hand every leadership to another in-sync replica, waiting until this
     /// broker's image shows it. Once per process: SIGTERM, or before it a Kubernetes preStop
     /// hook (`POST /v1/admin/controlled-shutdown`), whichever comes first; the broker then
-    /// serves nothing it leads and is fenced, and only stopping it remains.
+    /// serves nothing it leads and is fenced, and only stopping it remains. A second caller
+    /// (SIGTERM while the hook's request runs) waits for the first; one that failed or was
+    /// cut short runs again.
     pub async fn controlled_shutdown(&self) {
         let b = self;
-        if !b.config.controlled_shutdown_enable
-            || b.shut_down.swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
+        if !b.config.controlled_shutdown_enable {
+            return;
+        }
+        let mut done = b.shut_down.lock().await;
+        if *done {
             return;
         }
         let image = b.image();
@@ -578,6 +583,7 @@ impl Broker {
             .live_brokers()
             .any(|other| other.broker_id != b.node_id)
         {
+            *done = true;
             return;
         }
         let before = image
@@ -588,12 +594,15 @@ impl Broker {
         let started = std::time::Instant::now();
         let timeout = Duration::from_millis(b.config.controlled_shutdown_timeout_ms);
         match b.controller.controlled_shutdown(timeout).await {
-            Ok(outcome) if outcome.applied => info!(
-                led_before = before,
-                offline = outcome.offline,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "controlled shutdown: leaderships handed over"
-            ),
+            Ok(outcome) if outcome.applied => {
+                *done = true;
+                info!(
+                    led_before = before,
+                    offline = outcome.offline,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "controlled shutdown: leaderships handed over"
+                )
+            }
             Ok(outcome) => warn!(
                 led_before = before,
                 offline = outcome.offline,

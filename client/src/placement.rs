@@ -7,8 +7,8 @@
 //! each further replica is the next broker in the order on a rack the partition does not
 //! use yet, and once every rack is used, the next broker not chosen yet. With no racks (or
 //! one) this is plain round-robin; with `rf` no larger than the number of racks, no two
-//! replicas of a partition share a rack. A broker without a rack counts as a rack of its own
-//! kind (none), so a cluster being given racks one broker at a time still places sensibly.
+//! replicas of a partition share a rack. Racks count only when every broker has one: a
+//! cluster being given racks one broker at a time places round-robin until it is done.
 
 use std::collections::BTreeMap;
 
@@ -20,10 +20,15 @@ pub struct PlacedBroker {
 }
 
 /// `brokers` in rack-alternating order: by rack name, the lowest id of each rack first.
+/// Racks count only when every broker has one; with some unracked they are ignored (Kafka
+/// refuses to place then; counting "no rack" as a rack would pile replicas on the few
+/// racked brokers).
 pub fn rack_alternated(brokers: &[PlacedBroker]) -> Vec<PlacedBroker> {
+    let racked = brokers.iter().all(|b| b.rack.is_some());
     let mut racks: BTreeMap<Option<&str>, Vec<&PlacedBroker>> = BTreeMap::new();
     for b in brokers {
-        racks.entry(b.rack.as_deref()).or_default().push(b);
+        let rack = if racked { b.rack.as_deref() } else { None };
+        racks.entry(rack).or_default().push(b);
     }
     for members in racks.values_mut() {
         members.sort_by_key(|b| b.id);
@@ -48,11 +53,14 @@ pub fn assign(brokers: &[PlacedBroker], start: usize, count: usize, rf: usize) -
     (0..count)
         .map(|p| {
             let first = (start + p) % n;
+            let racked = order.iter().all(|b| b.rack.is_some());
             let mut chosen: Vec<usize> = vec![first];
             while chosen.len() < rf.min(n) {
                 let candidates = (1..n).map(|k| (first + k) % n);
                 let unused_rack = candidates.clone().find(|&i| {
-                    !chosen.contains(&i) && chosen.iter().all(|&c| order[c].rack != order[i].rack)
+                    !chosen.contains(&i)
+                        && racked
+                        && chosen.iter().all(|&c| order[c].rack != order[i].rack)
                 });
                 let next = unused_rack.or_else(|| candidates.clone().find(|i| !chosen.contains(i)));
                 match next {
@@ -133,10 +141,22 @@ mod tests {
             (1, Some("a")),
             (2, Some("a")),
             (3, Some("b")),
-            (4, None),
+            (4, Some("c")),
             (5, Some("b")),
         ]);
         let ids: Vec<i32> = rack_alternated(&b).iter().map(|x| x.id).collect();
-        assert_eq!(ids, vec![4, 1, 3, 2, 5]);
+        assert_eq!(ids, vec![1, 3, 4, 2, 5]);
+    }
+
+    #[test]
+    fn with_some_brokers_unracked_racks_are_ignored() {
+        let b = brokers(&[(1, None), (2, None), (3, None), (4, Some("a"))]);
+        let plan = assign(&b, 0, 8, 2);
+        let with_4 = plan.iter().filter(|r| r.contains(&4)).count();
+        assert_eq!(
+            with_4, 4,
+            "broker 4 takes its share, not every partition: {plan:?}"
+        );
+        assert_eq!(plan[0], vec![1, 2]);
     }
 }

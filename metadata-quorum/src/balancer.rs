@@ -46,38 +46,44 @@ pub fn replica_moves(image: &MetadataImage, max_moves: usize) -> Vec<Reassignmen
     }
     let mut moves: Vec<Reassignment> = Vec::new();
     let mut moved: BTreeSet<(String, u32)> = BTreeSet::new();
+    let rack = |b: &i32| live.get(b).and_then(|r| r.as_deref());
+    // Racks count only when every live broker has one (with some unracked, as in Kafka's
+    // placement, they are ignored rather than piling replicas on the racked brokers).
+    let racked = live.values().all(Option::is_some);
     while moves.len() < max_moves {
-        // The most loaded (highest id among equals) and the least (lowest id).
-        let Some((&hi, &hi_n)) = load.iter().max_by_key(|(b, n)| (**n, **b)) else {
-            break;
-        };
-        let Some((&lo, &lo_n)) = load.iter().min_by_key(|(b, n)| (**n, **b)) else {
-            break;
-        };
-        if hi_n <= lo_n + 1 {
-            break;
-        }
-        let candidate = image.topics().find_map(|t| {
-            t.partitions.iter().find_map(|p| {
-                let key = (t.name.clone(), p.partition);
-                let slot = p.replicas.iter().position(|&r| r == hi)?;
-                if p.replicas.contains(&lo) || moved.contains(&key) {
-                    return None;
-                }
-                let rack = |b: &i32| live.get(b).and_then(|r| r.as_deref());
-                let others: Vec<Option<&str>> =
-                    p.replicas.iter().filter(|&&r| r != hi).map(rack).collect();
-                let lo_rack = rack(&lo);
-                let same_rack = lo_rack == rack(&hi);
-                if !same_rack && others.contains(&lo_rack) {
-                    return None;
-                }
-                let mut target = p.replicas.clone();
-                target[slot] = lo;
-                Some((key, target))
+        // Pairs (fuller, emptier) by how far apart they are, widest first; a pair with no
+        // allowed move (racks) gives way to the next rather than ending the round.
+        let mut pairs: Vec<(i32, i32, usize)> = load
+            .iter()
+            .flat_map(|(&hi, &hi_n)| {
+                load.iter()
+                    .filter(move |(_, &lo_n)| hi_n > lo_n + 1)
+                    .map(move |(&lo, &lo_n)| (hi, lo, hi_n - lo_n))
+            })
+            .collect();
+        pairs.sort_by_key(|&(hi, lo, gap)| (std::cmp::Reverse(gap), std::cmp::Reverse(hi), lo));
+        let found = pairs.iter().find_map(|&(hi, lo, _)| {
+            image.topics().find_map(|t| {
+                t.partitions.iter().find_map(|p| {
+                    let key = (t.name.clone(), p.partition);
+                    let slot = p.replicas.iter().position(|&r| r == hi)?;
+                    if p.replicas.contains(&lo) || moved.contains(&key) {
+                        return None;
+                    }
+                    if racked && rack(&lo) != rack(&hi) {
+                        let others: Vec<Option<&str>> =
+                            p.replicas.iter().filter(|&&r| r != hi).map(rack).collect();
+                        if others.contains(&rack(&lo)) {
+                            return None;
+                        }
+                    }
+                    let mut target = p.replicas.clone();
+                    target[slot] = lo;
+                    Some((hi, lo, key, target))
+                })
             })
         });
-        let Some((key, target)) = candidate else {
+        let Some((hi, lo, key, target)) = found else {
             break;
         };
         moved.insert(key.clone());
@@ -193,6 +199,28 @@ mod tests {
             BTreeMap::from([(1, 6), (2, 6), (3, 6), (4, 6)])
         );
         assert_eq!(rounds, 2, "six moves, four per round");
+    }
+
+    #[test]
+    fn a_pair_with_no_allowed_move_does_not_stop_the_round() {
+        // 1 (rack a) is in every partition and fullest, but each partition already has a
+        // rack-b replica, so 1 cannot give to 4 (rack b); 2 and 3 (rack b) can.
+        let mut img = image(
+            &[(1, "a"), (2, "b"), (3, "b"), (4, "b")],
+            &[&[1, 2], &[1, 3], &[1, 2], &[1, 3], &[1, 2], &[1, 3]],
+        );
+        let moves = replica_moves(&img, 10);
+        assert!(!moves.is_empty());
+        for (_, t) in &moves {
+            let t = t.as_ref().expect("target");
+            assert!(t.contains(&1) && t.contains(&4), "{t:?}");
+        }
+        img = finish(
+            img.replay(&alter_partition_reassignments(&img, &moves).records)
+                .expect("replay"),
+        );
+        let c = counts(&img);
+        assert_eq!((c[&2], c[&3], c[&4]), (2, 2, 2), "{c:?}");
     }
 
     #[test]

@@ -1049,6 +1049,8 @@ impl QuorumNode {
             Ok(Err(e)) => return Err(client_write_error(e)),
             Ok(Ok(_)) => {}
         }
+        // Read again: a removal that committed while the learner caught up stays removed.
+        voters = self.members();
         voters.insert(id);
         self.raft
             .change_membership(voters.clone(), false)
