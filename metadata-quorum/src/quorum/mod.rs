@@ -782,13 +782,12 @@ impl QuorumNode {
     /// active controller.
     async fn balance_leaders(&self) {
         let balance = self.config.leader_balance;
-        if !balance.enabled {
-            return;
-        }
-        if !due(
-            &mut self.liveness.lock().balance_checked,
-            balance.check_interval,
-        ) {
+        if !balance.enabled
+            || !due(
+                &mut self.liveness.lock().balance_checked,
+                balance.check_interval,
+            )
+        {
             return;
         }
         let named = controller::imbalanced_partitions(&self.image(), balance.per_broker_percentage);
@@ -827,13 +826,12 @@ impl QuorumNode {
     /// enabled: starts the reassignments [`crate::balancer::replica_moves`] plans.
     async fn balance_replicas(&self) {
         let balance = self.config.replica_balance;
-        if !balance.enabled {
-            return;
-        }
-        if !due(
-            &mut self.liveness.lock().replicas_balanced,
-            balance.check_interval,
-        ) {
+        if !balance.enabled
+            || !due(
+                &mut self.liveness.lock().replicas_balanced,
+                balance.check_interval,
+            )
+        {
             return;
         }
         if crate::balancer::replica_moves(&self.image(), balance.max_moves).is_empty() {
