@@ -215,6 +215,21 @@ pub struct BrokerConfig {
     #[arg(long, env = "STROM_BLOCK_CACHE_MB", default_value_t = 64)]
     pub block_cache_mb: usize,
 
+    /// Memory all partitions' memtables may use together, in MiB; past it the oldest is
+    /// flushed to disk.
+    #[arg(long, env = "STROM_WRITE_BUFFER_MB", default_value_t = 128)]
+    pub write_buffer_mb: usize,
+
+    /// How many partitions keep their batches in a RocksDB column family of their own (where
+    /// a flushed file is never rewritten); the rest share one. 0: all share.
+    #[arg(long, env = "STROM_STORAGE_PARTITION_FAMILIES", default_value_t = 128)]
+    pub storage_partition_families: usize,
+
+    /// Write the log store's table files with O_DIRECT, bypassing the page cache, when the
+    /// data directory's file system takes it.
+    #[arg(long, env = "STROM_STORAGE_DIRECT_IO", default_value_t = true, action = clap::ArgAction::Set)]
+    pub storage_direct_io: bool,
+
     /// Kafka listeners as NAME://host:port,... (listeners), e.g.
     /// PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:9094. Replaces --kafka-listen.
     #[arg(long, env = "STROM_LISTENERS")]

@@ -292,6 +292,10 @@ impl Broker {
             &config.data_dir.join("logs"),
             &RocksOptions {
                 block_cache_bytes: config.block_cache_mb << 20,
+                total_write_buffer_bytes: config.write_buffer_mb.max(8) << 20,
+                write_buffer_bytes: (config.write_buffer_mb.max(8) << 20).min(64 << 20),
+                direct_io: config.storage_direct_io,
+                partition_families: config.storage_partition_families,
                 ..RocksOptions::default()
             },
         )?;
@@ -314,6 +318,7 @@ impl Broker {
                 tls: quorum_tls.clone(),
                 leader_balance: Default::default(),
                 replica_balance: Default::default(),
+                release_version: None,
             })
             .await
             .map_err(|e| match e {

@@ -37,6 +37,7 @@ pub mod auth;
 pub mod cli;
 pub mod cluster;
 pub mod consumer;
+pub mod features;
 pub mod partitioner;
 pub mod placement;
 pub mod producer;

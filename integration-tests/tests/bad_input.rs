@@ -117,6 +117,11 @@ async fn malformed_frames_close_only_their_connection() {
         ("truncated DescribeTopicPartitions", request(75, 0, &[0x7f])),
         ("truncated DescribeLogDirs", request(35, 1, &[0, 0, 0, 5])),
         ("truncated DescribeQuorum", request(55, 2, &[0x7f])),
+        (
+            "truncated UpdateFeatures",
+            request(57, 1, &[0, 0, 0x75, 0x30, 2, 5]),
+        ),
+        ("unsupported UpdateFeatures version", request(57, 3, &[])),
         ("unsupported EndTxn version", request(26, 9, &[])),
         ("unsupported WriteTxnMarkers version", request(27, 0, &[])),
         // Metadata v0 claiming 2^31-1 topics in a few bytes: the patched decoder refuses it

@@ -1189,6 +1189,27 @@ pub fn register_broker(
     }
 }
 
+/// UpdateFeatures: every update is checked (`features::update`) and the records of all of
+/// them are committed together, or, if any is refused, none (the first refusal answers).
+pub fn update_features(
+    image: &MetadataImage,
+    updates: &[crate::features::FeatureUpdate],
+) -> ControllerResult<Result<(), MetadataError>> {
+    let decide = || -> Result<Vec<MetadataRecord>, MetadataError> {
+        let mut records = Vec::new();
+        for u in updates {
+            if updates.iter().filter(|o| o.name == u.name).count() > 1 {
+                return Err(MetadataError::FeatureUpdate {
+                    reason: format!("feature {} is named more than once", u.name),
+                });
+            }
+            records.extend(crate::features::update(image, u)?);
+        }
+        Ok(records)
+    };
+    decided(decide())
+}
+
 /// UnregisterBroker (KIP-500's `kafka-cluster.sh unregister`, the last step of a
 /// decommission): the broker leaves the cluster metadata. Refused while any partition still
 /// names it as a replica (move them off first: `strom cluster decommission` does), so no

@@ -38,6 +38,8 @@ pub enum MetadataError {
     FencedLeaderEpoch { requested: i32, current: i32 },
     #[error("partition epoch {requested} is not the current {current}")]
     InvalidUpdateVersion { requested: i32, current: i32 },
+    #[error("{reason}")]
+    FeatureUpdate { reason: String },
     #[error("replica {broker_id} cannot join the ISR: {reason}")]
     IneligibleReplica { broker_id: i32, reason: String },
     #[error("invalid ISR: {reason}")]
@@ -81,7 +83,7 @@ impl MetadataError {
             MetadataError::UnknownPartition { .. } => 3,
             MetadataError::NotLeader { .. } => 6,
             MetadataError::FencedLeaderEpoch { .. } => 74,
-            MetadataError::InvalidUpdateVersion { .. } => 95,
+            MetadataError::InvalidUpdateVersion { .. } | MetadataError::FeatureUpdate { .. } => 95,
             MetadataError::IneligibleReplica { .. } => 107,
             MetadataError::InvalidIsr { .. } => 42, // INVALID_REQUEST
             MetadataError::UnsupportedSaslMechanism { .. } => 33,
@@ -114,7 +116,9 @@ impl MetadataError {
             MetadataError::UnknownPartition { .. } => "unknown_partition",
             MetadataError::NotLeader { .. } => "not_leader",
             MetadataError::FencedLeaderEpoch { .. } => "fenced_leader_epoch",
-            MetadataError::InvalidUpdateVersion { .. } => "invalid_update_version",
+            MetadataError::InvalidUpdateVersion { .. } | MetadataError::FeatureUpdate { .. } => {
+                "invalid_update_version"
+            }
             MetadataError::IneligibleReplica { .. } => "ineligible_replica",
             MetadataError::InvalidIsr { .. } => "invalid_isr",
             MetadataError::UnsupportedSaslMechanism { .. } => "unsupported_sasl_mechanism",

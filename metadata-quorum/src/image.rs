@@ -114,6 +114,11 @@ pub struct MetadataImage {
     pub unregistered: BTreeMap<i32, Uuid>,
     /// Dynamic broker configs by broker (None: the cluster-wide default).
     pub broker_configs: BTreeMap<Option<i32>, BTreeMap<String, String>>,
+    /// Finalized feature levels (`metadata.version`, `kraft.version`).
+    pub features: BTreeMap<String, i16>,
+    /// The offset of the record that last changed a feature level (ApiVersions'
+    /// `finalized_features_epoch`).
+    pub features_epoch: i64,
     topics: BTreeMap<String, Arc<TopicImage>>,
     topic_names: HashMap<Uuid, String>,
 }
@@ -192,6 +197,14 @@ impl MetadataImage {
                 self.broker_mut(*broker_id)?;
                 self.brokers.remove(broker_id);
                 self.unregistered.insert(*broker_id, *incarnation);
+            }
+            MetadataRecord::FeatureLevel { name, level } => {
+                if *level > 0 {
+                    self.features.insert(name.clone(), *level);
+                } else {
+                    self.features.remove(name);
+                }
+                self.features_epoch = self.offset as i64;
             }
             MetadataRecord::BrokerConfigChange {
                 broker_id,

@@ -24,6 +24,7 @@ pub mod balancer;
 pub mod configs;
 pub mod controller;
 mod error;
+pub mod features;
 pub mod identity;
 mod image;
 pub mod quorum;

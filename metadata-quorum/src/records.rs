@@ -131,6 +131,11 @@ pub enum MetadataRecord {
         key: String,
         value: Option<String>,
     },
+    /// Finalizes a feature at `level` (Kafka's FeatureLevelRecord); 0 removes it.
+    FeatureLevel {
+        name: String,
+        level: i16,
+    },
 }
 
 impl MetadataRecord {
@@ -155,6 +160,7 @@ impl MetadataRecord {
             MetadataRecord::PartitionReassignment { .. } => "PartitionReassignment",
             MetadataRecord::UnregisterBroker { .. } => "UnregisterBroker",
             MetadataRecord::BrokerConfigChange { .. } => "BrokerConfigChange",
+            MetadataRecord::FeatureLevel { .. } => "FeatureLevel",
         }
     }
 }

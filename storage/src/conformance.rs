@@ -314,6 +314,24 @@ fn head_deletion_moves_the_start<S: LogStore>(store: &S) {
             base_offset: 2
         })
     );
+    // A follower emptying its log and starting again below the old start: the batches the
+    // deletion removed never come back.
+    let truncated = store
+        .truncate(t, i64::MIN, state_of(store, t), &[])
+        .expect("truncate");
+    assert_eq!(truncated.log_end_offset, 2);
+    store
+        .write_state(t, PartitionState::empty(0))
+        .expect("start again at 0");
+    append(store, t, &[(1, 40, 9)]);
+    assert_eq!(
+        offsets(&store.read(t, 0, i64::MAX, usize::MAX).expect("read")),
+        vec![0]
+    );
+    assert_eq!(
+        store.batch_infos(t, 0, i64::MAX, 10).expect("infos").len(),
+        1
+    );
 }
 
 fn replacement_is_atomic_and_keeps_offsets<S: LogStore>(store: &S) {

@@ -1,12 +1,26 @@
-//! The RocksDB engine: one database per broker, a column family per kind of data.
+//! The RocksDB engine: one database per broker. A partition's batches live in a column
+//! family of its own (`log-<topic id>-<partition>`, created at its first write, for up to
+//! `RocksOptions::partition_families` partitions) or, past that and for data written by
+//! earlier versions, in the shared `log` column family. The small per-partition data (time
+//! index, state, producers, epochs, aborted transactions) share one column family per kind.
+//!
+//! Why a column family per partition (docs/decisions/0019-storage-write-path.md): a
+//! partition's keys only grow, so a memtable holding one partition flushes to a file that
+//! overlaps no other file, and leveled compaction moves it down the levels without
+//! rewriting it. With every partition in one column family each flushed file spans all of
+//! them, and compaction rewrote the stored data again and again (5.7x written per byte
+//! produced). Retention deletes whole files (`DeleteFilesInRange`) instead of writing
+//! tombstones that would overlap the newest data.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
-    ReadOptions, WriteOptions, DB,
+    BlockBasedOptions, BoundColumnFamily, Cache, ColumnFamilyDescriptor, Direction, IteratorMode,
+    MultiThreaded, Options, ReadOptions, WriteOptions,
 };
 
 use crate::keys::{self, PARTITION_PREFIX_LEN};
@@ -15,23 +29,51 @@ use crate::{
     TimeIndexEntry, TopicPartition, WriteBatch,
 };
 
-const CF_LOG: &str = "log";
+type Db = rocksdb::DBWithThreadMode<MultiThreaded>;
+type Cf<'a> = Arc<BoundColumnFamily<'a>>;
+
+/// Batches of the partitions without a column family of their own: those past the limit,
+/// and every partition an earlier version wrote (they stay where they are).
+const CF_SHARED_LOG: &str = "log";
 const CF_TIMEINDEX: &str = "timeindex";
 const CF_STATE: &str = "state";
 const CF_PRODUCERS: &str = "producers";
 const CF_EPOCHS: &str = "epochs";
 const CF_TXNINDEX: &str = "txnindex";
+const LOG_CF_PREFIX: &str = "log-";
+
+fn log_cf_name(tp: TopicPartition) -> String {
+    format!("{LOG_CF_PREFIX}{}-{}", tp.topic_id.simple(), tp.partition)
+}
+
+fn parse_log_cf_name(name: &str) -> Option<TopicPartition> {
+    let rest = name.strip_prefix(LOG_CF_PREFIX)?;
+    let (topic, partition) = rest.split_once('-')?;
+    Some(TopicPartition::new(
+        uuid::Uuid::try_parse(topic).ok()?,
+        partition.parse().ok()?,
+    ))
+}
 
 /// Tuning knobs for the RocksDB engine.
 #[derive(Debug, Clone)]
 pub struct RocksOptions {
     /// Block cache shared by all column families, in bytes.
     pub block_cache_bytes: usize,
-    /// Size of one memtable of the `log` column family, in bytes.
+    /// Largest memtable of one partition, in bytes.
     pub write_buffer_bytes: usize,
+    /// Memory all memtables together may use, in bytes; past it the oldest memtable is
+    /// flushed. This, not the number of partitions, bounds the broker's write memory.
+    pub total_write_buffer_bytes: usize,
     /// fsync the WAL on every append. Off by default: like Kafka, Strom acknowledges once the
     /// data is in the OS (surviving a process crash) and relies on replication for machine loss.
     pub sync_writes: bool,
+    /// Write table files (flushes, compactions) with O_DIRECT where the file system takes it.
+    pub direct_io: bool,
+    /// How many partitions get a column family of their own. RocksDB rewrites its options
+    /// file, listing every column family, each time one is created or dropped, so the cost
+    /// of that grows with their number; 0 puts every partition in the shared one.
+    pub partition_families: usize,
 }
 
 impl Default for RocksOptions {
@@ -39,14 +81,47 @@ impl Default for RocksOptions {
         Self {
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 64 << 20,
+            total_write_buffer_bytes: 128 << 20,
             sync_writes: false,
+            direct_io: true,
+            partition_families: 128,
         }
     }
 }
 
 pub struct RocksLogStore {
-    db: Arc<DB>,
+    db: Arc<Db>,
     sync_writes: bool,
+    /// Options of a partition's column family, used when one is created.
+    log_opts: Options,
+    /// Each partition's log start offset as last written with its state. Retention drops
+    /// whole files, so a batch wholly below the start can linger in a file that also holds
+    /// live batches until a later pass drops that file; reads never return it.
+    starts: RwLock<HashMap<TopicPartition, i64>>,
+    /// Serialises creating and dropping partition column families, and counts them.
+    own_families: Mutex<usize>,
+    partition_families: usize,
+    /// Partitions known to keep their batches in the shared column family.
+    shared: RwLock<std::collections::HashSet<TopicPartition>>,
+}
+
+/// Whether files under `dir` can be opened with O_DIRECT (tmpfs before Linux 6.6 and some
+/// FUSE file systems refuse it, and RocksDB would then fail its first flush).
+fn supports_direct_io(dir: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    if std::fs::create_dir_all(dir).is_err() {
+        return false;
+    }
+    let probe = dir.join("DIRECT_IO_PROBE");
+    let ok = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&probe)
+        .is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
 }
 
 fn engine(e: rocksdb::Error) -> StorageError {
@@ -63,6 +138,19 @@ impl RocksLogStore {
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
         db_opts.set_bytes_per_sync(1 << 20);
+        db_opts.set_db_write_buffer_size(options.total_write_buffer_bytes);
+        // With a memtable per partition the WAL is kept until every partition with data in it
+        // has flushed; past this size the partitions holding the oldest WAL are flushed.
+        db_opts.set_max_total_wal_size(2 * options.total_write_buffer_bytes as u64);
+        db_opts.set_stats_dump_period_sec(60);
+        // Table files written through the page cache cost more CPU in the kernel's copy than
+        // everything else on the write path together (docs/perf.md, "The write path"); the
+        // data a tailing consumer reads is still in the memtable or the block cache.
+        if options.direct_io && supports_direct_io(path) {
+            db_opts.set_use_direct_io_for_flush_and_compaction(true);
+        } else if options.direct_io {
+            tracing::warn!(path = %path.display(), "the data directory does not take O_DIRECT; table files are written through the page cache");
+        }
 
         let cache = Cache::new_lru_cache(options.block_cache_bytes);
         let mut table = BlockBasedOptions::default();
@@ -71,36 +159,141 @@ impl RocksLogStore {
         let mut log_opts = Options::default();
         log_opts.set_block_based_table_factory(&table);
         log_opts.set_write_buffer_size(options.write_buffer_bytes);
+        // Memory is claimed in blocks of this size as a memtable grows; small blocks keep a
+        // thousand mostly idle partitions cheap.
+        log_opts.set_arena_block_size(1 << 20);
         // Batches are already compressed by producers as they chose; recompressing costs CPU.
         log_opts.set_compression_type(rocksdb::DBCompressionType::None);
+        log_opts.set_level_compaction_dynamic_level_bytes(true);
         log_opts.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(
             PARTITION_PREFIX_LEN,
         ));
 
         let mut small_opts = Options::default();
         small_opts.set_block_based_table_factory(&table);
+        small_opts.set_write_buffer_size(8 << 20);
 
-        let cfs = vec![
-            ColumnFamilyDescriptor::new(CF_LOG, log_opts),
+        let existing = Db::list_cf(&db_opts, path).unwrap_or_default();
+        let mut cfs = vec![
+            ColumnFamilyDescriptor::new(CF_SHARED_LOG, log_opts.clone()),
             ColumnFamilyDescriptor::new(CF_TIMEINDEX, small_opts.clone()),
             ColumnFamilyDescriptor::new(CF_STATE, small_opts.clone()),
             ColumnFamilyDescriptor::new(CF_PRODUCERS, small_opts.clone()),
             ColumnFamilyDescriptor::new(CF_EPOCHS, small_opts.clone()),
             ColumnFamilyDescriptor::new(CF_TXNINDEX, small_opts),
         ];
-        let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(engine)?;
-        Ok(Self {
+        for name in &existing {
+            if parse_log_cf_name(name).is_some() {
+                cfs.push(ColumnFamilyDescriptor::new(name, log_opts.clone()));
+            }
+        }
+        let db = Db::open_cf_descriptors(&db_opts, path, cfs).map_err(engine)?;
+        let store = Self {
             db: Arc::new(db),
             sync_writes: options.sync_writes,
-        })
+            log_opts,
+            starts: RwLock::new(HashMap::new()),
+            own_families: Mutex::new(0),
+            partition_families: options.partition_families,
+            shared: RwLock::new(Default::default()),
+        };
+        let partitions = store.partitions()?;
+        *store.starts.write() = partitions
+            .iter()
+            .map(|(tp, state)| (*tp, state.log_start_offset))
+            .collect();
+        let mut own = 0;
+        for name in &existing {
+            match parse_log_cf_name(name) {
+                // A partition deleted by a process that died before dropping its batches.
+                Some(tp) if !store.starts.read().contains_key(&tp) => {
+                    store.db.drop_cf(name).map_err(engine)?;
+                }
+                Some(_) => own += 1,
+                None => {}
+            }
+        }
+        *store.own_families.lock() = own;
+        Ok(store)
     }
 
-    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, StorageError> {
+    fn cf(&self, name: &str) -> Result<Cf<'_>, StorageError> {
         self.db
             .cf_handle(name)
             .ok_or_else(|| StorageError::Corrupt {
                 what: format!("column family {name} is missing"),
             })
+    }
+
+    /// `tp`'s own column family, if it has one.
+    fn own_cf(&self, tp: TopicPartition) -> Option<Cf<'_>> {
+        self.db.cf_handle(&log_cf_name(tp))
+    }
+
+    /// The column family holding `tp`'s batches: its own, else the shared one.
+    fn log_cf(&self, tp: TopicPartition) -> Result<Cf<'_>, StorageError> {
+        match self.own_cf(tp) {
+            Some(cf) => Ok(cf),
+            None => self.cf(CF_SHARED_LOG),
+        }
+    }
+
+    /// The column family `tp`'s next batches go to. A partition writing its first batch gets
+    /// its own while fewer than `partition_families` exist; one with batches in the shared
+    /// column family stays there.
+    fn log_cf_for_write(&self, tp: TopicPartition) -> Result<Cf<'_>, StorageError> {
+        if let Some(cf) = self.own_cf(tp) {
+            return Ok(cf);
+        }
+        if self.partition_families == 0 || self.shared.read().contains(&tp) {
+            return self.cf(CF_SHARED_LOG);
+        }
+        let mut own = self.own_families.lock();
+        let name = log_cf_name(tp);
+        if self.db.cf_handle(&name).is_none() {
+            let shared = self.cf(CF_SHARED_LOG)?;
+            let (lower, upper) = Self::partition_bounds(tp);
+            let mut opts = ReadOptions::default();
+            opts.set_iterate_upper_bound(upper.to_vec());
+            let mut it = self.db.raw_iterator_cf_opt(&shared, opts);
+            it.seek(lower);
+            let has_shared_batches = it.valid();
+            it.status().map_err(engine)?;
+            if has_shared_batches || *own >= self.partition_families {
+                self.shared.write().insert(tp);
+                return Ok(shared);
+            }
+            self.db.create_cf(&name, &self.log_opts).map_err(engine)?;
+            *own += 1;
+        }
+        self.cf(&name)
+    }
+
+    /// The log start offset last written for `tp` (0 when unknown).
+    fn start_of(&self, tp: TopicPartition) -> i64 {
+        self.starts.read().get(&tp).copied().unwrap_or(0)
+    }
+
+    /// Adds `state` to `batch` and writes it; once written, reads follow its log start.
+    fn write_with_state(
+        &self,
+        tp: TopicPartition,
+        mut batch: rocksdb::WriteBatch,
+        state: PartitionState,
+    ) -> Result<(), StorageError> {
+        batch.put_cf(
+            &self.cf(CF_STATE)?,
+            keys::partition_prefix(tp),
+            state.encode(),
+        );
+        self.db
+            .write_opt(batch, &self.write_options())
+            .map_err(engine)?;
+        // Appends leave the start where it was: only a moved start takes the write lock.
+        if self.starts.read().get(&tp) != Some(&state.log_start_offset) {
+            self.starts.write().insert(tp, state.log_start_offset);
+        }
+        Ok(())
     }
 
     fn write_options(&self) -> WriteOptions {
@@ -114,34 +307,56 @@ impl RocksLogStore {
     }
 }
 
-/// RocksDB properties served as metrics, read on the partition log column family.
-const ENGINE_PROPERTIES: [&str; 14] = [
-    "rocksdb.cur-size-all-mem-tables",
-    "rocksdb.num-immutable-mem-table",
-    "rocksdb.mem-table-flush-pending",
-    "rocksdb.num-running-flushes",
-    "rocksdb.compaction-pending",
-    "rocksdb.num-running-compactions",
-    "rocksdb.estimate-pending-compaction-bytes",
-    "rocksdb.is-write-stopped",
-    "rocksdb.actual-delayed-write-rate",
-    "rocksdb.background-errors",
-    "rocksdb.total-sst-files-size",
-    "rocksdb.live-sst-files-size",
-    "rocksdb.block-cache-usage",
-    "rocksdb.block-cache-capacity",
+/// RocksDB properties served as metrics, summed over the partitions' column families or,
+/// for those of the whole database, read once.
+const ENGINE_PROPERTIES: [(&str, Aggregate); 14] = [
+    ("rocksdb.cur-size-all-mem-tables", Aggregate::Sum),
+    ("rocksdb.num-immutable-mem-table", Aggregate::Sum),
+    ("rocksdb.mem-table-flush-pending", Aggregate::Sum),
+    ("rocksdb.num-running-flushes", Aggregate::Database),
+    ("rocksdb.compaction-pending", Aggregate::Sum),
+    ("rocksdb.num-running-compactions", Aggregate::Database),
+    ("rocksdb.estimate-pending-compaction-bytes", Aggregate::Sum),
+    ("rocksdb.is-write-stopped", Aggregate::Database),
+    ("rocksdb.actual-delayed-write-rate", Aggregate::Database),
+    ("rocksdb.background-errors", Aggregate::Database),
+    ("rocksdb.total-sst-files-size", Aggregate::Sum),
+    ("rocksdb.live-sst-files-size", Aggregate::Sum),
+    ("rocksdb.block-cache-usage", Aggregate::Database),
+    ("rocksdb.block-cache-capacity", Aggregate::Database),
 ];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Aggregate {
+    Sum,
+    Database,
+}
 
 impl LogStore for RocksLogStore {
     fn engine_stats(&self) -> Vec<(&'static str, u64)> {
-        let Ok(cf) = self.cf(CF_LOG) else {
+        let partitions: Vec<TopicPartition> = self.starts.read().keys().copied().collect();
+        let cfs: Vec<Cf<'_>> = partitions
+            .into_iter()
+            .filter_map(|tp| self.own_cf(tp))
+            .chain(self.cf(CF_SHARED_LOG).ok())
+            .collect();
+        let Ok(state) = self.cf(CF_STATE) else {
             return Vec::new();
         };
         ENGINE_PROPERTIES
             .iter()
-            .filter_map(|&name| {
-                let v = self.db.property_int_value_cf(cf, name).ok().flatten()?;
-                Some((name, v))
+            .filter_map(|&(name, aggregate)| match aggregate {
+                Aggregate::Database => {
+                    let v = self.db.property_int_value_cf(&state, name).ok().flatten()?;
+                    Some((name, v))
+                }
+                Aggregate::Sum => {
+                    let v = cfs
+                        .iter()
+                        .filter_map(|cf| self.db.property_int_value_cf(cf, name).ok().flatten())
+                        .sum();
+                    Some((name, v))
+                }
             })
             .collect()
     }
@@ -149,43 +364,45 @@ impl LogStore for RocksLogStore {
     fn create_partition(&self, tp: TopicPartition) -> Result<PartitionState, StorageError> {
         let cf = self.cf(CF_STATE)?;
         let key = keys::partition_prefix(tp);
-        if let Some(existing) = self.db.get_pinned_cf(cf, key).map_err(engine)? {
-            return PartitionState::decode(&existing);
+        if let Some(existing) = self.db.get_pinned_cf(&cf, key).map_err(engine)? {
+            let state = PartitionState::decode(&existing)?;
+            self.starts.write().insert(tp, state.log_start_offset);
+            return Ok(state);
         }
         let state = PartitionState::empty(0);
-        self.db
-            .put_cf_opt(cf, key, state.encode(), &self.write_options())
-            .map_err(engine)?;
+        self.write_with_state(tp, rocksdb::WriteBatch::default(), state)?;
         Ok(state)
     }
 
     fn append(&self, tp: TopicPartition, write: WriteBatch) -> Result<(), StorageError> {
-        let log = self.cf(CF_LOG)?;
-        let index = self.cf(CF_TIMEINDEX)?;
-        let state = self.cf(CF_STATE)?;
         let mut batch = rocksdb::WriteBatch::default();
-        for b in &write.batches {
-            batch.put_cf(log, keys::offset_key(tp, b.base_offset), &b.data);
+        if !write.batches.is_empty() {
+            let log = self.log_cf_for_write(tp)?;
+            for b in &write.batches {
+                batch.put_cf(&log, keys::offset_key(tp, b.base_offset), &b.data);
+            }
         }
-        for e in &write.index {
-            batch.put_cf(
-                index,
-                keys::timestamp_key(tp, e.timestamp),
-                e.base_offset.to_be_bytes(),
-            );
+        if !write.index.is_empty() {
+            let index = self.cf(CF_TIMEINDEX)?;
+            for e in &write.index {
+                batch.put_cf(
+                    &index,
+                    keys::timestamp_key(tp, e.timestamp),
+                    e.base_offset.to_be_bytes(),
+                );
+            }
         }
-        batch.put_cf(state, keys::partition_prefix(tp), write.state.encode());
         if !write.producers.is_empty() {
             let producers = self.cf(CF_PRODUCERS)?;
             for (pid, bytes) in &write.producers {
-                batch.put_cf(producers, keys::key(tp, *pid as u64), bytes);
+                batch.put_cf(&producers, keys::key(tp, *pid as u64), bytes);
             }
         }
         if !write.epochs.is_empty() {
             let epochs = self.cf(CF_EPOCHS)?;
             for e in &write.epochs {
                 batch.put_cf(
-                    epochs,
+                    &epochs,
                     keys::key(tp, e.epoch.max(0) as u64),
                     e.start_offset.to_be_bytes(),
                 );
@@ -194,12 +411,10 @@ impl LogStore for RocksLogStore {
         if !write.aborted.is_empty() {
             let txns = self.cf(CF_TXNINDEX)?;
             for a in &write.aborted {
-                batch.put_cf(txns, keys::offset_key(tp, a.last_offset), a.encode_value());
+                batch.put_cf(&txns, keys::offset_key(tp, a.last_offset), a.encode_value());
             }
         }
-        self.db
-            .write_opt(batch, &self.write_options())
-            .map_err(engine)
+        self.write_with_state(tp, batch, write.state)
     }
 
     fn read(
@@ -238,7 +453,7 @@ impl LogStore for RocksLogStore {
         let (_, upper) = Self::partition_bounds(tp);
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(upper.to_vec());
-        let mut it = self.db.raw_iterator_cf_opt(cf, opts);
+        let mut it = self.db.raw_iterator_cf_opt(&cf, opts);
         it.seek(keys::timestamp_key(tp, timestamp));
         read_index_entry(&it)
     }
@@ -251,7 +466,7 @@ impl LogStore for RocksLogStore {
         let (lower, upper) = Self::partition_bounds(tp);
         let mut opts = ReadOptions::default();
         opts.set_iterate_lower_bound(lower.to_vec());
-        let mut it = self.db.raw_iterator_cf_opt(cf, opts);
+        let mut it = self.db.raw_iterator_cf_opt(&cf, opts);
         it.seek_for_prev(upper);
         read_index_entry(&it)
     }
@@ -267,7 +482,7 @@ impl LogStore for RocksLogStore {
         let mut out = Vec::new();
         for item in self
             .db
-            .iterator_cf(cf, IteratorMode::From(&[], Direction::Forward))
+            .iterator_cf(&cf, IteratorMode::From(&[], Direction::Forward))
         {
             let (key, value) = item.map_err(engine)?;
             let tp = keys::decode_partition(&key).ok_or_else(|| StorageError::Corrupt {
@@ -281,21 +496,31 @@ impl LogStore for RocksLogStore {
     fn delete_partition(&self, tp: TopicPartition) -> Result<(), StorageError> {
         let (lower, upper) = Self::partition_bounds(tp);
         let mut batch = rocksdb::WriteBatch::default();
-        batch.delete_range_cf(self.cf(CF_LOG)?, lower, upper);
-        batch.delete_cf(self.cf(CF_LOG)?, upper);
-        batch.delete_range_cf(self.cf(CF_TIMEINDEX)?, lower, upper);
-        batch.delete_cf(self.cf(CF_TIMEINDEX)?, upper);
-        batch.delete_cf(self.cf(CF_STATE)?, keys::partition_prefix(tp));
-        batch.delete_range_cf(self.cf(CF_PRODUCERS)?, lower, upper);
-        batch.delete_cf(self.cf(CF_PRODUCERS)?, upper);
-        batch.delete_range_cf(self.cf(CF_EPOCHS)?, lower, upper);
-        batch.delete_cf(self.cf(CF_EPOCHS)?, upper);
-        batch.delete_range_cf(self.cf(CF_TXNINDEX)?, lower, upper);
-        batch.delete_cf(self.cf(CF_TXNINDEX)?, upper);
+        for name in [CF_TIMEINDEX, CF_PRODUCERS, CF_EPOCHS, CF_TXNINDEX] {
+            let cf = self.cf(name)?;
+            batch.delete_range_cf(&cf, lower, upper);
+            batch.delete_cf(&cf, upper);
+        }
+        batch.delete_cf(&self.cf(CF_STATE)?, keys::partition_prefix(tp));
+        let shared = self.cf(CF_SHARED_LOG)?;
+        batch.delete_range_cf(&shared, lower, upper);
+        batch.delete_cf(&shared, upper);
         self.db
             .write_opt(batch, &self.write_options())
-            .map_err(engine)
+            .map_err(engine)?;
+        self.starts.write().remove(&tp);
+        self.shared.write().remove(&tp);
+        // Its own column family goes whole. A crash before this leaves a column family
+        // without a state, dropped when the store next opens.
+        let mut own = self.own_families.lock();
+        let name = log_cf_name(tp);
+        if self.db.cf_handle(&name).is_some() {
+            self.db.drop_cf(&name).map_err(engine)?;
+            *own = own.saturating_sub(1);
+        }
+        Ok(())
     }
+
     fn batch_infos(
         &self,
         tp: TopicPartition,
@@ -303,31 +528,7 @@ impl LogStore for RocksLogStore {
         end_offset: i64,
         limit: usize,
     ) -> Result<Vec<BatchInfo>, StorageError> {
-        let cf = self.cf(CF_LOG)?;
-        let mut out = Vec::new();
-        if offset >= end_offset || limit == 0 {
-            return Ok(out);
-        }
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_lower_bound(keys::key(tp, 0).to_vec());
-        opts.set_iterate_upper_bound(keys::offset_key(tp, end_offset).to_vec());
-        let mut it = self.db.raw_iterator_cf_opt(cf, opts);
-        it.seek_for_prev(keys::offset_key(tp, offset));
-        if !it.valid() {
-            it.seek_to_first();
-        }
-        while it.valid() && out.len() < limit {
-            let (Some(key), Some(value)) = (it.key(), it.value()) else {
-                break;
-            };
-            let info = batch_info(key, value)?;
-            if info.last_offset >= offset {
-                out.push(info);
-            }
-            it.next();
-        }
-        it.status().map_err(engine)?;
-        Ok(out)
+        self.batch_infos_from(tp, offset.max(self.start_of(tp)), end_offset, limit)
     }
 
     fn delete_head(
@@ -337,14 +538,9 @@ impl LogStore for RocksLogStore {
         state: PartitionState,
     ) -> Result<(), StorageError> {
         let mut batch = rocksdb::WriteBatch::default();
-        batch.delete_range_cf(
-            self.cf(CF_LOG)?,
-            keys::key(tp, 0),
-            keys::offset_key(tp, remove_below),
-        );
         // Aborted transactions are keyed by their marker: those below go with the batches.
         batch.delete_range_cf(
-            self.cf(CF_TXNINDEX)?,
+            &self.cf(CF_TXNINDEX)?,
             keys::key(tp, 0),
             keys::offset_key(tp, remove_below),
         );
@@ -353,7 +549,7 @@ impl LogStore for RocksLogStore {
         let (lower, upper) = Self::partition_bounds(tp);
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(upper.to_vec());
-        let mut it = self.db.raw_iterator_cf_opt(index, opts);
+        let mut it = self.db.raw_iterator_cf_opt(&index, opts);
         it.seek(lower);
         while it.valid() {
             let (Some(key), Some(value)) = (it.key(), it.value()) else {
@@ -365,18 +561,35 @@ impl LogStore for RocksLogStore {
             if i64::from_be_bytes(base) >= remove_below {
                 break;
             }
-            batch.delete_cf(index, key);
+            batch.delete_cf(&index, key);
             it.next();
         }
         it.status().map_err(engine)?;
-        batch.put_cf(
-            self.cf(CF_STATE)?,
-            keys::partition_prefix(tp),
-            state.encode(),
-        );
-        self.db
-            .write_opt(batch, &self.write_options())
-            .map_err(engine)
+        drop(it);
+        let Some(own) = self.own_cf(tp) else {
+            // In the shared column family, a range tombstone; compaction frees the space.
+            batch.delete_range_cf(
+                &self.cf(CF_SHARED_LOG)?,
+                keys::key(tp, 0),
+                keys::offset_key(tp, remove_below),
+            );
+            return self.write_with_state(tp, batch, state);
+        };
+        // In its own, the batches are not deleted key by key: tombstones below the live range
+        // would share a memtable, then a file, with the newest batches, and compacting that
+        // file would rewrite the whole partition. The new log start hides them at once, and
+        // every file holding only batches below `remove_below` is dropped as it is.
+        self.write_with_state(tp, batch, state)?;
+        if remove_below > 0 {
+            self.db
+                .delete_file_in_range_cf(
+                    &own,
+                    keys::key(tp, 0),
+                    keys::offset_key(tp, remove_below - 1),
+                )
+                .map_err(engine)?;
+        }
+        Ok(())
     }
 
     fn replace_batches(
@@ -387,28 +600,21 @@ impl LogStore for RocksLogStore {
         remove_aborted: &[i64],
         state: PartitionState,
     ) -> Result<(), StorageError> {
-        let log = self.cf(CF_LOG)?;
+        let log = self.log_cf_for_write(tp)?;
         let mut batch = rocksdb::WriteBatch::default();
         for base in remove {
-            batch.delete_cf(log, keys::offset_key(tp, *base));
+            batch.delete_cf(&log, keys::offset_key(tp, *base));
         }
         if !remove_aborted.is_empty() {
             let txns = self.cf(CF_TXNINDEX)?;
             for last in remove_aborted {
-                batch.delete_cf(txns, keys::offset_key(tp, *last));
+                batch.delete_cf(&txns, keys::offset_key(tp, *last));
             }
         }
         for b in insert {
-            batch.put_cf(log, keys::offset_key(tp, b.base_offset), &b.data);
+            batch.put_cf(&log, keys::offset_key(tp, b.base_offset), &b.data);
         }
-        batch.put_cf(
-            self.cf(CF_STATE)?,
-            keys::partition_prefix(tp),
-            state.encode(),
-        );
-        self.db
-            .write_opt(batch, &self.write_options())
-            .map_err(engine)
+        self.write_with_state(tp, batch, state)
     }
 
     fn leader_epochs(&self, tp: TopicPartition) -> Result<Vec<EpochEntry>, StorageError> {
@@ -430,14 +636,7 @@ impl LogStore for RocksLogStore {
     }
 
     fn write_state(&self, tp: TopicPartition, state: PartitionState) -> Result<(), StorageError> {
-        self.db
-            .put_cf_opt(
-                self.cf(CF_STATE)?,
-                keys::partition_prefix(tp),
-                state.encode(),
-                &self.write_options(),
-            )
-            .map_err(engine)
+        self.write_with_state(tp, rocksdb::WriteBatch::default(), state)
     }
 
     fn truncate(
@@ -447,16 +646,19 @@ impl LogStore for RocksLogStore {
         current: PartitionState,
         producers: &[(i64, Vec<u8>)],
     ) -> Result<PartitionState, StorageError> {
-        let log = self.cf(CF_LOG)?;
         let (lower, upper) = Self::partition_bounds(tp);
         let mut batch = rocksdb::WriteBatch::default();
-        // Batches to remove: the one holding `offset` (if it reaches it) and all after it.
-        let removed = self.batch_infos(tp, offset, i64::MAX, usize::MAX)?;
+        // Batches to remove: the one holding `offset` (if it reaches it) and all after it,
+        // including any a head deletion only hid (the truncation may go below the log start).
+        let removed = self.batch_infos_from(tp, offset, i64::MAX, usize::MAX)?;
+        let log = self.log_cf(tp)?;
         for b in &removed {
-            batch.delete_cf(log, keys::offset_key(tp, b.base_offset));
+            batch.delete_cf(&log, keys::offset_key(tp, b.base_offset));
         }
-        let first_removed = removed.first().map(|b| b.base_offset);
-        let removed_bytes: u64 = removed.iter().map(|b| b.size).sum();
+        // Hidden batches were already taken out of the size, and they do not move the end.
+        let visible = |b: &&BatchInfo| b.last_offset >= current.log_start_offset;
+        let first_removed = removed.iter().find(visible).map(|b| b.base_offset);
+        let removed_bytes: u64 = removed.iter().filter(visible).map(|b| b.size).sum();
         let end = first_removed
             .unwrap_or(current.log_end_offset)
             .min(current.log_end_offset);
@@ -467,42 +669,35 @@ impl LogStore for RocksLogStore {
         {
             let mut opts = ReadOptions::default();
             opts.set_iterate_lower_bound(lower.to_vec());
-            let mut it = self.db.raw_iterator_cf_opt(index, opts);
+            let mut it = self.db.raw_iterator_cf_opt(&index, opts);
             it.seek_for_prev(upper);
             while let Some(entry) = read_index_entry(&it)? {
                 if entry.base_offset < end {
                     max_timestamp = entry.timestamp;
                     break;
                 }
-                batch.delete_cf(index, keys::timestamp_key(tp, entry.timestamp));
+                batch.delete_cf(&index, keys::timestamp_key(tp, entry.timestamp));
                 it.prev();
             }
         }
         let epochs = self.cf(CF_EPOCHS)?;
         for e in self.leader_epochs(tp)? {
             if e.start_offset >= end {
-                batch.delete_cf(epochs, keys::key(tp, e.epoch.max(0) as u64));
+                batch.delete_cf(&epochs, keys::key(tp, e.epoch.max(0) as u64));
             }
         }
         // Aborted transactions whose marker was in the removed suffix.
         let txns = self.cf(CF_TXNINDEX)?;
-        batch.delete_range_cf(txns, keys::offset_key(tp, end), upper);
-        batch.delete_cf(txns, upper);
+        batch.delete_range_cf(&txns, keys::offset_key(tp, end), upper);
+        batch.delete_cf(&txns, upper);
         let producer_cf = self.cf(CF_PRODUCERS)?;
-        batch.delete_range_cf(producer_cf, lower, upper);
-        batch.delete_cf(producer_cf, upper);
+        batch.delete_range_cf(&producer_cf, lower, upper);
+        batch.delete_cf(&producer_cf, upper);
         for (pid, bytes) in producers {
-            batch.put_cf(producer_cf, keys::key(tp, *pid as u64), bytes);
+            batch.put_cf(&producer_cf, keys::key(tp, *pid as u64), bytes);
         }
         let state = crate::memory::truncated_state(current, end, removed_bytes, max_timestamp);
-        batch.put_cf(
-            self.cf(CF_STATE)?,
-            keys::partition_prefix(tp),
-            state.encode(),
-        );
-        self.db
-            .write_opt(batch, &self.write_options())
-            .map_err(engine)?;
+        self.write_with_state(tp, batch, state)?;
         Ok(state)
     }
 }
@@ -524,7 +719,7 @@ impl RocksLogStore {
         let mut out = Vec::new();
         for item in
             self.db
-                .iterator_cf_opt(cf, opts, IteratorMode::From(&lower, Direction::Forward))
+                .iterator_cf_opt(&cf, opts, IteratorMode::From(&lower, Direction::Forward))
         {
             let (key, value) = item.map_err(engine)?;
             let suffix = keys::decode_suffix(&key).ok_or_else(|| StorageError::Corrupt {
@@ -535,30 +730,29 @@ impl RocksLogStore {
         Ok(out)
     }
 
-    /// Walks the batches a read returns, handing each value to `take`; returns the count.
-    fn scan(
+    /// Walks the batches of `tp` from the one holding `offset` (the log start hides nothing
+    /// here), stopping before `end_offset`, handing each key and value to `take` until it
+    /// answers false.
+    fn walk(
         &self,
         tp: TopicPartition,
         offset: i64,
         end_offset: i64,
-        max_bytes: usize,
-        mut take: impl FnMut(&[u8]),
-    ) -> Result<usize, StorageError> {
-        let cf = self.cf(CF_LOG)?;
-        let mut count = 0usize;
+        mut take: impl FnMut(i64, i64, &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
         if offset >= end_offset {
-            return Ok(0);
+            return Ok(());
         }
+        let cf = self.log_cf(tp)?;
         let mut opts = ReadOptions::default();
         opts.set_iterate_lower_bound(keys::key(tp, 0).to_vec());
         opts.set_iterate_upper_bound(keys::offset_key(tp, end_offset).to_vec());
-        let mut it = self.db.raw_iterator_cf_opt(cf, opts);
+        let mut it = self.db.raw_iterator_cf_opt(&cf, opts);
         // The batch holding `offset` is the last one starting at or before it.
         it.seek_for_prev(keys::offset_key(tp, offset));
         if !it.valid() {
             it.seek_to_first();
         }
-        let mut total = 0usize;
         while it.valid() {
             let (Some(key), Some(value)) = (it.key(), it.value()) else {
                 break;
@@ -570,41 +764,64 @@ impl RocksLogStore {
                 + keys::last_offset_delta(value).ok_or_else(|| StorageError::Corrupt {
                     what: format!("batch at offset {base} is truncated"),
                 })?;
-            if last >= offset {
-                if count > 0 && total + value.len() > max_bytes {
-                    break;
-                }
-                total += value.len();
-                take(value);
-                count += 1;
-                if total >= max_bytes {
-                    break;
-                }
+            if last >= offset && !take(base, last, value) {
+                break;
             }
             it.next();
         }
-        it.status().map_err(engine)?;
+        it.status().map_err(engine)
+    }
+
+    fn batch_infos_from(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        end_offset: i64,
+        limit: usize,
+    ) -> Result<Vec<BatchInfo>, StorageError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.walk(tp, offset, end_offset, |base, last, value| {
+            out.push(BatchInfo {
+                base_offset: base,
+                last_offset: last,
+                max_timestamp: keys::max_timestamp(value).unwrap_or(-1),
+                size: value.len() as u64,
+            });
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Hands the values of the batches a read returns to `take`; returns their count.
+    fn scan(
+        &self,
+        tp: TopicPartition,
+        offset: i64,
+        end_offset: i64,
+        max_bytes: usize,
+        mut take: impl FnMut(&[u8]),
+    ) -> Result<usize, StorageError> {
+        let mut count = 0usize;
+        let mut total = 0usize;
+        let from = offset.max(self.start_of(tp));
+        self.walk(tp, from, end_offset, |_, _, value| {
+            if count > 0 && total + value.len() > max_bytes {
+                return false;
+            }
+            total += value.len();
+            take(value);
+            count += 1;
+            total < max_bytes
+        })?;
         Ok(count)
     }
 }
 
-fn batch_info(key: &[u8], value: &[u8]) -> Result<BatchInfo, StorageError> {
-    let base = keys::decode_suffix(key).ok_or_else(|| StorageError::Corrupt {
-        what: "log key of unexpected length".into(),
-    })? as i64;
-    let delta = keys::last_offset_delta(value).ok_or_else(|| StorageError::Corrupt {
-        what: format!("batch at offset {base} is truncated"),
-    })?;
-    Ok(BatchInfo {
-        base_offset: base,
-        last_offset: base + delta,
-        max_timestamp: keys::max_timestamp(value).unwrap_or(-1),
-        size: value.len() as u64,
-    })
-}
-
 fn read_index_entry(
-    it: &rocksdb::DBRawIteratorWithThreadMode<'_, DB>,
+    it: &rocksdb::DBRawIteratorWithThreadMode<'_, Db>,
 ) -> Result<Option<TimeIndexEntry>, StorageError> {
     if !it.valid() {
         it.status().map_err(engine)?;
@@ -632,13 +849,263 @@ mod tests {
 
     #[test]
     fn conformance_suite() {
+        // Every partition in its own column family; all in the shared one; and one of each
+        // (the suite's partitions past the first share).
+        for families in [128, 0, 1] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut n = 0;
+            conformance::run(|| {
+                n += 1;
+                let options = RocksOptions {
+                    partition_families: families,
+                    ..RocksOptions::default()
+                };
+                RocksLogStore::open(&dir.path().join(n.to_string()), &options).expect("open")
+            });
+        }
+    }
+
+    fn open_small(path: &Path) -> RocksLogStore {
+        RocksLogStore::open(
+            path,
+            &RocksOptions {
+                write_buffer_bytes: 1 << 20,
+                ..RocksOptions::default()
+            },
+        )
+        .expect("open")
+    }
+
+    fn append_batches(store: &RocksLogStore, tp: TopicPartition, n: usize, payload: usize) {
+        let state = store
+            .partitions()
+            .expect("partitions")
+            .into_iter()
+            .find(|(p, _)| *p == tp)
+            .map(|(_, s)| s)
+            .expect("partition");
+        let mut write = WriteBatch::new(state);
+        for _ in 0..n {
+            let end = write.state().log_end_offset;
+            let batch = conformance::fake_batch(end, 10, end, payload);
+            write.push(batch).expect("push");
+        }
+        store.append(tp, write).expect("append");
+    }
+
+    /// (file name, level) of every live table file of `tp`'s column family.
+    fn files_of(store: &RocksLogStore, tp: TopicPartition) -> Vec<(String, i32)> {
+        let name = log_cf_name(tp);
+        let mut files: Vec<_> = store
+            .db
+            .live_files()
+            .expect("live files")
+            .into_iter()
+            .filter(|f| f.column_family_name == name)
+            .map(|f| (f.name, f.level))
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn flushed_files_move_down_the_levels_without_being_rewritten() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut n = 0;
-        conformance::run(|| {
-            n += 1;
-            RocksLogStore::open(&dir.path().join(n.to_string()), &RocksOptions::default())
-                .expect("open")
-        });
+        let store = open_small(dir.path());
+        let (a, b) = (
+            TopicPartition::new(uuid::Uuid::from_u128(1), 0),
+            TopicPartition::new(uuid::Uuid::from_u128(1), 1),
+        );
+        store.create_partition(a).expect("create");
+        store.create_partition(b).expect("create");
+        // Eight flushes per partition, their writes interleaved as a producer's would be.
+        for _ in 0..8 {
+            append_batches(&store, a, 16, 16 << 10);
+            append_batches(&store, b, 16, 16 << 10);
+            for tp in [a, b] {
+                store
+                    .db
+                    .flush_cf(&store.own_cf(tp).expect("cf"))
+                    .expect("flush");
+            }
+        }
+        let flushed = files_of(&store, a);
+        assert_eq!(flushed.len(), 8, "one file per flush: {flushed:?}");
+        // Compaction moves the files below level 0 once four are there (the trigger); it
+        // must not write new ones.
+        let below = |files: &[(String, i32)]| files.iter().filter(|f| f.1 > 0).count();
+        let mut moved = flushed.clone();
+        for _ in 0..300 {
+            moved = files_of(&store, a);
+            if below(&moved) >= 4 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        assert!(below(&moved) >= 4, "level 0 was never compacted: {moved:?}");
+        let names = |files: &[(String, i32)]| files.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&moved), names(&flushed), "files were rewritten");
+
+        // Retention drops the files below the new start whole, and hides the rest.
+        let infos = store
+            .batch_infos(a, 0, i64::MAX, usize::MAX)
+            .expect("infos");
+        assert_eq!(infos.len(), 128);
+        let cut = &infos[40]; // inside the third file (16 batches per file)
+        let removed: u64 = infos[..40].iter().map(|i| i.size).sum();
+        let mut state = store
+            .partitions()
+            .expect("partitions")
+            .into_iter()
+            .find(|(p, _)| *p == a)
+            .expect("a")
+            .1;
+        state.log_start_offset = cut.base_offset;
+        state.size_bytes -= removed;
+        store
+            .delete_head(a, cut.base_offset, state)
+            .expect("delete head");
+        let left = files_of(&store, a);
+        assert_eq!(left.len(), 6, "the two files wholly below go: {left:?}");
+        let read = store.read(a, 0, i64::MAX, usize::MAX).expect("read");
+        assert_eq!(read.len(), 88);
+        assert_eq!(
+            i64::from_be_bytes(read[0][0..8].try_into().expect("8 bytes")),
+            cut.base_offset
+        );
+        assert_eq!(
+            files_of(&store, b).len(),
+            8,
+            "the other partition is untouched"
+        );
+        drop(store);
+        // The start survives a restart: the hidden batches stay hidden.
+        let store = open_small(dir.path());
+        let read = store.read(a, 0, i64::MAX, usize::MAX).expect("read");
+        assert_eq!(read.len(), 88);
+    }
+
+    #[test]
+    fn a_partition_is_a_column_family_dropped_with_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = TopicPartition::new(uuid::Uuid::from_u128(7), 2);
+        let orphan = TopicPartition::new(uuid::Uuid::from_u128(8), 0);
+        {
+            let store = open_small(dir.path());
+            store.create_partition(t).expect("create");
+            assert!(store.own_cf(t).is_none(), "created at the first write");
+            append_batches(&store, t, 3, 100);
+            assert!(store.own_cf(t).is_some());
+            store.delete_partition(t).expect("delete");
+            assert!(store.own_cf(t).is_none());
+            // What a crash between deleting the state and dropping the batches leaves.
+            store.log_cf_for_write(orphan).expect("create cf");
+        }
+        let families = Db::list_cf(&Options::default(), dir.path()).expect("list column families");
+        assert!(families.contains(&log_cf_name(orphan)));
+        let store = open_small(dir.path());
+        let families = Db::list_cf(&Options::default(), dir.path()).expect("list column families");
+        assert!(!families.contains(&log_cf_name(t)));
+        assert!(!families.contains(&log_cf_name(orphan)), "{families:?}");
+        assert!(store.partitions().expect("partitions").is_empty());
+        assert_eq!(*store.own_families.lock(), 0);
+    }
+
+    #[test]
+    fn past_the_limit_partitions_share_one_column_family() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tps: Vec<_> = (0..3)
+            .map(|p| TopicPartition::new(uuid::Uuid::from_u128(5), p))
+            .collect();
+        let options = RocksOptions {
+            partition_families: 2,
+            ..RocksOptions::default()
+        };
+        {
+            let store = RocksLogStore::open(dir.path(), &options).expect("open");
+            for tp in &tps {
+                store.create_partition(*tp).expect("create");
+                append_batches(&store, *tp, 4, 100);
+            }
+            assert!(store.own_cf(tps[0]).is_some() && store.own_cf(tps[1]).is_some());
+            assert!(store.own_cf(tps[2]).is_none(), "the third shares");
+            // Freeing a family does not move a partition whose batches are shared.
+            store.delete_partition(tps[0]).expect("delete");
+            append_batches(&store, tps[2], 1, 100);
+            assert!(store.own_cf(tps[2]).is_none());
+        }
+        let store = RocksLogStore::open(dir.path(), &options).expect("reopen");
+        append_batches(&store, tps[2], 1, 100);
+        assert!(
+            store.own_cf(tps[2]).is_none(),
+            "still shared after a restart"
+        );
+        assert_eq!(
+            store
+                .read(tps[2], 0, i64::MAX, usize::MAX)
+                .expect("read")
+                .len(),
+            6
+        );
+        assert_eq!(
+            store
+                .read(tps[1], 0, i64::MAX, usize::MAX)
+                .expect("read")
+                .len(),
+            4
+        );
+    }
+
+    #[test]
+    fn batches_an_earlier_version_wrote_to_the_shared_family_stay_readable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = TopicPartition::new(uuid::Uuid::from_u128(3), 1);
+        let batches: Vec<StoredBatch> = (0..5)
+            .map(|i| conformance::fake_batch(i * 2, 2, 100 + i, 50))
+            .collect();
+        {
+            // The layout before: every partition's batches in the `log` column family.
+            let mut opts = Options::default();
+            opts.create_if_missing(true);
+            opts.create_missing_column_families(true);
+            let names = [
+                CF_SHARED_LOG,
+                CF_TIMEINDEX,
+                CF_STATE,
+                CF_PRODUCERS,
+                CF_EPOCHS,
+                CF_TXNINDEX,
+            ];
+            let db = rocksdb::DB::open_cf(&opts, dir.path(), names).expect("open old layout");
+            let log = db.cf_handle(CF_SHARED_LOG).expect("log");
+            for b in &batches {
+                db.put_cf(log, keys::offset_key(t, b.base_offset), &b.data)
+                    .expect("put");
+            }
+            let state = PartitionState {
+                log_end_offset: 10,
+                max_timestamp: 104,
+                size_bytes: batches.iter().map(|b| b.data.len() as u64).sum(),
+                high_watermark: 10,
+                ..PartitionState::empty(0)
+            };
+            let state_cf = db.cf_handle(CF_STATE).expect("state");
+            db.put_cf(state_cf, keys::partition_prefix(t), state.encode())
+                .expect("put state");
+        }
+        let store = open_small(dir.path());
+        let read = store.read(t, 0, i64::MAX, usize::MAX).expect("read");
+        assert_eq!(
+            read,
+            batches.iter().map(|b| b.data.clone()).collect::<Vec<_>>()
+        );
+        // Its next batches join the earlier ones rather than starting a family of their own.
+        append_batches(&store, t, 2, 50);
+        assert!(store.own_cf(t).is_none());
+        assert_eq!(
+            store.read(t, 0, i64::MAX, usize::MAX).expect("read").len(),
+            7
+        );
     }
 
     #[test]

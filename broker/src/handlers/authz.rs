@@ -738,6 +738,11 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
         K::ListPartitionReassignments(r) => {
             Check::Handle(K::ListPartitionReassignments(r), Denied::None)
         }
+        K::UpdateFeatures(ref _r) if !c.cluster(op::ALTER) => {
+            Check::Answer(ResponseKind::UpdateFeatures(
+                UpdateFeaturesResponse::default().with_error_code(CLUSTER_DENIED),
+            ))
+        }
         // Anything not named above: administrators only.
         other => {
             if c.cluster(op::ALTER) {

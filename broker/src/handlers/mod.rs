@@ -11,6 +11,7 @@ mod delete_records;
 mod delete_topics;
 mod describe;
 mod elect_leaders;
+mod features;
 mod fetch;
 pub(crate) mod groups;
 mod init_producer_id;
@@ -289,7 +290,7 @@ async fn dispatch(
     from_broker: bool,
 ) -> Result<Option<ResponseKind>, ProtocolError> {
     let response = match body {
-        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle()),
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::handle(broker)),
         RequestKind::Metadata(r) => {
             ResponseKind::Metadata(metadata::handle(broker, r, version, &session.listener).await)
         }
@@ -394,6 +395,9 @@ async fn dispatch(
         ),
         RequestKind::ListPartitionReassignments(r) => {
             ResponseKind::ListPartitionReassignments(reassignments::list(broker, r, version))
+        }
+        RequestKind::UpdateFeatures(r) => {
+            ResponseKind::UpdateFeatures(features::handle(broker, r, version).await)
         }
         RequestKind::UnregisterBroker(r) => {
             ResponseKind::UnregisterBroker(unregister_broker::handle(broker, r, version).await)

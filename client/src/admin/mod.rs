@@ -24,12 +24,14 @@ use std::collections::BTreeMap;
 
 pub mod acls;
 mod elect;
+mod features;
 pub mod quotas;
 mod reassign;
 mod transactions;
 mod users;
 
 pub use elect::{ElectionResult, ElectionType};
+pub use features::UpgradeType;
 pub use reassign::OngoingReassignment;
 pub use transactions::{ProducerState, TransactionDescription, TransactionListing};
 pub use users::{ScramAlteration, ScramUser};

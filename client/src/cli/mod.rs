@@ -12,6 +12,7 @@ mod acls;
 mod cluster;
 mod connect;
 mod consume;
+mod features;
 mod groups;
 mod http;
 mod leader_election;
@@ -156,6 +157,43 @@ pub enum Command {
     /// The Raft metadata quorum, like kafka-metadata-quorum.sh: describe, add-controller,
     /// remove-controller (KIP-853).
     MetadataQuorum(QuorumArgs),
+    /// Feature levels, like kafka-features.sh: describe, upgrade, downgrade.
+    #[command(subcommand)]
+    Features(FeaturesCommand),
+}
+
+#[derive(Subcommand)]
+pub enum FeaturesCommand {
+    /// Each feature's supported range and finalized level.
+    Describe,
+    /// Raise finalized levels.
+    Upgrade(FeatureChangeArgs),
+    /// Lower finalized levels (the controller refuses what it cannot undo safely).
+    Downgrade(FeatureChangeArgs),
+}
+
+#[derive(Args)]
+pub struct FeatureChangeArgs {
+    /// The metadata.version as a Kafka release: 4.1, or 4.1-IV1.
+    #[arg(long)]
+    pub metadata: Option<String>,
+    /// A feature and its level, name=level (repeatable).
+    #[arg(long = "feature", value_parser = parse_feature)]
+    pub features: Vec<(String, i16)>,
+    /// Check with the controller without changing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With downgrade: ask for an unsafe (lossy) downgrade instead of a safe one.
+    #[arg(long)]
+    pub unsafe_downgrade: bool,
+}
+
+fn parse_feature(s: &str) -> Result<(String, i16), String> {
+    let (k, v) = parse_kv(s)?;
+    let level = v
+        .parse()
+        .map_err(|_| format!("'{s}': the level must be a number"))?;
+    Ok((k, level))
 }
 
 #[derive(Args)]
@@ -845,6 +883,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Partitions(PartitionsCommand::Reassign(a)) => reassign::run(t, a).await,
         Command::Connect(c) => return connect::run(c).await,
         Command::MetadataQuorum(q) => return quorum::run(q).await,
+        Command::Features(c) => features::run(t, c).await,
     };
     result.map_err(|e| {
         let why = match e {

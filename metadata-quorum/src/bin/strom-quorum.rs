@@ -104,9 +104,26 @@ struct Cli {
     /// The most replicas one balancing round moves.
     #[arg(long, env = "STROM_REPLICA_BALANCE_MAX_MOVES", default_value_t = 10)]
     replica_balance_max_moves: usize,
+    /// The metadata.version a new cluster starts at, as a Kafka release (3.7, 4.0-IV3), as
+    /// `kafka-storage.sh format --release-version` sets it; raise it later with
+    /// `strom features upgrade`. Default: the newest this build supports.
+    #[arg(long, env = "STROM_RELEASE_VERSION", value_parser = parse_release)]
+    release_version: Option<i16>,
     /// Log output format.
     #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+}
+
+fn parse_release(s: &str) -> Result<i16, String> {
+    metadata_quorum::features::metadata_version_level(s).ok_or_else(|| {
+        format!(
+            "'{s}' is not a metadata.version this build supports (3.3-IV3 to {})",
+            metadata_quorum::features::metadata_version_name(
+                metadata_quorum::features::METADATA_VERSION_MAX
+            )
+            .unwrap_or("?")
+        )
+    })
 }
 
 #[tokio::main]
@@ -196,6 +213,7 @@ async fn main() -> anyhow::Result<()> {
             check_interval: Duration::from_secs(cli.replica_balance_check_interval_seconds),
             max_moves: cli.replica_balance_max_moves,
         },
+        release_version: cli.release_version,
     })
     .await;
     let running = match running {

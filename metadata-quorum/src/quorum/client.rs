@@ -306,6 +306,19 @@ impl RemoteController {
         .await
     }
 
+    /// UpdateFeatures through the active controller: all updates or none.
+    pub async fn update_features(
+        &self,
+        updates: Vec<crate::features::FeatureUpdate>,
+        validate_only: bool,
+    ) -> Result<Result<(), MetadataError>, ControllerError> {
+        self.change(ControllerRequest::UpdateFeatures {
+            updates,
+            validate_only,
+        })
+        .await
+    }
+
     /// UnregisterBroker through the active controller; answers once this broker's image no
     /// longer has `broker_id`.
     pub async fn unregister_broker(

@@ -59,6 +59,9 @@ pub struct QuorumConfig {
     pub leader_balance: LeaderBalance,
     /// Continuous replica balancing (off by default).
     pub replica_balance: ReplicaBalance,
+    /// The metadata.version a new cluster starts at (`kafka-storage.sh format
+    /// --release-version`); None: the newest this build supports.
+    pub release_version: Option<i16>,
 }
 
 /// Automatic preferred leader balancing by the active controller.
@@ -401,6 +404,20 @@ impl QuorumNode {
                     .propose(|image| {
                         controller::alter_broker_configs(image, broker, &ops, replace)
                             .validate_only(validate_only)
+                    })
+                    .await?;
+                Ok(ControllerResponse::Changed {
+                    result,
+                    metadata_offset,
+                })
+            }
+            ControllerRequest::UpdateFeatures {
+                updates,
+                validate_only,
+            } => {
+                let (result, metadata_offset) = self
+                    .propose(|image| {
+                        controller::update_features(image, &updates).validate_only(validate_only)
                     })
                     .await?;
                 Ok(ControllerResponse::Changed {
@@ -947,7 +964,13 @@ impl QuorumNode {
                 match self
                     .propose(|img| Decision {
                         records: if img.cluster_id.is_empty() {
-                            vec![crate::MetadataRecord::InitCluster { cluster_id }]
+                            let mut records =
+                                vec![crate::MetadataRecord::InitCluster { cluster_id }];
+                            records.extend(crate::features::bootstrap_records(
+                                img,
+                                self.config.release_version,
+                            ));
+                            records
                         } else {
                             vec![]
                         },
@@ -957,6 +980,18 @@ impl QuorumNode {
                 {
                     Ok(_) => info!(cluster_id = %self.image().cluster_id, "cluster named"),
                     Err(e) => warn!(error = %e, "could not name the cluster"),
+                }
+            } else if !crate::features::bootstrap_records(&image, None).is_empty() {
+                // A cluster from before feature levels: finalize them at this build's levels.
+                match self
+                    .propose(|img| Decision {
+                        records: crate::features::bootstrap_records(img, None),
+                        response: (),
+                    })
+                    .await
+                {
+                    Ok(_) => info!(features = ?self.image().features, "feature levels finalized"),
+                    Err(e) => warn!(error = %e, "could not finalize the feature levels"),
                 }
             }
             for broker_id in expired {

@@ -83,6 +83,11 @@ pub enum ControllerRequest {
     UnregisterBroker {
         broker_id: i32,
     },
+    /// UpdateFeatures (KIP-584): new finalized levels, all or none.
+    UpdateFeatures {
+        updates: Vec<crate::features::FeatureUpdate>,
+        validate_only: bool,
+    },
     /// AlterConfigs / IncrementalAlterConfigs on a broker (None: the cluster-wide default).
     AlterBrokerConfigs {
         broker: Option<i32>,

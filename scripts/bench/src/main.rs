@@ -1,5 +1,5 @@
 //! A librdkafka load generator in the spirit of rdkafka_performance: produce N records of a
-//! fixed size to one partition as fast as librdkafka will batch them, then consume them all
+//! fixed size to one partition (or spread over `--partitions`) as fast as librdkafka will batch them, then consume them all
 //! back, printing msg/s and MB/s for each phase.
 
 use std::time::{Duration, Instant};
@@ -29,6 +29,9 @@ struct Args {
     compression: String,
     #[arg(long, default_value_t = 5)]
     linger_ms: u32,
+    /// Partitions to spread the records over (round robin), from 0; the topic must have them.
+    #[arg(long, default_value_t = 1)]
+    partitions: u32,
     /// Skip the produce phase (consume what is there).
     #[arg(long)]
     consume_only: bool,
@@ -72,8 +75,11 @@ fn produce(args: &Args) -> anyhow::Result<()> {
         .context("creating the producer")?;
     let payload = vec![b'x'; args.record_size];
     let start = Instant::now();
-    for _ in 0..args.records {
-        let mut record = BaseRecord::<(), [u8]>::to(&args.topic).payload(&payload).partition(0);
+    let partitions = args.partitions.max(1) as u64;
+    for i in 0..args.records {
+        let mut record = BaseRecord::<(), [u8]>::to(&args.topic)
+            .payload(&payload)
+            .partition((i % partitions) as i32);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
@@ -101,10 +107,13 @@ fn consume(args: &Args) -> anyhow::Result<()> {
         .set("queued.min.messages", "1000000")
         .create()
         .context("creating the consumer")?;
-    let (low, high) = consumer.fetch_watermarks(&args.topic, 0, Duration::from_secs(10))?;
-    let want = (high - low) as u64;
+    let mut want = 0u64;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&args.topic, 0, Offset::Offset(low))?;
+    for p in 0..args.partitions.max(1) as i32 {
+        let (low, high) = consumer.fetch_watermarks(&args.topic, p, Duration::from_secs(10))?;
+        want += (high - low) as u64;
+        tpl.add_partition_offset(&args.topic, p, Offset::Offset(low))?;
+    }
     consumer.assign(&tpl)?;
     let start = Instant::now();
     let (mut n, mut bytes) = (0u64, 0u64);

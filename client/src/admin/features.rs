@@ -1,0 +1,93 @@
+//! Feature levels (KIP-584): DescribeFeatures is ApiVersions v3 to any broker, as Kafka's
+//! admin client does it; UpdateFeatures goes to any broker, which forwards it to the active
+//! controller.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::update_features_request::FeatureUpdateKey;
+use kafka_protocol::messages::{ApiVersionsRequest, UpdateFeaturesRequest};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{check, Admin, AdminError};
+use crate::features::{Feature, FeatureMetadata};
+
+/// How UpdateFeatures may move a level (Kafka's `FeatureUpdate.UpgradeType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeType {
+    Upgrade = 1,
+    SafeDowngrade = 2,
+    UnsafeDowngrade = 3,
+}
+
+impl Admin {
+    /// The features a broker supports and the levels the cluster finalized.
+    pub async fn describe_features(&mut self) -> Result<FeatureMetadata, AdminError> {
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("strom"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let r = self.any_send(req, 3).await?;
+        check("ApiVersions", r.error_code, None)?;
+        let mut features: BTreeMap<String, Feature> = r
+            .supported_features
+            .iter()
+            .map(|f| {
+                let name = f.name.to_string();
+                let feature = Feature {
+                    name: name.clone(),
+                    supported_min: f.min_version,
+                    supported_max: f.max_version,
+                    finalized: None,
+                };
+                (name, feature)
+            })
+            .collect();
+        for f in &r.finalized_features {
+            features
+                .entry(f.name.to_string())
+                .or_insert_with(|| Feature {
+                    name: f.name.to_string(),
+                    supported_min: 0,
+                    supported_max: 0,
+                    finalized: None,
+                })
+                .finalized = Some(f.max_version_level);
+        }
+        Ok(FeatureMetadata {
+            features: features.into_values().collect(),
+            finalized_epoch: r.finalized_features_epoch,
+        })
+    }
+
+    /// Sets finalized levels (`kafka-features.sh upgrade|downgrade`); all of them or, when
+    /// the controller refuses one, none. `validate_only` checks without changing anything.
+    pub async fn update_features(
+        &mut self,
+        updates: &[(String, i16)],
+        upgrade_type: UpgradeType,
+        validate_only: bool,
+    ) -> Result<(), AdminError> {
+        let req = UpdateFeaturesRequest::default()
+            .with_timeout_ms(60_000)
+            .with_validate_only(validate_only)
+            .with_feature_updates(
+                updates
+                    .iter()
+                    .map(|(name, level)| {
+                        FeatureUpdateKey::default()
+                            .with_feature(StrBytes::from_string(name.clone()))
+                            .with_max_version_level(*level)
+                            .with_upgrade_type(upgrade_type as i8)
+                    })
+                    .collect(),
+            );
+        let r = self.any_send(req, 1).await?;
+        for f in &r.results {
+            check(
+                format!("feature {}", f.feature),
+                f.error_code,
+                f.error_message.as_deref(),
+            )?;
+        }
+        check("UpdateFeatures", r.error_code, r.error_message.as_deref())
+    }
+}

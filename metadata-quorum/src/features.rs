@@ -1,0 +1,222 @@
+//! Feature flags (KIP-584, KIP-778): cluster-wide levels the active controller finalizes,
+//! which clients read from ApiVersions (v3+) and operators change with UpdateFeatures
+//! (`kafka-features.sh`, `strom features`). `metadata.version` names the Kafka release whose
+//! metadata behaviour the cluster offers; `kraft.version` 1 means controller voters can be
+//! added and removed at run time (KIP-853).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{MetadataError, MetadataImage, MetadataRecord};
+
+pub use strom_client::features::{
+    metadata_version_level, metadata_version_name, KRAFT_VERSION, METADATA_VERSION,
+    METADATA_VERSION_MAX, METADATA_VERSION_MIN,
+};
+
+/// A feature this build supports: the range of levels it can run at, and the level a new
+/// cluster starts at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedFeature {
+    pub name: &'static str,
+    pub min: i16,
+    pub max: i16,
+    pub bootstrap: i16,
+}
+
+pub const SUPPORTED: [SupportedFeature; 2] = [
+    SupportedFeature {
+        name: METADATA_VERSION,
+        min: METADATA_VERSION_MIN,
+        max: METADATA_VERSION_MAX,
+        bootstrap: METADATA_VERSION_MAX,
+    },
+    SupportedFeature {
+        name: KRAFT_VERSION,
+        min: 0,
+        max: 1,
+        bootstrap: 1,
+    },
+];
+
+pub fn supported(name: &str) -> Option<&'static SupportedFeature> {
+    SUPPORTED.iter().find(|f| f.name == name)
+}
+
+/// The records that finalize every supported feature a cluster has no level for yet: what
+/// a new cluster starts with (at `metadata_version` when given), and what a cluster from
+/// before features gets on upgrade.
+pub fn bootstrap_records(
+    image: &MetadataImage,
+    metadata_version: Option<i16>,
+) -> Vec<MetadataRecord> {
+    SUPPORTED
+        .iter()
+        .filter(|f| !image.features.contains_key(f.name))
+        .map(|f| MetadataRecord::FeatureLevel {
+            name: f.name.to_string(),
+            level: match (f.name, metadata_version) {
+                (METADATA_VERSION, Some(level)) => level.clamp(f.min, f.max),
+                _ => f.bootstrap,
+            },
+        })
+        .collect()
+}
+
+/// What UpdateFeatures may do to a level (its `upgrade_type`; v0's `allow_downgrade` maps
+/// to `SafeDowngrade`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UpgradeType {
+    Upgrade,
+    SafeDowngrade,
+    UnsafeDowngrade,
+}
+
+impl UpgradeType {
+    pub fn from_code(code: i8) -> Option<Self> {
+        match code {
+            1 => Some(Self::Upgrade),
+            2 => Some(Self::SafeDowngrade),
+            3 => Some(Self::UnsafeDowngrade),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureUpdate {
+    pub name: String,
+    /// The new finalized level; 0 removes the feature.
+    pub level: i16,
+    pub upgrade_type: UpgradeType,
+}
+
+fn refuse(reason: String) -> MetadataError {
+    MetadataError::FeatureUpdate { reason }
+}
+
+/// The records one update makes, checked against what this build supports and the level
+/// finalized now. Downgrades are refused for both features: a lower `metadata.version`
+/// could not read records a higher one wrote, and `kraft.version` 1 cannot be undone once
+/// voters changed.
+pub fn update(
+    image: &MetadataImage,
+    u: &FeatureUpdate,
+) -> Result<Vec<MetadataRecord>, MetadataError> {
+    let Some(f) = supported(&u.name) else {
+        return Err(refuse(format!(
+            "the controller does not support the {} feature",
+            u.name
+        )));
+    };
+    let current = image.features.get(f.name).copied().unwrap_or(0);
+    if u.level == current {
+        return Ok(vec![]);
+    }
+    if u.level < 0 || (u.level > 0 && (u.level < f.min || u.level > f.max)) {
+        return Err(refuse(format!(
+            "invalid update version {} for feature {}: this cluster supports {} to {}",
+            u.level, f.name, f.min, f.max
+        )));
+    }
+    if u.level > current {
+        if u.upgrade_type != UpgradeType::Upgrade {
+            return Err(refuse(format!(
+                "invalid update version {} for feature {}: cannot downgrade to a newer version (finalized: {current})",
+                u.level, f.name
+            )));
+        }
+    } else {
+        if u.upgrade_type == UpgradeType::Upgrade {
+            return Err(refuse(format!(
+                "invalid update version {} for feature {}: cannot downgrade from {current} without setting the upgrade type to a safe or unsafe downgrade",
+                u.level, f.name
+            )));
+        }
+        return Err(refuse(match f.name {
+            METADATA_VERSION => format!(
+                "refusing to downgrade metadata.version from {current} to {}: records written at the newer version could not be read back",
+                u.level
+            ),
+            _ => format!(
+                "refusing to downgrade {} from {current} to {}: downgrades are not supported",
+                f.name, u.level
+            ),
+        }));
+    }
+    Ok(vec![MetadataRecord::FeatureLevel {
+        name: f.name.to_string(),
+        level: u.level,
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(name: &str, level: i16, upgrade_type: UpgradeType) -> FeatureUpdate {
+        FeatureUpdate {
+            name: name.into(),
+            level,
+            upgrade_type,
+        }
+    }
+
+    #[test]
+    fn a_new_cluster_finalizes_every_feature_once() {
+        let image = MetadataImage::default();
+        let records = bootstrap_records(&image, None);
+        assert_eq!(records.len(), 2);
+        assert_eq!(
+            bootstrap_records(&image, Some(17))[0],
+            MetadataRecord::FeatureLevel {
+                name: METADATA_VERSION.into(),
+                level: 17
+            }
+        );
+        let image = image.replay(&records).expect("replay");
+        assert_eq!(image.features.get(METADATA_VERSION), Some(&27));
+        assert_eq!(image.features.get(KRAFT_VERSION), Some(&1));
+        assert_eq!(
+            image.features_epoch, 1,
+            "the offset of the last feature record"
+        );
+        assert!(bootstrap_records(&image, None).is_empty());
+    }
+
+    #[test]
+    fn upgrades_within_the_supported_range_only() {
+        let image = MetadataImage::default()
+            .replay(&[MetadataRecord::FeatureLevel {
+                name: METADATA_VERSION.into(),
+                level: 17,
+            }])
+            .expect("replay");
+        let ok = update(&image, &up(METADATA_VERSION, 25, UpgradeType::Upgrade)).expect("upgrade");
+        assert_eq!(ok.len(), 1);
+        assert!(
+            update(&image, &up(METADATA_VERSION, 17, UpgradeType::Upgrade))
+                .expect("no change")
+                .is_empty()
+        );
+        for bad in [
+            up(METADATA_VERSION, 28, UpgradeType::Upgrade),
+            up(METADATA_VERSION, 3, UpgradeType::Upgrade),
+            up(METADATA_VERSION, 15, UpgradeType::Upgrade),
+            up(METADATA_VERSION, 15, UpgradeType::SafeDowngrade),
+            up(METADATA_VERSION, 15, UpgradeType::UnsafeDowngrade),
+            up(METADATA_VERSION, 0, UpgradeType::UnsafeDowngrade),
+            up(METADATA_VERSION, 25, UpgradeType::SafeDowngrade),
+            up("group.version", 1, UpgradeType::Upgrade),
+            up(KRAFT_VERSION, -1, UpgradeType::Upgrade),
+        ] {
+            let e = update(&image, &bad).expect_err(&format!("{bad:?}"));
+            assert_eq!(e.kafka_code(), 95, "{e}");
+        }
+        assert_eq!(
+            update(&image, &up(KRAFT_VERSION, 1, UpgradeType::Upgrade))
+                .expect("kraft.version 0 -> 1")
+                .len(),
+            1
+        );
+    }
+}

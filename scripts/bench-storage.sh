@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The storage write path under sustained load: a release strom-broker --dev, a topic with
+# retention off, and rounds of librdkafka produce (acks=all, linger 5 ms). Per round it prints
+# the throughput, the bytes the broker wrote to disk per byte produced (/proc/<pid>/io), the
+# data directory's size, RSS and CPU; at the end, after the writes stop, the data directory
+# against the batches held, RocksDB's write stall totals, and a consume pass.
+#   scripts/bench-storage.sh [--partitions 8] [--rounds 5] [--records-per-round 1900000]
+#                            [--record-size 1000] [--idle 20] [--no-consume]
+#                            [--extra-partitions N]   (idle partitions besides the topic's)
+#                            [--perf FILE]   (perf record -g of the broker during round 2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+partitions=8 rounds=5 records=1900000 size=1000 idle=20 consume=1 extra=0 perf_out=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --partitions) partitions=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --records-per-round) records=$2; shift 2 ;;
+    --record-size) size=$2; shift 2 ;;
+    --idle) idle=$2; shift 2 ;;
+    --no-consume) consume=0; shift ;;
+    --extra-partitions) extra=$2; shift 2 ;;
+    --perf) perf_out=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+scripts/setup.sh --no-python >/dev/null
+source scripts/env.sh
+RUSTFLAGS="$(release_rustflags)" cargo build --release --bin strom-broker --bin strom
+(cd scripts/bench && cargo build --release)
+bin="$CARGO_TARGET_DIR/release"
+
+data=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
+port=$((20000 + RANDOM % 10000))
+http=$((port + 1))
+"$bin/strom-broker" --dev --data-dir "$data" --kafka-listen "127.0.0.1:$port" \
+  --http-listen "127.0.0.1:$http" --quorum-listen "127.0.0.1:$((port + 2))" > "$data.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data" "$data.log"' EXIT
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+cli() { "$bin/strom" --bootstrap-server "127.0.0.1:$port" "$@"; }
+cli topics create bench --partitions "$partitions" --replication-factor 1 \
+  --config retention.ms=-1 --config retention.bytes=-1 >/dev/null
+if [ "$extra" -gt 0 ]; then
+  cli topics create idle --partitions "$extra" --replication-factor 1 >/dev/null
+fi
+
+written() { awk '/^write_bytes/ {print $2}' "/proc/$pid/io"; }
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$pid/stat"; }
+rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status"; }
+dir_bytes() { du -sb "$data" | awk '{print $1}'; }
+held_bytes() {
+  curl -sf "http://127.0.0.1:$http/v1/topics/bench" | python3 -c '
+import json, sys
+def sizes(v):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if k == "size_bytes": yield x
+            else: yield from sizes(x)
+    elif isinstance(v, list):
+        for x in v: yield from sizes(x)
+print(sum(sizes(json.load(sys.stdin))))'
+}
+gb() { awk -v b="$1" 'BEGIN {printf "%.2f", b / 1e9}'; }
+
+echo "strom-broker pid $pid on 127.0.0.1:$port ($(nproc) cores), data in $data"
+echo "topic bench: $partitions partitions; $rounds rounds of $records records of $size B (acks=all)"
+start_written=$(written)
+produced=0
+for r in $(seq 1 "$rounds"); do
+  before=$(written)
+  perf_pid=
+  if [ -n "$perf_out" ] && [ "$r" = 2 ]; then
+    perf record -e cpu-clock -F 499 -g -p "$pid" -o "$perf_out" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
+  out=$("$bin/strom-bench" --bootstrap "127.0.0.1:$port" --topic bench --acks all \
+    --records "$records" --record-size "$size" --partitions "$partitions" --produce-only)
+  after=$(written)
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+  round_bytes=$((records * size))
+  produced=$((produced + round_bytes))
+  ratio=$(awk -v w=$((after - before)) -v p=$round_bytes 'BEGIN {printf "%.2f", w / p}')
+  echo "round $r: ${out#produce: }; disk written $(gb $((after - before))) GB = ${ratio}x;" \
+    "data dir $(gb "$(dir_bytes)") GB; RSS $(rss_mb) MB; broker CPU $(cpu_s) s"
+done
+total=$(( $(written) - start_written ))
+echo "total: produced $(gb $produced) GB of values, disk written $(gb $total) GB" \
+  "= $(awk -v w=$total -v p=$produced 'BEGIN {printf "%.2f", w / p}')x"
+sleep "$idle"
+held=$(held_bytes)
+dir=$(dir_bytes)
+echo "after ${idle}s idle: data dir $(gb "$dir") GB for $(gb "$held") GB of batches held" \
+  "= $(awk -v d="$dir" -v h="$held" 'BEGIN {printf "%.3f", d / h}')x; RSS $(rss_mb) MB," \
+  "peak $(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status") MB"
+grep -h "Cumulative stall" "$data"/logs/LOG 2>/dev/null | tail -n 1 | sed 's/^.*Cumulative/rocksdb: cumulative/' || true
+grep -h "^Stalls(count)" "$data"/logs/LOG 2>/dev/null | tail -n 1 | sed 's/^/rocksdb: /' || true
+if [ "$consume" = 1 ]; then
+  "$bin/strom-bench" --bootstrap "127.0.0.1:$port" --topic bench --partitions "$partitions" --consume-only
+fi
