@@ -52,7 +52,8 @@ def test_describe_upgrade_and_refusals(cluster_at_3_7):
     assert mv["supported"] == (7, 27), features
     # 3.7's last level is 3.7-IV4 (19).
     assert mv["finalized"] == (19, 19), features
-    assert features["kraft.version"]["finalized"] == (1, 1), features
+    # kraft.version 1 needs 3.9-IV0: a cluster formatted at 3.7 starts at 0 (not finalized).
+    assert "finalized" not in features["kraft.version"], features
     epoch = mv["finalized_epoch"]
     assert isinstance(epoch, int) and epoch >= 0, features
 
@@ -65,7 +66,8 @@ def test_describe_upgrade_and_refusals(cluster_at_3_7):
                    {"metadata.version": ("UNSAFE_DOWNGRADE", 15)},
                    {"group.version": 1},
                    {"metadata.version": 40},
-                   {"metadata.version": 15}):
+                   {"metadata.version": 15},
+                   {"kraft.version": 1}):
         with pytest.raises(InvalidUpdateVersionError):
             admin.update_features(update)
     out = features_cli(c.brokers[1].bootstrap, "downgrade", "--metadata", "3.6")
@@ -94,6 +96,12 @@ def test_describe_upgrade_and_refusals(cluster_at_3_7):
     assert after["finalized_epoch"] > epoch
     # Upgrading to where it is already is a no-op that succeeds.
     assert admin.update_features({"metadata.version": 27}) == {"metadata.version": "OK"}
+    # Now kraft.version can follow.
+    out = features_cli(c.brokers[0].bootstrap, "upgrade", "--feature", "kraft.version=1")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "kraft.version was upgraded to 1"
+    wait_until(lambda: described(c.brokers[1].bootstrap)["kraft.version"][2] == "1",
+               what="kraft.version 1 on another broker")
     admin.close()
 
 

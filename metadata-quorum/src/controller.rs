@@ -1196,6 +1196,14 @@ pub fn update_features(
     updates: &[crate::features::FeatureUpdate],
 ) -> ControllerResult<Result<(), MetadataError>> {
     let decide = || -> Result<Vec<MetadataRecord>, MetadataError> {
+        use crate::features::METADATA_VERSION;
+        // Dependencies are checked against metadata.version as this request leaves it.
+        let metadata_version = updates
+            .iter()
+            .find(|u| u.name == METADATA_VERSION)
+            .map(|u| u.level)
+            .or_else(|| image.features.get(METADATA_VERSION).copied())
+            .unwrap_or(0);
         let mut records = Vec::new();
         for u in updates {
             if updates.iter().filter(|o| o.name == u.name).count() > 1 {
@@ -1203,7 +1211,7 @@ pub fn update_features(
                     reason: format!("feature {} is named more than once", u.name),
                 });
             }
-            records.extend(crate::features::update(image, u)?);
+            records.extend(crate::features::update(image, u, metadata_version)?);
         }
         Ok(records)
     };

@@ -42,23 +42,32 @@ pub fn supported(name: &str) -> Option<&'static SupportedFeature> {
     SUPPORTED.iter().find(|f| f.name == name)
 }
 
-/// The records that finalize every supported feature a cluster has no level for yet: what
-/// a new cluster starts with (at `metadata_version` when given), and what a cluster from
-/// before features gets on upgrade.
+/// `kraft.version` 1 needs `metadata.version` 3.9-IV0 or later, as in Kafka.
+const KRAFT_VERSION_1_METADATA_VERSION: i16 = 21;
+
+/// The records that finalize every supported feature for a new cluster, at
+/// `metadata_version` when given (and the `kraft.version` it allows). A cluster from before
+/// feature levels gets none on its own: until an operator upgrades, its levels are not
+/// finalized, so a build newer than some of its nodes never writes a record they cannot read.
 pub fn bootstrap_records(
     image: &MetadataImage,
     metadata_version: Option<i16>,
 ) -> Vec<MetadataRecord> {
+    let mv = metadata_version.map_or(METADATA_VERSION_MAX, |l| {
+        l.clamp(METADATA_VERSION_MIN, METADATA_VERSION_MAX)
+    });
     SUPPORTED
         .iter()
         .filter(|f| !image.features.contains_key(f.name))
         .map(|f| MetadataRecord::FeatureLevel {
             name: f.name.to_string(),
-            level: match (f.name, metadata_version) {
-                (METADATA_VERSION, Some(level)) => level.clamp(f.min, f.max),
+            level: match f.name {
+                METADATA_VERSION => mv,
+                KRAFT_VERSION if mv < KRAFT_VERSION_1_METADATA_VERSION => 0,
                 _ => f.bootstrap,
             },
         })
+        .filter(|r| !matches!(r, MetadataRecord::FeatureLevel { level: 0, .. }))
         .collect()
 }
 
@@ -94,13 +103,15 @@ fn refuse(reason: String) -> MetadataError {
     MetadataError::FeatureUpdate { reason }
 }
 
-/// The records one update makes, checked against what this build supports and the level
-/// finalized now. Downgrades are refused for both features: a lower `metadata.version`
+/// The records one update makes, checked against what this build supports, the level
+/// finalized now, and `metadata_version`, the level metadata.version has once the whole
+/// request applies. Downgrades are refused for both features: a lower `metadata.version`
 /// could not read records a higher one wrote, and `kraft.version` 1 cannot be undone once
 /// voters changed.
 pub fn update(
     image: &MetadataImage,
     u: &FeatureUpdate,
+    metadata_version: i16,
 ) -> Result<Vec<MetadataRecord>, MetadataError> {
     let Some(f) = supported(&u.name) else {
         return Err(refuse(format!(
@@ -143,6 +154,12 @@ pub fn update(
             ),
         }));
     }
+    if f.name == KRAFT_VERSION && metadata_version < KRAFT_VERSION_1_METADATA_VERSION {
+        return Err(refuse(format!(
+            "kraft.version {} needs metadata.version 3.9-IV0 ({KRAFT_VERSION_1_METADATA_VERSION}) or later; upgrade metadata.version first",
+            u.level
+        )));
+    }
     Ok(vec![MetadataRecord::FeatureLevel {
         name: f.name.to_string(),
         level: u.level,
@@ -167,11 +184,12 @@ mod tests {
         let records = bootstrap_records(&image, None);
         assert_eq!(records.len(), 2);
         assert_eq!(
-            bootstrap_records(&image, Some(17))[0],
-            MetadataRecord::FeatureLevel {
+            bootstrap_records(&image, Some(17)),
+            vec![MetadataRecord::FeatureLevel {
                 name: METADATA_VERSION.into(),
                 level: 17
-            }
+            }],
+            "kraft.version 1 needs 3.9-IV0"
         );
         let image = image.replay(&records).expect("replay");
         assert_eq!(image.features.get(METADATA_VERSION), Some(&27));
@@ -191,10 +209,11 @@ mod tests {
                 level: 17,
             }])
             .expect("replay");
-        let ok = update(&image, &up(METADATA_VERSION, 25, UpgradeType::Upgrade)).expect("upgrade");
+        let ok =
+            update(&image, &up(METADATA_VERSION, 25, UpgradeType::Upgrade), 25).expect("upgrade");
         assert_eq!(ok.len(), 1);
         assert!(
-            update(&image, &up(METADATA_VERSION, 17, UpgradeType::Upgrade))
+            update(&image, &up(METADATA_VERSION, 17, UpgradeType::Upgrade), 17)
                 .expect("no change")
                 .is_empty()
         );
@@ -209,12 +228,15 @@ mod tests {
             up("group.version", 1, UpgradeType::Upgrade),
             up(KRAFT_VERSION, -1, UpgradeType::Upgrade),
         ] {
-            let e = update(&image, &bad).expect_err(&format!("{bad:?}"));
+            let e = update(&image, &bad, 17).expect_err(&format!("{bad:?}"));
             assert_eq!(e.kafka_code(), 95, "{e}");
         }
+        let kraft = up(KRAFT_VERSION, 1, UpgradeType::Upgrade);
+        let e = update(&image, &kraft, 17).expect_err("kraft.version 1 at 3.7");
+        assert!(e.to_string().contains("3.9-IV0"), "{e}");
         assert_eq!(
-            update(&image, &up(KRAFT_VERSION, 1, UpgradeType::Upgrade))
-                .expect("kraft.version 0 -> 1")
+            update(&image, &kraft, 21)
+                .expect("kraft.version 0 -> 1 with 3.9")
                 .len(),
             1
         );

@@ -75,6 +75,7 @@ pub fn run<S: LogStore, F: FnMut() -> S>(mut make: F) {
     write_batch_rejects_gaps();
     delete_partition_removes_only_it(&make());
     head_deletion_moves_the_start(&make());
+    head_deletion_removes_every_batch_starting_below(&make());
     replacement_is_atomic_and_keeps_offsets(&make());
     producer_state_travels_with_appends(&make());
     truncation_removes_a_suffix_atomically(&make());
@@ -323,6 +324,10 @@ fn head_deletion_moves_the_start<S: LogStore>(store: &S) {
     store
         .write_state(t, PartitionState::empty(0))
         .expect("start again at 0");
+    assert!(store
+        .read(t, 0, i64::MAX, usize::MAX)
+        .expect("read")
+        .is_empty());
     append(store, t, &[(1, 40, 9)]);
     assert_eq!(
         offsets(&store.read(t, 0, i64::MAX, usize::MAX).expect("read")),
@@ -331,6 +336,37 @@ fn head_deletion_moves_the_start<S: LogStore>(store: &S) {
     assert_eq!(
         store.batch_infos(t, 0, i64::MAX, 10).expect("infos").len(),
         1
+    );
+}
+
+/// `remove_below` is a promise of its own, beside the new start: a batch starting below it
+/// is gone even when it reaches the start.
+fn head_deletion_removes_every_batch_starting_below<S: LogStore>(store: &S) {
+    let t = tp(14, 0);
+    store.create_partition(t).expect("create");
+    append(store, t, &[(2, 10, 9), (2, 20, 9), (2, 30, 9), (2, 40, 9)]); // offsets 0-7
+                                                                         // Compaction rewrites the batch at 4.
+    let mut state = state_of(store, t);
+    let rewritten = fake_batch(4, 2, 30, 3);
+    state.size_bytes -= 70 - 64;
+    store
+        .replace_batches(t, &[4], std::slice::from_ref(&rewritten), &[], state)
+        .expect("compact");
+    let mut state = state_of(store, t);
+    state.log_start_offset = 3;
+    state.size_bytes -= 140;
+    store.delete_head(t, 4, state).expect("delete head");
+    let read = store.read(t, 0, i64::MAX, usize::MAX).expect("read");
+    assert_eq!(offsets(&read), vec![4, 6]);
+    assert_eq!(read[0], rewritten.data);
+    assert_eq!(
+        store
+            .batch_infos(t, 0, i64::MAX, 10)
+            .expect("infos")
+            .iter()
+            .map(|b| b.base_offset)
+            .collect::<Vec<_>>(),
+        vec![4, 6]
     );
 }
 

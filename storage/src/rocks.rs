@@ -40,6 +40,10 @@ const CF_STATE: &str = "state";
 const CF_PRODUCERS: &str = "producers";
 const CF_EPOCHS: &str = "epochs";
 const CF_TXNINDEX: &str = "txnindex";
+/// Per partition, the `remove_below` of its last head deletion: no batch starting below it
+/// is read again, even one `DeleteFilesInRange` made visible again by dropping the newer
+/// file that deleted or replaced it (compaction's rewrites, truncation's deletes).
+const CF_FLOORS: &str = "floors";
 const LOG_CF_PREFIX: &str = "log-";
 
 fn log_cf_name(tp: TopicPartition) -> String {
@@ -98,6 +102,8 @@ pub struct RocksLogStore {
     /// whole files, so a batch wholly below the start can linger in a file that also holds
     /// live batches until a later pass drops that file; reads never return it.
     starts: RwLock<HashMap<TopicPartition, i64>>,
+    /// What `CF_FLOORS` holds, for the partitions that have a floor.
+    floors: RwLock<HashMap<TopicPartition, i64>>,
     /// Serialises creating and dropping partition column families, and counts them.
     own_families: Mutex<usize>,
     partition_families: usize,
@@ -165,6 +171,9 @@ impl RocksLogStore {
         // Batches are already compressed by producers as they chose; recompressing costs CPU.
         log_opts.set_compression_type(rocksdb::DBCompressionType::None);
         log_opts.set_level_compaction_dynamic_level_bytes(true);
+        // Files leave level 0 (by a move, in a partition's own family) once two are there:
+        // retention can drop files below level 0 only.
+        log_opts.set_level_zero_file_num_compaction_trigger(2);
         log_opts.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(
             PARTITION_PREFIX_LEN,
         ));
@@ -180,7 +189,8 @@ impl RocksLogStore {
             ColumnFamilyDescriptor::new(CF_STATE, small_opts.clone()),
             ColumnFamilyDescriptor::new(CF_PRODUCERS, small_opts.clone()),
             ColumnFamilyDescriptor::new(CF_EPOCHS, small_opts.clone()),
-            ColumnFamilyDescriptor::new(CF_TXNINDEX, small_opts),
+            ColumnFamilyDescriptor::new(CF_TXNINDEX, small_opts.clone()),
+            ColumnFamilyDescriptor::new(CF_FLOORS, small_opts),
         ];
         for name in &existing {
             if parse_log_cf_name(name).is_some() {
@@ -193,6 +203,7 @@ impl RocksLogStore {
             sync_writes: options.sync_writes,
             log_opts,
             starts: RwLock::new(HashMap::new()),
+            floors: RwLock::new(HashMap::new()),
             own_families: Mutex::new(0),
             partition_families: options.partition_families,
             shared: RwLock::new(Default::default()),
@@ -202,6 +213,22 @@ impl RocksLogStore {
             .iter()
             .map(|(tp, state)| (*tp, state.log_start_offset))
             .collect();
+        let mut floors = HashMap::new();
+        for item in store
+            .db
+            .iterator_cf(&store.cf(CF_FLOORS)?, IteratorMode::Start)
+        {
+            let (key, value) = item.map_err(engine)?;
+            let (Some(tp), Ok(floor)) =
+                (keys::decode_partition(&key), <[u8; 8]>::try_from(&*value))
+            else {
+                return Err(StorageError::Corrupt {
+                    what: "floor entry of unexpected length".into(),
+                });
+            };
+            floors.insert(tp, i64::from_be_bytes(floor));
+        }
+        *store.floors.write() = floors;
         let mut own = 0;
         for name in &existing {
             match parse_log_cf_name(name) {
@@ -272,6 +299,30 @@ impl RocksLogStore {
     /// The log start offset last written for `tp` (0 when unknown).
     fn start_of(&self, tp: TopicPartition) -> i64 {
         self.starts.read().get(&tp).copied().unwrap_or(0)
+    }
+
+    /// Batches of `tp` starting below this are never read (see `CF_FLOORS`).
+    fn floor_of(&self, tp: TopicPartition) -> i64 {
+        self.floors.read().get(&tp).copied().unwrap_or(i64::MIN)
+    }
+
+    /// Adds setting `tp`'s floor to `batch`; [`Self::remember_floor`] once it is written.
+    fn put_floor(
+        &self,
+        batch: &mut rocksdb::WriteBatch,
+        tp: TopicPartition,
+        floor: i64,
+    ) -> Result<(), StorageError> {
+        batch.put_cf(
+            &self.cf(CF_FLOORS)?,
+            keys::partition_prefix(tp),
+            floor.to_be_bytes(),
+        );
+        Ok(())
+    }
+
+    fn remember_floor(&self, tp: TopicPartition, floor: i64) {
+        self.floors.write().insert(tp, floor);
     }
 
     /// Adds `state` to `batch` and writes it; once written, reads follow its log start.
@@ -502,6 +553,7 @@ impl LogStore for RocksLogStore {
             batch.delete_cf(&cf, upper);
         }
         batch.delete_cf(&self.cf(CF_STATE)?, keys::partition_prefix(tp));
+        batch.delete_cf(&self.cf(CF_FLOORS)?, keys::partition_prefix(tp));
         let shared = self.cf(CF_SHARED_LOG)?;
         batch.delete_range_cf(&shared, lower, upper);
         batch.delete_cf(&shared, upper);
@@ -509,6 +561,7 @@ impl LogStore for RocksLogStore {
             .write_opt(batch, &self.write_options())
             .map_err(engine)?;
         self.starts.write().remove(&tp);
+        self.floors.write().remove(&tp);
         self.shared.write().remove(&tp);
         // Its own column family goes whole. A crash before this leaves a column family
         // without a state, dropped when the store next opens.
@@ -528,7 +581,13 @@ impl LogStore for RocksLogStore {
         end_offset: i64,
         limit: usize,
     ) -> Result<Vec<BatchInfo>, StorageError> {
-        self.batch_infos_from(tp, offset.max(self.start_of(tp)), end_offset, limit)
+        self.batch_infos_from(
+            tp,
+            offset.max(self.start_of(tp)),
+            end_offset,
+            self.floor_of(tp),
+            limit,
+        )
     }
 
     fn delete_head(
@@ -566,6 +625,8 @@ impl LogStore for RocksLogStore {
         }
         it.status().map_err(engine)?;
         drop(it);
+        let floor = remove_below.max(self.floor_of(tp));
+        self.put_floor(&mut batch, tp, floor)?;
         let Some(own) = self.own_cf(tp) else {
             // In the shared column family, a range tombstone; compaction frees the space.
             batch.delete_range_cf(
@@ -573,21 +634,26 @@ impl LogStore for RocksLogStore {
                 keys::key(tp, 0),
                 keys::offset_key(tp, remove_below),
             );
-            return self.write_with_state(tp, batch, state);
+            self.write_with_state(tp, batch, state)?;
+            self.remember_floor(tp, floor);
+            return Ok(());
         };
         // In its own, the batches are not deleted key by key: tombstones below the live range
         // would share a memtable, then a file, with the newest batches, and compacting that
         // file would rewrite the whole partition. The new log start hides them at once, and
         // every file holding only batches below `remove_below` is dropped as it is.
         self.write_with_state(tp, batch, state)?;
+        self.remember_floor(tp, floor);
         if remove_below > 0 {
-            self.db
-                .delete_file_in_range_cf(
-                    &own,
-                    keys::key(tp, 0),
-                    keys::offset_key(tp, remove_below - 1),
-                )
-                .map_err(engine)?;
+            // The deletion is done once the state is written; freeing the files is tidying
+            // up, and a file left now goes in a later pass.
+            if let Err(e) = self.db.delete_file_in_range_cf(
+                &own,
+                keys::key(tp, 0),
+                keys::offset_key(tp, remove_below - 1),
+            ) {
+                tracing::warn!(partition = %tp, error = %e, "could not drop table files below the log start");
+            }
         }
         Ok(())
     }
@@ -650,7 +716,7 @@ impl LogStore for RocksLogStore {
         let mut batch = rocksdb::WriteBatch::default();
         // Batches to remove: the one holding `offset` (if it reaches it) and all after it,
         // including any a head deletion only hid (the truncation may go below the log start).
-        let removed = self.batch_infos_from(tp, offset, i64::MAX, usize::MAX)?;
+        let removed = self.batch_infos_from(tp, offset, i64::MAX, i64::MIN, usize::MAX)?;
         let log = self.log_cf(tp)?;
         for b in &removed {
             batch.delete_cf(&log, keys::offset_key(tp, b.base_offset));
@@ -696,8 +762,18 @@ impl LogStore for RocksLogStore {
         for (pid, bytes) in producers {
             batch.put_cf(&producer_cf, keys::key(tp, *pid as u64), bytes);
         }
+        // Every batch from `offset` on is gone, so the floor may come down to it: a log that
+        // starts again lower must see its new batches.
+        let floor = self.floor_of(tp);
+        let lowered = floor.min(offset.max(0));
+        if floor != i64::MIN && lowered != floor {
+            self.put_floor(&mut batch, tp, lowered)?;
+        }
         let state = crate::memory::truncated_state(current, end, removed_bytes, max_timestamp);
         self.write_with_state(tp, batch, state)?;
+        if floor != i64::MIN && lowered != floor {
+            self.remember_floor(tp, lowered);
+        }
         Ok(state)
     }
 }
@@ -733,11 +809,13 @@ impl RocksLogStore {
     /// Walks the batches of `tp` from the one holding `offset` (the log start hides nothing
     /// here), stopping before `end_offset`, handing each key and value to `take` until it
     /// answers false.
+    /// Batches starting below `floor` are skipped.
     fn walk(
         &self,
         tp: TopicPartition,
         offset: i64,
         end_offset: i64,
+        floor: i64,
         mut take: impl FnMut(i64, i64, &[u8]) -> bool,
     ) -> Result<(), StorageError> {
         if offset >= end_offset {
@@ -764,7 +842,7 @@ impl RocksLogStore {
                 + keys::last_offset_delta(value).ok_or_else(|| StorageError::Corrupt {
                     what: format!("batch at offset {base} is truncated"),
                 })?;
-            if last >= offset && !take(base, last, value) {
+            if last >= offset && base >= floor && !take(base, last, value) {
                 break;
             }
             it.next();
@@ -777,13 +855,14 @@ impl RocksLogStore {
         tp: TopicPartition,
         offset: i64,
         end_offset: i64,
+        floor: i64,
         limit: usize,
     ) -> Result<Vec<BatchInfo>, StorageError> {
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);
         }
-        self.walk(tp, offset, end_offset, |base, last, value| {
+        self.walk(tp, offset, end_offset, floor, |base, last, value| {
             out.push(BatchInfo {
                 base_offset: base,
                 last_offset: last,
@@ -807,7 +886,7 @@ impl RocksLogStore {
         let mut count = 0usize;
         let mut total = 0usize;
         let from = offset.max(self.start_of(tp));
-        self.walk(tp, from, end_offset, |_, _, value| {
+        self.walk(tp, from, end_offset, self.floor_of(tp), |_, _, value| {
             if count > 0 && total + value.len() > max_bytes {
                 return false;
             }

@@ -981,18 +981,6 @@ impl QuorumNode {
                     Ok(_) => info!(cluster_id = %self.image().cluster_id, "cluster named"),
                     Err(e) => warn!(error = %e, "could not name the cluster"),
                 }
-            } else if !crate::features::bootstrap_records(&image, None).is_empty() {
-                // A cluster from before feature levels: finalize them at this build's levels.
-                match self
-                    .propose(|img| Decision {
-                        records: crate::features::bootstrap_records(img, None),
-                        response: (),
-                    })
-                    .await
-                {
-                    Ok(_) => info!(features = ?self.image().features, "feature levels finalized"),
-                    Err(e) => warn!(error = %e, "could not finalize the feature levels"),
-                }
             }
             for broker_id in expired {
                 // Decided again under the write lock: a registration or heartbeat that landed
