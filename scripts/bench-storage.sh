@@ -35,14 +35,7 @@ bin="$CARGO_TARGET_DIR/release"
 data=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
 port=$((20000 + RANDOM % 10000))
 http=$((port + 1))
-"$bin/strom-broker" --dev --data-dir "$data" --kafka-listen "127.0.0.1:$port" \
-  --http-listen "127.0.0.1:$http" --quorum-listen "127.0.0.1:$((port + 2))" > "$data.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data" "$data.log"' EXIT
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
+start_dev_broker "$bin/strom-broker" "$data" "$port"
 cli() { "$bin/strom" --bootstrap-server "127.0.0.1:$port" "$@"; }
 cli topics create bench --partitions "$partitions" --replication-factor 1 \
   --config retention.ms=-1 --config retention.bytes=-1 >/dev/null

@@ -12,14 +12,7 @@ RUSTFLAGS="$(release_rustflags)" cargo build --release --bin strom-broker --bin 
 
 data=$(mktemp -d)
 port=$((20000 + RANDOM % 10000))
-"$CARGO_TARGET_DIR/release/strom-broker" --dev --data-dir "$data" \
-  --kafka-listen "127.0.0.1:$port" --http-listen "127.0.0.1:$((port + 1))" --quorum-listen "127.0.0.1:$((port + 2))" > "$data.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data" "$data.log"' EXIT
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
+start_dev_broker "$CARGO_TARGET_DIR/release/strom-broker" "$data" "$port"
 echo "strom-broker pid $pid on 127.0.0.1:$port ($(nproc) cores)"
 "$CARGO_TARGET_DIR/release/strom-bench" --bootstrap "127.0.0.1:$port" --topic bench "$@"
 echo "broker peak RSS: $(grep VmHWM /proc/$pid/status | awk '{print $2/1024 " MiB"}'), now: $(grep VmRSS /proc/$pid/status | awk '{print $2/1024 " MiB"}')"

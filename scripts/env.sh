@@ -14,3 +14,18 @@ release_rustflags() {
     echo "${RUSTFLAGS:-}"
   fi
 }
+
+# Starts a release `strom-broker --dev` (BIN) on 127.0.0.1:PORT (HTTP on PORT+1, quorum on
+# PORT+2) with DATA as its data directory, logging to DATA.log; sets `pid`, stops it and
+# removes DATA on exit, and returns once it accepts connections.
+start_dev_broker() {
+  local bin=$1 data=$2 port=$3
+  "$bin" --dev --data-dir "$data" --kafka-listen "127.0.0.1:$port" \
+    --http-listen "127.0.0.1:$((port + 1))" --quorum-listen "127.0.0.1:$((port + 2))" > "$data.log" 2>&1 &
+  pid=$!
+  trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "'"$data"'" "'"$data"'.log"' EXIT
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+  done
+}

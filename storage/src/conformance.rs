@@ -266,7 +266,8 @@ fn producer_state_travels_with_appends<S: LogStore>(store: &S) {
     assert!(store.producer_states(t).expect("states").is_empty());
 }
 
-fn state_of<S: LogStore>(store: &S, t: TopicPartition) -> PartitionState {
+/// `t`'s state as the store reports it (the partition must exist).
+pub(crate) fn state_of<S: LogStore>(store: &S, t: TopicPartition) -> PartitionState {
     store
         .partitions()
         .expect("partitions")

@@ -956,14 +956,7 @@ mod tests {
     }
 
     fn append_batches(store: &RocksLogStore, tp: TopicPartition, n: usize, payload: usize) {
-        let state = store
-            .partitions()
-            .expect("partitions")
-            .into_iter()
-            .find(|(p, _)| *p == tp)
-            .map(|(_, s)| s)
-            .expect("partition");
-        let mut write = WriteBatch::new(state);
+        let mut write = WriteBatch::new(conformance::state_of(store, tp));
         for _ in 0..n {
             let end = write.state().log_end_offset;
             let batch = conformance::fake_batch(end, 10, end, payload);
@@ -1032,13 +1025,7 @@ mod tests {
         assert_eq!(infos.len(), 128);
         let cut = &infos[40]; // inside the third file (16 batches per file)
         let removed: u64 = infos[..40].iter().map(|i| i.size).sum();
-        let mut state = store
-            .partitions()
-            .expect("partitions")
-            .into_iter()
-            .find(|(p, _)| *p == a)
-            .expect("a")
-            .1;
+        let mut state = conformance::state_of(&store, a);
         state.log_start_offset = cut.base_offset;
         state.size_bytes -= removed;
         store
