@@ -98,12 +98,8 @@ pub struct RocksLogStore {
     sync_writes: bool,
     /// Options of a partition's column family, used when one is created.
     log_opts: Options,
-    /// Each partition's log start offset as last written with its state. Retention drops
-    /// whole files, so a batch wholly below the start can linger in a file that also holds
-    /// live batches until a later pass drops that file; reads never return it.
-    starts: RwLock<HashMap<TopicPartition, i64>>,
-    /// What `CF_FLOORS` holds, for the partitions that have a floor.
-    floors: RwLock<HashMap<TopicPartition, i64>>,
+    /// What reads of each partition skip, as last written (see [`Bounds`]).
+    bounds: RwLock<HashMap<TopicPartition, Bounds>>,
     /// Serialises creating and dropping partition column families, and counts them.
     own_families: Mutex<usize>,
     partition_families: usize,
@@ -128,6 +124,26 @@ fn supports_direct_io(dir: &Path) -> bool {
         .is_ok();
     let _ = std::fs::remove_file(&probe);
     ok
+}
+
+/// Retention drops whole files, so batches it removed can linger in a file that also holds
+/// live ones until a later pass drops that file; reads skip them by these two bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bounds {
+    /// The log start offset written with the partition's state: a batch wholly below it is
+    /// not read.
+    start: i64,
+    /// What `CF_FLOORS` holds: a batch starting below it is not read (`i64::MIN`: none).
+    floor: i64,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Self {
+            start: 0,
+            floor: i64::MIN,
+        }
+    }
 }
 
 fn engine(e: rocksdb::Error) -> StorageError {
@@ -202,18 +218,22 @@ impl RocksLogStore {
             db: Arc::new(db),
             sync_writes: options.sync_writes,
             log_opts,
-            starts: RwLock::new(HashMap::new()),
-            floors: RwLock::new(HashMap::new()),
+            bounds: RwLock::new(HashMap::new()),
             own_families: Mutex::new(0),
             partition_families: options.partition_families,
             shared: RwLock::new(Default::default()),
         };
         let partitions = store.partitions()?;
-        *store.starts.write() = partitions
+        let mut bounds: HashMap<TopicPartition, Bounds> = partitions
             .iter()
-            .map(|(tp, state)| (*tp, state.log_start_offset))
+            .map(|(tp, state)| {
+                let b = Bounds {
+                    start: state.log_start_offset,
+                    ..Bounds::default()
+                };
+                (*tp, b)
+            })
             .collect();
-        let mut floors = HashMap::new();
         for item in store
             .db
             .iterator_cf(&store.cf(CF_FLOORS)?, IteratorMode::Start)
@@ -226,14 +246,14 @@ impl RocksLogStore {
                     what: "floor entry of unexpected length".into(),
                 });
             };
-            floors.insert(tp, i64::from_be_bytes(floor));
+            bounds.entry(tp).or_default().floor = i64::from_be_bytes(floor);
         }
-        *store.floors.write() = floors;
+        *store.bounds.write() = bounds;
         let mut own = 0;
         for name in &existing {
             match parse_log_cf_name(name) {
                 // A partition deleted by a process that died before dropping its batches.
-                Some(tp) if !store.starts.read().contains_key(&tp) => {
+                Some(tp) if !store.bounds.read().contains_key(&tp) => {
                     store.db.drop_cf(name).map_err(engine)?;
                 }
                 Some(_) => own += 1,
@@ -296,53 +316,41 @@ impl RocksLogStore {
         self.cf(&name)
     }
 
-    /// The log start offset last written for `tp` (0 when unknown).
-    fn start_of(&self, tp: TopicPartition) -> i64 {
-        self.starts.read().get(&tp).copied().unwrap_or(0)
+    fn bounds_of(&self, tp: TopicPartition) -> Bounds {
+        self.bounds.read().get(&tp).copied().unwrap_or_default()
     }
 
-    /// Batches of `tp` starting below this are never read (see `CF_FLOORS`).
-    fn floor_of(&self, tp: TopicPartition) -> i64 {
-        self.floors.read().get(&tp).copied().unwrap_or(i64::MIN)
-    }
-
-    /// Adds setting `tp`'s floor to `batch`; [`Self::remember_floor`] once it is written.
-    fn put_floor(
-        &self,
-        batch: &mut rocksdb::WriteBatch,
-        tp: TopicPartition,
-        floor: i64,
-    ) -> Result<(), StorageError> {
-        batch.put_cf(
-            &self.cf(CF_FLOORS)?,
-            keys::partition_prefix(tp),
-            floor.to_be_bytes(),
-        );
-        Ok(())
-    }
-
-    fn remember_floor(&self, tp: TopicPartition, floor: i64) {
-        self.floors.write().insert(tp, floor);
-    }
-
-    /// Adds `state` to `batch` and writes it; once written, reads follow its log start.
+    /// Adds `state` (and a new `floor`, if any) to `batch` and writes it; once written, reads
+    /// follow its log start and the floor.
     fn write_with_state(
         &self,
         tp: TopicPartition,
         mut batch: rocksdb::WriteBatch,
         state: PartitionState,
+        floor: Option<i64>,
     ) -> Result<(), StorageError> {
         batch.put_cf(
             &self.cf(CF_STATE)?,
             keys::partition_prefix(tp),
             state.encode(),
         );
+        if let Some(floor) = floor {
+            batch.put_cf(
+                &self.cf(CF_FLOORS)?,
+                keys::partition_prefix(tp),
+                floor.to_be_bytes(),
+            );
+        }
         self.db
             .write_opt(batch, &self.write_options())
             .map_err(engine)?;
-        // Appends leave the start where it was: only a moved start takes the write lock.
-        if self.starts.read().get(&tp) != Some(&state.log_start_offset) {
-            self.starts.write().insert(tp, state.log_start_offset);
+        let next = Bounds {
+            start: state.log_start_offset,
+            floor: floor.unwrap_or(self.bounds_of(tp).floor),
+        };
+        // Appends leave the bounds where they were: only a change takes the write lock.
+        if self.bounds.read().get(&tp) != Some(&next) {
+            self.bounds.write().insert(tp, next);
         }
         Ok(())
     }
@@ -385,7 +393,7 @@ enum Aggregate {
 
 impl LogStore for RocksLogStore {
     fn engine_stats(&self) -> Vec<(&'static str, u64)> {
-        let partitions: Vec<TopicPartition> = self.starts.read().keys().copied().collect();
+        let partitions: Vec<TopicPartition> = self.bounds.read().keys().copied().collect();
         let cfs: Vec<Cf<'_>> = partitions
             .into_iter()
             .filter_map(|tp| self.own_cf(tp))
@@ -417,11 +425,11 @@ impl LogStore for RocksLogStore {
         let key = keys::partition_prefix(tp);
         if let Some(existing) = self.db.get_pinned_cf(&cf, key).map_err(engine)? {
             let state = PartitionState::decode(&existing)?;
-            self.starts.write().insert(tp, state.log_start_offset);
+            self.bounds.write().entry(tp).or_default().start = state.log_start_offset;
             return Ok(state);
         }
         let state = PartitionState::empty(0);
-        self.write_with_state(tp, rocksdb::WriteBatch::default(), state)?;
+        self.write_with_state(tp, rocksdb::WriteBatch::default(), state, None)?;
         Ok(state)
     }
 
@@ -465,7 +473,7 @@ impl LogStore for RocksLogStore {
                 batch.put_cf(&txns, keys::offset_key(tp, a.last_offset), a.encode_value());
             }
         }
-        self.write_with_state(tp, batch, write.state)
+        self.write_with_state(tp, batch, write.state, None)
     }
 
     fn read(
@@ -560,8 +568,7 @@ impl LogStore for RocksLogStore {
         self.db
             .write_opt(batch, &self.write_options())
             .map_err(engine)?;
-        self.starts.write().remove(&tp);
-        self.floors.write().remove(&tp);
+        self.bounds.write().remove(&tp);
         self.shared.write().remove(&tp);
         // Its own column family goes whole. A crash before this leaves a column family
         // without a state, dropped when the store next opens.
@@ -581,11 +588,12 @@ impl LogStore for RocksLogStore {
         end_offset: i64,
         limit: usize,
     ) -> Result<Vec<BatchInfo>, StorageError> {
+        let bounds = self.bounds_of(tp);
         self.batch_infos_from(
             tp,
-            offset.max(self.start_of(tp)),
+            offset.max(bounds.start),
             end_offset,
-            self.floor_of(tp),
+            bounds.floor,
             limit,
         )
     }
@@ -625,8 +633,7 @@ impl LogStore for RocksLogStore {
         }
         it.status().map_err(engine)?;
         drop(it);
-        let floor = remove_below.max(self.floor_of(tp));
-        self.put_floor(&mut batch, tp, floor)?;
+        let floor = Some(remove_below.max(self.bounds_of(tp).floor));
         let Some(own) = self.own_cf(tp) else {
             // In the shared column family, a range tombstone; compaction frees the space.
             batch.delete_range_cf(
@@ -634,16 +641,13 @@ impl LogStore for RocksLogStore {
                 keys::key(tp, 0),
                 keys::offset_key(tp, remove_below),
             );
-            self.write_with_state(tp, batch, state)?;
-            self.remember_floor(tp, floor);
-            return Ok(());
+            return self.write_with_state(tp, batch, state, floor);
         };
         // In its own, the batches are not deleted key by key: tombstones below the live range
         // would share a memtable, then a file, with the newest batches, and compacting that
         // file would rewrite the whole partition. The new log start hides them at once, and
         // every file holding only batches below `remove_below` is dropped as it is.
-        self.write_with_state(tp, batch, state)?;
-        self.remember_floor(tp, floor);
+        self.write_with_state(tp, batch, state, floor)?;
         if remove_below > 0 {
             // The deletion is done once the state is written; freeing the files is tidying
             // up, and a file left now goes in a later pass.
@@ -680,7 +684,7 @@ impl LogStore for RocksLogStore {
         for b in insert {
             batch.put_cf(&log, keys::offset_key(tp, b.base_offset), &b.data);
         }
-        self.write_with_state(tp, batch, state)
+        self.write_with_state(tp, batch, state, None)
     }
 
     fn leader_epochs(&self, tp: TopicPartition) -> Result<Vec<EpochEntry>, StorageError> {
@@ -702,7 +706,7 @@ impl LogStore for RocksLogStore {
     }
 
     fn write_state(&self, tp: TopicPartition, state: PartitionState) -> Result<(), StorageError> {
-        self.write_with_state(tp, rocksdb::WriteBatch::default(), state)
+        self.write_with_state(tp, rocksdb::WriteBatch::default(), state, None)
     }
 
     fn truncate(
@@ -764,16 +768,10 @@ impl LogStore for RocksLogStore {
         }
         // Every batch from `offset` on is gone, so the floor may come down to it: a log that
         // starts again lower must see its new batches.
-        let floor = self.floor_of(tp);
-        let lowered = floor.min(offset.max(0));
-        if floor != i64::MIN && lowered != floor {
-            self.put_floor(&mut batch, tp, lowered)?;
-        }
+        let floor = self.bounds_of(tp).floor;
+        let lowered = (floor > offset.max(0)).then_some(offset.max(0));
         let state = crate::memory::truncated_state(current, end, removed_bytes, max_timestamp);
-        self.write_with_state(tp, batch, state)?;
-        if floor != i64::MIN && lowered != floor {
-            self.remember_floor(tp, lowered);
-        }
+        self.write_with_state(tp, batch, state, lowered)?;
         Ok(state)
     }
 }
@@ -885,8 +883,9 @@ impl RocksLogStore {
     ) -> Result<usize, StorageError> {
         let mut count = 0usize;
         let mut total = 0usize;
-        let from = offset.max(self.start_of(tp));
-        self.walk(tp, from, end_offset, self.floor_of(tp), |_, _, value| {
+        let bounds = self.bounds_of(tp);
+        let from = offset.max(bounds.start);
+        self.walk(tp, from, end_offset, bounds.floor, |_, _, value| {
             if count > 0 && total + value.len() > max_bytes {
                 return false;
             }
