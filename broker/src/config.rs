@@ -60,6 +60,21 @@ pub struct BrokerConfig {
     #[arg(long, env = "STROM_DATA_DIR", default_value = "./strom-data")]
     pub data_dir: PathBuf,
 
+    /// The bytes of partition data this broker is meant to hold at most, which the
+    /// controller's replica balancer keeps it under (with --auto-replica-balance-enable on the
+    /// quorum); by default the size of the file system holding --data-dir.
+    #[arg(long, env = "STROM_LOG_DIR_CAPACITY_BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_dir_capacity_bytes: Option<u64>,
+
+    /// How often this broker reports its partitions' sizes to the controller.
+    #[arg(
+        long,
+        env = "STROM_LOG_DIR_REPORT_INTERVAL_MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(100..)
+    )]
+    pub log_dir_report_interval_ms: u64,
+
     /// Address the Kafka protocol listener binds.
     #[arg(long, env = "STROM_KAFKA_LISTEN", default_value = "127.0.0.1:9092")]
     pub kafka_listen: SocketAddr,
@@ -142,6 +157,95 @@ pub struct BrokerConfig {
     )]
     pub group_initial_rebalance_delay_ms: u64,
 
+    /// How long a member of a consumer-protocol group (KIP-848, `group.protocol=consumer`)
+    /// may go without a heartbeat before it is removed (group.consumer.session.timeout.ms).
+    #[arg(
+        long,
+        env = "STROM_GROUP_CONSUMER_SESSION_TIMEOUT_MS",
+        default_value_t = 45_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub group_consumer_session_timeout_ms: u64,
+
+    /// How often members of a consumer-protocol group heartbeat
+    /// (group.consumer.heartbeat.interval.ms); it is also how soon a member learns that
+    /// partitions it waits for were released.
+    #[arg(
+        long,
+        env = "STROM_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 5_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub group_consumer_heartbeat_interval_ms: u64,
+
+    /// Incremental fetch sessions (KIP-227) kept at once
+    /// (max.incremental.fetch.session.cache.slots); 0 turns them off.
+    #[arg(
+        long,
+        env = "STROM_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS",
+        default_value_t = 1000
+    )]
+    pub max_incremental_fetch_session_cache_slots: usize,
+
+    /// How long a share-group member holds the records a ShareFetch gave it before they go
+    /// to another member (group.share.record.lock.duration.ms).
+    #[arg(
+        long,
+        env = "STROM_GROUP_SHARE_RECORD_LOCK_DURATION_MS",
+        default_value_t = 30_000,
+        value_parser = clap::value_parser!(u64).range(1000..=3_600_000)
+    )]
+    pub group_share_record_lock_duration_ms: u64,
+
+    /// How many times a record is delivered to a share group before it is archived
+    /// (group.share.delivery.count.limit).
+    #[arg(
+        long,
+        env = "STROM_GROUP_SHARE_DELIVERY_COUNT_LIMIT",
+        default_value_t = 5,
+        value_parser = clap::value_parser!(i16).range(2..=10)
+    )]
+    pub group_share_delivery_count_limit: i16,
+
+    /// Records in flight per share-partition (group.share.partition.max.record.locks).
+    #[arg(
+        long,
+        env = "STROM_GROUP_SHARE_PARTITION_MAX_RECORD_LOCKS",
+        default_value_t = 2000,
+        value_parser = clap::value_parser!(i64).range(100..=10_000)
+    )]
+    pub group_share_partition_max_record_locks: i64,
+
+    /// How long a share-group member may go without a heartbeat
+    /// (group.share.session.timeout.ms).
+    #[arg(
+        long,
+        env = "STROM_GROUP_SHARE_SESSION_TIMEOUT_MS",
+        default_value_t = 45_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub group_share_session_timeout_ms: u64,
+
+    /// How often share-group members heartbeat (group.share.heartbeat.interval.ms).
+    #[arg(
+        long,
+        env = "STROM_GROUP_SHARE_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 5_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub group_share_heartbeat_interval_ms: u64,
+
+    /// Where a share group starts reading a partition it has not read before: `latest`
+    /// (the log end, Kafka's default) or `earliest` (Kafka's share.auto.offset.reset, here
+    /// for every share group).
+    #[arg(
+        long,
+        env = "STROM_SHARE_AUTO_OFFSET_RESET",
+        default_value = "latest",
+        value_parser = ["latest", "earliest"]
+    )]
+    pub share_auto_offset_reset: String,
+
     /// The longest transaction timeout a producer may ask for (transaction.max.timeout.ms);
     /// InitProducerId above it is refused with INVALID_TRANSACTION_TIMEOUT.
     #[arg(
@@ -150,6 +254,13 @@ pub struct BrokerConfig {
         default_value_t = 900_000
     )]
     pub transaction_max_timeout_ms: i32,
+
+    /// KIP-890 produce-time verification (transaction.partition.verification.enable): before
+    /// appending a transactional batch that opens its producer's transaction on a partition,
+    /// the leader asks the coordinator whether the partition is in the transaction, so a late
+    /// or stray batch cannot leave a transaction hanging.
+    #[arg(long, env = "STROM_TRANSACTION_PARTITION_VERIFICATION_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub transaction_partition_verification_enable: bool,
 
     /// How often the transaction coordinator aborts transactions that outlived their
     /// timeout (transaction.abort.timed.out.transaction.cleanup.interval.ms).

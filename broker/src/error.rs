@@ -45,6 +45,10 @@ pub enum LogError {
     },
     #[error("this broker no longer holds a replica of {tp}")]
     ReplicaDeleted { tp: String },
+    #[error("invalid transaction state: {reason}")]
+    InvalidTxnState { reason: String },
+    #[error("this broker does not lead {tp} at its current leader epoch")]
+    NotLeader { tp: String },
     #[error("storage failed: {source}")]
     Storage {
         #[from]
@@ -65,6 +69,8 @@ impl LogError {
             LogError::InvalidProducerEpoch { .. } => ResponseError::InvalidProducerEpoch,
             LogError::UnknownProducerId { .. } => ResponseError::UnknownProducerId,
             LogError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
+            LogError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
+            LogError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
             LogError::ReplicaDeleted { .. } => ResponseError::NotLeaderOrFollower,
             LogError::Storage { .. } => ResponseError::KafkaStorageError,
         }

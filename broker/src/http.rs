@@ -301,14 +301,7 @@ async fn groups(State(b): State<Arc<Broker>>) -> Json<Value> {
 
 /// Decodes a "consumer" protocol assignment into (topic, partitions).
 pub(crate) fn assigned(bytes: &bytes::Bytes) -> Vec<(String, Vec<i32>)> {
-    use kafka_protocol::messages::ConsumerProtocolAssignment;
-    use kafka_protocol::protocol::Decodable;
-    if bytes.len() < 2 {
-        return vec![];
-    }
-    let version = i16::from_be_bytes([bytes[0], bytes[1]]).clamp(0, 3);
-    let mut body = bytes.slice(2..);
-    ConsumerProtocolAssignment::decode(&mut body, version)
+    crate::group::consumer_assignment(bytes)
         .map(|a| {
             a.assigned_partitions
                 .into_iter()

@@ -23,6 +23,7 @@ pub mod handlers;
 pub mod http;
 pub mod lag;
 pub mod log;
+pub mod log_dir;
 pub mod metrics;
 pub mod properties;
 pub mod protocol;
@@ -30,6 +31,7 @@ pub mod quota;
 pub mod replica;
 pub mod security;
 pub mod server;
+pub mod share;
 pub mod topic_config;
 pub mod txn;
 
@@ -61,6 +63,13 @@ pub struct Broker {
     pub groups: group::GroupCoordinator,
     /// Which `__consumer_offsets` partitions are loaded into `groups`.
     pub groups_loaded: group::Loaded,
+    /// Share groups (KIP-932): membership for the groups this broker coordinates, and the
+    /// share-partitions of the partitions it leads.
+    pub share: share::ShareState,
+    /// Client instances known to client telemetry (KIP-714).
+    pub telemetry: handlers::telemetry::TelemetryClients,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: handlers::fetch_session::FetchSessions,
     /// The producer id block being handed out: (next, end).
     pub producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// Follower fetchers, one per leader this broker replicates from.
@@ -88,6 +97,8 @@ pub struct Broker {
     pub shut_down: tokio::sync::Mutex<bool>,
     /// End offsets of partitions with no replica here, for group lag.
     pub remote_ends: lag::RemoteEnds,
+    /// Who is signed in to the console (with `--authorizer`).
+    pub console_logins: console::Logins,
     /// Set once every partition this broker hosts has had it in the ISR since it started
     /// (part of `/readyz`, so a rolling restart waits for a restarted broker to catch up).
     pub replicas_caught_up: std::sync::atomic::AtomicBool,
@@ -381,6 +392,19 @@ impl Broker {
             config.allow_everyone_if_no_acl_found,
         );
         let config_initial_delay = config.group_initial_rebalance_delay_ms;
+        let fetch_session_slots = config.max_incremental_fetch_session_cache_slots;
+        let share_config = share::ShareConfig {
+            lock_duration: Duration::from_millis(config.group_share_record_lock_duration_ms),
+            delivery_count_limit: config.group_share_delivery_count_limit,
+            max_in_flight: config.group_share_partition_max_record_locks,
+            session_timeout: Duration::from_millis(config.group_share_session_timeout_ms),
+            heartbeat_interval: Duration::from_millis(config.group_share_heartbeat_interval_ms),
+            start_at_earliest: config.share_auto_offset_reset == "earliest",
+        };
+        let consumer_groups = group::ConsumerGroupConfig {
+            session_timeout: Duration::from_millis(config.group_consumer_session_timeout_ms),
+            heartbeat_interval: Duration::from_millis(config.group_consumer_heartbeat_interval_ms),
+        };
         let config_quota_window = (
             config.quota_window_num,
             config.quota_window_size_seconds * 1000,
@@ -402,8 +426,12 @@ impl Broker {
             logs,
             metrics,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
-            groups: group::GroupCoordinator::new(Duration::from_millis(config_initial_delay)),
+            groups: group::GroupCoordinator::new(Duration::from_millis(config_initial_delay))
+                .with_consumer_config(consumer_groups),
             groups_loaded: group::Loaded::default(),
+            share: share::ShareState::new(share_config),
+            telemetry: Default::default(),
+            fetch_sessions: handlers::fetch_session::FetchSessions::new(fetch_session_slots),
             replicas,
             txns: txn::TxnCoordinator::default(),
             principal_rules,
@@ -416,6 +444,7 @@ impl Broker {
                 sample_ms: config_quota_window.1,
             }),
             remote_ends: lag::RemoteEnds::default(),
+            console_logins: console::Logins::default(),
             replicas_caught_up: std::sync::atomic::AtomicBool::new(false),
             leader_throttle: Default::default(),
             shut_down: Default::default(),
@@ -427,6 +456,8 @@ impl Broker {
         tasks.spawn(follow_metadata(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(clean_logs(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(tick_groups(broker.clone(), shutdown_rx.clone()));
+        tasks.spawn(persist_share_starts(broker.clone(), shutdown_rx.clone()));
+        tasks.spawn(log_dir::report_loop(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(maintain_isr(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(lag::refresh_loop(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(txn::ops::tick(broker.clone(), shutdown_rx.clone()));
@@ -687,6 +718,18 @@ async fn maintain_isr(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
     }
 }
 
+/// Every half second: the share-partitions' start offsets that moved, made durable at
+/// their groups' coordinators.
+async fn persist_share_starts(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => handlers::persist_starts(&broker).await,
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 /// Completes group joins at their deadlines, expires silent members, and writes the group
 /// records that changes left pending.
 async fn tick_groups(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
@@ -695,7 +738,25 @@ async fn tick_groups(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = tick.tick() => {
                 let writes = broker.groups.tick();
-                handlers::write_group_records(&broker, writes);
+                let consumer_writes = broker.groups.consumer_writes();
+                handlers::write_group_records(&broker, writes, consumer_writes);
+                broker.share.groups.expire(std::time::Instant::now(), &broker.share.config);
+                // Share-partitions live with leadership: a partition led elsewhere now starts
+                // afresh if it comes back.
+                let image = broker.image();
+                let node = broker.node_id;
+                broker.share.retain_partitions(|t, p| {
+                    image
+                        .topic_by_id(t)
+                        .and_then(|x| x.partitions.get(p.max(0) as usize))
+                        .is_some_and(|x| x.leader == node)
+                });
+                broker.share.groups.forget(|g| {
+                    image
+                        .topic(group::OFFSETS_TOPIC)
+                        .and_then(|t| t.partitions.get(group::offsets_partition(g) as usize))
+                        .is_some_and(|x| x.leader != node)
+                });
             }
             _ = shutdown.changed() => return,
         }

@@ -547,6 +547,9 @@ fn state_registry(broker: &Broker) -> Registry {
         "Stable",
         "Dead",
         "Empty",
+        // Consumer-protocol groups (KIP-848).
+        "Assigning",
+        "Reconciling",
     ] {
         let _ = by_state.get_or_create(&StateLabels { state });
     }

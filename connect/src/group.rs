@@ -1,7 +1,9 @@
 //! The worker group of distributed mode, through the broker's group coordinator.
 //!
 //! Workers sharing a `group.id` join one group with the assignor `strom-connect`. Each
-//! member's subscription carries its worker id and REST URL; the leader hands every member
+//! member's subscription carries its worker id, its REST URL and the cluster's config and
+//! status topics (the broker's console reads the connectors and their states from those);
+//! the leader hands every member
 //! the sorted member list and its own URL. Nothing else is assigned: each worker derives what
 //! it runs from the member list and the config topic (see `herder`), so a new connector
 //! never needs a rebalance, and a worker that dies is dropped after `session.timeout.ms`,
@@ -28,6 +30,8 @@ use crate::herder::Membership;
 struct WorkerAssignor {
     id: String,
     url: String,
+    config_topic: String,
+    status_topic: String,
     tx: watch::Sender<Arc<Membership>>,
 }
 
@@ -38,7 +42,13 @@ impl PartitionAssignor for WorkerAssignor {
 
     fn subscription_user_data(&self) -> Option<Bytes> {
         Some(Bytes::from(
-            json!({"id": self.id, "url": self.url}).to_string(),
+            json!({
+                "id": self.id,
+                "url": self.url,
+                "config_topic": self.config_topic,
+                "status_topic": self.status_topic,
+            })
+            .to_string(),
         ))
     }
 
@@ -92,6 +102,7 @@ pub async fn join(
     bootstrap: &str,
     group_id: &str,
     config_topic: &str,
+    status_topic: &str,
     id: &str,
     url: &str,
     session_timeout: Duration,
@@ -102,6 +113,8 @@ pub async fn join(
     let assignor = WorkerAssignor {
         id: id.to_string(),
         url: url.to_string(),
+        config_topic: config_topic.to_string(),
+        status_topic: status_topic.to_string(),
         tx,
     };
     let mut cc = ConsumerConfig::new(bootstrap);

@@ -208,6 +208,7 @@ async fn main() -> anyhow::Result<()> {
             &bootstrap,
             &stores.group_id,
             required(&wp, "config.storage.topic")?,
+            required(&wp, "status.storage.topic")?,
             &id,
             &url,
             ms("session.timeout.ms", 10_000),

@@ -135,16 +135,31 @@ class Report:
         self.order = {p: [] for p in range(load.partitions)}
         self.eof = set()
 
+    def lost(self):
+        """Acknowledged records the log does not hold where they were acknowledged. An ack
+        without an offset (librdkafka's implicit ack: a request answered with an error, such
+        as NOT_LEADER_OR_FOLLOWER from a leader that lost its leadership, whose records a
+        later request of the same idempotent producer showed written; real Kafka answers the
+        same) must be in the log on its partition, at whatever offset."""
+        out = []
+        for v, (partition, offset) in self.load.delivered.items():
+            found = self.in_log.get(v)
+            if found is None or found[0] != partition or (offset is not None and found[1] != offset):
+                out.append(v)
+        return out
+
     def problems(self, min_delivered=500, group=True):
         load = self.load
-        lost = [v for v in load.delivered if self.in_log.get(v) != load.delivered[v]]
+        lost = self.lost()
         out = []
         if len(self.eof) < load.partitions:
             out.append("did not read every partition to its end")
         if getattr(load, "undelivered", 0):
             out.append(f"{load.undelivered} records left undelivered")
         if lost:
-            out.append(f"{len(lost)} lost or moved, e.g. {lost[:3]}")
+            # Where each was acknowledged, and where (if anywhere) the log has it.
+            where = [(v, load.delivered[v], self.in_log.get(v)) for v in lost[:3]]
+            out.append(f"{len(lost)} lost or moved (value, acked at, found at), e.g. {where}")
         if self.duplicates:
             out.append(f"duplicated: {self.duplicates[:3]}")
         unordered = [p for p, seq in self.order.items() if seq != sorted(seq)]
@@ -162,9 +177,10 @@ class Report:
 
     def summary(self):
         load = self.load
-        lost = sum(1 for v in load.delivered if self.in_log.get(v) != load.delivered[v])
-        return (f"{len(load.sent)} sent, {len(load.delivered)} delivered, {len(self.in_log)} in "
-                f"the log, lost {lost}, duplicated {len(self.duplicates)}, delivery failures "
+        lost = len(self.lost())
+        unknown = sum(1 for _, offset in load.delivered.values() if offset is None)
+        return (f"{len(load.sent)} sent, {len(load.delivered)} delivered ({unknown} acked without "
+                f"an offset), {len(self.in_log)} in the log, lost {lost}, duplicated {len(self.duplicates)}, delivery failures "
                 f"{len(load.failed)}, group consumed "
                 f"{len(load.group_seen & set(load.delivered))}/{len(load.delivered)}, "
                 f"non-retriable client errors {len(load.client_errors)}")

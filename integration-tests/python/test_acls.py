@@ -4,6 +4,7 @@ added through one of them."""
 
 import subprocess
 import time
+import uuid
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -190,6 +191,58 @@ def test_the_strom_acls_command(broker):
     assert "reports-" not in out
 
 
+def test_an_operator_aborts_a_hanging_transaction(broker):
+    """kafka-transactions.sh abort: a transactional producer wrote to a partition and went
+    quiet with its transaction open (and its timeout far off), holding the last stable offset
+    back. `strom transactions abort --start-offset` writes the ABORT marker: refused to bob,
+    who may read the topic but has no ClusterAction; done by the super user, after which a
+    read_committed consumer gets past the transaction and never sees its records."""
+    topic = f"hanging-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient(conf(broker.sasl_port, "admin"))
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+    stuck = Producer({**conf(broker.sasl_port, "admin"), "transactional.id": f"t-{topic}",
+                      "transaction.timeout.ms": 600000})
+    stuck.init_transactions(30)
+    stuck.begin_transaction()
+    for i in range(5):
+        stuck.produce(topic, f"open-{i}".encode())
+    assert stuck.flush(30) == 0
+    plain = Producer(conf(broker.sasl_port, "admin"))
+    plain.produce(topic, b"after")
+    assert plain.flush(30) == 0
+
+    def committed_values():
+        c = Consumer({**conf(broker.sasl_port, "admin"), "group.id": f"g-{uuid.uuid4().hex[:6]}",
+                      "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+                      "enable.auto.commit": False})
+        c.subscribe([topic])
+        got, deadline = [], time.monotonic() + 5
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value())
+        c.close()
+        return got
+
+    assert committed_values() == [], "the open transaction holds everything back"
+    out = strom(broker.sasl_port, "transactions", "describe-producers", "--topic", topic,
+                "--partition", "0").stdout
+    assert any(line.split("\t")[-1] == "0" for line in out.splitlines()[1:]), out
+
+    strom(broker.sasl_port, "acls", "add", "--allow-principal", "User:bob", "--operation", "Read",
+          "--topic", topic)
+    args = ["transactions", "abort", "--topic", topic, "--partition", "0", "--start-offset", "0"]
+    r = strom(broker.sasl_port, *args, user="bob", check=False)
+    assert r.returncode != 0 and "CLUSTER_AUTHORIZATION_FAILED" in r.stderr, (r.stdout, r.stderr)
+    assert committed_values() == [], "bob changed nothing"
+
+    r = strom(broker.sasl_port, *args)
+    assert "aborted the transaction of producer" in r.stdout, r.stdout
+    assert committed_values() == [b"after"]
+    r = strom(broker.sasl_port, *args, check=False)
+    assert r.returncode != 0 and "no open transaction starts at offset 0" in r.stderr, r.stderr
+
+
 def test_an_acl_added_through_one_broker_holds_on_all_three_within_a_second(tmp_path):
     c = Cluster(tmp_path)
     for b in c.brokers:
@@ -243,3 +296,80 @@ def test_authorized_operations_are_reported_as_kip_430_says(broker):
     assert set(ops) == {AclOperation.READ, AclOperation.DESCRIBE}
     # Not asked for: not reported.
     assert bob.describe_cluster().result(timeout=30).authorized_operations is None
+
+
+def test_share_groups_need_read_on_the_group_and_the_topic(broker):
+    """KIP-932 under the authorizer: bob's share consumer is refused until he may read the
+    group, then gets the records of the topic he may read."""
+    from confluent_kafka import ShareConsumer
+
+    admin = AdminClient(conf(broker.sasl_port, "admin"))
+    admin.create_topics([NewTopic("queue-acl", 1, 1)])["queue-acl"].result(timeout=30)
+    create_acls(admin, [allow("User:bob", AclOperation.READ, name="queue-acl")])
+
+    def errors_and_records(group, seconds, produce=False):
+        c = ShareConsumer(conf(broker.sasl_port, "bob", **{"group.id": group}))
+        c.subscribe(["queue-acl"])
+        errors, values = [], []
+        end = time.monotonic() + seconds
+        produced = False
+        while time.monotonic() < end:
+            try:
+                for m in c.poll(0.3):
+                    if m.error():
+                        errors.append(m.error().code())
+                    else:
+                        values.append(m.value())
+            except KafkaException as e:
+                errors.append(e.args[0].code())
+                break
+            if produce and not produced and time.monotonic() > end - seconds + 3:
+                assert produce_one(conf(broker.sasl_port, "admin"), "queue-acl") is None
+                produced = True
+            if values:
+                break
+        try:
+            c.close()
+        except KafkaException:
+            pass
+        return errors, values
+
+    errors, values = errors_and_records("bobs-queue", 5)
+    assert KafkaError.GROUP_AUTHORIZATION_FAILED in errors, errors
+    assert values == []
+    create_acls(admin, [allow("User:bob", AclOperation.READ, rt=ResourceType.GROUP,
+                              name="bobs-queue")])
+    errors, values = errors_and_records("bobs-queue", 20, produce=True)
+    assert values == [b"x"], (errors, values)
+
+
+def test_a_regex_subscription_matches_only_topics_the_member_may_describe(broker):
+    """KIP-848 regex subscriptions are matched by the broker: under the authorizer, only
+    against the topics the member's principal may describe."""
+    admin = AdminClient(conf(broker.sasl_port, "admin"))
+    for f in admin.create_topics([NewTopic(t, 1, 1) for t in ("rx-open", "rx-secret")]).values():
+        f.result(timeout=30)
+    create_acls(admin, [allow("User:bob", AclOperation.READ, name="rx-open"),
+                        allow("User:bob", AclOperation.READ, rt=ResourceType.GROUP,
+                              name="bobs-regex")])
+    for t in ("rx-open", "rx-secret"):
+        assert produce_one(conf(broker.sasl_port, "admin"), t) is None
+    c = Consumer(conf(broker.sasl_port, "bob", **{"group.id": "bobs-regex",
+                                                  "group.protocol": "consumer",
+                                                  "auto.offset.reset": "earliest"}))
+    c.subscribe(["^rx-.*"])
+    got = []
+    end = time.monotonic() + 20
+    while time.monotonic() < end and not got:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m.topic())
+    # A few more seconds: nothing from the secret topic arrives.
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        m = c.poll(0.3)
+        if m is not None and m.error() is None:
+            got.append(m.topic())
+    assert got == ["rx-open"], got
+    assert {tp.topic for tp in c.assignment()} == {"rx-open"}
+    c.close()

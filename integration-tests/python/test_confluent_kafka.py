@@ -205,3 +205,33 @@ def test_sigint_shuts_down_cleanly_and_keeps_everything(fresh_broker):
     fresh_broker.start()
     got = consume_all(fresh_broker.bootstrap, topic, 0, 500)
     assert [m.offset() for m in got] == list(range(500))
+
+
+def test_librdkafka_asks_for_its_telemetry_subscription_and_gets_none(broker):
+    """KIP-714: librdkafka (enable.metrics.push, on by default) asks for its subscription;
+    Strom answers as Kafka does with no client-metrics subscription, so nothing fails and
+    nothing is pushed."""
+    import re
+    import urllib.request
+
+    def count(api):
+        with urllib.request.urlopen(f"http://127.0.0.1:{broker.http_port}/metrics",
+                                    timeout=5) as r:
+            text = r.read().decode()
+        m = re.search(r'kafka_network_requestmetrics_requests_total\{request="%s"\} (\d+)' % api,
+                      text)
+        errors = re.findall(r'kafka_network_requestmetrics_errors_total\{request="%s",[^}]*\} (\d+)'
+                            % api, text)
+        return (int(m.group(1)) if m else 0), sum(int(e) for e in errors)
+
+    before, _ = count("GetTelemetrySubscriptions")
+    p = Producer({"bootstrap.servers": broker.bootstrap})
+    p.produce("telemetry-probe", b"x")
+    assert p.flush(10) == 0
+    wait_until(lambda: count("GetTelemetrySubscriptions")[0] > before, timeout=20,
+               what="librdkafka's GetTelemetrySubscriptions")
+    assert count("GetTelemetrySubscriptions")[1] == 0
+    # A client pushes at its interval or when it closes: closed, it has had its chance.
+    del p
+    time.sleep(1)
+    assert count("PushTelemetry")[0] == 0, "pushed although no metric was asked for"

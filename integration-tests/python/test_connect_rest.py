@@ -463,3 +463,43 @@ def test_http_sink_retries_batches_and_dead_letters_a_poison_record(workers, bro
     wait_state(a.url, "http-sink", "RUNNING", ["RUNNING"])
     assert curl("DELETE", f"{a.url}/connectors/http-sink")[0] == 204
     server.shutdown()
+
+
+def test_the_brokers_console_shows_the_workers_and_connectors(workers, broker, tmp_path):
+    """The broker's console (/ui/connect) reads the cluster from its group (workers, REST
+    URLs, the leader) and from its config and status topics (connectors, tasks, states)."""
+    import urllib.request
+    root, a, b = workers
+    src = tmp_path / "console-input.txt"
+    src.write_text("one\ntwo\n")
+    config = {"connector.class": "FileStreamSource", "tasks.max": "1", "file": str(src),
+              "topic": "console-lines", "topic.creation.default.replication.factor": "1",
+              "topic.creation.default.partitions": "1"}
+    code, _ = curl("POST", f"{a.url}/connectors", {"name": "console-source", "config": config})
+    assert code == 201
+    status = wait_state(a.url, "console-source", "RUNNING", ["RUNNING"])
+    task_worker = status["tasks"][0]["worker_id"]
+
+    def page():
+        with urllib.request.urlopen(f"http://127.0.0.1:{broker.http_port}/ui/connect",
+                                    timeout=10) as r:
+            return re.sub(r"\s+", " ", r.read().decode())
+
+    def shows(*cells):
+        html = page()
+        return all(c in html for c in cells) and html
+
+    html = wait_until(lambda: shows(
+        "<h2>Connect cluster connect-cluster</h2>", "<dd>connect-status</dd>",
+        f'<a href="http://127.0.0.1:{a.port}/connectors?expand=status">',
+        f'<a href="http://127.0.0.1:{b.port}/connectors?expand=status">',
+        "<th scope=\"row\">console-source</th><td>FileStreamSource</td><td class=\"ok\">RUNNING</td>",
+        f"0: RUNNING on {task_worker}"), timeout=30, what="the connector on the console")
+    assert html.count("<td>leader</td>") == 1, html
+    # A pause shows as soon as the workers report it.
+    assert curl("PUT", f"{a.url}/connectors/console-source/pause")[0] == 202
+    wait_until(lambda: shows("<th scope=\"row\">console-source</th><td>FileStreamSource</td><td>PAUSED</td>"),
+               timeout=30, what="the paused connector on the console")
+    assert curl("DELETE", f"{a.url}/connectors/console-source")[0] == 204
+    wait_until(lambda: "console-source" not in page(), timeout=30,
+               what="the deleted connector to leave the console")

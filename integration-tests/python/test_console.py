@@ -183,21 +183,55 @@ def test_metadata_timeline_lists_records_and_streams_new_ones(cluster):
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets), offsets
 
 
-def post(port, path, fields=None, origin=None, host=None):
-    """A form POST as a browser sends it: (status, Location header, body). `origin` ""
-    sends none."""
+def request(port, method, path, fields=None, origin=None, host=None, cookie=None,
+            set_cookie=None):
+    """A request as a browser sends it, redirects not followed: (status, Location header,
+    body). A POST carries `fields` as a form and an Origin (`origin` "" sends none);
+    `cookie` is the console's sign-in cookie (name=token); `set_cookie`, a list, gets the Set-Cookie
+    headers of the answer."""
     import http.client
-    body = urllib.parse.urlencode(fields or {})
-    headers = {"Content-Type": "application/x-www-form-urlencoded",
-               "Host": host or f"127.0.0.1:{port}"}
-    if origin != "":
-        headers["Origin"] = origin or f"http://127.0.0.1:{port}"
+    headers = {"Host": host or f"127.0.0.1:{port}"}
+    body = None
+    if method == "POST":
+        body = urllib.parse.urlencode(fields or {})
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if origin != "":
+            headers["Origin"] = origin or f"http://127.0.0.1:{port}"
+    if cookie:
+        headers["Cookie"] = cookie
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    conn.request("POST", path, body=body, headers=headers)
+    conn.request(method, path, body=body, headers=headers)
     r = conn.getresponse()
+    if set_cookie is not None:
+        set_cookie.extend(r.headers.get_all("Set-Cookie") or [])
     out = (r.status, r.getheader("Location"), r.read().decode())
     conn.close()
     return out
+
+
+def post(port, path, fields=None, origin=None, host=None, cookie=None):
+    """A form POST as a browser sends it: (status, Location header, body)."""
+    return request(port, "POST", path, fields, origin, host, cookie)
+
+
+def get(port, path, cookie=None):
+    return request(port, "GET", path, cookie=cookie)
+
+
+def sign_in(port, user, password, next_page="/ui/cluster"):
+    """(status, Location, body, the sign-in cookie as name=token, or None)."""
+    cookies = []
+    status, location, body = request(port, "POST", "/ui/login",
+                                     {"username": user, "password": password,
+                                      "next": next_page}, set_cookie=cookies)
+    token = None
+    for c in cookies:
+        # Named after the broker: cookies are not kept apart by port.
+        m = re.match(r"(strom_console_\d+=[0-9a-f]{64});", c)
+        if m:
+            assert "HttpOnly" in c and "SameSite=Strict" in c and "Path=/ui" in c, c
+            token = m.group(1)
+    return status, location, body, token
 
 
 def test_console_creates_and_deletes_topics_and_resets_offsets(tmp_path):
@@ -269,18 +303,134 @@ def test_console_creates_and_deletes_topics_and_resets_offsets(tmp_path):
         offsets = b.http("/v1/groups/reset-group")["offsets"]
         assert [(o["committed_offset"], o["lag"]) for o in offsets] == [(0, 10)], offsets
 
-        # With the authoriser on, the console changes nothing and shows no records.
-        status, _, body = post(authz.http_port, "/ui/topics", {"name": "authz-topic"})
-        assert status == 403 and "--authorizer" in body
+        # With the authoriser on, nobody signed in changes anything or sees a record: every
+        # page leads to the sign-in form.
+        status, location, _ = post(authz.http_port, "/ui/topics", {"name": "authz-topic"})
+        assert (status, location) == (303, "/ui/login?next=%2Fui%2Ftopics"), (status, location)
         assert "authz-topic" not in {t["name"] for t in authz.http("/v1/topics")}
         pa = Producer({"bootstrap.servers": authz.bootstrap})
         pa.produce("authz-secret", value=b"secret-value")
         assert pa.flush(30) == 0
-        with pytest.raises(urllib.error.HTTPError) as denied:
-            urllib.request.urlopen(
-                f"http://127.0.0.1:{authz.http_port}/ui/topics/authz-secret/messages", timeout=5)
-        assert denied.value.code == 403
-        assert b"secret-value" not in denied.value.read()
+        page = urllib.request.urlopen(
+            f"http://127.0.0.1:{authz.http_port}/ui/topics/authz-secret/messages", timeout=5)
+        assert page.url.endswith("/ui/login?next=%2Fui%2Ftopics%2Fauthz-secret%2Fmessages")
+        body = page.read().decode()
+        assert "Sign in" in body and "secret-value" not in body
     finally:
         b.stop()
         authz.stop()
+
+
+def test_signed_in_users_see_and_change_what_their_acls_allow(tmp_path):
+    """With --authorizer and SCRAM users: the console asks for a password, then shows and
+    changes what that user's ACLs allow, as a Kafka client signed in as the user would."""
+    from confluent_kafka.admin import (AclOperation, ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialUpsertion)
+    from conftest import free_port
+    from test_acls import USERS, allow, conf, create_acls, secured_args
+    b = Broker(tmp_path / "data")
+    b.sasl_port = free_port()
+    b.extra_args = secured_args(b.sasl_port, b.kafka_port)
+    b.start()
+    try:
+        port = b.http_port
+        admin = AdminClient(conf(b.sasl_port, "admin"))
+        for f in admin.create_topics([NewTopic("alice-topic", 1, 1),
+                                      NewTopic("bob-topic", 1, 1)]).values():
+            f.result(30)
+        p = Producer(conf(b.sasl_port, "admin"))
+        p.produce("alice-topic", b"alice-record")
+        p.produce("bob-topic", b"bob-secret")
+        assert p.flush(30) == 0
+        # Read implies Describe.
+        create_acls(admin, [allow("User:alice", AclOperation.READ, name="alice-topic"),
+                            allow("User:alice", AclOperation.ALTER_CONFIGS, name="alice-topic")])
+
+        # Nobody signed in: the sign-in form, for pages and for changes.
+        assert get(port, "/ui/topics")[:2] == (303, "/ui/login?next=%2Fui%2Ftopics")
+        status, location, _ = post(port, "/ui/topics/alice-topic/configs",
+                                   {"set": "retention.ms=1"})
+        assert status == 303 and location.startswith("/ui/login"), (status, location)
+        status, _, body = get(port, "/ui/login?next=%2Fui%2Ftopics")
+        assert status == 200 and 'value="/ui/topics"' in body and 'type="password"' in body
+
+        # A wrong password, an unknown user, a sign-in posted from another site: no cookie.
+        for user, password in [("alice", "wrong"), ("mallory", "x")]:
+            status, _, body, token = sign_in(port, user, password)
+            assert (status, token) == (401, None) and "Invalid user name or password" in body
+        cookies = []
+        status, _, _ = request(port, "POST", "/ui/login",
+                               {"username": "alice", "password": USERS["alice"]},
+                               origin="http://evil.example", set_cookie=cookies)
+        assert status == 403 and not cookies
+        # Going on only to a console page, never to another site.
+        status, location, _, alice = sign_in(port, "alice", USERS["alice"],
+                                             next_page="https://evil.example/")
+        assert (status, location) == (303, "/ui/cluster") and alice
+
+        # Alice sees her topic only, and its records.
+        status, _, body = get(port, "/ui/topics", cookie=alice)
+        assert status == 200 and "signed in as User:alice" in body
+        assert "alice-topic" in body and "bob-topic" not in body, text(body)
+        status, _, body = get(port, "/ui/topics/alice-topic/messages?partition=0", cookie=alice)
+        assert status == 200 and "alice-record" in body
+        for path in ["/ui/topics/bob-topic/messages?partition=0", "/ui/topics/bob-topic",
+                     "/ui/events"]:
+            status, _, body = get(port, path, cookie=alice)
+            assert status == 403 and "User:alice is not allowed" in body, (path, status)
+            assert "bob-secret" not in body
+
+        # Changes: what her ACLs allow, and nothing else.
+        status, location, _ = post(port, "/ui/topics/alice-topic/configs",
+                                   {"set": "retention.ms=60000", "remove": ""}, cookie=alice)
+        assert (status, location) == (303, "/ui/topics/alice-topic"), status
+        assert b.http("/v1/topics/alice-topic")["configs"]["retention.ms"] == "60000"
+        refused = [("/ui/topics/bob-topic/configs", {"set": "retention.ms=1"}),
+                   ("/ui/topics", {"name": "alice-made"}),
+                   ("/ui/topics/alice-topic/delete", {"confirm": "alice-topic"})]
+        for path, form in refused:
+            status, _, body = post(port, path, form, cookie=alice)
+            assert status == 403 and "not allowed" in body, (path, status, body)
+        assert "retention.ms" not in b.http("/v1/topics/bob-topic")["configs"]
+        assert {t["name"] for t in b.http("/v1/topics")} >= {"alice-topic", "bob-topic"}
+        assert "alice-made" not in {t["name"] for t in b.http("/v1/topics")}
+        # A bad config is refused and changes nothing.
+        status, _, body = post(port, "/ui/topics/alice-topic/configs",
+                               {"set": "retention.ms=soon"}, cookie=alice)
+        assert status == 400 and "retention.ms" in body, (status, body)
+        assert b.http("/v1/topics/alice-topic")["configs"]["retention.ms"] == "60000"
+
+        # The super user may do anything: create, remove a config, delete.
+        status, _, _, root = sign_in(port, "admin", USERS["admin"])
+        assert status == 303 and root
+        assert post(port, "/ui/topics", {"name": "admin-made", "partitions": "2"},
+                    cookie=root)[:2] == (303, "/ui/topics/admin-made")
+        assert len(b.http("/v1/topics/admin-made")["partitions"]) == 2
+        assert post(port, "/ui/topics/alice-topic/configs", {"remove": "retention.ms"},
+                    cookie=root)[0] == 303
+        assert "retention.ms" not in b.http("/v1/topics/alice-topic")["configs"]
+        assert get(port, "/ui/events", cookie=root)[0] == 200
+
+        # A new password ends alice's sign-in; signing out ends the admin's.
+        for f in admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
+                "alice", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096),
+                b"alice-new-pw")]).values():
+            f.result(30)
+        wait_until(lambda: get(port, "/ui/topics", cookie=alice)[0] == 303,
+                   what="alice's sign-in to end with her password change")
+        assert sign_in(port, "alice", "alice-new-pw")[0] == 303
+        # The admin's open event stream ends with the sign-out: the next metadata change is
+        # not sent, the stream closes.
+        import http.client
+        stream = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        stream.request("GET", "/ui/events/stream", headers={"Cookie": root})
+        events = stream.getresponse()
+        assert events.status == 200
+        assert post(port, "/ui/logout", cookie=root)[:2] == (303, "/ui/login")
+        assert get(port, "/ui/topics", cookie=root)[0] == 303
+        for f in admin.create_topics([NewTopic("after-sign-out", 1, 1)]).values():
+            f.result(30)
+        assert b"after-sign-out" not in events.read()
+        stream.close()
+    finally:
+        b.stop()

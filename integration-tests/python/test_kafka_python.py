@@ -66,3 +66,46 @@ def test_admin_client(broker):
     with pytest.raises(UnknownTopicOrPartitionError):
         admin.delete_topics([name])
     admin.close()
+
+
+def test_incremental_fetch_sessions_deliver_everything_once(broker, caplog):
+    """KIP-227: kafka-python opens a fetch session and then sends only what changed; every
+    record still arrives once, in order per partition, and no answer is refused."""
+    import logging
+    import uuid as _uuid
+
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka.admin import NewTopic
+
+    topic = f"sessions-{_uuid.uuid4().hex[:6]}"
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    admin.create_topics([NewTopic(topic, 12, 1)])
+    admin.close()
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    for i in range(600):
+        p.send(topic, value=b"%d" % i, partition=i % 12)
+    p.flush(30)
+    caplog.set_level(logging.DEBUG, logger="kafka.consumer.fetcher")
+    c = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                      group_id=None, fetch_max_wait_ms=100, max_partition_fetch_bytes=2048)
+    seen = {}
+    deadline = time.monotonic() + 60
+    while sum(map(len, seen.values())) < 600 and time.monotonic() < deadline:
+        for tp, records in c.poll(timeout_ms=200).items():
+            seen.setdefault(tp.partition, []).extend(r.offset for r in records)
+    # Late records reach a session that is already open.
+    for i in range(600, 660):
+        p.send(topic, value=b"%d" % i, partition=i % 12)
+    p.flush(30)
+    deadline = time.monotonic() + 60
+    while sum(map(len, seen.values())) < 660 and time.monotonic() < deadline:
+        for tp, records in c.poll(timeout_ms=200).items():
+            seen.setdefault(tp.partition, []).extend(r.offset for r in records)
+    c.close()
+    p.close()
+    assert {part: offs == list(range(55)) for part, offs in seen.items()} == \
+        {part: True for part in range(12)}, seen
+    text = caplog.text
+    assert "created a new incremental fetch session" in text
+    assert "incremental fetch response for session" in text
+    assert "invalid" not in text.lower(), [l for l in text.splitlines() if "invalid" in l.lower()]

@@ -123,6 +123,39 @@ async fn malformed_frames_close_only_their_connection() {
         ),
         ("unsupported UpdateFeatures version", request(57, 3, &[])),
         ("unsupported EndTxn version", request(26, 9, &[])),
+        // The consumer group protocol (KIP-848).
+        ("truncated ConsumerGroupHeartbeat", request(68, 0, &[0x7f])),
+        (
+            "truncated ConsumerGroupHeartbeat v1",
+            request(68, 1, &[0, 2, b'g', 0, 0, 0]),
+        ),
+        (
+            "unsupported ConsumerGroupHeartbeat version",
+            request(68, 2, &[]),
+        ),
+        ("truncated ConsumerGroupDescribe", request(69, 0, &[0x7f])),
+        // Share groups (KIP-932): v1 only.
+        ("truncated ShareGroupHeartbeat", request(76, 1, &[0x7f])),
+        (
+            "unsupported ShareGroupHeartbeat version",
+            request(76, 0, &[]),
+        ),
+        ("truncated ShareFetch", request(78, 1, &[0, 0x7f])),
+        ("unsupported ShareFetch version", request(78, 2, &[])),
+        ("truncated ShareAcknowledge", request(79, 1, &[0, 0x7f])),
+        ("truncated ShareGroupDescribe", request(77, 1, &[0x7f])),
+        // Client telemetry (KIP-714) and ListConfigResources.
+        (
+            "truncated GetTelemetrySubscriptions",
+            request(71, 0, &[0, 1, 2]),
+        ),
+        ("truncated PushTelemetry", request(72, 0, &[0, 1, 2, 3])),
+        ("unsupported PushTelemetry version", request(72, 1, &[])),
+        ("truncated ListConfigResources", request(74, 1, &[0, 0x7f])),
+        (
+            "unsupported ConsumerGroupDescribe version",
+            request(69, 2, &[]),
+        ),
         ("unsupported WriteTxnMarkers version", request(27, 0, &[])),
         // Metadata v0 claiming 2^31-1 topics in a few bytes: the patched decoder refuses it
         // before allocating (unpatched, this aborts the process).

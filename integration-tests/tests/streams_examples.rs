@@ -174,6 +174,20 @@ async fn sessionize_emits_each_closed_session_once() {
     assert!(log.contains("1 late and dropped"), "{log}");
 }
 
+/// The enrich example against `bs`, committing every 100 ms, its state under `dir`.
+fn start_enrich(bs: &str, dir: &std::path::Path) -> AppProcess {
+    AppProcess::start(
+        "enrich",
+        "STROM_ENRICH_BIN",
+        state_args(
+            &["--bootstrap-server", bs, "--commit-interval-ms", "100"],
+            &dir.join("state"),
+        ),
+        dir.join("enrich.log"),
+    )
+    .expect("start enrich")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrich_joins_orders_with_the_latest_customer() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -189,16 +203,7 @@ async fn enrich_joins_orders_with_the_latest_customer() {
         ],
     )
     .await;
-    let mut app = AppProcess::start(
-        "enrich",
-        "STROM_ENRICH_BIN",
-        state_args(
-            &["--bootstrap-server", &bs, "--commit-interval-ms", "100"],
-            &dir.path().join("state"),
-        ),
-        dir.path().join("enrich.log"),
-    )
-    .expect("start enrich");
+    let mut app = start_enrich(&bs, dir.path());
     // The table must hold the customers before the orders come: wait for the group's
     // committed offsets to cover them.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -246,6 +251,66 @@ async fn enrich_joins_orders_with_the_latest_customer() {
     assert_eq!(by_order["o3"].1["customer"]["name"], "Grace");
     assert_eq!(by_order["o2"].0, "c9");
     assert!(by_order["o2"].1["customer"].is_null());
+    app.stop().expect("clean stop");
+}
+
+/// Task idling (`max.task.idle.ms`, KIP-695): 50,000 customers, then 300 orders already
+/// keyed by customer in the join's repartition topic, are there before enrich starts. The
+/// join task's first fetch brings every order but only part of its customers partition;
+/// with the default 0 it holds the orders (later timestamps) while that partition still has
+/// records to fetch, so every order meets its customer. (With `--max-task-idle-ms -1` about
+/// 270 of the 300 come out with no customer.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrich_waits_for_the_table_before_joining_later_orders() {
+    const REPARTITION: &str = "enrich-orders-by-customer-repartition";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = broker(dir.path());
+    let bs = b.kafka.to_string();
+    topics(&bs, &["orders", "customers", "enriched-orders"], 3).await;
+    let p = Producer::new(ProducerConfig::new(&bs))
+        .await
+        .expect("producer");
+    let mut acks = Vec::new();
+    for i in 0..50_000 {
+        let record = ProducerRecord::new("customers", format!(r#"{{"name":"n{i}"}}"#))
+            .with_key(format!("c{i}"));
+        acks.push(p.send(record).await.expect("send"));
+    }
+    for a in acks.drain(..) {
+        a.await.expect("acked");
+    }
+    // Straight into the join's repartition topic (keyed by customer, as the example's
+    // first step writes them), so the join task has both inputs from its first fetch.
+    Admin::new(&bs)
+        .create_topic(&NewTopic::new(REPARTITION, 3, 1))
+        .await
+        .expect("create the repartition topic");
+    for i in 0..300 {
+        let customer = format!("c{}", i * 97);
+        let order = format!(r#"{{"id":"o{i}","customer_id":"{customer}"}}"#);
+        acks.push(
+            p.send(ProducerRecord::new(REPARTITION, order).with_key(customer))
+                .await
+                .expect("send"),
+        );
+    }
+    for a in acks {
+        a.await.expect("acked");
+    }
+    let mut app = start_enrich(&bs, dir.path());
+    let got = read(&bs, "enriched-orders", 3, 300, &mut app).await;
+    let missed: Vec<&String> = got
+        .iter()
+        .filter(|(_, v)| {
+            serde_json::from_str::<serde_json::Value>(v).expect("json")["customer"].is_null()
+        })
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "{} of 300 orders were joined before their customer was read: {missed:?}",
+        missed.len()
+    );
     app.stop().expect("clean stop");
 }
 
@@ -434,6 +499,23 @@ async fn wordcount_answers_interactive_queries_and_points_to_the_owner() {
         "{processed} < {}",
         lines.len()
     );
+    // The broker's console shows the application as its group coordinator sees it: both
+    // processes with their application.server, and the tasks of the input's 4 partitions.
+    let console = b.http.to_string();
+    let (status, _, list) = http_get(&console, "/ui/streams");
+    assert_eq!(status, 200, "{list}");
+    assert!(list.contains("href=\"/ui/streams/iq-app\""), "{list}");
+    let (status, _, page) = http_get(&console, "/ui/streams/iq-app");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Stable"), "{page}");
+    for s in &servers {
+        assert!(page.contains(&format!("<td>{s}</td>")), "{s} in {page}");
+    }
+    for task in ["0_0", "0_1", "0_2", "0_3"] {
+        assert!(page.contains(task), "task {task} in {page}");
+    }
+    let (status, _, _) = http_get(&console, "/ui/streams/no-such-app");
+    assert_eq!(status, 404);
     for a in apps.iter_mut() {
         a.stop().expect("clean stop");
     }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use integration_tests::{http_json, BrokerProcess};
+use integration_tests::{http_json, wait_for, BrokerProcess, Cluster};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -424,8 +424,9 @@ async fn bad_transactional_requests_get_kafka_errors_and_change_nothing() {
 
     // Markers from a client (and from one claiming an unregistered broker's name) are refused.
     let end_before = http_json(broker.http, "/v1/topics/t").expect("topic")["partitions"][0]
-        ["offsets"]["log_end_offset"]
+        ["log_end_offset"]
         .clone();
+    assert!(end_before.is_i64(), "{end_before}");
     for client_id in [None, Some("strom-broker-99")] {
         let mut c = Connection::connect(broker.kafka).await.expect("connect");
         if let Some(id) = client_id {
@@ -451,7 +452,7 @@ async fn bad_transactional_requests_get_kafka_errors_and_change_nothing() {
         );
     }
     let end_after = http_json(broker.http, "/v1/topics/t").expect("topic")["partitions"][0]
-        ["offsets"]["log_end_offset"]
+        ["log_end_offset"]
         .clone();
     assert_eq!(end_before, end_after, "no marker was written");
 
@@ -485,7 +486,7 @@ async fn bad_transactional_requests_get_kafka_errors_and_change_nothing() {
         );
     }
     let end_last = http_json(broker.http, "/v1/topics/t").expect("topic")["partitions"][0]
-        ["offsets"]["log_end_offset"]
+        ["log_end_offset"]
         .clone();
     assert_eq!(end_before, end_last, "nothing was appended");
 
@@ -510,4 +511,282 @@ async fn bad_transactional_requests_get_kafka_errors_and_change_nothing() {
         0
     );
     assert_eq!(end_txn(&mut conn, "real", pid, epoch + 1, false).await, 0);
+}
+
+/// One transactional record of `pid` at `epoch` with sequence `seq` to `topic`-`partition`:
+/// the partition's error code.
+async fn produce_txn(
+    conn: &mut Connection,
+    id: &str,
+    (topic, partition): (&str, i32),
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+) -> i16 {
+    let mut recs = vec![records::record(0, None, Some(Bytes::from_static(b"v")), 1)];
+    records::idempotent(&mut recs, pid, epoch, seq);
+    recs[0].transactional = true;
+    let batch = records::encode(&recs, records::Compression::None).expect("encode");
+    conn.send(
+        ProduceRequest::default()
+            .with_transactional_id(Some(txn_id(id)))
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(s(topic)))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(batch))])]),
+        9,
+    )
+    .await
+    .expect("produce")
+    .responses[0]
+        .partition_responses[0]
+        .error_code
+}
+
+async fn add_partition(
+    conn: &mut Connection,
+    id: &str,
+    pid: i64,
+    epoch: i16,
+    (topic, partition): (&str, i32),
+) -> i16 {
+    conn.send(
+        AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(txn_id(id))
+            .with_v3_and_below_producer_id(pid.into())
+            .with_v3_and_below_producer_epoch(epoch)
+            .with_v3_and_below_topics(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(vec![partition]),
+            ]),
+        3,
+    )
+    .await
+    .expect("add partitions")
+    .results_by_topic_v3_and_below[0]
+        .results_by_partition[0]
+        .partition_error_code
+}
+
+/// (log end offset, high watermark, last stable offset) of `topic`-`partition` (waits for
+/// the broker to hold the partition's log).
+fn offsets(broker: &BrokerProcess, (topic, partition): (&str, i32)) -> (i64, i64, i64) {
+    for _ in 0..100 {
+        let t = http_json(broker.http, &format!("/v1/topics/{topic}")).expect("topic");
+        let o = &t["partitions"][partition as usize];
+        let n = |k: &str| o[k].as_i64();
+        if let (Some(end), Some(hw), Some(lso)) = (
+            n("log_end_offset"),
+            n("high_watermark"),
+            n("last_stable_offset"),
+        ) {
+            return (end, hw, lso);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{topic}-{partition} has no log here");
+}
+
+/// KIP-890 produce-time verification: a transactional batch for a partition that is not in
+/// its producer's ongoing transaction (never added, or arriving after the transaction was
+/// aborted, as a late retry would) is refused with INVALID_TXN_STATE and appends nothing,
+/// so no transaction is left open on the partition and its last stable offset keeps up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_batches_outside_their_transaction_are_refused() {
+    let (_dir, broker, mut conn) = start().await;
+    create_topic(&broker, "verified").await;
+    find_txn_coordinator(&mut conn, "late").await;
+    let init = init_producer_id(&mut conn, "late", 60000).await;
+    assert_eq!(init.error_code, 0);
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+
+    // Not added to the transaction: refused, nothing written.
+    assert_eq!(
+        produce_txn(&mut conn, "late", ("verified", 0), pid, epoch, 0).await,
+        code(ResponseError::InvalidTxnState)
+    );
+    assert_eq!(offsets(&broker, ("verified", 0)), (0, 0, 0));
+    // Nor behind a plain batch in the same records (only the first batch's header is read
+    // before the append; the append checks every batch).
+    let plain = records::encode(
+        &[records::record(0, None, Some(Bytes::from_static(b"p")), 1)],
+        records::Compression::None,
+    )
+    .expect("encode");
+    let mut recs = vec![records::record(0, None, Some(Bytes::from_static(b"v")), 1)];
+    records::idempotent(&mut recs, pid, epoch, 0);
+    recs[0].transactional = true;
+    let txn = records::encode(&recs, records::Compression::None).expect("encode");
+    let both = Bytes::from([plain.as_ref(), txn.as_ref()].concat());
+    let r = conn
+        .send(
+            ProduceRequest::default()
+                .with_transactional_id(Some(txn_id("late")))
+                .with_acks(-1)
+                .with_timeout_ms(5000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(TopicName(s("verified")))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(both))])]),
+            9,
+        )
+        .await
+        .expect("produce");
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code,
+        code(ResponseError::InvalidTxnState)
+    );
+    assert_eq!(offsets(&broker, ("verified", 0)), (0, 0, 0));
+
+    // Added: taken, and the open transaction holds the last stable offset back.
+    assert_eq!(
+        add_partition(&mut conn, "late", pid, epoch, ("verified", 0)).await,
+        0
+    );
+    assert_eq!(
+        produce_txn(&mut conn, "late", ("verified", 0), pid, epoch, 0).await,
+        0
+    );
+    assert_eq!(
+        produce_txn(&mut conn, "late", ("verified", 0), pid, epoch, 1).await,
+        0
+    );
+    assert_eq!(offsets(&broker, ("verified", 0)), (2, 2, 0));
+
+    // Aborted; then a batch of the same producer and epoch arrives after the marker.
+    assert_eq!(end_txn(&mut conn, "late", pid, epoch, false).await, 0);
+    for _ in 0..100 {
+        if describe_txn(&mut conn, "late")
+            .await
+            .transaction_state
+            .as_str()
+            == "CompleteAbort"
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        offsets(&broker, ("verified", 0)),
+        (3, 3, 3),
+        "two records and the marker"
+    );
+    assert_eq!(
+        produce_txn(&mut conn, "late", ("verified", 0), pid, epoch, 2).await,
+        code(ResponseError::InvalidTxnState)
+    );
+    assert_eq!(
+        offsets(&broker, ("verified", 0)),
+        (3, 3, 3),
+        "nothing appended: no transaction hangs"
+    );
+
+    // The producer's next transaction goes through as usual.
+    assert_eq!(
+        add_partition(&mut conn, "late", pid, epoch, ("verified", 0)).await,
+        0
+    );
+    assert_eq!(
+        produce_txn(&mut conn, "late", ("verified", 0), pid, epoch, 2).await,
+        0
+    );
+    assert_eq!(end_txn(&mut conn, "late", pid, epoch, true).await, 0);
+    for _ in 0..100 {
+        if offsets(&broker, ("verified", 0)).2 == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(offsets(&broker, ("verified", 0)), (5, 5, 5));
+}
+
+/// With `--transaction-partition-verification-enable false` the leader appends what it is
+/// given, as before KIP-890: the late batch opens a transaction nobody will end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_verification_a_stray_batch_opens_a_transaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(
+        &dir.path().join("data"),
+        &["--transaction-partition-verification-enable", "false"],
+    )
+    .expect("start");
+    let mut conn = Connection::connect(broker.kafka).await.expect("connect");
+    create_topic(&broker, "unverified").await;
+    find_txn_coordinator(&mut conn, "stray").await;
+    let init = init_producer_id(&mut conn, "stray", 60000).await;
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    assert_eq!(
+        produce_txn(&mut conn, "stray", ("unverified", 0), pid, epoch, 0).await,
+        0
+    );
+    assert_eq!(
+        offsets(&broker, ("unverified", 0)),
+        (1, 1, 0),
+        "the stable offset is stuck"
+    );
+}
+
+/// The same checks when the transaction coordinator is another broker than the partition's
+/// leader: the leader asks it with AddPartitionsToTxn v4 (verify-only).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_verifies_with_a_coordinator_on_another_broker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Cluster::start(dir.path(), 1, 2, &[], &[]).expect("cluster");
+    Admin::new(&c.brokers[0].kafka.to_string())
+        .create_topic(&NewTopic::new("remote", 2, 1))
+        .await
+        .expect("create topic");
+    let mut first = Connection::connect(c.brokers[0].kafka)
+        .await
+        .expect("connect");
+    let coordinator = find_txn_coordinator(&mut first, "far").await.node_id.0;
+    let other = 3 - coordinator;
+    let partition = wait_for(Duration::from_secs(10), "the topic's leaders", || {
+        let t = http_json(c.brokers[0].http, "/v1/topics/remote").ok()?;
+        (0..2).find(|&p| t["partitions"][p as usize]["leader"].as_i64() == Some(other as i64))
+    })
+    .expect("a partition led by the other broker");
+    let tp = ("remote", partition);
+    let leader = &c.brokers[other as usize - 1];
+    let mut at_coordinator = Connection::connect(c.brokers[coordinator as usize - 1].kafka)
+        .await
+        .expect("connect");
+    let mut at_leader = Connection::connect(leader.kafka).await.expect("connect");
+
+    let init = init_producer_id(&mut at_coordinator, "far", 60000).await;
+    assert_eq!(init.error_code, 0);
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    assert_eq!(
+        produce_txn(&mut at_leader, "far", tp, pid, epoch, 0).await,
+        code(ResponseError::InvalidTxnState),
+        "not in the transaction"
+    );
+    assert_eq!(offsets(leader, tp), (0, 0, 0));
+    assert_eq!(
+        add_partition(&mut at_coordinator, "far", pid, epoch, tp).await,
+        0
+    );
+    assert_eq!(
+        produce_txn(&mut at_leader, "far", tp, pid, epoch, 0).await,
+        0
+    );
+    assert_eq!(
+        end_txn(&mut at_coordinator, "far", pid, epoch, false).await,
+        0
+    );
+    let settled = wait_for(Duration::from_secs(10), "the abort marker", || {
+        (offsets(leader, tp) == (2, 2, 2)).then_some(())
+    });
+    assert!(settled.is_ok(), "{:?}", offsets(leader, tp));
+    assert_eq!(
+        produce_txn(&mut at_leader, "far", tp, pid, epoch, 1).await,
+        code(ResponseError::InvalidTxnState),
+        "after the abort"
+    );
+    assert_eq!(offsets(leader, tp), (2, 2, 2), "nothing appended");
 }

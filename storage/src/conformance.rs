@@ -79,6 +79,7 @@ pub fn run<S: LogStore, F: FnMut() -> S>(mut make: F) {
     replacement_is_atomic_and_keeps_offsets(&make());
     producer_state_travels_with_appends(&make());
     truncation_removes_a_suffix_atomically(&make());
+    truncation_in_a_compacted_gap_ends_at_the_offset(&make());
     aborted_transactions_follow_their_markers(&make());
 }
 
@@ -244,6 +245,44 @@ fn truncation_removes_a_suffix_atomically<S: LogStore>(store: &S) {
         .expect("read")
         .is_empty());
     assert!(store.leader_epochs(t).expect("epochs").is_empty());
+}
+
+/// A truncation at an offset no batch holds (compaction emptied its batch) ends the log at
+/// that offset, as Kafka's truncateTo does, not at the next batch: a follower fetches from
+/// there, so a log ending above it would skip the leader's records in between.
+fn truncation_in_a_compacted_gap_ends_at_the_offset<S: LogStore>(store: &S) {
+    let t = tp(15, 0);
+    store.create_partition(t).expect("create");
+    let written = append(store, t, &[(2, 10, 0), (2, 20, 0), (2, 30, 0)]); // 0-1, 2-3, 4-5
+    let size = |i: usize| written[i].data.len() as u64;
+    // Compaction leaves nothing of the batch 2-3.
+    let mut state = state_of(store, t);
+    state.size_bytes -= size(1);
+    store
+        .replace_batches(t, &[2], &[], &[], state)
+        .expect("compact");
+    let before = state_of(store, t);
+    let after = store.truncate(t, 3, before, &[]).expect("truncate");
+    assert_eq!(after.log_end_offset, 3);
+    assert_eq!(after.size_bytes, before.size_bytes - size(2));
+    // The time index keeps the emptied batch's entry (it is below the new end).
+    assert_eq!(after.max_timestamp, 20);
+    assert_eq!(state_of(store, t), after);
+    assert_eq!(
+        offsets(&store.read(t, 0, i64::MAX, usize::MAX).expect("read")),
+        vec![0]
+    );
+    // Past the log's end nothing moves; at the end of a kept batch the log ends there.
+    let now = state_of(store, t);
+    assert_eq!(
+        store.truncate(t, 7, now, &[]).expect("noop").log_end_offset,
+        3
+    );
+    let after = store.truncate(t, 2, now, &[]).expect("truncate");
+    assert_eq!(
+        (after.log_end_offset, after.size_bytes),
+        (2, now.size_bytes)
+    );
 }
 
 fn producer_state_travels_with_appends<S: LogStore>(store: &S) {

@@ -290,10 +290,7 @@ impl MemoryLogStore {
             .batches(tp, offset, i64::MAX)
             .map(|b| b.map(|(base, _, data)| (base, data.len() as u64)))
             .collect::<Result<_, _>>()?;
-        let end = removed
-            .first()
-            .map_or(current.log_end_offset, |(b, _)| *b)
-            .min(current.log_end_offset);
+        let end = truncated_end(removed.first().map(|(b, _)| *b), offset, current);
         for (base, _) in &removed {
             inner.log.remove(&(tp, *base));
         }
@@ -320,6 +317,23 @@ impl MemoryLogStore {
         inner.state.insert(tp, state);
         Ok(state)
     }
+}
+
+/// Where a truncation at `offset` leaves the log's end: at the first removed batch if that
+/// batch holds `offset`, else at `offset` itself (it may lie in a gap compaction left), never
+/// above the end. Below the log's start (a follower emptying its log) the end is the first
+/// removed batch's base, or the end if nothing visible was removed.
+pub(crate) fn truncated_end(
+    first_removed: Option<i64>,
+    offset: i64,
+    current: PartitionState,
+) -> i64 {
+    match first_removed {
+        Some(base) if base <= offset || offset < current.log_start_offset => base,
+        None if offset < current.log_start_offset => current.log_end_offset,
+        _ => offset,
+    }
+    .min(current.log_end_offset)
 }
 
 /// The state after a truncation that leaves the log ending at `end`.

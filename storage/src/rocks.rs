@@ -729,9 +729,7 @@ impl LogStore for RocksLogStore {
         let visible = |b: &&BatchInfo| b.last_offset >= current.log_start_offset;
         let first_removed = removed.iter().find(visible).map(|b| b.base_offset);
         let removed_bytes: u64 = removed.iter().filter(visible).map(|b| b.size).sum();
-        let end = first_removed
-            .unwrap_or(current.log_end_offset)
-            .min(current.log_end_offset);
+        let end = crate::memory::truncated_end(first_removed, offset, current);
         // Time index entries naming removed batches are a suffix of the index; the newest
         // entry left gives the max timestamp.
         let index = self.cf(CF_TIMEINDEX)?;

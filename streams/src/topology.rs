@@ -112,7 +112,16 @@ pub(crate) struct GlobalDef {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum WindowSpec {
     Time(crate::dsl::TimeWindows),
-    Session { gap: i64, grace: i64 },
+    Session {
+        gap: i64,
+        grace: i64,
+    },
+    /// Kafka's `SlidingWindows`: windows of `diff` ms (both ends included) that the records
+    /// define.
+    Sliding {
+        diff: i64,
+        grace: i64,
+    },
 }
 
 /// A KTable source's value: `None` for a tombstone.
@@ -151,6 +160,9 @@ pub(crate) enum NodeKind {
         spec: WindowSpec,
         /// Windows ending more than this before stream time are purged from the store.
         retention: i64,
+        /// Sliding windows: the key's records by timestamp (a list of values each), which
+        /// a new window's aggregate is folded from; purged like the windows.
+        records: Option<usize>,
         init: Option<Initializer>,
         add: Aggregator,
         merge: Option<Merger>,
@@ -359,8 +371,10 @@ impl Topology {
         }
         for n in &nodes {
             let used: Vec<usize> = match &n.kind {
+                NodeKind::WindowAggregate { store, records, .. } => {
+                    std::iter::once(*store).chain(*records).collect()
+                }
                 NodeKind::Aggregate { store, .. }
-                | NodeKind::WindowAggregate { store, .. }
                 | NodeKind::Suppress { store, .. }
                 | NodeKind::TableMaterialize { store } => vec![*store],
                 NodeKind::StreamJoin {

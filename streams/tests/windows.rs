@@ -1,11 +1,11 @@
 //! Windowed aggregations through the test driver: tumbling and hopping windows with a
-//! grace period, suppression to final results, and session windows with out-of-order and
-//! late events against a brute-force computation.
+//! grace period, suppression to final results, sliding windows against their definition,
+//! and session windows with out-of-order and late events against a brute-force computation.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 
-use strom_streams::dsl::{windowed_serde, SessionWindows, TimeWindows, Windowed};
+use strom_streams::dsl::{windowed_serde, SessionWindows, SlidingWindows, TimeWindows, Windowed};
 use strom_streams::{serdes, Grouped, Materialized, Produced, StreamsBuilder, TopologyTestDriver};
 
 fn fmt(w: &Windowed<String>, n: i64) -> String {
@@ -290,4 +290,153 @@ fn windows_past_their_retention_are_purged_from_the_store() {
         .count(Materialized::as_("w").with_retention(10));
     let err = b.build().err().unwrap().to_string();
     assert!(err.contains("retention"), "{err}");
+}
+
+#[test]
+fn sliding_windows_update_open_windows_and_drop_late_records() {
+    let b = StreamsBuilder::new();
+    b.stream("in", serdes::string(), serdes::string())
+        .group_by_key(Grouped::with(serdes::string(), serdes::string()))
+        .windowed_by_sliding(SlidingWindows::of_time_difference_and_grace(10, 5))
+        .count(Materialized::as_("sliding"))
+        .to_stream()
+        .map(|w, n: &Option<i64>| (fmt(w, n.unwrap_or(0)), String::new()))
+        .to("out", Produced::with(serdes::string(), serdes::string()));
+    let topo = b.build().unwrap();
+    assert_eq!(
+        topo.internal_topics("app").len(),
+        2,
+        "the windows and the records have changelogs"
+    );
+    let d = TopologyTestDriver::new(topo);
+    let input = d.input_topic("in", serdes::string(), serdes::string());
+    let out = d.output_topic("out", serdes::string(), serdes::string());
+    let step = |t: i64| {
+        input.pipe_at("a".into(), String::new(), t).unwrap();
+        out.read_key_values()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>()
+    };
+    // Each record's left window; 105 falls in 100's right window, which it creates.
+    assert_eq!(step(100), ["a@90-100=1"]);
+    assert_eq!(step(105), ["a@95-105=2", "a@101-111=1"]);
+    // Out of order: 103 has its own windows and joins every open window it falls in.
+    assert_eq!(
+        step(103),
+        ["a@93-103=2", "a@95-105=3", "a@101-111=2", "a@104-114=1"]
+    );
+    // At stream time 105, 88 could only be in windows ending by 98: closed (98 + 5 <= 105).
+    assert!(step(88).is_empty());
+    assert_eq!(d.late_dropped(), 1);
+    // 96 belongs in [86,96] and [90,100] too, but those closed at 101 and 105.
+    assert_eq!(step(96), ["a@93-103=3", "a@95-105=4", "a@97-107=3"]);
+    // Late is when even the record's right window is closed: 89's [90,100] closed at 105,
+    // 90's [91,101] is open until 106, so 90 makes it, though every window holding 90 is
+    // closed.
+    assert!(step(89).is_empty());
+    assert_eq!(d.late_dropped(), 2);
+    assert_eq!(step(90), ["a@91-101=2"]);
+}
+
+/// Sliding windows from their definition: every record's left window `[t - diff, t]`, and
+/// its right window `[t + 1, t + 1 + diff]` when a record is in it; each window's sum is of
+/// the values it holds.
+fn sliding_by_definition(
+    events: &[(String, i64, i64)],
+    diff: i64,
+) -> BTreeMap<(String, i64, i64), i64> {
+    let mut out = BTreeMap::new();
+    for (key, t, _) in events {
+        let mine: Vec<(i64, i64)> = events
+            .iter()
+            .filter(|(k, _, _)| k == key)
+            .map(|(_, t, v)| (*t, *v))
+            .collect();
+        let mut windows = vec![(t - diff, *t)];
+        if mine.iter().any(|(x, _)| x > t && *x <= t + 1 + diff) {
+            windows.push((t + 1, t + 1 + diff));
+        }
+        for (start, end) in windows {
+            let sum = mine
+                .iter()
+                .filter(|(x, _)| start <= *x && *x <= end)
+                .map(|(_, v)| v)
+                .sum();
+            out.insert((key.clone(), start, end), sum);
+        }
+    }
+    out
+}
+
+#[test]
+fn sliding_windows_match_their_definition_with_out_of_order_records() {
+    let diff = 50;
+    let b = StreamsBuilder::new();
+    b.stream("in", serdes::string(), serdes::i64())
+        .group_by_key(Grouped::with(serdes::string(), serdes::i64()))
+        .windowed_by_sliding(SlidingWindows::of_time_difference_and_grace(
+            diff, 1_000_000,
+        ))
+        .reduce(|a, b| a + b, Materialized::as_("sums"))
+        .to_stream()
+        .map_values(|v: &Option<i64>| v.unwrap_or(0))
+        .to(
+            "out",
+            Produced::with(windowed_serde(serdes::string()), serdes::i64()),
+        );
+    let d = TopologyTestDriver::new(b.build().unwrap());
+    let input = d.input_topic("in", serdes::string(), serdes::i64());
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut events = Vec::new();
+    let mut clock = 10_000i64;
+    for _ in 0..600 {
+        clock += rnd(30) as i64;
+        // A quarter out of order, by up to 200 ms (always within the grace).
+        let t = if rnd(4) == 0 {
+            clock - rnd(200) as i64
+        } else {
+            clock
+        };
+        events.push((format!("k{}", rnd(3)), t, 1 + rnd(100) as i64));
+    }
+    for (k, t, v) in &events {
+        input.pipe_at(k.clone(), *v, *t).unwrap();
+    }
+    // The table's latest value of each window.
+    let mut got = BTreeMap::new();
+    for (w, v) in d
+        .output_topic("out", windowed_serde(serdes::string()), serdes::i64())
+        .read_key_values()
+    {
+        got.insert((w.key, w.window.start, w.window.end), v);
+    }
+    let expected = sliding_by_definition(&events, diff);
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|(k, _)| !got.contains_key(*k))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = got
+        .iter()
+        .filter(|(k, _)| !expected.contains_key(*k))
+        .take(5)
+        .collect();
+    let wrong: Vec<_> = got
+        .iter()
+        .filter(|(k, v)| expected.get(*k).is_some_and(|e| e != *v))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty() && wrong.is_empty(),
+        "missing {missing:?}\nextra {extra:?}\nwrong {wrong:?}"
+    );
+    assert!(expected.len() > 900, "{} windows", expected.len());
+    assert_eq!(d.late_dropped(), 0);
 }

@@ -2,7 +2,6 @@
 
 use broker::{Broker, BrokerConfig};
 use clap::{CommandFactory, Parser};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -22,6 +21,11 @@ struct Cli {
     /// Log output format.
     #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+
+    /// Export a span per Kafka request over OTLP/HTTP (JSON) to this collector, e.g.
+    /// http://127.0.0.1:4318 (spans go to its /v1/traces). Off when not given.
+    #[arg(long, env = "STROM_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 #[tokio::main]
@@ -49,15 +53,14 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    let filter = EnvFilter::try_from_env("STROM_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    if cli.log_format == "json" {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    let telemetry = strom_telemetry::init_or_exit(strom_telemetry::Options {
+        service: "strom-broker",
+        node_id: Some(cli.config.node_id.to_string()),
+        filter_env: "STROM_LOG",
+        default_filter: "info",
+        json: cli.log_format == "json",
+        otlp_endpoint: cli.otlp_endpoint.as_deref(),
+    });
     for key in &ignored {
         tracing::warn!(setting = %key, "a --config setting Strom does not have: ignored");
     }
@@ -76,6 +79,8 @@ async fn main() -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await;
+    // The spans not sent yet go now (a blocking flush, off the async workers).
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     Ok(())
 }
 

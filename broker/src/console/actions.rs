@@ -1,10 +1,11 @@
-//! What the console changes: create and delete topics, reset a group's offsets (a preview
-//! first, then apply). Each goes through the same path as the Kafka API does (the controller
-//! for topics, the group coordinator's OffsetCommit for offsets), so it is validated the same.
+//! What the console changes: create and delete topics, change a topic's configs, reset a
+//! group's offsets (a preview first, then apply). Each goes through the same path as the
+//! Kafka API does (the controller for topics and configs, the group coordinator's
+//! OffsetCommit for offsets), so it is validated the same.
 //!
-//! The HTTP port does not authenticate, so with the authoriser on (`--authorizer`) the console
-//! changes nothing; and a form not posted from the console's own pages is refused
-//! ([`same_site`]).
+//! With the authoriser on (`--authorizer`) each change needs the ACL its Kafka request would
+//! need, for the signed-in user ([`super::login`]); a form not posted from the console's own
+//! pages is refused ([`same_site`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -17,11 +18,14 @@ use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{GroupId, OffsetCommitRequest};
-use metadata_quorum::controller::{NewTopic, TopicRef};
+use metadata_quorum::acl::{operation, resource};
+use metadata_quorum::controller::{ConfigOp, NewTopic, TopicRef};
 use serde::Deserialize;
 use strom_storage::TopicPartition;
 
-use super::{esc, join, page, url, Nav};
+use super::login::Viewer;
+use super::{denied, esc, join, page, url, Nav};
+use crate::security::authorizer::CLUSTER_NAME;
 use crate::Broker;
 
 /// The create-topic form under the topics table.
@@ -44,36 +48,36 @@ pub fn delete_topic_form(name: &str) -> String {
     )
 }
 
-/// Why a change is refused before it is looked at: the authoriser is on (the console cannot
-/// tell who is asking), or the form came from another site.
-fn refused(b: &Broker, headers: &HeaderMap) -> Option<Response> {
-    if b.config.authorizer {
+/// Why a change is refused before it is looked at: the form came from another site, or the
+/// signed-in user's ACLs do not allow it (`allowed` false; `what` says what it was).
+fn refused(
+    b: &Broker,
+    viewer: &Viewer,
+    headers: &HeaderMap,
+    allowed: bool,
+    what: &str,
+) -> Option<Response> {
+    if !same_site(b, headers) {
         return Some(failure(
             b,
-            StatusCode::FORBIDDEN,
-            "Changes",
-            "This broker enforces ACLs (--authorizer) and the console does not authenticate \
-             users yet: make changes with a Kafka client or the strom CLI.",
-        ));
-    }
-    if same_site(b, headers) {
-        None
-    } else {
-        Some(failure(
-            b,
+            viewer,
             StatusCode::FORBIDDEN,
             "Changes",
             "Refused: the form did not come from this console (its Origin does not match, or \
              the page was reached under a name this broker does not answer to).",
-        ))
+        ));
     }
+    if !allowed {
+        return Some(denied(b, viewer, Nav::Topics, what));
+    }
+    None
 }
 
 /// Whether a POST comes from this console's own pages: the browser says the request is
 /// same-origin (`Origin` equal to the `Host` it was sent to), and that host is one this broker
 /// is reached by (an IP address, `localhost`, or its registered HTTP host), so a page on
 /// another site cannot post here, not even through a DNS name rebound to this address.
-fn same_site(b: &Broker, headers: &HeaderMap) -> bool {
+pub(super) fn same_site(b: &Broker, headers: &HeaderMap) -> bool {
     let get = |h| {
         headers
             .get(h)
@@ -101,11 +105,12 @@ fn same_site(b: &Broker, headers: &HeaderMap) -> bool {
     same && ours
 }
 
-fn failure(b: &Broker, status: StatusCode, what: &str, message: &str) -> Response {
+fn failure(b: &Broker, viewer: &Viewer, status: StatusCode, what: &str, message: &str) -> Response {
     (
         status,
         page(
             b,
+            Some(viewer),
             &format!("{what} refused"),
             Nav::Topics,
             false,
@@ -164,15 +169,29 @@ fn parse_create(f: &CreateForm) -> Result<NewTopic, String> {
 /// shows it.
 pub async fn create_topic(
     State(b): State<Arc<Broker>>,
+    viewer: Viewer,
     headers: HeaderMap,
     Form(f): Form<CreateForm>,
 ) -> Response {
-    if let Some(r) = refused(&b, &headers) {
+    // As CreateTopics: Create on the cluster, or on the topic.
+    let name = f.name.trim();
+    let allowed = viewer.may(&b, operation::CREATE, resource::CLUSTER, CLUSTER_NAME)
+        || viewer.may(&b, operation::CREATE, resource::TOPIC, name);
+    let what = format!("create topic '{name}'");
+    if let Some(r) = refused(&b, &viewer, &headers, allowed, &what) {
         return r;
     }
     let topic = match parse_create(&f) {
         Ok(t) => t,
-        Err(e) => return failure(&b, StatusCode::BAD_REQUEST, "Creating the topic", &e),
+        Err(e) => {
+            return failure(
+                &b,
+                &viewer,
+                StatusCode::BAD_REQUEST,
+                "Creating the topic",
+                &e,
+            )
+        }
     };
     let name = topic.name.clone();
     match b.controller.create_topics(vec![topic], false).await {
@@ -183,12 +202,14 @@ pub async fn create_topic(
             }
             Some(Err(e)) => failure(
                 &b,
+                &viewer,
                 StatusCode::BAD_REQUEST,
                 "Creating the topic",
                 &e.to_string(),
             ),
             None => failure(
                 &b,
+                &viewer,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Creating the topic",
                 "no answer",
@@ -196,6 +217,7 @@ pub async fn create_topic(
         },
         Err(e) => failure(
             &b,
+            &viewer,
             StatusCode::SERVICE_UNAVAILABLE,
             "Creating the topic",
             &e.to_string(),
@@ -212,16 +234,20 @@ pub struct DeleteForm {
 /// POST /ui/topics/{name}/delete: deletes it through the controller once its name was typed.
 pub async fn delete_topic(
     State(b): State<Arc<Broker>>,
+    viewer: Viewer,
     Path(name): Path<String>,
     headers: HeaderMap,
     Form(f): Form<DeleteForm>,
 ) -> Response {
-    if let Some(r) = refused(&b, &headers) {
+    let allowed = viewer.may(&b, operation::DELETE, resource::TOPIC, &name);
+    let what = format!("delete topic '{name}'");
+    if let Some(r) = refused(&b, &viewer, &headers, allowed, &what) {
         return r;
     }
     if f.confirm.trim() != name {
         return failure(
             &b,
+            &viewer,
             StatusCode::BAD_REQUEST,
             "Deleting the topic",
             &format!("the name typed does not match '{name}': nothing was deleted"),
@@ -239,12 +265,14 @@ pub async fn delete_topic(
             }
             Some(Err(e)) => failure(
                 &b,
+                &viewer,
                 StatusCode::BAD_REQUEST,
                 "Deleting the topic",
                 &e.to_string(),
             ),
             None => failure(
                 &b,
+                &viewer,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Deleting the topic",
                 "no answer",
@@ -252,8 +280,100 @@ pub async fn delete_topic(
         },
         Err(e) => failure(
             &b,
+            &viewer,
             StatusCode::SERVICE_UNAVAILABLE,
             "Deleting the topic",
+            &e.to_string(),
+        ),
+    }
+}
+
+/// The config form on a topic's page: names to set and names to remove (back to the
+/// broker's default), as kafka-configs.sh --alter --add-config / --delete-config.
+pub fn alter_configs_form(name: &str) -> String {
+    format!(
+        "<h2 id=\"alter\">Change configs</h2>\
+         <form method=\"post\" action=\"/ui/topics/{}/configs\" aria-labelledby=\"alter\">\
+         <label>Set (name=value, one a line)<textarea name=\"set\" rows=\"2\" cols=\"30\"></textarea></label>\
+         <label>Remove, back to the default (names, one a line)<textarea name=\"remove\" rows=\"2\" cols=\"30\"></textarea></label>\
+         <button type=\"submit\">Apply</button></form>",
+        url(name)
+    )
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ConfigsForm {
+    #[serde(default)]
+    set: String,
+    #[serde(default)]
+    remove: String,
+}
+
+/// The form's changes as IncrementalAlterConfigs operations.
+fn parse_config_ops(f: &ConfigsForm) -> Result<Vec<ConfigOp>, String> {
+    let lines = |s: &str| {
+        s.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let mut ops = Vec::new();
+    for line in lines(&f.set) {
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| format!("config line '{line}' is not name=value"))?;
+        ops.push(ConfigOp::Set {
+            key: k.trim().to_string(),
+            value: v.trim().to_string(),
+        });
+    }
+    for key in lines(&f.remove) {
+        if key.contains('=') {
+            return Err(format!("'{key}' to remove is a name, not name=value"));
+        }
+        ops.push(ConfigOp::Delete { key });
+    }
+    if ops.is_empty() {
+        return Err("nothing to change: give configs to set or to remove".into());
+    }
+    Ok(ops)
+}
+
+/// POST /ui/topics/{name}/configs: applies the changes through the controller, as
+/// IncrementalAlterConfigs does (all of them or none), then shows the topic.
+pub async fn alter_configs(
+    State(b): State<Arc<Broker>>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<ConfigsForm>,
+) -> Response {
+    let allowed = viewer.may(&b, operation::ALTER_CONFIGS, resource::TOPIC, &name);
+    let what = format!("alter the configs of topic '{name}'");
+    if let Some(r) = refused(&b, &viewer, &headers, allowed, &what) {
+        return r;
+    }
+    let what = "Changing configs";
+    let ops = match parse_config_ops(&f) {
+        Ok(ops) => ops,
+        Err(e) => return failure(&b, &viewer, StatusCode::BAD_REQUEST, what, &e),
+    };
+    match b
+        .controller
+        .alter_configs(name.clone(), ops, false, false)
+        .await
+    {
+        Ok(Ok(())) => {
+            tracing::info!(topic = %name, user = viewer.principal().unwrap_or("-"), "topic configs changed from the console");
+            Redirect::to(&format!("/ui/topics/{}", url(&name))).into_response()
+        }
+        Ok(Err(e)) => failure(&b, &viewer, StatusCode::BAD_REQUEST, what, &e.to_string()),
+        Err(e) => failure(
+            &b,
+            &viewer,
+            StatusCode::SERVICE_UNAVAILABLE,
+            what,
             &e.to_string(),
         ),
     }
@@ -329,7 +449,7 @@ fn plan(b: &Broker, group: &str, q: &ResetQuery) -> Result<Vec<Move>, String> {
     Ok(out)
 }
 
-fn reset_form(b: &Broker, group: &str, q: &ResetQuery) -> String {
+fn reset_form(b: &Broker, viewer: &Viewer, group: &str, q: &ResetQuery) -> String {
     let image = b.image();
     let mut topics: Vec<String> = b.group_lag(group).into_iter().map(|o| o.topic).collect();
     topics.dedup();
@@ -340,6 +460,7 @@ fn reset_form(b: &Broker, group: &str, q: &ResetQuery) -> String {
             .map(|t| t.name.clone())
             .collect();
     }
+    topics.retain(|t| viewer.may(b, operation::DESCRIBE, resource::TOPIC, t));
     let mut out = format!(
         "<form method=\"get\" action=\"/ui/groups/{}/reset\" aria-label=\"Offsets to preview\"><label>Topic<select name=\"topic\">",
         url(group)
@@ -374,19 +495,33 @@ fn reset_form(b: &Broker, group: &str, q: &ResetQuery) -> String {
     out
 }
 
+/// Whether the viewer may move `group`'s offsets of `topic`: as OffsetCommit, Read on both.
+fn may_reset(b: &Broker, viewer: &Viewer, group: &str, topic: &str) -> bool {
+    viewer.may(b, operation::READ, resource::GROUP, group)
+        && (topic.is_empty() || viewer.may(b, operation::READ, resource::TOPIC, topic.trim()))
+}
+
 /// GET /ui/groups/{id}/reset: the form, and with a target the preview of every partition's
 /// move and the button that applies it.
 pub async fn reset_preview(
     State(b): State<Arc<Broker>>,
+    viewer: Viewer,
     Path(group): Path<String>,
     Query(q): Query<ResetQuery>,
 ) -> Response {
+    if !may_reset(&b, &viewer, &group, &q.topic) {
+        let what = format!(
+            "reset the offsets of group '{group}' on topic '{}'",
+            q.topic
+        );
+        return denied(&b, &viewer, Nav::Groups, &what);
+    }
     let mut body = format!(
         "<p><a href=\"/ui/groups/{}\">Back to group {}</a></p>",
         url(&group),
         esc(&group)
     );
-    body.push_str(&reset_form(&b, &group, &q));
+    body.push_str(&reset_form(&b, &viewer, &group, &q));
     if !q.to.is_empty() {
         match plan(&b, &group, &q) {
             Err(e) => {
@@ -421,6 +556,7 @@ pub async fn reset_preview(
     }
     page(
         &b,
+        Some(&viewer),
         &format!("Reset offsets of {group}"),
         Nav::Groups,
         false,
@@ -434,22 +570,36 @@ pub async fn reset_preview(
 /// members.
 pub async fn reset_apply(
     State(b): State<Arc<Broker>>,
+    viewer: Viewer,
     Path(group): Path<String>,
     Query(q): Query<ResetQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = refused(&b, &headers) {
+    let allowed = !q.topic.trim().is_empty() && may_reset(&b, &viewer, &group, &q.topic);
+    let what = format!(
+        "reset the offsets of group '{group}' on topic '{}'",
+        q.topic
+    );
+    if let Some(r) = refused(&b, &viewer, &headers, allowed, &what) {
         return r;
     }
     let moves = match plan(&b, &group, &q) {
         Ok(m) => m,
-        Err(e) => return failure(&b, StatusCode::BAD_REQUEST, "Resetting offsets", &e),
+        Err(e) => {
+            return failure(
+                &b,
+                &viewer,
+                StatusCode::BAD_REQUEST,
+                "Resetting offsets",
+                &e,
+            )
+        }
     };
     let req = OffsetCommitRequest::default()
         .with_group_id(GroupId(crate::handlers::str_bytes(group.clone())))
         .with_generation_id_or_member_epoch(-1)
         .with_topics(vec![OffsetCommitRequestTopic::default()
-            .with_name(strom_client::cluster::topic_name(&q.topic))
+            .with_name(strom_client::cluster::topic_name(q.topic.trim()))
             .with_partitions(
                 moves
                     .iter()
@@ -482,6 +632,7 @@ pub async fn reset_apply(
         };
         return failure(
             &b,
+            &viewer,
             StatusCode::CONFLICT,
             "Resetting offsets",
             &format!("{}{hint}", errors.join("; ")),
@@ -502,6 +653,24 @@ mod tests {
             replication_factor: rf.into(),
             configs: configs.into(),
         }
+    }
+
+    #[test]
+    fn the_config_form_sets_and_removes() {
+        let f = |set: &str, remove: &str| ConfigsForm {
+            set: set.into(),
+            remove: remove.into(),
+        };
+        let ops =
+            parse_config_ops(&f(" retention.ms = 1000 \n\n", "cleanup.policy\n")).expect("ops");
+        assert_eq!(ops.len(), 2);
+        assert!(
+            matches!(&ops[0], ConfigOp::Set { key, value } if key == "retention.ms" && value == "1000")
+        );
+        assert!(matches!(&ops[1], ConfigOp::Delete { key } if key == "cleanup.policy"));
+        assert!(parse_config_ops(&f("", " \n")).is_err_and(|e| e.contains("nothing")));
+        assert!(parse_config_ops(&f("no-equals", "")).is_err_and(|e| e.contains("no-equals")));
+        assert!(parse_config_ops(&f("", "a=b")).is_err_and(|e| e.contains("a=b")));
     }
 
     #[test]

@@ -27,8 +27,14 @@ use strom_storage::TopicPartition;
 
 use crate::log::ReadLimit;
 use crate::Broker;
+use login::Viewer;
+use metadata_quorum::acl::{operation, resource};
 
 mod actions;
+mod apps;
+mod login;
+
+pub use login::Logins;
 
 /// The console's routes, merged into the HTTP API's router.
 pub fn routes() -> Router<Arc<Broker>> {
@@ -40,9 +46,18 @@ pub fn routes() -> Router<Arc<Broker>> {
         .route("/ui/topics/{name}/messages", get(messages))
         .route("/ui/groups", get(groups))
         .route("/ui/groups/{id}", get(group))
+        .route("/ui/streams", get(apps::streams))
+        .route("/ui/streams/{id}", get(apps::streams_app))
+        .route("/ui/connect", get(apps::connect))
         .route("/ui/events", get(events))
         .route("/ui/events/stream", get(event_stream))
+        .route("/ui/login", get(login::login_form).post(login::login))
+        .route("/ui/logout", axum::routing::post(login::logout))
         .route("/ui/topics", axum::routing::post(actions::create_topic))
+        .route(
+            "/ui/topics/{name}/configs",
+            axum::routing::post(actions::alter_configs),
+        )
         .route(
             "/ui/topics/{name}/delete",
             axum::routing::post(actions::delete_topic),
@@ -123,14 +138,26 @@ td.textContent=v;tr.appendChild(td);}tl.prepend(tr);document.getElementById('liv
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Nav {
+    /// No page of the navigation (signing in).
+    None,
     Cluster,
     Topics,
     Groups,
+    Streams,
+    Connect,
     Events,
 }
 
-/// A whole page: navigation, `body` in `<main>` (refreshed in place when `live`).
-fn page(broker: &Broker, title: &str, nav: Nav, live: bool, body: &str) -> Html<String> {
+/// A whole page: navigation, who is signed in (with the authoriser on), `body` in `<main>`
+/// (refreshed in place when `live`).
+fn page(
+    broker: &Broker,
+    viewer: Option<&Viewer>,
+    title: &str,
+    nav: Nav,
+    live: bool,
+    body: &str,
+) -> Html<String> {
     let link = |n: Nav, href: &str, text: &str| {
         let current = if n == nav {
             " aria-current=\"page\""
@@ -144,29 +171,52 @@ fn page(broker: &Broker, title: &str, nav: Nav, live: bool, body: &str) -> Html<
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>{title} · Strom</title><style>{STYLE}</style></head><body>\
          <a class=\"skip\" href=\"#main\">Skip to content</a>\
-         <header><strong>Strom</strong><nav aria-label=\"Console\">{}{}{}{}</nav>\
-         <span>broker {}</span></header>\
+         <header><strong>Strom</strong><nav aria-label=\"Console\">{}{}{}{}{}{}</nav>\
+         <span>broker {}</span>{}</header>\
          <main id=\"main\"{}><h1>{title}</h1>{body}</main><script>{SCRIPT}</script></body></html>",
         link(Nav::Cluster, "/ui/cluster", "Cluster"),
         link(Nav::Topics, "/ui/topics", "Topics"),
         link(Nav::Groups, "/ui/groups", "Consumer groups"),
+        link(Nav::Streams, "/ui/streams", "Streams"),
+        link(Nav::Connect, "/ui/connect", "Connect"),
         link(Nav::Events, "/ui/events", "Metadata events"),
         broker.node_id,
+        viewer.and_then(Viewer::principal).map_or_else(String::new, |p| format!(
+            "<span>signed in as {}</span><form method=\"post\" action=\"/ui/logout\" style=\"margin:0\">\
+             <button type=\"submit\">Sign out</button></form>",
+            esc(p)
+        )),
         if live { " data-live" } else { "" },
         title = esc(title),
     ))
 }
 
-fn not_found(broker: &Broker, nav: Nav, message: &str) -> Response {
+fn not_found(broker: &Broker, viewer: &Viewer, nav: Nav, message: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
         page(
             broker,
+            Some(viewer),
             "Not found",
             nav,
             false,
             &format!("<p>{}</p>", esc(message)),
         ),
+    )
+        .into_response()
+}
+
+/// What the signed-in user may not see or do: 403 with what it would take.
+fn denied(broker: &Broker, viewer: &Viewer, nav: Nav, what: &str) -> Response {
+    let body = format!(
+        "<p role=\"alert\">{} is not allowed to {} (the ACLs decide; an administrator can \
+         grant it with <code>strom acls add</code>).</p>",
+        esc(viewer.principal().unwrap_or("This user")),
+        esc(what)
+    );
+    (
+        StatusCode::FORBIDDEN,
+        page(broker, Some(viewer), "Not allowed", nav, false, &body),
     )
         .into_response()
 }
@@ -183,7 +233,7 @@ fn partition_status(p: &PartitionImage, image: &MetadataImage) -> (&'static str,
     }
 }
 
-async fn cluster(State(b): State<Arc<Broker>>) -> Html<String> {
+async fn cluster(State(b): State<Arc<Broker>>, viewer: Viewer) -> Html<String> {
     let image = b.image();
     let mut leaders: BTreeMap<i32, usize> = BTreeMap::new();
     let mut replicas: BTreeMap<i32, usize> = BTreeMap::new();
@@ -252,17 +302,21 @@ async fn cluster(State(b): State<Arc<Broker>>) -> Html<String> {
             "<p class=\"bad\">{offline} partition(s) have no leader (offline).</p>"
         );
     }
-    page(&b, "Cluster", Nav::Cluster, true, &body)
+    page(&b, Some(&viewer), "Cluster", Nav::Cluster, true, &body)
 }
 
-async fn topics(State(b): State<Arc<Broker>>) -> Html<String> {
+async fn topics(State(b): State<Arc<Broker>>, viewer: Viewer) -> Html<String> {
     let image = b.image();
     let mut body = String::from(
         "<table><caption>Topics</caption><thead><tr><th scope=\"col\">Topic</th>\
          <th scope=\"col\">Partitions</th><th scope=\"col\">Replication factor</th>\
          <th scope=\"col\">Status</th><th scope=\"col\">Bytes held here</th></tr></thead><tbody>",
     );
-    for t in image.topics() {
+    // As Metadata does: only the topics the viewer may describe.
+    for t in image
+        .topics()
+        .filter(|t| viewer.may(&b, operation::DESCRIBE, resource::TOPIC, &t.name))
+    {
         let (mut under, mut offline) = (0, 0);
         let mut size = 0u64;
         for p in &t.partitions {
@@ -294,7 +348,7 @@ async fn topics(State(b): State<Arc<Broker>>) -> Html<String> {
     }
     body.push_str("</tbody></table>");
     body.push_str(actions::CREATE_TOPIC_FORM);
-    page(&b, "Topics", Nav::Topics, true, &body)
+    page(&b, Some(&viewer), "Topics", Nav::Topics, true, &body)
 }
 
 fn join(ids: &[i32]) -> String {
@@ -304,10 +358,23 @@ fn join(ids: &[i32]) -> String {
         .join(", ")
 }
 
-async fn topic(State(b): State<Arc<Broker>>, Path(name): Path<String>) -> Response {
+async fn topic(State(b): State<Arc<Broker>>, viewer: Viewer, Path(name): Path<String>) -> Response {
+    if !viewer.may(&b, operation::DESCRIBE, resource::TOPIC, &name) {
+        return denied(
+            &b,
+            &viewer,
+            Nav::Topics,
+            &format!("describe topic '{name}'"),
+        );
+    }
     let image = b.image();
     let Some(t) = image.topic(&name) else {
-        return not_found(&b, Nav::Topics, &format!("Topic '{name}' does not exist."));
+        return not_found(
+            &b,
+            &viewer,
+            Nav::Topics,
+            &format!("Topic '{name}' does not exist."),
+        );
     };
     let mut body = format!(
         "<p>Topic id {} · <a href=\"/ui/topics/{}/messages\">Browse messages</a></p>\
@@ -352,10 +419,16 @@ async fn topic(State(b): State<Arc<Broker>>, Path(name): Path<String>) -> Respon
     }
     body.push_str("</tbody></table>");
     body.push_str("<table><caption>Configs set on this topic</caption><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Value</th></tr></thead><tbody>");
-    if t.configs.is_empty() {
+    // As DescribeConfigs: the configs need DescribeConfigs on the topic.
+    let configs_shown = viewer.may(&b, operation::DESCRIBE_CONFIGS, resource::TOPIC, &name);
+    if !configs_shown {
+        body.push_str(
+            "<tr><td colspan=\"2\">not shown: that needs DescribeConfigs on the topic</td></tr>",
+        );
+    } else if t.configs.is_empty() {
         body.push_str("<tr><td colspan=\"2\">none (broker defaults apply)</td></tr>");
     }
-    for (k, v) in &t.configs {
+    for (k, v) in t.configs.iter().filter(|_| configs_shown) {
         let _ = write!(
             body,
             "<tr><th scope=\"row\">{}</th><td>{}</td></tr>",
@@ -364,8 +437,17 @@ async fn topic(State(b): State<Arc<Broker>>, Path(name): Path<String>) -> Respon
         );
     }
     body.push_str("</tbody></table>");
+    body.push_str(&actions::alter_configs_form(&t.name));
     body.push_str(&actions::delete_topic_form(&t.name));
-    page(&b, &format!("Topic {name}"), Nav::Topics, true, &body).into_response()
+    page(
+        &b,
+        Some(&viewer),
+        &format!("Topic {name}"),
+        Nav::Topics,
+        true,
+        &body,
+    )
+    .into_response()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -444,22 +526,22 @@ fn read_records(
 
 async fn messages(
     State(b): State<Arc<Broker>>,
+    viewer: Viewer,
     Path(name): Path<String>,
     Query(q): Query<MessagesQuery>,
 ) -> Response {
-    if b.config.authorizer {
-        // The console does not know who asks: records stay behind the ACLs.
-        let body = "<p role=\"alert\">This broker enforces ACLs (--authorizer) and the console \
-                    does not authenticate users yet: read records with a Kafka client.</p>";
-        return (
-            StatusCode::FORBIDDEN,
-            page(&b, &format!("Messages of {name}"), Nav::Topics, false, body),
-        )
-            .into_response();
+    // As Fetch does: records only for who may read the topic.
+    if !viewer.may(&b, operation::READ, resource::TOPIC, &name) {
+        return denied(&b, &viewer, Nav::Topics, &format!("read topic '{name}'"));
     }
     let image = b.image();
     let Some(t) = image.topic(&name) else {
-        return not_found(&b, Nav::Topics, &format!("Topic '{name}' does not exist."));
+        return not_found(
+            &b,
+            &viewer,
+            Nav::Topics,
+            &format!("Topic '{name}' does not exist."),
+        );
     };
     let partition: u32 = param(&q.partition)
         .and_then(|p| p.parse().ok())
@@ -475,7 +557,8 @@ async fn messages(
     };
     let filter = param(&q.filter).map(str::to_lowercase);
     let title = format!("Messages of {name}");
-    let done = |body: &str| page(&b, &title, Nav::Topics, false, body).into_response();
+    let done =
+        |body: &str| page(&b, Some(&viewer), &title, Nav::Topics, false, body).into_response();
     let mut body = String::new();
     // The form: every field labelled, current values kept.
     let _ = write!(
@@ -640,7 +723,7 @@ fn coordinator_of(image: &MetadataImage, group: &str) -> Option<i32> {
     t.partitions.get(p as usize).map(|p| p.leader)
 }
 
-async fn groups(State(b): State<Arc<Broker>>) -> Html<String> {
+async fn groups(State(b): State<Arc<Broker>>, viewer: Viewer) -> Html<String> {
     let mut body = format!(
         "<p>Groups coordinated by broker {} (each broker coordinates the groups whose \
          <code>__consumer_offsets</code> partition it leads).</p>\
@@ -648,12 +731,21 @@ async fn groups(State(b): State<Arc<Broker>>) -> Html<String> {
          <th scope=\"col\">State</th><th scope=\"col\">Protocol type</th><th scope=\"col\">Total lag</th></tr></thead><tbody>",
         b.node_id
     );
-    let list = b.groups.list();
+    // As ListGroups does: only the groups the viewer may describe.
+    let list: Vec<_> = b
+        .groups
+        .list()
+        .into_iter()
+        .filter(|(id, _, _)| viewer.may(&b, operation::DESCRIBE, resource::GROUP, id))
+        .collect();
     if list.is_empty() {
         body.push_str("<tr><td colspan=\"4\">none</td></tr>");
     }
     for (id, state, protocol_type) in list {
-        let lag: i64 = b.group_lag(&id).iter().filter_map(|o| o.lag).sum();
+        let lag: i64 = visible_lag(&b, &viewer, &id)
+            .iter()
+            .filter_map(|o| o.lag)
+            .sum();
         let _ = write!(
             body,
             "<tr><th scope=\"row\"><a href=\"/ui/groups/{}\">{}</a></th><td>{state}</td><td>{}</td><td class=\"num\">{lag}</td></tr>",
@@ -663,12 +755,22 @@ async fn groups(State(b): State<Arc<Broker>>) -> Html<String> {
         );
     }
     body.push_str("</tbody></table>");
-    page(&b, "Consumer groups", Nav::Groups, true, &body)
+    page(
+        &b,
+        Some(&viewer),
+        "Consumer groups",
+        Nav::Groups,
+        true,
+        &body,
+    )
 }
 
-async fn group(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> Response {
+async fn group(State(b): State<Arc<Broker>>, viewer: Viewer, Path(id): Path<String>) -> Response {
+    if !viewer.may(&b, operation::DESCRIBE, resource::GROUP, &id) {
+        return denied(&b, &viewer, Nav::Groups, &format!("describe group '{id}'"));
+    }
     let description = b.groups.describe(&id);
-    let offsets = b.group_lag(&id);
+    let offsets = visible_lag(&b, &viewer, &id);
     if description.is_none() && offsets.is_empty() {
         let image = b.image();
         let hint = match coordinator_of(&image, &id) {
@@ -685,7 +787,14 @@ async fn group(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> Response
         );
         return (
             StatusCode::NOT_FOUND,
-            page(&b, "Group not here", Nav::Groups, false, &body),
+            page(
+                &b,
+                Some(&viewer),
+                "Group not here",
+                Nav::Groups,
+                false,
+                &body,
+            ),
         )
             .into_response();
     }
@@ -721,9 +830,41 @@ async fn group(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> Response
         }
         None => body.push_str("<dl><dt>State</dt><dd>Empty (no members)</dd></dl>"),
     }
-    body.push_str("<table><caption>Committed offsets and lag</caption><thead><tr><th scope=\"col\">Topic</th><th scope=\"col\">Partition</th><th scope=\"col\">Committed offset</th><th scope=\"col\">End offset</th><th scope=\"col\">Lag</th></tr></thead><tbody>");
-    let total: i64 = offsets.iter().filter_map(|o| o.lag).sum();
-    for o in &offsets {
+    lag_table(&mut body, "Committed offsets and lag", &offsets, true);
+    let _ = write!(
+        body,
+        "<p><a href=\"/ui/groups/{}/reset\">Reset offsets…</a> (the group must have no members)</p>",
+        url(&id)
+    );
+    page(
+        &b,
+        Some(&viewer),
+        &format!("Group {id}"),
+        Nav::Groups,
+        true,
+        &body,
+    )
+    .into_response()
+}
+
+/// A group's committed offsets and lag, of the topics the viewer may describe (as OffsetFetch
+/// leaves out the others).
+fn visible_lag(b: &Broker, viewer: &Viewer, group: &str) -> Vec<crate::GroupLag> {
+    b.group_lag(group)
+        .into_iter()
+        .filter(|o| viewer.may(b, operation::DESCRIBE, resource::TOPIC, &o.topic))
+        .collect()
+}
+
+/// A table of committed offsets, end offsets and lag per partition, with the total in its
+/// footer when `total`.
+fn lag_table(body: &mut String, caption: &str, offsets: &[crate::GroupLag], total: bool) {
+    let _ = write!(
+        body,
+        "<table><caption>{}</caption><thead><tr><th scope=\"col\">Topic</th><th scope=\"col\">Partition</th><th scope=\"col\">Committed offset</th><th scope=\"col\">End offset</th><th scope=\"col\">Lag</th></tr></thead><tbody>",
+        esc(caption)
+    );
+    for o in offsets {
         let unknown = || "not known yet".to_string();
         let _ = write!(
             body,
@@ -735,16 +876,15 @@ async fn group(State(b): State<Arc<Broker>>, Path(id): Path<String>) -> Response
             o.lag.map_or_else(unknown, |l| l.to_string()),
         );
     }
-    let _ = write!(
-        body,
-        "</tbody><tfoot><tr><th scope=\"row\" colspan=\"4\">Total lag</th><td class=\"num\" id=\"total-lag\">{total}</td></tr></tfoot></table>"
-    );
-    let _ = write!(
-        body,
-        "<p><a href=\"/ui/groups/{}/reset\">Reset offsets…</a> (the group must have no members)</p>",
-        url(&id)
-    );
-    page(&b, &format!("Group {id}"), Nav::Groups, true, &body).into_response()
+    body.push_str("</tbody>");
+    if total {
+        let sum: i64 = offsets.iter().filter_map(|o| o.lag).sum();
+        let _ = write!(
+            body,
+            "<tfoot><tr><th scope=\"row\" colspan=\"4\">Total lag</th><td class=\"num\" id=\"total-lag\">{sum}</td></tr></tfoot>"
+        );
+    }
+    body.push_str("</table>");
 }
 
 /// A metadata record for the timeline: (kind, detail) from its JSON form.
@@ -767,7 +907,10 @@ fn records(b: &Broker, from: u64, limit: usize) -> Vec<LoggedRecord> {
 /// How many of the latest records the timeline page shows.
 const TIMELINE: u64 = 200;
 
-async fn events(State(b): State<Arc<Broker>>) -> Html<String> {
+async fn events(State(b): State<Arc<Broker>>, viewer: Viewer) -> Response {
+    if !viewer.may_describe_cluster(&b) {
+        return denied(&b, &viewer, Nav::Events, "describe the cluster");
+    }
     let end = b.image().offset;
     let from = end.saturating_sub(TIMELINE);
     let recs = records(&b, from, TIMELINE as usize);
@@ -791,7 +934,15 @@ async fn events(State(b): State<Arc<Broker>>) -> Html<String> {
         );
     }
     body.push_str("</tbody></table>");
-    page(&b, "Metadata events", Nav::Events, false, &body)
+    page(
+        &b,
+        Some(&viewer),
+        "Metadata events",
+        Nav::Events,
+        false,
+        &body,
+    )
+    .into_response()
 }
 
 /// `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
@@ -827,14 +978,23 @@ struct StreamQuery {
 /// events carrying offset, timestamp, kind and detail).
 async fn event_stream(
     State(b): State<Arc<Broker>>,
+    viewer: Viewer,
     Query(q): Query<StreamQuery>,
-) -> impl IntoResponse {
+) -> Response {
+    if !viewer.may_describe_cluster(&b) {
+        return denied(&b, &viewer, Nav::Events, "describe the cluster");
+    }
     let from = q.from.unwrap_or_else(|| b.image().offset);
     let images = b.controller.subscribe();
     let stream = futures::stream::unfold(
-        (b, images, from, Vec::<LoggedRecord>::new()),
-        |(b, mut images, mut next, mut pending)| async move {
+        (b, images, from, Vec::<LoggedRecord>::new(), viewer),
+        |(b, mut images, mut next, mut pending, viewer)| async move {
             loop {
+                // The stream ends with the sign-in, or with the viewer's Describe on the
+                // cluster.
+                if !viewer.still_signed_in(&b) || !viewer.may_describe_cluster(&b) {
+                    return None;
+                }
                 if !pending.is_empty() {
                     let r = pending.remove(0);
                     let (kind, detail) = describe_record(&r);
@@ -848,19 +1008,28 @@ async fn event_stream(
                         .event("record")
                         .id(r.offset.to_string())
                         .data(data.to_string());
-                    return Some((Ok::<_, Infallible>(event), (b, images, next, pending)));
+                    return Some((
+                        Ok::<_, Infallible>(event),
+                        (b, images, next, pending, viewer),
+                    ));
                 }
                 pending = records(&b, next, 1000);
                 if let Some(last) = pending.last() {
                     next = last.offset + 1;
                     continue;
                 }
-                // Nothing new: wait for the next image (or the sender to go away).
-                images.changed().await.ok()?;
+                // Nothing new: wait for the next image (or the sender to go away), looking
+                // again every few seconds whether the sign-in still holds.
+                tokio::select! {
+                    changed = images.changed() => changed.ok()?,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
             }
         },
     );
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The group coordinator (classic protocol): membership, rebalances and committed offsets.
+//! The group coordinator: membership, rebalances and committed offsets; the classic
+//! protocol here and in [`state`], the consumer protocol (KIP-848) in [`consumer`].
 //!
 //! ```text
 //!   Empty --join--> PreparingRebalance --all joined / deadline--> CompletingRebalance
@@ -15,16 +16,45 @@
 //! Kafka), written through the normal log, replicated like any data, and reloaded from it by
 //! the broker that becomes the partition's leader ([`record`] has the format).
 
+pub mod consumer;
 mod offsets;
 mod record;
 mod state;
 
+pub use consumer::{
+    ConsumerGroupConfig, ConsumerGroupView, Heartbeat, HeartbeatOutcome, TopicSource,
+};
 pub use offsets::{
     java_string_partition, offsets_partition, Committed, Loaded, PendingOffset, OFFSETS_PARTITIONS,
     OFFSETS_TOPIC,
 };
 pub use record::GroupRecord;
 pub use state::{
-    GroupCoordinator, GroupDescription, GroupWrite, JoinOutcome, JoinRequest, Reply, SyncOutcome,
-    SyncReply,
+    ConsumerGroupWrite, GroupCoordinator, GroupDescription, GroupWrite, JoinOutcome, JoinRequest,
+    Reply, SyncOutcome, SyncReply,
 };
+
+/// A consumer-protocol payload of a classic member (its subscription or its assignment): a
+/// big-endian version, then the body at that version (versions above 3 read as 3). None if
+/// the bytes are not one.
+fn consumer_protocol<T: kafka_protocol::protocol::Decodable>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < 2 {
+        return None;
+    }
+    let version = i16::from_be_bytes([bytes[0], bytes[1]]).clamp(0, 3);
+    T::decode(&mut bytes::Bytes::copy_from_slice(&bytes[2..]), version).ok()
+}
+
+/// A classic consumer's subscription, from its JoinGroup metadata.
+pub(crate) fn consumer_subscription(
+    bytes: &[u8],
+) -> Option<kafka_protocol::messages::ConsumerProtocolSubscription> {
+    consumer_protocol(bytes)
+}
+
+/// A classic consumer's assignment, from its SyncGroup answer.
+pub(crate) fn consumer_assignment(
+    bytes: &[u8],
+) -> Option<kafka_protocol::messages::ConsumerProtocolAssignment> {
+    consumer_protocol(bytes)
+}

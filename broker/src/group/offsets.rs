@@ -265,6 +265,24 @@ impl GroupCoordinator {
         )
     }
 
+    /// Appends consumer-protocol group `group`'s record (None: its tombstone).
+    pub fn write_consumer_group(
+        &self,
+        log: &PartitionLog,
+        group: &str,
+        record: Option<&super::consumer::ConsumerGroupRecord>,
+    ) -> Result<i64, LogError> {
+        append(
+            log,
+            &[records::record(
+                0,
+                Some(Bytes::from(record::consumer_group_key(group))),
+                record.map(|r| Bytes::from(record::encode_consumer(r))),
+                records::now_ms(),
+            )],
+        )
+    }
+
     pub fn committed(&self, group: &str, topic: &str, partition: i32) -> Option<Committed> {
         self.offsets
             .lock()
@@ -324,6 +342,8 @@ impl GroupCoordinator {
         // may be stale, so the log alone decides.
         self.forget_partition(index);
         let mut groups: HashMap<String, Option<GroupRecord>> = HashMap::new();
+        let mut consumer_groups: HashMap<String, Option<super::consumer::ConsumerGroupRecord>> =
+            HashMap::new();
         let decode = |v: Option<&Bytes>| {
             v.and_then(|v| {
                 bincode::serde::decode_from_slice::<Committed, _>(v, bincode::config::standard())
@@ -344,6 +364,17 @@ impl GroupCoordinator {
             if let Some(group) = rec.key.as_deref().and_then(record::parse_group_key) {
                 // The latest record of a group wins; a tombstone forgets it.
                 groups.insert(group, rec.value.as_deref().and_then(record::decode));
+                return;
+            }
+            if let Some(group) = rec
+                .key
+                .as_deref()
+                .and_then(record::parse_consumer_group_key)
+            {
+                consumer_groups.insert(
+                    group,
+                    rec.value.as_deref().and_then(record::decode_consumer),
+                );
                 return;
             }
             let Some((key, _)) = rec.key.as_ref().and_then(|k| {
@@ -374,6 +405,12 @@ impl GroupCoordinator {
         for (group, rec) in groups {
             if let Some(rec) = rec {
                 self.restore(&group, rec);
+                restored += 1;
+            }
+        }
+        for (group, rec) in consumer_groups {
+            if let Some(rec) = rec {
+                self.restore_consumer(&group, rec);
                 restored += 1;
             }
         }

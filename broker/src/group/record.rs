@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 /// The first byte of a group metadata key.
 pub const GROUP_KEY_TAG: u8 = 0xFF;
+/// The first byte of a consumer-protocol (KIP-848) group's record key: its own key, so a
+/// group id that changes type never has one value read as the other.
+pub const CONSUMER_KEY_TAG: u8 = 0xFE;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupRecord {
@@ -45,6 +48,31 @@ pub fn group_key(group: &str) -> Vec<u8> {
         bincode::serde::encode_to_vec(group, bincode::config::standard()).unwrap_or_default(),
     );
     key
+}
+
+/// The key of consumer-protocol group `group`'s record.
+pub fn consumer_group_key(group: &str) -> Vec<u8> {
+    let mut key = group_key(group);
+    key[0] = CONSUMER_KEY_TAG;
+    key
+}
+
+/// The group a consumer-protocol group's key names, if `key` is one.
+pub fn parse_consumer_group_key(key: &[u8]) -> Option<String> {
+    let rest = key.strip_prefix(&[CONSUMER_KEY_TAG])?;
+    bincode::serde::decode_from_slice::<String, _>(rest, bincode::config::standard())
+        .ok()
+        .map(|(g, _)| g)
+}
+
+pub fn encode_consumer(record: &super::consumer::ConsumerGroupRecord) -> Vec<u8> {
+    bincode::serde::encode_to_vec(record, bincode::config::standard()).unwrap_or_default()
+}
+
+pub fn decode_consumer(value: &[u8]) -> Option<super::consumer::ConsumerGroupRecord> {
+    bincode::serde::decode_from_slice(value, bincode::config::standard())
+        .ok()
+        .map(|(r, _)| r)
 }
 
 /// The group a metadata key names, if `key` is one.
@@ -85,6 +113,13 @@ mod tests {
         let long = bincode::serde::encode_to_vec("x".repeat(70_000), bincode::config::standard())
             .expect("encode");
         assert_ne!(long[0], GROUP_KEY_TAG);
+        assert_ne!(long[0], CONSUMER_KEY_TAG);
+        // The two kinds of group record never read as each other.
+        let consumer = consumer_group_key("g");
+        assert_eq!(parse_consumer_group_key(&consumer).as_deref(), Some("g"));
+        assert_eq!(parse_group_key(&consumer), None);
+        assert_eq!(parse_consumer_group_key(&key), None);
+        assert_eq!(parse_consumer_group_key(&offset_key), None);
     }
 
     #[test]

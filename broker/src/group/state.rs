@@ -8,14 +8,18 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+use super::consumer::{
+    self, ClassicJoin, ClassicSeed, ConsumerGroup, ConsumerGroupConfig, ConsumerGroupView,
+    Heartbeat, HeartbeatOutcome, TopicSource,
+};
 use super::offsets::Committed;
 use super::record::{GroupRecord, MemberRecord};
 
-const UNKNOWN_MEMBER_ID: i16 = 25;
-const ILLEGAL_GENERATION: i16 = 22;
-const REBALANCE_IN_PROGRESS: i16 = 27;
-const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-const MEMBER_ID_REQUIRED: i16 = 79;
+pub(super) const UNKNOWN_MEMBER_ID: i16 = 25;
+pub(super) const ILLEGAL_GENERATION: i16 = 22;
+pub(super) const REBALANCE_IN_PROGRESS: i16 = 27;
+pub(super) const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+pub(super) const MEMBER_ID_REQUIRED: i16 = 79;
 const INVALID_SESSION_TIMEOUT: i16 = 26;
 const FENCED_INSTANCE_ID: i16 = 82;
 
@@ -205,6 +209,8 @@ pub struct SyncReply {
 
 /// A record for `__consumer_offsets`: a group's metadata, or (None) its tombstone.
 pub type GroupWrite = (String, Option<GroupRecord>);
+/// The same for a consumer-protocol group.
+pub type ConsumerGroupWrite = (String, Option<consumer::ConsumerGroupRecord>);
 
 /// A description of one group for DescribeGroups and the HTTP API.
 #[derive(Debug, Clone)]
@@ -230,6 +236,12 @@ pub struct GroupCoordinator {
     /// Transactional offset commits awaiting their transaction's marker, by offsets
     /// partition and producer id: (group, topic, partition, offset).
     pub(super) pending_txn: Mutex<HashMap<(i32, i64), Vec<super::offsets::PendingOffset>>>,
+    /// Groups of the consumer protocol (KIP-848). A group id is in this map or in `groups`,
+    /// never both with members; the lock order is `groups`, then `consumer`.
+    consumer: Mutex<HashMap<String, ConsumerGroup>>,
+    consumer_config: ConsumerGroupConfig,
+    /// Consumer-protocol groups deleted (or now classic) whose record needs its tombstone.
+    consumer_tombstones: Mutex<Vec<String>>,
 }
 
 /// Arguments of a JoinGroup.
@@ -262,10 +274,116 @@ impl GroupCoordinator {
             tombstones: Mutex::new(Vec::new()),
             initial_delay,
             pending_txn: Mutex::new(HashMap::new()),
+            consumer: Mutex::new(HashMap::new()),
+            consumer_config: ConsumerGroupConfig::default(),
+            consumer_tombstones: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The timing of consumer-protocol groups.
+    pub fn with_consumer_config(mut self, config: ConsumerGroupConfig) -> Self {
+        self.consumer_config = config;
+        self
+    }
+
+    /// A ConsumerGroupHeartbeat (KIP-848). A classic group with members keeps its id; an
+    /// empty one gives way.
+    pub fn consumer_heartbeat(&self, req: Heartbeat, topics: &dyn TopicSource) -> HeartbeatOutcome {
+        if let Err((code, message)) = consumer::validate(&req) {
+            return HeartbeatOutcome::error(code, message, &req);
+        }
+        let mut classic = self.groups.lock();
+        let mut groups = self.consumer.lock();
+        if let Some(g) = classic.get(&req.group_id) {
+            if !g.members.is_empty() {
+                // An online upgrade: the first consumer-protocol member turns a stable
+                // classic group into a consumer group its classic members stay in.
+                let converted = (req.member_epoch == 0
+                    && g.state == GroupState::Stable
+                    && !g.storing
+                    && g.protocol_type.as_deref() == Some("consumer"))
+                .then(|| {
+                    let seeds = g
+                        .members
+                        .iter()
+                        .map(|(id, m)| ClassicSeed {
+                            member_id: id.clone(),
+                            instance_id: m.instance_id.clone(),
+                            client_id: m.client_id.clone(),
+                            host: m.host.clone(),
+                            session_timeout: m.session_timeout,
+                            rebalance_timeout: m.rebalance_timeout,
+                            protocols: m.protocols.clone(),
+                            subscription: g.metadata_of(m),
+                            assignment: m.assignment.clone(),
+                        })
+                        .collect();
+                    ConsumerGroup::from_classic(
+                        &req.group_id,
+                        g.generation,
+                        seeds,
+                        topics,
+                        Instant::now(),
+                    )
+                })
+                .flatten();
+                let Some(converted) = converted else {
+                    let (code, message) = consumer::classic_group_error(&req.group_id);
+                    return HeartbeatOutcome::error(code, message, &req);
+                };
+                groups.insert(req.group_id.clone(), converted);
+            }
+            classic.remove(&req.group_id);
+            self.tombstones.lock().push(req.group_id.clone());
+        }
+        if req.member_epoch != 0 && !groups.contains_key(&req.group_id) {
+            return consumer::unknown_member(&req);
+        }
+        let g = groups.entry(req.group_id.clone()).or_default();
+        g.heartbeat(
+            &req.group_id,
+            &req,
+            topics,
+            &self.consumer_config,
+            Instant::now(),
+        )
+    }
+
+    /// A consumer-protocol group as ConsumerGroupDescribe shows it.
+    pub fn describe_consumer_group(&self, group_id: &str) -> Option<ConsumerGroupView> {
+        self.consumer.lock().get(group_id).map(|g| g.view())
+    }
+
+    /// "consumer" for a group of the consumer protocol, "classic" otherwise.
+    pub fn group_type(&self, group_id: &str) -> &'static str {
+        if self.consumer.lock().contains_key(group_id) {
+            "consumer"
+        } else {
+            "classic"
+        }
+    }
+
+    /// The error an OffsetFetch (v9+) naming a member gets: 0 when the member may read.
+    pub fn validate_fetch(&self, group_id: &str, member_id: Option<&str>, epoch: i32) -> i16 {
+        let Some(member) = member_id else {
+            return 0;
+        };
+        if epoch < 0 && member.is_empty() {
+            return 0;
+        }
+        match self.consumer.lock().get(group_id) {
+            Some(g) => g.validate_member(member, epoch),
+            None => 0,
         }
     }
 
     pub fn join(&self, req: JoinRequest) -> Reply<JoinOutcome> {
+        self.join_with(req, &consumer::NoTopics)
+    }
+
+    /// A JoinGroup; `topics` resolves a classic member's subscription when its group is a
+    /// consumer group (an online upgrade in progress).
+    pub fn join_with(&self, req: JoinRequest, topics: &dyn TopicSource) -> Reply<JoinOutcome> {
         let now = Instant::now();
         let fail = |error: i16, member_id: String| {
             Reply::Now(JoinOutcome {
@@ -281,6 +399,39 @@ impl GroupCoordinator {
             return fail(INVALID_SESSION_TIMEOUT, req.member_id);
         }
         let mut groups = self.groups.lock();
+        {
+            // A group of the consumer protocol with members keeps its id (Kafka answers
+            // classic members so when online migration is off); an empty one gives way.
+            let mut consumer = self.consumer.lock();
+            match consumer.get_mut(&req.group_id) {
+                Some(c) if !c.is_empty() => {
+                    if req.protocol_type != "consumer" {
+                        return fail(INCONSISTENT_GROUP_PROTOCOL, req.member_id);
+                    }
+                    // A classic member of a consumer group: the coordinator assigns.
+                    return Reply::Now(c.classic_join(
+                        &req.group_id,
+                        ClassicJoin {
+                            member_id: req.member_id,
+                            instance_id: req.instance_id,
+                            client_id: req.client_id,
+                            host: req.host,
+                            session_timeout: req.session_timeout,
+                            rebalance_timeout: req.rebalance_timeout,
+                            protocols: req.protocols,
+                            require_known_member_id: req.require_known_member_id,
+                        },
+                        topics,
+                        now,
+                    ));
+                }
+                Some(_) => {
+                    consumer.remove(&req.group_id);
+                    self.consumer_tombstones.lock().push(req.group_id.clone());
+                }
+                None => {}
+            }
+        }
         let g = groups
             .entry(req.group_id.clone())
             .or_insert_with(Group::new);
@@ -444,6 +595,22 @@ impl GroupCoordinator {
                 ..Default::default()
             }))
         };
+        if let Some(c) = self.consumer.lock().get(group_id) {
+            if c.has_member(member_id) {
+                return answer(Reply::Now(match c.classic_sync(member_id, generation) {
+                    Ok((assignment, protocol)) => SyncOutcome {
+                        error: 0,
+                        protocol_type: Some("consumer".into()),
+                        protocol_name: protocol,
+                        assignment,
+                    },
+                    Err(error) => SyncOutcome {
+                        error,
+                        ..Default::default()
+                    },
+                }));
+            }
+        }
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(group_id) else {
             return fail(UNKNOWN_MEMBER_ID);
@@ -563,6 +730,11 @@ impl GroupCoordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> i16 {
+        if let Some(c) = self.consumer.lock().get_mut(group_id) {
+            if c.has_member(member_id) {
+                return c.classic_heartbeat(member_id, generation, Instant::now());
+            }
+        }
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(group_id) else {
             return UNKNOWN_MEMBER_ID;
@@ -598,6 +770,12 @@ impl GroupCoordinator {
 
     /// Removes members; returns an error code per member.
     pub fn leave(&self, group_id: &str, members: &[String]) -> Vec<i16> {
+        if let Some(c) = self.consumer.lock().get_mut(group_id) {
+            return members
+                .iter()
+                .map(|id| c.leave_member(group_id, id))
+                .collect();
+        }
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(group_id) else {
             return members.iter().map(|_| UNKNOWN_MEMBER_ID).collect();
@@ -648,6 +826,10 @@ impl GroupCoordinator {
             return 0;
         }
         let groups = self.groups.lock();
+        if let Some(c) = self.consumer.lock().get(group_id) {
+            // The consumer protocol: the member epoch is the generation (KIP-848).
+            return c.validate_member(member_id, generation);
+        }
         let Some(g) = groups.get(group_id) else {
             return if generation < 0 {
                 0
@@ -720,12 +902,52 @@ impl GroupCoordinator {
                 writes.push((id.clone(), Some(g.record())));
             }
         }
+        drop(groups);
+        for (id, g) in self.consumer.lock().iter_mut() {
+            g.expire(id, &self.consumer_config, now);
+        }
         writes
+    }
+
+    /// The consumer-protocol group records to write: groups changed since their last record,
+    /// and tombstones of deleted ones.
+    pub fn consumer_writes(&self) -> Vec<ConsumerGroupWrite> {
+        let mut writes: Vec<ConsumerGroupWrite> = self
+            .consumer_tombstones
+            .lock()
+            .drain(..)
+            .map(|g| (g, None))
+            .collect();
+        for (id, g) in self.consumer.lock().iter_mut() {
+            if let Some(r) = g.take_dirty() {
+                writes.push((id.clone(), Some(r)));
+            }
+        }
+        writes
+    }
+
+    /// A consumer-protocol group as `__consumer_offsets` recorded it, taken over by this
+    /// coordinator (unless it already knows the group).
+    pub fn restore_consumer(&self, group_id: &str, record: consumer::ConsumerGroupRecord) {
+        let mut groups = self.consumer.lock();
+        if groups.contains_key(group_id) {
+            return;
+        }
+        let g = ConsumerGroup::from_record(record, Instant::now());
+        info!(
+            group = group_id,
+            members = g.members.len(),
+            state = g.state(),
+            "consumer group loaded"
+        );
+        groups.insert(group_id.to_string(), g);
     }
 
     /// Drops the membership state of every group `which` names (their coordinator moved).
     pub fn forget_groups(&self, which: impl Fn(&str) -> bool) {
         self.groups.lock().retain(|id, _| !which(id));
+        self.consumer.lock().retain(|id, _| !which(id));
+        self.consumer_tombstones.lock().retain(|id| !which(id));
         self.tombstones.lock().retain(|id| !which(id));
     }
 
@@ -734,6 +956,18 @@ impl GroupCoordinator {
     pub fn remove_group(&self, group_id: &str) -> i16 {
         let mut groups = self.groups.lock();
         let has_offsets = self.offsets.lock().contains_key(group_id);
+        {
+            let mut consumer = self.consumer.lock();
+            match consumer.get(group_id) {
+                Some(c) if !c.is_empty() => return 68,
+                Some(_) => {
+                    consumer.remove(group_id);
+                    self.consumer_tombstones.lock().push(group_id.to_string());
+                    return 0;
+                }
+                None => {}
+            }
+        }
         let code = match groups.get(group_id) {
             Some(g) if !g.members.is_empty() => 68,
             Some(_) => {
@@ -752,39 +986,40 @@ impl GroupCoordinator {
     /// Whether a member of the group currently has `topic` assigned (decoded from the
     /// "consumer" protocol assignment).
     pub fn consumes(&self, group_id: &str, topic: &str) -> bool {
-        use kafka_protocol::messages::ConsumerProtocolAssignment;
-        use kafka_protocol::protocol::Decodable;
         let groups = self.groups.lock();
+        if let Some(c) = self.consumer.lock().get(group_id) {
+            return c.subscribes_to(topic);
+        }
         let Some(g) = groups.get(group_id) else {
             return false;
         };
         g.members.values().any(|m| {
-            if m.assignment.len() < 2 {
-                return false;
-            }
-            let version = i16::from_be_bytes([m.assignment[0], m.assignment[1]]).clamp(0, 3);
-            let mut body = m.assignment.slice(2..);
-            ConsumerProtocolAssignment::decode(&mut body, version)
-                .map(|a| {
-                    a.assigned_partitions
-                        .iter()
-                        .any(|tp| tp.topic.as_str() == topic)
-                })
-                .unwrap_or(false)
+            super::consumer_assignment(&m.assignment).is_some_and(|a| {
+                a.assigned_partitions
+                    .iter()
+                    .any(|tp| tp.topic.as_str() == topic)
+            })
         })
     }
 
     pub fn list(&self) -> Vec<(String, &'static str, String)> {
         let groups = self.groups.lock();
-        let mut ids: Vec<String> = groups.keys().cloned().collect();
+        let consumer = self.consumer.lock();
+        let mut ids: Vec<String> = groups.keys().chain(consumer.keys()).cloned().collect();
         for g in self.offsets.lock().keys() {
             if !ids.contains(g) {
                 ids.push(g.clone());
             }
         }
         ids.sort();
+        ids.dedup();
+        // Share groups' durable starts (`<group>\0share`) are not groups of their own.
+        ids.retain(|id| !id.contains('\0'));
         ids.into_iter()
             .map(|id| {
+                if let Some(c) = consumer.get(&id) {
+                    return (id, c.state(), "consumer".to_string());
+                }
                 let (state, pt) = groups.get(&id).map_or(("Empty", String::new()), |g| {
                     (g.state.name(), g.protocol_type.clone().unwrap_or_default())
                 });
@@ -795,12 +1030,27 @@ impl GroupCoordinator {
 
     /// Rebalances completed by the groups held here (a group unloaded takes its count away).
     pub fn completed_rebalances(&self) -> u64 {
-        self.groups.lock().values().map(|g| g.rebalances).sum()
+        self.groups
+            .lock()
+            .values()
+            .map(|g| g.rebalances)
+            .sum::<u64>()
+            + self
+                .consumer
+                .lock()
+                .values()
+                .map(|g| g.rebalances)
+                .sum::<u64>()
     }
 
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         let groups = self.groups.lock();
-        let g = groups.get(group_id)?;
+        let Some(g) = groups.get(group_id) else {
+            drop(groups);
+            return self
+                .describe_consumer_group(group_id)
+                .map(|v| v.classic(group_id));
+        };
         Some(GroupDescription {
             group_id: group_id.to_string(),
             state: g.state.name(),

@@ -269,6 +269,87 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
         K::Heartbeat(ref r) if !c.group(op::READ, &r.group_id) => Check::Answer(
             ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(GROUP_DENIED)),
         ),
+        K::ConsumerGroupHeartbeat(ref r) if !c.group(op::READ, &r.group_id) => {
+            Check::Answer(ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(GROUP_DENIED)
+                    .with_member_epoch(r.member_epoch),
+            ))
+        }
+        K::ConsumerGroupHeartbeat(ref r)
+            if r.subscribed_topic_names
+                .iter()
+                .flatten()
+                .any(|t| !c.topic(op::DESCRIBE, t)) =>
+        {
+            Check::Answer(ResponseKind::ConsumerGroupHeartbeat(
+                ConsumerGroupHeartbeatResponse::default()
+                    .with_error_code(TOPIC_DENIED)
+                    .with_member_epoch(r.member_epoch),
+            ))
+        }
+        K::ConsumerGroupDescribe(mut r) => {
+            let mut denied = Vec::new();
+            r.group_ids.retain(|g| {
+                let ok = c.group(op::DESCRIBE, g);
+                if !ok {
+                    denied.push((g.to_string(), GROUP_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::ConsumerGroupDescribe(r), Denied::Names(denied))
+        }
+        K::ShareGroupHeartbeat(ref r)
+            if !c.group(op::READ, &r.group_id)
+                || r.subscribed_topic_names
+                    .iter()
+                    .flatten()
+                    .any(|t| !c.topic(op::DESCRIBE, t)) =>
+        {
+            let code = if c.group(op::READ, &r.group_id) {
+                TOPIC_DENIED
+            } else {
+                GROUP_DENIED
+            };
+            Check::Answer(ResponseKind::ShareGroupHeartbeat(
+                ShareGroupHeartbeatResponse::default()
+                    .with_error_code(code)
+                    .with_member_epoch(r.member_epoch),
+            ))
+        }
+        K::ShareGroupDescribe(mut r) => {
+            let mut denied = Vec::new();
+            r.group_ids.retain(|g| {
+                let ok = c.group(op::DESCRIBE, g);
+                if !ok {
+                    denied.push((g.to_string(), GROUP_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::ShareGroupDescribe(r), Denied::Names(denied))
+        }
+        K::ShareFetch(ref r) => match share_denied(
+            &c,
+            &image,
+            r.group_id.as_ref(),
+            r.topics.iter().map(|t| &t.topic_id),
+        ) {
+            Some(code) => Check::Answer(ResponseKind::ShareFetch(
+                ShareFetchResponse::default().with_error_code(code),
+            )),
+            None => Check::Handle(body, Denied::None),
+        },
+        K::ShareAcknowledge(ref r) => match share_denied(
+            &c,
+            &image,
+            r.group_id.as_ref(),
+            r.topics.iter().map(|t| &t.topic_id),
+        ) {
+            Some(code) => Check::Answer(ResponseKind::ShareAcknowledge(
+                ShareAcknowledgeResponse::default().with_error_code(code),
+            )),
+            None => Check::Handle(body, Denied::None),
+        },
         K::LeaveGroup(ref r) if !c.group(op::READ, &r.group_id) => Check::Answer(
             ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(GROUP_DENIED)),
         ),
@@ -460,10 +541,43 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
         }
         K::WriteTxnMarkers(r) => {
             if c.cluster(op::CLUSTER_ACTION) {
-                Check::Handle(K::WriteTxnMarkers(r), Denied::None)
-            } else {
-                Check::Refuse("WriteTxnMarkers needs ClusterAction on the cluster")
+                return Check::Handle(K::WriteTxnMarkers(r), Denied::None);
             }
+            use kafka_protocol::messages::write_txn_markers_response::{
+                WritableTxnMarkerPartitionResult, WritableTxnMarkerResult,
+                WritableTxnMarkerTopicResult,
+            };
+            // Every partition CLUSTER_AUTHORIZATION_FAILED, as Kafka answers.
+            let markers = r
+                .markers
+                .iter()
+                .map(|m| {
+                    WritableTxnMarkerResult::default()
+                        .with_producer_id(m.producer_id)
+                        .with_topics(
+                            m.topics
+                                .iter()
+                                .map(|t| {
+                                    WritableTxnMarkerTopicResult::default()
+                                        .with_name(t.name.clone())
+                                        .with_partitions(
+                                            t.partition_indexes
+                                                .iter()
+                                                .map(|&p| {
+                                                    WritableTxnMarkerPartitionResult::default()
+                                                        .with_partition_index(p)
+                                                        .with_error_code(CLUSTER_DENIED)
+                                                })
+                                                .collect(),
+                                        )
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            Check::Answer(ResponseKind::WriteTxnMarkers(
+                WriteTxnMarkersResponse::default().with_markers(markers),
+            ))
         }
         K::DescribeCluster(ref _r) if !c.cluster(op::DESCRIBE) => {
             Check::Answer(ResponseKind::DescribeCluster(
@@ -580,6 +694,11 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
         | K::SyncGroup(_)
         | K::Heartbeat(_)
         | K::LeaveGroup(_)
+        | K::ConsumerGroupHeartbeat(_)
+        | K::ShareGroupHeartbeat(_)
+        // Client telemetry is open to every authenticated client, as in Kafka.
+        | K::GetTelemetrySubscriptions(_)
+        | K::PushTelemetry(_)
         | K::EndTxn(_)
         | K::AddOffsetsToTxn(_)
         | K::DescribeCluster(_)
@@ -738,6 +857,12 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
         K::ListPartitionReassignments(r) => {
             Check::Handle(K::ListPartitionReassignments(r), Denied::None)
         }
+        K::ListConfigResources(_) if !c.cluster(op::DESCRIBE_CONFIGS) => {
+            Check::Answer(ResponseKind::ListConfigResources(
+                ListConfigResourcesResponse::default().with_error_code(CLUSTER_DENIED),
+            ))
+        }
+        K::ListConfigResources(r) => Check::Handle(K::ListConfigResources(r), Denied::None),
         K::UpdateFeatures(ref _r) if !c.cluster(op::ALTER) => {
             Check::Answer(ResponseKind::UpdateFeatures(
                 UpdateFeaturesResponse::default().with_error_code(CLUSTER_DENIED),
@@ -752,6 +877,26 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
             }
         }
     }
+}
+
+/// Why a ShareFetch or ShareAcknowledge is refused whole: no Read on its group
+/// (GROUP_AUTHORIZATION_FAILED) or on one of its topics (TOPIC_AUTHORIZATION_FAILED).
+fn share_denied<'a>(
+    c: &Ctx<'_>,
+    image: &MetadataImage,
+    group: Option<&GroupId>,
+    mut topics: impl Iterator<Item = &'a uuid::Uuid>,
+) -> Option<i16> {
+    if group.is_some_and(|g| !c.group(op::READ, g)) {
+        return Some(GROUP_DENIED);
+    }
+    topics
+        .any(|t| {
+            image
+                .topic_by_id(t)
+                .is_some_and(|x| !c.topic(op::READ, &x.name))
+        })
+        .then_some(TOPIC_DENIED)
 }
 
 /// Keeps the config resources `op` is allowed on (topics: on the topic; brokers: on the
@@ -789,6 +934,18 @@ pub fn merge(response: &mut ResponseKind, denied: Denied, version: i16) {
                             .with_key(str_bytes(n))
                             .with_node_id((-1).into())
                             .with_error_code(code),
+                    ),
+                    ResponseKind::ConsumerGroupDescribe(r) => r.groups.push(
+                        consumer_group_describe_response::DescribedGroup::default()
+                            .with_group_id(GroupId(str_bytes(n)))
+                            .with_error_code(code)
+                            .with_authorized_operations(i32::MIN),
+                    ),
+                    ResponseKind::ShareGroupDescribe(r) => r.groups.push(
+                        share_group_describe_response::DescribedGroup::default()
+                            .with_group_id(GroupId(str_bytes(n)))
+                            .with_error_code(code)
+                            .with_authorized_operations(i32::MIN),
                     ),
                     ResponseKind::DescribeGroups(r) => r.groups.push(
                         describe_groups_response::DescribedGroup::default()

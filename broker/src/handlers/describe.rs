@@ -217,6 +217,7 @@ pub fn describe_log_dirs(
         }
     }
     let dir = broker.config.data_dir.join("logs");
+    let fs = crate::log_dir::fs_space(&broker.config.data_dir);
     DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
         .with_log_dir(str_bytes(dir.display().to_string()))
         .with_topics(
@@ -229,9 +230,9 @@ pub fn describe_log_dirs(
                 })
                 .collect(),
         )
-        // Unknown (v4): the store does not report the file system's capacity.
-        .with_total_bytes(-1)
-        .with_usable_bytes(-1)])
+        // v4: the file system holding the data directory (-1 if it cannot be read).
+        .with_total_bytes(fs.map_or(-1, |(total, _)| total as i64))
+        .with_usable_bytes(fs.map_or(-1, |(_, usable)| usable as i64))])
 }
 
 /// The metadata log's topic, as DescribeQuorum names it.

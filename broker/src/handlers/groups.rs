@@ -1,6 +1,8 @@
 //! The classic consumer group protocol: FindCoordinator (0-4), JoinGroup (0-9),
 //! SyncGroup (0-5), Heartbeat (0-4), LeaveGroup (0-5), OffsetCommit (2-9), OffsetFetch (1-9),
-//! ListGroups (0-4), DescribeGroups (0-5). The coordinator of a group is the leader of its
+//! ListGroups (0-5), DescribeGroups (0-5). Groups of the consumer protocol (KIP-848) share
+//! the offsets, ListGroups, DescribeGroups and DeleteGroups here; their heartbeats are in
+//! `consumer_groups`. The coordinator of a group is the leader of its
 //! `__consumer_offsets` partition.
 
 use std::collections::BTreeMap;
@@ -26,7 +28,8 @@ use tracing::warn;
 
 use super::{leader_log, str_bytes, topic_name};
 use crate::group::{
-    offsets_partition, Committed, GroupWrite, JoinRequest, Reply, OFFSETS_PARTITIONS, OFFSETS_TOPIC,
+    offsets_partition, Committed, ConsumerGroupWrite, GroupWrite, JoinRequest, Reply,
+    OFFSETS_PARTITIONS, OFFSETS_TOPIC,
 };
 use crate::log::PartitionLog;
 use crate::Broker;
@@ -156,28 +159,38 @@ pub async fn join(
     if let Err(code) = coordinator_log(broker, req.group_id.as_str()) {
         return fail(code, req.member_id.to_string());
     }
+    if broker.share.groups.contains(req.group_id.as_str()) {
+        return fail(
+            ResponseError::InconsistentGroupProtocol.code(),
+            req.member_id.to_string(),
+        );
+    }
     let rebalance = if version >= 1 {
         req.rebalance_timeout_ms
     } else {
         req.session_timeout_ms
     };
-    let reply = broker.groups.join(JoinRequest {
-        group_id: req.group_id.to_string(),
-        member_id: req.member_id.to_string(),
-        instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
-        client_id: client_id.to_string(),
-        host: String::new(),
-        session_timeout: Duration::from_millis(req.session_timeout_ms.max(0) as u64),
-        rebalance_timeout: Duration::from_millis(rebalance.max(0) as u64),
-        protocol_type: req.protocol_type.to_string(),
-        protocols: req
-            .protocols
-            .iter()
-            .map(|p| (p.name.to_string(), p.metadata.clone()))
-            .collect(),
-        require_known_member_id: version >= 4,
-        supports_skip_assignment: version >= 9,
-    });
+    let image = broker.image();
+    let reply = broker.groups.join_with(
+        JoinRequest {
+            group_id: req.group_id.to_string(),
+            member_id: req.member_id.to_string(),
+            instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+            client_id: client_id.to_string(),
+            host: String::new(),
+            session_timeout: Duration::from_millis(req.session_timeout_ms.max(0) as u64),
+            rebalance_timeout: Duration::from_millis(rebalance.max(0) as u64),
+            protocol_type: req.protocol_type.to_string(),
+            protocols: req
+                .protocols
+                .iter()
+                .map(|p| (p.name.to_string(), p.metadata.clone()))
+                .collect(),
+            require_known_member_id: version >= 4,
+            supports_skip_assignment: version >= 9,
+        },
+        &super::consumer_groups::ImageTopics(&image),
+    );
     let outcome = match reply {
         Reply::Now(o) => o,
         Reply::Later(rx) => match rx.await {
@@ -488,7 +501,16 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
                         .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
                         .collect()
                 });
-                match fetch_group(broker, g.group_id.as_str(), asked, req.require_stable) {
+                let member = broker.groups.validate_fetch(
+                    g.group_id.as_str(),
+                    g.member_id.as_deref(),
+                    g.member_epoch,
+                );
+                let fetched = match member {
+                    0 => fetch_group(broker, g.group_id.as_str(), asked, req.require_stable),
+                    code => Err(code),
+                };
+                match fetched {
                     Err(code) => OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id.clone())
                         .with_error_code(code),
@@ -562,19 +584,38 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
     }
 }
 
+/// ListGroups (0-5): v4 filters by state, v5 by type ("classic", "consumer"; KIP-848), both
+/// case-insensitively as Kafka does.
 pub fn list_groups(broker: &Broker, req: ListGroupsRequest, _version: i16) -> ListGroupsResponse {
-    let states: Vec<String> = req.states_filter.iter().map(|s| s.to_string()).collect();
+    let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
+    let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
+    let shares = broker
+        .share
+        .groups
+        .list()
+        .into_iter()
+        .map(|(id, state)| (id, state, "share".to_string(), "share"));
     ListGroupsResponse::default().with_groups(
         broker
             .groups
             .list()
             .into_iter()
-            .filter(|(_, state, _)| states.is_empty() || states.iter().any(|s| s == state))
+            .filter(|(id, _, _)| !broker.share.groups.contains(id))
             .map(|(id, state, pt)| {
+                let kind = broker.groups.group_type(&id);
+                (id, state, pt, kind)
+            })
+            .chain(shares)
+            .filter(|(_, state, _, kind)| {
+                (states.is_empty() || states.contains(&state.to_lowercase()))
+                    && (types.is_empty() || types.iter().any(|t| t == kind))
+            })
+            .map(|(id, state, pt, kind)| {
                 ListedGroup::default()
                     .with_group_id(GroupId(str_bytes(id)))
                     .with_protocol_type(str_bytes(pt))
                     .with_group_state(str_bytes(state))
+                    .with_group_type(str_bytes(kind))
             })
             .collect(),
     )
@@ -627,13 +668,28 @@ pub fn describe_groups(
 /// members back in their place, tombstones of deleted groups) to their `__consumer_offsets`
 /// partitions; records of groups this broker no longer coordinates are dropped (their new
 /// coordinator has its own view).
-pub fn write_group_records(broker: &Broker, writes: Vec<GroupWrite>) {
+pub fn write_group_records(
+    broker: &Broker,
+    writes: Vec<GroupWrite>,
+    consumer_writes: Vec<ConsumerGroupWrite>,
+) {
     for (group, record) in writes {
         let Ok(log) = coordinator_log(broker, &group) else {
             continue;
         };
         if let Err(e) = broker.groups.write_group(&log, &group, record.as_ref()) {
             warn!(group, error = %e, "could not write the group's record");
+        }
+    }
+    for (group, record) in consumer_writes {
+        let Ok(log) = coordinator_log(broker, &group) else {
+            continue;
+        };
+        if let Err(e) = broker
+            .groups
+            .write_consumer_group(&log, &group, record.as_ref())
+        {
+            warn!(group, error = %e, "could not write the consumer group's record");
         }
     }
 }

@@ -5,6 +5,7 @@ mod acls;
 mod api_versions;
 mod authz;
 mod configs;
+mod consumer_groups;
 mod create_partitions;
 mod create_topics;
 mod delete_records;
@@ -13,6 +14,7 @@ mod describe;
 mod elect_leaders;
 mod features;
 mod fetch;
+pub mod fetch_session;
 pub(crate) mod groups;
 mod init_producer_id;
 mod list_offsets;
@@ -23,12 +25,15 @@ mod produce;
 mod quotas;
 mod reassignments;
 mod scram;
+mod share;
+pub mod telemetry;
 mod txn;
 mod unregister_broker;
 
 pub use groups::write_group_records;
 pub(crate) use init_producer_id::allocate_producer_id;
 pub(crate) use produce::replicated;
+pub use share::persist_starts;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -162,13 +167,26 @@ pub async fn handle(
     } else {
         mutator.before(&mut body, version)
     };
-    let handled = metrics::with_remote_time(dispatch(
-        broker,
-        session,
-        body,
-        version,
-        &client_id,
-        from_broker,
+    // A span per request, exported with --otlp-endpoint (strom-telemetry); without it no
+    // layer takes TRACE spans of this target and creating it costs next to nothing.
+    let span = tracing::span!(
+        target: strom_telemetry::REQUEST_TARGET,
+        tracing::Level::TRACE,
+        "kafka.request",
+        otel.name = request_name,
+        otel.kind = "server",
+        kafka.api = request_name,
+        kafka.api_version = version,
+        kafka.correlation_id = pre.correlation_id,
+        kafka.client_id = client_id.as_str(),
+        kafka.principal = session.principal.as_str(),
+        kafka.listener = &*session.listener,
+        kafka.request_bytes = request_bytes as i64,
+        net.peer = %session.peer,
+    );
+    let handled = metrics::with_remote_time(tracing::Instrument::instrument(
+        dispatch(broker, session, body, version, &client_id, from_broker),
+        span,
     ));
     // Request time is measured only where a quota may need it, not on the common path.
     let ((response, remote), busy) = if exempt {
@@ -202,8 +220,10 @@ pub async fn handle(
                     broker
                         .quotas
                         .unrecord(&quotas, QuotaKind::Fetch, user, &client_id, bytes, now);
-                    *r = kafka_protocol::messages::FetchResponse::default()
-                        .with_session_id(r.session_id);
+                    // Its fetch session goes too: the answer the session remembers as
+                    // sent was not, and the client starts again with a full fetch.
+                    broker.fetch_sessions.close(r.session_id);
+                    *r = kafka_protocol::messages::FetchResponse::default();
                 }
             }
             _ => {}
@@ -302,7 +322,28 @@ async fn dispatch(
             }
             ResponseKind::Produce(response)
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(broker, r, version).await),
+        RequestKind::Fetch(mut r) => {
+            // KIP-227: an incremental fetch reads its whole session; the answer keeps what
+            // changed. No sessions under the authorizer (each fetch is authorised whole).
+            match broker
+                .fetch_sessions
+                .begin(&mut r, version, !broker.authorizer.enabled)
+            {
+                Err(code) => ResponseKind::Fetch(
+                    kafka_protocol::messages::FetchResponse::default().with_error_code(code),
+                ),
+                Ok(step) => {
+                    let mut response = fetch::handle(broker, r, version).await;
+                    if response.error_code == 0 {
+                        broker.fetch_sessions.finish(&step, &mut response);
+                    } else if let fetch_session::Step::Full(id, _) = step {
+                        // A full fetch refused whole opened nothing.
+                        broker.fetch_sessions.close(id);
+                    }
+                    ResponseKind::Fetch(response)
+                }
+            }
+        }
         RequestKind::OffsetForLeaderEpoch(r) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r, version))
         }
@@ -343,6 +384,34 @@ async fn dispatch(
         }
         RequestKind::OffsetFetch(r) => {
             ResponseKind::OffsetFetch(groups::offset_fetch(broker, r, version))
+        }
+        RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
+            consumer_groups::heartbeat(broker, r, version, client_id, session),
+        ),
+        RequestKind::ConsumerGroupDescribe(r) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_groups::describe(broker, r, version))
+        }
+        RequestKind::ShareGroupHeartbeat(r) => ResponseKind::ShareGroupHeartbeat(share::heartbeat(
+            broker,
+            r,
+            client_id,
+            &session.peer.ip().to_string(),
+        )),
+        RequestKind::ShareGroupDescribe(r) => {
+            ResponseKind::ShareGroupDescribe(share::describe(broker, r))
+        }
+        RequestKind::ShareFetch(r) => {
+            ResponseKind::ShareFetch(share::fetch(broker, r, &session.listener).await)
+        }
+        RequestKind::ShareAcknowledge(r) => {
+            ResponseKind::ShareAcknowledge(share::acknowledge_request(broker, r).await)
+        }
+        RequestKind::GetTelemetrySubscriptions(r) => {
+            ResponseKind::GetTelemetrySubscriptions(telemetry::get_subscriptions(broker, r))
+        }
+        RequestKind::PushTelemetry(r) => ResponseKind::PushTelemetry(telemetry::push(broker, r)),
+        RequestKind::ListConfigResources(r) => {
+            ResponseKind::ListConfigResources(telemetry::list_config_resources(broker, r, version))
         }
         RequestKind::ListGroups(r) => {
             ResponseKind::ListGroups(groups::list_groups(broker, r, version))
@@ -529,6 +598,15 @@ fn set_throttle_time(response: &mut ResponseKind, throttle: Duration) {
         DeleteAcls,
         DescribeClientQuotas,
         AlterClientQuotas,
+        ConsumerGroupHeartbeat,
+        ConsumerGroupDescribe,
+        ShareGroupHeartbeat,
+        ShareGroupDescribe,
+        ShareFetch,
+        ShareAcknowledge,
+        GetTelemetrySubscriptions,
+        PushTelemetry,
+        ListConfigResources,
     );
 }
 

@@ -3,6 +3,7 @@
 //! nothing, while the ISR is smaller than `min.insync.replicas`, and otherwise answers once
 //! the high watermark has passed the batch: every in-sync replica has it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +63,9 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
 
     let names: Vec<&str> = req.topic_data.iter().map(|t| t.name.as_str()).collect();
     let image = auto_create(broker, &names).await;
+    let verifying =
+        broker.config.transaction_partition_verification_enable && req.transactional_id.is_some();
+    let verified = verify_transaction(broker, &req, &image).await;
     let acks_all = req.acks == -1;
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let mut responses = Vec::with_capacity(req.topic_data.len());
@@ -82,7 +86,20 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
             0
         };
         let mut partitions = Vec::with_capacity(t.partition_data.len());
-        for p in &t.partition_data {
+        for (pi, p) in t.partition_data.iter().enumerate() {
+            let guard = match verified.get(&(ti, pi)) {
+                Some(Err((e, msg))) => {
+                    partitions.push(error(p.index, *e, Some(msg.clone())));
+                    continue;
+                }
+                Some(Ok(guard)) => Some(*guard),
+                // Verification on, and no verification made for this partition: a
+                // transactional batch may append only into a transaction already open here
+                // at the append (guard 0 matches none), whatever the request's first batch
+                // said and whatever a marker did meanwhile.
+                None if verifying => Some(0),
+                None => None,
+            };
             if topic.is_some_and(|t| {
                 t.name == crate::group::OFFSETS_TOPIC || t.name == crate::txn::TRANSACTION_TOPIC
             }) {
@@ -135,7 +152,13 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
                     }
                     Ok(views)
                 })
-                .and_then(|views| log.append(&views).map(|info| (info, views)));
+                .and_then(|views| {
+                    match guard {
+                        Some(g) => log.append_verified(&views, g),
+                        None => log.append(&views),
+                    }
+                    .map(|info| (info, views))
+                });
             match result {
                 Ok((info, views)) => {
                     let n: i64 = views.iter().map(|v| v.records_count as i64).sum();
@@ -183,6 +206,96 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
     ProduceResponse::default().with_responses(responses)
 }
 
+/// What produce-time verification (KIP-890) decided, by (topic index, partition index): the
+/// guard to append with, or the error to answer. Partitions absent from it need none: not
+/// transactional, the producer's transaction is already open there, or verification is off.
+type Verified = HashMap<(usize, usize), Result<u64, (ResponseError, String)>>;
+
+/// Asks the transaction coordinator, in one request, about every partition of `req` whose
+/// transactional batch would open its producer's transaction on this leader.
+async fn verify_transaction(
+    broker: &Broker,
+    req: &ProduceRequest,
+    image: &metadata_quorum::MetadataImage,
+) -> Verified {
+    let mut out = Verified::new();
+    let Some(id) = req.transactional_id.as_ref().map(|i| i.as_str()) else {
+        return out;
+    };
+    if !broker.config.transaction_partition_verification_enable {
+        return out;
+    }
+    // Every partition whose (first) batch is transactional data: its key, name, log and
+    // producer.
+    let mut found = Vec::new();
+    for (ti, t) in req.topic_data.iter().enumerate() {
+        let topic = image.topic(t.name.as_str());
+        for (pi, p) in t.partition_data.iter().enumerate() {
+            let Some(producer) = p.records.as_deref().and_then(batch::peek_transactional) else {
+                continue;
+            };
+            // Errors (not the leader, no such partition) are answered by the append path.
+            if let Ok(log) = leader_log(broker, image, topic, p.index) {
+                found.push(((ti, pi), (t.name.to_string(), p.index), log, producer));
+            }
+        }
+    }
+    let Some(&(_, _, _, (pid, epoch))) = found.first() else {
+        return out;
+    };
+    if found.iter().any(|(_, _, _, p)| *p != (pid, epoch)) {
+        for (key, ..) in found {
+            out.insert(
+                key,
+                Err((
+                    ResponseError::InvalidRecord,
+                    "a transactional produce request carries one producer's batches".into(),
+                )),
+            );
+        }
+        return out;
+    }
+    let pending: Vec<_> = found
+        .into_iter()
+        .filter(|(_, _, log, _)| !log.transaction_open(pid, epoch))
+        .map(|(key, tp, log, _)| {
+            let guard = log.verification_guard(pid);
+            (key, tp, log, guard)
+        })
+        .collect();
+    if pending.is_empty() {
+        return out;
+    }
+    let partitions: Vec<(String, i32)> = pending.iter().map(|(_, tp, _, _)| tp.clone()).collect();
+    let results = crate::txn::ops::verify_for_produce(broker, id, pid, epoch, &partitions).await;
+    for ((key, (topic, partition), log, guard), result) in pending.into_iter().zip(results) {
+        let verdict = match result {
+            Ok(()) => Ok(guard),
+            Err(e) => {
+                // Nothing will clear a guard whose verification failed for good. (After a
+                // retriable failure it stays: another request of the producer may hold it,
+                // verified.)
+                if matches!(
+                    e,
+                    ResponseError::InvalidTxnState | ResponseError::InvalidProducerEpoch
+                ) {
+                    log.drop_verification_guard(pid, guard);
+                }
+                debug!(transactional_id = id, producer_id = pid, %topic, partition, error = ?e, "transactional batch not verified");
+                let msg = match e {
+                    ResponseError::InvalidTxnState => format!(
+                        "{topic}-{partition} is not in producer {pid}'s ongoing transaction"
+                    ),
+                    _ => "the transaction coordinator could not verify the partition".into(),
+                };
+                Err((e, msg))
+            }
+        };
+        out.insert(key, verdict);
+    }
+    out
+}
+
 /// Waits until the high watermark reaches `required` (every in-sync replica holds the batch),
 /// as Kafka's delayed produce does: REQUEST_TIMED_OUT after `timeout`, NOT_LEADER_OR_FOLLOWER
 /// if leadership moves meanwhile, NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below
@@ -198,6 +311,14 @@ pub(crate) async fn replicated(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if *hw.borrow_and_update() >= required {
+            // The high watermark of this leadership: after losing it and leading again,
+            // the batch may not be where it was.
+            if log.leader_epoch() != epoch {
+                return Err((
+                    ResponseError::NotLeaderOrFollower,
+                    "leadership moved before the in-sync replicas had the batch".into(),
+                ));
+            }
             return match log.isr_len() {
                 Some(n) if n >= min_isr => Ok(()),
                 Some(n) => Err((

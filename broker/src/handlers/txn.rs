@@ -204,10 +204,13 @@ pub async fn write_markers(
     for m in &req.markers {
         let mut topics = Vec::with_capacity(m.topics.len());
         for t in &m.topics {
-            let results: Vec<(i32, i16)> = if !from_broker {
+            // Brokers' coordinators write markers; a client may too (an operator aborting a
+            // hanging transaction) only when the authorizer granted it ClusterAction.
+            let allowed = from_broker || broker.authorizer.enabled;
+            let results: Vec<(i32, i16)> = if !allowed {
                 warn!(
                     producer_id = m.producer_id.0,
-                    "WriteTxnMarkers from a client refused: only brokers write markers"
+                    "WriteTxnMarkers from a client refused: only brokers, or a principal with ClusterAction under the authorizer, write markers"
                 );
                 t.partition_indexes
                     .iter()

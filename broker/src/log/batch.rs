@@ -44,6 +44,20 @@ fn be_i64(b: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(a)
 }
 
+/// The producer (id, epoch) of the first batch in `records` when it is transactional data
+/// (not a marker), read from the header alone: what produce-time verification needs before
+/// the batches are parsed. None for anything else, malformed input included.
+pub fn peek_transactional(records: &[u8]) -> Option<(i64, i16)> {
+    if records.len() < 61 || records[16] != 2 {
+        return None;
+    }
+    let attributes = be_i16(records, 21) as u16;
+    if attributes & ATTR_TRANSACTIONAL == 0 || attributes & ATTR_CONTROL != 0 {
+        return None;
+    }
+    Some((be_i64(records, 43), be_i16(records, 51)))
+}
+
 /// A validated batch: its bytes and the header fields the log needs.
 #[derive(Debug, Clone)]
 pub struct BatchView {
@@ -296,6 +310,35 @@ fn split(records: &Bytes, max_bytes: usize, produced: bool) -> Result<Vec<BatchV
 
 #[cfg(test)]
 pub(crate) mod tests {
+    #[test]
+    fn peeking_at_a_transactional_batch_reads_the_header_only() {
+        use strom_client::records;
+        let mut recs = vec![records::record(
+            0,
+            None,
+            Some(bytes::Bytes::from_static(b"v")),
+            1,
+        )];
+        records::idempotent(&mut recs, 42, 3, 0);
+        let plain = records::encode(&recs, Compression::None).expect("encode");
+        assert_eq!(peek_transactional(&plain), None, "not transactional");
+        recs[0].transactional = true;
+        let txn = records::encode(&recs, Compression::None).expect("encode");
+        assert_eq!(peek_transactional(&txn), Some((42, 3)));
+        recs[0].control = true;
+        recs[0].key = Some(bytes::Bytes::from_static(&[0, 0, 0, 0]));
+        let control = records::encode(&recs, Compression::None).expect("encode");
+        assert_eq!(peek_transactional(&control), None, "markers are not data");
+        // Short, empty or of another magic: nothing, and no panic.
+        for n in 0..=txn.len() {
+            let got = peek_transactional(&txn[..n]);
+            assert_eq!(got, (n >= 61).then_some((42, 3)), "{n} bytes");
+        }
+        let mut v1 = txn.to_vec();
+        v1[16] = 1;
+        assert_eq!(peek_transactional(&v1), None);
+    }
+
     use super::*;
     use strom_client::records::{self, Compression};
 

@@ -115,7 +115,15 @@ pub struct PartitionLog {
     /// Set (under `state`) when this broker stops hosting the partition and its data is
     /// deleted: a fetch or append still in flight then writes nothing.
     deleted: std::sync::atomic::AtomicBool,
+    /// KIP-890 verification guards: a producer whose transaction is not open here gets one
+    /// before its coordinator is asked whether the partition is in the transaction; a marker
+    /// for it removes it, so a batch verified before an abort is not appended after it.
+    /// Locked after `producers`.
+    verifications: Mutex<HashMap<i64, u64>>,
 }
+
+/// The source of verification guard values.
+static NEXT_GUARD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl PartitionLog {
     fn new(
@@ -151,6 +159,7 @@ impl PartitionLog {
             first_unstable: AtomicI64::new(first_unstable),
             leader_high_watermark: AtomicI64::new(-1),
             deleted: std::sync::atomic::AtomicBool::new(false),
+            verifications: Mutex::new(HashMap::new()),
         })
     }
 
@@ -308,6 +317,12 @@ impl PartitionLog {
                         high_watermark = self.high_watermark(),
                         "became leader"
                     );
+                    // Guards from an earlier leadership are of no use; a new epoch of a
+                    // leadership kept keeps them (verified appends in flight go on). Markers
+                    // replicated meanwhile clear guards too.
+                    if led.is_none() {
+                        self.verifications.lock().clear();
+                    }
                     *role = Role::Leader(LeaderState::new(
                         node_id,
                         meta.leader_epoch,
@@ -573,8 +588,80 @@ impl PartitionLog {
         batches: &[BatchView],
         origin: Origin,
     ) -> Result<AppendInfo, LogError> {
+        self.append_guarded(batches, origin, None)
+    }
+
+    /// Whether `producer_id` at `epoch` has a transaction open here, so its next
+    /// transactional batch needs no verification.
+    pub fn transaction_open(&self, producer_id: i64, epoch: i16) -> bool {
+        let _state = self.state.lock();
+        self.producers
+            .lock()
+            .get(&producer_id)
+            .is_some_and(|e| e.epoch == epoch && e.txn_first_offset.is_some())
+    }
+
+    /// The verification guard of `producer_id` (KIP-890): the one already waiting, else a new
+    /// one. Pass it to [`PartitionLog::append_verified`] once the coordinator has said the
+    /// partition is in the producer's transaction.
+    pub fn verification_guard(&self, producer_id: i64) -> u64 {
+        *self
+            .verifications
+            .lock()
+            .entry(producer_id)
+            .or_insert_with(|| NEXT_GUARD.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A marker ends its producer's transaction here: a verification begun before it no
+    /// longer holds (markers written here and replicated ones alike).
+    fn clear_guards_of_markers(&self, batches: &[BatchView]) {
+        let mut guards = self.verifications.lock();
+        for b in batches.iter().filter(|b| b.is_control()) {
+            guards.remove(&b.producer_id);
+        }
+    }
+
+    /// Drops `producer_id`'s verification guard if it is still `guard` (its verification
+    /// failed: no marker will come to clear it).
+    pub fn drop_verification_guard(&self, producer_id: i64, guard: u64) {
+        let mut guards = self.verifications.lock();
+        if guards.get(&producer_id) == Some(&guard) {
+            guards.remove(&producer_id);
+        }
+    }
+
+    /// Appends a client's batches as [`PartitionLog::append`] does, but a transactional
+    /// batch that opens its producer's transaction here is refused (INVALID_TXN_STATE) unless
+    /// `guard` is still the producer's verification guard: no marker has been written for it
+    /// since the coordinator was asked.
+    pub fn append_verified(
+        &self,
+        batches: &[BatchView],
+        guard: u64,
+    ) -> Result<AppendInfo, LogError> {
+        self.append_guarded(batches, Origin::Client, Some(guard))
+    }
+
+    fn append_guarded(
+        &self,
+        batches: &[BatchView],
+        origin: Origin,
+        guard: Option<u64>,
+    ) -> Result<AppendInfo, LogError> {
         let mut state = self.state.lock();
         self.check_hosted()?;
+        // Leadership may have moved since the caller looked: only the leader at the current
+        // epoch appends (a demoted one would stamp the new epoch on a batch the new leader
+        // never saw, which the followers' truncation could not detect).
+        let leads = match &*self.role.lock() {
+            Role::Leader(l) => l.leader_epoch == self.leader_epoch(),
+            _ => false,
+        };
+        if !leads {
+            return Err(LogError::NotLeader {
+                tp: self.tp.to_string(),
+            });
+        }
         let mut producers = self.producers.lock();
         let mut write = WriteBatch::new(*state);
         write.set_high_watermark(self.high_watermark());
@@ -602,6 +689,18 @@ impl PartitionLog {
                         });
                     }
                 } else {
+                    if let (Some(guard), true) = (guard, b.is_transactional()) {
+                        let opens = current.is_none_or(|e| {
+                            e.epoch != b.producer_epoch() || e.txn_first_offset.is_none()
+                        });
+                        if opens && self.verifications.lock().get(&pid) != Some(&guard) {
+                            return Err(LogError::InvalidTxnState {
+                                reason: format!(
+                                    "producer {pid}'s transaction ended while this partition was being verified"
+                                ),
+                            });
+                        }
+                    }
                     let (first, last) = b.sequences();
                     let check = producer::check(current, pid, b.producer_epoch(), first, last)?;
                     if let producer::SeqCheck::Duplicate(d) = check {
@@ -654,6 +753,7 @@ impl PartitionLog {
             });
         }
         self.apply_producer_updates(&mut producers, updates, aborted);
+        self.clear_guards_of_markers(batches);
         drop(epochs);
         drop(producers);
         drop(state);
@@ -692,9 +792,36 @@ impl PartitionLog {
     /// Producer state and the epoch cache follow the batches, so a follower that becomes
     /// leader answers retries and OffsetForLeaderEpoch as the old leader would have.
     pub fn append_replicated(&self, records: &bytes::Bytes) -> Result<usize, LogError> {
+        self.append_replicated_inner(records, None)
+    }
+
+    /// [`PartitionLog::append_replicated`] for a fetch that started at `fetched_from`: if
+    /// the log no longer ends there (another fetcher truncated or extended it meanwhile),
+    /// nothing is appended and the answer is an error.
+    pub fn append_replicated_at(
+        &self,
+        records: &bytes::Bytes,
+        fetched_from: i64,
+    ) -> Result<usize, LogError> {
+        self.append_replicated_inner(records, Some(fetched_from))
+    }
+
+    fn append_replicated_inner(
+        &self,
+        records: &bytes::Bytes,
+        fetched_from: Option<i64>,
+    ) -> Result<usize, LogError> {
         let views = batch::parse_replicated(records)?;
         let mut state = self.state.lock();
         self.check_hosted()?;
+        if let Some(from) = fetched_from.filter(|&f| f != state.log_end_offset) {
+            return Err(LogError::InvalidRecord {
+                reason: format!(
+                    "fetched from offset {from}, but the log now ends at {}",
+                    state.log_end_offset
+                ),
+            });
+        }
         let mut producers = self.producers.lock();
         let mut epochs = self.epochs.lock();
         let mut write = WriteBatch::new(*state);
@@ -744,6 +871,7 @@ impl PartitionLog {
         *state = next;
         epochs.extend(new_epochs);
         self.apply_producer_updates(&mut producers, updates, aborted);
+        self.clear_guards_of_markers(&views);
         drop(epochs);
         drop(producers);
         drop(state);
@@ -1538,12 +1666,9 @@ pub(crate) mod tests {
         );
     }
 
-    #[test]
-    fn losing_leadership_wakes_high_watermark_waiters() {
-        let log = replica_log(1, 1, 4);
-        let mut hw = log.subscribe();
-        hw.borrow_and_update();
-        let moved = PartitionImage {
+    /// Partition 0 of replicas 1-3, now led by broker 2 at leader epoch 5 (ISR 2, 3).
+    fn led_by_2_at_epoch_5() -> PartitionImage {
+        PartitionImage {
             partition: 0,
             replicas: vec![1, 2, 3],
             isr: vec![2, 3],
@@ -1552,13 +1677,56 @@ pub(crate) mod tests {
             partition_epoch: 1,
             adding_replicas: vec![],
             removing_replicas: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn losing_leadership_wakes_high_watermark_waiters() {
+        let log = replica_log(1, 1, 4);
+        let mut hw = log.subscribe();
+        hw.borrow_and_update();
+        let moved = led_by_2_at_epoch_5();
         log.apply_metadata(1, &moved, 0);
         assert!(
             hw.has_changed().expect("open"),
             "an acks=all waiter must wake"
         );
         assert!(!log.is_leader());
+    }
+
+    #[test]
+    fn a_demoted_leader_appends_nothing() {
+        let log = replica_log(1, 1, 4);
+        append(&log, &idempotent(77, 0, 2));
+        let moved = led_by_2_at_epoch_5();
+        log.apply_metadata(1, &moved, 0);
+        let views = batch::parse_batches(&idempotent(77, 2, 1), 1 << 20).expect("valid");
+        let err = log.append(&views).expect_err("not the leader");
+        assert_eq!(
+            err.kafka_error(),
+            kafka_protocol::ResponseError::NotLeaderOrFollower
+        );
+        assert_eq!(log.log_end_offset(), 2);
+        assert!(
+            log.latest_epoch() < 5,
+            "no batch was stamped with the new leader's epoch"
+        );
+    }
+
+    #[test]
+    fn a_fetch_answer_applies_only_at_the_log_end_it_was_asked_from() {
+        let leader = replica_log(1, 1, 4);
+        let follower = replica_log(2, 1, 4);
+        append(&leader, &idempotent(77, 0, 3));
+        let data = leader
+            .read_up_to(0, 1 << 20, ReadLimit::LogEnd)
+            .expect("read")
+            .records;
+        // Asked from 0, but the log moved on (another fetcher) meanwhile: refused.
+        assert!(follower.append_replicated_at(&data, 1).is_err());
+        assert_eq!(follower.log_end_offset(), 0);
+        assert_eq!(follower.append_replicated_at(&data, 0).expect("applies"), 1);
+        assert_eq!(follower.log_end_offset(), 3);
     }
 
     #[test]
@@ -1590,16 +1758,7 @@ pub(crate) mod tests {
 
         // The follower becomes leader (epoch 5): a retry of the last batch gets its original
         // offsets; the next sequence appends.
-        let promoted = PartitionImage {
-            partition: 0,
-            replicas: vec![1, 2, 3],
-            isr: vec![2, 3],
-            leader: 2,
-            leader_epoch: 5,
-            partition_epoch: 1,
-            adding_replicas: vec![],
-            removing_replicas: vec![],
-        };
+        let promoted = led_by_2_at_epoch_5();
         follower.apply_metadata(2, &promoted, 0);
         assert!(follower.is_leader());
         let retry = append(&follower, &idempotent(77, 3, 2));
@@ -1678,6 +1837,63 @@ pub(crate) mod tests {
             r.transactional = true;
         }
         records::encode(&batch, Compression::None).expect("encode")
+    }
+
+    #[test]
+    fn a_verification_outlived_by_a_marker_does_not_open_a_transaction() {
+        let (_, p, _) = setup();
+        let parse = |b: &bytes::Bytes| batch::parse_batches(b, 1 << 20).expect("valid");
+        // Verified, then appended: the transaction opens; later batches need no guard.
+        assert!(!p.transaction_open(7, 0));
+        let g = p.verification_guard(7);
+        assert_eq!(
+            p.verification_guard(7),
+            g,
+            "concurrent requests share one guard"
+        );
+        p.append_verified(&parse(&transactional(7, 0, 0, 2)), g)
+            .expect("verified");
+        assert!(p.transaction_open(7, 0));
+        p.append_verified(&parse(&transactional(7, 0, 2, 1)), 0)
+            .expect("open already");
+        p.write_marker(7, 0, false, 0).expect("abort");
+        assert!(!p.transaction_open(7, 0));
+
+        // A guard taken before the marker no longer holds after it.
+        let stale = p.verification_guard(7);
+        p.write_marker(7, 0, false, 0).expect("abort again");
+        let end = p.log_end_offset();
+        let err = p
+            .append_verified(&parse(&transactional(7, 0, 3, 1)), stale)
+            .expect_err("stale guard");
+        assert_eq!(
+            err.kafka_error(),
+            kafka_protocol::ResponseError::InvalidTxnState
+        );
+        assert_eq!(p.log_end_offset(), end, "nothing written");
+        assert_eq!(p.last_stable_offset(), end, "no transaction hangs");
+        // A fresh verification lets it through.
+        let fresh = p.verification_guard(7);
+        assert_ne!(fresh, stale);
+        p.append_verified(&parse(&transactional(7, 0, 3, 1)), fresh)
+            .expect("fresh guard");
+
+        // Seen open (so not verified), then a marker, then the append (guard 0, which
+        // matches none): refused, as the transaction is no longer open at the append.
+        assert!(p.transaction_open(7, 0));
+        p.write_marker(7, 0, false, 0).expect("abort");
+        let end = p.log_end_offset();
+        assert!(p
+            .append_verified(&parse(&transactional(7, 0, 4, 1)), 0)
+            .is_err());
+        assert_eq!(p.log_end_offset(), end);
+
+        // A failed verification leaves no guard behind.
+        let g = p.verification_guard(9);
+        p.drop_verification_guard(9, g + 1);
+        assert_eq!(p.verification_guard(9), g, "someone else's guard stays");
+        p.drop_verification_guard(9, g);
+        assert_ne!(p.verification_guard(9), g, "gone: the next one is new");
     }
 
     #[test]

@@ -400,8 +400,11 @@ async fn fetch_once(
     throttled: &HashSet<TopicPartition>,
 ) -> Result<usize, strom_client::ClientError> {
     let mut by_topic: HashMap<uuid::Uuid, Vec<FetchPartition>> = HashMap::new();
+    // Where each partition's fetch starts: its answer applies only at that log end.
+    let mut sent: HashMap<TopicPartition, i64> = HashMap::new();
     for (tp, t) in ready {
         let state = t.log.state();
+        sent.insert(*tp, state.log_end_offset);
         by_topic.entry(tp.topic_id).or_default().push(
             FetchPartition::default()
                 .with_partition(tp.partition as i32)
@@ -454,7 +457,10 @@ async fn fetch_once(
             if throttled.contains(&tp) {
                 throttled_bytes += p.records.as_ref().map_or(0, |r| r.len());
             }
-            apply_fetched(targets, &tp, t, p);
+            let Some(&from) = sent.get(&tp) else {
+                continue;
+            };
+            apply_fetched(targets, &tp, t, from, p);
         }
     }
     Ok(throttled_bytes)
@@ -464,9 +470,21 @@ fn apply_fetched(
     targets: &Targets,
     tp: &TopicPartition,
     t: &Target,
+    from: i64,
     p: kafka_protocol::messages::fetch_response::PartitionData,
 ) {
     let log = &t.log;
+    // An answer from a leader this replica no longer follows (the partition moved to
+    // another fetcher, or to a newer epoch, while the fetch was out), or for a log another
+    // fetcher has truncated or extended since, says nothing about the log as it is now.
+    let current = targets
+        .lock()
+        .get(tp)
+        .is_some_and(|x| x.leader_epoch == t.leader_epoch);
+    if !current || log.log_end_offset() != from {
+        debug!(%tp, leader_epoch = t.leader_epoch, from, "a stale fetch answer is dropped");
+        return;
+    }
     if p.error_code == ResponseError::OffsetOutOfRange.code() {
         let end = log.log_end_offset();
         if end < p.log_start_offset {
@@ -486,7 +504,7 @@ fn apply_fetched(
     }
     let records: Bytes = p.records.unwrap_or_default();
     if !records.is_empty() {
-        if let Err(e) = log.append_replicated(&records) {
+        if let Err(e) = log.append_replicated_at(&records, from) {
             warn!(%tp, error = %e, "replicated batches do not apply; checking divergence");
             update(targets, tp, t.leader_epoch, |x| x.truncated = false);
             return;

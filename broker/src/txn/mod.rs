@@ -86,7 +86,13 @@ pub struct TxnCoordinator {
     loading: Mutex<()>,
     /// Transactional ids whose markers a task is writing now.
     completing: Mutex<HashSet<String>>,
+    /// Connections to other brokers' coordinators for produce-time verification (KIP-890),
+    /// one per broker, each used by one request at a time.
+    pub(crate) verify_conns: Mutex<HashMap<i32, VerifyConn>>,
 }
+
+/// A broker's connection for verification requests, with the address it was opened to.
+pub(crate) type VerifyConn = Arc<tokio::sync::Mutex<Option<(String, strom_client::Connection)>>>;
 
 impl TxnCoordinator {
     /// Serialises operations on `transactional_id`.

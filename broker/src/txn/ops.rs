@@ -8,10 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
+use kafka_protocol::messages::add_partitions_to_txn_request::{
+    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+};
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
-use kafka_protocol::messages::WriteTxnMarkersRequest;
+use kafka_protocol::messages::{AddPartitionsToTxnRequest, WriteTxnMarkersRequest};
 use kafka_protocol::ResponseError;
 use metadata_quorum::controller::NewTopic;
 use tokio::sync::watch;
@@ -196,6 +199,207 @@ pub fn verify_partitions(
     }
     let current = broker.txns.get(transactional_id);
     state::verify_partitions(current.as_ref(), producer_id, producer_epoch, partitions)
+}
+
+/// KIP-890 produce-time verification, for a partition leader about to append a
+/// transactional batch that opens its producer's transaction there: is each partition in the
+/// producer's ongoing transaction? This broker's own coordinator answers directly; another
+/// broker's is asked with AddPartitionsToTxn v4 (`verify_only`). Codes are the ones a
+/// producer knows: INVALID_TXN_STATE (not in the transaction, or the transaction ended),
+/// INVALID_PRODUCER_EPOCH (fenced), and NOT_ENOUGH_REPLICAS, which it retries, when the
+/// coordinator cannot be asked now (moving, loading, unreachable), as Kafka maps them.
+pub async fn verify_for_produce(
+    broker: &Broker,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: &[(String, i32)],
+) -> Vec<Result<(), ResponseError>> {
+    let image = broker.image();
+    let leader = image
+        .topic(TRANSACTION_TOPIC)
+        .and_then(|t| t.partitions.get(txn_partition(transactional_id) as usize))
+        .map(|p| p.leader);
+    let codes: Vec<i16> = match leader {
+        Some(l) if l == broker.node_id => verify_partitions(
+            broker,
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            partitions,
+        )
+        .into_iter()
+        .map(|r| r.err().map_or(0, |e| e.code()))
+        .collect(),
+        Some(l) if l >= 0 => {
+            verify_remote(
+                broker,
+                l,
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                partitions,
+            )
+            .await
+        }
+        _ => vec![ResponseError::CoordinatorNotAvailable.code(); partitions.len()],
+    };
+    codes
+        .into_iter()
+        .map(|code| match ResponseError::try_from_code(code) {
+            None => Ok(()),
+            Some(ResponseError::InvalidProducerEpoch | ResponseError::ProducerFenced) => {
+                Err(ResponseError::InvalidProducerEpoch)
+            }
+            Some(
+                ResponseError::InvalidTxnState
+                | ResponseError::TransactionAbortable
+                | ResponseError::InvalidProducerIdMapping
+                | ResponseError::UnknownTopicOrPartition
+                | ResponseError::TransactionalIdAuthorizationFailed,
+            ) => Err(ResponseError::InvalidTxnState),
+            Some(_) => Err(ResponseError::NotEnoughReplicas),
+        })
+        .collect()
+}
+
+/// AddPartitionsToTxn v4 with `verify_only` to broker `coordinator`: each partition's code,
+/// in order.
+async fn verify_remote(
+    broker: &Broker,
+    coordinator: i32,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: &[(String, i32)],
+) -> Vec<i16> {
+    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in partitions {
+        topics.entry(t.as_str()).or_default().push(*p);
+    }
+    let request = AddPartitionsToTxnRequest::default().with_transactions(vec![
+        AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(kafka_protocol::messages::TransactionalId(
+                crate::handlers::str_bytes(transactional_id.to_string()),
+            ))
+            .with_producer_id(producer_id.into())
+            .with_producer_epoch(producer_epoch)
+            .with_verify_only(true)
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|(t, ps)| {
+                        AddPartitionsToTxnTopic::default()
+                            .with_name(topic_name(t))
+                            .with_partitions(ps.clone())
+                    })
+                    .collect(),
+            ),
+    ]);
+    let slot = broker
+        .txns
+        .verify_conns
+        .lock()
+        .entry(coordinator)
+        .or_default()
+        .clone();
+    let response = match broker_call(
+        broker,
+        coordinator,
+        request,
+        4,
+        Duration::from_secs(5),
+        Some(slot),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => return vec![e.code(); partitions.len()],
+    };
+    if response.error_code != 0 {
+        return vec![response.error_code; partitions.len()];
+    }
+    let mut by_partition: BTreeMap<(String, i32), i16> = BTreeMap::new();
+    for t in response
+        .results_by_transaction
+        .iter()
+        .flat_map(|r| &r.topic_results)
+    {
+        for p in &t.results_by_partition {
+            by_partition.insert(
+                (t.name.to_string(), p.partition_index),
+                p.partition_error_code,
+            );
+        }
+    }
+    partitions
+        .iter()
+        .map(|k| {
+            by_partition
+                .get(k)
+                .copied()
+                .unwrap_or(ResponseError::UnknownServerError.code())
+        })
+        .collect()
+}
+
+/// Sends `request` to broker `target` over the inter-broker listener, under this broker's
+/// marker client id, and waits `timeout` at most, queueing for a shared connection
+/// included. With `slot`, that connection is reused (and dropped after a failure);
+/// without, a new one is opened. BROKER_NOT_AVAILABLE when `target` has no address,
+/// NETWORK_EXCEPTION when the exchange fails, REQUEST_TIMED_OUT after `timeout`.
+async fn broker_call<R: kafka_protocol::protocol::Request>(
+    broker: &Broker,
+    target: i32,
+    request: R,
+    version: i16,
+    timeout: Duration,
+    slot: Option<super::VerifyConn>,
+) -> Result<R::Response, ResponseError> {
+    let Some(addr) = broker
+        .image()
+        .brokers
+        .get(&target)
+        .and_then(|b| b.inter_broker_addr())
+    else {
+        return Err(ResponseError::BrokerNotAvailable);
+    };
+    let client_id = marker_client_id(broker.node_id);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let failed = |e: strom_client::ClientError| {
+        debug!(target, %addr, error = %e, "inter-broker request failed");
+        ResponseError::NetworkException
+    };
+    let Some(slot) = slot else {
+        let exchange = async {
+            let conn = broker.inter_broker_security.connect(&addr).await?;
+            conn.with_client_id(&client_id).send(request, version).await
+        };
+        return match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(r) => r.map_err(failed),
+            Err(_) => Err(ResponseError::RequestTimedOut),
+        };
+    };
+    let mut slot = tokio::time::timeout_at(deadline, slot.lock())
+        .await
+        .map_err(|_| ResponseError::RequestTimedOut)?;
+    let exchange = async {
+        if slot.as_ref().is_none_or(|(a, _)| *a != addr) {
+            let conn = broker.inter_broker_security.connect(&addr).await?;
+            *slot = Some((addr.clone(), conn.with_client_id(&client_id)));
+        }
+        let (_, conn) = slot.as_mut().expect("connected above");
+        conn.send(request, version).await
+    };
+    let result = tokio::time::timeout_at(deadline, exchange).await;
+    if !matches!(result, Ok(Ok(_))) {
+        // A failed or cut-off exchange may leave an answer on the connection: not reused.
+        *slot = None;
+    }
+    match result {
+        Ok(r) => r.map_err(failed),
+        Err(_) => Err(ResponseError::RequestTimedOut),
+    }
 }
 
 /// EndTxn: decides the transaction (durably), then writes its markers in the background.
@@ -460,20 +664,6 @@ async fn write_markers_remote(
     coordinator_epoch: i32,
     topics: BTreeMap<String, Vec<i32>>,
 ) -> Vec<((String, i32), i16)> {
-    let fail = |code: i16| -> Vec<((String, i32), i16)> {
-        topics
-            .iter()
-            .flat_map(|(t, ps)| ps.iter().map(move |p| ((t.clone(), *p), code)))
-            .collect()
-    };
-    let image = broker.image();
-    let Some(addr) = image
-        .brokers
-        .get(&leader)
-        .and_then(|b| b.inter_broker_addr())
-    else {
-        return fail(ResponseError::BrokerNotAvailable.code());
-    };
     let request =
         WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
             .with_producer_id(producer_id.into())
@@ -490,20 +680,16 @@ async fn write_markers_remote(
                     })
                     .collect(),
             )]);
-    let sent = tokio::time::timeout(Duration::from_secs(10), async {
-        let conn = broker.inter_broker_security.connect(&addr).await?;
-        let mut conn = conn.with_client_id(&marker_client_id(broker.node_id));
-        conn.send(request, 1).await
-    })
-    .await;
-    let response = match sent {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            debug!(leader, %addr, error = %e, "WriteTxnMarkers failed");
-            return fail(ResponseError::NetworkException.code());
-        }
-        Err(_) => return fail(ResponseError::RequestTimedOut.code()),
-    };
+    let response =
+        match broker_call(broker, leader, request, 1, Duration::from_secs(10), None).await {
+            Ok(r) => r,
+            Err(e) => {
+                return topics
+                    .iter()
+                    .flat_map(|(t, ps)| ps.iter().map(move |p| ((t.clone(), *p), e.code())))
+                    .collect()
+            }
+        };
     response
         .markers
         .into_iter()

@@ -49,6 +49,7 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use kafka_protocol::messages::DescribeClusterRequest;
 use kafka_protocol::messages::{
     BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteGroupsRequest,
     DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest,
@@ -411,6 +412,35 @@ impl Admin {
             controller_id: md.controller_id.0,
             brokers,
         })
+    }
+
+    /// Every registered broker, fenced ones included, each with whether the controller has
+    /// fenced it (DescribeCluster v2 with `include_fenced_brokers`): a fenced broker missed
+    /// its heartbeats, and [`describe_cluster`](Self::describe_cluster) leaves it out until
+    /// it is back.
+    pub async fn registered_brokers(
+        &mut self,
+    ) -> Result<Vec<(BrokerDescription, bool)>, AdminError> {
+        let req = DescribeClusterRequest::default().with_include_fenced_brokers(true);
+        let r = self.any_send(req, 2).await?;
+        check("DescribeCluster", r.error_code, r.error_message.as_deref())?;
+        let mut out: Vec<(BrokerDescription, bool)> = r
+            .brokers
+            .iter()
+            .map(|b| {
+                (
+                    BrokerDescription {
+                        id: b.broker_id.0,
+                        host: b.host.to_string(),
+                        port: b.port,
+                        rack: b.rack.as_ref().map(|r| r.to_string()),
+                    },
+                    b.is_fenced,
+                )
+            })
+            .collect();
+        out.sort_by_key(|(b, _)| b.id);
+        Ok(out)
     }
 
     /// A topic's configs, every one with its value and where it comes from.

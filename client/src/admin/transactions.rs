@@ -5,12 +5,16 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
 use kafka_protocol::messages::{
-    DescribeProducersRequest, DescribeTransactionsRequest, ListTransactionsRequest, TransactionalId,
+    DescribeProducersRequest, DescribeTransactionsRequest, ListTransactionsRequest,
+    TransactionalId, WriteTxnMarkersRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{check, first, Admin, AdminError};
+use super::{check, first, refused, Admin, AdminError};
 use crate::cluster::{topic_name, FindCoordinatorError};
 use crate::TopicPartition;
 
@@ -153,5 +157,64 @@ impl Admin {
                 current_txn_start_offset: s.current_txn_start_offset,
             })
             .collect())
+    }
+
+    /// Aborts the open transaction that starts at `start_offset` on `tp`, as
+    /// kafka-transactions.sh abort does for a hanging transaction: finds its producer with
+    /// DescribeProducers and writes an ABORT marker for it straight to the partition's
+    /// leader (WriteTxnMarkers), which needs ClusterAction on the cluster. Returns the
+    /// producer it aborted.
+    pub async fn abort_transaction(
+        &mut self,
+        tp: &TopicPartition,
+        start_offset: i64,
+    ) -> Result<ProducerState, AdminError> {
+        let producers = self.describe_producers(tp).await?;
+        let Some(p) = producers
+            .into_iter()
+            .find(|p| p.current_txn_start_offset == start_offset && start_offset >= 0)
+        else {
+            return Err(refused(
+                format!("partition {tp}"),
+                48, // INVALID_TXN_STATE
+                Some(&format!(
+                    "no open transaction starts at offset {start_offset}"
+                )),
+            ));
+        };
+        self.abort_producer_transaction(
+            tp,
+            p.producer_id,
+            p.producer_epoch as i16,
+            p.coordinator_epoch,
+        )
+        .await?;
+        Ok(p)
+    }
+
+    /// Writes an ABORT marker for `producer_id` at `producer_epoch` on `tp`, as from
+    /// coordinator epoch `coordinator_epoch` (kafka-transactions.sh abort with
+    /// `--producer-id`, `--producer-epoch` and `--coordinator-epoch`).
+    pub async fn abort_producer_transaction(
+        &mut self,
+        tp: &TopicPartition,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), AdminError> {
+        let req =
+            WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+                .with_producer_id(producer_id.into())
+                .with_producer_epoch(producer_epoch)
+                .with_transaction_result(false)
+                .with_coordinator_epoch(coordinator_epoch)
+                .with_topics(vec![WritableTxnMarkerTopic::default()
+                    .with_name(topic_name(&tp.topic))
+                    .with_partition_indexes(vec![tp.partition])])]);
+        let r = self.leader_send(tp, req, 1).await?;
+        let m = first(&r.markers, "WriteTxnMarkers")?;
+        let t = first(&m.topics, "WriteTxnMarkers")?;
+        let p = first(&t.partitions, "WriteTxnMarkers")?;
+        check(format!("partition {tp}"), p.error_code, None)
     }
 }

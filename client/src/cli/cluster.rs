@@ -83,33 +83,73 @@ pub async fn decommission(target: &super::Target, args: DecommissionArgs) -> Res
         let _ = out.flush();
     };
     let leaving = args.broker;
-    let cluster = admin.describe_cluster().await?;
-    if !cluster.brokers.iter().any(|b| b.id == leaving) {
-        return Err(CliError::Input(format!(
-            "broker {leaving} is not a live registered broker (known: {})",
-            cluster
-                .brokers
+    let deadline = Instant::now() + Duration::from_millis(args.timeout_ms);
+    // A broker that missed heartbeats (a busy machine) is fenced for a moment and left out
+    // of the live brokers. When the plan needs it, wait for it to come back; when it is the
+    // leaving one, give it a minute to come back, then go on without it (a dead broker is
+    // decommissioned too: its replicas are rebuilt from the in-sync ones).
+    let fenced_leaving_until = Instant::now() + Duration::from_millis(args.timeout_ms.min(60_000));
+    let mut last_wait = String::new();
+    let (current, plan) = loop {
+        let registered = admin.registered_brokers().await?;
+        let placed = |include_fenced: bool| -> Vec<PlacedBroker> {
+            registered
                 .iter()
-                .map(|b| b.id.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        )));
-    }
-    let brokers: Vec<PlacedBroker> = cluster
-        .brokers
-        .iter()
-        .map(|b| PlacedBroker {
-            id: b.id,
-            rack: b.rack.clone(),
-        })
-        .collect();
-    let mut current = Assignment::new();
-    for t in admin.list_topics(true).await? {
-        for p in admin.describe_topic(&t).await?.partitions {
-            current.push((TopicPartition::new(t.clone(), p.partition), p.replicas));
+                // The leaving broker's rack guides the choice even while it is fenced.
+                .filter(|(b, fenced)| include_fenced || !fenced || b.id == leaving)
+                .map(|(b, _)| PlacedBroker {
+                    id: b.id,
+                    rack: b.rack.clone(),
+                })
+                .collect()
+        };
+        let fenced: Vec<i32> = registered
+            .iter()
+            .filter(|(_, f)| *f)
+            .map(|(b, _)| b.id)
+            .collect();
+        let (why, until) = match registered.iter().find(|(b, _)| b.id == leaving) {
+            None => {
+                return Err(CliError::Input(format!(
+                    "broker {leaving} is not a registered broker (known: {})",
+                    registered
+                        .iter()
+                        .map(|(b, _)| b.id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )))
+            }
+            Some((_, true)) if Instant::now() < fenced_leaving_until => (
+                format!("broker {leaving} is fenced (it has missed its heartbeats)"),
+                fenced_leaving_until,
+            ),
+            Some(_) => {
+                let mut current = Assignment::new();
+                for t in admin.list_topics(true).await? {
+                    for p in admin.describe_topic(&t).await?.partitions {
+                        current.push((TopicPartition::new(t.clone(), p.partition), p.replicas));
+                    }
+                }
+                match decommission_plan(&current, leaving, &placed(false)) {
+                    Ok(plan) => break (current, plan),
+                    // Only worth waiting for if the fenced brokers, back, would make it.
+                    Err(why) if decommission_plan(&current, leaving, &placed(true)).is_ok() => {
+                        (why, deadline)
+                    }
+                    Err(why) => return Err(CliError::Input(why)),
+                }
+            }
+        };
+        if Instant::now() >= until {
+            return Err(CliError::Input(why));
         }
-    }
-    let plan = decommission_plan(&current, leaving, &brokers).map_err(CliError::Input)?;
+        let line = format!("{why}; waiting for fenced broker(s) {fenced:?} to come back");
+        if line != last_wait {
+            say(&mut out, line.clone());
+            last_wait = line;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
     if plan.is_empty() {
         say(&mut out, format!("broker {leaving} hosts no replica"));
     } else {
@@ -143,7 +183,6 @@ pub async fn decommission(target: &super::Target, args: DecommissionArgs) -> Res
             )));
         }
         let tps: Vec<TopicPartition> = plan.iter().map(|(tp, _)| tp.clone()).collect();
-        let deadline = Instant::now() + Duration::from_millis(args.timeout_ms);
         let mut last = usize::MAX;
         loop {
             let ongoing = admin.list_partition_reassignments(Some(&tps)).await?.len();

@@ -246,7 +246,8 @@ pub enum ClusterCommand {
 pub struct DecommissionArgs {
     /// The broker id to retire.
     pub broker: i32,
-    /// How long to wait for the moves before giving up (they keep running).
+    /// How long to wait: for a fenced broker to come back when the plan needs it, and for
+    /// the moves (which keep running after a timeout).
     #[arg(long, default_value_t = 600_000)]
     pub timeout_ms: u64,
     /// Move the replicas off but leave the broker registered.
@@ -514,6 +515,26 @@ pub enum TransactionsCommand {
         topic: String,
         #[arg(long)]
         partition: i32,
+    },
+    /// Abort a hanging transaction on a partition by writing its ABORT marker (needs
+    /// ClusterAction under the authorizer): the one starting at --start-offset, or the given
+    /// producer's.
+    #[command(group(clap::ArgGroup::new("which").required(true)
+        .args(["start_offset", "producer_id"])))]
+    Abort {
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partition: i32,
+        /// Where the transaction starts (DescribeProducers' CurrentTransactionStartOffset).
+        #[arg(long)]
+        start_offset: Option<i64>,
+        #[arg(long, requires_all = ["producer_epoch", "coordinator_epoch"])]
+        producer_id: Option<i64>,
+        #[arg(long)]
+        producer_epoch: Option<i16>,
+        #[arg(long)]
+        coordinator_epoch: Option<i32>,
     },
 }
 

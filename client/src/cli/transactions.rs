@@ -1,4 +1,4 @@
-//! `strom transactions list|describe|describe-producers`, like kafka-transactions.sh.
+//! `strom transactions list|describe|describe-producers|abort`, like kafka-transactions.sh.
 
 use std::io::Write;
 
@@ -64,6 +64,37 @@ pub async fn run(target: &super::Target, cmd: TransactionsCommand) -> Result<(),
                         p.current_txn_start_offset.to_string()
                     }
                 );
+            }
+        }
+        TransactionsCommand::Abort {
+            topic,
+            partition,
+            start_offset,
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+        } => {
+            let tp = TopicPartition::new(topic, partition);
+            match (start_offset, producer_id, producer_epoch, coordinator_epoch) {
+                (_, Some(id), Some(epoch), Some(coordinator)) => {
+                    admin
+                        .abort_producer_transaction(&tp, id, epoch, coordinator)
+                        .await?;
+                    let _ = writeln!(out, "aborted producer {id} (epoch {epoch}) on {tp}");
+                }
+                (Some(offset), ..) => {
+                    let p = admin.abort_transaction(&tp, offset).await?;
+                    let _ = writeln!(
+                        out,
+                        "aborted the transaction of producer {} (epoch {}) starting at offset {offset} on {tp}",
+                        p.producer_id, p.producer_epoch
+                    );
+                }
+                _ => {
+                    return Err(CliError::Input(
+                        "give --start-offset, or --producer-id with --producer-epoch and --coordinator-epoch".into(),
+                    ))
+                }
             }
         }
     }

@@ -436,6 +436,8 @@ struct PartitionState {
     high_watermark: Option<i64>,
     /// The replica the leader sent this partition's reads to (KIP-392), until when.
     read_replica: Option<(i32, Instant)>,
+    /// Paused by the application: not fetched, and its buffered records not handed out.
+    paused: bool,
 }
 
 impl PartitionState {
@@ -447,6 +449,7 @@ impl PartitionState {
             in_flight: false,
             high_watermark: None,
             read_replica: None,
+            paused: false,
         }
     }
 
@@ -731,6 +734,43 @@ impl Consumer {
     /// The high watermark of `tp` from the last fetch answer.
     pub fn high_watermark(&self, tp: &TopicPartition) -> Option<i64> {
         self.partitions.get(tp)?.high_watermark
+    }
+
+    /// Stops fetching `tps` and handing out their buffered records until
+    /// [`resume`](Self::resume) (Java's `pause`); positions stay. A partition assigned anew
+    /// starts unpaused.
+    pub fn pause(&mut self, tps: &[TopicPartition]) {
+        for tp in tps {
+            if let Some(st) = self.partitions.get_mut(tp) {
+                st.paused = true;
+            }
+        }
+    }
+
+    /// Fetches `tps` again.
+    pub fn resume(&mut self, tps: &[TopicPartition]) {
+        for tp in tps {
+            if let Some(st) = self.partitions.get_mut(tp) {
+                st.paused = false;
+            }
+        }
+    }
+
+    /// The assigned partitions that are paused.
+    pub fn paused(&self) -> Vec<TopicPartition> {
+        self.partitions
+            .iter()
+            .filter(|(_, st)| st.paused)
+            .map(|(tp, _)| tp.clone())
+            .collect()
+    }
+
+    /// How many records of `tp` this consumer has yet to hand out: the high watermark (the
+    /// last stable offset under read_committed) of the last fetch answer less the position,
+    /// as Java's `currentLag`. None until both are known.
+    pub fn current_lag(&self, tp: &TopicPartition) -> Option<i64> {
+        let st = self.partitions.get(tp)?;
+        Some((st.high_watermark? - st.known()?).max(0))
     }
 
     /// Whether every assigned partition has been read up to its high watermark (as of the

@@ -175,7 +175,9 @@ impl Consumer {
         let fetchable: Vec<TopicPartition> = self
             .partitions
             .iter()
-            .filter(|(_, st)| st.known().is_some() && st.buffer.is_empty() && !st.in_flight)
+            .filter(|(_, st)| {
+                st.known().is_some() && st.buffer.is_empty() && !st.in_flight && !st.paused
+            })
             .map(|(tp, _)| tp.clone())
             .collect();
         if !fetchable.is_empty() {
@@ -382,7 +384,7 @@ impl Consumer {
         let mut states: Vec<&mut PartitionState> = self
             .partitions
             .values_mut()
-            .filter(|st| !st.buffer.is_empty())
+            .filter(|st| !st.buffer.is_empty() && !st.paused)
             .collect();
         if states.is_empty() {
             return out;

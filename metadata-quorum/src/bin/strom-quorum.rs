@@ -8,7 +8,6 @@ use clap::Parser;
 use metadata_quorum::controller::TopicDefaults;
 use metadata_quorum::quorum::tls::{QuorumTls, TlsFiles};
 use metadata_quorum::quorum::{LeaderBalance, QuorumConfig, QuorumNode, ReplicaBalance};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -104,6 +103,16 @@ struct Cli {
     /// The most replicas one balancing round moves.
     #[arg(long, env = "STROM_REPLICA_BALANCE_MAX_MOVES", default_value_t = 10)]
     replica_balance_max_moves: usize,
+    /// With --auto-replica-balance-enable: move replicas off a broker whose partitions fill
+    /// more than this percentage of its capacity (as it reports it, --log-dir-capacity-bytes
+    /// on the broker), and fill no broker past it; 0 balances replica counts only.
+    #[arg(
+        long,
+        env = "STROM_REPLICA_BALANCE_DISK_THRESHOLD_PERCENT",
+        default_value_t = 80,
+        value_parser = clap::value_parser!(u64).range(0..=100)
+    )]
+    replica_balance_disk_threshold_percent: u64,
     /// The metadata.version a new cluster starts at, as a Kafka release (3.7, 4.0-IV3), as
     /// `kafka-storage.sh format --release-version` sets it; raise it later with
     /// `strom features upgrade`. Default: the newest this build supports.
@@ -112,6 +121,10 @@ struct Cli {
     /// Log output format.
     #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// Export a span per controller request over OTLP/HTTP (JSON) to this collector, e.g.
+    /// http://127.0.0.1:4318 (spans go to its /v1/traces). Off when not given.
+    #[arg(long, env = "STROM_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 fn parse_release(s: &str) -> Result<i16, String> {
@@ -129,16 +142,6 @@ fn parse_release(s: &str) -> Result<i16, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_env("STROM_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
-    if cli.log_format == "json" {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
     let node_id = match metadata_quorum::identity::resolve(cli.node_id, cli.node_id_from_hostname) {
         Ok(id) => id,
         Err(e) => {
@@ -146,6 +149,14 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    let telemetry = strom_telemetry::init_or_exit(strom_telemetry::Options {
+        service: "strom-quorum",
+        node_id: Some(node_id.to_string()),
+        filter_env: "STROM_LOG",
+        default_filter: "info,openraft=warn",
+        json: cli.log_format == "json",
+        otlp_endpoint: cli.otlp_endpoint.as_deref(),
+    });
     let voters = match QuorumConfig::parse_voters(&cli.voters) {
         Ok(v) if v.contains_key(&node_id) != cli.join => v,
         Ok(_) if cli.join => {
@@ -212,6 +223,7 @@ async fn main() -> anyhow::Result<()> {
             enabled: cli.auto_replica_balance_enable,
             check_interval: Duration::from_secs(cli.replica_balance_check_interval_seconds),
             max_moves: cli.replica_balance_max_moves,
+            disk_threshold_percent: cli.replica_balance_disk_threshold_percent,
         },
         release_version: cli.release_version,
     })
@@ -233,6 +245,7 @@ async fn main() -> anyhow::Result<()> {
     };
     shutdown_signal().await;
     running.shutdown().await;
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     Ok(())
 }
 

@@ -299,13 +299,34 @@ async fn cluster(State(node): State<Arc<QuorumNode>>) -> Json<Value> {
 async fn brokers(State(node): State<Arc<QuorumNode>>) -> Json<Value> {
     let ages = node.heartbeat_ages();
     let leader = node.is_leader();
-    Json(brokers_json(&node.image(), |id| {
+    let mut brokers = brokers_json(&node.image(), |id| {
         if leader {
             ages.get(&id).copied()
         } else {
             None
         }
-    }))
+    });
+    // What each broker last reported of its log directory (the active controller's view).
+    let reports = if leader {
+        node.log_dir_reports()
+    } else {
+        Default::default()
+    };
+    if let Some(list) = brokers.as_array_mut() {
+        for b in list {
+            let id = b["id"].as_i64().unwrap_or(-1) as i32;
+            b["log_dir"] = reports.get(&id).map_or(Value::Null, |r| {
+                json!({
+                    "used_bytes": r.used_bytes(),
+                    "capacity_bytes": r.capacity_bytes,
+                    "partitions": r.partitions.len(),
+                    "fs_total_bytes": r.fs_total_bytes,
+                    "fs_usable_bytes": r.fs_usable_bytes,
+                })
+            });
+        }
+    }
+    Json(brokers)
 }
 
 /// The brokers of an image as JSON; `heartbeat_age_ms` where known.

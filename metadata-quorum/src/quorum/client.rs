@@ -225,7 +225,9 @@ impl RemoteController {
         // An election takes a second or two; changes made meanwhile wait for it rather than
         // fail (heartbeats have their own cadence and do not wait).
         let patience = match req {
-            ControllerRequest::Heartbeat { .. } => Duration::ZERO,
+            ControllerRequest::Heartbeat { .. } | ControllerRequest::ReportLogDir { .. } => {
+                Duration::ZERO
+            }
             _ => ELECTION_PATIENCE,
         };
         let deadline = tokio::time::Instant::now() + patience;
@@ -327,6 +329,23 @@ impl RemoteController {
     ) -> Result<Result<(), MetadataError>, ControllerError> {
         self.change(ControllerRequest::UnregisterBroker { broker_id })
             .await
+    }
+
+    /// Tells the active controller what this broker's log directory holds (for the replica
+    /// balancer). Not retried: the next report follows soon.
+    pub async fn report_log_dir(
+        &self,
+        report: super::rpc::LogDirReport,
+    ) -> Result<Result<(), MetadataError>, ControllerError> {
+        let req = ControllerRequest::ReportLogDir {
+            broker_id: self.registration.broker_id,
+            incarnation: *self.incarnation.lock(),
+            report,
+        };
+        match self.call(&req).await? {
+            ControllerResponse::Changed { result, .. } => Ok(result),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Long-polls records after our offset and applies them to the image.

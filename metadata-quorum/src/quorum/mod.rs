@@ -31,12 +31,12 @@ use openraft::{BasicNode, ServerState};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use crate::controller::{self, ControllerResult as Decision, TopicDefaults};
 use crate::{MetadataError, MetadataImage};
-use rpc::{ControllerError, ControllerRequest, ControllerResponse};
+use rpc::{ControllerError, ControllerRequest, ControllerResponse, LogDirReport};
 pub use state_machine::MetadataState;
 use types::{NodeId, Proposal, Raft};
 
@@ -88,7 +88,8 @@ impl Default for LeaderBalance {
 }
 
 /// Continuous replica balancing ([`crate::balancer`]): moves replicas through reassignments
-/// when the live brokers' replica counts differ by more than one (a broker was added).
+/// off brokers whose disks pass a threshold, and when the live brokers' replica counts
+/// differ by more than one (a broker was added).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplicaBalance {
     pub enabled: bool,
@@ -96,15 +97,20 @@ pub struct ReplicaBalance {
     pub check_interval: Duration,
     /// The most replicas one round moves.
     pub max_moves: usize,
+    /// The share of a broker's reported capacity its partitions may fill (0 leaves disks
+    /// out of the balancing).
+    pub disk_threshold_percent: u64,
 }
 
 impl Default for ReplicaBalance {
-    /// Off; when on, every 30 s, up to 10 moves a round.
+    /// Off; when on, every 30 s, up to 10 moves a round, disks kept under 80 % (Cruise
+    /// Control's `disk.capacity.threshold`).
     fn default() -> Self {
         Self {
             enabled: false,
             check_interval: Duration::from_secs(30),
             max_moves: 10,
+            disk_threshold_percent: 80,
         }
     }
 }
@@ -169,6 +175,9 @@ struct Liveness {
     /// When the leader balance was last checked.
     balance_checked: Option<Instant>,
     replicas_balanced: Option<Instant>,
+    /// Each broker's last log directory report, with the incarnation that sent it and when
+    /// it came (this term only: a new active controller starts without any).
+    log_dirs: HashMap<i32, (Uuid, Instant, LogDirReport)>,
 }
 
 pub struct QuorumNode {
@@ -333,8 +342,28 @@ impl QuorumNode {
         Some((leader, node.addr))
     }
 
-    /// Handles a controller request here if this node leads, or forwards it to the leader.
+    /// Handles a controller request here if this node leads, or forwards it to the leader,
+    /// in a `controller.request` span (exported with `--otlp-endpoint`).
     pub async fn handle(
+        &self,
+        req: ControllerRequest,
+        forwarded: bool,
+    ) -> Result<ControllerResponse, ControllerError> {
+        use tracing::Instrument;
+        let span = tracing::span!(
+            target: strom_telemetry::REQUEST_TARGET,
+            tracing::Level::TRACE,
+            "controller.request",
+            otel.name = req.kind(),
+            controller.request = req.kind(),
+            controller.node_id = self.id,
+            controller.leader = self.is_leader(),
+            controller.forwarded = forwarded,
+        );
+        self.handle_here(req, forwarded).instrument(span).await
+    }
+
+    async fn handle_here(
         &self,
         req: ControllerRequest,
         forwarded: bool,
@@ -361,6 +390,8 @@ impl QuorumNode {
                     let mut l = self.liveness.lock();
                     l.last_seen.insert(broker_id, Instant::now());
                     l.shutting_down.remove(&broker_id);
+                    // The new incarnation reports its own log dir.
+                    l.log_dirs.remove(&broker_id);
                 }
                 let (registered, offset) = self
                     .propose(|image| {
@@ -427,13 +458,57 @@ impl QuorumNode {
             }
             ControllerRequest::AddVoter { id, addr } => self.add_voter(id, addr).await,
             ControllerRequest::RemoveVoter { id } => self.remove_voter(id).await,
+            ControllerRequest::ReportLogDir {
+                broker_id,
+                incarnation,
+                report,
+            } => {
+                let image = self.image();
+                let known = image
+                    .brokers
+                    .get(&broker_id)
+                    .is_some_and(|b| b.incarnation == incarnation);
+                let result = if known {
+                    debug!(
+                        broker_id,
+                        used_bytes = report.used_bytes(),
+                        capacity_bytes = report.capacity_bytes,
+                        partitions = report.partitions.len(),
+                        "log dir report"
+                    );
+                    let mut l = self.liveness.lock();
+                    let was_zero = l
+                        .log_dirs
+                        .get(&broker_id)
+                        .is_some_and(|(_, _, r)| r.capacity_bytes == 0);
+                    if report.capacity_bytes == 0 && !was_zero {
+                        warn!(
+                            broker_id,
+                            "broker reports no log dir capacity (its file system size could not be read): set --log-dir-capacity-bytes on it; disks are left out of replica balancing until then"
+                        );
+                    }
+                    l.log_dirs
+                        .insert(broker_id, (incarnation, Instant::now(), report));
+                    Ok(())
+                } else {
+                    Err(MetadataError::BrokerIdNotRegistered {
+                        reason: format!("broker {broker_id} is not registered under {incarnation}"),
+                    })
+                };
+                Ok(ControllerResponse::Changed {
+                    result,
+                    metadata_offset: image.offset,
+                })
+            }
             ControllerRequest::UnregisterBroker { broker_id } => {
                 let (result, metadata_offset) = self
                     .propose(|image| controller::unregister_broker(image, broker_id))
                     .await?;
                 match &result {
                     Ok(()) => {
-                        self.liveness.lock().last_seen.remove(&broker_id);
+                        let mut l = self.liveness.lock();
+                        l.last_seen.remove(&broker_id);
+                        l.log_dirs.remove(&broker_id);
                         info!(broker_id, "broker unregistered");
                     }
                     Err(e) => info!(broker_id, error = %e, "broker unregistration refused"),
@@ -851,14 +926,39 @@ impl QuorumNode {
         {
             return;
         }
-        if crate::balancer::replica_moves(&self.image(), balance.max_moves).is_empty() {
+        let disk = self.disk_view();
+        let image = self.image();
+        if let (Some(view), false) = (
+            &disk,
+            image
+                .topics()
+                .any(|t| t.partitions.iter().any(|p| p.reassigning())),
+        ) {
+            match crate::balancer::disk_fill(&image, view) {
+                Some(fill) => {
+                    for f in fill.values().filter(|f| f.over()) {
+                        warn!(
+                            broker_id = f.broker,
+                            used_bytes = f.used_bytes,
+                            capacity_bytes = f.capacity_bytes,
+                            threshold_percent = balance.disk_threshold_percent,
+                            "broker disk above the balancing threshold"
+                        );
+                    }
+                }
+                None => debug!(
+                    "replica balancing waits: not every live broker has a fresh log dir report"
+                ),
+            }
+        }
+        if crate::balancer::replica_moves(&image, balance.max_moves, disk.as_ref()).is_empty() {
             return;
         }
         // Planned again on the image the proposal sees.
         let mut planned = Vec::new();
         let result = self
             .propose(|image| {
-                planned = crate::balancer::replica_moves(image, balance.max_moves);
+                planned = crate::balancer::replica_moves(image, balance.max_moves, disk.as_ref());
                 controller::alter_partition_reassignments(image, &planned)
             })
             .await;
@@ -943,6 +1043,7 @@ impl QuorumNode {
                     // A new active controller: every broker gets a full session from now.
                     l.leader_since = Some(now);
                     l.last_seen.clear();
+                    l.log_dirs.clear();
                     // The first balance check comes one interval after taking office, as
                     // Kafka's, so returning brokers have time to catch up.
                     l.balance_checked = Some(now);
@@ -1163,6 +1264,38 @@ impl QuorumNode {
                 .map(|(id, addr)| (id as i32, addr))
                 .collect(),
         }
+    }
+
+    /// The disks as the registered brokers last reported them (their current incarnations
+    /// only), for the balancer; None when disks are left out of it.
+    fn disk_view(&self) -> Option<crate::balancer::DiskView> {
+        let threshold = self.config.replica_balance.disk_threshold_percent;
+        if threshold == 0 {
+            return None;
+        }
+        let image = self.image();
+        let l = self.liveness.lock();
+        Some(crate::balancer::DiskView::from_reports(
+            threshold,
+            l.log_dirs
+                .iter()
+                .filter_map(|(&b, (incarnation, at, report))| {
+                    let current = image.brokers.get(&b)?.incarnation == *incarnation;
+                    // Three intervals without a report: the broker's view is stale.
+                    let interval = Duration::from_millis(report.report_interval_ms.max(1000));
+                    (current && at.elapsed() <= 3 * interval).then_some((b, report))
+                }),
+        ))
+    }
+
+    /// Each broker's last log directory report, known only to the active controller.
+    pub fn log_dir_reports(&self) -> BTreeMap<i32, LogDirReport> {
+        self.liveness
+            .lock()
+            .log_dirs
+            .iter()
+            .map(|(&b, (_, _, r))| (b, r.clone()))
+            .collect()
     }
 
     /// Milliseconds since each broker's last heartbeat, known only to the active controller.

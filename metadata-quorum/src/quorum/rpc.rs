@@ -105,6 +105,69 @@ pub enum ControllerRequest {
     RemoveVoter {
         id: u64,
     },
+    /// What a broker's log directory holds, sent every `--log-dir-report-interval-ms`: the
+    /// continuous balancer's view of the disks. Kept in the active controller's memory only,
+    /// like heartbeats; answered with [`ControllerResponse::Changed`].
+    ReportLogDir {
+        broker_id: i32,
+        incarnation: Uuid,
+        report: LogDirReport,
+    },
+}
+
+impl ControllerRequest {
+    /// The request's name, for traces and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::RegisterBroker { .. } => "RegisterBroker",
+            Self::Heartbeat { .. } => "Heartbeat",
+            Self::CreateTopics { .. } => "CreateTopics",
+            Self::DeleteTopics { .. } => "DeleteTopics",
+            Self::AlterConfigs { .. } => "AlterConfigs",
+            Self::CreatePartitions { .. } => "CreatePartitions",
+            Self::AllocateProducerIds { .. } => "AllocateProducerIds",
+            Self::AlterPartition { .. } => "AlterPartition",
+            Self::AlterScramCredentials { .. } => "AlterScramCredentials",
+            Self::CreateAcls { .. } => "CreateAcls",
+            Self::DeleteAcls { .. } => "DeleteAcls",
+            Self::AlterClientQuotas { .. } => "AlterClientQuotas",
+            Self::DescribeQuorum => "DescribeQuorum",
+            Self::ElectLeaders { .. } => "ElectLeaders",
+            Self::ControlledShutdown { .. } => "ControlledShutdown",
+            Self::AlterReassignments { .. } => "AlterReassignments",
+            Self::UnregisterBroker { .. } => "UnregisterBroker",
+            Self::UpdateFeatures { .. } => "UpdateFeatures",
+            Self::AlterBrokerConfigs { .. } => "AlterBrokerConfigs",
+            Self::AddVoter { .. } => "AddVoter",
+            Self::RemoveVoter { .. } => "RemoveVoter",
+            Self::ReportLogDir { .. } => "ReportLogDir",
+        }
+    }
+}
+
+/// A broker's log directory as it reports it to the controller.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogDirReport {
+    /// The bytes of partition data this broker is meant to hold at most
+    /// (`--log-dir-capacity-bytes`; by default the size of its file system).
+    pub capacity_bytes: u64,
+    /// The file system's size and free space, when the broker could read them.
+    pub fs_total_bytes: Option<u64>,
+    pub fs_usable_bytes: Option<u64>,
+    /// Every partition replica it holds: topic id, partition, bytes.
+    pub partitions: Vec<(Uuid, u32, u64)>,
+    /// How often it reports (`--log-dir-report-interval-ms`): a report three intervals old
+    /// is no longer used.
+    pub report_interval_ms: u64,
+}
+
+impl LogDirReport {
+    /// The partition bytes it holds in all.
+    pub fn used_bytes(&self) -> u64 {
+        self.partitions
+            .iter()
+            .fold(0u64, |sum, &(_, _, b)| sum.saturating_add(b))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

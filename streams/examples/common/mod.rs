@@ -33,6 +33,9 @@ pub struct Common {
     /// commit.interval.ms (default: 30000 at least once, 100 exactly once).
     #[arg(long)]
     pub commit_interval_ms: Option<u64>,
+    /// max.task.idle.ms: how long a task waits for an empty input partition (-1: never).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub max_task_idle_ms: i64,
 }
 
 impl Common {
@@ -40,6 +43,7 @@ impl Common {
         let mut c = StreamsConfig::new(application_id, &self.bootstrap_server);
         c.processing_guarantee = ProcessingGuarantee::parse(&self.processing_guarantee)?;
         c.commit_interval = self.commit_interval_ms.map(Duration::from_millis);
+        c.max_task_idle_ms = self.max_task_idle_ms;
         if let Some(dir) = &self.state_dir {
             c.state_dir = dir.clone();
         }

@@ -31,6 +31,24 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         }
     }
 
+    /// Cuts each key's records into sliding windows: every span of the windows' length
+    /// that holds a distinct set of records (Kafka's `windowedBy(SlidingWindows)`).
+    pub fn windowed_by_sliding(
+        self,
+        windows: super::SlidingWindows,
+    ) -> super::WindowedKStream<K, V> {
+        super::WindowedKStream {
+            stream: self.stream,
+            key: self.grouped.key,
+            value: self.grouped.value,
+            spec: crate::topology::WindowSpec::Sliding {
+                diff: windows.diff,
+                grace: windows.grace,
+            },
+            _types: PhantomData,
+        }
+    }
+
     /// Cuts each key's records into sessions of activity.
     pub fn windowed_by_sessions(
         self,

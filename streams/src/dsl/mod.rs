@@ -44,7 +44,7 @@ pub use options::{Grouped, Materialized, PartitionerFn, Produced, Repartitioned}
 pub(crate) use processor::{CtxOps, ErasedProcessor, ProcessorSupplier};
 pub use processor::{Processor, ProcessorContext, PunctuationType, Record};
 pub use windowed::{
-    windowed_serde, SessionWindows, TimeWindows, Window, Windowed, WindowedKStream,
+    windowed_serde, SessionWindows, SlidingWindows, TimeWindows, Window, Windowed, WindowedKStream,
 };
 
 use crate::error::StreamsError;

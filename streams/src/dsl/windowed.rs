@@ -1,4 +1,5 @@
-//! Windowed aggregations on event time: tumbling and hopping [`TimeWindows`], and
+//! Windowed aggregations on event time: tumbling and hopping [`TimeWindows`],
+//! [`SlidingWindows`] (every span of a fixed length that records define), and
 //! [`SessionWindows`] (activity separated by a gap of inactivity), each with a grace period
 //! for out-of-order records. A record later than its window's end plus the grace period is
 //! dropped and counted (`late_dropped`). Results are a `KTable<Windowed<K>, V>`, updated on
@@ -15,8 +16,8 @@ use crate::record::{cast, Dyn};
 use crate::serdes::{ErasedSerde, Serde, SerdeRef};
 use crate::topology::{NodeKind, WindowSpec};
 
-/// A window: `[start, end)` for time windows, `[start, end]` for sessions (the first and
-/// last record's timestamps), in ms.
+/// A window: `[start, end)` for time windows, `[start, end]` for sliding windows and
+/// sessions (for sessions the first and last record's timestamps), in ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Window {
     pub start: i64,
@@ -75,6 +76,32 @@ impl TimeWindows {
         }
         out.reverse();
         out
+    }
+}
+
+/// Sliding windows (Kafka's `SlidingWindows`, KIP-450): every window of `diff` ms, both
+/// ends included, that holds a distinct set of a key's records. Each record at `t` has its
+/// window `[t - diff, t]`, and `[t + 1, t + 1 + diff]` once a record falls in that; a record
+/// updates every window it falls in. Unlike hopping windows there are no empty or duplicate
+/// windows, and an aggregate over "the last `diff` ms" is exact at every record.
+#[derive(Debug, Clone, Copy)]
+pub struct SlidingWindows {
+    pub(crate) diff: i64,
+    pub(crate) grace: i64,
+}
+
+impl SlidingWindows {
+    /// Windows of `diff_ms`, accepting records up to `grace_ms` after a window's end.
+    pub fn of_time_difference_and_grace(diff_ms: i64, grace_ms: i64) -> Self {
+        Self {
+            diff: diff_ms.max(0),
+            grace: grace_ms.max(0),
+        }
+    }
+
+    /// Windows of `diff_ms` with no grace period.
+    pub fn of_time_difference_with_no_grace(diff_ms: i64) -> Self {
+        Self::of_time_difference_and_grace(diff_ms, 0)
     }
 }
 
@@ -249,6 +276,7 @@ impl<K: Data, V: Data> WindowedKStream<K, V> {
         let minimum = match self.spec {
             WindowSpec::Time(w) => w.size + w.grace,
             WindowSpec::Session { gap, grace } => gap + grace,
+            WindowSpec::Sliding { diff, grace } => diff + grace,
         };
         let retention = match materialized.retention {
             Some(r) if r < minimum => {
@@ -260,6 +288,18 @@ impl<K: Data, V: Data> WindowedKStream<K, V> {
             Some(r) => r,
             None => DAY.max(minimum),
         };
+        // Sliding windows keep the records too (with a changelog when the windows have
+        // one), named after the windows' store when that is named.
+        let records = matches!(self.spec, WindowSpec::Sliding { .. }).then(|| {
+            b.new_store(
+                "KSTREAM-SLIDING-RECORDS-STATE-STORE",
+                materialized.kind,
+                materialized.logging,
+                materialized.name.as_ref().map(|n| format!("{n}-records")),
+                ErasedSerde::new(self.key.clone()),
+                ErasedSerde::new(self.value.clone()),
+            )
+        });
         let store = b.new_store(
             "KSTREAM-AGGREGATE-STATE-STORE",
             materialized.kind,
@@ -284,6 +324,7 @@ impl<K: Data, V: Data> WindowedKStream<K, V> {
         let kind = match self.spec {
             WindowSpec::Time(_) => "KSTREAM-WINDOWED-AGGREGATE",
             WindowSpec::Session { .. } => "KSTREAM-SESSION-AGGREGATE",
+            WindowSpec::Sliding { .. } => "KSTREAM-SLIDING-WINDOWED-AGGREGATE",
         };
         let node = b.add(
             kind,
@@ -291,6 +332,7 @@ impl<K: Data, V: Data> WindowedKStream<K, V> {
                 store,
                 spec: self.spec,
                 retention,
+                records,
                 init,
                 add,
                 merge,
@@ -318,11 +360,13 @@ impl<K: Data, V: Data> KTable<Windowed<K>, V> {
                 .error("suppress_until_window_closes needs a windowed aggregation".into());
             return KTable::new(self.builder.clone(), self.node);
         };
-        // When can no record change a window any more: time windows at their end plus the
-        // grace; sessions also wait one gap (a record that close would extend them).
+        // When can no record change a window any more: time and sliding windows at their
+        // end plus the grace; sessions also wait one gap (a record that close would extend
+        // them).
         let wait = match spec {
             // Closed once `end + grace <= stream time`, that is `end + grace - 1 < time`.
             WindowSpec::Time(w) => w.grace - 1,
+            WindowSpec::Sliding { grace, .. } => grace - 1,
             WindowSpec::Session { gap, grace } => gap + grace,
         };
         let store = self.builder.new_store(

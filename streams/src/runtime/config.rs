@@ -79,6 +79,13 @@ pub struct StreamsConfig {
     /// `repartition.purge.interval.ms`: how often consumed and committed records of
     /// repartition topics are deleted (DeleteRecords), so those topics stay small.
     pub repartition_purge_interval: Duration,
+    /// `max.task.idle.ms` (KIP-353, KIP-695): how long a task with several input partitions
+    /// waits for an empty one before processing the others. With 0 (the default) or more, a
+    /// task waits while an empty partition is known to have records still to fetch (its
+    /// consumer lag is above 0, or not known yet), so records meet in timestamp order; above
+    /// 0 it also waits that many ms for new records when the partition has none; -1 never
+    /// waits.
+    pub max_task_idle_ms: i64,
 }
 
 impl StreamsConfig {
@@ -102,6 +109,7 @@ impl StreamsConfig {
             application_server: None,
             cache_max_bytes: 10 * 1024 * 1024,
             repartition_purge_interval: Duration::from_secs(30),
+            max_task_idle_ms: 0,
         }
     }
 

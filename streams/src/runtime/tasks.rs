@@ -72,7 +72,21 @@ pub(crate) struct TaskManager {
     /// When repartition topics were last purged, and up to where.
     last_purge: Instant,
     purged_to: BTreeMap<TopicPartition, i64>,
+    /// Records fetched and not processed yet, per input partition: a task with an empty
+    /// partition may wait for it (`max.task.idle.ms`).
+    queued: BTreeMap<TopicPartition, VecDeque<ConsumerRecord>>,
+    /// Since when each task has waited for an empty partition with nothing left to fetch.
+    idle_since: BTreeMap<TaskId, Instant>,
+    /// Each open task's input partitions, as assigned (what it waits for).
+    inputs: BTreeMap<TaskId, Vec<TopicPartition>>,
+    /// Partitions whose queue grew past [`QUEUE_PAUSE`]: the thread pauses their fetching.
+    paused: BTreeSet<TopicPartition>,
 }
+
+/// Queued records of a partition above which its fetching pauses (Kafka Streams'
+/// `buffered.records.per.partition`), and under which it resumes.
+const QUEUE_PAUSE: usize = 1000;
+const QUEUE_RESUME: usize = 500;
 
 impl TaskManager {
     pub fn new(
@@ -98,6 +112,10 @@ impl TaskManager {
             standby_consumer: None,
             last_purge: Instant::now(),
             purged_to: BTreeMap::new(),
+            queued: BTreeMap::new(),
+            idle_since: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            paused: BTreeSet::new(),
         }
     }
 
@@ -116,6 +134,108 @@ impl TaskManager {
         })
     }
 
+    /// Task `id`'s input partitions as assigned (co-partitioned sources share its number).
+    fn task_partitions(&self, id: TaskId) -> Vec<TopicPartition> {
+        match self.inputs.get(&id) {
+            Some(inputs) => inputs.clone(),
+            // Not opened through an assignment: what it has queued.
+            None => self
+                .queued
+                .keys()
+                .filter(|tp| self.task_of(tp) == Some(id))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The partitions to pause and to resume fetching, by how many records they have queued.
+    pub fn backpressure(&mut self) -> (Vec<TopicPartition>, Vec<TopicPartition>) {
+        let mut pause = Vec::new();
+        let mut resume = Vec::new();
+        for (tp, q) in &self.queued {
+            if q.len() > QUEUE_PAUSE && self.paused.insert(tp.clone()) {
+                pause.push(tp.clone());
+            }
+        }
+        self.paused.retain(|tp| {
+            let low = self.queued.get(tp).is_none_or(|q| q.len() < QUEUE_RESUME);
+            if low {
+                resume.push(tp.clone());
+            }
+            !low
+        });
+        (pause, resume)
+    }
+
+    /// Takes the queued records each task may process now (see [`take_in_order`]).
+    fn ready(
+        &mut self,
+        lag: &impl Fn(&TopicPartition) -> Option<i64>,
+        now: Instant,
+    ) -> Vec<ConsumerRecord> {
+        let ids: BTreeSet<TaskId> = self
+            .queued
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .filter_map(|(tp, _)| self.task_of(tp))
+            .collect();
+        let idle_ms = self.shared.config.max_task_idle_ms;
+        let mut out = Vec::new();
+        for id in ids {
+            let partitions = self.task_partitions(id);
+            let mut since = self.idle_since.get(&id).copied();
+            let mut waited = false;
+            take_in_order(
+                &mut self.queued,
+                &partitions,
+                |empty| {
+                    let go = may_skip_empty(empty, lag, idle_ms, &mut since, now);
+                    waited |= !go;
+                    go
+                },
+                &mut out,
+            );
+            let starved = partitions
+                .iter()
+                .any(|tp| self.queued.get(tp).is_none_or(VecDeque::is_empty));
+            match since {
+                // Still short of a partition: the idle time runs on.
+                Some(t) if starved => {
+                    self.idle_since.insert(id, t);
+                }
+                _ => {
+                    self.idle_since.remove(&id);
+                }
+            }
+            if waited {
+                debug!(task = %id, "waiting for an empty input partition (max.task.idle.ms)");
+            }
+        }
+        out
+    }
+
+    /// Drops the queued records of tasks that closed: whoever opens them next reads from
+    /// the committed offsets.
+    fn forget_queued(&mut self, ids: &[TaskId]) {
+        let readers = &self.shared.readers;
+        self.queued.retain(|tp, _| {
+            let id = readers.get(&tp.topic).map(|&sub| TaskId {
+                subtopology: sub,
+                partition: tp.partition,
+            });
+            id.is_none_or(|id| !ids.contains(&id))
+        });
+        for id in ids {
+            self.idle_since.remove(id);
+            if let Some(inputs) = self.inputs.remove(id) {
+                // The consumer forgets the pause of a partition it gives up.
+                for tp in inputs {
+                    self.paused.remove(&tp);
+                }
+            }
+        }
+    }
+
     fn task_dir(&self, id: TaskId) -> PathBuf {
         self.shared
             .config
@@ -126,6 +246,15 @@ impl TaskManager {
 
     /// Opens the tasks of newly assigned partitions and restores their stores.
     pub async fn open(&mut self, assigned: &[TopicPartition]) -> Result<(), StreamsError> {
+        for tp in assigned {
+            if let Some(id) = self.task_of(tp) {
+                let inputs = self.inputs.entry(id).or_default();
+                if !inputs.contains(tp) {
+                    inputs.push(tp.clone());
+                    inputs.sort();
+                }
+            }
+        }
         let mut new: Vec<TaskId> = assigned.iter().filter_map(|tp| self.task_of(tp)).collect();
         new.sort();
         new.dedup();
@@ -289,8 +418,28 @@ impl TaskManager {
         Ok(())
     }
 
-    /// Runs records through their tasks and sends what they write.
-    pub async fn process(&mut self, records: Vec<ConsumerRecord>) -> Result<(), StreamsError> {
+    /// Queues a poll's records and runs what their tasks may process now through them
+    /// (see [`TaskManager::ready`]), sending what they write. `lag` is the consumer's lag of
+    /// a partition: records it has not fetched yet (None: not known).
+    pub async fn process(
+        &mut self,
+        records: Vec<ConsumerRecord>,
+        lag: impl Fn(&TopicPartition) -> Option<i64>,
+    ) -> Result<(), StreamsError> {
+        // The consumer hands records out a partition at a time: one lookup per run.
+        let mut records = records.into_iter().peekable();
+        while let Some(r) = records.next() {
+            let tp = TopicPartition::new(r.topic.as_str(), r.partition);
+            let q = self.queued.entry(tp).or_default();
+            q.push_back(r);
+            while let Some(next) = records.next_if(|n| {
+                n.partition == q.back().map_or(-1, |b| b.partition)
+                    && q.back().is_some_and(|b| b.topic == n.topic)
+            }) {
+                q.push_back(next);
+            }
+        }
+        let records = self.ready(&lag, Instant::now());
         if records.is_empty() {
             return Ok(());
         }
@@ -299,7 +448,7 @@ impl TaskManager {
         let skipped_before = self.skipped();
         let late_before: u64 = self.tasks.values().map(|t| t.late_dropped).sum();
         let count = records.len() as u64;
-        for r in &by_timestamp(records) {
+        for r in &records {
             let tp = TopicPartition::new(r.topic.as_str(), r.partition);
             let Some(id) = self.task_of(&tp) else {
                 return Err(StreamsError::Topology(format!(
@@ -547,6 +696,7 @@ impl TaskManager {
             self.tasks.remove(id);
             self.changelog_next.retain(|(t, _), _| t != id);
         }
+        self.forget_queued(&ids);
         info!(tasks = ?ids.iter().map(ToString::to_string).collect::<Vec<_>>(), "closed tasks cleanly");
         Ok(())
     }
@@ -562,6 +712,7 @@ impl TaskManager {
             self.in_txn = false;
         }
         self.deliveries.clear();
+        self.forget_queued(ids);
         for id in ids {
             self.tasks.remove(id);
             self.changelog_next.retain(|(t, _), _| t != id);
@@ -814,34 +965,66 @@ impl TaskManager {
     }
 }
 
-/// A poll's records in the order a task should see them: each partition's in offset order,
-/// and across partitions the lowest timestamp first (Kafka Streams' choice among a task's
-/// partition queues), so that a stream record meets the table as of its time when both
-/// came in one poll.
-fn by_timestamp(records: Vec<ConsumerRecord>) -> Vec<ConsumerRecord> {
-    let mut queues: BTreeMap<(String, i32), VecDeque<ConsumerRecord>> = BTreeMap::new();
-    for r in records {
-        queues
-            .entry((r.topic.clone(), r.partition))
-            .or_default()
-            .push_back(r);
+/// Takes, from a task's partition queues, the records it may process now, in the order it
+/// should see them: each partition's in offset order, and across partitions the lowest
+/// timestamp first (Kafka Streams' choice among a task's partition queues), so that a
+/// stream record meets the table as of its time. While one of `partitions` is empty, the
+/// task goes on only if `may_skip_empty` allows it (`max.task.idle.ms`).
+fn take_in_order(
+    queues: &mut BTreeMap<TopicPartition, VecDeque<ConsumerRecord>>,
+    partitions: &[TopicPartition],
+    mut may_skip_empty: impl FnMut(&[&TopicPartition]) -> bool,
+    out: &mut Vec<ConsumerRecord>,
+) {
+    if let [only] = partitions {
+        // One input: nothing to wait for or merge.
+        if let Some(q) = queues.get_mut(only) {
+            out.extend(q.drain(..));
+        }
+        return;
     }
-    if queues.len() == 1 {
-        return queues.into_values().flatten().collect();
-    }
-    let mut out = Vec::new();
     loop {
-        let next = queues
+        let empty: Vec<&TopicPartition> = partitions
             .iter()
-            .filter_map(|(k, q)| q.front().map(|r| (r.timestamp, k.clone())))
-            .min();
-        let Some((_, key)) = next else {
-            return out;
+            .filter(|tp| queues.get(*tp).is_none_or(VecDeque::is_empty))
+            .collect();
+        if empty.len() == partitions.len() || (!empty.is_empty() && !may_skip_empty(&empty)) {
+            return;
+        }
+        let next = partitions
+            .iter()
+            .filter_map(|tp| queues.get(tp)?.front().map(|r| (r.timestamp, tp)))
+            .min_by_key(|&(ts, _)| ts);
+        let Some((_, tp)) = next else {
+            return;
         };
-        if let Some(r) = queues.get_mut(&key).and_then(VecDeque::pop_front) {
+        if let Some(r) = queues.get_mut(tp).and_then(VecDeque::pop_front) {
             out.push(r);
         }
     }
+}
+
+/// Kafka Streams' readiness of a task that has an empty input partition (KIP-695): not
+/// while an empty partition has records still to fetch (lag above 0, or not known yet);
+/// then at once with `max_task_idle_ms` 0, after idling that long above 0, always with -1.
+fn may_skip_empty(
+    empty: &[&TopicPartition],
+    lag: &impl Fn(&TopicPartition) -> Option<i64>,
+    max_task_idle_ms: i64,
+    idle_since: &mut Option<Instant>,
+    now: Instant,
+) -> bool {
+    if max_task_idle_ms < 0 {
+        return true;
+    }
+    if empty.iter().any(|tp| lag(tp).is_none_or(|l| l > 0)) {
+        return false;
+    }
+    if max_task_idle_ms == 0 {
+        return true;
+    }
+    let since = *idle_since.get_or_insert(now);
+    now.duration_since(since) >= Duration::from_millis(max_task_idle_ms as u64)
 }
 
 /// Fencing and generation errors mean another member owns the tasks now.
@@ -894,23 +1077,115 @@ mod tests {
 
     #[test]
     fn records_merge_by_timestamp_keeping_each_partition_in_order() {
-        let got: Vec<(String, i64)> = by_timestamp(vec![
+        let (mut queues, parts) = queued(vec![
             rec("orders", 0, 10, 50),
             rec("orders", 0, 11, 20), // out of order in its partition: stays after 10
             rec("users", 0, 3, 30),
             rec("users", 0, 4, 60),
-        ])
-        .into_iter()
-        .map(|r| (r.topic, r.offset))
-        .collect();
+        ]);
+        let mut out = Vec::new();
+        take_in_order(&mut queues, &parts, |_| true, &mut out);
         assert_eq!(
-            got,
-            [
-                ("users".to_string(), 3),
-                ("orders".into(), 10),
-                ("orders".into(), 11),
-                ("users".into(), 4)
-            ]
+            names(&out),
+            [("users", 3), ("orders", 10), ("orders", 11), ("users", 4)]
         );
+        assert!(queues.values().all(VecDeque::is_empty));
+    }
+
+    fn queued(
+        records: Vec<ConsumerRecord>,
+    ) -> (
+        BTreeMap<TopicPartition, VecDeque<ConsumerRecord>>,
+        Vec<TopicPartition>,
+    ) {
+        let mut queues: BTreeMap<TopicPartition, VecDeque<ConsumerRecord>> = BTreeMap::new();
+        for r in records {
+            queues
+                .entry(TopicPartition::new(r.topic.as_str(), r.partition))
+                .or_default()
+                .push_back(r);
+        }
+        let parts = vec![
+            TopicPartition::new("orders", 0),
+            TopicPartition::new("users", 0),
+        ];
+        (queues, parts)
+    }
+
+    fn names(records: &[ConsumerRecord]) -> Vec<(&str, i64)> {
+        records
+            .iter()
+            .map(|r| (r.topic.as_str(), r.offset))
+            .collect()
+    }
+
+    #[test]
+    fn a_task_waits_for_an_empty_partition_with_records_still_to_fetch() {
+        // Only orders came in; users has 5 records the consumer has not handed out yet.
+        let (mut queues, parts) = queued(vec![rec("orders", 0, 0, 100), rec("orders", 0, 1, 200)]);
+        let now = Instant::now();
+        let lag_of = |users: Option<i64>| {
+            move |tp: &TopicPartition| if tp.topic == "users" { users } else { Some(0) }
+        };
+        for idle in [0, 500] {
+            let mut since = None;
+            let mut out = Vec::new();
+            for (users, why) in [
+                (Some(5), "waits while users has a lag"),
+                (None, "and while its lag is not known"),
+            ] {
+                let lag = lag_of(users);
+                take_in_order(
+                    &mut queues,
+                    &parts,
+                    |e| may_skip_empty(e, &lag, idle, &mut since, now),
+                    &mut out,
+                );
+                assert!(out.is_empty(), "{why} (idle {idle})");
+            }
+        }
+        // -1 never waits.
+        let mut out = Vec::new();
+        let (mut q, _) = queued(vec![rec("orders", 0, 0, 100)]);
+        let lag = lag_of(Some(5));
+        take_in_order(
+            &mut q,
+            &parts,
+            |e| may_skip_empty(e, &lag, -1, &mut None, now),
+            &mut out,
+        );
+        assert_eq!(names(&out), [("orders", 0)]);
+
+        // Caught up (lag 0): 0 goes on at once; 500 waits 500 ms first.
+        let caught_up = lag_of(Some(0));
+        let mut out = Vec::new();
+        take_in_order(
+            &mut queues,
+            &parts,
+            |e| may_skip_empty(e, &caught_up, 0, &mut None, now),
+            &mut out,
+        );
+        assert_eq!(names(&out), [("orders", 0), ("orders", 1)]);
+        let (mut queues, _) = queued(vec![rec("orders", 0, 0, 100)]);
+        let mut since = None;
+        let mut out = Vec::new();
+        let at = |ms: u64| now + Duration::from_millis(ms);
+        for ms in [0, 499] {
+            take_in_order(
+                &mut queues,
+                &parts,
+                |e| may_skip_empty(e, &caught_up, 500, &mut since, at(ms)),
+                &mut out,
+            );
+            assert!(out.is_empty(), "idling at {ms} ms");
+        }
+        assert_eq!(since, Some(now), "the idle time counts from the first wait");
+        take_in_order(
+            &mut queues,
+            &parts,
+            |e| may_skip_empty(e, &caught_up, 500, &mut since, at(500)),
+            &mut out,
+        );
+        assert_eq!(names(&out), [("orders", 0)]);
     }
 }

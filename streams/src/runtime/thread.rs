@@ -145,7 +145,17 @@ async fn run_with(
             }
             t.group = consumer.group_metadata();
             t.sync_standbys().await?;
-            t.process(records).await?;
+            // What each partition still has to hand out, for tasks waiting on an empty one.
+            let lags: std::collections::HashMap<TopicPartition, i64> = consumer
+                .assignment()
+                .into_iter()
+                .filter_map(|tp| Some((tp.clone(), consumer.current_lag(&tp)?)))
+                .collect();
+            t.process(records, |tp| lags.get(tp).copied()).await?;
+            // Partitions whose records wait in their task's queue stop being fetched.
+            let (pause, resume) = t.backpressure();
+            consumer.pause(&pause);
+            consumer.resume(&resume);
             t.update_standbys().await?;
             t.punctuate_wall_clock().await?;
             if t.commit_due() {

@@ -25,7 +25,7 @@ mod joins;
 mod processor;
 mod windows;
 use joins::StreamJoinSide;
-use windows::Agg;
+use windows::{Agg, Sliding};
 
 /// A task's identity: `<subtopology>_<partition>`, as Kafka Streams prints it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -408,6 +408,7 @@ impl Task {
             NodeKind::WindowAggregate {
                 store,
                 spec,
+                records,
                 init,
                 add,
                 merge,
@@ -433,6 +434,20 @@ impl Task {
                     }
                     WindowSpec::Session { gap, grace } => {
                         self.sessions(&agg, *gap, *grace, &kb, rec, now, out, &mut fwd)?
+                    }
+                    WindowSpec::Sliding { diff, grace } => {
+                        let Some(records) = *records else {
+                            return Err(StreamsError::Store {
+                                store: topo.stores[*store].name.clone(),
+                                reason: "a sliding window aggregation without its records".into(),
+                            });
+                        };
+                        let w = Sliding {
+                            records,
+                            diff: *diff,
+                            grace: *grace,
+                        };
+                        self.sliding(&agg, &w, &kb, rec, now, out, &mut fwd)?
                     }
                 }
             }

@@ -1,9 +1,10 @@
-//! Windowed aggregation and suppression: how a task updates window and session stores,
-//! drops late records, and holds results back until their window closes.
+//! Windowed aggregation and suppression: how a task updates window, sliding window and
+//! session stores, drops late records, and holds results back until their window closes.
 //!
 //! Window stores key each entry `[len u32][key][end][start]` (times sign-flipped
 //! big-endian), so a key's windows are one contiguous range in end order.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,6 +22,25 @@ pub(super) struct Agg<'a> {
     pub add: &'a Aggregator,
     pub merge: Option<&'a Merger>,
     pub wrap: &'a WindowedKeyFn,
+}
+
+/// A sliding window aggregation's settings: the store of the key's records, the windows'
+/// length and the grace period.
+pub(super) struct Sliding {
+    pub records: usize,
+    pub diff: i64,
+    pub grace: i64,
+}
+
+/// Splits a records entry (`[len u32][value]` repeated, in arrival order) into its values.
+fn record_values(mut b: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let len = u32::from_be_bytes(b.get(..4)?.try_into().ok()?) as usize;
+        out.push(b.get(4..4 + len)?);
+        b = &b[4 + len..];
+    }
+    Some(out)
 }
 
 /// Flips the sign bit so that signed timestamps sort as unsigned big-endian bytes.
@@ -90,6 +110,154 @@ impl Task {
                     old,
                 }),
                 timestamp: rec.timestamp,
+                headers: rec.headers.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Sliding windows (KIP-450). The record is kept with the key's records, then every
+    /// window it concerns is brought up to date: the windows it falls in (its own left window
+    /// `[t - diff, t]`, the left windows of later records and the right windows of earlier
+    /// ones) and its right window `[t + 1, t + 1 + diff]` when a record is in it. A window
+    /// that exists gets the record added; one that does not is folded from the records it
+    /// holds (timestamp order, arrival order within one timestamp). A window is closed once
+    /// `end + grace <= stream time`; a record is late once its right window, the last it
+    /// could make, is closed (Kafka's rule). An update carries the window's newest record
+    /// time, as Kafka's timestamped window store does.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn sliding(
+        &mut self,
+        agg: &Agg<'_>,
+        w: &Sliding,
+        kb: &Bytes,
+        rec: Rec,
+        now: i64,
+        out: &mut Vec<Output>,
+        fwd: &mut Vec<Rec>,
+    ) -> Result<(), StreamsError> {
+        let (t, diff) = (rec.timestamp, w.diff);
+        let open = |end: i64| end.saturating_add(w.grace) > now;
+        if !open(t.saturating_add(diff).saturating_add(1)) {
+            self.late_dropped += 1;
+            return Ok(());
+        }
+        let values = self.topo.stores[w.records].value.clone();
+        let records_name = self.topo.stores[w.records].name.clone();
+        // Keep the record: the values at one timestamp are a list, in arrival order.
+        let vb = values
+            .serialize(&rec.value)
+            .map_err(StreamsError::Serde)?
+            .unwrap_or_default();
+        let rkey = window_key(kb, t, t);
+        let mut list = self
+            .store(w.records)?
+            .get(&rkey)?
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
+        list.extend_from_slice(&(vb.len() as u32).to_be_bytes());
+        list.extend_from_slice(&vb);
+        self.put_raw(w.records, &rkey, Some(Bytes::from(list)), t, out)?;
+
+        // The key's records that any window concerned can hold: within diff + 1 of t.
+        let prefix = key_prefix(kb);
+        let at = |ts: i64| {
+            let mut k = prefix.clone();
+            k.extend_from_slice(&flip(ts).to_be_bytes());
+            k
+        };
+        let (lo, hi) = (
+            t.saturating_sub(diff).saturating_sub(1),
+            t.saturating_add(diff).saturating_add(1),
+        );
+        let mut near: Vec<(i64, Vec<Dyn>)> = Vec::new();
+        let entries = self
+            .store(w.records)?
+            .range(Some(&at(lo)), Some(&at(hi.saturating_add(1))))?;
+        for (k, v) in entries {
+            let Some(ts) = decode_window(&k, prefix.len()).map(|w| w.end) else {
+                continue;
+            };
+            let list = record_values(&v).ok_or_else(|| StreamsError::Store {
+                store: records_name.clone(),
+                reason: "a records entry is cut short".into(),
+            })?;
+            let decoded = list
+                .into_iter()
+                .map(|b| values.deserialize(Some(b)).map_err(StreamsError::Serde))
+                .collect::<Result<Vec<_>, _>>()?;
+            near.push((ts, decoded));
+        }
+
+        let mut windows = BTreeSet::new();
+        windows.insert(Window {
+            start: t.saturating_sub(diff),
+            end: t,
+        });
+        if near.iter().any(|(x, _)| *x > t && *x <= hi) {
+            windows.insert(Window {
+                start: t.saturating_add(1),
+                end: hi,
+            });
+        }
+        for (x, _) in &near {
+            if *x < t && *x >= lo {
+                // An earlier record's right window, which t falls in.
+                windows.insert(Window {
+                    start: x.saturating_add(1),
+                    end: x.saturating_add(diff).saturating_add(1),
+                });
+            } else if *x >= t && *x <= t.saturating_add(diff) {
+                // A later record's left window, which t falls in.
+                windows.insert(Window {
+                    start: x.saturating_sub(diff),
+                    end: *x,
+                });
+            }
+        }
+        for win in windows {
+            if !open(win.end) {
+                continue;
+            }
+            let skey = window_key(kb, win.end, win.start);
+            let old = self.get(agg.store, &skey)?;
+            let holds_t = win.start <= t && t <= win.end;
+            let new = match &old {
+                Some(a) if holds_t => (agg.add)(&rec.key, &rec.value, a),
+                // The record's own right window, already made by a record in it.
+                Some(_) => continue,
+                None => {
+                    let mut acc = agg.init.map(|init| init());
+                    for v in near
+                        .iter()
+                        .filter(|(x, _)| win.start <= *x && *x <= win.end)
+                        .flat_map(|(_, vs)| vs)
+                    {
+                        acc = Some(match acc {
+                            Some(a) => (agg.add)(&rec.key, v, &a),
+                            None => v.clone(),
+                        });
+                    }
+                    match acc {
+                        Some(a) => a,
+                        None => continue,
+                    }
+                }
+            };
+            let newest = near
+                .iter()
+                .map(|(x, _)| *x)
+                .filter(|x| win.start <= *x && *x <= win.end)
+                .max()
+                .unwrap_or(t);
+            self.put(agg.store, &skey, Some(&new), newest, out)?;
+            fwd.push(Rec {
+                key: (agg.wrap)(&rec.key, win),
+                value: Arc::new(Change {
+                    new: Some(new),
+                    old,
+                }),
+                timestamp: newest,
                 headers: rec.headers.clone(),
             });
         }
@@ -253,7 +421,11 @@ impl Task {
         let topo = self.topo.clone();
         for (i, n) in topo.nodes.iter().enumerate() {
             let crate::topology::NodeKind::WindowAggregate {
-                store, retention, ..
+                store,
+                spec,
+                retention,
+                records,
+                ..
             } = &n.kind
             else {
                 continue;
@@ -264,24 +436,37 @@ impl Task {
             let Some(&now) = self.node_time.get(&i) else {
                 continue;
             };
-            let every = (*retention / 10).max(1000);
-            let last = self.purged.get(&i).copied().unwrap_or(i64::MIN);
-            if now.saturating_sub(last) < every {
-                continue;
-            }
-            self.purged.insert(i, now);
-            let all = self.store(*store)?.range(None, None)?;
-            for (k, _) in all {
-                // [len u32][key][end][start]
-                let Some(end) = k
-                    .len()
-                    .checked_sub(16)
-                    .and_then(|at| unflip(&k[at..at + 8]))
-                else {
+            // A sliding aggregation's records are keyed like windows (end = start = the
+            // record's timestamp) and go once no open window can hold them: diff + grace.
+            let keep = match spec {
+                crate::topology::WindowSpec::Sliding { diff, grace } => {
+                    diff.saturating_add(*grace).saturating_add(1)
+                }
+                _ => *retention,
+            };
+            let stores = std::iter::once((*store, *retention)).chain(records.map(|r| (r, keep)));
+            for (s, keep_for) in stores {
+                // Each store at most once per tenth of its own keeping time (and at least a
+                // second) of stream time.
+                let every = (keep_for / 10).max(1000);
+                let last = self.purged.get(&s).copied().unwrap_or(i64::MIN);
+                if now.saturating_sub(last) < every {
                     continue;
-                };
-                if end.saturating_add(*retention) < now {
-                    self.put_raw(*store, &k, None, now, out)?;
+                }
+                self.purged.insert(s, now);
+                let all = self.store(s)?.range(None, None)?;
+                for (k, _) in all {
+                    // [len u32][key][end][start]
+                    let Some(end) = k
+                        .len()
+                        .checked_sub(16)
+                        .and_then(|at| unflip(&k[at..at + 8]))
+                    else {
+                        continue;
+                    };
+                    if end.saturating_add(keep_for) < now {
+                        self.put_raw(s, &k, None, now, out)?;
+                    }
                 }
             }
         }

@@ -1,0 +1,883 @@
+//! Share groups (KIP-932): ShareGroupHeartbeat (1) at the group coordinator, ShareFetch (1)
+//! and ShareAcknowledge (1) at the partitions' leaders, ShareGroupDescribe (1).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::select_all;
+use kafka_protocol::messages::share_acknowledge_response;
+use kafka_protocol::messages::share_fetch_response::{
+    AcquiredRecords, LeaderIdAndEpoch, NodeEndpoint, PartitionData, ShareFetchableTopicResponse,
+};
+use kafka_protocol::messages::share_group_describe_response;
+use kafka_protocol::messages::share_group_heartbeat_response;
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::consumer_groups::ImageTopics;
+use super::groups::coordinator_log;
+use super::{leader_log, str_bytes, topic_name};
+use crate::log::{batch, PartitionLog};
+use crate::share::{partition, SessionStep, ShareHeartbeat};
+use crate::Broker;
+
+const INVALID_REQUEST: i16 = 42;
+const GROUP_ID_NOT_FOUND: i16 = 69;
+/// The longest a ShareFetch waits for records.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
+
+pub fn heartbeat(
+    broker: &Broker,
+    req: ShareGroupHeartbeatRequest,
+    client_id: &str,
+    host: &str,
+) -> ShareGroupHeartbeatResponse {
+    let fail = |code: i16, message: Option<String>| {
+        ShareGroupHeartbeatResponse::default()
+            .with_error_code(code)
+            .with_error_message(message.map(str_bytes))
+            .with_member_epoch(req.member_epoch)
+    };
+    if let Err(code) = coordinator_log(broker, req.group_id.as_str()) {
+        return fail(code, None);
+    }
+    if broker.groups.describe(req.group_id.as_str()).is_some() {
+        return fail(
+            GROUP_ID_NOT_FOUND,
+            Some(format!(
+                "Group {} is not a share group.",
+                req.group_id.as_str()
+            )),
+        );
+    }
+    let image = broker.image();
+    let out = broker.share.groups.heartbeat(
+        ShareHeartbeat {
+            group_id: req.group_id.to_string(),
+            member_id: req.member_id.to_string(),
+            member_epoch: req.member_epoch,
+            rack_id: req.rack_id.as_ref().map(|s| s.to_string()),
+            topics: req
+                .subscribed_topic_names
+                .as_ref()
+                .map(|ts| ts.iter().map(|t| t.to_string()).collect()),
+            client_id: client_id.to_string(),
+            host: host.to_string(),
+        },
+        &ImageTopics(&image),
+        &broker.share.config,
+    );
+    ShareGroupHeartbeatResponse::default()
+        .with_error_code(out.error)
+        .with_error_message(out.message.map(str_bytes))
+        .with_member_id((!out.member_id.is_empty()).then(|| str_bytes(out.member_id)))
+        .with_member_epoch(out.member_epoch)
+        .with_heartbeat_interval_ms(out.heartbeat_interval_ms)
+        .with_assignment(out.assignment.map(|a| {
+            share_group_heartbeat_response::Assignment::default().with_topic_partitions(
+                a.into_iter()
+                    .map(|(id, ps)| {
+                        share_group_heartbeat_response::TopicPartitions::default()
+                            .with_topic_id(id)
+                            .with_partitions(ps.into_iter().collect())
+                    })
+                    .collect(),
+            )
+        }))
+}
+
+pub fn describe(broker: &Broker, req: ShareGroupDescribeRequest) -> ShareGroupDescribeResponse {
+    use share_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions};
+    let image = broker.image();
+    ShareGroupDescribeResponse::default().with_groups(
+        req.group_ids
+            .iter()
+            .map(|g| {
+                let base = DescribedGroup::default()
+                    .with_group_id(g.clone())
+                    .with_authorized_operations(i32::MIN);
+                if let Err(code) = coordinator_log(broker, g.as_str()) {
+                    return base.with_error_code(code);
+                }
+                let Some(v) = broker.share.groups.describe(g.as_str()) else {
+                    return base
+                        .with_error_code(GROUP_ID_NOT_FOUND)
+                        .with_error_message(Some(str_bytes(format!(
+                            "Group {} is not a share group.",
+                            g.as_str()
+                        ))));
+                };
+                base.with_group_state(str_bytes(v.state))
+                    .with_group_epoch(v.epoch)
+                    .with_assignment_epoch(v.epoch)
+                    .with_assignor_name(str_bytes("simple"))
+                    .with_members(
+                        v.members
+                            .iter()
+                            .map(|m| {
+                                Member::default()
+                                    .with_member_id(str_bytes(m.member_id.clone()))
+                                    .with_rack_id(m.rack_id.clone().map(str_bytes))
+                                    .with_member_epoch(m.member_epoch)
+                                    .with_client_id(str_bytes(m.client_id.clone()))
+                                    .with_client_host(str_bytes(m.host.clone()))
+                                    .with_subscribed_topic_names(
+                                        m.topics.iter().map(|t| topic_name(t)).collect(),
+                                    )
+                                    .with_assignment(
+                                        Assignment::default().with_topic_partitions(
+                                            m.assignment
+                                                .iter()
+                                                .map(|(id, ps)| {
+                                                    let name = image
+                                                        .topic_by_id(id)
+                                                        .map(|t| t.name.clone())
+                                                        .or_else(|| v.topic_names.get(id).cloned())
+                                                        .unwrap_or_default();
+                                                    TopicPartitions::default()
+                                                        .with_topic_id(*id)
+                                                        .with_topic_name(topic_name(&name))
+                                                        .with_partitions(
+                                                            ps.iter().copied().collect(),
+                                                        )
+                                                })
+                                                .collect(),
+                                        ),
+                                    )
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+/// The log of a share-partition this broker leads, or the partition's error code.
+fn share_log(broker: &Broker, topic: &Uuid, partition: i32) -> Result<Arc<PartitionLog>, i16> {
+    let image = broker.image();
+    let Some(t) = image.topic_by_id(topic) else {
+        return Err(ResponseError::UnknownTopicId.code());
+    };
+    leader_log(broker, &image, Some(t), partition).map_err(|e| e.code())
+}
+
+fn leader_of(broker: &Broker, topic: &Uuid, partition: i32) -> (i32, i32) {
+    let image = broker.image();
+    image
+        .topic_by_id(topic)
+        .and_then(|t| t.partitions.get(partition.max(0) as usize))
+        .map_or((-1, -1), |p| (p.leader, p.leader_epoch))
+}
+
+/// Applies acknowledgement batches to a share-partition; the partition's error code.
+fn acknowledge(
+    broker: &Broker,
+    group: &str,
+    member: &str,
+    topic: Uuid,
+    partition: i32,
+    batches: &[(i64, i64, Vec<i8>)],
+) -> i16 {
+    let log = match share_log(broker, &topic, partition) {
+        Ok(log) => log,
+        Err(code) => return code,
+    };
+    let config = broker.share.config;
+    broker.share.with_partition(
+        (group.to_string(), topic, partition),
+        || start_offset(&log, &config),
+        |sp| {
+            sp.expire_locks(std::time::Instant::now(), &config);
+            for (first, last, types) in batches {
+                if let Err(code) = sp.acknowledge(member, *first, *last, types, &config) {
+                    return code;
+                }
+            }
+            0
+        },
+    )
+}
+
+fn start_offset(log: &PartitionLog, config: &partition::ShareConfig) -> i64 {
+    if config.start_at_earliest {
+        log.state().log_start_offset
+    } else {
+        log.high_watermark()
+    }
+}
+
+/// What one share-partition gave a ShareFetch.
+struct Fetched {
+    error: i16,
+    records: Option<bytes::Bytes>,
+    acquired: Vec<partition::Acquired>,
+}
+
+/// Acquires up to `max` records of one share-partition for `member`.
+fn acquire(
+    broker: &Broker,
+    group: &str,
+    member: &str,
+    topic: Uuid,
+    partition: i32,
+    max: usize,
+    max_bytes: usize,
+) -> Fetched {
+    let log = match share_log(broker, &topic, partition) {
+        Ok(log) => log,
+        Err(error) => {
+            return Fetched {
+                error,
+                records: None,
+                acquired: vec![],
+            }
+        }
+    };
+    let config = broker.share.config;
+    let now = std::time::Instant::now();
+    let key = (group.to_string(), topic, partition);
+    let budget = max_bytes.min(READ_CAP);
+    // The window's end, then the log read without the share lock, then the acquisition.
+    let (end, room) = broker.share.with_partition(
+        key.clone(),
+        || start_offset(&log, &config),
+        |sp| {
+            sp.expire_locks(now, &config);
+            sp.skip_to(log.state().log_start_offset);
+            (sp.end(), sp.has_room(&config))
+        },
+    );
+    let mut spans = Vec::new();
+    if room && end < log.high_watermark() {
+        if let Ok(batches) = log
+            .read(end, budget)
+            .and_then(|r| batch::parse_replicated(&r.records))
+        {
+            spans = batches
+                .iter()
+                .map(|b| {
+                    (
+                        b.base_offset(),
+                        b.base_offset() + b.last_offset_delta as i64,
+                        b.is_control(),
+                    )
+                })
+                .collect();
+        }
+    }
+    let acquired = broker.share.with_partition(
+        key.clone(),
+        || start_offset(&log, &config),
+        |sp| sp.acquire(member, max, &spans, now, &config),
+    );
+    if acquired.is_empty() {
+        return Fetched {
+            error: 0,
+            records: None,
+            acquired,
+        };
+    }
+    // The batches holding each acquired range, up to the byte budget (at least one batch);
+    // the client keeps only the acquired offsets. What does not fit is given back.
+    let mut keep = bytes::BytesMut::new();
+    let mut left = budget;
+    let mut covered = -1i64;
+    'ranges: for a in &acquired {
+        let mut pos = a.first.max(covered + 1);
+        while pos <= a.last {
+            if left == 0 {
+                break 'ranges;
+            }
+            let Ok(batches) = log
+                .read(pos, left)
+                .and_then(|r| batch::parse_replicated(&r.records))
+            else {
+                break 'ranges;
+            };
+            let before = pos;
+            for b in &batches {
+                let (bf, bl) = (
+                    b.base_offset(),
+                    b.base_offset() + b.last_offset_delta as i64,
+                );
+                if bf > a.last {
+                    break;
+                }
+                if bl < pos {
+                    continue;
+                }
+                if b.bytes.len() > left && !keep.is_empty() {
+                    left = 0;
+                    break;
+                }
+                keep.extend_from_slice(&b.bytes);
+                left = left.saturating_sub(b.bytes.len());
+                covered = bl;
+                pos = bl + 1;
+            }
+            if pos == before {
+                break 'ranges;
+            }
+        }
+    }
+    let (sent, unsent): (Vec<partition::Acquired>, Vec<partition::Acquired>) =
+        acquired.into_iter().partition(|a| a.first <= covered);
+    let mut sent = sent;
+    let mut unsent = unsent;
+    if let Some(last) = sent.last_mut() {
+        if last.last > covered {
+            unsent.push(partition::Acquired {
+                first: covered + 1,
+                ..*last
+            });
+            last.last = covered;
+        }
+    }
+    if !unsent.is_empty() {
+        broker.share.with_partition(
+            key,
+            || start_offset(&log, &config),
+            |sp| {
+                for a in &unsent {
+                    sp.give_back(member, a.first, a.last);
+                }
+            },
+        );
+    }
+    Fetched {
+        error: 0,
+        records: Some(keep.freeze()),
+        acquired: sent,
+    }
+}
+
+/// The most a ShareFetch reads from one partition's log at once.
+const READ_CAP: usize = 8 << 20;
+
+type AckBatches = Vec<(i64, i64, Vec<i8>)>;
+
+pub async fn fetch(broker: &Broker, req: ShareFetchRequest, listener: &str) -> ShareFetchResponse {
+    let fail = |code: i16, message: &str| {
+        ShareFetchResponse::default()
+            .with_error_code(code)
+            .with_error_message(Some(str_bytes(message)))
+    };
+    let (Some(group), Some(member)) = (req.group_id.as_ref(), req.member_id.as_ref()) else {
+        return fail(INVALID_REQUEST, "GroupId and MemberId are required.");
+    };
+    let (group, member) = (group.to_string(), member.to_string());
+    if group.is_empty() || member.is_empty() {
+        return fail(INVALID_REQUEST, "GroupId and MemberId are required.");
+    }
+    let asked: Vec<(Uuid, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.topic_id, p.partition_index))
+        })
+        .collect();
+    let forgotten: Vec<(Uuid, i32)> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p)))
+        .collect();
+    // The same topic may come in several entries: their partitions and acks add up.
+    let mut acks: BTreeMap<(Uuid, i32), AckBatches> = BTreeMap::new();
+    for t in &req.topics {
+        for p in t
+            .partitions
+            .iter()
+            .filter(|p| !p.acknowledgement_batches.is_empty())
+        {
+            acks.entry((t.topic_id, p.partition_index))
+                .or_default()
+                .extend(
+                    p.acknowledgement_batches
+                        .iter()
+                        .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone())),
+                );
+        }
+    }
+    if req.share_session_epoch == 0 && !acks.is_empty() {
+        return fail(
+            INVALID_REQUEST,
+            "a ShareFetch opening a session carries no acknowledgements",
+        );
+    }
+    let step = match broker.share.session(
+        &group,
+        &member,
+        req.share_session_epoch,
+        asked.iter().copied(),
+        forgotten.iter().copied(),
+    ) {
+        Ok(step) => step,
+        Err(code) => {
+            return fail(
+                code,
+                "the share session could not be used (see the error code)",
+            )
+        }
+    };
+    let mut ack_codes: BTreeMap<(Uuid, i32), i16> = BTreeMap::new();
+    for ((t, p), batches) in &acks {
+        let code = match ensure_partition(broker, &group, *t, *p).await {
+            0 => acknowledge(broker, &group, &member, *t, *p, batches),
+            code => code,
+        };
+        ack_codes.insert((*t, *p), code);
+    }
+    let mut out: BTreeMap<(Uuid, i32), (Option<Fetched>, Option<i16>)> = ack_codes
+        .iter()
+        .map(|(k, code)| (*k, (None, Some(*code))))
+        .collect();
+    let partitions = match step {
+        SessionStep::Close(parts) => {
+            broker.share.release_member(&group, &member, &parts);
+            return respond(broker, out, listener);
+        }
+        SessionStep::Fetch(parts) => parts,
+    };
+    // A partition whose share-partition cannot be set up now answers its error.
+    let mut ready = BTreeSet::new();
+    for (t, p) in &partitions {
+        match ensure_partition(broker, &group, *t, *p).await {
+            0 => {
+                ready.insert((*t, *p));
+            }
+            error => {
+                out.entry((*t, *p)).or_insert((None, None)).0 = Some(Fetched {
+                    error,
+                    records: None,
+                    acquired: vec![],
+                });
+            }
+        }
+    }
+    let partitions = ready;
+    let max_records = if req.max_records <= 0 {
+        500
+    } else {
+        req.max_records as usize
+    };
+    let max_bytes = if req.max_bytes <= 0 {
+        50 << 20
+    } else {
+        req.max_bytes as usize
+    };
+    let deadline =
+        Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    loop {
+        let mut watchers: Vec<watch::Receiver<i64>> = Vec::new();
+        let mut budget = max_records;
+        let mut got_any = false;
+        for (t, p) in &partitions {
+            if let Ok(log) = share_log(broker, t, *p) {
+                watchers.push(log.subscribe());
+            }
+            let fetched = acquire(broker, &group, &member, *t, *p, budget, max_bytes);
+            budget = budget.saturating_sub(
+                fetched
+                    .acquired
+                    .iter()
+                    .map(|a| (a.last - a.first + 1) as usize)
+                    .sum(),
+            );
+            got_any |= !fetched.acquired.is_empty();
+            if fetched.error != 0 || !fetched.acquired.is_empty() {
+                out.entry((*t, *p)).or_insert((None, None)).0 = Some(fetched);
+            }
+            if budget == 0 {
+                break;
+            }
+        }
+        let now = Instant::now();
+        if got_any || now >= deadline || watchers.is_empty() || !ack_codes.is_empty() {
+            return respond(broker, out, listener);
+        }
+        // Nothing yet: wait for an append, a lock to run out, or the deadline.
+        let changes: Vec<Pin<Box<dyn Future<Output = _> + Send + '_>>> = watchers
+            .iter_mut()
+            .map(|w| Box::pin(w.changed()) as Pin<Box<dyn Future<Output = _> + Send + '_>>)
+            .collect();
+        let until = deadline.min(now + Duration::from_millis(250));
+        let _ = tokio::time::timeout_at(until, select_all(changes)).await;
+    }
+}
+
+fn respond(
+    broker: &Broker,
+    out: BTreeMap<(Uuid, i32), (Option<Fetched>, Option<i16>)>,
+    listener: &str,
+) -> ShareFetchResponse {
+    let mut by_topic: BTreeMap<Uuid, Vec<PartitionData>> = BTreeMap::new();
+    let mut leaders: BTreeSet<i32> = BTreeSet::new();
+    for ((t, p), (fetched, ack)) in out {
+        // Records are never null (librdkafka reads them as an array), and the current
+        // leader is -1/-1 unless it moved.
+        let mut data = PartitionData::default()
+            .with_partition_index(p)
+            .with_acknowledge_error_code(ack.unwrap_or(0))
+            .with_records(Some(bytes::Bytes::new()))
+            .with_current_leader(
+                LeaderIdAndEpoch::default()
+                    .with_leader_id(-1)
+                    .with_leader_epoch(-1),
+            );
+        if let Some(f) = fetched {
+            data = data
+                .with_error_code(f.error)
+                .with_records(Some(f.records.unwrap_or_default()))
+                .with_acquired_records(
+                    f.acquired
+                        .iter()
+                        .map(|a| {
+                            AcquiredRecords::default()
+                                .with_first_offset(a.first)
+                                .with_last_offset(a.last)
+                                .with_delivery_count(a.delivery_count)
+                        })
+                        .collect(),
+                );
+            if f.error == ResponseError::NotLeaderOrFollower.code() {
+                let (leader, epoch) = leader_of(broker, &t, p);
+                leaders.insert(leader);
+                data = data.with_current_leader(
+                    LeaderIdAndEpoch::default()
+                        .with_leader_id(leader)
+                        .with_leader_epoch(epoch),
+                );
+            }
+        }
+        by_topic.entry(t).or_default().push(data);
+    }
+    let image = broker.image();
+    ShareFetchResponse::default()
+        .with_acquisition_lock_timeout_ms(
+            broker
+                .share
+                .config
+                .lock_duration
+                .as_millis()
+                .min(i32::MAX as u128) as i32,
+        )
+        .with_responses(
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    ShareFetchableTopicResponse::default()
+                        .with_topic_id(t)
+                        .with_partitions(ps)
+                })
+                .collect(),
+        )
+        .with_node_endpoints(
+            leaders
+                .into_iter()
+                .filter_map(|id| {
+                    let b = image.brokers.get(&id)?;
+                    let e = super::client_endpoint(b, listener)?;
+                    Some(
+                        NodeEndpoint::default()
+                            .with_node_id(id.into())
+                            .with_host(str_bytes(e.host.clone()))
+                            .with_port(e.port as i32)
+                            .with_rack(b.rack.clone().map(str_bytes)),
+                    )
+                })
+                .collect(),
+        )
+}
+
+pub async fn acknowledge_request(
+    broker: &Broker,
+    req: ShareAcknowledgeRequest,
+) -> ShareAcknowledgeResponse {
+    use share_acknowledge_response::{PartitionData, ShareAcknowledgeTopicResponse};
+    let fail = |code: i16, message: &str| {
+        ShareAcknowledgeResponse::default()
+            .with_error_code(code)
+            .with_error_message(Some(str_bytes(message)))
+    };
+    let (Some(group), Some(member)) = (req.group_id.as_ref(), req.member_id.as_ref()) else {
+        return fail(INVALID_REQUEST, "GroupId and MemberId are required.");
+    };
+    let (group, member) = (group.to_string(), member.to_string());
+    if req.share_session_epoch == 0 {
+        return fail(
+            crate::share::INVALID_SHARE_SESSION_EPOCH,
+            "ShareAcknowledge cannot open a share session",
+        );
+    }
+    let step = match broker
+        .share
+        .session(&group, &member, req.share_session_epoch, [], [])
+    {
+        Ok(step) => step,
+        Err(code) => {
+            return fail(
+                code,
+                "the share session could not be used (see the error code)",
+            )
+        }
+    };
+    let mut responses = Vec::new();
+    for t in &req.topics {
+        let mut partitions = Vec::new();
+        for p in &t.partitions {
+            let batches: AckBatches = p
+                .acknowledgement_batches
+                .iter()
+                .map(|b| (b.first_offset, b.last_offset, b.acknowledge_types.clone()))
+                .collect();
+            let code = match ensure_partition(broker, &group, t.topic_id, p.partition_index).await {
+                0 => acknowledge(
+                    broker,
+                    &group,
+                    &member,
+                    t.topic_id,
+                    p.partition_index,
+                    &batches,
+                ),
+                code => code,
+            };
+            let (leader, epoch) = if code == ResponseError::NotLeaderOrFollower.code() {
+                leader_of(broker, &t.topic_id, p.partition_index)
+            } else {
+                (-1, -1)
+            };
+            partitions.push(
+                PartitionData::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(code)
+                    .with_current_leader(
+                        share_acknowledge_response::LeaderIdAndEpoch::default()
+                            .with_leader_id(leader)
+                            .with_leader_epoch(epoch),
+                    ),
+            );
+        }
+        responses.push(
+            ShareAcknowledgeTopicResponse::default()
+                .with_topic_id(t.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    if let SessionStep::Close(parts) = step {
+        broker.share.release_member(&group, &member, &parts);
+    }
+    ShareAcknowledgeResponse::default().with_responses(responses)
+}
+
+/// The group id a share group's durable starts are committed under: the share group's id
+/// and a NUL, so they never mix with the offsets of a classic or consumer group of the same
+/// name (and are left out of group listings).
+fn state_group(share_group: &str) -> String {
+    format!("{share_group}\u{0}share")
+}
+
+/// The broker leading the `__consumer_offsets` partition of `group` (its coordinator).
+fn coordinator_of(broker: &Broker, group: &str) -> Option<i32> {
+    let image = broker.image();
+    image
+        .topic(crate::group::OFFSETS_TOPIC)
+        .and_then(|t| {
+            t.partitions
+                .get(crate::group::offsets_partition(group) as usize)
+        })
+        .map(|p| p.leader)
+        .filter(|l| *l >= 0)
+}
+
+/// Sends `request` to broker `node` over the inter-broker listener.
+async fn send_to<R: kafka_protocol::protocol::Request>(
+    broker: &Broker,
+    node: i32,
+    request: R,
+    version: i16,
+) -> Option<R::Response> {
+    let addr = broker
+        .image()
+        .brokers
+        .get(&node)
+        .and_then(|b| b.inter_broker_addr())?;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut conn = broker.inter_broker_security.connect(&addr).await?;
+        conn.send(request, version).await
+    })
+    .await
+    .ok()?
+    .ok()
+}
+
+/// The share-partition start the group last made durable (its committed offset for the
+/// partition, at the group's coordinator): Ok(None) if it never did, Err if the coordinator
+/// cannot be asked now.
+async fn durable_start(
+    broker: &Broker,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<i64>, ()> {
+    let group = &state_group(group);
+    let coordinator = coordinator_of(broker, group).ok_or(())?;
+    if coordinator == broker.node_id {
+        coordinator_log(broker, group).map_err(|_| ())?;
+        return Ok(broker
+            .groups
+            .committed(group, topic, partition)
+            .map(|c| c.offset)
+            .filter(|o| *o >= 0));
+    }
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopics,
+    };
+    let request =
+        OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(str_bytes(group)))
+            .with_topics(Some(vec![OffsetFetchRequestTopics::default()
+                .with_name(topic_name(topic))
+                .with_partition_indexes(vec![partition])]))]);
+    let response = send_to(broker, coordinator, request, 8).await.ok_or(())?;
+    let g = response.groups.into_iter().next().ok_or(())?;
+    if g.error_code != 0 {
+        return Err(());
+    }
+    Ok(g.topics
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .find(|p| p.partition_index == partition && p.error_code == 0)
+        .map(|p| p.committed_offset)
+        .filter(|o| *o >= 0))
+}
+
+/// Makes sure this leader has the share-partition of (group, topic, partition): a new one
+/// starts where the group's durable start says, else as `share.auto.offset.reset` says.
+/// An error code when the coordinator cannot be asked (the client fetches again).
+pub(crate) async fn ensure_partition(
+    broker: &Broker,
+    group: &str,
+    topic: Uuid,
+    partition: i32,
+) -> i16 {
+    let key = (group.to_string(), topic, partition);
+    if broker.share.has_partition(&key) {
+        return 0;
+    }
+    let log = match share_log(broker, &topic, partition) {
+        Ok(log) => log,
+        Err(code) => return code,
+    };
+    let Some(name) = broker.image().topic_by_id(&topic).map(|t| t.name.clone()) else {
+        return ResponseError::UnknownTopicId.code();
+    };
+    let start = match durable_start(broker, group, &name, partition).await {
+        Ok(Some(start)) => start.clamp(log.state().log_start_offset, log.high_watermark()),
+        Ok(None) => start_offset(&log, &broker.share.config),
+        Err(()) => return ResponseError::CoordinatorNotAvailable.code(),
+    };
+    broker.share.create_partition(key.clone(), start);
+    broker.share.persisted(&key, start);
+    0
+}
+
+/// Makes the share-partitions' start offsets durable: committed as the share group's
+/// offsets at its coordinator (replicated in `__consumer_offsets`), so a new leader resumes
+/// there (records after it that were in flight are delivered again; none is skipped).
+pub async fn persist_starts(broker: &Broker) {
+    let mut by_group: BTreeMap<String, Vec<(Uuid, i32, i64)>> = BTreeMap::new();
+    for ((group, topic, partition), start) in broker.share.starts_to_persist() {
+        by_group
+            .entry(group)
+            .or_default()
+            .push((topic, partition, start));
+    }
+    for (share_group, starts) in by_group {
+        let group = state_group(&share_group);
+        let image = broker.image();
+        let named: Vec<(String, Uuid, i32, i64)> = starts
+            .into_iter()
+            .filter_map(|(t, p, s)| Some((image.topic_by_id(&t)?.name.clone(), t, p, s)))
+            .collect();
+        let Some(coordinator) = coordinator_of(broker, &group) else {
+            continue;
+        };
+        let ok = if coordinator == broker.node_id {
+            match coordinator_log(broker, &group) {
+                Ok(log) => {
+                    let entries = named
+                        .iter()
+                        .map(|(name, _, p, s)| {
+                            (
+                                name.clone(),
+                                *p,
+                                crate::group::Committed {
+                                    offset: *s,
+                                    leader_epoch: -1,
+                                    metadata: None,
+                                    commit_timestamp: crate::log::now_ms(),
+                                },
+                            )
+                        })
+                        .collect();
+                    super::groups::durable(&log, broker.groups.commit(&log, &group, entries)).await
+                        == 0
+                }
+                Err(_) => false,
+            }
+        } else {
+            use kafka_protocol::messages::offset_commit_request::{
+                OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+            };
+            let mut topics: BTreeMap<&String, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+            for (name, _, p, s) in &named {
+                topics.entry(name).or_default().push(
+                    OffsetCommitRequestPartition::default()
+                        .with_partition_index(*p)
+                        .with_committed_offset(*s)
+                        .with_committed_leader_epoch(-1),
+                );
+            }
+            let request = OffsetCommitRequest::default()
+                .with_group_id(GroupId(str_bytes(group.clone())))
+                .with_generation_id_or_member_epoch(-1)
+                .with_topics(
+                    topics
+                        .into_iter()
+                        .map(|(name, ps)| {
+                            OffsetCommitRequestTopic::default()
+                                .with_name(topic_name(name))
+                                .with_partitions(ps)
+                        })
+                        .collect(),
+                );
+            send_to(broker, coordinator, request, 8)
+                .await
+                .is_some_and(|r| {
+                    r.topics
+                        .iter()
+                        .flat_map(|t| &t.partitions)
+                        .all(|p| p.error_code == 0)
+                })
+        };
+        if ok {
+            for (_, t, p, s) in named {
+                broker.share.persisted(&(share_group.clone(), t, p), s);
+            }
+        } else {
+            tracing::debug!(
+                group,
+                coordinator,
+                "share-partition starts not persisted yet"
+            );
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Share groups (KIP-932, "queues for Kafka"): members of a share group consume a topic
+//! together, each record going to one member at a time, acknowledged one by one, with no
+//! limit on members per partition.
+//!
+//! - [`group`]: membership and assignment, at the group's coordinator (ShareGroupHeartbeat).
+//! - [`partition`]: each share-partition's in-flight records, at the partition's leader
+//!   (ShareFetch, ShareAcknowledge).
+//! - Share sessions: per (group, member), the partitions a member fetches from this broker
+//!   and the epoch its next request must carry.
+//!
+//! The in-flight window is held in the leader's memory; its start offset is committed at the
+//! group's coordinator, and a new leader resumes there (docs/decisions/0022-share-groups.md).
+
+pub mod group;
+pub mod partition;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use uuid::Uuid;
+
+pub use group::{ShareGroups, ShareHeartbeat, ShareHeartbeatOutcome};
+pub use partition::{Acquired, ShareConfig, SharePartition};
+
+pub const SHARE_SESSION_NOT_FOUND: i16 = 122;
+pub const INVALID_SHARE_SESSION_EPOCH: i16 = 123;
+pub const SHARE_SESSION_LIMIT_REACHED: i16 = 133;
+const INVALID_REQUEST: i16 = 42;
+/// Share sessions kept at once (Kafka's `group.share.max.share.sessions`).
+pub const MAX_SESSIONS: usize = 10_000;
+/// Partitions in one share session.
+const MAX_SESSION_PARTITIONS: usize = 10_000;
+
+/// (group, topic id, partition).
+pub type ShareKey = (String, Uuid, i32);
+
+#[derive(Debug)]
+struct Session {
+    next_epoch: i32,
+    partitions: BTreeSet<(Uuid, i32)>,
+    last_used: Instant,
+}
+
+/// What this broker holds for share groups.
+pub struct ShareState {
+    pub config: ShareConfig,
+    pub groups: ShareGroups,
+    partitions: Mutex<HashMap<ShareKey, SharePartition>>,
+    sessions: Mutex<HashMap<(String, String), Session>>,
+}
+
+/// How a request's share session epoch was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionStep {
+    /// The partitions to fetch from.
+    Fetch(BTreeSet<(Uuid, i32)>),
+    /// Epoch -1: the session is closed after this request's acknowledgements.
+    Close(BTreeSet<(Uuid, i32)>),
+}
+
+impl ShareState {
+    pub fn new(config: ShareConfig) -> Self {
+        Self {
+            config,
+            groups: ShareGroups::default(),
+            partitions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a request's share session epoch (0 opens a session, -1 closes it, otherwise
+    /// the next epoch in turn) with the partitions it adds and forgets.
+    pub fn session(
+        &self,
+        group: &str,
+        member: &str,
+        epoch: i32,
+        add: impl IntoIterator<Item = (Uuid, i32)>,
+        forget: impl IntoIterator<Item = (Uuid, i32)>,
+    ) -> Result<SessionStep, i16> {
+        let mut sessions = self.sessions.lock();
+        let key = (group.to_string(), member.to_string());
+        match epoch {
+            0 => {
+                sessions.remove(&key);
+                if sessions.len() >= MAX_SESSIONS {
+                    // Sessions of members gone without closing them make room first.
+                    let now = Instant::now();
+                    let idle = self.config.session_timeout;
+                    sessions.retain(|_, s| now.duration_since(s.last_used) < idle);
+                }
+                if sessions.len() >= MAX_SESSIONS {
+                    return Err(SHARE_SESSION_LIMIT_REACHED);
+                }
+                let s = Session {
+                    next_epoch: 1,
+                    partitions: add.into_iter().take(MAX_SESSION_PARTITIONS + 1).collect(),
+                    last_used: Instant::now(),
+                };
+                if s.partitions.len() > MAX_SESSION_PARTITIONS {
+                    return Err(INVALID_REQUEST);
+                }
+                let parts = s.partitions.clone();
+                sessions.insert(key, s);
+                Ok(SessionStep::Fetch(parts))
+            }
+            -1 => {
+                let s = sessions.remove(&key).ok_or(SHARE_SESSION_NOT_FOUND)?;
+                Ok(SessionStep::Close(s.partitions))
+            }
+            e if e < -1 => Err(INVALID_SHARE_SESSION_EPOCH),
+            e => {
+                let s = sessions.get_mut(&key).ok_or(SHARE_SESSION_NOT_FOUND)?;
+                if s.next_epoch != e {
+                    // The client starts a new session (epoch 0) after this error.
+                    sessions.remove(&key);
+                    return Err(INVALID_SHARE_SESSION_EPOCH);
+                }
+                // Checked before anything changes.
+                let forget: BTreeSet<(Uuid, i32)> = forget.into_iter().collect();
+                let mut next = s.partitions.clone();
+                next.retain(|p| !forget.contains(p));
+                for p in add {
+                    next.insert(p);
+                    if next.len() > MAX_SESSION_PARTITIONS {
+                        return Err(INVALID_REQUEST);
+                    }
+                }
+                s.partitions = next;
+                s.next_epoch = if e == i32::MAX { 1 } else { e + 1 };
+                s.last_used = Instant::now();
+                Ok(SessionStep::Fetch(s.partitions.clone()))
+            }
+        }
+    }
+
+    /// Runs `f` on the share-partition of `key`, created at `start` if it is new.
+    pub fn with_partition<T>(
+        &self,
+        key: ShareKey,
+        start: impl FnOnce() -> i64,
+        f: impl FnOnce(&mut SharePartition) -> T,
+    ) -> T {
+        let mut parts = self.partitions.lock();
+        let sp = parts
+            .entry(key)
+            .or_insert_with(|| SharePartition::new(start()));
+        f(sp)
+    }
+
+    /// Whether this broker has the share-partition of `key`.
+    pub fn has_partition(&self, key: &ShareKey) -> bool {
+        self.partitions.lock().contains_key(key)
+    }
+
+    /// Creates the share-partition of `key` at `start` unless another request did first.
+    pub fn create_partition(&self, key: ShareKey, start: i64) {
+        self.partitions
+            .lock()
+            .entry(key)
+            .or_insert_with(|| SharePartition::new(start));
+    }
+
+    /// The share-partitions whose start moved since it was last made durable:
+    /// (key, start).
+    pub fn starts_to_persist(&self) -> Vec<(ShareKey, i64)> {
+        self.partitions
+            .lock()
+            .iter()
+            .filter(|(_, sp)| sp.persisted() != Some(sp.start()))
+            .map(|(k, sp)| (k.clone(), sp.start()))
+            .collect()
+    }
+
+    /// `start` of `key` is durable.
+    pub fn persisted(&self, key: &ShareKey, start: i64) {
+        if let Some(sp) = self.partitions.lock().get_mut(key) {
+            sp.set_persisted(start);
+        }
+    }
+
+    /// Releases what `member` holds in `partitions` (its session closed).
+    pub fn release_member(&self, group: &str, member: &str, partitions: &BTreeSet<(Uuid, i32)>) {
+        let mut parts = self.partitions.lock();
+        for (t, p) in partitions {
+            if let Some(sp) = parts.get_mut(&(group.to_string(), *t, *p)) {
+                sp.release_member(member, &self.config);
+            }
+        }
+    }
+
+    /// Drops the share-partitions of partitions this broker no longer leads.
+    pub fn retain_partitions(&self, leads: impl Fn(&Uuid, i32) -> bool) {
+        self.partitions.lock().retain(|(_, t, p), _| leads(t, *p));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_epochs_open_step_and_close() {
+        let s = ShareState::new(ShareConfig::default());
+        let t = Uuid::new_v4();
+        assert_eq!(s.session("g", "m", 1, [], []), Err(SHARE_SESSION_NOT_FOUND));
+        assert_eq!(
+            s.session("g", "m", 0, [(t, 0)], []),
+            Ok(SessionStep::Fetch(BTreeSet::from([(t, 0)])))
+        );
+        assert_eq!(
+            s.session("g", "m", 1, [(t, 1)], [(t, 0)]),
+            Ok(SessionStep::Fetch(BTreeSet::from([(t, 1)])))
+        );
+        assert_eq!(
+            s.session("g", "m", -1, [], []),
+            Ok(SessionStep::Close(BTreeSet::from([(t, 1)])))
+        );
+        assert_eq!(s.session("g", "m", 2, [], []), Err(SHARE_SESSION_NOT_FOUND));
+        // A wrong epoch ends the session: the client opens a new one.
+        s.session("g", "m", 0, [(t, 0)], []).expect("open");
+        assert_eq!(
+            s.session("g", "m", 5, [], []),
+            Err(INVALID_SHARE_SESSION_EPOCH)
+        );
+        assert_eq!(s.session("g", "m", 1, [], []), Err(SHARE_SESSION_NOT_FOUND));
+    }
+}

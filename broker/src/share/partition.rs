@@ -1,0 +1,555 @@
+//! One share-partition (KIP-932): what a share group has done with one topic partition's
+//! records. Records from the start offset (SPSO) up to the end offset (SPEO) are in flight:
+//! available, acquired by a member until its lock runs out, acknowledged, or archived.
+//!
+//! ```text
+//!  Available --acquire (delivery count + 1)--> Acquired --accept--> Acknowledged
+//!      ^                                          | release, lock timeout
+//!      +------------------------------------------+  (Archived at the delivery limit)
+//!                                                 +--reject--> Archived
+//! ```
+//!
+//! The start moves past every record that is acknowledged or archived; records below it are
+//! done and never delivered again.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// The share-partition settings (`group.share.*`).
+#[derive(Debug, Clone, Copy)]
+pub struct ShareConfig {
+    /// `group.share.record.lock.duration.ms`.
+    pub lock_duration: Duration,
+    /// `group.share.delivery.count.limit`.
+    pub delivery_count_limit: i16,
+    /// `group.share.partition.max.record.locks`: records in flight per share-partition.
+    pub max_in_flight: i64,
+    /// `group.share.session.timeout.ms`.
+    pub session_timeout: Duration,
+    /// `group.share.heartbeat.interval.ms`.
+    pub heartbeat_interval: Duration,
+    /// Where a new share-partition starts: the log end (`latest`) or start (`earliest`),
+    /// Kafka's `share.auto.offset.reset`.
+    pub start_at_earliest: bool,
+}
+
+impl Default for ShareConfig {
+    fn default() -> Self {
+        Self {
+            lock_duration: Duration::from_secs(30),
+            delivery_count_limit: 5,
+            max_in_flight: 2000,
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(5),
+            start_at_earliest: false,
+        }
+    }
+}
+
+/// Acknowledgement types of ShareFetch and ShareAcknowledge.
+pub const GAP: i8 = 0;
+pub const ACCEPT: i8 = 1;
+pub const RELEASE: i8 = 2;
+pub const REJECT: i8 = 3;
+
+pub const INVALID_REQUEST: i16 = 42;
+pub const INVALID_RECORD_STATE: i16 = 121;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordState {
+    Available,
+    Acquired,
+    Acknowledged,
+    Archived,
+}
+
+#[derive(Debug, Clone)]
+struct InFlight {
+    state: RecordState,
+    delivery_count: i16,
+    owner: Option<String>,
+    lock_until: Option<Instant>,
+}
+
+/// A range of records acquired together, with their delivery count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acquired {
+    pub first: i64,
+    pub last: i64,
+    pub delivery_count: i16,
+}
+
+/// A batch as read from the log: (base offset, last offset, is a control batch).
+pub type BatchSpan = (i64, i64, bool);
+
+#[derive(Debug, Clone)]
+pub struct SharePartition {
+    start: i64,
+    end: i64,
+    records: BTreeMap<i64, InFlight>,
+    /// The start offset last made durable (None: never).
+    persisted: Option<i64>,
+}
+
+impl SharePartition {
+    pub fn new(start: i64) -> Self {
+        Self {
+            start,
+            end: start,
+            records: BTreeMap::new(),
+            persisted: None,
+        }
+    }
+
+    pub fn persisted(&self) -> Option<i64> {
+        self.persisted
+    }
+
+    pub fn set_persisted(&mut self, start: i64) {
+        self.persisted = Some(start);
+    }
+
+    /// The share-partition start offset (every record below it is done).
+    pub fn start(&self) -> i64 {
+        self.start
+    }
+
+    /// The next offset to read from the log.
+    pub fn end(&self) -> i64 {
+        self.end
+    }
+
+    pub fn state_of(&self, offset: i64) -> Option<(RecordState, i16)> {
+        self.records
+            .get(&offset)
+            .map(|r| (r.state, r.delivery_count))
+    }
+
+    /// The log no longer has what the share-partition would read next (retention): start
+    /// again at `log_start`.
+    pub fn skip_to(&mut self, log_start: i64) {
+        if self.end < log_start {
+            self.records.clear();
+            self.start = log_start;
+            self.end = log_start;
+        }
+    }
+
+    /// Whether more records may be taken from the log (the in-flight window has room).
+    pub fn has_room(&self, config: &ShareConfig) -> bool {
+        self.end - self.start < config.max_in_flight
+    }
+
+    fn release(r: &mut InFlight, config: &ShareConfig) {
+        r.owner = None;
+        r.lock_until = None;
+        r.state = if r.delivery_count >= config.delivery_count_limit {
+            RecordState::Archived
+        } else {
+            RecordState::Available
+        };
+    }
+
+    /// Releases records whose acquisition lock ran out.
+    pub fn expire_locks(&mut self, now: Instant, config: &ShareConfig) -> usize {
+        let mut n = 0;
+        for r in self.records.values_mut() {
+            if r.state == RecordState::Acquired && r.lock_until.is_some_and(|t| now >= t) {
+                Self::release(r, config);
+                n += 1;
+            }
+        }
+        self.advance();
+        n
+    }
+
+    /// Acquires for `member` up to `max` records: first those available again (released or
+    /// timed out), then new ones from `batches`, read from the log at [`Self::end`].
+    pub fn acquire(
+        &mut self,
+        member: &str,
+        max: usize,
+        batches: &[BatchSpan],
+        now: Instant,
+        config: &ShareConfig,
+    ) -> Vec<Acquired> {
+        let lock_until = now + config.lock_duration;
+        let mut taken: Vec<(i64, i16)> = Vec::new();
+        for (offset, r) in self.records.iter_mut() {
+            if taken.len() >= max {
+                break;
+            }
+            if r.state == RecordState::Available && r.delivery_count < config.delivery_count_limit {
+                r.state = RecordState::Acquired;
+                r.delivery_count += 1;
+                r.owner = Some(member.to_string());
+                r.lock_until = Some(lock_until);
+                taken.push((*offset, r.delivery_count));
+            }
+        }
+        // New records, batch by batch while the window has room. A batch larger than what is
+        // left of `max` is taken whole into flight, its records past `max` available to the
+        // next fetch.
+        for &(base, last, control) in batches {
+            if taken.len() >= max || !self.has_room(config) {
+                break;
+            }
+            if last < self.end {
+                continue;
+            }
+            // Offsets the log skipped (compaction) and control batches get no entry: they are
+            // never delivered, and the start moves over them.
+            for offset in base.max(self.end)..=last {
+                if control {
+                    continue;
+                }
+                if taken.len() < max {
+                    self.records.insert(
+                        offset,
+                        InFlight {
+                            state: RecordState::Acquired,
+                            delivery_count: 1,
+                            owner: Some(member.to_string()),
+                            lock_until: Some(lock_until),
+                        },
+                    );
+                    taken.push((offset, 1));
+                } else {
+                    self.records.insert(
+                        offset,
+                        InFlight {
+                            state: RecordState::Available,
+                            delivery_count: 0,
+                            owner: None,
+                            lock_until: None,
+                        },
+                    );
+                }
+            }
+            self.end = last + 1;
+        }
+        self.advance();
+        taken.sort_unstable();
+        ranges(&taken)
+    }
+
+    /// Applies `member`'s acknowledgement of [first, last]: one type for the whole range or
+    /// one per offset. Nothing changes unless every record may be acknowledged so.
+    pub fn acknowledge(
+        &mut self,
+        member: &str,
+        first: i64,
+        last: i64,
+        types: &[i8],
+        config: &ShareConfig,
+    ) -> Result<(), i16> {
+        // Offsets never handed out cannot be acknowledged; the range is bounded by what the
+        // log gave (no client-sized loops or allocations).
+        if first < 0 || last < first || last >= self.end || types.is_empty() {
+            return Err(if last >= self.end && first >= 0 && last >= first {
+                INVALID_RECORD_STATE
+            } else {
+                INVALID_REQUEST
+            });
+        }
+        let span = last - first + 1;
+        if types.len() != 1 && types.len() as i64 != span {
+            return Err(INVALID_REQUEST);
+        }
+        if types.iter().any(|t| !(GAP..=REJECT).contains(t)) {
+            return Err(INVALID_REQUEST);
+        }
+        let type_of = |offset: i64| {
+            if types.len() == 1 {
+                types[0]
+            } else {
+                types[(offset - first) as usize]
+            }
+        };
+        // Below the start everything is done: only gaps may be named there.
+        let from = first.max(self.start);
+        let below = (from.min(last + 1) - first) as usize;
+        let gaps_below = if types.len() == 1 {
+            below == 0 || types[0] == GAP
+        } else {
+            types[..below].iter().all(|t| *t == GAP)
+        };
+        if !gaps_below {
+            return Err(INVALID_RECORD_STATE);
+        }
+        for offset in from..=last {
+            let t = type_of(offset);
+            match self.records.get(&offset) {
+                Some(r)
+                    if r.state == RecordState::Acquired && r.owner.as_deref() == Some(member) => {}
+                // A gap the client saw (no record at that offset) that is already done.
+                Some(r) if t == GAP && r.state == RecordState::Archived => {}
+                None if t == GAP => {}
+                _ => return Err(INVALID_RECORD_STATE),
+            }
+        }
+        for offset in from..=last {
+            let t = type_of(offset);
+            if let Some(r) = self.records.get_mut(&offset) {
+                match t {
+                    ACCEPT => {
+                        r.state = RecordState::Acknowledged;
+                        r.owner = None;
+                        r.lock_until = None;
+                    }
+                    RELEASE => Self::release(r, config),
+                    _ => {
+                        r.state = RecordState::Archived;
+                        r.owner = None;
+                        r.lock_until = None;
+                    }
+                }
+            }
+        }
+        self.advance();
+        Ok(())
+    }
+
+    /// Undoes the acquisition of [first, last] by `member` (the records could not be sent):
+    /// available again, their delivery not counted.
+    pub fn give_back(&mut self, member: &str, first: i64, last: i64) {
+        for (_, r) in self.records.range_mut(first..=last) {
+            if r.state == RecordState::Acquired && r.owner.as_deref() == Some(member) {
+                r.state = RecordState::Available;
+                r.owner = None;
+                r.lock_until = None;
+                r.delivery_count = (r.delivery_count - 1).max(0);
+            }
+        }
+    }
+
+    /// Gives back every record `member` holds (its share session closed).
+    pub fn release_member(&mut self, member: &str, config: &ShareConfig) {
+        for r in self.records.values_mut() {
+            if r.state == RecordState::Acquired && r.owner.as_deref() == Some(member) {
+                Self::release(r, config);
+            }
+        }
+        self.advance();
+    }
+
+    /// Moves the start past the records that are done.
+    fn advance(&mut self) {
+        while self.start < self.end {
+            match self.records.first_key_value() {
+                // Offsets with no entry (compaction gaps, control records) are done.
+                Some((&offset, _)) if offset > self.start => self.start = offset,
+                Some((&offset, r))
+                    if matches!(r.state, RecordState::Acknowledged | RecordState::Archived) =>
+                {
+                    self.records.remove(&offset);
+                    self.start = offset + 1;
+                }
+                Some(_) => break,
+                None => self.start = self.end,
+            }
+        }
+    }
+}
+
+/// Consecutive offsets with the same delivery count, as AcquiredRecords ranges.
+fn ranges(taken: &[(i64, i16)]) -> Vec<Acquired> {
+    let mut out: Vec<Acquired> = Vec::new();
+    for &(offset, dc) in taken {
+        match out.last_mut() {
+            Some(a) if a.last + 1 == offset && a.delivery_count == dc => a.last = offset,
+            _ => out.push(Acquired {
+                first: offset,
+                last: offset,
+                delivery_count: dc,
+            }),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ShareConfig {
+        ShareConfig {
+            lock_duration: Duration::from_secs(10),
+            delivery_count_limit: 3,
+            max_in_flight: 100,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn records_go_to_one_member_at_a_time_and_accepted_ones_are_done() {
+        let c = config();
+        let now = Instant::now();
+        let mut sp = SharePartition::new(0);
+        let a = sp.acquire("a", 3, &[(0, 2, false), (3, 5, false)], now, &c);
+        // Whole batches: the second is not started once three records are taken.
+        assert_eq!(
+            a,
+            vec![Acquired {
+                first: 0,
+                last: 2,
+                delivery_count: 1
+            }]
+        );
+        let b = sp.acquire("b", 10, &[(3, 5, false)], now, &c);
+        assert_eq!((b[0].first, b[0].last), (3, 5));
+        // a cannot acknowledge b's records.
+        assert_eq!(
+            sp.acknowledge("a", 3, 3, &[ACCEPT], &c),
+            Err(INVALID_RECORD_STATE)
+        );
+        sp.acknowledge("a", 0, 2, &[ACCEPT], &c).expect("ack");
+        assert_eq!(sp.start(), 3);
+        sp.acknowledge("b", 3, 5, &[ACCEPT, REJECT, ACCEPT], &c)
+            .expect("ack");
+        assert_eq!(sp.start(), 6);
+        // Done records are never delivered again.
+        assert!(sp.acquire("a", 10, &[], now, &c).is_empty());
+    }
+
+    #[test]
+    fn released_and_timed_out_records_come_back_until_the_delivery_limit() {
+        let c = config();
+        let t0 = Instant::now();
+        let mut sp = SharePartition::new(10);
+        sp.acquire("a", 10, &[(10, 11, false)], t0, &c);
+        sp.acknowledge("a", 10, 10, &[RELEASE], &c)
+            .expect("release");
+        // 10 is available again (delivery 2); 11 is still a's until its lock runs out.
+        let again = sp.acquire("b", 10, &[], t0, &c);
+        assert_eq!(
+            again,
+            vec![Acquired {
+                first: 10,
+                last: 10,
+                delivery_count: 2
+            }]
+        );
+        assert_eq!(sp.expire_locks(t0 + Duration::from_secs(11), &c), 2);
+        let third = sp.acquire("c", 10, &[], t0 + Duration::from_secs(11), &c);
+        assert_eq!(
+            third.iter().map(|a| a.delivery_count).collect::<Vec<_>>(),
+            [3, 2]
+        );
+        // At the limit (3), a release archives the record instead.
+        sp.acknowledge("c", 10, 10, &[RELEASE], &c)
+            .expect("release");
+        assert_eq!(sp.state_of(10), None, "archived and below the start");
+        assert_eq!(sp.start(), 11);
+        // A rejected record is not delivered again either.
+        sp.acknowledge("c", 11, 11, &[REJECT], &c).expect("reject");
+        assert_eq!(sp.start(), 12);
+        assert!(sp
+            .acquire("a", 10, &[], t0 + Duration::from_secs(30), &c)
+            .is_empty());
+    }
+
+    #[test]
+    fn control_batches_and_compacted_gaps_are_skipped_and_bad_acks_change_nothing() {
+        let c = config();
+        let now = Instant::now();
+        let mut sp = SharePartition::new(0);
+        let got = sp.acquire(
+            "a",
+            10,
+            &[(0, 1, false), (2, 2, true), (5, 6, false)],
+            now,
+            &c,
+        );
+        assert_eq!(
+            got.iter().map(|a| (a.first, a.last)).collect::<Vec<_>>(),
+            [(0, 1), (5, 6)]
+        );
+        assert_eq!(sp.end(), 7);
+        // Type lists of the wrong length, unknown types and offsets not held are refused
+        // whole: nothing was applied.
+        assert_eq!(
+            sp.acknowledge("a", 0, 1, &[ACCEPT, ACCEPT, ACCEPT], &c),
+            Err(INVALID_REQUEST)
+        );
+        assert_eq!(sp.acknowledge("a", 0, 1, &[9], &c), Err(INVALID_REQUEST));
+        assert_eq!(
+            sp.acknowledge("a", 0, 5, &[ACCEPT], &c),
+            Err(INVALID_RECORD_STATE)
+        );
+        assert_eq!(sp.state_of(0).map(|s| s.0), Some(RecordState::Acquired));
+        sp.acknowledge("a", 0, 1, &[ACCEPT], &c).expect("ack");
+        sp.acknowledge("a", 3, 4, &[GAP], &c).expect("gap");
+        sp.acknowledge("a", 5, 6, &[ACCEPT], &c).expect("ack");
+        assert_eq!(sp.start(), 7);
+        // Ranges a client makes up: negative, reversed, past what was handed out, or huge
+        // below the start, are refused at once (no loop over them).
+        assert_eq!(sp.acknowledge("a", -5, 1, &[GAP], &c), Err(INVALID_REQUEST));
+        assert_eq!(sp.acknowledge("a", 3, 2, &[GAP], &c), Err(INVALID_REQUEST));
+        assert_eq!(
+            sp.acknowledge("a", 0, i64::MAX, &[GAP], &c),
+            Err(INVALID_RECORD_STATE)
+        );
+        assert_eq!(
+            sp.acknowledge("a", 7, 7, &[ACCEPT], &c),
+            Err(INVALID_RECORD_STATE)
+        );
+        // Gaps named below the start are fine; anything else there is not.
+        sp.acknowledge("a", 0, 6, &[GAP], &c)
+            .expect("gaps below the start");
+        sp.acknowledge("a", 0, 3, &[GAP, GAP, GAP, GAP], &c)
+            .expect("per-offset gaps wholly below the start");
+        assert_eq!(
+            sp.acknowledge("a", 0, 0, &[ACCEPT], &c),
+            Err(INVALID_RECORD_STATE)
+        );
+    }
+
+    #[test]
+    fn the_in_flight_window_is_bounded_and_a_closed_session_gives_records_back() {
+        let c = ShareConfig {
+            max_in_flight: 4,
+            ..config()
+        };
+        let now = Instant::now();
+        let mut sp = SharePartition::new(0);
+        let got = sp.acquire(
+            "a",
+            100,
+            &[(0, 2, false), (3, 5, false), (6, 8, false)],
+            now,
+            &c,
+        );
+        // The second batch started inside the window; the third did not.
+        assert_eq!(got.last().map(|a| a.last), Some(5));
+        assert!(!sp.has_room(&c));
+        // A batch larger than the fetch's share: the rest is available to the next fetch.
+        let mut big = SharePartition::new(0);
+        let first = big.acquire("a", 2, &[(0, 4, false)], now, &c);
+        assert_eq!((first[0].first, first[0].last), (0, 1));
+        let rest = big.acquire("b", 10, &[], now, &c);
+        assert_eq!(
+            (rest[0].first, rest[0].last, rest[0].delivery_count),
+            (2, 4, 1)
+        );
+        sp.release_member("a", &c);
+        let back = sp.acquire("b", 100, &[], now, &c);
+        assert_eq!(
+            (back[0].first, back[0].last, back[0].delivery_count),
+            (0, 5, 2)
+        );
+        // Records that could not be sent go back with their delivery uncounted.
+        let mut sp2 = SharePartition::new(0);
+        sp2.acquire("a", 10, &[(0, 3, false)], now, &c);
+        sp2.give_back("a", 2, 3);
+        let again = sp2.acquire("b", 10, &[], now, &c);
+        assert_eq!(
+            (again[0].first, again[0].last, again[0].delivery_count),
+            (2, 3, 1)
+        );
+        // Retention passed the share-partition: it starts again at the log start.
+        let mut behind = SharePartition::new(0);
+        behind.skip_to(50);
+        assert_eq!((behind.start(), behind.end()), (50, 50));
+    }
+}

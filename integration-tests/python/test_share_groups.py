@@ -1,0 +1,202 @@
+"""Share groups (KIP-932, queues for Kafka) with librdkafka's share consumer
+(confluent-kafka's ShareConsumer): more consumers than partitions all get work, each record
+goes to one consumer at a time, an unacknowledged record comes back when its lock runs out,
+a rejected one never does, and one released too often is archived."""
+
+import time
+import uuid
+
+import pytest
+from confluent_kafka import AcknowledgeType, Producer, ShareConsumer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import Broker, wait_until
+
+
+@pytest.fixture(scope="module")
+def sbroker(tmp_path_factory):
+    b = Broker(tmp_path_factory.mktemp("strom-share") / "data",
+               extra_args=["--share-auto-offset-reset", "earliest",
+                           "--group-share-heartbeat-interval-ms", "500",
+                           "--group-share-record-lock-duration-ms", "2000",
+                           "--group-share-delivery-count-limit", "3"]).start()
+    yield b
+    b.stop()
+
+
+def make_topic(b, partitions, n):
+    name = f"queue-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(10)
+    p = Producer({"bootstrap.servers": b.bootstrap, "linger.ms": 5})
+    for i in range(n):
+        p.produce(name, key=b"k%d" % i, value=b"v%d" % i, partition=i % partitions)
+    assert p.flush(30) == 0
+    return name
+
+
+def share_consumer(b, group, **conf):
+    c = ShareConsumer({"bootstrap.servers": b.bootstrap, "group.id": group,
+                       "max.poll.records": 10, **conf})
+    return c
+
+
+def test_more_consumers_than_partitions_all_get_work_and_each_record_once(sbroker):
+    topic = make_topic(sbroker, 2, 300)
+    group = f"share-{uuid.uuid4().hex[:6]}"
+    consumers = [share_consumer(sbroker, group) for _ in range(3)]
+    for c in consumers:
+        c.subscribe([topic])
+    got = {i: [] for i in range(3)}
+
+    def everything():
+        for i, c in enumerate(consumers):
+            for m in c.poll(0.2):
+                assert m.error() is None, m.error()
+                got[i].append((m.partition(), m.offset(), m.delivery_count()))
+            time.sleep(0.02)  # a slow worker: the queue spreads over all three
+        return sum(map(len, got.values())) >= 300
+    wait_until(everything, timeout=90, what="all 300 records delivered")
+    records = [(p, o) for v in got.values() for p, o, _ in v]
+    assert len(records) == len(set(records)) == 300, "a record went to two consumers"
+    assert all(dc == 1 for v in got.values() for _, _, dc in v)
+    assert all(len(v) > 0 for v in got.values()), {i: len(v) for i, v in got.items()}
+    # ListGroups v5 lists it as a share group (kafka-python's admin client).
+    from kafka import KafkaAdminClient
+    admin = KafkaAdminClient(bootstrap_servers=sbroker.bootstrap)
+    listed = admin.list_groups(types_filter=["share"])
+    names = [x[0] if isinstance(x, tuple) else x["group_id"] for x in listed]
+    assert group in names, listed
+    assert group not in [x[0] if isinstance(x, tuple) else x["group_id"]
+                         for x in admin.list_groups(types_filter=["consumer"])]
+    admin.close()
+    for c in consumers:
+        c.close()
+
+
+def test_an_unacknowledged_record_comes_back_when_its_lock_runs_out(sbroker):
+    topic = make_topic(sbroker, 1, 5)
+    group = f"share-lock-{uuid.uuid4().hex[:6]}"
+    holder = share_consumer(sbroker, group, **{"share.acknowledgement.mode": "explicit"})
+    holder.subscribe([topic])
+    held = []
+    wait_until(lambda: held.extend(m for m in holder.poll(0.5) if m.error() is None) or held,
+               timeout=30, what="the first consumer to acquire records")
+    # It never acknowledges: after the 2 s lock, another consumer gets the same records,
+    # delivered for the second time.
+    other = share_consumer(sbroker, group)
+    other.subscribe([topic])
+    again = []
+    wait_until(lambda: again.extend(m for m in other.poll(0.5) if m.error() is None)
+               or len(again) >= len(held), timeout=30, what="the records redelivered")
+    assert sorted(m.offset() for m in again[:len(held)]) == sorted(m.offset() for m in held)
+    assert all(m.delivery_count() == 2 for m in again[:len(held)])
+    other.close()
+    holder.close()
+
+
+def test_rejected_records_are_never_redelivered_and_released_ones_stop_at_the_limit(sbroker):
+    topic = make_topic(sbroker, 1, 4)
+    group = f"share-ack-{uuid.uuid4().hex[:6]}"
+    c = share_consumer(sbroker, group, **{"share.acknowledgement.mode": "explicit"})
+    c.subscribe([topic])
+    deliveries = {}
+
+    def poll_and_ack():
+        for m in c.poll(0.5):
+            if m.error():
+                continue
+            deliveries.setdefault(m.offset(), []).append(m.delivery_count())
+            # 0: accepted, 1: rejected, 2 and 3: released every time.
+            kind = {0: AcknowledgeType.ACCEPT, 1: AcknowledgeType.REJECT}.get(
+                m.offset(), AcknowledgeType.RELEASE)
+            c.acknowledge(m, kind)
+        c.commit_sync(10)
+        # Released records come back until their third delivery, then are archived.
+        return deliveries.get(2, []) == [1, 2, 3] and deliveries.get(3, []) == [1, 2, 3]
+    wait_until(poll_and_ack, timeout=60, what="released records delivered three times")
+    # Nothing comes back any more: 0 accepted, 1 rejected, 2 and 3 archived at the limit.
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        for m in c.poll(0.5):
+            if m.error() is None:
+                deliveries.setdefault(m.offset(), []).append(m.delivery_count())
+                c.acknowledge(m, AcknowledgeType.ACCEPT)
+        c.commit_sync(10)
+    assert deliveries == {0: [1], 1: [1], 2: [1, 2, 3], 3: [1, 2, 3]}, deliveries
+    c.close()
+
+
+def test_a_new_record_after_the_group_drained_goes_to_someone(sbroker):
+    topic = make_topic(sbroker, 1, 0)
+    group = f"share-late-{uuid.uuid4().hex[:6]}"
+    consumers = [share_consumer(sbroker, group) for _ in range(2)]
+    for c in consumers:
+        c.subscribe([topic])
+    for c in consumers:
+        c.poll(0.5)
+    p = Producer({"bootstrap.servers": sbroker.bootstrap})
+    p.produce(topic, b"late")
+    p.flush(10)
+    got = []
+    wait_until(lambda: [got.extend(m for m in c.poll(0.3) if m.error() is None)
+                        for c in consumers] and got, timeout=30, what="the late record")
+    assert [m.value() for m in got] == [b"late"]
+    for c in consumers:
+        c.close()
+
+
+def test_a_new_partition_leader_resumes_where_the_group_was(tmp_path):
+    """The share-partition start is made durable at the group's coordinator: after the
+    partition's leader is killed, the new leader resumes there. With the default
+    share.auto.offset.reset (latest), records produced before the consumer reaches the new
+    leader are not skipped, and acknowledged ones are not delivered again."""
+    from conftest import Cluster
+    c = Cluster(tmp_path, broker_args=["--broker-heartbeat-interval-ms", "250",
+                                       "--replica-lag-time-max-ms", "3000",
+                                       "--group-share-heartbeat-interval-ms", "500"]).start()
+    consumer = None
+    try:
+        topic = f"queue-fo-{uuid.uuid4().hex[:6]}"
+        admin = AdminClient({"bootstrap.servers": c.bootstrap})
+        admin.create_topics([NewTopic(topic, 1, 3)])[topic].result(20)
+        group = f"share-fo-{uuid.uuid4().hex[:6]}"
+        consumer = ShareConsumer({"bootstrap.servers": c.bootstrap, "group.id": group})
+        consumer.subscribe([topic])
+        got = []
+
+        def poll_until(n):
+            def done():
+                got.extend(m.offset() for m in consumer.poll(0.3) if m.error() is None)
+                return len(set(got)) >= n
+            return done
+        # The share-partition exists (at the log end) before anything is produced.
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            consumer.poll(0.3)
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all"})
+        for i in range(100):
+            p.produce(topic, b"before-%d" % i)
+        assert p.flush(30) == 0
+        wait_until(poll_until(100), timeout=60, what="the first 100 records")
+        end = time.monotonic() + 2  # acknowledged (next polls) and made durable
+        while time.monotonic() < end:
+            got.extend(m.offset() for m in consumer.poll(0.3) if m.error() is None)
+        # The consumer goes (its fetcher would otherwise reach the new leader at once); the
+        # leader dies; records are produced; only then does a consumer come back.
+        consumer.close()
+        consumer = None
+        leader = admin.list_topics(topic, timeout=10).topics[topic].partitions[0].leader
+        c.brokers[leader - 1].kill9()
+        for i in range(100):
+            p.produce(topic, b"after-%d" % i)
+        assert p.flush(60) == 0
+        consumer = ShareConsumer({"bootstrap.servers": c.bootstrap, "group.id": group})
+        consumer.subscribe([topic])
+        wait_until(poll_until(200), timeout=90, what="the 100 records produced after the kill")
+        assert sorted(set(got)) == list(range(200))
+        assert len(got) == 200, "acknowledged records were delivered again"
+    finally:
+        if consumer is not None:
+            consumer.close()
+        c.stop()
