@@ -178,6 +178,19 @@ pub struct BrokerConfig {
     )]
     pub group_consumer_heartbeat_interval_ms: u64,
 
+    /// Which conversions between classic and consumer-protocol groups happen online
+    /// (group.consumer.migration.policy): `bidirectional` (the default), `upgrade` (a classic
+    /// group becomes a consumer group at its first consumer-protocol member), `downgrade` (a
+    /// consumer group whose last consumer-protocol member left becomes classic again), or
+    /// `disabled`.
+    #[arg(
+        long,
+        env = "STROM_GROUP_CONSUMER_MIGRATION_POLICY",
+        default_value = "bidirectional",
+        value_parser = migration_policy
+    )]
+    pub group_consumer_migration_policy: crate::group::MigrationPolicy,
+
     /// Incremental fetch sessions (KIP-227) kept at once
     /// (max.incremental.fetch.session.cache.slots); 0 turns them off.
     #[arg(
@@ -1002,6 +1015,12 @@ impl BrokerConfig {
             None => Ok((self.kafka_listen.ip().to_string(), self.kafka_listen.port())),
         }
     }
+}
+
+/// `--group-consumer-migration-policy`: Kafka's values, in any case.
+fn migration_policy(s: &str) -> Result<crate::group::MigrationPolicy, String> {
+    crate::group::MigrationPolicy::parse(s)
+        .ok_or_else(|| format!("{s:?} is not one of disabled, upgrade, downgrade, bidirectional"))
 }
 
 #[cfg(test)]

@@ -404,6 +404,7 @@ impl Broker {
         let consumer_groups = group::ConsumerGroupConfig {
             session_timeout: Duration::from_millis(config.group_consumer_session_timeout_ms),
             heartbeat_interval: Duration::from_millis(config.group_consumer_heartbeat_interval_ms),
+            migration: config.group_consumer_migration_policy,
         };
         let config_quota_window = (
             config.quota_window_num,

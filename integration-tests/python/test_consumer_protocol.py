@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import Cluster, wait_until
+from conftest import Broker, Cluster, wait_until
 
 # A member in its own process (so it can be killed): it prints what the group gives and
 # takes, every record it gets, and every record whose offset it committed.
@@ -359,3 +359,88 @@ def test_a_rolling_upgrade_from_the_classic_protocol_with_both_kinds_in_one_grou
     finally:
         for m in everyone:
             m.proc.kill()
+
+
+def test_a_rollback_to_the_classic_protocol_makes_the_group_classic_again(cluster3):
+    """The way back (KIP-848's online downgrade, group.consumer.migration.policy
+    bidirectional): members restarted one by one with group.protocol=classic. While a
+    consumer-protocol member is left the group stays a consumer group; when it leaves, the
+    classic members are a classic group again, which rebalances by JoinGroup/SyncGroup as
+    before the upgrade, and no record is committed twice."""
+    topic = make_topic(cluster3, 4)
+    group = f"kip848-downgrade-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient({"bootstrap.servers": cluster3.bootstrap})
+    produce(cluster3, topic, 0, 200, 4)
+    a = Member(cluster3.bootstrap, group, topic, protocol="consumer")
+    b = Member(cluster3.bootstrap, group, topic, protocol="consumer")
+    everyone = [a, b]
+    try:
+        wait_until(lambda: sorted(len(m.assignment()) for m in (a, b)) == [2, 2],
+                   timeout=60, what="two consumer members with two partitions each")
+
+        # Restart b with the classic protocol: it joins the consumer group as a classic member.
+        b.close()
+        b2 = Member(cluster3.bootstrap, group, topic, protocol="classic")
+        everyone.append(b2)
+        wait_until(lambda: sorted(len(m.assignment()) for m in (a, b2)) == [2, 2],
+                   timeout=60, what="a consumer member and a classic member, two each")
+        assert admin.describe_consumer_groups([group])[group].result(20).type.name == "CONSUMER"
+        produce(cluster3, topic, 200, 200, 4)
+
+        # Then a: the last consumer-protocol member leaves and the group is classic again.
+        a.close()
+        wait_until(lambda: admin.describe_consumer_groups([group])[group].result(20)
+                   .type.name == "CLASSIC", timeout=30, what="the group classic again")
+        wait_until(lambda: len(b2.assignment()) == 4, timeout=60, what="b2 alone with four")
+        a2 = Member(cluster3.bootstrap, group, topic, protocol="classic")
+        everyone.append(a2)
+        wait_until(lambda: sorted(len(m.assignment()) for m in (a2, b2)) == [2, 2],
+                   timeout=60, what="two classic members, two each")
+        assert not a2.assignment() & b2.assignment()
+        desc = admin.describe_consumer_groups([group])[group].result(20)
+        assert desc.type.name == "CLASSIC", desc
+        # A classic group's description: the assignor the members chose, both members.
+        assert desc.partition_assignor == "cooperative-sticky", desc
+        assert len(desc.members) == 2, desc
+        listed = admin.list_consumer_groups().result(20)
+        assert any(g.group_id == group and g.type.name == "CLASSIC" for g in listed.valid)
+        produce(cluster3, topic, 400, 200, 4)
+
+        def all_got():
+            return len({r for m in everyone for r in m.records("got")}) == 600
+        wait_until(all_got, timeout=90, what="all 600 records consumed")
+        committed = [r for m in everyone for r in m.records("committed")]
+        assert len(committed) == len(set(committed)), "a record was committed twice"
+    finally:
+        for m in everyone:
+            m.proc.kill()
+
+
+def test_the_migration_policy_can_keep_a_classic_group_classic(tmp_path):
+    """group.consumer.migration.policy=downgrade (from server.properties' name as a flag):
+    a consumer-protocol member cannot upgrade a classic group with members; it gets no
+    partitions and the classic members keep theirs."""
+    b = Broker(tmp_path / "b", extra_args=["--group-consumer-migration-policy", "DOWNGRADE",
+                                            "--group-consumer-heartbeat-interval-ms", "500"])
+    b.start()
+    try:
+        a = AdminClient({"bootstrap.servers": b.bootstrap})
+        topic = "policy-t"
+        a.create_topics([NewTopic(topic, 2, 1)])[topic].result(20)
+        group = "policy-g"
+        classic = Member(b.bootstrap, group, topic, protocol="classic")
+        newer = None
+        try:
+            wait_until(lambda: len(classic.assignment()) == 2, timeout=60,
+                       what="the classic member with both partitions")
+            newer = Member(b.bootstrap, group, topic, protocol="consumer")
+            time.sleep(5)
+            assert newer.assignment() == set(), newer.events
+            assert classic.assignment() == {0, 1}
+            assert a.describe_consumer_groups([group])[group].result(20).type.name == "CLASSIC"
+        finally:
+            classic.proc.kill()
+            if newer:
+                newer.proc.kill()
+    finally:
+        b.stop()

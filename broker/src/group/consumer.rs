@@ -72,11 +72,13 @@ impl TopicSource for NoTopics {
 }
 
 /// Timing of consumer groups (`group.consumer.session.timeout.ms`,
-/// `group.consumer.heartbeat.interval.ms`).
+/// `group.consumer.heartbeat.interval.ms`) and which conversions between the two protocols'
+/// groups are allowed (`group.consumer.migration.policy`).
 #[derive(Debug, Clone, Copy)]
 pub struct ConsumerGroupConfig {
     pub session_timeout: Duration,
     pub heartbeat_interval: Duration,
+    pub migration: MigrationPolicy,
 }
 
 impl Default for ConsumerGroupConfig {
@@ -84,7 +86,42 @@ impl Default for ConsumerGroupConfig {
         Self {
             session_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(5),
+            migration: MigrationPolicy::Bidirectional,
         }
+    }
+}
+
+/// Kafka's `group.consumer.migration.policy` (KIP-848 online migration): whether a classic
+/// group with members becomes a consumer group at its first consumer-protocol member
+/// (upgrade), and whether a consumer group whose last consumer-protocol member leaves
+/// becomes a classic group again (downgrade).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationPolicy {
+    Disabled,
+    Upgrade,
+    Downgrade,
+    Bidirectional,
+}
+
+impl MigrationPolicy {
+    /// The policy a setting names, in any case (Kafka's values are `disabled`, `upgrade`,
+    /// `downgrade` and `bidirectional`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "disabled" => Some(Self::Disabled),
+            "upgrade" => Some(Self::Upgrade),
+            "downgrade" => Some(Self::Downgrade),
+            "bidirectional" => Some(Self::Bidirectional),
+            _ => None,
+        }
+    }
+
+    pub fn allows_upgrade(self) -> bool {
+        matches!(self, Self::Upgrade | Self::Bidirectional)
+    }
+
+    pub fn allows_downgrade(self) -> bool {
+        matches!(self, Self::Downgrade | Self::Bidirectional)
     }
 }
 
@@ -164,7 +201,8 @@ pub struct ClassicJoin {
     pub require_known_member_id: bool,
 }
 
-/// A member of a classic group that is being converted to a consumer group.
+/// A member of a group converted between the protocols: of a classic group becoming a
+/// consumer group, or of a consumer group becoming classic again.
 #[derive(Debug, Clone)]
 pub(super) struct ClassicSeed {
     pub member_id: String,
@@ -957,8 +995,13 @@ impl ConsumerGroup {
     }
 
     /// Removes members whose session lapsed and members that did not give partitions up
-    /// within their rebalance timeout.
-    pub(super) fn expire(&mut self, group_id: &str, config: &ConsumerGroupConfig, now: Instant) {
+    /// within their rebalance timeout; true if a removed one spoke the consumer protocol.
+    pub(super) fn expire(
+        &mut self,
+        group_id: &str,
+        config: &ConsumerGroupConfig,
+        now: Instant,
+    ) -> bool {
         let gone: Vec<(String, &'static str)> = self
             .members
             .iter()
@@ -975,9 +1018,12 @@ impl ConsumerGroup {
                 }
             })
             .collect();
+        let mut consumer_member_gone = false;
         for (id, why) in gone {
+            consumer_member_gone |= self.members.get(&id).is_some_and(|m| m.classic.is_none());
             self.remove_member(group_id, &id, why);
         }
+        consumer_member_gone
     }
 
     pub(super) fn view(&self) -> ConsumerGroupView {
@@ -1077,6 +1123,49 @@ impl ConsumerGroup {
             "classic group converted to a consumer group"
         );
         Some(g)
+    }
+
+    /// The group's members as a classic group would hold them, when every one of them speaks
+    /// the classic protocol (its last consumer-protocol member has gone): the group epoch,
+    /// to become the classic generation, and each member with its protocols and current
+    /// assignment in the classic encoding. None while the group is empty or has a
+    /// consumer-protocol member (a static one away for now included).
+    pub(super) fn to_classic(&self) -> Option<(i32, Vec<ClassicSeed>)> {
+        if self.members.is_empty() || self.members.values().any(|m| m.classic.is_none()) {
+            return None;
+        }
+        let names: BTreeMap<Uuid, String> = self
+            .topics
+            .iter()
+            .map(|(n, (id, _))| (*id, n.clone()))
+            .collect();
+        let seeds = self
+            .members
+            .iter()
+            .filter_map(|(id, m)| {
+                let classic = m.classic.as_ref()?;
+                let protocols: Vec<(String, Bytes)> = classic
+                    .protocols
+                    .iter()
+                    .map(|(n, meta)| (n.clone(), Bytes::from(meta.clone())))
+                    .collect();
+                Some(ClassicSeed {
+                    member_id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    host: m.host.clone(),
+                    session_timeout: Duration::from_millis(classic.session_timeout_ms),
+                    rebalance_timeout: m.rebalance_timeout,
+                    subscription: protocols
+                        .first()
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default(),
+                    protocols,
+                    assignment: encode_assignment(&m.assigned, &names),
+                })
+            })
+            .collect();
+        Some((self.epoch, seeds))
     }
 
     /// A JoinGroup from a classic member: its subscription and the partitions it still owns

@@ -283,6 +283,7 @@ fn silent_members_expire_and_members_that_keep_partitions_too_long_are_fenced() 
     let config = ConsumerGroupConfig {
         session_timeout: Duration::from_secs(10),
         heartbeat_interval: Duration::from_secs(1),
+        ..Default::default()
     };
     let c = GroupCoordinator::new(Duration::ZERO).with_consumer_config(config);
     let t = Topics::new(&[("t", 4)]);
@@ -312,6 +313,7 @@ fn silent_members_expire_and_members_that_keep_partitions_too_long_are_fenced() 
     let c2 = GroupCoordinator::new(Duration::ZERO).with_consumer_config(ConsumerGroupConfig {
         session_timeout: Duration::from_secs(600),
         heartbeat_interval: Duration::from_secs(1),
+        ..Default::default()
     });
     let mut a = Client::new("a", &["t"]);
     a.heartbeat(&c2, &t);
@@ -656,12 +658,10 @@ fn partitions_of_assignment(bytes: &bytes::Bytes) -> Vec<i32> {
         .collect()
 }
 
-#[test]
-fn a_classic_group_upgrades_online_and_its_classic_member_gives_partitions_up_by_rejoining() {
-    let c = GroupCoordinator::new(Duration::ZERO);
-    let t = Topics::new(&[("t", 4)]);
-    // A classic group with one member owning all four partitions.
-    let joined = classic_join(&c, &t, "", &[]);
+/// A stable classic group "g" with one member owning all four partitions of "t": its member
+/// id and generation.
+fn classic_group_owning_all(c: &GroupCoordinator, t: &Topics) -> (String, i32) {
+    let joined = classic_join(c, t, "", &[]);
     assert_eq!(joined.error, 0);
     let classic = joined.member_id.clone();
     let all = {
@@ -688,6 +688,14 @@ fn a_classic_group_upgrades_online_and_its_classic_member_gives_partitions_up_by
     let (generation, _) = synced.store.expect("leader's assignment to store");
     c.stored("g", generation, true, 0);
     assert_eq!(c.describe("g").expect("group").state, "Stable");
+    (classic, generation)
+}
+
+#[test]
+fn a_classic_group_upgrades_online_and_its_classic_member_gives_partitions_up_by_rejoining() {
+    let c = GroupCoordinator::new(Duration::ZERO);
+    let t = Topics::new(&[("t", 4)]);
+    let (classic, generation) = classic_group_owning_all(&c, &t);
 
     // A consumer-protocol member joins: the group converts; the classic member keeps its
     // epoch (its generation) and its partitions until it rejoins.
@@ -785,4 +793,124 @@ fn each_member_regex_is_matched_with_what_its_own_heartbeat_may_see() {
     c.consumer_heartbeat(req, &limited);
     assert!(!resolved("a").contains("rx-secret"), "{:?}", resolved("a"));
     assert!(resolved("b").contains("rx-secret"), "{:?}", resolved("b"));
+}
+
+#[test]
+fn a_consumer_group_left_with_classic_members_only_is_classic_again() {
+    let c = GroupCoordinator::new(Duration::ZERO);
+    let t = Topics::new(&[("t", 4)]);
+    let (classic, _) = classic_group_owning_all(&c, &t);
+    let mut new = Client::new("new", &["t"]);
+    assert_eq!(new.heartbeat(&c, &t).error, 0);
+    assert_eq!(c.group_type("g"), "consumer");
+    let epoch = c.describe_consumer_group("g").expect("group").epoch;
+    // The consumer-protocol member leaves: the classic member is alone, so the group is a
+    // classic group again, at the group epoch, preparing a rebalance.
+    let out = c.consumer_heartbeat(
+        Heartbeat {
+            member_epoch: -1,
+            ..new.request()
+        },
+        &t,
+    );
+    assert_eq!(out.error, 0, "{:?}", out.message);
+    assert_eq!(c.group_type("g"), "classic");
+    let d = c.describe("g").expect("classic group");
+    // Its generation is the group epoch the leave moved to.
+    assert_eq!(d.state, "PreparingRebalance");
+    assert!(d.generation > epoch, "{} after {epoch}", d.generation);
+    let epoch = d.generation;
+    assert_eq!(d.members.len(), 1);
+    // It still shows what the member owns until the rebalance ends.
+    assert_eq!(partitions_of_assignment(&d.members[0].5), vec![0, 1, 2, 3]);
+    assert!(c
+        .consumer_writes()
+        .iter()
+        .any(|(g, r)| g == "g" && r.is_none()));
+    // The member learns it from its heartbeat, rejoins, leads and assigns.
+    assert_eq!(c.heartbeat("g", epoch, &classic, None), 27);
+    let j = classic_join(&c, &t, &classic, &[("t", vec![0, 1, 2, 3])]);
+    assert_eq!(j.error, 0);
+    assert_eq!(
+        (j.generation, j.leader.as_str()),
+        (epoch + 1, classic.as_str())
+    );
+    assert_eq!(
+        j.members.len(),
+        1,
+        "the leader gets the members' subscriptions"
+    );
+    let s = c.sync("g", j.generation, &classic, None, vec![]);
+    let (generation, _) = s.store.expect("leader's assignment to store");
+    c.stored("g", generation, true, 0);
+    assert_eq!(c.describe("g").expect("group").state, "Stable");
+    assert_eq!(c.heartbeat("g", generation, &classic, None), 0);
+    // A consumer-protocol member can upgrade it again.
+    let mut again = Client::new("again", &["t"]);
+    assert_eq!(again.heartbeat(&c, &t).error, 0);
+    assert_eq!(c.group_type("g"), "consumer");
+}
+
+#[test]
+fn a_consumer_member_that_expires_downgrades_the_group_too() {
+    let c = GroupCoordinator::new(Duration::ZERO).with_consumer_config(ConsumerGroupConfig {
+        session_timeout: Duration::from_secs(1),
+        ..Default::default()
+    });
+    let t = Topics::new(&[("t", 4)]);
+    classic_group_owning_all(&c, &t);
+    let mut new = Client::new("new", &["t"]);
+    assert_eq!(new.heartbeat(&c, &t).error, 0);
+    assert_eq!(c.group_type("g"), "consumer");
+    // The classic member's session (30 s) outlives the consumer member's (1 s).
+    c.tick_at(Instant::now() + Duration::from_secs(5));
+    assert_eq!(c.group_type("g"), "classic");
+    assert_eq!(
+        c.describe("g").expect("classic group").state,
+        "PreparingRebalance"
+    );
+}
+
+#[test]
+fn the_migration_policy_decides_which_conversions_happen() {
+    // upgrade: a consumer group stays one when its consumer-protocol members have gone.
+    let c = GroupCoordinator::new(Duration::ZERO).with_consumer_config(ConsumerGroupConfig {
+        migration: MigrationPolicy::Upgrade,
+        ..Default::default()
+    });
+    let t = Topics::new(&[("t", 4)]);
+    classic_group_owning_all(&c, &t);
+    let mut new = Client::new("new", &["t"]);
+    assert_eq!(new.heartbeat(&c, &t).error, 0);
+    c.consumer_heartbeat(
+        Heartbeat {
+            member_epoch: -1,
+            ..new.request()
+        },
+        &t,
+    );
+    assert_eq!(c.group_type("g"), "consumer");
+    assert_eq!(
+        c.describe_consumer_group("g").expect("group").members.len(),
+        1
+    );
+
+    // downgrade and disabled: a classic group with members is not converted; the
+    // consumer-protocol member is refused as Kafka refuses it (GROUP_ID_NOT_FOUND).
+    for policy in [MigrationPolicy::Downgrade, MigrationPolicy::Disabled] {
+        let c = GroupCoordinator::new(Duration::ZERO).with_consumer_config(ConsumerGroupConfig {
+            migration: policy,
+            ..Default::default()
+        });
+        classic_group_owning_all(&c, &t);
+        let out = Client::new("new", &["t"]).heartbeat(&c, &t);
+        assert_eq!(out.error, 69, "{policy:?}");
+        assert_eq!(c.group_type("g"), "classic");
+        assert_eq!(c.describe("g").expect("group").state, "Stable");
+    }
+    assert_eq!(
+        MigrationPolicy::parse("BIDIRECTIONAL"),
+        Some(MigrationPolicy::Bidirectional)
+    );
+    assert_eq!(MigrationPolicy::parse("both"), None);
 }

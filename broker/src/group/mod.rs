@@ -22,7 +22,8 @@ mod record;
 mod state;
 
 pub use consumer::{
-    ConsumerGroupConfig, ConsumerGroupView, Heartbeat, HeartbeatOutcome, TopicSource,
+    ConsumerGroupConfig, ConsumerGroupView, Heartbeat, HeartbeatOutcome, MigrationPolicy,
+    TopicSource,
 };
 pub use offsets::{
     java_string_partition, offsets_partition, Committed, Loaded, PendingOffset, OFFSETS_PARTITIONS,

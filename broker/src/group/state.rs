@@ -158,6 +158,41 @@ impl Group {
         }
     }
 
+    /// A consumer group's classic members as a classic group at `generation`, preparing a
+    /// rebalance (an online downgrade). The first member leads until the join completes.
+    fn from_seeds(generation: i32, seeds: Vec<ClassicSeed>, now: Instant) -> Self {
+        let mut g = Group::new();
+        g.generation = generation;
+        g.protocol_type = Some("consumer".to_string());
+        for (i, seed) in seeds.into_iter().enumerate() {
+            g.members.insert(
+                seed.member_id,
+                Member {
+                    joined_at: now + Duration::from_micros(i as u64),
+                    instance_id: seed.instance_id,
+                    client_id: seed.client_id,
+                    host: seed.host,
+                    session_timeout: seed.session_timeout,
+                    rebalance_timeout: seed.rebalance_timeout,
+                    protocols: seed.protocols,
+                    assignment: seed.assignment,
+                    last_heartbeat: now,
+                    join_waiter: None,
+                    sync_waiter: None,
+                },
+            );
+        }
+        g.leader = g
+            .members
+            .iter()
+            .min_by_key(|(_, m)| m.joined_at)
+            .map(|(id, _)| id.clone());
+        g.protocol = select_protocol(&g);
+        g.state = GroupState::Stable;
+        prepare_rebalance(&mut g, now);
+        g
+    }
+
     /// A group as a new coordinator loads it: Stable with its members (each with a fresh
     /// session), or Empty.
     fn from_record(r: GroupRecord, now: Instant) -> Self {
@@ -299,6 +334,7 @@ impl GroupCoordinator {
                 // An online upgrade: the first consumer-protocol member turns a stable
                 // classic group into a consumer group its classic members stay in.
                 let converted = (req.member_epoch == 0
+                    && self.consumer_config.migration.allows_upgrade()
                     && g.state == GroupState::Stable
                     && !g.storing
                     && g.protocol_type.as_deref() == Some("consumer"))
@@ -340,13 +376,48 @@ impl GroupCoordinator {
             return consumer::unknown_member(&req);
         }
         let g = groups.entry(req.group_id.clone()).or_default();
-        g.heartbeat(
+        let outcome = g.heartbeat(
             &req.group_id,
             &req,
             topics,
             &self.consumer_config,
             Instant::now(),
-        )
+        );
+        if req.member_epoch < 0 {
+            self.downgrade_if_classic(&mut classic, &mut groups, &req.group_id);
+        }
+        outcome
+    }
+
+    /// An online downgrade: a consumer group whose members all speak the classic protocol
+    /// (its last consumer-protocol member left or was removed) becomes a classic group
+    /// again, if `group.consumer.migration.policy` allows it. Its generation is the group
+    /// epoch and its members keep their assignments, then it prepares a rebalance: each
+    /// member's next Heartbeat answers REBALANCE_IN_PROGRESS and the group's leader assigns
+    /// again, as after any classic membership change. Takes both maps (locked in that order).
+    fn downgrade_if_classic(
+        &self,
+        classic: &mut HashMap<String, Group>,
+        consumer: &mut HashMap<String, ConsumerGroup>,
+        group_id: &str,
+    ) {
+        if !self.consumer_config.migration.allows_downgrade() {
+            return;
+        }
+        let Some((generation, seeds)) = consumer.get(group_id).and_then(|g| g.to_classic()) else {
+            return;
+        };
+        consumer.remove(group_id);
+        self.consumer_tombstones.lock().push(group_id.to_string());
+        let now = Instant::now();
+        let g = Group::from_seeds(generation, seeds, now);
+        info!(
+            group = group_id,
+            generation,
+            members = g.members.len(),
+            "consumer group converted back to a classic group"
+        );
+        classic.insert(group_id.to_string(), g);
     }
 
     /// A consumer-protocol group as ConsumerGroupDescribe shows it.
@@ -902,9 +973,15 @@ impl GroupCoordinator {
                 writes.push((id.clone(), Some(g.record())));
             }
         }
-        drop(groups);
-        for (id, g) in self.consumer.lock().iter_mut() {
-            g.expire(id, &self.consumer_config, now);
+        let mut consumer = self.consumer.lock();
+        let mut emptied_of_consumers = vec![];
+        for (id, g) in consumer.iter_mut() {
+            if g.expire(id, &self.consumer_config, now) {
+                emptied_of_consumers.push(id.clone());
+            }
+        }
+        for id in emptied_of_consumers {
+            self.downgrade_if_classic(&mut groups, &mut consumer, &id);
         }
         writes
     }
