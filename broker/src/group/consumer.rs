@@ -34,8 +34,8 @@ pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
 pub const ASSIGNORS: [&str; 2] = ["uniform", "range"];
 
 use super::state::{
-    ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL, MEMBER_ID_REQUIRED, REBALANCE_IN_PROGRESS,
-    UNKNOWN_MEMBER_ID,
+    FENCED_INSTANCE_ID, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL, MEMBER_ID_REQUIRED,
+    REBALANCE_IN_PROGRESS, UNKNOWN_MEMBER_ID,
 };
 
 const INVALID_REQUEST: i16 = 42;
@@ -47,7 +47,7 @@ pub(super) const STALE_MEMBER_EPOCH: i16 = 113;
 const INVALID_REGULAR_EXPRESSION: i16 = 128;
 
 /// The member epoch of a leave, and of a static member's temporary leave.
-const LEAVE_EPOCH: i32 = -1;
+pub(super) const LEAVE_EPOCH: i32 = -1;
 const STATIC_LEAVE_EPOCH: i32 = -2;
 
 /// What the coordinator needs of the cluster's topics.
@@ -668,16 +668,7 @@ impl ConsumerGroup {
                     Some((old, _)) if old != member_id => {
                         // A static member back in its place: it takes over the old member's
                         // epoch and partitions; nothing changes for the others.
-                        if let Some(mut m) = self.members.remove(&old) {
-                            m.epoch = m.previous_epoch.max(0);
-                            m.last_heartbeat = now;
-                            self.members.insert(member_id.clone(), m);
-                            if let Some(t) = self.target.remove(&old) {
-                                self.target.insert(member_id.clone(), t);
-                            }
-                            self.dirty = true;
-                            info!(group = group_id, %instance, member = %member_id, replaced = %old, "static member rejoined");
-                        }
+                        self.replace_static(group_id, instance, &old, &member_id, now);
                     }
                     _ => {}
                 }
@@ -994,16 +985,14 @@ impl ConsumerGroup {
         };
     }
 
-    /// Removes members whose session lapsed and members that did not give partitions up
-    /// within their rebalance timeout; true if a removed one spoke the consumer protocol.
-    pub(super) fn expire(
-        &mut self,
-        group_id: &str,
+    /// Members whose session lapsed and members that did not give partitions up within
+    /// their rebalance timeout, with the reason: to be removed with [`Self::remove_members`].
+    pub(super) fn expiring(
+        &self,
         config: &ConsumerGroupConfig,
         now: Instant,
-    ) -> bool {
-        let gone: Vec<(String, &'static str)> = self
-            .members
+    ) -> Vec<(String, &'static str)> {
+        self.members
             .iter()
             .filter_map(|(id, m)| {
                 let session = m.classic.as_ref().map_or(config.session_timeout, |c| {
@@ -1017,13 +1006,13 @@ impl ConsumerGroup {
                     None
                 }
             })
-            .collect();
-        let mut consumer_member_gone = false;
+            .collect()
+    }
+
+    pub(super) fn remove_members(&mut self, group_id: &str, gone: &[(String, &'static str)]) {
         for (id, why) in gone {
-            consumer_member_gone |= self.members.get(&id).is_some_and(|m| m.classic.is_none());
-            self.remove_member(group_id, &id, why);
+            self.remove_member(group_id, id, why);
         }
-        consumer_member_gone
     }
 
     pub(super) fn view(&self) -> ConsumerGroupView {
@@ -1036,11 +1025,7 @@ impl ConsumerGroup {
             } else {
                 self.assignor.clone()
             },
-            topic_names: self
-                .topics
-                .iter()
-                .map(|(name, (id, _))| (*id, name.clone()))
-                .collect(),
+            topic_names: self.topic_names(),
             members: self
                 .members
                 .iter()
@@ -1125,23 +1110,19 @@ impl ConsumerGroup {
         Some(g)
     }
 
-    /// The group's members as a classic group would hold them, when every one of them speaks
-    /// the classic protocol (its last consumer-protocol member has gone): the group epoch,
-    /// to become the classic generation, and each member with its protocols and current
-    /// assignment in the classic encoding. None while the group is empty or has a
-    /// consumer-protocol member (a static one away for now included).
-    pub(super) fn to_classic(&self) -> Option<(i32, Vec<ClassicSeed>)> {
-        if self.members.is_empty() || self.members.values().any(|m| m.classic.is_none()) {
+    /// The group's members but `leaving` as a classic group would hold them, when every one
+    /// of them speaks the classic protocol (the last consumer-protocol members are the ones
+    /// leaving): the group epoch before they leave, which the classic members hold and
+    /// becomes the classic generation, and each member with its protocols and current
+    /// assignment in the classic encoding. None if no member would be left, or a
+    /// consumer-protocol member would (a static one away for now included).
+    pub(super) fn to_classic_without(&self, leaving: &[String]) -> Option<(i32, Vec<ClassicSeed>)> {
+        let staying = || self.members.iter().filter(|(id, _)| !leaving.contains(id));
+        if staying().next().is_none() || staying().any(|(_, m)| m.classic.is_none()) {
             return None;
         }
-        let names: BTreeMap<Uuid, String> = self
-            .topics
-            .iter()
-            .map(|(n, (id, _))| (*id, n.clone()))
-            .collect();
-        let seeds = self
-            .members
-            .iter()
+        let names = self.topic_names();
+        let seeds = staying()
             .filter_map(|(id, m)| {
                 let classic = m.classic.as_ref()?;
                 let protocols: Vec<(String, Bytes)> = classic
@@ -1156,16 +1137,37 @@ impl ConsumerGroup {
                     host: m.host.clone(),
                     session_timeout: Duration::from_millis(classic.session_timeout_ms),
                     rebalance_timeout: m.rebalance_timeout,
-                    subscription: protocols
-                        .first()
-                        .map(|(_, b)| b.clone())
-                        .unwrap_or_default(),
+                    subscription: Bytes::new(),
                     protocols,
                     assignment: encode_assignment(&m.assigned, &names),
                 })
             })
             .collect();
         Some((self.epoch, seeds))
+    }
+
+    /// A static member (`instance`) back under a new member id takes over its old
+    /// incarnation's place: epoch, assignment and target; nothing changes for the others.
+    fn replace_static(
+        &mut self,
+        group_id: &str,
+        instance: &str,
+        old: &str,
+        new: &str,
+        now: Instant,
+    ) {
+        if let Some(mut m) = self.members.remove(old) {
+            if m.epoch == STATIC_LEAVE_EPOCH {
+                m.epoch = m.previous_epoch.max(0);
+            }
+            m.last_heartbeat = now;
+            self.members.insert(new.to_string(), m);
+            if let Some(t) = self.target.remove(old) {
+                self.target.insert(new.to_string(), t);
+            }
+            self.dirty = true;
+            info!(group = group_id, %instance, member = %new, replaced = %old, "static member rejoined");
+        }
     }
 
     /// A JoinGroup from a classic member: its subscription and the partitions it still owns
@@ -1193,12 +1195,47 @@ impl ConsumerGroup {
         };
         subscribed.sort();
         subscribed.dedup();
+        // The member holding the request's group.instance.id, if any.
+        let holder = req.instance_id.as_ref().and_then(|instance| {
+            self.members
+                .iter()
+                .find(|(_, m)| m.instance_id.as_ref() == Some(instance))
+                .map(|(id, _)| id.clone())
+        });
+        // Every other classic member must support one of its protocols, or the group could
+        // not pick one if it became a classic group again (Kafka refuses such a join too).
+        let shared = req.protocols.iter().any(|(p, _)| {
+            self.members
+                .iter()
+                .filter(|(id, _)| **id != req.member_id && Some(*id) != holder.as_ref())
+                .filter_map(|(_, m)| m.classic.as_ref())
+                .all(|c| c.protocols.iter().any(|(q, _)| q == p))
+        });
+        if !shared {
+            return fail(INCONSISTENT_GROUP_PROTOCOL, req.member_id);
+        }
         let mut member_id = req.member_id.clone();
-        if member_id.is_empty() {
-            member_id = format!("{}-{}", req.client_id, Uuid::new_v4());
-            if req.require_known_member_id {
-                return fail(MEMBER_ID_REQUIRED, member_id);
+        match (&req.instance_id, holder) {
+            (Some(_), Some(old)) if !member_id.is_empty() && old != member_id => {
+                // An older incarnation of a static member that was replaced.
+                return fail(FENCED_INSTANCE_ID, member_id);
             }
+            (Some(instance), Some(old)) if member_id.is_empty() => {
+                // A restarted static member takes its place back under a new member id.
+                member_id = format!("{}-{}", req.client_id, Uuid::new_v4());
+                self.replace_static(group_id, instance, &old, &member_id, now);
+            }
+            // Static members join without first obtaining a member id, as in Kafka.
+            (Some(_), None) if member_id.is_empty() => {
+                member_id = format!("{}-{}", req.client_id, Uuid::new_v4());
+            }
+            (None, _) if member_id.is_empty() => {
+                member_id = format!("{}-{}", req.client_id, Uuid::new_v4());
+                if req.require_known_member_id {
+                    return fail(MEMBER_ID_REQUIRED, member_id);
+                }
+            }
+            _ => {}
         }
         let owned = by_id(owned.into_iter(), topics);
         let mut changed = false;
@@ -1267,11 +1304,7 @@ impl ConsumerGroup {
         if generation != m.epoch {
             return Err(ILLEGAL_GENERATION);
         }
-        let names: BTreeMap<Uuid, String> = self
-            .topics
-            .iter()
-            .map(|(n, (id, _))| (*id, n.clone()))
-            .collect();
+        let names = self.topic_names();
         let protocol = m
             .classic
             .as_ref()
@@ -1323,6 +1356,14 @@ impl ConsumerGroup {
         }
         self.remove_member(group_id, member_id, "left");
         0
+    }
+
+    /// The names of the topic ids the group's assignments use.
+    fn topic_names(&self) -> BTreeMap<Uuid, String> {
+        self.topics
+            .iter()
+            .map(|(n, (id, _))| (*id, n.clone()))
+            .collect()
     }
 
     pub(super) fn has_member(&self, member_id: &str) -> bool {

@@ -795,6 +795,53 @@ fn each_member_regex_is_matched_with_what_its_own_heartbeat_may_see() {
     assert!(resolved("b").contains("rx-secret"), "{:?}", resolved("b"));
 }
 
+/// A classic JoinGroup of `member_id` (empty: a new member) with `instance` and one
+/// protocol, subscribing to "t" and owning nothing.
+fn classic_join_as(
+    c: &GroupCoordinator,
+    t: &Topics,
+    member_id: &str,
+    instance: Option<&str>,
+    protocol: &str,
+) -> crate::group::JoinOutcome {
+    let reply = c.join_with(
+        crate::group::JoinRequest {
+            member_id: member_id.into(),
+            instance_id: instance.map(String::from),
+            session_timeout: Duration::from_secs(30),
+            rebalance_timeout: Duration::from_secs(30),
+            ..classic_request(vec![(protocol.into(), subscription(&["t"], &[]))])
+        },
+        t,
+    );
+    match reply {
+        crate::group::Reply::Now(o) => o,
+        crate::group::Reply::Later(mut rx) => rx.try_recv().expect("join answered"),
+    }
+}
+
+/// A consumer group "g" started by consumer-protocol member "new", then joined by a classic
+/// member: the consumer member and the classic member's id.
+fn mixed_group(c: &GroupCoordinator, t: &Topics, instance: Option<&str>) -> (Client, String) {
+    let mut new = Client::new("new", &["t"]);
+    new.instance = instance.map(String::from);
+    assert_eq!(new.heartbeat(c, t).error, 0);
+    let j = classic_join_as(c, t, "", None, "cooperative-sticky");
+    assert_eq!(j.error, 0);
+    assert_eq!(c.group_type("g"), "consumer");
+    (new, j.member_id)
+}
+
+fn leave(c: &GroupCoordinator, t: &Topics, member: &Client, epoch: i32) -> HeartbeatOutcome {
+    c.consumer_heartbeat(
+        Heartbeat {
+            member_epoch: epoch,
+            ..member.request()
+        },
+        t,
+    )
+}
+
 #[test]
 fn a_consumer_group_left_with_classic_members_only_is_classic_again() {
     let c = GroupCoordinator::new(Duration::ZERO);
@@ -802,38 +849,47 @@ fn a_consumer_group_left_with_classic_members_only_is_classic_again() {
     let (classic, _) = classic_group_owning_all(&c, &t);
     let mut new = Client::new("new", &["t"]);
     assert_eq!(new.heartbeat(&c, &t).error, 0);
-    assert_eq!(c.group_type("g"), "consumer");
-    let epoch = c.describe_consumer_group("g").expect("group").epoch;
+    // The classic member gives two partitions up and moves to the group's epoch.
+    let j = classic_join(&c, &t, &classic, &[("t", vec![0, 1, 2, 3])]);
+    let s = c.sync("g", j.generation, &classic, None, vec![]);
+    let kept = match s.reply {
+        crate::group::Reply::Now(o) => partitions_of_assignment(&o.assignment),
+        crate::group::Reply::Later(_) => panic!("sync waits"),
+    };
+    let j = classic_join(&c, &t, &classic, &[("t", kept.clone())]);
+    let held = j.generation;
+    assert_eq!(c.describe_consumer_group("g").expect("group").epoch, held);
+    new.heartbeat(&c, &t);
+    assert_eq!(count(&new.owned), 2);
+    c.tick();
+    c.consumer_writes();
+
     // The consumer-protocol member leaves: the classic member is alone, so the group is a
-    // classic group again, at the group epoch, preparing a rebalance.
-    let out = c.consumer_heartbeat(
-        Heartbeat {
-            member_epoch: -1,
-            ..new.request()
-        },
-        &t,
-    );
+    // classic group again at the generation the member holds, preparing a rebalance.
+    let out = leave(&c, &t, &new, -1);
     assert_eq!(out.error, 0, "{:?}", out.message);
     assert_eq!(c.group_type("g"), "classic");
     let d = c.describe("g").expect("classic group");
-    // Its generation is the group epoch the leave moved to.
-    assert_eq!(d.state, "PreparingRebalance");
-    assert!(d.generation > epoch, "{} after {epoch}", d.generation);
-    let epoch = d.generation;
+    assert_eq!((d.state, d.generation), ("PreparingRebalance", held));
     assert_eq!(d.members.len(), 1);
-    // It still shows what the member owns until the rebalance ends.
-    assert_eq!(partitions_of_assignment(&d.members[0].5), vec![0, 1, 2, 3]);
+    // It still shows what the member owns, and the member may commit, until it rejoins.
+    assert_eq!(partitions_of_assignment(&d.members[0].5), kept);
+    assert_eq!(c.validate_commit("g", held, &classic, None), 0);
+    // The classic group's record is written at once, and the consumer group's tombstone.
+    let writes = c.tick();
+    let (_, record) = writes.iter().find(|(g, _)| g == "g").expect("record");
+    assert_eq!(record.as_ref().map(|r| r.generation), Some(held));
     assert!(c
         .consumer_writes()
         .iter()
         .any(|(g, r)| g == "g" && r.is_none()));
     // The member learns it from its heartbeat, rejoins, leads and assigns.
-    assert_eq!(c.heartbeat("g", epoch, &classic, None), 27);
-    let j = classic_join(&c, &t, &classic, &[("t", vec![0, 1, 2, 3])]);
+    assert_eq!(c.heartbeat("g", held, &classic, None), 27);
+    let j = classic_join(&c, &t, &classic, &[("t", kept)]);
     assert_eq!(j.error, 0);
     assert_eq!(
         (j.generation, j.leader.as_str()),
-        (epoch + 1, classic.as_str())
+        (held + 1, classic.as_str())
     );
     assert_eq!(
         j.members.len(),
@@ -852,65 +908,105 @@ fn a_consumer_group_left_with_classic_members_only_is_classic_again() {
 }
 
 #[test]
-fn a_consumer_member_that_expires_downgrades_the_group_too() {
+fn a_consumer_member_that_expires_or_is_removed_downgrades_the_group_too() {
     let c = GroupCoordinator::new(Duration::ZERO).with_consumer_config(ConsumerGroupConfig {
         session_timeout: Duration::from_secs(1),
         ..Default::default()
     });
     let t = Topics::new(&[("t", 4)]);
-    classic_group_owning_all(&c, &t);
-    let mut new = Client::new("new", &["t"]);
-    assert_eq!(new.heartbeat(&c, &t).error, 0);
-    assert_eq!(c.group_type("g"), "consumer");
+    mixed_group(&c, &t, None);
+    let epoch = c.describe_consumer_group("g").expect("group").epoch;
     // The classic member's session (30 s) outlives the consumer member's (1 s).
     c.tick_at(Instant::now() + Duration::from_secs(5));
     assert_eq!(c.group_type("g"), "classic");
-    assert_eq!(
-        c.describe("g").expect("classic group").state,
-        "PreparingRebalance"
-    );
+    let d = c.describe("g").expect("classic group");
+    assert_eq!((d.state, d.generation), ("PreparingRebalance", epoch));
+
+    // A consumer-protocol member removed with LeaveGroup (as an admin removes members).
+    let c = GroupCoordinator::new(Duration::ZERO);
+    mixed_group(&c, &t, None);
+    assert_eq!(c.leave("g", &["new".to_string()]), vec![0]);
+    assert_eq!(c.group_type("g"), "classic");
+}
+
+#[test]
+fn a_static_members_temporary_leave_does_not_downgrade() {
+    let c = GroupCoordinator::new(Duration::ZERO);
+    let t = Topics::new(&[("t", 4)]);
+    let (new, _) = mixed_group(&c, &t, Some("i1"));
+    assert_eq!(leave(&c, &t, &new, -2).error, 0);
+    assert_eq!(c.group_type("g"), "consumer");
 }
 
 #[test]
 fn the_migration_policy_decides_which_conversions_happen() {
-    // upgrade: a consumer group stays one when its consumer-protocol members have gone.
-    let c = GroupCoordinator::new(Duration::ZERO).with_consumer_config(ConsumerGroupConfig {
-        migration: MigrationPolicy::Upgrade,
-        ..Default::default()
-    });
     let t = Topics::new(&[("t", 4)]);
-    classic_group_owning_all(&c, &t);
-    let mut new = Client::new("new", &["t"]);
-    assert_eq!(new.heartbeat(&c, &t).error, 0);
-    c.consumer_heartbeat(
-        Heartbeat {
-            member_epoch: -1,
-            ..new.request()
-        },
-        &t,
-    );
-    assert_eq!(c.group_type("g"), "consumer");
-    assert_eq!(
-        c.describe_consumer_group("g").expect("group").members.len(),
-        1
-    );
-
-    // downgrade and disabled: a classic group with members is not converted; the
-    // consumer-protocol member is refused as Kafka refuses it (GROUP_ID_NOT_FOUND).
-    for policy in [MigrationPolicy::Downgrade, MigrationPolicy::Disabled] {
-        let c = GroupCoordinator::new(Duration::ZERO).with_consumer_config(ConsumerGroupConfig {
-            migration: policy,
+    let with = |migration| {
+        GroupCoordinator::new(Duration::ZERO).with_consumer_config(ConsumerGroupConfig {
+            migration,
             ..Default::default()
-        });
+        })
+    };
+    // Downgrades happen under downgrade and bidirectional only.
+    for (policy, after) in [
+        (MigrationPolicy::Downgrade, "classic"),
+        (MigrationPolicy::Bidirectional, "classic"),
+        (MigrationPolicy::Upgrade, "consumer"),
+        (MigrationPolicy::Disabled, "consumer"),
+    ] {
+        let c = with(policy);
+        let (new, _) = mixed_group(&c, &t, None);
+        assert_eq!(leave(&c, &t, &new, -1).error, 0);
+        assert_eq!(c.group_type("g"), after, "{policy:?}");
+    }
+    // Upgrades under upgrade and bidirectional only: otherwise a consumer-protocol member
+    // is refused as Kafka refuses it (GROUP_ID_NOT_FOUND) and the classic group carries on.
+    for (policy, error, after) in [
+        (MigrationPolicy::Upgrade, 0, "consumer"),
+        (MigrationPolicy::Downgrade, 69, "classic"),
+        (MigrationPolicy::Disabled, 69, "classic"),
+    ] {
+        let c = with(policy);
         classic_group_owning_all(&c, &t);
         let out = Client::new("new", &["t"]).heartbeat(&c, &t);
-        assert_eq!(out.error, 69, "{policy:?}");
-        assert_eq!(c.group_type("g"), "classic");
-        assert_eq!(c.describe("g").expect("group").state, "Stable");
+        assert_eq!((out.error, c.group_type("g")), (error, after), "{policy:?}");
     }
     assert_eq!(
         MigrationPolicy::parse("BIDIRECTIONAL"),
         Some(MigrationPolicy::Bidirectional)
     );
     assert_eq!(MigrationPolicy::parse("both"), None);
+}
+
+#[test]
+fn classic_members_of_a_consumer_group_are_static_and_share_a_protocol() {
+    let c = GroupCoordinator::new(Duration::ZERO);
+    let t = Topics::new(&[("t", 4)]);
+    let mut new = Client::new("new", &["t"]);
+    assert_eq!(new.heartbeat(&c, &t).error, 0);
+    let first = classic_join_as(&c, &t, "", Some("i1"), "cooperative-sticky");
+    assert_eq!(
+        first.error, 0,
+        "a static member needs no MEMBER_ID_REQUIRED round"
+    );
+    // Restarted: a new member id takes the place; the old incarnation is fenced.
+    let second = classic_join_as(&c, &t, "", Some("i1"), "cooperative-sticky");
+    assert_eq!(second.error, 0);
+    assert_ne!(second.member_id, first.member_id);
+    let v = c.describe_consumer_group("g").expect("group");
+    assert_eq!(
+        v.members.len(),
+        2,
+        "the consumer member and one classic member"
+    );
+    let old = classic_join_as(&c, &t, &first.member_id, Some("i1"), "cooperative-sticky");
+    assert_eq!(old.error, 82);
+    // A classic member sharing no protocol with the others is refused.
+    let other = classic_join_as(&c, &t, "", None, "range");
+    assert_eq!(other.error, 23);
+    // The group downgrades with one member per instance id.
+    assert_eq!(leave(&c, &t, &new, -1).error, 0);
+    let d = c.describe("g").expect("classic group");
+    assert_eq!(d.members.len(), 1);
+    assert_eq!(d.members[0].0, second.member_id);
 }

@@ -361,9 +361,15 @@ impl GroupCoordinator {
                 self.complete_txn(index, rec.producer_id, commit);
                 return;
             }
+            // The latest record of a group wins, whichever protocol's: a group converted
+            // between the protocols is the kind written last even if the other kind's
+            // tombstone was never written. A tombstone forgets it.
             if let Some(group) = rec.key.as_deref().and_then(record::parse_group_key) {
-                // The latest record of a group wins; a tombstone forgets it.
-                groups.insert(group, rec.value.as_deref().and_then(record::decode));
+                let record = rec.value.as_deref().and_then(record::decode);
+                if record.is_some() {
+                    consumer_groups.remove(&group);
+                }
+                groups.insert(group, record);
                 return;
             }
             if let Some(group) = rec
@@ -371,10 +377,11 @@ impl GroupCoordinator {
                 .as_deref()
                 .and_then(record::parse_consumer_group_key)
             {
-                consumer_groups.insert(
-                    group,
-                    rec.value.as_deref().and_then(record::decode_consumer),
-                );
+                let record = rec.value.as_deref().and_then(record::decode_consumer);
+                if record.is_some() {
+                    groups.remove(&group);
+                }
+                consumer_groups.insert(group, record);
                 return;
             }
             let Some((key, _)) = rec.key.as_ref().and_then(|k| {

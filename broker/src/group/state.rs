@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use super::consumer::{
     self, ClassicJoin, ClassicSeed, ConsumerGroup, ConsumerGroupConfig, ConsumerGroupView,
-    Heartbeat, HeartbeatOutcome, TopicSource,
+    Heartbeat, HeartbeatOutcome, TopicSource, LEAVE_EPOCH,
 };
 use super::offsets::Committed;
 use super::record::{GroupRecord, MemberRecord};
@@ -21,7 +21,7 @@ pub(super) const REBALANCE_IN_PROGRESS: i16 = 27;
 pub(super) const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 pub(super) const MEMBER_ID_REQUIRED: i16 = 79;
 const INVALID_SESSION_TIMEOUT: i16 = 26;
-const FENCED_INSTANCE_ID: i16 = 82;
+pub(super) const FENCED_INSTANCE_ID: i16 = 82;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupState {
@@ -80,6 +80,35 @@ struct Member {
     last_heartbeat: Instant,
     join_waiter: Option<oneshot::Sender<JoinOutcome>>,
     sync_waiter: Option<oneshot::Sender<SyncOutcome>>,
+}
+
+impl Member {
+    /// A member the coordinator takes over rather than one that joined here (a loaded
+    /// group, a group converted from the consumer protocol): waiting for nothing, its
+    /// session starting `joined_at`. `timeouts`: (session, rebalance).
+    fn restored(
+        joined_at: Instant,
+        instance_id: Option<String>,
+        client_id: String,
+        host: String,
+        (session_timeout, rebalance_timeout): (Duration, Duration),
+        protocols: Vec<(String, Bytes)>,
+        assignment: Bytes,
+    ) -> Self {
+        Member {
+            joined_at,
+            instance_id,
+            client_id,
+            host,
+            session_timeout,
+            rebalance_timeout,
+            protocols,
+            assignment,
+            last_heartbeat: joined_at,
+            join_waiter: None,
+            sync_waiter: None,
+        }
+    }
 }
 
 struct Group {
@@ -167,19 +196,15 @@ impl Group {
         for (i, seed) in seeds.into_iter().enumerate() {
             g.members.insert(
                 seed.member_id,
-                Member {
-                    joined_at: now + Duration::from_micros(i as u64),
-                    instance_id: seed.instance_id,
-                    client_id: seed.client_id,
-                    host: seed.host,
-                    session_timeout: seed.session_timeout,
-                    rebalance_timeout: seed.rebalance_timeout,
-                    protocols: seed.protocols,
-                    assignment: seed.assignment,
-                    last_heartbeat: now,
-                    join_waiter: None,
-                    sync_waiter: None,
-                },
+                Member::restored(
+                    now + Duration::from_micros(i as u64),
+                    seed.instance_id,
+                    seed.client_id,
+                    seed.host,
+                    (seed.session_timeout, seed.rebalance_timeout),
+                    seed.protocols,
+                    seed.assignment,
+                ),
             );
         }
         g.leader = g
@@ -204,24 +229,22 @@ impl Group {
         for (i, m) in r.members.into_iter().enumerate() {
             g.members.insert(
                 m.member_id,
-                Member {
+                Member::restored(
                     // Join order survives: the longest-standing member still leads.
-                    joined_at: now + Duration::from_micros(i as u64),
-                    instance_id: m.instance_id,
-                    client_id: m.client_id,
-                    host: m.host,
-                    session_timeout: Duration::from_millis(m.session_timeout_ms),
-                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms),
-                    protocols: r
-                        .protocol
+                    now + Duration::from_micros(i as u64),
+                    m.instance_id,
+                    m.client_id,
+                    m.host,
+                    (
+                        Duration::from_millis(m.session_timeout_ms),
+                        Duration::from_millis(m.rebalance_timeout_ms),
+                    ),
+                    r.protocol
                         .clone()
                         .map(|p| vec![(p, Bytes::from(m.subscription))])
                         .unwrap_or_default(),
-                    assignment: Bytes::from(m.assignment),
-                    last_heartbeat: now,
-                    join_waiter: None,
-                    sync_waiter: None,
-                },
+                    Bytes::from(m.assignment),
+                ),
             );
         }
         g.state = if g.members.is_empty() {
@@ -265,8 +288,10 @@ pub type GroupOffsets = BTreeMap<(String, i32), Committed>;
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Group>>,
     pub(super) offsets: Mutex<HashMap<String, GroupOffsets>>,
-    /// Deleted groups whose metadata record still needs its tombstone.
-    tombstones: Mutex<Vec<String>>,
+    /// Group records to write at the next tick whatever the group's state: tombstones of
+    /// deleted groups (and of groups now of the consumer protocol), and the record of a group
+    /// just converted back from the consumer protocol.
+    queued: Mutex<Vec<GroupWrite>>,
     initial_delay: Duration,
     /// Transactional offset commits awaiting their transaction's marker, by offsets
     /// partition and producer id: (group, topic, partition, offset).
@@ -306,7 +331,7 @@ impl GroupCoordinator {
         Self {
             groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(HashMap::new()),
-            tombstones: Mutex::new(Vec::new()),
+            queued: Mutex::new(Vec::new()),
             initial_delay,
             pending_txn: Mutex::new(HashMap::new()),
             consumer: Mutex::new(HashMap::new()),
@@ -370,46 +395,44 @@ impl GroupCoordinator {
                 groups.insert(req.group_id.clone(), converted);
             }
             classic.remove(&req.group_id);
-            self.tombstones.lock().push(req.group_id.clone());
+            self.queued.lock().push((req.group_id.clone(), None));
         }
         if req.member_epoch != 0 && !groups.contains_key(&req.group_id) {
             return consumer::unknown_member(&req);
         }
+        let now = Instant::now();
         let g = groups.entry(req.group_id.clone()).or_default();
-        let outcome = g.heartbeat(
-            &req.group_id,
-            &req,
-            topics,
-            &self.consumer_config,
-            Instant::now(),
-        );
-        if req.member_epoch < 0 {
-            self.downgrade_if_classic(&mut classic, &mut groups, &req.group_id);
+        // A leave that leaves only classic members: they become a classic group, at the
+        // epoch they hold now.
+        let downgrade = (req.member_epoch == LEAVE_EPOCH
+            && self.consumer_config.migration.allows_downgrade())
+        .then(|| g.to_classic_without(std::slice::from_ref(&req.member_id)))
+        .flatten();
+        let outcome = g.heartbeat(&req.group_id, &req, topics, &self.consumer_config, now);
+        if let (0, Some(classic_group)) = (outcome.error, downgrade) {
+            self.downgrade(&mut classic, &mut groups, &req.group_id, classic_group, now);
         }
         outcome
     }
 
-    /// An online downgrade: a consumer group whose members all speak the classic protocol
-    /// (its last consumer-protocol member left or was removed) becomes a classic group
-    /// again, if `group.consumer.migration.policy` allows it. Its generation is the group
-    /// epoch and its members keep their assignments, then it prepares a rebalance: each
-    /// member's next Heartbeat answers REBALANCE_IN_PROGRESS and the group's leader assigns
-    /// again, as after any classic membership change. Takes both maps (locked in that order).
-    fn downgrade_if_classic(
+    /// An online downgrade: a consumer group whose remaining members all speak the classic
+    /// protocol (its last consumer-protocol members left or were removed), as
+    /// [`ConsumerGroup::to_classic_without`] made it before they went, becomes a classic
+    /// group again. Its generation is the epoch its members hold and they keep their
+    /// assignments (commits go on), then it prepares a rebalance: each member's next
+    /// Heartbeat answers REBALANCE_IN_PROGRESS and the group's leader assigns again, as after
+    /// any classic membership change. Its record is written at the next tick, before the
+    /// consumer group's tombstone. Takes both maps (locked in that order).
+    fn downgrade(
         &self,
         classic: &mut HashMap<String, Group>,
         consumer: &mut HashMap<String, ConsumerGroup>,
         group_id: &str,
+        (generation, seeds): (i32, Vec<ClassicSeed>),
+        now: Instant,
     ) {
-        if !self.consumer_config.migration.allows_downgrade() {
-            return;
-        }
-        let Some((generation, seeds)) = consumer.get(group_id).and_then(|g| g.to_classic()) else {
-            return;
-        };
         consumer.remove(group_id);
         self.consumer_tombstones.lock().push(group_id.to_string());
-        let now = Instant::now();
         let g = Group::from_seeds(generation, seeds, now);
         info!(
             group = group_id,
@@ -417,6 +440,9 @@ impl GroupCoordinator {
             members = g.members.len(),
             "consumer group converted back to a classic group"
         );
+        self.queued
+            .lock()
+            .push((group_id.to_string(), Some(g.record())));
         classic.insert(group_id.to_string(), g);
     }
 
@@ -841,13 +867,27 @@ impl GroupCoordinator {
 
     /// Removes members; returns an error code per member.
     pub fn leave(&self, group_id: &str, members: &[String]) -> Vec<i16> {
-        if let Some(c) = self.consumer.lock().get_mut(group_id) {
-            return members
-                .iter()
-                .map(|id| c.leave_member(group_id, id))
-                .collect();
-        }
         let mut groups = self.groups.lock();
+        {
+            let mut consumer = self.consumer.lock();
+            if let Some(c) = consumer.get_mut(group_id) {
+                let downgrade = self
+                    .consumer_config
+                    .migration
+                    .allows_downgrade()
+                    .then(|| c.to_classic_without(members))
+                    .flatten();
+                let codes = members
+                    .iter()
+                    .map(|id| c.leave_member(group_id, id))
+                    .collect();
+                if let Some(classic_group) = downgrade {
+                    let now = Instant::now();
+                    self.downgrade(&mut groups, &mut consumer, group_id, classic_group, now);
+                }
+                return codes;
+            }
+        }
         let Some(g) = groups.get_mut(group_id) else {
             return members.iter().map(|_| UNKNOWN_MEMBER_ID).collect();
         };
@@ -939,12 +979,7 @@ impl GroupCoordinator {
 
     /// [`Self::tick`] as if the time were `now` (tests drive time with it).
     pub fn tick_at(&self, now: Instant) -> Vec<GroupWrite> {
-        let mut writes: Vec<GroupWrite> = self
-            .tombstones
-            .lock()
-            .drain(..)
-            .map(|g| (g, None))
-            .collect();
+        let mut writes: Vec<GroupWrite> = self.queued.lock().drain(..).collect();
         let mut groups = self.groups.lock();
         for (id, g) in groups.iter_mut() {
             // Ids handed out with MEMBER_ID_REQUIRED and never used.
@@ -974,14 +1009,22 @@ impl GroupCoordinator {
             }
         }
         let mut consumer = self.consumer.lock();
-        let mut emptied_of_consumers = vec![];
+        let mut downgrades = vec![];
         for (id, g) in consumer.iter_mut() {
-            if g.expire(id, &self.consumer_config, now) {
-                emptied_of_consumers.push(id.clone());
+            let gone = g.expiring(&self.consumer_config, now);
+            if gone.is_empty() {
+                continue;
             }
+            if self.consumer_config.migration.allows_downgrade() {
+                let ids: Vec<String> = gone.iter().map(|(m, _)| m.clone()).collect();
+                if let Some(classic_group) = g.to_classic_without(&ids) {
+                    downgrades.push((id.clone(), classic_group));
+                }
+            }
+            g.remove_members(id, &gone);
         }
-        for id in emptied_of_consumers {
-            self.downgrade_if_classic(&mut groups, &mut consumer, &id);
+        for (id, classic_group) in downgrades {
+            self.downgrade(&mut groups, &mut consumer, &id, classic_group, now);
         }
         writes
     }
@@ -1025,7 +1068,7 @@ impl GroupCoordinator {
         self.groups.lock().retain(|id, _| !which(id));
         self.consumer.lock().retain(|id, _| !which(id));
         self.consumer_tombstones.lock().retain(|id| !which(id));
-        self.tombstones.lock().retain(|id| !which(id));
+        self.queued.lock().retain(|(id, _)| !which(id));
     }
 
     /// Forgets an empty group's membership state. NON_EMPTY_GROUP (68) while it has members,
@@ -1055,7 +1098,7 @@ impl GroupCoordinator {
             None => 69,
         };
         if code == 0 {
-            self.tombstones.lock().push(group_id.to_string());
+            self.queued.lock().push((group_id.to_string(), None));
         }
         code
     }
