@@ -8,10 +8,11 @@
 #                            [--record-size 1000] [--idle 20] [--no-consume]
 #                            [--extra-partitions N]   (idle partitions besides the topic's)
 #                            [--perf FILE]   (perf record -g of the broker during round 2)
+#                            [--perf-consume FILE]   (perf record -g of the broker while consuming)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-partitions=8 rounds=5 records=1900000 size=1000 idle=20 consume=1 extra=0 perf_out=
+partitions=8 rounds=5 records=1900000 size=1000 idle=20 consume=1 extra=0 perf_out= perf_consume=
 while [ $# -gt 0 ]; do
   case "$1" in
     --partitions) partitions=$2; shift 2 ;;
@@ -22,6 +23,7 @@ while [ $# -gt 0 ]; do
     --no-consume) consume=0; shift ;;
     --extra-partitions) extra=$2; shift 2 ;;
     --perf) perf_out=$2; shift 2 ;;
+    --perf-consume) perf_consume=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -94,5 +96,13 @@ echo "after ${idle}s idle: data dir $(gb "$dir") GB for $(gb "$held") GB of batc
 grep -h "Cumulative stall" "$data"/logs/LOG 2>/dev/null | tail -n 1 | sed 's/^.*Cumulative/rocksdb: cumulative/' || true
 grep -h "^Stalls(count)" "$data"/logs/LOG 2>/dev/null | tail -n 1 | sed 's/^/rocksdb: /' || true
 if [ "$consume" = 1 ]; then
+  perf_pid=
+  if [ -n "$perf_consume" ]; then
+    perf record -e cpu-clock -F 499 ${PERF_CALL_GRAPH:--g} -p "$pid" -o "$perf_consume" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
+  cpu_before=$(cpu_s)
   "$bin/strom-bench" --bootstrap "127.0.0.1:$port" --topic bench --partitions "$partitions" --consume-only
+  echo "consume: broker CPU $(awk -v a="$(cpu_s)" -v b="$cpu_before" 'BEGIN {printf "%.1f", a - b}') s"
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 fi

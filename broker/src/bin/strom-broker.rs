@@ -3,6 +3,13 @@
 use broker::{Broker, BrokerConfig};
 use clap::{CommandFactory, Parser};
 
+/// jemalloc instead of glibc's malloc, with the settings in `.cargo/config.toml`: a fetch's
+/// buffers (its answer, each partition's records) were fresh memory every time under glibc,
+/// and faulting their pages in was 43% of the broker's CPU in a catch-up consume (decision
+/// 0024; docs/perf.md, "Where the catch-up consume time went").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "strom-broker",

@@ -84,7 +84,15 @@ pub fn encode_response(
         api: api_name(api_key),
         reason: e.to_string(),
     };
-    let mut buf = BytesMut::with_capacity(64);
+    // A fetch answer carries up to fetch.max.bytes of records: sized once, it is copied into
+    // place once, instead of again at every doubling of a growing buffer (and faulted in a
+    // page at a time each time), which cost a fifth of the broker's CPU in a catch-up consume.
+    let body = match response {
+        ResponseKind::Fetch(r) => r.compute_size(version).unwrap_or(0),
+        ResponseKind::ShareFetch(r) => r.compute_size(version).unwrap_or(0),
+        _ => 0,
+    };
+    let mut buf = BytesMut::with_capacity(64 + body);
     buf.put_i32(0);
     ResponseHeader::default()
         .with_correlation_id(correlation_id)
