@@ -103,6 +103,7 @@ if [ "$consume" = 1 ]; then
   fi
   cpu_before=$(cpu_s)
   "$bin/strom-bench" --bootstrap "127.0.0.1:$port" --topic bench --partitions "$partitions" --consume-only
-  echo "consume: broker CPU $(awk -v a="$(cpu_s)" -v b="$cpu_before" 'BEGIN {printf "%.1f", a - b}') s"
+  echo "consume: broker CPU $(awk -v a="$(cpu_s)" -v b="$cpu_before" 'BEGIN {printf "%.1f", a - b}') s;" \
+    "RSS $(rss_mb) MB, peak $(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status") MB"
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 fi

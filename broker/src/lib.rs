@@ -738,8 +738,7 @@ async fn tick_groups(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let writes = broker.groups.tick();
-                let consumer_writes = broker.groups.consumer_writes();
+                let (writes, consumer_writes) = broker.groups.tick_writes();
                 handlers::write_group_records(&broker, writes, consumer_writes);
                 broker.share.groups.expire(std::time::Instant::now(), &broker.share.config);
                 // Share-partitions live with leadership: a partition led elsewhere now starts

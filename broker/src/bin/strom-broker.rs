@@ -71,6 +71,17 @@ async fn main() -> anyhow::Result<()> {
     for key in &ignored {
         tracing::warn!(setting = %key, "a --config setting Strom does not have: ignored");
     }
+    match built_in_malloc_conf() {
+        conf if conf.contains("oversize_threshold:0") => {
+            tracing::info!(malloc_conf = conf, "allocator: jemalloc")
+        }
+        // Built from outside the repository (cargo reads .cargo/config.toml from the
+        // current directory): fetch buffers are faulted in again every time.
+        conf => tracing::warn!(
+            malloc_conf = conf,
+            "allocator: jemalloc without the settings in .cargo/config.toml (decision 0024)"
+        ),
+    }
     if let Err(e) = cli.config.validate() {
         eprintln!("error: {e}");
         std::process::exit(2);
@@ -111,5 +122,28 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+/// The jemalloc options compiled in (`JEMALLOC_SYS_WITH_MALLOC_CONF`).
+fn built_in_malloc_conf() -> &'static str {
+    // jemalloc's string comes with its terminating NUL.
+    tikv_jemalloc_ctl::config::malloc_conf::read()
+        .unwrap_or("")
+        .trim_end_matches('\0')
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn jemalloc_is_built_with_the_repositorys_settings() {
+        let conf = super::built_in_malloc_conf();
+        for option in [
+            "oversize_threshold:0",
+            "dirty_decay_ms:1000",
+            "background_thread:true",
+        ] {
+            assert!(conf.contains(option), "{option} not in {conf:?}");
+        }
     }
 }

@@ -932,7 +932,12 @@ impl ConsumerGroup {
             m.revoke_deadline = None;
             m.state = MemberState::Stable;
         }
-        if m.epoch == target_epoch && m.state == MemberState::Stable {
+        // Caught up, unless it lost partitions of its target (a static member restarted
+        // under a new member id owns nothing yet): those it gets back.
+        if m.epoch == target_epoch
+            && m.state == MemberState::Stable
+            && is_subset(&target, &m.assigned)
+        {
             return;
         }
         let mut kept = Assignment::new();
@@ -1196,12 +1201,17 @@ impl ConsumerGroup {
         subscribed.sort();
         subscribed.dedup();
         // The member holding the request's group.instance.id, if any.
-        let holder = req.instance_id.as_ref().and_then(|instance| {
-            self.members
-                .iter()
-                .find(|(_, m)| m.instance_id.as_ref() == Some(instance))
-                .map(|(id, _)| id.clone())
-        });
+        let holder = req
+            .instance_id
+            .as_deref()
+            .and_then(|instance| self.instance_holder(instance).cloned());
+        if holder
+            .as_ref()
+            .is_some_and(|old| !req.member_id.is_empty() && *old != req.member_id)
+        {
+            // An older incarnation of a static member that was replaced.
+            return fail(FENCED_INSTANCE_ID, req.member_id);
+        }
         // Every other classic member must support one of its protocols, or the group could
         // not pick one if it became a classic group again (Kafka refuses such a join too).
         let shared = req.protocols.iter().any(|(p, _)| {
@@ -1216,10 +1226,6 @@ impl ConsumerGroup {
         }
         let mut member_id = req.member_id.clone();
         match (&req.instance_id, holder) {
-            (Some(_), Some(old)) if !member_id.is_empty() && old != member_id => {
-                // An older incarnation of a static member that was replaced.
-                return fail(FENCED_INSTANCE_ID, member_id);
-            }
             (Some(instance), Some(old)) if member_id.is_empty() => {
                 // A restarted static member takes its place back under a new member id.
                 member_id = format!("{}-{}", req.client_id, Uuid::new_v4());
@@ -1356,6 +1362,22 @@ impl ConsumerGroup {
         }
         self.remove_member(group_id, member_id, "left");
         0
+    }
+
+    /// The member holding static membership `instance`.
+    pub(super) fn instance_holder(&self, instance: &str) -> Option<&String> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.instance_id.as_deref() == Some(instance))
+            .map(|(id, _)| id)
+    }
+
+    /// Whether a request from `member_id` with `instance_id` comes from an older incarnation
+    /// of a static member another member id has replaced (FENCED_INSTANCE_ID).
+    pub(super) fn fences(&self, instance_id: Option<&str>, member_id: &str) -> bool {
+        instance_id
+            .and_then(|i| self.instance_holder(i))
+            .is_some_and(|holder| holder != member_id)
     }
 
     /// The names of the topic ids the group's assignments use.

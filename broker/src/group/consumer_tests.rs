@@ -875,14 +875,14 @@ fn a_consumer_group_left_with_classic_members_only_is_classic_again() {
     // It still shows what the member owns, and the member may commit, until it rejoins.
     assert_eq!(partitions_of_assignment(&d.members[0].5), kept);
     assert_eq!(c.validate_commit("g", held, &classic, None), 0);
-    // The classic group's record is written at once, and the consumer group's tombstone.
-    let writes = c.tick();
-    let (_, record) = writes.iter().find(|(g, _)| g == "g").expect("record");
-    assert_eq!(record.as_ref().map(|r| r.generation), Some(held));
-    assert!(c
-        .consumer_writes()
+    // The classic group's record and the consumer group's tombstone are written together.
+    let (classic_writes, consumer_writes) = c.tick_writes();
+    let (_, record) = classic_writes
         .iter()
-        .any(|(g, r)| g == "g" && r.is_none()));
+        .find(|(g, _)| g == "g")
+        .expect("record");
+    assert_eq!(record.as_ref().map(|r| r.generation), Some(held));
+    assert!(consumer_writes.iter().any(|(g, r)| g == "g" && r.is_none()));
     // The member learns it from its heartbeat, rejoins, leads and assigns.
     assert_eq!(c.heartbeat("g", held, &classic, None), 27);
     let j = classic_join(&c, &t, &classic, &[("t", kept)]);
@@ -1009,4 +1009,81 @@ fn classic_members_of_a_consumer_group_are_static_and_share_a_protocol() {
     let d = c.describe("g").expect("classic group");
     assert_eq!(d.members.len(), 1);
     assert_eq!(d.members[0].0, second.member_id);
+}
+
+#[test]
+fn a_downgrade_record_still_queued_gives_way_to_the_next_generations() {
+    let c = GroupCoordinator::new(Duration::ZERO);
+    let t = Topics::new(&[("t", 4)]);
+    let (new, classic) = mixed_group(&c, &t, None);
+    assert_eq!(leave(&c, &t, &new, -1).error, 0);
+    let generation = c.describe("g").expect("classic group").generation;
+    // The member rejoins and its assignment is stored before the next tick.
+    let j = classic_join_as(&c, &t, &classic, None, "cooperative-sticky");
+    assert_eq!(j.generation, generation + 1);
+    let s = c.sync("g", j.generation, &classic, None, vec![]);
+    assert!(s.store.is_some());
+    let (classic_writes, consumer_writes) = c.tick_writes();
+    assert!(
+        !classic_writes.iter().any(|(g, r)| g == "g" && r.is_some()),
+        "the conversion's record (generation {generation}) would follow the stored one"
+    );
+    assert!(consumer_writes.iter().any(|(g, r)| g == "g" && r.is_none()));
+}
+
+#[test]
+fn a_restarted_static_classic_member_gets_its_partitions_back_and_fences_the_old_one() {
+    let c = GroupCoordinator::new(Duration::ZERO);
+    let t = Topics::new(&[("t", 4)]);
+    let mut new = Client::new("new", &["t"]);
+    assert_eq!(new.heartbeat(&c, &t).error, 0);
+    assert_eq!(count(&new.owned), 4);
+    let first = classic_join_as(&c, &t, "", Some("i1"), "cooperative-sticky");
+    assert_eq!(first.error, 0);
+    // The consumer member gives two up; the classic member then gets them by rejoining.
+    new.heartbeat(&c, &t);
+    new.heartbeat(&c, &t);
+    assert_eq!(count(&new.owned), 2);
+    let j = classic_join_as(&c, &t, &first.member_id, Some("i1"), "cooperative-sticky");
+    let assigned = |member: &str, generation: i32| match c
+        .sync("g", generation, member, Some("i1"), vec![])
+        .reply
+    {
+        crate::group::Reply::Now(o) => {
+            assert_eq!(o.error, 0);
+            partitions_of_assignment(&o.assignment)
+        }
+        crate::group::Reply::Later(_) => panic!("sync waits"),
+    };
+    let before = assigned(&first.member_id, j.generation);
+    assert_eq!(before.len(), 2);
+    assert_eq!(
+        c.heartbeat("g", j.generation, &first.member_id, Some("i1")),
+        0
+    );
+
+    // Restarted: a new member id, owning nothing, gets the same two partitions at once.
+    let second = classic_join_as(&c, &t, "", Some("i1"), "cooperative-sticky");
+    assert_eq!((second.error, second.generation), (0, j.generation));
+    assert_eq!(assigned(&second.member_id, second.generation), before);
+    assert_eq!(
+        c.member_for_instance("g", "i1").as_deref(),
+        Some(second.member_id.as_str())
+    );
+    // The old incarnation is fenced on every path.
+    assert_eq!(
+        c.heartbeat("g", j.generation, &first.member_id, Some("i1")),
+        82
+    );
+    assert_eq!(
+        c.validate_commit("g", j.generation, &first.member_id, Some("i1")),
+        82
+    );
+    match c
+        .sync("g", j.generation, &first.member_id, Some("i1"), vec![])
+        .reply
+    {
+        crate::group::Reply::Now(o) => assert_eq!(o.error, 82),
+        crate::group::Reply::Later(_) => panic!("sync waits"),
+    }
 }

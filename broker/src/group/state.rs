@@ -422,7 +422,8 @@ impl GroupCoordinator {
     /// assignments (commits go on), then it prepares a rebalance: each member's next
     /// Heartbeat answers REBALANCE_IN_PROGRESS and the group's leader assigns again, as after
     /// any classic membership change. Its record is written at the next tick, before the
-    /// consumer group's tombstone. Takes both maps (locked in that order).
+    /// consumer group's tombstone ([`Self::tick_writes`]). Takes both maps (locked in that
+    /// order).
     fn downgrade(
         &self,
         classic: &mut HashMap<String, Group>,
@@ -693,6 +694,9 @@ impl GroupCoordinator {
             }))
         };
         if let Some(c) = self.consumer.lock().get(group_id) {
+            if c.fences(instance_id, member_id) {
+                return fail(FENCED_INSTANCE_ID);
+            }
             if c.has_member(member_id) {
                 return answer(Reply::Now(match c.classic_sync(member_id, generation) {
                     Ok((assignment, protocol)) => SyncOutcome {
@@ -748,6 +752,11 @@ impl GroupCoordinator {
                     }
                     g.storing = true;
                     store = Some((g.generation, g.record()));
+                    // A record queued by a conversion is older than this one: written after
+                    // it, it would bring the group back at the older generation.
+                    self.queued
+                        .lock()
+                        .retain(|(queued, r)| queued != group_id || r.is_none());
                 }
                 SyncReply {
                     reply: Reply::Later(rx),
@@ -828,6 +837,9 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
     ) -> i16 {
         if let Some(c) = self.consumer.lock().get_mut(group_id) {
+            if c.fences(instance_id, member_id) {
+                return FENCED_INSTANCE_ID;
+            }
             if c.has_member(member_id) {
                 return c.classic_heartbeat(member_id, generation, Instant::now());
             }
@@ -857,6 +869,9 @@ impl GroupCoordinator {
     /// The member id a static member (group.instance.id) holds now.
     pub fn member_for_instance(&self, group_id: &str, instance: &str) -> Option<String> {
         let groups = self.groups.lock();
+        if let Some(c) = self.consumer.lock().get(group_id) {
+            return c.instance_holder(instance).cloned();
+        }
         groups
             .get(group_id)?
             .members
@@ -938,6 +953,9 @@ impl GroupCoordinator {
         }
         let groups = self.groups.lock();
         if let Some(c) = self.consumer.lock().get(group_id) {
+            if c.fences(instance_id, member_id) {
+                return FENCED_INSTANCE_ID;
+            }
             // The consumer protocol: the member epoch is the generation (KIP-848).
             return c.validate_member(member_id, generation);
         }
@@ -979,8 +997,22 @@ impl GroupCoordinator {
 
     /// [`Self::tick`] as if the time were `now` (tests drive time with it).
     pub fn tick_at(&self, now: Instant) -> Vec<GroupWrite> {
-        let mut writes: Vec<GroupWrite> = self.queued.lock().drain(..).collect();
         let mut groups = self.groups.lock();
+        self.tick_locked(&mut groups, now)
+    }
+
+    /// What a tick writes to `__consumer_offsets`, both kinds of group record, collected
+    /// under the classic groups' lock: a conversion between the protocols (which takes it)
+    /// cannot fall between them, so a group's new record is always written (classic first)
+    /// in the same round as the other kind's tombstone.
+    pub fn tick_writes(&self) -> (Vec<GroupWrite>, Vec<ConsumerGroupWrite>) {
+        let mut groups = self.groups.lock();
+        let classic = self.tick_locked(&mut groups, Instant::now());
+        (classic, self.consumer_writes())
+    }
+
+    fn tick_locked(&self, groups: &mut HashMap<String, Group>, now: Instant) -> Vec<GroupWrite> {
+        let mut writes: Vec<GroupWrite> = vec![];
         for (id, g) in groups.iter_mut() {
             // Ids handed out with MEMBER_ID_REQUIRED and never used.
             g.pending.retain(|_, until| *until > now);
@@ -1024,9 +1056,12 @@ impl GroupCoordinator {
             g.remove_members(id, &gone);
         }
         for (id, classic_group) in downgrades {
-            self.downgrade(&mut groups, &mut consumer, &id, classic_group, now);
+            self.downgrade(groups, &mut consumer, &id, classic_group, now);
         }
-        writes
+        // Queued records last, so those of this tick's conversions are among them.
+        let mut queued: Vec<GroupWrite> = self.queued.lock().drain(..).collect();
+        queued.append(&mut writes);
+        queued
     }
 
     /// The consumer-protocol group records to write: groups changed since their last record,
