@@ -752,11 +752,10 @@ impl GroupCoordinator {
                     }
                     g.storing = true;
                     store = Some((g.generation, g.record()));
-                    // A record queued by a conversion is older than this one: written after
-                    // it, it would bring the group back at the older generation.
-                    self.queued
-                        .lock()
-                        .retain(|(queued, r)| queued != group_id || r.is_none());
+                    // Anything queued for the group (a conversion's record, a deletion's
+                    // tombstone) is older than this one: written after it, it would bring
+                    // the group back at an older generation, or lose it.
+                    self.queued.lock().retain(|(queued, _)| queued != group_id);
                 }
                 SyncReply {
                     reply: Reply::Later(rx),

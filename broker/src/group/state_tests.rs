@@ -505,4 +505,15 @@ fn empty_groups_and_deletions_leave_records_to_write() {
     assert_eq!(c.remove_group("g"), 68);
     c.forget_groups(|g| g == "g");
     assert!(c.tick().is_empty());
+    // Deleted, then formed again and stored within one tick: the tombstone would follow
+    // the new group's record, so it is not written.
+    let (b, _) = stable_group(&c);
+    assert_eq!(c.leave("g", std::slice::from_ref(&b)), vec![0]);
+    c.tick();
+    assert_eq!(c.remove_group("g"), 0);
+    let (_, _) = stable_group(&c);
+    assert!(
+        !c.tick().iter().any(|(g, r)| g == "g" && r.is_none()),
+        "a tombstone after the stored record"
+    );
 }
