@@ -188,19 +188,6 @@ pub struct ClassicMember {
     pub protocols: Vec<(String, Vec<u8>)>,
 }
 
-/// A JoinGroup from a classic member of a consumer group.
-#[derive(Debug, Clone)]
-pub struct ClassicJoin {
-    pub member_id: String,
-    pub instance_id: Option<String>,
-    pub client_id: String,
-    pub host: String,
-    pub session_timeout: Duration,
-    pub rebalance_timeout: Duration,
-    pub protocols: Vec<(String, Bytes)>,
-    pub require_known_member_id: bool,
-}
-
 /// A member of a group converted between the protocols: of a classic group becoming a
 /// consumer group, or of a consumer group becoming classic again.
 #[derive(Debug, Clone)]
@@ -1181,7 +1168,7 @@ impl ConsumerGroup {
     pub(super) fn classic_join(
         &mut self,
         group_id: &str,
-        req: ClassicJoin,
+        req: super::JoinRequest,
         topics: &dyn TopicSource,
         now: Instant,
     ) -> super::JoinOutcome {

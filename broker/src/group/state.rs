@@ -9,8 +9,8 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use super::consumer::{
-    self, ClassicJoin, ClassicSeed, ConsumerGroup, ConsumerGroupConfig, ConsumerGroupView,
-    Heartbeat, HeartbeatOutcome, TopicSource, LEAVE_EPOCH,
+    self, ClassicSeed, ConsumerGroup, ConsumerGroupConfig, ConsumerGroupView, Heartbeat,
+    HeartbeatOutcome, TopicSource, LEAVE_EPOCH,
 };
 use super::offsets::Committed;
 use super::record::{GroupRecord, MemberRecord};
@@ -507,21 +507,7 @@ impl GroupCoordinator {
                         return fail(INCONSISTENT_GROUP_PROTOCOL, req.member_id);
                     }
                     // A classic member of a consumer group: the coordinator assigns.
-                    return Reply::Now(c.classic_join(
-                        &req.group_id,
-                        ClassicJoin {
-                            member_id: req.member_id,
-                            instance_id: req.instance_id,
-                            client_id: req.client_id,
-                            host: req.host,
-                            session_timeout: req.session_timeout,
-                            rebalance_timeout: req.rebalance_timeout,
-                            protocols: req.protocols,
-                            require_known_member_id: req.require_known_member_id,
-                        },
-                        topics,
-                        now,
-                    ));
+                    return Reply::Now(c.classic_join(&req.group_id.clone(), req, topics, now));
                 }
                 Some(_) => {
                     consumer.remove(&req.group_id);
