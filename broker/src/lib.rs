@@ -457,7 +457,7 @@ impl Broker {
         tasks.spawn(follow_metadata(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(clean_logs(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(tick_groups(broker.clone(), shutdown_rx.clone()));
-        tasks.spawn(persist_share_starts(broker.clone(), shutdown_rx.clone()));
+        tasks.spawn(persist_share_states(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(log_dir::report_loop(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(maintain_isr(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(lag::refresh_loop(broker.clone(), shutdown_rx.clone()));
@@ -719,13 +719,15 @@ async fn maintain_isr(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) 
     }
 }
 
-/// Every half second: the share-partitions' start offsets that moved, made durable at
-/// their groups' coordinators.
-async fn persist_share_starts(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// Every half second: the share-partitions whose state changed, made durable at their
+/// groups' coordinators.
+async fn persist_share_states(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
-            _ = tick.tick() => handlers::persist_starts(&broker).await,
+            _ = tick.tick() => {
+                handlers::persist_states(&broker, None).await;
+            }
             _ = shutdown.changed() => return,
         }
     }

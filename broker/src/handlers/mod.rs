@@ -33,7 +33,7 @@ mod unregister_broker;
 pub use groups::write_group_records;
 pub(crate) use init_producer_id::allocate_producer_id;
 pub(crate) use produce::replicated;
-pub use share::persist_starts;
+pub use share::persist_states;
 
 use std::future::Future;
 use std::pin::Pin;

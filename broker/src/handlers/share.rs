@@ -24,7 +24,7 @@ use super::consumer_groups::ImageTopics;
 use super::groups::coordinator_log;
 use super::{leader_log, str_bytes, topic_name};
 use crate::log::{batch, PartitionLog};
-use crate::share::{partition, SessionStep, ShareHeartbeat};
+use crate::share::{partition, SessionStep, ShareHeartbeat, ShareKey, Snapshot};
 use crate::Broker;
 
 const INVALID_REQUEST: i16 = 42;
@@ -439,13 +439,21 @@ pub async fn fetch(broker: &Broker, req: ShareFetchRequest, listener: &str) -> S
         .iter()
         .map(|(k, code)| (*k, (None, Some(*code))))
         .collect();
+    let mut changed: BTreeSet<(Uuid, i32)> = ack_codes
+        .iter()
+        .filter(|(_, code)| **code == 0)
+        .map(|(k, _)| *k)
+        .collect();
     let partitions = match step {
         SessionStep::Close(parts) => {
             broker.share.release_member(&group, &member, &parts);
+            changed.extend(parts);
+            persist_acknowledged(broker, &group, changed).await;
             return respond(broker, out, listener);
         }
         SessionStep::Fetch(parts) => parts,
     };
+    persist_acknowledged(broker, &group, changed).await;
     // A partition whose share-partition cannot be set up now answers its error.
     let mut ready = BTreeSet::new();
     for (t, p) in &partitions {
@@ -630,6 +638,7 @@ pub async fn acknowledge_request(
         }
     };
     let mut responses = Vec::new();
+    let mut changed: BTreeSet<(Uuid, i32)> = BTreeSet::new();
     for t in &req.topics {
         let mut partitions = Vec::new();
         for p in &t.partitions {
@@ -649,6 +658,9 @@ pub async fn acknowledge_request(
                 ),
                 code => code,
             };
+            if code == 0 {
+                changed.insert((t.topic_id, p.partition_index));
+            }
             let (leader, epoch) = if code == ResponseError::NotLeaderOrFollower.code() {
                 leader_of(broker, &t.topic_id, p.partition_index)
             } else {
@@ -673,7 +685,9 @@ pub async fn acknowledge_request(
     }
     if let SessionStep::Close(parts) = step {
         broker.share.release_member(&group, &member, &parts);
+        changed.extend(parts);
     }
+    persist_acknowledged(broker, &group, changed).await;
     ShareAcknowledgeResponse::default().with_responses(responses)
 }
 
@@ -718,15 +732,15 @@ async fn send_to<R: kafka_protocol::protocol::Request>(
     .ok()
 }
 
-/// The share-partition start the group last made durable (its committed offset for the
-/// partition, at the group's coordinator): Ok(None) if it never did, Err if the coordinator
-/// cannot be asked now.
-async fn durable_start(
+/// The snapshot of the share-partition the group last made durable (its committed offset
+/// for the partition at the group's coordinator, the state in the commit's metadata):
+/// Ok(None) if it never did, Err if the coordinator cannot be asked now.
+async fn durable_state(
     broker: &Broker,
     group: &str,
     topic: &str,
     partition: i32,
-) -> Result<Option<i64>, ()> {
+) -> Result<Option<Snapshot>, ()> {
     let group = &state_group(group);
     let coordinator = coordinator_of(broker, group).ok_or(())?;
     if coordinator == broker.node_id {
@@ -734,8 +748,8 @@ async fn durable_start(
         return Ok(broker
             .groups
             .committed(group, topic, partition)
-            .map(|c| c.offset)
-            .filter(|o| *o >= 0));
+            .filter(|c| c.offset >= 0)
+            .map(|c| Snapshot::from_commit(c.offset, c.metadata.as_deref())));
     }
     use kafka_protocol::messages::offset_fetch_request::{
         OffsetFetchRequestGroup, OffsetFetchRequestTopics,
@@ -755,8 +769,8 @@ async fn durable_start(
         .into_iter()
         .flat_map(|t| t.partitions)
         .find(|p| p.partition_index == partition && p.error_code == 0)
-        .map(|p| p.committed_offset)
-        .filter(|o| *o >= 0))
+        .filter(|p| p.committed_offset >= 0)
+        .map(|p| Snapshot::from_commit(p.committed_offset, p.metadata.as_deref())))
 }
 
 /// Makes sure this leader has the share-partition of (group, topic, partition): a new one
@@ -779,35 +793,45 @@ pub(crate) async fn ensure_partition(
     let Some(name) = broker.image().topic_by_id(&topic).map(|t| t.name.clone()) else {
         return ResponseError::UnknownTopicId.code();
     };
-    let start = match durable_start(broker, group, &name, partition).await {
-        Ok(Some(start)) => start.clamp(log.state().log_start_offset, log.high_watermark()),
-        Ok(None) => start_offset(&log, &broker.share.config),
+    let snapshot = match durable_state(broker, group, &name, partition).await {
+        Ok(Some(snapshot)) => snapshot,
+        Ok(None) => Snapshot::at(start_offset(&log, &broker.share.config)),
         Err(()) => return ResponseError::CoordinatorNotAvailable.code(),
     };
-    broker.share.create_partition(key.clone(), start);
-    broker.share.persisted(&key, start);
+    // The window may reach past this leader's high watermark for a moment (the old leader's
+    // moved first): its records were committed there, and this leader's log has them.
+    broker.share.create_partition(
+        key,
+        &snapshot,
+        log.state().log_start_offset,
+        log.log_end_offset(),
+    );
     0
 }
 
-/// Makes the share-partitions' start offsets durable: committed as the share group's
-/// offsets at its coordinator (replicated in `__consumer_offsets`), so a new leader resumes
-/// there (records after it that were in flight are delivered again; none is skipped).
-pub async fn persist_starts(broker: &Broker) {
-    let mut by_group: BTreeMap<String, Vec<(Uuid, i32, i64)>> = BTreeMap::new();
-    for ((group, topic, partition), start) in broker.share.starts_to_persist() {
+/// Makes the share-partitions' state durable (all that changed, or those in `only`):
+/// each snapshot committed as the share group's offset for the partition at its coordinator
+/// (the start as the offset, the window in the metadata), replicated in `__consumer_offsets`,
+/// so a new leader resumes from it. Whether every snapshot was written.
+pub async fn persist_states(broker: &Broker, only: Option<&BTreeSet<ShareKey>>) -> bool {
+    let _writing = broker.share.persist_lock.lock().await;
+    let mut by_group: BTreeMap<String, Vec<(Uuid, i32, Snapshot)>> = BTreeMap::new();
+    for ((group, topic, partition), snapshot) in broker.share.states_to_persist(only) {
         by_group
             .entry(group)
             .or_default()
-            .push((topic, partition, start));
+            .push((topic, partition, snapshot));
     }
-    for (share_group, starts) in by_group {
+    let mut all = true;
+    for (share_group, states) in by_group {
         let group = state_group(&share_group);
         let image = broker.image();
-        let named: Vec<(String, Uuid, i32, i64)> = starts
+        let named: Vec<(String, Uuid, i32, Snapshot)> = states
             .into_iter()
             .filter_map(|(t, p, s)| Some((image.topic_by_id(&t)?.name.clone(), t, p, s)))
             .collect();
         let Some(coordinator) = coordinator_of(broker, &group) else {
+            all = false;
             continue;
         };
         let ok = if coordinator == broker.node_id {
@@ -820,9 +844,9 @@ pub async fn persist_starts(broker: &Broker) {
                                 name.clone(),
                                 *p,
                                 crate::group::Committed {
-                                    offset: *s,
+                                    offset: s.start,
                                     leader_epoch: -1,
-                                    metadata: None,
+                                    metadata: Some(s.to_metadata()),
                                     commit_timestamp: crate::log::now_ms(),
                                 },
                             )
@@ -842,8 +866,9 @@ pub async fn persist_starts(broker: &Broker) {
                 topics.entry(name).or_default().push(
                     OffsetCommitRequestPartition::default()
                         .with_partition_index(*p)
-                        .with_committed_offset(*s)
-                        .with_committed_leader_epoch(-1),
+                        .with_committed_offset(s.start)
+                        .with_committed_leader_epoch(-1)
+                        .with_committed_metadata(Some(str_bytes(s.to_metadata()))),
                 );
             }
             let request = OffsetCommitRequest::default()
@@ -873,11 +898,35 @@ pub async fn persist_starts(broker: &Broker) {
                 broker.share.persisted(&(share_group.clone(), t, p), s);
             }
         } else {
+            all = false;
             tracing::debug!(
                 group,
                 coordinator,
-                "share-partition starts not persisted yet"
+                "share-partition states not persisted yet"
             );
         }
+    }
+    all
+}
+
+/// Makes the state of the share-partitions an acknowledgement changed durable before it is
+/// answered. If the coordinator cannot take it now, the periodic write keeps trying (the
+/// acknowledgement stands in this leader's memory; a failover before then delivers the
+/// records again, it never skips one).
+async fn persist_acknowledged(
+    broker: &Broker,
+    group: &str,
+    partitions: impl IntoIterator<Item = (Uuid, i32)>,
+) {
+    let keys: BTreeSet<ShareKey> = partitions
+        .into_iter()
+        .map(|(t, p)| (group.to_string(), t, p))
+        .collect();
+    if !keys.is_empty() && !persist_states(broker, Some(&keys)).await {
+        tracing::warn!(
+            group,
+            partitions = keys.len(),
+            "acknowledged share-partition state not durable yet; the periodic write retries"
+        );
     }
 }

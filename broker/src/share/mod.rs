@@ -8,8 +8,9 @@
 //! - Share sessions: per (group, member), the partitions a member fetches from this broker
 //!   and the epoch its next request must carry.
 //!
-//! The in-flight window is held in the leader's memory; its start offset is committed at the
-//! group's coordinator, and a new leader resumes there (docs/decisions/0022-share-groups.md).
+//! The in-flight window is held in the leader's memory; its snapshot (start, end and the
+//! state and delivery count of each record in it) is committed at the group's coordinator,
+//! and a new leader resumes from it (docs/decisions/0022-share-groups.md).
 
 pub mod group;
 pub mod partition;
@@ -21,7 +22,7 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 pub use group::{ShareGroups, ShareHeartbeat, ShareHeartbeatOutcome};
-pub use partition::{Acquired, ShareConfig, SharePartition};
+pub use partition::{Acquired, ShareConfig, SharePartition, Snapshot};
 
 pub const SHARE_SESSION_NOT_FOUND: i16 = 122;
 pub const INVALID_SHARE_SESSION_EPOCH: i16 = 123;
@@ -47,6 +48,9 @@ pub struct ShareState {
     pub config: ShareConfig,
     pub groups: ShareGroups,
     partitions: Mutex<HashMap<ShareKey, SharePartition>>,
+    /// Held while snapshots are written, so two writes of one share-partition never land
+    /// out of order at its coordinator.
+    pub persist_lock: tokio::sync::Mutex<()>,
     sessions: Mutex<HashMap<(String, String), Session>>,
 }
 
@@ -65,6 +69,7 @@ impl ShareState {
             config,
             groups: ShareGroups::default(),
             partitions: Mutex::new(HashMap::new()),
+            persist_lock: tokio::sync::Mutex::new(()),
             sessions: Mutex::new(HashMap::new()),
         }
     }
@@ -154,29 +159,45 @@ impl ShareState {
         self.partitions.lock().contains_key(key)
     }
 
-    /// Creates the share-partition of `key` at `start` unless another request did first.
-    pub fn create_partition(&self, key: ShareKey, start: i64) {
+    /// Creates the share-partition of `key` from its durable `snapshot` (on a log holding
+    /// [`log_start`, `log_end`)) unless another request did first.
+    pub fn create_partition(
+        &self,
+        key: ShareKey,
+        snapshot: &Snapshot,
+        log_start: i64,
+        log_end: i64,
+    ) {
+        let config = self.config;
         self.partitions
             .lock()
             .entry(key)
-            .or_insert_with(|| SharePartition::new(start));
+            .or_insert_with(|| SharePartition::restore(snapshot, log_start, log_end, &config));
     }
 
-    /// The share-partitions whose start moved since it was last made durable:
-    /// (key, start).
-    pub fn starts_to_persist(&self) -> Vec<(ShareKey, i64)> {
-        self.partitions
-            .lock()
-            .iter()
-            .filter(|(_, sp)| sp.persisted() != Some(sp.start()))
-            .map(|(k, sp)| (k.clone(), sp.start()))
-            .collect()
+    /// The share-partitions (all, or those in `only`) whose state changed since it was last
+    /// made durable, with their snapshots.
+    pub fn states_to_persist(
+        &self,
+        only: Option<&BTreeSet<ShareKey>>,
+    ) -> Vec<(ShareKey, Snapshot)> {
+        let parts = self.partitions.lock();
+        match only {
+            Some(keys) => keys
+                .iter()
+                .filter_map(|k| Some((k.clone(), parts.get(k)?.to_persist()?)))
+                .collect(),
+            None => parts
+                .iter()
+                .filter_map(|(k, sp)| Some((k.clone(), sp.to_persist()?)))
+                .collect(),
+        }
     }
 
-    /// `start` of `key` is durable.
-    pub fn persisted(&self, key: &ShareKey, start: i64) {
+    /// `snapshot` of `key` is durable.
+    pub fn persisted(&self, key: &ShareKey, snapshot: Snapshot) {
         if let Some(sp) = self.partitions.lock().get_mut(key) {
-            sp.set_persisted(start);
+            sp.set_persisted(snapshot);
         }
     }
 

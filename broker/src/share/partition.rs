@@ -82,13 +82,117 @@ pub struct Acquired {
 /// A batch as read from the log: (base offset, last offset, is a control batch).
 pub type BatchSpan = (i64, i64, bool);
 
+/// Consecutive records of the in-flight window in one state with one delivery count (the
+/// state batches of Kafka's share snapshots).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateBatch {
+    pub first: i64,
+    pub last: i64,
+    /// Available, Acknowledged or Archived: an acquired record is saved as available (its
+    /// lock does not outlive the leader), its delivery counted.
+    pub state: RecordState,
+    pub delivery_count: i16,
+}
+
+/// What a share-partition makes durable: the window [start, end) and the state of every
+/// record in it. Offsets of the window with no batch are done (control records, offsets the
+/// log skipped, records acknowledged or archived).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub start: i64,
+    pub end: i64,
+    pub batches: Vec<StateBatch>,
+}
+
+/// How a snapshot is written in the metadata of the start's commit (the start is the
+/// committed offset itself). A commit without it, from a start-only version, is a window
+/// that is empty at the start.
+const SNAPSHOT_TAG: &str = "share-state/1";
+
+impl Snapshot {
+    /// A window that starts, and is empty, at `start`.
+    pub fn at(start: i64) -> Self {
+        Self {
+            start,
+            end: start,
+            batches: Vec::new(),
+        }
+    }
+
+    /// `share-state/1 <end> [<first>-<last>:<a|k|x><delivery count>]...`
+    pub fn to_metadata(&self) -> String {
+        let mut out = format!("{SNAPSHOT_TAG} {}", self.end);
+        for b in &self.batches {
+            let state = match b.state {
+                RecordState::Acknowledged => 'k',
+                RecordState::Archived => 'x',
+                RecordState::Available | RecordState::Acquired => 'a',
+            };
+            out.push_str(&format!(
+                " {}-{}:{state}{}",
+                b.first, b.last, b.delivery_count
+            ));
+        }
+        out
+    }
+
+    /// The snapshot committed at `start` with `metadata`; one that does not parse, or is
+    /// not ordered inside its window, is the empty window at `start` (nothing skipped).
+    pub fn from_commit(start: i64, metadata: Option<&str>) -> Self {
+        metadata
+            .and_then(|m| Self::parse(start, m))
+            .unwrap_or_else(|| Self::at(start))
+    }
+
+    fn parse(start: i64, metadata: &str) -> Option<Self> {
+        let mut words = metadata.split(' ');
+        if words.next()? != SNAPSHOT_TAG {
+            return None;
+        }
+        let end: i64 = words.next()?.parse().ok()?;
+        if end < start {
+            return None;
+        }
+        let mut batches = Vec::new();
+        let mut next = start;
+        for w in words {
+            let (range, st) = w.split_once(':')?;
+            let (first, last) = range.split_once('-')?;
+            let (first, last): (i64, i64) = (first.parse().ok()?, last.parse().ok()?);
+            let mut chars = st.chars();
+            let state = match chars.next()? {
+                'a' => RecordState::Available,
+                'k' => RecordState::Acknowledged,
+                'x' => RecordState::Archived,
+                _ => return None,
+            };
+            let delivery_count: i16 = chars.as_str().parse().ok()?;
+            if first < next || last < first || last >= end || delivery_count < 0 {
+                return None;
+            }
+            next = last + 1;
+            batches.push(StateBatch {
+                first,
+                last,
+                state,
+                delivery_count,
+            });
+        }
+        Some(Self {
+            start,
+            end,
+            batches,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SharePartition {
     start: i64,
     end: i64,
     records: BTreeMap<i64, InFlight>,
-    /// The start offset last made durable (None: never).
-    persisted: Option<i64>,
+    /// The snapshot last made durable (None: never).
+    persisted: Option<Snapshot>,
 }
 
 impl SharePartition {
@@ -101,12 +205,89 @@ impl SharePartition {
         }
     }
 
-    pub fn persisted(&self) -> Option<i64> {
-        self.persisted
+    /// The share-partition a durable `snapshot` describes, on a log that now holds
+    /// [`log_start`, `log_end`): acquired records come back available with their delivery
+    /// counted (a count at the limit archives them), and what retention removed is gone.
+    pub fn restore(
+        snapshot: &Snapshot,
+        log_start: i64,
+        log_end: i64,
+        config: &ShareConfig,
+    ) -> Self {
+        let start = snapshot.start.clamp(log_start, log_end.max(log_start));
+        let end = snapshot.end.clamp(start, log_end.max(start));
+        let mut records = BTreeMap::new();
+        for b in &snapshot.batches {
+            let state = match b.state {
+                RecordState::Available | RecordState::Acquired
+                    if b.delivery_count >= config.delivery_count_limit =>
+                {
+                    RecordState::Archived
+                }
+                RecordState::Acquired => RecordState::Available,
+                s => s,
+            };
+            for offset in b.first.max(start)..=b.last.min(end - 1) {
+                records.insert(
+                    offset,
+                    InFlight {
+                        state,
+                        delivery_count: b.delivery_count,
+                        owner: None,
+                        lock_until: None,
+                    },
+                );
+            }
+        }
+        let mut sp = Self {
+            start,
+            end,
+            records,
+            persisted: Some(snapshot.clone()),
+        };
+        sp.advance();
+        sp
     }
 
-    pub fn set_persisted(&mut self, start: i64) {
-        self.persisted = Some(start);
+    /// The window and its records' states, as made durable.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut batches: Vec<StateBatch> = Vec::new();
+        for (&offset, r) in self.records.range(self.start..self.end) {
+            let state = match r.state {
+                RecordState::Acquired => RecordState::Available,
+                s => s,
+            };
+            match batches.last_mut() {
+                Some(b)
+                    if b.last + 1 == offset
+                        && b.state == state
+                        && b.delivery_count == r.delivery_count =>
+                {
+                    b.last = offset
+                }
+                _ => batches.push(StateBatch {
+                    first: offset,
+                    last: offset,
+                    state,
+                    delivery_count: r.delivery_count,
+                }),
+            }
+        }
+        Snapshot {
+            start: self.start,
+            end: self.end,
+            batches,
+        }
+    }
+
+    /// The snapshot to make durable, if it changed since the last one that was.
+    pub fn to_persist(&self) -> Option<Snapshot> {
+        let now = self.snapshot();
+        (self.persisted.as_ref() != Some(&now)).then_some(now)
+    }
+
+    pub fn set_persisted(&mut self, snapshot: Snapshot) {
+        self.persisted = Some(snapshot);
     }
 
     /// The share-partition start offset (every record below it is done).
@@ -551,5 +732,101 @@ mod tests {
         let mut behind = SharePartition::new(0);
         behind.skip_to(50);
         assert_eq!((behind.start(), behind.end()), (50, 50));
+    }
+
+    #[test]
+    fn a_restored_share_partition_keeps_acknowledgements_and_delivery_counts() {
+        let c = config();
+        let now = Instant::now();
+        let mut sp = SharePartition::new(0);
+        sp.acquire("a", 20, &[(0, 9, false), (10, 10, true)], now, &c);
+        sp.acknowledge("a", 5, 9, &[ACCEPT], &c).expect("accept");
+        sp.acknowledge("a", 1, 3, &[RELEASE, RELEASE, REJECT], &c)
+            .expect("release and reject");
+        // 0 and 4 are still a's; 11.. are new.
+        let snap = sp.snapshot();
+        assert_eq!((snap.start, snap.end), (0, 11));
+        let text = snap.to_metadata();
+        assert_eq!(text, "share-state/1 11 0-2:a1 3-3:x1 4-4:a1 5-9:k1");
+        let read = Snapshot::from_commit(0, Some(&text));
+        assert_eq!(read, snap);
+        // A new leader: the records a held and the released ones come back, counted once
+        // already; the rejected and accepted ones, and the control record, never do.
+        let mut restored = SharePartition::restore(&read, 0, 20, &c);
+        assert_eq!(restored.to_persist(), None, "what was read is durable");
+        let again = restored.acquire("b", 100, &[], now, &c);
+        assert_eq!(
+            again
+                .iter()
+                .map(|a| (a.first, a.last, a.delivery_count))
+                .collect::<Vec<_>>(),
+            [(0, 2, 2), (4, 4, 2)]
+        );
+        assert_eq!(
+            restored.end(),
+            11,
+            "the log is read on from the window's end"
+        );
+        restored
+            .acknowledge("b", 0, 4, &[ACCEPT, ACCEPT, ACCEPT, GAP, ACCEPT], &c)
+            .expect("accept");
+        assert_eq!(restored.start(), 11);
+        assert!(
+            restored.to_persist().is_some(),
+            "the change is to be written"
+        );
+    }
+
+    #[test]
+    fn restoring_respects_the_delivery_limit_retention_and_bad_metadata() {
+        let c = config(); // delivery limit 3
+        let snap = Snapshot {
+            start: 5,
+            end: 9,
+            batches: vec![
+                StateBatch {
+                    first: 5,
+                    last: 6,
+                    state: RecordState::Available,
+                    delivery_count: 3,
+                },
+                StateBatch {
+                    first: 7,
+                    last: 8,
+                    state: RecordState::Available,
+                    delivery_count: 2,
+                },
+            ],
+        };
+        // 5 and 6 were delivered as often as allowed: archived, and the start moves on.
+        let mut sp = SharePartition::restore(&snap, 0, 100, &c);
+        assert_eq!(sp.start(), 7);
+        let got = sp.acquire("a", 10, &[], Instant::now(), &c);
+        assert_eq!(
+            (got[0].first, got[0].last, got[0].delivery_count),
+            (7, 8, 3)
+        );
+        // Retention took everything below 8.
+        let sp = SharePartition::restore(&snap, 8, 100, &c);
+        assert_eq!((sp.start(), sp.end()), (8, 9));
+        assert_eq!(sp.state_of(8), Some((RecordState::Available, 2)));
+        // Retention took the whole window: it starts at the log start.
+        let sp = SharePartition::restore(&snap, 50, 100, &c);
+        assert_eq!((sp.start(), sp.end()), (50, 50));
+        // A commit from a start-only version, or metadata that does not parse or is out of
+        // order, is an empty window at the committed start.
+        for bad in [
+            None,
+            Some(""),
+            Some("share-state/1"),
+            Some("share-state/1 3"),
+            Some("share-state/1 9 7-8:a1 5-6:a1"),
+            Some("share-state/1 9 5-9:a1"),
+            Some("share-state/1 9 5-6:q1"),
+            Some("share-state/1 9 5-6:a-1"),
+            Some("share-state/2 9"),
+        ] {
+            assert_eq!(Snapshot::from_commit(5, bad), Snapshot::at(5), "{bad:?}");
+        }
     }
 }
