@@ -409,3 +409,100 @@ fn a_taken_port_is_named_at_start_up() {
         "{stderr}"
     );
 }
+
+/// LeaveGroup v5 with several members, as Kafka's coordinator answers it: an older
+/// incarnation of a static member is FENCED_INSTANCE_ID, an unknown instance is
+/// UNKNOWN_MEMBER_ID (and neither removes anyone), a static member leaves by its instance id
+/// alone; each entry echoes the request's ids and the top-level error stays NONE. A static
+/// member's first JoinGroup (v5) is answered at once, with no MEMBER_ID_REQUIRED round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leave_group_answers_each_member_as_kafka_does() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::leave_group_request::MemberIdentity;
+    use kafka_protocol::messages::{
+        DescribeGroupsRequest, FindCoordinatorRequest, GroupId, JoinGroupRequest, LeaveGroupRequest,
+    };
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(
+        &dir.path().join("data"),
+        &["--group-initial-rebalance-delay-ms", "0"],
+    )
+    .expect("start");
+    let mut conn = Connection::connect(broker.kafka).await.expect("connect");
+    let found = conn
+        .send(FindCoordinatorRequest::default().with_key(s("leavers")), 3)
+        .await
+        .expect("find coordinator");
+    assert_eq!(found.error_code, 0);
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(s("leavers")))
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_group_instance_id(Some(s("i1")))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(Bytes::new())]);
+    let mut joined = None;
+    for _ in 0..50 {
+        let r = conn.send(join.clone(), 5).await.expect("join");
+        assert_ne!(r.error_code, 79, "MEMBER_ID_REQUIRED for a static member");
+        if r.error_code == 0 {
+            joined = Some(r);
+            break;
+        }
+        // The group coordinator may still be loading __consumer_offsets.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let member = joined.expect("the static member joined").member_id;
+    let who = |id: &str, instance: Option<&str>| {
+        MemberIdentity::default()
+            .with_member_id(s(id))
+            .with_group_instance_id(instance.map(s))
+    };
+    let leave = |members| {
+        LeaveGroupRequest::default()
+            .with_group_id(GroupId(s("leavers")))
+            .with_members(members)
+    };
+    let r = conn
+        .send(
+            leave(vec![who("stale", Some("i1")), who("", Some("nope"))]),
+            5,
+        )
+        .await
+        .expect("leave");
+    assert_eq!(r.error_code, 0);
+    let answers: Vec<(String, Option<String>, i16)> = r
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.member_id.to_string(),
+                m.group_instance_id.as_ref().map(|i| i.to_string()),
+                m.error_code,
+            )
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [
+            ("stale".to_string(), Some("i1".to_string()), 82),
+            (String::new(), Some("nope".to_string()), 25),
+        ]
+    );
+    let describe = || DescribeGroupsRequest::default().with_groups(vec![GroupId(s("leavers"))]);
+    let d = conn.send(describe(), 5).await.expect("describe");
+    assert_eq!(d.groups[0].members.len(), 1, "nobody left");
+    assert_eq!(d.groups[0].members[0].member_id, member);
+    // By instance id alone: the static member leaves.
+    let r = conn
+        .send(leave(vec![who("", Some("i1"))]), 5)
+        .await
+        .expect("leave");
+    assert_eq!(r.members[0].error_code, 0);
+    let d = conn.send(describe(), 5).await.expect("describe");
+    assert!(d.groups[0].members.is_empty());
+    assert_eq!(d.groups[0].group_state.as_str(), "Empty");
+}

@@ -1222,6 +1222,8 @@ impl ConsumerGroup {
             (Some(_), None) if member_id.is_empty() => {
                 member_id = format!("{}-{}", req.client_id, Uuid::new_v4());
             }
+            // A member id for an instance nobody holds: Kafka's "instance id is unknown".
+            (Some(_), None) => return fail(UNKNOWN_MEMBER_ID, req.member_id),
             (None, _) if member_id.is_empty() => {
                 member_id = format!("{}-{}", req.client_id, Uuid::new_v4());
                 if req.require_known_member_id {
@@ -1342,13 +1344,34 @@ impl ConsumerGroup {
         }
     }
 
-    /// A LeaveGroup of one member (of either protocol).
-    pub(super) fn leave_member(&mut self, group_id: &str, member_id: &str) -> i16 {
-        if !self.members.contains_key(member_id) {
-            return UNKNOWN_MEMBER_ID;
+    /// The classic member a LeaveGroup entry names (Kafka's classicGroupLeaveToConsumerGroup):
+    /// by instance id alone the static member holding it, by instance and member id that
+    /// member unless another incarnation holds the instance (FENCED_INSTANCE_ID), else the
+    /// member id. A consumer-protocol member, or none, is UNKNOWN_MEMBER_ID.
+    pub(super) fn classic_leaver(
+        &self,
+        member_id: &str,
+        instance: Option<&str>,
+    ) -> Result<String, i16> {
+        let id = match instance {
+            Some(instance) => match self.instance_holder(instance) {
+                None => return Err(UNKNOWN_MEMBER_ID),
+                Some(holder) if !member_id.is_empty() && holder != member_id => {
+                    return Err(FENCED_INSTANCE_ID)
+                }
+                Some(holder) => holder.clone(),
+            },
+            None => member_id.to_string(),
+        };
+        match self.members.get(&id) {
+            Some(m) if m.classic.is_some() => Ok(id),
+            _ => Err(UNKNOWN_MEMBER_ID),
         }
+    }
+
+    /// Removes a member a LeaveGroup named ([`Self::classic_leaver`]).
+    pub(super) fn leave_member(&mut self, group_id: &str, member_id: &str) {
         self.remove_member(group_id, member_id, "left");
-        0
     }
 
     /// The member holding static membership `instance`.

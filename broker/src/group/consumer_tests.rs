@@ -922,11 +922,13 @@ fn a_consumer_member_that_expires_or_is_removed_downgrades_the_group_too() {
     let d = c.describe("g").expect("classic group");
     assert_eq!((d.state, d.generation), ("PreparingRebalance", epoch));
 
-    // A consumer-protocol member removed with LeaveGroup (as an admin removes members).
+    // LeaveGroup does not remove a consumer-protocol member (Kafka answers
+    // UNKNOWN_MEMBER_ID: it leaves with its own heartbeat), so nothing downgrades.
     let c = GroupCoordinator::new(Duration::ZERO);
     mixed_group(&c, &t, None);
-    assert_eq!(c.leave("g", &["new".to_string()]), vec![0]);
-    assert_eq!(c.group_type("g"), "classic");
+    assert_eq!(c.leave("g", &["new".to_string()]), vec![25]);
+    assert_eq!(c.group_type("g"), "consumer");
+    assert!(c.member_for_instance("g", "nobody").is_none());
 }
 
 #[test]
@@ -1086,4 +1088,46 @@ fn a_restarted_static_classic_member_gets_its_partitions_back_and_fences_the_old
         crate::group::Reply::Now(o) => assert_eq!(o.error, 82),
         crate::group::Reply::Later(_) => panic!("sync waits"),
     }
+}
+
+#[test]
+fn leave_group_in_a_consumer_group_names_classic_members_only_as_kafka_does() {
+    let c = GroupCoordinator::new(Duration::ZERO);
+    let t = Topics::new(&[("t", 4)]);
+    let mut new = Client::new("new", &["t"]);
+    assert_eq!(new.heartbeat(&c, &t).error, 0);
+    let j = classic_join_as(&c, &t, "", Some("i1"), "cooperative-sticky");
+    assert_eq!(j.error, 0);
+    // A member id with an instance nobody holds: "instance id is unknown".
+    let ghost = classic_join_as(&c, &t, "made-up", Some("i9"), "cooperative-sticky");
+    assert_eq!(ghost.error, 25);
+    assert!(
+        c.member_for_instance("g", "i9").is_none(),
+        "nothing created"
+    );
+    let s = |x: &str| x.to_string();
+    // Another incarnation of i1, an unknown instance, and a consumer-protocol member (which
+    // leaves with its own heartbeat): refused, and nobody leaves.
+    assert_eq!(
+        c.leave_members(
+            "g",
+            &[
+                (s("stale"), Some(s("i1"))),
+                (s(""), Some(s("i9"))),
+                (s("new"), None),
+            ]
+        ),
+        vec![(s("stale"), 82), (s(""), 25), (s("new"), 25)]
+    );
+    assert_eq!(
+        c.member_for_instance("g", "i1").as_deref(),
+        Some(j.member_id.as_str())
+    );
+    // By instance id alone (an administrative removal): the member that left is echoed.
+    assert_eq!(
+        c.leave_members("g", &[(s(""), Some(s("i1")))]),
+        vec![(j.member_id.clone(), 0)]
+    );
+    assert!(c.member_for_instance("g", "i1").is_none());
+    assert_eq!(c.group_type("g"), "consumer");
 }

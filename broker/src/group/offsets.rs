@@ -179,8 +179,12 @@ impl GroupCoordinator {
 
     /// A transaction marker of `producer_id` reached offsets partition `index`: COMMIT makes
     /// its pending offsets committed, ABORT drops them.
+    ///
+    /// The pending lock is held until the offsets are in the cache: an OffsetFetch that finds
+    /// nothing pending (require_stable) must find the committed offsets already there.
     pub fn complete_txn(&self, index: i32, producer_id: i64, commit: bool) {
-        let Some(list) = self.pending_txn.lock().remove(&(index, producer_id)) else {
+        let mut pending = self.pending_txn.lock();
+        let Some(list) = pending.remove(&(index, producer_id)) else {
             return;
         };
         if !commit {

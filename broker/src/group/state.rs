@@ -865,45 +865,109 @@ impl GroupCoordinator {
             .map(|(id, _)| id.clone())
     }
 
-    /// Removes members; returns an error code per member.
+    /// Removes dynamic members by id; an error code per member ([`Self::leave_members`]).
     pub fn leave(&self, group_id: &str, members: &[String]) -> Vec<i16> {
+        let members: Vec<(String, Option<String>)> =
+            members.iter().map(|id| (id.clone(), None)).collect();
+        self.leave_members(group_id, &members)
+            .into_iter()
+            .map(|(_, code)| code)
+            .collect()
+    }
+
+    /// A LeaveGroup's members, each (member id, group.instance.id), answered as Kafka's
+    /// coordinator does: with (the member id to echo, an error code) per member.
+    /// - By instance id with no member id: the static member holding it leaves (an
+    ///   administrative removal); an unknown instance is UNKNOWN_MEMBER_ID.
+    /// - By instance id and member id: FENCED_INSTANCE_ID if another incarnation holds it.
+    /// - In a consumer group only classic members leave this way (a consumer-protocol member
+    ///   leaves with its own heartbeat): the others are UNKNOWN_MEMBER_ID, as in Kafka.
+    ///
+    /// A classic group echoes the request's member id; a consumer group echoes the member
+    /// id that left (Kafka's two coordinators differ so).
+    pub fn leave_members(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Vec<(String, i16)> {
         let mut groups = self.groups.lock();
         {
             let mut consumer = self.consumer.lock();
             if let Some(c) = consumer.get_mut(group_id) {
+                let resolved: Vec<Result<String, i16>> = members
+                    .iter()
+                    .map(|(id, instance)| c.classic_leaver(id, instance.as_deref()))
+                    .collect();
+                let leaving: Vec<String> = resolved.iter().flatten().cloned().collect();
                 let downgrade = self
                     .consumer_config
                     .migration
                     .allows_downgrade()
-                    .then(|| c.to_classic_without(members))
+                    .then(|| c.to_classic_without(&leaving))
                     .flatten();
-                let codes = members
+                let answers = members
                     .iter()
-                    .map(|id| c.leave_member(group_id, id))
+                    .zip(resolved)
+                    .map(|((asked, _), r)| match r {
+                        Ok(id) => {
+                            c.leave_member(group_id, &id);
+                            (id, 0)
+                        }
+                        Err(code) => (asked.clone(), code),
+                    })
                     .collect();
                 if let Some(classic_group) = downgrade {
                     let now = Instant::now();
                     self.downgrade(&mut groups, &mut consumer, group_id, classic_group, now);
                 }
-                return codes;
+                return answers;
             }
         }
         let Some(g) = groups.get_mut(group_id) else {
-            return members.iter().map(|_| UNKNOWN_MEMBER_ID).collect();
+            return members
+                .iter()
+                .map(|(id, _)| (id.clone(), UNKNOWN_MEMBER_ID))
+                .collect();
         };
-        let codes = members
+        let static_holder = |g: &Group, instance: &str| {
+            g.members
+                .iter()
+                .find(|(_, m)| m.instance_id.as_deref() == Some(instance))
+                .map(|(id, _)| id.clone())
+        };
+        let mut left = 0;
+        let answers = members
             .iter()
-            .map(|id| match g.members.remove(id) {
-                Some(m) => {
-                    info!(group = group_id, member = %id, "member left");
-                    fail_waiters(m);
-                    0
-                }
-                None => UNKNOWN_MEMBER_ID,
+            .map(|(id, instance)| {
+                let target = match (id.is_empty(), instance.as_deref()) {
+                    (true, Some(instance)) => static_holder(g, instance).ok_or(UNKNOWN_MEMBER_ID),
+                    (true, None) => Err(UNKNOWN_MEMBER_ID),
+                    // A member id handed out with MEMBER_ID_REQUIRED that never joined.
+                    (false, _) if g.pending.remove(id).is_some() => return (id.clone(), 0),
+                    (false, Some(instance)) => match static_holder(g, instance) {
+                        None => Err(UNKNOWN_MEMBER_ID),
+                        Some(holder) if holder != *id => Err(FENCED_INSTANCE_ID),
+                        Some(holder) => Ok(holder),
+                    },
+                    (false, None) => Ok(id.clone()),
+                };
+                let code = match target.map(|t| (g.members.remove(&t), t)) {
+                    Ok((Some(m), t)) => {
+                        info!(group = group_id, member = %t, "member left");
+                        fail_waiters(m);
+                        left += 1;
+                        0
+                    }
+                    Ok((None, _)) => UNKNOWN_MEMBER_ID,
+                    Err(code) => code,
+                };
+                (id.clone(), code)
             })
             .collect();
-        after_removal(group_id, g, Instant::now());
-        codes
+        if left > 0 {
+            after_removal(group_id, g, Instant::now());
+        }
+        answers
     }
 
     /// Whether `member_id` at `generation` may commit, answered as Kafka's coordinator does:

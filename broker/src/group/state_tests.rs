@@ -517,3 +517,51 @@ fn empty_groups_and_deletions_leave_records_to_write() {
         "a tombstone after the stored record"
     );
 }
+
+#[test]
+fn leave_group_checks_instances_and_forgets_pending_member_ids() {
+    let c = GroupCoordinator::new(Duration::ZERO);
+    let first = now(c.join(request("s", "", Some("i1"))));
+    assert_eq!(first.error, 0);
+    let s = |x: &str| x.to_string();
+    // An older incarnation of i1, unknown instances, and no id at all: refused.
+    assert_eq!(
+        c.leave_members(
+            "s",
+            &[
+                (s("stale"), Some(s("i1"))),
+                (s("x"), Some(s("nope"))),
+                (s(""), Some(s("nope"))),
+                (s(""), None),
+            ]
+        ),
+        vec![
+            (s("stale"), FENCED_INSTANCE_ID),
+            (s("x"), UNKNOWN_MEMBER_ID),
+            (s(""), UNKNOWN_MEMBER_ID),
+            (s(""), UNKNOWN_MEMBER_ID),
+        ]
+    );
+    assert_eq!(
+        c.member_for_instance("s", "i1"),
+        Some(first.member_id.clone())
+    );
+    // A member id handed out with MEMBER_ID_REQUIRED may leave before it joins; it is
+    // forgotten, so joining with it afterwards is refused.
+    let pending = now(c.join(request("s", "", None)));
+    assert_eq!(pending.error, MEMBER_ID_REQUIRED);
+    assert_eq!(
+        c.leave_members("s", &[(pending.member_id.clone(), None)]),
+        vec![(pending.member_id.clone(), 0)]
+    );
+    assert_eq!(
+        now(c.join(request("s", &pending.member_id, None))).error,
+        UNKNOWN_MEMBER_ID
+    );
+    // By instance id alone: the static member leaves; a classic group echoes the request.
+    assert_eq!(
+        c.leave_members("s", &[(s(""), Some(s("i1")))]),
+        vec![(s(""), 0)]
+    );
+    assert_eq!(c.describe("s").expect("group").state, "Empty");
+}

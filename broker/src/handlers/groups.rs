@@ -186,7 +186,9 @@ pub async fn join(
                 .iter()
                 .map(|p| (p.name.to_string(), p.metadata.clone()))
                 .collect(),
-            require_known_member_id: version >= 4,
+            // Kafka's JoinGroupRequest.requiresKnownMemberId: v4+ dynamic members only; a
+            // static member joins at once.
+            require_known_member_id: version >= 4 && req.group_instance_id.is_none(),
             supports_skip_assignment: version >= 9,
         },
         &super::consumer_groups::ImageTopics(&image),
@@ -290,35 +292,36 @@ pub fn leave(broker: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGrou
     if let Err(code) = coordinator_log(broker, req.group_id.as_str()) {
         return LeaveGroupResponse::default().with_error_code(code);
     }
-    let ids: Vec<String> = if version >= 3 {
+    let asked: Vec<(String, Option<String>)> = if version >= 3 {
         req.members
             .iter()
-            .map(|m| match (&m.group_instance_id, m.member_id.is_empty()) {
-                // A static member may leave by its instance id alone.
-                (Some(instance), true) => broker
-                    .groups
-                    .member_for_instance(req.group_id.as_str(), instance.as_str())
-                    .unwrap_or_default(),
-                _ => m.member_id.to_string(),
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|i| i.to_string()),
+                )
             })
             .collect()
     } else {
-        vec![req.member_id.to_string()]
+        vec![(req.member_id.to_string(), None)]
     };
-    let codes = broker.groups.leave(req.group_id.as_str(), &ids);
+    let answers = broker.groups.leave_members(req.group_id.as_str(), &asked);
     if version >= 3 {
+        // Per member; the top-level error stays NONE even if some failed, as in Kafka.
         LeaveGroupResponse::default().with_members(
-            ids.iter()
-                .zip(&codes)
-                .map(|(id, code)| {
+            asked
+                .iter()
+                .zip(&answers)
+                .map(|((_, instance), (id, code))| {
                     MemberResponse::default()
                         .with_member_id(str_bytes(id.clone()))
+                        .with_group_instance_id(instance.clone().map(str_bytes))
                         .with_error_code(*code)
                 })
                 .collect(),
         )
     } else {
-        LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0))
+        LeaveGroupResponse::default().with_error_code(answers.first().map_or(0, |(_, c)| *c))
     }
 }
 
@@ -473,7 +476,12 @@ fn fetch_group(
             .map(|(t, parts)| {
                 let rows = parts
                     .into_iter()
-                    .map(|p| (p, broker.groups.committed(group, &t, p), code(&t, p)))
+                    .map(|p| {
+                        // Stability first: a transaction completing in between has its
+                        // offsets in the cache before it stops being pending.
+                        let e = code(&t, p);
+                        (p, broker.groups.committed(group, &t, p), e)
+                    })
                     .collect();
                 (t, rows)
             })
