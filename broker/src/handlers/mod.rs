@@ -63,14 +63,15 @@ use crate::Broker;
 /// connection stays muted after it, for a client over its quota.
 #[derive(Debug, Default)]
 pub struct Reply {
-    pub frame: Option<Bytes>,
+    /// The answer's frame as the segments to write (a fetch's records are their own).
+    pub frame: Option<protocol::Frame>,
     pub throttle: Duration,
 }
 
 impl Reply {
     fn now(frame: Bytes) -> Self {
         Self {
-            frame: Some(frame),
+            frame: Some(vec![frame]),
             throttle: Duration::ZERO,
         }
     }
@@ -251,7 +252,7 @@ pub async fn handle(
     authz::filter_response(broker, session, &mut response);
     authz::merge(&mut response, denied, version);
     authz::fill_operations(broker, session, &mut response, wanted_ops);
-    let frame = protocol::encode_response(api_key, version, pre.correlation_id, &response)?;
+    let frame = protocol::encode_response_frame(api_key, version, pre.correlation_id, response)?;
     Ok(Reply {
         frame: Some(frame),
         throttle,

@@ -5,7 +5,10 @@
 
 pub mod codec;
 pub mod legacy;
+pub mod segments;
 pub mod versions;
+
+pub use segments::{encode_response_frame, Frame};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
