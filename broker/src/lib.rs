@@ -740,8 +740,7 @@ async fn tick_groups(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let (writes, consumer_writes) = broker.groups.tick_writes();
-                handlers::write_group_records(&broker, writes, consumer_writes);
+                handlers::write_group_records(&broker, broker.groups.tick_writes());
                 broker.share.groups.expire(std::time::Instant::now(), &broker.share.config);
                 // Share-partitions live with leadership: a partition led elsewhere now starts
                 // afresh if it comes back.

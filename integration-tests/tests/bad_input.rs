@@ -506,3 +506,65 @@ async fn leave_group_answers_each_member_as_kafka_does() {
     assert!(d.groups[0].members.is_empty());
     assert_eq!(d.groups[0].group_state.as_str(), "Empty");
 }
+
+/// A share group's durable state lives under `<group>\0share`: a client may not write or
+/// delete it (INVALID_GROUP_ID), whatever it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_group_state_cannot_be_written_by_clients() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        CreateTopicsRequest, DeleteGroupsRequest, FindCoordinatorRequest, GroupId,
+        OffsetCommitRequest,
+    };
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("data"), &[]).expect("start");
+    let mut conn = Connection::connect(broker.kafka).await.expect("connect");
+    let created = conn
+        .send(
+            CreateTopicsRequest::default().with_topics(vec![
+                kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                    .with_name(TopicName(s("q")))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
+            ]),
+            5,
+        )
+        .await
+        .expect("create");
+    assert_eq!(created.topics[0].error_code, 0);
+    let group = "work\u{0}share";
+    conn.send(FindCoordinatorRequest::default().with_key(s(group)), 3)
+        .await
+        .expect("find coordinator");
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s("q")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1_000_000)
+                .with_committed_metadata(Some(s("share-state/1 1000000")))])]);
+    let mut code = -1;
+    for _ in 0..50 {
+        let r = conn.send(commit.clone(), 8).await.expect("commit");
+        code = r.topics[0].partitions[0].error_code;
+        if code != 14 && code != 15 {
+            break; // not loading, not COORDINATOR_NOT_AVAILABLE
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(code, 24, "INVALID_GROUP_ID");
+    let deleted = conn
+        .send(
+            DeleteGroupsRequest::default().with_groups_names(vec![GroupId(s(group))]),
+            2,
+        )
+        .await
+        .expect("delete groups");
+    assert_eq!(deleted.results[0].error_code, 24);
+    still_serves(&mut conn).await;
+}

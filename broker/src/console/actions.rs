@@ -610,7 +610,7 @@ pub async fn reset_apply(
                     })
                     .collect(),
             )]);
-    let answer = crate::handlers::groups::offset_commit(&b, req, 8).await;
+    let answer = crate::handlers::groups::offset_commit(&b, req, 8, false).await;
     let errors: Vec<String> = answer
         .topics
         .iter()

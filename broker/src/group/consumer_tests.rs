@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::*;
-use crate::group::GroupCoordinator;
+use crate::group::{GroupCoordinator, TickWrites};
 
 struct Topics(BTreeMap<String, (Uuid, i32)>);
 
@@ -876,7 +876,11 @@ fn a_consumer_group_left_with_classic_members_only_is_classic_again() {
     assert_eq!(partitions_of_assignment(&d.members[0].5), kept);
     assert_eq!(c.validate_commit("g", held, &classic, None), 0);
     // The classic group's record and the consumer group's tombstone are written together.
-    let (classic_writes, consumer_writes) = c.tick_writes();
+    let TickWrites {
+        classic: classic_writes,
+        consumer: consumer_writes,
+        ..
+    } = c.tick_writes();
     let (_, record) = classic_writes
         .iter()
         .find(|(g, _)| g == "g")
@@ -928,7 +932,6 @@ fn a_consumer_member_that_expires_or_is_removed_downgrades_the_group_too() {
     mixed_group(&c, &t, None);
     assert_eq!(c.leave("g", &["new".to_string()]), vec![25]);
     assert_eq!(c.group_type("g"), "consumer");
-    assert!(c.member_for_instance("g", "nobody").is_none());
 }
 
 #[test]
@@ -1025,7 +1028,11 @@ fn a_downgrade_record_still_queued_gives_way_to_the_next_generations() {
     assert_eq!(j.generation, generation + 1);
     let s = c.sync("g", j.generation, &classic, None, vec![]);
     assert!(s.store.is_some());
-    let (classic_writes, consumer_writes) = c.tick_writes();
+    let TickWrites {
+        classic: classic_writes,
+        consumer: consumer_writes,
+        ..
+    } = c.tick_writes();
     assert!(
         !classic_writes.iter().any(|(g, r)| g == "g" && r.is_some()),
         "the conversion's record (generation {generation}) would follow the stored one"
@@ -1130,4 +1137,41 @@ fn leave_group_in_a_consumer_group_names_classic_members_only_as_kafka_does() {
     );
     assert!(c.member_for_instance("g", "i1").is_none());
     assert_eq!(c.group_type("g"), "consumer");
+}
+
+#[test]
+fn an_upgraded_groups_classic_tombstone_is_written_after_its_consumer_record() {
+    let c = GroupCoordinator::new(Duration::ZERO);
+    let t = Topics::new(&[("t", 4)]);
+    classic_group_owning_all(&c, &t);
+    c.tick_writes();
+    let mut new = Client::new("new", &["t"]);
+    assert_eq!(new.heartbeat(&c, &t).error, 0);
+    assert_eq!(c.group_type("g"), "consumer");
+    let w = c.tick_writes();
+    // Written in this order: nothing classic first, then the consumer record, then the
+    // classic tombstone (a failed consumer append leaves the classic record, not nothing).
+    assert!(!w.classic.iter().any(|(g, _)| g == "g"));
+    assert!(w.consumer.iter().any(|(g, r)| g == "g" && r.is_some()));
+    assert_eq!(
+        w.upgraded
+            .iter()
+            .map(|(g, r)| (g.as_str(), r.is_none()))
+            .collect::<Vec<_>>(),
+        [("g", true)]
+    );
+    assert!(c.tick_writes().upgraded.is_empty(), "written once");
+
+    // Upgraded and downgraded again within one tick: the classic record is the last word,
+    // no tombstone after it.
+    let c = GroupCoordinator::new(Duration::ZERO);
+    classic_group_owning_all(&c, &t);
+    c.tick_writes();
+    let mut new = Client::new("new", &["t"]);
+    assert_eq!(new.heartbeat(&c, &t).error, 0);
+    assert_eq!(leave(&c, &t, &new, -1).error, 0);
+    assert_eq!(c.group_type("g"), "classic");
+    let w = c.tick_writes();
+    assert!(w.classic.iter().any(|(g, r)| g == "g" && r.is_some()));
+    assert!(w.upgraded.is_empty());
 }

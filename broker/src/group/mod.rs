@@ -32,7 +32,7 @@ pub use offsets::{
 pub use record::GroupRecord;
 pub use state::{
     ConsumerGroupWrite, GroupCoordinator, GroupDescription, GroupWrite, JoinOutcome, JoinRequest,
-    Reply, SyncOutcome, SyncReply,
+    Reply, SyncOutcome, SyncReply, TickWrites,
 };
 
 /// A consumer-protocol payload of a classic member (its subscription or its assignment): a

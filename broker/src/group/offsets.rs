@@ -199,6 +199,19 @@ impl GroupCoordinator {
         }
     }
 
+    /// The partitions of `group` a transaction holds an uncommitted offset for.
+    pub fn pending_txn_partitions(&self, group: &str) -> std::collections::HashSet<(String, i32)> {
+        let index = offsets_partition(group);
+        self.pending_txn
+            .lock()
+            .iter()
+            .filter(|((i, _), _)| *i == index)
+            .flat_map(|(_, list)| list.iter())
+            .filter(|(g, ..)| g == group)
+            .map(|(_, t, p, _)| (t.clone(), *p))
+            .collect()
+    }
+
     /// Whether a transaction holds an uncommitted offset of `group` for `topic`/`partition`
     /// (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT then).
     pub fn has_pending_txn_offset(&self, group: &str, topic: &str, partition: i32) -> bool {

@@ -285,13 +285,29 @@ pub struct GroupDescription {
 /// A group's committed offsets by (topic, partition).
 pub type GroupOffsets = BTreeMap<(String, i32), Committed>;
 
+/// A tick's group records, to be written in this order: [`Self::classic`] (classic
+/// groups' records, the records of groups converted back from the consumer protocol, the
+/// tombstones of deleted ones), [`Self::consumer`] (consumer groups' records and
+/// tombstones), then [`Self::upgraded`]: the classic tombstones of groups converted to the
+/// consumer protocol, each after its consumer record, and left out if that record could not
+/// be written (a failed append then leaves the classic record, not nothing).
+#[derive(Debug, Default)]
+pub struct TickWrites {
+    pub classic: Vec<GroupWrite>,
+    pub consumer: Vec<ConsumerGroupWrite>,
+    pub upgraded: Vec<GroupWrite>,
+}
+
 pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Group>>,
     pub(super) offsets: Mutex<HashMap<String, GroupOffsets>>,
     /// Group records to write at the next tick whatever the group's state: tombstones of
-    /// deleted groups (and of groups now of the consumer protocol), and the record of a group
-    /// just converted back from the consumer protocol.
+    /// deleted groups, and the record of a group just converted back from the consumer
+    /// protocol.
     queued: Mutex<Vec<GroupWrite>>,
+    /// Classic groups converted to the consumer protocol whose classic record is still to be
+    /// tombstoned: written after the consumer group's record ([`TickWrites::upgraded`]).
+    upgraded: Mutex<Vec<String>>,
     initial_delay: Duration,
     /// Transactional offset commits awaiting their transaction's marker, by offsets
     /// partition and producer id: (group, topic, partition, offset).
@@ -332,6 +348,7 @@ impl GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(HashMap::new()),
             queued: Mutex::new(Vec::new()),
+            upgraded: Mutex::new(Vec::new()),
             initial_delay,
             pending_txn: Mutex::new(HashMap::new()),
             consumer: Mutex::new(HashMap::new()),
@@ -395,7 +412,8 @@ impl GroupCoordinator {
                 groups.insert(req.group_id.clone(), converted);
             }
             classic.remove(&req.group_id);
-            self.queued.lock().push((req.group_id.clone(), None));
+            self.queued.lock().retain(|(id, _)| *id != req.group_id);
+            self.upgraded.lock().push(req.group_id.clone());
         }
         if req.member_epoch != 0 && !groups.contains_key(&req.group_id) {
             return consumer::unknown_member(&req);
@@ -434,6 +452,8 @@ impl GroupCoordinator {
     ) {
         consumer.remove(group_id);
         self.consumer_tombstones.lock().push(group_id.to_string());
+        // Upgraded and back within a tick: the classic record written now must stay last.
+        self.upgraded.lock().retain(|id| id != group_id);
         let g = Group::from_seeds(generation, seeds, now);
         info!(
             group = group_id,
@@ -742,6 +762,7 @@ impl GroupCoordinator {
                     // tombstone) is older than this one: written after it, it would bring
                     // the group back at an older generation, or lose it.
                     self.queued.lock().retain(|(queued, _)| queued != group_id);
+                    self.upgraded.lock().retain(|id| id != group_id);
                 }
                 SyncReply {
                     reply: Reply::Later(rx),
@@ -899,12 +920,11 @@ impl GroupCoordinator {
                     .map(|(id, instance)| c.classic_leaver(id, instance.as_deref()))
                     .collect();
                 let leaving: Vec<String> = resolved.iter().flatten().cloned().collect();
-                let downgrade = self
-                    .consumer_config
-                    .migration
-                    .allows_downgrade()
-                    .then(|| c.to_classic_without(&leaving))
-                    .flatten();
+                // Nobody leaving changes nothing (Kafka writes no record then).
+                let downgrade = (!leaving.is_empty()
+                    && self.consumer_config.migration.allows_downgrade())
+                .then(|| c.to_classic_without(&leaving))
+                .flatten();
                 let answers = members
                     .iter()
                     .zip(resolved)
@@ -1052,12 +1072,21 @@ impl GroupCoordinator {
 
     /// What a tick writes to `__consumer_offsets`, both kinds of group record, collected
     /// under the classic groups' lock: a conversion between the protocols (which takes it)
-    /// cannot fall between them, so a group's new record is always written (classic first)
-    /// in the same round as the other kind's tombstone.
-    pub fn tick_writes(&self) -> (Vec<GroupWrite>, Vec<ConsumerGroupWrite>) {
+    /// cannot fall between them, so a group's new record is always written in the same
+    /// round as the other kind's tombstone, and before it.
+    pub fn tick_writes(&self) -> TickWrites {
         let mut groups = self.groups.lock();
         let classic = self.tick_locked(&mut groups, Instant::now());
-        (classic, self.consumer_writes())
+        TickWrites {
+            classic,
+            consumer: self.consumer_writes(),
+            upgraded: self
+                .upgraded
+                .lock()
+                .drain(..)
+                .map(|id| (id, None))
+                .collect(),
+        }
     }
 
     fn tick_locked(&self, groups: &mut HashMap<String, Group>, now: Instant) -> Vec<GroupWrite> {
@@ -1153,6 +1182,7 @@ impl GroupCoordinator {
         self.consumer.lock().retain(|id, _| !which(id));
         self.consumer_tombstones.lock().retain(|id| !which(id));
         self.queued.lock().retain(|(id, _)| !which(id));
+        self.upgraded.lock().retain(|id| !which(id));
     }
 
     /// Forgets an empty group's membership state. NON_EMPTY_GROUP (68) while it has members,

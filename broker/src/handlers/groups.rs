@@ -5,7 +5,7 @@
 //! `consumer_groups`. The coordinator of a group is the leader of its
 //! `__consumer_offsets` partition.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +28,7 @@ use tracing::warn;
 
 use super::{leader_log, str_bytes, topic_name};
 use crate::group::{
-    offsets_partition, Committed, ConsumerGroupWrite, GroupWrite, JoinRequest, Reply,
-    OFFSETS_PARTITIONS, OFFSETS_TOPIC,
+    offsets_partition, Committed, JoinRequest, Reply, OFFSETS_PARTITIONS, OFFSETS_TOPIC,
 };
 use crate::log::PartitionLog;
 use crate::Broker;
@@ -384,14 +383,38 @@ pub(crate) fn partition_code(
     }
 }
 
+/// Whether `group` is one of the broker's own ids (a share group's state, `<group>\0share`):
+/// no client may write or delete it.
+pub(crate) fn internal_group(group: &str) -> bool {
+    group.contains('\0')
+}
+
+/// Whether a share-partition snapshot commit comes from an older leader than the one whose
+/// snapshot the group holds (a deposed leader's write landing late): FENCED_LEADER_EPOCH.
+pub(crate) fn share_state_fenced(
+    broker: &Broker,
+    group: &str,
+    entries: &[(String, i32, Committed)],
+) -> bool {
+    entries.iter().any(|(t, p, c)| {
+        broker
+            .groups
+            .committed(group, t, *p)
+            .is_some_and(|held| held.leader_epoch > c.leader_epoch)
+    })
+}
+
 pub async fn offset_commit(
     broker: &Broker,
     req: OffsetCommitRequest,
     _version: i16,
+    from_broker: bool,
 ) -> OffsetCommitResponse {
     let group = req.group_id.to_string();
+    let internal = internal_group(&group);
     let code = match coordinator_log(broker, &group) {
         Err(code) => Err(code),
+        Ok(_) if internal && !from_broker => Err(ResponseError::InvalidGroupId.code()),
         Ok(log) => match broker.groups.validate_commit(
             &group,
             req.generation_id_or_member_epoch,
@@ -420,6 +443,9 @@ pub async fn offset_commit(
     );
     let code = match code {
         Err(c) => c,
+        Ok(_) if internal && share_state_fenced(broker, &group, &entries) => {
+            ResponseError::FencedLeaderEpoch.code()
+        }
         Ok(log) => durable(&log, broker.groups.commit(&log, &group, entries)).await,
     };
     OffsetCommitResponse::default().with_topics(
@@ -487,10 +513,20 @@ fn fetch_group(
             })
             .collect(),
         None => {
+            // What is pending first, then the offsets (see above).
+            let pending = if require_stable {
+                broker.groups.pending_txn_partitions(group)
+            } else {
+                Default::default()
+            };
             let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>, i16)>> =
                 BTreeMap::new();
             for (t, p, c) in broker.groups.committed_all(group) {
-                let e = code(&t, p);
+                let e = if pending.contains(&(t.clone(), p)) {
+                    ResponseError::UnstableOffsetCommit.code()
+                } else {
+                    0
+                };
                 by_topic.entry(t).or_default().push((p, Some(c), e));
             }
             by_topic.into_iter().collect()
@@ -676,12 +712,10 @@ pub fn describe_groups(
 /// members back in their place, tombstones of deleted groups) to their `__consumer_offsets`
 /// partitions; records of groups this broker no longer coordinates are dropped (their new
 /// coordinator has its own view).
-pub fn write_group_records(
-    broker: &Broker,
-    writes: Vec<GroupWrite>,
-    consumer_writes: Vec<ConsumerGroupWrite>,
-) {
-    for (group, record) in writes {
+/// Writes a tick's group records in their order ([`crate::group::TickWrites`]); an
+/// upgraded group's classic tombstone only once its consumer record is in the log.
+pub fn write_group_records(broker: &Broker, writes: crate::group::TickWrites) {
+    for (group, record) in writes.classic {
         let Ok(log) = coordinator_log(broker, &group) else {
             continue;
         };
@@ -689,8 +723,10 @@ pub fn write_group_records(
             warn!(group, error = %e, "could not write the group's record");
         }
     }
-    for (group, record) in consumer_writes {
+    let mut unwritten = BTreeSet::new();
+    for (group, record) in writes.consumer {
         let Ok(log) = coordinator_log(broker, &group) else {
+            unwritten.insert(group);
             continue;
         };
         if let Err(e) = broker
@@ -698,6 +734,20 @@ pub fn write_group_records(
             .write_consumer_group(&log, &group, record.as_ref())
         {
             warn!(group, error = %e, "could not write the consumer group's record");
+            unwritten.insert(group);
+        }
+    }
+    for (group, record) in writes.upgraded {
+        if unwritten.contains(&group) {
+            // The classic record stays the group's latest: loading it is better than
+            // loading nothing. The consumer record, once written, wins over it.
+            continue;
+        }
+        let Ok(log) = coordinator_log(broker, &group) else {
+            continue;
+        };
+        if let Err(e) = broker.groups.write_group(&log, &group, record.as_ref()) {
+            warn!(group, error = %e, "could not write the upgraded group's classic tombstone");
         }
     }
 }
@@ -715,6 +765,8 @@ pub fn delete_groups(
                 let group = g.as_str();
                 let code = match coordinator_log(broker, group) {
                     Err(code) => code,
+                    // A share group's state is not a group to delete.
+                    Ok(_) if internal_group(group) => ResponseError::InvalidGroupId.code(),
                     Ok(log) => match broker.groups.remove_group(group) {
                         0 => {
                             let all: Vec<(String, i32)> = broker
@@ -749,6 +801,10 @@ pub fn offset_delete(
     };
     let group = req.group_id.as_str();
     let log = match coordinator_log(broker, group) {
+        Ok(_) if internal_group(group) => {
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::InvalidGroupId.code())
+        }
         Ok(log) => log,
         Err(code) => return OffsetDeleteResponse::default().with_error_code(code),
     };

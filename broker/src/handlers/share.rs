@@ -184,15 +184,14 @@ fn acknowledge(
     partition: i32,
     batches: &[(i64, i64, Vec<i8>)],
 ) -> i16 {
-    let log = match share_log(broker, &topic, partition) {
-        Ok(log) => log,
-        Err(code) => return code,
-    };
+    // Still this partition's leader (the error code if not).
+    if let Err(code) = share_log(broker, &topic, partition) {
+        return code;
+    }
     let config = broker.share.config;
-    broker.share.with_partition(
-        (group.to_string(), topic, partition),
-        || start_offset(&log, &config),
-        |sp| {
+    broker
+        .share
+        .with_partition(&(group.to_string(), topic, partition), |sp| {
             sp.expire_locks(std::time::Instant::now(), &config);
             for (first, last, types) in batches {
                 if let Err(code) = sp.acknowledge(member, *first, *last, types, &config) {
@@ -200,9 +199,13 @@ fn acknowledge(
                 }
             }
             0
-        },
-    )
+        })
+        .unwrap_or(GONE)
 }
+
+/// A share-partition that went away under a request (its leadership moved, or it is being
+/// set up again): the client finds the leader and fetches again.
+const GONE: i16 = 6; // NOT_LEADER_OR_FOLLOWER
 
 fn start_offset(log: &PartitionLog, config: &partition::ShareConfig) -> i64 {
     if config.start_at_earliest {
@@ -243,16 +246,19 @@ fn acquire(
     let now = std::time::Instant::now();
     let key = (group.to_string(), topic, partition);
     let budget = max_bytes.min(READ_CAP);
+    let gone = || Fetched {
+        error: GONE,
+        records: None,
+        acquired: vec![],
+    };
     // The window's end, then the log read without the share lock, then the acquisition.
-    let (end, room) = broker.share.with_partition(
-        key.clone(),
-        || start_offset(&log, &config),
-        |sp| {
-            sp.expire_locks(now, &config);
-            sp.skip_to(log.state().log_start_offset);
-            (sp.end(), sp.has_room(&config))
-        },
-    );
+    let Some((end, room)) = broker.share.with_partition(&key, |sp| {
+        sp.expire_locks(now, &config);
+        sp.skip_to(log.state().log_start_offset);
+        (sp.end(), sp.has_room(&config))
+    }) else {
+        return gone();
+    };
     let mut spans = Vec::new();
     if room && end < log.high_watermark() {
         if let Ok(batches) = log
@@ -271,11 +277,14 @@ fn acquire(
                 .collect();
         }
     }
-    let acquired = broker.share.with_partition(
-        key.clone(),
-        || start_offset(&log, &config),
-        |sp| sp.acquire(member, max, &spans, now, &config),
-    );
+    let Some(acquired) = broker.share.with_partition(&key, |sp| {
+        // Read at another end (another request took them, or the window was set up
+        // again): only what is available again is taken now.
+        let spans: &[partition::BatchSpan] = if sp.end() == end { &spans } else { &[] };
+        sp.acquire(member, max, spans, now, &config)
+    }) else {
+        return gone();
+    };
     if acquired.is_empty() {
         return Fetched {
             error: 0,
@@ -340,15 +349,11 @@ fn acquire(
         }
     }
     if !unsent.is_empty() {
-        broker.share.with_partition(
-            key,
-            || start_offset(&log, &config),
-            |sp| {
-                for a in &unsent {
-                    sp.give_back(member, a.first, a.last);
-                }
-            },
-        );
+        broker.share.with_partition(&key, |sp| {
+            for a in &unsent {
+                sp.give_back(member, a.first, a.last);
+            }
+        });
     }
     Fetched {
         error: 0,
@@ -723,9 +728,12 @@ async fn send_to<R: kafka_protocol::protocol::Request>(
         .brokers
         .get(&node)
         .and_then(|b| b.inter_broker_addr())?;
+    // The broker's client id: a coordinator takes writes to a share group's state only
+    // from brokers.
+    let client_id = crate::txn::ops::marker_client_id(broker.node_id);
     tokio::time::timeout(Duration::from_secs(5), async {
-        let mut conn = broker.inter_broker_security.connect(&addr).await?;
-        conn.send(request, version).await
+        let conn = broker.inter_broker_security.connect(&addr).await?;
+        conn.with_client_id(&client_id).send(request, version).await
     })
     .await
     .ok()?
@@ -749,7 +757,7 @@ async fn durable_state(
             .groups
             .committed(group, topic, partition)
             .filter(|c| c.offset >= 0)
-            .map(|c| Snapshot::from_commit(c.offset, c.metadata.as_deref())));
+            .map(|c| Snapshot::from_commit(c.offset, c.metadata.as_deref(), max_window(broker))));
     }
     use kafka_protocol::messages::offset_fetch_request::{
         OffsetFetchRequestGroup, OffsetFetchRequestTopics,
@@ -770,12 +778,28 @@ async fn durable_state(
         .flat_map(|t| t.partitions)
         .find(|p| p.partition_index == partition && p.error_code == 0)
         .filter(|p| p.committed_offset >= 0)
-        .map(|p| Snapshot::from_commit(p.committed_offset, p.metadata.as_deref())))
+        .map(|p| {
+            Snapshot::from_commit(
+                p.committed_offset,
+                p.metadata.as_deref(),
+                max_window(broker),
+            )
+        }))
 }
 
-/// Makes sure this leader has the share-partition of (group, topic, partition): a new one
-/// starts where the group's durable start says, else as `share.auto.offset.reset` says.
-/// An error code when the coordinator cannot be asked (the client fetches again).
+/// The widest window a leader can have written: the in-flight limit and the batch that
+/// crossed it (a batch that starts inside the window enters whole).
+fn max_window(broker: &Broker) -> i64 {
+    broker.share.config.max_in_flight.saturating_add(100_000)
+}
+
+/// Makes sure this leader has the share-partition of (group, topic, partition), set up
+/// from the group's durable state (or, if the group never had one, as
+/// `share.auto.offset.reset` says) and written back at this leader's epoch before anything
+/// is served from it: the start a new share-partition chose is durable before a record is
+/// delivered (a new leader would otherwise choose its own and skip what lies between), and
+/// the write fences the previous leader's late ones. An error code when the coordinator
+/// cannot be asked or written to now (the client fetches again).
 pub(crate) async fn ensure_partition(
     broker: &Broker,
     group: &str,
@@ -783,130 +807,156 @@ pub(crate) async fn ensure_partition(
     partition: i32,
 ) -> i16 {
     let key = (group.to_string(), topic, partition);
-    if broker.share.has_partition(&key) {
-        return 0;
-    }
     let log = match share_log(broker, &topic, partition) {
         Ok(log) => log,
         Err(code) => return code,
     };
-    let Some(name) = broker.image().topic_by_id(&topic).map(|t| t.name.clone()) else {
-        return ResponseError::UnknownTopicId.code();
-    };
-    let snapshot = match durable_state(broker, group, &name, partition).await {
-        Ok(Some(snapshot)) => snapshot,
-        Ok(None) => Snapshot::at(start_offset(&log, &broker.share.config)),
-        Err(()) => return ResponseError::CoordinatorNotAvailable.code(),
-    };
-    // The window may reach past this leader's high watermark for a moment (the old leader's
-    // moved first): its records were committed there, and this leader's log has them.
-    broker.share.create_partition(
-        key,
-        &snapshot,
-        log.state().log_start_offset,
-        log.log_end_offset(),
-    );
-    0
+    match broker.share.is_durable(&key) {
+        Some(true) => return 0,
+        Some(false) => {}
+        None => {
+            let Some(name) = broker.image().topic_by_id(&topic).map(|t| t.name.clone()) else {
+                return ResponseError::UnknownTopicId.code();
+            };
+            let snapshot = match durable_state(broker, group, &name, partition).await {
+                Ok(Some(snapshot)) => snapshot,
+                Ok(None) => Snapshot::at(start_offset(&log, &broker.share.config)),
+                Err(()) => return ResponseError::CoordinatorNotAvailable.code(),
+            };
+            // The window may reach past this leader's high watermark for a moment (the old
+            // leader's moved first): its records were committed there, and this leader's
+            // log has them.
+            broker.share.create_partition(
+                key.clone(),
+                &snapshot,
+                log.state().log_start_offset,
+                log.log_end_offset(),
+            );
+        }
+    }
+    if persist_states(broker, Some(&BTreeSet::from([key]))).await {
+        0
+    } else {
+        ResponseError::CoordinatorNotAvailable.code()
+    }
 }
 
 /// Makes the share-partitions' state durable (all that changed, or those in `only`):
 /// each snapshot committed as the share group's offset for the partition at its coordinator
-/// (the start as the offset, the window in the metadata), replicated in `__consumer_offsets`,
-/// so a new leader resumes from it. Whether every snapshot was written.
+/// (the start as the offset, the window in the metadata, this leader's epoch as the
+/// offset's leader epoch), replicated in `__consumer_offsets`, so a new leader resumes from
+/// it. Groups are written side by side, each under its own lock. Whether every snapshot was
+/// written.
 pub async fn persist_states(broker: &Broker, only: Option<&BTreeSet<ShareKey>>) -> bool {
-    let _writing = broker.share.persist_lock.lock().await;
-    let mut by_group: BTreeMap<String, Vec<(Uuid, i32, Snapshot)>> = BTreeMap::new();
-    for ((group, topic, partition), snapshot) in broker.share.states_to_persist(only) {
-        by_group
-            .entry(group)
-            .or_default()
-            .push((topic, partition, snapshot));
+    let writes = broker
+        .share
+        .changed(only)
+        .into_iter()
+        .map(|(group, keys)| persist_group(broker, group, keys));
+    futures::future::join_all(writes)
+        .await
+        .into_iter()
+        .all(|ok| ok)
+}
+
+/// Writes the snapshots of `keys` (one share group's partitions) that changed.
+async fn persist_group(broker: &Broker, share_group: String, keys: BTreeSet<ShareKey>) -> bool {
+    let lock = broker.share.persist_lock(&share_group);
+    let _writing = lock.lock().await;
+    // Taken under the group's lock: no older snapshot is written after this one.
+    let states = broker.share.states_to_persist(Some(&keys));
+    if states.is_empty() {
+        return true;
     }
-    let mut all = true;
-    for (share_group, states) in by_group {
-        let group = state_group(&share_group);
-        let image = broker.image();
-        let named: Vec<(String, Uuid, i32, Snapshot)> = states
-            .into_iter()
-            .filter_map(|(t, p, s)| Some((image.topic_by_id(&t)?.name.clone(), t, p, s)))
-            .collect();
-        let Some(coordinator) = coordinator_of(broker, &group) else {
-            all = false;
-            continue;
+    let group = state_group(&share_group);
+    let image = broker.image();
+    // Only partitions this broker still leads, each at its leader epoch.
+    let named: Vec<(String, Uuid, i32, i32, Snapshot)> = states
+        .into_iter()
+        .filter_map(|((_, t, p), s)| {
+            let topic = image.topic_by_id(&t)?;
+            let part = topic.partitions.get(usize::try_from(p).ok()?)?;
+            (part.leader == broker.node_id)
+                .then(|| (topic.name.clone(), t, p, part.leader_epoch, s))
+        })
+        .collect();
+    if named.is_empty() {
+        return false;
+    }
+    let Some(coordinator) = coordinator_of(broker, &group) else {
+        return false;
+    };
+    let entries: Vec<(String, i32, crate::group::Committed)> = named
+        .iter()
+        .map(|(name, _, p, epoch, s)| {
+            (
+                name.clone(),
+                *p,
+                crate::group::Committed {
+                    offset: s.start,
+                    leader_epoch: *epoch,
+                    metadata: Some(s.to_metadata()),
+                    commit_timestamp: crate::log::now_ms(),
+                },
+            )
+        })
+        .collect();
+    let ok = if coordinator == broker.node_id {
+        match coordinator_log(broker, &group) {
+            Ok(_) if super::groups::share_state_fenced(broker, &group, &entries) => false,
+            Ok(log) => {
+                super::groups::durable(&log, broker.groups.commit(&log, &group, entries)).await == 0
+            }
+            Err(_) => false,
+        }
+    } else {
+        use kafka_protocol::messages::offset_commit_request::{
+            OffsetCommitRequestPartition, OffsetCommitRequestTopic,
         };
-        let ok = if coordinator == broker.node_id {
-            match coordinator_log(broker, &group) {
-                Ok(log) => {
-                    let entries = named
-                        .iter()
-                        .map(|(name, _, p, s)| {
-                            (
-                                name.clone(),
-                                *p,
-                                crate::group::Committed {
-                                    offset: s.start,
-                                    leader_epoch: -1,
-                                    metadata: Some(s.to_metadata()),
-                                    commit_timestamp: crate::log::now_ms(),
-                                },
-                            )
-                        })
-                        .collect();
-                    super::groups::durable(&log, broker.groups.commit(&log, &group, entries)).await
-                        == 0
-                }
-                Err(_) => false,
-            }
-        } else {
-            use kafka_protocol::messages::offset_commit_request::{
-                OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-            };
-            let mut topics: BTreeMap<&String, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-            for (name, _, p, s) in &named {
-                topics.entry(name).or_default().push(
-                    OffsetCommitRequestPartition::default()
-                        .with_partition_index(*p)
-                        .with_committed_offset(s.start)
-                        .with_committed_leader_epoch(-1)
-                        .with_committed_metadata(Some(str_bytes(s.to_metadata()))),
-                );
-            }
-            let request = OffsetCommitRequest::default()
-                .with_group_id(GroupId(str_bytes(group.clone())))
-                .with_generation_id_or_member_epoch(-1)
-                .with_topics(
-                    topics
-                        .into_iter()
-                        .map(|(name, ps)| {
-                            OffsetCommitRequestTopic::default()
-                                .with_name(topic_name(name))
-                                .with_partitions(ps)
-                        })
-                        .collect(),
-                );
-            send_to(broker, coordinator, request, 8)
-                .await
-                .is_some_and(|r| {
-                    r.topics
-                        .iter()
-                        .flat_map(|t| &t.partitions)
-                        .all(|p| p.error_code == 0)
-                })
-        };
-        if ok {
-            for (_, t, p, s) in named {
-                broker.share.persisted(&(share_group.clone(), t, p), s);
-            }
-        } else {
-            all = false;
-            tracing::debug!(
-                group,
-                coordinator,
-                "share-partition states not persisted yet"
+        let mut topics: BTreeMap<&String, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+        for (name, p, c) in &entries {
+            topics.entry(name).or_default().push(
+                OffsetCommitRequestPartition::default()
+                    .with_partition_index(*p)
+                    .with_committed_offset(c.offset)
+                    .with_committed_leader_epoch(c.leader_epoch)
+                    .with_committed_metadata(c.metadata.clone().map(str_bytes)),
             );
         }
+        let request = OffsetCommitRequest::default()
+            .with_group_id(GroupId(str_bytes(group.clone())))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(name, ps)| {
+                        OffsetCommitRequestTopic::default()
+                            .with_name(topic_name(name))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        send_to(broker, coordinator, request, 8)
+            .await
+            .is_some_and(|r| {
+                r.topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .all(|p| p.error_code == 0)
+            })
+    };
+    if ok {
+        for (_, t, p, _, s) in named {
+            broker.share.persisted(&(share_group.clone(), t, p), s);
+        }
+    } else {
+        tracing::debug!(
+            group,
+            coordinator,
+            "share-partition states not persisted yet"
+        );
     }
-    all
+    ok
 }
 
 /// Makes the state of the share-partitions an acknowledgement changed durable before it is

@@ -272,6 +272,9 @@ pub async fn offset_commit(
         (-1, String::new(), None)
     };
     let checked = super::groups::coordinator_log(broker, &group).and_then(|log| {
+        if super::groups::internal_group(&group) {
+            return Err(ResponseError::InvalidGroupId.code());
+        }
         match broker.groups.validate_commit_for(
             &group,
             generation,

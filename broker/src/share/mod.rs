@@ -15,7 +15,8 @@
 pub mod group;
 pub mod partition;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -48,9 +49,8 @@ pub struct ShareState {
     pub config: ShareConfig,
     pub groups: ShareGroups,
     partitions: Mutex<HashMap<ShareKey, SharePartition>>,
-    /// Held while snapshots are written, so two writes of one share-partition never land
-    /// out of order at its coordinator.
-    pub persist_lock: tokio::sync::Mutex<()>,
+    /// One per share group: held while its snapshots are written ([`Self::persist_lock`]).
+    persist_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     sessions: Mutex<HashMap<(String, String), Session>>,
 }
 
@@ -69,7 +69,7 @@ impl ShareState {
             config,
             groups: ShareGroups::default(),
             partitions: Mutex::new(HashMap::new()),
-            persist_lock: tokio::sync::Mutex::new(()),
+            persist_locks: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
         }
     }
@@ -140,23 +140,45 @@ impl ShareState {
         }
     }
 
-    /// Runs `f` on the share-partition of `key`, created at `start` if it is new.
+    /// Runs `f` on the share-partition of `key`; None if this broker has none (it is only
+    /// ever set up from its durable state, never made up here: a made-up window would start
+    /// at the log end, skip what the group has not had, and then be written over its state).
     pub fn with_partition<T>(
         &self,
-        key: ShareKey,
-        start: impl FnOnce() -> i64,
+        key: &ShareKey,
         f: impl FnOnce(&mut SharePartition) -> T,
-    ) -> T {
-        let mut parts = self.partitions.lock();
-        let sp = parts
-            .entry(key)
-            .or_insert_with(|| SharePartition::new(start()));
-        f(sp)
+    ) -> Option<T> {
+        self.partitions.lock().get_mut(key).map(f)
     }
 
-    /// Whether this broker has the share-partition of `key`.
-    pub fn has_partition(&self, key: &ShareKey) -> bool {
-        self.partitions.lock().contains_key(key)
+    /// Whether this broker has the share-partition of `key` (None) and whether a snapshot
+    /// of it was made durable since it was set up here.
+    pub fn is_durable(&self, key: &ShareKey) -> Option<bool> {
+        self.partitions.lock().get(key).map(|sp| sp.is_durable())
+    }
+
+    /// The lock a share group's snapshots are written under: two writes of one
+    /// share-partition never land out of order at its coordinator, and a slow coordinator
+    /// holds up only its own groups.
+    pub fn persist_lock(&self, group: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.persist_locks
+            .lock()
+            .entry(group.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The share-partitions (all, or those in `only`) whose state changed since it was
+    /// last made durable, by group.
+    pub fn changed(
+        &self,
+        only: Option<&BTreeSet<ShareKey>>,
+    ) -> BTreeMap<String, BTreeSet<ShareKey>> {
+        let mut out: BTreeMap<String, BTreeSet<ShareKey>> = BTreeMap::new();
+        for (key, _) in self.states_to_persist(only) {
+            out.entry(key.0.clone()).or_default().insert(key);
+        }
+        out
     }
 
     /// Creates the share-partition of `key` from its durable `snapshot` (on a log holding

@@ -136,21 +136,24 @@ impl Snapshot {
         out
     }
 
-    /// The snapshot committed at `start` with `metadata`; one that does not parse, or is
-    /// not ordered inside its window, is the empty window at `start` (nothing skipped).
-    pub fn from_commit(start: i64, metadata: Option<&str>) -> Self {
+    /// The snapshot committed at `start` with `metadata`; one that does not parse, is not
+    /// ordered inside its window, or whose window is wider than `max_window` records (no
+    /// leader writes one: the window holds `group.share.partition.max.record.locks` records
+    /// and the batch that crossed that), is the empty window at `start`: records are
+    /// delivered again from there, none is skipped, and restoring it costs nothing.
+    pub fn from_commit(start: i64, metadata: Option<&str>, max_window: i64) -> Self {
         metadata
-            .and_then(|m| Self::parse(start, m))
+            .and_then(|m| Self::parse(start, m, max_window))
             .unwrap_or_else(|| Self::at(start))
     }
 
-    fn parse(start: i64, metadata: &str) -> Option<Self> {
+    fn parse(start: i64, metadata: &str, max_window: i64) -> Option<Self> {
         let mut words = metadata.split(' ');
         if words.next()? != SNAPSHOT_TAG {
             return None;
         }
         let end: i64 = words.next()?.parse().ok()?;
-        if end < start {
+        if end < start || end - start > max_window {
             return None;
         }
         let mut batches = Vec::new();
@@ -208,6 +211,8 @@ impl SharePartition {
     /// The share-partition a durable `snapshot` describes, on a log that now holds
     /// [`log_start`, `log_end`): acquired records come back available with their delivery
     /// counted (a count at the limit archives them), and what retention removed is gone.
+    /// It is not durable yet: the new leader writes it at its own leader epoch before it
+    /// serves from it, which fences the writes of the leader before it.
     pub fn restore(
         snapshot: &Snapshot,
         log_start: i64,
@@ -243,7 +248,7 @@ impl SharePartition {
             start,
             end,
             records,
-            persisted: Some(snapshot.clone()),
+            persisted: None,
         };
         sp.advance();
         sp
@@ -288,6 +293,11 @@ impl SharePartition {
 
     pub fn set_persisted(&mut self, snapshot: Snapshot) {
         self.persisted = Some(snapshot);
+    }
+
+    /// Whether some snapshot of it has been made durable since it was set up here.
+    pub fn is_durable(&self) -> bool {
+        self.persisted.is_some()
     }
 
     /// The share-partition start offset (every record below it is done).
@@ -748,12 +758,20 @@ mod tests {
         assert_eq!((snap.start, snap.end), (0, 11));
         let text = snap.to_metadata();
         assert_eq!(text, "share-state/1 11 0-2:a1 3-3:x1 4-4:a1 5-9:k1");
-        let read = Snapshot::from_commit(0, Some(&text));
+        let read = Snapshot::from_commit(0, Some(&text), 100);
         assert_eq!(read, snap);
+        // A window wider than any leader keeps is not trusted (nor restored record by
+        // record): the empty window at the start.
+        assert_eq!(Snapshot::from_commit(0, Some(&text), 10), Snapshot::at(0));
         // A new leader: the records a held and the released ones come back, counted once
         // already; the rejected and accepted ones, and the control record, never do.
         let mut restored = SharePartition::restore(&read, 0, 20, &c);
-        assert_eq!(restored.to_persist(), None, "what was read is durable");
+        assert!(
+            !restored.is_durable(),
+            "written again by the new leader first"
+        );
+        restored.set_persisted(restored.snapshot());
+        assert_eq!(restored.to_persist(), None);
         let again = restored.acquire("b", 100, &[], now, &c);
         assert_eq!(
             again
@@ -826,7 +844,11 @@ mod tests {
             Some("share-state/1 9 5-6:a-1"),
             Some("share-state/2 9"),
         ] {
-            assert_eq!(Snapshot::from_commit(5, bad), Snapshot::at(5), "{bad:?}");
+            assert_eq!(
+                Snapshot::from_commit(5, bad, 100),
+                Snapshot::at(5),
+                "{bad:?}"
+            );
         }
     }
 }
