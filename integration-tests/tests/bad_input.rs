@@ -566,5 +566,21 @@ async fn share_group_state_cannot_be_written_by_clients() {
         .await
         .expect("delete groups");
     assert_eq!(deleted.results[0].error_code, 24);
+    // Nor can a group of that id form (its members would block the brokers' writes).
+    let join = conn
+        .send(
+            kafka_protocol::messages::JoinGroupRequest::default()
+                .with_group_id(GroupId(s(group)))
+                .with_session_timeout_ms(10_000)
+                .with_protocol_type(s("consumer"))
+                .with_protocols(vec![
+                    kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol::default()
+                        .with_name(s("range")),
+                ]),
+            5,
+        )
+        .await
+        .expect("join");
+    assert_eq!(join.error_code, 24);
     still_serves(&mut conn).await;
 }

@@ -5,6 +5,7 @@
 use kafka_protocol::messages::consumer_group_describe_response;
 use kafka_protocol::messages::consumer_group_heartbeat_response;
 use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
 use metadata_quorum::MetadataImage;
 use uuid::Uuid;
 
@@ -73,6 +74,11 @@ pub fn heartbeat(
 ) -> ConsumerGroupHeartbeatResponse {
     let host = session.peer.ip().to_string();
     let host = host.as_str();
+    if super::groups::internal_group(req.group_id.as_str()) {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(ResponseError::InvalidGroupId.code())
+            .with_member_epoch(req.member_epoch);
+    }
     if let Err(code) = coordinator_log(broker, req.group_id.as_str()) {
         return ConsumerGroupHeartbeatResponse::default()
             .with_error_code(code)

@@ -155,6 +155,12 @@ pub async fn join(
             .with_generation_id(-1)
             .with_member_id(str_bytes(member))
     };
+    if internal_group(req.group_id.as_str()) {
+        return fail(
+            ResponseError::InvalidGroupId.code(),
+            req.member_id.to_string(),
+        );
+    }
     if let Err(code) = coordinator_log(broker, req.group_id.as_str()) {
         return fail(code, req.member_id.to_string());
     }
@@ -390,18 +396,37 @@ pub(crate) fn internal_group(group: &str) -> bool {
 }
 
 /// Whether a share-partition snapshot commit comes from an older leader than the one whose
-/// snapshot the group holds (a deposed leader's write landing late): FENCED_LEADER_EPOCH.
-pub(crate) fn share_state_fenced(
-    broker: &Broker,
-    group: &str,
-    entries: &[(String, i32, Committed)],
-) -> bool {
+/// snapshot the group holds for the same topic (a deposed leader's write landing late):
+/// FENCED_LEADER_EPOCH. The state of a deleted topic of the same name fences nothing.
+fn share_state_fenced(broker: &Broker, group: &str, entries: &[(String, i32, Committed)]) -> bool {
+    use crate::share::partition::snapshot_topic;
     entries.iter().any(|(t, p, c)| {
-        broker
-            .groups
-            .committed(group, t, *p)
-            .is_some_and(|held| held.leader_epoch > c.leader_epoch)
+        broker.groups.committed(group, t, *p).is_some_and(|held| {
+            held.leader_epoch > c.leader_epoch
+                && held.metadata.as_deref().and_then(snapshot_topic)
+                    == c.metadata.as_deref().and_then(snapshot_topic)
+        })
     })
+}
+
+/// Commits share-partition snapshots of `group` (a `<group>\0share` id) to `log`, the epoch
+/// check and the append under one lock, so two leaders' writes cannot both pass the check
+/// and land in the wrong order. FENCED_LEADER_EPOCH, or the commit's durable code.
+pub(crate) async fn commit_share_state(
+    broker: &Broker,
+    log: &Arc<PartitionLog>,
+    group: &str,
+    entries: Vec<(String, i32, Committed)>,
+) -> i16 {
+    static WRITING: parking_lot::Mutex<()> = parking_lot::const_mutex(());
+    let written = {
+        let _one_at_a_time = WRITING.lock();
+        if share_state_fenced(broker, group, &entries) {
+            return ResponseError::FencedLeaderEpoch.code();
+        }
+        broker.groups.commit(log, group, entries)
+    };
+    durable(log, written).await
 }
 
 pub async fn offset_commit(
@@ -415,6 +440,8 @@ pub async fn offset_commit(
     let code = match coordinator_log(broker, &group) {
         Err(code) => Err(code),
         Ok(_) if internal && !from_broker => Err(ResponseError::InvalidGroupId.code()),
+        // A share group's state has no members to check (no group of that id can form).
+        Ok(log) if internal => Ok(log),
         Ok(log) => match broker.groups.validate_commit(
             &group,
             req.generation_id_or_member_epoch,
@@ -443,9 +470,7 @@ pub async fn offset_commit(
     );
     let code = match code {
         Err(c) => c,
-        Ok(_) if internal && share_state_fenced(broker, &group, &entries) => {
-            ResponseError::FencedLeaderEpoch.code()
-        }
+        Ok(log) if internal => commit_share_state(broker, &log, &group, entries).await,
         Ok(log) => durable(&log, broker.groups.commit(&log, &group, entries)).await,
     };
     OffsetCommitResponse::default().with_topics(
@@ -726,7 +751,9 @@ pub fn write_group_records(broker: &Broker, writes: crate::group::TickWrites) {
     let mut unwritten = BTreeSet::new();
     for (group, record) in writes.consumer {
         let Ok(log) = coordinator_log(broker, &group) else {
-            unwritten.insert(group);
+            if record.is_some() {
+                unwritten.insert(group);
+            }
             continue;
         };
         if let Err(e) = broker
@@ -734,7 +761,11 @@ pub fn write_group_records(broker: &Broker, writes: crate::group::TickWrites) {
             .write_consumer_group(&log, &group, record.as_ref())
         {
             warn!(group, error = %e, "could not write the consumer group's record");
-            unwritten.insert(group);
+            // Only a failed record keeps the classic one alive; after a failed consumer
+            // tombstone (the group is gone) the classic tombstone is still wanted.
+            if record.is_some() {
+                unwritten.insert(group);
+            }
         }
     }
     for (group, record) in writes.upgraded {

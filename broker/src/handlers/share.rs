@@ -459,10 +459,17 @@ pub async fn fetch(broker: &Broker, req: ShareFetchRequest, listener: &str) -> S
         SessionStep::Fetch(parts) => parts,
     };
     persist_acknowledged(broker, &group, changed).await;
-    // A partition whose share-partition cannot be set up now answers its error.
+    // A partition whose share-partition cannot be set up now answers its error. They are
+    // set up side by side (each may ask and write its group's coordinator).
     let mut ready = BTreeSet::new();
-    for (t, p) in &partitions {
-        match ensure_partition(broker, &group, *t, *p).await {
+    let setups = futures::future::join_all(
+        partitions
+            .iter()
+            .map(|(t, p)| ensure_partition(broker, &group, *t, *p)),
+    )
+    .await;
+    for ((t, p), code) in partitions.iter().zip(setups) {
+        match code {
             0 => {
                 ready.insert((*t, *p));
             }
@@ -742,11 +749,12 @@ async fn send_to<R: kafka_protocol::protocol::Request>(
 
 /// The snapshot of the share-partition the group last made durable (its committed offset
 /// for the partition at the group's coordinator, the state in the commit's metadata):
-/// Ok(None) if it never did, Err if the coordinator cannot be asked now.
+/// Ok(None) if it never did (or did for a deleted topic of the same name), Err if the
+/// coordinator cannot be asked now.
 async fn durable_state(
     broker: &Broker,
     group: &str,
-    topic: &str,
+    (topic, topic_id): (&str, Uuid),
     partition: i32,
 ) -> Result<Option<Snapshot>, ()> {
     let group = &state_group(group);
@@ -757,7 +765,14 @@ async fn durable_state(
             .groups
             .committed(group, topic, partition)
             .filter(|c| c.offset >= 0)
-            .map(|c| Snapshot::from_commit(c.offset, c.metadata.as_deref(), max_window(broker))));
+            .and_then(|c| {
+                Snapshot::from_commit(
+                    c.offset,
+                    c.metadata.as_deref(),
+                    max_window(broker),
+                    topic_id,
+                )
+            }));
     }
     use kafka_protocol::messages::offset_fetch_request::{
         OffsetFetchRequestGroup, OffsetFetchRequestTopics,
@@ -778,11 +793,12 @@ async fn durable_state(
         .flat_map(|t| t.partitions)
         .find(|p| p.partition_index == partition && p.error_code == 0)
         .filter(|p| p.committed_offset >= 0)
-        .map(|p| {
+        .and_then(|p| {
             Snapshot::from_commit(
                 p.committed_offset,
                 p.metadata.as_deref(),
                 max_window(broker),
+                topic_id,
             )
         }))
 }
@@ -811,14 +827,25 @@ pub(crate) async fn ensure_partition(
         Ok(log) => log,
         Err(code) => return code,
     };
-    match broker.share.is_durable(&key) {
-        Some(true) => return 0,
-        Some(false) => {}
+    let (_, epoch) = leader_of(broker, &topic, partition);
+    let setup = match broker.share.setup_of(&key) {
+        Some((durable, at)) if at != epoch => {
+            // Set up at another leader epoch: leadership went away and came back, and the
+            // leader in between may have moved it. Set up again from the durable state.
+            let _ = durable;
+            broker.share.remove_partition(&key);
+            None
+        }
+        other => other,
+    };
+    match setup {
+        Some((true, _)) => return 0,
+        Some((false, _)) => {}
         None => {
             let Some(name) = broker.image().topic_by_id(&topic).map(|t| t.name.clone()) else {
                 return ResponseError::UnknownTopicId.code();
             };
-            let snapshot = match durable_state(broker, group, &name, partition).await {
+            let snapshot = match durable_state(broker, group, (&name, topic), partition).await {
                 Ok(Some(snapshot)) => snapshot,
                 Ok(None) => Snapshot::at(start_offset(&log, &broker.share.config)),
                 Err(()) => return ResponseError::CoordinatorNotAvailable.code(),
@@ -829,8 +856,8 @@ pub(crate) async fn ensure_partition(
             broker.share.create_partition(
                 key.clone(),
                 &snapshot,
-                log.state().log_start_offset,
-                log.log_end_offset(),
+                (log.state().log_start_offset, log.log_end_offset()),
+                epoch,
             );
         }
     }
@@ -888,14 +915,14 @@ async fn persist_group(broker: &Broker, share_group: String, keys: BTreeSet<Shar
     };
     let entries: Vec<(String, i32, crate::group::Committed)> = named
         .iter()
-        .map(|(name, _, p, epoch, s)| {
+        .map(|(name, t, p, epoch, s)| {
             (
                 name.clone(),
                 *p,
                 crate::group::Committed {
                     offset: s.start,
                     leader_epoch: *epoch,
-                    metadata: Some(s.to_metadata()),
+                    metadata: Some(s.to_metadata(*t)),
                     commit_timestamp: crate::log::now_ms(),
                 },
             )
@@ -903,10 +930,7 @@ async fn persist_group(broker: &Broker, share_group: String, keys: BTreeSet<Shar
         .collect();
     let ok = if coordinator == broker.node_id {
         match coordinator_log(broker, &group) {
-            Ok(_) if super::groups::share_state_fenced(broker, &group, &entries) => false,
-            Ok(log) => {
-                super::groups::durable(&log, broker.groups.commit(&log, &group, entries)).await == 0
-            }
+            Ok(log) => super::groups::commit_share_state(broker, &log, &group, entries).await == 0,
             Err(_) => false,
         }
     } else {

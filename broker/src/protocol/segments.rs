@@ -124,9 +124,11 @@ fn encode_fetch(
                 p.len() + b.len()
             })
             .sum::<usize>();
-    let mut frame: Frame = Vec::with_capacity(2 * taken.len() + 1);
-    let mut header = BytesMut::new();
-    let mut cursor = 0usize;
+    // The frame's length prefix counted the markers: the real one is its own segment, and
+    // the encoded bytes around the markers are slices of `encoded` (no copy).
+    let mut frame: Frame = Vec::with_capacity(3 * taken.len() + 2);
+    frame.push(Bytes::copy_from_slice(&((total - 4) as i32).to_be_bytes()));
+    let mut cursor = 4usize;
     for (index, records) in taken.into_iter().enumerate() {
         let m = marker(index as u32);
         let at = find(&encoded[cursor..], &m)
@@ -137,18 +139,14 @@ fn encode_fetch(
                 api: "Fetch",
                 reason: format!("records marker {index} not found in the encoded answer"),
             })?;
-        header.extend_from_slice(&encoded[cursor..at - marker_prefix.len()]);
-        records_prefix(records.len(), flexible, &mut header);
-        frame.push(header.split().freeze());
+        frame.push(encoded.slice(cursor..at - marker_prefix.len()));
+        let mut prefix = BytesMut::with_capacity(5);
+        records_prefix(records.len(), flexible, &mut prefix);
+        frame.push(prefix.freeze());
         frame.push(records);
         cursor = at + MARKER_LEN;
     }
-    header.extend_from_slice(&encoded[cursor..]);
-    frame.push(header.freeze());
-    // The frame's length prefix counted the markers.
-    let mut first = BytesMut::from(&frame[0][..]);
-    first[0..4].copy_from_slice(&((total - 4) as i32).to_be_bytes());
-    frame[0] = first.freeze();
+    frame.push(encoded.slice(cursor..));
     Ok(frame)
 }
 

@@ -151,10 +151,20 @@ impl ShareState {
         self.partitions.lock().get_mut(key).map(f)
     }
 
-    /// Whether this broker has the share-partition of `key` (None) and whether a snapshot
-    /// of it was made durable since it was set up here.
-    pub fn is_durable(&self, key: &ShareKey) -> Option<bool> {
-        self.partitions.lock().get(key).map(|sp| sp.is_durable())
+    /// Whether this broker has the share-partition of `key` (None if not): whether a
+    /// snapshot of it was made durable since it was set up here, and the leader epoch it was
+    /// set up at.
+    pub fn setup_of(&self, key: &ShareKey) -> Option<(bool, i32)> {
+        self.partitions
+            .lock()
+            .get(key)
+            .map(|sp| (sp.is_durable(), sp.leader_epoch()))
+    }
+
+    /// Forgets the share-partition of `key` (set up at another leader epoch: leadership
+    /// went away and came back, and another leader may have moved it meanwhile).
+    pub fn remove_partition(&self, key: &ShareKey) {
+        self.partitions.lock().remove(key);
     }
 
     /// The lock a share group's snapshots are written under: two writes of one
@@ -182,19 +192,18 @@ impl ShareState {
     }
 
     /// Creates the share-partition of `key` from its durable `snapshot` (on a log holding
-    /// [`log_start`, `log_end`)) unless another request did first.
+    /// [`log.0`, `log.1`)) at `leader_epoch`, unless another request did first.
     pub fn create_partition(
         &self,
         key: ShareKey,
         snapshot: &Snapshot,
-        log_start: i64,
-        log_end: i64,
+        log: (i64, i64),
+        leader_epoch: i32,
     ) {
         let config = self.config;
-        self.partitions
-            .lock()
-            .entry(key)
-            .or_insert_with(|| SharePartition::restore(snapshot, log_start, log_end, &config));
+        self.partitions.lock().entry(key).or_insert_with(|| {
+            SharePartition::restore(snapshot, log.0, log.1, &config).with_leader_epoch(leader_epoch)
+        });
     }
 
     /// The share-partitions (all, or those in `only`) whose state changed since it was last

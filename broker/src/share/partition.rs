@@ -15,6 +15,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use uuid::Uuid;
+
 /// The share-partition settings (`group.share.*`).
 #[derive(Debug, Clone, Copy)]
 pub struct ShareConfig {
@@ -119,9 +121,10 @@ impl Snapshot {
         }
     }
 
-    /// `share-state/1 <end> [<first>-<last>:<a|k|x><delivery count>]...`
-    pub fn to_metadata(&self) -> String {
-        let mut out = format!("{SNAPSHOT_TAG} {}", self.end);
+    /// `share-state/1 <topic id> <end> [<first>-<last>:<a|k|x><delivery count>]...` (the
+    /// topic id tells the state of a deleted topic from that of one made again by its name).
+    pub fn to_metadata(&self, topic: Uuid) -> String {
+        let mut out = format!("{SNAPSHOT_TAG} {topic} {}", self.end);
         for b in &self.batches {
             let state = match b.state {
                 RecordState::Acknowledged => 'k',
@@ -140,11 +143,25 @@ impl Snapshot {
     /// ordered inside its window, or whose window is wider than `max_window` records (no
     /// leader writes one: the window holds `group.share.partition.max.record.locks` records
     /// and the batch that crossed that), is the empty window at `start`: records are
-    /// delivered again from there, none is skipped, and restoring it costs nothing.
-    pub fn from_commit(start: i64, metadata: Option<&str>, max_window: i64) -> Self {
-        metadata
-            .and_then(|m| Self::parse(start, m, max_window))
-            .unwrap_or_else(|| Self::at(start))
+    /// delivered again from there, none is skipped, and restoring it costs nothing. None if
+    /// it is the state of another topic of the same name (deleted since): no state.
+    pub fn from_commit(
+        start: i64,
+        metadata: Option<&str>,
+        max_window: i64,
+        topic: Uuid,
+    ) -> Option<Self> {
+        if metadata
+            .and_then(snapshot_topic)
+            .is_some_and(|other| other != topic)
+        {
+            return None;
+        }
+        Some(
+            metadata
+                .and_then(|m| Self::parse(start, m, max_window))
+                .unwrap_or_else(|| Self::at(start)),
+        )
     }
 
     fn parse(start: i64, metadata: &str, max_window: i64) -> Option<Self> {
@@ -152,6 +169,7 @@ impl Snapshot {
         if words.next()? != SNAPSHOT_TAG {
             return None;
         }
+        words.next()?.parse::<Uuid>().ok()?;
         let end: i64 = words.next()?.parse().ok()?;
         if end < start || end - start > max_window {
             return None;
@@ -189,6 +207,14 @@ impl Snapshot {
     }
 }
 
+/// The topic id a snapshot's metadata names, if it is one.
+pub fn snapshot_topic(metadata: &str) -> Option<Uuid> {
+    let mut words = metadata.split(' ');
+    (words.next()? == SNAPSHOT_TAG)
+        .then(|| words.next()?.parse().ok())
+        .flatten()
+}
+
 #[derive(Debug, Clone)]
 pub struct SharePartition {
     start: i64,
@@ -196,6 +222,8 @@ pub struct SharePartition {
     records: BTreeMap<i64, InFlight>,
     /// The snapshot last made durable (None: never).
     persisted: Option<Snapshot>,
+    /// The partition's leader epoch when this leader set it up (-1: unknown).
+    leader_epoch: i32,
 }
 
 impl SharePartition {
@@ -205,7 +233,18 @@ impl SharePartition {
             end: start,
             records: BTreeMap::new(),
             persisted: None,
+            leader_epoch: -1,
         }
+    }
+
+    /// The partition's leader epoch when this leader set it up.
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    pub fn with_leader_epoch(mut self, epoch: i32) -> Self {
+        self.leader_epoch = epoch;
+        self
     }
 
     /// The share-partition a durable `snapshot` describes, on a log that now holds
@@ -249,6 +288,7 @@ impl SharePartition {
             end,
             records,
             persisted: None,
+            leader_epoch: -1,
         };
         sp.advance();
         sp
@@ -756,13 +796,25 @@ mod tests {
         // 0 and 4 are still a's; 11.. are new.
         let snap = sp.snapshot();
         assert_eq!((snap.start, snap.end), (0, 11));
-        let text = snap.to_metadata();
-        assert_eq!(text, "share-state/1 11 0-2:a1 3-3:x1 4-4:a1 5-9:k1");
-        let read = Snapshot::from_commit(0, Some(&text), 100);
+        let topic = Uuid::from_u128(7);
+        let text = snap.to_metadata(topic);
+        assert_eq!(
+            text,
+            format!("share-state/1 {topic} 11 0-2:a1 3-3:x1 4-4:a1 5-9:k1")
+        );
+        let read = Snapshot::from_commit(0, Some(&text), 100, topic).expect("state");
         assert_eq!(read, snap);
         // A window wider than any leader keeps is not trusted (nor restored record by
         // record): the empty window at the start.
-        assert_eq!(Snapshot::from_commit(0, Some(&text), 10), Snapshot::at(0));
+        assert_eq!(
+            Snapshot::from_commit(0, Some(&text), 10, topic),
+            Some(Snapshot::at(0))
+        );
+        // The state of a deleted topic of the same name is no state for the new one.
+        assert_eq!(
+            Snapshot::from_commit(0, Some(&text), 100, Uuid::from_u128(8)),
+            None
+        );
         // A new leader: the records a held and the released ones come back, counted once
         // already; the rejected and accepted ones, and the control record, never do.
         let mut restored = SharePartition::restore(&read, 0, 20, &c);
@@ -833,20 +885,23 @@ mod tests {
         assert_eq!((sp.start(), sp.end()), (50, 50));
         // A commit from a start-only version, or metadata that does not parse or is out of
         // order, is an empty window at the committed start.
+        let t = Uuid::from_u128(7);
         for bad in [
             None,
-            Some(""),
-            Some("share-state/1"),
-            Some("share-state/1 3"),
-            Some("share-state/1 9 7-8:a1 5-6:a1"),
-            Some("share-state/1 9 5-9:a1"),
-            Some("share-state/1 9 5-6:q1"),
-            Some("share-state/1 9 5-6:a-1"),
-            Some("share-state/2 9"),
+            Some(String::new()),
+            Some("share-state/1".to_string()),
+            Some(format!("share-state/1 {t}")),
+            Some(format!("share-state/1 {t} 3")),
+            Some("share-state/1 9".to_string()),
+            Some(format!("share-state/1 {t} 9 7-8:a1 5-6:a1")),
+            Some(format!("share-state/1 {t} 9 5-9:a1")),
+            Some(format!("share-state/1 {t} 9 5-6:q1")),
+            Some(format!("share-state/1 {t} 9 5-6:a-1")),
+            Some(format!("share-state/2 {t} 9")),
         ] {
             assert_eq!(
-                Snapshot::from_commit(5, bad, 100),
-                Snapshot::at(5),
+                Snapshot::from_commit(5, bad.as_deref(), 100, t),
+                Some(Snapshot::at(5)),
                 "{bad:?}"
             );
         }
