@@ -742,15 +742,15 @@ async fn tick_groups(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = tick.tick() => {
                 handlers::write_group_records(&broker, broker.groups.tick_writes());
                 broker.share.groups.expire(std::time::Instant::now(), &broker.share.config);
-                // Share-partitions live with leadership: a partition led elsewhere now starts
-                // afresh if it comes back.
+                // Share-partitions live with leadership at one epoch: one led elsewhere, or
+                // led here again at a later epoch, is set up again from its durable state.
                 let image = broker.image();
                 let node = broker.node_id;
-                broker.share.retain_partitions(|t, p| {
+                broker.share.retain_partitions(|t, p, epoch| {
                     image
                         .topic_by_id(t)
                         .and_then(|x| x.partitions.get(p.max(0) as usize))
-                        .is_some_and(|x| x.leader == node)
+                        .is_some_and(|x| x.leader == node && x.leader_epoch == epoch)
                 });
                 broker.share.groups.forget(|g| {
                     image

@@ -308,12 +308,25 @@ def test_members_carry_on_when_the_group_coordinator_dies(tmp_path):
         for m in members:
             assert not [ev for ev in m.events if ev[0] == "lost"], m.events
         committed = [r for m in members for r in m.records("committed")]
-        assert len(committed) == len(set(committed)) == 400
+        assert len(committed) == len(set(committed)), "a record was committed twice"
+        # A synchronous commit in flight when the coordinator dies can fail on the client's
+        # side (its connection goes). Each such record must be covered by a later commit of
+        # its partition, so the group's position loses nothing.
+        failed = [(ev[1], ev[2]) for m in members for ev in m.events
+                  if ev[0] == "commit-failed"]
+        assert len(committed) + len(failed) == 400, failed
+        for p, o in failed:
+            assert any(cp == p and co > o for cp, co in committed), (p, o, failed)
         survivors = ",".join(b.bootstrap for b in c.brokers if b is not victim)
         admin = AdminClient({"bootstrap.servers": survivors})
         desc = admin.describe_consumer_groups([group])[group].result(30)
         assert desc.coordinator.id != coordinator
         assert {mb.member_id for mb in desc.members} == ids_before
+        from confluent_kafka import ConsumerGroupTopicPartitions
+        offsets = admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group)])[group].result(30)
+        assert sorted((tp.partition, tp.offset) for tp in offsets.topic_partitions) == \
+            [(p, 100) for p in range(4)], offsets.topic_partitions
     finally:
         for m in members:
             m.proc.kill()

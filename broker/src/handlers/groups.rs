@@ -5,7 +5,7 @@
 //! `consumer_groups`. The coordinator of a group is the leader of its
 //! `__consumer_offsets` partition.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -418,9 +418,19 @@ pub(crate) async fn commit_share_state(
     group: &str,
     entries: Vec<(String, i32, Committed)>,
 ) -> i16 {
-    static WRITING: parking_lot::Mutex<()> = parking_lot::const_mutex(());
+    // One lock per share group (the check is per group and partition), so groups' writes
+    // do not queue behind each other.
+    static WRITING: std::sync::OnceLock<
+        parking_lot::Mutex<HashMap<String, Arc<parking_lot::Mutex<()>>>>,
+    > = std::sync::OnceLock::new();
+    let lock = WRITING
+        .get_or_init(Default::default)
+        .lock()
+        .entry(group.to_string())
+        .or_default()
+        .clone();
     let written = {
-        let _one_at_a_time = WRITING.lock();
+        let _one_at_a_time = lock.lock();
         if share_state_fenced(broker, group, &entries) {
             return ResponseError::FencedLeaderEpoch.code();
         }

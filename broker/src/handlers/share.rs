@@ -829,10 +829,9 @@ pub(crate) async fn ensure_partition(
     };
     let (_, epoch) = leader_of(broker, &topic, partition);
     let setup = match broker.share.setup_of(&key) {
-        Some((durable, at)) if at != epoch => {
+        Some((_, at)) if at != epoch => {
             // Set up at another leader epoch: leadership went away and came back, and the
             // leader in between may have moved it. Set up again from the durable state.
-            let _ = durable;
             broker.share.remove_partition(&key);
             None
         }
@@ -897,13 +896,15 @@ async fn persist_group(broker: &Broker, share_group: String, keys: BTreeSet<Shar
     }
     let group = state_group(&share_group);
     let image = broker.image();
-    // Only partitions this broker still leads, each at its leader epoch.
+    // Only partitions this broker still leads at the epoch it set them up at: one that lost
+    // leadership and got it back in between holds a window another leader may have moved
+    // since (ensure_partition sets it up again before it writes).
     let named: Vec<(String, Uuid, i32, i32, Snapshot)> = states
         .into_iter()
-        .filter_map(|((_, t, p), s)| {
+        .filter_map(|((_, t, p), s, setup_epoch)| {
             let topic = image.topic_by_id(&t)?;
             let part = topic.partitions.get(usize::try_from(p).ok()?)?;
-            (part.leader == broker.node_id)
+            (part.leader == broker.node_id && part.leader_epoch == setup_epoch)
                 .then(|| (topic.name.clone(), t, p, part.leader_epoch, s))
         })
         .collect();

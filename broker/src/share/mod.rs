@@ -185,7 +185,7 @@ impl ShareState {
         only: Option<&BTreeSet<ShareKey>>,
     ) -> BTreeMap<String, BTreeSet<ShareKey>> {
         let mut out: BTreeMap<String, BTreeSet<ShareKey>> = BTreeMap::new();
-        for (key, _) in self.states_to_persist(only) {
+        for (key, ..) in self.states_to_persist(only) {
             out.entry(key.0.clone()).or_default().insert(key);
         }
         out
@@ -211,17 +211,14 @@ impl ShareState {
     pub fn states_to_persist(
         &self,
         only: Option<&BTreeSet<ShareKey>>,
-    ) -> Vec<(ShareKey, Snapshot)> {
+    ) -> Vec<(ShareKey, Snapshot, i32)> {
         let parts = self.partitions.lock();
+        let of = |k: &ShareKey, sp: &SharePartition| {
+            Some((k.clone(), sp.to_persist()?, sp.leader_epoch()))
+        };
         match only {
-            Some(keys) => keys
-                .iter()
-                .filter_map(|k| Some((k.clone(), parts.get(k)?.to_persist()?)))
-                .collect(),
-            None => parts
-                .iter()
-                .filter_map(|(k, sp)| Some((k.clone(), sp.to_persist()?)))
-                .collect(),
+            Some(keys) => keys.iter().filter_map(|k| of(k, parts.get(k)?)).collect(),
+            None => parts.iter().filter_map(|(k, sp)| of(k, sp)).collect(),
         }
     }
 
@@ -243,8 +240,12 @@ impl ShareState {
     }
 
     /// Drops the share-partitions of partitions this broker no longer leads.
-    pub fn retain_partitions(&self, leads: impl Fn(&Uuid, i32) -> bool) {
-        self.partitions.lock().retain(|(_, t, p), _| leads(t, *p));
+    /// `leads(topic, partition, epoch)`: whether this broker leads the partition at the
+    /// leader epoch the share-partition was set up at.
+    pub fn retain_partitions(&self, leads: impl Fn(&Uuid, i32, i32) -> bool) {
+        self.partitions
+            .lock()
+            .retain(|(_, t, p), sp| leads(t, *p, sp.leader_epoch()));
     }
 }
 
