@@ -199,7 +199,8 @@ impl GroupCoordinator {
         }
     }
 
-    /// The partitions of `group` a transaction holds an uncommitted offset for.
+    /// The partitions of `group` a transaction holds an uncommitted offset for (OffsetFetch
+    /// with require_stable answers UNSTABLE_OFFSET_COMMIT for them).
     pub fn pending_txn_partitions(&self, group: &str) -> std::collections::HashSet<(String, i32)> {
         let index = offsets_partition(group);
         self.pending_txn
@@ -210,18 +211,6 @@ impl GroupCoordinator {
             .filter(|(g, ..)| g == group)
             .map(|(_, t, p, _)| (t.clone(), *p))
             .collect()
-    }
-
-    /// Whether a transaction holds an uncommitted offset of `group` for `topic`/`partition`
-    /// (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT then).
-    pub fn has_pending_txn_offset(&self, group: &str, topic: &str, partition: i32) -> bool {
-        let index = offsets_partition(group);
-        self.pending_txn.lock().iter().any(|((i, _), list)| {
-            *i == index
-                && list
-                    .iter()
-                    .any(|(g, t, p, _)| g == group && t == topic && *p == partition)
-        })
     }
 
     /// One batch of offset records (a `None` is a tombstone) through the log, then the cache.

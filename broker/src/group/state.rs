@@ -136,6 +136,14 @@ struct Group {
 }
 
 impl Group {
+    /// The member id that holds static membership `instance` (group.instance.id).
+    fn static_member(&self, instance: &str) -> Option<String> {
+        self.members
+            .iter()
+            .find(|(_, m)| m.instance_id.as_deref() == Some(instance))
+            .map(|(id, _)| id.clone())
+    }
+
     /// `m`'s subscription metadata for the chosen protocol (empty before one is chosen).
     fn metadata_of(&self, m: &Member) -> Bytes {
         self.protocol
@@ -295,7 +303,7 @@ pub type GroupOffsets = BTreeMap<(String, i32), Committed>;
 pub struct TickWrites {
     pub classic: Vec<GroupWrite>,
     pub consumer: Vec<ConsumerGroupWrite>,
-    pub upgraded: Vec<GroupWrite>,
+    pub upgraded: Vec<String>,
 }
 
 pub struct GroupCoordinator {
@@ -544,12 +552,7 @@ impl GroupCoordinator {
         let mut static_rejoin: Option<(bool, String)> = None;
         // Static membership (KIP-345): a known group.instance.id takes its place back.
         if let Some(instance) = &req.instance_id {
-            let holder = g
-                .members
-                .iter()
-                .find(|(_, m)| m.instance_id.as_deref() == Some(instance.as_str()))
-                .map(|(id, _)| id.clone());
-            match holder {
+            match g.static_member(instance) {
                 Some(old) if !member_id.is_empty() && member_id != old => {
                     return fail(FENCED_INSTANCE_ID, member_id);
                 }
@@ -872,21 +875,19 @@ impl GroupCoordinator {
         0
     }
 
-    /// The member id a static member (group.instance.id) holds now.
+    /// The member id a static member (group.instance.id) holds now (tests).
+    #[cfg(test)]
     pub fn member_for_instance(&self, group_id: &str, instance: &str) -> Option<String> {
         let groups = self.groups.lock();
         if let Some(c) = self.consumer.lock().get(group_id) {
             return c.instance_holder(instance).cloned();
         }
-        groups
-            .get(group_id)?
-            .members
-            .iter()
-            .find(|(_, m)| m.instance_id.as_deref() == Some(instance))
-            .map(|(id, _)| id.clone())
+        groups.get(group_id)?.static_member(instance)
     }
 
-    /// Removes dynamic members by id; an error code per member ([`Self::leave_members`]).
+    /// Removes dynamic members by id; an error code per member ([`Self::leave_members`];
+    /// tests).
+    #[cfg(test)]
     pub fn leave(&self, group_id: &str, members: &[String]) -> Vec<i16> {
         let members: Vec<(String, Option<String>)> =
             members.iter().map(|id| (id.clone(), None)).collect();
@@ -949,22 +950,16 @@ impl GroupCoordinator {
                 .map(|(id, _)| (id.clone(), UNKNOWN_MEMBER_ID))
                 .collect();
         };
-        let static_holder = |g: &Group, instance: &str| {
-            g.members
-                .iter()
-                .find(|(_, m)| m.instance_id.as_deref() == Some(instance))
-                .map(|(id, _)| id.clone())
-        };
         let mut left = 0;
         let answers = members
             .iter()
             .map(|(id, instance)| {
                 let target = match (id.is_empty(), instance.as_deref()) {
-                    (true, Some(instance)) => static_holder(g, instance).ok_or(UNKNOWN_MEMBER_ID),
+                    (true, Some(instance)) => g.static_member(instance).ok_or(UNKNOWN_MEMBER_ID),
                     (true, None) => Err(UNKNOWN_MEMBER_ID),
                     // A member id handed out with MEMBER_ID_REQUIRED that never joined.
                     (false, _) if g.pending.remove(id).is_some() => return (id.clone(), 0),
-                    (false, Some(instance)) => match static_holder(g, instance) {
+                    (false, Some(instance)) => match g.static_member(instance) {
                         None => Err(UNKNOWN_MEMBER_ID),
                         Some(holder) if holder != *id => Err(FENCED_INSTANCE_ID),
                         Some(holder) => Ok(holder),
@@ -1080,12 +1075,7 @@ impl GroupCoordinator {
         TickWrites {
             classic,
             consumer: self.consumer_writes(),
-            upgraded: self
-                .upgraded
-                .lock()
-                .drain(..)
-                .map(|id| (id, None))
-                .collect(),
+            upgraded: std::mem::take(&mut *self.upgraded.lock()),
         }
     }
 

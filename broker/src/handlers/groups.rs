@@ -5,7 +5,7 @@
 //! `consumer_groups`. The coordinator of a group is the leader of its
 //! `__consumer_offsets` partition.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -418,17 +418,8 @@ pub(crate) async fn commit_share_state(
     group: &str,
     entries: Vec<(String, i32, Committed)>,
 ) -> i16 {
-    // One lock per share group (the check is per group and partition), so groups' writes
-    // do not queue behind each other.
-    static WRITING: std::sync::OnceLock<
-        parking_lot::Mutex<HashMap<String, Arc<parking_lot::Mutex<()>>>>,
-    > = std::sync::OnceLock::new();
-    let lock = WRITING
-        .get_or_init(Default::default)
-        .lock()
-        .entry(group.to_string())
-        .or_default()
-        .clone();
+    // One lock per share group (the check is per group and partition).
+    let lock = broker.share.commit_lock(group);
     let written = {
         let _one_at_a_time = lock.lock();
         if share_state_fenced(broker, group, &entries) {
@@ -524,8 +515,16 @@ fn fetch_group(
     require_stable: bool,
 ) -> Result<Vec<TopicOffsets>, i16> {
     coordinator_log(broker, group)?;
+    // What is pending first, then the offsets: a transaction completing in between has its
+    // offsets in the cache before it stops being pending, so a partition read as stable
+    // never shows the offset from before its commit.
+    let pending = if require_stable {
+        broker.groups.pending_txn_partitions(group)
+    } else {
+        Default::default()
+    };
     let code = |t: &str, p: i32| {
-        if require_stable && broker.groups.has_pending_txn_offset(group, t, p) {
+        if pending.contains(&(t.to_string(), p)) {
             ResponseError::UnstableOffsetCommit.code()
         } else {
             0
@@ -537,31 +536,16 @@ fn fetch_group(
             .map(|(t, parts)| {
                 let rows = parts
                     .into_iter()
-                    .map(|p| {
-                        // Stability first: a transaction completing in between has its
-                        // offsets in the cache before it stops being pending.
-                        let e = code(&t, p);
-                        (p, broker.groups.committed(group, &t, p), e)
-                    })
+                    .map(|p| (p, broker.groups.committed(group, &t, p), code(&t, p)))
                     .collect();
                 (t, rows)
             })
             .collect(),
         None => {
-            // What is pending first, then the offsets (see above).
-            let pending = if require_stable {
-                broker.groups.pending_txn_partitions(group)
-            } else {
-                Default::default()
-            };
             let mut by_topic: BTreeMap<String, Vec<(i32, Option<Committed>, i16)>> =
                 BTreeMap::new();
             for (t, p, c) in broker.groups.committed_all(group) {
-                let e = if pending.contains(&(t.clone(), p)) {
-                    ResponseError::UnstableOffsetCommit.code()
-                } else {
-                    0
-                };
+                let e = code(&t, p);
                 by_topic.entry(t).or_default().push((p, Some(c), e));
             }
             by_topic.into_iter().collect()
@@ -778,7 +762,7 @@ pub fn write_group_records(broker: &Broker, writes: crate::group::TickWrites) {
             }
         }
     }
-    for (group, record) in writes.upgraded {
+    for group in writes.upgraded {
         if unwritten.contains(&group) {
             // The classic record stays the group's latest: loading it is better than
             // loading nothing. The consumer record, once written, wins over it.
@@ -787,7 +771,7 @@ pub fn write_group_records(broker: &Broker, writes: crate::group::TickWrites) {
         let Ok(log) = coordinator_log(broker, &group) else {
             continue;
         };
-        if let Err(e) = broker.groups.write_group(&log, &group, record.as_ref()) {
+        if let Err(e) = broker.groups.write_group(&log, &group, None) {
             warn!(group, error = %e, "could not write the upgraded group's classic tombstone");
         }
     }

@@ -723,28 +723,18 @@ fn coordinator_of(broker: &Broker, group: &str) -> Option<i32> {
         .filter(|l| *l >= 0)
 }
 
-/// Sends `request` to broker `node` over the inter-broker listener.
+/// Sends `request` to broker `node` over the inter-broker listener, under the broker's
+/// client id (a coordinator takes writes to a share group's state only from brokers),
+/// within 5 s.
 async fn send_to<R: kafka_protocol::protocol::Request>(
     broker: &Broker,
     node: i32,
     request: R,
     version: i16,
 ) -> Option<R::Response> {
-    let addr = broker
-        .image()
-        .brokers
-        .get(&node)
-        .and_then(|b| b.inter_broker_addr())?;
-    // The broker's client id: a coordinator takes writes to a share group's state only
-    // from brokers.
-    let client_id = crate::txn::ops::marker_client_id(broker.node_id);
-    tokio::time::timeout(Duration::from_secs(5), async {
-        let conn = broker.inter_broker_security.connect(&addr).await?;
-        conn.with_client_id(&client_id).send(request, version).await
-    })
-    .await
-    .ok()?
-    .ok()
+    crate::txn::ops::broker_call(broker, node, request, version, Duration::from_secs(5), None)
+        .await
+        .ok()
 }
 
 /// The snapshot of the share-partition the group last made durable (its committed offset
@@ -876,7 +866,7 @@ pub(crate) async fn ensure_partition(
 pub async fn persist_states(broker: &Broker, only: Option<&BTreeSet<ShareKey>>) -> bool {
     let writes = broker
         .share
-        .changed(only)
+        .keys_by_group(only)
         .into_iter()
         .map(|(group, keys)| persist_group(broker, group, keys));
     futures::future::join_all(writes)
@@ -885,7 +875,8 @@ pub async fn persist_states(broker: &Broker, only: Option<&BTreeSet<ShareKey>>) 
         .all(|ok| ok)
 }
 
-/// Writes the snapshots of `keys` (one share group's partitions) that changed.
+/// Writes the snapshots of `keys` (one share group's partitions) that changed since they
+/// were last written (each is taken once, under the group's lock).
 async fn persist_group(broker: &Broker, share_group: String, keys: BTreeSet<ShareKey>) -> bool {
     let lock = broker.share.persist_lock(&share_group);
     let _writing = lock.lock().await;

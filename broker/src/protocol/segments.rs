@@ -154,15 +154,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The bytes of a frame (tests, and anything that needs it whole).
-pub fn concat(frame: &Frame) -> Bytes {
-    let mut out = BytesMut::with_capacity(frame.iter().map(|b| b.len()).sum());
-    for b in frame {
-        out.extend_from_slice(b);
-    }
-    out.freeze()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +162,15 @@ mod tests {
     };
     use kafka_protocol::messages::{BrokerId, ProducerId, TopicName};
     use kafka_protocol::protocol::StrBytes;
+
+    /// The bytes of a frame.
+    fn concat(frame: &Frame) -> Bytes {
+        let mut out = BytesMut::with_capacity(frame.iter().map(|b| b.len()).sum());
+        for b in frame {
+            out.extend_from_slice(b);
+        }
+        out.freeze()
+    }
 
     fn records(len: usize, seed: u8) -> Bytes {
         Bytes::from(

@@ -51,6 +51,8 @@ pub struct ShareState {
     partitions: Mutex<HashMap<ShareKey, SharePartition>>,
     /// One per share group: held while its snapshots are written ([`Self::persist_lock`]).
     persist_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One per share group: held while its snapshots are committed ([`Self::commit_lock`]).
+    commit_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     sessions: Mutex<HashMap<(String, String), Session>>,
 }
 
@@ -70,6 +72,7 @@ impl ShareState {
             groups: ShareGroups::default(),
             partitions: Mutex::new(HashMap::new()),
             persist_locks: Mutex::new(HashMap::new()),
+            commit_locks: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
         }
     }
@@ -167,26 +170,28 @@ impl ShareState {
         self.partitions.lock().remove(key);
     }
 
-    /// The lock a share group's snapshots are written under: two writes of one
-    /// share-partition never land out of order at its coordinator, and a slow coordinator
-    /// holds up only its own groups.
+    /// The lock a share group's snapshots are written under at its partitions' leaders:
+    /// two writes of one share-partition never land out of order at its coordinator, and a
+    /// slow coordinator holds up only its own groups.
     pub fn persist_lock(&self, group: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.persist_locks
-            .lock()
-            .entry(group.to_string())
-            .or_default()
-            .clone()
+        lock_of(&self.persist_locks, group)
     }
 
-    /// The share-partitions (all, or those in `only`) whose state changed since it was
-    /// last made durable, by group.
-    pub fn changed(
+    /// The lock a share group's snapshots are committed under at its coordinator: the
+    /// leader-epoch check and the append happen as one.
+    pub fn commit_lock(&self, group: &str) -> Arc<Mutex<()>> {
+        lock_of(&self.commit_locks, group)
+    }
+
+    /// The share-partitions (all, or those in `only`) this broker has, by group.
+    pub fn keys_by_group(
         &self,
         only: Option<&BTreeSet<ShareKey>>,
     ) -> BTreeMap<String, BTreeSet<ShareKey>> {
+        let parts = self.partitions.lock();
         let mut out: BTreeMap<String, BTreeSet<ShareKey>> = BTreeMap::new();
-        for (key, ..) in self.states_to_persist(only) {
-            out.entry(key.0.clone()).or_default().insert(key);
+        for key in parts.keys().filter(|k| only.is_none_or(|o| o.contains(*k))) {
+            out.entry(key.0.clone()).or_default().insert(key.clone());
         }
         out
     }
@@ -201,9 +206,10 @@ impl ShareState {
         leader_epoch: i32,
     ) {
         let config = self.config;
-        self.partitions.lock().entry(key).or_insert_with(|| {
-            SharePartition::restore(snapshot, log.0, log.1, &config).with_leader_epoch(leader_epoch)
-        });
+        self.partitions
+            .lock()
+            .entry(key)
+            .or_insert_with(|| SharePartition::restore(snapshot, log, leader_epoch, &config));
     }
 
     /// The share-partitions (all, or those in `only`) whose state changed since it was last
@@ -247,6 +253,11 @@ impl ShareState {
             .lock()
             .retain(|(_, t, p), sp| leads(t, *p, sp.leader_epoch()));
     }
+}
+
+/// The lock of `key` in `locks`, made on first use.
+fn lock_of<L: Default>(locks: &Mutex<HashMap<String, Arc<L>>>, key: &str) -> Arc<L> {
+    locks.lock().entry(key.to_string()).or_default().clone()
 }
 
 #[cfg(test)]

@@ -227,6 +227,8 @@ pub struct SharePartition {
 }
 
 impl SharePartition {
+    /// An empty window at `start` (tests; a broker only restores durable ones).
+    #[cfg(test)]
     pub fn new(start: i64) -> Self {
         Self {
             start,
@@ -242,20 +244,16 @@ impl SharePartition {
         self.leader_epoch
     }
 
-    pub fn with_leader_epoch(mut self, epoch: i32) -> Self {
-        self.leader_epoch = epoch;
-        self
-    }
-
     /// The share-partition a durable `snapshot` describes, on a log that now holds
-    /// [`log_start`, `log_end`): acquired records come back available with their delivery
-    /// counted (a count at the limit archives them), and what retention removed is gone.
+    /// [`log_start`, `log_end`), set up at `leader_epoch`: acquired records come back
+    /// available with their delivery counted (a count at the limit archives them), and what
+    /// retention removed is gone.
     /// It is not durable yet: the new leader writes it at its own leader epoch before it
     /// serves from it, which fences the writes of the leader before it.
     pub fn restore(
         snapshot: &Snapshot,
-        log_start: i64,
-        log_end: i64,
+        (log_start, log_end): (i64, i64),
+        leader_epoch: i32,
         config: &ShareConfig,
     ) -> Self {
         let start = snapshot.start.clamp(log_start, log_end.max(log_start));
@@ -288,7 +286,7 @@ impl SharePartition {
             end,
             records,
             persisted: None,
-            leader_epoch: -1,
+            leader_epoch,
         };
         sp.advance();
         sp
@@ -817,7 +815,7 @@ mod tests {
         );
         // A new leader: the records a held and the released ones come back, counted once
         // already; the rejected and accepted ones, and the control record, never do.
-        let mut restored = SharePartition::restore(&read, 0, 20, &c);
+        let mut restored = SharePartition::restore(&read, (0, 20), 1, &c);
         assert!(
             !restored.is_durable(),
             "written again by the new leader first"
@@ -869,7 +867,7 @@ mod tests {
             ],
         };
         // 5 and 6 were delivered as often as allowed: archived, and the start moves on.
-        let mut sp = SharePartition::restore(&snap, 0, 100, &c);
+        let mut sp = SharePartition::restore(&snap, (0, 100), 1, &c);
         assert_eq!(sp.start(), 7);
         let got = sp.acquire("a", 10, &[], Instant::now(), &c);
         assert_eq!(
@@ -877,11 +875,11 @@ mod tests {
             (7, 8, 3)
         );
         // Retention took everything below 8.
-        let sp = SharePartition::restore(&snap, 8, 100, &c);
+        let sp = SharePartition::restore(&snap, (8, 100), 1, &c);
         assert_eq!((sp.start(), sp.end()), (8, 9));
         assert_eq!(sp.state_of(8), Some((RecordState::Available, 2)));
         // Retention took the whole window: it starts at the log start.
-        let sp = SharePartition::restore(&snap, 50, 100, &c);
+        let sp = SharePartition::restore(&snap, (50, 100), 1, &c);
         assert_eq!((sp.start(), sp.end()), (50, 50));
         // A commit from a start-only version, or metadata that does not parse or is out of
         // order, is an empty window at the committed start.

@@ -348,7 +348,7 @@ async fn verify_remote(
 /// included. With `slot`, that connection is reused (and dropped after a failure);
 /// without, a new one is opened. BROKER_NOT_AVAILABLE when `target` has no address,
 /// NETWORK_EXCEPTION when the exchange fails, REQUEST_TIMED_OUT after `timeout`.
-async fn broker_call<R: kafka_protocol::protocol::Request>(
+pub(crate) async fn broker_call<R: kafka_protocol::protocol::Request>(
     broker: &Broker,
     target: i32,
     request: R,
