@@ -248,16 +248,17 @@ pub struct BrokerConfig {
     )]
     pub group_share_heartbeat_interval_ms: u64,
 
-    /// Where a share group starts reading a partition it has not read before: `latest`
-    /// (the log end, Kafka's default) or `earliest` (Kafka's share.auto.offset.reset, here
-    /// for every share group).
+    /// Where a share group starts reading a partition it has not read before
+    /// (share.auto.offset.reset, the default of the group config of that name): `latest`
+    /// (the log end, Kafka's default), `earliest`, or `by_duration:<ISO-8601 duration>` (the
+    /// first record at or after that long ago, e.g. `by_duration:PT1H`).
     #[arg(
         long,
         env = "STROM_SHARE_AUTO_OFFSET_RESET",
         default_value = "latest",
-        value_parser = ["latest", "earliest"]
+        value_parser = share_auto_offset_reset
     )]
-    pub share_auto_offset_reset: String,
+    pub share_auto_offset_reset: metadata_quorum::configs::ShareAutoOffsetReset,
 
     /// The longest transaction timeout a producer may ask for (transaction.max.timeout.ms);
     /// InitProducerId above it is refused with INVALID_TRANSACTION_TIMEOUT.
@@ -1021,6 +1022,12 @@ impl BrokerConfig {
 fn migration_policy(s: &str) -> Result<crate::group::MigrationPolicy, String> {
     crate::group::MigrationPolicy::parse(s)
         .ok_or_else(|| format!("{s:?} is not one of disabled, upgrade, downgrade, bidirectional"))
+}
+
+fn share_auto_offset_reset(
+    s: &str,
+) -> Result<metadata_quorum::configs::ShareAutoOffsetReset, String> {
+    metadata_quorum::configs::share_auto_offset_reset(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
 #[cfg(test)]

@@ -399,7 +399,7 @@ impl Broker {
             max_in_flight: config.group_share_partition_max_record_locks,
             session_timeout: Duration::from_millis(config.group_share_session_timeout_ms),
             heartbeat_interval: Duration::from_millis(config.group_share_heartbeat_interval_ms),
-            start_at_earliest: config.share_auto_offset_reset == "earliest",
+            auto_offset_reset: config.share_auto_offset_reset,
         };
         let consumer_groups = group::ConsumerGroupConfig {
             session_timeout: Duration::from_millis(config.group_consumer_session_timeout_ms),
@@ -420,6 +420,7 @@ impl Broker {
             throttle: Default::default(),
         });
         let metrics = metrics::Metrics::new(config.metrics_enabled);
+        let group_configs = group::GroupConfigs::new(controller.subscribe());
         let broker = Arc::new(Broker {
             node_id: config.node_id,
             config,
@@ -428,9 +429,10 @@ impl Broker {
             metrics,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
             groups: group::GroupCoordinator::new(Duration::from_millis(config_initial_delay))
-                .with_consumer_config(consumer_groups),
+                .with_consumer_config(consumer_groups)
+                .with_group_configs(group_configs.clone()),
             groups_loaded: group::Loaded::default(),
-            share: share::ShareState::new(share_config),
+            share: share::ShareState::new(share_config).with_group_configs(group_configs),
             telemetry: Default::default(),
             fetch_sessions: handlers::fetch_session::FetchSessions::new(fetch_session_slots),
             replicas,
@@ -741,7 +743,10 @@ async fn tick_groups(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = tick.tick() => {
                 handlers::write_group_records(&broker, broker.groups.tick_writes());
-                broker.share.groups.expire(std::time::Instant::now(), &broker.share.config);
+                broker
+                    .share
+                    .groups
+                    .expire(std::time::Instant::now(), |g| broker.share.config_of(g));
                 // Share-partitions live with leadership at one epoch: one led elsewhere, or
                 // led here again at a later epoch, is set up again from its durable state.
                 let image = broker.image();

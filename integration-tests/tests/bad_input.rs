@@ -584,3 +584,69 @@ async fn share_group_state_cannot_be_written_by_clients() {
     assert_eq!(join.error_code, 24);
     still_serves(&mut conn).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_configs_need_a_group_id_and_known_names() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::{DescribeConfigsRequest, IncrementalAlterConfigsRequest};
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("data"), &[]).expect("start");
+    let mut conn = Connection::connect(broker.kafka).await.expect("connect");
+    let set = |group: &str, name: &str, value: &str| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(32)
+                .with_resource_name(s(group))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(s(name))
+                    .with_config_operation(0)
+                    .with_value(Some(s(value)))]),
+        ])
+    };
+    let describe = |group: &str| {
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(32)
+            .with_resource_name(s(group))
+            .with_configuration_keys(None)])
+    };
+    // No group id, or the id of the brokers' internal share state: INVALID_REQUEST.
+    for group in ["", "work\u{0}share"] {
+        let r = conn
+            .send(set(group, "share.record.lock.duration.ms", "5000"), 1)
+            .await
+            .expect("alter");
+        assert_eq!(r.responses[0].error_code, 42, "{group:?}");
+        let r = conn.send(describe(group), 4).await.expect("describe");
+        assert_eq!(r.results[0].error_code, 42, "{group:?}");
+    }
+    // A topic config on a group, and a config with an operation that needs a value it
+    // lacks: INVALID_CONFIG.
+    let r = conn
+        .send(set("g", "retention.ms", "1000"), 1)
+        .await
+        .expect("alter");
+    assert_eq!(r.responses[0].error_code, 40);
+    let mut no_value = set("g", "share.record.lock.duration.ms", "5000");
+    no_value.resources[0].configs[0].value = None;
+    let r = conn.send(no_value, 1).await.expect("alter");
+    assert_eq!(r.responses[0].error_code, 40);
+    // APPEND is for list configs.
+    let mut append = set("g", "share.record.lock.duration.ms", "5000");
+    append.resources[0].configs[0].config_operation = 2;
+    let r = conn.send(append, 1).await.expect("alter");
+    assert_eq!(r.responses[0].error_code, 40);
+    // Nothing was set: every config of "g" is the broker's.
+    let r = conn.send(describe("g"), 4).await.expect("describe");
+    assert_eq!(r.results[0].error_code, 0);
+    assert!(!r.results[0].configs.is_empty());
+    assert!(
+        r.results[0].configs.iter().all(|c| c.config_source == 5),
+        "{:?}",
+        r.results[0].configs
+    );
+    still_serves(&mut conn).await;
+}

@@ -148,6 +148,184 @@ pub fn lookup(name: &str) -> Option<&'static ConfigDef> {
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
+pub const CONSUMER_SESSION_TIMEOUT_MS: &str = "consumer.session.timeout.ms";
+pub const CONSUMER_HEARTBEAT_INTERVAL_MS: &str = "consumer.heartbeat.interval.ms";
+pub const SHARE_SESSION_TIMEOUT_MS: &str = "share.session.timeout.ms";
+pub const SHARE_HEARTBEAT_INTERVAL_MS: &str = "share.heartbeat.interval.ms";
+pub const SHARE_RECORD_LOCK_DURATION_MS: &str = "share.record.lock.duration.ms";
+pub const SHARE_DELIVERY_COUNT_LIMIT: &str = "share.delivery.count.limit";
+pub const SHARE_PARTITION_MAX_RECORD_LOCKS: &str = "share.partition.max.record.locks";
+pub const SHARE_AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
+
+/// Group configs (Kafka's GROUP config resource, KIP-848 and KIP-932): each overrides, for
+/// one group, the broker setting named as its synonym. The defaults shown are Kafka's; a
+/// broker started with another value reports its own.
+#[rustfmt::skip]
+pub const GROUP_CONFIGS: &[ConfigDef] = &[
+    def(CONSUMER_HEARTBEAT_INTERVAL_MS, "group.consumer.heartbeat.interval.ms", ConfigType::Int, "5000", 1, "how often members of this consumer group heartbeat"),
+    def(CONSUMER_SESSION_TIMEOUT_MS, "group.consumer.session.timeout.ms", ConfigType::Int, "45000", 1, "how long a member of this consumer group may go without a heartbeat"),
+    def(SHARE_AUTO_OFFSET_RESET, "share.auto.offset.reset", ConfigType::String, "latest", 0, "where the share group starts a partition it has not read: latest, earliest, or by_duration:<ISO-8601 duration> back from now"),
+    def(SHARE_DELIVERY_COUNT_LIMIT, "group.share.delivery.count.limit", ConfigType::Int, "5", 2, "deliveries of a record before it is archived"),
+    def(SHARE_HEARTBEAT_INTERVAL_MS, "group.share.heartbeat.interval.ms", ConfigType::Int, "5000", 1, "how often members of this share group heartbeat"),
+    def(SHARE_PARTITION_MAX_RECORD_LOCKS, "group.share.partition.max.record.locks", ConfigType::Int, "2000", 100, "records in flight per share-partition"),
+    def(SHARE_RECORD_LOCK_DURATION_MS, "group.share.record.lock.duration.ms", ConfigType::Int, "30000", 1000, "how long a member holds the records a ShareFetch gave it"),
+    def(SHARE_SESSION_TIMEOUT_MS, "group.share.session.timeout.ms", ConfigType::Int, "45000", 1, "how long a member of this share group may go without a heartbeat"),
+];
+
+/// The largest value of the group configs that have one (the broker flags' ranges).
+fn group_config_max(name: &str) -> Option<i64> {
+    match name {
+        SHARE_RECORD_LOCK_DURATION_MS => Some(3_600_000),
+        SHARE_DELIVERY_COUNT_LIMIT => Some(10),
+        SHARE_PARTITION_MAX_RECORD_LOCKS => Some(10_000),
+        _ => None,
+    }
+}
+
+pub fn lookup_group(name: &str) -> Option<&'static ConfigDef> {
+    GROUP_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Checks a group config (Kafka's "Unknown group config name" for anything else).
+pub fn validate_group(name: &str, value: &str) -> Result<(), MetadataError> {
+    let invalid = |reason: String| MetadataError::InvalidConfig {
+        key: name.to_string(),
+        reason,
+    };
+    let d = lookup_group(name).ok_or_else(|| {
+        invalid(format!(
+            "unknown group config name (group configs: {})",
+            GROUP_CONFIGS
+                .iter()
+                .map(|d| d.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    if name == SHARE_AUTO_OFFSET_RESET {
+        return share_auto_offset_reset(value)
+            .map(|_| ())
+            .map_err(|e| invalid(format!("'{value}': {e}")));
+    }
+    check_value(d, value)?;
+    if let Some(max) = group_config_max(name) {
+        let v: i64 = value.trim().parse().unwrap_or(i64::MAX);
+        if v > max {
+            return Err(invalid(format!("{v} is above the maximum {max}")));
+        }
+    }
+    Ok(())
+}
+
+/// Where a share group starts a partition it has not read before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareAutoOffsetReset {
+    Latest,
+    Earliest,
+    /// The first record at or after this many milliseconds before now.
+    ByDuration(i64),
+}
+
+impl std::fmt::Display for ShareAutoOffsetReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Latest => f.write_str("latest"),
+            Self::Earliest => f.write_str("earliest"),
+            Self::ByDuration(ms) if ms % 1000 == 0 => write!(f, "by_duration:PT{}S", ms / 1000),
+            Self::ByDuration(ms) => write!(f, "by_duration:PT{}.{:03}S", ms / 1000, ms % 1000),
+        }
+    }
+}
+
+/// Parses `share.auto.offset.reset`: `latest`, `earliest` or `by_duration:<duration>`, the
+/// duration in ISO-8601 (`PnDTnHnMn.nS`, as Java's `Duration.parse`), not negative.
+pub fn share_auto_offset_reset(value: &str) -> Result<ShareAutoOffsetReset, String> {
+    let v = value.trim();
+    match v.to_ascii_lowercase().as_str() {
+        "latest" => return Ok(ShareAutoOffsetReset::Latest),
+        "earliest" => return Ok(ShareAutoOffsetReset::Earliest),
+        _ => {}
+    }
+    let Some(d) = v
+        .get(..12)
+        .filter(|p| p.eq_ignore_ascii_case("by_duration:"))
+        .map(|_| &v[12..])
+    else {
+        return Err("not latest, earliest or by_duration:<ISO-8601 duration>".into());
+    };
+    iso8601_duration_ms(d.trim()).map(ShareAutoOffsetReset::ByDuration)
+}
+
+/// An ISO-8601 duration (`PnDTnHnMn.nS`) in milliseconds; negative durations are refused.
+pub fn iso8601_duration_ms(d: &str) -> Result<i64, String> {
+    let bad = || format!("'{d}' is not an ISO-8601 duration such as PT1H or P1DT30M");
+    if d.starts_with('-') {
+        return Err("a negative duration is not allowed".into());
+    }
+    let rest = d
+        .strip_prefix(['P', 'p'])
+        .filter(|r| !r.is_empty())
+        .ok_or_else(bad)?;
+    let (date, time) = match rest.find(['T', 't']) {
+        Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+        None => (rest, None),
+    };
+    let mut ms: i128 = 0;
+    let mut units = 0;
+    if !date.is_empty() {
+        let days = date.strip_suffix(['D', 'd']).ok_or_else(bad)?;
+        if days.len() > 18 {
+            return Err("the duration is too long".into());
+        }
+        let n: i128 = days.parse().map_err(|_| bad())?;
+        if n < 0 {
+            return Err("a negative duration is not allowed".into());
+        }
+        ms += n * 86_400_000;
+        units += 1;
+    }
+    if let Some(mut t) = time {
+        if t.is_empty() {
+            return Err(bad());
+        }
+        for (unit, scale) in [('H', 3_600_000i128), ('M', 60_000), ('S', 1000)] {
+            let Some(i) = t.find([unit, unit.to_ascii_lowercase()]) else {
+                continue;
+            };
+            let (num, tail) = (&t[..i], &t[i + 1..]);
+            if num.is_empty() || num.starts_with(['-', '+']) {
+                return Err(bad());
+            }
+            if unit == 'S' {
+                let (whole, frac) = num.split_once(['.', ',']).unwrap_or((num, ""));
+                if whole.len() > 18 {
+                    return Err("the duration is too long".into());
+                }
+                let w: i128 = whole.parse().map_err(|_| bad())?;
+                if frac.len() > 9 || !frac.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                let f: i128 = format!("{frac:0<3}")[..3].parse().map_err(|_| bad())?;
+                ms += w * scale + f;
+            } else {
+                if num.len() > 18 {
+                    return Err("the duration is too long".into());
+                }
+                ms += num.parse::<i128>().map_err(|_| bad())? * scale;
+            }
+            units += 1;
+            t = tail;
+        }
+        if !t.is_empty() {
+            return Err(bad());
+        }
+    }
+    if units == 0 {
+        return Err(bad());
+    }
+    i64::try_from(ms).map_err(|_| "the duration is too long".to_string())
+}
+
 /// A dynamic broker config by name.
 pub fn lookup_broker(name: &str) -> Option<&'static ConfigDef> {
     DYNAMIC_BROKER_CONFIGS.iter().find(|d| d.name == name)
@@ -289,6 +467,66 @@ mod tests {
         assert!(validate(MESSAGE_TIMESTAMP_TYPE, "LogAppendTime").is_err());
         assert!(validate("no.such.config", "1").is_err());
         assert!(validate(MIN_INSYNC_REPLICAS, "0").is_err());
+    }
+
+    #[test]
+    fn group_configs_are_checked_by_name_type_and_range() {
+        assert!(validate_group(SHARE_RECORD_LOCK_DURATION_MS, "15000").is_ok());
+        assert!(validate_group(SHARE_RECORD_LOCK_DURATION_MS, "999").is_err());
+        assert!(validate_group(SHARE_RECORD_LOCK_DURATION_MS, "3600001").is_err());
+        assert!(validate_group(SHARE_DELIVERY_COUNT_LIMIT, "1").is_err());
+        assert!(validate_group(SHARE_DELIVERY_COUNT_LIMIT, "10").is_ok());
+        assert!(validate_group(SHARE_DELIVERY_COUNT_LIMIT, "11").is_err());
+        assert!(validate_group(CONSUMER_SESSION_TIMEOUT_MS, "0").is_err());
+        assert!(validate_group(CONSUMER_SESSION_TIMEOUT_MS, "x").is_err());
+        assert!(validate_group(SHARE_AUTO_OFFSET_RESET, "EARLIEST").is_ok());
+        assert!(validate_group(SHARE_AUTO_OFFSET_RESET, "none").is_err());
+        assert!(validate_group("retention.ms", "1000").is_err());
+        let Err(err) = validate_group("share.no.such", "1") else {
+            panic!("an unknown name was accepted");
+        };
+        assert!(
+            err.to_string().contains("unknown group config name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn share_auto_offset_reset_takes_iso8601_durations() {
+        use ShareAutoOffsetReset::*;
+        let p = |v: &str| share_auto_offset_reset(v);
+        assert_eq!(p("latest"), Ok(Latest));
+        assert_eq!(p(" Earliest "), Ok(Earliest));
+        assert_eq!(p("by_duration:PT1H"), Ok(ByDuration(3_600_000)));
+        assert_eq!(p("by_duration:P1D"), Ok(ByDuration(86_400_000)));
+        assert_eq!(
+            p("by_duration:P2DT3H4M5.25S"),
+            Ok(ByDuration(
+                2 * 86_400_000 + 3 * 3_600_000 + 4 * 60_000 + 5_250
+            ))
+        );
+        assert_eq!(p("BY_DURATION:pt0.5s"), Ok(ByDuration(500)));
+        assert_eq!(p("by_duration:PT0S"), Ok(ByDuration(0)));
+        for shown in [Latest, Earliest, ByDuration(3_600_000), ByDuration(500)] {
+            assert_eq!(p(&shown.to_string()), Ok(shown));
+        }
+        for bad in [
+            "by_duration:",
+            "by_duration:P",
+            "by_duration:PT",
+            "by_duration:1H",
+            "by_duration:-PT1H",
+            "by_duration:PT-1H",
+            "by_duration:P1H",
+            "by_duration:PT1H2D",
+            "by_duration:PT1M1H",
+            "by_duration:PT1.5M",
+            "by_duration:P99999999999999999999D",
+            "by_time:PT1H",
+            "",
+        ] {
+            assert!(p(bad).is_err(), "{bad} should be refused");
+        }
     }
 
     #[test]

@@ -437,46 +437,15 @@ pub fn alter_broker_configs(
     replace: bool,
 ) -> ControllerResult<Result<(), MetadataError>> {
     let decide = || -> Result<Vec<MetadataRecord>, MetadataError> {
-        let current = image
-            .broker_configs
-            .get(&broker)
-            .cloned()
-            .unwrap_or_default();
-        let mut next = if replace {
-            BTreeMap::new()
-        } else {
-            current.clone()
-        };
-        for op in ops {
-            match op {
-                ConfigOp::Set { key, value } => {
-                    crate::configs::validate_broker(key, value)?;
-                    next.insert(key.clone(), value.trim().to_string());
-                }
-                ConfigOp::Delete { key } => {
-                    if crate::configs::lookup_broker(key).is_none() {
-                        crate::configs::validate_broker(key, "")?;
-                    }
-                    next.remove(key);
-                }
-                ConfigOp::Append { key, .. } | ConfigOp::Subtract { key, .. } => {
-                    return Err(MetadataError::InvalidConfig {
-                        key: key.clone(),
-                        reason: "APPEND and SUBTRACT work on list configs only".into(),
-                    })
-                }
+        let current = image.broker_configs.get(&broker);
+        let changes = config_changes(current, ops, replace, |key, value| {
+            if value.is_none() && crate::configs::lookup_broker(key).is_some() {
+                return Ok(());
             }
-        }
-        let set = next
-            .iter()
-            .filter(|(k, v)| current.get(*k) != Some(*v))
-            .map(|(k, v)| (k.clone(), Some(v.clone())));
-        let removed = current
-            .keys()
-            .filter(|k| !next.contains_key(*k))
-            .map(|k| (k.clone(), None));
-        Ok(set
-            .chain(removed)
+            crate::configs::validate_broker(key, value.unwrap_or(""))
+        })?;
+        Ok(changes
+            .into_iter()
             .map(|(key, value)| MetadataRecord::BrokerConfigChange {
                 broker_id: broker,
                 key,
@@ -485,6 +454,82 @@ pub fn alter_broker_configs(
             .collect())
     };
     decided(decide())
+}
+
+/// AlterConfigs / IncrementalAlterConfigs on a group: the configs of
+/// [`crate::configs::GROUP_CONFIGS`]. A group need not exist to be configured (Kafka's
+/// `kafka-configs.sh --entity-type groups` works ahead of the group).
+pub fn alter_group_configs(
+    image: &MetadataImage,
+    group: &str,
+    ops: &[ConfigOp],
+    replace: bool,
+) -> ControllerResult<Result<(), MetadataError>> {
+    let decide = || -> Result<Vec<MetadataRecord>, MetadataError> {
+        if group.is_empty() || group.contains('\0') {
+            return Err(MetadataError::InvalidRequest {
+                reason: format!("'{}' is not a group id", group.escape_debug()),
+            });
+        }
+        let current = image.group_configs.get(group);
+        let changes = config_changes(current, ops, replace, |key, value| match value {
+            None if crate::configs::lookup_group(key).is_some() => Ok(()),
+            v => crate::configs::validate_group(key, v.unwrap_or("")),
+        })?;
+        Ok(changes
+            .into_iter()
+            .map(|(key, value)| MetadataRecord::GroupConfigChange {
+                group: group.to_string(),
+                key,
+                value,
+            })
+            .collect())
+    };
+    decided(decide())
+}
+
+/// The changes `ops` make to a config map (`replace`: AlterConfigs, which drops what it does
+/// not set), as (key, new value or None to remove). `check` sees each set value, and each
+/// deleted key with None.
+fn config_changes(
+    current: Option<&BTreeMap<String, String>>,
+    ops: &[ConfigOp],
+    replace: bool,
+    check: impl Fn(&str, Option<&str>) -> Result<(), MetadataError>,
+) -> Result<Vec<(String, Option<String>)>, MetadataError> {
+    let current = current.cloned().unwrap_or_default();
+    let mut next = if replace {
+        BTreeMap::new()
+    } else {
+        current.clone()
+    };
+    for op in ops {
+        match op {
+            ConfigOp::Set { key, value } => {
+                check(key, Some(value))?;
+                next.insert(key.clone(), value.trim().to_string());
+            }
+            ConfigOp::Delete { key } => {
+                check(key, None)?;
+                next.remove(key);
+            }
+            ConfigOp::Append { key, .. } | ConfigOp::Subtract { key, .. } => {
+                return Err(MetadataError::InvalidConfig {
+                    key: key.clone(),
+                    reason: "APPEND and SUBTRACT work on list configs only".into(),
+                })
+            }
+        }
+    }
+    let set = next
+        .iter()
+        .filter(|(k, v)| current.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), Some(v.clone())));
+    let removed = current
+        .keys()
+        .filter(|k| !next.contains_key(*k))
+        .map(|k| (k.clone(), None));
+    Ok(set.chain(removed).collect())
 }
 
 /// Grows a topic to `total` partitions (CreatePartitions). New partitions are spread over the
@@ -1666,6 +1711,84 @@ mod tests {
         let image = image.replay(&r.records).expect("replay");
         assert_eq!(image.broker_config(2, rate), Some("1000"));
         assert!(!image.broker_configs.contains_key(&Some(2)));
+    }
+
+    #[test]
+    fn group_configs_are_set_replaced_and_removed_per_group() {
+        use crate::configs::{SHARE_AUTO_OFFSET_RESET, SHARE_RECORD_LOCK_DURATION_MS};
+        let image = cluster(&[1]);
+        let set = |k: &str, v: &str| ConfigOp::Set {
+            key: k.into(),
+            value: v.into(),
+        };
+        let r = alter_group_configs(
+            &image,
+            "orders",
+            &[
+                set(SHARE_AUTO_OFFSET_RESET, "earliest"),
+                set(SHARE_RECORD_LOCK_DURATION_MS, "5000"),
+            ],
+            false,
+        );
+        assert_eq!((r.response.clone(), r.records.len()), (Ok(()), 2));
+        let image = image.replay(&r.records).expect("replay");
+        assert_eq!(
+            image.group_config("orders", SHARE_AUTO_OFFSET_RESET),
+            Some("earliest")
+        );
+        assert_eq!(image.group_config("other", SHARE_AUTO_OFFSET_RESET), None);
+        // Setting a value it already has writes nothing.
+        let r = alter_group_configs(
+            &image,
+            "orders",
+            &[set(SHARE_RECORD_LOCK_DURATION_MS, "5000")],
+            false,
+        );
+        assert!(r.records.is_empty());
+        // Refused without a record: all or nothing, bad names and values, no group id.
+        for (group, ops) in [
+            (
+                "orders",
+                vec![
+                    set(SHARE_RECORD_LOCK_DURATION_MS, "6000"),
+                    set("no.such", "1"),
+                ],
+            ),
+            ("orders", vec![set(SHARE_RECORD_LOCK_DURATION_MS, "10")]),
+            (
+                "orders",
+                vec![ConfigOp::Delete {
+                    key: "no.such".into(),
+                }],
+            ),
+            ("", vec![set(SHARE_RECORD_LOCK_DURATION_MS, "6000")]),
+            ("a\0share", vec![set(SHARE_RECORD_LOCK_DURATION_MS, "6000")]),
+        ] {
+            let r = alter_group_configs(&image, group, &ops, false);
+            assert!(
+                r.response.is_err() && r.records.is_empty(),
+                "{group:?} {ops:?}"
+            );
+        }
+        // AlterConfigs replaces: what it does not name goes; the last one gone drops the group.
+        let r = alter_group_configs(
+            &image,
+            "orders",
+            &[set(SHARE_RECORD_LOCK_DURATION_MS, "7000")],
+            true,
+        );
+        let image = image.replay(&r.records).expect("replay");
+        assert_eq!(image.group_config("orders", SHARE_AUTO_OFFSET_RESET), None);
+        assert_eq!(
+            image.group_config("orders", SHARE_RECORD_LOCK_DURATION_MS),
+            Some("7000")
+        );
+        let del = ConfigOp::Delete {
+            key: SHARE_RECORD_LOCK_DURATION_MS.into(),
+        };
+        let r = alter_group_configs(&image, "orders", &[del], false);
+        let image = image.replay(&r.records).expect("replay");
+        assert!(image.group_configs.is_empty());
     }
 
     #[test]

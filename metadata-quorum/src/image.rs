@@ -114,6 +114,8 @@ pub struct MetadataImage {
     pub unregistered: BTreeMap<i32, Uuid>,
     /// Dynamic broker configs by broker (None: the cluster-wide default).
     pub broker_configs: BTreeMap<Option<i32>, BTreeMap<String, String>>,
+    /// Dynamic group configs by group id, shared between images until one changes.
+    pub group_configs: Arc<BTreeMap<String, BTreeMap<String, String>>>,
     /// Finalized feature levels (`metadata.version`, `kraft.version`).
     pub features: BTreeMap<String, i16>,
     /// The offset of the record that last changed a feature level (ApiVersions'
@@ -142,6 +144,11 @@ impl MetadataImage {
             .iter()
             .find_map(|b| self.broker_configs.get(b)?.get(key))
             .map(String::as_str)
+    }
+
+    /// A dynamic config set on `group`, if any.
+    pub fn group_config(&self, group: &str, key: &str) -> Option<&str> {
+        self.group_configs.get(group)?.get(key).map(String::as_str)
     }
 
     /// Brokers that are registered and not fenced, in id order.
@@ -205,6 +212,21 @@ impl MetadataImage {
                     self.features.remove(name);
                 }
                 self.features_epoch = self.offset as i64;
+            }
+            MetadataRecord::GroupConfigChange { group, key, value } => {
+                let groups = Arc::make_mut(&mut self.group_configs);
+                let configs = groups.entry(group.clone()).or_default();
+                match value {
+                    Some(v) => {
+                        configs.insert(key.clone(), v.clone());
+                    }
+                    None => {
+                        configs.remove(key);
+                    }
+                }
+                if configs.is_empty() {
+                    groups.remove(group);
+                }
             }
             MetadataRecord::BrokerConfigChange {
                 broker_id,

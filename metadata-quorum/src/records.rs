@@ -136,6 +136,13 @@ pub enum MetadataRecord {
         name: String,
         level: i16,
     },
+    /// Sets (`Some`) or removes (`None`) a dynamic config of one group (Kafka's GROUP config
+    /// resource, e.g. `share.auto.offset.reset`).
+    GroupConfigChange {
+        group: String,
+        key: String,
+        value: Option<String>,
+    },
 }
 
 impl MetadataRecord {
@@ -161,6 +168,7 @@ impl MetadataRecord {
             MetadataRecord::UnregisterBroker { .. } => "UnregisterBroker",
             MetadataRecord::BrokerConfigChange { .. } => "BrokerConfigChange",
             MetadataRecord::FeatureLevel { .. } => "FeatureLevel",
+            MetadataRecord::GroupConfigChange { .. } => "GroupConfigChange",
         }
     }
 }

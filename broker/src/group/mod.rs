@@ -35,6 +35,35 @@ pub use state::{
     Reply, SyncOutcome, SyncReply, TickWrites,
 };
 
+/// Group configs (Kafka's GROUP config resource: `consumer.session.timeout.ms`,
+/// `share.record.lock.duration.ms`, ...) as the latest metadata image holds them. Without
+/// an image (unit tests) no group has any.
+#[derive(Clone, Default)]
+pub struct GroupConfigs(
+    Option<tokio::sync::watch::Receiver<std::sync::Arc<metadata_quorum::MetadataImage>>>,
+);
+
+impl GroupConfigs {
+    pub fn new(
+        images: tokio::sync::watch::Receiver<std::sync::Arc<metadata_quorum::MetadataImage>>,
+    ) -> Self {
+        Self(Some(images))
+    }
+
+    /// The config `key` set on `group`, parsed (the controller validated it).
+    pub fn get<T: std::str::FromStr>(&self, group: &str, key: &str) -> Option<T> {
+        let images = self.0.as_ref()?;
+        let image = images.borrow();
+        image.group_config(group, key)?.trim().parse().ok()
+    }
+
+    /// A milliseconds config set on `group`.
+    pub fn ms(&self, group: &str, key: &str) -> Option<std::time::Duration> {
+        self.get::<u64>(group, key)
+            .map(std::time::Duration::from_millis)
+    }
+}
+
 /// A consumer-protocol payload of a classic member (its subscription or its assignment): a
 /// big-endian version, then the body at that version (versions above 3 read as 3). None if
 /// the bytes are not one.

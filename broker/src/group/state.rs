@@ -324,6 +324,8 @@ pub struct GroupCoordinator {
     /// never both with members; the lock order is `groups`, then `consumer`.
     consumer: Mutex<HashMap<String, ConsumerGroup>>,
     consumer_config: ConsumerGroupConfig,
+    /// Per-group overrides of `consumer_config`.
+    group_configs: super::GroupConfigs,
     /// Consumer-protocol groups deleted (or now classic) whose record needs its tombstone.
     consumer_tombstones: Mutex<Vec<String>>,
 }
@@ -361,6 +363,7 @@ impl GroupCoordinator {
             pending_txn: Mutex::new(HashMap::new()),
             consumer: Mutex::new(HashMap::new()),
             consumer_config: ConsumerGroupConfig::default(),
+            group_configs: super::GroupConfigs::default(),
             consumer_tombstones: Mutex::new(Vec::new()),
         }
     }
@@ -369,6 +372,32 @@ impl GroupCoordinator {
     pub fn with_consumer_config(mut self, config: ConsumerGroupConfig) -> Self {
         self.consumer_config = config;
         self
+    }
+
+    /// Where groups' own configs (`consumer.session.timeout.ms`, ...) are read from.
+    pub fn with_group_configs(mut self, configs: super::GroupConfigs) -> Self {
+        self.group_configs = configs;
+        self
+    }
+
+    /// The broker's timing of consumer-protocol groups.
+    pub fn consumer_config(&self) -> ConsumerGroupConfig {
+        self.consumer_config
+    }
+
+    /// The timing of one consumer-protocol group: its own configs, else the broker's.
+    pub fn consumer_config_of(&self, group: &str) -> ConsumerGroupConfig {
+        use metadata_quorum::configs::{
+            CONSUMER_HEARTBEAT_INTERVAL_MS, CONSUMER_SESSION_TIMEOUT_MS,
+        };
+        let mut c = self.consumer_config;
+        if let Some(d) = self.group_configs.ms(group, CONSUMER_SESSION_TIMEOUT_MS) {
+            c.session_timeout = d;
+        }
+        if let Some(d) = self.group_configs.ms(group, CONSUMER_HEARTBEAT_INTERVAL_MS) {
+            c.heartbeat_interval = d;
+        }
+        c
     }
 
     /// A ConsumerGroupHeartbeat (KIP-848). A classic group with members keeps its id; an
@@ -434,7 +463,8 @@ impl GroupCoordinator {
             && self.consumer_config.migration.allows_downgrade())
         .then(|| g.to_classic_without(std::slice::from_ref(&req.member_id)))
         .flatten();
-        let outcome = g.heartbeat(&req.group_id, &req, topics, &self.consumer_config, now);
+        let config = self.consumer_config_of(&req.group_id);
+        let outcome = g.heartbeat(&req.group_id, &req, topics, &config, now);
         if let (0, Some(classic_group)) = (outcome.error, downgrade) {
             self.downgrade(&mut classic, &mut groups, &req.group_id, classic_group, now);
         }
@@ -1111,7 +1141,7 @@ impl GroupCoordinator {
         let mut consumer = self.consumer.lock();
         let mut downgrades = vec![];
         for (id, g) in consumer.iter_mut() {
-            let gone = g.expiring(&self.consumer_config, now);
+            let gone = g.expiring(&self.consumer_config_of(id), now);
             if gone.is_empty() {
                 continue;
             }

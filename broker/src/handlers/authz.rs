@@ -912,6 +912,7 @@ fn retain_configs<T>(
         let (rt, name) = key(x);
         let (ok, code) = match rt {
             2 => (c.topic(operation, &name), TOPIC_DENIED),
+            32 => (c.group(operation, &name), GROUP_DENIED),
             _ => (c.cluster(operation), CLUSTER_DENIED),
         };
         if !ok {

@@ -1,8 +1,10 @@
-//! DescribeConfigs (1-4), AlterConfigs (0-2) and IncrementalAlterConfigs (0-1) for topics,
-//! and for brokers: describing the broker's defaults (its flags, read-only) and its dynamic
+//! DescribeConfigs (1-4), AlterConfigs (0-2) and IncrementalAlterConfigs (0-1) for topics;
+//! for brokers: describing the broker's defaults (its flags, read-only) and its dynamic
 //! configs (the replication throttle rates), which can be altered per broker or for all
-//! (the empty name). Changes go through the metadata quorum as ConfigChange and
-//! BrokerConfigChange records, so every broker sees them without a restart.
+//! (the empty name); and for groups (resource type 32, KIP-848 and KIP-932): each group's
+//! own `consumer.*` and `share.*` settings. Changes go through the metadata quorum as
+//! ConfigChange, BrokerConfigChange and GroupConfigChange records, so every broker sees
+//! them without a restart.
 
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -21,6 +23,9 @@ use crate::Broker;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
+const RESOURCE_GROUP: i8 = 32;
+/// Kafka's ConfigSource code of a group's own config.
+const SOURCE_GROUP: i8 = 8;
 /// Kafka's ConfigSource codes of dynamic broker configs.
 const SOURCE_DYNAMIC_BROKER: i8 = 2;
 const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
@@ -83,6 +88,34 @@ pub fn describe(
                         || res.resource_name.as_str() == broker.node_id.to_string() =>
                 {
                     (topic_config::resolve_all(&broker.config, None), true)
+                }
+                RESOURCE_GROUP => {
+                    return match group_configs(broker, &image, res.resource_name.as_str()) {
+                        Ok(resolved) => {
+                            let wanted = res.configuration_keys.as_ref();
+                            base.with_configs(
+                                resolved
+                                    .iter()
+                                    .filter(|r| {
+                                        wanted.is_none_or(|keys| {
+                                            keys.iter().any(|k| k.as_str() == r.def.name)
+                                        })
+                                    })
+                                    .map(|r| {
+                                        entry(
+                                            r,
+                                            req.include_synonyms,
+                                            req.include_documentation,
+                                            false,
+                                        )
+                                    })
+                                    .collect(),
+                            )
+                        }
+                        Err(message) => base
+                            .with_error_code(ResponseError::InvalidRequest.code())
+                            .with_error_message(Some(str_bytes(message))),
+                    };
                 }
                 RESOURCE_BROKER => {
                     return base
@@ -168,6 +201,55 @@ pub fn describe(
     DescribeConfigsResponse::default().with_results(results)
 }
 
+/// A group's configs: its own value (source GROUP_CONFIG) or the broker's setting of which
+/// it is the group-level form. A group need not exist.
+fn group_configs(
+    broker: &Broker,
+    image: &metadata_quorum::MetadataImage,
+    group: &str,
+) -> Result<Vec<Resolved>, String> {
+    if group.is_empty() || group.contains('\0') {
+        return Err(format!("'{}' is not a group id", group.escape_debug()));
+    }
+    let share = broker.share.config;
+    let consumer = broker.groups.consumer_config();
+    let ms = |d: std::time::Duration| d.as_millis().to_string();
+    Ok(configs::GROUP_CONFIGS
+        .iter()
+        .map(|def| {
+            let broker_value = match def.name {
+                configs::CONSUMER_SESSION_TIMEOUT_MS => ms(consumer.session_timeout),
+                configs::CONSUMER_HEARTBEAT_INTERVAL_MS => ms(consumer.heartbeat_interval),
+                configs::SHARE_SESSION_TIMEOUT_MS => ms(share.session_timeout),
+                configs::SHARE_HEARTBEAT_INTERVAL_MS => ms(share.heartbeat_interval),
+                configs::SHARE_RECORD_LOCK_DURATION_MS => ms(share.lock_duration),
+                configs::SHARE_DELIVERY_COUNT_LIMIT => share.delivery_count_limit.to_string(),
+                configs::SHARE_PARTITION_MAX_RECORD_LOCKS => share.max_in_flight.to_string(),
+                configs::SHARE_AUTO_OFFSET_RESET => {
+                    broker.config.share_auto_offset_reset.to_string()
+                }
+                _ => def.default.to_string(),
+            };
+            let broker_source = if broker_value == def.default {
+                topic_config::SOURCE_DEFAULT
+            } else {
+                topic_config::SOURCE_STATIC_BROKER
+            };
+            let mut synonyms = Vec::new();
+            if let Some(v) = image.group_config(group, def.name) {
+                synonyms.push((def.name.to_string(), v.to_string(), SOURCE_GROUP));
+            }
+            synonyms.push((def.broker_name.to_string(), broker_value, broker_source));
+            Resolved {
+                def,
+                value: synonyms[0].1.clone(),
+                source: synonyms[0].2,
+                synonyms,
+            }
+        })
+        .collect())
+}
+
 /// One resource's outcome: (error code, message).
 async fn apply(
     broker: &Broker,
@@ -194,6 +276,17 @@ async fn apply(
         return match broker
             .controller
             .alter_broker_configs(target, ops, replace, validate_only)
+            .await
+        {
+            Ok(Ok(())) => (0, None),
+            Ok(Err(e)) => (e.kafka_code(), Some(e.to_string())),
+            Err(e) => (e.kafka_code(), Some(e.to_string())),
+        };
+    }
+    if resource_type == RESOURCE_GROUP {
+        return match broker
+            .controller
+            .alter_group_configs(name.to_string(), ops, replace, validate_only)
             .await
         {
             Ok(Ok(())) => (0, None),

@@ -71,7 +71,7 @@ pub fn heartbeat(
             host: host.to_string(),
         },
         &ImageTopics(&image),
-        &broker.share.config,
+        &broker.share.config_of(&req.group_id),
     );
     ShareGroupHeartbeatResponse::default()
         .with_error_code(out.error)
@@ -188,7 +188,7 @@ fn acknowledge(
     if let Err(code) = share_log(broker, &topic, partition) {
         return code;
     }
-    let config = broker.share.config;
+    let config = broker.share.config_of(group);
     broker
         .share
         .with_partition(&(group.to_string(), topic, partition), |sp| {
@@ -207,12 +207,33 @@ fn acknowledge(
 /// set up again): the client finds the leader and fetches again.
 const GONE: i16 = 6; // NOT_LEADER_OR_FOLLOWER
 
+/// Where a share-partition new to its group starts, as `share.auto.offset.reset` says.
 fn start_offset(log: &PartitionLog, config: &partition::ShareConfig) -> i64 {
-    if config.start_at_earliest {
-        log.state().log_start_offset
-    } else {
-        log.high_watermark()
+    use metadata_quorum::configs::ShareAutoOffsetReset as Reset;
+    match config.auto_offset_reset {
+        Reset::Earliest => log.state().log_start_offset,
+        Reset::Latest => log.high_watermark(),
+        Reset::ByDuration(ms) => {
+            let since = unix_now_ms().saturating_sub(ms);
+            match log.offset_for_timestamp(since) {
+                // Only what consumers may see: a record past the high watermark may be
+                // written later than `since` by the time it is committed, but it is read
+                // from the start like any record the window reaches.
+                Ok(Some(found)) => found.offset.min(log.high_watermark()),
+                Ok(None) => log.high_watermark(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "share.auto.offset.reset by_duration: time index unreadable, starting at the end");
+                    log.high_watermark()
+                }
+            }
+        }
     }
+}
+
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// What one share-partition gave a ShareFetch.
@@ -242,7 +263,7 @@ fn acquire(
             }
         }
     };
-    let config = broker.share.config;
+    let config = broker.share.config_of(group);
     let now = std::time::Instant::now();
     let key = (group.to_string(), topic, partition);
     let budget = max_bytes.min(READ_CAP);
@@ -454,7 +475,7 @@ pub async fn fetch(broker: &Broker, req: ShareFetchRequest, listener: &str) -> S
             broker.share.release_member(&group, &member, &parts);
             changed.extend(parts);
             persist_acknowledged(broker, &group, changed).await;
-            return respond(broker, out, listener);
+            return respond(broker, &group, out, listener);
         }
         SessionStep::Fetch(parts) => parts,
     };
@@ -521,7 +542,7 @@ pub async fn fetch(broker: &Broker, req: ShareFetchRequest, listener: &str) -> S
         }
         let now = Instant::now();
         if got_any || now >= deadline || watchers.is_empty() || !ack_codes.is_empty() {
-            return respond(broker, out, listener);
+            return respond(broker, &group, out, listener);
         }
         // Nothing yet: wait for an append, a lock to run out, or the deadline.
         let changes: Vec<Pin<Box<dyn Future<Output = _> + Send + '_>>> = watchers
@@ -535,6 +556,7 @@ pub async fn fetch(broker: &Broker, req: ShareFetchRequest, listener: &str) -> S
 
 fn respond(
     broker: &Broker,
+    group: &str,
     out: BTreeMap<(Uuid, i32), (Option<Fetched>, Option<i16>)>,
     listener: &str,
 ) -> ShareFetchResponse {
@@ -584,7 +606,7 @@ fn respond(
         .with_acquisition_lock_timeout_ms(
             broker
                 .share
-                .config
+                .config_of(group)
                 .lock_duration
                 .as_millis()
                 .min(i32::MAX as u128) as i32,
@@ -793,11 +815,20 @@ async fn durable_state(
         }))
 }
 
-/// The widest window a leader can have written: the in-flight limit and the batch that
-/// crossed it (a batch that starts inside the window enters whole).
+/// The widest window a leader can have written: the largest in-flight limit a group can
+/// have (`share.partition.max.record.locks` may have been higher when it was written) and
+/// the batch that crossed it (a batch that starts inside the window enters whole).
 fn max_window(broker: &Broker) -> i64 {
-    broker.share.config.max_in_flight.saturating_add(100_000)
+    broker
+        .share
+        .config
+        .max_in_flight
+        .max(MAX_RECORD_LOCKS)
+        .saturating_add(100_000)
 }
+
+/// The largest `share.partition.max.record.locks` (and broker flag) allowed.
+const MAX_RECORD_LOCKS: i64 = 10_000;
 
 /// Makes sure this leader has the share-partition of (group, topic, partition), set up
 /// from the group's durable state (or, if the group never had one, as
@@ -836,7 +867,7 @@ pub(crate) async fn ensure_partition(
             };
             let snapshot = match durable_state(broker, group, (&name, topic), partition).await {
                 Ok(Some(snapshot)) => snapshot,
-                Ok(None) => Snapshot::at(start_offset(&log, &broker.share.config)),
+                Ok(None) => Snapshot::at(start_offset(&log, &broker.share.config_of(group))),
                 Err(()) => return ResponseError::CoordinatorNotAvailable.code(),
             };
             // The window may reach past this leader's high watermark for a moment (the old

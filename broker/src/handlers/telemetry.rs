@@ -2,8 +2,9 @@
 //! as Kafka answers when no client-metrics subscription is configured: a client gets an
 //! instance id and an empty list of metrics to send, so it pushes nothing; a push is
 //! checked (instance, subscription, size, compression) and dropped. ListConfigResources
-//! (0-1, formerly ListClientMetricsResources) lists the config resources there are: topics
-//! and brokers (no client-metrics or group resources can be configured here yet).
+//! (0-1, formerly ListClientMetricsResources) lists the config resources there are: topics,
+//! brokers and the groups with configs of their own (no client-metrics resources can be
+//! configured here yet).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -133,6 +134,13 @@ pub fn list_config_resources(
             ConfigResource::default()
                 .with_resource_name(str_bytes(id.to_string()))
                 .with_resource_type(4)
+        }));
+    }
+    if types.contains(&32) {
+        out.extend(image.group_configs.keys().map(|group| {
+            ConfigResource::default()
+                .with_resource_name(str_bytes(group.clone()))
+                .with_resource_type(32)
         }));
     }
     ListConfigResourcesResponse::default().with_config_resources(out)

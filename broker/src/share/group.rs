@@ -284,13 +284,14 @@ impl ShareGroups {
         }
     }
 
-    /// Removes members silent for the session timeout.
-    pub fn expire(&self, now: Instant, config: &ShareConfig) {
+    /// Removes members silent for their group's session timeout.
+    pub fn expire(&self, now: Instant, config_of: impl Fn(&str) -> ShareConfig) {
         let mut groups = self.groups.lock();
         for (id, g) in groups.iter_mut() {
             let before = g.members.len();
+            let session_timeout = config_of(id).session_timeout;
             g.members.retain(|member, m| {
-                let alive = now.duration_since(m.last_heartbeat) <= config.session_timeout;
+                let alive = now.duration_since(m.last_heartbeat) <= session_timeout;
                 if !alive {
                     info!(group = %id, member = %member, "share member session expired");
                 }
@@ -443,7 +444,7 @@ mod tests {
         // Silent members go; the rest take over their partitions.
         g.expire(
             Instant::now() + ShareConfig::default().session_timeout * 2,
-            &ShareConfig::default(),
+            |_| ShareConfig::default(),
         );
         assert!(g.describe("g").expect("group").members.is_empty());
     }

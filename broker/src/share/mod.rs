@@ -46,7 +46,9 @@ struct Session {
 
 /// What this broker holds for share groups.
 pub struct ShareState {
+    /// The broker's settings; a group's own configs override them ([`Self::config_of`]).
     pub config: ShareConfig,
+    group_configs: crate::group::GroupConfigs,
     pub groups: ShareGroups,
     partitions: Mutex<HashMap<ShareKey, SharePartition>>,
     /// One per share group: held while its snapshots are written ([`Self::persist_lock`]).
@@ -69,12 +71,48 @@ impl ShareState {
     pub fn new(config: ShareConfig) -> Self {
         Self {
             config,
+            group_configs: crate::group::GroupConfigs::default(),
             groups: ShareGroups::default(),
             partitions: Mutex::new(HashMap::new()),
             persist_locks: Mutex::new(HashMap::new()),
             commit_locks: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Where groups' own configs (`share.record.lock.duration.ms`, ...) are read from.
+    pub fn with_group_configs(mut self, configs: crate::group::GroupConfigs) -> Self {
+        self.group_configs = configs;
+        self
+    }
+
+    /// The settings of one share group: its own configs, else the broker's.
+    pub fn config_of(&self, group: &str) -> ShareConfig {
+        use metadata_quorum::configs as c;
+        let g = &self.group_configs;
+        let mut config = self.config;
+        if let Some(d) = g.ms(group, c::SHARE_RECORD_LOCK_DURATION_MS) {
+            config.lock_duration = d;
+        }
+        if let Some(n) = g.get(group, c::SHARE_DELIVERY_COUNT_LIMIT) {
+            config.delivery_count_limit = n;
+        }
+        if let Some(n) = g.get(group, c::SHARE_PARTITION_MAX_RECORD_LOCKS) {
+            config.max_in_flight = n;
+        }
+        if let Some(d) = g.ms(group, c::SHARE_SESSION_TIMEOUT_MS) {
+            config.session_timeout = d;
+        }
+        if let Some(d) = g.ms(group, c::SHARE_HEARTBEAT_INTERVAL_MS) {
+            config.heartbeat_interval = d;
+        }
+        if let Some(r) = g
+            .get::<String>(group, c::SHARE_AUTO_OFFSET_RESET)
+            .and_then(|v| c::share_auto_offset_reset(&v).ok())
+        {
+            config.auto_offset_reset = r;
+        }
+        config
     }
 
     /// Takes a request's share session epoch (0 opens a session, -1 closes it, otherwise

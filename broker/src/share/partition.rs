@@ -30,9 +30,9 @@ pub struct ShareConfig {
     pub session_timeout: Duration,
     /// `group.share.heartbeat.interval.ms`.
     pub heartbeat_interval: Duration,
-    /// Where a new share-partition starts: the log end (`latest`) or start (`earliest`),
-    /// Kafka's `share.auto.offset.reset`.
-    pub start_at_earliest: bool,
+    /// Where a new share-partition starts (Kafka's `share.auto.offset.reset`): the log
+    /// end, its start, or the first record at or after a time back from now.
+    pub auto_offset_reset: metadata_quorum::configs::ShareAutoOffsetReset,
 }
 
 impl Default for ShareConfig {
@@ -43,7 +43,7 @@ impl Default for ShareConfig {
             max_in_flight: 2000,
             session_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(5),
-            start_at_earliest: false,
+            auto_offset_reset: metadata_quorum::configs::ShareAutoOffsetReset::Latest,
         }
     }
 }

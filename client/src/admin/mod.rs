@@ -180,6 +180,16 @@ pub struct ClusterDescription {
     pub brokers: Vec<BrokerDescription>,
 }
 
+/// How errors name a config resource.
+fn resource_label(resource_type: i8, name: &str) -> String {
+    match (resource_type, name) {
+        (2, t) => format!("topic '{t}'"),
+        (32, g) => format!("group '{g}'"),
+        (_, "") => "the brokers' default".to_string(),
+        (_, b) => format!("broker {b}"),
+    }
+}
+
 /// One config of a topic as DescribeConfigs reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigEntry {
@@ -445,16 +455,42 @@ impl Admin {
 
     /// A topic's configs, every one with its value and where it comes from.
     pub async fn describe_configs(&mut self, topic: &str) -> Result<Vec<ConfigEntry>, AdminError> {
+        self.describe_resource_configs(2, topic).await
+    }
+
+    /// A group's configs (`share.auto.offset.reset`, `consumer.session.timeout.ms`, ...):
+    /// its own values and the broker's for the rest. The group need not exist.
+    pub async fn describe_group_configs(
+        &mut self,
+        group: &str,
+    ) -> Result<Vec<ConfigEntry>, AdminError> {
+        self.describe_resource_configs(32, group).await
+    }
+
+    /// Sets or resets a group's configs (IncrementalAlterConfigs); all or nothing.
+    pub async fn alter_group_configs(
+        &mut self,
+        group: &str,
+        ops: &[ConfigOp],
+    ) -> Result<(), AdminError> {
+        self.alter_resource_configs(32, group, ops).await
+    }
+
+    async fn describe_resource_configs(
+        &mut self,
+        resource_type: i8,
+        name: &str,
+    ) -> Result<Vec<ConfigEntry>, AdminError> {
         let req = DescribeConfigsRequest::default().with_resources(vec![
             DescribeConfigsResource::default()
-                .with_resource_type(2)
-                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_resource_type(resource_type)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
                 .with_configuration_keys(None),
         ]);
         let r = self.any_send(req, 4).await?;
         let res = first(&r.results, "DescribeConfigs")?;
         check(
-            format!("topic '{topic}'"),
+            resource_label(resource_type, name),
             res.error_code,
             res.error_message.as_deref(),
         )?;
@@ -516,12 +552,11 @@ impl Admin {
         ]);
         let r = self.any_send(req, 1).await?;
         let res = first(&r.responses, "IncrementalAlterConfigs")?;
-        let what = match (resource_type, name) {
-            (2, t) => format!("topic '{t}'"),
-            (_, "") => "the brokers' default".to_string(),
-            (_, b) => format!("broker {b}"),
-        };
-        check(what, res.error_code, res.error_message.as_deref())
+        check(
+            resource_label(resource_type, name),
+            res.error_code,
+            res.error_message.as_deref(),
+        )
     }
 
     /// Grows `topic` to `total` partitions.

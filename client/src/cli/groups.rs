@@ -1,10 +1,11 @@
-//! `strom groups list|describe|reset-offsets|delete`, like kafka-consumer-groups.sh.
+//! `strom groups list|describe|reset-offsets|delete`, like kafka-consumer-groups.sh, and
+//! `strom groups configs|alter`, like kafka-configs.sh --entity-type groups.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use super::{CliError, GroupsCommand};
-use crate::admin::OffsetSpec;
+use crate::admin::{ConfigOp, OffsetSpec};
 use crate::TopicPartition;
 
 /// Where reset-offsets moves a group: an explicit offset, or one ListOffsets finds.
@@ -22,6 +23,31 @@ pub async fn run(target: &super::Target, cmd: GroupsCommand) -> Result<(), CliEr
             for g in admin.list_groups().await? {
                 let _ = writeln!(out, "{} {}", g.group_id, g.state);
             }
+        }
+        GroupsCommand::Configs { group } => {
+            for c in admin.describe_group_configs(&group).await? {
+                let _ = writeln!(
+                    out,
+                    "{}={} ({})",
+                    c.name,
+                    c.value.as_deref().unwrap_or(""),
+                    c.source
+                );
+            }
+        }
+        GroupsCommand::Alter { group, set, delete } => {
+            if set.is_empty() && delete.is_empty() {
+                return Err(CliError::Input(
+                    "say what to change: --set key=value or --delete key".into(),
+                ));
+            }
+            let ops: Vec<ConfigOp> = set
+                .into_iter()
+                .map(|(k, v)| ConfigOp::Set(k, v))
+                .chain(delete.into_iter().map(ConfigOp::Delete))
+                .collect();
+            admin.alter_group_configs(&group, &ops).await?;
+            let _ = writeln!(out, "altered {} config(s) of group {group}", ops.len());
         }
         GroupsCommand::Describe { group } => {
             let g = admin.describe_group(&group).await?;

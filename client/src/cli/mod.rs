@@ -563,6 +563,23 @@ pub enum GroupsCommand {
     Delete {
         group: String,
     },
+    /// The group's configs (share.auto.offset.reset, share.record.lock.duration.ms,
+    /// consumer.session.timeout.ms, ...): its own and the broker's, like
+    /// kafka-configs.sh --entity-type groups --describe.
+    Configs {
+        group: String,
+    },
+    /// Set or reset a group's configs, like kafka-configs.sh --entity-type groups --alter.
+    /// The group need not exist yet.
+    Alter {
+        group: String,
+        /// Set a config, key=value (repeatable).
+        #[arg(long = "set", value_parser = parse_kv)]
+        set: Vec<(String, String)>,
+        /// Reset a config to the broker's (repeatable).
+        #[arg(long = "delete")]
+        delete: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -798,7 +815,9 @@ fn hint(code: i16) -> &'static str {
         Some(E::InvalidReplicationFactor) => {
             "the replication factor cannot exceed the live brokers (`strom cluster`)"
         }
-        Some(E::InvalidConfig) => "see docs/configs.md for the topic configs and their values",
+        Some(E::InvalidConfig) => {
+            "see docs/configs.md for the topic and group configs and their values"
+        }
         Some(E::InvalidPartitions) => "partitions can only be added, never removed",
         Some(E::NonEmptyGroup) | Some(E::UnknownMemberId) => "stop the group's consumers first",
         Some(E::GroupIdNotFound) => "check the name with `strom groups list`",

@@ -308,6 +308,23 @@ impl RemoteController {
         .await
     }
 
+    /// AlterConfigs (`replace`) or IncrementalAlterConfigs on a group's dynamic configs.
+    pub async fn alter_group_configs(
+        &self,
+        group: String,
+        ops: Vec<ConfigOp>,
+        replace: bool,
+        validate_only: bool,
+    ) -> Result<Result<(), MetadataError>, ControllerError> {
+        self.change(ControllerRequest::AlterGroupConfigs {
+            group,
+            ops,
+            replace,
+            validate_only,
+        })
+        .await
+    }
+
     /// UpdateFeatures through the active controller: all updates or none.
     pub async fn update_features(
         &self,

@@ -442,6 +442,23 @@ impl QuorumNode {
                     metadata_offset,
                 })
             }
+            ControllerRequest::AlterGroupConfigs {
+                group,
+                ops,
+                replace,
+                validate_only,
+            } => {
+                let (result, metadata_offset) = self
+                    .propose(|image| {
+                        controller::alter_group_configs(image, &group, &ops, replace)
+                            .validate_only(validate_only)
+                    })
+                    .await?;
+                Ok(ControllerResponse::Changed {
+                    result,
+                    metadata_offset,
+                })
+            }
             ControllerRequest::UpdateFeatures {
                 updates,
                 validate_only,

@@ -113,6 +113,13 @@ pub enum ControllerRequest {
         incarnation: Uuid,
         report: LogDirReport,
     },
+    /// AlterConfigs / IncrementalAlterConfigs on a group's dynamic configs.
+    AlterGroupConfigs {
+        group: String,
+        ops: Vec<ConfigOp>,
+        replace: bool,
+        validate_only: bool,
+    },
 }
 
 impl ControllerRequest {
@@ -138,6 +145,7 @@ impl ControllerRequest {
             Self::UnregisterBroker { .. } => "UnregisterBroker",
             Self::UpdateFeatures { .. } => "UpdateFeatures",
             Self::AlterBrokerConfigs { .. } => "AlterBrokerConfigs",
+            Self::AlterGroupConfigs { .. } => "AlterGroupConfigs",
             Self::AddVoter { .. } => "AddVoter",
             Self::RemoveVoter { .. } => "RemoveVoter",
             Self::ReportLogDir { .. } => "ReportLogDir",
