@@ -206,7 +206,7 @@ pub struct BrokerConfig {
         long,
         env = "STROM_GROUP_SHARE_RECORD_LOCK_DURATION_MS",
         default_value_t = 30_000,
-        value_parser = clap::value_parser!(u64).range(1000..=3_600_000)
+        value_parser = clap::value_parser!(u64).range(metadata_quorum::configs::MIN_SHARE_RECORD_LOCK_DURATION_MS..=metadata_quorum::configs::MAX_SHARE_RECORD_LOCK_DURATION_MS)
     )]
     pub group_share_record_lock_duration_ms: u64,
 
@@ -216,7 +216,7 @@ pub struct BrokerConfig {
         long,
         env = "STROM_GROUP_SHARE_DELIVERY_COUNT_LIMIT",
         default_value_t = 5,
-        value_parser = clap::value_parser!(i16).range(2..=10)
+        value_parser = clap::value_parser!(i16).range(metadata_quorum::configs::MIN_SHARE_DELIVERY_COUNT_LIMIT as i64..=metadata_quorum::configs::MAX_SHARE_DELIVERY_COUNT_LIMIT as i64)
     )]
     pub group_share_delivery_count_limit: i16,
 
@@ -225,7 +225,7 @@ pub struct BrokerConfig {
         long,
         env = "STROM_GROUP_SHARE_PARTITION_MAX_RECORD_LOCKS",
         default_value_t = 2000,
-        value_parser = clap::value_parser!(i64).range(100..=10_000)
+        value_parser = clap::value_parser!(i64).range(metadata_quorum::configs::MIN_SHARE_PARTITION_MAX_RECORD_LOCKS..=metadata_quorum::configs::MAX_SHARE_PARTITION_MAX_RECORD_LOCKS)
     )]
     pub group_share_partition_max_record_locks: i64,
 

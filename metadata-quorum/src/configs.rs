@@ -157,6 +157,14 @@ pub const SHARE_DELIVERY_COUNT_LIMIT: &str = "share.delivery.count.limit";
 pub const SHARE_PARTITION_MAX_RECORD_LOCKS: &str = "share.partition.max.record.locks";
 pub const SHARE_AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
 
+/// The ranges of the share settings, for the group configs and the broker flags alike.
+pub const MIN_SHARE_RECORD_LOCK_DURATION_MS: u64 = 1000;
+pub const MAX_SHARE_RECORD_LOCK_DURATION_MS: u64 = 3_600_000;
+pub const MIN_SHARE_DELIVERY_COUNT_LIMIT: i16 = 2;
+pub const MAX_SHARE_DELIVERY_COUNT_LIMIT: i16 = 10;
+pub const MIN_SHARE_PARTITION_MAX_RECORD_LOCKS: i64 = 100;
+pub const MAX_SHARE_PARTITION_MAX_RECORD_LOCKS: i64 = 10_000;
+
 /// Group configs (Kafka's GROUP config resource, KIP-848 and KIP-932): each overrides, for
 /// one group, the broker setting named as its synonym. The defaults shown are Kafka's; a
 /// broker started with another value reports its own.
@@ -165,21 +173,32 @@ pub const GROUP_CONFIGS: &[ConfigDef] = &[
     def(CONSUMER_HEARTBEAT_INTERVAL_MS, "group.consumer.heartbeat.interval.ms", ConfigType::Int, "5000", 1, "how often members of this consumer group heartbeat"),
     def(CONSUMER_SESSION_TIMEOUT_MS, "group.consumer.session.timeout.ms", ConfigType::Int, "45000", 1, "how long a member of this consumer group may go without a heartbeat"),
     def(SHARE_AUTO_OFFSET_RESET, "share.auto.offset.reset", ConfigType::String, "latest", 0, "where the share group starts a partition it has not read: latest, earliest, or by_duration:<ISO-8601 duration> back from now"),
-    def(SHARE_DELIVERY_COUNT_LIMIT, "group.share.delivery.count.limit", ConfigType::Int, "5", 2, "deliveries of a record before it is archived"),
+    def(SHARE_DELIVERY_COUNT_LIMIT, "group.share.delivery.count.limit", ConfigType::Int, "5", MIN_SHARE_DELIVERY_COUNT_LIMIT as i64, "deliveries of a record before it is archived"),
     def(SHARE_HEARTBEAT_INTERVAL_MS, "group.share.heartbeat.interval.ms", ConfigType::Int, "5000", 1, "how often members of this share group heartbeat"),
-    def(SHARE_PARTITION_MAX_RECORD_LOCKS, "group.share.partition.max.record.locks", ConfigType::Int, "2000", 100, "records in flight per share-partition"),
-    def(SHARE_RECORD_LOCK_DURATION_MS, "group.share.record.lock.duration.ms", ConfigType::Int, "30000", 1000, "how long a member holds the records a ShareFetch gave it"),
+    def(SHARE_PARTITION_MAX_RECORD_LOCKS, "group.share.partition.max.record.locks", ConfigType::Int, "2000", MIN_SHARE_PARTITION_MAX_RECORD_LOCKS, "records in flight per share-partition"),
+    def(SHARE_RECORD_LOCK_DURATION_MS, "group.share.record.lock.duration.ms", ConfigType::Int, "30000", MIN_SHARE_RECORD_LOCK_DURATION_MS as i64, "how long a member holds the records a ShareFetch gave it"),
     def(SHARE_SESSION_TIMEOUT_MS, "group.share.session.timeout.ms", ConfigType::Int, "45000", 1, "how long a member of this share group may go without a heartbeat"),
 ];
 
 /// The largest value of the group configs that have one (the broker flags' ranges).
 fn group_config_max(name: &str) -> Option<i64> {
     match name {
-        SHARE_RECORD_LOCK_DURATION_MS => Some(3_600_000),
-        SHARE_DELIVERY_COUNT_LIMIT => Some(10),
-        SHARE_PARTITION_MAX_RECORD_LOCKS => Some(10_000),
+        SHARE_RECORD_LOCK_DURATION_MS => Some(MAX_SHARE_RECORD_LOCK_DURATION_MS as i64),
+        SHARE_DELIVERY_COUNT_LIMIT => Some(MAX_SHARE_DELIVERY_COUNT_LIMIT as i64),
+        SHARE_PARTITION_MAX_RECORD_LOCKS => Some(MAX_SHARE_PARTITION_MAX_RECORD_LOCKS),
         _ => None,
     }
+}
+
+/// A group id a GROUP config resource may name: not empty, and not the brokers' internal
+/// share-state ids (which carry a NUL).
+pub fn check_group_id(group: &str) -> Result<(), MetadataError> {
+    if group.is_empty() || group.contains('\0') {
+        return Err(MetadataError::InvalidRequest {
+            reason: format!("'{}' is not a group id", group.escape_debug()),
+        });
+    }
+    Ok(())
 }
 
 pub fn lookup_group(name: &str) -> Option<&'static ConfigDef> {

@@ -466,16 +466,9 @@ pub fn alter_group_configs(
     replace: bool,
 ) -> ControllerResult<Result<(), MetadataError>> {
     let decide = || -> Result<Vec<MetadataRecord>, MetadataError> {
-        if group.is_empty() || group.contains('\0') {
-            return Err(MetadataError::InvalidRequest {
-                reason: format!("'{}' is not a group id", group.escape_debug()),
-            });
-        }
+        crate::configs::check_group_id(group)?;
         let current = image.group_configs.get(group);
-        let changes = config_changes(current, ops, replace, |key, value| match value {
-            None if crate::configs::lookup_group(key).is_some() => Ok(()),
-            v => crate::configs::validate_group(key, v.unwrap_or("")),
-        })?;
+        let changes = config_changes(current, ops, replace, check_group_config)?;
         Ok(changes
             .into_iter()
             .map(|(key, value)| MetadataRecord::GroupConfigChange {
@@ -488,20 +481,40 @@ pub fn alter_group_configs(
     decided(decide())
 }
 
-/// The changes `ops` make to a config map (`replace`: AlterConfigs, which drops what it does
-/// not set), as (key, new value or None to remove). `check` sees each set value, and each
-/// deleted key with None.
-fn config_changes(
+/// A group's configs as `ops` would leave them (checked as `alter_group_configs` checks
+/// them): what a broker holds against its own settings before it asks the controller.
+pub fn group_configs_after(
+    image: &MetadataImage,
+    group: &str,
+    ops: &[ConfigOp],
+    replace: bool,
+) -> Result<BTreeMap<String, String>, MetadataError> {
+    config_after(
+        image.group_configs.get(group),
+        ops,
+        replace,
+        check_group_config,
+    )
+}
+
+fn check_group_config(key: &str, value: Option<&str>) -> Result<(), MetadataError> {
+    match value {
+        None if crate::configs::lookup_group(key).is_some() => Ok(()),
+        v => crate::configs::validate_group(key, v.unwrap_or("")),
+    }
+}
+
+/// A config map after `ops` (`replace`: AlterConfigs, which drops what it does not set).
+/// `check` sees each set value, and each deleted key with None.
+fn config_after(
     current: Option<&BTreeMap<String, String>>,
     ops: &[ConfigOp],
     replace: bool,
     check: impl Fn(&str, Option<&str>) -> Result<(), MetadataError>,
-) -> Result<Vec<(String, Option<String>)>, MetadataError> {
-    let current = current.cloned().unwrap_or_default();
-    let mut next = if replace {
-        BTreeMap::new()
-    } else {
-        current.clone()
+) -> Result<BTreeMap<String, String>, MetadataError> {
+    let mut next = match (replace, current) {
+        (false, Some(c)) => c.clone(),
+        _ => BTreeMap::new(),
     };
     for op in ops {
         match op {
@@ -521,6 +534,19 @@ fn config_changes(
             }
         }
     }
+    Ok(next)
+}
+
+/// The changes `ops` make to a config map, as (key, new value or None to remove).
+fn config_changes(
+    current: Option<&BTreeMap<String, String>>,
+    ops: &[ConfigOp],
+    replace: bool,
+    check: impl Fn(&str, Option<&str>) -> Result<(), MetadataError>,
+) -> Result<Vec<(String, Option<String>)>, MetadataError> {
+    let next = config_after(current, ops, replace, check)?;
+    let empty = BTreeMap::new();
+    let current = current.unwrap_or(&empty);
     let set = next
         .iter()
         .filter(|(k, v)| current.get(*k) != Some(*v))

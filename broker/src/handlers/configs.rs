@@ -89,34 +89,14 @@ pub fn describe(
                 {
                     (topic_config::resolve_all(&broker.config, None), true)
                 }
-                RESOURCE_GROUP => {
-                    return match group_configs(broker, &image, res.resource_name.as_str()) {
-                        Ok(resolved) => {
-                            let wanted = res.configuration_keys.as_ref();
-                            base.with_configs(
-                                resolved
-                                    .iter()
-                                    .filter(|r| {
-                                        wanted.is_none_or(|keys| {
-                                            keys.iter().any(|k| k.as_str() == r.def.name)
-                                        })
-                                    })
-                                    .map(|r| {
-                                        entry(
-                                            r,
-                                            req.include_synonyms,
-                                            req.include_documentation,
-                                            false,
-                                        )
-                                    })
-                                    .collect(),
-                            )
-                        }
-                        Err(message) => base
+                RESOURCE_GROUP => match group_configs(broker, &image, res.resource_name.as_str()) {
+                    Ok(resolved) => (resolved, false),
+                    Err(message) => {
+                        return base
                             .with_error_code(ResponseError::InvalidRequest.code())
-                            .with_error_message(Some(str_bytes(message))),
-                    };
-                }
+                            .with_error_message(Some(str_bytes(message)))
+                    }
+                },
                 RESOURCE_BROKER => {
                     return base
                         .with_error_code(ResponseError::InvalidRequest.code())
@@ -208,9 +188,7 @@ fn group_configs(
     image: &metadata_quorum::MetadataImage,
     group: &str,
 ) -> Result<Vec<Resolved>, String> {
-    if group.is_empty() || group.contains('\0') {
-        return Err(format!("'{}' is not a group id", group.escape_debug()));
-    }
+    configs::check_group_id(group).map_err(|e| e.to_string())?;
     let share = broker.share.config;
     let consumer = broker.groups.consumer_config();
     let ms = |d: std::time::Duration| d.as_millis().to_string();
@@ -273,26 +251,23 @@ async fn apply(
                 }
             },
         };
-        return match broker
-            .controller
-            .alter_broker_configs(target, ops, replace, validate_only)
-            .await
-        {
-            Ok(Ok(())) => (0, None),
-            Ok(Err(e)) => (e.kafka_code(), Some(e.to_string())),
-            Err(e) => (e.kafka_code(), Some(e.to_string())),
-        };
+        return outcome(
+            broker
+                .controller
+                .alter_broker_configs(target, ops, replace, validate_only)
+                .await,
+        );
     }
     if resource_type == RESOURCE_GROUP {
-        return match broker
-            .controller
-            .alter_group_configs(name.to_string(), ops, replace, validate_only)
-            .await
-        {
-            Ok(Ok(())) => (0, None),
-            Ok(Err(e)) => (e.kafka_code(), Some(e.to_string())),
-            Err(e) => (e.kafka_code(), Some(e.to_string())),
-        };
+        if let Err(e) = check_group_timing(broker, name, &ops, replace) {
+            return (e.kafka_code(), Some(e.to_string()));
+        }
+        return outcome(
+            broker
+                .controller
+                .alter_group_configs(name.to_string(), ops, replace, validate_only)
+                .await,
+        );
     }
     if resource_type != RESOURCE_TOPIC {
         return (
@@ -302,15 +277,72 @@ async fn apply(
             )),
         );
     }
-    match broker
-        .controller
-        .alter_configs(name.to_string(), ops, replace, validate_only)
-        .await
-    {
+    outcome(
+        broker
+            .controller
+            .alter_configs(name.to_string(), ops, replace, validate_only)
+            .await,
+    )
+}
+
+/// A controller change's outcome as (error code, message).
+fn outcome(
+    r: Result<
+        Result<(), metadata_quorum::MetadataError>,
+        metadata_quorum::quorum::rpc::ControllerError,
+    >,
+) -> (i16, Option<String>) {
+    match r {
         Ok(Ok(())) => (0, None),
         Ok(Err(e)) => (e.kafka_code(), Some(e.to_string())),
         Err(e) => (e.kafka_code(), Some(e.to_string())),
     }
+}
+
+/// Kafka's rule for a group's timing, on the configs as the change would leave them and
+/// this broker's settings for the rest: each session timeout above its heartbeat interval.
+fn check_group_timing(
+    broker: &Broker,
+    group: &str,
+    ops: &[ConfigOp],
+    replace: bool,
+) -> Result<(), metadata_quorum::MetadataError> {
+    configs::check_group_id(group)?;
+    let after =
+        metadata_quorum::controller::group_configs_after(&broker.image(), group, ops, replace)?;
+    let (consumer, share) = (broker.groups.consumer_config(), broker.share.config);
+    let ms = |key: &str, default: std::time::Duration| {
+        after
+            .get(key)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(default.as_millis() as u64)
+    };
+    for (session, session_default, heartbeat, heartbeat_default) in [
+        (
+            configs::CONSUMER_SESSION_TIMEOUT_MS,
+            consumer.session_timeout,
+            configs::CONSUMER_HEARTBEAT_INTERVAL_MS,
+            consumer.heartbeat_interval,
+        ),
+        (
+            configs::SHARE_SESSION_TIMEOUT_MS,
+            share.session_timeout,
+            configs::SHARE_HEARTBEAT_INTERVAL_MS,
+            share.heartbeat_interval,
+        ),
+    ] {
+        let (s, h) = (
+            ms(session, session_default),
+            ms(heartbeat, heartbeat_default),
+        );
+        if s <= h {
+            return Err(metadata_quorum::MetadataError::InvalidConfig {
+                key: session.to_string(),
+                reason: format!("{s} must be greater than {heartbeat} ({h})"),
+            });
+        }
+    }
+    Ok(())
 }
 
 pub async fn alter(

@@ -823,12 +823,9 @@ fn max_window(broker: &Broker) -> i64 {
         .share
         .config
         .max_in_flight
-        .max(MAX_RECORD_LOCKS)
+        .max(metadata_quorum::configs::MAX_SHARE_PARTITION_MAX_RECORD_LOCKS)
         .saturating_add(100_000)
 }
-
-/// The largest `share.partition.max.record.locks` (and broker flag) allowed.
-const MAX_RECORD_LOCKS: i64 = 10_000;
 
 /// Makes sure this leader has the share-partition of (group, topic, partition), set up
 /// from the group's durable state (or, if the group never had one, as

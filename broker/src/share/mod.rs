@@ -243,7 +243,7 @@ impl ShareState {
         log: (i64, i64),
         leader_epoch: i32,
     ) {
-        let config = self.config;
+        let config = self.config_of(&key.0);
         self.partitions
             .lock()
             .entry(key)
@@ -275,10 +275,11 @@ impl ShareState {
 
     /// Releases what `member` holds in `partitions` (its session closed).
     pub fn release_member(&self, group: &str, member: &str, partitions: &BTreeSet<(Uuid, i32)>) {
+        let config = self.config_of(group);
         let mut parts = self.partitions.lock();
         for (t, p) in partitions {
             if let Some(sp) = parts.get_mut(&(group.to_string(), *t, *p)) {
-                sp.release_member(member, &self.config);
+                sp.release_member(member, &config);
             }
         }
     }

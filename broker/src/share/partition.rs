@@ -404,17 +404,29 @@ impl SharePartition {
     ) -> Vec<Acquired> {
         let lock_until = now + config.lock_duration;
         let mut taken: Vec<(i64, i16)> = Vec::new();
+        let mut archived = false;
         for (offset, r) in self.records.iter_mut() {
             if taken.len() >= max {
                 break;
             }
-            if r.state == RecordState::Available && r.delivery_count < config.delivery_count_limit {
-                r.state = RecordState::Acquired;
-                r.delivery_count += 1;
-                r.owner = Some(member.to_string());
-                r.lock_until = Some(lock_until);
-                taken.push((*offset, r.delivery_count));
+            if r.state != RecordState::Available {
+                continue;
             }
+            if r.delivery_count >= config.delivery_count_limit {
+                // Released under a higher limit (the group's `share.delivery.count.limit`
+                // was lowered since): at the limit now, so archived, not left in the way.
+                r.state = RecordState::Archived;
+                archived = true;
+                continue;
+            }
+            r.state = RecordState::Acquired;
+            r.delivery_count += 1;
+            r.owner = Some(member.to_string());
+            r.lock_until = Some(lock_until);
+            taken.push((*offset, r.delivery_count));
+        }
+        if archived {
+            self.advance();
         }
         // New records, batch by batch while the window has room. A batch larger than what is
         // left of `max` is taken whole into flight, its records past `max` available to the
@@ -639,6 +651,31 @@ mod tests {
         assert_eq!(sp.start(), 6);
         // Done records are never delivered again.
         assert!(sp.acquire("a", 10, &[], now, &c).is_empty());
+    }
+
+    #[test]
+    fn a_lowered_delivery_limit_archives_released_records_at_it() {
+        let five = ShareConfig {
+            delivery_count_limit: 5,
+            ..config()
+        };
+        let two = ShareConfig {
+            delivery_count_limit: 2,
+            ..config()
+        };
+        let now = Instant::now();
+        let mut sp = SharePartition::new(0);
+        for _ in 0..2 {
+            sp.acquire("a", 10, &[(0, 1, false)], now, &five);
+            sp.acknowledge("a", 0, 1, &[RELEASE], &five)
+                .expect("release");
+        }
+        // Delivered twice and available; the group's limit drops to 2: they are archived,
+        // and the start moves past them, instead of the window stopping there.
+        assert!(sp.acquire("a", 10, &[], now, &two).is_empty());
+        assert_eq!(sp.start(), 2);
+        let new = sp.acquire("a", 10, &[(2, 2, false)], now, &two);
+        assert_eq!((new[0].first, new[0].delivery_count), (2, 1));
     }
 
     #[test]
