@@ -17,6 +17,8 @@
 //!   range, roundrobin or cooperative-sticky), `poll` or a `Stream`, commits (sync, async,
 //!   automatic), `seek`, `auto.offset.reset`, rebalance callbacks.
 //! - [`admin::Admin`]: topics, configs, partitions, cluster, groups and their offsets.
+//! - [`share::ShareConsumer`]: a share-group member (KIP-932, queues): records handed to
+//!   one member at a time, acknowledged one by one (accept, release, reject).
 //!
 //! Underneath is [`Connection`]: one TCP connection that sends typed requests from the
 //! `kafka-protocol` crate and returns their typed responses, in order.
@@ -44,6 +46,7 @@ pub mod producer;
 pub mod properties;
 pub mod records;
 pub mod security;
+pub mod share;
 
 /// A partition of a topic.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -146,6 +146,59 @@ def test_a_new_record_after_the_group_drained_goes_to_someone(sbroker):
         c.close()
 
 
+def test_the_strom_cli_and_librdkafka_share_one_queue(sbroker):
+    """`strom consume --share-group` (the Rust client's ShareConsumer) and a librdkafka
+    ShareConsumer in one group on one partition: every record goes to exactly one of them,
+    and both get work."""
+    import signal
+    import subprocess
+    import threading
+
+    from test_strom_client import strom_binary
+    topic = make_topic(sbroker, 1, 0)
+    group = f"share-mixed-{uuid.uuid4().hex[:6]}"
+    cli = subprocess.Popen(
+        [strom_binary(), "--bootstrap-server", sbroker.bootstrap, "consume", topic,
+         "--share-group", group, "--follow", "--format", "%p %o %v\n"],
+        stdout=subprocess.PIPE, text=True)
+    by_cli = []
+    reader = threading.Thread(
+        target=lambda: by_cli.extend(tuple(map(int, line.split()[:2])) for line in cli.stdout),
+        daemon=True)
+    reader.start()
+    rdk = share_consumer(sbroker, group)
+    rdk.subscribe([topic])
+    by_rdk = []
+    try:
+        # Both in the group (they join at their first heartbeat) before the records come.
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            assert not [m for m in rdk.poll(0.2) if m.error() is None]
+        p = Producer({"bootstrap.servers": sbroker.bootstrap, "linger.ms": 0})
+        for i in range(200):
+            p.produce(topic, value=b"v%d" % i)
+            p.poll(0)
+            time.sleep(0.002)
+        assert p.flush(30) == 0
+
+        def all_seen():
+            by_rdk.extend((m.partition(), m.offset()) for m in rdk.poll(0.2)
+                          if m.error() is None)
+            time.sleep(0.05)
+            return len(by_cli) + len(by_rdk) >= 200
+        wait_until(all_seen, timeout=60, what="all 200 records delivered")
+        time.sleep(1)  # anything delivered twice would show up now
+        by_rdk.extend((m.partition(), m.offset()) for m in rdk.poll(0.5) if m.error() is None)
+    finally:
+        rdk.close()
+        cli.send_signal(signal.SIGINT)
+        assert cli.wait(timeout=30) == 0
+        reader.join(timeout=10)
+    everything = by_cli + by_rdk
+    assert sorted(everything) == [(0, o) for o in range(200)], (len(by_cli), len(by_rdk))
+    assert by_cli and by_rdk, (len(by_cli), len(by_rdk))
+
+
 def test_a_new_partition_leader_resumes_where_the_group_was(tmp_path):
     """The share-partition start is made durable at the group's coordinator: after the
     partition's leader is killed, the new leader resumes there. With the default

@@ -1,6 +1,7 @@
 //! `strom consume TOPIC`: records printed through a kcat-like template (or as JSON lines),
 //! read by the library consumer, alone (`--partition`, `--offset`) or as a member of a group
-//! (`--group`), which commits what it printed.
+//! (`--group`), which commits what it printed; or as a member of a share group
+//! (`--share-group`), which accepts each record it printed and releases any it did not.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -37,6 +38,9 @@ fn parse_start(s: &str) -> Result<Start, CliError> {
 }
 
 pub async fn run(target: &super::Target, a: ConsumeArgs) -> Result<(), CliError> {
+    if let Some(group) = a.share_group.clone() {
+        return run_share(target, a, group).await;
+    }
     let start = if a.from_beginning {
         Start::Beginning
     } else {
@@ -149,6 +153,72 @@ pub async fn run(target: &super::Target, a: ConsumeArgs) -> Result<(), CliError>
     }
     consumer.close().await;
     result
+}
+
+/// `--share-group`: a share consumer with explicit acknowledgements, so that records past
+/// `--count` go back to the group (released) instead of being accepted unprinted.
+async fn run_share(target: &super::Target, a: ConsumeArgs, group: String) -> Result<(), CliError> {
+    use crate::share::{AcknowledgeType, ShareConsumer, ShareConsumerConfig};
+    target.admin().describe_topic(&a.topic).await?;
+    let mut config =
+        ShareConsumerConfig::new(&target.bootstrap, &group).with_security(target.security.clone());
+    config.explicit_acknowledgement = true;
+    let mut consumer = ShareConsumer::new(config).map_err(share_error)?;
+    consumer.subscribe(&[a.topic.as_str()]);
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    let mut printed = 0u64;
+    let result: Result<(), CliError> = async {
+        loop {
+            let records = tokio::select! {
+                r = consumer.poll(Duration::from_millis(1000)) => r.map_err(share_error)?,
+                _ = &mut stop => break,
+            };
+            let mut out = std::io::stdout().lock();
+            let mut closed = false;
+            for r in &records {
+                let kind = if closed || a.count.is_some_and(|c| printed >= c) {
+                    AcknowledgeType::Release
+                } else if out
+                    .write_all(render(&a.format, &r.record).as_bytes())
+                    .is_err()
+                {
+                    closed = true; // stdout closed (piped into head): the rest go back
+                    AcknowledgeType::Release
+                } else {
+                    printed += 1;
+                    AcknowledgeType::Accept
+                };
+                consumer.acknowledge(r, kind).map_err(share_error)?;
+            }
+            let _ = out.flush();
+            drop(out);
+            consumer.commit().await.map_err(share_error)?;
+            if closed || a.count.is_some_and(|c| printed >= c) {
+                break;
+            }
+            if !a.follow
+                && a.count.is_none()
+                && records.is_empty()
+                && !consumer.assignment().is_empty()
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    consumer.close().await.map_err(share_error)?;
+    result
+}
+
+fn share_error(e: crate::share::ShareConsumerError) -> CliError {
+    use crate::share::ShareConsumerError as E;
+    match e {
+        E::Client(c) => c.into(),
+        E::Broker(b) => super::broker_error(b, "share group"),
+        E::Usage(m) => CliError::Input(m),
+    }
 }
 
 fn offsets(done: &BTreeMap<TopicPartition, i64>) -> Vec<(TopicPartition, OffsetAndMetadata)> {

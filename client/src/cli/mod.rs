@@ -692,6 +692,11 @@ pub struct ConsumeArgs {
     /// positions committed (and resumed from) in the cluster.
     #[arg(long, short = 'g')]
     pub group: Option<String>,
+    /// Read as a member of this share group (KIP-932, a queue): records shared out one
+    /// at a time among the group's members, any number per partition, each printed record
+    /// accepted. Without --follow or --count it stops once a poll finds nothing.
+    #[arg(long, conflicts_with_all = ["group", "partition", "offset", "from_beginning"])]
+    pub share_group: Option<String>,
     /// Only this partition (default: all). Not with --group.
     #[arg(long, conflicts_with = "group")]
     pub partition: Option<i32>,
@@ -854,7 +859,7 @@ fn kafka(code: i16, message: Option<&str>, context: &str) -> CliError {
     }
 }
 
-fn broker_error(e: BrokerError, context: &str) -> CliError {
+pub(super) fn broker_error(e: BrokerError, context: &str) -> CliError {
     kafka(e.code, e.message.as_deref(), context)
 }
 

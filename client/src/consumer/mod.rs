@@ -267,6 +267,15 @@ impl ConsumerConfig {
     }
 }
 
+/// The records of a fetched partition's record batches (no aborted transactions to drop):
+/// what a share consumer's ShareFetch answer carries.
+pub(crate) fn fetcher_records(
+    tp: &TopicPartition,
+    data: &bytes::Bytes,
+) -> Result<Vec<ConsumerRecord>, String> {
+    fetcher::records(tp, data, 0, &[]).map(|(records, _)| records)
+}
+
 /// A record as consumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {

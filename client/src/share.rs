@@ -1,0 +1,823 @@
+//! The share consumer (KIP-932, queues for Kafka): a member of a share group, which hands
+//! each record to one member at a time, any number of members per partition, and takes
+//! each record's acknowledgement (accept, release, reject) one by one.
+//!
+//! ```text
+//!   poll ──> ShareGroupHeartbeat (coordinator: membership, assignment)
+//!        └─> ShareFetch per partition leader, in a share session (epoch 0 opens it, then
+//!            1, 2, ...), carrying the acknowledgements of what earlier polls returned
+//!   commit ─> ShareAcknowledge per leader          close ─> epoch -1 everywhere
+//! ```
+//!
+//! With implicit acknowledgement (the default, Kafka's `share.acknowledgement.mode=implicit`)
+//! everything a poll returned is accepted by the next poll, `commit` or `close`. With
+//! explicit acknowledgement the application calls [`ShareConsumer::acknowledge`]; a record
+//! it never acknowledges goes back to the group when its acquisition lock runs out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use kafka_protocol::messages::share_acknowledge_request::{
+    AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch as AckBatch,
+};
+use kafka_protocol::messages::share_fetch_request::{
+    AcknowledgementBatch, FetchPartition, FetchTopic, ForgottenTopic,
+};
+use kafka_protocol::messages::{
+    GroupId, ShareAcknowledgeRequest, ShareFetchRequest, ShareFetchResponse,
+    ShareGroupHeartbeatRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use crate::cluster::{topic_name, ClusterClient};
+use crate::consumer::ConsumerRecord;
+use crate::{BrokerError, ClientError, TopicPartition};
+
+/// How a record was processed (Kafka's AcknowledgeType).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcknowledgeType {
+    /// Processed: never delivered again.
+    Accept = 1,
+    /// Not processed: delivered again (to any member) until the delivery limit.
+    Release = 2,
+    /// Cannot be processed: never delivered again.
+    Reject = 3,
+}
+
+/// A record as a share group delivered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareRecord {
+    pub record: ConsumerRecord,
+    /// 1 the first time the group hands it out, then one more each time.
+    pub delivery_count: i16,
+}
+
+/// Share consumer settings, with Kafka's names and defaults.
+#[derive(Debug, Clone)]
+pub struct ShareConsumerConfig {
+    /// `bootstrap.servers`.
+    pub bootstrap: String,
+    pub security: crate::security::Security,
+    /// `group.id`.
+    pub group_id: String,
+    /// `client.id`.
+    pub client_id: String,
+    /// `share.acknowledgement.mode=explicit`: records are acknowledged by the application.
+    pub explicit_acknowledgement: bool,
+    /// `max.poll.records`: records a ShareFetch asks each leader for.
+    pub max_poll_records: i32,
+    /// `fetch.max.wait.ms`.
+    pub fetch_max_wait: Duration,
+    /// `fetch.max.bytes`.
+    pub fetch_max_bytes: i32,
+}
+
+impl ShareConsumerConfig {
+    pub fn new(bootstrap: &str, group_id: &str) -> Self {
+        Self {
+            bootstrap: bootstrap.to_string(),
+            security: crate::security::Security::plaintext(),
+            group_id: group_id.to_string(),
+            client_id: "strom-share-consumer".to_string(),
+            explicit_acknowledgement: false,
+            max_poll_records: 500,
+            fetch_max_wait: Duration::from_millis(500),
+            fetch_max_bytes: 50 * 1024 * 1024,
+        }
+    }
+
+    pub fn with_security(mut self, security: crate::security::Security) -> Self {
+        self.security = security;
+        self
+    }
+}
+
+/// Why a share consumer call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareConsumerError {
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Broker(BrokerError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl From<BrokerError> for ShareConsumerError {
+    fn from(e: BrokerError) -> Self {
+        ShareConsumerError::Broker(e)
+    }
+}
+
+/// A share session with one leader: the epoch its next request carries (0: none open) and
+/// the partitions in it.
+#[derive(Debug, Default)]
+struct Session {
+    epoch: i32,
+    partitions: BTreeSet<(Uuid, i32)>,
+}
+
+/// (topic id, partition) → (offset, type), the acknowledgements not yet sent.
+type Acks = BTreeMap<(Uuid, i32), BTreeMap<i64, AcknowledgeType>>;
+
+pub struct ShareConsumer {
+    config: ShareConsumerConfig,
+    cluster: ClusterClient,
+    member_id: String,
+    member_epoch: i32,
+    topics: Vec<String>,
+    coordinator: Option<i32>,
+    next_heartbeat: Instant,
+    heartbeat_interval: Duration,
+    assignment: BTreeSet<(Uuid, i32)>,
+    names: HashMap<Uuid, String>,
+    sessions: HashMap<i32, Session>,
+    pending: Acks,
+    /// Records the last poll returned that are not acknowledged yet.
+    unacknowledged: BTreeMap<(Uuid, i32), BTreeSet<i64>>,
+    /// Acknowledgements the brokers refused (their lock had run out, most often).
+    pub refused_acknowledgements: u64,
+}
+
+const NOT_COORDINATOR: i16 = 16;
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
+const UNKNOWN_MEMBER_ID: i16 = 25;
+const FENCED_MEMBER_EPOCH: i16 = 110;
+const SHARE_SESSION_NOT_FOUND: i16 = 122;
+const INVALID_SHARE_SESSION_EPOCH: i16 = 123;
+
+impl ShareConsumer {
+    pub fn new(config: ShareConsumerConfig) -> Result<Self, ShareConsumerError> {
+        if config.group_id.is_empty() {
+            return Err(ShareConsumerError::Usage("group.id is required".into()));
+        }
+        let cluster = ClusterClient::with_security(&config.bootstrap, config.security.clone());
+        Ok(Self {
+            config,
+            cluster,
+            // KIP-932 v1: the member makes up its own id and keeps it for its lifetime.
+            member_id: Uuid::new_v4().simple().to_string(),
+            member_epoch: 0,
+            topics: Vec::new(),
+            coordinator: None,
+            next_heartbeat: Instant::now(),
+            heartbeat_interval: Duration::from_secs(5),
+            assignment: BTreeSet::new(),
+            names: HashMap::new(),
+            sessions: HashMap::new(),
+            pending: Acks::new(),
+            unacknowledged: BTreeMap::new(),
+            refused_acknowledgements: 0,
+        })
+    }
+
+    /// Subscribes to `topics` (replacing any earlier subscription); the group's coordinator
+    /// assigns their partitions at the next poll.
+    pub fn subscribe(&mut self, topics: &[&str]) {
+        self.topics = topics.iter().map(|t| t.to_string()).collect();
+        self.next_heartbeat = Instant::now();
+    }
+
+    pub fn member_id(&self) -> &str {
+        &self.member_id
+    }
+
+    /// The partitions the group assigned to this member.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.assignment
+            .iter()
+            .filter_map(|(id, p)| Some(TopicPartition::new(self.names.get(id)?.as_str(), *p)))
+            .collect()
+    }
+
+    /// Acknowledges a record the last poll returned; sent with the next poll or commit.
+    pub fn acknowledge(
+        &mut self,
+        record: &ShareRecord,
+        kind: AcknowledgeType,
+    ) -> Result<(), ShareConsumerError> {
+        let id = self
+            .names
+            .iter()
+            .find(|(_, n)| **n == record.record.topic)
+            .map(|(id, _)| *id);
+        let key = id.map(|id| (id, record.record.partition));
+        let held = key
+            .as_ref()
+            .and_then(|k| self.unacknowledged.get_mut(k))
+            .is_some_and(|offsets| offsets.remove(&record.record.offset));
+        let Some(key) = key.filter(|_| held) else {
+            return Err(ShareConsumerError::Usage(format!(
+                "{}-{} offset {} is not a record of the last poll awaiting acknowledgement",
+                record.record.topic, record.record.partition, record.record.offset
+            )));
+        };
+        self.pending
+            .entry(key)
+            .or_default()
+            .insert(record.record.offset, kind);
+        Ok(())
+    }
+
+    /// Records for the subscription: heartbeats when due, then one ShareFetch to each
+    /// leader of an assigned partition (carrying the acknowledgements so far), waiting up
+    /// to `timeout` for records.
+    pub async fn poll(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Vec<ShareRecord>, ShareConsumerError> {
+        self.accept_implicitly();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if Instant::now() >= self.next_heartbeat || self.member_epoch == 0 {
+                self.heartbeat(false).await?;
+            }
+            let started = Instant::now();
+            let records = self.fetch(deadline).await?;
+            if !records.is_empty() || Instant::now() >= deadline {
+                for r in &records {
+                    if let Some(id) = self.id_of(&r.record.topic) {
+                        self.unacknowledged
+                            .entry((id, r.record.partition))
+                            .or_default()
+                            .insert(r.record.offset);
+                    }
+                }
+                return Ok(records);
+            }
+            if self.assignment.is_empty() || started.elapsed() < Duration::from_millis(20) {
+                // Nothing assigned yet, or no leader waited: not busily.
+                let wake = self.next_heartbeat.min(deadline);
+                tokio::time::sleep_until(wake.min(Instant::now() + Duration::from_millis(100)))
+                    .await;
+            }
+        }
+    }
+
+    /// Sends the acknowledgements so far (ShareAcknowledge to each leader) and waits for
+    /// the answers. Implicit mode accepts what the last poll returned first.
+    pub async fn commit(&mut self) -> Result<(), ShareConsumerError> {
+        self.accept_implicitly();
+        self.send_acknowledgements(false).await
+    }
+
+    /// Accepts what is left (implicit mode), closes every share session and leaves the
+    /// group.
+    pub async fn close(mut self) -> Result<(), ShareConsumerError> {
+        self.accept_implicitly();
+        self.send_acknowledgements(true).await?;
+        if self.member_epoch > 0 {
+            self.heartbeat(true).await?;
+        }
+        Ok(())
+    }
+
+    fn accept_implicitly(&mut self) {
+        if self.config.explicit_acknowledgement {
+            return;
+        }
+        for (key, offsets) in std::mem::take(&mut self.unacknowledged) {
+            let acks = self.pending.entry(key).or_default();
+            for o in offsets {
+                acks.insert(o, AcknowledgeType::Accept);
+            }
+        }
+    }
+
+    fn id_of(&self, topic: &str) -> Option<Uuid> {
+        self.names
+            .iter()
+            .find(|(_, n)| n.as_str() == topic)
+            .map(|(id, _)| *id)
+    }
+
+    async fn heartbeat(&mut self, leave: bool) -> Result<(), ShareConsumerError> {
+        let coordinator = match self.coordinator {
+            Some(c) => c,
+            None => match self.cluster.find_coordinator(&self.config.group_id).await {
+                Ok(c) => {
+                    self.coordinator = Some(c);
+                    c
+                }
+                Err(e) => {
+                    debug!(error = %e, "share consumer: no coordinator yet");
+                    self.next_heartbeat = Instant::now() + Duration::from_millis(200);
+                    return Ok(());
+                }
+            },
+        };
+        let req = ShareGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(self.config.group_id.clone())))
+            .with_member_id(StrBytes::from_string(self.member_id.clone()))
+            .with_member_epoch(if leave { -1 } else { self.member_epoch })
+            .with_subscribed_topic_names(
+                (!leave).then(|| self.topics.iter().map(|t| topic_name(t)).collect()),
+            );
+        let conn = match self.cluster.broker(coordinator).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.lost_coordinator(coordinator);
+                return if leave { Err(e.into()) } else { Ok(()) };
+            }
+        };
+        let r = match conn.send(req, 1).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.lost_coordinator(coordinator);
+                return if leave { Err(e.into()) } else { Ok(()) };
+            }
+        };
+        match r.error_code {
+            0 => {}
+            NOT_COORDINATOR | COORDINATOR_NOT_AVAILABLE | COORDINATOR_LOAD_IN_PROGRESS => {
+                self.lost_coordinator(coordinator);
+                return Ok(());
+            }
+            UNKNOWN_MEMBER_ID | FENCED_MEMBER_EPOCH if !leave => {
+                // Out of the group: rejoin at epoch 0 with the same id.
+                info!(group = %self.config.group_id, "share consumer rejoins the group");
+                self.member_epoch = 0;
+                self.assignment.clear();
+                self.next_heartbeat = Instant::now();
+                return Ok(());
+            }
+            code => {
+                return Err(BrokerError::new(code, r.error_message.as_deref()).into());
+            }
+        }
+        if leave {
+            return Ok(());
+        }
+        self.member_epoch = r.member_epoch;
+        self.heartbeat_interval =
+            Duration::from_millis(r.heartbeat_interval_ms.clamp(100, 60_000) as u64);
+        self.next_heartbeat = Instant::now() + self.heartbeat_interval;
+        if let Some(a) = r.assignment {
+            let next: BTreeSet<(Uuid, i32)> = a
+                .topic_partitions
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p)))
+                .collect();
+            if next != self.assignment {
+                info!(group = %self.config.group_id, partitions = next.len(), "share consumer assignment");
+            }
+            self.assignment = next;
+            self.refresh_metadata().await?;
+        }
+        Ok(())
+    }
+
+    fn lost_coordinator(&mut self, id: i32) {
+        self.coordinator = None;
+        self.cluster.drop_broker(id);
+        self.next_heartbeat = Instant::now() + Duration::from_millis(200);
+    }
+
+    /// Topic names and leaders for the assigned topic ids.
+    async fn refresh_metadata(&mut self) -> Result<(), ShareConsumerError> {
+        let md = self.cluster.metadata(None).await?;
+        for t in &md.topics {
+            if let Some(name) = &t.name {
+                self.names.insert(t.topic_id, name.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// The leader of each assigned partition (None while unknown).
+    fn leaders(&self) -> BTreeMap<i32, BTreeSet<(Uuid, i32)>> {
+        let mut out: BTreeMap<i32, BTreeSet<(Uuid, i32)>> = BTreeMap::new();
+        for (id, p) in &self.assignment {
+            let Some(name) = self.names.get(id) else {
+                continue;
+            };
+            if let Some(l) = self.cluster.leader(name, *p).filter(|l| l.leader >= 0) {
+                out.entry(l.leader).or_default().insert((*id, *p));
+            }
+        }
+        out
+    }
+
+    async fn fetch(&mut self, deadline: Instant) -> Result<Vec<ShareRecord>, ShareConsumerError> {
+        let mut leaders = self.leaders();
+        // Leaders of partitions with acknowledgements still pending, even if unassigned now.
+        for (key, _) in self.pending.iter().filter(|(_, a)| !a.is_empty()) {
+            if let Some(l) = self
+                .names
+                .get(&key.0)
+                .and_then(|n| self.cluster.leader(n, key.1))
+                .filter(|l| l.leader >= 0)
+            {
+                leaders.entry(l.leader).or_default();
+            }
+        }
+        // Sessions with leaders that no longer lead anything of ours.
+        for (broker, s) in self.sessions.iter_mut() {
+            if !leaders.contains_key(broker) && s.epoch > 0 {
+                leaders.insert(*broker, BTreeSet::new());
+            }
+        }
+        if leaders.is_empty() {
+            return Ok(vec![]);
+        }
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.config.fetch_max_wait);
+        let mut out = Vec::new();
+        let mut stale = false;
+        // One request per leader, side by side.
+        let mut calls = Vec::new();
+        for (broker, wanted) in leaders {
+            let session = self.sessions.entry(broker).or_default();
+            let (epoch, in_session) = (session.epoch, session.partitions.clone());
+            let acks = if epoch > 0 {
+                take_acks(&mut self.pending, |k| in_session.contains(k))
+            } else {
+                Acks::new() // acknowledgements need an open session
+            };
+            let add: Vec<(Uuid, i32)> = wanted
+                .iter()
+                .filter(|k| !in_session.contains(k))
+                .copied()
+                .collect();
+            let forget: Vec<(Uuid, i32)> = in_session
+                .iter()
+                .filter(|k| !wanted.contains(k) && !acks.contains_key(k))
+                .copied()
+                .collect();
+            if wanted.is_empty() && acks.is_empty() && epoch == 0 {
+                continue;
+            }
+            let req = self.fetch_request(epoch, &add, &forget, &acks, &wanted, wait);
+            let conn = match self.cluster.take(broker).await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(broker, error = %e, "share fetch: cannot reach the leader");
+                    restore_acks(&mut self.pending, acks);
+                    self.sessions.remove(&broker);
+                    stale = true;
+                    continue;
+                }
+            };
+            calls.push(async move {
+                let mut conn = conn;
+                let r = conn.send(req, 1).await;
+                (broker, conn, r, add, forget, acks)
+            });
+        }
+        for (broker, conn, r, add, forget, acks) in futures::future::join_all(calls).await {
+            let r = match r {
+                Ok(r) => {
+                    self.cluster.put_back(broker, conn);
+                    r
+                }
+                Err(e) => {
+                    warn!(broker, error = %e, "share fetch failed");
+                    self.cluster.drop_broker(broker);
+                    self.sessions.remove(&broker);
+                    restore_acks(&mut self.pending, acks);
+                    stale = true;
+                    continue;
+                }
+            };
+            match r.error_code {
+                0 => {}
+                SHARE_SESSION_NOT_FOUND | INVALID_SHARE_SESSION_EPOCH => {
+                    // The session is gone (the broker restarted, or it expired): open a new
+                    // one; the acknowledgements go again with it.
+                    self.sessions.remove(&broker);
+                    restore_acks(&mut self.pending, acks);
+                    continue;
+                }
+                code => {
+                    restore_acks(&mut self.pending, acks);
+                    return Err(BrokerError::new(code, r.error_message.as_deref()).into());
+                }
+            }
+            let session = self.sessions.entry(broker).or_default();
+            session.epoch = if session.epoch == i32::MAX {
+                1
+            } else {
+                session.epoch + 1
+            };
+            session.partitions.extend(add);
+            for k in &forget {
+                session.partitions.remove(k);
+            }
+            stale |= self.take_answer(r, &mut out);
+        }
+        if stale {
+            self.refresh_metadata().await?;
+        }
+        Ok(out)
+    }
+
+    fn fetch_request(
+        &self,
+        epoch: i32,
+        add: &[(Uuid, i32)],
+        forget: &[(Uuid, i32)],
+        acks: &Acks,
+        wanted: &BTreeSet<(Uuid, i32)>,
+        wait: Duration,
+    ) -> ShareFetchRequest {
+        // Partitions named: the new ones and those with acknowledgements.
+        let mut named: BTreeMap<Uuid, BTreeMap<i32, Vec<AcknowledgementBatch>>> = BTreeMap::new();
+        for (t, p) in add {
+            named.entry(*t).or_default().entry(*p).or_default();
+        }
+        for ((t, p), offsets) in acks {
+            named.entry(*t).or_default().entry(*p).or_default().extend(
+                batches(offsets).into_iter().map(|(first, last, kind)| {
+                    AcknowledgementBatch::default()
+                        .with_first_offset(first)
+                        .with_last_offset(last)
+                        .with_acknowledge_types(vec![kind as i8])
+                }),
+            );
+        }
+        let mut forgotten: BTreeMap<Uuid, Vec<i32>> = BTreeMap::new();
+        for (t, p) in forget {
+            forgotten.entry(*t).or_default().push(*p);
+        }
+        ShareFetchRequest::default()
+            .with_group_id(Some(GroupId(StrBytes::from_string(
+                self.config.group_id.clone(),
+            ))))
+            .with_member_id(Some(StrBytes::from_string(self.member_id.clone())))
+            .with_share_session_epoch(epoch)
+            // Only acknowledgements for a leader that leads nothing of ours: no wait.
+            .with_max_wait_ms(if wanted.is_empty() {
+                0
+            } else {
+                wait.as_millis() as i32
+            })
+            .with_min_bytes(1)
+            .with_max_bytes(self.config.fetch_max_bytes)
+            .with_max_records(self.config.max_poll_records)
+            .with_batch_size(self.config.max_poll_records)
+            .with_topics(
+                named
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        FetchTopic::default().with_topic_id(t).with_partitions(
+                            ps.into_iter()
+                                .map(|(p, b)| {
+                                    FetchPartition::default()
+                                        .with_partition_index(p)
+                                        .with_partition_max_bytes(self.config.fetch_max_bytes)
+                                        .with_acknowledgement_batches(b)
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            )
+            .with_forgotten_topics_data(
+                forgotten
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        ForgottenTopic::default()
+                            .with_topic_id(t)
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            )
+    }
+
+    /// Files one ShareFetch answer's records; true if a partition's leader moved.
+    fn take_answer(&mut self, r: ShareFetchResponse, out: &mut Vec<ShareRecord>) -> bool {
+        let mut stale = false;
+        for t in r.responses {
+            let Some(name) = self.names.get(&t.topic_id).cloned() else {
+                stale = true;
+                continue;
+            };
+            for p in t.partitions {
+                if p.acknowledge_error_code != 0 {
+                    self.refused_acknowledgements += 1;
+                    debug!(topic = %name, partition = p.partition_index, code = p.acknowledge_error_code, "acknowledgements refused");
+                }
+                if p.error_code != 0 {
+                    let e = ResponseError::try_from_code(p.error_code);
+                    if matches!(
+                        e,
+                        Some(ResponseError::NotLeaderOrFollower)
+                            | Some(ResponseError::UnknownTopicOrPartition)
+                            | Some(ResponseError::UnknownTopicId)
+                            | Some(ResponseError::FencedLeaderEpoch)
+                    ) {
+                        stale = true;
+                    }
+                    debug!(topic = %name, partition = p.partition_index, code = p.error_code, "share fetch partition error");
+                    continue;
+                }
+                let (Some(data), false) = (p.records, p.acquired_records.is_empty()) else {
+                    continue;
+                };
+                let tp = TopicPartition::new(name.as_str(), p.partition_index);
+                let records = match crate::consumer::fetcher_records(&tp, &data) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        warn!(topic = %name, partition = p.partition_index, error = %e, "undecodable share fetch records");
+                        continue;
+                    }
+                };
+                for rec in records {
+                    if let Some(a) = p
+                        .acquired_records
+                        .iter()
+                        .find(|a| a.first_offset <= rec.offset && rec.offset <= a.last_offset)
+                    {
+                        out.push(ShareRecord {
+                            delivery_count: a.delivery_count,
+                            record: rec,
+                        });
+                    }
+                }
+            }
+        }
+        stale
+    }
+
+    /// ShareAcknowledge to every leader with acknowledgements pending (and, closing, to
+    /// every leader with a session, at epoch -1).
+    async fn send_acknowledgements(&mut self, closing: bool) -> Result<(), ShareConsumerError> {
+        let brokers: Vec<i32> = self.sessions.keys().copied().collect();
+        let mut first_error = None;
+        for broker in brokers {
+            let Some(session) = self.sessions.get(&broker) else {
+                continue;
+            };
+            if session.epoch == 0 {
+                continue;
+            }
+            let acks = take_acks(&mut self.pending, |k| session.partitions.contains(k));
+            if acks.is_empty() && !closing {
+                continue;
+            }
+            let epoch = if closing { -1 } else { session.epoch };
+            let mut topics: BTreeMap<Uuid, Vec<AcknowledgePartition>> = BTreeMap::new();
+            for ((t, p), offsets) in &acks {
+                topics.entry(*t).or_default().push(
+                    AcknowledgePartition::default()
+                        .with_partition_index(*p)
+                        .with_acknowledgement_batches(
+                            batches(offsets)
+                                .into_iter()
+                                .map(|(first, last, kind)| {
+                                    AckBatch::default()
+                                        .with_first_offset(first)
+                                        .with_last_offset(last)
+                                        .with_acknowledge_types(vec![kind as i8])
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+            let req = ShareAcknowledgeRequest::default()
+                .with_group_id(Some(GroupId(StrBytes::from_string(
+                    self.config.group_id.clone(),
+                ))))
+                .with_member_id(Some(StrBytes::from_string(self.member_id.clone())))
+                .with_share_session_epoch(epoch)
+                .with_topics(
+                    topics
+                        .into_iter()
+                        .map(|(t, ps)| {
+                            AcknowledgeTopic::default()
+                                .with_topic_id(t)
+                                .with_partitions(ps)
+                        })
+                        .collect(),
+                );
+            let answer = match self.cluster.broker(broker).await {
+                Ok(conn) => conn.send(req, 1).await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(r) if r.error_code == 0 => {
+                    for t in &r.responses {
+                        for p in &t.partitions {
+                            if p.error_code != 0 {
+                                self.refused_acknowledgements += 1;
+                            }
+                        }
+                    }
+                    if closing {
+                        self.sessions.remove(&broker);
+                    } else if let Some(s) = self.sessions.get_mut(&broker) {
+                        s.epoch = if s.epoch == i32::MAX { 1 } else { s.epoch + 1 };
+                    }
+                }
+                Ok(r) => {
+                    self.sessions.remove(&broker);
+                    restore_acks(&mut self.pending, acks);
+                    first_error.get_or_insert(ShareConsumerError::Broker(BrokerError::new(
+                        r.error_code,
+                        r.error_message.as_deref(),
+                    )));
+                }
+                Err(e) => {
+                    self.cluster.drop_broker(broker);
+                    self.sessions.remove(&broker);
+                    restore_acks(&mut self.pending, acks);
+                    first_error.get_or_insert(e.into());
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Takes the pending acknowledgements of the partitions `which` picks.
+fn take_acks(pending: &mut Acks, which: impl Fn(&(Uuid, i32)) -> bool) -> Acks {
+    let keys: Vec<(Uuid, i32)> = pending.keys().filter(|k| which(k)).copied().collect();
+    keys.into_iter()
+        .filter_map(|k| pending.remove(&k).map(|v| (k, v)))
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+/// Puts acknowledgements that were not delivered back (newer ones for an offset win).
+fn restore_acks(pending: &mut Acks, acks: Acks) {
+    for (k, offsets) in acks {
+        let p = pending.entry(k).or_default();
+        for (o, kind) in offsets {
+            p.entry(o).or_insert(kind);
+        }
+    }
+}
+
+/// Offsets with their types as runs of consecutive offsets of one type: (first, last, type).
+fn batches(offsets: &BTreeMap<i64, AcknowledgeType>) -> Vec<(i64, i64, AcknowledgeType)> {
+    let mut out: Vec<(i64, i64, AcknowledgeType)> = Vec::new();
+    for (&o, &kind) in offsets {
+        match out.last_mut() {
+            Some((_, last, k)) if *last + 1 == o && *k == kind => *last = o,
+            _ => out.push((o, o, kind)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acknowledgements_go_as_runs_of_one_type() {
+        use AcknowledgeType::*;
+        let offsets: BTreeMap<i64, AcknowledgeType> = [
+            (3, Accept),
+            (4, Accept),
+            (5, Release),
+            (7, Accept),
+            (8, Reject),
+            (9, Reject),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            batches(&offsets),
+            vec![
+                (3, 4, Accept),
+                (5, 5, Release),
+                (7, 7, Accept),
+                (8, 9, Reject)
+            ]
+        );
+    }
+
+    #[test]
+    fn undelivered_acknowledgements_come_back_without_overwriting_newer_ones() {
+        let t = Uuid::new_v4();
+        let mut pending = Acks::new();
+        pending
+            .entry((t, 0))
+            .or_default()
+            .insert(5, AcknowledgeType::Reject);
+        let sent: Acks = [(
+            (t, 0),
+            [(4, AcknowledgeType::Accept), (5, AcknowledgeType::Accept)]
+                .into_iter()
+                .collect(),
+        )]
+        .into_iter()
+        .collect();
+        restore_acks(&mut pending, sent);
+        assert_eq!(pending[&(t, 0)][&4], AcknowledgeType::Accept);
+        assert_eq!(pending[&(t, 0)][&5], AcknowledgeType::Reject);
+        let taken = take_acks(&mut pending, |k| k.1 == 0);
+        assert_eq!(taken[&(t, 0)].len(), 2);
+        assert!(pending.is_empty());
+    }
+}

@@ -1,0 +1,223 @@
+//! The library's share consumer (`strom_client::share`, KIP-932) against live brokers:
+//! members of one share group split a topic's records, each record to one member at a
+//! time; what a member releases comes back (its delivery count one higher), what it rejects
+//! or accepts never does; a member that closes leaves the group and its records go on to
+//! the others; and the library and librdkafka-style behaviours hold across three brokers.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use integration_tests::producer;
+use integration_tests::{BrokerProcess, Cluster};
+use strom_client::producer::{Producer, ProducerConfig, ProducerRecord};
+use strom_client::share::{AcknowledgeType, ShareConsumer, ShareConsumerConfig, ShareRecord};
+
+async fn produce(bootstrap: &str, topic: &str, n: usize, partitions: i32) {
+    let producer = Producer::new(ProducerConfig::new(bootstrap))
+        .await
+        .expect("producer");
+    let mut ds = Vec::new();
+    for i in 0..n {
+        ds.push(
+            producer
+                .send(
+                    ProducerRecord::new(topic, format!("v{i}"))
+                        .with_partition(i as i32 % partitions),
+                )
+                .await
+                .expect("queued"),
+        );
+    }
+    for d in ds {
+        d.await.expect("delivered");
+    }
+    producer.close().await;
+}
+
+fn consumer(bootstrap: &str, group: &str, explicit: bool) -> ShareConsumer {
+    let mut config = ShareConsumerConfig::new(bootstrap, group);
+    config.explicit_acknowledgement = explicit;
+    let mut c = ShareConsumer::new(config).expect("share consumer");
+    c.subscribe(&["jobs"]);
+    c
+}
+
+/// Polls `c` until `enough` holds of everything it got, or 30 s pass.
+async fn poll_until(
+    c: &mut ShareConsumer,
+    got: &mut Vec<ShareRecord>,
+    enough: impl Fn(&[ShareRecord]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !enough(got) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out with {} records",
+            got.len()
+        );
+        got.extend(c.poll(Duration::from_millis(500)).await.expect("poll"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_records_come_back_rejected_and_accepted_ones_never_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(
+        &dir.path().join("data"),
+        &["--share-auto-offset-reset", "earliest"],
+    )
+    .expect("start");
+    let bootstrap = broker.kafka.to_string();
+    producer::create_replicated_topic(broker.kafka, "jobs", 1, 1).await;
+    produce(&bootstrap, "jobs", 10, 1).await;
+
+    // Offsets 0-3 accepted, 4-5 rejected, 6-9 released.
+    let mut a = consumer(&bootstrap, "workers", true);
+    let mut got = Vec::new();
+    poll_until(&mut a, &mut got, |g| g.len() >= 10).await;
+    assert_eq!(
+        got.iter().map(|r| r.record.offset).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<_>>()
+    );
+    assert!(got.iter().all(|r| r.delivery_count == 1));
+    for r in &got {
+        let kind = match r.record.offset {
+            0..=3 => AcknowledgeType::Accept,
+            4 | 5 => AcknowledgeType::Reject,
+            _ => AcknowledgeType::Release,
+        };
+        a.acknowledge(r, kind).expect("acknowledge");
+    }
+    // Only records of the last poll can be acknowledged, once.
+    assert!(a.acknowledge(&got[0], AcknowledgeType::Accept).is_err());
+    a.commit().await.expect("commit");
+    assert_eq!(a.refused_acknowledgements, 0);
+
+    // The released ones come back (to this member or any other), delivered twice now.
+    let mut again = Vec::new();
+    poll_until(&mut a, &mut again, |g| g.len() >= 4).await;
+    let offsets: BTreeSet<i64> = again.iter().map(|r| r.record.offset).collect();
+    assert_eq!(offsets, (6..10).collect());
+    assert!(again.iter().all(|r| r.delivery_count == 2));
+    for r in &again {
+        a.acknowledge(r, AcknowledgeType::Accept)
+            .expect("acknowledge");
+    }
+    a.close().await.expect("close");
+
+    // Nothing is left for a new member: accepted, rejected and re-accepted records stay done.
+    let mut b = consumer(&bootstrap, "workers", false);
+    let started = Instant::now();
+    let mut late = Vec::new();
+    while started.elapsed() < Duration::from_secs(4) {
+        late.extend(b.poll(Duration::from_millis(500)).await.expect("poll"));
+    }
+    assert!(
+        late.is_empty(),
+        "{:?}",
+        late.iter().map(|r| r.record.offset).collect::<Vec<_>>()
+    );
+    // New records go to it.
+    produce(&bootstrap, "jobs", 3, 1).await;
+    poll_until(&mut b, &mut late, |g| g.len() >= 3).await;
+    assert_eq!(
+        late.iter().map(|r| r.record.offset).collect::<Vec<_>>(),
+        vec![10, 11, 12]
+    );
+    b.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_three_brokers_split_the_work_each_record_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(
+        dir.path(),
+        1,
+        3,
+        &[],
+        &[
+            "--share-auto-offset-reset",
+            "earliest",
+            "--group-share-heartbeat-interval-ms",
+            "200",
+        ],
+    )
+    .expect("cluster");
+    let bootstrap = cluster
+        .brokers
+        .iter()
+        .map(|b| b.kafka.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    // Three partitions, led by different brokers; three members fetch from all of them.
+    producer::create_replicated_topic(cluster.brokers[0].kafka, "jobs", 3, 3).await;
+    let mut members: Vec<ShareConsumer> = (0..3)
+        .map(|_| consumer(&bootstrap, "pool", false))
+        .collect();
+    // All three in the group first: a partition each.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while members
+        .iter()
+        .map(|m| m.assignment().len())
+        .collect::<Vec<_>>()
+        != [1, 1, 1]
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no assignment of one partition each"
+        );
+        for m in members.iter_mut() {
+            assert!(m
+                .poll(Duration::from_millis(50))
+                .await
+                .expect("poll")
+                .is_empty());
+        }
+    }
+    produce(&bootstrap, "jobs", 600, 3).await;
+    let mut got: BTreeMap<usize, Vec<(i32, i64)>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.values().map(Vec::len).sum::<usize>() < 600 {
+        assert!(Instant::now() < deadline, "{got:?}");
+        for (i, m) in members.iter_mut().enumerate() {
+            for r in m.poll(Duration::from_millis(100)).await.expect("poll") {
+                got.entry(i)
+                    .or_default()
+                    .push((r.record.partition, r.record.offset));
+            }
+        }
+    }
+    let all: Vec<(i32, i64)> = got.values().flatten().copied().collect();
+    let distinct: BTreeSet<(i32, i64)> = all.iter().copied().collect();
+    assert_eq!(all.len(), 600, "a record went to two members");
+    assert_eq!(distinct.len(), 600);
+    assert_eq!(
+        distinct.iter().map(|(p, _)| *p).collect::<BTreeSet<_>>(),
+        [0, 1, 2].into()
+    );
+    assert!(
+        got.len() == 3,
+        "every member got work: {:?}",
+        got.iter().map(|(i, v)| (i, v.len())).collect::<Vec<_>>()
+    );
+    // Two leave: the third gets every partition, from three leaders at once.
+    let mut last = members.pop().expect("member");
+    for m in members {
+        m.close().await.expect("close");
+    }
+    produce(&bootstrap, "jobs", 30, 3).await;
+    let mut more = Vec::new();
+    poll_until(&mut last, &mut more, |g| g.len() >= 30).await;
+    assert_eq!(last.assignment().len(), 3);
+    let offsets: BTreeSet<(i32, i64)> = more
+        .iter()
+        .map(|r| (r.record.partition, r.record.offset))
+        .collect();
+    assert_eq!(
+        offsets,
+        (0..3)
+            .flat_map(|p| (200..210).map(move |o| (p, o)))
+            .collect()
+    );
+    last.close().await.expect("close");
+}
