@@ -111,6 +111,17 @@ pub struct BrokerConfig {
     #[arg(long, env = "STROM_MESSAGE_MAX_BYTES", default_value_t = 1_048_588)]
     pub message_max_bytes: usize,
 
+    /// The most record bytes one Fetch answer carries, whatever the request asks (Kafka's
+    /// broker fetch.max.bytes; at least one batch is always returned). Kafka's default is
+    /// 55 MiB; 16 MiB bounds what a catch-up read holds in memory per fetch.
+    #[arg(
+        long,
+        env = "STROM_FETCH_MAX_BYTES",
+        default_value_t = 16 << 20,
+        value_parser = clap::value_parser!(u64).range(1024..=i32::MAX as u64)
+    )]
+    pub fetch_max_bytes: u64,
+
     /// Largest request frame accepted, in bytes (socket.request.max.bytes).
     #[arg(
         long,

@@ -52,6 +52,8 @@ pub enum AcknowledgeType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareRecord {
     pub record: ConsumerRecord,
+    /// The topic's id (a topic deleted and made again under its name has another).
+    pub topic_id: Uuid,
     /// 1 the first time the group hands it out, then one more each time.
     pub delivery_count: i16,
 }
@@ -64,8 +66,6 @@ pub struct ShareConsumerConfig {
     pub security: crate::security::Security,
     /// `group.id`.
     pub group_id: String,
-    /// `client.id`.
-    pub client_id: String,
     /// `share.acknowledgement.mode=explicit`: records are acknowledged by the application.
     pub explicit_acknowledgement: bool,
     /// `max.poll.records`: records a ShareFetch asks each leader for.
@@ -74,6 +74,9 @@ pub struct ShareConsumerConfig {
     pub fetch_max_wait: Duration,
     /// `fetch.max.bytes`.
     pub fetch_max_bytes: i32,
+    /// `request.timeout.ms`: how long a request (and its connection) may take beyond what
+    /// the broker is asked to wait.
+    pub request_timeout: Duration,
 }
 
 impl ShareConsumerConfig {
@@ -82,11 +85,11 @@ impl ShareConsumerConfig {
             bootstrap: bootstrap.to_string(),
             security: crate::security::Security::plaintext(),
             group_id: group_id.to_string(),
-            client_id: "strom-share-consumer".to_string(),
             explicit_acknowledgement: false,
             max_poll_records: 500,
             fetch_max_wait: Duration::from_millis(500),
             fetch_max_bytes: 50 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
         }
     }
 
@@ -201,22 +204,17 @@ impl ShareConsumer {
         record: &ShareRecord,
         kind: AcknowledgeType,
     ) -> Result<(), ShareConsumerError> {
-        let id = self
-            .names
-            .iter()
-            .find(|(_, n)| **n == record.record.topic)
-            .map(|(id, _)| *id);
-        let key = id.map(|id| (id, record.record.partition));
-        let held = key
-            .as_ref()
-            .and_then(|k| self.unacknowledged.get_mut(k))
+        let key = (record.topic_id, record.record.partition);
+        let held = self
+            .unacknowledged
+            .get_mut(&key)
             .is_some_and(|offsets| offsets.remove(&record.record.offset));
-        let Some(key) = key.filter(|_| held) else {
+        if !held {
             return Err(ShareConsumerError::Usage(format!(
                 "{}-{} offset {} is not a record of the last poll awaiting acknowledgement",
                 record.record.topic, record.record.partition, record.record.offset
             )));
-        };
+        }
         self.pending
             .entry(key)
             .or_default()
@@ -227,11 +225,24 @@ impl ShareConsumer {
     /// Records for the subscription: heartbeats when due, then one ShareFetch to each
     /// leader of an assigned partition (carrying the acknowledgements so far), waiting up
     /// to `timeout` for records.
+    ///
+    /// Heartbeats are sent from `poll` (there is no background thread): call it at least
+    /// every heartbeat interval, or the coordinator removes the member after its session
+    /// timeout. In explicit mode every record of the last poll must be acknowledged first.
     pub async fn poll(
         &mut self,
         timeout: Duration,
     ) -> Result<Vec<ShareRecord>, ShareConsumerError> {
+        if self.config.explicit_acknowledgement {
+            let waiting: usize = self.unacknowledged.values().map(BTreeSet::len).sum();
+            if waiting > 0 {
+                return Err(ShareConsumerError::Usage(format!(
+                    "{waiting} records of the last poll are not acknowledged"
+                )));
+            }
+        }
         self.accept_implicitly();
+        self.unacknowledged.clear();
         let deadline = Instant::now() + timeout;
         loop {
             if Instant::now() >= self.next_heartbeat || self.member_epoch == 0 {
@@ -241,12 +252,10 @@ impl ShareConsumer {
             let records = self.fetch(deadline).await?;
             if !records.is_empty() || Instant::now() >= deadline {
                 for r in &records {
-                    if let Some(id) = self.id_of(&r.record.topic) {
-                        self.unacknowledged
-                            .entry((id, r.record.partition))
-                            .or_default()
-                            .insert(r.record.offset);
-                    }
+                    self.unacknowledged
+                        .entry((r.topic_id, r.record.partition))
+                        .or_default()
+                        .insert(r.record.offset);
                 }
                 return Ok(records);
             }
@@ -270,11 +279,15 @@ impl ShareConsumer {
     /// group.
     pub async fn close(mut self) -> Result<(), ShareConsumerError> {
         self.accept_implicitly();
-        self.send_acknowledgements(true).await?;
-        if self.member_epoch > 0 {
-            self.heartbeat(true).await?;
-        }
-        Ok(())
+        let acknowledged = self.send_acknowledgements(true).await;
+        // Leave whatever happened to the acknowledgements (the records they missed come
+        // back when their locks run out).
+        let left = if self.member_epoch > 0 {
+            self.heartbeat(true).await
+        } else {
+            Ok(())
+        };
+        acknowledged.and(left)
     }
 
     fn accept_implicitly(&mut self) {
@@ -289,17 +302,16 @@ impl ShareConsumer {
         }
     }
 
-    fn id_of(&self, topic: &str) -> Option<Uuid> {
-        self.names
-            .iter()
-            .find(|(_, n)| n.as_str() == topic)
-            .map(|(id, _)| *id)
-    }
-
     async fn heartbeat(&mut self, leave: bool) -> Result<(), ShareConsumerError> {
         let coordinator = match self.coordinator {
             Some(c) => c,
-            None => match self.cluster.find_coordinator(&self.config.group_id).await {
+            None => match tokio::time::timeout(
+                self.config.request_timeout,
+                self.cluster.find_coordinator(&self.config.group_id),
+            )
+            .await
+            .unwrap_or(Err(ClientError::Closed.into()))
+            {
                 Ok(c) => {
                     self.coordinator = Some(c);
                     c
@@ -318,14 +330,14 @@ impl ShareConsumer {
             .with_subscribed_topic_names(
                 (!leave).then(|| self.topics.iter().map(|t| topic_name(t)).collect()),
             );
-        let conn = match self.cluster.broker(coordinator).await {
-            Ok(c) => c,
-            Err(e) => {
-                self.lost_coordinator(coordinator);
-                return if leave { Err(e.into()) } else { Ok(()) };
-            }
-        };
-        let r = match conn.send(req, 1).await {
+        let patience = self.config.request_timeout;
+        let cluster = &mut self.cluster;
+        let answer = tokio::time::timeout(patience, async move {
+            cluster.broker(coordinator).await?.send(req, 1).await
+        })
+        .await
+        .unwrap_or(Err(ClientError::Closed));
+        let r = match answer {
             Ok(r) => r,
             Err(e) => {
                 self.lost_coordinator(coordinator);
@@ -404,30 +416,15 @@ impl ShareConsumer {
     }
 
     async fn fetch(&mut self, deadline: Instant) -> Result<Vec<ShareRecord>, ShareConsumerError> {
-        let mut leaders = self.leaders();
-        // Leaders of partitions with acknowledgements still pending, even if unassigned now.
-        for (key, _) in self.pending.iter().filter(|(_, a)| !a.is_empty()) {
-            if let Some(l) = self
-                .names
-                .get(&key.0)
-                .and_then(|n| self.cluster.leader(n, key.1))
-                .filter(|l| l.leader >= 0)
-            {
-                leaders.entry(l.leader).or_default();
-            }
-        }
-        // Sessions with leaders that no longer lead anything of ours.
-        for (broker, s) in self.sessions.iter_mut() {
-            if !leaders.contains_key(broker) && s.epoch > 0 {
-                leaders.insert(*broker, BTreeSet::new());
-            }
-        }
+        let leaders = self.leaders();
+        self.settle_sessions(&leaders).await;
         if leaders.is_empty() {
             return Ok(vec![]);
         }
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .min(self.config.fetch_max_wait);
+        let patience = wait + self.config.request_timeout;
         let mut out = Vec::new();
         let mut stale = false;
         // One request per leader, side by side.
@@ -435,10 +432,13 @@ impl ShareConsumer {
         for (broker, wanted) in leaders {
             let session = self.sessions.entry(broker).or_default();
             let (epoch, in_session) = (session.epoch, session.partitions.clone());
+            // Acknowledgements need an open session, and go with partitions it keeps.
             let acks = if epoch > 0 {
-                take_acks(&mut self.pending, |k| in_session.contains(k))
+                take_acks(&mut self.pending, |k| {
+                    in_session.contains(k) && wanted.contains(k)
+                })
             } else {
-                Acks::new() // acknowledgements need an open session
+                Acks::new()
             };
             let add: Vec<(Uuid, i32)> = wanted
                 .iter()
@@ -447,29 +447,35 @@ impl ShareConsumer {
                 .collect();
             let forget: Vec<(Uuid, i32)> = in_session
                 .iter()
-                .filter(|k| !wanted.contains(k) && !acks.contains_key(k))
+                .filter(|k| !wanted.contains(k))
                 .copied()
                 .collect();
-            if wanted.is_empty() && acks.is_empty() && epoch == 0 {
-                continue;
-            }
-            let req = self.fetch_request(epoch, &add, &forget, &acks, &wanted, wait);
-            let conn = match self.cluster.take(broker).await {
-                Ok(c) => c,
-                Err(e) => {
+            let req = self.fetch_request(epoch, &add, &forget, &acks, wait);
+            let conn = match tokio::time::timeout(patience, self.cluster.take(broker)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
                     warn!(broker, error = %e, "share fetch: cannot reach the leader");
-                    restore_acks(&mut self.pending, acks);
-                    self.sessions.remove(&broker);
+                    self.lose_session(broker, acks);
+                    stale = true;
+                    continue;
+                }
+                Err(_) => {
+                    warn!(broker, "share fetch: no connection to the leader in time");
+                    self.lose_session(broker, acks);
                     stale = true;
                     continue;
                 }
             };
             calls.push(async move {
                 let mut conn = conn;
-                let r = conn.send(req, 1).await;
+                let r = tokio::time::timeout(patience, conn.send(req, 1))
+                    .await
+                    .unwrap_or(Err(ClientError::Closed));
                 (broker, conn, r, add, forget, acks)
             });
         }
+        // Every answer is taken in (epochs, records) before any error is reported.
+        let mut first_error = None;
         for (broker, conn, r, add, forget, acks) in futures::future::join_all(calls).await {
             let r = match r {
                 Ok(r) => {
@@ -477,10 +483,10 @@ impl ShareConsumer {
                     r
                 }
                 Err(e) => {
+                    // Out of step with the broker now: a new connection and session.
                     warn!(broker, error = %e, "share fetch failed");
                     self.cluster.drop_broker(broker);
-                    self.sessions.remove(&broker);
-                    restore_acks(&mut self.pending, acks);
+                    self.lose_session(broker, acks);
                     stale = true;
                     continue;
                 }
@@ -488,23 +494,23 @@ impl ShareConsumer {
             match r.error_code {
                 0 => {}
                 SHARE_SESSION_NOT_FOUND | INVALID_SHARE_SESSION_EPOCH => {
-                    // The session is gone (the broker restarted, or it expired): open a new
-                    // one; the acknowledgements go again with it.
+                    // The session is gone (the broker restarted, or it expired): the next
+                    // round opens a new one, and the acknowledgements go again with it.
                     self.sessions.remove(&broker);
                     restore_acks(&mut self.pending, acks);
                     continue;
                 }
                 code => {
+                    warn!(broker, code, "share fetch refused");
+                    self.sessions.remove(&broker);
                     restore_acks(&mut self.pending, acks);
-                    return Err(BrokerError::new(code, r.error_message.as_deref()).into());
+                    first_error
+                        .get_or_insert(BrokerError::new(code, r.error_message.as_deref()).into());
+                    continue;
                 }
             }
             let session = self.sessions.entry(broker).or_default();
-            session.epoch = if session.epoch == i32::MAX {
-                1
-            } else {
-                session.epoch + 1
-            };
+            session.epoch = next_epoch(session.epoch);
             session.partitions.extend(add);
             for k in &forget {
                 session.partitions.remove(k);
@@ -514,7 +520,54 @@ impl ShareConsumer {
         if stale {
             self.refresh_metadata().await?;
         }
-        Ok(out)
+        match first_error {
+            // Records acquired from the other leaders are handed out; the error shows
+            // again at the next poll if it lasts.
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
+        }
+    }
+
+    /// Before a fetch round: the acknowledgements of partitions a leader's session keeps
+    /// but the member no longer fetches there go by ShareAcknowledge (the fetch then forgets
+    /// them, so they are not read again); a session left with nothing is closed. Pending
+    /// acknowledgements no session can carry any more are dropped and counted as refused:
+    /// their records come back when their locks run out.
+    async fn settle_sessions(&mut self, leaders: &BTreeMap<i32, BTreeSet<(Uuid, i32)>>) {
+        let none = BTreeSet::new();
+        let brokers: Vec<i32> = self.sessions.keys().copied().collect();
+        for broker in brokers {
+            let Some(session) = self.sessions.get(&broker).filter(|s| s.epoch > 0) else {
+                continue;
+            };
+            let wanted = leaders.get(&broker).unwrap_or(&none);
+            let leaving: BTreeSet<(Uuid, i32)> =
+                session.partitions.difference(wanted).copied().collect();
+            let close = wanted.is_empty();
+            let acks = take_acks(&mut self.pending, |k| leaving.contains(k));
+            if acks.is_empty() && !close {
+                continue;
+            }
+            let epoch = if close { -1 } else { session.epoch };
+            if let Err(e) = self.acknowledge_at(broker, epoch, &acks).await {
+                debug!(broker, error = %e, "share acknowledge of released partitions failed");
+                self.refused_acknowledgements += count(&acks);
+            }
+        }
+        let carried: BTreeSet<(Uuid, i32)> = self
+            .sessions
+            .values()
+            .flat_map(|s| s.partitions.iter().copied())
+            .chain(self.assignment.iter().copied())
+            .collect();
+        let stranded: Acks = take_acks(&mut self.pending, |k| !carried.contains(k));
+        self.refused_acknowledgements += count(&stranded);
+    }
+
+    /// A session that failed: its acknowledgements wait for the next one.
+    fn lose_session(&mut self, broker: i32, acks: Acks) {
+        self.sessions.remove(&broker);
+        restore_acks(&mut self.pending, acks);
     }
 
     fn fetch_request(
@@ -523,7 +576,6 @@ impl ShareConsumer {
         add: &[(Uuid, i32)],
         forget: &[(Uuid, i32)],
         acks: &Acks,
-        wanted: &BTreeSet<(Uuid, i32)>,
         wait: Duration,
     ) -> ShareFetchRequest {
         // Partitions named: the new ones and those with acknowledgements.
@@ -551,12 +603,7 @@ impl ShareConsumer {
             ))))
             .with_member_id(Some(StrBytes::from_string(self.member_id.clone())))
             .with_share_session_epoch(epoch)
-            // Only acknowledgements for a leader that leads nothing of ours: no wait.
-            .with_max_wait_ms(if wanted.is_empty() {
-                0
-            } else {
-                wait.as_millis() as i32
-            })
+            .with_max_wait_ms(wait.as_millis() as i32)
             .with_min_bytes(1)
             .with_max_bytes(self.config.fetch_max_bytes)
             .with_max_records(self.config.max_poll_records)
@@ -636,6 +683,7 @@ impl ShareConsumer {
                     {
                         out.push(ShareRecord {
                             delivery_count: a.delivery_count,
+                            topic_id: t.topic_id,
                             record: rec,
                         });
                     }
@@ -651,91 +699,124 @@ impl ShareConsumer {
         let brokers: Vec<i32> = self.sessions.keys().copied().collect();
         let mut first_error = None;
         for broker in brokers {
-            let Some(session) = self.sessions.get(&broker) else {
+            let Some(session) = self.sessions.get(&broker).filter(|s| s.epoch > 0) else {
                 continue;
             };
-            if session.epoch == 0 {
-                continue;
-            }
-            let acks = take_acks(&mut self.pending, |k| session.partitions.contains(k));
+            let in_session = session.partitions.clone();
+            let acks = take_acks(&mut self.pending, |k| in_session.contains(k));
             if acks.is_empty() && !closing {
                 continue;
             }
             let epoch = if closing { -1 } else { session.epoch };
-            let mut topics: BTreeMap<Uuid, Vec<AcknowledgePartition>> = BTreeMap::new();
-            for ((t, p), offsets) in &acks {
-                topics.entry(*t).or_default().push(
-                    AcknowledgePartition::default()
-                        .with_partition_index(*p)
-                        .with_acknowledgement_batches(
-                            batches(offsets)
-                                .into_iter()
-                                .map(|(first, last, kind)| {
-                                    AckBatch::default()
-                                        .with_first_offset(first)
-                                        .with_last_offset(last)
-                                        .with_acknowledge_types(vec![kind as i8])
-                                })
-                                .collect(),
-                        ),
-                );
-            }
-            let req = ShareAcknowledgeRequest::default()
-                .with_group_id(Some(GroupId(StrBytes::from_string(
-                    self.config.group_id.clone(),
-                ))))
-                .with_member_id(Some(StrBytes::from_string(self.member_id.clone())))
-                .with_share_session_epoch(epoch)
-                .with_topics(
-                    topics
-                        .into_iter()
-                        .map(|(t, ps)| {
-                            AcknowledgeTopic::default()
-                                .with_topic_id(t)
-                                .with_partitions(ps)
-                        })
-                        .collect(),
-                );
-            let answer = match self.cluster.broker(broker).await {
-                Ok(conn) => conn.send(req, 1).await,
-                Err(e) => Err(e),
-            };
-            match answer {
-                Ok(r) if r.error_code == 0 => {
-                    for t in &r.responses {
-                        for p in &t.partitions {
-                            if p.error_code != 0 {
-                                self.refused_acknowledgements += 1;
-                            }
-                        }
-                    }
-                    if closing {
-                        self.sessions.remove(&broker);
-                    } else if let Some(s) = self.sessions.get_mut(&broker) {
-                        s.epoch = if s.epoch == i32::MAX { 1 } else { s.epoch + 1 };
-                    }
-                }
-                Ok(r) => {
-                    self.sessions.remove(&broker);
+            if let Err(e) = self.acknowledge_at(broker, epoch, &acks).await {
+                if closing {
+                    self.refused_acknowledgements += count(&acks);
+                } else {
                     restore_acks(&mut self.pending, acks);
-                    first_error.get_or_insert(ShareConsumerError::Broker(BrokerError::new(
-                        r.error_code,
-                        r.error_message.as_deref(),
-                    )));
                 }
-                Err(e) => {
-                    self.cluster.drop_broker(broker);
-                    self.sessions.remove(&broker);
-                    restore_acks(&mut self.pending, acks);
-                    first_error.get_or_insert(e.into());
-                }
+                first_error.get_or_insert(e);
             }
+        }
+        if closing {
+            let left = std::mem::take(&mut self.pending);
+            self.refused_acknowledgements += count(&left);
         }
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
+
+    /// One ShareAcknowledge to `broker` at `epoch` (-1 closes the session), within the
+    /// request timeout. The session moves to its next epoch, or is gone (closed, refused or
+    /// failed); partitions whose acknowledgements were refused are counted.
+    async fn acknowledge_at(
+        &mut self,
+        broker: i32,
+        epoch: i32,
+        acks: &Acks,
+    ) -> Result<(), ShareConsumerError> {
+        let mut topics: BTreeMap<Uuid, Vec<AcknowledgePartition>> = BTreeMap::new();
+        for ((t, p), offsets) in acks {
+            topics.entry(*t).or_default().push(
+                AcknowledgePartition::default()
+                    .with_partition_index(*p)
+                    .with_acknowledgement_batches(
+                        batches(offsets)
+                            .into_iter()
+                            .map(|(first, last, kind)| {
+                                AckBatch::default()
+                                    .with_first_offset(first)
+                                    .with_last_offset(last)
+                                    .with_acknowledge_types(vec![kind as i8])
+                            })
+                            .collect(),
+                    ),
+            );
+        }
+        let req = ShareAcknowledgeRequest::default()
+            .with_group_id(Some(GroupId(StrBytes::from_string(
+                self.config.group_id.clone(),
+            ))))
+            .with_member_id(Some(StrBytes::from_string(self.member_id.clone())))
+            .with_share_session_epoch(epoch)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        AcknowledgeTopic::default()
+                            .with_topic_id(t)
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        let patience = self.config.request_timeout;
+        let cluster = &mut self.cluster;
+        let answer = tokio::time::timeout(patience, async move {
+            cluster.broker(broker).await?.send(req, 1).await
+        })
+        .await
+        .unwrap_or(Err(ClientError::Closed));
+        match answer {
+            Ok(r) if r.error_code == 0 => {
+                for p in r.responses.iter().flat_map(|t| &t.partitions) {
+                    if p.error_code != 0 {
+                        self.refused_acknowledgements += 1;
+                    }
+                }
+                match self.sessions.get_mut(&broker) {
+                    Some(s) if epoch > 0 => s.epoch = next_epoch(s.epoch),
+                    _ => {
+                        self.sessions.remove(&broker);
+                    }
+                }
+                Ok(())
+            }
+            Ok(r) => {
+                self.sessions.remove(&broker);
+                Err(BrokerError::new(r.error_code, r.error_message.as_deref()).into())
+            }
+            Err(e) => {
+                self.cluster.drop_broker(broker);
+                self.sessions.remove(&broker);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// The epoch after `epoch` (past i32::MAX, 1: 0 would open a new session).
+fn next_epoch(epoch: i32) -> i32 {
+    if epoch == i32::MAX {
+        1
+    } else {
+        epoch + 1
+    }
+}
+
+/// The acknowledgements in `acks`.
+fn count(acks: &Acks) -> u64 {
+    acks.values().map(|o| o.len() as u64).sum()
 }
 
 /// Takes the pending acknowledgements of the partitions `which` picks.

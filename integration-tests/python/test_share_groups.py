@@ -170,10 +170,14 @@ def test_the_strom_cli_and_librdkafka_share_one_queue(sbroker):
     rdk.subscribe([topic])
     by_rdk = []
     try:
-        # Both in the group (they join at their first heartbeat) before the records come.
-        end = time.monotonic() + 3
-        while time.monotonic() < end:
+        # Both in the group before the records come (`strom groups describe` counts them).
+        from test_strom_client import strom
+
+        def both_joined():
             assert not [m for m in rdk.poll(0.2) if m.error() is None]
+            out = strom(sbroker, "groups", "describe", group, check=False).stdout
+            return "members 2" in out
+        wait_until(both_joined, timeout=30, what="both members in the share group")
         p = Producer({"bootstrap.servers": sbroker.bootstrap, "linger.ms": 0})
         for i in range(200):
             p.produce(topic, value=b"v%d" % i)
@@ -187,8 +191,20 @@ def test_the_strom_cli_and_librdkafka_share_one_queue(sbroker):
             time.sleep(0.05)
             return len(by_cli) + len(by_rdk) >= 200
         wait_until(all_seen, timeout=60, what="all 200 records delivered")
-        time.sleep(1)  # anything delivered twice would show up now
-        by_rdk.extend((m.partition(), m.offset()) for m in rdk.poll(0.5) if m.error() is None)
+        # Past the 2 s locks: a record whose acceptance was lost would come back now.
+        end = time.monotonic() + 4
+        while time.monotonic() < end:
+            by_rdk.extend((m.partition(), m.offset()) for m in rdk.poll(0.3)
+                          if m.error() is None)
+        # `strom groups describe` (ShareGroupDescribe, DescribeShareGroupOffsets): both
+        # members, and once everything is acknowledged the start is at the end.
+        def described():
+            rdk.poll(0.1)  # implicit acknowledgement of its last records
+            out = strom(sbroker, "groups", "describe", group).stdout
+            return f"{topic} 0 start 200 end 200 lag 0" in out and out
+        out = wait_until(described, timeout=30, what="the share group's start at the end")
+        assert f"share group {group} state Stable" in out and "members 2" in out, out
+        assert out.count("client strom-client") == 1 and "client rdkafka" in out, out
     finally:
         rdk.close()
         cli.send_signal(signal.SIGINT)

@@ -64,52 +64,77 @@ async fn released_records_come_back_rejected_and_accepted_ones_never_do() {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = BrokerProcess::start(
         &dir.path().join("data"),
-        &["--share-auto-offset-reset", "earliest"],
+        &[
+            "--share-auto-offset-reset",
+            "earliest",
+            "--group-share-record-lock-duration-ms",
+            "2000",
+        ],
     )
     .expect("start");
     let bootstrap = broker.kafka.to_string();
     producer::create_replicated_topic(broker.kafka, "jobs", 1, 1).await;
     produce(&bootstrap, "jobs", 10, 1).await;
 
-    // Offsets 0-3 accepted, 4-5 rejected, 6-9 released.
+    // Offsets 0-3 accepted, 4-5 rejected, 6-9 released, each as it is polled.
     let mut a = consumer(&bootstrap, "workers", true);
     let mut got = Vec::new();
-    poll_until(&mut a, &mut got, |g| g.len() >= 10).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "timed out with {} records",
+            got.len()
+        );
+        let batch = a.poll(Duration::from_millis(500)).await.expect("poll");
+        for r in &batch {
+            let kind = match r.record.offset {
+                0..=3 => AcknowledgeType::Accept,
+                4 | 5 => AcknowledgeType::Reject,
+                _ => AcknowledgeType::Release,
+            };
+            a.acknowledge(r, kind).expect("acknowledge");
+        }
+        got.extend(batch);
+    }
     assert_eq!(
         got.iter().map(|r| r.record.offset).collect::<Vec<_>>(),
         (0..10).collect::<Vec<_>>()
     );
     assert!(got.iter().all(|r| r.delivery_count == 1));
-    for r in &got {
-        let kind = match r.record.offset {
-            0..=3 => AcknowledgeType::Accept,
-            4 | 5 => AcknowledgeType::Reject,
-            _ => AcknowledgeType::Release,
-        };
-        a.acknowledge(r, kind).expect("acknowledge");
-    }
     // Only records of the last poll can be acknowledged, once.
     assert!(a.acknowledge(&got[0], AcknowledgeType::Accept).is_err());
     a.commit().await.expect("commit");
     assert_eq!(a.refused_acknowledgements, 0);
 
-    // The released ones come back (to this member or any other), delivered twice now.
+    // The released ones come back, delivered twice now.
     let mut again = Vec::new();
-    poll_until(&mut a, &mut again, |g| g.len() >= 4).await;
-    let offsets: BTreeSet<i64> = again.iter().map(|r| r.record.offset).collect();
-    assert_eq!(offsets, (6..10).collect());
-    assert!(again.iter().all(|r| r.delivery_count == 2));
+    poll_until(&mut a, &mut again, |g| !g.is_empty()).await;
+    // Explicit mode: the next poll wants every record of this one acknowledged first.
+    assert!(a.poll(Duration::from_millis(100)).await.is_err());
     for r in &again {
         a.acknowledge(r, AcknowledgeType::Accept)
             .expect("acknowledge");
     }
+    while again.len() < 4 {
+        let batch = a.poll(Duration::from_millis(500)).await.expect("poll");
+        for r in &batch {
+            a.acknowledge(r, AcknowledgeType::Accept)
+                .expect("acknowledge");
+        }
+        again.extend(batch);
+    }
+    let offsets: BTreeSet<i64> = again.iter().map(|r| r.record.offset).collect();
+    assert_eq!(offsets, (6..10).collect());
+    assert!(again.iter().all(|r| r.delivery_count == 2));
     a.close().await.expect("close");
 
-    // Nothing is left for a new member: accepted, rejected and re-accepted records stay done.
+    // Nothing is left for a new member, well past the 2 s locks: accepted, rejected and
+    // re-accepted records stay done (a lost acknowledgement would bring one back).
     let mut b = consumer(&bootstrap, "workers", false);
     let started = Instant::now();
     let mut late = Vec::new();
-    while started.elapsed() < Duration::from_secs(4) {
+    while started.elapsed() < Duration::from_secs(5) {
         late.extend(b.poll(Duration::from_millis(500)).await.expect("poll"));
     }
     assert!(
@@ -125,6 +150,65 @@ async fn released_records_come_back_rejected_and_accepted_ones_never_do() {
         vec![10, 11, 12]
     );
     b.close().await.expect("close");
+
+    // The admin view (DescribeShareGroupOffsets): every record done, the start at the end.
+    let mut admin = strom_client::admin::Admin::new(&bootstrap);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let g = admin
+            .describe_share_group("workers")
+            .await
+            .expect("describe");
+        let p = &g.partitions;
+        if p.len() == 1 && (p[0].start, p[0].end, p[0].lag) == (13, Some(13), Some(0)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{g:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    describe_offsets_errors(broker.kafka).await;
+}
+
+/// DescribeShareGroupOffsets over a raw connection: an unknown topic, an unknown group and
+/// no group id get their Kafka error codes.
+async fn describe_offsets_errors(addr: std::net::SocketAddr) {
+    use kafka_protocol::messages::describe_share_group_offsets_request::{
+        DescribeShareGroupOffsetsRequestGroup as G, DescribeShareGroupOffsetsRequestTopic as T,
+    };
+    use kafka_protocol::messages::{DescribeShareGroupOffsetsRequest, GroupId, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    let mut conn = strom_client::Connection::connect(addr)
+        .await
+        .expect("connect");
+    let req = DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+        G::default()
+            .with_group_id(GroupId(s("workers")))
+            .with_topics(Some(vec![
+                T::default()
+                    .with_topic_name(TopicName(s("jobs")))
+                    .with_partitions(vec![0, 7]),
+                T::default()
+                    .with_topic_name(TopicName(s("nope")))
+                    .with_partitions(vec![0]),
+            ])),
+        G::default()
+            .with_group_id(GroupId(s("never-seen")))
+            .with_topics(None),
+        G::default().with_group_id(GroupId(s(""))).with_topics(None),
+    ]);
+    let r = conn.send(req, 0).await.expect("describe offsets");
+    let g = &r.groups[0];
+    assert_eq!(g.error_code, 0);
+    let jobs = &g.topics[0].partitions;
+    assert_eq!((jobs[0].start_offset, jobs[0].error_code), (13, 0));
+    assert_eq!(jobs[1].error_code, 3, "partition 7 does not exist");
+    assert_eq!(
+        g.topics[1].partitions[0].error_code, 3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert_eq!(r.groups[1].error_code, 69, "GROUP_ID_NOT_FOUND");
+    assert_eq!(r.groups[2].error_code, 24, "INVALID_GROUP_ID");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,6 +235,16 @@ async fn members_on_three_brokers_split_the_work_each_record_once() {
         .join(",");
     // Three partitions, led by different brokers; three members fetch from all of them.
     producer::create_replicated_topic(cluster.brokers[0].kafka, "jobs", 3, 3).await;
+    let mut admin = strom_client::admin::Admin::new(&bootstrap);
+    let leaders: BTreeSet<i32> = admin
+        .describe_topic("jobs")
+        .await
+        .expect("describe")
+        .partitions
+        .iter()
+        .map(|p| p.leader)
+        .collect();
+    assert!(leaders.len() >= 2, "the partitions' leaders: {leaders:?}");
     let mut members: Vec<ShareConsumer> = (0..3)
         .map(|_| consumer(&bootstrap, "pool", false))
         .collect();

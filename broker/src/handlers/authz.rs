@@ -328,6 +328,19 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
             });
             Check::Handle(K::ShareGroupDescribe(r), Denied::Names(denied))
         }
+        K::DescribeShareGroupOffsets(mut r) => {
+            // Groups it may not describe are answered with their error; topics it may not
+            // describe are left out of the answer (as OffsetFetch's are).
+            let mut denied = Vec::new();
+            r.groups.retain(|g| {
+                let ok = c.group(op::DESCRIBE, &g.group_id);
+                if !ok {
+                    denied.push((g.group_id.to_string(), GROUP_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::DescribeShareGroupOffsets(r), Denied::Names(denied))
+        }
         K::ShareFetch(ref r) => match share_denied(
             &c,
             &image,
@@ -948,6 +961,11 @@ pub fn merge(response: &mut ResponseKind, denied: Denied, version: i16) {
                             .with_error_code(code)
                             .with_authorized_operations(i32::MIN),
                     ),
+                    ResponseKind::DescribeShareGroupOffsets(r) => r.groups.push(
+                        describe_share_group_offsets_response::DescribeShareGroupOffsetsResponseGroup::default()
+                            .with_group_id(GroupId(str_bytes(n)))
+                            .with_error_code(code),
+                    ),
                     ResponseKind::DescribeGroups(r) => r.groups.push(
                         describe_groups_response::DescribedGroup::default()
                             .with_group_id(GroupId(str_bytes(n)))
@@ -1258,6 +1276,11 @@ pub fn filter_response(broker: &Broker, session: &Session, response: &mut Respon
             r.topics.retain(|t| describe(&t.name));
             for g in &mut r.groups {
                 g.topics.retain(|t| describe(&t.name));
+            }
+        }
+        ResponseKind::DescribeShareGroupOffsets(r) => {
+            for g in &mut r.groups {
+                g.topics.retain(|t| describe(&t.topic_name));
             }
         }
         ResponseKind::ListGroups(r) => r.groups.retain(|g| {

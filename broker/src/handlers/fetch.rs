@@ -170,7 +170,8 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
         i32::MAX as usize
     } else {
         req.max_bytes as usize
-    };
+    }
+    .min(broker.config.fetch_max_bytes as usize);
 
     loop {
         // Subscribe before reading, so an append between the read and the wait still wakes us.

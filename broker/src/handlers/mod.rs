@@ -404,6 +404,9 @@ async fn dispatch(
         RequestKind::ShareFetch(r) => {
             ResponseKind::ShareFetch(share::fetch(broker, r, &session.listener).await)
         }
+        RequestKind::DescribeShareGroupOffsets(r) => {
+            ResponseKind::DescribeShareGroupOffsets(share::describe_offsets(broker, r))
+        }
         RequestKind::ShareAcknowledge(r) => {
             ResponseKind::ShareAcknowledge(share::acknowledge_request(broker, r).await)
         }
@@ -603,6 +606,7 @@ fn set_throttle_time(response: &mut ResponseKind, throttle: Duration) {
         ConsumerGroupDescribe,
         ShareGroupHeartbeat,
         ShareGroupDescribe,
+        DescribeShareGroupOffsets,
         ShareFetch,
         ShareAcknowledge,
         GetTelemetrySubscriptions,

@@ -203,6 +203,104 @@ fn acknowledge(
         .unwrap_or(GONE)
 }
 
+/// DescribeShareGroupOffsets (0, `kafka-share-groups.sh --describe --offsets`): each
+/// share-partition's start offset (SPSO) and the leader epoch it was written at, from the
+/// group's durable state here at its coordinator; -1 for a partition the group has not
+/// read (or whose topic was deleted and made again since). All the group's partitions
+/// when the request names no topics.
+pub fn describe_offsets(
+    broker: &Broker,
+    req: DescribeShareGroupOffsetsRequest,
+) -> DescribeShareGroupOffsetsResponse {
+    use describe_share_group_offsets_response::{
+        DescribeShareGroupOffsetsResponseGroup as Group,
+        DescribeShareGroupOffsetsResponsePartition as Partition,
+        DescribeShareGroupOffsetsResponseTopic as Topic,
+    };
+    let image = broker.image();
+    let groups = req
+        .groups
+        .iter()
+        .map(|g| {
+            let base = Group::default().with_group_id(g.group_id.clone());
+            let id = g.group_id.as_str();
+            if metadata_quorum::configs::check_group_id(id).is_err() {
+                return base.with_error_code(ResponseError::InvalidGroupId.code());
+            }
+            if let Err(code) = coordinator_log(broker, id) {
+                return base.with_error_code(code);
+            }
+            // (topic, partition) -> (start, leader epoch), for the topic as it is now.
+            let state: BTreeMap<(String, i32), (i64, i32)> = broker
+                .groups
+                .committed_all(&state_group(id))
+                .into_iter()
+                .filter(|(t, _, c)| {
+                    let written_for = c.metadata.as_deref().and_then(partition::snapshot_topic);
+                    image.topic(t).map(|t| t.topic_id) == written_for
+                })
+                .map(|(t, p, c)| ((t, p), (c.offset, c.leader_epoch)))
+                .collect();
+            if state.is_empty() && !broker.share.groups.contains(id) {
+                return base
+                    .with_error_code(GROUP_ID_NOT_FOUND)
+                    .with_error_message(Some(str_bytes(format!(
+                        "Group {id} is not a share group."
+                    ))));
+            }
+            let wanted: Vec<(String, Vec<i32>)> = match &g.topics {
+                Some(topics) => topics
+                    .iter()
+                    .map(|t| (t.topic_name.to_string(), t.partitions.clone()))
+                    .collect(),
+                None => {
+                    let mut all: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                    for (t, p) in state.keys() {
+                        all.entry(t.clone()).or_default().push(*p);
+                    }
+                    all.into_iter().collect()
+                }
+            };
+            base.with_topics(
+                wanted
+                    .into_iter()
+                    .map(|(name, partitions)| {
+                        let topic = image.topic(&name);
+                        Topic::default()
+                            .with_topic_name(topic_name(&name))
+                            .with_topic_id(topic.map_or(Uuid::nil(), |t| t.topic_id))
+                            .with_partitions(
+                                partitions
+                                    .into_iter()
+                                    .map(|p| {
+                                        let out = Partition::default().with_partition_index(p);
+                                        let exists = topic.is_some_and(|t| {
+                                            usize::try_from(p).is_ok_and(|i| i < t.partitions.len())
+                                        });
+                                        if !exists {
+                                            return out
+                                                .with_start_offset(-1)
+                                                .with_leader_epoch(-1)
+                                                .with_error_code(
+                                                    ResponseError::UnknownTopicOrPartition.code(),
+                                                );
+                                        }
+                                        let (start, epoch) = state
+                                            .get(&(name.clone(), p))
+                                            .copied()
+                                            .unwrap_or((-1, -1));
+                                        out.with_start_offset(start).with_leader_epoch(epoch)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    DescribeShareGroupOffsetsResponse::default().with_groups(groups)
+}
+
 /// A share-partition that went away under a request (its leadership moved, or it is being
 /// set up again): the client finds the leader and fetches again.
 const GONE: i16 = 6; // NOT_LEADER_OR_FOLLOWER

@@ -245,6 +245,29 @@ pub struct GroupDescription {
     pub members: Vec<MemberDescription>,
 }
 
+/// A share group (KIP-932) as its coordinator describes it, with each share-partition's
+/// start against the partition's end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareGroupDescription {
+    pub group_id: String,
+    pub state: String,
+    pub epoch: i32,
+    pub coordinator: i32,
+    pub members: Vec<MemberDescription>,
+    pub partitions: Vec<SharePartitionOffsets>,
+}
+
+/// One share-partition: its start offset (every record before it is done), the partition's
+/// end, and the records between them (delivered or not, not all acknowledged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharePartitionOffsets {
+    pub tp: TopicPartition,
+    /// -1 while the group has not read the partition.
+    pub start: i64,
+    pub end: Option<i64>,
+    pub lag: Option<i64>,
+}
+
 /// A group's committed offset of one partition against the partition's end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionLag {
@@ -680,6 +703,105 @@ impl Admin {
                         .unwrap_or_default(),
                 })
                 .collect(),
+        })
+    }
+
+    /// A share group: members and assignments (ShareGroupDescribe), and each
+    /// share-partition's start offset (DescribeShareGroupOffsets) against the end.
+    pub async fn describe_share_group(
+        &mut self,
+        group: &str,
+    ) -> Result<ShareGroupDescription, AdminError> {
+        use kafka_protocol::messages::describe_share_group_offsets_request::DescribeShareGroupOffsetsRequestGroup;
+        use kafka_protocol::messages::{
+            DescribeShareGroupOffsetsRequest, ShareGroupDescribeRequest,
+        };
+        let coordinator = self.coordinator(group).await?;
+        let r = self
+            .send_to(
+                coordinator,
+                ShareGroupDescribeRequest::default().with_group_ids(vec![group_id(group)]),
+                1,
+            )
+            .await?;
+        let g = first(&r.groups, "ShareGroupDescribe")?;
+        check(
+            format!("share group '{group}'"),
+            g.error_code,
+            g.error_message.as_deref(),
+        )?;
+        let md = self.cluster.metadata(None).await?;
+        let names: BTreeMap<uuid::Uuid, String> = md
+            .topics
+            .iter()
+            .filter_map(|t| Some((t.topic_id, t.name.as_ref()?.to_string())))
+            .collect();
+        let members = g
+            .members
+            .iter()
+            .map(|m| MemberDescription {
+                member_id: m.member_id.to_string(),
+                group_instance_id: None,
+                client_id: m.client_id.to_string(),
+                host: m.client_host.to_string(),
+                assignment: m
+                    .assignment
+                    .topic_partitions
+                    .iter()
+                    .flat_map(|t| {
+                        let name = names.get(&t.topic_id).cloned().unwrap_or_default();
+                        t.partitions
+                            .iter()
+                            .map(move |p| TopicPartition::new(name.as_str(), *p))
+                    })
+                    .collect(),
+            })
+            .collect();
+        let (state, epoch) = (g.group_state.to_string(), g.group_epoch);
+        let r = self
+            .send_to(
+                coordinator,
+                DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+                    DescribeShareGroupOffsetsRequestGroup::default()
+                        .with_group_id(group_id(group))
+                        .with_topics(None),
+                ]),
+                0,
+            )
+            .await?;
+        let g = first(&r.groups, "DescribeShareGroupOffsets")?;
+        check(
+            format!("share group '{group}'"),
+            g.error_code,
+            g.error_message.as_deref(),
+        )?;
+        let mut partitions = Vec::new();
+        for t in &g.topics {
+            for p in &t.partitions {
+                let tp = TopicPartition::new(t.topic_name.as_str(), p.partition_index);
+                check(
+                    format!("partition {tp}"),
+                    p.error_code,
+                    p.error_message.as_deref(),
+                )?;
+                let end = self.list_offset(&tp, OffsetSpec::Latest).await.ok();
+                partitions.push(SharePartitionOffsets {
+                    lag: end
+                        .filter(|_| p.start_offset >= 0)
+                        .map(|e| (e - p.start_offset).max(0)),
+                    tp,
+                    start: p.start_offset,
+                    end,
+                });
+            }
+        }
+        Ok(ShareGroupDescription {
+            group_id: group.to_string(),
+            state,
+            epoch,
+            coordinator,
+            members,
+            partitions,
         })
     }
 

@@ -49,6 +49,38 @@ pub async fn run(target: &super::Target, cmd: GroupsCommand) -> Result<(), CliEr
             admin.alter_group_configs(&group, &ops).await?;
             let _ = writeln!(out, "altered {} config(s) of group {group}", ops.len());
         }
+        GroupsCommand::Describe { group } if is_share_group(&mut admin, &group).await? => {
+            let g = admin.describe_share_group(&group).await?;
+            let _ = writeln!(
+                out,
+                "share group {group} state {} epoch {} members {} coordinator {}",
+                g.state,
+                g.epoch,
+                g.members.len(),
+                g.coordinator
+            );
+            for m in &g.members {
+                let _ = writeln!(
+                    out,
+                    "  member {} client {} host {} assignment {}",
+                    m.member_id,
+                    m.client_id,
+                    m.host,
+                    describe_assignment(&m.assignment)
+                );
+            }
+            for p in &g.partitions {
+                let _ = writeln!(
+                    out,
+                    "  {} {} start {} end {} lag {}",
+                    p.tp.topic,
+                    p.tp.partition,
+                    p.start,
+                    p.end.map_or("?".into(), |e| e.to_string()),
+                    p.lag.map_or("?".into(), |e| e.to_string())
+                );
+            }
+        }
         GroupsCommand::Describe { group } => {
             let g = admin.describe_group(&group).await?;
             let _ = writeln!(
@@ -140,6 +172,15 @@ pub async fn run(target: &super::Target, cmd: GroupsCommand) -> Result<(), CliEr
 }
 
 /// "topic:p,p topic:p" (or "-" for none).
+/// Whether ListGroups names `group` as a share group.
+async fn is_share_group(admin: &mut crate::admin::Admin, group: &str) -> Result<bool, CliError> {
+    Ok(admin
+        .list_groups()
+        .await?
+        .iter()
+        .any(|g| g.group_id == group && g.protocol_type == "share"))
+}
+
 fn describe_assignment(tps: &[TopicPartition]) -> String {
     if tps.is_empty() {
         return "-".into();

@@ -541,7 +541,8 @@ pub enum TransactionsCommand {
 #[derive(Subcommand)]
 pub enum GroupsCommand {
     List,
-    /// State, members, assignments, committed offsets and lag.
+    /// State, members, assignments, committed offsets and lag; for a share group, each
+    /// share-partition's start offset against the end (like kafka-share-groups.sh).
     Describe {
         group: String,
     },
