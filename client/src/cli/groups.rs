@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use super::{CliError, GroupsCommand};
-use crate::admin::{ConfigOp, OffsetSpec};
+use crate::admin::OffsetSpec;
 use crate::TopicPartition;
 
 /// Where reset-offsets moves a group: an explicit offset, or one ListOffsets finds.
@@ -41,11 +41,7 @@ pub async fn run(target: &super::Target, cmd: GroupsCommand) -> Result<(), CliEr
                     "say what to change: --set key=value or --delete key".into(),
                 ));
             }
-            let ops: Vec<ConfigOp> = set
-                .into_iter()
-                .map(|(k, v)| ConfigOp::Set(k, v))
-                .chain(delete.into_iter().map(ConfigOp::Delete))
-                .collect();
+            let ops = super::config_ops(set, delete);
             admin.alter_group_configs(&group, &ops).await?;
             let _ = writeln!(out, "altered {} config(s) of group {group}", ops.len());
         }

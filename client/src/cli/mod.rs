@@ -791,6 +791,15 @@ async fn ensure_topic(target: &Target, topic: &str) -> Result<(), CliError> {
     }
 }
 
+/// `--set key=value` and `--delete key` as the config operations they ask for.
+fn config_ops(set: Vec<(String, String)>, delete: Vec<String>) -> Vec<crate::admin::ConfigOp> {
+    use crate::admin::ConfigOp;
+    set.into_iter()
+        .map(|(k, v)| ConfigOp::Set(k, v))
+        .chain(delete.into_iter().map(ConfigOp::Delete))
+        .collect()
+}
+
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use super::{CliError, TopicsCommand};
-use crate::admin::{ConfigOp, NewTopic};
+use crate::admin::NewTopic;
 
 pub async fn run(target: &super::Target, cmd: TopicsCommand) -> Result<(), CliError> {
     let mut admin = target.admin();
@@ -93,11 +93,7 @@ pub async fn run(target: &super::Target, cmd: TopicsCommand) -> Result<(), CliEr
                     "say what to change: --set key=value, --delete key or --partitions N".into(),
                 ));
             }
-            let ops: Vec<ConfigOp> = set
-                .into_iter()
-                .map(|(k, v)| ConfigOp::Set(k, v))
-                .chain(delete.into_iter().map(ConfigOp::Delete))
-                .collect();
+            let ops = super::config_ops(set, delete);
             if !ops.is_empty() {
                 admin.alter_configs(&topic, &ops).await?;
                 let _ = writeln!(out, "altered {} config(s) of {topic}", ops.len());
