@@ -142,7 +142,9 @@ pub struct ShareConsumer {
     pending: Acks,
     /// Records the last poll returned that are not acknowledged yet.
     unacknowledged: BTreeMap<(Uuid, i32), BTreeSet<i64>>,
-    /// Acknowledgements the brokers refused (their lock had run out, most often).
+    /// Acknowledgements that did not take: per record when no session could carry them,
+    /// per partition when a broker refused a partition's (its lock had run out, most often).
+    /// Their records come back when their locks run out.
     pub refused_acknowledgements: u64,
 }
 
@@ -310,16 +312,25 @@ impl ShareConsumer {
                 self.cluster.find_coordinator(&self.config.group_id),
             )
             .await
-            .unwrap_or(Err(ClientError::Closed.into()))
             {
-                Ok(c) => {
+                Ok(Ok(c)) => {
                     self.coordinator = Some(c);
                     c
                 }
-                Err(e) => {
-                    debug!(error = %e, "share consumer: no coordinator yet");
+                found => {
+                    if found.is_err() {
+                        // Cut off mid-request: that connection is out of step.
+                        self.cluster.reset();
+                    }
+                    debug!("share consumer: no coordinator yet");
                     self.next_heartbeat = Instant::now() + Duration::from_millis(200);
-                    return Ok(());
+                    return if leave {
+                        Err(ShareConsumerError::Usage(
+                            "no coordinator to leave the group at".into(),
+                        ))
+                    } else {
+                        Ok(())
+                    };
                 }
             },
         };
@@ -392,7 +403,16 @@ impl ShareConsumer {
 
     /// Topic names and leaders for the assigned topic ids.
     async fn refresh_metadata(&mut self) -> Result<(), ShareConsumerError> {
-        let md = self.cluster.metadata(None).await?;
+        let md =
+            match tokio::time::timeout(self.config.request_timeout, self.cluster.metadata(None))
+                .await
+            {
+                Ok(md) => md?,
+                Err(_) => {
+                    self.cluster.reset(); // cut off mid-request: out of step
+                    return Err(ClientError::Closed.into());
+                }
+            };
         for t in &md.topics {
             if let Some(name) = &t.name {
                 self.names.insert(t.topic_id, name.to_string());
@@ -518,7 +538,11 @@ impl ShareConsumer {
             stale |= self.take_answer(r, &mut out);
         }
         if stale {
-            self.refresh_metadata().await?;
+            // The records are acquired already: a failed refresh must not drop them.
+            if let Err(e) = self.refresh_metadata().await {
+                warn!(error = %e, "share consumer: metadata refresh failed");
+                first_error.get_or_insert(e);
+            }
         }
         match first_error {
             // Records acquired from the other leaders are handed out; the error shows

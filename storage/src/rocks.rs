@@ -821,9 +821,6 @@ impl RocksLogStore {
         let mut opts = ReadOptions::default();
         opts.set_iterate_lower_bound(keys::key(tp, 0).to_vec());
         opts.set_iterate_upper_bound(keys::offset_key(tp, end_offset).to_vec());
-        // A log is read front to back, each block once: its data blocks would only push
-        // everything else out of the block cache (the page cache keeps what is reread).
-        opts.fill_cache(false);
         let mut it = self.db.raw_iterator_cf_opt(&cf, opts);
         // The batch holding `offset` is the last one starting at or before it.
         it.seek_for_prev(keys::offset_key(tp, offset));

@@ -165,13 +165,20 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
         .any(|p| p.throttled);
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = Instant::now() + max_wait;
-    let min_bytes = req.min_bytes.max(0) as usize;
-    let max_bytes = if req.max_bytes <= 0 {
+    let asked = if req.max_bytes <= 0 {
         i32::MAX as usize
     } else {
         req.max_bytes as usize
-    }
-    .min(broker.config.fetch_max_bytes as usize);
+    };
+    // Consumers' answers are capped by fetch.max.bytes; followers bound theirs themselves
+    // (as Kafka's replica.fetch.response.max.bytes), and a cap here could starve a lagging
+    // follower's later partitions out of the ISR.
+    let max_bytes = if replica >= 0 {
+        asked
+    } else {
+        asked.min(broker.config.fetch_max_bytes as usize)
+    };
+    let min_bytes = (req.min_bytes.max(0) as usize).min(max_bytes);
 
     loop {
         // Subscribe before reading, so an append between the read and the wait still wakes us.

@@ -167,7 +167,6 @@ pub async fn run(target: &super::Target, cmd: GroupsCommand) -> Result<(), CliEr
     Ok(())
 }
 
-/// "topic:p,p topic:p" (or "-" for none).
 /// Whether ListGroups names `group` as a share group.
 async fn is_share_group(admin: &mut crate::admin::Admin, group: &str) -> Result<bool, CliError> {
     Ok(admin
@@ -177,6 +176,7 @@ async fn is_share_group(admin: &mut crate::admin::Admin, group: &str) -> Result<
         .any(|g| g.group_id == group && g.protocol_type == "share"))
 }
 
+/// "topic:p,p topic:p" (or "-" for none).
 fn describe_assignment(tps: &[TopicPartition]) -> String {
     if tps.is_empty() {
         return "-".into();
