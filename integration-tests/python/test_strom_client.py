@@ -210,8 +210,10 @@ def test_a_strom_consumer_and_a_librdkafka_consumer_share_a_group(group_broker):
         assert p.flush(30) == 0
 
         def strom_lines():
-            strom_out.seek(0)
-            return [l for l in strom_out.read().splitlines() if l]
+            # A file object of its own: seeking the one the child writes through would move
+            # the child's offset too, and its next lines would overwrite the first.
+            with open(strom_out.name) as f:
+                return [l for l in f.read().splitlines() if l]
 
         try:
             wait_until(lambda: len(seen) + len(strom_lines()) >= 400, timeout=60,
