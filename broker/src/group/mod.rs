@@ -50,17 +50,28 @@ impl GroupConfigs {
         Self(Some(images))
     }
 
-    /// The config `key` set on `group`, parsed (the controller validated it).
-    pub fn get<T: std::str::FromStr>(&self, group: &str, key: &str) -> Option<T> {
-        let images = self.0.as_ref()?;
-        let image = images.borrow();
-        image.group_config(group, key)?.trim().parse().ok()
+    /// The configs set on `group`, read from the image once (most groups have none).
+    pub fn of(&self, group: &str) -> GroupConfigsOf {
+        GroupConfigsOf(
+            self.0
+                .as_ref()
+                .and_then(|images| images.borrow().group_configs.get(group).cloned()),
+        )
+    }
+}
+
+/// One group's configs, as [`GroupConfigs::of`] read them.
+pub struct GroupConfigsOf(Option<std::collections::BTreeMap<String, String>>);
+
+impl GroupConfigsOf {
+    /// The config `key`, parsed (the controller validated it).
+    pub fn get<T: std::str::FromStr>(&self, key: &str) -> Option<T> {
+        self.0.as_ref()?.get(key)?.trim().parse().ok()
     }
 
-    /// A milliseconds config set on `group`.
-    pub fn ms(&self, group: &str, key: &str) -> Option<std::time::Duration> {
-        self.get::<u64>(group, key)
-            .map(std::time::Duration::from_millis)
+    /// A milliseconds config.
+    pub fn ms(&self, key: &str) -> Option<std::time::Duration> {
+        self.get::<u64>(key).map(std::time::Duration::from_millis)
     }
 }
 

@@ -391,10 +391,11 @@ impl GroupCoordinator {
             CONSUMER_HEARTBEAT_INTERVAL_MS, CONSUMER_SESSION_TIMEOUT_MS,
         };
         let mut c = self.consumer_config;
-        if let Some(d) = self.group_configs.ms(group, CONSUMER_SESSION_TIMEOUT_MS) {
+        let g = self.group_configs.of(group);
+        if let Some(d) = g.ms(CONSUMER_SESSION_TIMEOUT_MS) {
             c.session_timeout = d;
         }
-        if let Some(d) = self.group_configs.ms(group, CONSUMER_HEARTBEAT_INTERVAL_MS) {
+        if let Some(d) = g.ms(CONSUMER_HEARTBEAT_INTERVAL_MS) {
             c.heartbeat_interval = d;
         }
         c

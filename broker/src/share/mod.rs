@@ -89,25 +89,25 @@ impl ShareState {
     /// The settings of one share group: its own configs, else the broker's.
     pub fn config_of(&self, group: &str) -> ShareConfig {
         use metadata_quorum::configs as c;
-        let g = &self.group_configs;
+        let g = self.group_configs.of(group);
         let mut config = self.config;
-        if let Some(d) = g.ms(group, c::SHARE_RECORD_LOCK_DURATION_MS) {
+        if let Some(d) = g.ms(c::SHARE_RECORD_LOCK_DURATION_MS) {
             config.lock_duration = d;
         }
-        if let Some(n) = g.get(group, c::SHARE_DELIVERY_COUNT_LIMIT) {
+        if let Some(n) = g.get(c::SHARE_DELIVERY_COUNT_LIMIT) {
             config.delivery_count_limit = n;
         }
-        if let Some(n) = g.get(group, c::SHARE_PARTITION_MAX_RECORD_LOCKS) {
+        if let Some(n) = g.get(c::SHARE_PARTITION_MAX_RECORD_LOCKS) {
             config.max_in_flight = n;
         }
-        if let Some(d) = g.ms(group, c::SHARE_SESSION_TIMEOUT_MS) {
+        if let Some(d) = g.ms(c::SHARE_SESSION_TIMEOUT_MS) {
             config.session_timeout = d;
         }
-        if let Some(d) = g.ms(group, c::SHARE_HEARTBEAT_INTERVAL_MS) {
+        if let Some(d) = g.ms(c::SHARE_HEARTBEAT_INTERVAL_MS) {
             config.heartbeat_interval = d;
         }
         if let Some(r) = g
-            .get::<String>(group, c::SHARE_AUTO_OFFSET_RESET)
+            .get::<String>(c::SHARE_AUTO_OFFSET_RESET)
             .and_then(|v| c::share_auto_offset_reset(&v).ok())
         {
             config.auto_offset_reset = r;

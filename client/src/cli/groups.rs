@@ -45,39 +45,37 @@ pub async fn run(target: &super::Target, cmd: GroupsCommand) -> Result<(), CliEr
             admin.alter_group_configs(&group, &ops).await?;
             let _ = writeln!(out, "altered {} config(s) of group {group}", ops.len());
         }
-        GroupsCommand::Describe { group } if is_share_group(&mut admin, &group).await? => {
-            let g = admin.describe_share_group(&group).await?;
-            let _ = writeln!(
-                out,
-                "share group {group} state {} epoch {} members {} coordinator {}",
-                g.state,
-                g.epoch,
-                g.members.len(),
-                g.coordinator
-            );
-            for m in &g.members {
-                let _ = writeln!(
-                    out,
-                    "  member {} client {} host {} assignment {}",
-                    m.member_id,
-                    m.client_id,
-                    m.host,
-                    describe_assignment(&m.assignment)
-                );
-            }
-            for p in &g.partitions {
-                let _ = writeln!(
-                    out,
-                    "  {} {} start {} end {} lag {}",
-                    p.tp.topic,
-                    p.tp.partition,
-                    p.start,
-                    p.end.map_or("?".into(), |e| e.to_string()),
-                    p.lag.map_or("?".into(), |e| e.to_string())
-                );
-            }
-        }
         GroupsCommand::Describe { group } => {
+            // A share group answers ShareGroupDescribe; any other is GROUP_ID_NOT_FOUND there.
+            match admin.describe_share_group(&group).await {
+                Ok(g) => {
+                    let _ = writeln!(
+                        out,
+                        "share group {group} state {} epoch {} members {} coordinator {}",
+                        g.state,
+                        g.epoch,
+                        g.members.len(),
+                        g.coordinator
+                    );
+                    for m in &g.members {
+                        let _ = writeln!(out, "{}", member_line(m));
+                    }
+                    for p in &g.partitions {
+                        let _ = writeln!(
+                            out,
+                            "  {} {} start {} end {} lag {}",
+                            p.tp.topic,
+                            p.tp.partition,
+                            p.start,
+                            p.end.map_or("?".into(), |e| e.to_string()),
+                            p.lag.map_or("?".into(), |e| e.to_string())
+                        );
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.code() == Some(GROUP_ID_NOT_FOUND) => {}
+                Err(e) => return Err(e.into()),
+            }
             let g = admin.describe_group(&group).await?;
             let _ = writeln!(
                 out,
@@ -92,18 +90,7 @@ pub async fn run(target: &super::Target, cmd: GroupsCommand) -> Result<(), CliEr
                 g.coordinator
             );
             for m in &g.members {
-                let _ = writeln!(
-                    out,
-                    "  member {}{} client {} host {} assignment {}",
-                    m.member_id,
-                    m.group_instance_id
-                        .as_deref()
-                        .map(|i| format!(" instance {i}"))
-                        .unwrap_or_default(),
-                    m.client_id,
-                    m.host,
-                    describe_assignment(&m.assignment)
-                );
+                let _ = writeln!(out, "{}", member_line(m));
             }
             for l in admin.group_lag(&group).await? {
                 let _ = writeln!(
@@ -167,13 +154,21 @@ pub async fn run(target: &super::Target, cmd: GroupsCommand) -> Result<(), CliEr
     Ok(())
 }
 
-/// Whether ListGroups names `group` as a share group.
-async fn is_share_group(admin: &mut crate::admin::Admin, group: &str) -> Result<bool, CliError> {
-    Ok(admin
-        .list_groups()
-        .await?
-        .iter()
-        .any(|g| g.group_id == group && g.protocol_type == "share"))
+const GROUP_ID_NOT_FOUND: i16 = 69;
+
+/// One member as `describe` prints it.
+fn member_line(m: &crate::admin::MemberDescription) -> String {
+    format!(
+        "  member {}{} client {} host {} assignment {}",
+        m.member_id,
+        m.group_instance_id
+            .as_deref()
+            .map(|i| format!(" instance {i}"))
+            .unwrap_or_default(),
+        m.client_id,
+        m.host,
+        describe_assignment(&m.assignment)
+    )
 }
 
 /// "topic:p,p topic:p" (or "-" for none).
