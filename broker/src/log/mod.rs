@@ -16,7 +16,7 @@ pub mod cleaner;
 pub mod producer;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -1283,6 +1283,11 @@ pub struct LogManager {
     node_id: i32,
     store: Arc<dyn LogStore>,
     partitions: RwLock<HashMap<TopicPartition, Arc<PartitionLog>>>,
+    /// The offset of the newest image [`LogManager::sync`] applied. A request handler holds
+    /// the image it started with; one older than this must not create a log, or a replica the
+    /// sync just deleted (moved away, topic deleted) would come back and stay until the next
+    /// metadata change.
+    synced_offset: AtomicU64,
 }
 
 impl LogManager {
@@ -1297,6 +1302,7 @@ impl LogManager {
             node_id,
             store,
             partitions: RwLock::new(partitions),
+            synced_offset: AtomicU64::new(0),
         })
     }
 
@@ -1319,6 +1325,11 @@ impl LogManager {
         let mut partitions = self.partitions.write();
         if let Some(p) = partitions.get(&tp) {
             return Ok(Some(p.clone()));
+        }
+        if image.offset < self.synced_offset.load(Ordering::SeqCst) {
+            // Everything a newer image hosts here, sync created; so this image is stale and
+            // the log was deleted since (see `synced_offset`).
+            return Ok(None);
         }
         let state = self.store.create_partition(tp)?;
         let log = Arc::new(PartitionLog::new(tp, self.store.clone(), state)?);
@@ -1364,7 +1375,9 @@ impl LogManager {
             }
         }
         // Deleted topics, and partitions whose replicas no longer include this broker (a
-        // reassignment moved them away).
+        // reassignment moved them away). From here on a handler with an older image creates
+        // no log; one that created a log before this line has it deleted below.
+        self.synced_offset.fetch_max(image.offset, Ordering::SeqCst);
         let gone: Vec<(TopicPartition, &str)> = self
             .partitions
             .read()
@@ -1532,6 +1545,10 @@ pub(crate) mod tests {
         logs.sync(&moved);
         assert!(logs.get(&tp).is_none());
         assert!(logs.partition(&moved, tp).expect("lookup").is_none());
+        // A produce or fetch that started before the move holds the old image: it must not
+        // bring the deleted log back (nothing would delete it until the next metadata change).
+        assert!(logs.partition(&image, tp).expect("lookup").is_none());
+        assert!(logs.get(&tp).is_none());
         // A fetch that was in flight with the old log writes nothing.
         let late = p.append(&batch::parse_batches(&b, 1 << 20).expect("valid"));
         assert!(
