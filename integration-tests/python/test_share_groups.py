@@ -215,6 +215,78 @@ def test_the_strom_cli_and_librdkafka_share_one_queue(sbroker):
     assert by_cli and by_rdk, (len(by_cli), len(by_rdk))
 
 
+def test_the_cli_resets_and_deletes_a_share_groups_offsets(sbroker):
+    """`strom groups reset-offsets --execute` (AlterShareGroupOffsets) and `strom groups
+    delete-offsets` (DeleteShareGroupOffsets), as kafka-share-groups.sh: refused while a
+    librdkafka share consumer is in the group; once it is empty, the group reads the topic
+    again from the start, each record once, and after a delete it has no offsets for it."""
+    from test_strom_client import strom
+    topic = make_topic(sbroker, 2, 40)
+    group = f"share-reset-{uuid.uuid4().hex[:6]}"
+
+    def drain(c, n):
+        got = []
+
+        def enough():
+            got.extend((m.partition(), m.offset(), m.delivery_count())
+                       for m in c.poll(0.3) if m.error() is None)
+            return len(got) >= n
+        wait_until(enough, timeout=30, what=f"{n} records")
+        return got
+
+    def described(*lines):
+        def ok():
+            out = strom(sbroker, "groups", "describe", group).stdout
+            return all(line in out for line in lines) and out
+        return wait_until(ok, timeout=30, what=f"describe showing {lines}")
+
+    c = share_consumer(sbroker, group)
+    c.subscribe([topic])
+    try:
+        assert len(drain(c, 40)) == 40
+        busy = strom(sbroker, "groups", "reset-offsets", group, "--topic", topic,
+                     "--to-earliest", "--execute", check=False)
+        assert busy.returncode != 0 and "member" in busy.stderr, busy
+        busy = strom(sbroker, "groups", "delete-offsets", group, "--topic", topic,
+                     check=False)
+        assert busy.returncode != 0, busy
+        c.poll(0.2)  # acknowledges the last records (implicit mode)
+    finally:
+        c.close()
+    described(f"{topic} 0 start 20 end 20 lag 0", f"{topic} 1 start 20 end 20 lag 0")
+
+    dry = strom(sbroker, "groups", "reset-offsets", group, "--topic", topic, "--to-earliest")
+    assert "dry run" in dry.stdout, dry.stdout
+    described(f"{topic} 0 start 20 end 20")
+    out = strom(sbroker, "groups", "reset-offsets", group, "--topic", topic,
+                "--to-earliest", "--execute").stdout
+    assert f"reset 2 partition(s) of {topic} for share group {group}" in out, out
+    described(f"{topic} 0 start 0 end 20 lag 20", f"{topic} 1 start 0 end 20 lag 20")
+
+    again = share_consumer(sbroker, group)
+    again.subscribe([topic])
+    try:
+        got = drain(again, 40)
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            got.extend((m.partition(), m.offset(), m.delivery_count())
+                       for m in again.poll(0.3) if m.error() is None)
+        assert sorted((p, o) for p, o, _ in got) == sorted(
+            (p, o) for p in range(2) for o in range(20)), "each record once"
+        assert all(d == 1 for _, _, d in got)
+        again.poll(0.2)
+    finally:
+        again.close()
+    described(f"{topic} 0 start 20 end 20 lag 0", f"{topic} 1 start 20 end 20 lag 0")
+
+    out = strom(sbroker, "groups", "delete-offsets", group, "--topic", topic).stdout
+    assert f"{topic} Successful" in out, out
+    out = strom(sbroker, "groups", "describe", group).stdout
+    assert f"share group {group}" in out and f"{topic} 0" not in out, out
+    twice = strom(sbroker, "groups", "delete-offsets", group, "--topic", topic, check=False)
+    assert twice.returncode != 0 and "no offset information" in twice.stdout, twice
+
+
 def test_a_new_partition_leader_resumes_where_the_group_was(tmp_path):
     """The share-partition start is made durable at the group's coordinator: after the
     partition's leader is killed, the new leader resumes there. With the default

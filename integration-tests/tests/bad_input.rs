@@ -144,6 +144,20 @@ async fn malformed_frames_close_only_their_connection() {
         ("unsupported ShareFetch version", request(78, 2, &[])),
         ("truncated ShareAcknowledge", request(79, 1, &[0, 0x7f])),
         ("truncated ShareGroupDescribe", request(77, 1, &[0x7f])),
+        ("truncated AlterShareGroupOffsets", request(91, 0, &[0x7f])),
+        (
+            "truncated DeleteShareGroupOffsets",
+            request(92, 0, &[0x03, b'g']),
+        ),
+        (
+            "unsupported AlterShareGroupOffsets version",
+            request(91, 1, &[]),
+        ),
+        (
+            "truncated InitializeShareGroupState",
+            request(83, 0, &[0x7f]),
+        ),
+        ("truncated DeleteShareGroupState", request(86, 0, &[0x02])),
         // Client telemetry (KIP-714) and ListConfigResources.
         (
             "truncated GetTelemetrySubscriptions",

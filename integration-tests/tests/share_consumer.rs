@@ -315,3 +315,254 @@ async fn members_on_three_brokers_split_the_work_each_record_once() {
     );
     last.close().await.expect("close");
 }
+
+/// The share-partitions' start offsets, by partition, as DescribeShareGroupOffsets reports.
+async fn starts(admin: &mut strom_client::admin::Admin, group: &str) -> BTreeMap<i32, i64> {
+    admin
+        .describe_share_group(group)
+        .await
+        .expect("describe")
+        .partitions
+        .iter()
+        .map(|p| (p.tp.partition, p.start))
+        .collect()
+}
+
+/// Waits until the group's start offsets are `want`.
+async fn wait_starts(admin: &mut strom_client::admin::Admin, group: &str, want: &[(i32, i64)]) {
+    let want: BTreeMap<i32, i64> = want.iter().copied().collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = starts(admin, group).await;
+        if now == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "starts {now:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// AlterShareGroupOffsets and DeleteShareGroupOffsets (`kafka-share-groups.sh
+/// --reset-offsets / --delete-offsets`) on three brokers: refused while the group has a
+/// member; once it is empty the leaders, which still hold the old windows in memory, start
+/// where they are told (and not where they were); a deleted topic is read again as
+/// share.auto.offset.reset says; and the Kafka errors for bad input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_share_groups_start_offsets_move_and_are_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(
+        dir.path(),
+        1,
+        3,
+        &[],
+        &[
+            "--share-auto-offset-reset",
+            "earliest",
+            "--group-share-heartbeat-interval-ms",
+            "200",
+        ],
+    )
+    .expect("cluster");
+    let bootstrap = cluster
+        .brokers
+        .iter()
+        .map(|b| b.kafka.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    // Three partitions over three leaders: the coordinator asks the other brokers too.
+    producer::create_replicated_topic(cluster.brokers[0].kafka, "jobs", 3, 3).await;
+    produce(&bootstrap, "jobs", 90, 3).await;
+    let mut admin = strom_client::admin::Admin::new(&bootstrap);
+
+    let mut first = consumer(&bootstrap, "resets", false);
+    let mut got = Vec::new();
+    poll_until(&mut first, &mut got, |g| g.len() >= 90).await;
+    // A member is in the group: nothing moves.
+    let plan: BTreeMap<strom_client::TopicPartition, i64> = [(0, 10), (1, 25), (2, -1)]
+        .into_iter()
+        .map(|(p, o)| (strom_client::TopicPartition::new("jobs", p), o))
+        .collect();
+    let busy = admin.alter_share_group_offsets("resets", &plan).await;
+    assert_eq!(busy.map_err(|e| e.code()), Err(Some(68)), "NON_EMPTY_GROUP");
+    let busy = admin
+        .delete_share_group_offsets("resets", &["jobs".to_string()])
+        .await;
+    assert_eq!(busy.map_err(|e| e.code()), Err(Some(68)), "NON_EMPTY_GROUP");
+    first.close().await.expect("close");
+    wait_starts(&mut admin, "resets", &[(0, 30), (1, 30), (2, 30)]).await;
+
+    // Empty: partition 0 back to 10, 1 to 25, 2 to where share.auto.offset.reset says.
+    admin
+        .alter_share_group_offsets("resets", &plan)
+        .await
+        .expect("alter");
+    assert_eq!(
+        starts(&mut admin, "resets").await,
+        [(0, 10), (1, 25), (2, 0)].into()
+    );
+    let mut second = consumer(&bootstrap, "resets", false);
+    let mut again = Vec::new();
+    poll_until(&mut second, &mut again, |g| g.len() >= 55).await;
+    // Nothing else comes.
+    for _ in 0..4 {
+        again.extend(second.poll(Duration::from_millis(250)).await.expect("poll"));
+    }
+    let read: BTreeSet<(i32, i64)> = again
+        .iter()
+        .map(|r| (r.record.partition, r.record.offset))
+        .collect();
+    let want: BTreeSet<(i32, i64)> = (10..30)
+        .map(|o| (0, o))
+        .chain((25..30).map(|o| (1, o)))
+        .chain((0..30).map(|o| (2, o)))
+        .collect();
+    assert_eq!(again.len(), 55, "each record once");
+    assert_eq!(read, want);
+    assert!(
+        again.iter().all(|r| r.delivery_count == 1),
+        "a reset window counts deliveries afresh"
+    );
+    second.close().await.expect("close");
+    wait_starts(&mut admin, "resets", &[(0, 30), (1, 30), (2, 30)]).await;
+
+    // Deleted: the group has no state for the topic, then reads it from the start again.
+    let outcome = admin
+        .delete_share_group_offsets("resets", &["jobs".to_string(), "nope".to_string()])
+        .await
+        .expect("delete");
+    assert!(outcome[0].1.is_ok(), "{outcome:?}");
+    assert_eq!(outcome[1].1.as_ref().map_err(|e| e.code()), Err(Some(3)));
+    assert_eq!(starts(&mut admin, "resets").await, BTreeMap::new());
+    let twice = admin
+        .delete_share_group_offsets("resets", &["jobs".to_string()])
+        .await
+        .expect("delete");
+    assert_eq!(
+        twice[0].1.as_ref().map_err(|e| e.code()),
+        Err(Some(3)),
+        "no offset information to delete"
+    );
+    let mut third = consumer(&bootstrap, "resets", false);
+    let mut all = Vec::new();
+    poll_until(&mut third, &mut all, |g| g.len() >= 90).await;
+    assert_eq!(
+        all.iter()
+            .map(|r| (r.record.partition, r.record.offset))
+            .collect::<BTreeSet<_>>()
+            .len(),
+        90
+    );
+    third.close().await.expect("close");
+    wait_starts(&mut admin, "resets", &[(0, 30), (1, 30), (2, 30)]).await;
+
+    share_offsets_errors(&bootstrap, &cluster).await;
+    // None of the refusals moved anything.
+    assert_eq!(
+        starts(&mut admin, "resets").await,
+        [(0, 30), (1, 30), (2, 30)].into()
+    );
+}
+
+/// Bad input to the share offsets APIs over raw connections: the Kafka error codes.
+async fn share_offsets_errors(bootstrap: &str, cluster: &Cluster) {
+    use kafka_protocol::messages::alter_share_group_offsets_request::{
+        AlterShareGroupOffsetsRequestPartition as P, AlterShareGroupOffsetsRequestTopic as T,
+    };
+    use kafka_protocol::messages::initialize_share_group_state_request::{
+        InitializeStateData, PartitionData,
+    };
+    use kafka_protocol::messages::{
+        AlterShareGroupOffsetsRequest, FindCoordinatorRequest, GroupId,
+        InitializeShareGroupStateRequest, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let s = |v: &str| StrBytes::from_string(v.to_string());
+    // A connection to the coordinator of `group`.
+    let coordinator_of = |group: &'static str| async move {
+        let mut any = strom_client::Connection::connect(cluster.brokers[0].kafka)
+            .await
+            .expect("connect");
+        let found = any
+            .send(
+                FindCoordinatorRequest::default()
+                    .with_key_type(0)
+                    .with_coordinator_keys(vec![StrBytes::from_static_str(group)]),
+                4,
+            )
+            .await
+            .expect("find coordinator");
+        let id = found.coordinators[0].node_id.0;
+        strom_client::Connection::connect(cluster.brokers[id as usize - 1].kafka)
+            .await
+            .expect("connect")
+    };
+    let mut conn = coordinator_of("resets").await;
+    let alter = |group: &str, topic: &str, partition: i32, offset: i64| {
+        AlterShareGroupOffsetsRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_topics(vec![T::default()
+                .with_topic_name(TopicName(s(topic)))
+                .with_partitions(vec![P::default()
+                    .with_partition_index(partition)
+                    .with_start_offset(offset)])])
+    };
+    let r = coordinator_of("never-seen")
+        .await
+        .send(alter("never-seen", "jobs", 0, 0), 0)
+        .await
+        .expect("alter");
+    assert_eq!(r.error_code, 69, "GROUP_ID_NOT_FOUND");
+    assert_eq!(r.responses[0].partitions[0].error_code, 69);
+    let r = conn
+        .send(alter("resets", "nope", 0, 0), 0)
+        .await
+        .expect("alter");
+    assert_eq!(
+        (r.error_code, r.responses[0].partitions[0].error_code),
+        (0, 3)
+    );
+    let r = conn
+        .send(alter("resets", "jobs", 9, 0), 0)
+        .await
+        .expect("alter");
+    assert_eq!(r.responses[0].partitions[0].error_code, 3, "no partition 9");
+    let r = conn
+        .send(alter("resets", "jobs", 0, -5), 0)
+        .await
+        .expect("alter");
+    assert_eq!(
+        r.responses[0].partitions[0].error_code, 42,
+        "INVALID_REQUEST"
+    );
+    let r = coordinator_of("")
+        .await
+        .send(alter("", "jobs", 0, 0), 0)
+        .await
+        .expect("alter");
+    assert_eq!(r.error_code, 24, "INVALID_GROUP_ID");
+    // The leader-side request is for brokers only.
+    let mut admin = strom_client::admin::Admin::new(bootstrap);
+    let d = admin.describe_topic("jobs").await.expect("describe");
+    let leader = &cluster.brokers[d.partitions[0].leader as usize - 1];
+    let topic_id: uuid::Uuid = d.topic_id.parse().expect("topic id");
+    let mut at_leader = strom_client::Connection::connect(leader.kafka)
+        .await
+        .expect("connect");
+    let r = at_leader
+        .send(
+            InitializeShareGroupStateRequest::default()
+                .with_group_id(s("resets"))
+                .with_topics(vec![InitializeStateData::default()
+                    .with_topic_id(topic_id)
+                    .with_partitions(vec![PartitionData::default()
+                        .with_partition(0)
+                        .with_start_offset(0)])]),
+            0,
+        )
+        .await
+        .expect("initialize");
+    assert_eq!(
+        r.results[0].partitions[0].error_code, 31,
+        "CLUSTER_AUTHORIZATION_FAILED"
+    );
+}

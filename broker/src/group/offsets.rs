@@ -26,8 +26,12 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub const OFFSETS_PARTITIONS: i32 = 50;
 
 /// The `__consumer_offsets` partition of a group: Java's `abs(group.hashCode()) % 50`.
+/// A broker's own id for a group (a share group's durable state, `<group>\0share`) is placed
+/// by the group's id, so the group's coordinator holds it: DescribeShareGroupOffsets,
+/// AlterShareGroupOffsets and DeleteShareGroupOffsets read and write it there.
 pub fn offsets_partition(group: &str) -> i32 {
-    java_string_partition(group, OFFSETS_PARTITIONS)
+    let placed_by = group.split('\0').next().unwrap_or(group);
+    java_string_partition(placed_by, OFFSETS_PARTITIONS)
 }
 
 /// Java's `abs(s.hashCode()) % partitions` (Kafka's `Utils.abs`, which maps
@@ -538,5 +542,7 @@ mod tests {
         assert_eq!(offsets_partition("my-group"), 12);
         // "kafka-txn-0".hashCode() == -1469191130: partition 30 of __transaction_state.
         assert_eq!(crate::txn::txn_partition("kafka-txn-0"), 30);
+        // A share group's state lives with the group.
+        assert_eq!(offsets_partition("hello\0share"), 22);
     }
 }

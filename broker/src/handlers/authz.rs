@@ -341,6 +341,56 @@ pub fn check(broker: &Broker, session: &Session, body: RequestKind, version: i16
             });
             Check::Handle(K::DescribeShareGroupOffsets(r), Denied::Names(denied))
         }
+        K::AlterShareGroupOffsets(mut r) => {
+            // Read on the group (else the whole request) and on each topic (else its
+            // partitions), as Kafka.
+            if !c.group(op::READ, &r.group_id) {
+                return Check::Answer(ResponseKind::AlterShareGroupOffsets(
+                    AlterShareGroupOffsetsResponse::default().with_error_code(GROUP_DENIED),
+                ));
+            }
+            let mut denied = Vec::new();
+            r.topics.retain(|t| {
+                let ok = c.topic(op::READ, &t.topic_name);
+                if !ok {
+                    let ps = t.partitions.iter().map(|p| p.partition_index).collect();
+                    denied.push((t.topic_name.clone(), uuid::Uuid::nil(), ps, TOPIC_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::AlterShareGroupOffsets(r), Denied::Topics(denied))
+        }
+        K::DeleteShareGroupOffsets(mut r) => {
+            // Delete on the group, Read on each topic, as Kafka.
+            if !c.group(op::DELETE, &r.group_id) {
+                return Check::Answer(ResponseKind::DeleteShareGroupOffsets(
+                    DeleteShareGroupOffsetsResponse::default().with_error_code(GROUP_DENIED),
+                ));
+            }
+            let mut denied = Vec::new();
+            r.topics.retain(|t| {
+                let ok = c.topic(op::READ, &t.topic_name);
+                if !ok {
+                    denied.push((t.topic_name.clone(), uuid::Uuid::nil(), vec![], TOPIC_DENIED));
+                }
+                ok
+            });
+            Check::Handle(K::DeleteShareGroupOffsets(r), Denied::Topics(denied))
+        }
+        // Between brokers only (the handlers also want a broker's client id).
+        K::InitializeShareGroupState(ref r) if !c.cluster(op::CLUSTER_ACTION) => {
+            Check::Answer(ResponseKind::InitializeShareGroupState(
+                super::share_offsets::refused_initialize(r),
+            ))
+        }
+        K::DeleteShareGroupState(ref r) if !c.cluster(op::CLUSTER_ACTION) => {
+            Check::Answer(ResponseKind::DeleteShareGroupState(
+                super::share_offsets::refused_delete(r),
+            ))
+        }
+        b @ (K::InitializeShareGroupState(_) | K::DeleteShareGroupState(_)) => {
+            Check::Handle(b, Denied::None)
+        }
         K::ShareFetch(ref r) => match share_denied(
             &c,
             &image,
@@ -1215,6 +1265,32 @@ pub fn merge(response: &mut ResponseKind, denied: Denied, version: i16) {
                         .with_name(Some(name))
                         .with_error_code(code)
                         .with_topic_authorized_operations(i32::MIN),
+                );
+            }
+        }
+        ResponseKind::AlterShareGroupOffsets(r) => {
+            for (name, _, ps, code) in denied {
+                r.responses.push(
+                    alter_share_group_offsets_response::AlterShareGroupOffsetsResponseTopic::default()
+                        .with_topic_name(name)
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|p| {
+                                    alter_share_group_offsets_response::AlterShareGroupOffsetsResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        ),
+                );
+            }
+        }
+        ResponseKind::DeleteShareGroupOffsets(r) => {
+            for (name, _, _, code) in denied {
+                r.responses.push(
+                    delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic::default()
+                        .with_topic_name(name)
+                        .with_error_code(code),
                 );
             }
         }

@@ -26,6 +26,7 @@ mod quotas;
 mod reassignments;
 mod scram;
 mod share;
+mod share_offsets;
 pub mod telemetry;
 mod txn;
 mod unregister_broker;
@@ -405,8 +406,20 @@ async fn dispatch(
             ResponseKind::ShareFetch(share::fetch(broker, r, &session.listener).await)
         }
         RequestKind::DescribeShareGroupOffsets(r) => {
-            ResponseKind::DescribeShareGroupOffsets(share::describe_offsets(broker, r))
+            ResponseKind::DescribeShareGroupOffsets(share_offsets::describe_offsets(broker, r))
         }
+        RequestKind::AlterShareGroupOffsets(r) => {
+            ResponseKind::AlterShareGroupOffsets(share_offsets::alter_offsets(broker, r).await)
+        }
+        RequestKind::DeleteShareGroupOffsets(r) => {
+            ResponseKind::DeleteShareGroupOffsets(share_offsets::delete_offsets(broker, r).await)
+        }
+        RequestKind::InitializeShareGroupState(r) => ResponseKind::InitializeShareGroupState(
+            share_offsets::initialize_state(broker, r, from_broker).await,
+        ),
+        RequestKind::DeleteShareGroupState(r) => ResponseKind::DeleteShareGroupState(
+            share_offsets::delete_state(broker, r, from_broker).await,
+        ),
         RequestKind::ShareAcknowledge(r) => {
             ResponseKind::ShareAcknowledge(share::acknowledge_request(broker, r).await)
         }
@@ -607,6 +620,8 @@ fn set_throttle_time(response: &mut ResponseKind, throttle: Duration) {
         ShareGroupHeartbeat,
         ShareGroupDescribe,
         DescribeShareGroupOffsets,
+        AlterShareGroupOffsets,
+        DeleteShareGroupOffsets,
         ShareFetch,
         ShareAcknowledge,
         GetTelemetrySubscriptions,

@@ -28,7 +28,7 @@ use crate::share::{partition, SessionStep, ShareHeartbeat, ShareKey, Snapshot};
 use crate::Broker;
 
 const INVALID_REQUEST: i16 = 42;
-const GROUP_ID_NOT_FOUND: i16 = 69;
+pub(super) const GROUP_ID_NOT_FOUND: i16 = 69;
 /// The longest a ShareFetch waits for records.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
@@ -159,7 +159,11 @@ pub fn describe(broker: &Broker, req: ShareGroupDescribeRequest) -> ShareGroupDe
 }
 
 /// The log of a share-partition this broker leads, or the partition's error code.
-fn share_log(broker: &Broker, topic: &Uuid, partition: i32) -> Result<Arc<PartitionLog>, i16> {
+pub(super) fn share_log(
+    broker: &Broker,
+    topic: &Uuid,
+    partition: i32,
+) -> Result<Arc<PartitionLog>, i16> {
     let image = broker.image();
     let Some(t) = image.topic_by_id(topic) else {
         return Err(ResponseError::UnknownTopicId.code());
@@ -167,7 +171,7 @@ fn share_log(broker: &Broker, topic: &Uuid, partition: i32) -> Result<Arc<Partit
     leader_log(broker, &image, Some(t), partition).map_err(|e| e.code())
 }
 
-fn leader_of(broker: &Broker, topic: &Uuid, partition: i32) -> (i32, i32) {
+pub(super) fn leader_of(broker: &Broker, topic: &Uuid, partition: i32) -> (i32, i32) {
     let image = broker.image();
     image
         .topic_by_id(topic)
@@ -203,110 +207,12 @@ fn acknowledge(
         .unwrap_or(GONE)
 }
 
-/// DescribeShareGroupOffsets (0, `kafka-share-groups.sh --describe --offsets`): each
-/// share-partition's start offset (SPSO) and the leader epoch it was written at, from the
-/// group's durable state here at its coordinator; -1 for a partition the group has not
-/// read (or whose topic was deleted and made again since). All the group's partitions
-/// when the request names no topics.
-pub fn describe_offsets(
-    broker: &Broker,
-    req: DescribeShareGroupOffsetsRequest,
-) -> DescribeShareGroupOffsetsResponse {
-    use describe_share_group_offsets_response::{
-        DescribeShareGroupOffsetsResponseGroup as Group,
-        DescribeShareGroupOffsetsResponsePartition as Partition,
-        DescribeShareGroupOffsetsResponseTopic as Topic,
-    };
-    let image = broker.image();
-    let groups = req
-        .groups
-        .iter()
-        .map(|g| {
-            let base = Group::default().with_group_id(g.group_id.clone());
-            let id = g.group_id.as_str();
-            if metadata_quorum::configs::check_group_id(id).is_err() {
-                return base.with_error_code(ResponseError::InvalidGroupId.code());
-            }
-            if let Err(code) = coordinator_log(broker, id) {
-                return base.with_error_code(code);
-            }
-            // (topic, partition) -> (start, leader epoch), for the topic as it is now.
-            let state: BTreeMap<(String, i32), (i64, i32)> = broker
-                .groups
-                .committed_all(&state_group(id))
-                .into_iter()
-                .filter(|(t, _, c)| {
-                    let written_for = c.metadata.as_deref().and_then(partition::snapshot_topic);
-                    image.topic(t).map(|t| t.topic_id) == written_for
-                })
-                .map(|(t, p, c)| ((t, p), (c.offset, c.leader_epoch)))
-                .collect();
-            if state.is_empty() && !broker.share.groups.contains(id) {
-                return base
-                    .with_error_code(GROUP_ID_NOT_FOUND)
-                    .with_error_message(Some(str_bytes(format!(
-                        "Group {id} is not a share group."
-                    ))));
-            }
-            let wanted: Vec<(String, Vec<i32>)> = match &g.topics {
-                Some(topics) => topics
-                    .iter()
-                    .map(|t| (t.topic_name.to_string(), t.partitions.clone()))
-                    .collect(),
-                None => {
-                    let mut all: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-                    for (t, p) in state.keys() {
-                        all.entry(t.clone()).or_default().push(*p);
-                    }
-                    all.into_iter().collect()
-                }
-            };
-            base.with_topics(
-                wanted
-                    .into_iter()
-                    .map(|(name, partitions)| {
-                        let topic = image.topic(&name);
-                        Topic::default()
-                            .with_topic_name(topic_name(&name))
-                            .with_topic_id(topic.map_or(Uuid::nil(), |t| t.topic_id))
-                            .with_partitions(
-                                partitions
-                                    .into_iter()
-                                    .map(|p| {
-                                        let out = Partition::default().with_partition_index(p);
-                                        let exists = topic.is_some_and(|t| {
-                                            usize::try_from(p).is_ok_and(|i| i < t.partitions.len())
-                                        });
-                                        if !exists {
-                                            return out
-                                                .with_start_offset(-1)
-                                                .with_leader_epoch(-1)
-                                                .with_error_code(
-                                                    ResponseError::UnknownTopicOrPartition.code(),
-                                                );
-                                        }
-                                        let (start, epoch) = state
-                                            .get(&(name.clone(), p))
-                                            .copied()
-                                            .unwrap_or((-1, -1));
-                                        out.with_start_offset(start).with_leader_epoch(epoch)
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            )
-        })
-        .collect();
-    DescribeShareGroupOffsetsResponse::default().with_groups(groups)
-}
-
 /// A share-partition that went away under a request (its leadership moved, or it is being
 /// set up again): the client finds the leader and fetches again.
 const GONE: i16 = 6; // NOT_LEADER_OR_FOLLOWER
 
 /// Where a share-partition new to its group starts, as `share.auto.offset.reset` says.
-fn start_offset(log: &PartitionLog, config: &partition::ShareConfig) -> i64 {
+pub(super) fn start_offset(log: &PartitionLog, config: &partition::ShareConfig) -> i64 {
     use metadata_quorum::configs::ShareAutoOffsetReset as Reset;
     match config.auto_offset_reset {
         Reset::Earliest => log.state().log_start_offset,
@@ -826,12 +732,12 @@ pub async fn acknowledge_request(
 /// The group id a share group's durable starts are committed under: the share group's id
 /// and a NUL, so they never mix with the offsets of a classic or consumer group of the same
 /// name (and are left out of group listings).
-fn state_group(share_group: &str) -> String {
+pub(super) fn state_group(share_group: &str) -> String {
     format!("{share_group}\u{0}share")
 }
 
 /// The broker leading the `__consumer_offsets` partition of `group` (its coordinator).
-fn coordinator_of(broker: &Broker, group: &str) -> Option<i32> {
+pub(super) fn coordinator_of(broker: &Broker, group: &str) -> Option<i32> {
     let image = broker.image();
     image
         .topic(crate::group::OFFSETS_TOPIC)
@@ -846,7 +752,7 @@ fn coordinator_of(broker: &Broker, group: &str) -> Option<i32> {
 /// Sends `request` to broker `node` over the inter-broker listener, under the broker's
 /// client id (a coordinator takes writes to a share group's state only from brokers),
 /// within 5 s.
-async fn send_to<R: kafka_protocol::protocol::Request>(
+pub(super) async fn send_to<R: kafka_protocol::protocol::Request>(
     broker: &Broker,
     node: i32,
     request: R,
@@ -1006,6 +912,15 @@ pub async fn persist_states(broker: &Broker, only: Option<&BTreeSet<ShareKey>>) 
 async fn persist_group(broker: &Broker, share_group: String, keys: BTreeSet<ShareKey>) -> bool {
     let lock = broker.share.persist_lock(&share_group);
     let _writing = lock.lock().await;
+    write_group(broker, share_group, keys).await
+}
+
+/// [`persist_group`] with the group's lock already held by the caller.
+pub(super) async fn write_group(
+    broker: &Broker,
+    share_group: String,
+    keys: BTreeSet<ShareKey>,
+) -> bool {
     // Taken under the group's lock: no older snapshot is written after this one.
     let states = broker.share.states_to_persist(Some(&keys));
     if states.is_empty() {

@@ -203,9 +203,21 @@ impl ShareState {
     }
 
     /// Forgets the share-partition of `key` (set up at another leader epoch: leadership
-    /// went away and came back, and another leader may have moved it meanwhile).
-    pub fn remove_partition(&self, key: &ShareKey) {
-        self.partitions.lock().remove(key);
+    /// went away and came back, and another leader may have moved it meanwhile; or its
+    /// group's state was deleted). Whether there was one.
+    pub fn remove_partition(&self, key: &ShareKey) -> bool {
+        self.partitions.lock().remove(key).is_some()
+    }
+
+    /// Replaces the share-partition of `key` by an empty window at `start` (clamped to the
+    /// log's [`log.0`, `log.1`]) set up at `leader_epoch` (AlterShareGroupOffsets): what it
+    /// held, acquired records too, is forgotten. Not durable until it is written.
+    pub fn reset_partition(&self, key: ShareKey, start: i64, log: (i64, i64), leader_epoch: i32) {
+        let config = self.config_of(&key.0);
+        self.partitions.lock().insert(
+            key,
+            SharePartition::restore(&Snapshot::at(start), log, leader_epoch, &config),
+        );
     }
 
     /// The lock a share group's snapshots are written under at its partitions' leaders:

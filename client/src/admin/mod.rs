@@ -882,6 +882,103 @@ impl Admin {
         Ok(())
     }
 
+    /// Moves an empty share group's start offsets (AlterShareGroupOffsets, what
+    /// `kafka-share-groups.sh --reset-offsets --execute` sends): each partition's leader
+    /// drops the records it had in flight for the group and starts at the offset given
+    /// (-1: where the group's `share.auto.offset.reset` says). The first refusal is the error
+    /// (NON_EMPTY_GROUP while the group has members).
+    pub async fn alter_share_group_offsets(
+        &mut self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), AdminError> {
+        use kafka_protocol::messages::alter_share_group_offsets_request::{
+            AlterShareGroupOffsetsRequestPartition as P, AlterShareGroupOffsetsRequestTopic as T,
+        };
+        use kafka_protocol::messages::AlterShareGroupOffsetsRequest;
+        let coordinator = self.coordinator(group).await?;
+        let mut topics: BTreeMap<&str, Vec<P>> = BTreeMap::new();
+        for (tp, o) in offsets {
+            topics.entry(tp.topic.as_str()).or_default().push(
+                P::default()
+                    .with_partition_index(tp.partition)
+                    .with_start_offset(*o),
+            );
+        }
+        let req = AlterShareGroupOffsetsRequest::default()
+            .with_group_id(group_id(group))
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        T::default()
+                            .with_topic_name(topic_name(t))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        let r = self.send_to(coordinator, req, 0).await?;
+        check(
+            format!("share group '{group}'"),
+            r.error_code,
+            r.error_message.as_deref(),
+        )?;
+        for t in &r.responses {
+            for p in &t.partitions {
+                check(
+                    format!(
+                        "share group '{group}' partition {}-{}",
+                        t.topic_name.as_str(),
+                        p.partition_index
+                    ),
+                    p.error_code,
+                    p.error_message.as_deref(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes an empty share group forget `topics` (DeleteShareGroupOffsets, what
+    /// `kafka-share-groups.sh --delete-offsets` sends): its next read of them starts where
+    /// `share.auto.offset.reset` says. Each topic's outcome; the group's own refusal
+    /// (NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND) is the error.
+    pub async fn delete_share_group_offsets(
+        &mut self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<(String, Result<(), AdminError>)>, AdminError> {
+        use kafka_protocol::messages::delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic as T;
+        use kafka_protocol::messages::DeleteShareGroupOffsetsRequest;
+        let coordinator = self.coordinator(group).await?;
+        let req = DeleteShareGroupOffsetsRequest::default()
+            .with_group_id(group_id(group))
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| T::default().with_topic_name(topic_name(t)))
+                    .collect(),
+            );
+        let r = self.send_to(coordinator, req, 0).await?;
+        check(
+            format!("share group '{group}'"),
+            r.error_code,
+            r.error_message.as_deref(),
+        )?;
+        Ok(r.responses
+            .iter()
+            .map(|t| {
+                let name = t.topic_name.to_string();
+                let outcome = check(
+                    format!("topic '{name}'"),
+                    t.error_code,
+                    t.error_message.as_deref(),
+                );
+                (name, outcome)
+            })
+            .collect())
+    }
+
     /// Deletes groups that have no members (and their committed offsets).
     pub async fn delete_group(&mut self, group: &str) -> Result<(), AdminError> {
         let coordinator = self.coordinator(group).await?;

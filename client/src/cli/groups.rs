@@ -139,12 +139,47 @@ pub async fn run(target: &super::Target, cmd: GroupsCommand) -> Result<(), CliEr
                 let _ = writeln!(out, "(dry run: add --execute to apply)");
                 return Ok(());
             }
+            // A share group answers ShareGroupDescribe; its start offsets move at the leaders.
+            match admin.describe_share_group(&group).await {
+                Ok(_) => {
+                    admin.alter_share_group_offsets(&group, &plan).await?;
+                    let _ = writeln!(
+                        out,
+                        "reset {} partition(s) of {topic} for share group {group}",
+                        plan.len()
+                    );
+                    return Ok(());
+                }
+                Err(e) if e.code() == Some(GROUP_ID_NOT_FOUND) => {}
+                Err(e) => return Err(e.into()),
+            }
             admin.alter_group_offsets(&group, &plan).await?;
             let _ = writeln!(
                 out,
                 "reset {} partition(s) of {topic} for {group}",
                 plan.len()
             );
+        }
+        GroupsCommand::DeleteOffsets { group, topic } => {
+            // As kafka-share-groups.sh --delete-offsets: TOPIC STATUS per topic.
+            let mut failed = false;
+            let _ = writeln!(out, "TOPIC STATUS");
+            for (name, outcome) in admin.delete_share_group_offsets(&group, &topic).await? {
+                match outcome {
+                    Ok(()) => {
+                        let _ = writeln!(out, "{name} Successful");
+                    }
+                    Err(e) => {
+                        failed = true;
+                        let _ = writeln!(out, "{name} Error: {e}");
+                    }
+                }
+            }
+            if failed {
+                return Err(CliError::Input(format!(
+                    "some topics of share group {group} were not deleted"
+                )));
+            }
         }
         GroupsCommand::Delete { group } => {
             admin.delete_group(&group).await?;

@@ -546,7 +546,8 @@ pub enum GroupsCommand {
     Describe {
         group: String,
     },
-    /// Move an empty group's committed offsets (a dry run unless --execute).
+    /// Move an empty group's committed offsets, or an empty share group's start offsets
+    /// (AlterShareGroupOffsets); a dry run unless --execute.
     ResetOffsets {
         group: String,
         #[arg(long)]
@@ -559,6 +560,15 @@ pub enum GroupsCommand {
         to_offset: Option<i64>,
         #[arg(long)]
         execute: bool,
+    },
+    /// Make an empty share group forget topics (DeleteShareGroupOffsets, like
+    /// kafka-share-groups.sh --delete-offsets): its next read of them starts where
+    /// share.auto.offset.reset says.
+    DeleteOffsets {
+        group: String,
+        /// A topic to forget (repeat for more).
+        #[arg(long, required = true)]
+        topic: Vec<String>,
     },
     /// Delete a group with no members, and its committed offsets.
     Delete {
