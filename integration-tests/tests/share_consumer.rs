@@ -350,7 +350,7 @@ async fn wait_starts(admin: &mut strom_client::admin::Admin, group: &str, want: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_share_groups_start_offsets_move_and_are_deleted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = Cluster::start(
+    let mut cluster = Cluster::start(
         dir.path(),
         1,
         3,
@@ -461,6 +461,50 @@ async fn an_empty_share_groups_start_offsets_move_and_are_deleted() {
         starts(&mut admin, "resets").await,
         [(0, 30), (1, 30), (2, 30)].into()
     );
+
+    // The coordinator restarts: the group's members were in its memory only, its state is
+    // durable. It is still a share group (Empty, its offsets as they were) and can be reset.
+    let id = coordinator_id(&cluster, "resets").await;
+    cluster.brokers[id as usize - 1].restart().expect("restart");
+    cluster
+        .wait_brokers_alive(3, Duration::from_secs(30))
+        .expect("alive");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let g = loop {
+        match admin.describe_share_group("resets").await {
+            Ok(g) if g.partitions.len() == 3 => break g,
+            other => assert!(Instant::now() < deadline, "{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!((g.state.as_str(), g.members.len()), ("Empty", 0), "{g:?}");
+    admin
+        .alter_share_group_offsets("resets", &plan)
+        .await
+        .expect("alter after the restart");
+    assert_eq!(
+        starts(&mut admin, "resets").await,
+        [(0, 10), (1, 25), (2, 0)].into()
+    );
+}
+
+/// The broker coordinating `group`.
+async fn coordinator_id(cluster: &Cluster, group: &str) -> i32 {
+    use kafka_protocol::messages::FindCoordinatorRequest;
+    use kafka_protocol::protocol::StrBytes;
+    let mut any = strom_client::Connection::connect(cluster.brokers[0].kafka)
+        .await
+        .expect("connect");
+    let found = any
+        .send(
+            FindCoordinatorRequest::default()
+                .with_key_type(0)
+                .with_coordinator_keys(vec![StrBytes::from_string(group.to_string())]),
+            4,
+        )
+        .await
+        .expect("find coordinator");
+    found.coordinators[0].node_id.0
 }
 
 /// Bad input to the share offsets APIs over raw connections: the Kafka error codes.
@@ -472,26 +516,13 @@ async fn share_offsets_errors(bootstrap: &str, cluster: &Cluster) {
         InitializeStateData, PartitionData,
     };
     use kafka_protocol::messages::{
-        AlterShareGroupOffsetsRequest, FindCoordinatorRequest, GroupId,
-        InitializeShareGroupStateRequest, TopicName,
+        AlterShareGroupOffsetsRequest, GroupId, InitializeShareGroupStateRequest, TopicName,
     };
     use kafka_protocol::protocol::StrBytes;
     let s = |v: &str| StrBytes::from_string(v.to_string());
     // A connection to the coordinator of `group`.
     let coordinator_of = |group: &'static str| async move {
-        let mut any = strom_client::Connection::connect(cluster.brokers[0].kafka)
-            .await
-            .expect("connect");
-        let found = any
-            .send(
-                FindCoordinatorRequest::default()
-                    .with_key_type(0)
-                    .with_coordinator_keys(vec![StrBytes::from_static_str(group)]),
-                4,
-            )
-            .await
-            .expect("find coordinator");
-        let id = found.coordinators[0].node_id.0;
+        let id = coordinator_id(cluster, group).await;
         strom_client::Connection::connect(cluster.brokers[id as usize - 1].kafka)
             .await
             .expect("connect")

@@ -27,7 +27,7 @@ pub use consumer::{
 };
 pub use offsets::{
     java_string_partition, offsets_partition, Committed, Loaded, PendingOffset, OFFSETS_PARTITIONS,
-    OFFSETS_TOPIC,
+    OFFSETS_TOPIC, SHARE_STATE_SUFFIX,
 };
 pub use record::GroupRecord;
 pub use state::{

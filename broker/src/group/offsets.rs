@@ -26,13 +26,16 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub const OFFSETS_PARTITIONS: i32 = 50;
 
 /// The `__consumer_offsets` partition of a group: Java's `abs(group.hashCode()) % 50`.
-/// A broker's own id for a group (a share group's durable state, `<group>\0share`) is placed
-/// by the group's id, so the group's coordinator holds it: DescribeShareGroupOffsets,
+/// A share group's durable state (`<group>\0share`, [`SHARE_STATE_SUFFIX`]) is placed by
+/// the group's id, so the group's coordinator holds it: DescribeShareGroupOffsets,
 /// AlterShareGroupOffsets and DeleteShareGroupOffsets read and write it there.
 pub fn offsets_partition(group: &str) -> i32 {
-    let placed_by = group.split('\0').next().unwrap_or(group);
+    let placed_by = group.strip_suffix(SHARE_STATE_SUFFIX).unwrap_or(group);
     java_string_partition(placed_by, OFFSETS_PARTITIONS)
 }
+
+/// What a share group's id is followed by in the id its durable state is committed under.
+pub const SHARE_STATE_SUFFIX: &str = "\0share";
 
 /// Java's `abs(s.hashCode()) % partitions` (Kafka's `Utils.abs`, which maps
 /// Integer.MIN_VALUE to 0): where Kafka places a group or a transactional id.
@@ -411,6 +414,11 @@ impl GroupCoordinator {
                 }
                 return;
             }
+            if offsets_partition(&key.group) != index {
+                // Not this partition's group (a share group's state written where earlier
+                // builds placed it): its own partition has the current offsets.
+                return;
+            }
             let mut offsets = self.offsets.lock();
             let cache = offsets.entry(key.group).or_default();
             match decode(rec.value.as_ref()) {
@@ -488,6 +496,23 @@ mod tests {
             Some(9),
             "a new leadership reads the log again"
         );
+    }
+
+    #[test]
+    fn a_partition_loads_only_the_offsets_of_its_own_groups() {
+        // "polygenelubricants" lives in partition 0, and so does its share group's state;
+        // "hello" lives in partition 22, but earlier builds put "hello\0share" wherever
+        // its whole id hashed: such a record, found in partition 0, is not hello's state.
+        let (_logs, log, _) = crate::log::tests::setup();
+        let old = GroupCoordinator::new(std::time::Duration::ZERO);
+        commit(&old, &log, "polygenelubricants\0share", 4);
+        commit(&old, &log, "hello\0share", 7);
+        let new = GroupCoordinator::new(std::time::Duration::ZERO);
+        new.ensure_loaded(&Loaded::default(), 0, &log)
+            .expect("load");
+        let offset = |g: &str| new.committed(g, "t", 0).map(|c| c.offset);
+        assert_eq!(offset("polygenelubricants\0share"), Some(4));
+        assert_eq!(offset("hello\0share"), None);
     }
 
     #[test]

@@ -105,7 +105,13 @@ pub fn describe(broker: &Broker, req: ShareGroupDescribeRequest) -> ShareGroupDe
                 if let Err(code) = coordinator_log(broker, g.as_str()) {
                     return base.with_error_code(code);
                 }
-                let Some(v) = broker.share.groups.describe(g.as_str()) else {
+                let v = broker.share.groups.describe(g.as_str()).or_else(|| {
+                    // Known by its durable state only (members are in the coordinator's
+                    // memory: after a coordinator move, until one heartbeats): empty.
+                    (has_state(broker, g.as_str()) && broker.groups.describe(g.as_str()).is_none())
+                        .then(crate::share::group::ShareGroupView::empty)
+                });
+                let Some(v) = v else {
                     return base
                         .with_error_code(GROUP_ID_NOT_FOUND)
                         .with_error_message(Some(str_bytes(format!(
@@ -733,7 +739,17 @@ pub async fn acknowledge_request(
 /// and a NUL, so they never mix with the offsets of a classic or consumer group of the same
 /// name (and are left out of group listings).
 pub(super) fn state_group(share_group: &str) -> String {
-    format!("{share_group}\u{0}share")
+    format!("{share_group}{}", crate::group::SHARE_STATE_SUFFIX)
+}
+
+/// Whether the coordinator here holds durable state of `group` (a deleted topic's marker,
+/// offset -1, is none).
+pub(super) fn has_state(broker: &Broker, group: &str) -> bool {
+    broker
+        .groups
+        .committed_all(&state_group(group))
+        .iter()
+        .any(|(_, _, c)| c.offset >= 0)
 }
 
 /// The broker leading the `__consumer_offsets` partition of `group` (its coordinator).
@@ -752,7 +768,7 @@ pub(super) fn coordinator_of(broker: &Broker, group: &str) -> Option<i32> {
 /// Sends `request` to broker `node` over the inter-broker listener, under the broker's
 /// client id (a coordinator takes writes to a share group's state only from brokers),
 /// within 5 s.
-pub(super) async fn send_to<R: kafka_protocol::protocol::Request>(
+async fn send_to<R: kafka_protocol::protocol::Request>(
     broker: &Broker,
     node: i32,
     request: R,
@@ -866,11 +882,20 @@ pub(crate) async fn ensure_partition(
             let Some(name) = broker.image().topic_by_id(&topic).map(|t| t.name.clone()) else {
                 return ResponseError::UnknownTopicId.code();
             };
+            // A reset or delete of the group's state (AlterShareGroupOffsets,
+            // DeleteShareGroupOffsets) while the durable state is read makes what was read
+            // stale: it is not set up (the client fetches again).
+            let generation = broker.share.generation(group);
             let snapshot = match durable_state(broker, group, (&name, topic), partition).await {
                 Ok(Some(snapshot)) => snapshot,
                 Ok(None) => Snapshot::at(start_offset(&log, &broker.share.config_of(group))),
                 Err(()) => return ResponseError::CoordinatorNotAvailable.code(),
             };
+            let lock = broker.share.persist_lock(group);
+            let _writing = lock.lock().await;
+            if broker.share.generation(group) != generation {
+                return GONE;
+            }
             // The window may reach past this leader's high watermark for a moment (the old
             // leader's moved first): its records were committed there, and this leader's
             // log has them.

@@ -11,14 +11,15 @@
 //! its old window back (docs/decisions/0022-share-groups.md).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use super::groups::{coordinator_log, durable};
+use super::groups::coordinator_log;
 use super::share::{
-    leader_of, send_to, share_log, start_offset, state_group, write_group, GROUP_ID_NOT_FOUND,
+    has_state, leader_of, share_log, start_offset, state_group, write_group, GROUP_ID_NOT_FOUND,
 };
 use super::{str_bytes, topic_name};
 use crate::share::partition;
@@ -29,6 +30,12 @@ const NON_EMPTY_GROUP: i16 = 68;
 const LEADER_NOT_AVAILABLE: i16 = 5;
 const REQUEST_TIMED_OUT: i16 = 7;
 const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+
+/// How long a leader waits for its group's write lock before it gives up on a reset or
+/// delete (another write of the group's state holds it, for at most its own 5 s).
+const LEADER_LOCK_WAIT: Duration = Duration::from_secs(6);
+/// How long the coordinator waits for a leader: the lock wait, then the leader's write.
+const LEADER_CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A share-partition (topic id, partition) to reset at a start offset, or (`None`) forget.
 type StateOp = ((Uuid, i32), Option<i64>);
@@ -60,11 +67,13 @@ pub fn describe_offsets(
             if let Err(code) = coordinator_log(broker, id) {
                 return base.with_error_code(code);
             }
-            // (topic, partition) -> (start, leader epoch), for the topic as it is now.
+            // (topic, partition) -> (start, leader epoch), for the topic as it is now (a
+            // deleted topic's marker, offset -1, is no state).
             let state: BTreeMap<(String, i32), (i64, i32)> = broker
                 .groups
                 .committed_all(&state_group(id))
                 .into_iter()
+                .filter(|(_, _, c)| c.offset >= 0)
                 .filter(|(t, _, c)| {
                     let written_for = c.metadata.as_deref().and_then(partition::snapshot_topic);
                     image.topic(t).map(|t| t.topic_id) == written_for
@@ -135,7 +144,7 @@ pub fn describe_offsets(
 /// error and its message. As Kafka: the group must be a share group (GROUP_ID_NOT_FOUND,
 /// also for a classic or consumer group of that id) with no members (NON_EMPTY_GROUP).
 /// A group this coordinator has state for but no members (after a failover, before any
-/// member's heartbeat) counts as empty.
+/// member's heartbeat) counts as empty, unless a classic or consumer group has the id.
 fn alterable(
     broker: &Broker,
     group: &str,
@@ -153,7 +162,9 @@ fn alterable(
             )),
         )),
         Some(_) => Ok(log),
-        None if !broker.groups.committed_all(&state_group(group)).is_empty() => Ok(log),
+        // A classic or consumer group of that id is not a share group, whatever state a
+        // share group of that name left.
+        None if has_state(broker, group) && broker.groups.describe(group).is_none() => Ok(log),
         None => Err((
             GROUP_ID_NOT_FOUND,
             Some(format!("Group {group} is not a share group.")),
@@ -259,7 +270,7 @@ pub async fn alter_offsets(
 /// DeleteShareGroupOffsets (0, `kafka-share-groups.sh --delete-offsets`): an empty share
 /// group forgets the topics named, so its next read of them starts where
 /// `share.auto.offset.reset` says. Each partition's leader forgets its window first, then
-/// the coordinator deletes the durable state (a tombstone in `__consumer_offsets`).
+/// the coordinator replaces the durable state by a marker of none.
 /// Errors per topic: UNKNOWN_TOPIC_OR_PARTITION for a topic that does not exist or that
 /// the group has no state for, as Kafka.
 pub async fn delete_offsets(
@@ -278,7 +289,6 @@ pub async fn delete_offsets(
     };
     let image = broker.image();
     let state_id = state_group(group);
-    let held = broker.groups.committed_all(&state_id);
     let mut responses = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
         let name = t.topic_name.as_str();
@@ -291,11 +301,7 @@ pub async fn delete_offsets(
             continue;
         };
         let out = out.with_topic_id(topic.topic_id);
-        let of_topic: Vec<i32> = held
-            .iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, p, _)| *p)
-            .collect();
+        let held = broker.groups.committed_all(&state_id);
         let current = held.iter().any(|(n, _, c)| {
             n == name
                 && c.offset >= 0
@@ -311,7 +317,8 @@ pub async fn delete_offsets(
             continue;
         }
         // Every partition's leader forgets its window (one that was set up but not yet
-        // written could otherwise be written later), then the durable state goes.
+        // written could otherwise be written later), then the durable state is replaced by
+        // a marker.
         let forgotten = at_leaders(
             broker,
             group,
@@ -324,14 +331,36 @@ pub async fn delete_offsets(
         let code = match failed {
             Some(code) => code,
             None => {
-                let gone: Vec<(String, i32)> =
-                    of_topic.iter().map(|p| (name.to_string(), *p)).collect();
-                let written = {
-                    let lock = broker.share.commit_lock(&state_id);
-                    let _one_at_a_time = lock.lock();
-                    broker.groups.delete_offsets(&log, &state_id, &gone)
-                };
-                durable(&log, written).await
+                // Each partition with state (read again: a leader's first write may have
+                // landed while the leaders were asked) gets a marker rather than a
+                // tombstone: no state, at the partition's leader epoch, so the epoch check
+                // still fences a deposed leader's late write (after a tombstone there would
+                // be nothing to check it against).
+                let marker = format!(
+                    "{} deleted",
+                    partition::Snapshot::at(-1).to_metadata(topic.topic_id)
+                );
+                let now = crate::log::now_ms();
+                let entries: Vec<(String, i32, crate::group::Committed)> = broker
+                    .groups
+                    .committed_all(&state_id)
+                    .into_iter()
+                    .filter(|(n, _, _)| n == name)
+                    .map(|(n, p, _)| {
+                        let leader_epoch = usize::try_from(p)
+                            .ok()
+                            .and_then(|i| topic.partitions.get(i))
+                            .map_or(-1, |x| x.leader_epoch);
+                        let marker = crate::group::Committed {
+                            offset: -1,
+                            leader_epoch,
+                            metadata: Some(marker.clone()),
+                            commit_timestamp: now,
+                        };
+                        (n, p, marker)
+                    })
+                    .collect();
+                super::groups::commit_share_state(broker, &log, &state_id, entries).await
             }
         };
         responses.push(out.with_error_code(code));
@@ -342,11 +371,7 @@ pub async fn delete_offsets(
 /// Resets (`Some(start)`) or forgets (`None`) share-partitions of `group` at their leaders,
 /// one request per leader, side by side: each partition's code (LEADER_NOT_AVAILABLE
 /// without a leader, REQUEST_TIMED_OUT if its leader did not answer).
-async fn at_leaders(
-    broker: &Broker,
-    group: &str,
-    ops: Vec<StateOp>,
-) -> BTreeMap<(Uuid, i32), i16> {
+async fn at_leaders(broker: &Broker, group: &str, ops: Vec<StateOp>) -> BTreeMap<(Uuid, i32), i16> {
     let image = broker.image();
     let mut out = BTreeMap::new();
     let mut by_leader: BTreeMap<i32, Vec<StateOp>> = BTreeMap::new();
@@ -415,7 +440,7 @@ async fn initialize_request(
                 })
                 .collect(),
         );
-    let r = send_to(broker, leader, request, 0).await?;
+    let r = call(broker, leader, request).await?;
     Some(
         r.results
             .iter()
@@ -426,6 +451,18 @@ async fn initialize_request(
             })
             .collect(),
     )
+}
+
+/// `request` to broker `node` over the inter-broker listener, under the broker's client id,
+/// within [`LEADER_CALL_TIMEOUT`].
+async fn call<R: kafka_protocol::protocol::Request>(
+    broker: &Broker,
+    node: i32,
+    request: R,
+) -> Option<R::Response> {
+    crate::txn::ops::broker_call(broker, node, request, 0, LEADER_CALL_TIMEOUT, None)
+        .await
+        .ok()
 }
 
 /// The DeleteShareGroupState of `ops` sent to `leader`: each partition's code.
@@ -455,7 +492,7 @@ async fn delete_request(
                 })
                 .collect(),
         );
-    let r = send_to(broker, leader, request, 0).await?;
+    let r = call(broker, leader, request).await?;
     Some(
         r.results
             .iter()
@@ -486,7 +523,11 @@ async fn at_leader(
     let (_, epoch) = leader_of(broker, &topic, partition);
     let key = (group.to_string(), topic, partition);
     let lock = broker.share.persist_lock(group);
-    let _writing = lock.lock().await;
+    let Ok(_writing) = tokio::time::timeout(LEADER_LOCK_WAIT, lock.lock()).await else {
+        return REQUEST_TIMED_OUT;
+    };
+    // A share-partition being set up from state read before this is stale now.
+    broker.share.bump_generation(group);
     let Some(start) = start else {
         if broker.share.remove_partition(&key) {
             tracing::info!(group, %topic, partition, "share-partition state deleted");

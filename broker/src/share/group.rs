@@ -70,6 +70,18 @@ pub struct ShareGroupView {
     pub members: Vec<ShareMemberView>,
 }
 
+impl ShareGroupView {
+    /// A group with no members.
+    pub fn empty() -> Self {
+        Self {
+            state: "Empty",
+            epoch: 0,
+            topic_names: BTreeMap::new(),
+            members: Vec::new(),
+        }
+    }
+}
+
 /// A ShareGroupHeartbeat, decoded (`topics` None: unchanged).
 #[derive(Debug, Clone, Default)]
 pub struct ShareHeartbeat {

@@ -56,6 +56,10 @@ pub struct ShareState {
     /// One per share group: held while its snapshots are committed ([`Self::commit_lock`]).
     commit_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     sessions: Mutex<HashMap<(String, String), Session>>,
+    /// Per share group, bumped (under its persist lock) each time its state is reset or
+    /// deleted here: a share-partition set up from durable state read before a bump is
+    /// stale ([`Self::generation`]).
+    generations: Mutex<HashMap<String, u64>>,
 }
 
 /// How a request's share session epoch was taken.
@@ -77,7 +81,22 @@ impl ShareState {
             persist_locks: Mutex::new(HashMap::new()),
             commit_locks: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            generations: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// How many times the state of `group` was reset or deleted at this broker.
+    pub fn generation(&self, group: &str) -> u64 {
+        self.generations.lock().get(group).copied().unwrap_or(0)
+    }
+
+    /// Another reset or delete of `group`'s state (under its persist lock).
+    pub fn bump_generation(&self, group: &str) {
+        *self
+            .generations
+            .lock()
+            .entry(group.to_string())
+            .or_default() += 1;
     }
 
     /// Where groups' own configs (`share.record.lock.duration.ms`, ...) are read from.

@@ -139,10 +139,10 @@ pub async fn run(target: &super::Target, cmd: GroupsCommand) -> Result<(), CliEr
                 let _ = writeln!(out, "(dry run: add --execute to apply)");
                 return Ok(());
             }
-            // A share group answers ShareGroupDescribe; its start offsets move at the leaders.
-            match admin.describe_share_group(&group).await {
-                Ok(_) => {
-                    admin.alter_share_group_offsets(&group, &plan).await?;
+            // A share group's start offsets move at its partitions' leaders; any other group
+            // is GROUP_ID_NOT_FOUND there and commits its offsets.
+            match admin.alter_share_group_offsets(&group, &plan).await {
+                Ok(()) => {
                     let _ = writeln!(
                         out,
                         "reset {} partition(s) of {topic} for share group {group}",
