@@ -400,6 +400,7 @@ impl Broker {
             session_timeout: Duration::from_millis(config.group_share_session_timeout_ms),
             heartbeat_interval: Duration::from_millis(config.group_share_heartbeat_interval_ms),
             auto_offset_reset: config.share_auto_offset_reset,
+            read_committed: false,
         };
         let consumer_groups = group::ConsumerGroupConfig {
             session_timeout: Duration::from_millis(config.group_consumer_session_timeout_ms),

@@ -3,11 +3,17 @@
 //! each record's acknowledgement (accept, release, reject) one by one.
 //!
 //! ```text
-//!   poll ──> ShareGroupHeartbeat (coordinator: membership, assignment)
-//!        └─> ShareFetch per partition leader, in a share session (epoch 0 opens it, then
+//!   membership task ──> ShareGroupHeartbeat every interval (coordinator: membership,
+//!        │               assignment), started by the first poll, whatever the application does
+//!        ▼ assignment
+//!   poll ──> ShareFetch per partition leader, in a share session (epoch 0 opens it, then
 //!            1, 2, ...), carrying the acknowledgements of what earlier polls returned
-//!   commit ─> ShareAcknowledge per leader          close ─> epoch -1 everywhere
+//!   commit ─> ShareAcknowledge per leader    close ─> epoch -1 everywhere, then leave
 //! ```
+//!
+//! Heartbeats run on a task of their own (as the Java client's background thread), so a
+//! member that takes long over its records between polls stays in the group; its records'
+//! acquisition locks still run out after `share.record.lock.duration.ms`.
 //!
 //! With implicit acknowledgement (the default, Kafka's `share.acknowledgement.mode=implicit`)
 //! everything a poll returned is accepted by the next poll, `commit` or `close`. With
@@ -15,6 +21,7 @@
 //! it never acknowledges goes back to the group when its acquisition lock runs out.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kafka_protocol::messages::share_acknowledge_request::{
@@ -29,6 +36,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
@@ -127,15 +135,31 @@ struct Session {
 /// (topic id, partition) → (offset, type), the acknowledgements not yet sent.
 type Acks = BTreeMap<(Uuid, i32), BTreeMap<i64, AcknowledgeType>>;
 
+/// What the membership task and the consumer share.
+#[derive(Debug, Default)]
+struct Membership {
+    topics: Vec<String>,
+    member_epoch: i32,
+    assignment: BTreeSet<(Uuid, i32)>,
+    /// A heartbeat refusal the application must hear of (the next poll returns it).
+    failed: Option<BrokerError>,
+}
+
+/// The membership task's handle: what wakes it early (a new subscription) and how `close`
+/// asks it to leave the group (and hears how that went).
+struct MembershipTask {
+    wake: Arc<Notify>,
+    leave: oneshot::Sender<oneshot::Sender<Result<(), ShareConsumerError>>>,
+}
+
 pub struct ShareConsumer {
     config: ShareConsumerConfig,
     cluster: ClusterClient,
     member_id: String,
-    member_epoch: i32,
-    topics: Vec<String>,
-    coordinator: Option<i32>,
-    next_heartbeat: Instant,
-    heartbeat_interval: Duration,
+    membership: Arc<Mutex<Membership>>,
+    /// Started by the first poll (it needs the runtime).
+    task: Option<MembershipTask>,
+    /// The assignment as of the last poll.
     assignment: BTreeSet<(Uuid, i32)>,
     names: HashMap<Uuid, String>,
     sessions: HashMap<i32, Session>,
@@ -167,11 +191,8 @@ impl ShareConsumer {
             cluster,
             // KIP-932 v1: the member makes up its own id and keeps it for its lifetime.
             member_id: Uuid::new_v4().simple().to_string(),
-            member_epoch: 0,
-            topics: Vec::new(),
-            coordinator: None,
-            next_heartbeat: Instant::now(),
-            heartbeat_interval: Duration::from_secs(5),
+            membership: Arc::default(),
+            task: None,
             assignment: BTreeSet::new(),
             names: HashMap::new(),
             sessions: HashMap::new(),
@@ -182,10 +203,12 @@ impl ShareConsumer {
     }
 
     /// Subscribes to `topics` (replacing any earlier subscription); the group's coordinator
-    /// assigns their partitions at the next poll.
+    /// assigns their partitions (the heartbeat goes at once, or at the first poll).
     pub fn subscribe(&mut self, topics: &[&str]) {
-        self.topics = topics.iter().map(|t| t.to_string()).collect();
-        self.next_heartbeat = Instant::now();
+        lock(&self.membership).topics = topics.iter().map(|t| t.to_string()).collect();
+        if let Some(task) = &self.task {
+            task.wake.notify_one();
+        }
     }
 
     pub fn member_id(&self) -> &str {
@@ -224,13 +247,11 @@ impl ShareConsumer {
         Ok(())
     }
 
-    /// Records for the subscription: heartbeats when due, then one ShareFetch to each
-    /// leader of an assigned partition (carrying the acknowledgements so far), waiting up
-    /// to `timeout` for records.
-    ///
-    /// Heartbeats are sent from `poll` (there is no background thread): call it at least
-    /// every heartbeat interval, or the coordinator removes the member after its session
-    /// timeout. In explicit mode every record of the last poll must be acknowledged first.
+    /// Records for the subscription: one ShareFetch to each leader of an assigned partition
+    /// (carrying the acknowledgements so far), waiting up to `timeout` for records. The
+    /// first poll joins the group; heartbeats then go from a task of their own. A refusal
+    /// of a heartbeat (an authorisation failure, say) is this call's error. In explicit
+    /// mode every record of the last poll must be acknowledged first.
     pub async fn poll(
         &mut self,
         timeout: Duration,
@@ -245,11 +266,10 @@ impl ShareConsumer {
         }
         self.accept_implicitly();
         self.unacknowledged.clear();
+        self.start_membership();
         let deadline = Instant::now() + timeout;
         loop {
-            if Instant::now() >= self.next_heartbeat || self.member_epoch == 0 {
-                self.heartbeat(false).await?;
-            }
+            self.take_membership().await?;
             let started = Instant::now();
             let records = self.fetch(deadline).await?;
             if !records.is_empty() || Instant::now() >= deadline {
@@ -263,8 +283,7 @@ impl ShareConsumer {
             }
             if self.assignment.is_empty() || started.elapsed() < Duration::from_millis(20) {
                 // Nothing assigned yet, or no leader waited: not busily.
-                let wake = self.next_heartbeat.min(deadline);
-                tokio::time::sleep_until(wake.min(Instant::now() + Duration::from_millis(100)))
+                tokio::time::sleep_until(deadline.min(Instant::now() + Duration::from_millis(100)))
                     .await;
             }
         }
@@ -284,12 +303,57 @@ impl ShareConsumer {
         let acknowledged = self.send_acknowledgements(true).await;
         // Leave whatever happened to the acknowledgements (the records they missed come
         // back when their locks run out).
-        let left = if self.member_epoch > 0 {
-            self.heartbeat(true).await
-        } else {
-            Ok(())
+        let left = match self.task.take() {
+            Some(task) => {
+                let (reply, answer) = oneshot::channel();
+                if task.leave.send(reply).is_err() {
+                    Ok(()) // the task ended: never joined, or already gone
+                } else {
+                    answer.await.unwrap_or(Ok(()))
+                }
+            }
+            None => Ok(()),
         };
         acknowledged.and(left)
+    }
+
+    /// Starts the membership task, once (it heartbeats at once, joining the group).
+    fn start_membership(&mut self) {
+        if self.task.is_some() {
+            return;
+        }
+        let wake = Arc::new(Notify::new());
+        let (leave, asked) = oneshot::channel();
+        let heartbeats = Heartbeats {
+            config: self.config.clone(),
+            cluster: ClusterClient::with_security(
+                &self.config.bootstrap,
+                self.config.security.clone(),
+            ),
+            member_id: self.member_id.clone(),
+            coordinator: None,
+            membership: self.membership.clone(),
+        };
+        tokio::spawn(heartbeats.run(wake.clone(), asked));
+        self.task = Some(MembershipTask { wake, leave });
+    }
+
+    /// Takes in what the membership task learnt: a refusal to report, or a new assignment
+    /// (whose topics' names and leaders are then looked up; if that fails, the next poll
+    /// tries again).
+    async fn take_membership(&mut self) -> Result<(), ShareConsumerError> {
+        let (failed, assignment) = {
+            let mut m = lock(&self.membership);
+            (m.failed.take(), m.assignment.clone())
+        };
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        if assignment != self.assignment {
+            self.refresh_metadata().await?;
+            self.assignment = assignment;
+        }
+        Ok(())
     }
 
     fn accept_implicitly(&mut self) {
@@ -302,103 +366,6 @@ impl ShareConsumer {
                 acks.insert(o, AcknowledgeType::Accept);
             }
         }
-    }
-
-    async fn heartbeat(&mut self, leave: bool) -> Result<(), ShareConsumerError> {
-        let coordinator = match self.coordinator {
-            Some(c) => c,
-            None => match tokio::time::timeout(
-                self.config.request_timeout,
-                self.cluster.find_coordinator(&self.config.group_id),
-            )
-            .await
-            {
-                Ok(Ok(c)) => {
-                    self.coordinator = Some(c);
-                    c
-                }
-                found => {
-                    if found.is_err() {
-                        // Cut off mid-request: that connection is out of step.
-                        self.cluster.reset();
-                    }
-                    debug!("share consumer: no coordinator yet");
-                    self.next_heartbeat = Instant::now() + Duration::from_millis(200);
-                    return if leave {
-                        Err(ShareConsumerError::Usage(
-                            "no coordinator to leave the group at".into(),
-                        ))
-                    } else {
-                        Ok(())
-                    };
-                }
-            },
-        };
-        let req = ShareGroupHeartbeatRequest::default()
-            .with_group_id(GroupId(StrBytes::from_string(self.config.group_id.clone())))
-            .with_member_id(StrBytes::from_string(self.member_id.clone()))
-            .with_member_epoch(if leave { -1 } else { self.member_epoch })
-            .with_subscribed_topic_names(
-                (!leave).then(|| self.topics.iter().map(|t| topic_name(t)).collect()),
-            );
-        let patience = self.config.request_timeout;
-        let cluster = &mut self.cluster;
-        let answer = tokio::time::timeout(patience, async move {
-            cluster.broker(coordinator).await?.send(req, 1).await
-        })
-        .await
-        .unwrap_or(Err(ClientError::Closed));
-        let r = match answer {
-            Ok(r) => r,
-            Err(e) => {
-                self.lost_coordinator(coordinator);
-                return if leave { Err(e.into()) } else { Ok(()) };
-            }
-        };
-        match r.error_code {
-            0 => {}
-            NOT_COORDINATOR | COORDINATOR_NOT_AVAILABLE | COORDINATOR_LOAD_IN_PROGRESS => {
-                self.lost_coordinator(coordinator);
-                return Ok(());
-            }
-            UNKNOWN_MEMBER_ID | FENCED_MEMBER_EPOCH if !leave => {
-                // Out of the group: rejoin at epoch 0 with the same id.
-                info!(group = %self.config.group_id, "share consumer rejoins the group");
-                self.member_epoch = 0;
-                self.assignment.clear();
-                self.next_heartbeat = Instant::now();
-                return Ok(());
-            }
-            code => {
-                return Err(BrokerError::new(code, r.error_message.as_deref()).into());
-            }
-        }
-        if leave {
-            return Ok(());
-        }
-        self.member_epoch = r.member_epoch;
-        self.heartbeat_interval =
-            Duration::from_millis(r.heartbeat_interval_ms.clamp(100, 60_000) as u64);
-        self.next_heartbeat = Instant::now() + self.heartbeat_interval;
-        if let Some(a) = r.assignment {
-            let next: BTreeSet<(Uuid, i32)> = a
-                .topic_partitions
-                .iter()
-                .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p)))
-                .collect();
-            if next != self.assignment {
-                info!(group = %self.config.group_id, partitions = next.len(), "share consumer assignment");
-            }
-            self.assignment = next;
-            self.refresh_metadata().await?;
-        }
-        Ok(())
-    }
-
-    fn lost_coordinator(&mut self, id: i32) {
-        self.coordinator = None;
-        self.cluster.drop_broker(id);
-        self.next_heartbeat = Instant::now() + Duration::from_millis(200);
     }
 
     /// Topic names and leaders for the assigned topic ids.
@@ -830,6 +797,181 @@ impl ShareConsumer {
 }
 
 /// The epoch after `epoch` (past i32::MAX, 1: 0 would open a new session).
+/// The membership task: ShareGroupHeartbeat to the group's coordinator every heartbeat
+/// interval, over connections of its own, whatever the application is doing.
+struct Heartbeats {
+    config: ShareConsumerConfig,
+    cluster: ClusterClient,
+    member_id: String,
+    coordinator: Option<i32>,
+    membership: Arc<Mutex<Membership>>,
+}
+
+/// A heartbeat's outcome: when the next is due, or (leaving) whether the group let go.
+enum Beat {
+    Next(Instant),
+    Left(Result<(), ShareConsumerError>),
+}
+
+impl Heartbeats {
+    /// Heartbeats until asked to leave (then leaves and says how it went) or until the
+    /// consumer is dropped without `close` (then stops; the coordinator expires the member
+    /// after its session timeout).
+    async fn run(
+        mut self,
+        wake: Arc<Notify>,
+        mut asked: oneshot::Receiver<oneshot::Sender<Result<(), ShareConsumerError>>>,
+    ) {
+        let mut next = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = wake.notified() => {}
+                reply = &mut asked => {
+                    if let Ok(reply) = reply {
+                        let joined = lock(&self.membership).member_epoch > 0;
+                        let left = if joined {
+                            match self.heartbeat(true).await {
+                                Beat::Left(r) => r,
+                                Beat::Next(_) => Ok(()),
+                            }
+                        } else {
+                            Ok(())
+                        };
+                        let _ = reply.send(left);
+                    }
+                    return;
+                }
+            }
+            next = match self.heartbeat(false).await {
+                Beat::Next(at) => at,
+                Beat::Left(_) => return,
+            };
+        }
+    }
+
+    /// One ShareGroupHeartbeat (at epoch -1 if `leave`).
+    async fn heartbeat(&mut self, leave: bool) -> Beat {
+        let retry = || Instant::now() + Duration::from_millis(200);
+        let coordinator = match self.coordinator {
+            Some(c) => c,
+            None => match tokio::time::timeout(
+                self.config.request_timeout,
+                self.cluster.find_coordinator(&self.config.group_id),
+            )
+            .await
+            {
+                Ok(Ok(c)) => {
+                    self.coordinator = Some(c);
+                    c
+                }
+                found => {
+                    if found.is_err() {
+                        // Cut off mid-request: that connection is out of step.
+                        self.cluster.reset();
+                    }
+                    debug!("share consumer: no coordinator yet");
+                    return if leave {
+                        Beat::Left(Err(ShareConsumerError::Usage(
+                            "no coordinator to leave the group at".into(),
+                        )))
+                    } else {
+                        Beat::Next(retry())
+                    };
+                }
+            },
+        };
+        let (epoch, topics) = {
+            let m = lock(&self.membership);
+            (m.member_epoch, m.topics.clone())
+        };
+        let req = ShareGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(self.config.group_id.clone())))
+            .with_member_id(StrBytes::from_string(self.member_id.clone()))
+            .with_member_epoch(if leave { -1 } else { epoch })
+            .with_subscribed_topic_names(
+                (!leave).then(|| topics.iter().map(|t| topic_name(t)).collect()),
+            );
+        let patience = self.config.request_timeout;
+        let cluster = &mut self.cluster;
+        let answer = tokio::time::timeout(patience, async move {
+            cluster.broker(coordinator).await?.send(req, 1).await
+        })
+        .await
+        .unwrap_or(Err(ClientError::Closed));
+        let r = match answer {
+            Ok(r) => r,
+            Err(e) => {
+                self.lost_coordinator(coordinator);
+                return if leave {
+                    Beat::Left(Err(e.into()))
+                } else {
+                    Beat::Next(retry())
+                };
+            }
+        };
+        let mut m = lock(&self.membership);
+        match r.error_code {
+            0 => {}
+            NOT_COORDINATOR | COORDINATOR_NOT_AVAILABLE | COORDINATOR_LOAD_IN_PROGRESS => {
+                drop(m);
+                self.lost_coordinator(coordinator);
+                return if leave {
+                    Beat::Left(Err(BrokerError::new(r.error_code, None).into()))
+                } else {
+                    Beat::Next(retry())
+                };
+            }
+            UNKNOWN_MEMBER_ID | FENCED_MEMBER_EPOCH if !leave => {
+                // Out of the group: rejoin at epoch 0 with the same id, at once.
+                info!(group = %self.config.group_id, "share consumer rejoins the group");
+                m.member_epoch = 0;
+                m.assignment.clear();
+                return Beat::Next(Instant::now());
+            }
+            code => {
+                let e = BrokerError::new(code, r.error_message.as_deref());
+                if leave {
+                    return Beat::Left(Err(e.into()));
+                }
+                // The application hears of it at its next poll; the task tries again.
+                warn!(group = %self.config.group_id, error = %e, "share group heartbeat refused");
+                m.failed = Some(e);
+                return Beat::Next(Instant::now() + Duration::from_secs(1));
+            }
+        }
+        if leave {
+            m.member_epoch = -1;
+            m.assignment.clear();
+            return Beat::Left(Ok(()));
+        }
+        m.member_epoch = r.member_epoch;
+        if let Some(a) = r.assignment {
+            let next: BTreeSet<(Uuid, i32)> = a
+                .topic_partitions
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(move |p| (t.topic_id, *p)))
+                .collect();
+            if next != m.assignment {
+                info!(group = %self.config.group_id, partitions = next.len(), "share consumer assignment");
+            }
+            m.assignment = next;
+        }
+        let interval = Duration::from_millis(r.heartbeat_interval_ms.clamp(100, 60_000) as u64);
+        Beat::Next(Instant::now() + interval)
+    }
+
+    fn lost_coordinator(&mut self, id: i32) {
+        self.coordinator = None;
+        self.cluster.drop_broker(id);
+    }
+}
+
+/// The membership, whatever a panicking holder left (its fields are each consistent).
+fn lock(m: &Mutex<Membership>) -> std::sync::MutexGuard<'_, Membership> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn next_epoch(epoch: i32) -> i32 {
     if epoch == i32::MAX {
         1

@@ -287,6 +287,78 @@ def test_the_cli_resets_and_deletes_a_share_groups_offsets(sbroker):
     assert twice.returncode != 0 and "no offset information" in twice.stdout, twice
 
 
+def test_read_committed_share_groups_get_only_committed_records(sbroker):
+    """The group config share.isolation.level=read_committed (set with confluent-kafka's
+    IncrementalAlterConfigs): a librdkafka share consumer gets the records of committed
+    transactions only, never those of an aborted one, and those of an open transaction
+    once it commits; a read_uncommitted group on the same topic gets everything."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+    topic = make_topic(sbroker, 1, 0)
+    committed = f"share-rc-{uuid.uuid4().hex[:6]}"
+    everything = f"share-ru-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient({"bootstrap.servers": sbroker.bootstrap})
+    res = ConfigResource(ResourceType.GROUP, committed, incremental_configs=[
+        ConfigEntry("share.isolation.level", "read_committed",
+                    incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(20)
+    bad = ConfigResource(ResourceType.GROUP, committed, incremental_configs=[
+        ConfigEntry("share.isolation.level", "committed",
+                    incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(Exception, match="INVALID_CONFIG|read_committed"):
+        admin.incremental_alter_configs([bad])[bad].result(20)
+
+    p = Producer({"bootstrap.servers": sbroker.bootstrap,
+                  "transactional.id": f"txn-{uuid.uuid4().hex[:6]}", "linger.ms": 0})
+    p.init_transactions(30)
+
+    def txn(prefix, n, end):
+        p.begin_transaction()
+        for i in range(n):
+            p.produce(topic, value=f"{prefix}-{i}".encode())
+        p.flush(30)
+        if end == "commit":
+            p.commit_transaction(30)
+        elif end == "abort":
+            p.abort_transaction(30)
+    txn("first", 10, "commit")
+    txn("aborted", 5, "abort")
+    txn("second", 10, "commit")
+    txn("open", 3, None)  # written, not committed yet
+
+    def read(group, n, settle):
+        c = share_consumer(sbroker, group)
+        c.subscribe([topic])
+        got = []
+
+        def enough():
+            got.extend(m.value().decode() for m in c.poll(0.3) if m.error() is None)
+            return len(got) >= n
+        wait_until(enough, timeout=30, what=f"{n} records for {group}")
+        end = time.monotonic() + settle
+        while time.monotonic() < end:
+            got.extend(m.value().decode() for m in c.poll(0.3) if m.error() is None)
+        return c, got
+
+    rc, got = read(committed, 20, 2.0)
+    try:
+        assert got == [f"first-{i}" for i in range(10)] + [f"second-{i}" for i in range(10)], got
+        # The open transaction holds back what follows it until it commits.
+        p.commit_transaction(30)
+        more = []
+        wait_until(lambda: more.extend(m.value().decode() for m in rc.poll(0.3)
+                                       if m.error() is None) or len(more) >= 3,
+                   timeout=30, what="the records of the transaction once committed")
+        assert more == [f"open-{i}" for i in range(3)], more
+    finally:
+        rc.close()
+    ru, got = read(everything, 28, 1.0)
+    ru.close()
+    assert sorted(got) == sorted([f"first-{i}" for i in range(10)]
+                                 + [f"aborted-{i}" for i in range(5)]
+                                 + [f"second-{i}" for i in range(10)]
+                                 + [f"open-{i}" for i in range(3)]), got
+
+
 def test_a_new_partition_leader_resumes_where_the_group_was(tmp_path):
     """The share-partition start is made durable at the group's coordinator: after the
     partition's leader is killed, the new leader resumes there. With the default

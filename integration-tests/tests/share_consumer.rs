@@ -597,3 +597,53 @@ async fn share_offsets_errors(bootstrap: &str, cluster: &Cluster) {
         "CLUSTER_AUTHORIZATION_FAILED"
     );
 }
+
+/// A member that spends longer than the session timeout between polls stays in the group:
+/// its heartbeats go from a task of their own (as the Java client's background thread).
+/// With heartbeats sent from `poll` only, the coordinator expired it after 3 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_busy_between_polls_stays_in_the_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(
+        &dir.path().join("data"),
+        &[
+            "--share-auto-offset-reset",
+            "earliest",
+            "--group-share-session-timeout-ms",
+            "3000",
+            "--group-share-heartbeat-interval-ms",
+            "300",
+        ],
+    )
+    .expect("start");
+    let bootstrap = broker.kafka.to_string();
+    producer::create_replicated_topic(broker.kafka, "jobs", 1, 1).await;
+    produce(&bootstrap, "jobs", 5, 1).await;
+    let mut busy = consumer(&bootstrap, "slow", false);
+    let mut got = Vec::new();
+    poll_until(&mut busy, &mut got, |g| g.len() >= 5).await;
+    let mut admin = strom_client::admin::Admin::new(&bootstrap);
+    // Twice the session timeout without a poll.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let g = admin.describe_share_group("slow").await.expect("describe");
+    assert_eq!(
+        g.members
+            .iter()
+            .map(|m| m.member_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![busy.member_id()],
+        "{g:?}"
+    );
+    // It goes on where it was: the next records, and nothing of the first five again.
+    produce(&bootstrap, "jobs", 3, 1).await;
+    let mut more = Vec::new();
+    poll_until(&mut busy, &mut more, |g| g.len() >= 3).await;
+    assert_eq!(
+        more.iter().map(|r| r.record.offset).collect::<Vec<_>>(),
+        vec![5, 6, 7]
+    );
+    busy.close().await.expect("close");
+    // close left the group.
+    let g = admin.describe_share_group("slow").await.expect("describe");
+    assert!(g.members.is_empty(), "{g:?}");
+}

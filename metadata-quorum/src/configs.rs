@@ -156,6 +156,7 @@ pub const SHARE_RECORD_LOCK_DURATION_MS: &str = "share.record.lock.duration.ms";
 pub const SHARE_DELIVERY_COUNT_LIMIT: &str = "share.delivery.count.limit";
 pub const SHARE_PARTITION_MAX_RECORD_LOCKS: &str = "share.partition.max.record.locks";
 pub const SHARE_AUTO_OFFSET_RESET: &str = "share.auto.offset.reset";
+pub const SHARE_ISOLATION_LEVEL: &str = "share.isolation.level";
 
 /// The ranges of the share settings, for the group configs and the broker flags alike.
 pub const MIN_SHARE_RECORD_LOCK_DURATION_MS: u64 = 1000;
@@ -175,6 +176,7 @@ pub const GROUP_CONFIGS: &[ConfigDef] = &[
     def(SHARE_AUTO_OFFSET_RESET, "share.auto.offset.reset", ConfigType::String, "latest", 0, "where the share group starts a partition it has not read: latest, earliest, or by_duration:<ISO-8601 duration> back from now"),
     def(SHARE_DELIVERY_COUNT_LIMIT, "group.share.delivery.count.limit", ConfigType::Int, "5", MIN_SHARE_DELIVERY_COUNT_LIMIT as i64, "deliveries of a record before it is archived"),
     def(SHARE_HEARTBEAT_INTERVAL_MS, "group.share.heartbeat.interval.ms", ConfigType::Int, "5000", 1, "how often members of this share group heartbeat"),
+    def(SHARE_ISOLATION_LEVEL, "share.isolation.level", ConfigType::String, "read_uncommitted", 0, "read_committed: the share group gets only committed transactional records (up to the last stable offset; aborted ones are archived); read_uncommitted: everything up to the high watermark"),
     def(SHARE_PARTITION_MAX_RECORD_LOCKS, "group.share.partition.max.record.locks", ConfigType::Int, "2000", MIN_SHARE_PARTITION_MAX_RECORD_LOCKS, "records in flight per share-partition"),
     def(SHARE_RECORD_LOCK_DURATION_MS, "group.share.record.lock.duration.ms", ConfigType::Int, "30000", MIN_SHARE_RECORD_LOCK_DURATION_MS as i64, "how long a member holds the records a ShareFetch gave it"),
     def(SHARE_SESSION_TIMEOUT_MS, "group.share.session.timeout.ms", ConfigType::Int, "45000", 1, "how long a member of this share group may go without a heartbeat"),
@@ -226,6 +228,11 @@ pub fn validate_group(name: &str, value: &str) -> Result<(), MetadataError> {
             .map(|_| ())
             .map_err(|e| invalid(format!("'{value}': {e}")));
     }
+    if name == SHARE_ISOLATION_LEVEL {
+        return share_read_committed(value)
+            .map(|_| ())
+            .map_err(|e| invalid(format!("'{value}': {e}")));
+    }
     check_value(d, value)?;
     if let Some(max) = group_config_max(name) {
         let v: i64 = value.trim().parse().unwrap_or(i64::MAX);
@@ -234,6 +241,16 @@ pub fn validate_group(name: &str, value: &str) -> Result<(), MetadataError> {
         }
     }
     Ok(())
+}
+
+/// `share.isolation.level`: whether a share group reads only committed records
+/// (`read_committed`) or everything below the high watermark (`read_uncommitted`).
+pub fn share_read_committed(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "read_committed" => Ok(true),
+        "read_uncommitted" => Ok(false),
+        _ => Err("expected read_committed or read_uncommitted".into()),
+    }
 }
 
 /// Where a share group starts a partition it has not read before.
@@ -500,6 +517,9 @@ mod tests {
         assert!(validate_group(CONSUMER_SESSION_TIMEOUT_MS, "x").is_err());
         assert!(validate_group(SHARE_AUTO_OFFSET_RESET, "EARLIEST").is_ok());
         assert!(validate_group(SHARE_AUTO_OFFSET_RESET, "none").is_err());
+        assert!(validate_group(SHARE_ISOLATION_LEVEL, "read_committed").is_ok());
+        assert!(validate_group(SHARE_ISOLATION_LEVEL, "READ_UNCOMMITTED").is_ok());
+        assert!(validate_group(SHARE_ISOLATION_LEVEL, "committed").is_err());
         assert!(validate_group("retention.ms", "1000").is_err());
         let Err(err) = validate_group("share.no.such", "1") else {
             panic!("an unknown name was accepted");

@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::consumer_groups::ImageTopics;
 use super::groups::coordinator_log;
 use super::{leader_log, str_bytes, topic_name};
-use crate::log::{batch, PartitionLog};
+use crate::log::{batch, PartitionLog, ReadLimit};
 use crate::share::{partition, SessionStep, ShareHeartbeat, ShareKey, Snapshot};
 use crate::Broker;
 
@@ -217,23 +217,34 @@ fn acknowledge(
 /// set up again): the client finds the leader and fetches again.
 const GONE: i16 = 6; // NOT_LEADER_OR_FOLLOWER
 
+/// How far a share group reads a partition: the last stable offset under
+/// `share.isolation.level=read_committed`, else the high watermark.
+fn readable_end(log: &PartitionLog, config: &partition::ShareConfig) -> i64 {
+    if config.read_committed {
+        log.last_stable_offset()
+    } else {
+        log.high_watermark()
+    }
+}
+
 /// Where a share-partition new to its group starts, as `share.auto.offset.reset` says.
 pub(super) fn start_offset(log: &PartitionLog, config: &partition::ShareConfig) -> i64 {
     use metadata_quorum::configs::ShareAutoOffsetReset as Reset;
+    let end = readable_end(log, config);
     match config.auto_offset_reset {
         Reset::Earliest => log.state().log_start_offset,
-        Reset::Latest => log.high_watermark(),
+        Reset::Latest => end,
         Reset::ByDuration(ms) => {
             let since = unix_now_ms().saturating_sub(ms);
             match log.offset_for_timestamp(since) {
                 // Only what consumers may see: a record past the high watermark may be
                 // written later than `since` by the time it is committed, but it is read
                 // from the start like any record the window reaches.
-                Ok(Some(found)) => found.offset.min(log.high_watermark()),
-                Ok(None) => log.high_watermark(),
+                Ok(Some(found)) => found.offset.min(end),
+                Ok(None) => end,
                 Err(e) => {
                     tracing::warn!(error = %e, "share.auto.offset.reset by_duration: time index unreadable, starting at the end");
-                    log.high_watermark()
+                    end
                 }
             }
         }
@@ -291,18 +302,40 @@ fn acquire(
         return gone();
     };
     let mut spans = Vec::new();
-    if room && end < log.high_watermark() {
+    if room && end < readable_end(&log, &config) {
+        let limit = if config.read_committed {
+            ReadLimit::LastStable
+        } else {
+            ReadLimit::HighWatermark
+        };
         if let Ok(batches) = log
-            .read(end, budget)
+            .read_up_to(end, budget, limit)
             .and_then(|r| batch::parse_replicated(&r.records))
         {
+            let last = batches
+                .last()
+                .map_or(end, |b| b.base_offset() + b.last_offset_delta as i64);
+            // Under read_committed a batch of an aborted transaction is done at once, as
+            // a marker is: its producer's abort covers it (Kafka archives them too).
+            let aborted = if config.read_committed {
+                log.aborted_between(end, last + 1)
+            } else {
+                Vec::new()
+            };
             spans = batches
                 .iter()
                 .map(|b| {
+                    let base = b.base_offset();
+                    let in_aborted = b.is_transactional()
+                        && aborted.iter().any(|a| {
+                            a.producer_id == b.producer_id
+                                && a.first_offset <= base
+                                && base < a.last_offset
+                        });
                     (
-                        b.base_offset(),
-                        b.base_offset() + b.last_offset_delta as i64,
-                        b.is_control(),
+                        base,
+                        base + b.last_offset_delta as i64,
+                        b.is_control() || in_aborted,
                     )
                 })
                 .collect();

@@ -131,6 +131,12 @@ impl ShareState {
         {
             config.auto_offset_reset = r;
         }
+        if let Some(rc) = g
+            .get::<String>(c::SHARE_ISOLATION_LEVEL)
+            .and_then(|v| c::share_read_committed(&v).ok())
+        {
+            config.read_committed = rc;
+        }
         config
     }
 

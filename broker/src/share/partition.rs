@@ -33,6 +33,9 @@ pub struct ShareConfig {
     /// Where a new share-partition starts (Kafka's `share.auto.offset.reset`): the log
     /// end, its start, or the first record at or after a time back from now.
     pub auto_offset_reset: metadata_quorum::configs::ShareAutoOffsetReset,
+    /// Kafka's `share.isolation.level=read_committed` (a group config only): records are
+    /// read up to the last stable offset, and those of aborted transactions are archived.
+    pub read_committed: bool,
 }
 
 impl Default for ShareConfig {
@@ -44,6 +47,7 @@ impl Default for ShareConfig {
             session_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(5),
             auto_offset_reset: metadata_quorum::configs::ShareAutoOffsetReset::Latest,
+            read_committed: false,
         }
     }
 }
@@ -81,7 +85,8 @@ pub struct Acquired {
     pub delivery_count: i16,
 }
 
-/// A batch as read from the log: (base offset, last offset, is a control batch).
+/// A batch as read from the log: (base offset, last offset, done at once: a control batch,
+/// or under read_committed a batch of an aborted transaction; no member gets it).
 pub type BatchSpan = (i64, i64, bool);
 
 /// Consecutive records of the in-flight window in one state with one delivery count (the
