@@ -459,6 +459,9 @@ impl Broker {
         let mut tasks = JoinSet::new();
         tasks.spawn(follow_metadata(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(clean_logs(broker.clone(), shutdown_rx.clone()));
+        if broker.config.memtable_idle_flush_ms > 0 {
+            tasks.spawn(flush_idle_memtables(broker.clone(), shutdown_rx.clone()));
+        }
         tasks.spawn(tick_groups(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(persist_share_states(broker.clone(), shutdown_rx.clone()));
         tasks.spawn(log_dir::report_loop(broker.clone(), shutdown_rx.clone()));
@@ -766,6 +769,26 @@ async fn tick_groups(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
                 });
             }
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Every `--memtable-idle-flush-ms`: the memtables that took no write since the last look are
+/// written out (on a blocking thread), so what idle partitions held goes back.
+async fn flush_idle_memtables(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let period = Duration::from_millis(broker.config.memtable_idle_flush_ms);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let b = broker.clone();
+        match tokio::task::spawn_blocking(move || b.logs.flush_idle()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(memtables = n, "idle memtables flushed"),
+            Err(e) => warn!(error = %e, "idle memtable flush task failed"),
         }
     }
 }

@@ -105,6 +105,9 @@ pub struct RocksLogStore {
     partition_families: usize,
     /// Partitions known to keep their batches in the shared column family.
     shared: RwLock<std::collections::HashSet<TopicPartition>>,
+    /// Per column family, the entries of its active memtable at the last
+    /// [`LogStore::flush_idle`]: unchanged since then means no write came.
+    idle_marks: Mutex<HashMap<String, u64>>,
 }
 
 /// Whether files under `dir` can be opened with O_DIRECT (tmpfs before Linux 6.6 and some
@@ -222,6 +225,7 @@ impl RocksLogStore {
             own_families: Mutex::new(0),
             partition_families: options.partition_families,
             shared: RwLock::new(Default::default()),
+            idle_marks: Mutex::new(HashMap::new()),
         };
         let partitions = store.partitions()?;
         let mut bounds: HashMap<TopicPartition, Bounds> = partitions
@@ -418,6 +422,53 @@ impl LogStore for RocksLogStore {
                 }
             })
             .collect()
+    }
+
+    fn flush_idle(&self) -> usize {
+        let partitions: Vec<TopicPartition> = self.bounds.read().keys().copied().collect();
+        let names: Vec<String> = partitions
+            .into_iter()
+            .map(log_cf_name)
+            .chain(
+                [
+                    CF_SHARED_LOG,
+                    CF_TIMEINDEX,
+                    CF_STATE,
+                    CF_PRODUCERS,
+                    CF_EPOCHS,
+                    CF_TXNINDEX,
+                    CF_FLOORS,
+                ]
+                .map(String::from),
+            )
+            .collect();
+        let mut marks = self.idle_marks.lock();
+        let mut seen = HashMap::with_capacity(names.len());
+        let mut flushed = 0;
+        for name in names {
+            let Some(cf) = self.db.cf_handle(&name) else {
+                continue;
+            };
+            let Ok(Some(entries)) = self
+                .db
+                .property_int_value_cf(&cf, "rocksdb.num-entries-active-mem-table")
+            else {
+                continue;
+            };
+            if entries > 0 && marks.get(&name) == Some(&entries) {
+                // In the background: a flush of an idle memtable needs no waiting for.
+                let mut opts = rocksdb::FlushOptions::default();
+                opts.set_wait(false);
+                match self.db.flush_cf_opt(&cf, &opts) {
+                    Ok(()) => flushed += 1,
+                    Err(e) => tracing::warn!(cf = %name, error = %e, "idle memtable flush failed"),
+                }
+                continue; // its next mark starts from the empty memtable
+            }
+            seen.insert(name, entries);
+        }
+        *marks = seen;
+        flushed
     }
 
     fn create_partition(&self, tp: TopicPartition) -> Result<PartitionState, StorageError> {
@@ -975,6 +1026,57 @@ mod tests {
             .collect();
         files.sort();
         files
+    }
+
+    #[test]
+    fn memtables_that_took_no_write_since_the_last_look_are_flushed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_small(dir.path());
+        let (idle, busy) = (
+            TopicPartition::new(uuid::Uuid::from_u128(2), 0),
+            TopicPartition::new(uuid::Uuid::from_u128(2), 1),
+        );
+        store.create_partition(idle).expect("create");
+        store.create_partition(busy).expect("create");
+        append_batches(&store, idle, 4, 1 << 10);
+        append_batches(&store, busy, 4, 1 << 10);
+        let entries = |tp| {
+            store
+                .db
+                .property_int_value_cf(
+                    &store.own_cf(tp).expect("cf"),
+                    "rocksdb.num-entries-active-mem-table",
+                )
+                .expect("property")
+                .expect("value")
+        };
+        assert_eq!(store.flush_idle(), 0, "the first look only marks");
+        append_batches(&store, busy, 1, 1 << 10);
+        assert!(store.flush_idle() >= 1);
+        // The idle partition's memtable is written out (in the background); the busy one's
+        // is kept, and the next look flushes it if nothing came meanwhile.
+        for _ in 0..500 {
+            if files_of(&store, idle).len() == 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(files_of(&store, idle).len(), 1);
+        assert_eq!(entries(idle), 0);
+        assert_eq!(entries(busy), 5);
+        assert!(files_of(&store, busy).is_empty());
+        store.flush_idle();
+        for _ in 0..500 {
+            if files_of(&store, busy).len() == 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(files_of(&store, busy).len(), 1);
+        assert_eq!(entries(busy), 0);
+        // The batches read back from the files.
+        let read = store.read(idle, 0, i64::MAX, 1 << 20).expect("read");
+        assert_eq!(read.len(), 4);
     }
 
     #[test]

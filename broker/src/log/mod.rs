@@ -1343,6 +1343,12 @@ impl LogManager {
         self.store.engine_stats()
     }
 
+    /// Writes out the engine's buffers that took no write since the last call (see
+    /// [`LogStore::flush_idle`]).
+    pub fn flush_idle(&self) -> usize {
+        self.store.flush_idle()
+    }
+
     /// Every partition log this broker holds.
     pub fn all(&self) -> Vec<Arc<PartitionLog>> {
         self.partitions.read().values().cloned().collect()
