@@ -356,8 +356,8 @@ pub struct BrokerConfig {
     #[arg(long, env = "STROM_WRITE_BUFFER_MB", default_value_t = 128)]
     pub write_buffer_mb: usize,
 
-    /// Write out a partition's memtable once it has taken no write for between one and two
-    /// of these intervals, giving its memory back (after a burst, idle partitions would
+    /// Write out a memtable of 4 MiB or more once it has taken no write for between one and
+    /// two of these intervals, giving its memory back (after a burst, idle partitions would
     /// otherwise hold up to --write-buffer-mb until the WAL limit or a restart). 0: never.
     #[arg(long, env = "STROM_MEMTABLE_IDLE_FLUSH_MS", default_value_t = 30_000)]
     pub memtable_idle_flush_ms: u64,

@@ -32,6 +32,9 @@ use crate::{
 type Db = rocksdb::DBWithThreadMode<MultiThreaded>;
 type Cf<'a> = Arc<BoundColumnFamily<'a>>;
 
+/// The smallest idle memtable [`LogStore::flush_idle`] writes out.
+const IDLE_FLUSH_MIN_BYTES: u64 = 4 << 20;
+
 /// Batches of the partitions without a column family of their own: those past the limit,
 /// and every partition an earlier version wrote (they stay where they are).
 const CF_SHARED_LOG: &str = "log";
@@ -455,7 +458,17 @@ impl LogStore for RocksLogStore {
             else {
                 continue;
             };
-            if entries > 0 && marks.get(&name) == Some(&entries) {
+            // Only a memtable worth the file it becomes: a small one holds little memory
+            // (untouched arena pages cost none), and flushing every trickle of writes would
+            // leave a file per write.
+            let big = || {
+                self.db
+                    .property_int_value_cf(&cf, "rocksdb.cur-size-active-mem-table")
+                    .ok()
+                    .flatten()
+                    .is_some_and(|bytes| bytes >= IDLE_FLUSH_MIN_BYTES)
+            };
+            if entries > 0 && marks.get(&name) == Some(&entries) && big() {
                 // In the background: a flush of an idle memtable needs no waiting for.
                 let mut opts = rocksdb::FlushOptions::default();
                 opts.set_wait(false);
@@ -1031,15 +1044,20 @@ mod tests {
     #[test]
     fn memtables_that_took_no_write_since_the_last_look_are_flushed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = open_small(dir.path());
+        // 64 MiB memtables: none fills up in this test.
+        let store = RocksLogStore::open(dir.path(), &RocksOptions::default()).expect("open");
         let (idle, busy) = (
             TopicPartition::new(uuid::Uuid::from_u128(2), 0),
             TopicPartition::new(uuid::Uuid::from_u128(2), 1),
         );
         store.create_partition(idle).expect("create");
         store.create_partition(busy).expect("create");
-        append_batches(&store, idle, 4, 1 << 10);
-        append_batches(&store, busy, 4, 1 << 10);
+        // Enough to be worth a file (IDLE_FLUSH_MIN_BYTES); a small one stays.
+        let small = TopicPartition::new(uuid::Uuid::from_u128(2), 2);
+        store.create_partition(small).expect("create");
+        append_batches(&store, idle, 4, 1 << 20);
+        append_batches(&store, busy, 4, 1 << 20);
+        append_batches(&store, small, 4, 1 << 10);
         let entries = |tp| {
             store
                 .db
@@ -1051,7 +1069,7 @@ mod tests {
                 .expect("value")
         };
         assert_eq!(store.flush_idle(), 0, "the first look only marks");
-        append_batches(&store, busy, 1, 1 << 10);
+        append_batches(&store, busy, 1, 1 << 20);
         assert!(store.flush_idle() >= 1);
         // The idle partition's memtable is written out (in the background); the busy one's
         // is kept, and the next look flushes it if nothing came meanwhile.
@@ -1074,8 +1092,10 @@ mod tests {
         }
         assert_eq!(files_of(&store, busy).len(), 1);
         assert_eq!(entries(busy), 0);
+        assert_eq!(entries(small), 4, "too small to be worth a file");
+        assert!(files_of(&store, small).is_empty());
         // The batches read back from the files.
-        let read = store.read(idle, 0, i64::MAX, 1 << 20).expect("read");
+        let read = store.read(idle, 0, i64::MAX, 16 << 20).expect("read");
         assert_eq!(read.len(), 4);
     }
 
