@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   membership task ──> ShareGroupHeartbeat every interval (coordinator: membership,
-//!        │               assignment), started by the first poll, whatever the application does
+//!        │               assignment), started by the first poll
 //!        ▼ assignment
 //!   poll ──> ShareFetch per partition leader, in a share session (epoch 0 opens it, then
 //!            1, 2, ...), carrying the acknowledgements of what earlier polls returned
@@ -13,7 +13,11 @@
 //!
 //! Heartbeats run on a task of their own (as the Java client's background thread), so a
 //! member that takes long over its records between polls stays in the group; its records'
-//! acquisition locks still run out after `share.record.lock.duration.ms`.
+//! acquisition locks still run out after `share.record.lock.duration.ms`. The task needs a
+//! runtime thread to run on: work that blocks a current-thread runtime between polls
+//! starves it (use `spawn_blocking`, or a multi-threaded runtime). There is no
+//! `max.poll.interval.ms`: a member that stops polling keeps its place in the group (its
+//! records still go back to the others as their locks run out) until it closes.
 //!
 //! With implicit acknowledgement (the default, Kafka's `share.acknowledgement.mode=implicit`)
 //! everything a poll returned is accepted by the next poll, `commit` or `close`. With
@@ -150,6 +154,7 @@ struct Membership {
 struct MembershipTask {
     wake: Arc<Notify>,
     leave: oneshot::Sender<oneshot::Sender<Result<(), ShareConsumerError>>>,
+    handle: tokio::task::JoinHandle<()>,
 }
 
 pub struct ShareConsumer {
@@ -317,10 +322,14 @@ impl ShareConsumer {
         acknowledged.and(left)
     }
 
-    /// Starts the membership task, once (it heartbeats at once, joining the group).
+    /// Starts the membership task, once (it heartbeats at once, joining the group), and
+    /// again if it ended (it ends only by panicking, before `close`).
     fn start_membership(&mut self) {
-        if self.task.is_some() {
+        if self.task.as_ref().is_some_and(|t| !t.handle.is_finished()) {
             return;
+        }
+        if self.task.is_some() {
+            warn!(group = %self.config.group_id, "share consumer membership task ended; starting it again");
         }
         let wake = Arc::new(Notify::new());
         let (leave, asked) = oneshot::channel();
@@ -334,8 +343,12 @@ impl ShareConsumer {
             coordinator: None,
             membership: self.membership.clone(),
         };
-        tokio::spawn(heartbeats.run(wake.clone(), asked));
-        self.task = Some(MembershipTask { wake, leave });
+        let handle = tokio::spawn(heartbeats.run(wake.clone(), asked));
+        self.task = Some(MembershipTask {
+            wake,
+            leave,
+            handle,
+        });
     }
 
     /// Takes in what the membership task learnt: a refusal to report, or a new assignment
@@ -830,14 +843,18 @@ impl Heartbeats {
                 reply = &mut asked => {
                     if let Ok(reply) = reply {
                         let joined = lock(&self.membership).member_epoch > 0;
-                        let left = if joined {
-                            match self.heartbeat(true).await {
+                        let mut left = Ok(());
+                        // A coordinator that moved is looked up again: three tries.
+                        for _ in 0..(if joined { 3 } else { 0 }) {
+                            left = match self.heartbeat(true).await {
                                 Beat::Left(r) => r,
                                 Beat::Next(_) => Ok(()),
+                            };
+                            if left.is_ok() {
+                                break;
                             }
-                        } else {
-                            Ok(())
-                        };
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
                         let _ = reply.send(left);
                     }
                     return;
@@ -946,6 +963,7 @@ impl Heartbeats {
             return Beat::Left(Ok(()));
         }
         m.member_epoch = r.member_epoch;
+        m.failed = None; // a refusal since cleared is not reported
         if let Some(a) = r.assignment {
             let next: BTreeSet<(Uuid, i32)> = a
                 .topic_partitions

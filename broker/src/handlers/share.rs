@@ -262,6 +262,9 @@ struct Fetched {
     error: i16,
     records: Option<bytes::Bytes>,
     acquired: Vec<partition::Acquired>,
+    /// Whether the window took in batches from the log (perhaps only archived ones: markers,
+    /// aborted transactions under read_committed), so reading on may find more at once.
+    moved: bool,
 }
 
 /// Acquires up to `max` records of one share-partition for `member`.
@@ -281,6 +284,7 @@ fn acquire(
                 error,
                 records: None,
                 acquired: vec![],
+                moved: false,
             }
         }
     };
@@ -292,6 +296,7 @@ fn acquire(
         error: GONE,
         records: None,
         acquired: vec![],
+        moved: false,
     };
     // The window's end, then the log read without the share lock, then the acquisition.
     let Some((end, room)) = broker.share.with_partition(&key, |sp| {
@@ -341,11 +346,12 @@ fn acquire(
                 .collect();
         }
     }
-    let Some(acquired) = broker.share.with_partition(&key, |sp| {
+    let Some((acquired, moved)) = broker.share.with_partition(&key, |sp| {
         // Read at another end (another request took them, or the window was set up
         // again): only what is available again is taken now.
         let spans: &[partition::BatchSpan] = if sp.end() == end { &spans } else { &[] };
-        sp.acquire(member, max, spans, now, &config)
+        let acquired = sp.acquire(member, max, spans, now, &config);
+        (acquired, sp.end() > end)
     }) else {
         return gone();
     };
@@ -354,6 +360,7 @@ fn acquire(
             error: 0,
             records: None,
             acquired,
+            moved,
         };
     }
     // The batches holding each acquired range, up to the byte budget (at least one batch);
@@ -423,6 +430,7 @@ fn acquire(
         error: 0,
         records: Some(keep.freeze()),
         acquired: sent,
+        moved,
     }
 }
 
@@ -542,6 +550,7 @@ pub async fn fetch(broker: &Broker, req: ShareFetchRequest, listener: &str) -> S
                     error,
                     records: None,
                     acquired: vec![],
+                    moved: false,
                 });
             }
         }
@@ -563,6 +572,7 @@ pub async fn fetch(broker: &Broker, req: ShareFetchRequest, listener: &str) -> S
         let mut watchers: Vec<watch::Receiver<i64>> = Vec::new();
         let mut budget = max_records;
         let mut got_any = false;
+        let mut moved = false;
         for (t, p) in &partitions {
             if let Ok(log) = share_log(broker, t, *p) {
                 watchers.push(log.subscribe());
@@ -576,6 +586,7 @@ pub async fn fetch(broker: &Broker, req: ShareFetchRequest, listener: &str) -> S
                     .sum(),
             );
             got_any |= !fetched.acquired.is_empty();
+            moved |= fetched.moved;
             if fetched.error != 0 || !fetched.acquired.is_empty() {
                 out.entry((*t, *p)).or_insert((None, None)).0 = Some(fetched);
             }
@@ -586,6 +597,11 @@ pub async fn fetch(broker: &Broker, req: ShareFetchRequest, listener: &str) -> S
         let now = Instant::now();
         if got_any || now >= deadline || watchers.is_empty() || !ack_codes.is_empty() {
             return respond(broker, &group, out, listener);
+        }
+        if moved {
+            // Only archived batches came in (markers, aborted transactions): there may be
+            // records right behind them.
+            continue;
         }
         // Nothing yet: wait for an append, a lock to run out, or the deadline.
         let changes: Vec<Pin<Box<dyn Future<Output = _> + Send + '_>>> = watchers
@@ -1001,9 +1017,6 @@ pub(super) async fn write_group(
     if named.is_empty() {
         return false;
     }
-    let Some(coordinator) = coordinator_of(broker, &group) else {
-        return false;
-    };
     let entries: Vec<(String, i32, crate::group::Committed)> = named
         .iter()
         .map(|(name, t, p, epoch, s)| {
@@ -1019,7 +1032,30 @@ pub(super) async fn write_group(
             )
         })
         .collect();
-    let ok = if coordinator == broker.node_id {
+    let ok = commit_states(broker, &share_group, entries).await;
+    if ok {
+        for (_, t, p, _, s) in named {
+            broker.share.persisted(&(share_group.clone(), t, p), s);
+        }
+    } else {
+        tracing::debug!(group, "share-partition states not persisted yet");
+    }
+    ok
+}
+
+/// Commits share-partition states of `share_group` (start offsets with their windows, or
+/// deletion markers) at the group's coordinator, here or by an OffsetCommit of its state id
+/// over the inter-broker listener. Whether every partition's was taken.
+pub(super) async fn commit_states(
+    broker: &Broker,
+    share_group: &str,
+    entries: Vec<(String, i32, crate::group::Committed)>,
+) -> bool {
+    let group = state_group(share_group);
+    let Some(coordinator) = coordinator_of(broker, &group) else {
+        return false;
+    };
+    if coordinator == broker.node_id {
         match coordinator_log(broker, &group) {
             Ok(log) => super::groups::commit_share_state(broker, &log, &group, entries).await == 0,
             Err(_) => false,
@@ -1059,19 +1095,7 @@ pub(super) async fn write_group(
                     .flat_map(|t| &t.partitions)
                     .all(|p| p.error_code == 0)
             })
-    };
-    if ok {
-        for (_, t, p, _, s) in named {
-            broker.share.persisted(&(share_group.clone(), t, p), s);
-        }
-    } else {
-        tracing::debug!(
-            group,
-            coordinator,
-            "share-partition states not persisted yet"
-        );
     }
-    ok
 }
 
 /// Makes the state of the share-partitions an acknowledgement changed durable before it is

@@ -19,10 +19,12 @@ use uuid::Uuid;
 
 use super::groups::coordinator_log;
 use super::share::{
-    has_state, leader_of, share_log, start_offset, state_group, write_group, GROUP_ID_NOT_FOUND,
+    commit_states, has_state, leader_of, share_log, start_offset, state_group, write_group,
+    GROUP_ID_NOT_FOUND,
 };
 use super::{str_bytes, topic_name};
 use crate::share::partition;
+use crate::share::Snapshot;
 use crate::Broker;
 
 const INVALID_REQUEST: i16 = 42;
@@ -270,7 +272,7 @@ pub async fn alter_offsets(
 /// DeleteShareGroupOffsets (0, `kafka-share-groups.sh --delete-offsets`): an empty share
 /// group forgets the topics named, so its next read of them starts where
 /// `share.auto.offset.reset` says. Each partition's leader forgets its window first, then
-/// the coordinator replaces the durable state by a marker of none.
+/// the leader replaces the durable state by a marker of none.
 /// Errors per topic: UNKNOWN_TOPIC_OR_PARTITION for a topic that does not exist or that
 /// the group has no state for, as Kafka.
 pub async fn delete_offsets(
@@ -279,14 +281,11 @@ pub async fn delete_offsets(
 ) -> DeleteShareGroupOffsetsResponse {
     use delete_share_group_offsets_response::DeleteShareGroupOffsetsResponseTopic as Topic;
     let group = req.group_id.as_str();
-    let log = match alterable(broker, group) {
-        Ok(log) => log,
-        Err((code, message)) => {
-            return DeleteShareGroupOffsetsResponse::default()
-                .with_error_code(code)
-                .with_error_message(message.map(str_bytes))
-        }
-    };
+    if let Err((code, message)) = alterable(broker, group) {
+        return DeleteShareGroupOffsetsResponse::default()
+            .with_error_code(code)
+            .with_error_message(message.map(str_bytes));
+    }
     let image = broker.image();
     let state_id = state_group(group);
     let mut responses = Vec::with_capacity(req.topics.len());
@@ -316,9 +315,8 @@ pub async fn delete_offsets(
             );
             continue;
         }
-        // Every partition's leader forgets its window (one that was set up but not yet
-        // written could otherwise be written later), then the durable state is replaced by
-        // a marker.
+        // Every partition's leader forgets its window and, under the same lock, replaces its
+        // durable state by a marker of none (see `at_leader`).
         let forgotten = at_leaders(
             broker,
             group,
@@ -327,42 +325,7 @@ pub async fn delete_offsets(
                 .collect(),
         )
         .await;
-        let failed = forgotten.values().copied().find(|c| *c != 0);
-        let code = match failed {
-            Some(code) => code,
-            None => {
-                // Each partition with state (read again: a leader's first write may have
-                // landed while the leaders were asked) gets a marker rather than a
-                // tombstone: no state, at the partition's leader epoch, so the epoch check
-                // still fences a deposed leader's late write (after a tombstone there would
-                // be nothing to check it against).
-                let marker = format!(
-                    "{} deleted",
-                    partition::Snapshot::at(-1).to_metadata(topic.topic_id)
-                );
-                let now = crate::log::now_ms();
-                let entries: Vec<(String, i32, crate::group::Committed)> = broker
-                    .groups
-                    .committed_all(&state_id)
-                    .into_iter()
-                    .filter(|(n, _, _)| n == name)
-                    .map(|(n, p, _)| {
-                        let leader_epoch = usize::try_from(p)
-                            .ok()
-                            .and_then(|i| topic.partitions.get(i))
-                            .map_or(-1, |x| x.leader_epoch);
-                        let marker = crate::group::Committed {
-                            offset: -1,
-                            leader_epoch,
-                            metadata: Some(marker.clone()),
-                            commit_timestamp: now,
-                        };
-                        (n, p, marker)
-                    })
-                    .collect();
-                super::groups::commit_share_state(broker, &log, &state_id, entries).await
-            }
-        };
+        let code = forgotten.values().copied().find(|c| *c != 0).unwrap_or(0);
         responses.push(out.with_error_code(code));
     }
     DeleteShareGroupOffsetsResponse::default().with_responses(responses)
@@ -529,9 +492,24 @@ async fn at_leader(
     // A share-partition being set up from state read before this is stale now.
     broker.share.bump_generation(group);
     let Some(start) = start else {
-        if broker.share.remove_partition(&key) {
-            tracing::info!(group, %topic, partition, "share-partition state deleted");
+        broker.share.remove_partition(&key);
+        // The durable state goes too, still under the lock: a ShareFetch that read it
+        // before the generation moved sets nothing up from it, and one that reads it after
+        // this finds none. The marker is at this leader's epoch, so a deposed leader's late
+        // write stays fenced (a tombstone would leave nothing to check it against).
+        let Some(name) = broker.image().topic_by_id(&topic).map(|t| t.name.clone()) else {
+            return ResponseError::UnknownTopicOrPartition.code();
+        };
+        let marker = crate::group::Committed {
+            offset: -1,
+            leader_epoch: epoch,
+            metadata: Some(format!("{} deleted", Snapshot::at(-1).to_metadata(topic))),
+            commit_timestamp: crate::log::now_ms(),
+        };
+        if !commit_states(broker, group, vec![(name, partition, marker)]).await {
+            return ResponseError::CoordinatorNotAvailable.code();
         }
+        tracing::info!(group, %topic, partition, "share-partition state deleted");
         return 0;
     };
     let start = if start == -1 {
