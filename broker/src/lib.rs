@@ -774,29 +774,34 @@ async fn tick_groups(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
 }
 
 /// Every `--memtable-idle-flush-ms`: the memtables that took no write since the last look are
-/// written out (on a blocking thread), so what idle partitions held goes back.
-async fn flush_idle_memtables(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// written out, so what idle partitions held goes back.
+async fn flush_idle_memtables(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     let period = Duration::from_millis(broker.config.memtable_idle_flush_ms);
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
+    every_blocking(broker, period, shutdown, "idle memtable flush", |b| {
+        let n = b.logs.flush_idle();
+        if n > 0 {
+            tracing::debug!(memtables = n, "idle memtables flushed");
         }
-        let b = broker.clone();
-        match tokio::task::spawn_blocking(move || b.logs.flush_idle()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(memtables = n, "idle memtables flushed"),
-            Err(e) => warn!(error = %e, "idle memtable flush task failed"),
-        }
-    }
+    })
+    .await
 }
 
 /// Every `log.retention.check.interval.ms`: retention and compaction of every partition log,
-/// by its topic's effective configs, on a blocking thread (RocksDB I/O and batch decoding).
-async fn clean_logs(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// by its topic's effective configs (RocksDB I/O and batch decoding).
+async fn clean_logs(broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     let period = Duration::from_millis(broker.config.log_retention_check_interval_ms);
+    every_blocking(broker, period, shutdown, "log cleaner", clean_once).await
+}
+
+/// Runs `work` every `period` on a blocking thread (one run at a time; a late run delays the
+/// next) until the broker shuts down.
+async fn every_blocking(
+    broker: Arc<Broker>,
+    period: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+    work: fn(&Broker),
+) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -805,8 +810,8 @@ async fn clean_logs(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
         let b = broker.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || clean_once(&b)).await {
-            warn!(error = %e, "log cleaner task failed");
+        if let Err(e) = tokio::task::spawn_blocking(move || work(&b)).await {
+            warn!(task = what, error = %e, "periodic task failed");
         }
     }
 }

@@ -42,6 +42,31 @@ fn consumer(bootstrap: &str, group: &str, explicit: bool) -> ShareConsumer {
     c
 }
 
+/// Three brokers (share groups start at the earliest offset, heartbeats every 200 ms) and
+/// their bootstrap list.
+fn three_brokers(dir: &std::path::Path) -> (Cluster, String) {
+    let cluster = Cluster::start(
+        dir,
+        1,
+        3,
+        &[],
+        &[
+            "--share-auto-offset-reset",
+            "earliest",
+            "--group-share-heartbeat-interval-ms",
+            "200",
+        ],
+    )
+    .expect("cluster");
+    let bootstrap = cluster
+        .brokers
+        .iter()
+        .map(|b| b.kafka.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    (cluster, bootstrap)
+}
+
 /// Polls `c` until `enough` holds of everything it got, or 30 s pass.
 async fn poll_until(
     c: &mut ShareConsumer,
@@ -214,25 +239,7 @@ async fn describe_offsets_errors(addr: std::net::SocketAddr) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_on_three_brokers_split_the_work_each_record_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = Cluster::start(
-        dir.path(),
-        1,
-        3,
-        &[],
-        &[
-            "--share-auto-offset-reset",
-            "earliest",
-            "--group-share-heartbeat-interval-ms",
-            "200",
-        ],
-    )
-    .expect("cluster");
-    let bootstrap = cluster
-        .brokers
-        .iter()
-        .map(|b| b.kafka.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (cluster, bootstrap) = three_brokers(dir.path());
     // Three partitions, led by different brokers; three members fetch from all of them.
     producer::create_replicated_topic(cluster.brokers[0].kafka, "jobs", 3, 3).await;
     let mut admin = strom_client::admin::Admin::new(&bootstrap);
@@ -350,25 +357,7 @@ async fn wait_starts(admin: &mut strom_client::admin::Admin, group: &str, want: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_share_groups_start_offsets_move_and_are_deleted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cluster = Cluster::start(
-        dir.path(),
-        1,
-        3,
-        &[],
-        &[
-            "--share-auto-offset-reset",
-            "earliest",
-            "--group-share-heartbeat-interval-ms",
-            "200",
-        ],
-    )
-    .expect("cluster");
-    let bootstrap = cluster
-        .brokers
-        .iter()
-        .map(|b| b.kafka.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let (mut cluster, bootstrap) = three_brokers(dir.path());
     // Three partitions over three leaders: the coordinator asks the other brokers too.
     producer::create_replicated_topic(cluster.brokers[0].kafka, "jobs", 3, 3).await;
     produce(&bootstrap, "jobs", 90, 3).await;

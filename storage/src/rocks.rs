@@ -1068,29 +1068,27 @@ mod tests {
                 .expect("property")
                 .expect("value")
         };
+        // The flush runs in the background: its file shows up a moment later.
+        let one_file = |tp| {
+            for _ in 0..500 {
+                if files_of(&store, tp).len() == 1 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            assert_eq!(files_of(&store, tp).len(), 1);
+        };
         assert_eq!(store.flush_idle(), 0, "the first look only marks");
         append_batches(&store, busy, 1, 1 << 20);
         assert!(store.flush_idle() >= 1);
-        // The idle partition's memtable is written out (in the background); the busy one's
-        // is kept, and the next look flushes it if nothing came meanwhile.
-        for _ in 0..500 {
-            if files_of(&store, idle).len() == 1 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert_eq!(files_of(&store, idle).len(), 1);
+        // The idle partition's memtable is written out; the busy one's is kept, and the next
+        // look flushes it if nothing came meanwhile.
+        one_file(idle);
         assert_eq!(entries(idle), 0);
         assert_eq!(entries(busy), 5);
         assert!(files_of(&store, busy).is_empty());
         store.flush_idle();
-        for _ in 0..500 {
-            if files_of(&store, busy).len() == 1 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert_eq!(files_of(&store, busy).len(), 1);
+        one_file(busy);
         assert_eq!(entries(busy), 0);
         assert_eq!(entries(small), 4, "too small to be worth a file");
         assert!(files_of(&store, small).is_empty());
