@@ -48,6 +48,15 @@ const CF_TXNINDEX: &str = "txnindex";
 /// file that deleted or replaced it (compaction's rewrites, truncation's deletes).
 const CF_FLOORS: &str = "floors";
 const LOG_CF_PREFIX: &str = "log-";
+/// The column families of small per-partition data, one each for every partition.
+const SMALL_FAMILIES: [&str; 6] = [
+    CF_TIMEINDEX,
+    CF_STATE,
+    CF_PRODUCERS,
+    CF_EPOCHS,
+    CF_TXNINDEX,
+    CF_FLOORS,
+];
 
 fn log_cf_name(tp: TopicPartition) -> String {
     format!("{LOG_CF_PREFIX}{}-{}", tp.topic_id.simple(), tp.partition)
@@ -205,15 +214,10 @@ impl RocksLogStore {
         small_opts.set_write_buffer_size(8 << 20);
 
         let existing = Db::list_cf(&db_opts, path).unwrap_or_default();
-        let mut cfs = vec![
-            ColumnFamilyDescriptor::new(CF_SHARED_LOG, log_opts.clone()),
-            ColumnFamilyDescriptor::new(CF_TIMEINDEX, small_opts.clone()),
-            ColumnFamilyDescriptor::new(CF_STATE, small_opts.clone()),
-            ColumnFamilyDescriptor::new(CF_PRODUCERS, small_opts.clone()),
-            ColumnFamilyDescriptor::new(CF_EPOCHS, small_opts.clone()),
-            ColumnFamilyDescriptor::new(CF_TXNINDEX, small_opts.clone()),
-            ColumnFamilyDescriptor::new(CF_FLOORS, small_opts),
-        ];
+        let mut cfs = vec![ColumnFamilyDescriptor::new(CF_SHARED_LOG, log_opts.clone())];
+        cfs.extend(
+            SMALL_FAMILIES.map(|name| ColumnFamilyDescriptor::new(name, small_opts.clone())),
+        );
         for name in &existing {
             if parse_log_cf_name(name).is_some() {
                 cfs.push(ColumnFamilyDescriptor::new(name, log_opts.clone()));
@@ -433,16 +437,10 @@ impl LogStore for RocksLogStore {
             .into_iter()
             .map(log_cf_name)
             .chain(
-                [
-                    CF_SHARED_LOG,
-                    CF_TIMEINDEX,
-                    CF_STATE,
-                    CF_PRODUCERS,
-                    CF_EPOCHS,
-                    CF_TXNINDEX,
-                    CF_FLOORS,
-                ]
-                .map(String::from),
+                [CF_SHARED_LOG]
+                    .into_iter()
+                    .chain(SMALL_FAMILIES)
+                    .map(String::from),
             )
             .collect();
         let mut marks = self.idle_marks.lock();

@@ -383,25 +383,21 @@ async fn initialize_request(
     ops: &[StateOp],
 ) -> Option<BTreeMap<(Uuid, i32), i16>> {
     use initialize_share_group_state_request::{InitializeStateData, PartitionData};
-    let mut topics: BTreeMap<Uuid, Vec<PartitionData>> = BTreeMap::new();
-    for ((t, p), start) in ops {
-        topics.entry(*t).or_default().push(
-            PartitionData::default()
-                .with_partition(*p)
-                .with_start_offset(start.unwrap_or(-1)),
-        );
-    }
     let request = InitializeShareGroupStateRequest::default()
         .with_group_id(str_bytes(group))
         .with_topics(
-            topics
-                .into_iter()
-                .map(|(t, ps)| {
-                    InitializeStateData::default()
-                        .with_topic_id(t)
-                        .with_partitions(ps)
-                })
-                .collect(),
+            by_topic_id(ops, |p, start| {
+                PartitionData::default()
+                    .with_partition(p)
+                    .with_start_offset(start.unwrap_or(-1))
+            })
+            .into_iter()
+            .map(|(t, ps)| {
+                InitializeStateData::default()
+                    .with_topic_id(t)
+                    .with_partitions(ps)
+            })
+            .collect(),
         );
     let r = call(broker, leader, request).await?;
     Some(
@@ -414,6 +410,18 @@ async fn initialize_request(
             })
             .collect(),
     )
+}
+
+/// `ops` grouped by topic id, each partition made into its request entry by `entry`.
+fn by_topic_id<P>(
+    ops: &[StateOp],
+    entry: impl Fn(i32, Option<i64>) -> P,
+) -> BTreeMap<Uuid, Vec<P>> {
+    let mut topics: BTreeMap<Uuid, Vec<P>> = BTreeMap::new();
+    for ((t, p), start) in ops {
+        topics.entry(*t).or_default().push(entry(*p, *start));
+    }
+    topics
 }
 
 /// `request` to broker `node` over the inter-broker listener, under the broker's client id,
@@ -436,17 +444,10 @@ async fn delete_request(
     ops: &[StateOp],
 ) -> Option<BTreeMap<(Uuid, i32), i16>> {
     use delete_share_group_state_request::{DeleteStateData, PartitionData};
-    let mut topics: BTreeMap<Uuid, Vec<PartitionData>> = BTreeMap::new();
-    for ((t, p), _) in ops {
-        topics
-            .entry(*t)
-            .or_default()
-            .push(PartitionData::default().with_partition(*p));
-    }
     let request = DeleteShareGroupStateRequest::default()
         .with_group_id(str_bytes(group))
         .with_topics(
-            topics
+            by_topic_id(ops, |p, _| PartitionData::default().with_partition(p))
                 .into_iter()
                 .map(|(t, ps)| {
                     DeleteStateData::default()

@@ -103,6 +103,19 @@ fn first<'a, T>(items: &'a [T], api: &str) -> Result<&'a T, AdminError> {
         .ok_or_else(|| AdminError::Decode(format!("empty {api} answer")))
 }
 
+/// Values per partition grouped by topic, as requests name them: topic → (partition, value).
+fn by_topic<'a, T: Clone + 'a>(
+    items: impl IntoIterator<Item = (&'a TopicPartition, &'a T)>,
+) -> BTreeMap<&'a str, Vec<(i32, T)>> {
+    let mut out: BTreeMap<&str, Vec<(i32, T)>> = BTreeMap::new();
+    for (tp, v) in items {
+        out.entry(&tp.topic)
+            .or_default()
+            .push((tp.partition, v.clone()));
+    }
+    out
+}
+
 fn check(what: impl Into<String>, code: i16, message: Option<&str>) -> Result<(), AdminError> {
     if code == 0 {
         Ok(())
@@ -843,25 +856,25 @@ impl Admin {
         offsets: &BTreeMap<TopicPartition, i64>,
     ) -> Result<(), AdminError> {
         let coordinator = self.coordinator(group).await?;
-        let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for (tp, o) in offsets {
-            topics.entry(tp.topic.as_str()).or_default().push(
-                OffsetCommitRequestPartition::default()
-                    .with_partition_index(tp.partition)
-                    .with_committed_offset(*o)
-                    .with_committed_leader_epoch(-1),
-            );
-        }
         let req = OffsetCommitRequest::default()
             .with_group_id(group_id(group))
             .with_generation_id_or_member_epoch(-1)
             .with_topics(
-                topics
+                by_topic(offsets)
                     .into_iter()
-                    .map(|(t, p)| {
+                    .map(|(t, ps)| {
                         OffsetCommitRequestTopic::default()
                             .with_name(topic_name(t))
-                            .with_partitions(p)
+                            .with_partitions(
+                                ps.into_iter()
+                                    .map(|(p, o)| {
+                                        OffsetCommitRequestPartition::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(o)
+                                            .with_committed_leader_epoch(-1)
+                                    })
+                                    .collect(),
+                            )
                     })
                     .collect(),
             );
@@ -897,23 +910,19 @@ impl Admin {
         };
         use kafka_protocol::messages::AlterShareGroupOffsetsRequest;
         let coordinator = self.coordinator(group).await?;
-        let mut topics: BTreeMap<&str, Vec<P>> = BTreeMap::new();
-        for (tp, o) in offsets {
-            topics.entry(tp.topic.as_str()).or_default().push(
-                P::default()
-                    .with_partition_index(tp.partition)
-                    .with_start_offset(*o),
-            );
-        }
         let req = AlterShareGroupOffsetsRequest::default()
             .with_group_id(group_id(group))
             .with_topics(
-                topics
+                by_topic(offsets)
                     .into_iter()
                     .map(|(t, ps)| {
-                        T::default()
-                            .with_topic_name(topic_name(t))
-                            .with_partitions(ps)
+                        T::default().with_topic_name(topic_name(t)).with_partitions(
+                            ps.into_iter()
+                                .map(|(p, o)| {
+                                    P::default().with_partition_index(p).with_start_offset(o)
+                                })
+                                .collect(),
+                        )
                     })
                     .collect(),
             );

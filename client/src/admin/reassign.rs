@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
     UnregisterBrokerRequest,
 };
 
-use super::{check, Admin, AdminError};
+use super::{by_topic, check, Admin, AdminError};
 use crate::cluster::topic_name;
 use crate::{BrokerError, TopicPartition};
 
@@ -23,16 +23,6 @@ pub struct OngoingReassignment {
     pub replicas: Vec<i32>,
     pub adding: Vec<i32>,
     pub removing: Vec<i32>,
-}
-
-fn by_topic<T: Clone>(items: &[(TopicPartition, T)]) -> BTreeMap<&str, Vec<(i32, T)>> {
-    let mut out: BTreeMap<&str, Vec<(i32, T)>> = BTreeMap::new();
-    for (tp, v) in items {
-        out.entry(&tp.topic)
-            .or_default()
-            .push((tp.partition, v.clone()));
-    }
-    out
 }
 
 impl Admin {
@@ -54,7 +44,7 @@ impl Admin {
         &mut self,
         targets: &[(TopicPartition, Option<Vec<i32>>)],
     ) -> Result<Vec<(TopicPartition, Result<(), BrokerError>)>, AdminError> {
-        let topics = by_topic(targets)
+        let topics = by_topic(targets.iter().map(|(tp, v)| (tp, v)))
             .into_iter()
             .map(|(t, parts)| {
                 ReassignableTopic::default()
@@ -105,8 +95,7 @@ impl Admin {
         partitions: Option<&[TopicPartition]>,
     ) -> Result<BTreeMap<TopicPartition, OngoingReassignment>, AdminError> {
         let topics = partitions.map(|ps| {
-            let named: Vec<(TopicPartition, ())> = ps.iter().map(|tp| (tp.clone(), ())).collect();
-            by_topic(&named)
+            by_topic(ps.iter().map(|tp| (tp, &())))
                 .into_iter()
                 .map(|(t, parts)| {
                     ListPartitionReassignmentsTopics::default()
