@@ -391,3 +391,105 @@ async fn paused_controller_and_broker_recover() {
     })
     .expect("unfenced");
 }
+
+/// The active controller confirms its leadership with a quorum before each decision, and
+/// openraft gives each follower one heartbeat interval (50 ms) to answer. Followers that answer
+/// late (a busy machine; here both SIGSTOPped for a second) must delay a metadata change, not
+/// fail it: CI once saw AlterPartitionReassignments refused with "not enough for a quorum" on
+/// a healthy but loaded compose cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_waits_for_followers_that_answer_late() {
+    let _one = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A long election timeout: the paused followers must not stand for election on waking.
+    let mut cluster = Cluster::start(
+        dir.path(),
+        3,
+        0,
+        &[
+            "--broker-session-timeout-ms",
+            "10000",
+            "--raft-election-timeout-ms",
+            "5000",
+        ],
+        &[],
+    )
+    .expect("cluster");
+    // Every voter follows the same leader (a voter that stood in the first, split election
+    // would otherwise stand again on waking, at its next election timeout).
+    let active = wait_for(
+        Duration::from_secs(20),
+        "one leader all voters follow",
+        || {
+            let ids: Vec<Option<u64>> = cluster
+                .controllers
+                .iter()
+                .map(|c| c.cluster().ok()?["controller_id"].as_u64())
+                .collect();
+            let first = ids[0]?;
+            ids.iter().all(|id| *id == Some(first)).then_some(first)
+        },
+    )
+    .expect("a settled quorum");
+    // The broker knows only the active controller, so its request reaches the leader itself
+    // (a follower would hold it while paused, then forward it once awake).
+    let leader_addr = cluster.controllers[(active - 1) as usize].addr.to_string();
+    cluster.brokers.push(
+        integration_tests::BrokerProcess::start_with(
+            &dir.path().join("broker-1"),
+            [
+                "--node-id",
+                "1",
+                "--quorum",
+                &leader_addr,
+                "--broker-heartbeat-interval-ms",
+                "250",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        )
+        .expect("broker"),
+    );
+    cluster
+        .wait_brokers_alive(1, Duration::from_secs(30))
+        .expect("broker registered");
+    let broker = cluster.brokers[0].kafka;
+    assert_eq!(create_topic(broker, "before-pause", 1, 1).await, 0);
+    let followers: Vec<_> = cluster
+        .controllers
+        .iter()
+        .filter(|c| c.id != active)
+        .collect();
+    for f in &followers {
+        f.pause().expect("pause");
+    }
+    let started = Instant::now();
+    let resume_later = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for f in &followers {
+            f.resume().expect("resume");
+        }
+    };
+    let (code, ()) = tokio::join!(create_topic(broker, "while-paused", 1, 1), resume_later);
+    assert_eq!(
+        code, 0,
+        "the change failed instead of waiting for the quorum"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "committed without a quorum"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metadata(broker, "while-paused").await.topics[0].error_code != 0 {
+        assert!(Instant::now() < deadline, "the topic never appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        cluster
+            .active_controller(Duration::from_secs(10))
+            .expect("active"),
+        active,
+        "the followers stood for election"
+    );
+}

@@ -1000,23 +1000,40 @@ impl QuorumNode {
         }
     }
 
+    /// Confirms leadership with a quorum and waits until everything committed is applied, so a
+    /// decision sees the latest image. openraft gives each follower one heartbeat interval
+    /// (50 ms by default) to answer the check, and a busy machine misses that now and then
+    /// without the quorum being lost, so a round that fell short is tried again, with a short
+    /// pause, until `budget` is spent. Another leader is reported at once.
+    async fn confirm_leadership(&self, budget: Duration) -> Result<(), ControllerError> {
+        let deadline = tokio::time::Instant::now() + budget;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let failure = match tokio::time::timeout(left, self.raft.ensure_linearizable()).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => check_leader_error(e),
+                Err(_) => ControllerError::NoQuorum {
+                    reason: format!("a quorum did not confirm leadership within {budget:?}"),
+                },
+            };
+            let retriable = matches!(failure, ControllerError::NoQuorum { .. });
+            if !retriable || tokio::time::Instant::now() + pause >= deadline {
+                return Err(failure);
+            }
+            debug!(error = %failure, "leadership not confirmed by a quorum; checking again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
     /// Decides against the current image and commits the records, one decision at a time.
     async fn propose<T>(
         &self,
         decide: impl FnOnce(&MetadataImage) -> Decision<T>,
     ) -> Result<(T, u64), ControllerError> {
         let _one_at_a_time = self.write_lock.lock().await;
-        // Confirms leadership with a quorum and waits until everything committed is applied,
-        // so the decision sees the latest image.
-        match tokio::time::timeout(Duration::from_secs(5), self.raft.ensure_linearizable()).await {
-            Err(_) => {
-                return Err(ControllerError::NoQuorum {
-                    reason: "a quorum did not confirm leadership within 5 s".into(),
-                })
-            }
-            Ok(Err(e)) => return Err(check_leader_error(e)),
-            Ok(Ok(_)) => {}
-        }
+        self.confirm_leadership(Duration::from_secs(5)).await?;
         let image = self.image();
         let decision = decide(&image);
         if decision.records.is_empty() {
