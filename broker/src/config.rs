@@ -21,6 +21,13 @@ pub struct BrokerConfig {
     #[arg(long, env = "STROM_QUORUM_LISTEN", default_value = "127.0.0.1:9093")]
     pub quorum_listen: SocketAddr,
 
+    /// In --dev mode, the Kafka release whose `metadata.version` (and the feature levels it
+    /// allows) a new embedded controller finalizes, as `kafka-storage.sh format
+    /// --release-version` does: "3.9" or "4.0-IV1". Default: the newest this build supports.
+    /// Ignored once the cluster exists; raise it with `strom features upgrade`.
+    #[arg(long, env = "STROM_RELEASE_VERSION", value_parser = metadata_quorum::features::parse_release)]
+    pub release_version: Option<i16>,
+
     /// In --dev mode, how long a silent broker keeps its session (broker.session.timeout.ms).
     #[arg(long, env = "STROM_BROKER_SESSION_TIMEOUT_MS", default_value_t = 3000)]
     pub broker_session_timeout_ms: u64,

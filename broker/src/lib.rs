@@ -329,7 +329,7 @@ impl Broker {
                 tls: quorum_tls.clone(),
                 leader_balance: Default::default(),
                 replica_balance: Default::default(),
-                release_version: None,
+                release_version: config.release_version,
             })
             .await
             .map_err(|e| match e {

@@ -4,6 +4,9 @@
 
 pub const METADATA_VERSION: &str = "metadata.version";
 pub const KRAFT_VERSION: &str = "kraft.version";
+/// 2: transaction version 2 (KIP-890 part 2): the epoch is bumped at every transaction's
+/// end and partitions join a transaction when written to.
+pub const TRANSACTION_VERSION: &str = "transaction.version";
 
 /// Kafka's `metadata.version` levels from 3.3-IV3 (7, the oldest KRaft release Kafka 4
 /// accepts) to 4.1-IV1 (27).

@@ -54,6 +54,9 @@ def test_describe_upgrade_and_refusals(cluster_at_3_7):
     assert mv["finalized"] == (19, 19), features
     # kraft.version 1 needs 3.9-IV0: a cluster formatted at 3.7 starts at 0 (not finalized).
     assert "finalized" not in features["kraft.version"], features
+    # transaction.version 2 (KIP-890 part 2) needs 4.0-IV2: not finalized either.
+    assert features["transaction.version"]["supported"] == (0, 2), features
+    assert "finalized" not in features["transaction.version"], features
     epoch = mv["finalized_epoch"]
     assert isinstance(epoch, int) and epoch >= 0, features
 
@@ -67,7 +70,9 @@ def test_describe_upgrade_and_refusals(cluster_at_3_7):
                    {"group.version": 1},
                    {"metadata.version": 40},
                    {"metadata.version": 15},
-                   {"kraft.version": 1}):
+                   {"kraft.version": 1},
+                   {"transaction.version": 2},
+                   {"transaction.version": 3}):
         with pytest.raises(InvalidUpdateVersionError):
             admin.update_features(update)
     out = features_cli(c.brokers[1].bootstrap, "downgrade", "--metadata", "3.6")
@@ -102,6 +107,13 @@ def test_describe_upgrade_and_refusals(cluster_at_3_7):
     assert out.stdout.strip() == "kraft.version was upgraded to 1"
     wait_until(lambda: described(c.brokers[1].bootstrap)["kraft.version"][2] == "1",
                what="kraft.version 1 on another broker")
+    # And transaction version 2, which transactional clients then use.
+    out = features_cli(c.brokers[0].bootstrap, "upgrade", "--feature", "transaction.version=2")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "transaction.version was upgraded to 2"
+    wait_until(lambda: described(c.brokers[2].bootstrap)["transaction.version"][2] == "2",
+               what="transaction.version 2 on another broker")
+    assert admin.describe_features()["transaction.version"]["finalized"] == (2, 2)
     admin.close()
 
 

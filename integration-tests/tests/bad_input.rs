@@ -123,6 +123,19 @@ async fn malformed_frames_close_only_their_connection() {
         ),
         ("unsupported UpdateFeatures version", request(57, 3, &[])),
         ("unsupported EndTxn version", request(26, 9, &[])),
+        // Transaction version 2 (KIP-890 part 2): EndTxn v5, TxnOffsetCommit v5 and
+        // AddPartitionsToTxn v5 are flexible versions; Produce v12 the add-on-write one.
+        ("truncated EndTxn v5", request(26, 5, &[0, 4, b't'])),
+        (
+            "truncated TxnOffsetCommit v5",
+            request(28, 5, &[0, 4, b't']),
+        ),
+        (
+            "truncated AddPartitionsToTxn v5",
+            request(24, 5, &[0, 0x7f]),
+        ),
+        ("truncated Produce v12", request(0, 12, &[0, 2, b't', 0xff])),
+        ("unsupported Produce version", request(0, 14, &[])),
         // The consumer group protocol (KIP-848).
         ("truncated ConsumerGroupHeartbeat", request(68, 0, &[0x7f])),
         (

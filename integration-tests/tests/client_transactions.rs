@@ -94,6 +94,9 @@ async fn read_committed_sees_committed_transactions_only() {
     let bootstrap = b.kafka.to_string();
     producer::create_replicated_topic(b.kafka, "txn", 1, 1).await;
     let p = transactional(&bootstrap, "lib-txn").await;
+    // A new cluster finalizes transaction.version 2: every end bumps the epoch.
+    assert_eq!(p.transaction_version(), 2);
+    let (pid, epoch) = p.identity().expect("identity");
 
     p.begin_transaction().await.expect("begin");
     send_all(&p, "txn", seq("a", 0..300)).await;
@@ -104,6 +107,7 @@ async fn read_committed_sees_committed_transactions_only() {
     p.begin_transaction().await.expect("begin");
     send_all(&p, "txn", seq("c", 0..300)).await;
     p.commit_transaction().await.expect("commit");
+    assert_eq!(p.identity(), Some((pid, epoch + 3)), "one bump per end");
 
     let committed = read_values(&bootstrap, "txn", 1, IsolationLevel::ReadCommitted, 600).await;
     let want: Vec<String> = seq("a", 0..300)
@@ -427,5 +431,93 @@ async fn admin_and_cli_show_open_and_finished_transactions() {
     assert!(
         format!("{unknown:?}").contains("TRANSACTIONAL_ID_NOT_FOUND"),
         "{unknown:?}"
+    );
+}
+
+/// Three transactions (commit, abort, commit) of `id` on `topic`, then what read_committed
+/// and read_uncommitted consumers see; returns the producer's (transaction version, epochs
+/// it went through).
+async fn commit_abort_commit(bootstrap: &str, topic: &str, id: &str) -> (i16, i16) {
+    let p = transactional(bootstrap, id).await;
+    let (_, first) = p.identity().expect("identity");
+    for (prefix, commit) in [("x", true), ("y", false), ("z", true)] {
+        p.begin_transaction().await.expect("begin");
+        send_all(&p, topic, seq(prefix, 0..50)).await;
+        if commit {
+            p.commit_transaction().await.expect("commit");
+        } else {
+            p.abort_transaction().await.expect("abort");
+        }
+    }
+    let committed = read_values(bootstrap, topic, 1, IsolationLevel::ReadCommitted, 100).await;
+    let want: Vec<String> = seq("x", 0..50).into_iter().chain(seq("z", 0..50)).collect();
+    assert_eq!(values(&committed), want);
+    let all = read_values(bootstrap, topic, 1, IsolationLevel::ReadUncommitted, 150).await;
+    assert_eq!(all.len(), 150, "every data record, no markers");
+    let (_, last) = p.identity().expect("identity");
+    (p.transaction_version(), last - first)
+}
+
+/// The producer uses the transaction version the cluster finalized, as the Java client
+/// does: version 1 (AddPartitionsToTxn, AddOffsetsToTxn, one epoch per session) on a cluster
+/// formatted at Kafka 3.9's metadata, and version 2 once an operator upgrades
+/// `transaction.version` (KIP-890 part 2: no partition adds, an epoch bump per end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producer_follows_the_clusters_transaction_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = integration_tests::Cluster::start(
+        dir.path(),
+        1,
+        1,
+        &["--release-version", "3.9"],
+        &["--group-initial-rebalance-delay-ms", "0"],
+    )
+    .expect("cluster");
+    let bootstrap = c.brokers[0].kafka.to_string();
+    producer::create_replicated_topic(c.brokers[0].kafka, "tv1", 1, 1).await;
+    producer::create_replicated_topic(c.brokers[0].kafka, "tv2", 1, 1).await;
+    assert_eq!(
+        commit_abort_commit(&bootstrap, "tv1", "follows").await,
+        (1, 0),
+        "version 1 keeps its epoch"
+    );
+
+    let mut admin = strom_client::admin::Admin::new(&bootstrap);
+    admin
+        .update_features(
+            &[("metadata.version".to_string(), 27)],
+            strom_client::admin::UpgradeType::Upgrade,
+            false,
+        )
+        .await
+        .expect("metadata.version 4.1");
+    admin
+        .update_features(
+            &[("transaction.version".to_string(), 2)],
+            strom_client::admin::UpgradeType::Upgrade,
+            false,
+        )
+        .await
+        .expect("transaction.version 2");
+    // The broker learns the level from the metadata log.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let f = admin.describe_features().await.expect("describe");
+        if f.features
+            .iter()
+            .any(|f| f.name == "transaction.version" && f.finalized == Some(2))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "transaction.version 2 never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The same transactional id, now under version 2: one epoch bump per end.
+    assert_eq!(
+        commit_abort_commit(&bootstrap, "tv2", "follows").await,
+        (2, 3)
     );
 }

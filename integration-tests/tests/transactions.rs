@@ -62,13 +62,22 @@ async fn create_topic(broker: &BrokerProcess, name: &str) {
 
 /// The broker must be the transaction coordinator (one broker: it is, once the topic exists).
 async fn find_txn_coordinator(conn: &mut Connection, id: &str) -> FindCoordinatorResponse {
+    find_coordinator(conn, id, 1).await
+}
+
+/// The coordinator of `key` (`key_type` 0: a group, 1: a transactional id), once there is one.
+async fn find_coordinator(
+    conn: &mut Connection,
+    key: &str,
+    key_type: i8,
+) -> FindCoordinatorResponse {
     let mut last = None;
     for _ in 0..100 {
         let r = conn
             .send(
                 FindCoordinatorRequest::default()
-                    .with_key(s(id))
-                    .with_key_type(1),
+                    .with_key(s(key))
+                    .with_key_type(key_type),
                 3,
             )
             .await
@@ -518,6 +527,20 @@ async fn bad_transactional_requests_get_kafka_errors_and_change_nothing() {
 async fn produce_txn(
     conn: &mut Connection,
     id: &str,
+    tp: (&str, i32),
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+) -> i16 {
+    produce_txn_at(conn, 9, id, tp, pid, epoch, seq).await
+}
+
+/// [`produce_txn`] at Produce `version` (12+: transaction version 2, the leader adds the
+/// partition to the transaction).
+async fn produce_txn_at(
+    conn: &mut Connection,
+    version: i16,
+    id: &str,
     (topic, partition): (&str, i32),
     pid: i64,
     epoch: i16,
@@ -537,7 +560,7 @@ async fn produce_txn(
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(partition)
                     .with_records(Some(batch))])]),
-        9,
+        version,
     )
     .await
     .expect("produce")
@@ -789,4 +812,233 @@ async fn a_leader_verifies_with_a_coordinator_on_another_broker() {
         "after the abort"
     );
     assert_eq!(offsets(leader, tp), (2, 2, 2), "nothing appended");
+}
+
+/// Waits until the coordinator says `id`'s transaction is in `state` (its markers written).
+async fn completed(conn: &mut Connection, id: &str, state: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = describe_txn(conn, id).await;
+        if t.transaction_state.as_str() == state {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} never reached {state}: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// EndTxn v5 (transaction version 2): (error code, producer id, epoch) of the answer.
+async fn end_txn_v5(
+    conn: &mut Connection,
+    id: &str,
+    (pid, epoch): (i64, i16),
+    commit: bool,
+) -> (i16, i64, i16) {
+    let r = conn
+        .send(
+            EndTxnRequest::default()
+                .with_transactional_id(txn_id(id))
+                .with_producer_id(pid.into())
+                .with_producer_epoch(epoch)
+                .with_committed(commit),
+            5,
+        )
+        .await
+        .expect("end txn v5");
+    (r.error_code, r.producer_id.0, r.producer_epoch)
+}
+
+/// Transaction version 2 (KIP-890 part 2) request by request, on two brokers, with one
+/// partition led by the transaction coordinator and one by the other broker: the cluster
+/// finalizes `transaction.version` 2; Produce v12 adds partitions to the transaction without
+/// AddPartitionsToTxn (here and at a remote coordinator); TxnOffsetCommit v5 adds the
+/// offsets partition without AddOffsetsToTxn; each EndTxn v5 bumps the epoch and answers
+/// with it, a retry at the old epoch gets the same answer, and a late batch of an ended
+/// transaction is fenced at every partition, so nothing hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_version_2_over_the_wire() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Cluster::start(dir.path(), 1, 2, &[], &[]).expect("cluster");
+    Admin::new(&c.brokers[0].kafka.to_string())
+        .create_topic(&NewTopic::new("v2", 2, 1))
+        .await
+        .expect("create topic");
+    let mut first = Connection::connect(c.brokers[0].kafka)
+        .await
+        .expect("connect");
+    let versions = first
+        .send(ApiVersionsRequest::default(), 3)
+        .await
+        .expect("api versions");
+    let tv = versions
+        .finalized_features
+        .iter()
+        .find(|f| f.name.as_str() == "transaction.version")
+        .map(|f| f.max_version_level);
+    assert_eq!(tv, Some(2), "a new cluster finalizes transaction version 2");
+    let max = |key: ApiKey| {
+        versions
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == key as i16)
+            .map(|k| k.max_version)
+    };
+    assert_eq!(max(ApiKey::Produce), Some(12));
+    assert_eq!(max(ApiKey::EndTxn), Some(5));
+    assert_eq!(max(ApiKey::TxnOffsetCommit), Some(5));
+    assert_eq!(max(ApiKey::AddPartitionsToTxn), Some(5));
+
+    let id = "v2-txn";
+    let coordinator = find_txn_coordinator(&mut first, id).await.node_id.0;
+    let leaders = wait_for(Duration::from_secs(10), "the topic's leaders", || {
+        let t = http_json(c.brokers[0].http, "/v1/topics/v2").ok()?;
+        let l: Vec<i64> = (0..2)
+            .map(|p| t["partitions"][p]["leader"].as_i64())
+            .collect::<Option<_>>()?;
+        Some(l)
+    })
+    .expect("leaders");
+    let mut at: Vec<Connection> = Vec::new();
+    for b in &c.brokers {
+        at.push(Connection::connect(b.kafka).await.expect("connect"));
+    }
+    let leader_of = |p: usize| leaders[p] as usize - 1;
+    let broker_of = |p: usize| &c.brokers[leader_of(p)];
+    let coord = coordinator as usize - 1;
+
+    let init = init_producer_id(&mut at[coord], id, 60_000).await;
+    assert_eq!(init.error_code, 0);
+    let pid = init.producer_id.0;
+    let e0 = init.producer_epoch;
+
+    // Transaction 1: both partitions joined by their first batch (Produce v12).
+    for p in 0..2 {
+        let leader = leader_of(p);
+        assert_eq!(
+            produce_txn_at(&mut at[leader], 12, id, ("v2", p as i32), pid, e0, 0).await,
+            0,
+            "partition {p} (leader {}, coordinator {coordinator})",
+            leader + 1
+        );
+    }
+    let t = describe_txn(&mut at[coord], id).await;
+    assert_eq!(t.transaction_state.as_str(), "Ongoing");
+    let mut joined: Vec<(String, i32)> = t
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.to_string(), *p)))
+        .collect();
+    joined.sort();
+    assert_eq!(joined, vec![("v2".to_string(), 0), ("v2".to_string(), 1)]);
+
+    // TxnOffsetCommit v5 adds the group's offsets partition itself.
+    let group = "v2-group";
+    let group_coord = find_coordinator(&mut first, group, 0).await.node_id.0 as usize - 1;
+    let r = at[group_coord]
+        .send(
+            txn_offset_commit(id, group, (pid, e0), (-1, ""), "v2", 7),
+            5,
+        )
+        .await
+        .expect("txn offset commit v5");
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    let t = describe_txn(&mut at[coord], id).await;
+    assert!(
+        t.topics
+            .iter()
+            .any(|t| t.topic.as_str() == "__consumer_offsets"),
+        "the offsets partition joined: {t:?}"
+    );
+
+    // EndTxn v5 commits and bumps the epoch; a retry at the old epoch gets the same answer
+    // (or, while the markers are still going out, is asked to retry).
+    assert_eq!(
+        end_txn_v5(&mut at[coord], id, (pid, e0), true).await,
+        (0, pid, e0 + 1)
+    );
+    let retry = end_txn_v5(&mut at[coord], id, (pid, e0), true).await;
+    assert!(
+        retry == (0, pid, e0 + 1) || retry.0 == code(ResponseError::ConcurrentTransactions),
+        "a retry while the markers are written: {retry:?}"
+    );
+    completed(&mut at[coord], id, "CompleteCommit").await;
+    for p in 0..2 {
+        let settled = wait_for(Duration::from_secs(10), "the commit marker", || {
+            (offsets(broker_of(p), ("v2", p as i32)) == (2, 2, 2)).then_some(())
+        });
+        assert!(
+            settled.is_ok(),
+            "{:?}",
+            offsets(broker_of(p), ("v2", p as i32))
+        );
+    }
+    assert_eq!(
+        end_txn_v5(&mut at[coord], id, (pid, e0), true).await,
+        (0, pid, e0 + 1),
+        "a retry after completion"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while committed(&mut at[group_coord], group, "v2", true).await != (0, 7) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "offset 7 never committed with the transaction"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A late batch of the ended transaction is fenced, and appends nothing.
+    for p in 0..2 {
+        let leader = leader_of(p);
+        assert_eq!(
+            produce_txn_at(&mut at[leader], 12, id, ("v2", p as i32), pid, e0, 1).await,
+            code(ResponseError::InvalidProducerEpoch),
+            "partition {p}"
+        );
+        assert_eq!(offsets(broker_of(p), ("v2", p as i32)), (2, 2, 2));
+    }
+
+    // Transaction 2 at the new epoch, from sequence 0; aborted, which bumps again.
+    let e1 = e0 + 1;
+    assert_eq!(
+        produce_txn_at(&mut at[leader_of(0)], 12, id, ("v2", 0), pid, e1, 0).await,
+        0
+    );
+    assert_eq!(
+        end_txn_v5(&mut at[coord], id, (pid, e1), false).await,
+        (0, pid, e1 + 1)
+    );
+    completed(&mut at[coord], id, "CompleteAbort").await;
+    assert_eq!(
+        offsets(broker_of(0), ("v2", 0)),
+        (4, 4, 4),
+        "data and marker"
+    );
+
+    // Nothing open: a commit is refused, an abort bumps the epoch.
+    let e2 = e1 + 1;
+    assert_eq!(
+        end_txn_v5(&mut at[coord], id, (pid, e2), true).await.0,
+        code(ResponseError::InvalidTxnState)
+    );
+    assert_eq!(
+        end_txn_v5(&mut at[coord], id, (pid, e2), false).await,
+        (0, pid, e2 + 1)
+    );
+    // A zombie at an old epoch is fenced; an unknown id has no mapping.
+    assert_eq!(
+        end_txn_v5(&mut at[coord], id, (pid, e0), false).await.0,
+        code(ResponseError::ProducerFenced)
+    );
+    assert_eq!(
+        end_txn_v5(&mut at[coord], "v2-unknown", (pid, 0), true).await,
+        (code(ResponseError::InvalidProducerIdMapping), -1, -1)
+    );
+    // The open-transaction state is gone everywhere: the stable offsets kept up.
+    for p in 0..2 {
+        let (end, hw, lso) = offsets(broker_of(p), ("v2", p as i32));
+        assert_eq!((end, hw), (lso, lso), "partition {p}");
+    }
 }

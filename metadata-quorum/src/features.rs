@@ -10,7 +10,7 @@ use crate::{MetadataError, MetadataImage, MetadataRecord};
 
 pub use strom_client::features::{
     metadata_version_level, metadata_version_name, KRAFT_VERSION, METADATA_VERSION,
-    METADATA_VERSION_MAX, METADATA_VERSION_MIN,
+    METADATA_VERSION_MAX, METADATA_VERSION_MIN, TRANSACTION_VERSION,
 };
 
 /// A feature this build supports: the range of levels it can run at, and the level a new
@@ -23,7 +23,7 @@ pub struct SupportedFeature {
     pub bootstrap: i16,
 }
 
-pub const SUPPORTED: [SupportedFeature; 2] = [
+pub const SUPPORTED: [SupportedFeature; 3] = [
     SupportedFeature {
         name: METADATA_VERSION,
         min: METADATA_VERSION_MIN,
@@ -36,7 +36,23 @@ pub const SUPPORTED: [SupportedFeature; 2] = [
         max: 1,
         bootstrap: 1,
     },
+    SupportedFeature {
+        name: TRANSACTION_VERSION,
+        min: 0,
+        max: 2,
+        bootstrap: 2,
+    },
 ];
+
+/// A `--release-version` ("3.9", "4.0-IV1") as its `metadata.version` level, or why not.
+pub fn parse_release(s: &str) -> Result<i16, String> {
+    metadata_version_level(s).ok_or_else(|| {
+        format!(
+            "'{s}' is not a metadata.version this build supports (3.3-IV3 to {})",
+            metadata_version_name(METADATA_VERSION_MAX).unwrap_or("?")
+        )
+    })
+}
 
 pub fn supported(name: &str) -> Option<&'static SupportedFeature> {
     SUPPORTED.iter().find(|f| f.name == name)
@@ -44,6 +60,8 @@ pub fn supported(name: &str) -> Option<&'static SupportedFeature> {
 
 /// `kraft.version` 1 needs `metadata.version` 3.9-IV0 or later, as in Kafka.
 const KRAFT_VERSION_1_METADATA_VERSION: i16 = 21;
+/// `transaction.version` 1 and 2 need `metadata.version` 4.0-IV2 or later, as in Kafka.
+const TRANSACTION_VERSION_METADATA_VERSION: i16 = 24;
 
 /// The records that finalize every supported feature for a new cluster, at
 /// `metadata_version` when given (and the `kraft.version` it allows). A cluster from before
@@ -64,6 +82,7 @@ pub fn bootstrap_records(
             level: match f.name {
                 METADATA_VERSION => mv,
                 KRAFT_VERSION if mv < KRAFT_VERSION_1_METADATA_VERSION => 0,
+                TRANSACTION_VERSION if mv < TRANSACTION_VERSION_METADATA_VERSION => 0,
                 _ => f.bootstrap,
             },
         })
@@ -160,6 +179,12 @@ pub fn update(
             u.level
         )));
     }
+    if f.name == TRANSACTION_VERSION && metadata_version < TRANSACTION_VERSION_METADATA_VERSION {
+        return Err(refuse(format!(
+            "transaction.version {} needs metadata.version 4.0-IV2 ({TRANSACTION_VERSION_METADATA_VERSION}) or later; upgrade metadata.version first",
+            u.level
+        )));
+    }
     Ok(vec![MetadataRecord::FeatureLevel {
         name: f.name.to_string(),
         level: u.level,
@@ -182,7 +207,7 @@ mod tests {
     fn a_new_cluster_finalizes_every_feature_once() {
         let image = MetadataImage::default();
         let records = bootstrap_records(&image, None);
-        assert_eq!(records.len(), 2);
+        assert_eq!(records.len(), 3);
         assert_eq!(
             bootstrap_records(&image, Some(17)),
             vec![MetadataRecord::FeatureLevel {
@@ -194,8 +219,17 @@ mod tests {
         let image = image.replay(&records).expect("replay");
         assert_eq!(image.features.get(METADATA_VERSION), Some(&27));
         assert_eq!(image.features.get(KRAFT_VERSION), Some(&1));
+        assert_eq!(image.features.get(TRANSACTION_VERSION), Some(&2));
         assert_eq!(
-            image.features_epoch, 1,
+            bootstrap_records(&MetadataImage::default(), Some(23))
+                .iter()
+                .filter(|r| matches!(r, MetadataRecord::FeatureLevel { name, .. } if name == TRANSACTION_VERSION))
+                .count(),
+            0,
+            "transaction.version 2 needs 4.0-IV2"
+        );
+        assert_eq!(
+            image.features_epoch, 2,
             "the offset of the last feature record"
         );
         assert!(bootstrap_records(&image, None).is_empty());
@@ -239,6 +273,20 @@ mod tests {
                 .expect("kraft.version 0 -> 1 with 3.9")
                 .len(),
             1
+        );
+        let tv2 = up(TRANSACTION_VERSION, 2, UpgradeType::Upgrade);
+        let e = update(&image, &tv2, 23).expect_err("transaction.version 2 at 4.0-IV1");
+        assert!(e.to_string().contains("4.0-IV2"), "{e}");
+        assert_eq!(update(&image, &tv2, 24).expect("with 4.0-IV2").len(), 1);
+        assert_eq!(
+            update(
+                &image,
+                &up(TRANSACTION_VERSION, 3, UpgradeType::Upgrade),
+                27
+            )
+            .expect_err("beyond 2")
+            .kafka_code(),
+            95
         );
     }
 }

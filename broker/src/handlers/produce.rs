@@ -1,4 +1,4 @@
-//! Produce (3-11 served; 0-2 parsed and refused, as Kafka 4 does). acks 0 and 1 answer once
+//! Produce (3-12 served; 0-2 parsed and refused, as Kafka 4 does). acks 0 and 1 answer once
 //! the leader has the batch; acks -1 (all) refuses with NOT_ENOUGH_REPLICAS, appending
 //! nothing, while the ISR is smaller than `min.insync.replicas`, and otherwise answers once
 //! the high watermark has passed the batch: every in-sync replica has it.
@@ -63,9 +63,13 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
 
     let names: Vec<&str> = req.topic_data.iter().map(|t| t.name.as_str()).collect();
     let image = auto_create(broker, &names).await;
-    let verifying =
-        broker.config.transaction_partition_verification_enable && req.transactional_id.is_some();
-    let verified = verify_transaction(broker, &req, &image).await;
+    // Produce v12+ is transaction version 2 (KIP-890 part 2): the client sends no
+    // AddPartitionsToTxn, and the leader adds the partition, whatever the verification
+    // setting says.
+    let adding = version >= 12;
+    let verifying = (broker.config.transaction_partition_verification_enable || adding)
+        && req.transactional_id.is_some();
+    let verified = verify_transaction(broker, &req, &image, adding).await;
     let acks_all = req.acks == -1;
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let mut responses = Vec::with_capacity(req.topic_data.len());
@@ -212,17 +216,19 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
 type Verified = HashMap<(usize, usize), Result<u64, (ResponseError, String)>>;
 
 /// Asks the transaction coordinator, in one request, about every partition of `req` whose
-/// transactional batch would open its producer's transaction on this leader.
+/// transactional batch would open its producer's transaction on this leader; with `add`
+/// (Produce v12+), asks it to add them.
 async fn verify_transaction(
     broker: &Broker,
     req: &ProduceRequest,
     image: &metadata_quorum::MetadataImage,
+    add: bool,
 ) -> Verified {
     let mut out = Verified::new();
     let Some(id) = req.transactional_id.as_ref().map(|i| i.as_str()) else {
         return out;
     };
-    if !broker.config.transaction_partition_verification_enable {
+    if !broker.config.transaction_partition_verification_enable && !add {
         return out;
     }
     // Every partition whose (first) batch is transactional data: its key, name, log and
@@ -259,7 +265,7 @@ async fn verify_transaction(
         .into_iter()
         .filter(|(_, _, log, _)| !log.transaction_open(pid, epoch))
         .map(|(key, tp, log, _)| {
-            let guard = log.verification_guard(pid);
+            let guard = log.verification_guard(pid, epoch, add);
             (key, tp, log, guard)
         })
         .collect();
@@ -267,7 +273,8 @@ async fn verify_transaction(
         return out;
     }
     let partitions: Vec<(String, i32)> = pending.iter().map(|(_, tp, _, _)| tp.clone()).collect();
-    let results = crate::txn::ops::verify_for_produce(broker, id, pid, epoch, &partitions).await;
+    let results =
+        crate::txn::ops::verify_for_produce(broker, id, pid, epoch, &partitions, add).await;
     for ((key, (topic, partition), log, guard), result) in pending.into_iter().zip(results) {
         let verdict = match result {
             Ok(()) => Ok(guard),
@@ -286,6 +293,9 @@ async fn verify_transaction(
                     ResponseError::InvalidTxnState => format!(
                         "{topic}-{partition} is not in producer {pid}'s ongoing transaction"
                     ),
+                    ResponseError::ConcurrentTransactions => {
+                        "the producer's previous transaction is still being completed".into()
+                    }
                     _ => "the transaction coordinator could not verify the partition".into(),
                 };
                 Err((e, msg))

@@ -1,6 +1,8 @@
-//! The transaction APIs: AddPartitionsToTxn (0-4; v4+ batched, with the broker-to-broker
-//! verify-only mode), AddOffsetsToTxn (0-3), EndTxn (0-4), WriteTxnMarkers (1, from brokers
-//! only), TxnOffsetCommit (0-4, at the group coordinator), DescribeTransactions (0),
+//! The transaction APIs: AddPartitionsToTxn (0-5; v4+ batched, from brokers only: a
+//! verify-only check, or an add for transaction version 2), AddOffsetsToTxn (0-4), EndTxn
+//! (0-5; v5 bumps the epoch at every end, KIP-890 part 2), WriteTxnMarkers (1, from brokers
+//! only), TxnOffsetCommit (0-5, at the group coordinator; v5 adds the offsets partition to
+//! the transaction itself), DescribeTransactions (0),
 //! ListTransactions (0-1) and DescribeProducers (0). The coordinator's logic is in
 //! [`crate::txn`]; this module maps requests to it and answers with Kafka's error codes.
 
@@ -166,23 +168,27 @@ pub async fn add_offsets(
     AddOffsetsToTxnResponse::default().with_error_code(code)
 }
 
-pub async fn end(broker: &Arc<Broker>, req: EndTxnRequest, _version: i16) -> EndTxnResponse {
-    let code = match ops::end_txn(
+/// EndTxn. v5+ is transaction version 2 (KIP-890 part 2), as Kafka reads it from the
+/// version: the epoch is bumped and the answer carries the producer id and epoch to go on
+/// with.
+pub async fn end(broker: &Arc<Broker>, req: EndTxnRequest, version: i16) -> EndTxnResponse {
+    let (code, (pid, epoch)) = match ops::end_txn(
         broker,
         req.transactional_id.as_str(),
         req.producer_id.0,
         req.producer_epoch,
         req.committed,
+        version >= 5,
     )
     .await
     {
-        Ok(()) => 0,
-        Err(e) => e.code(),
+        Ok(identity) => (0, identity),
+        Err(e) => (e.code(), (-1, -1)),
     };
     EndTxnResponse::default()
         .with_error_code(code)
-        .with_producer_id((-1).into())
-        .with_producer_epoch(-1)
+        .with_producer_id(pid.into())
+        .with_producer_epoch(epoch)
 }
 
 /// Whether a request's client id is one brokers use for WriteTxnMarkers and the
@@ -300,6 +306,14 @@ pub async fn offset_commit(
             })
         }),
     );
+    // TxnOffsetCommit v5+ is transaction version 2: the client sent no AddOffsetsToTxn, so
+    // the group's offsets partition is added to the transaction here first.
+    let checked = match checked {
+        Ok(log) if version >= 5 => add_offsets_partition(broker, &req, &group)
+            .await
+            .map(|()| log),
+        other => other,
+    };
     let code = match checked {
         Err(code) => code,
         Ok(log) => {
@@ -338,6 +352,38 @@ pub async fn offset_commit(
             })
             .collect(),
     )
+}
+
+/// Adds `group`'s offsets partition to the producer's transaction at its coordinator
+/// (TxnOffsetCommit v5+), with the codes Kafka's group coordinator answers: a coordinator
+/// that cannot be asked now is COORDINATOR_NOT_AVAILABLE, and the previous transaction
+/// still completing is COORDINATOR_LOAD_IN_PROGRESS, both of which every client retries
+/// (CONCURRENT_TRANSACTIONS is not one the Java client's TxnOffsetCommit handler knows).
+async fn add_offsets_partition(
+    broker: &Broker,
+    req: &TxnOffsetCommitRequest,
+    group: &str,
+) -> Result<(), i16> {
+    let partition = [(OFFSETS_TOPIC.to_string(), offsets_partition(group))];
+    let verdict = ops::verify_for_produce(
+        broker,
+        req.transactional_id.as_str(),
+        req.producer_id.0,
+        req.producer_epoch,
+        &partition,
+        true,
+    )
+    .await
+    .pop()
+    .unwrap_or(Err(ResponseError::UnknownServerError));
+    match verdict {
+        Ok(()) => Ok(()),
+        Err(ResponseError::NotEnoughReplicas) => Err(ResponseError::CoordinatorNotAvailable.code()),
+        Err(ResponseError::ConcurrentTransactions) => {
+            Err(ResponseError::CoordinatorLoadInProgress.code())
+        }
+        Err(e) => Err(e.code()),
+    }
 }
 
 fn described(

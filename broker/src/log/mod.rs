@@ -119,7 +119,26 @@ pub struct PartitionLog {
     /// before its coordinator is asked whether the partition is in the transaction; a marker
     /// for it removes it, so a batch verified before an abort is not appended after it.
     /// Locked after `producers`.
-    verifications: Mutex<HashMap<i64, u64>>,
+    verifications: Mutex<HashMap<i64, Guard>>,
+}
+
+/// A verification guard: its value, and the epoch and transaction version of the batch it
+/// was taken for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Guard {
+    value: u64,
+    epoch: i16,
+    tv2: bool,
+}
+
+impl Guard {
+    /// Whether a marker at `marker_epoch` ends the transaction this guard verified. Under
+    /// transaction version 2 a transaction's marker carries the epoch after its batches',
+    /// so a marker at the guard's own epoch closes the transaction before it: the guard of
+    /// the next one, added while that marker was on its way, stays.
+    fn ended_by(&self, marker_epoch: i16) -> bool {
+        !(self.tv2 && marker_epoch == self.epoch)
+    }
 }
 
 /// The source of verification guard values.
@@ -601,23 +620,47 @@ impl PartitionLog {
             .is_some_and(|e| e.epoch == epoch && e.txn_first_offset.is_some())
     }
 
-    /// The verification guard of `producer_id` (KIP-890): the one already waiting, else a new
-    /// one. Pass it to [`PartitionLog::append_verified`] once the coordinator has said the
-    /// partition is in the producer's transaction.
-    pub fn verification_guard(&self, producer_id: i64) -> u64 {
-        *self
-            .verifications
-            .lock()
-            .entry(producer_id)
-            .or_insert_with(|| NEXT_GUARD.fetch_add(1, Ordering::Relaxed))
+    /// The verification guard of `producer_id` for a batch at `epoch` (KIP-890): the one
+    /// already waiting at that epoch, else a new one. `tv2`: the partition is being added
+    /// to the transaction (transaction version 2), not only checked. Pass it to
+    /// [`PartitionLog::append_verified`] once the coordinator has said the partition is in
+    /// the producer's transaction.
+    pub fn verification_guard(&self, producer_id: i64, epoch: i16, tv2: bool) -> u64 {
+        let mut guards = self.verifications.lock();
+        let g = guards.entry(producer_id).or_insert_with(|| Guard {
+            value: NEXT_GUARD.fetch_add(1, Ordering::Relaxed),
+            epoch,
+            tv2,
+        });
+        if epoch < g.epoch {
+            // A late batch of an older epoch: it is fenced at the append anyway, and must
+            // neither take nor (when its verification fails) drop the newer guard.
+            return NEXT_GUARD.fetch_add(1, Ordering::Relaxed);
+        }
+        if epoch > g.epoch {
+            // A verification at a newer epoch supersedes the waiting one.
+            *g = Guard {
+                value: NEXT_GUARD.fetch_add(1, Ordering::Relaxed),
+                epoch,
+                tv2,
+            };
+        }
+        g.tv2 |= tv2;
+        g.value
     }
 
     /// A marker ends its producer's transaction here: a verification begun before it no
-    /// longer holds (markers written here and replicated ones alike).
+    /// longer holds (markers written here and replicated ones alike), unless it was for the
+    /// next transaction ([`Guard::ended_by`]).
     fn clear_guards_of_markers(&self, batches: &[BatchView]) {
         let mut guards = self.verifications.lock();
         for b in batches.iter().filter(|b| b.is_control()) {
-            guards.remove(&b.producer_id);
+            if guards
+                .get(&b.producer_id)
+                .is_some_and(|g| g.ended_by(b.producer_epoch()))
+            {
+                guards.remove(&b.producer_id);
+            }
         }
     }
 
@@ -625,7 +668,7 @@ impl PartitionLog {
     /// failed: no marker will come to clear it).
     pub fn drop_verification_guard(&self, producer_id: i64, guard: u64) {
         let mut guards = self.verifications.lock();
-        if guards.get(&producer_id) == Some(&guard) {
+        if guards.get(&producer_id).map(|g| g.value) == Some(guard) {
             guards.remove(&producer_id);
         }
     }
@@ -693,7 +736,12 @@ impl PartitionLog {
                         let opens = current.is_none_or(|e| {
                             e.epoch != b.producer_epoch() || e.txn_first_offset.is_none()
                         });
-                        if opens && self.verifications.lock().get(&pid) != Some(&guard) {
+                        // A batch of an older epoch is fenced below, whatever its guard.
+                        let stale = current.is_some_and(|e| b.producer_epoch() < e.epoch);
+                        if opens
+                            && !stale
+                            && self.verifications.lock().get(&pid).map(|g| g.value) != Some(guard)
+                        {
                             return Err(LogError::InvalidTxnState {
                                 reason: format!(
                                     "producer {pid}'s transaction ended while this partition was being verified"
@@ -1868,9 +1916,9 @@ pub(crate) mod tests {
         let parse = |b: &bytes::Bytes| batch::parse_batches(b, 1 << 20).expect("valid");
         // Verified, then appended: the transaction opens; later batches need no guard.
         assert!(!p.transaction_open(7, 0));
-        let g = p.verification_guard(7);
+        let g = p.verification_guard(7, 0, false);
         assert_eq!(
-            p.verification_guard(7),
+            p.verification_guard(7, 0, false),
             g,
             "concurrent requests share one guard"
         );
@@ -1883,7 +1931,7 @@ pub(crate) mod tests {
         assert!(!p.transaction_open(7, 0));
 
         // A guard taken before the marker no longer holds after it.
-        let stale = p.verification_guard(7);
+        let stale = p.verification_guard(7, 0, false);
         p.write_marker(7, 0, false, 0).expect("abort again");
         let end = p.log_end_offset();
         let err = p
@@ -1896,7 +1944,7 @@ pub(crate) mod tests {
         assert_eq!(p.log_end_offset(), end, "nothing written");
         assert_eq!(p.last_stable_offset(), end, "no transaction hangs");
         // A fresh verification lets it through.
-        let fresh = p.verification_guard(7);
+        let fresh = p.verification_guard(7, 0, false);
         assert_ne!(fresh, stale);
         p.append_verified(&parse(&transactional(7, 0, 3, 1)), fresh)
             .expect("fresh guard");
@@ -1912,11 +1960,60 @@ pub(crate) mod tests {
         assert_eq!(p.log_end_offset(), end);
 
         // A failed verification leaves no guard behind.
-        let g = p.verification_guard(9);
+        let g = p.verification_guard(9, 0, false);
         p.drop_verification_guard(9, g + 1);
-        assert_eq!(p.verification_guard(9), g, "someone else's guard stays");
+        assert_eq!(
+            p.verification_guard(9, 0, false),
+            g,
+            "someone else's guard stays"
+        );
         p.drop_verification_guard(9, g);
-        assert_ne!(p.verification_guard(9), g, "gone: the next one is new");
+        assert_ne!(
+            p.verification_guard(9, 0, false),
+            g,
+            "gone: the next one is new"
+        );
+    }
+
+    /// Transaction version 2: a transaction's marker carries the epoch after its batches'.
+    /// The next transaction's first batch (at that new epoch) may be added to the
+    /// transaction before the marker reaches this partition; the marker must not undo that,
+    /// while a late batch of the ended transaction is fenced.
+    #[test]
+    fn tv2_markers_end_the_transaction_before_and_fence_its_epoch() {
+        let (_, p, _) = setup();
+        let parse = |b: &bytes::Bytes| batch::parse_batches(b, 1 << 20).expect("valid");
+        let g = p.verification_guard(5, 0, true);
+        p.append_verified(&parse(&transactional(5, 0, 0, 2)), g)
+            .expect("first transaction");
+        // The next transaction (epoch 1) is added at the coordinator; its guard is taken
+        // before the commit marker (at epoch 1) lands here.
+        let next = p.verification_guard(5, 1, true);
+        // A late batch of epoch 0 asking meanwhile neither takes nor drops that guard.
+        let zombie = p.verification_guard(5, 0, true);
+        assert_ne!(zombie, next);
+        p.drop_verification_guard(5, zombie);
+        assert_eq!(p.verification_guard(5, 1, true), next);
+        p.write_marker(5, 1, true, 0)
+            .expect("commit at the bumped epoch");
+        assert_eq!(p.last_stable_offset(), p.log_end_offset());
+        let late = p
+            .append_verified(&parse(&transactional(5, 0, 2, 1)), 0)
+            .expect_err("a late batch of the ended transaction");
+        assert_eq!(
+            late.kafka_error(),
+            kafka_protocol::ResponseError::InvalidProducerEpoch
+        );
+        p.append_verified(&parse(&transactional(5, 1, 0, 1)), next)
+            .expect("the next transaction starts at sequence 0 of the new epoch");
+        assert!(p.transaction_open(5, 1));
+        // Its own marker (epoch 2) does end a guard taken for it.
+        let stale = p.verification_guard(5, 1, true);
+        p.write_marker(5, 2, false, 0)
+            .expect("abort at the bumped epoch");
+        assert!(p
+            .append_verified(&parse(&transactional(5, 1, 1, 1)), stale)
+            .is_err());
     }
 
     #[test]

@@ -65,14 +65,23 @@ fn parse_key(k: &[u8]) -> Option<String> {
     String::from_utf8(k[2..].to_vec()).ok()
 }
 
+/// The record value: the metadata, then its TV2 extension ([`state::TxnExtension`]).
 fn encode(m: &TxnMetadata) -> Bytes {
-    Bytes::from(bincode::serde::encode_to_vec(m, bincode::config::standard()).unwrap_or_default())
+    let config = bincode::config::standard();
+    let mut v = bincode::serde::encode_to_vec(m, config).unwrap_or_default();
+    v.extend(bincode::serde::encode_to_vec(m.extension(), config).unwrap_or_default());
+    Bytes::from(v)
 }
 
+/// Reads a record value; one written before the extension existed has none.
 fn decode(v: &[u8]) -> Option<TxnMetadata> {
-    bincode::serde::decode_from_slice(v, bincode::config::standard())
-        .ok()
-        .map(|(m, _)| m)
+    let config = bincode::config::standard();
+    let (mut m, read): (TxnMetadata, usize) = bincode::serde::decode_from_slice(v, config).ok()?;
+    // An extension this build cannot read (a later one) is left out, not the record.
+    if let Ok((ext, _)) = bincode::serde::decode_from_slice(&v[read..], config) {
+        m.set_extension(ext);
+    }
+    Some(m)
 }
 
 /// The coordinator's cache of the transactional ids whose partitions this broker leads.
@@ -86,10 +95,16 @@ pub struct TxnCoordinator {
     loading: Mutex<()>,
     /// Transactional ids whose markers a task is writing now.
     completing: Mutex<HashSet<String>>,
-    /// Connections to other brokers' coordinators for produce-time verification (KIP-890),
-    /// one per broker, each used by one request at a time.
-    pub(crate) verify_conns: Mutex<HashMap<i32, VerifyConn>>,
+    /// Connections to other brokers' coordinators for produce-time verification and the
+    /// adds of transaction version 2 (KIP-890): [`VERIFY_CONNS`] per broker, a transactional
+    /// id always on the same one, each used by one request at a time.
+    pub(crate) verify_conns: Mutex<HashMap<(i32, usize), VerifyConn>>,
 }
+
+/// Connections per coordinator broker for verification and adds: requests of different
+/// transactional ids do not all queue behind one round trip (an add waits for its record's
+/// replication).
+pub const VERIFY_CONNS: usize = 4;
 
 /// A broker's connection for verification requests, with the address it was opened to.
 pub(crate) type VerifyConn = Arc<tokio::sync::Mutex<Option<(String, strom_client::Connection)>>>;
@@ -236,6 +251,9 @@ mod tests {
             partitions: BTreeSet::from([("t".to_string(), 0)]),
             start_ms: 5,
             last_update_ms: 6,
+            tv2: true,
+            next_producer_id: 8,
+            prev_producer_id: 3,
         };
         let ids: Vec<String> = (0..500)
             .map(|i| format!("txn-{i}"))
@@ -256,6 +274,32 @@ mod tests {
         assert_eq!(new.loaded_epoch(0), Some(0));
         new.unload(0);
         assert_eq!(new.get(&ids[0]), None);
+    }
+
+    /// A record written before the TV2 fields existed still reads (as none of them).
+    #[test]
+    fn records_without_the_tv2_extension_still_read() {
+        let m = TxnMetadata {
+            producer_id: 4,
+            producer_epoch: 2,
+            last_producer_epoch: 1,
+            timeout_ms: 1000,
+            state: TxnState::CompleteCommit,
+            partitions: BTreeSet::new(),
+            start_ms: -1,
+            last_update_ms: 6,
+            tv2: true,
+            next_producer_id: -1,
+            prev_producer_id: 3,
+        };
+        assert_eq!(decode(&encode(&m)), Some(m.clone()));
+        let old = bincode::serde::encode_to_vec(&m, bincode::config::standard()).expect("encode");
+        let read = decode(&old).expect("decode");
+        assert_eq!(
+            (read.tv2, read.next_producer_id, read.prev_producer_id),
+            (false, -1, -1)
+        );
+        assert_eq!(read.producer_epoch, 2);
     }
 
     #[test]

@@ -203,10 +203,14 @@ pub fn verify_partitions(
 
 /// KIP-890 produce-time verification, for a partition leader about to append a
 /// transactional batch that opens its producer's transaction there: is each partition in the
-/// producer's ongoing transaction? This broker's own coordinator answers directly; another
-/// broker's is asked with AddPartitionsToTxn v4 (`verify_only`). Codes are the ones a
-/// producer knows: INVALID_TXN_STATE (not in the transaction, or the transaction ended),
-/// INVALID_PRODUCER_EPOCH (fenced), and NOT_ENOUGH_REPLICAS, which it retries, when the
+/// producer's ongoing transaction? With `add` (transaction version 2: Produce v12+,
+/// TxnOffsetCommit v5+) the partitions are added to the transaction instead, as the client
+/// no longer sends AddPartitionsToTxn. This broker's own coordinator answers directly;
+/// another broker's is asked with AddPartitionsToTxn v4 (`verify_only` unless adding).
+/// Codes are the ones a producer knows: INVALID_TXN_STATE (not in the transaction, or the
+/// transaction ended), INVALID_PRODUCER_EPOCH (fenced), CONCURRENT_TRANSACTIONS (adding
+/// while the previous transaction's markers are still being written, after retrying it here
+/// for up to 100 ms, as Kafka does), and NOT_ENOUGH_REPLICAS, which it retries, when the
 /// coordinator cannot be asked now (moving, loading, unreachable), as Kafka maps them.
 pub async fn verify_for_produce(
     broker: &Broker,
@@ -214,13 +218,76 @@ pub async fn verify_for_produce(
     producer_id: i64,
     producer_epoch: i16,
     partitions: &[(String, i32)],
+    add: bool,
 ) -> Vec<Result<(), ResponseError>> {
+    let concurrent = ResponseError::ConcurrentTransactions.code();
+    let give_up = tokio::time::Instant::now() + Duration::from_millis(100);
+    let codes = loop {
+        let codes = coordinator_codes(
+            broker,
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            partitions,
+            add,
+        )
+        .await;
+        if !add || !codes.contains(&concurrent) || tokio::time::Instant::now() >= give_up {
+            break codes;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    codes
+        .into_iter()
+        .map(|code| match ResponseError::try_from_code(code) {
+            None => Ok(()),
+            Some(ResponseError::InvalidProducerEpoch | ResponseError::ProducerFenced) => {
+                Err(ResponseError::InvalidProducerEpoch)
+            }
+            Some(ResponseError::ConcurrentTransactions) if add => {
+                Err(ResponseError::ConcurrentTransactions)
+            }
+            Some(
+                ResponseError::InvalidTxnState
+                | ResponseError::TransactionAbortable
+                | ResponseError::InvalidProducerIdMapping
+                | ResponseError::UnknownTopicOrPartition
+                | ResponseError::TransactionalIdAuthorizationFailed,
+            ) => Err(ResponseError::InvalidTxnState),
+            Some(_) => Err(ResponseError::NotEnoughReplicas),
+        })
+        .collect()
+}
+
+/// The transaction coordinator's code for each partition: checked (or, `add`, added) by this
+/// broker's own coordinator or asked of the broker that leads the id's partition.
+async fn coordinator_codes(
+    broker: &Broker,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: &[(String, i32)],
+    add: bool,
+) -> Vec<i16> {
     let image = broker.image();
     let leader = image
         .topic(TRANSACTION_TOPIC)
         .and_then(|t| t.partitions.get(txn_partition(transactional_id) as usize))
         .map(|p| p.leader);
-    let codes: Vec<i16> = match leader {
+    match leader {
+        Some(l) if l == broker.node_id && add => {
+            let code = add_partitions(
+                broker,
+                transactional_id,
+                producer_id,
+                producer_epoch,
+                partitions,
+            )
+            .await
+            .err()
+            .map_or(0, |e| e.code());
+            vec![code; partitions.len()]
+        }
         Some(l) if l == broker.node_id => verify_partitions(
             broker,
             transactional_id,
@@ -239,32 +306,16 @@ pub async fn verify_for_produce(
                 producer_id,
                 producer_epoch,
                 partitions,
+                add,
             )
             .await
         }
         _ => vec![ResponseError::CoordinatorNotAvailable.code(); partitions.len()],
-    };
-    codes
-        .into_iter()
-        .map(|code| match ResponseError::try_from_code(code) {
-            None => Ok(()),
-            Some(ResponseError::InvalidProducerEpoch | ResponseError::ProducerFenced) => {
-                Err(ResponseError::InvalidProducerEpoch)
-            }
-            Some(
-                ResponseError::InvalidTxnState
-                | ResponseError::TransactionAbortable
-                | ResponseError::InvalidProducerIdMapping
-                | ResponseError::UnknownTopicOrPartition
-                | ResponseError::TransactionalIdAuthorizationFailed,
-            ) => Err(ResponseError::InvalidTxnState),
-            Some(_) => Err(ResponseError::NotEnoughReplicas),
-        })
-        .collect()
+    }
 }
 
-/// AddPartitionsToTxn v4 with `verify_only` to broker `coordinator`: each partition's code,
-/// in order.
+/// AddPartitionsToTxn v4 to broker `coordinator`, `verify_only` unless `add`: each
+/// partition's code, in order.
 async fn verify_remote(
     broker: &Broker,
     coordinator: i32,
@@ -272,6 +323,7 @@ async fn verify_remote(
     producer_id: i64,
     producer_epoch: i16,
     partitions: &[(String, i32)],
+    add: bool,
 ) -> Vec<i16> {
     let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (t, p) in partitions {
@@ -284,7 +336,7 @@ async fn verify_remote(
             ))
             .with_producer_id(producer_id.into())
             .with_producer_epoch(producer_epoch)
-            .with_verify_only(true)
+            .with_verify_only(!add)
             .with_topics(
                 topics
                     .iter()
@@ -300,7 +352,10 @@ async fn verify_remote(
         .txns
         .verify_conns
         .lock()
-        .entry(coordinator)
+        .entry((
+            coordinator,
+            txn_partition(transactional_id) as usize % super::VERIFY_CONNS,
+        ))
         .or_default()
         .clone();
     let response = match broker_call(
@@ -403,37 +458,61 @@ pub(crate) async fn broker_call<R: kafka_protocol::protocol::Request>(
 }
 
 /// EndTxn: decides the transaction (durably), then writes its markers in the background.
+/// With `v2` (EndTxn v5+, transaction version 2) the epoch is bumped at every end and the
+/// answer is the producer id and epoch the client goes on with; below v5 it is (-1, -1).
 pub async fn end_txn(
     broker: &Arc<Broker>,
     transactional_id: &str,
     producer_id: i64,
     producer_epoch: i16,
     commit: bool,
-) -> Result<(), ResponseError> {
+    v2: bool,
+) -> Result<(i64, i16), ResponseError> {
     validate_id(transactional_id)?;
     let log = coordinator_log(broker, transactional_id)?;
     let _guard = broker.txns.lock(transactional_id).await;
     let current = broker.txns.get(transactional_id);
-    let Some(m) = state::end(
-        current.as_ref(),
-        producer_id,
-        producer_epoch,
-        commit,
-        now_ms(),
-    )?
-    else {
-        return Ok(());
+    let (decided, answer) = if v2 {
+        let fresh =
+            if state::end_needs_fresh_producer_id(current.as_ref(), producer_id, producer_epoch) {
+                crate::handlers::allocate_producer_id(broker).await?
+            } else {
+                -1
+            };
+        let ended = state::end_v2(
+            current.as_ref(),
+            producer_id,
+            producer_epoch,
+            commit,
+            now_ms(),
+            fresh,
+        )?;
+        (ended.next, (ended.producer_id, ended.producer_epoch))
+    } else {
+        let next = state::end(
+            current.as_ref(),
+            producer_id,
+            producer_epoch,
+            commit,
+            now_ms(),
+        )?;
+        (next, (-1, -1))
+    };
+    let Some(m) = decided else {
+        return Ok(answer);
     };
     persist(broker, &log, transactional_id, Some(&m)).await?;
     debug!(
         transactional_id,
         producer_id,
+        producer_epoch = m.producer_epoch,
         state = m.state.name(),
         partitions = m.partitions.len(),
+        tv2 = v2,
         "transaction decided"
     );
     spawn_completion(broker, transactional_id.to_string());
-    Ok(())
+    Ok(answer)
 }
 
 /// Starts writing the markers of `transactional_id`'s decided transaction, unless a task

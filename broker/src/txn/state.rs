@@ -68,6 +68,48 @@ pub struct TxnMetadata {
     /// When the current transaction began (ms; -1 when none).
     pub start_ms: i64,
     pub last_update_ms: i64,
+    /// Transaction version 2 (KIP-890 part 2): the current transaction was ended by an
+    /// EndTxn v5+ and its epoch bumped, so a retry at the epoch before is recognised.
+    /// Persisted after the fields above (see [`TxnExtension`]).
+    #[serde(skip)]
+    pub tv2: bool,
+    /// Under TV2, when the epoch ran out: the producer id the decided transaction completes
+    /// onto (-1: none).
+    #[serde(skip, default = "no_producer_id")]
+    pub next_producer_id: i64,
+    /// After a completion moved to a new producer id: the one before (-1: none), so a
+    /// retried EndTxn from it is answered with the new one.
+    #[serde(skip, default = "no_producer_id")]
+    pub prev_producer_id: i64,
+}
+
+fn no_producer_id() -> i64 {
+    -1
+}
+
+/// The TV2 fields of [`TxnMetadata`], encoded after the rest: records written before they
+/// existed read as "none", and a broker that does not know them ignores the trailing bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnExtension {
+    pub tv2: bool,
+    pub next_producer_id: i64,
+    pub prev_producer_id: i64,
+}
+
+impl TxnMetadata {
+    pub fn extension(&self) -> TxnExtension {
+        TxnExtension {
+            tv2: self.tv2,
+            next_producer_id: self.next_producer_id,
+            prev_producer_id: self.prev_producer_id,
+        }
+    }
+
+    pub fn set_extension(&mut self, e: TxnExtension) {
+        self.tv2 = e.tv2;
+        self.next_producer_id = e.next_producer_id;
+        self.prev_producer_id = e.prev_producer_id;
+    }
 }
 
 /// The error a client gets.
@@ -120,6 +162,9 @@ pub fn init(
             partitions: BTreeSet::new(),
             start_ms: -1,
             last_update_ms: now_ms,
+            tv2: false,
+            next_producer_id: -1,
+            prev_producer_id: -1,
         }));
     };
     if let Some((pid, epoch)) = expected {
@@ -146,6 +191,7 @@ pub fn init(
         TxnState::Ongoing => {
             // Fence the previous incarnation: its epoch is over, and what it began is aborted.
             let mut next = bumped(m);
+            next.tv2 = false;
             next.state = TxnState::PrepareAbort;
             next.last_update_ms = now_ms;
             Ok(InitOutcome::AbortFirst(next))
@@ -156,12 +202,15 @@ pub fn init(
                     producer_id: fresh_producer_id,
                     producer_epoch: 0,
                     last_producer_epoch: -1,
+                    prev_producer_id: m.producer_id,
                     ..m.clone()
                 }
             } else {
                 bumped(m)
             };
             next.timeout_ms = timeout_ms;
+            next.tv2 = false;
+            next.next_producer_id = -1;
             next.state = TxnState::Empty;
             next.partitions.clear();
             next.start_ms = -1;
@@ -269,9 +318,117 @@ pub fn end(
     }
 }
 
+/// What EndTxn v5+ (transaction version 2) does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// The metadata to persist (PrepareCommit/PrepareAbort at a bumped epoch), or None for a
+    /// retry of an end already decided.
+    pub next: Option<TxnMetadata>,
+    /// The producer id and epoch the client goes on with (EndTxn v5's answer).
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+
+/// Whether EndTxn v5 from `m`'s producer needs a fresh producer id: its epoch cannot be
+/// bumped again.
+pub fn end_needs_fresh_producer_id(m: Option<&TxnMetadata>, pid: i64, epoch: i16) -> bool {
+    m.is_some_and(|m| {
+        m.producer_id == pid && m.producer_epoch == epoch && m.producer_epoch >= MAX_EPOCH
+    })
+}
+
+/// EndTxn v5+ (KIP-890 part 2): every commit and abort bumps the producer epoch, and the
+/// markers carry the bumped epoch, so a late batch of the ended transaction is fenced at
+/// every partition. When the epoch is exhausted the transaction completes onto
+/// `fresh_producer_id` at epoch 0. A retry (the epoch before the bump, or the producer id
+/// before the move) gets the identity it should go on with. An abort with nothing open is
+/// valid (it bumps the epoch); a commit with nothing open is INVALID_TXN_STATE.
+pub fn end_v2(
+    current: Option<&TxnMetadata>,
+    pid: i64,
+    epoch: i16,
+    commit: bool,
+    now_ms: i64,
+    fresh_producer_id: i64,
+) -> Result<Ended, Code> {
+    let m = current.ok_or(ResponseError::InvalidProducerIdMapping)?;
+    let bump_retry = m.tv2
+        && m.producer_id == pid
+        && epoch >= 0
+        && m.producer_epoch == epoch.saturating_add(1)
+        && m.last_producer_epoch == epoch;
+    let overflow_retry = m.tv2
+        && m.prev_producer_id == pid
+        && m.producer_id != pid
+        && epoch == MAX_EPOCH
+        && m.producer_epoch == 0;
+    let retry = bump_retry || overflow_retry;
+    if m.producer_id != pid && !overflow_retry {
+        return Err(ResponseError::InvalidProducerIdMapping);
+    }
+    if m.producer_epoch != epoch && !retry {
+        return Err(ResponseError::ProducerFenced);
+    }
+    let goes_on = |m: &TxnMetadata| match m.next_producer_id {
+        -1 => (m.producer_id, m.producer_epoch),
+        next => (next, 0),
+    };
+    use TxnState::*;
+    let decide = |m: &TxnMetadata| {
+        let mut next = m.clone();
+        next.tv2 = true;
+        next.last_producer_epoch = m.producer_epoch;
+        if m.producer_epoch >= MAX_EPOCH {
+            next.producer_epoch = i16::MAX;
+            next.next_producer_id = fresh_producer_id;
+        } else {
+            next.producer_epoch = m.producer_epoch + 1;
+        }
+        if m.state != Ongoing {
+            // Nothing open: an abort of an empty transaction.
+            next.partitions.clear();
+            next.start_ms = now_ms;
+        }
+        next.state = if commit { PrepareCommit } else { PrepareAbort };
+        next.last_update_ms = now_ms;
+        next
+    };
+    let decided = |next: TxnMetadata| {
+        let (producer_id, producer_epoch) = goes_on(&next);
+        Ok(Ended {
+            next: Some(next),
+            producer_id,
+            producer_epoch,
+        })
+    };
+    match (m.state, commit, retry) {
+        (Ongoing, _, false) => decided(decide(m)),
+        (Empty | CompleteCommit | CompleteAbort, false, false) => decided(decide(m)),
+        (CompleteCommit, true, true) | (CompleteAbort, false, true) => Ok(Ended {
+            next: None,
+            producer_id: m.producer_id,
+            producer_epoch: m.producer_epoch,
+        }),
+        (PrepareCommit, true, _) | (PrepareAbort, false, _) => {
+            Err(ResponseError::ConcurrentTransactions)
+        }
+        // The next transaction began: the end it retries was answered long ago.
+        (Ongoing, _, true) => Err(ResponseError::ProducerFenced),
+        _ => Err(ResponseError::InvalidTxnState),
+    }
+}
+
 /// The metadata once every marker of a PrepareCommit/PrepareAbort is written.
 pub fn complete(m: &TxnMetadata, now_ms: i64) -> TxnMetadata {
     let mut next = m.clone();
+    if m.next_producer_id >= 0 {
+        // TV2 ran out of epochs: the producer goes on under its new id.
+        next.prev_producer_id = m.producer_id;
+        next.producer_id = m.next_producer_id;
+        next.producer_epoch = 0;
+        next.last_producer_epoch = -1;
+        next.next_producer_id = -1;
+    }
     next.state = match m.state {
         TxnState::PrepareCommit => TxnState::CompleteCommit,
         TxnState::PrepareAbort => TxnState::CompleteAbort,
@@ -289,13 +446,14 @@ pub fn timed_out(m: &TxnMetadata, now_ms: i64) -> bool {
 }
 
 /// Aborting a timed-out transaction: the epoch is bumped so the producer that went quiet is
-/// fenced if it comes back, then PrepareAbort.
+/// fenced if it comes back, then PrepareAbort. Even the last epoch (32766) is bumped, to
+/// 32767: the markers must carry an epoch above the transaction's batches, so that under
+/// transaction version 2 no partition takes them for the end of an earlier transaction
+/// (the next InitProducerId then hands out a new producer id).
 pub fn abort_timed_out(m: &TxnMetadata, now_ms: i64) -> TxnMetadata {
-    let mut next = if m.producer_epoch < MAX_EPOCH {
-        bumped(m)
-    } else {
-        m.clone()
-    };
+    let mut next = bumped(m);
+    // Not the client's end: its EndTxn at the old epoch is fenced, not taken for a retry.
+    next.tv2 = false;
     next.state = TxnState::PrepareAbort;
     next.last_update_ms = now_ms;
     next
@@ -453,9 +611,141 @@ mod tests {
             producer_epoch: MAX_EPOCH,
             ..m
         };
+        assert!(!end_needs_fresh_producer_id(Some(&worn), 9, MAX_EPOCH - 1));
         assert!(needs_fresh_producer_id(Some(&worn)));
         let fresh = ready(init(Some(&worn), 1000, None, 4, 10));
         assert_eq!((fresh.producer_id, fresh.producer_epoch), (10, 0));
+    }
+
+    /// Transaction version 2: each end bumps the epoch, the answer carries the epoch to go
+    /// on with, retries at the old epoch are recognised, and late requests are fenced.
+    #[test]
+    fn tv2_ends_bump_the_epoch_and_retries_are_answered() {
+        let m = ready(init(None, 60_000, None, 1, 40));
+        // The first transaction: partitions added implicitly (by the leaders), then commit.
+        let open = add_partitions(Some(&m), 40, 0, &[tp("a", 0)], 2)
+            .expect("add")
+            .expect("changed");
+        let ended = end_v2(Some(&open), 40, 0, true, 3, -1).expect("end");
+        let prepared = ended.next.clone().expect("decided");
+        assert_eq!(
+            (
+                prepared.state,
+                prepared.producer_epoch,
+                prepared.last_producer_epoch
+            ),
+            (TxnState::PrepareCommit, 1, 0),
+            "decided at the bumped epoch: the markers carry it"
+        );
+        assert_eq!((ended.producer_id, ended.producer_epoch), (40, 1));
+        // A retry while the markers are written: asked to wait.
+        assert_eq!(
+            end_v2(Some(&prepared), 40, 0, true, 4, -1),
+            Err(ResponseError::ConcurrentTransactions)
+        );
+        assert_eq!(
+            end_v2(Some(&prepared), 40, 0, false, 4, -1),
+            Err(ResponseError::InvalidTxnState)
+        );
+        let done = complete(&prepared, 5);
+        // The answer was lost: the retry at epoch 0 gets the epoch to go on with.
+        assert_eq!(
+            end_v2(Some(&done), 40, 0, true, 6, -1),
+            Ok(Ended {
+                next: None,
+                producer_id: 40,
+                producer_epoch: 1
+            })
+        );
+        assert_eq!(
+            end_v2(Some(&done), 40, 0, false, 6, -1),
+            Err(ResponseError::InvalidTxnState)
+        );
+        // A commit with nothing open is refused; an abort with nothing open bumps.
+        assert_eq!(
+            end_v2(Some(&done), 40, 1, true, 6, -1),
+            Err(ResponseError::InvalidTxnState)
+        );
+        let empty_abort = end_v2(Some(&done), 40, 1, false, 6, -1).expect("abort");
+        let aborting = empty_abort.next.expect("decided");
+        assert_eq!(
+            (aborting.state, aborting.producer_epoch),
+            (TxnState::PrepareAbort, 2)
+        );
+        assert!(aborting.partitions.is_empty(), "no markers to write");
+        let done = complete(&aborting, 7);
+        // The second transaction, at epoch 2; a zombie at epoch 0 is fenced everywhere.
+        let open = add_partitions(Some(&done), 40, 2, &[tp("b", 0)], 8)
+            .expect("add")
+            .expect("changed");
+        assert_eq!(
+            add_partitions(Some(&open), 40, 1, &[tp("b", 1)], 8),
+            Err(ResponseError::ProducerFenced)
+        );
+        assert_eq!(
+            end_v2(Some(&open), 40, 0, true, 8, -1),
+            Err(ResponseError::ProducerFenced)
+        );
+        assert_eq!(
+            end_v2(Some(&open), 40, 1, true, 8, -1),
+            Err(ResponseError::ProducerFenced),
+            "a retry of an end answered before this transaction began"
+        );
+        assert_eq!(
+            end_v2(Some(&open), 41, 2, true, 8, -1),
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+    }
+
+    /// Under TV2 an exhausted epoch moves the producer to a new id when the transaction
+    /// completes; the markers go out at the last epoch of the old id.
+    #[test]
+    fn tv2_epoch_exhaustion_moves_to_a_new_producer_id() {
+        let m = ready(init(None, 60_000, None, 1, 50));
+        let worn = TxnMetadata {
+            producer_epoch: MAX_EPOCH,
+            ..m
+        };
+        let open = add_partitions(Some(&worn), 50, MAX_EPOCH, &[tp("a", 0)], 2)
+            .expect("add")
+            .expect("changed");
+        assert!(end_needs_fresh_producer_id(Some(&open), 50, MAX_EPOCH));
+        let ended = end_v2(Some(&open), 50, MAX_EPOCH, false, 3, 51).expect("end");
+        let prepared = ended.next.clone().expect("decided");
+        assert_eq!(
+            (prepared.producer_id, prepared.producer_epoch),
+            (50, i16::MAX),
+            "markers fence the old id's every epoch"
+        );
+        assert_eq!((ended.producer_id, ended.producer_epoch), (51, 0));
+        let done = complete(&prepared, 4);
+        assert_eq!(
+            (done.producer_id, done.producer_epoch, done.prev_producer_id),
+            (51, 0, 50)
+        );
+        // A retry from the old id's last epoch is answered with the new one; the old id at
+        // any other epoch is a zombie.
+        assert_eq!(
+            end_v2(Some(&done), 50, 7, false, 5, -1),
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+        assert_eq!(
+            end_v2(Some(&done), 50, MAX_EPOCH, false, 5, -1),
+            Ok(Ended {
+                next: None,
+                producer_id: 51,
+                producer_epoch: 0
+            })
+        );
+        // The extension survives encoding, and a record without it reads as none.
+        let mut copy = done.clone();
+        copy.set_extension(TxnExtension {
+            tv2: false,
+            next_producer_id: -1,
+            prev_producer_id: -1,
+        });
+        copy.set_extension(done.extension());
+        assert_eq!(copy, done);
     }
 
     #[test]

@@ -300,6 +300,9 @@ struct Shared {
     identity: std::sync::RwLock<Option<(i64, i16)>>,
     /// The first failure of a send in the open transaction: it cannot commit.
     txn_error: std::sync::Mutex<Option<ProducerError>>,
+    /// Transaction version 2 is in use: Produce goes at v12, which adds the partition to the
+    /// transaction at its leader.
+    tv2: std::sync::atomic::AtomicBool,
     /// Partition count by topic, and the sticky partition for keyless records.
     topics: std::sync::Mutex<HashMap<String, (i32, i32)>>,
 }
@@ -415,6 +418,7 @@ impl Producer {
                 cluster: Mutex::new(cluster),
                 identity: std::sync::RwLock::new(identity),
                 txn_error: std::sync::Mutex::new(None),
+                tv2: std::sync::atomic::AtomicBool::new(false),
                 topics: std::sync::Mutex::new(HashMap::new()),
             }),
             workers: Mutex::new(HashMap::new()),
@@ -435,17 +439,34 @@ impl Producer {
 
     /// Registers the `transactional.id` with its coordinator and gets the producer id and a
     /// new epoch, fencing any earlier producer with this id (its open transaction is
-    /// aborted). Call once, before the first transaction.
+    /// aborted). Call once, before the first transaction. This is also when the producer
+    /// learns whether the cluster runs transaction version 2 (KIP-890 part 2), which it then
+    /// uses: see [`Producer::transaction_version`].
     pub async fn init_transactions(&self) -> Result<(), ProducerError> {
         let mut t = self.txn()?.lock().await;
         t.check(&State::Uninitialized, "init_transactions")?;
         match t.init_producer_id(None).await {
             Ok(identity) => {
                 self.shared.set_identity(identity);
+                t.tv2 = t.detect_tv2().await;
+                self.shared
+                    .tv2
+                    .store(t.tv2, std::sync::atomic::Ordering::Relaxed);
                 t.state = State::Ready;
                 Ok(())
             }
             Err(e) => Err(t.fail(e)),
+        }
+    }
+
+    /// The transaction version in use: 2 (KIP-890 part 2: no AddPartitionsToTxn or
+    /// AddOffsetsToTxn, the epoch bumped at every commit and abort) when the cluster
+    /// finalized `transaction.version` 2, else 1. Known after `init_transactions`.
+    pub fn transaction_version(&self) -> i16 {
+        if self.shared.tv2.load(std::sync::atomic::Ordering::Relaxed) {
+            2
+        } else {
+            1
         }
     }
 
@@ -495,7 +516,12 @@ impl Producer {
         }
         let identity = self.transactional_identity()?;
         match t.end(identity, true).await {
-            Ok(()) => Ok(()),
+            Ok(next) => {
+                if let Some(next) = next {
+                    self.shared.set_identity(next);
+                }
+                Ok(())
+            }
             Err(e) => Err(t.fail(e)),
         }
     }
@@ -518,8 +544,15 @@ impl Producer {
             return Err(t.fail(e.clone()));
         }
         let identity = self.transactional_identity()?;
-        if let Err(e) = t.end(identity, false).await {
-            return Err(t.fail(e));
+        match t.end(identity, false).await {
+            Err(e) => return Err(t.fail(e)),
+            // Transaction version 2: the abort bumped the epoch, so sequences start afresh.
+            Ok(Some(next)) => {
+                self.shared.set_identity(next);
+                return Ok(());
+            }
+            Ok(None) if t.tv2 => return Ok(()),
+            Ok(None) => {}
         }
         if failed_sends.is_some() {
             match t.init_producer_id(Some(identity)).await {
@@ -663,6 +696,9 @@ fn retriable(code: i16) -> bool {
                 | ResponseError::KafkaStorageError
                 | ResponseError::NetworkException
                 | ResponseError::CorruptMessage
+                // Transaction version 2: the leader could not add the partition yet (the
+                // previous transaction's markers are still being written).
+                | ResponseError::ConcurrentTransactions
         )
     )
 }
@@ -896,8 +932,15 @@ async fn send_with_retries(
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(partition)
                     .with_records(Some(batch.clone()))])]);
+        // Transaction version 2 produces at v12: the leader adds the partition to the
+        // transaction.
+        let version = if shared.tv2.load(std::sync::atomic::Ordering::Relaxed) {
+            12
+        } else {
+            9
+        };
         if config.acks == 0 {
-            match conn.write_request(&req, 9).await {
+            match conn.write_request(&req, version).await {
                 Ok(_) => return Ok(-1),
                 Err(e) => {
                     last = e.to_string();
@@ -908,7 +951,7 @@ async fn send_with_retries(
         }
         let sent = tokio::time::timeout(
             config.request_timeout + Duration::from_secs(5),
-            conn.send(req, 9),
+            conn.send(req, version),
         )
         .await;
         let resp = match sent {

@@ -14,6 +14,12 @@
 //! Errors are classified as the Java client does: fenced (another producer with the same
 //! `transactional.id` took over) and other fatal ones end the producer; abortable ones end
 //! the transaction, which the application aborts and retries.
+//!
+//! Transaction version 2 (KIP-890 part 2) is used when the cluster finalized
+//! `transaction.version` 2, as the Java client decides: partitions join the transaction with
+//! the first Produce (v12) to them and the group's offsets partition with TxnOffsetCommit v5,
+//! so neither AddPartitionsToTxn nor AddOffsetsToTxn is sent, and every EndTxn (v5) bumps the
+//! epoch, which the answer carries and the next transaction uses.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -23,8 +29,8 @@ use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId,
-    InitProducerIdRequest, ProducerId, TransactionalId, TxnOffsetCommitRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, ApiVersionsRequest, EndTxnRequest,
+    GroupId, InitProducerIdRequest, ProducerId, TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::ResponseError;
@@ -57,6 +63,8 @@ pub(super) struct TxnManager {
     /// are not listed; `offsets_added` says one was).
     pub partitions: BTreeSet<TopicPartition>,
     offsets_added: bool,
+    /// Transaction version 2 is in use (see the module doc).
+    pub tv2: bool,
     cluster: ClusterClient,
 }
 
@@ -116,8 +124,40 @@ impl TxnManager {
             state: State::Uninitialized,
             partitions: BTreeSet::new(),
             offsets_added: false,
+            tv2: false,
             cluster,
         }
+    }
+
+    /// Whether the cluster finalized `transaction.version` 2 and serves the requests it
+    /// needs (Produce v12, TxnOffsetCommit v5, EndTxn v5), from one broker's ApiVersions.
+    /// Any failure to ask means version 1, which every broker serves.
+    pub async fn detect_tv2(&mut self) -> bool {
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("strom"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let answer = match self.cluster.any().await {
+            Ok(conn) => tokio::time::timeout(self.request_timeout, conn.send(req, 3)).await,
+            Err(e) => Ok(Err(e)),
+        };
+        let Ok(Ok(r)) = answer else {
+            return false;
+        };
+        let finalized = r
+            .finalized_features
+            .iter()
+            .find(|f| f.name.as_str() == crate::features::TRANSACTION_VERSION)
+            .map_or(0, |f| f.max_version_level);
+        let serves = |key: ApiKey, version: i16| {
+            r.api_keys
+                .iter()
+                .any(|k| k.api_key == key as i16 && k.max_version >= version)
+        };
+        r.error_code == 0
+            && finalized >= 2
+            && serves(ApiKey::Produce, 12)
+            && serves(ApiKey::TxnOffsetCommit, 5)
+            && serves(ApiKey::EndTxn, 5)
     }
 
     /// Fails unless the producer is in `want` (fatal and abortable states say why).
@@ -225,7 +265,8 @@ impl TxnManager {
         Ok((r.producer_id.0, r.producer_epoch))
     }
 
-    /// AddPartitionsToTxn for partitions not yet in the open transaction.
+    /// AddPartitionsToTxn for partitions not yet in the open transaction (with transaction
+    /// version 2 they are only noted: the leader adds them when their first batch arrives).
     pub async fn add_partitions(
         &mut self,
         identity: (i64, i16),
@@ -237,6 +278,10 @@ impl TxnManager {
             .cloned()
             .collect();
         if wanted.is_empty() {
+            return Ok(());
+        }
+        if self.tv2 {
+            self.partitions.extend(wanted);
             return Ok(());
         }
         let topics = crate::partitions_by_topic(&wanted)
@@ -273,22 +318,25 @@ impl TxnManager {
         }
     }
 
-    /// AddOffsetsToTxn, then TxnOffsetCommit at the group's coordinator.
+    /// AddOffsetsToTxn, then TxnOffsetCommit at the group's coordinator (with transaction
+    /// version 2, TxnOffsetCommit v5 alone: the group coordinator adds its partition).
     pub async fn send_offsets(
         &mut self,
         identity: (i64, i16),
         offsets: &[(TopicPartition, i64)],
         group: &ConsumerGroupMetadata,
     ) -> Result<(), ProducerError> {
-        let req = AddOffsetsToTxnRequest::default()
-            .with_transactional_id(TransactionalId(StrBytes::from_string(self.id.clone())))
-            .with_producer_id(ProducerId(identity.0))
-            .with_producer_epoch(identity.1)
-            .with_group_id(GroupId(StrBytes::from_string(group.group_id.clone())));
-        let id = self.id.clone();
-        let r = self.call(&id, 1, req, 3, |r| r.error_code).await?;
-        if r.error_code != 0 {
-            return Err(classify(r.error_code, "AddOffsetsToTxn"));
+        if !self.tv2 {
+            let req = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(StrBytes::from_string(self.id.clone())))
+                .with_producer_id(ProducerId(identity.0))
+                .with_producer_epoch(identity.1)
+                .with_group_id(GroupId(StrBytes::from_string(group.group_id.clone())));
+            let id = self.id.clone();
+            let r = self.call(&id, 1, req, 3, |r| r.error_code).await?;
+            if r.error_code != 0 {
+                return Err(classify(r.error_code, "AddOffsetsToTxn"));
+            }
         }
         self.offsets_added = true;
         let tps: Vec<TopicPartition> = offsets.iter().map(|(tp, _)| tp.clone()).collect();
@@ -331,15 +379,25 @@ impl TxnManager {
                 .find(|c| *c != 0)
                 .unwrap_or(0)
         };
-        let r = self.call(&group.group_id, 0, req, 3, first_error).await?;
+        let version = if self.tv2 { 5 } else { 3 };
+        let r = self
+            .call(&group.group_id, 0, req, version, first_error)
+            .await?;
         match first_error(&r) {
             0 => Ok(()),
             code => Err(classify(code, "TxnOffsetCommit")),
         }
     }
 
-    /// EndTxn (when the transaction touched anything), then Ready for the next one.
-    pub async fn end(&mut self, identity: (i64, i16), commit: bool) -> Result<(), ProducerError> {
+    /// EndTxn (when the transaction touched anything), then Ready for the next one. With
+    /// transaction version 2 the answer is the producer id and epoch to go on with (the
+    /// epoch bumped), which the caller makes the producer's.
+    pub async fn end(
+        &mut self,
+        identity: (i64, i16),
+        commit: bool,
+    ) -> Result<Option<(i64, i16)>, ProducerError> {
+        let mut next = None;
         if !self.partitions.is_empty() || self.offsets_added {
             let req = EndTxnRequest::default()
                 .with_transactional_id(TransactionalId(StrBytes::from_string(self.id.clone())))
@@ -347,15 +405,19 @@ impl TxnManager {
                 .with_producer_epoch(identity.1)
                 .with_committed(commit);
             let id = self.id.clone();
-            let r = self.call(&id, 1, req, 1, |r| r.error_code).await?;
+            let version = if self.tv2 { 5 } else { 1 };
+            let r = self.call(&id, 1, req, version, |r| r.error_code).await?;
             if r.error_code != 0 {
                 return Err(classify(r.error_code, "EndTxn"));
+            }
+            if self.tv2 && r.producer_id.0 >= 0 && r.producer_epoch >= 0 {
+                next = Some((r.producer_id.0, r.producer_epoch));
             }
         }
         self.partitions.clear();
         self.offsets_added = false;
         self.state = State::Ready;
-        Ok(())
+        Ok(next)
     }
 }
 

@@ -116,7 +116,7 @@ struct Cli {
     /// The metadata.version a new cluster starts at, as a Kafka release (3.7, 4.0-IV3), as
     /// `kafka-storage.sh format --release-version` sets it; raise it later with
     /// `strom features upgrade`. Default: the newest this build supports.
-    #[arg(long, env = "STROM_RELEASE_VERSION", value_parser = parse_release)]
+    #[arg(long, env = "STROM_RELEASE_VERSION", value_parser = metadata_quorum::features::parse_release)]
     release_version: Option<i16>,
     /// Log output format.
     #[arg(long, env = "STROM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -125,18 +125,6 @@ struct Cli {
     /// http://127.0.0.1:4318 (spans go to its /v1/traces). Off when not given.
     #[arg(long, env = "STROM_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
-}
-
-fn parse_release(s: &str) -> Result<i16, String> {
-    metadata_quorum::features::metadata_version_level(s).ok_or_else(|| {
-        format!(
-            "'{s}' is not a metadata.version this build supports (3.3-IV3 to {})",
-            metadata_quorum::features::metadata_version_name(
-                metadata_quorum::features::METADATA_VERSION_MAX
-            )
-            .unwrap_or("?")
-        )
-    })
 }
 
 #[tokio::main]
