@@ -272,3 +272,47 @@ async fn topics_configs_partitions_offsets_cluster_and_groups() {
     assert_eq!(code(&twice), ResponseError::UnknownTopicOrPartition.code());
     assert!(admin.list_topics(false).await.expect("list").is_empty());
 }
+
+/// A new cluster is named, with its feature levels, before anything else is committed: a
+/// broker's registration, a topic or a producer id never precede them in the metadata log,
+/// so no client can see a cluster without its `metadata.version` and `transaction.version`
+/// (a transactional producer reading the levels right after start-up once saw none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_cluster_is_named_with_its_features_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(&dir.path().join("data"), &[]).expect("start");
+    let mut admin = Admin::new(&broker.kafka.to_string());
+    admin
+        .create_topic(&NewTopic::new("early", 1, 1))
+        .await
+        .expect("create topic");
+    let page = integration_tests::http_json(broker.http, "/v1/metadata/events?from=0")
+        .expect("metadata events");
+    let kinds: Vec<String> = page["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["record"].as_object()?.keys().next().cloned())
+        .collect();
+    let first_other = kinds
+        .iter()
+        .position(|k| k != "InitCluster" && k != "FeatureLevel")
+        .expect("the registration and the topic");
+    assert_eq!(kinds[0], "InitCluster", "{kinds:?}");
+    assert_eq!(
+        kinds[..first_other]
+            .iter()
+            .filter(|k| *k == "FeatureLevel")
+            .count(),
+        3,
+        "metadata.version, kraft.version and transaction.version first: {kinds:?}"
+    );
+    let features = admin.describe_features().await.expect("features");
+    assert!(
+        features
+            .features
+            .iter()
+            .any(|f| f.name == "transaction.version" && f.finalized == Some(2)),
+        "{features:?}"
+    );
+}

@@ -1027,6 +1027,21 @@ impl QuorumNode {
         }
     }
 
+    /// The records that name a cluster not named yet (a new id, and the feature levels a new
+    /// cluster starts at); none once it is named.
+    fn init_cluster_records(&self, image: &MetadataImage) -> Vec<crate::MetadataRecord> {
+        if !image.cluster_id.is_empty() {
+            return vec![];
+        }
+        let cluster_id = Uuid::new_v4().simple().to_string();
+        let mut records = vec![crate::MetadataRecord::InitCluster { cluster_id }];
+        records.extend(crate::features::bootstrap_records(
+            image,
+            self.config.release_version,
+        ));
+        records
+    }
+
     /// Decides against the current image and commits the records, one decision at a time.
     async fn propose<T>(
         &self,
@@ -1036,11 +1051,15 @@ impl QuorumNode {
         self.confirm_leadership(Duration::from_secs(5)).await?;
         let image = self.image();
         let decision = decide(&image);
-        if decision.records.is_empty() {
+        // A new cluster is named, with its feature levels, in the first proposal of all: no
+        // broker ever sees a topic (or anything) before the cluster's id and features.
+        let mut records = self.init_cluster_records(&image);
+        if records.is_empty() && decision.records.is_empty() {
             return Ok((decision.response, image.offset));
         }
+        records.extend(decision.records);
         let proposal = Proposal {
-            records: decision.records,
+            records,
             timestamp_ms: now_ms(),
         };
         let written =
@@ -1095,20 +1114,10 @@ impl QuorumNode {
                     .collect()
             };
             if image.cluster_id.is_empty() {
-                let cluster_id = Uuid::new_v4().simple().to_string();
+                // `propose` names the cluster before anything else it commits.
                 match self
-                    .propose(|img| Decision {
-                        records: if img.cluster_id.is_empty() {
-                            let mut records =
-                                vec![crate::MetadataRecord::InitCluster { cluster_id }];
-                            records.extend(crate::features::bootstrap_records(
-                                img,
-                                self.config.release_version,
-                            ));
-                            records
-                        } else {
-                            vec![]
-                        },
+                    .propose(|_| Decision {
+                        records: vec![],
                         response: (),
                     })
                     .await
