@@ -754,19 +754,27 @@ async fn without_verification_a_stray_batch_opens_a_transaction() {
     );
 }
 
+/// One controller and two brokers, with `topic` (RF 1) created, and a connection to broker 1.
+async fn two_brokers_with(
+    (topic, partitions): (&str, i32),
+) -> (tempfile::TempDir, Cluster, Connection) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = Cluster::start(dir.path(), 1, 2, &[], &[]).expect("cluster");
+    Admin::new(&c.brokers[0].kafka.to_string())
+        .create_topic(&NewTopic::new(topic, partitions, 1))
+        .await
+        .expect("create topic");
+    let first = Connection::connect(c.brokers[0].kafka)
+        .await
+        .expect("connect");
+    (dir, c, first)
+}
+
 /// The same checks when the transaction coordinator is another broker than the partition's
 /// leader: the leader asks it with AddPartitionsToTxn v4 (verify-only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_verifies_with_a_coordinator_on_another_broker() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let c = Cluster::start(dir.path(), 1, 2, &[], &[]).expect("cluster");
-    Admin::new(&c.brokers[0].kafka.to_string())
-        .create_topic(&NewTopic::new("remote", 2, 1))
-        .await
-        .expect("create topic");
-    let mut first = Connection::connect(c.brokers[0].kafka)
-        .await
-        .expect("connect");
+    let (_dir, c, mut first) = two_brokers_with(("remote", 2)).await;
     let coordinator = find_txn_coordinator(&mut first, "far").await.node_id.0;
     let other = 3 - coordinator;
     let partition = wait_for(Duration::from_secs(10), "the topic's leaders", || {
@@ -860,15 +868,7 @@ async fn end_txn_v5(
 /// transaction is fenced at every partition, so nothing hangs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_version_2_over_the_wire() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let c = Cluster::start(dir.path(), 1, 2, &[], &[]).expect("cluster");
-    Admin::new(&c.brokers[0].kafka.to_string())
-        .create_topic(&NewTopic::new("v2", 2, 1))
-        .await
-        .expect("create topic");
-    let mut first = Connection::connect(c.brokers[0].kafka)
-        .await
-        .expect("connect");
+    let (_dir, c, mut first) = two_brokers_with(("v2", 2)).await;
     let versions = first
         .send(ApiVersionsRequest::default(), 3)
         .await
