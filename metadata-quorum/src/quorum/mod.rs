@@ -1050,10 +1050,23 @@ impl QuorumNode {
         let _one_at_a_time = self.write_lock.lock().await;
         self.confirm_leadership(Duration::from_secs(5)).await?;
         let image = self.image();
-        let decision = decide(&image);
         // A new cluster is named, with its feature levels, in the first proposal of all: no
-        // broker ever sees a topic (or anything) before the cluster's id and features.
+        // broker ever sees a topic (or anything) before the cluster's id and features. The
+        // decision is made on the image as it will be once they apply (an UpdateFeatures
+        // must see the levels the cluster starts at, not none).
         let mut records = self.init_cluster_records(&image);
+        let named;
+        let decided_on: &MetadataImage = if records.is_empty() {
+            &image
+        } else {
+            named = image
+                .replay(&records)
+                .map_err(|e| ControllerError::Internal {
+                    reason: format!("naming the cluster: {e}"),
+                })?;
+            &named
+        };
+        let decision = decide(decided_on);
         if records.is_empty() && decision.records.is_empty() {
             return Ok((decision.response, image.offset));
         }
