@@ -2,6 +2,11 @@
 //! Kafka releases they stand for (what `kafka-features.sh --metadata 4.1` takes), shared by
 //! the `strom features` CLI and the controller.
 
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::StrBytes;
+
 pub const METADATA_VERSION: &str = "metadata.version";
 pub const KRAFT_VERSION: &str = "kraft.version";
 /// 2: transaction version 2 (KIP-890 part 2): the epoch is bumped at every transaction's
@@ -49,6 +54,57 @@ pub struct FeatureMetadata {
     pub features: Vec<Feature>,
     /// The metadata offset of the last feature change (-1: none finalized).
     pub finalized_epoch: i64,
+}
+
+/// The ApiVersions request (v3) that also asks for the feature levels, naming this client.
+pub fn api_versions_request() -> ApiVersionsRequest {
+    ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("strom"))
+        .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")))
+}
+
+impl FeatureMetadata {
+    /// The supported ranges and finalized levels of an ApiVersions (v3) answer, by name.
+    pub fn from_response(r: &ApiVersionsResponse) -> Self {
+        let mut features: BTreeMap<String, Feature> = r
+            .supported_features
+            .iter()
+            .map(|f| {
+                let name = f.name.to_string();
+                let feature = Feature {
+                    name: name.clone(),
+                    supported_min: f.min_version,
+                    supported_max: f.max_version,
+                    finalized: None,
+                };
+                (name, feature)
+            })
+            .collect();
+        for f in &r.finalized_features {
+            features
+                .entry(f.name.to_string())
+                .or_insert_with(|| Feature {
+                    name: f.name.to_string(),
+                    supported_min: 0,
+                    supported_max: 0,
+                    finalized: None,
+                })
+                .finalized = Some(f.max_version_level);
+        }
+        Self {
+            features: features.into_values().collect(),
+            finalized_epoch: r.finalized_features_epoch,
+        }
+    }
+
+    /// The level the cluster finalized for `name` (0: not finalized, as Kafka reads it).
+    pub fn finalized(&self, name: &str) -> i16 {
+        self.features
+            .iter()
+            .find(|f| f.name == name)
+            .and_then(|f| f.finalized)
+            .unwrap_or(0)
+    }
 }
 
 #[cfg(test)]

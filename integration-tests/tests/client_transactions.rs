@@ -483,30 +483,23 @@ async fn the_producer_follows_the_clusters_transaction_version() {
     );
 
     let mut admin = strom_client::admin::Admin::new(&bootstrap);
+    // One request: transaction.version 2 is checked against the metadata.version it raises.
     admin
         .update_features(
-            &[("metadata.version".to_string(), 27)],
+            &[
+                ("metadata.version".to_string(), 27),
+                ("transaction.version".to_string(), 2),
+            ],
             strom_client::admin::UpgradeType::Upgrade,
             false,
         )
         .await
-        .expect("metadata.version 4.1");
-    admin
-        .update_features(
-            &[("transaction.version".to_string(), 2)],
-            strom_client::admin::UpgradeType::Upgrade,
-            false,
-        )
-        .await
-        .expect("transaction.version 2");
+        .expect("metadata.version 4.1 and transaction.version 2");
     // The broker learns the level from the metadata log.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let f = admin.describe_features().await.expect("describe");
-        if f.features
-            .iter()
-            .any(|f| f.name == "transaction.version" && f.finalized == Some(2))
-        {
+        if f.finalized("transaction.version") == 2 {
             break;
         }
         assert!(

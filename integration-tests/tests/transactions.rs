@@ -109,17 +109,29 @@ async fn init_producer_id(
 }
 
 async fn end_txn(conn: &mut Connection, id: &str, pid: i64, epoch: i16, commit: bool) -> i16 {
+    end_txn_at(conn, 1, id, (pid, epoch), commit)
+        .await
+        .error_code
+}
+
+/// EndTxn at `version` (5+: transaction version 2, which answers with the next epoch).
+async fn end_txn_at(
+    conn: &mut Connection,
+    version: i16,
+    id: &str,
+    (pid, epoch): (i64, i16),
+    commit: bool,
+) -> EndTxnResponse {
     conn.send(
         EndTxnRequest::default()
             .with_transactional_id(txn_id(id))
             .with_producer_id(pid.into())
             .with_producer_epoch(epoch)
             .with_committed(commit),
-        1,
+        version,
     )
     .await
     .expect("end txn")
-    .error_code
 }
 
 async fn describe_txn(
@@ -845,17 +857,7 @@ async fn end_txn_v5(
     (pid, epoch): (i64, i16),
     commit: bool,
 ) -> (i16, i64, i16) {
-    let r = conn
-        .send(
-            EndTxnRequest::default()
-                .with_transactional_id(txn_id(id))
-                .with_producer_id(pid.into())
-                .with_producer_epoch(epoch)
-                .with_committed(commit),
-            5,
-        )
-        .await
-        .expect("end txn v5");
+    let r = end_txn_at(conn, 5, id, (pid, epoch), commit).await;
     (r.error_code, r.producer_id.0, r.producer_epoch)
 }
 

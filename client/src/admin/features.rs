@@ -2,14 +2,12 @@
 //! admin client does it; UpdateFeatures goes to any broker, which forwards it to the active
 //! controller.
 
-use std::collections::BTreeMap;
-
 use kafka_protocol::messages::update_features_request::FeatureUpdateKey;
-use kafka_protocol::messages::{ApiVersionsRequest, UpdateFeaturesRequest};
+use kafka_protocol::messages::UpdateFeaturesRequest;
 use kafka_protocol::protocol::StrBytes;
 
 use super::{check, Admin, AdminError};
-use crate::features::{Feature, FeatureMetadata};
+use crate::features::FeatureMetadata;
 
 /// How UpdateFeatures may move a level (Kafka's `FeatureUpdate.UpgradeType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,40 +20,11 @@ pub enum UpgradeType {
 impl Admin {
     /// The features a broker supports and the levels the cluster finalized.
     pub async fn describe_features(&mut self) -> Result<FeatureMetadata, AdminError> {
-        let req = ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("strom"))
-            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let r = self.any_send(req, 3).await?;
+        let r = self
+            .any_send(crate::features::api_versions_request(), 3)
+            .await?;
         check("ApiVersions", r.error_code, None)?;
-        let mut features: BTreeMap<String, Feature> = r
-            .supported_features
-            .iter()
-            .map(|f| {
-                let name = f.name.to_string();
-                let feature = Feature {
-                    name: name.clone(),
-                    supported_min: f.min_version,
-                    supported_max: f.max_version,
-                    finalized: None,
-                };
-                (name, feature)
-            })
-            .collect();
-        for f in &r.finalized_features {
-            features
-                .entry(f.name.to_string())
-                .or_insert_with(|| Feature {
-                    name: f.name.to_string(),
-                    supported_min: 0,
-                    supported_max: 0,
-                    finalized: None,
-                })
-                .finalized = Some(f.max_version_level);
-        }
-        Ok(FeatureMetadata {
-            features: features.into_values().collect(),
-            finalized_epoch: r.finalized_features_epoch,
-        })
+        Ok(FeatureMetadata::from_response(&r))
     }
 
     /// Sets finalized levels (`kafka-features.sh upgrade|downgrade`); all of them or, when

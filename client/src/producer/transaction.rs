@@ -29,8 +29,8 @@ use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, ApiVersionsRequest, EndTxnRequest,
-    GroupId, InitProducerIdRequest, ProducerId, TransactionalId, TxnOffsetCommitRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, EndTxnRequest, GroupId,
+    InitProducerIdRequest, ProducerId, TransactionalId, TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use kafka_protocol::ResponseError;
@@ -133,9 +133,7 @@ impl TxnManager {
     /// needs (Produce v12, TxnOffsetCommit v5, EndTxn v5), from one broker's ApiVersions.
     /// Any failure to ask means version 1, which every broker serves.
     pub async fn detect_tv2(&mut self) -> bool {
-        let req = ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("strom"))
-            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let req = crate::features::api_versions_request();
         let answer = match self.cluster.any().await {
             Ok(conn) => tokio::time::timeout(self.request_timeout, conn.send(req, 3)).await,
             Err(e) => Ok(Err(e)),
@@ -143,11 +141,8 @@ impl TxnManager {
         let Ok(Ok(r)) = answer else {
             return false;
         };
-        let finalized = r
-            .finalized_features
-            .iter()
-            .find(|f| f.name.as_str() == crate::features::TRANSACTION_VERSION)
-            .map_or(0, |f| f.max_version_level);
+        let finalized = crate::features::FeatureMetadata::from_response(&r)
+            .finalized(crate::features::TRANSACTION_VERSION);
         let serves = |key: ApiKey, version: i16| {
             r.api_keys
                 .iter()
