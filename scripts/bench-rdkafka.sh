@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Produce throughput under librdkafka's own rdkafka_performance, the client issue #15 measured
 # with: a release strom-broker --dev, a topic with retention off, acks=all, linger 5 ms, the
-# client's other settings at their defaults. For each load (partitions x record size) it runs
-# the producer --runs times on one broker and prints, per run, what rdkafka_performance
-# reports, the client's CPU (user+system) and the broker's CPU and disk writes for the run.
+# client's other settings as rdkafka_performance leaves them (its own 3 retries and 500 ms
+# backoff, librdkafka's defaults otherwise). For each load (partitions x record size x records)
+# it runs the producer --runs times on one broker and prints, per run, what rdkafka_performance
+# reports, the client's CPU (user+system), and the broker's CPU, disk writes (write_bytes less
+# cancelled_write_bytes) and RSS after the run.
 #   scripts/bench-rdkafka.sh [--runs 2] [--loads "1x1000x2000000 8x1000x2000000 1x100x10000000 8x100x10000000"]
 #                            [--pin]   (broker on CPU 1, client on CPU 0)
-# rdkafka_performance is compiled from the librdkafka sources that the rdkafka-sys crate ships
-# (examples/rdkafka_performance.c), against the static library scripts/bench builds from them.
+# rdkafka_performance is compiled from the librdkafka tree that rdkafka-sys copies into its
+# build directory (examples/rdkafka_performance.c), against the static library built there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,31 +30,32 @@ RUSTFLAGS="$(release_rustflags)" cargo build --release --bin strom-broker --bin 
 (cd scripts/bench && cargo build --release)
 bin="$CARGO_TARGET_DIR/release"
 
-# librdkafka's sources and the static library built from them, for the version in
-# scripts/bench/Cargo.lock.
-version=$(awk '/^name = "rdkafka-sys"/ {getline; gsub(/"/, "", $3); print $3}' scripts/bench/Cargo.lock)
-src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"rdkafka-sys-$version"/librdkafka | head -n 1)
-lib=$(ls -t "$bin"/build/rdkafka-sys-*/out/src/librdkafka.a | head -n 1)
-perf_bin="$bin/rdkafka_performance-$version"
-if [ ! -x "$perf_bin" ] || [ "$src/examples/rdkafka_performance.c" -nt "$perf_bin" ]; then
-  gcc -O2 -w -o "$perf_bin" "$src/examples/rdkafka_performance.c" -I"$(dirname "$lib")" \
-    -I"$src/src" "$lib" -lpthread -lz -lm -ldl
+# The librdkafka tree rdkafka-sys built (the newest, which is what strom-bench links): its
+# example, headers and static library all come from there.
+tree=$(dirname "$(dirname "$(ls -t "$bin"/build/rdkafka-sys-*/out/src/librdkafka.a | head -n 1)")")
+perf_bin="$bin/rdkafka_performance"
+if [ ! -x "$perf_bin" ] || [ "$tree/src/librdkafka.a" -nt "$perf_bin" ]; then
+  gcc -O2 -w -o "$perf_bin" "$tree/examples/rdkafka_performance.c" -I"$tree/src" \
+    "$tree/src/librdkafka.a" -lpthread -lz -lm -ldl
 fi
+version=$("$perf_bin" -h 2>&1 | awk '/librdkafka version/ {print $3; exit}' || true)
 
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
-written() { awk '/^write_bytes/ {print $2}' "/proc/$1/io"; }
+written() { awk '/^write_bytes/ {w = $2} /^cancelled_write_bytes/ {c = $2} END {print w - c}' "/proc/$1/io"; }
 broker_pin=() client_pin=()
 if [ "$pin" = 1 ]; then broker_pin=(taskset -c 1); client_pin=(taskset -c 0); fi
+TIMEFORMAT='client CPU %U+%S s'
 
-echo "rdkafka_performance $version; $(nproc) cores; acks=all, linger.ms=5$([ "$pin" = 1 ] && echo '; broker on CPU 1, client on CPU 0')"
+echo "rdkafka_performance (librdkafka $version); $(nproc) cores; acks=all, linger.ms=5$([ "$pin" = 1 ] && echo '; broker on CPU 1, client on CPU 0')"
 for load in $loads; do
   IFS=x read -r partitions size count <<<"$load"
   data=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
   port=$((20000 + RANDOM % 10000))
-  "${broker_pin[@]}" "$bin/strom-broker" --dev --data-dir "$data" --kafka-listen "127.0.0.1:$port" \
+  ${broker_pin[@]+"${broker_pin[@]}"} "$bin/strom-broker" --dev --data-dir "$data" --kafka-listen "127.0.0.1:$port" \
     --http-listen "127.0.0.1:$((port + 1))" --quorum-listen "127.0.0.1:$((port + 2))" >"$data.log" 2>&1 &
   pid=$!
-  trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data" "$data.log"' EXIT
+  # On a failure the broker's log stays, and is named.
+  trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"; echo "broker log: $data.log" >&2' EXIT
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
@@ -62,9 +65,15 @@ for load in $loads; do
   echo "== $partitions partition(s), $size-byte records, $count per run"
   for r in $(seq 1 "$runs"); do
     cpu0=$(cpu_s "$pid") w0=$(written "$pid")
-    out=$( { /usr/bin/time -f "client CPU %U+%S s" "${client_pin[@]}" "$perf_bin" -P -t bench \
-      -b "127.0.0.1:$port" -s "$size" -c "$count" -a -1 -X linger.ms=5 -q; } 2>&1 |
-      grep -E 'msgs/s|client CPU' | tr '\n' ' ')
+    status=0
+    out=$( { time ${client_pin[@]+"${client_pin[@]}"} "$perf_bin" -P -t bench \
+      -b "127.0.0.1:$port" -s "$size" -c "$count" -a -1 -X linger.ms=5 -q; } 2>&1) || status=$?
+    if [ "$status" != 0 ]; then
+      echo "run $r: rdkafka_performance exited with $status:" >&2
+      echo "$out" | tail -n 20 >&2
+      exit 1
+    fi
+    out=$(echo "$out" | grep -E 'msgs/s|client CPU' | tr '\n' ' ')
     echo "run $r: ${out#% } | broker CPU $(awk -v a="$(cpu_s "$pid")" -v b="$cpu0" 'BEGIN {printf "%.2f", a - b}') s," \
       "disk written $(awk -v a="$(written "$pid")" -v b="$w0" 'BEGIN {printf "%.2f", (a - b) / 1e9}') GB," \
       "RSS $(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status") MB"
