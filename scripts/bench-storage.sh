@@ -30,8 +30,7 @@ done
 
 scripts/setup.sh --no-python >/dev/null
 source scripts/env.sh
-RUSTFLAGS="$(release_rustflags)" cargo build --release --bin strom-broker --bin strom
-(cd scripts/bench && cargo build --release)
+build_release_bench
 bin="$CARGO_TARGET_DIR/release"
 
 data=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")

@@ -7,8 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --no-python
 source scripts/env.sh
-RUSTFLAGS="$(release_rustflags)" cargo build --release --bin strom-broker --bin strom
-(cd scripts/bench && cargo build --release)
+build_release_bench
 
 data=$(mktemp -d)
 port=$((20000 + RANDOM % 10000))

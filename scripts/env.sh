@@ -15,6 +15,13 @@ release_rustflags() {
   fi
 }
 
+# The release broker and CLI (with release_rustflags) and the librdkafka load generator
+# (scripts/bench, which also builds librdkafka), as the librdkafka benchmarks use them.
+build_release_bench() {
+  RUSTFLAGS="$(release_rustflags)" cargo build --release --bin strom-broker --bin strom
+  (cd scripts/bench && cargo build --release)
+}
+
 # Starts a release `strom-broker --dev` (BIN) on 127.0.0.1:PORT (HTTP on PORT+1, quorum on
 # PORT+2) with DATA as its data directory, logging to DATA.log; sets `pid`, stops it and
 # removes DATA on exit, and returns once it accepts connections.
