@@ -205,6 +205,12 @@ impl RocksLogStore {
         let cache = Cache::new_lru_cache(options.block_cache_bytes);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
+        // A table file's index has an entry per 4 KiB block: ~9.5 MB per GB stored in 1 KB
+        // batches. Held beside the cache for as long as the file is open (all are), it grew
+        // the broker's memory with the data it stores; in the cache it is bounded by the
+        // cache and read back from the file when evicted (docs/perf.md, "Memory").
+        // Not pinned, not even level 0's: the cache's capacity is then a bound.
+        table.set_cache_index_and_filter_blocks(true);
 
         let mut log_opts = Options::default();
         log_opts.set_block_based_table_factory(&table);
@@ -486,8 +492,9 @@ fn write_batch_capacity(write: &WriteBatch) -> usize {
 
 /// RocksDB properties served as metrics, summed over the partitions' column families or,
 /// for those of the whole database, read once.
-const ENGINE_PROPERTIES: [(&str, Aggregate); 14] = [
+const ENGINE_PROPERTIES: [(&str, Aggregate); 15] = [
     ("rocksdb.cur-size-all-mem-tables", Aggregate::Sum),
+    ("rocksdb.estimate-table-readers-mem", Aggregate::Sum),
     ("rocksdb.num-immutable-mem-table", Aggregate::Sum),
     ("rocksdb.mem-table-flush-pending", Aggregate::Sum),
     ("rocksdb.num-running-flushes", Aggregate::Database),
@@ -1106,6 +1113,52 @@ mod tests {
             .collect();
         files.sort();
         files
+    }
+
+    #[test]
+    fn table_file_indexes_live_in_the_block_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_small(dir.path());
+        let tp = TopicPartition::new(uuid::Uuid::from_u128(10), 0);
+        store.create_partition(tp).expect("create");
+        // 8 MB in 1 KB batches, through 1 MiB memtables: eight table files or more, each
+        // with an index entry per batch or two.
+        for _ in 0..32 {
+            append_batches(&store, tp, 256, 1000);
+        }
+        store
+            .db
+            .flush_cf(&store.own_cf(tp).expect("cf"))
+            .expect("flush");
+        let files = files_of(&store, tp).len();
+        assert!(files >= 8, "{files} table files");
+        // Every file is read, so that its index is wanted.
+        let (mut offset, mut batches) = (0, 0);
+        loop {
+            let read = store.read(tp, offset, i64::MAX, 1 << 20).expect("read");
+            if read.is_empty() {
+                break;
+            }
+            batches += read.len();
+            // Ten records in each.
+            offset += 10 * read.len() as i64;
+        }
+        assert_eq!(batches, 32 * 256);
+        let stat = |name| {
+            store
+                .engine_stats()
+                .into_iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v)
+                .expect(name)
+        };
+        // What stays outside the cache is each reader's own ~2.3 KB; the indexes of these
+        // 8 MB would add ~80 KB (107 KB in all for 11 files, against 26 KB).
+        let readers = stat("rocksdb.estimate-table-readers-mem") as usize;
+        assert!(
+            readers < files * 4_000,
+            "{readers} bytes of table readers for {files} files"
+        );
     }
 
     #[test]
