@@ -19,8 +19,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{
-    BlockBasedOptions, BoundColumnFamily, Cache, ColumnFamilyDescriptor, Direction, IteratorMode,
-    MultiThreaded, Options, ReadOptions, WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, BoundColumnFamily, Cache, ColumnFamilyDescriptor,
+    Direction, IteratorMode, MultiThreaded, Options, ReadOptions, WriteOptions,
 };
 
 use crate::keys::{self, PARTITION_PREFIX_LEN};
@@ -205,12 +205,18 @@ impl RocksLogStore {
         let cache = Cache::new_lru_cache(options.block_cache_bytes);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
-        // A table file's index has an entry per 4 KiB block: ~9.5 MB per GB stored in 1 KB
+        // A table file's index has an entry per 4 KiB block: 9.1 MB per GB stored in 1 KB
         // batches. Held beside the cache for as long as the file is open (all are), it grew
-        // the broker's memory with the data it stores; in the cache it is bounded by the
-        // cache and read back from the file when evicted (docs/perf.md, "Memory").
-        // Not pinned, not even level 0's: the cache's capacity is then a bound.
+        // the broker's memory with the data it stores. In the cache it is bounded by the
+        // cache and read back from the file when evicted (docs/perf.md, "Table file
+        // indexes"). Partitioned in 4 KiB blocks: a 64 MiB file's whole index (~0.6 MB)
+        // would take most of one of the cache's 1 MiB shards, two would evict each other,
+        // and a miss would read all of it. Only the top level (~6 KB per such file) is
+        // pinned, for as long as its file is open.
         table.set_cache_index_and_filter_blocks(true);
+        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_metadata_block_size(4096);
+        table.set_pin_top_level_index_and_filter(true);
 
         let mut log_opts = Options::default();
         log_opts.set_block_based_table_factory(&table);
@@ -492,7 +498,7 @@ fn write_batch_capacity(write: &WriteBatch) -> usize {
 
 /// RocksDB properties served as metrics, summed over the partitions' column families or,
 /// for those of the whole database, read once.
-const ENGINE_PROPERTIES: [(&str, Aggregate); 15] = [
+const ENGINE_PROPERTIES: [(&str, Aggregate); 16] = [
     ("rocksdb.cur-size-all-mem-tables", Aggregate::Sum),
     ("rocksdb.estimate-table-readers-mem", Aggregate::Sum),
     ("rocksdb.num-immutable-mem-table", Aggregate::Sum),
@@ -508,6 +514,7 @@ const ENGINE_PROPERTIES: [(&str, Aggregate); 15] = [
     ("rocksdb.live-sst-files-size", Aggregate::Sum),
     ("rocksdb.block-cache-usage", Aggregate::Database),
     ("rocksdb.block-cache-capacity", Aggregate::Database),
+    ("rocksdb.block-cache-pinned-usage", Aggregate::Database),
 ];
 
 #[derive(Clone, Copy, PartialEq)]
@@ -956,6 +963,8 @@ impl RocksLogStore {
             return Ok(());
         }
         let cf = self.log_cf(tp)?;
+        // Not `fill_cache(false)`: the index blocks a read needs come through the block
+        // cache too, and would then be read from their file on every fetch.
         let mut opts = ReadOptions::default();
         opts.set_iterate_lower_bound(keys::key(tp, 0).to_vec());
         opts.set_iterate_upper_bound(keys::offset_key(tp, end_offset).to_vec());
@@ -1122,7 +1131,7 @@ mod tests {
         let tp = TopicPartition::new(uuid::Uuid::from_u128(10), 0);
         store.create_partition(tp).expect("create");
         // 8 MB in 1 KB batches, through 1 MiB memtables: eight table files or more, each
-        // with an index entry per batch or two.
+        // with an index entry per three or four batches.
         for _ in 0..32 {
             append_batches(&store, tp, 256, 1000);
         }
@@ -1132,7 +1141,7 @@ mod tests {
             .expect("flush");
         let files = files_of(&store, tp).len();
         assert!(files >= 8, "{files} table files");
-        // Every file is read, so that its index is wanted.
+        // Every batch reads back through indexes that live in the cache.
         let (mut offset, mut batches) = (0, 0);
         loop {
             let read = store.read(tp, offset, i64::MAX, 1 << 20).expect("read");
@@ -1153,11 +1162,18 @@ mod tests {
                 .expect(name)
         };
         // What stays outside the cache is each reader's own ~2.3 KB; the indexes of these
-        // 8 MB would add ~80 KB (107 KB in all for 11 files, against 26 KB).
+        // 8 MB would add ~80 KB (107 KB in all for 11 files).
         let readers = stat("rocksdb.estimate-table-readers-mem") as usize;
         assert!(
             readers < files * 4_000,
             "{readers} bytes of table readers for {files} files"
+        );
+        // They are in the block cache instead, each file's top level pinned there (~280
+        // bytes for these files; nothing pinned with a single-level index).
+        let pinned = stat("rocksdb.block-cache-pinned-usage") as usize;
+        assert!(
+            pinned > files * 100,
+            "{pinned} bytes pinned in the block cache for {files} files"
         );
     }
 
