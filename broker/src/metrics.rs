@@ -426,6 +426,30 @@ struct PropertyLabels {
     property: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatLabels {
+    stat: &'static str,
+}
+
+/// jemalloc's process-wide totals, refreshed for this read; none if it does not answer.
+fn allocator_stats() -> Vec<(&'static str, u64)> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    if epoch::advance().is_err() {
+        return Vec::new();
+    }
+    [
+        ("allocated", stats::allocated::read()),
+        ("active", stats::active::read()),
+        ("metadata", stats::metadata::read()),
+        ("resident", stats::resident::read()),
+        ("mapped", stats::mapped::read()),
+        ("retained", stats::retained::read()),
+    ]
+    .into_iter()
+    .filter_map(|(stat, v)| Some((stat, v.ok()? as u64)))
+    .collect()
+}
+
 /// Gauges (and counters kept elsewhere) read from the broker's state at scrape time.
 fn state_registry(broker: &Broker) -> Registry {
     let mut reg = Registry::default();
@@ -647,6 +671,21 @@ fn state_registry(broker: &Broker) -> Registry {
         "strom_rocksdb_property",
         "RocksDB properties of the partition log store (rocksdb.* names)",
         engine,
+    );
+
+    // The allocator: jemalloc is the whole process's malloc, RocksDB's memtables and block
+    // cache included, so this splits the resident memory into what is in use and what is
+    // held for reuse.
+    let allocator = Family::<StatLabels, Gauge>::default();
+    for (stat, v) in allocator_stats() {
+        allocator
+            .get_or_create(&StatLabels { stat })
+            .set(i64::try_from(v).unwrap_or(i64::MAX));
+    }
+    reg.register(
+        "strom_allocator_bytes",
+        "jemalloc's totals (stats.* names): allocated, active, metadata, resident, mapped, retained",
+        allocator,
     );
 
     // Metadata as this broker sees it.

@@ -182,6 +182,13 @@ def test_prometheus_reads_latency_bytes_in_lag_and_replication_health(observed):
     assert prom.value("sum(kafka_controller_kafkacontroller_offlinepartitionscount)") == 0
     assert prom.value("sum(kafka_server_replicamanager_underreplicatedpartitions)") == 0
 
+    # Memory, from jemalloc (the whole process's malloc, RocksDB's included): every broker
+    # reports what is allocated, and the resident pages hold at least that.
+    allocated = 'strom_allocator_bytes{job="strom-broker",stat="allocated"}'
+    resident = 'strom_allocator_bytes{job="strom-broker",stat="resident"}'
+    assert prom.value(f"count({allocated} > 1e6)") == 3
+    assert prom.value(f"count({resident} >= ignoring(stat) {allocated})") == 3
+
     # The shipped Grafana dashboard: every query evaluates, and every metric it reads is
     # one the cluster exposes (bar those that appear only once something happens).
     dashboard = json.loads((ROOT / "docker" / "grafana" / "strom-dashboard.json").read_text())
