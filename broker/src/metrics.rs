@@ -421,14 +421,18 @@ struct QuotaLabels {
     quota: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PropertyLabels {
-    property: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatLabels {
-    stat: &'static str,
+/// A gauge per named value, its name in the label `label` (`{label="name"}`).
+fn named_gauges(
+    label: &'static str,
+    values: Vec<(&'static str, u64)>,
+) -> Family<[(&'static str, &'static str); 1], Gauge> {
+    let family = Family::<[(&'static str, &'static str); 1], Gauge>::default();
+    for (name, v) in values {
+        family
+            .get_or_create(&[(label, name)])
+            .set(i64::try_from(v).unwrap_or(i64::MAX));
+    }
+    family
 }
 
 /// jemalloc's process-wide totals, refreshed for this read; none if it does not answer.
@@ -661,31 +665,19 @@ fn state_registry(broker: &Broker) -> Registry {
     );
 
     // The storage engine.
-    let engine = Family::<PropertyLabels, Gauge>::default();
-    for (property, v) in broker.logs.engine_stats() {
-        engine
-            .get_or_create(&PropertyLabels { property })
-            .set(i64::try_from(v).unwrap_or(i64::MAX));
-    }
     reg.register(
         "strom_rocksdb_property",
         "RocksDB properties of the partition log store (rocksdb.* names)",
-        engine,
+        named_gauges("property", broker.logs.engine_stats()),
     );
 
     // The allocator: jemalloc is the whole process's malloc, RocksDB's memtables and block
     // cache included, so this splits the resident memory into what is in use and what is
     // held for reuse.
-    let allocator = Family::<StatLabels, Gauge>::default();
-    for (stat, v) in allocator_stats() {
-        allocator
-            .get_or_create(&StatLabels { stat })
-            .set(i64::try_from(v).unwrap_or(i64::MAX));
-    }
     reg.register(
         "strom_allocator_bytes",
         "jemalloc's totals (stats.* names): allocated, active, metadata, resident, mapped, retained",
-        allocator,
+        named_gauges("stat", allocator_stats()),
     );
 
     // Metadata as this broker sees it.
@@ -759,6 +751,22 @@ mod tests {
                 || t.contains("kafka_network_requestmetrics_remotetimems_bucket{le=\"50.0\",request=\"Produce\"} 2"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn named_gauges_carry_each_name_in_their_label() {
+        let mut reg = Registry::default();
+        reg.register(
+            "strom_x",
+            "x",
+            named_gauges("property", vec![("rocksdb.a", 5), ("rocksdb.b", u64::MAX)]),
+        );
+        let mut out = String::new();
+        encode_registry(&mut out, &reg).expect("encode");
+        assert!(out.contains("strom_x{property=\"rocksdb.a\"} 5\n"), "{out}");
+        // Past i64 a value saturates rather than wrapping negative.
+        let saturated = format!("strom_x{{property=\"rocksdb.b\"}} {}\n", i64::MAX);
+        assert!(out.contains(&saturated), "{out}");
     }
 
     #[test]
