@@ -65,29 +65,25 @@ print(sum(sizes(json.load(sys.stdin))))'
 gb() { awk -v b="$1" 'BEGIN {printf "%.2f", b / 1e9}'; }
 
 echo "strom-broker pid $pid on 127.0.0.1:$port ($(nproc) cores), data in $data"
-# Peaks while producing, in MB: RSS, the partitions' memtables, and jemalloc's allocated and
-# resident bytes (jemalloc is the whole process's malloc, RocksDB's included).
+# Samples while producing, one line each: RSS, the partitions' memtables, and jemalloc's
+# allocated and resident bytes (jemalloc is the whole process's malloc, RocksDB's included).
 peaks="$data.peaks"
 sample_peaks() {
-  local rss mem alloc res max_rss=0 max_mem=0 max_alloc=0 max_res=0
   while kill -0 "$pid" 2>/dev/null; do
-    # printf, not print: mawk prints numbers of 2^31 and more in exponent form.
-    rss=$(awk '/VmRSS/ {printf "%.0f", $2 * 1024}' "/proc/$pid/status" 2>/dev/null || echo 0)
-    read -r mem alloc res < <(curl -sf --max-time 2 "http://127.0.0.1:$http/metrics" | awk '
-      /^strom_rocksdb_property\{property="rocksdb.cur-size-all-mem-tables"\}/ {m = $2}
-      /^strom_allocator_bytes\{stat="allocated"\}/ {a = $2}
-      /^strom_allocator_bytes\{stat="resident"\}/ {r = $2}
-      END {printf "%.0f %.0f %.0f\n", m, a, r}') || true
-    max_rss=$(( ${rss:-0} > max_rss ? ${rss:-0} : max_rss )); max_mem=$(( ${mem:-0} > max_mem ? ${mem:-0} : max_mem ))
-    max_alloc=$(( ${alloc:-0} > max_alloc ? ${alloc:-0} : max_alloc ))
-    max_res=$(( ${res:-0} > max_res ? ${res:-0} : max_res ))
-    echo "$max_rss $max_mem $max_alloc $max_res" > "$peaks.tmp" && mv -f "$peaks.tmp" "$peaks"
+    {
+      awk '/VmRSS/ {printf "%.0f ", $2 * 1024}' "/proc/$pid/status" 2>/dev/null
+      curl -sf --max-time 2 "http://127.0.0.1:$http/metrics" | awk '
+        /^strom_rocksdb_property\{property="rocksdb.cur-size-all-mem-tables"\}/ {m = $2}
+        /^strom_allocator_bytes\{stat="allocated"\}/ {a = $2}
+        /^strom_allocator_bytes\{stat="resident"\}/ {r = $2}
+        END {printf "%.0f %.0f %.0f\n", m, a, r}'
+    } >> "$peaks" || true
     sleep 0.5
   done
 }
 sample_peaks &
 sampler=$!
-trap 'kill $sampler $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "'"$data"'" "'"$data"'.log" "'"$peaks"'" "'"$peaks"'.tmp"' EXIT
+trap 'kill $sampler $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "'"$data"'" "'"$data"'.log" "'"$peaks"'"' EXIT
 echo "topic bench: $partitions partitions; $rounds rounds of $records records of $size B (acks=all)"
 start_written=$(written)
 produced=0
@@ -113,11 +109,11 @@ echo "total: produced $(gb $produced) GB of values, disk written $(gb $total) GB
   "= $(awk -v w=$total -v p=$produced 'BEGIN {printf "%.2f", w / p}')x"
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
-p_rss=0 p_mem=0 p_alloc=0 p_res=0
-read -r p_rss p_mem p_alloc p_res < "$peaks" || true
-mb() { awk -v b="$1" 'BEGIN {printf "%.0f", b / 1048576}'; }
-echo "peaks while producing (sampled every 0.5 s): RSS $(mb "$p_rss") MB, memtables $(mb "$p_mem") MB," \
-  "jemalloc allocated $(mb "$p_alloc") MB, resident $(mb "$p_res") MB"
+# Each column's own maximum (printf: mawk prints numbers of 2^31 and more in exponent form).
+awk 'NF == 4 {for (i = 1; i <= 4; i++) if ($i > m[i]) m[i] = $i}
+  END {printf "peaks while producing (sampled every 0.5 s): RSS %.0f MB, memtables %.0f MB, " \
+    "jemalloc allocated %.0f MB, resident %.0f MB\n", m[1] / 1048576, m[2] / 1048576,
+    m[3] / 1048576, m[4] / 1048576}' "$peaks" 2>/dev/null || true
 rm -f "$peaks"
 sleep "$idle"
 held=$(held_bytes)
