@@ -8,6 +8,8 @@
 # cancelled_write_bytes) and RSS after the run.
 #   scripts/bench-rdkafka.sh [--runs 2] [--loads "1x1000x2000000 8x1000x2000000 1x100x10000000 8x100x10000000"]
 #                            [--pin]   (broker on CPU 1, client on CPU 0)
+# STROM_BROKER_BIN=path runs that broker binary instead of the one just built (an A/B of two
+# builds); BENCH_DIR sets where the data directories go (/var/tmp).
 # rdkafka_performance is compiled from the librdkafka tree that rdkafka-sys copies into its
 # build directory (examples/rdkafka_performance.c), against the static library built there.
 set -euo pipefail
@@ -50,7 +52,7 @@ for load in $loads; do
   IFS=x read -r partitions size count <<<"$load"
   data=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
   port=$((20000 + RANDOM % 10000))
-  ${broker_pin[@]+"${broker_pin[@]}"} "$bin/strom-broker" --dev --data-dir "$data" --kafka-listen "127.0.0.1:$port" \
+  ${broker_pin[@]+"${broker_pin[@]}"} "${STROM_BROKER_BIN:-$bin/strom-broker}" --dev --data-dir "$data" --kafka-listen "127.0.0.1:$port" \
     --http-listen "127.0.0.1:$((port + 1))" --quorum-listen "127.0.0.1:$((port + 2))" >"$data.log" 2>&1 &
   pid=$!
   # On a failure the broker's log stays, and is named.

@@ -3,7 +3,8 @@
 # retention off, and rounds of librdkafka produce (acks=all, linger 5 ms). Per round it prints
 # the throughput, the bytes the broker wrote to disk per byte produced (/proc/<pid>/io), the
 # data directory's size, RSS and CPU; at the end, after the writes stop, the data directory
-# against the batches held, RocksDB's write stall totals, the peaks of RSS, memtables and
+# against the batches held, RocksDB's write stall totals and the writes that waited for
+# memtable room (strom.memtable-waits), the peaks of RSS, memtables and
 # jemalloc's allocated and resident bytes (sampled from /proc and /metrics every 0.5 s while
 # producing), and a consume pass.
 #   scripts/bench-storage.sh [--partitions 8] [--rounds 5] [--records-per-round 1900000]
@@ -11,6 +12,8 @@
 #                            [--extra-partitions N]   (idle partitions besides the topic's)
 #                            [--perf FILE]   (perf record -g of the broker during round 2)
 #                            [--perf-consume FILE]   (perf record -g of the broker while consuming)
+# STROM_BROKER_BIN=path runs that broker binary instead of the one just built (an A/B of two
+# builds); BENCH_DIR sets where the data directory goes (/var/tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +41,7 @@ bin="$CARGO_TARGET_DIR/release"
 data=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
 port=$((20000 + RANDOM % 10000))
 http=$((port + 1))
-start_dev_broker "$bin/strom-broker" "$data" "$port"
+start_dev_broker "${STROM_BROKER_BIN:-$bin/strom-broker}" "$data" "$port"
 cli() { "$bin/strom" --bootstrap-server "127.0.0.1:$port" "$@"; }
 cli topics create bench --partitions "$partitions" --replication-factor 1 \
   --config retention.ms=-1 --config retention.bytes=-1 >/dev/null
@@ -123,6 +126,10 @@ echo "after ${idle}s idle: data dir $(gb "$dir") GB for $(gb "$held") GB of batc
   "peak $(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status") MB"
 grep -h "Cumulative stall" "$data"/logs/LOG 2>/dev/null | tail -n 1 | sed 's/^.*Cumulative/rocksdb: cumulative/' || true
 grep -h "^Stalls(count)" "$data"/logs/LOG 2>/dev/null | tail -n 1 | sed 's/^/rocksdb: /' || true
+curl -sf --max-time 2 "http://127.0.0.1:$http/metrics" | awk '
+  /^strom_rocksdb_property\{property="strom.memtable-waits"\}/ {n = $2}
+  /^strom_rocksdb_property\{property="strom.memtable-wait-micros"\}/ {us = $2}
+  END {if (n != "") printf "writes that waited for memtable room: %.0f, %.1f s in all\n", n, us / 1e6}' || true
 if [ "$consume" = 1 ]; then
   perf_pid=
   if [ -n "$perf_consume" ]; then

@@ -359,7 +359,8 @@ pub struct BrokerConfig {
     pub block_cache_mb: usize,
 
     /// Memory all partitions' memtables may use together, in MiB; past it the oldest is
-    /// flushed to disk.
+    /// flushed to disk. At twice this (memtables waiting for a slow disk), writes wait for
+    /// the running flushes.
     #[arg(long, env = "STROM_WRITE_BUFFER_MB", default_value_t = 128)]
     pub write_buffer_mb: usize,
 

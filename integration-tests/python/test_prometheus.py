@@ -188,6 +188,10 @@ def test_prometheus_reads_latency_bytes_in_lag_and_replication_health(observed):
     resident = 'strom_allocator_bytes{job="strom-broker",stat="resident"}'
     assert prom.value(f"count({allocated} > 1e6)") == 3
     assert prom.value(f"count({resident} >= ignoring(stat) {allocated})") == 3
+    # Every broker counts the writes that waited for memtable room, beside RocksDB's stalls.
+    for name in ("strom.memtable-waits", "strom.memtable-wait-micros"):
+        waits = f'strom_rocksdb_property{{job="strom-broker",property="{name}"}}'
+        assert prom.value(f"count({waits} >= 0)") == 3, name
 
     # The shipped Grafana dashboard: every query evaluates, and every metric it reads is
     # one the cluster exposes (bar those that appear only once something happens).

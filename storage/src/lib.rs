@@ -33,6 +33,7 @@ pub mod conformance;
 mod keys;
 mod memory;
 mod rocks;
+mod writer;
 
 pub use api::{
     AbortedTxn, BatchInfo, EpochEntry, LogStore, PartitionState, StorageError, StoredBatch,

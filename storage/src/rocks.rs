@@ -20,10 +20,11 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, BoundColumnFamily, Cache, ColumnFamilyDescriptor,
-    Direction, IteratorMode, MultiThreaded, Options, ReadOptions, WriteOptions,
+    Direction, IteratorMode, MultiThreaded, Options, ReadOptions, WriteBufferManager, WriteOptions,
 };
 
 use crate::keys::{self, PARTITION_PREFIX_LEN};
+use crate::writer::{MemtableLimit, Writer};
 use crate::{
     AbortedTxn, BatchInfo, EpochEntry, LogStore, PartitionState, StorageError, StoredBatch,
     TimeIndexEntry, TopicPartition, WriteBatch,
@@ -79,7 +80,9 @@ pub struct RocksOptions {
     /// Largest memtable of one partition, in bytes.
     pub write_buffer_bytes: usize,
     /// Memory all memtables together may use, in bytes; past it the oldest memtable is
-    /// flushed. This, not the number of partitions, bounds the broker's write memory.
+    /// flushed. This, not the number of partitions, bounds the broker's write memory: while
+    /// the memtables (those waiting for a flush included) take twice as much, writes wait
+    /// for the running flushes ([`RocksOptions::max_memtable_bytes`]).
     pub total_write_buffer_bytes: usize,
     /// fsync the WAL on every append. Off by default: like Kafka, Strom acknowledges once the
     /// data is in the OS (surviving a process crash) and relies on replication for machine loss.
@@ -90,6 +93,14 @@ pub struct RocksOptions {
     /// file, listing every column family, each time one is created or dropped, so the cost
     /// of that grows with their number; 0 puts every partition in the shared one.
     pub partition_families: usize,
+}
+
+impl RocksOptions {
+    /// The memtable memory at which writes wait for flushes: twice the budget, half of it
+    /// being filled and the rest waiting for the disk.
+    pub fn max_memtable_bytes(&self) -> usize {
+        self.total_write_buffer_bytes.saturating_mul(2)
+    }
 }
 
 impl Default for RocksOptions {
@@ -107,7 +118,8 @@ impl Default for RocksOptions {
 
 pub struct RocksLogStore {
     db: Arc<Db>,
-    sync_writes: bool,
+    /// Makes every write, on a thread of its own ([`Writer`]).
+    writer: Writer,
     /// Options of a partition's column family, used when one is created.
     log_opts: Options,
     /// What reads of each partition skip, as last written (see [`Bounds`]).
@@ -188,7 +200,11 @@ impl RocksLogStore {
             db_opts.set_max_background_compactions(1);
         }
         db_opts.set_bytes_per_sync(1 << 20);
-        db_opts.set_db_write_buffer_size(options.total_write_buffer_bytes);
+        // The budget past which the oldest memtable is switched for a flush (what
+        // `db_write_buffer_size` sets), kept here so that the writer can read its usage.
+        let manager =
+            WriteBufferManager::new_write_buffer_manager(options.total_write_buffer_bytes, false);
+        db_opts.set_write_buffer_manager(&manager);
         // With a memtable per partition the WAL is kept until every partition with data in it
         // has flushed; past this size the partitions holding the oldest WAL are flushed.
         db_opts.set_max_total_wal_size(2 * options.total_write_buffer_bytes as u64);
@@ -248,10 +264,19 @@ impl RocksLogStore {
                 cfs.push(ColumnFamilyDescriptor::new(name, log_opts.clone()));
             }
         }
-        let db = Db::open_cf_descriptors(&db_opts, path, cfs).map_err(engine)?;
+        let db = Arc::new(Db::open_cf_descriptors(&db_opts, path, cfs).map_err(engine)?);
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(options.sync_writes);
         let store = Self {
-            db: Arc::new(db),
-            sync_writes: options.sync_writes,
+            writer: Writer::start(
+                Arc::clone(&db),
+                write_options,
+                Some(MemtableLimit {
+                    manager,
+                    max_bytes: options.max_memtable_bytes(),
+                }),
+            )?,
+            db,
             log_opts,
             bounds: RwLock::new(HashMap::new()),
             own_families: Mutex::new(0),
@@ -366,9 +391,7 @@ impl RocksLogStore {
         floor: Option<i64>,
     ) -> Result<(), StorageError> {
         self.put_state(&mut batch, tp, state, floor)?;
-        self.db
-            .write_opt(batch, &self.write_options())
-            .map_err(engine)?;
+        self.writer.write(batch)?;
         let next = Bounds {
             start: state.log_start_offset,
             floor: floor.unwrap_or(self.bounds_of(tp).floor),
@@ -465,10 +488,14 @@ impl RocksLogStore {
         Ok(())
     }
 
-    fn write_options(&self) -> WriteOptions {
-        let mut w = WriteOptions::default();
-        w.set_sync(self.sync_writes);
-        w
+    /// The writer's waits for memtable room ([`RocksOptions::max_memtable_bytes`]): their
+    /// number and total length, beside RocksDB's own stall counters.
+    fn writer_waits(&self) -> [(&'static str, u64); 2] {
+        let (count, micros) = self.writer.waits();
+        [
+            ("strom.memtable-waits", count),
+            ("strom.memtable-wait-micros", micros),
+        ]
     }
 
     fn partition_bounds(tp: TopicPartition) -> ([u8; keys::KEY_LEN], [u8; keys::KEY_LEN]) {
@@ -549,6 +576,7 @@ impl LogStore for RocksLogStore {
                     Some((name, v))
                 }
             })
+            .chain(self.writer_waits())
             .collect()
     }
 
@@ -710,9 +738,7 @@ impl LogStore for RocksLogStore {
         let shared = self.cf(CF_SHARED_LOG)?;
         batch.delete_range_cf(&shared, lower, upper);
         batch.delete_cf(&shared, upper);
-        self.db
-            .write_opt(batch, &self.write_options())
-            .map_err(engine)?;
+        self.writer.write(batch)?;
         self.bounds.write().remove(&tp);
         self.shared.write().remove(&tp);
         // Its own column family goes whole. A crash before this leaves a column family
@@ -1175,6 +1201,61 @@ mod tests {
             pinned > files * 100,
             "{pinned} bytes pinned in the block cache for {files} files"
         );
+    }
+
+    #[test]
+    fn appends_from_many_threads_all_land() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Memtables of 1 MiB, 4 MB written to each partition: they fill and flush while the
+        // threads write.
+        let store = open_small(dir.path());
+        let tps: Vec<_> = (0..8)
+            .map(|p| TopicPartition::new(uuid::Uuid::from_u128(11), p))
+            .collect();
+        for tp in &tps {
+            store.create_partition(*tp).expect("create");
+        }
+        std::thread::scope(|s| {
+            for tp in &tps {
+                let store = &store;
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        append_batches(store, *tp, 4, 20_000);
+                    }
+                });
+            }
+        });
+        for tp in &tps {
+            assert_eq!(conformance::state_of(&store, *tp).log_end_offset, 2_000);
+            let read = store.read(*tp, 0, 2_000, usize::MAX).expect("read");
+            assert_eq!(read.len(), 200, "batches of {tp}");
+        }
+        let stats: HashMap<_, _> = store.engine_stats().into_iter().collect();
+        assert!(stats.contains_key("strom.memtable-waits"), "{stats:?}");
+        assert!(
+            stats.contains_key("strom.memtable-wait-micros"),
+            "{stats:?}"
+        );
+    }
+
+    #[test]
+    fn a_write_the_engine_refuses_is_answered_with_its_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_small(dir.path());
+        // RocksDB refuses a synced write without its WAL.
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        options.disable_wal(true);
+        let writer = Writer::start(Arc::clone(&store.db), options, None).expect("start");
+        let state = store.cf(CF_STATE).expect("state family");
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(&state, b"k", b"v");
+        let err = writer.write(batch).expect_err("refused");
+        assert!(
+            matches!(&err, StorageError::Engine { message } if message.contains("WAL")),
+            "{err}"
+        );
+        assert_eq!(store.db.get_cf(&state, b"k").expect("get"), None);
     }
 
     #[test]
