@@ -168,37 +168,53 @@ async fn join_group(conn: &mut Connection, group: &str) -> (String, i32) {
         .expect("find coordinator");
     assert_eq!(f.error_code, 0);
     let mut member = String::new();
-    let mut joined = None;
-    for _ in 0..50 {
-        let r = conn.send(join(member.clone()), 5).await.expect("join");
-        if r.error_code == code(ResponseError::MemberIdRequired) {
-            member = r.member_id.to_string();
+    // A client joins again when SyncGroup answers a retriable coordinator error (the
+    // coordinator could not store the assignment yet).
+    for _ in 0..10 {
+        let mut joined = None;
+        for _ in 0..50 {
+            let r = conn.send(join(member.clone()), 5).await.expect("join");
+            if r.error_code == code(ResponseError::MemberIdRequired) {
+                member = r.member_id.to_string();
+                continue;
+            }
+            if r.error_code == 0 {
+                joined = Some(r);
+                break;
+            }
+            // The group coordinator may still be loading.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let joined = joined.expect("joined the group");
+        member = joined.member_id.to_string();
+        let sync = conn
+            .send(
+                SyncGroupRequest::default()
+                    .with_group_id(GroupId(s(group)))
+                    .with_generation_id(joined.generation_id)
+                    .with_member_id(s(&member))
+                    .with_assignments(vec![SyncGroupRequestAssignment::default()
+                        .with_member_id(s(&member))
+                        .with_assignment(Bytes::new())]),
+                3,
+            )
+            .await
+            .expect("sync");
+        if [
+            code(ResponseError::CoordinatorNotAvailable),
+            code(ResponseError::NotCoordinator),
+            code(ResponseError::RebalanceInProgress),
+        ]
+        .contains(&sync.error_code)
+        {
+            eprintln!("SyncGroup answered {}; joining again", sync.error_code);
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
-        if r.error_code == 0 {
-            joined = Some(r);
-            break;
-        }
-        // The group coordinator may still be loading.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(sync.error_code, 0);
+        return (member, joined.generation_id);
     }
-    let joined = joined.expect("joined the group");
-    let member = joined.member_id.to_string();
-    let sync = conn
-        .send(
-            SyncGroupRequest::default()
-                .with_group_id(GroupId(s(group)))
-                .with_generation_id(joined.generation_id)
-                .with_member_id(s(&member))
-                .with_assignments(vec![SyncGroupRequestAssignment::default()
-                    .with_member_id(s(&member))
-                    .with_assignment(Bytes::new())]),
-            3,
-        )
-        .await
-        .expect("sync");
-    assert_eq!(sync.error_code, 0);
-    (member, joined.generation_id)
+    panic!("{group}: SyncGroup never succeeded");
 }
 
 /// A TxnOffsetCommit of `offset` for partition 0 of `topic` by producer `(id, epoch)` as
