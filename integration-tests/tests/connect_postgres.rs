@@ -76,6 +76,15 @@ fn start_standalone(
     (proc, rest)
 }
 
+/// The last lines of the worker's log and of the broker's beside it, for a failure message.
+fn logs(worker_log: &Path) -> String {
+    format!(
+        "worker:\n{}\nbroker:\n{}",
+        tail(worker_log, 30),
+        tail(&worker_log.with_file_name("broker.log"), 30)
+    )
+}
+
 /// Every record of `topic` (one partition) until `n` have arrived: (key, value) as JSON.
 async fn read(bootstrap: &str, topic: &str, n: usize, log: &Path) -> Vec<(Value, Value)> {
     let mut cc = ConsumerConfig::new(bootstrap);
@@ -86,7 +95,7 @@ async fn read(bootstrap: &str, topic: &str, n: usize, log: &Path) -> Vec<(Value,
         assert!(
             Instant::now() < deadline,
             "topic {topic} never appeared:\n{}",
-            tail(log, 30)
+            logs(log)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -96,7 +105,7 @@ async fn read(bootstrap: &str, topic: &str, n: usize, log: &Path) -> Vec<(Value,
             Instant::now() < deadline,
             "{topic}: {} of {n} records:\n{}",
             out.len(),
-            tail(log, 30)
+            logs(log)
         );
         let batch = match c.poll(Duration::from_millis(300)).await {
             Ok(b) => b,
@@ -389,7 +398,7 @@ async fn jdbc_sink_deletes_and_evolves_and_the_timestamp_source_sees_updates() {
         assert!(
             Instant::now() < deadline,
             "the table shows {got:?}:\n{}",
-            tail(&log, 30)
+            logs(&log)
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };

@@ -120,6 +120,9 @@ pub struct PartitionLog {
     /// for it removes it, so a batch verified before an abort is not appended after it.
     /// Locked after `producers`.
     verifications: Mutex<HashMap<i64, Guard>>,
+    /// The offset of the metadata image this log was created from (0: recovered from the
+    /// store at start-up). [`LogManager::sync`] with an older image leaves the log alone.
+    created_by: u64,
 }
 
 /// A verification guard: its value, and the epoch and transaction version of the batch it
@@ -179,6 +182,7 @@ impl PartitionLog {
             leader_high_watermark: AtomicI64::new(-1),
             deleted: std::sync::atomic::AtomicBool::new(false),
             verifications: Mutex::new(HashMap::new()),
+            created_by: 0,
         })
     }
 
@@ -1380,7 +1384,9 @@ impl LogManager {
             return Ok(None);
         }
         let state = self.store.create_partition(tp)?;
-        let log = Arc::new(PartitionLog::new(tp, self.store.clone(), state)?);
+        let mut log = PartitionLog::new(tp, self.store.clone(), state)?;
+        log.created_by = image.offset;
+        let log = Arc::new(log);
         log.apply_metadata(self.node_id, meta, now_ms());
         partitions.insert(tp, log.clone());
         Ok(Some(log))
@@ -1410,12 +1416,16 @@ impl LogManager {
     /// Creates logs for partitions the image assigns here and deletes logs of topics that no
     /// longer exist. Returns the ISR changes it saw on partitions led here before and after:
     /// (shrinks, expands), whether this leader or the controller (fencing a broker) made them.
+    ///
+    /// A log that a request handler created from a newer image than this one (a produce to a
+    /// topic created while this sync ran) is left alone: this image does not know it, and
+    /// the sync of the newer image, which follows, applies it.
     pub fn sync(&self, image: &MetadataImage) -> (u64, u64) {
         let (mut shrinks, mut expands) = (0, 0);
         for topic in image.topics() {
             for p in &topic.partitions {
                 let tp = TopicPartition::new(topic.topic_id, p.partition);
-                if let Some(log) = self.get(&tp) {
+                if let Some(log) = self.get(&tp).filter(|l| l.created_by <= image.offset) {
                     let before = log.isr_len();
                     log.apply_metadata(self.node_id, p, now_ms());
                     if let (Some(before), Some(after)) = (before, log.isr_len()) {
@@ -1435,8 +1445,9 @@ impl LogManager {
         let gone: Vec<(TopicPartition, &str)> = self
             .partitions
             .read()
-            .keys()
-            .filter_map(|tp| match image.topic_by_id(&tp.topic_id) {
+            .iter()
+            .filter(|(_, log)| log.created_by <= image.offset)
+            .filter_map(|(tp, _)| match image.topic_by_id(&tp.topic_id) {
                 None => Some((*tp, "topic deleted")),
                 Some(t) => t
                     .partitions
@@ -1573,6 +1584,49 @@ pub(crate) mod tests {
         logs.sync(&after);
         assert!(logs.get(&tp).is_none());
         assert!(logs.partition(&after, tp).expect("lookup").is_none());
+    }
+
+    /// The metadata follower can still be applying an older image when a client, answered
+    /// from the newer one, produces to a topic just created: the older image's sync must
+    /// not take the new log for a deleted topic and lose what was acknowledged in it.
+    #[test]
+    fn a_sync_of_an_older_image_keeps_a_log_a_newer_image_created() {
+        let (logs, _, image) = setup();
+        let id = Uuid::from_u128(8);
+        let newer = image
+            .replay(&[MetadataRecord::CreateTopic {
+                name: "new".into(),
+                topic_id: id,
+                partitions: vec![PartitionRecord {
+                    replicas: vec![1],
+                    isr: vec![1],
+                    leader: 1,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                }],
+                configs: Default::default(),
+            }])
+            .expect("replay");
+        let tp = TopicPartition::new(id, 0);
+        let log = logs
+            .partition(&newer, tp)
+            .expect("partition")
+            .expect("hosted");
+        let b = encode_batch(3, 0, Compression::None);
+        log.append(&batch::parse_batches(&b, 1 << 20).expect("valid"))
+            .expect("append");
+        logs.sync(&image);
+        let kept = logs.get(&tp).expect("the older image's sync kept the log");
+        assert!(Arc::ptr_eq(&kept, &log));
+        assert_eq!(kept.state().log_end_offset, 3);
+        logs.sync(&newer);
+        assert_eq!(logs.get(&tp).expect("hosted").state().log_end_offset, 3);
+        // Once an image deletes the topic, its sync deletes the log.
+        let deleted = newer
+            .replay(&[MetadataRecord::DeleteTopic { topic_id: id }])
+            .expect("replay");
+        logs.sync(&deleted);
+        assert!(logs.get(&tp).is_none());
     }
 
     #[test]
