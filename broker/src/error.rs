@@ -49,6 +49,8 @@ pub enum LogError {
     InvalidTxnState { reason: String },
     #[error("this broker does not lead {tp} at its current leader epoch")]
     NotLeader { tp: String },
+    #[error("this broker does not follow {tp} at leader epoch {leader_epoch}")]
+    NotFollower { tp: String, leader_epoch: i32 },
     #[error("storage failed: {source}")]
     Storage {
         #[from]
@@ -71,6 +73,7 @@ impl LogError {
             LogError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
             LogError::InvalidTxnState { .. } => ResponseError::InvalidTxnState,
             LogError::NotLeader { .. } => ResponseError::NotLeaderOrFollower,
+            LogError::NotFollower { .. } => ResponseError::NotLeaderOrFollower,
             LogError::ReplicaDeleted { .. } => ResponseError::NotLeaderOrFollower,
             LogError::Storage { .. } => ResponseError::KafkaStorageError,
         }

@@ -851,6 +851,9 @@ fn clean_once(broker: &Broker) {
 /// Keeps partition logs in step with every new metadata image.
 async fn follow_metadata(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut images = broker.controller.subscribe();
+    // An image published between the first sync (in `start`) and this subscription counts
+    // as seen already: sync once more so it is not left until the next one.
+    images.mark_changed();
     loop {
         tokio::select! {
             changed = images.changed() => {

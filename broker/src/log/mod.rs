@@ -689,6 +689,27 @@ impl PartitionLog {
         self.append_guarded(batches, Origin::Client, Some(guard))
     }
 
+    /// Whether this replica follows the leader of `leader_epoch`; called with `state` held
+    /// (the lock order of [`PartitionLog::append_guarded`]), so a leadership taken after
+    /// the check waits for the follower's write to finish before its first append.
+    fn check_follows(&self, leader_epoch: i32) -> Result<(), LogError> {
+        match &*self.role.lock() {
+            Role::Follower {
+                leader_epoch: e, ..
+            } if *e == leader_epoch => Ok(()),
+            _ => Err(LogError::NotFollower {
+                tp: self.tp.to_string(),
+                leader_epoch,
+            }),
+        }
+    }
+
+    /// Whether `image` is at least as new as the image this log was created from (else a
+    /// sync of `image` must leave the log alone; see [`LogManager::sync`]).
+    pub fn known_to(&self, image: &MetadataImage) -> bool {
+        self.created_by <= image.offset
+    }
+
     fn append_guarded(
         &self,
         batches: &[BatchView],
@@ -847,32 +868,37 @@ impl PartitionLog {
         self.append_replicated_inner(records, None)
     }
 
-    /// [`PartitionLog::append_replicated`] for a fetch that started at `fetched_from`: if
-    /// the log no longer ends there (another fetcher truncated or extended it meanwhile),
-    /// nothing is appended and the answer is an error.
+    /// [`PartitionLog::append_replicated`] for a fetch that started at `fetched_from` from
+    /// the leader of `leader_epoch`: if the log no longer ends there (another fetcher
+    /// truncated or extended it meanwhile), nothing is appended and the answer is an error;
+    /// if this replica no longer follows that leader epoch, it is [`LogError::NotFollower`].
     pub fn append_replicated_at(
         &self,
         records: &bytes::Bytes,
         fetched_from: i64,
+        leader_epoch: i32,
     ) -> Result<usize, LogError> {
-        self.append_replicated_inner(records, Some(fetched_from))
+        self.append_replicated_inner(records, Some((fetched_from, leader_epoch)))
     }
 
     fn append_replicated_inner(
         &self,
         records: &bytes::Bytes,
-        fetched_from: Option<i64>,
+        fetched: Option<(i64, i32)>,
     ) -> Result<usize, LogError> {
         let views = batch::parse_replicated(records)?;
         let mut state = self.state.lock();
         self.check_hosted()?;
-        if let Some(from) = fetched_from.filter(|&f| f != state.log_end_offset) {
-            return Err(LogError::InvalidRecord {
-                reason: format!(
-                    "fetched from offset {from}, but the log now ends at {}",
-                    state.log_end_offset
-                ),
-            });
+        if let Some((from, leader_epoch)) = fetched {
+            self.check_follows(leader_epoch)?;
+            if from != state.log_end_offset {
+                return Err(LogError::InvalidRecord {
+                    reason: format!(
+                        "fetched from offset {from}, but the log now ends at {}",
+                        state.log_end_offset
+                    ),
+                });
+            }
         }
         let mut producers = self.producers.lock();
         let mut epochs = self.epochs.lock();
@@ -935,8 +961,22 @@ impl PartitionLog {
     /// batches, time index, epoch cache entries, and producer state, atomically. The high
     /// watermark drops to the new end if it was above it.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        self.truncate_inner(offset, None)
+    }
+
+    /// [`PartitionLog::truncate_to`] by the fetcher of `leader_epoch`'s leader: refused
+    /// ([`LogError::NotFollower`]) unless this replica still follows that epoch, so a
+    /// fetcher's late answer never cuts a log this broker has come to lead.
+    pub fn truncate_as_follower(&self, offset: i64, leader_epoch: i32) -> Result<(), LogError> {
+        self.truncate_inner(offset, Some(leader_epoch))
+    }
+
+    fn truncate_inner(&self, offset: i64, follows: Option<i32>) -> Result<(), LogError> {
         let mut state = self.state.lock();
         self.check_hosted()?;
+        if let Some(leader_epoch) = follows {
+            self.check_follows(leader_epoch)?;
+        }
         if offset >= state.log_end_offset {
             return Ok(());
         }
@@ -974,11 +1014,16 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Empties the log and restarts it at `offset` (a follower whose log ends below the
-    /// leader's log start).
-    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+    /// Empties the log and restarts it at `offset` (a follower of `leader_epoch` whose log
+    /// ends below the leader's log start).
+    pub fn truncate_fully_and_start_at(
+        &self,
+        offset: i64,
+        leader_epoch: i32,
+    ) -> Result<(), LogError> {
         let mut state = self.state.lock();
         self.check_hosted()?;
+        self.check_follows(leader_epoch)?;
         let mut producers = self.producers.lock();
         let mut epochs = self.epochs.lock();
         self.store.truncate(self.tp, i64::MIN, *state, &[])?;
@@ -1425,7 +1470,7 @@ impl LogManager {
         for topic in image.topics() {
             for p in &topic.partitions {
                 let tp = TopicPartition::new(topic.topic_id, p.partition);
-                if let Some(log) = self.get(&tp).filter(|l| l.created_by <= image.offset) {
+                if let Some(log) = self.get(&tp).filter(|l| l.known_to(image)) {
                     let before = log.isr_len();
                     log.apply_metadata(self.node_id, p, now_ms());
                     if let (Some(before), Some(after)) = (before, log.isr_len()) {
@@ -1446,7 +1491,7 @@ impl LogManager {
             .partitions
             .read()
             .iter()
-            .filter(|(_, log)| log.created_by <= image.offset)
+            .filter(|(_, log)| log.known_to(image))
             .filter_map(|(tp, _)| match image.topic_by_id(&tp.topic_id) {
                 None => Some((*tp, "topic deleted")),
                 Some(t) => t
@@ -1627,6 +1672,49 @@ pub(crate) mod tests {
             .expect("replay");
         logs.sync(&deleted);
         assert!(logs.get(&tp).is_none());
+    }
+
+    /// The same race on a topic both images know: the older one has this broker following,
+    /// the newer one made it leader and a produce opened the log from it. The older image's
+    /// sync must not turn the leader back into a follower (whose fetcher would truncate).
+    #[test]
+    fn a_sync_of_an_older_image_keeps_the_leadership_a_newer_image_gave() {
+        let id = Uuid::from_u128(10);
+        let older = MetadataImage::default()
+            .replay(&[MetadataRecord::CreateTopic {
+                name: "t".into(),
+                topic_id: id,
+                partitions: vec![PartitionRecord {
+                    replicas: vec![2, 1],
+                    isr: vec![2, 1],
+                    leader: 2,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                }],
+                configs: Default::default(),
+            }])
+            .expect("replay");
+        let newer = older
+            .replay(&[MetadataRecord::PartitionChange {
+                topic_id: id,
+                partition: 0,
+                leader: 1,
+                isr: vec![1],
+                leader_epoch: 1,
+                partition_epoch: 1,
+            }])
+            .expect("replay");
+        let logs = LogManager::open(1, Arc::new(MemoryLogStore::new())).expect("open");
+        let tp = TopicPartition::new(id, 0);
+        let log = logs
+            .partition(&newer, tp)
+            .expect("partition")
+            .expect("hosted");
+        assert!(log.is_leader());
+        logs.sync(&older);
+        assert!(log.is_leader(), "the older image took the leadership back");
+        assert_eq!(log.leader_epoch(), 1);
+        assert!(log.check_leader_epoch(1).is_ok());
     }
 
     #[test]
@@ -1848,9 +1936,26 @@ pub(crate) mod tests {
             .expect("read")
             .records;
         // Asked from 0, but the log moved on (another fetcher) meanwhile: refused.
-        assert!(follower.append_replicated_at(&data, 1).is_err());
+        assert!(follower.append_replicated_at(&data, 1, 4).is_err());
         assert_eq!(follower.log_end_offset(), 0);
-        assert_eq!(follower.append_replicated_at(&data, 0).expect("applies"), 1);
+        // From a leader of another epoch than the one this replica follows: refused.
+        assert!(matches!(
+            follower.append_replicated_at(&data, 0, 3),
+            Err(LogError::NotFollower { .. })
+        ));
+        assert!(matches!(
+            follower.truncate_as_follower(0, 5),
+            Err(LogError::NotFollower { .. })
+        ));
+        assert!(matches!(
+            leader.truncate_as_follower(0, 4),
+            Err(LogError::NotFollower { .. })
+        ));
+        assert_eq!(leader.log_end_offset(), 3);
+        assert_eq!(
+            follower.append_replicated_at(&data, 0, 4).expect("applies"),
+            1
+        );
         assert_eq!(follower.log_end_offset(), 3);
     }
 

@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::error::LogError;
 use crate::log::{LogManager, PartitionLog};
 use throttle::Side;
 
@@ -104,6 +105,11 @@ impl ReplicaManager {
     ) {
         let mut wanted: HashMap<i32, HashMap<TopicPartition, Target>> = HashMap::new();
         for log in logs.all() {
+            // A log created from a newer image than this one: the sync of that image, which
+            // follows, sets its fetcher (this image may not even make it a follower).
+            if !log.known_to(image) {
+                continue;
+            }
             let tp = log.topic_partition();
             let Some(topic) = image.topic_by_id(&tp.topic_id) else {
                 continue;
@@ -378,8 +384,13 @@ async fn truncate_diverged(
                 let mine = if mine < 0 { log.high_watermark() } else { mine };
                 p.end_offset.min(mine)
             };
-            match log.truncate_to(to) {
+            match log.truncate_as_follower(to, t.leader_epoch) {
                 Ok(()) => update(targets, tp, t.leader_epoch, |x| x.truncated = true),
+                Err(e @ LogError::NotFollower { .. }) => {
+                    // Leadership moved since this target was set; the next sync replaces it.
+                    debug!(%tp, error = %e, "not truncated");
+                    retry(targets, tp, t.leader_epoch, RETRY_LATER);
+                }
                 Err(e) => {
                     warn!(%tp, error = %e, "truncation failed");
                     retry(targets, tp, t.leader_epoch, RETRY_LATER);
@@ -489,7 +500,7 @@ fn apply_fetched(
         let end = log.log_end_offset();
         if end < p.log_start_offset {
             // Retention at the leader removed what this replica would fetch next.
-            if let Err(e) = log.truncate_fully_and_start_at(p.log_start_offset) {
+            if let Err(e) = log.truncate_fully_and_start_at(p.log_start_offset, t.leader_epoch) {
                 warn!(%tp, error = %e, "could not restart the log");
             }
         } else {
@@ -504,7 +515,11 @@ fn apply_fetched(
     }
     let records: Bytes = p.records.unwrap_or_default();
     if !records.is_empty() {
-        if let Err(e) = log.append_replicated_at(&records, from) {
+        if let Err(e) = log.append_replicated_at(&records, from, t.leader_epoch) {
+            if let LogError::NotFollower { .. } = e {
+                debug!(%tp, error = %e, "a fetch answer for a leadership that ended is dropped");
+                return;
+            }
             warn!(%tp, error = %e, "replicated batches do not apply; checking divergence");
             update(targets, tp, t.leader_epoch, |x| x.truncated = false);
             return;
