@@ -250,14 +250,14 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest, _version: i16) -> Sync
             Ok(end) => super::produce::replicated(&log, end, 1, Duration::from_secs(5))
                 .await
                 .map_err(|(e, _)| e),
-            Err(_) => Err(ResponseError::CoordinatorNotAvailable),
+            Err(e) => Err(e.kafka_error()),
         };
         match stored {
             Ok(()) => broker.groups.stored(group, generation, true, 0),
             Err(e) => {
                 warn!(group, generation, error = ?e, "storing the group's assignment failed");
-                let code = match e {
-                    ResponseError::NotLeaderOrFollower => NOT_COORDINATOR,
+                let code = match coordinator_write_error(e) {
+                    NOT_COORDINATOR => NOT_COORDINATOR,
                     _ => COORDINATOR_NOT_AVAILABLE,
                 };
                 broker.groups.stored(group, generation, false, code);
@@ -359,7 +359,8 @@ pub(crate) fn commit_entries<'a>(
 
 /// The code of a commit written to `log` (ending at the `Ok` offset): 0 once every in-sync
 /// replica has it, as Kafka appends commits with acks=all; NOT_COORDINATOR when leadership
-/// moved meanwhile, COORDINATOR_NOT_AVAILABLE otherwise.
+/// moved meanwhile, COORDINATOR_NOT_AVAILABLE otherwise; a refused write as
+/// [`coordinator_write_error`] says.
 pub(crate) async fn durable(
     log: &Arc<PartitionLog>,
     written: Result<i64, crate::error::LogError>,
@@ -370,7 +371,29 @@ pub(crate) async fn durable(
             Err((ResponseError::NotLeaderOrFollower, _)) => NOT_COORDINATOR,
             Err(_) => COORDINATOR_NOT_AVAILABLE,
         },
-        Err(e) => e.code(),
+        Err(e) => coordinator_write_error(e.kafka_error()),
+    }
+}
+
+/// What a coordinator answers when its `__consumer_offsets` partition refused a write with
+/// `e`, as Kafka's group coordinator does: the partition is no longer led here
+/// (NOT_COORDINATOR: the client finds the coordinator again), cannot take writes now
+/// (COORDINATOR_NOT_AVAILABLE: the client retries), or the record is too large
+/// (INVALID_COMMIT_OFFSET_SIZE); any other error as it is (a fenced transactional
+/// producer's, say). A produce error such as NOT_LEADER_OR_FOLLOWER means nothing to a
+/// client that committed offsets.
+pub(crate) fn coordinator_write_error(e: ResponseError) -> i16 {
+    use ResponseError as E;
+    match e {
+        E::NotLeaderOrFollower | E::KafkaStorageError => NOT_COORDINATOR,
+        E::UnknownTopicOrPartition
+        | E::NotEnoughReplicas
+        | E::NotEnoughReplicasAfterAppend
+        | E::RequestTimedOut => COORDINATOR_NOT_AVAILABLE,
+        E::MessageTooLarge | E::RecordListTooLarge | E::InvalidFetchSize => {
+            E::InvalidCommitOffsetSize.code()
+        }
+        other => other.code(),
     }
 }
 
@@ -865,4 +888,49 @@ pub fn offset_delete(
         })
         .collect();
     OffsetDeleteResponse::default().with_topics(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::LogError;
+
+    #[test]
+    fn a_refused_coordinator_write_answers_in_coordinator_terms() {
+        let code = |e: LogError| coordinator_write_error(e.kafka_error());
+        // The offsets partition moved away or was deleted under the group: find it again.
+        assert_eq!(
+            code(LogError::NotLeader { tp: "t".into() }),
+            NOT_COORDINATOR
+        );
+        assert_eq!(
+            code(LogError::ReplicaDeleted { tp: "t".into() }),
+            NOT_COORDINATOR
+        );
+        assert_eq!(
+            code(LogError::Storage {
+                source: strom_storage::StorageError::Engine {
+                    message: "disk".into(),
+                },
+            }),
+            NOT_COORDINATOR
+        );
+        assert_eq!(
+            code(LogError::MessageTooLarge { size: 2, max: 1 }),
+            ResponseError::InvalidCommitOffsetSize.code()
+        );
+        // A fenced transactional producer is told so.
+        assert_eq!(
+            code(LogError::InvalidProducerEpoch {
+                producer_id: 1,
+                epoch: 0,
+                current: 1,
+            }),
+            ResponseError::InvalidProducerEpoch.code()
+        );
+        assert_eq!(
+            coordinator_write_error(ResponseError::NotEnoughReplicas),
+            COORDINATOR_NOT_AVAILABLE
+        );
+    }
 }
