@@ -1525,21 +1525,34 @@ pub(crate) mod tests {
     use strom_storage::MemoryLogStore;
     use uuid::Uuid;
 
-    fn image_with_topic(id: Uuid) -> MetadataImage {
-        MetadataImage::default()
+    /// `image` with topic `name` (`id`) created: one partition on `replicas`, all in sync,
+    /// led by `leader` at `leader_epoch`.
+    fn with_topic(
+        image: &MetadataImage,
+        name: &str,
+        id: Uuid,
+        replicas: Vec<i32>,
+        leader: i32,
+        leader_epoch: i32,
+    ) -> MetadataImage {
+        image
             .replay(&[MetadataRecord::CreateTopic {
-                name: "t".into(),
+                name: name.into(),
                 topic_id: id,
                 partitions: vec![PartitionRecord {
-                    replicas: vec![1],
-                    isr: vec![1],
-                    leader: 1,
-                    leader_epoch: 0,
+                    isr: replicas.clone(),
+                    replicas,
+                    leader,
+                    leader_epoch,
                     partition_epoch: 0,
                 }],
                 configs: Default::default(),
             }])
             .expect("replay")
+    }
+
+    fn image_with_topic(id: Uuid) -> MetadataImage {
+        with_topic(&MetadataImage::default(), "t", id, vec![1], 1, 0)
     }
 
     pub(crate) fn setup() -> (LogManager, Arc<PartitionLog>, MetadataImage) {
@@ -1638,20 +1651,7 @@ pub(crate) mod tests {
     fn a_sync_of_an_older_image_keeps_a_log_a_newer_image_created() {
         let (logs, _, image) = setup();
         let id = Uuid::from_u128(8);
-        let newer = image
-            .replay(&[MetadataRecord::CreateTopic {
-                name: "new".into(),
-                topic_id: id,
-                partitions: vec![PartitionRecord {
-                    replicas: vec![1],
-                    isr: vec![1],
-                    leader: 1,
-                    leader_epoch: 0,
-                    partition_epoch: 0,
-                }],
-                configs: Default::default(),
-            }])
-            .expect("replay");
+        let newer = with_topic(&image, "new", id, vec![1], 1, 0);
         let tp = TopicPartition::new(id, 0);
         let log = logs
             .partition(&newer, tp)
@@ -1680,20 +1680,7 @@ pub(crate) mod tests {
     #[test]
     fn a_sync_of_an_older_image_keeps_the_leadership_a_newer_image_gave() {
         let id = Uuid::from_u128(10);
-        let older = MetadataImage::default()
-            .replay(&[MetadataRecord::CreateTopic {
-                name: "t".into(),
-                topic_id: id,
-                partitions: vec![PartitionRecord {
-                    replicas: vec![2, 1],
-                    isr: vec![2, 1],
-                    leader: 2,
-                    leader_epoch: 0,
-                    partition_epoch: 0,
-                }],
-                configs: Default::default(),
-            }])
-            .expect("replay");
+        let older = with_topic(&MetadataImage::default(), "t", id, vec![2, 1], 2, 0);
         let newer = older
             .replay(&[MetadataRecord::PartitionChange {
                 topic_id: id,
@@ -1825,20 +1812,14 @@ pub(crate) mod tests {
     /// A log of partition `t` on broker `node` of replicas [1, 2, 3] led by `leader`.
     fn replica_log(node: i32, leader: i32, leader_epoch: i32) -> Arc<PartitionLog> {
         let id = Uuid::from_u128(9);
-        let image = MetadataImage::default()
-            .replay(&[MetadataRecord::CreateTopic {
-                name: "r".into(),
-                topic_id: id,
-                partitions: vec![PartitionRecord {
-                    replicas: vec![1, 2, 3],
-                    isr: vec![1, 2, 3],
-                    leader,
-                    leader_epoch,
-                    partition_epoch: 0,
-                }],
-                configs: Default::default(),
-            }])
-            .expect("replay");
+        let image = with_topic(
+            &MetadataImage::default(),
+            "r",
+            id,
+            vec![1, 2, 3],
+            leader,
+            leader_epoch,
+        );
         let logs = LogManager::open(node, Arc::new(MemoryLogStore::new())).expect("open");
         logs.partition(&image, TopicPartition::new(id, 0))
             .expect("partition")
