@@ -825,7 +825,7 @@ pub fn delete_groups(
                                 .collect();
                             match broker.groups.delete_offsets(&log, group, &all) {
                                 Ok(_) => 0,
-                                Err(e) => e.code(),
+                                Err(e) => coordinator_write_error(e.kafka_error()),
                             }
                         }
                         code => code,
@@ -874,7 +874,7 @@ pub fn offset_delete(
                             &[(t.name.to_string(), p.partition_index)],
                         ) {
                             Ok(_) => 0,
-                            Err(e) => e.code(),
+                            Err(e) => coordinator_write_error(e.kafka_error()),
                         }
                     };
                     OffsetDeleteResponsePartition::default()

@@ -1470,16 +1470,22 @@ impl LogManager {
         for topic in image.topics() {
             for p in &topic.partitions {
                 let tp = TopicPartition::new(topic.topic_id, p.partition);
-                if let Some(log) = self.get(&tp).filter(|l| l.known_to(image)) {
-                    let before = log.isr_len();
-                    log.apply_metadata(self.node_id, p, now_ms());
-                    if let (Some(before), Some(after)) = (before, log.isr_len()) {
-                        shrinks += u64::from(after < before);
-                        expands += u64::from(after > before);
+                // One lookup that creates the log if missing; then this image's metadata
+                // applies to the log whatever made it (a handler with an older image may
+                // have created it since this sync began), unless a newer image did.
+                match self.partition(image, tp) {
+                    Ok(Some(log)) if log.known_to(image) => {
+                        let before = log.isr_len();
+                        log.apply_metadata(self.node_id, p, now_ms());
+                        if let (Some(before), Some(after)) = (before, log.isr_len()) {
+                            shrinks += u64::from(after < before);
+                            expands += u64::from(after > before);
+                        }
                     }
-                }
-                if let Err(e) = self.partition(image, tp) {
-                    warn!(%tp, topic = %topic.name, error = %e, "could not create partition log");
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(%tp, topic = %topic.name, error = %e, "could not create partition log")
+                    }
                 }
             }
         }

@@ -500,8 +500,16 @@ fn apply_fetched(
         let end = log.log_end_offset();
         if end < p.log_start_offset {
             // Retention at the leader removed what this replica would fetch next.
-            if let Err(e) = log.truncate_fully_and_start_at(p.log_start_offset, t.leader_epoch) {
-                warn!(%tp, error = %e, "could not restart the log");
+            match log.truncate_fully_and_start_at(p.log_start_offset, t.leader_epoch) {
+                Ok(()) => {}
+                Err(e @ LogError::NotFollower { .. }) => {
+                    debug!(%tp, error = %e, "not restarted: the leadership fetched from ended");
+                    retry(targets, tp, t.leader_epoch, RETRY_SOON);
+                }
+                Err(e) => {
+                    warn!(%tp, error = %e, "could not restart the log");
+                    retry(targets, tp, t.leader_epoch, RETRY_LATER);
+                }
             }
         } else {
             // Past the leader's end: diverged; check again.
@@ -517,7 +525,9 @@ fn apply_fetched(
     if !records.is_empty() {
         if let Err(e) = log.append_replicated_at(&records, from, t.leader_epoch) {
             if let LogError::NotFollower { .. } = e {
+                // Until the next sync replaces the target, do not fetch (and drop) again at once.
                 debug!(%tp, error = %e, "a fetch answer for a leadership that ended is dropped");
+                retry(targets, tp, t.leader_epoch, RETRY_SOON);
                 return;
             }
             warn!(%tp, error = %e, "replicated batches do not apply; checking divergence");
