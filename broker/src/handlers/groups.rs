@@ -246,17 +246,13 @@ pub async fn sync(broker: &Broker, req: SyncGroupRequest, _version: i16) -> Sync
     // The leader's assignment: durable in __consumer_offsets (replicated as an acks=all
     // produce is) before any member gets it, so a new coordinator knows this generation.
     if let Some((generation, record)) = synced.store {
-        let stored = match broker.groups.write_group(&log, group, Some(&record)) {
-            Ok(end) => super::produce::replicated(&log, end, 1, Duration::from_secs(5))
-                .await
-                .map_err(|(e, _)| e),
-            Err(e) => Err(e.kafka_error()),
-        };
-        match stored {
-            Ok(()) => broker.groups.stored(group, generation, true, 0),
-            Err(e) => {
-                warn!(group, generation, error = ?e, "storing the group's assignment failed");
-                let code = match coordinator_write_error(e) {
+        match durable(&log, broker.groups.write_group(&log, group, Some(&record))).await {
+            0 => broker.groups.stored(group, generation, true, 0),
+            code => {
+                let error = strom_client::error_name(code);
+                warn!(group, generation, %error, "storing the group's assignment failed");
+                // Members find the coordinator again, or retry the join.
+                let code = match code {
                     NOT_COORDINATOR => NOT_COORDINATOR,
                     _ => COORDINATOR_NOT_AVAILABLE,
                 };
@@ -357,22 +353,23 @@ pub(crate) fn commit_entries<'a>(
         .collect()
 }
 
-/// The code of a commit written to `log` (ending at the `Ok` offset): 0 once every in-sync
-/// replica has it, as Kafka appends commits with acks=all; NOT_COORDINATOR when leadership
-/// moved meanwhile, COORDINATOR_NOT_AVAILABLE otherwise; a refused write as
-/// [`coordinator_write_error`] says.
+/// The code of a group write to `log` (ending at the `Ok` offset): 0 once every in-sync
+/// replica has it, as Kafka appends commits with acks=all; else what
+/// [`coordinator_write_error`] makes of the refusal or of the wait's end (NOT_COORDINATOR
+/// when leadership moved meanwhile, COORDINATOR_NOT_AVAILABLE when the replicas did not take
+/// it in time).
 pub(crate) async fn durable(
     log: &Arc<PartitionLog>,
     written: Result<i64, crate::error::LogError>,
 ) -> i16 {
-    match written {
+    let refused = match written {
         Ok(end) => match super::produce::replicated(log, end, 1, Duration::from_secs(5)).await {
-            Ok(()) => 0,
-            Err((ResponseError::NotLeaderOrFollower, _)) => NOT_COORDINATOR,
-            Err(_) => COORDINATOR_NOT_AVAILABLE,
+            Ok(()) => return 0,
+            Err((e, _)) => e,
         },
-        Err(e) => coordinator_write_error(e.kafka_error()),
-    }
+        Err(e) => e.kafka_error(),
+    };
+    coordinator_write_error(refused)
 }
 
 /// What a coordinator answers when its `__consumer_offsets` partition refused a write with
