@@ -959,14 +959,17 @@ impl PartitionLog {
 
     /// Discards every record at or above `offset` (a follower's divergent suffix, KIP-101):
     /// batches, time index, epoch cache entries, and producer state, atomically. The high
-    /// watermark drops to the new end if it was above it.
-    pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+    /// watermark drops to the new end if it was above it. Unchecked, for tests: the fetcher
+    /// truncates through [`PartitionLog::truncate_as_follower`].
+    #[cfg(test)]
+    pub(crate) fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         self.truncate_inner(offset, None)
     }
 
-    /// [`PartitionLog::truncate_to`] by the fetcher of `leader_epoch`'s leader: refused
-    /// ([`LogError::NotFollower`]) unless this replica still follows that epoch, so a
-    /// fetcher's late answer never cuts a log this broker has come to lead.
+    /// Discards every record at or above `offset` (a follower's divergent suffix, KIP-101),
+    /// for the fetcher of `leader_epoch`'s leader: refused ([`LogError::NotFollower`]) unless
+    /// this replica still follows that epoch, so a fetcher's late answer never cuts a log
+    /// this broker has come to lead.
     pub fn truncate_as_follower(&self, offset: i64, leader_epoch: i32) -> Result<(), LogError> {
         self.truncate_inner(offset, Some(leader_epoch))
     }
