@@ -8,20 +8,23 @@
 # cancelled_write_bytes) and RSS after the run.
 #   scripts/bench-rdkafka.sh [--runs 2] [--loads "1x1000x2000000 8x1000x2000000 1x100x10000000 8x100x10000000"]
 #                            [--pin]   (broker on CPU 1, client on CPU 0)
+#                            [--null]  (against broker/examples/null_broker.rs instead: it
+#                                       stores nothing, so its runs are the client's ceiling)
 # STROM_BROKER_BIN=path runs that broker binary instead of the one just built (an A/B of two
-# builds); BENCH_DIR sets where the data directories go (/var/tmp).
+# builds; not with --null); BENCH_DIR sets where the data directories go (/var/tmp).
 # rdkafka_performance is compiled from the librdkafka tree that rdkafka-sys copies into its
 # build directory (examples/rdkafka_performance.c), against the static library built there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-runs=2 pin=0
+runs=2 pin=0 null=0
 loads="1x1000x2000000 8x1000x2000000 1x100x10000000 8x100x10000000"
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) runs=$2; shift 2 ;;
     --loads) loads=$2; shift 2 ;;
     --pin) pin=1; shift ;;
+    --null) null=1; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -30,6 +33,10 @@ scripts/setup.sh --no-python >/dev/null
 source scripts/env.sh
 build_release_bench
 bin="$CARGO_TARGET_DIR/release"
+if [ "$null" = 1 ]; then
+  # The same packages as build_release_bench, so nothing else is rebuilt.
+  RUSTFLAGS="$(release_rustflags)" cargo build --release --bin strom-broker --bin strom --example null_broker
+fi
 
 # The librdkafka tree rdkafka-sys built (the newest, which is what strom-bench links): its
 # example, headers and static library all come from there.
@@ -47,13 +54,17 @@ broker_pin=() client_pin=()
 if [ "$pin" = 1 ]; then broker_pin=(taskset -c 1); client_pin=(taskset -c 0); fi
 TIMEFORMAT='client CPU %U+%S s'
 
-echo "rdkafka_performance (librdkafka $version); $(nproc) cores; acks=all, linger.ms=5$([ "$pin" = 1 ] && echo '; broker on CPU 1, client on CPU 0')"
+echo "rdkafka_performance (librdkafka $version); $(nproc) cores; acks=all, linger.ms=5$([ "$pin" = 1 ] && echo '; broker on CPU 1, client on CPU 0')$([ "$null" = 1 ] && echo '; NULL BROKER (stores nothing)')"
 for load in $loads; do
   IFS=x read -r partitions size count <<<"$load"
   data=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
   port=$((20000 + RANDOM % 10000))
-  ${broker_pin[@]+"${broker_pin[@]}"} "${STROM_BROKER_BIN:-$bin/strom-broker}" --dev --data-dir "$data" --kafka-listen "127.0.0.1:$port" \
-    --http-listen "127.0.0.1:$((port + 1))" --quorum-listen "127.0.0.1:$((port + 2))" >"$data.log" 2>&1 &
+  if [ "$null" = 1 ]; then
+    ${broker_pin[@]+"${broker_pin[@]}"} "$bin/examples/null_broker" "127.0.0.1:$port" bench "$partitions" >"$data.log" 2>&1 &
+  else
+    ${broker_pin[@]+"${broker_pin[@]}"} "${STROM_BROKER_BIN:-$bin/strom-broker}" --dev --data-dir "$data" --kafka-listen "127.0.0.1:$port" \
+      --http-listen "127.0.0.1:$((port + 1))" --quorum-listen "127.0.0.1:$((port + 2))" >"$data.log" 2>&1 &
+  fi
   pid=$!
   # On a failure the broker's log stays, and is named.
   trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"; echo "broker log: $data.log" >&2' EXIT
@@ -61,8 +72,10 @@ for load in $loads; do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
   done
-  "$bin/strom" --bootstrap-server "127.0.0.1:$port" topics create bench --partitions "$partitions" \
-    --replication-factor 1 --config retention.ms=-1 --config retention.bytes=-1 >/dev/null
+  if [ "$null" = 0 ]; then
+    "$bin/strom" --bootstrap-server "127.0.0.1:$port" topics create bench --partitions "$partitions" \
+      --replication-factor 1 --config retention.ms=-1 --config retention.bytes=-1 >/dev/null
+  fi
   echo "== $partitions partition(s), $size-byte records, $count per run"
   for r in $(seq 1 "$runs"); do
     cpu0=$(cpu_s "$pid") w0=$(written "$pid")
