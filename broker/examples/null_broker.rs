@@ -1,8 +1,9 @@
 //! A Kafka "broker" that stores nothing: it answers ApiVersions, Metadata (one topic, every
 //! partition led by itself) and Produce (every partition accepted, offsets counted per
-//! connection and partition), and nothing else. It is the ceiling of a produce benchmark on the machine: what the client
-//! reaches when the broker costs no more than reading the requests and answering them
-//! (`scripts/bench-rdkafka.sh --null`, docs/perf.md). Not a test double for Strom's behaviour.
+//! connection and partition), and nothing else. It is the ceiling of a produce benchmark on
+//! the machine: what the client reaches when the broker costs no more than reading the
+//! requests and answering them (`scripts/bench-rdkafka.sh --null`; docs/perf.md, "The
+//! client's ceiling"). Not a test double for Strom's behaviour.
 //!
 //!   cargo run --release -p broker --example null_broker -- 127.0.0.1:9092 bench 8
 
@@ -91,7 +92,7 @@ async fn serve(sink: &Sink, stream: TcpStream) -> anyhow::Result<()> {
                 continue;
             }
             RequestKind::Produce(r) => ResponseKind::Produce(produce(&r, &mut next)),
-            _ => unreachable!("only the APIS are decoded"),
+            _ => bail!("{key:?} is not answered here"),
         };
         let out = encode_response(key, p.version, p.correlation_id, &response)?;
         write.write_all(&out).await?;
