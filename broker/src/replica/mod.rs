@@ -311,6 +311,14 @@ fn retry(targets: &Targets, tp: &TopicPartition, epoch: i32, after: Duration) {
     });
 }
 
+/// A follower write the log refused because this replica no longer follows `epoch` (the
+/// leadership moved while the fetch was out): until the next sync replaces the target, it is
+/// not fetched (and refused) again at once.
+fn no_longer_following(targets: &Targets, tp: &TopicPartition, epoch: i32, e: &LogError) {
+    debug!(%tp, leader_epoch = epoch, error = %e, "a follower write for a leadership that ended is dropped");
+    retry(targets, tp, epoch, RETRY_SOON);
+}
+
 /// Reacts to a partition-level error from the leader.
 fn on_error(targets: &Targets, tp: &TopicPartition, epoch: i32, code: i16) {
     let e = ResponseError::try_from_code(code);
@@ -387,9 +395,7 @@ async fn truncate_diverged(
             match log.truncate_as_follower(to, t.leader_epoch) {
                 Ok(()) => update(targets, tp, t.leader_epoch, |x| x.truncated = true),
                 Err(e @ LogError::NotFollower { .. }) => {
-                    // Leadership moved since this target was set; the next sync replaces it.
-                    debug!(%tp, error = %e, "not truncated");
-                    retry(targets, tp, t.leader_epoch, RETRY_LATER);
+                    no_longer_following(targets, tp, t.leader_epoch, &e)
                 }
                 Err(e) => {
                     warn!(%tp, error = %e, "truncation failed");
@@ -503,8 +509,7 @@ fn apply_fetched(
             match log.truncate_fully_and_start_at(p.log_start_offset, t.leader_epoch) {
                 Ok(()) => {}
                 Err(e @ LogError::NotFollower { .. }) => {
-                    debug!(%tp, error = %e, "not restarted: the leadership fetched from ended");
-                    retry(targets, tp, t.leader_epoch, RETRY_SOON);
+                    no_longer_following(targets, tp, t.leader_epoch, &e)
                 }
                 Err(e) => {
                     warn!(%tp, error = %e, "could not restart the log");
@@ -525,9 +530,7 @@ fn apply_fetched(
     if !records.is_empty() {
         if let Err(e) = log.append_replicated_at(&records, from, t.leader_epoch) {
             if let LogError::NotFollower { .. } = e {
-                // Until the next sync replaces the target, do not fetch (and drop) again at once.
-                debug!(%tp, error = %e, "a fetch answer for a leadership that ended is dropped");
-                retry(targets, tp, t.leader_epoch, RETRY_SOON);
+                no_longer_following(targets, tp, t.leader_epoch, &e);
                 return;
             }
             warn!(%tp, error = %e, "replicated batches do not apply; checking divergence");
