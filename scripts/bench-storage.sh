@@ -124,12 +124,16 @@ dir=$(dir_bytes)
 echo "after ${idle}s idle: data dir $(gb "$dir") GB for $(gb "$held") GB of batches held" \
   "= $(awk -v d="$dir" -v h="$held" 'BEGIN {printf "%.3f", d / h}')x; RSS $(rss_mb) MB," \
   "peak $(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status") MB"
-grep -h "Cumulative stall" "$data"/logs/LOG 2>/dev/null | tail -n 1 | sed 's/^.*Cumulative/rocksdb: cumulative/' || true
-grep -h "^Stalls(count)" "$data"/logs/LOG 2>/dev/null | tail -n 1 | sed 's/^/rocksdb: /' || true
+# RocksDB logs its cumulative stall time once a minute only: a shorter run shows the last
+# minute's figure, or none. The stop and delay counts come from the broker, read at the end.
+grep -h "Cumulative stall" "$data"/logs/LOG 2>/dev/null | tail -n 1 | sed 's/^.*Cumulative/rocksdb (logged each minute): cumulative/' || true
 curl -sf --max-time 2 "http://127.0.0.1:$http/metrics" | awk '
   /^strom_rocksdb_property\{property="strom.memtable-waits"\}/ {n = $2}
   /^strom_rocksdb_property\{property="strom.memtable-wait-micros"\}/ {us = $2}
-  END {if (n != "") printf "writes that waited for memtable room: %.0f, %.1f s in all\n", n, us / 1e6}' || true
+  /^strom_rocksdb_property\{property="strom.write-stall-stops"\}/ {stops = $2}
+  /^strom_rocksdb_property\{property="strom.write-stall-delays"\}/ {delays = $2}
+  END {if (stops != "") printf "rocksdb: writes stopped %.0f times, slowed %.0f times\n", stops, delays
+    if (n != "") printf "writes that waited for memtable room: %.0f, %.1f s in all\n", n, us / 1e6}' || true
 if [ "$consume" = 1 ]; then
   perf_pid=
   if [ -n "$perf_consume" ]; then

@@ -667,7 +667,7 @@ fn state_registry(broker: &Broker) -> Registry {
     // The storage engine.
     reg.register(
         "strom_rocksdb_property",
-        "RocksDB properties of the partition log store (rocksdb.* names), and the writes that waited for memtable room (strom.memtable-waits, strom.memtable-wait-micros)",
+        "RocksDB properties of the partition log store (rocksdb.* names), the writes that waited for memtable room (strom.memtable-waits, strom.memtable-wait-micros), and how often RocksDB found writes stopped or slowed (strom.write-stall-stops, strom.write-stall-delays)",
         named_gauges("property", broker.logs.engine_stats()),
     );
 

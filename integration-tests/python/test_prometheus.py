@@ -188,8 +188,14 @@ def test_prometheus_reads_latency_bytes_in_lag_and_replication_health(observed):
     resident = 'strom_allocator_bytes{job="strom-broker",stat="resident"}'
     assert prom.value(f"count({allocated} > 1e6)") == 3
     assert prom.value(f"count({resident} >= ignoring(stat) {allocated})") == 3
-    # Every broker counts the writes that waited for memtable room, beside RocksDB's stalls.
-    for name in ("strom.memtable-waits", "strom.memtable-wait-micros"):
+    # Every broker counts the writes that waited for memtable room, and RocksDB's stops and
+    # delays of writes.
+    for name in (
+        "strom.memtable-waits",
+        "strom.memtable-wait-micros",
+        "strom.write-stall-stops",
+        "strom.write-stall-delays",
+    ):
         waits = f'strom_rocksdb_property{{job="strom-broker",property="{name}"}}'
         assert prom.value(f"count({waits} >= 0)") == 3, name
 

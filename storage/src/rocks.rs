@@ -72,6 +72,12 @@ fn parse_log_cf_name(name: &str) -> Option<TopicPartition> {
     ))
 }
 
+/// RocksDB's `max_write_buffer_number` for a partition's column family: it stops the
+/// partition's writes (all writes) while this many memtables wait for their flush, and
+/// slows them at one fewer. At the default budget the writer's wait for memtable room
+/// (four 64 MiB memtables) comes first (decision 0027).
+const MAX_WRITE_BUFFERS: i32 = 6;
+
 /// Tuning knobs for the RocksDB engine.
 #[derive(Debug, Clone)]
 pub struct RocksOptions {
@@ -185,18 +191,21 @@ impl RocksLogStore {
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
-        // Two flushes at a time and one compaction. RocksDB's default split of two background
+        // Four flushes at a time and one compaction. RocksDB's default split of two background
         // jobs is one flush: with several partitions written at once their memtables then
         // flush one after another, each waiting for its table file's O_DIRECT writes and for
         // the closed WALs' sync, and produce of 1 KB records on 8 partitions ran at 440-523
         // MB/s against 557-666 MB/s with two (docs/perf.md, "Produce under
-        // rdkafka_performance"). Compactions here are mostly trivial moves (decision 0019).
-        // rust-rocksdb deprecates these setters in favour of max_background_jobs, whose
-        // derived split cannot give two flushes without several compactions; RocksDB still
-        // honours them.
+        // rdkafka_performance"). A flush spends most of its time waiting for the disk (18-21
+        // ms of CPU in a 73-122 ms flush of 64 MiB), and the small families' flushes, each
+        // syncing the closed WALs first, took the two slots while a partition's memtables
+        // waited (decision 0027; docs/perf.md, "Write stops at one partition (session 28)").
+        // Compactions here are mostly trivial moves (decision 0019). rust-rocksdb deprecates
+        // these setters in favour of max_background_jobs, whose derived split cannot give
+        // several flushes without several compactions; RocksDB still honours them.
         #[allow(deprecated)]
         {
-            db_opts.set_max_background_flushes(2);
+            db_opts.set_max_background_flushes(4);
             db_opts.set_max_background_compactions(1);
         }
         db_opts.set_bytes_per_sync(1 << 20);
@@ -237,6 +246,12 @@ impl RocksLogStore {
         let mut log_opts = Options::default();
         log_opts.set_block_based_table_factory(&table);
         log_opts.set_write_buffer_size(options.write_buffer_bytes);
+        // A partition written faster than one flush takes (a 64 MiB memtable fills in about
+        // 110 ms at 600 MB/s; its flush took 73-122 ms here) may hold several memtables
+        // waiting for the disk. With RocksDB's default of two, writes stopped 28-37 times in
+        // 8 s of a one-partition produce. The memory they take together is bounded by the
+        // writer's wait for memtable room, not by this ([`RocksOptions::max_memtable_bytes`]).
+        log_opts.set_max_write_buffer_number(MAX_WRITE_BUFFERS);
         // Memory is claimed in blocks of this size as a memtable grows; small blocks keep a
         // thousand mostly idle partitions cheap.
         log_opts.set_arena_block_size(1 << 20);
@@ -544,6 +559,43 @@ const ENGINE_PROPERTIES: [(&str, Aggregate); 16] = [
     ("rocksdb.block-cache-pinned-usage", Aggregate::Database),
 ];
 
+/// How often RocksDB found the writes of `cfs` stopped, and slowed, summed from each
+/// family's `rocksdb.cf-write-stall-stats`: a count per family each time it recomputes the
+/// family's state (after a flush or compaction) and finds it so. A dropped family's counts
+/// go with it. The "Cumulative stall" time RocksDB logs is only written once a minute, so a
+/// short load often ends before it counts anything.
+fn write_stalls(db: &Db, cfs: &[Cf<'_>]) -> [(&'static str, u64); 2] {
+    let (mut stops, mut delays) = (0, 0);
+    for cf in cfs {
+        if let Some((s, d)) = db
+            .property_value_cf(cf, "rocksdb.cf-write-stall-stats")
+            .ok()
+            .flatten()
+            .and_then(|text| stall_totals(&text))
+        {
+            stops += s;
+            delays += d;
+        }
+    }
+    [
+        ("strom.write-stall-stops", stops),
+        ("strom.write-stall-delays", delays),
+    ]
+}
+
+/// The total stops and delays in RocksDB's write stall text ("Write Stall (count): a: 1,
+/// total-delays: 2, total-stops: 3"); `None` if either is missing.
+fn stall_totals(text: &str) -> Option<(u64, u64)> {
+    let text = text.strip_prefix("Write Stall (count):").unwrap_or(text);
+    let count = |key: &str| {
+        text.split(',')
+            .filter_map(|item| item.split_once(':'))
+            .find(|(k, _)| k.trim() == key)
+            .and_then(|(_, v)| v.trim().parse().ok())
+    };
+    Some((count("total-stops")?, count("total-delays")?))
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Aggregate {
     Sum,
@@ -577,6 +629,13 @@ impl LogStore for RocksLogStore {
                 }
             })
             .chain(self.writer_waits())
+            .chain(write_stalls(
+                &self.db,
+                &cfs.iter()
+                    .cloned()
+                    .chain(SMALL_FAMILIES.iter().filter_map(|name| self.cf(name).ok()))
+                    .collect::<Vec<_>>(),
+            ))
             .collect()
     }
 
@@ -1148,6 +1207,49 @@ mod tests {
             .collect();
         files.sort();
         files
+    }
+
+    #[test]
+    fn write_stalls_are_counted_from_rocksdb() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_small(dir.path());
+        let tp = TopicPartition::new(uuid::Uuid::from_u128(11), 0);
+        store.create_partition(tp).expect("create");
+        append_batches(&store, tp, 4, 1000);
+        let counts = |stats: &[(&str, u64)]| {
+            ["strom.write-stall-stops", "strom.write-stall-delays"]
+                .map(|name| stats.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
+        };
+        assert_eq!(counts(&store.engine_stats()), [Some(0), Some(0)]);
+
+        // A family that slows writes once two table files wait in level 0: the second
+        // flush puts it there, and RocksDB counts a delay.
+        let mut opts = Options::default();
+        opts.set_level_zero_file_num_compaction_trigger(2);
+        opts.set_level_zero_slowdown_writes_trigger(2);
+        opts.set_level_zero_stop_writes_trigger(100);
+        store.db.create_cf("slow", &opts).expect("create family");
+        let slow = store.db.cf_handle("slow").expect("family");
+        for key in [b"a", b"b"] {
+            store.db.put_cf(&slow, key, b"v").expect("put");
+            store.db.flush_cf(&slow).expect("flush");
+        }
+        let [(_, stops), (_, delays)] = write_stalls(&store.db, std::slice::from_ref(&slow));
+        assert_eq!(stops, 0);
+        assert!(delays >= 1, "no delay counted");
+    }
+
+    #[test]
+    fn write_stall_text_is_parsed() {
+        assert_eq!(
+            stall_totals(
+                "Write Stall (count): l0-file-count-limit-delays: 2, memtable-limit-stops: 37, \
+                 total-delays: 2, total-stops: 37\n"
+            ),
+            Some((37, 2))
+        );
+        assert_eq!(stall_totals("Write Stall (count): total-stops: 1"), None);
+        assert_eq!(stall_totals(""), None);
     }
 
     #[test]
