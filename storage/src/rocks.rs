@@ -1239,6 +1239,41 @@ mod tests {
         assert!(delays >= 1, "no delay counted");
     }
 
+    /// The value of `key` in the `[section]` of the newest OPTIONS file RocksDB wrote in `dir`.
+    fn written_option(dir: &Path, section: &str, key: &str) -> Option<String> {
+        let newest = std::fs::read_dir(dir)
+            .expect("read dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| Some((n.strip_prefix("OPTIONS-")?.parse::<u64>().ok()?, n)))
+            .max()?
+            .1;
+        let text = std::fs::read_to_string(dir.join(newest)).expect("options file");
+        let body = text.split(&format!("[{section}]")).nth(1)?;
+        let body = body.split("\n[").next()?;
+        body.lines()
+            .filter_map(|l| l.trim().split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn partition_families_hold_six_memtables_and_four_flushes_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_small(dir.path());
+        let tp = TopicPartition::new(uuid::Uuid::from_u128(12), 0);
+        store.create_partition(tp).expect("create");
+        append_batches(&store, tp, 1, 100);
+        let family = format!("CFOptions \"{}\"", log_cf_name(tp));
+        assert_eq!(
+            written_option(dir.path(), &family, "max_write_buffer_number").as_deref(),
+            Some("6")
+        );
+        assert_eq!(
+            written_option(dir.path(), "DBOptions", "max_background_flushes").as_deref(),
+            Some("4")
+        );
+    }
+
     #[test]
     fn write_stall_text_is_parsed() {
         assert_eq!(
