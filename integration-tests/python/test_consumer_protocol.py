@@ -307,13 +307,21 @@ def test_members_carry_on_when_the_group_coordinator_dies(tmp_path):
         wait_until(all_got, timeout=120, what="all 400 records consumed after the failover")
         for m in members:
             assert not [ev for ev in m.events if ev[0] == "lost"], m.events
-        committed = [r for m in members for r in m.records("committed")]
+
+        # A member prints a record when it gets it, then commits it synchronously: the last
+        # commits may still be waiting for an answer.
+        def commit_outcomes():
+            committed = [r for m in members for r in m.records("committed")]
+            failed = [(ev[1], ev[2]) for m in members for ev in m.events
+                      if ev[0] == "commit-failed"]
+            return committed, failed
+        wait_until(lambda: sum(map(len, commit_outcomes())) >= 400, timeout=60,
+                   what="every consumed record's commit answered")
+        committed, failed = commit_outcomes()
         assert len(committed) == len(set(committed)), "a record was committed twice"
         # A synchronous commit in flight when the coordinator dies can fail on the client's
         # side (its connection goes). Each such record must be covered by a later commit of
         # its partition, so the group's position loses nothing.
-        failed = [(ev[1], ev[2]) for m in members for ev in m.events
-                  if ev[0] == "commit-failed"]
         assert len(committed) + len(failed) == 400, failed
         for p, o in failed:
             assert any(cp == p and co > o for cp, co in committed), (p, o, failed)
