@@ -1184,6 +1184,14 @@ mod tests {
         .expect("open")
     }
 
+    /// A store with small memtables under `path`, and one partition (topic `topic`) created.
+    fn open_with_partition(path: &Path, topic: u128) -> (RocksLogStore, TopicPartition) {
+        let store = open_small(path);
+        let tp = TopicPartition::new(uuid::Uuid::from_u128(topic), 0);
+        store.create_partition(tp).expect("create");
+        (store, tp)
+    }
+
     fn append_batches(store: &RocksLogStore, tp: TopicPartition, n: usize, payload: usize) {
         let mut write = WriteBatch::new(conformance::state_of(store, tp));
         for _ in 0..n {
@@ -1212,9 +1220,7 @@ mod tests {
     #[test]
     fn write_stalls_are_counted_from_rocksdb() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = open_small(dir.path());
-        let tp = TopicPartition::new(uuid::Uuid::from_u128(11), 0);
-        store.create_partition(tp).expect("create");
+        let (store, tp) = open_with_partition(dir.path(), 11);
         append_batches(&store, tp, 4, 1000);
         let counts = |stats: &[(&str, u64)]| {
             ["strom.write-stall-stops", "strom.write-stall-delays"]
@@ -1259,9 +1265,7 @@ mod tests {
     #[test]
     fn partition_families_hold_six_memtables_and_four_flushes_run() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = open_small(dir.path());
-        let tp = TopicPartition::new(uuid::Uuid::from_u128(12), 0);
-        store.create_partition(tp).expect("create");
+        let (store, tp) = open_with_partition(dir.path(), 12);
         append_batches(&store, tp, 1, 100);
         let family = format!("CFOptions \"{}\"", log_cf_name(tp));
         assert_eq!(
@@ -1290,9 +1294,7 @@ mod tests {
     #[test]
     fn table_file_indexes_live_in_the_block_cache() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = open_small(dir.path());
-        let tp = TopicPartition::new(uuid::Uuid::from_u128(10), 0);
-        store.create_partition(tp).expect("create");
+        let (store, tp) = open_with_partition(dir.path(), 10);
         // 8 MB in 1 KB batches, through 1 MiB memtables: eight table files or more, each
         // with an index entry per three or four batches.
         for _ in 0..32 {
