@@ -49,7 +49,7 @@ fi
 version=$("$perf_bin" -h 2>&1 | awk '/librdkafka version/ {print $3; exit}' || true)
 
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
-written() { awk '/^write_bytes/ {w = $2} /^cancelled_write_bytes/ {c = $2} END {print w - c}' "/proc/$1/io"; }
+written() { awk '/^write_bytes/ {w = $2} /^cancelled_write_bytes/ {c = $2} END {printf "%.0f\n", w - c}' "/proc/$1/io"; }
 broker_pin=() client_pin=()
 if [ "$pin" = 1 ]; then broker_pin=(taskset -c 1); client_pin=(taskset -c 0); fi
 TIMEFORMAT='client CPU %U+%S s'

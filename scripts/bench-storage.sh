@@ -4,7 +4,8 @@
 # the throughput, the bytes the broker wrote to disk per byte produced (/proc/<pid>/io), the
 # data directory's size, RSS and CPU; at the end, after the writes stop, the data directory
 # against the batches held, RocksDB's write stall totals and the writes that waited for
-# memtable room (strom.memtable-waits), the peaks of RSS, memtables and
+# memtable room (strom.memtable-waits), the produce requests that took over 50, 100 and 250 ms
+# (the broker's request time histogram), the peaks of RSS, memtables and
 # jemalloc's allocated and resident bytes (sampled from /proc and /metrics every 0.5 s while
 # producing), and a consume pass.
 #   scripts/bench-storage.sh [--partitions 8] [--rounds 5] [--records-per-round 1900000]
@@ -49,7 +50,9 @@ if [ "$extra" -gt 0 ]; then
   cli topics create idle --partitions "$extra" --replication-factor 1 >/dev/null
 fi
 
-written() { awk '/^write_bytes/ {print $2}' "/proc/$pid/io"; }
+# Bytes the broker sent towards the disk: what it dirtied or wrote directly, less the dirty
+# page cache it dropped unwritten (a WAL file deleted before the kernel wrote it back).
+written() { awk '/^write_bytes/ {w = $2} /^cancelled_write_bytes/ {c = $2} END {printf "%.0f\n", w - c}' "/proc/$pid/io"; }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$pid/stat"; }
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status"; }
 dir_bytes() { du -sb "$data" | awk '{print $1}'; }
@@ -86,10 +89,12 @@ sample_peaks() {
 }
 sample_peaks &
 sampler=$!
-trap 'kill $sampler $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "'"$data"'" "'"$data"'.log" "'"$peaks"'"' EXIT
+client_cpu=$(mktemp)
+trap 'kill $sampler $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "'"$data"'" "'"$data"'.log" "'"$peaks"'" "'"$client_cpu"'"' EXIT
 echo "topic bench: $partitions partitions; $rounds rounds of $records records of $size B (acks=all)"
 start_written=$(written)
 produced=0
+TIMEFORMAT='%U %S'
 for r in $(seq 1 "$rounds"); do
   before=$(written)
   perf_pid=
@@ -97,15 +102,18 @@ for r in $(seq 1 "$rounds"); do
     perf record -e cpu-clock -F 499 -g -p "$pid" -o "$perf_out" >/dev/null 2>&1 &
     perf_pid=$!
   fi
-  out=$("$bin/strom-bench" --bootstrap "127.0.0.1:$port" --topic bench --acks all \
-    --records "$records" --record-size "$size" --partitions "$partitions" --produce-only)
+  # The client's user and system CPU (bash's time; the client's own errors still reach stderr).
+  { time out=$("$bin/strom-bench" --bootstrap "127.0.0.1:$port" --topic bench --acks all \
+    --records "$records" --record-size "$size" --partitions "$partitions" --produce-only 2>&3)
+  } 3>&2 2>"$client_cpu"
   after=$(written)
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
   round_bytes=$((records * size))
   produced=$((produced + round_bytes))
   ratio=$(awk -v w=$((after - before)) -v p=$round_bytes 'BEGIN {printf "%.2f", w / p}')
   echo "round $r: ${out#produce: }; disk written $(gb $((after - before))) GB = ${ratio}x;" \
-    "data dir $(gb "$(dir_bytes)") GB; RSS $(rss_mb) MB; broker CPU $(cpu_s) s"
+    "data dir $(gb "$(dir_bytes)") GB; RSS $(rss_mb) MB; broker CPU $(cpu_s) s;" \
+    "client CPU this round $(awk '{printf "%.1f", $1 + $2}' "$client_cpu") s"
 done
 total=$(( $(written) - start_written ))
 echo "total: produced $(gb $produced) GB of values, disk written $(gb $total) GB" \
@@ -132,8 +140,20 @@ curl -sf --max-time 2 "http://127.0.0.1:$http/metrics" | awk '
   /^strom_rocksdb_property\{property="strom.memtable-wait-micros"\}/ {us = $2}
   /^strom_rocksdb_property\{property="strom.write-stall-stops"\}/ {stops = $2}
   /^strom_rocksdb_property\{property="strom.write-stall-delays"\}/ {delays = $2}
+  /^kafka_network_requestmetrics_totaltimems_(bucket|count)\{.*request="Produce"/ {
+    if ($1 ~ /_count/) total = $2
+    else if ($1 ~ /le="50(\.0)?"/) le50 = $2
+    else if ($1 ~ /le="100(\.0)?"/) le100 = $2
+    else if ($1 ~ /le="250(\.0)?"/) le250 = $2}
   END {if (stops != "") printf "rocksdb: writes stopped %.0f times, slowed %.0f times\n", stops, delays
-    if (n != "") printf "writes that waited for memtable room: %.0f, %.1f s in all\n", n, us / 1e6}' || true
+    if (n != "") printf "writes that waited for memtable room: %.0f, %.1f s in all\n", n, us / 1e6
+    if (total != "") printf "produce requests: %.0f; over 50 ms %.0f, over 100 ms %.0f, over 250 ms %.0f\n",
+      total, total - le50, total - le100, total - le250}' || true
+# RocksDB's flushes so far, of the partitions' families and of the small shared ones, and why.
+awk '/\[JOB [0-9]+\] Flushing memtable/ {if ($0 ~ /\[log[-\]]/) p++; else o++}
+  /"event": "flush_started"/ {match($0, /"flush_reason": "[^"]*"/); r[substr($0, RSTART + 17, RLENGTH - 18)]++}
+  END {printf "rocksdb flushes: %d of partitions, %d of the small families; reasons:", p, o
+    for (k in r) printf " %s %d,", k, r[k]; printf "\n"}' "$data"/logs/LOG 2>/dev/null || true
 if [ "$consume" = 1 ]; then
   perf_pid=
   if [ -n "$perf_consume" ]; then
