@@ -38,14 +38,8 @@ if [ "$null" = 1 ]; then
   RUSTFLAGS="$(release_rustflags)" cargo build --release --bin strom-broker --bin strom --example null_broker
 fi
 
-# The librdkafka tree rdkafka-sys built (the newest, which is what strom-bench links): its
-# example, headers and static library all come from there.
-tree=$(dirname "$(dirname "$(ls -t "$bin"/build/rdkafka-sys-*/out/src/librdkafka.a | head -n 1)")")
-perf_bin="$bin/rdkafka_performance"
-if [ ! -x "$perf_bin" ] || [ "$tree/src/librdkafka.a" -nt "$perf_bin" ]; then
-  gcc -O2 -w -o "$perf_bin" "$tree/examples/rdkafka_performance.c" -I"$tree/src" \
-    "$tree/src/librdkafka.a" -lpthread -lz -lm -ldl
-fi
+build_rdkafka_performance
+perf_bin=$rdkafka_performance
 version=$("$perf_bin" -h 2>&1 | awk '/librdkafka version/ {print $3; exit}' || true)
 
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The storage write path under sustained load: a release strom-broker --dev, a topic with
-# retention off, and rounds of librdkafka produce (acks=all, linger 5 ms). Per round it prints
+# retention off, and rounds of librdkafka produce (acks=all, linger 5 ms) by librdkafka's own
+# rdkafka_performance, the client issue #15 set its targets with (or strom-bench, scripts/bench,
+# the client of the figures before session 29, with --client strom-bench). Per round it prints
 # the throughput, the bytes the broker wrote to disk per byte produced (/proc/<pid>/io), the
 # data directory's size, RSS and CPU; at the end, after the writes stop, the data directory
 # against the batches held, RocksDB's write stall totals and the writes that waited for
@@ -11,6 +13,7 @@
 #   scripts/bench-storage.sh [--partitions 8] [--rounds 5] [--records-per-round 1900000]
 #                            [--record-size 1000] [--idle 20] [--no-consume]
 #                            [--extra-partitions N]   (idle partitions besides the topic's)
+#                            [--client rdkafka_performance|strom-bench]
 #                            [--perf FILE]   (perf record -g of the broker during round 2)
 #                            [--perf-consume FILE]   (perf record -g of the broker while consuming)
 # STROM_BROKER_BIN=path runs that broker binary instead of the one just built (an A/B of two
@@ -19,6 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 partitions=8 rounds=5 records=1900000 size=1000 idle=20 consume=1 extra=0 perf_out= perf_consume=
+client=rdkafka_performance
 while [ $# -gt 0 ]; do
   case "$1" in
     --partitions) partitions=$2; shift 2 ;;
@@ -30,6 +34,7 @@ while [ $# -gt 0 ]; do
     --extra-partitions) extra=$2; shift 2 ;;
     --perf) perf_out=$2; shift 2 ;;
     --perf-consume) perf_consume=$2; shift 2 ;;
+    --client) client=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -38,6 +43,11 @@ scripts/setup.sh --no-python >/dev/null
 source scripts/env.sh
 build_release_bench
 bin="$CARGO_TARGET_DIR/release"
+case "$client" in
+  rdkafka_performance) build_rdkafka_performance ;;
+  strom-bench) ;;
+  *) echo "unknown client $client (rdkafka_performance or strom-bench)" >&2; exit 2 ;;
+esac
 
 data=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
 port=$((20000 + RANDOM % 10000))
@@ -91,10 +101,31 @@ sample_peaks &
 sampler=$!
 client_cpu=$(mktemp)
 trap 'kill $sampler $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "'"$data"'" "'"$data"'.log" "'"$peaks"'" "'"$client_cpu"'"' EXIT
-echo "topic bench: $partitions partitions; $rounds rounds of $records records of $size B (acks=all)"
+echo "topic bench: $partitions partitions; $rounds rounds of $records records of $size B (acks=all, $client)"
 start_written=$(written)
 produced=0
 TIMEFORMAT='%U %S'
+# One round's records, printed as "produce: N records in S s = R msg/s, T MB/s"; a record
+# not delivered fails the benchmark.
+produce_round() {
+  if [ "$client" = strom-bench ]; then
+    "$bin/strom-bench" --bootstrap "127.0.0.1:$port" --topic bench --acks all \
+      --records "$records" --record-size "$size" --partitions "$partitions" --produce-only
+    return
+  fi
+  local text got
+  text=$("$rdkafka_performance" -P -t bench -b "127.0.0.1:$port" -s "$size" -c "$records" \
+    -a -1 -X linger.ms=5 -q 2>&1) || { echo "$text" | tail -n 20 >&2; return 1; }
+  # "% N messages produced (B bytes), D delivered (offset O, F failed) in Tms: R msgs/s and M MB/s"
+  got=$(echo "$text" | sed -nE 's/.* ([0-9]+) delivered \(offset -?[0-9]+, ([0-9]+) failed\) in ([0-9]+)ms: ([0-9]+) msgs\/s and ([0-9.]+) MB\/s.*/\1 \2 \3 \4 \5/p')
+  read -r delivered failed ms rate mbs <<<"$got"
+  if [ "${delivered:-0}" != "$records" ] || [ "${failed:-1}" != 0 ]; then
+    echo "rdkafka_performance delivered ${delivered:-?} of $records records, ${failed:-?} failed:" >&2
+    echo "$text" | tail -n 20 >&2
+    return 1
+  fi
+  echo "produce: $delivered records in $(awk -v t="$ms" 'BEGIN {printf "%.2f", t / 1000}') s = $rate msg/s, $mbs MB/s"
+}
 for r in $(seq 1 "$rounds"); do
   before=$(written)
   perf_pid=
@@ -103,9 +134,7 @@ for r in $(seq 1 "$rounds"); do
     perf_pid=$!
   fi
   # The client's user and system CPU (bash's time; the client's own errors still reach stderr).
-  { time out=$("$bin/strom-bench" --bootstrap "127.0.0.1:$port" --topic bench --acks all \
-    --records "$records" --record-size "$size" --partitions "$partitions" --produce-only 2>&3)
-  } 3>&2 2>"$client_cpu"
+  { time out=$(produce_round 2>&3); } 3>&2 2>"$client_cpu"
   after=$(written)
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
   round_bytes=$((records * size))

@@ -22,6 +22,20 @@ build_release_bench() {
   (cd scripts/bench && cargo build --release)
 }
 
+# librdkafka's own load generator, examples/rdkafka_performance.c, compiled from the
+# librdkafka tree that rdkafka-sys built for scripts/bench (the newest, which strom-bench
+# links) against its static library; after build_release_bench. Sets `rdkafka_performance`
+# to its path.
+build_rdkafka_performance() {
+  local bin="$CARGO_TARGET_DIR/release" tree
+  tree=$(dirname "$(dirname "$(ls -t "$bin"/build/rdkafka-sys-*/out/src/librdkafka.a | head -n 1)")")
+  rdkafka_performance="$bin/rdkafka_performance"
+  if [ ! -x "$rdkafka_performance" ] || [ "$tree/src/librdkafka.a" -nt "$rdkafka_performance" ]; then
+    gcc -O2 -w -o "$rdkafka_performance" "$tree/examples/rdkafka_performance.c" -I"$tree/src" \
+      "$tree/src/librdkafka.a" -lpthread -lz -lm -ldl
+  fi
+}
+
 # Starts a release `strom-broker --dev` (BIN) on 127.0.0.1:PORT (HTTP on PORT+1, quorum on
 # PORT+2) with DATA as its data directory, logging to DATA.log; sets `pid`, stops it and
 # removes DATA on exit, and returns once it accepts connections.
