@@ -3,11 +3,14 @@
 # retention off, and rounds of librdkafka produce (acks=all, linger 5 ms) by librdkafka's own
 # rdkafka_performance, the client issue #15 set its targets with (or strom-bench, scripts/bench,
 # the client of the figures before session 29, with --client strom-bench). Per round it prints
-# the throughput, the bytes the broker wrote to disk per byte produced (/proc/<pid>/io), the
-# data directory's size, RSS and CPU; at the end, after the writes stop, the data directory
-# against the batches held, RocksDB's write stall totals and the writes that waited for
-# memtable room (strom.memtable-waits), the produce requests that took over 50, 100 and 250 ms
-# (the broker's request time histogram), the peaks of RSS, memtables and
+# the throughput, the bytes the broker wrote to disk per byte produced (/proc/<pid>/io
+# write_bytes less cancelled_write_bytes: a WAL file deleted before the kernel wrote it back
+# never reached the disk), the data directory's size, RSS, the broker's CPU so far and the
+# client's in the round; at the end, after the writes stop, the data directory against the
+# batches held, RocksDB's write stall totals and the writes that waited for memtable room
+# (strom.memtable-waits), the produce requests that took over 50, 100 and 250 ms (the
+# broker's request time histogram), RocksDB's flushes (from its LOG: per family kind, and
+# why), the peaks of RSS, memtables and
 # jemalloc's allocated and resident bytes (sampled from /proc and /metrics every 0.5 s while
 # producing), and a consume pass.
 #   scripts/bench-storage.sh [--partitions 8] [--rounds 5] [--records-per-round 1900000]
@@ -118,6 +121,7 @@ produce_round() {
     -a -1 -X linger.ms=5 -q 2>&1) || { echo "$text" | tail -n 20 >&2; return 1; }
   # "% N messages produced (B bytes), D delivered (offset O, F failed) in Tms: R msgs/s and M MB/s"
   got=$(echo "$text" | sed -nE 's/.* ([0-9]+) delivered \(offset -?[0-9]+, ([0-9]+) failed\) in ([0-9]+)ms: ([0-9]+) msgs\/s and ([0-9.]+) MB\/s.*/\1 \2 \3 \4 \5/p')
+  local delivered failed ms rate mbs
   read -r delivered failed ms rate mbs <<<"$got"
   if [ "${delivered:-0}" != "$records" ] || [ "${failed:-1}" != 0 ]; then
     echo "rdkafka_performance delivered ${delivered:-?} of $records records, ${failed:-?} failed:" >&2
@@ -142,7 +146,7 @@ for r in $(seq 1 "$rounds"); do
   ratio=$(awk -v w=$((after - before)) -v p=$round_bytes 'BEGIN {printf "%.2f", w / p}')
   echo "round $r: ${out#produce: }; disk written $(gb $((after - before))) GB = ${ratio}x;" \
     "data dir $(gb "$(dir_bytes)") GB; RSS $(rss_mb) MB; broker CPU $(cpu_s) s;" \
-    "client CPU this round $(awk '{printf "%.1f", $1 + $2}' "$client_cpu") s"
+    "client CPU this round $(awk 'END {printf "%.1f", $1 + $2}' "$client_cpu") s"
 done
 total=$(( $(written) - start_written ))
 echo "total: produced $(gb $produced) GB of values, disk written $(gb $total) GB" \
@@ -178,11 +182,13 @@ curl -sf --max-time 2 "http://127.0.0.1:$http/metrics" | awk '
     if (n != "") printf "writes that waited for memtable room: %.0f, %.1f s in all\n", n, us / 1e6
     if (total != "") printf "produce requests: %.0f; over 50 ms %.0f, over 100 ms %.0f, over 250 ms %.0f\n",
       total, total - le50, total - le100, total - le250}' || true
-# RocksDB's flushes so far, of the partitions' families and of the small shared ones, and why.
-awk '/\[JOB [0-9]+\] Flushing memtable/ {if ($0 ~ /\[log[-\]]/) p++; else o++}
+# RocksDB's flushes so far, of the partitions' families and of the small shared ones, and why
+# (a flush job, which may write out several memtables, logs one table file start and one
+# flush_started event).
+awk '/\[JOB [0-9]+\] Level-0 flush table #[0-9]+: started/ {if ($0 ~ /\[log[-\]]/) p++; else o++}
   /"event": "flush_started"/ {match($0, /"flush_reason": "[^"]*"/); r[substr($0, RSTART + 17, RLENGTH - 18)]++}
   END {printf "rocksdb flushes: %d of partitions, %d of the small families; reasons:", p, o
-    for (k in r) printf " %s %d,", k, r[k]; printf "\n"}' "$data"/logs/LOG 2>/dev/null || true
+    sep = " "; for (k in r) {printf "%s%s %d", sep, k, r[k]; sep = ", "}; printf "\n"}' "$data"/logs/LOG 2>/dev/null || true
 if [ "$consume" = 1 ]; then
   perf_pid=
   if [ -n "$perf_consume" ]; then
