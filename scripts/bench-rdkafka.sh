@@ -43,7 +43,6 @@ perf_bin=$rdkafka_performance
 version=$("$perf_bin" -h 2>&1 | awk '/librdkafka version/ {print $3; exit}' || true)
 
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
-written() { awk '/^write_bytes/ {w = $2} /^cancelled_write_bytes/ {c = $2} END {printf "%.0f\n", w - c}' "/proc/$1/io"; }
 broker_pin=() client_pin=()
 if [ "$pin" = 1 ]; then broker_pin=(taskset -c 1); client_pin=(taskset -c 0); fi
 TIMEFORMAT='client CPU %U+%S s'
@@ -72,7 +71,7 @@ for load in $loads; do
   fi
   echo "== $partitions partition(s), $size-byte records, $count per run"
   for r in $(seq 1 "$runs"); do
-    cpu0=$(cpu_s "$pid") w0=$(written "$pid")
+    cpu0=$(cpu_s "$pid") w0=$(disk_written "$pid")
     status=0
     out=$( { time ${client_pin[@]+"${client_pin[@]}"} "$perf_bin" -P -t bench \
       -b "127.0.0.1:$port" -s "$size" -c "$count" -a -1 -X linger.ms=5 -q; } 2>&1) || status=$?
@@ -83,7 +82,7 @@ for load in $loads; do
     fi
     out=$(echo "$out" | grep -E 'msgs/s|client CPU' | tr '\n' ' ')
     echo "run $r: ${out#% } | broker CPU $(awk -v a="$(cpu_s "$pid")" -v b="$cpu0" 'BEGIN {printf "%.2f", a - b}') s," \
-      "disk written $(awk -v a="$(written "$pid")" -v b="$w0" 'BEGIN {printf "%.2f", (a - b) / 1e9}') GB," \
+      "disk written $(awk -v a="$(disk_written "$pid")" -v b="$w0" 'BEGIN {printf "%.2f", (a - b) / 1e9}') GB," \
       "RSS $(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status") MB"
   done
   kill "$pid"; wait "$pid" 2>/dev/null || true

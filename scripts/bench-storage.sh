@@ -63,9 +63,7 @@ if [ "$extra" -gt 0 ]; then
   cli topics create idle --partitions "$extra" --replication-factor 1 >/dev/null
 fi
 
-# Bytes the broker sent towards the disk: what it dirtied or wrote directly, less the dirty
-# page cache it dropped unwritten (a WAL file deleted before the kernel wrote it back).
-written() { awk '/^write_bytes/ {w = $2} /^cancelled_write_bytes/ {c = $2} END {printf "%.0f\n", w - c}' "/proc/$pid/io"; }
+written() { disk_written "$pid"; }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$pid/stat"; }
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status"; }
 dir_bytes() { du -sb "$data" | awk '{print $1}'; }

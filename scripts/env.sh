@@ -22,6 +22,13 @@ build_release_bench() {
   (cd scripts/bench && cargo build --release)
 }
 
+# Bytes process PID has sent towards the disk: what it dirtied or wrote directly, less the
+# dirty page cache it dropped unwritten (a RocksDB WAL deleted before the kernel wrote it
+# back); an integer (mawk would print large numbers in exponent form).
+disk_written() {
+  awk '/^write_bytes/ {w = $2} /^cancelled_write_bytes/ {c = $2} END {printf "%.0f\n", w - c}' "/proc/$1/io"
+}
+
 # librdkafka's own load generator, examples/rdkafka_performance.c, compiled from the
 # librdkafka tree that rdkafka-sys built for scripts/bench (the newest, which strom-bench
 # links) against its static library; after build_release_bench. Sets `rdkafka_performance`
