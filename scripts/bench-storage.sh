@@ -19,13 +19,15 @@
 #                            [--client rdkafka_performance|strom-bench]
 #                            [--perf FILE]   (perf record -g of the broker during round 2)
 #                            [--perf-consume FILE]   (perf record -g of the broker while consuming)
+#                            [--wal-dir DIR]   (the WAL in a fresh directory under DIR, e.g. the
+#                                               /dev/shm tmpfs: --storage-wal-dir, decision 0029)
 # STROM_BROKER_BIN=path runs that broker binary instead of the one just built (an A/B of two
 # builds); BENCH_DIR sets where the data directory goes (/var/tmp).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 partitions=8 rounds=5 records=1900000 size=1000 idle=20 consume=1 extra=0 perf_out= perf_consume=
-client=rdkafka_performance
+client=rdkafka_performance wal_parent=
 while [ $# -gt 0 ]; do
   case "$1" in
     --partitions) partitions=$2; shift 2 ;;
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
     --perf) perf_out=$2; shift 2 ;;
     --perf-consume) perf_consume=$2; shift 2 ;;
     --client) client=$2; shift 2 ;;
+    --wal-dir) wal_parent=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -55,6 +58,11 @@ esac
 data=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
 port=$((20000 + RANDOM % 10000))
 http=$((port + 1))
+wal=
+if [ -n "$wal_parent" ]; then
+  wal=$(mktemp -d -p "$wal_parent")
+  export STROM_STORAGE_WAL_DIR=$wal
+fi
 start_dev_broker "${STROM_BROKER_BIN:-$bin/strom-broker}" "$data" "$port"
 cli() { "$bin/strom" --bootstrap-server "127.0.0.1:$port" "$@"; }
 cli topics create bench --partitions "$partitions" --replication-factor 1 \
@@ -101,8 +109,9 @@ sample_peaks() {
 sample_peaks &
 sampler=$!
 client_cpu=$(mktemp)
-trap 'kill $sampler $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "'"$data"'" "'"$data"'.log" "'"$peaks"'" "'"$client_cpu"'"' EXIT
+trap 'kill $sampler $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "'"$data"'" "'"$data"'.log" "'"$peaks"'" "'"$client_cpu"'" ${wal:+"'"$wal"'"}' EXIT
 echo "topic bench: $partitions partitions; $rounds rounds of $records records of $size B (acks=all, $client)"
+[ -z "$wal" ] || echo "WAL directory: $wal ($(df --output=fstype "$wal" | tail -n 1))"
 start_written=$(written)
 produced=0
 TIMEFORMAT='%U %S'
@@ -144,7 +153,8 @@ for r in $(seq 1 "$rounds"); do
   ratio=$(awk -v w=$((after - before)) -v p=$round_bytes 'BEGIN {printf "%.2f", w / p}')
   echo "round $r: ${out#produce: }; disk written $(gb $((after - before))) GB = ${ratio}x;" \
     "data dir $(gb "$(dir_bytes)") GB; RSS $(rss_mb) MB; broker CPU $(cpu_s) s;" \
-    "client CPU this round $(awk 'END {printf "%.1f", $1 + $2}' "$client_cpu") s"
+    "client CPU this round $(awk 'END {printf "%.1f", $1 + $2}' "$client_cpu") s" \
+    ${wal:+"; WAL dir $(du -sb "$wal" | awk '{printf "%.0f", $1 / 1048576}') MB"}
 done
 total=$(( $(written) - start_written ))
 echo "total: produced $(gb $produced) GB of values, disk written $(gb $total) GB" \

@@ -380,6 +380,15 @@ pub struct BrokerConfig {
     #[arg(long, env = "STROM_STORAGE_DIRECT_IO", default_value_t = true, action = clap::ArgAction::Set)]
     pub storage_direct_io: bool,
 
+    /// Keep the log store's write-ahead log in this directory instead of the data directory:
+    /// meant for a tmpfs that outlives the broker process but not the host, so that the WAL
+    /// never reaches the disk. A crash of the host then loses what was written since the last
+    /// flush (left to the other replicas, as Kafka leaves its unflushed page cache), and every
+    /// flush writes all partitions at once. The directory is this broker's only
+    /// (docs/decisions/0029-wal-on-tmpfs.md).
+    #[arg(long, env = "STROM_STORAGE_WAL_DIR")]
+    pub storage_wal_dir: Option<PathBuf>,
+
     /// Kafka listeners as NAME://host:port,... (listeners), e.g.
     /// PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:9094. Replaces --kafka-listen.
     #[arg(long, env = "STROM_LISTENERS")]

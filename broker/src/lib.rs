@@ -307,6 +307,7 @@ impl Broker {
                 write_buffer_bytes: (config.write_buffer_mb.max(8) << 20).min(64 << 20),
                 direct_io: config.storage_direct_io,
                 partition_families: config.storage_partition_families,
+                wal_dir: config.storage_wal_dir.clone(),
                 ..RocksOptions::default()
             },
         )?;
@@ -589,6 +590,11 @@ impl RunningBroker {
             if let Err(e) = log.checkpoint_high_watermark() {
                 warn!(tp = %log.topic_partition(), error = %e, "high watermark checkpoint failed");
             }
+        }
+        // Nothing left only in the WAL: the next start replays nothing, and a WAL kept in
+        // memory (--storage-wal-dir) may go with the host or the pod.
+        if let Err(e) = self.broker.logs.close() {
+            warn!(error = %e, "flushing the log store at shutdown failed");
         }
         self.broker.controller.stop();
         if let Some(q) = self.embedded.take() {

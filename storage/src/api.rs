@@ -411,4 +411,11 @@ pub trait LogStore: Send + Sync + 'static {
     fn flush_idle(&self) -> usize {
         0
     }
+
+    /// Writes out every in-memory write buffer, at a controlled shutdown: the next start
+    /// then replays nothing, and a write-ahead log kept in memory
+    /// (`RocksOptions::wal_dir`) may go with the host. Nothing by default.
+    fn close(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }

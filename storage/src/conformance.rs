@@ -306,7 +306,7 @@ fn producer_state_travels_with_appends<S: LogStore>(store: &S) {
 }
 
 /// `t`'s state as the store reports it (the partition must exist).
-pub(crate) fn state_of<S: LogStore>(store: &S, t: TopicPartition) -> PartitionState {
+pub(crate) fn state_of<S: LogStore + ?Sized>(store: &S, t: TopicPartition) -> PartitionState {
     store
         .partitions()
         .expect("partitions")

@@ -13,7 +13,7 @@
 //! tombstones that would overlap the newest data.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -99,6 +99,14 @@ pub struct RocksOptions {
     /// file, listing every column family, each time one is created or dropped, so the cost
     /// of that grows with their number; 0 puts every partition in the shared one.
     pub partition_families: usize,
+    /// Where RocksDB keeps its write-ahead log; `None`: in the data directory. Meant for a
+    /// RAM-backed file system (a tmpfs) that outlives the broker process but not the host
+    /// (decision 0029): the WAL's second write of every byte and the syncs RocksDB makes of
+    /// it before each flush then never reach the disk. A crash of the host loses what the
+    /// memtables held, and so every flush writes all column families together (RocksDB's
+    /// `atomic_flush`): what a flush leaves on the disk is the whole store at one point in
+    /// time, never one partition's batches without the state that counts them.
+    pub wal_dir: Option<PathBuf>,
 }
 
 impl RocksOptions {
@@ -118,6 +126,7 @@ impl Default for RocksOptions {
             sync_writes: false,
             direct_io: true,
             partition_families: 128,
+            wal_dir: None,
         }
     }
 }
@@ -138,6 +147,114 @@ pub struct RocksLogStore {
     /// Per column family, the entries of its active memtable at the last
     /// [`LogStore::flush_idle`]: unchanged since then means no write came.
     idle_marks: Mutex<HashMap<String, u64>>,
+    /// Every flush writes all column families at once ([`RocksOptions::wal_dir`]).
+    atomic_flush: bool,
+}
+
+/// The file in the data directory naming the directory the WAL was last kept in (absent:
+/// the data directory itself), and in that directory the data directory it belongs to.
+const WAL_DIR_MARKER: &str = "STROM-WAL-DIR";
+const WAL_OWNER_MARKER: &str = "STROM-DATA-DIR";
+
+/// Whether `name` is one of RocksDB's WAL files (`000123.log`).
+fn is_wal_file(name: &str) -> bool {
+    name.strip_suffix(".log")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn io_error(what: String) -> impl FnOnce(std::io::Error) -> StorageError {
+    move |e| StorageError::Engine {
+        message: format!("{what}: {e}"),
+    }
+}
+
+/// Makes `wal_dir` (or, when `None`, the data directory `path`) hold the store's WAL files
+/// before RocksDB opens: RocksDB replays only the WAL files of the directory it is told, so
+/// those a previous run left where it kept them (the data directory, or another
+/// `--storage-wal-dir`) are moved over first, and none is skipped. A WAL directory that names
+/// another data directory as its owner is refused: two stores replaying each other's WAL
+/// would corrupt both.
+fn place_wal_files(path: &Path, wal_dir: Option<&Path>) -> Result<(), StorageError> {
+    std::fs::create_dir_all(path).map_err(io_error(format!("creating {}", path.display())))?;
+    let data =
+        std::fs::canonicalize(path).map_err(io_error(format!("resolving {}", path.display())))?;
+    let target = match wal_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(io_error(format!("creating {}", dir.display())))?;
+            let dir = std::fs::canonicalize(dir)
+                .map_err(io_error(format!("resolving {}", dir.display())))?;
+            let owner_file = dir.join(WAL_OWNER_MARKER);
+            match std::fs::read_to_string(&owner_file) {
+                Ok(owner) if Path::new(owner.trim_end()) != data => {
+                    return Err(StorageError::Engine {
+                        message: format!(
+                            "the WAL directory {} belongs to the data directory {}, not {}",
+                            dir.display(),
+                            owner.trim_end(),
+                            data.display()
+                        ),
+                    });
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::write(&owner_file, format!("{}\n", data.display()))
+                        .map_err(io_error(format!("writing {}", owner_file.display())))?;
+                }
+                Err(e) => return Err(io_error(format!("reading {}", owner_file.display()))(e)),
+            }
+            dir
+        }
+        None => data.clone(),
+    };
+    let marker = data.join(WAL_DIR_MARKER);
+    let previous = match std::fs::read_to_string(&marker) {
+        Ok(text) => PathBuf::from(text.trim_end()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => data.clone(),
+        Err(e) => return Err(io_error(format!("reading {}", marker.display()))(e)),
+    };
+    if previous != target && previous.is_dir() {
+        let mut moved = 0;
+        for entry in std::fs::read_dir(&previous)
+            .map_err(io_error(format!("listing {}", previous.display())))?
+        {
+            let entry = entry.map_err(io_error(format!("listing {}", previous.display())))?;
+            let name = entry.file_name();
+            if !name.to_str().is_some_and(is_wal_file) {
+                continue;
+            }
+            let (from, to) = (entry.path(), target.join(&name));
+            // Another file system (the usual case: disk to tmpfs) takes a copy.
+            if std::fs::rename(&from, &to).is_err() {
+                std::fs::copy(&from, &to).map_err(io_error(format!(
+                    "copying {} to {}",
+                    from.display(),
+                    to.display()
+                )))?;
+                std::fs::File::open(&to)
+                    .and_then(|f| f.sync_all())
+                    .map_err(io_error(format!("syncing {}", to.display())))?;
+                std::fs::remove_file(&from)
+                    .map_err(io_error(format!("removing {}", from.display())))?;
+            }
+            moved += 1;
+        }
+        if moved > 0 {
+            tracing::info!(from = %previous.display(), to = %target.display(), files = moved, "moved the WAL files to the configured WAL directory");
+        }
+    }
+    if target == data {
+        match std::fs::remove_file(&marker) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error(format!("removing {}", marker.display()))(e));
+            }
+            _ => {}
+        }
+    } else if previous != target {
+        std::fs::write(&marker, format!("{}\n", target.display()))
+            .map_err(io_error(format!("writing {}", marker.display())))?;
+    }
+    Ok(())
 }
 
 /// Whether files under `dir` can be opened with O_DIRECT (tmpfs before Linux 6.6 and some
@@ -188,9 +305,14 @@ fn engine(e: rocksdb::Error) -> StorageError {
 impl RocksLogStore {
     /// Opens (creating if needed) the store under `path`.
     pub fn open(path: &Path, options: &RocksOptions) -> Result<Self, StorageError> {
+        place_wal_files(path, options.wal_dir.as_deref())?;
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
+        if let Some(dir) = &options.wal_dir {
+            db_opts.set_wal_dir(dir);
+            db_opts.set_atomic_flush(true);
+        }
         // Four flushes at a time and one compaction. RocksDB's default split of two background
         // jobs is one flush: with several partitions written at once their memtables then
         // flush one after another, each waiting for its table file's O_DIRECT writes and for
@@ -298,6 +420,7 @@ impl RocksLogStore {
             partition_families: options.partition_families,
             shared: RwLock::new(Default::default()),
             idle_marks: Mutex::new(HashMap::new()),
+            atomic_flush: options.wal_dir.is_some(),
         };
         let partitions = store.partitions()?;
         let mut bounds: HashMap<TopicPartition, Bounds> = partitions
@@ -513,6 +636,34 @@ impl RocksLogStore {
         ]
     }
 
+    /// The names of the column families that may hold data: every partition's own (those
+    /// without one named too), the shared log and the small ones.
+    fn family_names(&self) -> Vec<String> {
+        let partitions: Vec<TopicPartition> = self.bounds.read().keys().copied().collect();
+        partitions
+            .into_iter()
+            .map(log_cf_name)
+            .chain(
+                [CF_SHARED_LOG]
+                    .into_iter()
+                    .chain(SMALL_FAMILIES)
+                    .map(String::from),
+            )
+            .collect()
+    }
+
+    /// Flushes the memtables of every column family: atomically, as one, when the store
+    /// flushes atomically ([`RocksOptions::wal_dir`]).
+    fn flush_all(&self, opts: &rocksdb::FlushOptions) -> Result<(), StorageError> {
+        let cfs: Vec<Cf<'_>> = self
+            .family_names()
+            .iter()
+            .filter_map(|name| self.db.cf_handle(name))
+            .collect();
+        let refs: Vec<&Cf<'_>> = cfs.iter().collect();
+        self.db.flush_cfs_opt(&refs, opts).map_err(engine)
+    }
+
     fn partition_bounds(tp: TopicPartition) -> ([u8; keys::KEY_LEN], [u8; keys::KEY_LEN]) {
         (keys::key(tp, 0), keys::key(tp, u64::MAX))
     }
@@ -640,20 +791,11 @@ impl LogStore for RocksLogStore {
     }
 
     fn flush_idle(&self) -> usize {
-        let partitions: Vec<TopicPartition> = self.bounds.read().keys().copied().collect();
-        let names: Vec<String> = partitions
-            .into_iter()
-            .map(log_cf_name)
-            .chain(
-                [CF_SHARED_LOG]
-                    .into_iter()
-                    .chain(SMALL_FAMILIES)
-                    .map(String::from),
-            )
-            .collect();
+        let names = self.family_names();
         let mut marks = self.idle_marks.lock();
         let mut seen = HashMap::with_capacity(names.len());
         let mut flushed = 0;
+        let mut idle = 0;
         for name in names {
             let Some(cf) = self.db.cf_handle(&name) else {
                 continue;
@@ -675,6 +817,11 @@ impl LogStore for RocksLogStore {
                     .is_some_and(|bytes| bytes >= IDLE_FLUSH_MIN_BYTES)
             };
             if entries > 0 && marks.get(&name) == Some(&entries) && big() {
+                if self.atomic_flush {
+                    // Only all families together (below).
+                    idle += 1;
+                    continue;
+                }
                 // In the background: a flush of an idle memtable needs no waiting for.
                 let mut opts = rocksdb::FlushOptions::default();
                 opts.set_wait(false);
@@ -686,8 +833,25 @@ impl LogStore for RocksLogStore {
             }
             seen.insert(name, entries);
         }
+        if idle > 0 {
+            // One family flushed alone would be ahead of the others once the WAL is lost; all
+            // of them go, the busy ones' memtables cut short. Every mark starts again.
+            let mut opts = rocksdb::FlushOptions::default();
+            opts.set_wait(false);
+            match self.flush_all(&opts) {
+                Ok(()) => flushed = idle,
+                Err(e) => tracing::warn!(error = %e, "idle memtable flush failed"),
+            }
+            seen.clear();
+        }
         *marks = seen;
         flushed
+    }
+
+    fn close(&self) -> Result<(), StorageError> {
+        let mut opts = rocksdb::FlushOptions::default();
+        opts.set_wait(true);
+        self.flush_all(&opts)
     }
 
     fn create_partition(&self, tp: TopicPartition) -> Result<PartitionState, StorageError> {
@@ -1158,14 +1322,16 @@ mod tests {
     #[test]
     fn conformance_suite() {
         // Every partition in its own column family; all in the shared one; and one of each
-        // (the suite's partitions past the first share).
-        for families in [128, 0, 1] {
+        // (the suite's partitions past the first share); and the WAL in a directory of its
+        // own, flushes atomic.
+        for (families, wal) in [(128, false), (0, false), (1, false), (128, true)] {
             let dir = tempfile::tempdir().expect("tempdir");
             let mut n = 0;
             conformance::run(|| {
                 n += 1;
                 let options = RocksOptions {
                     partition_families: families,
+                    wal_dir: wal.then(|| dir.path().join(format!("wal-{n}"))),
                     ..RocksOptions::default()
                 };
                 RocksLogStore::open(&dir.path().join(n.to_string()), &options).expect("open")
@@ -1691,5 +1857,297 @@ mod tests {
         conformance::survives_reopen(|| {
             RocksLogStore::open(dir.path(), &RocksOptions::default()).expect("open")
         });
+    }
+
+    #[test]
+    fn everything_survives_reopen_with_the_wal_elsewhere() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = RocksOptions {
+            wal_dir: Some(dir.path().join("wal")),
+            ..RocksOptions::default()
+        };
+        conformance::survives_reopen(|| {
+            RocksLogStore::open(&dir.path().join("data"), &options).expect("open")
+        });
+    }
+
+    /// Removes the WAL files under `dir`, as a host crash empties a tmpfs; how many.
+    fn lose_wal(dir: &Path) -> usize {
+        let mut lost = 0;
+        for entry in std::fs::read_dir(dir).expect("wal dir") {
+            let entry = entry.expect("entry");
+            if entry.file_name().to_str().is_some_and(is_wal_file) {
+                std::fs::remove_file(entry.path()).expect("remove");
+                lost += 1;
+            }
+        }
+        lost
+    }
+
+    /// What `store` holds of `tp`, everything a broker reads back at its start.
+    #[allow(clippy::type_complexity)]
+    fn contents(
+        store: &dyn LogStore,
+        tp: TopicPartition,
+    ) -> (
+        PartitionState,
+        Vec<Bytes>,
+        Vec<EpochEntry>,
+        Vec<(i64, Vec<u8>)>,
+        Option<TimeIndexEntry>,
+    ) {
+        let state = store
+            .partitions()
+            .expect("partitions")
+            .into_iter()
+            .find(|(p, _)| *p == tp)
+            .map(|(_, s)| s)
+            .expect("partition");
+        let mut producers = store.producer_states(tp).expect("producers");
+        producers.sort();
+        (
+            state,
+            store.read(tp, 0, i64::MAX, usize::MAX).expect("read"),
+            store.leader_epochs(tp).expect("epochs"),
+            producers,
+            store.last_time_index_entry(tp).expect("index"),
+        )
+    }
+
+    /// The WAL kept apart and lost with the host: what the store opens with is every write up
+    /// to one point in time, in every partition and every kind of data at once (the atomic
+    /// flush), never a partition's batches without the state counting them or the reverse.
+    /// Partition 0 takes big batches and flushes (all families) many times; the others'
+    /// memtables never fill on their own.
+    #[test]
+    fn a_lost_wal_leaves_every_partition_at_one_point_in_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (data, wal) = (dir.path().join("data"), dir.path().join("wal"));
+        let options = RocksOptions {
+            write_buffer_bytes: 1 << 20,
+            total_write_buffer_bytes: 64 << 20,
+            wal_dir: Some(wal.clone()),
+            ..RocksOptions::default()
+        };
+        let tps: Vec<TopicPartition> = (0..3)
+            .map(|p| TopicPartition::new(uuid::Uuid::from_u128(77), p))
+            .collect();
+        // Write g goes to partition g % 3: one batch of 10 records, an epoch starting at it,
+        // a producer's state.
+        let write_of = |store: &dyn LogStore, g: usize| {
+            let tp = tps[g % 3];
+            let state = conformance::state_of(store, tp);
+            let payload = if g.is_multiple_of(3) { 64 << 10 } else { 100 };
+            let mut write = WriteBatch::new(state);
+            let end = state.log_end_offset;
+            write
+                .push(conformance::fake_batch(end, 10, g as i64, payload))
+                .expect("push");
+            write.set_epoch_start(g as i32, end);
+            write.set_producer_state(g as i64, (g as u64).to_be_bytes().to_vec());
+            store.append(tp, write).expect("append");
+        };
+        const WRITES: usize = 300;
+        {
+            let store = RocksLogStore::open(&data, &options).expect("open");
+            for tp in &tps {
+                store.create_partition(*tp).expect("create");
+            }
+            for g in 0..WRITES {
+                write_of(&store, g);
+            }
+            // Dropped without `close`: RocksDB does not flush at close with the WAL on.
+        }
+        assert!(lose_wal(&wal) > 0, "no WAL file to lose");
+        let store = RocksLogStore::open(&data, &options).expect("reopen without the WAL");
+
+        // The same writes, the first `k` of them, in the memory engine.
+        let reference = |k: usize| {
+            let mem = crate::MemoryLogStore::new();
+            for tp in &tps {
+                mem.create_partition(*tp).expect("create");
+            }
+            for g in 0..k {
+                write_of(&mem, g);
+            }
+            mem
+        };
+        let ends: Vec<i64> = tps
+            .iter()
+            .map(|tp| conformance::state_of(&store, *tp).log_end_offset)
+            .collect();
+        // Partition 0's end says how many writes survived: 10 records in every third.
+        let k = (ends[0] / 10 * 3) as usize;
+        let k = (k.saturating_sub(2)..=k + 2)
+            .find(|&k| {
+                let mem = reference(k);
+                tps.iter()
+                    .zip(&ends)
+                    .all(|(tp, end)| conformance::state_of(&mem, *tp).log_end_offset == *end)
+            })
+            .unwrap_or_else(|| panic!("no point in time has the ends {ends:?}"));
+        assert!(k > 0, "nothing was flushed before the crash");
+        assert!(
+            k < WRITES,
+            "nothing was lost with the WAL: the test shows nothing"
+        );
+        let mem = reference(k);
+        for tp in &tps {
+            assert_eq!(contents(&store, *tp), contents(&mem, *tp), "partition {tp}");
+        }
+        // And the log goes on from there.
+        write_of(&store, k);
+        let after = conformance::state_of(&store, tps[k % 3]);
+        assert_eq!(after.log_end_offset, ends[k % 3] + 10);
+    }
+
+    /// The idle flush with the WAL apart writes every family, not just the idle one: one
+    /// flushed alone would be on the disk ahead of the state that counts its batches.
+    #[test]
+    fn an_idle_flush_with_the_wal_apart_writes_every_family() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (data, wal) = (dir.path().join("data"), dir.path().join("wal"));
+        let options = RocksOptions {
+            wal_dir: Some(wal.clone()),
+            ..RocksOptions::default()
+        };
+        let (a, b) = (
+            TopicPartition::new(uuid::Uuid::from_u128(80), 0),
+            TopicPartition::new(uuid::Uuid::from_u128(80), 1),
+        );
+        {
+            let store = RocksLogStore::open(&data, &options).expect("open");
+            for tp in [a, b] {
+                store.create_partition(tp).expect("create");
+            }
+            // a: 5 MB, idle and worth a flush; b: small.
+            append_batches(&store, a, 5, 1 << 20);
+            append_batches(&store, b, 2, 100);
+            assert_eq!(store.flush_idle(), 0, "the first call only marks");
+            assert_eq!(store.flush_idle(), 1);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while files_of(&store, a).is_empty() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the idle flush never ran"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            // Written after the flush: lost with the WAL.
+            append_batches(&store, a, 1, 100);
+            append_batches(&store, b, 1, 100);
+        }
+        assert!(lose_wal(&wal) > 0);
+        let store = RocksLogStore::open(&data, &options).expect("reopen");
+        assert_eq!(conformance::state_of(&store, a).log_end_offset, 50);
+        assert_eq!(conformance::state_of(&store, b).log_end_offset, 20);
+        assert_eq!(
+            store.read(a, 0, i64::MAX, usize::MAX).expect("read").len(),
+            5
+        );
+        assert_eq!(
+            store.read(b, 0, i64::MAX, usize::MAX).expect("read").len(),
+            2
+        );
+    }
+
+    /// A controlled shutdown writes out every memtable: the WAL may then go (the host, a new
+    /// pod) and nothing is lost.
+    #[test]
+    fn close_leaves_nothing_only_in_the_wal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (data, wal) = (dir.path().join("data"), dir.path().join("wal"));
+        let options = RocksOptions {
+            wal_dir: Some(wal.clone()),
+            ..RocksOptions::default()
+        };
+        let tps: Vec<TopicPartition> = (0..3)
+            .map(|p| TopicPartition::new(uuid::Uuid::from_u128(78), p))
+            .collect();
+        let before: Vec<_> = {
+            let store = RocksLogStore::open(&data, &options).expect("open");
+            for tp in &tps {
+                store.create_partition(*tp).expect("create");
+                append_batches(&store, *tp, 5, 1000);
+                let mut write = WriteBatch::new(conformance::state_of(&store, *tp));
+                write.set_epoch_start(4, 20);
+                write.set_producer_state(9, vec![9]);
+                write.set_high_watermark(30);
+                store.append(*tp, write).expect("append");
+            }
+            store.close().expect("close");
+            tps.iter().map(|tp| contents(&store, *tp)).collect()
+        };
+        lose_wal(&wal);
+        let store = RocksLogStore::open(&data, &options).expect("reopen");
+        let after: Vec<_> = tps.iter().map(|tp| contents(&store, *tp)).collect();
+        assert_eq!(after, before);
+        assert_eq!(after[0].0.log_end_offset, 50);
+        assert_eq!(after[0].0.high_watermark, 30);
+    }
+
+    /// The WAL files go where the options say, whichever directory the last run kept them in:
+    /// a store that crashed with its WAL in the data directory and opens with a WAL directory
+    /// (and back) replays every write. A WAL directory is one store's only.
+    #[test]
+    fn wal_files_follow_the_configured_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (data, wal) = (dir.path().join("data"), dir.path().join("wal"));
+        let with_wal = RocksOptions {
+            wal_dir: Some(wal.clone()),
+            ..RocksOptions::default()
+        };
+        let wal_files = |d: &Path| {
+            std::fs::read_dir(d)
+                .map(|it| {
+                    it.filter(|e| {
+                        e.as_ref()
+                            .ok()
+                            .and_then(|e| e.file_name().into_string().ok())
+                            .is_some_and(|n| is_wal_file(&n))
+                    })
+                    .count()
+                })
+                .unwrap_or(0)
+        };
+        let tp = TopicPartition::new(uuid::Uuid::from_u128(79), 0);
+        {
+            let store = RocksLogStore::open(&data, &RocksOptions::default()).expect("open");
+            store.create_partition(tp).expect("create");
+            append_batches(&store, tp, 3, 100);
+        }
+        assert!(wal_files(&data) > 0);
+        {
+            let store = RocksLogStore::open(&data, &with_wal).expect("open with a WAL dir");
+            assert_eq!(conformance::state_of(&store, tp).log_end_offset, 30);
+            assert_eq!(
+                store.read(tp, 0, i64::MAX, usize::MAX).expect("read").len(),
+                3
+            );
+            assert_eq!(wal_files(&data), 0, "WAL files left in the data directory");
+            assert!(wal_files(&wal) > 0);
+            append_batches(&store, tp, 2, 100);
+        }
+        {
+            let store = RocksLogStore::open(&data, &RocksOptions::default()).expect("open again");
+            assert_eq!(conformance::state_of(&store, tp).log_end_offset, 50);
+            assert_eq!(
+                store.read(tp, 0, i64::MAX, usize::MAX).expect("read").len(),
+                5
+            );
+            assert_eq!(wal_files(&wal), 0, "WAL files left in the WAL directory");
+        }
+        let other = dir.path().join("other");
+        let Err(StorageError::Engine { message }) = RocksLogStore::open(&other, &with_wal) else {
+            panic!("a second data directory opened with the same WAL directory");
+        };
+        assert!(
+            message.contains("belongs to the data directory"),
+            "{message}"
+        );
+        assert!(
+            !other.join("CURRENT").exists(),
+            "the refused store was created"
+        );
     }
 }

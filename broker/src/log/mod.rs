@@ -1451,6 +1451,11 @@ impl LogManager {
         self.store.flush_idle()
     }
 
+    /// Writes out every in-memory buffer of the store (see [`LogStore::close`]).
+    pub fn close(&self) -> Result<(), LogError> {
+        Ok(self.store.close()?)
+    }
+
     /// Every partition log this broker holds.
     pub fn all(&self) -> Vec<Arc<PartitionLog>> {
         self.partitions.read().values().cloned().collect()
