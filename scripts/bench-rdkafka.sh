@@ -10,6 +10,8 @@
 #                            [--pin]   (broker on CPU 1, client on CPU 0)
 #                            [--null]  (against broker/examples/null_broker.rs instead: it
 #                                       stores nothing, so its runs are the client's ceiling)
+#                            [--wal-dir DIR]   (each broker's WAL in a fresh directory under DIR,
+#                                               e.g. the /dev/shm tmpfs: --storage-wal-dir)
 # STROM_BROKER_BIN=path runs that broker binary instead of the one just built (an A/B of two
 # builds; not with --null); BENCH_DIR sets where the data directories go (/var/tmp).
 # rdkafka_performance is compiled from the librdkafka tree that rdkafka-sys copies into its
@@ -17,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-runs=2 pin=0 null=0
+runs=2 pin=0 null=0 wal_parent=
 loads="1x1000x2000000 8x1000x2000000 1x100x10000000 8x100x10000000"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -25,6 +27,7 @@ while [ $# -gt 0 ]; do
     --loads) loads=$2; shift 2 ;;
     --pin) pin=1; shift ;;
     --null) null=1; shift ;;
+    --wal-dir) wal_parent=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -47,20 +50,26 @@ broker_pin=() client_pin=()
 if [ "$pin" = 1 ]; then broker_pin=(taskset -c 1); client_pin=(taskset -c 0); fi
 TIMEFORMAT='client CPU %U+%S s'
 
-echo "rdkafka_performance (librdkafka $version); $(nproc) cores; acks=all, linger.ms=5$([ "$pin" = 1 ] && echo '; broker on CPU 1, client on CPU 0')$([ "$null" = 1 ] && echo '; NULL BROKER (stores nothing)')"
+echo "rdkafka_performance (librdkafka $version); $(nproc) cores; acks=all, linger.ms=5$([ "$pin" = 1 ] && echo '; broker on CPU 1, client on CPU 0')$([ "$null" = 1 ] && echo '; NULL BROKER (stores nothing)')$([ -n "$wal_parent" ] && echo "; WAL under $wal_parent")"
 for load in $loads; do
   IFS=x read -r partitions size count <<<"$load"
   data=$(mktemp -d -p "${BENCH_DIR:-/var/tmp}")
   port=$((20000 + RANDOM % 10000))
+  wal_args=() wal=
+  if [ -n "$wal_parent" ]; then
+    wal=$(mktemp -d -p "$wal_parent")
+    wal_args=(--storage-wal-dir "$wal")
+  fi
   if [ "$null" = 1 ]; then
     ${broker_pin[@]+"${broker_pin[@]}"} "$bin/examples/null_broker" "127.0.0.1:$port" bench "$partitions" >"$data.log" 2>&1 &
   else
     ${broker_pin[@]+"${broker_pin[@]}"} "${STROM_BROKER_BIN:-$bin/strom-broker}" --dev --data-dir "$data" --kafka-listen "127.0.0.1:$port" \
-      --http-listen "127.0.0.1:$((port + 1))" --quorum-listen "127.0.0.1:$((port + 2))" >"$data.log" 2>&1 &
+      --http-listen "127.0.0.1:$((port + 1))" --quorum-listen "127.0.0.1:$((port + 2))" \
+      ${wal_args[@]+"${wal_args[@]}"} >"$data.log" 2>&1 &
   fi
   pid=$!
   # On a failure the broker's log stays, and is named.
-  trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"; echo "broker log: $data.log" >&2' EXIT
+  trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data" ${wal:+"$wal"}; echo "broker log: $data.log" >&2' EXIT
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
     sleep 0.1
@@ -86,6 +95,6 @@ for load in $loads; do
       "RSS $(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status") MB"
   done
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  rm -rf "$data" "$data.log"
+  rm -rf "$data" "$data.log" ${wal:+"$wal"}
   trap - EXIT
 done

@@ -383,9 +383,10 @@ pub struct BrokerConfig {
     /// Keep the log store's write-ahead log in this directory instead of the data directory:
     /// meant for a tmpfs that outlives the broker process but not the host, so that the WAL
     /// never reaches the disk. A crash of the host then loses what was written since the last
-    /// flush (left to the other replicas, as Kafka leaves its unflushed page cache), and every
-    /// flush writes all partitions at once. The directory is this broker's only
-    /// (docs/decisions/0029-wal-on-tmpfs.md).
+    /// flush (left to the other replicas, as Kafka leaves its unflushed page cache); every
+    /// flush writes all partitions at once, and --memtable-idle-flush-ms bounds how long a
+    /// write stays only in memory (two intervals). The directory is this broker's only, and
+    /// should hold four times --write-buffer-mb (docs/decisions/0029-wal-on-tmpfs.md).
     #[arg(long, env = "STROM_STORAGE_WAL_DIR")]
     pub storage_wal_dir: Option<PathBuf>,
 

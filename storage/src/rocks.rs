@@ -168,91 +168,161 @@ fn io_error(what: String) -> impl FnOnce(std::io::Error) -> StorageError {
     }
 }
 
+/// The WAL files directly under `dir` (none if it does not exist).
+fn wal_files_in(dir: &Path) -> Result<Vec<std::fs::DirEntry>, StorageError> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_error(format!("listing {}", dir.display()))(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_error(format!("listing {}", dir.display())))?;
+        if entry.file_name().to_str().is_some_and(is_wal_file) {
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}
+
+/// The path a marker file holds, `None` if there is no such file.
+fn read_marker(file: &Path) -> Result<Option<PathBuf>, StorageError> {
+    use std::os::unix::ffi::OsStrExt;
+    match std::fs::read(file) {
+        Ok(bytes) => Ok(Some(PathBuf::from(std::ffi::OsStr::from_bytes(&bytes)))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(format!("reading {}", file.display()))(e)),
+    }
+}
+
+/// Writes `path` into the marker file `file` whole or not at all (a new file renamed over
+/// the old, both synced): a torn marker would name a directory that is not the WAL's.
+fn write_marker(file: &Path, path: &Path) -> Result<(), StorageError> {
+    use std::io::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let tmp = file.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(path.as_os_str().as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, file)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(io_error(format!("writing {}", file.display())))
+}
+
+fn remove_marker(file: &Path) -> Result<(), StorageError> {
+    match std::fs::remove_file(file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(io_error(format!("removing {}", file.display()))(e))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Makes `wal_dir` (or, when `None`, the data directory `path`) hold the store's WAL files
-/// before RocksDB opens: RocksDB replays only the WAL files of the directory it is told, so
+/// before RocksDB opens. RocksDB replays only the WAL files of the directory it is told, so
 /// those a previous run left where it kept them (the data directory, or another
-/// `--storage-wal-dir`) are moved over first, and none is skipped. A WAL directory that names
-/// another data directory as its owner is refused: two stores replaying each other's WAL
-/// would corrupt both.
+/// `--storage-wal-dir`, named in the data directory's `STROM-WAL-DIR`) are moved over first,
+/// and none is skipped. A WAL directory names its data directory (`STROM-DATA-DIR`); one
+/// naming another, or holding WAL files and naming none, is refused (RocksDB would replay,
+/// and delete, WAL files of another database), and one left behind is released.
 fn place_wal_files(path: &Path, wal_dir: Option<&Path>) -> Result<(), StorageError> {
     std::fs::create_dir_all(path).map_err(io_error(format!("creating {}", path.display())))?;
     let data =
         std::fs::canonicalize(path).map_err(io_error(format!("resolving {}", path.display())))?;
+    let owned = |dir: &Path| -> Result<bool, StorageError> {
+        Ok(match read_marker(&dir.join(WAL_OWNER_MARKER))? {
+            Some(owner) if owner != data => {
+                return Err(StorageError::Engine {
+                    message: format!(
+                        "the WAL directory {} belongs to the data directory {}, not {}; give \
+                         each broker a WAL directory of its own",
+                        dir.display(),
+                        owner.display(),
+                        data.display()
+                    ),
+                });
+            }
+            Some(_) => true,
+            None => false,
+        })
+    };
     let target = match wal_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .map_err(io_error(format!("creating {}", dir.display())))?;
             let dir = std::fs::canonicalize(dir)
                 .map_err(io_error(format!("resolving {}", dir.display())))?;
-            let owner_file = dir.join(WAL_OWNER_MARKER);
-            match std::fs::read_to_string(&owner_file) {
-                Ok(owner) if Path::new(owner.trim_end()) != data => {
+            if dir != data {
+                let held = !wal_files_in(&dir)?.is_empty();
+                if !owned(&dir)? {
+                    if held {
+                        return Err(StorageError::Engine {
+                            message: format!(
+                                "the WAL directory {} holds WAL files of no known data \
+                                 directory; give the broker an empty directory of its own",
+                                dir.display()
+                            ),
+                        });
+                    }
+                    write_marker(&dir.join(WAL_OWNER_MARKER), &data)?;
+                } else if held && !data.join("CURRENT").exists() {
+                    // The data directory was emptied (a disk replaced, a replica to be
+                    // fetched again); its WAL cannot be replayed into nothing.
                     return Err(StorageError::Engine {
                         message: format!(
-                            "the WAL directory {} belongs to the data directory {}, not {}",
-                            dir.display(),
-                            owner.trim_end(),
-                            data.display()
+                            "the data directory {} holds no database but its WAL directory {} \
+                             holds WAL files; empty the WAL directory to start afresh",
+                            data.display(),
+                            dir.display()
                         ),
                     });
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    std::fs::write(&owner_file, format!("{}\n", data.display()))
-                        .map_err(io_error(format!("writing {}", owner_file.display())))?;
-                }
-                Err(e) => return Err(io_error(format!("reading {}", owner_file.display()))(e)),
             }
             dir
         }
         None => data.clone(),
     };
     let marker = data.join(WAL_DIR_MARKER);
-    let previous = match std::fs::read_to_string(&marker) {
-        Ok(text) => PathBuf::from(text.trim_end()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => data.clone(),
-        Err(e) => return Err(io_error(format!("reading {}", marker.display()))(e)),
-    };
-    if previous != target && previous.is_dir() {
-        let mut moved = 0;
-        for entry in std::fs::read_dir(&previous)
-            .map_err(io_error(format!("listing {}", previous.display())))?
-        {
-            let entry = entry.map_err(io_error(format!("listing {}", previous.display())))?;
-            let name = entry.file_name();
-            if !name.to_str().is_some_and(is_wal_file) {
-                continue;
+    let previous = read_marker(&marker)?.unwrap_or_else(|| data.clone());
+    if previous != target {
+        // A directory given up: its files come over unless it has come to belong to another
+        // data directory since (then it is left alone, and its files are not this store's).
+        let ours = previous == data || previous.is_dir() && owned(&previous).unwrap_or(false);
+        if ours {
+            let files = wal_files_in(&previous)?;
+            for entry in &files {
+                let (from, to) = (entry.path(), target.join(entry.file_name()));
+                // Another file system (the usual case: disk to tmpfs) takes a copy.
+                if std::fs::rename(&from, &to).is_err() {
+                    std::fs::copy(&from, &to).map_err(io_error(format!(
+                        "copying {} to {}",
+                        from.display(),
+                        to.display()
+                    )))?;
+                    std::fs::File::open(&to)
+                        .and_then(|f| f.sync_all())
+                        .map_err(io_error(format!("syncing {}", to.display())))?;
+                    std::fs::remove_file(&from)
+                        .map_err(io_error(format!("removing {}", from.display())))?;
+                }
             }
-            let (from, to) = (entry.path(), target.join(&name));
-            // Another file system (the usual case: disk to tmpfs) takes a copy.
-            if std::fs::rename(&from, &to).is_err() {
-                std::fs::copy(&from, &to).map_err(io_error(format!(
-                    "copying {} to {}",
-                    from.display(),
-                    to.display()
-                )))?;
-                std::fs::File::open(&to)
-                    .and_then(|f| f.sync_all())
-                    .map_err(io_error(format!("syncing {}", to.display())))?;
-                std::fs::remove_file(&from)
-                    .map_err(io_error(format!("removing {}", from.display())))?;
+            if !files.is_empty() {
+                tracing::info!(from = %previous.display(), to = %target.display(), files = files.len(), "moved the WAL files to the configured WAL directory");
             }
-            moved += 1;
-        }
-        if moved > 0 {
-            tracing::info!(from = %previous.display(), to = %target.display(), files = moved, "moved the WAL files to the configured WAL directory");
-        }
-    }
-    if target == data {
-        match std::fs::remove_file(&marker) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io_error(format!("removing {}", marker.display()))(e));
+            if previous != data {
+                remove_marker(&previous.join(WAL_OWNER_MARKER))?;
             }
-            _ => {}
+        } else if previous.is_dir() {
+            tracing::warn!(dir = %previous.display(), "the WAL directory of the previous run now belongs to another data directory; its files are left there");
         }
-    } else if previous != target {
-        std::fs::write(&marker, format!("{}\n", target.display()))
-            .map_err(io_error(format!("writing {}", marker.display())))?;
+        if target == data {
+            remove_marker(&marker)?;
+        } else {
+            write_marker(&marker, &target)?;
+        }
     }
     Ok(())
 }
@@ -655,6 +725,12 @@ impl RocksLogStore {
     /// Flushes the memtables of every column family: atomically, as one, when the store
     /// flushes atomically ([`RocksOptions::wal_dir`]).
     fn flush_all(&self, opts: &rocksdb::FlushOptions) -> Result<(), StorageError> {
+        if self.atomic_flush {
+            // No family named: RocksDB takes every one, so none created meanwhile (a
+            // partition's first write) is left behind the state counting its batches.
+            let none: [&Cf<'_>; 0] = [];
+            return self.db.flush_cfs_opt(&none, opts).map_err(engine);
+        }
         let cfs: Vec<Cf<'_>> = self
             .family_names()
             .iter()
@@ -662,6 +738,19 @@ impl RocksLogStore {
             .collect();
         let refs: Vec<&Cf<'_>> = cfs.iter().collect();
         self.db.flush_cfs_opt(&refs, opts).map_err(engine)
+    }
+
+    /// Before a change RocksDB makes on the disk at once, outside the WAL (dropping a column
+    /// family, deleting table files): with the WAL apart, everything written before it is
+    /// flushed first, so that a lost WAL cannot leave the change without the writes it
+    /// follows (a log start moved past dropped files, a deleted partition's state).
+    fn flush_before_unlogged_change(&self) -> Result<(), StorageError> {
+        if !self.atomic_flush {
+            return Ok(());
+        }
+        let mut opts = rocksdb::FlushOptions::default();
+        opts.set_wait(true);
+        self.flush_all(&opts)
     }
 
     fn partition_bounds(tp: TopicPartition) -> ([u8; keys::KEY_LEN], [u8; keys::KEY_LEN]) {
@@ -795,7 +884,8 @@ impl LogStore for RocksLogStore {
         let mut marks = self.idle_marks.lock();
         let mut seen = HashMap::with_capacity(names.len());
         let mut flushed = 0;
-        let mut idle = 0;
+        // With the WAL apart: families holding writes they already held at the last look.
+        let mut held = 0;
         for name in names {
             let Some(cf) = self.db.cf_handle(&name) else {
                 continue;
@@ -806,6 +896,15 @@ impl LogStore for RocksLogStore {
             else {
                 continue;
             };
+            if self.atomic_flush {
+                // A write stays only in the WAL (in memory) for two intervals at most, as a
+                // write stays only in Kafka's page cache until the kernel writes it back.
+                if entries > 0 && marks.get(&name).is_some_and(|&before| before > 0) {
+                    held += 1;
+                }
+                seen.insert(name, entries);
+                continue;
+            }
             // Only a memtable worth the file it becomes: a small one holds little memory
             // (untouched arena pages cost none), and flushing every trickle of writes would
             // leave a file per write.
@@ -817,11 +916,6 @@ impl LogStore for RocksLogStore {
                     .is_some_and(|bytes| bytes >= IDLE_FLUSH_MIN_BYTES)
             };
             if entries > 0 && marks.get(&name) == Some(&entries) && big() {
-                if self.atomic_flush {
-                    // Only all families together (below).
-                    idle += 1;
-                    continue;
-                }
                 // In the background: a flush of an idle memtable needs no waiting for.
                 let mut opts = rocksdb::FlushOptions::default();
                 opts.set_wait(false);
@@ -833,13 +927,13 @@ impl LogStore for RocksLogStore {
             }
             seen.insert(name, entries);
         }
-        if idle > 0 {
+        if held > 0 {
             // One family flushed alone would be ahead of the others once the WAL is lost; all
             // of them go, the busy ones' memtables cut short. Every mark starts again.
             let mut opts = rocksdb::FlushOptions::default();
             opts.set_wait(false);
             match self.flush_all(&opts) {
-                Ok(()) => flushed = idle,
+                Ok(()) => flushed = held,
                 Err(e) => tracing::warn!(error = %e, "idle memtable flush failed"),
             }
             seen.clear();
@@ -969,6 +1063,7 @@ impl LogStore for RocksLogStore {
         let mut own = self.own_families.lock();
         let name = log_cf_name(tp);
         if self.db.cf_handle(&name).is_some() {
+            self.flush_before_unlogged_change()?;
             self.db.drop_cf(&name).map_err(engine)?;
             *own = own.saturating_sub(1);
         }
@@ -1045,6 +1140,10 @@ impl LogStore for RocksLogStore {
         if remove_below > 0 {
             // The deletion is done once the state is written; freeing the files is tidying
             // up, and a file left now goes in a later pass.
+            if let Err(e) = self.flush_before_unlogged_change() {
+                tracing::warn!(partition = %tp, error = %e, "could not flush before dropping table files below the log start");
+                return Ok(());
+            }
             if let Err(e) = self.db.delete_file_in_range_cf(
                 &own,
                 keys::key(tp, 0),
@@ -1921,11 +2020,19 @@ mod tests {
     /// memtables never fill on their own.
     #[test]
     fn a_lost_wal_leaves_every_partition_at_one_point_in_time() {
+        // Each partition in its own family; all in the shared one; partition 0 alone.
+        for families in [128, 0, 1] {
+            lost_wal_at_one_point(families);
+        }
+    }
+
+    fn lost_wal_at_one_point(families: usize) {
         let dir = tempfile::tempdir().expect("tempdir");
         let (data, wal) = (dir.path().join("data"), dir.path().join("wal"));
         let options = RocksOptions {
             write_buffer_bytes: 1 << 20,
             total_write_buffer_bytes: 64 << 20,
+            partition_families: families,
             wal_dir: Some(wal.clone()),
             ..RocksOptions::default()
         };
@@ -1985,15 +2092,19 @@ mod tests {
                     .zip(&ends)
                     .all(|(tp, end)| conformance::state_of(&mem, *tp).log_end_offset == *end)
             })
-            .unwrap_or_else(|| panic!("no point in time has the ends {ends:?}"));
-        assert!(k > 0, "nothing was flushed before the crash");
+            .unwrap_or_else(|| panic!("no point in time has the ends {ends:?} ({families})"));
+        assert!(k > 0, "nothing was flushed before the crash ({families})");
         assert!(
             k < WRITES,
             "nothing was lost with the WAL: the test shows nothing"
         );
         let mem = reference(k);
         for tp in &tps {
-            assert_eq!(contents(&store, *tp), contents(&mem, *tp), "partition {tp}");
+            assert_eq!(
+                contents(&store, *tp),
+                contents(&mem, *tp),
+                "partition {tp} ({families})"
+            );
         }
         // And the log goes on from there.
         write_of(&store, k);
@@ -2001,10 +2112,12 @@ mod tests {
         assert_eq!(after.log_end_offset, ends[k % 3] + 10);
     }
 
-    /// The idle flush with the WAL apart writes every family, not just the idle one: one
-    /// flushed alone would be on the disk ahead of the state that counts its batches.
+    /// With the WAL apart, the idle flush writes out whatever a family already held at the
+    /// last look, however small (a write stays only in memory for two looks at most), and
+    /// every family with it: one flushed alone would be on the disk ahead of the state that
+    /// counts its batches.
     #[test]
-    fn an_idle_flush_with_the_wal_apart_writes_every_family() {
+    fn the_idle_flush_with_the_wal_apart_writes_every_family_holding_older_writes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (data, wal) = (dir.path().join("data"), dir.path().join("wal"));
         let options = RocksOptions {
@@ -2020,19 +2133,17 @@ mod tests {
             for tp in [a, b] {
                 store.create_partition(tp).expect("create");
             }
-            // a: 5 MB, idle and worth a flush; b: small.
-            append_batches(&store, a, 5, 1 << 20);
+            append_batches(&store, a, 5, 100);
+            assert_eq!(store.flush_idle(), 0, "the first look only marks");
+            // b's first write comes between the looks: flushed all the same, with a's.
             append_batches(&store, b, 2, 100);
-            assert_eq!(store.flush_idle(), 0, "the first call only marks");
-            assert_eq!(store.flush_idle(), 1);
+            assert!(store.flush_idle() > 0, "the second look flushes");
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            while files_of(&store, a).is_empty() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the idle flush never ran"
-                );
+            while files_of(&store, a).is_empty() || files_of(&store, b).is_empty() {
+                assert!(std::time::Instant::now() < deadline, "the flush never ran");
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
+            assert_eq!(store.flush_idle(), 0, "nothing older than a look is left");
             // Written after the flush: lost with the WAL.
             append_batches(&store, a, 1, 100);
             append_batches(&store, b, 1, 100);
@@ -2048,6 +2159,68 @@ mod tests {
         assert_eq!(
             store.read(b, 0, i64::MAX, usize::MAX).expect("read").len(),
             2
+        );
+    }
+
+    /// Dropping table files below a new log start, and a deleted partition's column family,
+    /// are changes RocksDB makes on the disk at once: with the WAL apart, the writes before
+    /// them are flushed first, and a lost WAL leaves neither a log start pointing below the
+    /// files left nor a partition whose batches went with its family.
+    #[test]
+    fn retention_and_deletion_are_not_ahead_of_a_lost_wal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (data, wal) = (dir.path().join("data"), dir.path().join("wal"));
+        let options = RocksOptions {
+            write_buffer_bytes: 1 << 20,
+            wal_dir: Some(wal.clone()),
+            ..RocksOptions::default()
+        };
+        let (a, b) = (
+            TopicPartition::new(uuid::Uuid::from_u128(81), 0),
+            TopicPartition::new(uuid::Uuid::from_u128(81), 1),
+        );
+        let size;
+        {
+            let store = RocksLogStore::open(&data, &options).expect("open");
+            for tp in [a, b] {
+                store.create_partition(tp).expect("create");
+            }
+            // Several table files of a (1 MiB memtables), then what a retention pass does.
+            for _ in 0..6 {
+                append_batches(&store, a, 4, 256 << 10);
+            }
+            append_batches(&store, b, 1, 100);
+            let files = files_of(&store, a).len();
+            assert!(files >= 3, "{files} table files");
+            let mut state = conformance::state_of(&store, a);
+            state.log_start_offset = 200;
+            state.size_bytes -= 20 * (61 + (256 << 10));
+            size = state.size_bytes;
+            store.delete_head(a, 200, state).expect("delete head");
+            assert!(
+                files_of(&store, a).len() < files,
+                "no table file was dropped"
+            );
+            store.delete_partition(b).expect("delete partition");
+        }
+        assert!(lose_wal(&wal) > 0);
+        let store = RocksLogStore::open(&data, &options).expect("reopen");
+        let state = conformance::state_of(&store, a);
+        assert_eq!((state.log_start_offset, state.log_end_offset), (200, 240));
+        assert_eq!(state.size_bytes, size);
+        let read = store.read(a, 0, i64::MAX, usize::MAX).expect("read");
+        assert_eq!(read.len(), 4, "the batches from the log start on");
+        assert_eq!(
+            i64::from_be_bytes(read[0][0..8].try_into().expect("8")),
+            200
+        );
+        assert!(
+            store
+                .partitions()
+                .expect("partitions")
+                .iter()
+                .all(|(tp, _)| *tp != b),
+            "the deleted partition came back"
         );
     }
 
@@ -2078,7 +2251,7 @@ mod tests {
             store.close().expect("close");
             tps.iter().map(|tp| contents(&store, *tp)).collect()
         };
-        lose_wal(&wal);
+        assert!(lose_wal(&wal) > 0);
         let store = RocksLogStore::open(&data, &options).expect("reopen");
         let after: Vec<_> = tps.iter().map(|tp| contents(&store, *tp)).collect();
         assert_eq!(after, before);
@@ -2128,15 +2301,7 @@ mod tests {
             assert!(wal_files(&wal) > 0);
             append_batches(&store, tp, 2, 100);
         }
-        {
-            let store = RocksLogStore::open(&data, &RocksOptions::default()).expect("open again");
-            assert_eq!(conformance::state_of(&store, tp).log_end_offset, 50);
-            assert_eq!(
-                store.read(tp, 0, i64::MAX, usize::MAX).expect("read").len(),
-                5
-            );
-            assert_eq!(wal_files(&wal), 0, "WAL files left in the WAL directory");
-        }
+        // The WAL directory is the first store's while it keeps its WAL there.
         let other = dir.path().join("other");
         let Err(StorageError::Engine { message }) = RocksLogStore::open(&other, &with_wal) else {
             panic!("a second data directory opened with the same WAL directory");
@@ -2149,5 +2314,60 @@ mod tests {
             !other.join("CURRENT").exists(),
             "the refused store was created"
         );
+        {
+            let store = RocksLogStore::open(&data, &RocksOptions::default()).expect("open again");
+            assert_eq!(conformance::state_of(&store, tp).log_end_offset, 50);
+            assert_eq!(
+                store.read(tp, 0, i64::MAX, usize::MAX).expect("read").len(),
+                5
+            );
+            assert_eq!(wal_files(&wal), 0, "WAL files left in the WAL directory");
+        }
+        // Given up, it is free for another.
+        RocksLogStore::open(&other, &with_wal).expect("the WAL directory released");
+    }
+
+    /// A WAL directory given up is released (another store may take it); one holding WAL
+    /// files of no known store is refused; a WAL directory whose data directory was emptied
+    /// is refused with what to do, not replayed into nothing.
+    #[test]
+    fn wal_directories_are_taken_released_and_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let with = |wal: &str| RocksOptions {
+            wal_dir: Some(dir.path().join(wal)),
+            ..RocksOptions::default()
+        };
+        let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+        let tp = TopicPartition::new(uuid::Uuid::from_u128(82), 0);
+        {
+            let store = RocksLogStore::open(&first, &with("a")).expect("open");
+            store.create_partition(tp).expect("create");
+            append_batches(&store, tp, 2, 100);
+        }
+        {
+            // Moved to b: a is free again, and the second store takes it.
+            let store = RocksLogStore::open(&first, &with("b")).expect("open on b");
+            assert_eq!(conformance::state_of(&store, tp).log_end_offset, 20);
+        }
+        RocksLogStore::open(&second, &with("a")).expect("a released");
+
+        // Stray WAL files and no owner.
+        let stray = dir.path().join("stray");
+        std::fs::create_dir_all(&stray).expect("mkdir");
+        std::fs::write(stray.join("000007.log"), b"not ours").expect("write");
+        let Err(StorageError::Engine { message }) =
+            RocksLogStore::open(&dir.path().join("third"), &with("stray"))
+        else {
+            panic!("a WAL directory with another store's files was taken");
+        };
+        assert!(message.contains("no known data directory"), "{message}");
+        assert!(stray.join("000007.log").exists());
+
+        // The first store's data directory emptied, its WAL directory (b) not.
+        std::fs::remove_dir_all(&first).expect("rm");
+        let Err(StorageError::Engine { message }) = RocksLogStore::open(&first, &with("b")) else {
+            panic!("an emptied data directory opened over its old WAL");
+        };
+        assert!(message.contains("empty the WAL directory"), "{message}");
     }
 }
