@@ -2014,13 +2014,7 @@ mod tests {
         Vec<(i64, Vec<u8>)>,
         Option<TimeIndexEntry>,
     ) {
-        let state = store
-            .partitions()
-            .expect("partitions")
-            .into_iter()
-            .find(|(p, _)| *p == tp)
-            .map(|(_, s)| s)
-            .expect("partition");
+        let state = conformance::state_of(store, tp);
         let mut producers = store.producer_states(tp).expect("producers");
         producers.sort();
         (
