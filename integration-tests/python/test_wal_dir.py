@@ -26,48 +26,44 @@ def create_topic(bootstrap, topic, partitions, replicas=1, config=None):
                                   config=config or {})])[topic].result(30)
 
 
-def written(bootstrap, topic, partitions, seconds=2):
-    """An acked load run for `seconds` and stopped: everything it sent is delivered."""
-    load = AckedLoad(bootstrap, topic, partitions, group=False).start()
-    time.sleep(seconds)
-    load.stop()
-    return load
-
-
-def test_kill9_loses_nothing_while_the_wal_dir_survives(tmp_path):
+def survives(tmp_path, partitions, restart):
+    """One broker with its WAL in `tmp_path/wal`: an acked load on a topic of `partitions`
+    for 2 s, then `restart(broker, wal)`; every delivered record must be back."""
     wal = tmp_path / "wal"
     b = Broker(tmp_path / "data", extra_args=["--storage-wal-dir", str(wal)]).start()
     try:
         topic = f"wal-{uuid.uuid4().hex[:8]}"
-        create_topic(b.bootstrap, topic, 1)
-        load = written(b.bootstrap, topic, 1)
-        assert wal_files(wal), "no WAL file in the WAL directory"
-        assert not wal_files(tmp_path / "data" / "logs"), "WAL files in the data directory"
-        b.kill9()
-        b.start()
+        create_topic(b.bootstrap, topic, partitions)
+        load = AckedLoad(b.bootstrap, topic, partitions, group=False).start()
+        time.sleep(2)
+        load.stop()
+        restart(b, wal)
         report = load.check()
         assert not report.problems(group=False), report.problems(group=False)
     finally:
         b.stop()
+
+
+def test_kill9_loses_nothing_while_the_wal_dir_survives(tmp_path):
+    def kill9(b, wal):
+        assert wal_files(wal), "no WAL file in the WAL directory"
+        assert not wal_files(b.data_dir / "logs"), "WAL files in the data directory"
+        b.kill9()
+        b.start()
+
+    survives(tmp_path, 1, kill9)
 
 
 def test_a_stopped_broker_leaves_nothing_only_in_the_wal(tmp_path):
     """SIGTERM flushes every memtable: the WAL directory may then go whole (a new pod's
     tmpfs) and the broker starts with everything."""
-    wal = tmp_path / "wal"
-    b = Broker(tmp_path / "data", extra_args=["--storage-wal-dir", str(wal)]).start()
-    try:
-        topic = f"wal-{uuid.uuid4().hex[:8]}"
-        create_topic(b.bootstrap, topic, 3)
-        load = written(b.bootstrap, topic, 3)
+    def stop_and_lose_the_wal(b, wal):
         b.stop()
         assert b.proc.returncode == 0
         shutil.rmtree(wal)
         b.start()
-        report = load.check()
-        assert not report.problems(group=False), report.problems(group=False)
-    finally:
-        b.stop()
+
+    survives(tmp_path, 3, stop_and_lose_the_wal)
 
 
 def recovered_partitions(broker):
