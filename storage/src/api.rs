@@ -281,6 +281,9 @@ pub enum StorageError {
     },
     #[error("partition {partition} does not exist in the store")]
     UnknownPartition { partition: TopicPartition },
+    /// A write after [`LogStore::close`]: the broker is stopping.
+    #[error("the log store is closed: the broker is stopping")]
+    Closed,
 }
 
 /// The contract every storage engine fulfils. Methods are synchronous: engines answer from
@@ -412,10 +415,10 @@ pub trait LogStore: Send + Sync + 'static {
         0
     }
 
-    /// Writes out every in-memory write buffer, at a controlled shutdown: the next start
-    /// then replays nothing, and a write-ahead log kept in memory
-    /// (`RocksOptions::wal_dir`) may go with the host. Nothing by default.
-    fn close(&self) -> Result<(), StorageError> {
-        Ok(())
-    }
+    /// At a controlled shutdown: refuses every write from now on ([`StorageError::Closed`];
+    /// a write already under way finishes first), then writes out every in-memory write
+    /// buffer, so the next start replays nothing and a write-ahead log kept in memory
+    /// (`RocksOptions::wal_dir`) may go with the host: no write can land after the flush,
+    /// only in the WAL. Reads go on. Idempotent.
+    fn close(&self) -> Result<(), StorageError>;
 }

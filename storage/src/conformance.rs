@@ -6,8 +6,8 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::{
-    AbortedTxn, EpochEntry, LogStore, PartitionState, StoredBatch, TimeIndexEntry, TopicPartition,
-    WriteBatch,
+    AbortedTxn, EpochEntry, LogStore, PartitionState, StorageError, StoredBatch, TimeIndexEntry,
+    TopicPartition, WriteBatch,
 };
 
 /// A stand-in record batch: 61 header bytes (only `lastOffsetDelta` matters to the store)
@@ -81,6 +81,69 @@ pub fn run<S: LogStore, F: FnMut() -> S>(mut make: F) {
     truncation_removes_a_suffix_atomically(&make());
     truncation_in_a_compacted_gap_ends_at_the_offset(&make());
     aborted_transactions_follow_their_markers(&make());
+    writes_after_close_are_refused(&make());
+}
+
+/// After `close`, every kind of write is refused with [`StorageError::Closed`] and changes
+/// nothing; reads go on, and creating a partition that exists answers its state.
+fn writes_after_close_are_refused<S: LogStore>(store: &S) {
+    let (t, other, new) = (tp(15, 0), tp(15, 1), tp(15, 2));
+    for p in [t, other] {
+        store.create_partition(p).expect("create");
+        append(store, p, &[(2, 10, 3), (3, 20, 3)]);
+    }
+    let everything = |store: &S| {
+        let mut all = Vec::new();
+        for p in [t, other, new] {
+            all.push(format!(
+                "{:?} {:?} {:?} {:?} {:?}",
+                store.read(p, 0, i64::MAX, usize::MAX).expect("read"),
+                store.lookup_timestamp(p, 0).expect("lookup"),
+                store.producer_states(p).expect("producers"),
+                store.leader_epochs(p).expect("epochs"),
+                store.aborted_txns(p).expect("aborted"),
+            ));
+        }
+        (store.partitions().expect("partitions"), all)
+    };
+    let mut before = everything(store);
+    before.0.sort_by_key(|(p, _)| (p.topic_id, p.partition));
+    store.close().expect("close");
+    store.close().expect("a second close");
+    let state = state_of(store, t);
+    let mut write = WriteBatch::new(state);
+    write
+        .push(fake_batch(state.log_end_offset, 1, 30, 3))
+        .expect("contiguous");
+    let refused = [
+        store.append(t, write),
+        store.write_state(
+            t,
+            PartitionState {
+                high_watermark: 5,
+                ..state
+            },
+        ),
+        store.delete_head(
+            t,
+            2,
+            PartitionState {
+                log_start_offset: 2,
+                ..state
+            },
+        ),
+        store.replace_batches(t, &[0], &[], &[], state),
+        store.truncate(t, 2, state, &[]).map(|_| ()),
+        store.delete_partition(other),
+        store.create_partition(new).map(|_| ()),
+    ];
+    for (i, r) in refused.into_iter().enumerate() {
+        assert_eq!(r, Err(StorageError::Closed), "write {i} after close");
+    }
+    assert_eq!(store.create_partition(t).expect("exists"), state);
+    let mut after = everything(store);
+    after.0.sort_by_key(|(p, _)| (p.topic_id, p.partition));
+    assert_eq!(after, before);
 }
 
 /// The aborted-transaction index is written with the marker's batch, read in marker order,

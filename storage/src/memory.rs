@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockWriteGuard};
 
 use crate::{
     keys, AbortedTxn, BatchInfo, EpochEntry, LogStore, PartitionState, StorageError, StoredBatch,
@@ -18,6 +18,8 @@ struct Inner {
     producers: BTreeMap<(TopicPartition, i64), Vec<u8>>,
     epochs: BTreeMap<(TopicPartition, i32), i64>,
     aborted: BTreeMap<(TopicPartition, i64), AbortedTxn>,
+    /// Set by [`LogStore::close`]: writes are refused.
+    closed: bool,
 }
 
 impl Inner {
@@ -64,11 +66,23 @@ impl MemoryLogStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The maps, to change them; refused once the store is closed.
+    fn writable(&self) -> Result<RwLockWriteGuard<'_, Inner>, StorageError> {
+        let inner = self.inner.write();
+        if inner.closed {
+            return Err(StorageError::Closed);
+        }
+        Ok(inner)
+    }
 }
 
 impl LogStore for MemoryLogStore {
     fn create_partition(&self, tp: TopicPartition) -> Result<PartitionState, StorageError> {
-        let mut inner = self.inner.write();
+        if let Some(state) = self.inner.read().state.get(&tp) {
+            return Ok(*state);
+        }
+        let mut inner = self.writable()?;
         Ok(*inner
             .state
             .entry(tp)
@@ -76,7 +90,7 @@ impl LogStore for MemoryLogStore {
     }
 
     fn append(&self, tp: TopicPartition, write: WriteBatch) -> Result<(), StorageError> {
-        let mut inner = self.inner.write();
+        let mut inner = self.writable()?;
         for b in write.batches {
             inner.log.insert((tp, b.base_offset), b.data);
         }
@@ -168,7 +182,7 @@ impl LogStore for MemoryLogStore {
     }
 
     fn delete_partition(&self, tp: TopicPartition) -> Result<(), StorageError> {
-        let mut inner = self.inner.write();
+        let mut inner = self.writable()?;
         inner.log.retain(|(t, _), _| *t != tp);
         inner.index.retain(|(t, _), _| *t != tp);
         inner.state.remove(&tp);
@@ -205,7 +219,7 @@ impl LogStore for MemoryLogStore {
         remove_below: i64,
         state: PartitionState,
     ) -> Result<(), StorageError> {
-        let mut inner = self.inner.write();
+        let mut inner = self.writable()?;
         inner
             .log
             .retain(|(t, base), _| *t != tp || *base >= remove_below);
@@ -227,7 +241,7 @@ impl LogStore for MemoryLogStore {
         remove_aborted: &[i64],
         state: PartitionState,
     ) -> Result<(), StorageError> {
-        let mut inner = self.inner.write();
+        let mut inner = self.writable()?;
         for base in remove {
             inner.log.remove(&(tp, *base));
         }
@@ -263,7 +277,7 @@ impl LogStore for MemoryLogStore {
     }
 
     fn write_state(&self, tp: TopicPartition, state: PartitionState) -> Result<(), StorageError> {
-        self.inner.write().state.insert(tp, state);
+        self.writable()?.state.insert(tp, state);
         Ok(())
     }
 
@@ -274,7 +288,12 @@ impl LogStore for MemoryLogStore {
         current: PartitionState,
         producers: &[(i64, Vec<u8>)],
     ) -> Result<PartitionState, StorageError> {
-        Self::truncate_inner(&mut self.inner.write(), tp, offset, current, producers)
+        Self::truncate_inner(&mut *self.writable()?, tp, offset, current, producers)
+    }
+
+    fn close(&self) -> Result<(), StorageError> {
+        self.inner.write().closed = true;
+        Ok(())
     }
 }
 

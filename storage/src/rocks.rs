@@ -949,6 +949,9 @@ impl LogStore for RocksLogStore {
     }
 
     fn close(&self) -> Result<(), StorageError> {
+        // Every write handed to the writer before this is written, every later one refused:
+        // nothing lands after the flush below, only in the WAL.
+        self.writer.close()?;
         let mut opts = rocksdb::FlushOptions::default();
         opts.set_wait(true);
         self.flush_all(&opts)
@@ -1679,6 +1682,84 @@ mod tests {
             "{err}"
         );
         assert_eq!(store.db.get_cf(&state, b"k").expect("get"), None);
+    }
+
+    /// Writers racing a close: every write answered Ok is in the database once the close
+    /// returns, every one refused is not, and nothing written later changes it. Each writer
+    /// goes on for a few writes after the close has returned (all of them refused).
+    #[test]
+    fn a_close_orders_every_write_before_or_after_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open_small(dir.path());
+        let writer = Arc::new(
+            Writer::start(Arc::clone(&store.db), WriteOptions::default(), None).expect("start"),
+        );
+        let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writers: Vec<_> = (0..3u8)
+            .map(|t| {
+                let (writer, db) = (Arc::clone(&writer), Arc::clone(&store.db));
+                let (acked, closed) = (Arc::clone(&acked), Arc::clone(&closed));
+                std::thread::spawn(move || {
+                    let state = db.cf_handle(CF_STATE).expect("state family");
+                    let (mut written, mut refused) = (Vec::new(), Vec::new());
+                    let mut after_close = 0;
+                    for i in 0u32.. {
+                        if closed.load(std::sync::atomic::Ordering::Acquire) {
+                            after_close += 1;
+                            if after_close > 3 {
+                                break;
+                            }
+                        }
+                        let key = [&[t][..], &i.to_be_bytes()].concat();
+                        let mut batch = rocksdb::WriteBatch::default();
+                        batch.put_cf(&state, &key, b"v");
+                        match writer.write(batch) {
+                            Ok(()) => {
+                                written.push(key);
+                                acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            Err(StorageError::Closed) => refused.push(key),
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    (written, refused)
+                })
+            })
+            .collect();
+        // The close lands among the writes: after some, with more being handed over.
+        while acked.load(std::sync::atomic::Ordering::Relaxed) < 30 {
+            std::thread::yield_now();
+        }
+        writer.close().expect("close");
+        closed.store(true, std::sync::atomic::Ordering::Release);
+        let state = store.cf(CF_STATE).expect("state family");
+        let held = || -> usize {
+            store
+                .db
+                .iterator_cf(&state, IteratorMode::Start)
+                .try_fold(0, |n, kv| kv.map(|_| n + 1))
+                .expect("read")
+        };
+        let after_close = held();
+        let mut acknowledged = 0;
+        for w in writers {
+            let (written, refused) = w.join().expect("writer thread");
+            assert!(
+                refused.len() >= 3,
+                "writes after the close were not refused"
+            );
+            for key in &written {
+                assert!(store.db.get_cf(&state, key).expect("get").is_some());
+            }
+            for key in &refused {
+                assert_eq!(store.db.get_cf(&state, key).expect("get"), None);
+            }
+            acknowledged += written.len();
+        }
+        assert_eq!(after_close, acknowledged);
+        assert_eq!(held(), acknowledged);
+        writer.close().expect("a second close");
     }
 
     #[test]

@@ -16,6 +16,10 @@
 //!   only ever for a flush that is running, and ends (RocksDB's own `allow_stall` can wait
 //!   with none, decision 0019). The bound is soft: writes pass between flushes.
 //!
+//! - **Closing.** [`Writer::close`] goes through the queue like a write: every write handed
+//!   over before it is written, every one after it is refused ([`StorageError::Closed`]), so
+//!   the flush that follows a close leaves nothing only in the WAL.
+//!
 //! The callers still build their write batch themselves (the copy of the records), and wait
 //! for the write to be done.
 
@@ -43,8 +47,15 @@ thread_local! {
     static SLOT: Arc<Slot> = Arc::new(Slot::default());
 }
 
+/// What a job asks of the writer thread.
+enum Work {
+    Write(rocksdb::WriteBatch),
+    /// Refuse every write after this one.
+    Close,
+}
+
 struct Job {
-    batch: Option<rocksdb::WriteBatch>,
+    work: Option<Work>,
     slot: Arc<Slot>,
     answered: bool,
 }
@@ -150,7 +161,21 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name(THREAD_NAME.into())
             .spawn(move || {
+                let mut closed = false;
                 for mut job in queue {
+                    let batch = match job.work.take() {
+                        Some(Work::Write(batch)) if !closed => batch,
+                        Some(Work::Write(_)) => {
+                            job.answer(Err(StorageError::Closed));
+                            continue;
+                        }
+                        Some(Work::Close) => {
+                            closed = true;
+                            job.answer(Ok(()));
+                            continue;
+                        }
+                        None => continue,
+                    };
                     if let Some(limit) = &limit {
                         let waited = wait_for_room(
                             limit.max_bytes,
@@ -168,14 +193,12 @@ impl Writer {
                             );
                         }
                     }
-                    if let Some(batch) = job.batch.take() {
-                        let result =
-                            db.write_opt(batch, &options)
-                                .map_err(|e| StorageError::Engine {
-                                    message: e.into_string(),
-                                });
-                        job.answer(result);
-                    }
+                    let result = db
+                        .write_opt(batch, &options)
+                        .map_err(|e| StorageError::Engine {
+                            message: e.into_string(),
+                        });
+                    job.answer(result);
                 }
             })
             .map_err(|e| StorageError::Engine {
@@ -196,8 +219,19 @@ impl Writer {
         )
     }
 
-    /// Writes `batch` on the writer thread and waits until it is written.
+    /// Writes `batch` on the writer thread and waits until it is written; refused once the
+    /// writer is closed.
     pub(crate) fn write(&self, batch: rocksdb::WriteBatch) -> Result<(), StorageError> {
+        self.submit(Work::Write(batch))
+    }
+
+    /// Waits until every write handed over before this call is written, and refuses every
+    /// write after it ([`StorageError::Closed`]). Idempotent.
+    pub(crate) fn close(&self) -> Result<(), StorageError> {
+        self.submit(Work::Close)
+    }
+
+    fn submit(&self, work: Work) -> Result<(), StorageError> {
         debug_assert_ne!(
             std::thread::current().name(),
             Some(THREAD_NAME),
@@ -205,7 +239,7 @@ impl Writer {
         );
         let slot = SLOT.with(Arc::clone);
         let job = Job {
-            batch: Some(batch),
+            work: Some(work),
             slot: Arc::clone(&slot),
             answered: false,
         };

@@ -1580,6 +1580,28 @@ pub(crate) mod tests {
         (logs, p, image)
     }
 
+    /// At shutdown the store is closed after its last flush: a produce racing it is refused
+    /// with KAFKA_STORAGE_ERROR (retriable: the client goes to the new leader) and leaves the
+    /// log as it was; reads go on.
+    #[test]
+    fn appends_after_close_are_refused_and_change_nothing() {
+        let (logs, p, _) = setup();
+        append(&p, &encode_batch(5, 0, Compression::None));
+        logs.close().expect("close");
+        let views_of = |b: &bytes::Bytes| batch::parse_batches(b, 1 << 20).expect("valid");
+        let late = encode_batch(3, 1000, Compression::None);
+        let err = p.append(&views_of(&late)).expect_err("closed");
+        assert_eq!(
+            err.kafka_error(),
+            kafka_protocol::ResponseError::KafkaStorageError,
+            "{err}"
+        );
+        assert_eq!((p.log_end_offset(), p.high_watermark()), (5, 5));
+        let r = p.read(0, 1 << 20).expect("read");
+        let sets = RecordBatchDecoder::decode_all(&mut r.records.clone()).expect("decode");
+        assert_eq!(sets.iter().map(|s| s.records.len()).sum::<usize>(), 5);
+    }
+
     #[test]
     fn appends_get_consecutive_offsets_and_read_back() {
         let (_, p, _) = setup();
