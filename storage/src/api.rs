@@ -416,9 +416,10 @@ pub trait LogStore: Send + Sync + 'static {
     }
 
     /// At a controlled shutdown: refuses every write from now on ([`StorageError::Closed`];
-    /// a write already under way finishes first), then writes out every in-memory write
-    /// buffer, so the next start replays nothing and a write-ahead log kept in memory
-    /// (`RocksOptions::wal_dir`) may go with the host: no write can land after the flush,
-    /// only in the WAL. Reads go on. Idempotent.
+    /// a write already handed to the engine is written first), then writes out every
+    /// in-memory write buffer, so the next start replays nothing and a write-ahead log kept
+    /// in memory (`RocksOptions::wal_dir`) may go with the host: no write can land after the
+    /// flush, only in the WAL. What a write accepted before the close does outside the WAL
+    /// (dropping a deleted partition's files) may finish after it. Reads go on. Idempotent.
     fn close(&self) -> Result<(), StorageError>;
 }

@@ -149,6 +149,8 @@ pub struct RocksLogStore {
     idle_marks: Mutex<HashMap<String, u64>>,
     /// Every flush writes all column families at once ([`RocksOptions::wal_dir`]).
     atomic_flush: bool,
+    /// Set by [`LogStore::close`], under `own_families`: no column family is created after.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 /// The file in the data directory naming the directory the WAL was last kept in (absent:
@@ -497,6 +499,7 @@ impl RocksLogStore {
             shared: RwLock::new(Default::default()),
             idle_marks: Mutex::new(HashMap::new()),
             atomic_flush: options.wal_dir.is_some(),
+            closed: std::sync::atomic::AtomicBool::new(false),
         };
         let partitions = store.partitions()?;
         let mut bounds: HashMap<TopicPartition, Bounds> = partitions
@@ -571,6 +574,10 @@ impl RocksLogStore {
             return self.cf(CF_SHARED_LOG);
         }
         let mut own = self.own_families.lock();
+        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+            // The write would be refused; its family would outlive the shutdown flush.
+            return Err(StorageError::Closed);
+        }
         let name = log_cf_name(tp);
         if self.db.cf_handle(&name).is_none() {
             let shared = self.cf(CF_SHARED_LOG)?;
@@ -949,12 +956,20 @@ impl LogStore for RocksLogStore {
     }
 
     fn close(&self) -> Result<(), StorageError> {
-        // Every write handed to the writer before this is written, every later one refused:
-        // nothing lands after the flush below, only in the WAL.
-        self.writer.close()?;
+        // No partition's column family is created from now on, every write handed to the
+        // writer before this is written, every later one refused: nothing lands after the
+        // flush below, only in the WAL.
+        {
+            let _own = self.own_families.lock();
+            self.closed
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        let closed = self.writer.close();
         let mut opts = rocksdb::FlushOptions::default();
         opts.set_wait(true);
-        self.flush_all(&opts)
+        // Flushed even if the writer thread has died: what it wrote is in the memtables.
+        let flushed = self.flush_all(&opts);
+        closed.and(flushed)
     }
 
     fn create_partition(&self, tp: TopicPartition) -> Result<PartitionState, StorageError> {
@@ -1729,6 +1744,10 @@ mod tests {
             .collect();
         // The close lands among the writes: after some, with more being handed over.
         while acked.load(std::sync::atomic::Ordering::Relaxed) < 30 {
+            assert!(
+                writers.iter().all(|w| !w.is_finished()),
+                "a writer thread ended before the close"
+            );
             std::thread::yield_now();
         }
         writer.close().expect("close");
@@ -1760,6 +1779,32 @@ mod tests {
         assert_eq!(after_close, acknowledged);
         assert_eq!(held(), acknowledged);
         writer.close().expect("a second close");
+    }
+
+    /// A partition that has written nothing yet gets its column family at its first append;
+    /// after a close that append is refused before the family is made (it would be a change
+    /// to the database after the shutdown flush).
+    #[test]
+    fn no_column_family_is_created_after_a_close() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = RocksLogStore::open(dir.path(), &RocksOptions::default()).expect("open");
+        let (written, fresh) = (
+            TopicPartition::new(uuid::Uuid::from_u128(16), 0),
+            TopicPartition::new(uuid::Uuid::from_u128(16), 1),
+        );
+        for tp in [written, fresh] {
+            store.create_partition(tp).expect("create");
+        }
+        append_batches(&store, written, 1, 100);
+        assert!(store.db.cf_handle(&log_cf_name(written)).is_some());
+        store.close().expect("close");
+        let mut write = WriteBatch::new(conformance::state_of(&store, fresh));
+        write
+            .push(conformance::fake_batch(0, 1, 0, 10))
+            .expect("contiguous");
+        assert_eq!(store.append(fresh, write), Err(StorageError::Closed));
+        assert!(store.db.cf_handle(&log_cf_name(fresh)).is_none());
+        assert_eq!(*store.own_families.lock(), 1);
     }
 
     #[test]

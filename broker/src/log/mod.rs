@@ -1451,7 +1451,8 @@ impl LogManager {
         self.store.flush_idle()
     }
 
-    /// Writes out every in-memory buffer of the store (see [`LogStore::close`]).
+    /// Writes out every in-memory buffer of the store and refuses every later write (see
+    /// [`LogStore::close`]): at shutdown, after the last high watermark checkpoint.
     pub fn close(&self) -> Result<(), LogError> {
         Ok(self.store.close()?)
     }

@@ -529,9 +529,19 @@ fn apply_fetched(
     let records: Bytes = p.records.unwrap_or_default();
     if !records.is_empty() {
         if let Err(e) = log.append_replicated_at(&records, from, t.leader_epoch) {
-            if let LogError::NotFollower { .. } = e {
-                no_longer_following(targets, tp, t.leader_epoch, &e);
-                return;
+            match e {
+                LogError::NotFollower { .. } => {
+                    no_longer_following(targets, tp, t.leader_epoch, &e);
+                    return;
+                }
+                // The broker is stopping: the store took its last write.
+                LogError::Storage {
+                    source: strom_storage::StorageError::Closed,
+                } => {
+                    debug!(%tp, "replicated batches dropped: the log store is closed");
+                    return;
+                }
+                _ => {}
             }
             warn!(%tp, error = %e, "replicated batches do not apply; checking divergence");
             update(targets, tp, t.leader_epoch, |x| x.truncated = false);
