@@ -139,8 +139,9 @@ pub struct RocksLogStore {
     log_opts: Options,
     /// What reads of each partition skip, as last written (see [`Bounds`]).
     bounds: RwLock<HashMap<TopicPartition, Bounds>>,
-    /// Serialises creating and dropping partition column families, and counts them.
-    own_families: Mutex<usize>,
+    /// Serialises creating and dropping partition column families, counts them, and
+    /// refuses to create one once the store is closed.
+    own_families: Mutex<OwnFamilies>,
     partition_families: usize,
     /// Partitions known to keep their batches in the shared column family.
     shared: RwLock<std::collections::HashSet<TopicPartition>>,
@@ -149,8 +150,14 @@ pub struct RocksLogStore {
     idle_marks: Mutex<HashMap<String, u64>>,
     /// Every flush writes all column families at once ([`RocksOptions::wal_dir`]).
     atomic_flush: bool,
-    /// Set by [`LogStore::close`], under `own_families`: no column family is created after.
-    closed: std::sync::atomic::AtomicBool,
+}
+
+/// The partitions' own column families, behind one lock: how many there are, and whether
+/// the store is closed (none is created after [`LogStore::close`]).
+#[derive(Default)]
+struct OwnFamilies {
+    count: usize,
+    closed: bool,
 }
 
 /// The file in the data directory naming the directory the WAL was last kept in (absent:
@@ -494,12 +501,11 @@ impl RocksLogStore {
             db,
             log_opts,
             bounds: RwLock::new(HashMap::new()),
-            own_families: Mutex::new(0),
+            own_families: Mutex::new(OwnFamilies::default()),
             partition_families: options.partition_families,
             shared: RwLock::new(Default::default()),
             idle_marks: Mutex::new(HashMap::new()),
             atomic_flush: options.wal_dir.is_some(),
-            closed: std::sync::atomic::AtomicBool::new(false),
         };
         let partitions = store.partitions()?;
         let mut bounds: HashMap<TopicPartition, Bounds> = partitions
@@ -538,7 +544,7 @@ impl RocksLogStore {
                 None => {}
             }
         }
-        *store.own_families.lock() = own;
+        store.own_families.lock().count = own;
         Ok(store)
     }
 
@@ -574,7 +580,7 @@ impl RocksLogStore {
             return self.cf(CF_SHARED_LOG);
         }
         let mut own = self.own_families.lock();
-        if self.closed.load(std::sync::atomic::Ordering::Acquire) {
+        if own.closed {
             // The write would be refused; its family would outlive the shutdown flush.
             return Err(StorageError::Closed);
         }
@@ -588,12 +594,12 @@ impl RocksLogStore {
             it.seek(lower);
             let has_shared_batches = it.valid();
             it.status().map_err(engine)?;
-            if has_shared_batches || *own >= self.partition_families {
+            if has_shared_batches || own.count >= self.partition_families {
                 self.shared.write().insert(tp);
                 return Ok(shared);
             }
             self.db.create_cf(&name, &self.log_opts).map_err(engine)?;
-            *own += 1;
+            own.count += 1;
         }
         self.cf(&name)
     }
@@ -959,11 +965,7 @@ impl LogStore for RocksLogStore {
         // No partition's column family is created from now on, every write handed to the
         // writer before this is written, every later one refused: nothing lands after the
         // flush below, only in the WAL.
-        {
-            let _own = self.own_families.lock();
-            self.closed
-                .store(true, std::sync::atomic::Ordering::Release);
-        }
+        self.own_families.lock().closed = true;
         let closed = self.writer.close();
         let mut opts = rocksdb::FlushOptions::default();
         opts.set_wait(true);
@@ -1089,7 +1091,7 @@ impl LogStore for RocksLogStore {
         if self.db.cf_handle(&name).is_some() {
             self.flush_before_unlogged_change()?;
             self.db.drop_cf(&name).map_err(engine)?;
-            *own = own.saturating_sub(1);
+            own.count = own.count.saturating_sub(1);
         }
         Ok(())
     }
@@ -1709,8 +1711,9 @@ mod tests {
         let writer = Arc::new(
             Writer::start(Arc::clone(&store.db), WriteOptions::default(), None).expect("start"),
         );
-        let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let acked = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicBool::new(false));
         let writers: Vec<_> = (0..3u8)
             .map(|t| {
                 let (writer, db) = (Arc::clone(&writer), Arc::clone(&store.db));
@@ -1720,7 +1723,7 @@ mod tests {
                     let (mut written, mut refused) = (Vec::new(), Vec::new());
                     let mut after_close = 0;
                     for i in 0u32.. {
-                        if closed.load(std::sync::atomic::Ordering::Acquire) {
+                        if closed.load(Ordering::Acquire) {
                             after_close += 1;
                             if after_close > 3 {
                                 break;
@@ -1732,7 +1735,7 @@ mod tests {
                         match writer.write(batch) {
                             Ok(()) => {
                                 written.push(key);
-                                acked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                acked.fetch_add(1, Ordering::Relaxed);
                             }
                             Err(StorageError::Closed) => refused.push(key),
                             Err(e) => panic!("{e}"),
@@ -1743,7 +1746,7 @@ mod tests {
             })
             .collect();
         // The close lands among the writes: after some, with more being handed over.
-        while acked.load(std::sync::atomic::Ordering::Relaxed) < 30 {
+        while acked.load(Ordering::Relaxed) < 30 {
             assert!(
                 writers.iter().all(|w| !w.is_finished()),
                 "a writer thread ended before the close"
@@ -1751,7 +1754,7 @@ mod tests {
             std::thread::yield_now();
         }
         writer.close().expect("close");
-        closed.store(true, std::sync::atomic::Ordering::Release);
+        closed.store(true, Ordering::Release);
         let state = store.cf(CF_STATE).expect("state family");
         let held = || -> usize {
             store
@@ -1804,7 +1807,7 @@ mod tests {
             .expect("contiguous");
         assert_eq!(store.append(fresh, write), Err(StorageError::Closed));
         assert!(store.db.cf_handle(&log_cf_name(fresh)).is_none());
-        assert_eq!(*store.own_families.lock(), 1);
+        assert_eq!(store.own_families.lock().count, 1);
     }
 
     #[test]
@@ -1995,7 +1998,7 @@ mod tests {
         assert!(!families.contains(&log_cf_name(t)));
         assert!(!families.contains(&log_cf_name(orphan)), "{families:?}");
         assert!(store.partitions().expect("partitions").is_empty());
-        assert_eq!(*store.own_families.lock(), 0);
+        assert_eq!(store.own_families.lock().count, 0);
     }
 
     #[test]
