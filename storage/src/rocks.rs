@@ -1464,6 +1464,12 @@ mod tests {
         }
     }
 
+    /// Partitions 0 and 1 of the topic whose id is `topic`.
+    fn two_partitions(topic: u128) -> (TopicPartition, TopicPartition) {
+        let id = uuid::Uuid::from_u128(topic);
+        (TopicPartition::new(id, 0), TopicPartition::new(id, 1))
+    }
+
     fn open_small(path: &Path) -> RocksLogStore {
         RocksLogStore::open(
             path,
@@ -1791,10 +1797,7 @@ mod tests {
     fn no_column_family_is_created_after_a_close() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = RocksLogStore::open(dir.path(), &RocksOptions::default()).expect("open");
-        let (written, fresh) = (
-            TopicPartition::new(uuid::Uuid::from_u128(16), 0),
-            TopicPartition::new(uuid::Uuid::from_u128(16), 1),
-        );
+        let (written, fresh) = two_partitions(16);
         for tp in [written, fresh] {
             store.create_partition(tp).expect("create");
         }
@@ -1853,10 +1856,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         // 64 MiB memtables: none fills up in this test.
         let store = RocksLogStore::open(dir.path(), &RocksOptions::default()).expect("open");
-        let (idle, busy) = (
-            TopicPartition::new(uuid::Uuid::from_u128(2), 0),
-            TopicPartition::new(uuid::Uuid::from_u128(2), 1),
-        );
+        let (idle, busy) = two_partitions(2);
         store.create_partition(idle).expect("create");
         store.create_partition(busy).expect("create");
         // Enough to be worth a file (IDLE_FLUSH_MIN_BYTES); a small one stays.
@@ -1908,10 +1908,7 @@ mod tests {
     fn flushed_files_move_down_the_levels_without_being_rewritten() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open_small(dir.path());
-        let (a, b) = (
-            TopicPartition::new(uuid::Uuid::from_u128(1), 0),
-            TopicPartition::new(uuid::Uuid::from_u128(1), 1),
-        );
+        let (a, b) = two_partitions(1);
         store.create_partition(a).expect("create");
         store.create_partition(b).expect("create");
         // Eight flushes per partition, their writes interleaved as a producer's would be.
@@ -2266,10 +2263,7 @@ mod tests {
             wal_dir: Some(wal.clone()),
             ..RocksOptions::default()
         };
-        let (a, b) = (
-            TopicPartition::new(uuid::Uuid::from_u128(80), 0),
-            TopicPartition::new(uuid::Uuid::from_u128(80), 1),
-        );
+        let (a, b) = two_partitions(80);
         {
             let store = RocksLogStore::open(&data, &options).expect("open");
             for tp in [a, b] {
@@ -2317,10 +2311,7 @@ mod tests {
             wal_dir: Some(wal.clone()),
             ..RocksOptions::default()
         };
-        let (a, b) = (
-            TopicPartition::new(uuid::Uuid::from_u128(81), 0),
-            TopicPartition::new(uuid::Uuid::from_u128(81), 1),
-        );
+        let (a, b) = two_partitions(81);
         let size;
         {
             let store = RocksLogStore::open(&data, &options).expect("open");
